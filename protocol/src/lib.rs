@@ -1,0 +1,52 @@
+//! wisp-protocol: the wire format every wisp component shares.
+//!
+//! A hotspot proves its radio coverage, backhaul bandwidth and location with signed messages;
+//! the oracle verifies them and pays rewards. This crate defines those messages and the rules
+//! that make one proof have exactly one byte form:
+//!
+//! - [`envelope`]: the signed envelope (`version, kind, payload, signer, signature, cosigners`),
+//!   domain-separated signatures verified with `verify_strict` over the raw bytes *before* any
+//!   decoding, canonical decoding, per-kind size limits, and [`ProofId`] (BLAKE3 of the bytes).
+//! - [`msg`]: the payloads (`Onboard`, `EpochSeed`, `Beacon`, `Witness`, `BandwidthReceipt`,
+//!   `Heartbeat`, `Ack`, `RewardManifest`, `StatusReport`), all integers and bytes (no floats),
+//!   encoded with postcard.
+//! - [`id`]: node identity (ed25519, displayed as the libp2p PeerId string).
+//! - [`reason`]: the stable rejection codes the oracle stores, counts and acks.
+//! - [`schedule`]: beacon slots, nonces and measurer assignment derived from the epoch seed.
+//! - [`geo`] and [`physics`]: H3 cells, great-circle distance, free-space path loss, the
+//!   plausible-RSSI bound and the speed-of-light RTT bound.
+//! - [`merkle`]: the reward manifest's Merkle tree and inclusion proofs.
+//! - [`topics`]: MQTT topic names.
+//! - [`keyfile`] (feature `std`): PKCS#8 PEM key files, written atomically with mode 0600.
+//!
+//! Nothing here reads the clock, a socket or an unseeded RNG: time and randomness are inputs,
+//! so the agent, the oracle and the simulator compute identical results from identical inputs.
+//! The only I/O is [`keyfile`], which the shells call at start-up. The byte-level format is
+//! specified in `docs/PROTOCOL.md`.
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod bytes;
+pub mod envelope;
+pub mod geo;
+pub mod id;
+#[cfg(feature = "std")]
+pub mod keyfile;
+pub mod kind;
+pub mod merkle;
+pub mod msg;
+pub mod physics;
+pub mod reason;
+pub mod schedule;
+pub mod topics;
+pub mod units;
+
+pub use envelope::{Envelope, EnvelopeError, Opened, ProofId};
+pub use geo::Cell;
+pub use id::{NodeId, NodeKey};
+pub use kind::Kind;
+pub use reason::Reason;
+
+/// Protocol version carried in every envelope and in every domain tag (`wisp/v1/...`).
+pub const VERSION: u8 = 1;

@@ -1,0 +1,112 @@
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::ByteArray;
+use crate::envelope::{EnvelopeError, Message};
+use crate::id::NodeId;
+use crate::kind::Kind;
+use crate::reason::Reason;
+use crate::units::EpochNo;
+
+use super::invalid;
+
+/// Which way the bytes flowed, seen from the prover.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Measurer → prover (the prover's download).
+    Down,
+    /// Prover → measurer (the prover's upload).
+    Up,
+}
+
+/// A completed measurement. Rates in bits per second, times in microseconds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Verified payload bytes the receiver counted (warm-up included).
+    pub bytes: u64,
+    /// Test duration, warm-up included.
+    pub duration_ms: u32,
+    /// Median of the 1 s throughput windows after warm-up.
+    pub median_bps: u64,
+    /// 10th percentile of the same windows.
+    pub p10_bps: u64,
+    /// Round-trip time before the load.
+    pub rtt_idle_us: u32,
+    /// Round-trip time under load.
+    pub rtt_loaded_us: u32,
+}
+
+/// Why a bandwidth test produced no number. A failure is signed too: it is evidence, never a
+/// fabricated figure.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BwFailure {
+    /// The prover refused the test.
+    Refused,
+    /// The prover did not answer or the transfer stalled.
+    Timeout,
+    /// Received bytes did not match the keyed stream.
+    BadContent,
+    /// The stream ended before the agreed amount or time.
+    Truncated,
+    /// The transport failed (connection reset, unreachable).
+    Transport,
+}
+
+/// The result of one test.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The test ran; the figures.
+    Measured(Measurement),
+    /// The test failed; why.
+    Failed(BwFailure),
+}
+
+/// A bandwidth test receipt. The measurer signs the envelope; the prover co-signs a measured
+/// receipt (a failed test may carry the measurer's signature alone).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BandwidthReceipt {
+    /// Random id the measurer chose for the test.
+    pub test_id: ByteArray<16>,
+    /// The epoch of the assignment.
+    pub epoch: EpochNo,
+    /// The node being measured.
+    pub prover: NodeId,
+    /// The node that measured.
+    pub measurer: NodeId,
+    /// Which way.
+    pub direction: Direction,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+impl Message for BandwidthReceipt {
+    const KIND: Kind = Kind::BandwidthReceipt;
+
+    fn check(&self, signer: &NodeId, cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
+        if *signer != self.measurer {
+            return Err(invalid("measurer", "is not the envelope signer", Reason::SignerMismatch));
+        }
+        if self.prover == self.measurer {
+            return Err(invalid("prover", "a node cannot measure itself", Reason::SignerMismatch));
+        }
+        match (cosigners, &self.outcome) {
+            ([p], _) if *p == self.prover => {}
+            ([_], _) => {
+                return Err(invalid("cosigner", "is not the prover", Reason::SignerMismatch));
+            }
+            ([], Outcome::Failed(_)) => {}
+            ([], Outcome::Measured(_)) => {
+                return Err(invalid("cosigner", "prover has not co-signed", Reason::MissingCosignature));
+            }
+            _ => return Err(invalid("cosigner", "too many", Reason::Malformed)),
+        }
+        if let Outcome::Measured(m) = &self.outcome
+            && (m.p10_bps > m.median_bps || m.duration_ms == 0)
+        {
+            return Err(invalid("measurement", "p10 above median or zero duration", Reason::FieldOutOfRange));
+        }
+        Ok(())
+    }
+}

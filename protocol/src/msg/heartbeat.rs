@@ -1,0 +1,140 @@
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{EnvelopeError, Message};
+use crate::geo::Cell;
+use crate::id::NodeId;
+use crate::kind::Kind;
+use crate::reason::Reason;
+use crate::units::{EpochNo, UnixMs};
+
+use super::{invalid, Versions};
+
+/// A GNSS position fix, integers only. Field meanings follow NMEA GGA/RMC.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct GnssFix {
+    /// Latitude in 1e-7 degrees (north positive).
+    pub lat_e7: i32,
+    /// Longitude in 1e-7 degrees (east positive).
+    pub lon_e7: i32,
+    /// Altitude above mean sea level in millimetres.
+    pub alt_mm: i32,
+    /// Horizontal dilution of precision × 100.
+    pub hdop_centi: u16,
+    /// Satellites used.
+    pub satellites: u8,
+    /// The fix's UTC time.
+    pub utc_ms: UnixMs,
+}
+
+impl GnssFix {
+    fn check(&self) -> Result<(), EnvelopeError> {
+        if !(-900_000_000..=900_000_000).contains(&self.lat_e7)
+            || !(-1_800_000_000..=1_800_000_000).contains(&self.lon_e7)
+        {
+            return Err(invalid("fix", "coordinates out of range", Reason::FieldOutOfRange));
+        }
+        Ok(())
+    }
+}
+
+/// A periodic liveness and location report.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The current epoch as the node sees it.
+    pub epoch: EpochNo,
+    /// Increases by one with every heartbeat the node signs, across restarts.
+    pub seq: u64,
+    /// Seconds since the agent started.
+    pub uptime_s: u64,
+    /// When it was signed.
+    pub sent_ms: UnixMs,
+    /// The latest GNSS fix, if the device has one.
+    pub fix: Option<GnssFix>,
+    /// The node's current cell (from the fix, or its configured location).
+    pub cell: Option<Cell>,
+    /// Software versions.
+    pub versions: Versions,
+    /// Connected libp2p peers.
+    pub peers: u16,
+}
+
+impl Message for Heartbeat {
+    const KIND: Kind = Kind::Heartbeat;
+
+    fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
+        self.versions.check()?;
+        if let Some(fix) = &self.fix {
+            fix.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// Device health flags in a status report.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    /// The GNSS receiver delivers fixes.
+    pub gnss_ok: bool,
+    /// The radio transmits and receives.
+    pub radio_ok: bool,
+    /// The secure element answers (false also when there is none).
+    pub secure_element_ok: bool,
+}
+
+/// The most witnesses listed in a status report.
+pub const STATUS_WITNESSES_MAX: usize = 32;
+
+/// A node's signed status, returned over libp2p `/wisp/status/1` so a monitor can ask any node
+/// and know the answer came from it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The current epoch, once a seed was received.
+    pub epoch: Option<EpochNo>,
+    /// When the report was signed.
+    pub sent_ms: UnixMs,
+    /// Seconds since the agent started.
+    pub uptime_s: u64,
+    /// Software versions.
+    pub versions: Versions,
+    /// The node's cell.
+    pub cell: Option<Cell>,
+    /// The latest GNSS fix.
+    pub fix: Option<GnssFix>,
+    /// Proofs waiting in the outbox for an oracle ack.
+    pub outbox_depth: u32,
+    /// When the oldest unacked proof was signed.
+    pub oldest_unacked_ms: Option<UnixMs>,
+    /// When the last oracle ack arrived.
+    pub last_ack_ms: Option<UnixMs>,
+    /// When this node last beaconed.
+    pub last_beacon_ms: Option<UnixMs>,
+    /// When this node last witnessed a beacon.
+    pub last_witness_ms: Option<UnixMs>,
+    /// When this node last sent a heartbeat.
+    pub last_heartbeat_ms: Option<UnixMs>,
+    /// Whether the MQTT connection to the broker is up.
+    pub broker_connected: bool,
+    /// Connected libp2p peers.
+    pub peers: u16,
+    /// Device health.
+    pub health: DeviceHealth,
+    /// Who witnessed this node's last beacon (at most [`STATUS_WITNESSES_MAX`]).
+    pub witnessed_by: Vec<NodeId>,
+}
+
+impl Message for StatusReport {
+    const KIND: Kind = Kind::StatusReport;
+
+    fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
+        self.versions.check()?;
+        if let Some(fix) = &self.fix {
+            fix.check()?;
+        }
+        if self.witnessed_by.len() > STATUS_WITNESSES_MAX {
+            return Err(invalid("witnessed_by", "too many entries", Reason::FieldOutOfRange));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! Message payloads. Each type is the `payload` of one envelope [`Kind`](crate::Kind).
+//!
+//! Every field is an integer, a byte string, a bounded UTF-8 string or a composite of those;
+//! postcard encodes them in declaration order (see docs/PROTOCOL.md for the byte layout).
+//! Bounds that the type cannot express (string lengths, list lengths, ordering) are checked in
+//! each type's [`Message::check`](crate::envelope::Message::check), so an opened message always
+//! respects them.
+
+mod ack;
+mod bandwidth;
+mod epoch;
+mod heartbeat;
+mod onboard;
+mod radio;
+mod rewards;
+
+pub use ack::{Ack, AckEntry, Verdict, ACK_MAX_ENTRIES};
+pub use bandwidth::{BandwidthReceipt, BwFailure, Direction, Measurement, Outcome};
+pub use epoch::{EpochParams, EpochSeed};
+pub use heartbeat::{DeviceHealth, GnssFix, Heartbeat, StatusReport, STATUS_WITNESSES_MAX};
+pub use onboard::{Attestation, Band, Onboard, BANDS_MAX, MAKER_MAX, OWNER_MAX};
+pub use radio::{Beacon, Witness};
+pub use rewards::{RewardEntry, RewardManifest, MANIFEST_PAGE_MAX};
+
+use alloc::string::String;
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::EnvelopeError;
+use crate::reason::Reason;
+
+/// The longest version string in [`Versions`].
+pub const VERSION_STR_MAX: usize = 32;
+
+/// Software versions a node reports.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Versions {
+    /// The agent's version (`CARGO_PKG_VERSION`).
+    pub agent: String,
+    /// The firmware or device backend (`sim`, a board name and version).
+    pub firmware: String,
+}
+
+impl Versions {
+    /// Both versions.
+    pub fn new(agent: &str, firmware: &str) -> Self {
+        Self { agent: agent.into(), firmware: firmware.into() }
+    }
+
+    fn check(&self) -> Result<(), EnvelopeError> {
+        check_str("versions", &self.agent, VERSION_STR_MAX)?;
+        check_str("versions", &self.firmware, VERSION_STR_MAX)
+    }
+}
+
+/// Requires `s` to be at most `max` bytes of printable ASCII (no control characters), so that
+/// it is safe to print in a terminal or a web page without escaping surprises.
+pub(crate) fn check_str(field: &'static str, s: &str, max: usize) -> Result<(), EnvelopeError> {
+    if s.len() > max {
+        return Err(invalid(field, "too long", Reason::FieldOutOfRange));
+    }
+    if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(invalid(field, "not printable ASCII", Reason::FieldOutOfRange));
+    }
+    Ok(())
+}
+
+pub(crate) fn invalid(field: &'static str, why: &'static str, reason: Reason) -> EnvelopeError {
+    EnvelopeError::Invalid { field, why, reason }
+}

@@ -1,0 +1,242 @@
+//! Stable rejection reason codes.
+//!
+//! The oracle stores, counts and acks every rejection with one of these codes; agents log them
+//! and dashboards group by them. A code never changes meaning once released; new codes are
+//! added, old ones retired (never reused). On the wire a reason is its `u16` code, and a code
+//! this build does not know decodes as [`Reason::Other`] so an older agent still understands
+//! that its proof was rejected.
+
+use core::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! reasons {
+    ($( $(#[doc = $doc:literal])* $name:ident = $code:literal, $slug:literal; )*) => {
+        /// Why a proof (or message) was rejected. The number is the stable wire code.
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[non_exhaustive]
+        pub enum Reason {
+            $( $(#[doc = $doc])* $name, )*
+            /// A code this build does not know (sent by a newer oracle).
+            Other(u16),
+        }
+
+        impl Reason {
+            /// Every known reason, in code order.
+            pub const ALL: &'static [Reason] = &[ $( Reason::$name, )* ];
+
+            /// The stable numeric code.
+            pub const fn code(self) -> u16 {
+                match self {
+                    $( Reason::$name => $code, )*
+                    Reason::Other(c) => c,
+                }
+            }
+
+            /// The reason for a code (unknown codes give [`Reason::Other`]).
+            pub const fn from_code(code: u16) -> Reason {
+                match code {
+                    $( $code => Reason::$name, )*
+                    c => Reason::Other(c),
+                }
+            }
+
+            /// The stable snake_case name, used as a metrics label and in JSON.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Reason::$name => $slug, )*
+                    Reason::Other(_) => "other",
+                }
+            }
+
+            /// One line for operators.
+            pub const fn describe(self) -> &'static str {
+                match self {
+                    $( Reason::$name => concat!($($doc),*), )*
+                    Reason::Other(_) => "a reason code unknown to this build",
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    // 1xx: envelope and transport.
+    /// The envelope is larger than its kind allows.
+    Oversize = 100, "oversize";
+    /// The bytes are not a well-formed envelope or payload.
+    Malformed = 101, "malformed";
+    /// The envelope's protocol version is not supported.
+    UnsupportedVersion = 102, "unsupported_version";
+    /// The kind is unknown or not accepted on this channel.
+    UnexpectedKind = 103, "unexpected_kind";
+    /// A signature does not verify, or a signer key is invalid.
+    BadSignature = 104, "bad_signature";
+    /// The payload is not in its one canonical encoding.
+    NonCanonical = 105, "non_canonical";
+    /// The MQTT topic names another node than the envelope's signer.
+    TopicMismatch = 106, "topic_mismatch";
+    /// The sender exceeded its rate limit.
+    RateLimited = 107, "rate_limited";
+    /// The signer has not onboarded.
+    UnknownNode = 108, "unknown_node";
+    /// The signer is on the deny list.
+    Denied = 109, "denied";
+    /// A party's role does not match who signed (e.g. the receipt's measurer is not its signer).
+    SignerMismatch = 110, "signer_mismatch";
+    /// A field is out of its allowed range.
+    FieldOutOfRange = 111, "field_out_of_range";
+    // 2xx: time and epochs.
+    /// The proof names an epoch that is closed or not yet open.
+    WrongEpoch = 200, "wrong_epoch";
+    /// A timestamp lies outside the allowed window around the epoch.
+    TimestampOutOfWindow = 201, "timestamp_out_of_window";
+    /// The proof arrived after the settle window closed.
+    LateArrival = 202, "late_arrival";
+    // 3xx: beacons.
+    /// The beacon was sent outside the node's slot for the epoch.
+    BeaconWrongSlot = 300, "beacon_wrong_slot";
+    /// The beacon's nonce is not the one derived from the epoch seed.
+    BeaconBadNonce = 301, "beacon_bad_nonce";
+    /// The node already beaconed this epoch.
+    BeaconDuplicate = 302, "beacon_duplicate";
+    /// The beacon's frequency is outside the node's declared bands.
+    BeaconUndeclaredBand = 303, "beacon_undeclared_band";
+    /// The beacon's cell is not the node's asserted cell.
+    BeaconCellMismatch = 304, "beacon_cell_mismatch";
+    // 4xx: witnesses.
+    /// A node witnessed its own beacon.
+    SelfWitness = 400, "self_witness";
+    /// The same node witnessed the same beacon twice.
+    DuplicateWitness = 401, "duplicate_witness";
+    /// The witness was received too long after the beacon was sent.
+    WitnessLag = 402, "witness_lag";
+    /// The witnessed frequency differs from the beacon's declared frequency.
+    FrequencyMismatch = 403, "frequency_mismatch";
+    /// Witness and beaconer are closer than the minimum distance.
+    TooClose = 404, "too_close";
+    /// Witness and beaconer are farther apart than any radio link could reach.
+    TooFar = 405, "too_far";
+    /// The RSSI is stronger than free-space path loss allows at that distance.
+    RssiTooStrong = 406, "rssi_too_strong";
+    /// The beacon already has the maximum number of witnesses.
+    WitnessLimit = 407, "witness_limit";
+    /// The embedded beacon is itself invalid.
+    BeaconInvalid = 408, "beacon_invalid";
+    /// No valid beacon matches this witness after the settle window.
+    BeaconNotFound = 409, "beacon_not_found";
+    /// The witness never beacons validly, so it earns no witness rewards.
+    NoReciprocity = 410, "no_reciprocity";
+    /// The RSSI or SNR values are physically implausible (e.g. below the noise floor, constant).
+    SignalImplausible = 411, "signal_implausible";
+    /// The witness's cell is not its asserted cell.
+    WitnessCellMismatch = 412, "witness_cell_mismatch";
+    // 5xx: bandwidth.
+    /// The measurer is not assigned to this prover for the epoch.
+    WrongMeasurer = 500, "wrong_measurer";
+    /// The receipt lacks the prover's co-signature.
+    MissingCosignature = 501, "missing_cosignature";
+    /// More throughput than the declared link could carry.
+    ImplausibleThroughput = 502, "implausible_throughput";
+    /// A second receipt from the same measurer for the same prover, direction and epoch.
+    DuplicateMeasurer = 503, "duplicate_measurer";
+    /// The measured RTT is shorter than light needs to cover the claimed distance.
+    SpeedOfLight = 504, "speed_of_light";
+    /// The test itself failed (refused, timed out, wrong bytes); recorded, not paid.
+    TestFailed = 505, "test_failed";
+    // 6xx: heartbeats and location.
+    /// The GNSS fix is far from the asserted cell.
+    GnssMismatch = 600, "gnss_mismatch";
+    /// A heartbeat sequence number went backwards or repeated.
+    HeartbeatReplay = 601, "heartbeat_replay";
+    /// Heartbeats arrive faster than the interval allows.
+    HeartbeatTooFrequent = 602, "heartbeat_too_frequent";
+    // 7xx: onboarding.
+    /// The secure-element attestation does not verify.
+    AttestationInvalid = 700, "attestation_invalid";
+    /// The attestation names a maker the oracle does not trust.
+    UnknownMaker = 701, "unknown_maker";
+    /// The oracle requires an attestation and none was given.
+    AttestationRequired = 702, "attestation_required";
+    /// The location was re-asserted sooner than allowed.
+    ReassertTooSoon = 703, "reassert_too_soon";
+    /// The owner (payout) address is not valid.
+    BadOwnerAddress = 704, "bad_owner_address";
+    /// The chip serial is already bound to another node key.
+    DeviceAlreadyBound = 705, "device_already_bound";
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Other(c) => write!(f, "other({c})"),
+            r => f.write_str(r.name()),
+        }
+    }
+}
+
+impl fmt::Debug for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self, self.code())
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_u16(self.code())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = alloc::string::String::deserialize(d)?;
+            if let Some(code) = s.strip_prefix("other(").and_then(|r| r.strip_suffix(')')) {
+                let code = code.parse::<u16>().map_err(serde::de::Error::custom)?;
+                return Ok(Reason::from_code(code));
+            }
+            Reason::ALL
+                .iter()
+                .copied()
+                .find(|r| r.name() == s)
+                .ok_or_else(|| serde::de::Error::custom("unknown reason name"))
+        } else {
+            Ok(Reason::from_code(u16::deserialize(d)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_names_are_unique_and_round_trip() {
+        for (i, a) in Reason::ALL.iter().enumerate() {
+            assert_eq!(Reason::from_code(a.code()), *a);
+            assert!(!a.describe().is_empty());
+            for b in &Reason::ALL[i + 1..] {
+                assert_ne!(a.code(), b.code());
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_codes_survive_a_round_trip() {
+        let r = Reason::from_code(9999);
+        assert_eq!(r, Reason::Other(9999));
+        let enc = postcard::to_allocvec(&r).unwrap();
+        assert_eq!(postcard::from_bytes::<Reason>(&enc).unwrap(), r);
+    }
+
+    #[test]
+    fn wire_form_is_the_code() {
+        // 406 = 0b1_1001_0110 → varint 0x96 0x03.
+        assert_eq!(postcard::to_allocvec(&Reason::RssiTooStrong).unwrap(), [0x96, 0x03]);
+    }
+}
