@@ -121,6 +121,69 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
+/// Serde helper for `Vec<u8>` fields: raw bytes with a varint length in binary formats (the
+/// same bytes postcard writes for a `Vec<u8>`), lowercase hex in JSON.
+pub mod hex_vec {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use core::fmt;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    /// Serializes `v`.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            let mut hex = String::with_capacity(2 * v.len());
+            for b in v {
+                use core::fmt::Write;
+                let _ = write!(hex, "{b:02x}");
+            }
+            s.serialize_str(&hex)
+        } else {
+            s.serialize_bytes(v)
+        }
+    }
+
+    /// Deserializes a byte vector.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                let raw = v.as_bytes();
+                if !raw.len().is_multiple_of(2) {
+                    return Err(E::custom("odd-length hex"));
+                }
+                raw.chunks_exact(2)
+                    .map(|p| match (super::hex_val(p[0]), super::hex_val(p[1])) {
+                        (Some(h), Some(l)) => Ok((h << 4) | l),
+                        _ => Err(E::custom("invalid hex")),
+                    })
+                    .collect()
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +201,20 @@ mod tests {
     #[test]
     fn short_input_is_an_error() {
         assert!(postcard::from_bytes::<ByteArray<32>>(&[1u8; 31]).is_err());
+    }
+
+    #[test]
+    fn hex_vec_matches_postcard_vec_encoding() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct W(#[serde(with = "super::hex_vec")] alloc::vec::Vec<u8>);
+        let v = alloc::vec![1u8, 2, 250];
+        let plain = postcard::to_allocvec(&v).unwrap();
+        let with = postcard::to_allocvec(&W(v.clone())).unwrap();
+        assert_eq!(plain, with);
+        assert_eq!(postcard::from_bytes::<W>(&with).unwrap(), W(v.clone()));
+        assert_eq!(serde_json::to_string(&W(v.clone())).unwrap(), "\"0102fa\"");
+        assert_eq!(serde_json::from_str::<W>("\"0102fa\"").unwrap(), W(v));
+        assert!(serde_json::from_str::<W>("\"010\"").is_err());
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl ProofId {
 
     /// The raw 32 bytes.
     pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0 .0
+        &self.0.0
     }
 }
 
@@ -145,7 +145,9 @@ impl EnvelopeError {
             | EnvelopeError::Decode(_) => Reason::Malformed,
             EnvelopeError::TooLarge { .. } => Reason::Oversize,
             EnvelopeError::UnsupportedVersion(_) => Reason::UnsupportedVersion,
-            EnvelopeError::UnknownKind(_) | EnvelopeError::WrongKind { .. } => Reason::UnexpectedKind,
+            EnvelopeError::UnknownKind(_) | EnvelopeError::WrongKind { .. } => {
+                Reason::UnexpectedKind
+            }
             EnvelopeError::InvalidKey | EnvelopeError::BadSignature { .. } => Reason::BadSignature,
             EnvelopeError::NonCanonical => Reason::NonCanonical,
             EnvelopeError::Invalid { reason, .. } => *reason,
@@ -229,9 +231,8 @@ impl Envelope {
 
     /// The wire bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            2 + 5 + self.payload.len() + 97 + 96 * self.cosigners.len(),
-        );
+        let mut out =
+            Vec::with_capacity(2 + 5 + self.payload.len() + 97 + 96 * self.cosigners.len());
         out.push(self.version);
         out.push(self.kind.as_u8());
         put_varint(&mut out, self.payload.len() as u64);
@@ -274,7 +275,10 @@ impl<'a> EnvelopeRef<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
         // Size first: nothing else is looked at for an oversize input.
         if bytes.len() > MAX_ENVELOPE_LEN {
-            return Err(EnvelopeError::TooLarge { len: bytes.len(), max: MAX_ENVELOPE_LEN });
+            return Err(EnvelopeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_ENVELOPE_LEN,
+            });
         }
         let (&version, rest) = bytes.split_first().ok_or(EnvelopeError::Empty)?;
         let (&kind_byte, rest) = rest.split_first().ok_or(EnvelopeError::Truncated)?;
@@ -284,7 +288,10 @@ impl<'a> EnvelopeRef<'a> {
         let kind = Kind::from_u8(kind_byte).ok_or(EnvelopeError::UnknownKind(kind_byte))?;
         let max = kind.max_envelope_len();
         if bytes.len() > max {
-            return Err(EnvelopeError::TooLarge { len: bytes.len(), max });
+            return Err(EnvelopeError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
         }
         let (len, rest) = take_varint(rest)?;
         let len = usize::try_from(len).map_err(|_| EnvelopeError::Truncated)?;
@@ -303,7 +310,7 @@ impl<'a> EnvelopeRef<'a> {
                 max: max_cosigners,
             });
         }
-        let cosig_len = 96 * count as usize;
+        let cosig_len = 96 * usize::try_from(count).map_err(|_| EnvelopeError::Truncated)?;
         if rest.len() < cosig_len {
             return Err(EnvelopeError::Truncated);
         }
@@ -311,7 +318,14 @@ impl<'a> EnvelopeRef<'a> {
         if !rest.is_empty() {
             return Err(EnvelopeError::TrailingBytes(rest.len()));
         }
-        Ok(EnvelopeRef { bytes, kind, payload, signer, signature, cosig_bytes })
+        Ok(EnvelopeRef {
+            bytes,
+            kind,
+            payload,
+            signer,
+            signature,
+            cosig_bytes,
+        })
     }
 
     /// The main signer.
@@ -359,7 +373,9 @@ impl<'a> EnvelopeRef<'a> {
                 return Err(EnvelopeError::DuplicateSigner);
             }
             seen.push(key);
-            let vk = NodeId(*key).verifying_key().map_err(|_| EnvelopeError::InvalidKey)?;
+            let vk = NodeId(*key)
+                .verifying_key()
+                .map_err(|_| EnvelopeError::InvalidKey)?;
             vk.verify_strict(&msg, &Signature::from_bytes(sig))
                 .map_err(|_| EnvelopeError::BadSignature { index })?;
         }
@@ -370,13 +386,21 @@ impl<'a> EnvelopeRef<'a> {
     /// after [`EnvelopeRef::verify`] (or a batch verification) succeeded; [`open`] does both.
     pub fn decode<M: Message>(&self) -> Result<Opened<M>, EnvelopeError> {
         if self.kind != M::KIND {
-            return Err(EnvelopeError::WrongKind { expected: M::KIND, got: self.kind });
+            return Err(EnvelopeError::WrongKind {
+                expected: M::KIND,
+                got: self.kind,
+            });
         }
         let msg: M = decode_canonical(self.payload)?;
         let signer = self.signer_id();
         let cosigners = self.cosigner_ids();
         msg.check(&signer, &cosigners)?;
-        Ok(Opened { msg, signer, cosigners, id: self.proof_id() })
+        Ok(Opened {
+            msg,
+            signer,
+            cosigners,
+            id: self.proof_id(),
+        })
     }
 }
 
@@ -399,7 +423,10 @@ pub fn open<M: Message>(bytes: &[u8]) -> Result<Opened<M>, EnvelopeError> {
     let env = EnvelopeRef::parse(bytes)?;
     if env.kind != M::KIND {
         // Refuse before spending a signature check on a message nobody asked for.
-        return Err(EnvelopeError::WrongKind { expected: M::KIND, got: env.kind });
+        return Err(EnvelopeError::WrongKind {
+            expected: M::KIND,
+            got: env.kind,
+        });
     }
     env.verify()?;
     env.decode()
@@ -496,7 +523,8 @@ fn curve25519_point(bytes: &[u8; 32]) -> Option<curve25519_dalek::edwards::Edwar
 
 /// Encodes a message's payload (postcard). The result is canonical by construction.
 pub fn encode_payload<M: Serialize>(msg: &M) -> Vec<u8> {
-    postcard::to_allocvec(msg).unwrap_or_else(|e| unreachable!("encoding to a Vec cannot fail: {e}"))
+    postcard::to_allocvec(msg)
+        .unwrap_or_else(|e| unreachable!("encoding to a Vec cannot fail: {e}"))
 }
 
 /// Decodes `bytes` as `M` and requires the canonical form: no trailing bytes, and re-encoding
@@ -553,7 +581,10 @@ fn take_array<const N: usize>(bytes: &[u8]) -> Result<(&[u8; N], &[u8]), Envelop
         return Err(EnvelopeError::Truncated);
     }
     let (a, rest) = bytes.split_at(N);
-    Ok((<&[u8; N]>::try_from(a).map_err(|_| EnvelopeError::Truncated)?, rest))
+    Ok((
+        <&[u8; N]>::try_from(a).map_err(|_| EnvelopeError::Truncated)?,
+        rest,
+    ))
 }
 
 #[cfg(test)]
@@ -591,11 +622,23 @@ mod tests {
         assert_eq!(take_varint(&[0]).unwrap().0, 0);
         assert_eq!(take_varint(&[0x7f]).unwrap().0, 127);
         assert_eq!(take_varint(&[0x80, 0x01]).unwrap().0, 128);
-        assert_eq!(take_varint(&[0x80, 0x00]).unwrap_err(), EnvelopeError::BadVarint);
-        assert_eq!(take_varint(&[0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap().0, u64::from(u32::MAX));
-        assert_eq!(take_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f]).unwrap_err(), EnvelopeError::BadVarint);
+        assert_eq!(
+            take_varint(&[0x80, 0x00]).unwrap_err(),
+            EnvelopeError::BadVarint
+        );
+        assert_eq!(
+            take_varint(&[0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap().0,
+            u64::from(u32::MAX)
+        );
+        assert_eq!(
+            take_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f]).unwrap_err(),
+            EnvelopeError::BadVarint
+        );
         assert_eq!(take_varint(&[0x80]).unwrap_err(), EnvelopeError::Truncated);
-        assert_eq!(take_varint(&[0x80; 6]).unwrap_err(), EnvelopeError::BadVarint);
+        assert_eq!(
+            take_varint(&[0x80; 6]).unwrap_err(),
+            EnvelopeError::BadVarint
+        );
     }
 
     #[test]
@@ -603,18 +646,33 @@ mod tests {
         let k = NodeKey::from_seed(&[1; 32]);
         let bytes = Envelope::sign(&k, &hb(1)).to_bytes();
         assert_eq!(EnvelopeRef::parse(&[]).unwrap_err(), EnvelopeError::Empty);
-        assert_eq!(EnvelopeRef::parse(&[1]).unwrap_err(), EnvelopeError::Truncated);
-        assert_eq!(EnvelopeRef::parse(&[2, 6]).unwrap_err(), EnvelopeError::UnsupportedVersion(2));
-        assert_eq!(EnvelopeRef::parse(&[1, 0]).unwrap_err(), EnvelopeError::UnknownKind(0));
+        assert_eq!(
+            EnvelopeRef::parse(&[1]).unwrap_err(),
+            EnvelopeError::Truncated
+        );
+        assert_eq!(
+            EnvelopeRef::parse(&[2, 6]).unwrap_err(),
+            EnvelopeError::UnsupportedVersion(2)
+        );
+        assert_eq!(
+            EnvelopeRef::parse(&[1, 0]).unwrap_err(),
+            EnvelopeError::UnknownKind(0)
+        );
         assert_eq!(
             EnvelopeRef::parse(&bytes[..bytes.len() - 1]).unwrap_err(),
             EnvelopeError::Truncated
         );
         let mut long = bytes.clone();
         long.push(0);
-        assert_eq!(EnvelopeRef::parse(&long).unwrap_err(), EnvelopeError::TrailingBytes(1));
+        assert_eq!(
+            EnvelopeRef::parse(&long).unwrap_err(),
+            EnvelopeError::TrailingBytes(1)
+        );
         let huge = alloc::vec![0u8; MAX_ENVELOPE_LEN + 1];
-        assert!(matches!(EnvelopeRef::parse(&huge), Err(EnvelopeError::TooLarge { .. })));
+        assert!(matches!(
+            EnvelopeRef::parse(&huge),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
         // Per-kind limit: a heartbeat-kind envelope longer than 512 bytes is refused unread.
         let mut big = alloc::vec![0u8; 600];
         big[0] = 1;
@@ -645,22 +703,30 @@ mod tests {
         bytes[n - 2] ^= 1;
         assert_eq!(
             open::<crate::msg::StatusReport>(&bytes).unwrap_err(),
-            EnvelopeError::WrongKind { expected: Kind::StatusReport, got: Kind::Heartbeat }
+            EnvelopeError::WrongKind {
+                expected: Kind::StatusReport,
+                got: Kind::Heartbeat
+            }
         );
     }
 
     #[test]
     fn batch_matches_single_verification() {
         let keys: Vec<NodeKey> = (0..20u8).map(|i| NodeKey::from_seed(&[i; 32])).collect();
-        let mut all: Vec<Vec<u8>> =
-            keys.iter().enumerate().map(|(i, k)| Envelope::sign(k, &hb(i as u64)).to_bytes()).collect();
-        let refs: Vec<EnvelopeRef<'_>> = all.iter().map(|b| EnvelopeRef::parse(b).unwrap()).collect();
+        let mut all: Vec<Vec<u8>> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Envelope::sign(k, &hb(i as u64)).to_bytes())
+            .collect();
+        let refs: Vec<EnvelopeRef<'_>> =
+            all.iter().map(|b| EnvelopeRef::parse(b).unwrap()).collect();
         assert!(verify_batch(&refs).iter().all(|r| r.is_ok()));
         // Corrupt two signatures: exactly those two fail.
         let last = all[3].len() - 2;
         all[3][last] ^= 0x40;
         all[11][10] ^= 0x01;
-        let refs: Vec<EnvelopeRef<'_>> = all.iter().map(|b| EnvelopeRef::parse(b).unwrap()).collect();
+        let refs: Vec<EnvelopeRef<'_>> =
+            all.iter().map(|b| EnvelopeRef::parse(b).unwrap()).collect();
         let results = verify_batch(&refs);
         for (i, r) in results.iter().enumerate() {
             assert_eq!(r.is_err(), i == 3 || i == 11, "envelope {i}: {r:?}");
@@ -670,7 +736,13 @@ mod tests {
     #[test]
     fn error_reasons_are_stable() {
         assert_eq!(EnvelopeError::NonCanonical.reason(), Reason::NonCanonical);
-        assert_eq!(EnvelopeError::BadSignature { index: 0 }.reason(), Reason::BadSignature);
-        assert_eq!(EnvelopeError::TooLarge { len: 1, max: 0 }.reason(), Reason::Oversize);
+        assert_eq!(
+            EnvelopeError::BadSignature { index: 0 }.reason(),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            EnvelopeError::TooLarge { len: 1, max: 0 }.reason(),
+            Reason::Oversize
+        );
     }
 }

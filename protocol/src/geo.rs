@@ -41,7 +41,8 @@ impl Cell {
             return Err(GeoError::InvalidCoordinates);
         }
         let ll = LatLng::new(lat, lon).map_err(|_| GeoError::InvalidCoordinates)?;
-        let res = Resolution::try_from(resolution).map_err(|_| GeoError::InvalidResolution(resolution))?;
+        let res = Resolution::try_from(resolution)
+            .map_err(|_| GeoError::InvalidResolution(resolution))?;
         Ok(Cell(ll.to_cell(res)))
     }
 
@@ -52,7 +53,9 @@ impl Cell {
 
     /// The cell for a raw 64-bit index.
     pub fn from_u64(index: u64) -> Result<Cell, GeoError> {
-        CellIndex::try_from(index).map(Cell).map_err(|_| GeoError::InvalidCell(index))
+        CellIndex::try_from(index)
+            .map(Cell)
+            .map_err(|_| GeoError::InvalidCell(index))
     }
 
     /// The raw 64-bit index.
@@ -183,9 +186,18 @@ mod tests {
         assert_eq!(postcard::from_bytes::<Cell>(&enc).unwrap(), c);
         assert!(Cell::from_u64(0).is_err());
         assert!(postcard::from_bytes::<Cell>(&postcard::to_allocvec(&0x1234u64).unwrap()).is_err());
-        assert_eq!(Cell::from_degrees(91.0, 0.0, 12), Err(GeoError::InvalidCoordinates));
-        assert_eq!(Cell::from_degrees(0.0, 0.0, 16), Err(GeoError::InvalidResolution(16)));
-        assert_eq!(Cell::from_degrees(f64::NAN, 0.0, 1), Err(GeoError::InvalidCoordinates));
+        assert_eq!(
+            Cell::from_degrees(91.0, 0.0, 12),
+            Err(GeoError::InvalidCoordinates)
+        );
+        assert_eq!(
+            Cell::from_degrees(0.0, 0.0, 16),
+            Err(GeoError::InvalidResolution(16))
+        );
+        assert_eq!(
+            Cell::from_degrees(f64::NAN, 0.0, 1),
+            Err(GeoError::InvalidCoordinates)
+        );
     }
 
     #[test]

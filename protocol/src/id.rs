@@ -103,7 +103,8 @@ impl fmt::Debug for NodeId {
 impl FromStr for NodeId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let peer = libp2p_identity::PeerId::from_str(s).map_err(|e| IdError::PeerId(e.to_string()))?;
+        let peer =
+            libp2p_identity::PeerId::from_str(s).map_err(|e| IdError::PeerId(e.to_string()))?;
         Self::from_peer_id(&peer)
     }
 }
@@ -211,7 +212,10 @@ mod tests {
         let id = key(2).id();
         let s = id.to_string();
         assert_eq!(s.parse::<NodeId>().unwrap(), id);
-        assert!(matches!("not-a-peer".parse::<NodeId>(), Err(IdError::PeerId(_))));
+        assert!(matches!(
+            "not-a-peer".parse::<NodeId>(),
+            Err(IdError::PeerId(_))
+        ));
     }
 
     #[test]
@@ -241,7 +245,10 @@ mod tests {
         let mut y_eq_p = [0xffu8; 32];
         y_eq_p[0] = 0xed;
         y_eq_p[31] = 0x7f;
-        assert_eq!(NodeId(y_eq_p).verifying_key().unwrap_err(), IdError::InvalidKey);
+        assert_eq!(
+            NodeId(y_eq_p).verifying_key().unwrap_err(),
+            IdError::InvalidKey
+        );
         assert!(key(3).id().verifying_key().is_ok());
     }
 
@@ -259,6 +266,9 @@ mod tests {
         let mut mh = alloc::vec![0x12, 0x20];
         mh.extend_from_slice(&[7u8; 32]);
         let peer = libp2p_identity::PeerId::from_bytes(&mh).unwrap();
-        assert_eq!(NodeId::from_peer_id(&peer).unwrap_err(), IdError::NotEd25519);
+        assert_eq!(
+            NodeId::from_peer_id(&peer).unwrap_err(),
+            IdError::NotEd25519
+        );
     }
 }

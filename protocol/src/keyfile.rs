@@ -68,12 +68,18 @@ pub enum KeyFileError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
-    move |source| KeyFileError::Io { path: path.to_path_buf(), source }
+    move |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The PKCS#8 v1 PEM text of `key` (private key only, as OpenSSL writes it).
 pub fn to_pem(key: &NodeKey) -> zeroize::Zeroizing<String> {
-    let bytes = KeypairBytes { secret_key: *key.seed(), public_key: None };
+    let bytes = KeypairBytes {
+        secret_key: *key.seed(),
+        public_key: None,
+    };
     bytes
         .to_pkcs8_pem(LineEnding::LF)
         .unwrap_or_else(|e| unreachable!("encoding 32 bytes cannot fail: {e}"))
@@ -97,18 +103,31 @@ pub fn load(path: &Path) -> Result<NodeKey, KeyFileError> {
     let meta = file.metadata().map_err(io(path))?;
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyFileError::Permissions { path: path.to_path_buf(), mode });
+        return Err(KeyFileError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     if meta.len() > MAX_KEY_FILE {
-        return Err(KeyFileError::TooLarge { path: path.to_path_buf() });
+        return Err(KeyFileError::TooLarge {
+            path: path.to_path_buf(),
+        });
     }
     let mut text = zeroize::Zeroizing::new(String::new());
-    Read::by_ref(&mut file).take(MAX_KEY_FILE + 1).read_to_string(&mut text).map_err(io(path))?;
+    Read::by_ref(&mut file)
+        .take(MAX_KEY_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(io(path))?;
     from_pem(&text).map_err(|why| {
         if why.contains("does not match") {
-            KeyFileError::Mismatch { path: path.to_path_buf() }
+            KeyFileError::Mismatch {
+                path: path.to_path_buf(),
+            }
         } else {
-            KeyFileError::Format { path: path.to_path_buf(), why }
+            KeyFileError::Format {
+                path: path.to_path_buf(),
+                why,
+            }
         }
     })
 }
@@ -118,10 +137,18 @@ pub fn load(path: &Path) -> Result<NodeKey, KeyFileError> {
 /// never overwritten, even by a concurrent writer), then the directory is fsync'd.
 pub fn save_new(path: &Path, key: &NodeKey) -> Result<(), KeyFileError> {
     if path.exists() {
-        return Err(KeyFileError::Exists { path: path.to_path_buf() });
+        return Err(KeyFileError::Exists {
+            path: path.to_path_buf(),
+        });
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -134,9 +161,14 @@ pub fn save_new(path: &Path, key: &NodeKey) -> Result<(), KeyFileError> {
         f.sync_all().map_err(io(&tmp))?;
         fs::hard_link(&tmp, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyFileError::Exists { path: path.to_path_buf() }
+                KeyFileError::Exists {
+                    path: path.to_path_buf(),
+                }
             } else {
-                KeyFileError::Io { path: path.to_path_buf(), source: e }
+                KeyFileError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
             }
         })?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
@@ -216,7 +248,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.key");
         let write = |content: &[u8]| {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).unwrap();
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .unwrap();
             f.write_all(content).unwrap();
         };
         write(b"not a key");
@@ -249,7 +287,9 @@ mod tests {
         assert_eq!(from_pem(&v2).unwrap().id(), key.id());
         let bad = KeypairBytes {
             secret_key: *key.seed(),
-            public_key: Some(ed25519_dalek::pkcs8::PublicKeyBytes(NodeKey::from_seed(&[9; 32]).id().0)),
+            public_key: Some(ed25519_dalek::pkcs8::PublicKeyBytes(
+                NodeKey::from_seed(&[9; 32]).id().0,
+            )),
         }
         .to_pkcs8_pem(LineEnding::LF)
         .unwrap();

@@ -183,6 +183,6 @@ mod tests {
         for k in Kind::ALL {
             assert!(k.max_envelope_len() <= MAX_ENVELOPE_LEN);
         }
-        assert!(MAX_BEACON_LEN <= 251);
+        const { assert!(MAX_BEACON_LEN <= 251) };
     }
 }

@@ -13,7 +13,10 @@ const NODE_CONTEXT: &str = "wisp/v1 reward node";
 
 /// A leaf hash over an entry's canonical bytes.
 pub fn leaf_hash(entry_bytes: &[u8]) -> [u8; 32] {
-    *blake3::Hasher::new_derive_key(LEAF_CONTEXT).update(entry_bytes).finalize().as_bytes()
+    *blake3::Hasher::new_derive_key(LEAF_CONTEXT)
+        .update(entry_bytes)
+        .finalize()
+        .as_bytes()
 }
 
 fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
@@ -71,7 +74,13 @@ pub fn proof(leaves: &[[u8; 32]], index: usize) -> Option<Vec<[u8; 32]>> {
 ///
 /// The root does not commit to `count` by itself; the signed manifest carries it
 /// (`entry_count`), so take `count` from there.
-pub fn verify(leaf: &[u8; 32], index: usize, count: usize, proof: &[[u8; 32]], root: &[u8; 32]) -> bool {
+pub fn verify(
+    leaf: &[u8; 32],
+    index: usize,
+    count: usize,
+    proof: &[[u8; 32]],
+    root: &[u8; 32],
+) -> bool {
     if index >= count {
         return false;
     }
@@ -82,8 +91,14 @@ pub fn verify(leaf: &[u8; 32], index: usize, count: usize, proof: &[[u8; 32]], r
     while width > 1 {
         let sibling = i ^ 1;
         if sibling < width {
-            let Some(s) = siblings.next() else { return false };
-            acc = if i % 2 == 0 { node_hash(&acc, s) } else { node_hash(s, &acc) };
+            let Some(s) = siblings.next() else {
+                return false;
+            };
+            acc = if i.is_multiple_of(2) {
+                node_hash(&acc, s)
+            } else {
+                node_hash(s, &acc)
+            };
         }
         i /= 2;
         width = width.div_ceil(2);
@@ -96,7 +111,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<[u8; 32]> {
-        (0..n).map(|i| leaf_hash(&(i as u64).to_le_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(&(i as u64).to_le_bytes()))
+            .collect()
     }
 
     #[test]

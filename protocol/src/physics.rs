@@ -20,7 +20,8 @@ pub const VACUUM_M_PER_US: f64 = 299.792_458;
 /// hold (and would go negative).
 pub fn fspl_db(distance_m: f64, freq_hz: f64) -> f64 {
     let wavelength = SPEED_OF_LIGHT_M_S / freq_hz;
-    if !(distance_m > wavelength) {
+    // Also catches NaN: a comparison with NaN is false.
+    if distance_m.partial_cmp(&wavelength) != Some(core::cmp::Ordering::Greater) {
         return 0.0;
     }
     20.0 * (4.0 * core::f64::consts::PI * distance_m * freq_hz / SPEED_OF_LIGHT_M_S).log10()
@@ -70,7 +71,11 @@ mod tests {
         // 200 m at 60.48 GHz (802.11ad channel 2): −13.979 + 95.632 + 32.448 = 114.101 dB.
         assert!(close(fspl_db(200.0, 60.48e9), 114.101, 0.001));
         // Doubling the distance adds 20·log10(2) = 6.02 dB.
-        assert!(close(fspl_db(2_000.0, 2.4e9) - fspl_db(1_000.0, 2.4e9), 6.0206, 0.0001));
+        assert!(close(
+            fspl_db(2_000.0, 2.4e9) - fspl_db(1_000.0, 2.4e9),
+            6.0206,
+            0.0001
+        ));
     }
 
     #[test]
@@ -84,15 +89,27 @@ mod tests {
     #[test]
     fn rssi_bound_hand_computed() {
         // 20 dBm, 3 dBi each side, 1 km at 2.4 GHz, 6 dB margin: 20 + 3 + 3 − 100.05 + 6 = −68.05.
-        assert!(close(max_rssi_dbm(20.0, 3.0, 3.0, 1_000.0, 2.4e9, 6.0), -68.052, 0.001));
+        assert!(close(
+            max_rssi_dbm(20.0, 3.0, 3.0, 1_000.0, 2.4e9, 6.0),
+            -68.052,
+            0.001
+        ));
     }
 
     #[test]
     fn rtt_bounds_hand_computed() {
         // 10 ms RTT in fibre: 5 ms one way × 200 km/ms = 1000 km.
-        assert!(close(rtt_max_distance_m(10_000, FIBRE_M_PER_US), 1_000_000.0, 1e-6));
+        assert!(close(
+            rtt_max_distance_m(10_000, FIBRE_M_PER_US),
+            1_000_000.0,
+            1e-6
+        ));
         // Paris–New York (5837 km) needs at least 2 × 5837 km / 299.792 km/ms = 38.940 ms in vacuum.
-        assert!(close(min_rtt_us(5_837_000.0, VACUUM_M_PER_US), 38_940.27, 0.01));
+        assert!(close(
+            min_rtt_us(5_837_000.0, VACUUM_M_PER_US),
+            38_940.27,
+            0.01
+        ));
         assert!(close(rtt_max_distance_m(0, VACUUM_M_PER_US), 0.0, 0.0));
     }
 }

@@ -237,6 +237,9 @@ mod tests {
     #[test]
     fn wire_form_is_the_code() {
         // 406 = 0b1_1001_0110 → varint 0x96 0x03.
-        assert_eq!(postcard::to_allocvec(&Reason::RssiTooStrong).unwrap(), [0x96, 0x03]);
+        assert_eq!(
+            postcard::to_allocvec(&Reason::RssiTooStrong).unwrap(),
+            [0x96, 0x03]
+        );
     }
 }

@@ -56,20 +56,31 @@ pub fn slot_window(epoch: &EpochSeed, slot: u32) -> (u64, u64) {
 
 /// The node's beacon window in this epoch.
 pub fn beacon_window(epoch: &EpochSeed, node: &NodeId) -> (u64, u64) {
-    slot_window(epoch, beacon_slot(&epoch.seed.0, node, epoch.params.slot_count))
+    slot_window(
+        epoch,
+        beacon_slot(&epoch.seed.0, node, epoch.params.slot_count),
+    )
 }
 
 /// The rendezvous score of `candidate` measuring `prover`: the first 8 bytes (little-endian) of
 /// `BLAKE3-derive-key("wisp/v1 measurer rendezvous", seed || prover || candidate)`.
 pub fn measurer_score(seed: &[u8; 32], prover: &NodeId, candidate: &NodeId) -> u64 {
-    u64_le(&hash(MEASURER_CONTEXT, &[seed, prover.as_bytes(), candidate.as_bytes()]))
+    u64_le(&hash(
+        MEASURER_CONTEXT,
+        &[seed, prover.as_bytes(), candidate.as_bytes()],
+    ))
 }
 
 /// The `k` measurers assigned to `prover`: the eligible candidates (the prover itself excluded)
 /// with the highest rendezvous scores, ties broken by the smaller node id. Highest-random-weight
 /// hashing means adding or removing one candidate changes at most one assignment per prover, and
 /// neither the prover nor a measurer can choose the outcome.
-pub fn assign_measurers(seed: &[u8; 32], prover: &NodeId, eligible: &[NodeId], k: usize) -> Vec<NodeId> {
+pub fn assign_measurers(
+    seed: &[u8; 32],
+    prover: &NodeId,
+    eligible: &[NodeId],
+    k: usize,
+) -> Vec<NodeId> {
     let mut scored: Vec<(u64, NodeId)> = eligible
         .iter()
         .filter(|c| *c != prover)
@@ -81,7 +92,13 @@ pub fn assign_measurers(seed: &[u8; 32], prover: &NodeId, eligible: &[NodeId], k
 }
 
 /// Whether `measurer` is among the `k` assigned to `prover`.
-pub fn is_assigned(seed: &[u8; 32], prover: &NodeId, measurer: &NodeId, eligible: &[NodeId], k: usize) -> bool {
+pub fn is_assigned(
+    seed: &[u8; 32],
+    prover: &NodeId,
+    measurer: &NodeId,
+    eligible: &[NodeId],
+    k: usize,
+) -> bool {
     assign_measurers(seed, prover, eligible, k).contains(measurer)
 }
 
@@ -105,7 +122,11 @@ mod tests {
             .finalize();
         let expected = u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) % 60;
         assert_eq!(u64::from(beacon_slot(&seed, &node, 60)), expected);
-        assert_eq!(beacon_slot(&seed, &node, 0), 0, "a zero count is treated as one slot");
+        assert_eq!(
+            beacon_slot(&seed, &node, 0),
+            0,
+            "a zero count is treated as one slot"
+        );
     }
 
     #[test]
@@ -134,7 +155,10 @@ mod tests {
             start_ms: 1_000_000,
             duration_ms: 3_600_000,
             seed: [9u8; 32].into(),
-            params: EpochParams { slot_count: 60, ..EpochParams::default() },
+            params: EpochParams {
+                slot_count: 60,
+                ..EpochParams::default()
+            },
         };
         assert_eq!(slot_window(&e, 0), (1_000_000, 1_060_000));
         assert_eq!(slot_window(&e, 59), (1_000_000 + 59 * 60_000, 4_600_000));
@@ -152,9 +176,11 @@ mod tests {
         assert_eq!(chosen.len(), 3);
         assert!(!chosen.contains(&prover));
         // The chosen are exactly the top-3 scores.
-        let mut scores: Vec<(u64, NodeId)> =
-            all[1..].iter().map(|c| (measurer_score(&seed, &prover, c), *c)).collect();
-        scores.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut scores: Vec<(u64, NodeId)> = all[1..]
+            .iter()
+            .map(|c| (measurer_score(&seed, &prover, c), *c))
+            .collect();
+        scores.sort_by_key(|s| std::cmp::Reverse(s.0));
         let top: Vec<NodeId> = scores.iter().take(3).map(|s| s.1).collect();
         assert_eq!(chosen, top);
         // Order of the candidate list does not matter.

@@ -1,9 +1,12 @@
 //! Property tests over every message kind: round trips, tamper detection, domain separation and
 //! canonical form.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use proptest::prelude::*;
 use wisp_protocol::bytes::ByteArray;
-use wisp_protocol::envelope::{self, encode_payload, signed_bytes, Envelope, EnvelopeError, EnvelopeRef, Message};
+use wisp_protocol::envelope::{
+    self, Envelope, EnvelopeError, EnvelopeRef, Message, encode_payload, signed_bytes,
+};
 use wisp_protocol::msg::*;
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, Kind, NodeId, NodeKey, Reason};
@@ -17,7 +20,8 @@ fn node_id() -> impl Strategy<Value = NodeId> {
 }
 
 fn cell() -> impl Strategy<Value = Cell> {
-    (-89.9f64..89.9, -179.9f64..179.9, 0u8..=15).prop_map(|(lat, lon, r)| Cell::from_degrees(lat, lon, r).unwrap())
+    (-89.9f64..89.9, -179.9f64..179.9, 0u8..=15)
+        .prop_map(|(lat, lon, r)| Cell::from_degrees(lat, lon, r).unwrap())
 }
 
 fn db() -> impl Strategy<Value = DeciDb> {
@@ -33,44 +37,74 @@ fn versions() -> impl Strategy<Value = Versions> {
 }
 
 fn fix() -> impl Strategy<Value = GnssFix> {
-    (-900_000_000i32..=900_000_000, -1_800_000_000i32..=1_800_000_000, any::<i32>(), any::<u16>(), any::<u8>(), any::<u64>())
-        .prop_map(|(lat_e7, lon_e7, alt_mm, hdop_centi, satellites, utc_ms)| GnssFix {
-            lat_e7,
-            lon_e7,
-            alt_mm,
-            hdop_centi,
-            satellites,
-            utc_ms,
-        })
+    (
+        -900_000_000i32..=900_000_000,
+        -1_800_000_000i32..=1_800_000_000,
+        any::<i32>(),
+        any::<u16>(),
+        any::<u8>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(lat_e7, lon_e7, alt_mm, hdop_centi, satellites, utc_ms)| GnssFix {
+                lat_e7,
+                lon_e7,
+                alt_mm,
+                hdop_centi,
+                satellites,
+                utc_ms,
+            },
+        )
 }
 
 fn beacon() -> impl Strategy<Value = Beacon> {
-    (any::<u64>(), any::<[u8; 16]>(), any::<u32>(), any::<u16>(), db(), db(), cell(), any::<u64>()).prop_map(
-        |(epoch, nonce, freq_khz, width_mhz, tx_power, antenna_gain, cell, tx_ms)| Beacon {
-            epoch,
-            nonce: nonce.into(),
-            freq_khz,
-            width_mhz,
-            tx_power,
-            antenna_gain,
-            cell,
-            tx_ms,
-        },
+    (
+        any::<u64>(),
+        any::<[u8; 16]>(),
+        any::<u32>(),
+        any::<u16>(),
+        db(),
+        db(),
+        cell(),
+        any::<u64>(),
     )
+        .prop_map(
+            |(epoch, nonce, freq_khz, width_mhz, tx_power, antenna_gain, cell, tx_ms)| Beacon {
+                epoch,
+                nonce: nonce.into(),
+                freq_khz,
+                width_mhz,
+                tx_power,
+                antenna_gain,
+                cell,
+                tx_ms,
+            },
+        )
 }
 
 fn heartbeat() -> impl Strategy<Value = Heartbeat> {
-    (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), proptest::option::of(fix()), proptest::option::of(cell()), versions(), any::<u16>())
-        .prop_map(|(epoch, seq, uptime_s, sent_ms, fix, cell, versions, peers)| Heartbeat {
-            epoch,
-            seq,
-            uptime_s,
-            sent_ms,
-            fix,
-            cell,
-            versions,
-            peers,
-        })
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of(fix()),
+        proptest::option::of(cell()),
+        versions(),
+        any::<u16>(),
+    )
+        .prop_map(
+            |(epoch, seq, uptime_s, sent_ms, fix, cell, versions, peers)| Heartbeat {
+                epoch,
+                seq,
+                uptime_s,
+                sent_ms,
+                fix,
+                cell,
+                versions,
+                peers,
+            },
+        )
 }
 
 fn band() -> impl Strategy<Value = Band> {
@@ -103,32 +137,50 @@ fn onboard() -> impl Strategy<Value = Onboard> {
         any::<u64>(),
         proptest::option::of(attestation),
     )
-        .prop_map(|(owner, cell, antenna_gain, antenna_height_dm, bands, issued_ms, attestation)| Onboard {
-            owner,
-            cell,
-            antenna_gain,
-            antenna_height_dm,
-            bands,
-            issued_ms,
-            attestation,
-        })
+        .prop_map(
+            |(owner, cell, antenna_gain, antenna_height_dm, bands, issued_ms, attestation)| {
+                Onboard {
+                    owner,
+                    cell,
+                    antenna_gain,
+                    antenna_height_dm,
+                    bands,
+                    issued_ms,
+                    attestation,
+                }
+            },
+        )
 }
 
 fn epoch_seed() -> impl Strategy<Value = EpochSeed> {
-    (any::<u64>(), 0u64..u64::MAX / 2, 1_000u64..u64::MAX / 4, any::<[u8; 32]>(), 1u32..1000, any::<u16>(), any::<u8>(), any::<u32>(), any::<u32>())
-        .prop_map(|(epoch, start_ms, duration_ms, seed, slot_count, witness_limit, m, hb, settle)| EpochSeed {
-            epoch,
-            start_ms,
-            duration_ms,
-            seed: seed.into(),
-            params: EpochParams {
-                slot_count,
-                witness_limit,
-                measurers_per_prover: m,
-                heartbeat_interval_ms: hb,
-                settle_ms: settle,
+    (
+        any::<u64>(),
+        0u64..u64::MAX / 2,
+        1_000u64..u64::MAX / 4,
+        any::<[u8; 32]>(),
+        1u32..1000,
+        any::<u16>(),
+        any::<u8>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(epoch, start_ms, duration_ms, seed, slot_count, witness_limit, m, hb, settle)| {
+                EpochSeed {
+                    epoch,
+                    start_ms,
+                    duration_ms,
+                    seed: seed.into(),
+                    params: EpochParams {
+                        slot_count,
+                        witness_limit,
+                        measurers_per_prover: m,
+                        heartbeat_interval_ms: hb,
+                        settle_ms: settle,
+                    },
+                }
             },
-        })
+        )
 }
 
 fn ack() -> impl Strategy<Value = Ack> {
@@ -137,13 +189,20 @@ fn ack() -> impl Strategy<Value = Ack> {
         prop::sample::select(Reason::ALL.to_vec()).prop_map(Verdict::Rejected),
         any::<u16>().prop_map(|c| Verdict::Rejected(Reason::from_code(c))),
     ];
-    (node_id(), any::<u64>(), prop::collection::btree_map(any::<[u8; 32]>(), verdict, 1..=ACK_MAX_ENTRIES))
+    (
+        node_id(),
+        any::<u64>(),
+        prop::collection::btree_map(any::<[u8; 32]>(), verdict, 1..=ACK_MAX_ENTRIES),
+    )
         .prop_map(|(node, issued_ms, entries)| Ack {
             node,
             issued_ms,
             entries: entries
                 .into_iter()
-                .map(|(id, verdict)| AckEntry { proof_id: wisp_protocol::ProofId(id.into()), verdict })
+                .map(|(id, verdict)| AckEntry {
+                    proof_id: wisp_protocol::ProofId(id.into()),
+                    verdict,
+                })
                 .collect(),
         })
 }
@@ -163,37 +222,69 @@ fn status() -> impl Strategy<Value = StatusReport> {
         any::<[bool; 3]>(),
         prop::collection::vec(node_id(), 0..=4),
     )
-        .prop_map(|(epoch, sent_ms, uptime_s, versions, cell, fix, depth, times, broker, peers, h, witnessed_by)| StatusReport {
-            epoch,
-            sent_ms,
-            uptime_s,
-            versions,
-            cell,
-            fix,
-            outbox_depth: depth,
-            oldest_unacked_ms: times[0],
-            last_ack_ms: times[1],
-            last_beacon_ms: times[2],
-            last_witness_ms: times[3],
-            last_heartbeat_ms: times[4],
-            broker_connected: broker,
-            peers,
-            health: DeviceHealth { gnss_ok: h[0], radio_ok: h[1], secure_element_ok: h[2] },
-            witnessed_by,
-        })
+        .prop_map(
+            |(
+                epoch,
+                sent_ms,
+                uptime_s,
+                versions,
+                cell,
+                fix,
+                depth,
+                times,
+                broker,
+                peers,
+                h,
+                witnessed_by,
+            )| StatusReport {
+                epoch,
+                sent_ms,
+                uptime_s,
+                versions,
+                cell,
+                fix,
+                outbox_depth: depth,
+                oldest_unacked_ms: times[0],
+                last_ack_ms: times[1],
+                last_beacon_ms: times[2],
+                last_witness_ms: times[3],
+                last_heartbeat_ms: times[4],
+                broker_connected: broker,
+                peers,
+                health: DeviceHealth {
+                    gnss_ok: h[0],
+                    radio_ok: h[1],
+                    secure_element_ok: h[2],
+                },
+                witnessed_by,
+            },
+        )
 }
 
 fn manifest() -> impl Strategy<Value = RewardManifest> {
-    let entry = (node_id(), "[A-Za-z0-9]{1,64}", any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(node, owner, c, b, u)| RewardEntry {
-        node,
-        owner,
-        amount: u64::from(c) + u64::from(b) + u64::from(u),
-        coverage: c.into(),
-        backhaul: b.into(),
-        uptime: u.into(),
-    });
-    (any::<u64>(), any::<u64>(), any::<[u8; 32]>(), 1u32..10, prop::collection::vec(entry, 0..20)).prop_map(
-        |(epoch, emission, root, page_count, mut entries)| {
+    let entry = (
+        node_id(),
+        "[A-Za-z0-9]{1,64}",
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(node, owner, c, b, u)| RewardEntry {
+            node,
+            owner,
+            amount: u64::from(c) + u64::from(b) + u64::from(u),
+            coverage: c.into(),
+            backhaul: b.into(),
+            uptime: u.into(),
+        });
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<[u8; 32]>(),
+        1u32..10,
+        prop::collection::vec(entry, 0..20),
+    )
+        .prop_map(|(epoch, emission, root, page_count, mut entries)| {
             entries.sort_by_key(|e| e.node);
             entries.dedup_by_key(|e| e.node);
             RewardManifest {
@@ -205,36 +296,75 @@ fn manifest() -> impl Strategy<Value = RewardManifest> {
                 page_count,
                 entries,
             }
-        },
-    )
+        })
 }
 
 /// A signed witness, with the witness key and the beaconer key distinct.
 fn witness_env() -> impl Strategy<Value = (Witness, NodeKey)> {
-    (key(), key(), beacon(), db(), db(), any::<u32>(), any::<u64>(), cell())
+    (
+        key(),
+        key(),
+        beacon(),
+        db(),
+        db(),
+        any::<u32>(),
+        any::<u64>(),
+        cell(),
+    )
         .prop_filter("distinct keys", |(w, b, ..)| w.id() != b.id())
         .prop_map(|(wk, bk, b, rssi, snr, freq_khz, rx_ms, cell)| {
             let beacon = Envelope::sign(&bk, &b).to_bytes();
-            (Witness { beacon, rssi, snr, freq_khz, rx_ms, cell }, wk)
+            (
+                Witness {
+                    beacon,
+                    rssi,
+                    snr,
+                    freq_khz,
+                    rx_ms,
+                    cell,
+                },
+                wk,
+            )
         })
 }
 
 fn receipt_env() -> impl Strategy<Value = Envelope> {
     let outcome = prop_oneof![
-        (any::<u64>(), 1u32.., any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(bytes, d, a, b, i, l)| {
-            Outcome::Measured(Measurement {
-                bytes,
-                duration_ms: d,
-                median_bps: a.max(b),
-                p10_bps: a.min(b),
-                rtt_idle_us: i,
-                rtt_loaded_us: l,
-            })
-        }),
-        prop::sample::select(vec![BwFailure::Refused, BwFailure::Timeout, BwFailure::BadContent, BwFailure::Truncated, BwFailure::Transport])
-            .prop_map(Outcome::Failed),
+        (
+            any::<u64>(),
+            1u32..,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(|(bytes, d, a, b, i, l)| {
+                Outcome::Measured(Measurement {
+                    bytes,
+                    duration_ms: d,
+                    median_bps: a.max(b),
+                    p10_bps: a.min(b),
+                    rtt_idle_us: i,
+                    rtt_loaded_us: l,
+                })
+            }),
+        prop::sample::select(vec![
+            BwFailure::Refused,
+            BwFailure::Timeout,
+            BwFailure::BadContent,
+            BwFailure::Truncated,
+            BwFailure::Transport
+        ])
+        .prop_map(Outcome::Failed),
     ];
-    (key(), key(), any::<[u8; 16]>(), any::<u64>(), any::<bool>(), outcome)
+    (
+        key(),
+        key(),
+        any::<[u8; 16]>(),
+        any::<u64>(),
+        any::<bool>(),
+        outcome,
+    )
         .prop_filter("distinct keys", |(m, p, ..)| m.id() != p.id())
         .prop_map(|(m, p, test_id, epoch, up, outcome)| {
             let r = BandwidthReceipt {
@@ -268,7 +398,12 @@ fn any_envelope() -> impl Strategy<Value = Vec<u8>> {
 
 fn round_trip<M: Message + PartialEq + std::fmt::Debug + Clone>(k: &NodeKey, m: &M) {
     let bytes = Envelope::sign(k, m).to_bytes();
-    assert!(bytes.len() <= M::KIND.max_envelope_len(), "{} bytes for {}", bytes.len(), M::KIND);
+    assert!(
+        bytes.len() <= M::KIND.max_envelope_len(),
+        "{} bytes for {}",
+        bytes.len(),
+        M::KIND
+    );
     let opened = envelope::open::<M>(&bytes).unwrap();
     assert_eq!(&opened.msg, m);
     assert_eq!(opened.signer, k.id());
@@ -452,11 +587,19 @@ fn failed_receipt_may_lack_the_prover_but_a_measured_one_may_not() {
     // Co-signed by a third party.
     let mut env = Envelope::sign(&m, &r);
     env.cosign(&NodeKey::from_seed(&[3; 32]));
-    assert_eq!(envelope::open::<BandwidthReceipt>(&env.to_bytes()).unwrap_err().reason(), Reason::SignerMismatch);
+    assert_eq!(
+        envelope::open::<BandwidthReceipt>(&env.to_bytes())
+            .unwrap_err()
+            .reason(),
+        Reason::SignerMismatch
+    );
     // Co-signed twice by the measurer.
     let mut env = Envelope::sign(&m, &r);
     env.cosign(&m);
-    assert_eq!(envelope::open::<BandwidthReceipt>(&env.to_bytes()).unwrap_err(), EnvelopeError::DuplicateSigner);
+    assert_eq!(
+        envelope::open::<BandwidthReceipt>(&env.to_bytes()).unwrap_err(),
+        EnvelopeError::DuplicateSigner
+    );
 }
 
 #[test]
@@ -468,11 +611,19 @@ fn structural_checks_have_reasons() {
         cell: c,
         antenna_gain: DeciDb(30),
         antenna_height_dm: 100,
-        bands: vec![Band { low_khz: 2_400_000, high_khz: 2_483_500, max_eirp: DeciDb(200) }],
+        bands: vec![Band {
+            low_khz: 2_400_000,
+            high_khz: 2_483_500,
+            max_eirp: DeciDb(200),
+        }],
         issued_ms: 1,
         attestation: None,
     };
-    let check = |o: &Onboard| envelope::open::<Onboard>(&Envelope::sign(&k, o).to_bytes()).map(drop).map_err(|e| e.reason());
+    let check = |o: &Onboard| {
+        envelope::open::<Onboard>(&Envelope::sign(&k, o).to_bytes())
+            .map(drop)
+            .map_err(|e| e.reason())
+    };
     assert_eq!(check(&o), Ok(()));
     o.owner = "bad owner!".into();
     assert_eq!(check(&o), Err(Reason::BadOwnerAddress));
@@ -481,9 +632,17 @@ fn structural_checks_have_reasons() {
     o.owner = "ok".into();
     o.bands.clear();
     assert_eq!(check(&o), Err(Reason::FieldOutOfRange));
-    o.bands = vec![Band { low_khz: 5, high_khz: 5, max_eirp: DeciDb(0) }];
+    o.bands = vec![Band {
+        low_khz: 5,
+        high_khz: 5,
+        max_eirp: DeciDb(0),
+    }];
     assert_eq!(check(&o), Err(Reason::FieldOutOfRange));
-    o.bands = vec![Band { low_khz: 5, high_khz: 6, max_eirp: DeciDb(0) }];
+    o.bands = vec![Band {
+        low_khz: 5,
+        high_khz: 6,
+        max_eirp: DeciDb(0),
+    }];
     o.antenna_gain = DeciDb(301);
     assert_eq!(check(&o), Err(Reason::FieldOutOfRange));
 
@@ -502,26 +661,66 @@ fn structural_checks_have_reasons() {
         },
     )
     .to_bytes();
-    let w = Witness { beacon: b.clone(), rssi: DeciDb(-700), snr: DeciDb(100), freq_khz: 2_412_000, rx_ms: 6, cell: c };
+    let w = Witness {
+        beacon: b.clone(),
+        rssi: DeciDb(-700),
+        snr: DeciDb(100),
+        freq_khz: 2_412_000,
+        rx_ms: 6,
+        cell: c,
+    };
     let err = envelope::open::<Witness>(&Envelope::sign(&k, &w).to_bytes()).unwrap_err();
     assert_eq!(err.reason(), Reason::SelfWitness);
     // A witness embedding something that is not a beacon.
     let hb_env = Envelope::sign(
         &k,
-        &Heartbeat { epoch: 1, seq: 1, uptime_s: 1, sent_ms: 1, fix: None, cell: None, versions: Versions::new("a", "b"), peers: 0 },
+        &Heartbeat {
+            epoch: 1,
+            seq: 1,
+            uptime_s: 1,
+            sent_ms: 1,
+            fix: None,
+            cell: None,
+            versions: Versions::new("a", "b"),
+            peers: 0,
+        },
     )
     .to_bytes();
-    let w2 = Witness { beacon: hb_env, ..w };
+    let w2 = Witness {
+        beacon: hb_env,
+        ..w
+    };
     let other = NodeKey::from_seed(&[2; 32]);
     let err = envelope::open::<Witness>(&Envelope::sign(&other, &w2).to_bytes()).unwrap_err();
     assert_eq!(err.reason(), Reason::BeaconInvalid);
 
     // Ack: empty, duplicate ids.
-    let a = Ack { node: k.id(), issued_ms: 1, entries: vec![] };
-    assert_eq!(envelope::open::<Ack>(&Envelope::sign(&k, &a).to_bytes()).unwrap_err().reason(), Reason::FieldOutOfRange);
-    let e = AckEntry { proof_id: wisp_protocol::ProofId([1; 32].into()), verdict: Verdict::Accepted };
-    let a = Ack { node: k.id(), issued_ms: 1, entries: vec![e, e] };
-    assert_eq!(envelope::open::<Ack>(&Envelope::sign(&k, &a).to_bytes()).unwrap_err().reason(), Reason::FieldOutOfRange);
+    let a = Ack {
+        node: k.id(),
+        issued_ms: 1,
+        entries: vec![],
+    };
+    assert_eq!(
+        envelope::open::<Ack>(&Envelope::sign(&k, &a).to_bytes())
+            .unwrap_err()
+            .reason(),
+        Reason::FieldOutOfRange
+    );
+    let e = AckEntry {
+        proof_id: wisp_protocol::ProofId([1; 32].into()),
+        verdict: Verdict::Accepted,
+    };
+    let a = Ack {
+        node: k.id(),
+        issued_ms: 1,
+        entries: vec![e, e],
+    };
+    assert_eq!(
+        envelope::open::<Ack>(&Envelope::sign(&k, &a).to_bytes())
+            .unwrap_err()
+            .reason(),
+        Reason::FieldOutOfRange
+    );
 }
 
 #[test]

@@ -51,11 +51,19 @@ impl Message for Ack {
 
     fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
         if self.entries.is_empty() || self.entries.len() > ACK_MAX_ENTRIES {
-            return Err(invalid("entries", "must hold 1 to 128 verdicts", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "entries",
+                "must hold 1 to 128 verdicts",
+                Reason::FieldOutOfRange,
+            ));
         }
         for (i, e) in self.entries.iter().enumerate() {
             if self.entries[..i].iter().any(|p| p.proof_id == e.proof_id) {
-                return Err(invalid("entries", "duplicate proof id", Reason::FieldOutOfRange));
+                return Err(invalid(
+                    "entries",
+                    "duplicate proof id",
+                    Reason::FieldOutOfRange,
+                ));
             }
         }
         Ok(())

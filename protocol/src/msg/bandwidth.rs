@@ -86,26 +86,46 @@ impl Message for BandwidthReceipt {
 
     fn check(&self, signer: &NodeId, cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
         if *signer != self.measurer {
-            return Err(invalid("measurer", "is not the envelope signer", Reason::SignerMismatch));
+            return Err(invalid(
+                "measurer",
+                "is not the envelope signer",
+                Reason::SignerMismatch,
+            ));
         }
         if self.prover == self.measurer {
-            return Err(invalid("prover", "a node cannot measure itself", Reason::SignerMismatch));
+            return Err(invalid(
+                "prover",
+                "a node cannot measure itself",
+                Reason::SignerMismatch,
+            ));
         }
         match (cosigners, &self.outcome) {
             ([p], _) if *p == self.prover => {}
             ([_], _) => {
-                return Err(invalid("cosigner", "is not the prover", Reason::SignerMismatch));
+                return Err(invalid(
+                    "cosigner",
+                    "is not the prover",
+                    Reason::SignerMismatch,
+                ));
             }
             ([], Outcome::Failed(_)) => {}
             ([], Outcome::Measured(_)) => {
-                return Err(invalid("cosigner", "prover has not co-signed", Reason::MissingCosignature));
+                return Err(invalid(
+                    "cosigner",
+                    "prover has not co-signed",
+                    Reason::MissingCosignature,
+                ));
             }
             _ => return Err(invalid("cosigner", "too many", Reason::Malformed)),
         }
         if let Outcome::Measured(m) = &self.outcome
             && (m.p10_bps > m.median_bps || m.duration_ms == 0)
         {
-            return Err(invalid("measurement", "p10 above median or zero duration", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "measurement",
+                "p10 above median or zero duration",
+                Reason::FieldOutOfRange,
+            ));
         }
         Ok(())
     }

@@ -71,13 +71,25 @@ impl Message for EpochSeed {
 
     fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
         if self.duration_ms == 0 || self.params.slot_count == 0 {
-            return Err(invalid("epoch_seed", "zero duration or slot count", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "epoch_seed",
+                "zero duration or slot count",
+                Reason::FieldOutOfRange,
+            ));
         }
         if u64::from(self.params.slot_count) > self.duration_ms {
-            return Err(invalid("epoch_seed", "slots shorter than 1 ms", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "epoch_seed",
+                "slots shorter than 1 ms",
+                Reason::FieldOutOfRange,
+            ));
         }
         if self.start_ms.checked_add(self.duration_ms).is_none() {
-            return Err(invalid("epoch_seed", "end overflows", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "epoch_seed",
+                "end overflows",
+                Reason::FieldOutOfRange,
+            ));
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use crate::kind::Kind;
 use crate::reason::Reason;
 use crate::units::{EpochNo, UnixMs};
 
-use super::{invalid, Versions};
+use super::{Versions, invalid};
 
 /// A GNSS position fix, integers only. Field meanings follow NMEA GGA/RMC.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -33,7 +33,11 @@ impl GnssFix {
         if !(-900_000_000..=900_000_000).contains(&self.lat_e7)
             || !(-1_800_000_000..=1_800_000_000).contains(&self.lon_e7)
         {
-            return Err(invalid("fix", "coordinates out of range", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "fix",
+                "coordinates out of range",
+                Reason::FieldOutOfRange,
+            ));
         }
         Ok(())
     }
@@ -133,7 +137,11 @@ impl Message for StatusReport {
             fix.check()?;
         }
         if self.witnessed_by.len() > STATUS_WITNESSES_MAX {
-            return Err(invalid("witnessed_by", "too many entries", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "witnessed_by",
+                "too many entries",
+                Reason::FieldOutOfRange,
+            ));
         }
         Ok(())
     }

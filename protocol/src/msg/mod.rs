@@ -14,13 +14,13 @@ mod onboard;
 mod radio;
 mod rewards;
 
-pub use ack::{Ack, AckEntry, Verdict, ACK_MAX_ENTRIES};
+pub use ack::{ACK_MAX_ENTRIES, Ack, AckEntry, Verdict};
 pub use bandwidth::{BandwidthReceipt, BwFailure, Direction, Measurement, Outcome};
 pub use epoch::{EpochParams, EpochSeed};
-pub use heartbeat::{DeviceHealth, GnssFix, Heartbeat, StatusReport, STATUS_WITNESSES_MAX};
-pub use onboard::{Attestation, Band, Onboard, BANDS_MAX, MAKER_MAX, OWNER_MAX};
+pub use heartbeat::{DeviceHealth, GnssFix, Heartbeat, STATUS_WITNESSES_MAX, StatusReport};
+pub use onboard::{Attestation, BANDS_MAX, Band, MAKER_MAX, OWNER_MAX, Onboard};
 pub use radio::{Beacon, Witness};
-pub use rewards::{RewardEntry, RewardManifest, MANIFEST_PAGE_MAX};
+pub use rewards::{MANIFEST_PAGE_MAX, RewardEntry, RewardManifest};
 
 use alloc::string::String;
 
@@ -44,7 +44,10 @@ pub struct Versions {
 impl Versions {
     /// Both versions.
     pub fn new(agent: &str, firmware: &str) -> Self {
-        Self { agent: agent.into(), firmware: firmware.into() }
+        Self {
+            agent: agent.into(),
+            firmware: firmware.into(),
+        }
     }
 
     fn check(&self) -> Result<(), EnvelopeError> {
@@ -60,7 +63,11 @@ pub(crate) fn check_str(field: &'static str, s: &str, max: usize) -> Result<(), 
         return Err(invalid(field, "too long", Reason::FieldOutOfRange));
     }
     if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(invalid(field, "not printable ASCII", Reason::FieldOutOfRange));
+        return Err(invalid(
+            field,
+            "not printable ASCII",
+            Reason::FieldOutOfRange,
+        ));
     }
     Ok(())
 }

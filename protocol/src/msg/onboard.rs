@@ -86,20 +86,28 @@ impl Attestation {
 
     /// Checks both signatures: the maker's (with `maker_key`, a P-256 key the oracle trusts for
     /// this maker name) and the chip's over `node`.
-    pub fn verify(&self, node: &NodeId, maker_key: &p256::ecdsa::VerifyingKey) -> Result<(), Reason> {
+    pub fn verify(
+        &self,
+        node: &NodeId,
+        maker_key: &p256::ecdsa::VerifyingKey,
+    ) -> Result<(), Reason> {
         let cert = Self::certificate_digest(&self.serial.0, &self.device_key.0, &self.maker);
-        let maker_sig =
-            p256::ecdsa::Signature::from_slice(&self.maker_sig.0).map_err(|_| Reason::AttestationInvalid)?;
-        maker_key.verify_prehash(&cert, &maker_sig).map_err(|_| Reason::AttestationInvalid)?;
+        let maker_sig = p256::ecdsa::Signature::from_slice(&self.maker_sig.0)
+            .map_err(|_| Reason::AttestationInvalid)?;
+        maker_key
+            .verify_prehash(&cert, &maker_sig)
+            .map_err(|_| Reason::AttestationInvalid)?;
         let mut sec1 = [0u8; 65];
         sec1[0] = 0x04;
         sec1[1..].copy_from_slice(&self.device_key.0);
-        let device_key =
-            p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| Reason::AttestationInvalid)?;
+        let device_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+            .map_err(|_| Reason::AttestationInvalid)?;
         let digest = Self::device_digest(node, &self.serial.0, &self.maker);
-        let device_sig =
-            p256::ecdsa::Signature::from_slice(&self.device_sig.0).map_err(|_| Reason::AttestationInvalid)?;
-        device_key.verify_prehash(&digest, &device_sig).map_err(|_| Reason::AttestationInvalid)
+        let device_sig = p256::ecdsa::Signature::from_slice(&self.device_sig.0)
+            .map_err(|_| Reason::AttestationInvalid)?;
+        device_key
+            .verify_prehash(&digest, &device_sig)
+            .map_err(|_| Reason::AttestationInvalid)
     }
 }
 
@@ -129,26 +137,53 @@ impl Message for Onboard {
     fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
         let owner_ok = !self.owner.is_empty()
             && self.owner.len() <= OWNER_MAX
-            && self.owner.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+            && self
+                .owner
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
         if !owner_ok {
-            return Err(invalid("owner", "1-64 chars of [A-Za-z0-9._:-]", Reason::BadOwnerAddress));
+            return Err(invalid(
+                "owner",
+                "1-64 chars of [A-Za-z0-9._:-]",
+                Reason::BadOwnerAddress,
+            ));
         }
         if !(-100..=300).contains(&self.antenna_gain.0) {
-            return Err(invalid("antenna_gain", "outside -10..30 dBi", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "antenna_gain",
+                "outside -10..30 dBi",
+                Reason::FieldOutOfRange,
+            ));
         }
         if self.antenna_height_dm > 5000 {
-            return Err(invalid("antenna_height_dm", "above 500 m", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "antenna_height_dm",
+                "above 500 m",
+                Reason::FieldOutOfRange,
+            ));
         }
         if self.bands.is_empty() || self.bands.len() > BANDS_MAX {
-            return Err(invalid("bands", "must declare 1 to 8 bands", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "bands",
+                "must declare 1 to 8 bands",
+                Reason::FieldOutOfRange,
+            ));
         }
         if self.bands.iter().any(|b| b.low_khz >= b.high_khz) {
-            return Err(invalid("bands", "low must be below high", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "bands",
+                "low must be below high",
+                Reason::FieldOutOfRange,
+            ));
         }
         if let Some(a) = &self.attestation {
             check_str("attestation.maker", &a.maker, MAKER_MAX)?;
             if a.maker.is_empty() {
-                return Err(invalid("attestation.maker", "empty", Reason::FieldOutOfRange));
+                return Err(invalid(
+                    "attestation.maker",
+                    "empty",
+                    Reason::FieldOutOfRange,
+                ));
             }
         }
         Ok(())

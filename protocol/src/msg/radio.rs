@@ -42,6 +42,7 @@ impl Message for Beacon {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Witness {
     /// The beacon's envelope bytes exactly as received over the air.
+    #[serde(with = "crate::bytes::hex_vec")]
     pub beacon: Vec<u8>,
     /// Received signal strength (dBm).
     pub rssi: DeciDb,
@@ -68,16 +69,28 @@ impl Message for Witness {
 
     fn check(&self, signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
         if self.beacon.len() > MAX_BEACON_LEN {
-            return Err(invalid("beacon", "longer than a beacon may be", Reason::Oversize));
+            return Err(invalid(
+                "beacon",
+                "longer than a beacon may be",
+                Reason::Oversize,
+            ));
         }
         // Framing only here (cheap); the beacon's signature is checked by `open_beacon`.
         let inner = EnvelopeRef::parse(&self.beacon)
             .map_err(|_| invalid("beacon", "not an envelope", Reason::BeaconInvalid))?;
         if inner.kind != Kind::Beacon {
-            return Err(invalid("beacon", "not a beacon envelope", Reason::BeaconInvalid));
+            return Err(invalid(
+                "beacon",
+                "not a beacon envelope",
+                Reason::BeaconInvalid,
+            ));
         }
         if inner.signer == signer.as_bytes() {
-            return Err(invalid("beacon", "a node cannot witness itself", Reason::SelfWitness));
+            return Err(invalid(
+                "beacon",
+                "a node cannot witness itself",
+                Reason::SelfWitness,
+            ));
         }
         Ok(())
     }

@@ -4,13 +4,13 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::ByteArray;
-use crate::envelope::{encode_payload, EnvelopeError, Message};
+use crate::envelope::{EnvelopeError, Message, encode_payload};
 use crate::id::NodeId;
 use crate::kind::Kind;
 use crate::reason::Reason;
 use crate::units::EpochNo;
 
-use super::{invalid, OWNER_MAX};
+use super::{OWNER_MAX, invalid};
 
 /// The most entries in one manifest page.
 pub const MANIFEST_PAGE_MAX: usize = 1024;
@@ -66,18 +66,33 @@ impl Message for RewardManifest {
 
     fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
         if self.entries.len() > MANIFEST_PAGE_MAX || self.page >= self.page_count.max(1) {
-            return Err(invalid("entries", "page out of range", Reason::FieldOutOfRange));
+            return Err(invalid(
+                "entries",
+                "page out of range",
+                Reason::FieldOutOfRange,
+            ));
         }
         for (i, e) in self.entries.iter().enumerate() {
             if e.owner.len() > OWNER_MAX {
                 return Err(invalid("owner", "too long", Reason::FieldOutOfRange));
             }
-            let sum = e.coverage.checked_add(e.backhaul).and_then(|s| s.checked_add(e.uptime));
+            let sum = e
+                .coverage
+                .checked_add(e.backhaul)
+                .and_then(|s| s.checked_add(e.uptime));
             if sum != Some(e.amount) {
-                return Err(invalid("amount", "is not the sum of its parts", Reason::FieldOutOfRange));
+                return Err(invalid(
+                    "amount",
+                    "is not the sum of its parts",
+                    Reason::FieldOutOfRange,
+                ));
             }
             if i > 0 && self.entries[i - 1].node >= e.node {
-                return Err(invalid("entries", "not sorted by node id", Reason::FieldOutOfRange));
+                return Err(invalid(
+                    "entries",
+                    "not sorted by node id",
+                    Reason::FieldOutOfRange,
+                ));
             }
         }
         Ok(())
