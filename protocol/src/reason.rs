@@ -52,7 +52,7 @@ macro_rules! reasons {
             /// One line for operators.
             pub const fn describe(self) -> &'static str {
                 match self {
-                    $( Reason::$name => concat!($($doc),*), )*
+                    $( Reason::$name => concat!($($doc),*).trim_ascii_start(), )*
                     Reason::Other(_) => "a reason code unknown to this build",
                 }
             }
