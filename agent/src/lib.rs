@@ -1,8 +1,20 @@
 //! wisp-agent: the hotspot daemon.
 //!
-//! This crate will hold the agent's sans-IO core (schedules, proof assembly, outbox logic) and
-//! its tokio shell (MQTT, libp2p, QUIC, store, HTTP status). Its first piece is [`trust`]: the
-//! agent acts only on what the pinned oracle key signed.
+//! - [`core`]: the sans-IO decision logic (heartbeats, beacon slot, witnesses) driven by
+//!   `handle_*` inputs and `poll_*` outputs; the simulator drives the same code.
+//! - [`outbox`]: the sans-IO outbox policy (send, resend with backoff and jitter, evict).
+//! - [`store`]: the durable outbox (SQLite WAL, `synchronous=FULL`, batched commits).
+//! - [`trust`]: only the pinned oracle key is believed.
+//! - [`config`]: TOML + `WISP_` environment + flags, validated.
+//! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
+//! - [`shell`]: the tokio daemon tying it together (MQTT, device, store, HTTP).
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod core;
+pub mod metrics;
+pub mod outbox;
+pub mod shell;
+pub mod status;
+pub mod store;
 pub mod trust;

@@ -8,6 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use pkcs8::LineEnding;
@@ -149,14 +150,33 @@ pub fn save_new(path: &Path, key: &NodeKey) -> Result<(), KeyFileError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    // A fresh temporary name per attempt: a stale file left by a crash (perhaps by an earlier
+    // process with the same pid) or a concurrent save is skipped, never reused or deleted.
+    let (tmp, mut f) = (0..64)
+        .find_map(|_| {
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+            {
+                Ok(f) => Some(Ok((tmp, f))),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                Err(e) => Some(Err(KeyFileError::Io {
+                    path: tmp,
+                    source: e,
+                })),
+            }
+        })
+        .unwrap_or_else(|| {
+            Err(KeyFileError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other("no free temporary file name"),
+            })
+        })?;
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
         f.write_all(to_pem(key).as_bytes()).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         fs::hard_link(&tmp, path).map_err(|e| {
@@ -173,9 +193,12 @@ pub fn save_new(path: &Path, key: &NodeKey) -> Result<(), KeyFileError> {
         })?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
     })();
+    // Only the file this call created is removed.
     let _ = fs::remove_file(&tmp);
     result
 }
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Loads the key at `path`, or creates one with `rng` if there is no file. Returns the key and
 /// whether it was created.
@@ -261,6 +284,26 @@ mod tests {
         assert!(matches!(load(&path), Err(KeyFileError::Format { .. })));
         write(&vec![b'A'; 5000]);
         assert!(matches!(load(&path), Err(KeyFileError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_stale_temporary_file_does_not_block_saving() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        // What a crash between create and link would leave, for the next names this process tries.
+        let next = TMP_COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 3 {
+            fs::write(
+                dir.path()
+                    .join(format!(".node.key.tmp.{}.{n}", std::process::id())),
+                b"stale",
+            )
+            .unwrap();
+        }
+        save_new(&path, &NodeKey::from_seed(&[4; 32])).unwrap();
+        assert_eq!(load(&path).unwrap().id(), NodeKey::from_seed(&[4; 32]).id());
+        // The stale files are not ours to delete.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4);
     }
 
     #[test]

@@ -281,19 +281,21 @@ fn manifest() -> impl Strategy<Value = RewardManifest> {
         any::<u64>(),
         any::<u64>(),
         any::<[u8; 32]>(),
-        1u32..10,
-        prop::collection::vec(entry, 0..20),
+        0u32..3,
+        prop::collection::vec(entry, 1..20),
     )
-        .prop_map(|(epoch, emission, root, page_count, mut entries)| {
+        .prop_map(|(epoch, emission, root, full_pages, mut entries)| {
             entries.sort_by_key(|e| e.node);
             entries.dedup_by_key(|e| e.node);
+            // The last page of a manifest with `full_pages` full pages before it.
+            let entry_count = full_pages * MANIFEST_PAGE_MAX as u32 + entries.len() as u32;
             RewardManifest {
                 epoch,
                 emission,
-                entry_count: entries.len() as u32,
+                entry_count,
                 root: root.into(),
-                page: page_count - 1,
-                page_count,
+                page: full_pages,
+                page_count: full_pages + 1,
                 entries,
             }
         })
@@ -720,6 +722,94 @@ fn structural_checks_have_reasons() {
             .unwrap_err()
             .reason(),
         Reason::FieldOutOfRange
+    );
+}
+
+#[test]
+fn manifest_pages_must_agree_with_the_entry_count() {
+    let k = NodeKey::from_seed(&[1; 32]);
+    let entry = |i: u8| RewardEntry {
+        node: NodeKey::from_seed(&[i; 32]).id(),
+        owner: "o".into(),
+        amount: 3,
+        coverage: 1,
+        backhaul: 1,
+        uptime: 1,
+    };
+    let mut entries: Vec<RewardEntry> = (1..=3).map(entry).collect();
+    entries.sort_by_key(|e| e.node);
+    let m = RewardManifest {
+        epoch: 1,
+        emission: 9,
+        entry_count: 3,
+        root: [0; 32].into(),
+        page: 0,
+        page_count: 1,
+        entries,
+    };
+    let check = |m: &RewardManifest| {
+        envelope::open::<RewardManifest>(&Envelope::sign(&k, m).to_bytes())
+            .map(drop)
+            .map_err(|e| e.reason())
+    };
+    assert_eq!(check(&m), Ok(()));
+    assert_eq!(
+        check(&RewardManifest {
+            page_count: 0,
+            ..m.clone()
+        }),
+        Err(Reason::FieldOutOfRange)
+    );
+    assert_eq!(
+        check(&RewardManifest {
+            page_count: 2,
+            ..m.clone()
+        }),
+        Err(Reason::FieldOutOfRange)
+    );
+    assert_eq!(
+        check(&RewardManifest {
+            entry_count: 4,
+            ..m.clone()
+        }),
+        Err(Reason::FieldOutOfRange)
+    );
+    // Page 1 of a 1027-entry manifest holds 3 entries; page 0 of it must hold 1024.
+    assert_eq!(
+        check(&RewardManifest {
+            entry_count: 1030,
+            page: 1,
+            page_count: 2,
+            ..m.clone()
+        }),
+        Err(Reason::FieldOutOfRange)
+    );
+    assert_eq!(
+        check(&RewardManifest {
+            entry_count: 1027,
+            page: 1,
+            page_count: 2,
+            ..m.clone()
+        }),
+        Ok(())
+    );
+    assert_eq!(
+        check(&RewardManifest {
+            entry_count: 1027,
+            page: 0,
+            page_count: 2,
+            ..m.clone()
+        }),
+        Err(Reason::FieldOutOfRange)
+    );
+    // An empty manifest is one empty page.
+    assert_eq!(
+        check(&RewardManifest {
+            entry_count: 0,
+            entries: vec![],
+            ..m.clone()
+        }),
+        Ok(())
     );
 }
 

@@ -2,7 +2,7 @@
 //! format changed: update the document and bump the protocol version.
 #![allow(clippy::unwrap_used)]
 
-use wisp_protocol::envelope::{self, signed_bytes, Envelope};
+use wisp_protocol::envelope::{self, Envelope, signed_bytes};
 use wisp_protocol::msg::{Beacon, Witness};
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, Kind, NodeKey};
@@ -22,7 +22,6 @@ fn beacon() -> (NodeKey, Beacon) {
     (key, b)
 }
 
-
 #[test]
 fn beacon_vector() {
     let (key, b) = beacon();
@@ -31,7 +30,10 @@ fn beacon_vector() {
     println!("signer     {}", hex::encode(key.id().0));
     println!("peer id    {}", key.id());
     println!("payload    {}", hex::encode(&env.payload));
-    println!("signed msg {}", hex::encode(signed_bytes(Kind::Beacon, &env.payload)));
+    println!(
+        "signed msg {}",
+        hex::encode(signed_bytes(Kind::Beacon, &env.payload))
+    );
     println!("envelope   {}", hex::encode(&bytes));
     println!("proof id   {}", env.proof_id());
     let expected = include_str!("vectors/beacon.hex").trim();

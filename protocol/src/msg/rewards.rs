@@ -65,10 +65,23 @@ impl Message for RewardManifest {
     const KIND: Kind = Kind::RewardManifest;
 
     fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
-        if self.entries.len() > MANIFEST_PAGE_MAX || self.page >= self.page_count.max(1) {
+        // Pages are full except the last; an empty manifest is one empty page.
+        let count = self.entry_count as usize;
+        let pages = count.div_ceil(MANIFEST_PAGE_MAX).max(1);
+        if self.page_count as usize != pages || self.page >= self.page_count {
+            return Err(invalid(
+                "page",
+                "page or page_count inconsistent with entry_count",
+                Reason::FieldOutOfRange,
+            ));
+        }
+        let expected = count
+            .saturating_sub(self.page as usize * MANIFEST_PAGE_MAX)
+            .min(MANIFEST_PAGE_MAX);
+        if self.entries.len() != expected {
             return Err(invalid(
                 "entries",
-                "page out of range",
+                "page holds the wrong number of entries",
                 Reason::FieldOutOfRange,
             ));
         }

@@ -1,0 +1,645 @@
+//! Configuration in two stages: a raw TOML file with `WISP_` environment overrides and command
+//! line flags on top, deserialized into [`RawConfig`]; then validated into [`Config`] with
+//! errors that name the key and say what is wrong.
+//!
+//! Environment variables: `WISP_<SECTION>__<KEY>` sets `[section] key`, e.g.
+//! `WISP_MQTT__URL=mqtt://broker:1883` or `WISP_OUTBOX__MAX_ENTRIES=5000`. Values are read as
+//! TOML scalars when they parse as one (numbers, booleans), else as strings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use wisp_protocol::units::DeciDb;
+use wisp_protocol::{Cell, NodeId};
+
+use crate::core::RadioParams;
+use crate::outbox::OutboxConfig;
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[node]`
+    pub node: RawNode,
+    /// `[oracle]`
+    pub oracle: RawOracle,
+    /// `[mqtt]`
+    pub mqtt: RawMqtt,
+    /// `[http]`
+    pub http: RawHttp,
+    /// `[radio]`
+    pub radio: RawRadio,
+    /// `[location]`
+    pub location: RawLocation,
+    /// `[outbox]`
+    pub outbox: RawOutbox,
+    /// `[heartbeat]`
+    pub heartbeat: RawHeartbeat,
+    /// `[log]`
+    pub log: RawLog,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawNode {
+    /// Directory for the key, the outbox database and runtime files.
+    pub data_dir: Option<PathBuf>,
+    /// Key file; default `<data_dir>/node.key`.
+    pub key_file: Option<PathBuf>,
+    /// Payout address for onboarding.
+    pub owner: Option<String>,
+    /// Antenna height above ground in metres.
+    pub antenna_height_m: Option<f64>,
+}
+
+/// `[oracle]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOracle {
+    /// The oracle's node id (PeerId string). Required.
+    pub public_key: Option<String>,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMqtt {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: Option<String>,
+    /// Username.
+    pub username: Option<String>,
+    /// Password (prefer `password_file`).
+    pub password: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// PEM CA bundle for `mqtts://` (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Keep-alive in seconds.
+    pub keep_alive_s: Option<u64>,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHttp {
+    /// Listen address of the status server.
+    pub listen: Option<String>,
+}
+
+/// `[radio]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRadio {
+    /// Centre frequency in MHz.
+    pub freq_mhz: Option<f64>,
+    /// Channel width in MHz.
+    pub width_mhz: Option<u16>,
+    /// Transmit power in dBm.
+    pub tx_power_dbm: Option<f64>,
+    /// Antenna gain in dBi.
+    pub antenna_gain_dbi: Option<f64>,
+}
+
+/// `[location]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLocation {
+    /// Latitude in degrees (used when there is no GNSS fix).
+    pub lat: Option<f64>,
+    /// Longitude in degrees.
+    pub lon: Option<f64>,
+}
+
+/// `[outbox]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOutbox {
+    /// Most proofs held.
+    pub max_entries: Option<usize>,
+    /// Most bytes held.
+    pub max_bytes: Option<usize>,
+    /// Resend when no ack arrived within this many seconds.
+    pub ack_timeout_s: Option<f64>,
+    /// Most proofs in flight.
+    pub max_in_flight: Option<usize>,
+    /// Longest wait before committing a batch, in milliseconds.
+    pub commit_interval_ms: Option<u64>,
+}
+
+/// `[heartbeat]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHeartbeat {
+    /// Interval in seconds until the oracle's epoch parameters say otherwise.
+    pub interval_s: Option<f64>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` or `json`.
+    pub format: Option<String>,
+    /// A tracing filter, e.g. `info` or `wisp_agent=debug`.
+    pub level: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// MQTT settings, resolved.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// TLS on.
+    pub tls: bool,
+    /// Username and password.
+    pub credentials: Option<(String, String)>,
+    /// CA bundle for TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Keep-alive.
+    pub keep_alive_s: u64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Key file.
+    pub key_file: PathBuf,
+    /// Payout address.
+    pub owner: Option<String>,
+    /// Antenna height in decimetres.
+    pub antenna_height_dm: u16,
+    /// The pinned oracle.
+    pub oracle: NodeId,
+    /// The broker.
+    pub mqtt: MqttConfig,
+    /// Status server address.
+    pub http_listen: SocketAddr,
+    /// The radio.
+    pub radio: RadioParams,
+    /// The asserted cell from configured coordinates.
+    pub cell: Option<Cell>,
+    /// Outbox policy.
+    pub outbox: OutboxConfig,
+    /// Batch commit window.
+    pub commit_interval_ms: u64,
+    /// Heartbeat interval before the first seed.
+    pub heartbeat_interval_ms: u64,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or an override is not valid TOML for our schema.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A key has an invalid value.
+    #[error("config key `{key}`: {why}")]
+    Invalid {
+        /// The key, `section.name`.
+        key: &'static str,
+        /// What is wrong and what is expected.
+        why: String,
+    },
+}
+
+fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        why: why.into(),
+    }
+}
+
+impl RawConfig {
+    /// Reads `path` (if given; a missing file is an error) and applies `WISP_*` overrides from
+    /// `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<RawConfig, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("WISP_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let section = section.to_ascii_lowercase();
+            let key = key.to_ascii_lowercase();
+            // String-typed keys keep the text as is (a numeric password stays a string).
+            let value = if STRING_KEYS.contains(&(section.as_str(), key.as_str())) {
+                toml::Value::String(v)
+            } else {
+                parse_scalar(&v)
+            };
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                return Err(ConfigError::Parse(format!(
+                    "WISP_{section}__…: `{section}` is not a section"
+                )));
+            };
+            t.insert(key, value);
+        }
+        RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Validates into a [`Config`].
+    // Every float is range-checked before it is cast.
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let data_dir = self
+            .node
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/wisp"));
+        let key_file = self
+            .node
+            .key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("node.key"));
+        if let Some(owner) = &self.node.owner
+            && (owner.is_empty()
+                || owner.len() > wisp_protocol::msg::OWNER_MAX
+                || !owner
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)))
+        {
+            return Err(invalid(
+                "node.owner",
+                "1 to 64 characters of A-Z a-z 0-9 . _ : -",
+            ));
+        }
+        let height = self.node.antenna_height_m.unwrap_or(5.0);
+        if !(0.0..=500.0).contains(&height) {
+            return Err(invalid("node.antenna_height_m", "between 0 and 500 m"));
+        }
+        let oracle = self
+            .oracle
+            .public_key
+            .as_deref()
+            .ok_or_else(|| {
+                invalid(
+                    "oracle.public_key",
+                    "required: the oracle's peer id (12D3KooW…), printed by `wisp-oracle key`",
+                )
+            })?
+            .parse::<NodeId>()
+            .map_err(|e| invalid("oracle.public_key", e.to_string()))?;
+        let mqtt = resolve_mqtt(&self.mqtt)?;
+        let http_listen = self
+            .http
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:9310")
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                invalid(
+                    "http.listen",
+                    format!("{e}; expected host:port, e.g. 127.0.0.1:9310"),
+                )
+            })?;
+        let freq_mhz = self.radio.freq_mhz.unwrap_or(2412.0);
+        if !(1.0..=100_000.0).contains(&freq_mhz) {
+            return Err(invalid("radio.freq_mhz", "between 1 and 100000 MHz"));
+        }
+        let radio = RadioParams {
+            freq_khz: (freq_mhz * 1000.0).round() as u32,
+            width_mhz: self.radio.width_mhz.unwrap_or(20),
+            tx_power: decidb(
+                "radio.tx_power_dbm",
+                self.radio.tx_power_dbm.unwrap_or(20.0),
+                -10.0,
+                40.0,
+            )?,
+            antenna_gain: decidb(
+                "radio.antenna_gain_dbi",
+                self.radio.antenna_gain_dbi.unwrap_or(3.0),
+                -10.0,
+                30.0,
+            )?,
+        };
+        let cell = match (self.location.lat, self.location.lon) {
+            (Some(lat), Some(lon)) => Some(
+                Cell::from_degrees(lat, lon, wisp_protocol::geo::ASSERT_RESOLUTION)
+                    .map_err(|e| invalid("location.lat", e.to_string()))?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "location.lat",
+                    "set both location.lat and location.lon, or neither",
+                ));
+            }
+        };
+        let defaults = OutboxConfig::default();
+        let ack_timeout_s = self.outbox.ack_timeout_s.unwrap_or(30.0);
+        if !(0.05..=3600.0).contains(&ack_timeout_s) {
+            return Err(invalid("outbox.ack_timeout_s", "between 0.05 and 3600"));
+        }
+        let outbox = OutboxConfig {
+            max_entries: positive(
+                "outbox.max_entries",
+                self.outbox.max_entries.unwrap_or(defaults.max_entries),
+            )?,
+            max_bytes: positive(
+                "outbox.max_bytes",
+                self.outbox.max_bytes.unwrap_or(defaults.max_bytes),
+            )?,
+            ack_timeout_ms: (ack_timeout_s * 1000.0) as u64,
+            max_in_flight: positive(
+                "outbox.max_in_flight",
+                self.outbox.max_in_flight.unwrap_or(defaults.max_in_flight),
+            )?,
+            ..defaults
+        };
+        let interval_s = self.heartbeat.interval_s.unwrap_or(300.0);
+        if !(0.01..=86_400.0).contains(&interval_s) {
+            return Err(invalid("heartbeat.interval_s", "between 0.01 and 86400"));
+        }
+        let log_format = match self.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("`{other}`: expected `text` or `json`"),
+                ));
+            }
+        };
+        Ok(Config {
+            data_dir,
+            key_file,
+            owner: self.node.owner.clone(),
+            antenna_height_dm: (height * 10.0).round() as u16,
+            oracle,
+            mqtt,
+            http_listen,
+            radio,
+            cell,
+            outbox,
+            commit_interval_ms: self.outbox.commit_interval_ms.unwrap_or(20).min(10_000),
+            heartbeat_interval_ms: (interval_s * 1000.0) as u64,
+            log_format,
+            log_level: self.log.level.clone().unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn resolve_mqtt(raw: &RawMqtt) -> Result<MqttConfig, ConfigError> {
+    let url = raw.url.as_deref().unwrap_or("mqtt://127.0.0.1:1883");
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err(invalid(
+            "mqtt.url",
+            format!("`{url}`: expected mqtt://host:port or mqtts://host:port"),
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| invalid("mqtt.url", format!("`{p}` is not a port")))?,
+        ),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        return Err(invalid("mqtt.url", "missing host"));
+    }
+    let password = match (&raw.password, &raw.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "mqtt.password",
+                "set password or password_file, not both",
+            ));
+        }
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| invalid("mqtt.password_file", format!("{}: {e}", f.display())))?
+                .trim_end()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let credentials = match (&raw.username, password) {
+        (Some(u), Some(p)) => Some((u.clone(), p)),
+        (Some(u), None) => Some((u.clone(), String::new())),
+        (None, Some(_)) => return Err(invalid("mqtt.username", "a password needs a username")),
+        (None, None) => None,
+    };
+    if raw.ca_file.is_some() && !tls {
+        return Err(invalid("mqtt.ca_file", "only used with mqtts:// URLs"));
+    }
+    Ok(MqttConfig {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+        tls,
+        credentials,
+        ca_file: raw.ca_file.clone(),
+        keep_alive_s: raw.keep_alive_s.unwrap_or(60).clamp(5, 3600),
+    })
+}
+
+// `v` is range-checked (within ±3276.7) before the cast.
+#[allow(clippy::cast_possible_truncation)]
+fn decidb(key: &'static str, v: f64, lo: f64, hi: f64) -> Result<DeciDb, ConfigError> {
+    if !(lo..=hi).contains(&v) {
+        return Err(invalid(key, format!("{v} is outside {lo}..{hi}")));
+    }
+    Ok(DeciDb((v * 10.0).round() as i16))
+}
+
+fn positive(key: &'static str, v: usize) -> Result<usize, ConfigError> {
+    if v == 0 {
+        return Err(invalid(key, "must be at least 1"));
+    }
+    Ok(v)
+}
+
+/// Keys whose values are strings, so environment overrides are never read as numbers.
+const STRING_KEYS: &[(&str, &str)] = &[
+    ("node", "data_dir"),
+    ("node", "key_file"),
+    ("node", "owner"),
+    ("oracle", "public_key"),
+    ("mqtt", "url"),
+    ("mqtt", "username"),
+    ("mqtt", "password"),
+    ("mqtt", "password_file"),
+    ("mqtt", "ca_file"),
+    ("http", "listen"),
+    ("log", "format"),
+    ("log", "level"),
+];
+
+fn parse_scalar(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    match v {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(v.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORACLE: &str = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_only_the_oracle_key() {
+        let raw = RawConfig::load(None, env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)])).unwrap();
+        let c = raw.resolve().unwrap();
+        assert_eq!(c.oracle.to_string(), ORACLE);
+        assert_eq!(c.mqtt.host, "127.0.0.1");
+        assert_eq!(c.mqtt.port, 1883);
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:9310");
+        assert_eq!(c.radio.freq_khz, 2_412_000);
+        assert_eq!(c.key_file, PathBuf::from("/var/lib/wisp/node.key"));
+        assert!(c.cell.is_none());
+        let err = RawConfig::load(None, env(&[]))
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("oracle.public_key"), "{err}");
+    }
+
+    #[test]
+    fn file_then_env_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[oracle]\npublic_key = \"{ORACLE}\"\n[mqtt]\nurl = \"mqtts://broker.example:8884\"\nusername = \"u\"\npassword = \"p\"\n\
+                 [location]\nlat = 38.7\nlon = -9.1\n[outbox]\nmax_entries = 10\n"
+            ),
+        )
+        .unwrap();
+        let raw = RawConfig::load(
+            Some(&p),
+            env(&[
+                ("WISP_OUTBOX__MAX_ENTRIES", "99"),
+                ("WISP_LOG__FORMAT", "json"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        let c = raw.resolve().unwrap();
+        assert_eq!(c.outbox.max_entries, 99);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.mqtt.tls);
+        assert_eq!(
+            (c.mqtt.host.as_str(), c.mqtt.port),
+            ("broker.example", 8884)
+        );
+        assert_eq!(c.mqtt.credentials, Some(("u".into(), "p".into())));
+        assert_eq!(c.cell.unwrap().resolution(), 12);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let check = |pairs: &[(&str, &str)], key: &str| {
+            let mut all = env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)]);
+            all.extend(env(pairs));
+            let err = RawConfig::load(None, all)
+                .and_then(|r| r.resolve())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+        };
+        check(&[("WISP_MQTT__URL", "http://x")], "mqtt.url");
+        check(&[("WISP_MQTT__URL", "mqtt://x:notaport")], "mqtt.url");
+        check(&[("WISP_HTTP__LISTEN", "nowhere")], "http.listen");
+        check(&[("WISP_LOCATION__LAT", "10")], "location.lat");
+        check(
+            &[("WISP_LOCATION__LAT", "100"), ("WISP_LOCATION__LON", "0")],
+            "location.lat",
+        );
+        check(&[("WISP_RADIO__TX_POWER_DBM", "90")], "radio.tx_power_dbm");
+        check(&[("WISP_OUTBOX__MAX_ENTRIES", "0")], "outbox.max_entries");
+        check(&[("WISP_LOG__FORMAT", "xml")], "log.format");
+        check(&[("WISP_NODE__OWNER", "bad owner")], "node.owner");
+        check(&[("WISP_MQTT__PASSWORD", "p")], "mqtt.username");
+        // A numeric password is still a string.
+        let c = RawConfig::load(
+            None,
+            env(&[
+                ("WISP_ORACLE__PUBLIC_KEY", ORACLE),
+                ("WISP_MQTT__USERNAME", "u"),
+                ("WISP_MQTT__PASSWORD", "123456"),
+            ]),
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(c.mqtt.credentials, Some(("u".into(), "123456".into())));
+        check(&[("WISP_ORACLE__PUBLIC_KEY", "nope")], "oracle.public_key");
+        // Unknown keys are typos, not silently ignored.
+        let err = RawConfig::load(None, env(&[("WISP_MQTT__URLL", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+}

@@ -1,0 +1,713 @@
+//! The agent's sans-IO core: what to sign and transmit, and when.
+//!
+//! The core holds no sockets, reads no clock and draws no randomness: every input carries
+//! `now_ms`, and every output is polled. The tokio shell and the simulator drive the same code.
+//!
+//! Call order, per turn of the driver's loop:
+//! 1. feed inputs: [`Core::handle_seed`], [`Core::handle_ack`], [`Core::handle_radio_frame`],
+//!    [`Core::handle_fix`], and [`Core::handle_timeout`] when [`Core::poll_timeout`] is due;
+//! 2. drain outputs: [`Core::poll_transmit`] (frames for the radio), [`Core::poll_proof`]
+//!    (signed envelopes for the outbox) and [`Core::poll_event`] (things to log and count);
+//! 3. sleep until [`Core::poll_timeout`] or the next input.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use wisp_protocol::envelope::{self, Envelope};
+use wisp_protocol::kind::Kind;
+use wisp_protocol::msg::{AckEntry, Beacon, EpochSeed, GnssFix, Heartbeat, Versions, Witness};
+use wisp_protocol::units::{DeciDb, FreqKhz};
+use wisp_protocol::{Cell, NodeId, NodeKey, ProofId, Reason, schedule};
+
+use crate::trust::{OracleTrust, TrustError};
+
+/// Bound on queued outputs of each kind. The driver drains them every turn, so reaching it means
+/// the driver is stuck; the oldest output is then dropped and counted, never memory grown.
+const OUTPUT_CAP: usize = 256;
+
+/// The radio the node beacons on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RadioParams {
+    /// Centre frequency.
+    pub freq_khz: FreqKhz,
+    /// Channel width.
+    pub width_mhz: u16,
+    /// Conducted transmit power (dBm).
+    pub tx_power: DeciDb,
+    /// Antenna gain (dBi).
+    pub antenna_gain: DeciDb,
+}
+
+/// Fixed settings of a core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The radio.
+    pub radio: RadioParams,
+    /// The node's asserted location. Without it the node neither beacons nor witnesses (the
+    /// oracle would reject both), but it still heartbeats.
+    pub cell: Option<Cell>,
+    /// Heartbeat interval until an epoch seed says otherwise.
+    pub heartbeat_interval_ms: u64,
+    /// Software versions reported in heartbeats.
+    pub versions: Versions,
+    /// At most this many witnesses per epoch (bounds the work a beacon flood can cause).
+    pub max_witnesses_per_epoch: usize,
+    /// A seed whose start differs from our clock by more than this raises a clock warning.
+    pub clock_skew_warn_ms: u64,
+    /// Clock tolerance when checking a received beacon's slot.
+    pub slot_tolerance_ms: u64,
+}
+
+impl CoreConfig {
+    /// Defaults for a 2.4 GHz WiFi hotspot on channel 1.
+    pub fn new(cell: Option<Cell>, versions: Versions) -> Self {
+        Self {
+            radio: RadioParams {
+                freq_khz: 2_412_000,
+                width_mhz: 20,
+                tx_power: DeciDb::from_db(20),
+                antenna_gain: DeciDb::from_db(3),
+            },
+            cell,
+            heartbeat_interval_ms: 300_000,
+            versions,
+            max_witnesses_per_epoch: 512,
+            clock_skew_warn_ms: 5_000,
+            slot_tolerance_ms: 2_000,
+        }
+    }
+}
+
+/// A frame for the radio: a signed beacon envelope to transmit on the node's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxFrame {
+    /// The beacon envelope bytes (≤ 240).
+    pub payload: Vec<u8>,
+    /// Where to transmit.
+    pub freq_khz: FreqKhz,
+    /// Channel width.
+    pub width_mhz: u16,
+}
+
+/// A signed proof for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    /// BLAKE3 of the bytes.
+    pub id: ProofId,
+    /// What it is.
+    pub kind: Kind,
+    /// The envelope bytes.
+    pub bytes: Vec<u8>,
+    /// When it was signed.
+    pub created_ms: u64,
+}
+
+/// Why a received radio frame produced no witness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// Not a valid beacon envelope (with the reason the oracle would give).
+    Invalid(Reason),
+    /// Our own beacon.
+    Own,
+    /// No epoch seed yet, or the beacon is for another epoch.
+    WrongEpoch,
+    /// The nonce is not the one the seed gives this beaconer.
+    BadNonce,
+    /// Sent outside the beaconer's slot.
+    WrongSlot,
+    /// Already witnessed this beaconer this epoch.
+    Duplicate,
+    /// The per-epoch witness budget is spent.
+    Budget,
+    /// We have no asserted location to put in the witness.
+    NoLocation,
+}
+
+/// Something the driver should log or count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new epoch began.
+    NewEpoch {
+        /// Its number.
+        epoch: u64,
+        /// When this node beacons in it (absent without a location).
+        beacon_at_ms: Option<u64>,
+    },
+    /// Our clock and the oracle's seed disagree.
+    ClockSkew {
+        /// Our time minus the epoch's start, at reception.
+        skew_ms: i64,
+    },
+    /// A frame was heard but not witnessed.
+    Ignored(Ignored),
+    /// Our beacon slot passed while we could not beacon (started late, no location).
+    BeaconMissed {
+        /// The epoch.
+        epoch: u64,
+    },
+    /// The driver fell behind and an output was dropped.
+    OutputDropped,
+}
+
+/// Timestamps shown in the status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Last beacon sent.
+    pub last_beacon_ms: Option<u64>,
+    /// Last witness signed.
+    pub last_witness_ms: Option<u64>,
+    /// Last heartbeat signed.
+    pub last_heartbeat_ms: Option<u64>,
+    /// Last valid oracle ack.
+    pub last_ack_ms: Option<u64>,
+}
+
+/// The agent's decision logic.
+#[derive(Debug)]
+pub struct Core {
+    key: NodeKey,
+    id: NodeId,
+    cfg: CoreConfig,
+    trust: OracleTrust,
+    started_ms: u64,
+    epoch: Option<EpochSeed>,
+    heartbeat_seq: u64,
+    heartbeat_interval_ms: u64,
+    next_heartbeat_ms: u64,
+    beacon_at_ms: Option<u64>,
+    fix: Option<GnssFix>,
+    witnessed: BTreeSet<NodeId>,
+    activity: Activity,
+    peers: u16,
+    tx: VecDeque<TxFrame>,
+    proofs: VecDeque<Proof>,
+    events: VecDeque<Event>,
+}
+
+fn push_bounded<T>(q: &mut VecDeque<T>, item: T, events: &mut VecDeque<Event>) {
+    if q.len() >= OUTPUT_CAP {
+        q.pop_front();
+        if events.len() < OUTPUT_CAP {
+            events.push_back(Event::OutputDropped);
+        }
+    }
+    q.push_back(item);
+}
+
+impl Core {
+    /// A core for `key`, started at `now_ms`. `heartbeat_seq` is the last sequence number this
+    /// node signed (persisted by the driver), so sequence numbers keep increasing across restarts.
+    pub fn new(
+        key: NodeKey,
+        cfg: CoreConfig,
+        oracle: NodeId,
+        now_ms: u64,
+        heartbeat_seq: u64,
+    ) -> Self {
+        let id = key.id();
+        Self {
+            trust: OracleTrust::new(oracle, id),
+            key,
+            id,
+            heartbeat_interval_ms: cfg.heartbeat_interval_ms.max(1),
+            cfg,
+            started_ms: now_ms,
+            epoch: None,
+            heartbeat_seq,
+            // The first heartbeat goes out as soon as an epoch is known.
+            next_heartbeat_ms: now_ms,
+            beacon_at_ms: None,
+            fix: None,
+            witnessed: BTreeSet::new(),
+            activity: Activity::default(),
+            peers: 0,
+            tx: VecDeque::new(),
+            proofs: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The current epoch, once a seed was accepted.
+    pub fn epoch(&self) -> Option<&EpochSeed> {
+        self.epoch.as_ref()
+    }
+
+    /// The last heartbeat sequence number signed.
+    pub fn heartbeat_seq(&self) -> u64 {
+        self.heartbeat_seq
+    }
+
+    /// Timestamps for the status.
+    pub fn activity(&self) -> Activity {
+        self.activity
+    }
+
+    /// The latest GNSS fix.
+    pub fn fix(&self) -> Option<GnssFix> {
+        self.fix
+    }
+
+    /// The asserted cell.
+    pub fn cell(&self) -> Option<Cell> {
+        self.cfg.cell
+    }
+
+    /// Seconds since the core started.
+    pub fn uptime_s(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.started_ms) / 1000
+    }
+
+    /// An epoch seed arrived (MQTT retained topic or gossip). Only seeds the pinned oracle
+    /// signed are believed; a seed older than or equal to the current epoch is ignored.
+    pub fn handle_seed(&mut self, bytes: &[u8], now_ms: u64) -> Result<bool, TrustError> {
+        let seed = self.trust.accept_seed(bytes)?;
+        if self.epoch.as_ref().is_some_and(|e| e.epoch >= seed.epoch) {
+            return Ok(false);
+        }
+        // A seed is published when its epoch starts; a large gap means one of the clocks is off.
+        let skew_ms = i64::try_from(now_ms).unwrap_or(i64::MAX)
+            - i64::try_from(seed.start_ms).unwrap_or(i64::MAX);
+        if !seed.contains(now_ms) && skew_ms.unsigned_abs() > self.cfg.clock_skew_warn_ms {
+            self.event(Event::ClockSkew { skew_ms });
+        }
+        self.heartbeat_interval_ms = u64::from(seed.params.heartbeat_interval_ms).max(1);
+        self.witnessed.clear();
+        self.beacon_at_ms = self.cfg.cell.map(|_| {
+            let (start, end) = schedule::beacon_window(&seed, &self.id);
+            // Transmit a quarter of a second into the slot (or a quarter of the slot if it is
+            // shorter), so that small clock errors on either side keep us inside it.
+            start + ((end - start) / 4).min(250)
+        });
+        if self.cfg.cell.is_none() {
+            self.event(Event::BeaconMissed { epoch: seed.epoch });
+        }
+        self.event(Event::NewEpoch {
+            epoch: seed.epoch,
+            beacon_at_ms: self.beacon_at_ms,
+        });
+        self.epoch = Some(seed);
+        Ok(true)
+    }
+
+    /// An ack arrived on this node's ack topic. Returns its entries if the pinned oracle signed
+    /// it for this node; the driver deletes those proofs from the outbox.
+    pub fn handle_ack(&mut self, bytes: &[u8], now_ms: u64) -> Result<Vec<AckEntry>, TrustError> {
+        let ack = self.trust.accept_ack(bytes)?;
+        self.activity.last_ack_ms = Some(now_ms);
+        Ok(ack.entries)
+    }
+
+    /// A GNSS fix from the device.
+    pub fn handle_fix(&mut self, fix: GnssFix) {
+        self.fix = Some(fix);
+    }
+
+    /// The number of connected peers, reported in heartbeats.
+    pub fn handle_peers(&mut self, peers: u16) {
+        self.peers = peers;
+    }
+
+    /// The radio received a frame. If it is a valid beacon of the current epoch, sent in its
+    /// slot by another node we have not yet witnessed, a signed witness goes to the outbox.
+    pub fn handle_radio_frame(
+        &mut self,
+        payload: &[u8],
+        rssi: DeciDb,
+        snr: DeciDb,
+        freq_khz: FreqKhz,
+        now_ms: u64,
+    ) -> Result<ProofId, Ignored> {
+        let result = self.witness(payload, rssi, snr, freq_khz, now_ms);
+        if let Err(why) = result {
+            self.event(Event::Ignored(why));
+        }
+        result
+    }
+
+    fn witness(
+        &mut self,
+        payload: &[u8],
+        rssi: DeciDb,
+        snr: DeciDb,
+        freq_khz: FreqKhz,
+        now_ms: u64,
+    ) -> Result<ProofId, Ignored> {
+        let opened = envelope::open::<Beacon>(payload).map_err(|e| Ignored::Invalid(e.reason()))?;
+        if opened.signer == self.id {
+            return Err(Ignored::Own);
+        }
+        let epoch = self.epoch.as_ref().ok_or(Ignored::WrongEpoch)?;
+        let beacon = &opened.msg;
+        if beacon.epoch != epoch.epoch {
+            return Err(Ignored::WrongEpoch);
+        }
+        if beacon.nonce.0 != schedule::beacon_nonce(&epoch.seed.0, &opened.signer) {
+            return Err(Ignored::BadNonce);
+        }
+        let (start, end) = schedule::beacon_window(epoch, &opened.signer);
+        let tol = self.cfg.slot_tolerance_ms;
+        if beacon.tx_ms + tol < start || beacon.tx_ms >= end + tol {
+            return Err(Ignored::WrongSlot);
+        }
+        if self.witnessed.contains(&opened.signer) {
+            return Err(Ignored::Duplicate);
+        }
+        if self.witnessed.len() >= self.cfg.max_witnesses_per_epoch {
+            return Err(Ignored::Budget);
+        }
+        let cell = self.cfg.cell.ok_or(Ignored::NoLocation)?;
+        self.witnessed.insert(opened.signer);
+        let w = Witness {
+            beacon: payload.to_vec(),
+            rssi,
+            snr,
+            freq_khz,
+            rx_ms: now_ms,
+            cell,
+        };
+        let env = Envelope::sign(&self.key, &w);
+        self.activity.last_witness_ms = Some(now_ms);
+        Ok(self.emit(env, now_ms))
+    }
+
+    /// Time passed: heartbeat and beacon when due. Call when [`Core::poll_timeout`] is reached
+    /// (calling more often is harmless).
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let Some(epoch) = self.epoch.clone() else {
+            return;
+        };
+        if now_ms >= self.next_heartbeat_ms {
+            self.heartbeat_seq += 1;
+            let hb = Heartbeat {
+                epoch: epoch.epoch,
+                seq: self.heartbeat_seq,
+                uptime_s: self.uptime_s(now_ms),
+                sent_ms: now_ms,
+                fix: self.fix,
+                cell: self.cfg.cell,
+                versions: self.cfg.versions.clone(),
+                peers: self.peers,
+            };
+            let env = Envelope::sign(&self.key, &hb);
+            self.emit(env, now_ms);
+            self.activity.last_heartbeat_ms = Some(now_ms);
+            // Keep the phase: a late wake-up does not shift every later heartbeat.
+            let behind = (now_ms - self.next_heartbeat_ms) / self.heartbeat_interval_ms;
+            self.next_heartbeat_ms += (behind + 1) * self.heartbeat_interval_ms;
+        }
+        if let (Some(at), Some(cell)) = (self.beacon_at_ms, self.cfg.cell)
+            && now_ms >= at
+        {
+            self.beacon_at_ms = None;
+            let (_, end) = schedule::beacon_window(&epoch, &self.id);
+            if now_ms >= end {
+                self.event(Event::BeaconMissed { epoch: epoch.epoch });
+                return;
+            }
+            let beacon = Beacon {
+                epoch: epoch.epoch,
+                nonce: schedule::beacon_nonce(&epoch.seed.0, &self.id).into(),
+                freq_khz: self.cfg.radio.freq_khz,
+                width_mhz: self.cfg.radio.width_mhz,
+                tx_power: self.cfg.radio.tx_power,
+                antenna_gain: self.cfg.radio.antenna_gain,
+                cell,
+                tx_ms: now_ms,
+            };
+            let env = Envelope::sign(&self.key, &beacon);
+            let frame = TxFrame {
+                payload: env.to_bytes(),
+                freq_khz: self.cfg.radio.freq_khz,
+                width_mhz: self.cfg.radio.width_mhz,
+            };
+            push_bounded(&mut self.tx, frame, &mut self.events);
+            // The beacon is reported too, so the oracle knows it was sent even if nobody heard it.
+            self.emit(env, now_ms);
+            self.activity.last_beacon_ms = Some(now_ms);
+        }
+    }
+
+    /// When [`Core::handle_timeout`] next has work, if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.epoch.as_ref()?;
+        Some(match self.beacon_at_ms {
+            Some(b) => b.min(self.next_heartbeat_ms),
+            None => self.next_heartbeat_ms,
+        })
+    }
+
+    /// The next frame to transmit.
+    pub fn poll_transmit(&mut self) -> Option<TxFrame> {
+        self.tx.pop_front()
+    }
+
+    /// The next signed proof for the outbox.
+    pub fn poll_proof(&mut self) -> Option<Proof> {
+        self.proofs.pop_front()
+    }
+
+    /// The next event to log or count.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Signs an arbitrary message as this node (onboarding, status reports).
+    pub fn sign<M: envelope::Message>(&self, msg: &M) -> Envelope {
+        Envelope::sign(&self.key, msg)
+    }
+
+    fn emit(&mut self, env: Envelope, now_ms: u64) -> ProofId {
+        let bytes = env.to_bytes();
+        let id = ProofId::of(&bytes);
+        let proof = Proof {
+            id,
+            kind: env.kind,
+            bytes,
+            created_ms: now_ms,
+        };
+        push_bounded(&mut self.proofs, proof, &mut self.events);
+        id
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() < OUTPUT_CAP {
+            self.events.push_back(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wisp_protocol::msg::{Ack, EpochParams, Verdict};
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn seed(epoch: u64, start: u64) -> EpochSeed {
+        EpochSeed {
+            epoch,
+            start_ms: start,
+            duration_ms: 60_000,
+            seed: [epoch.to_le_bytes()[0]; 32].into(),
+            params: EpochParams {
+                slot_count: 10,
+                heartbeat_interval_ms: 10_000,
+                ..EpochParams::default()
+            },
+        }
+    }
+
+    fn core(n: u8, oracle: &NodeKey) -> Core {
+        let cell = Cell::from_degrees(38.7, -9.1 + f64::from(n) * 0.001, 12).unwrap();
+        Core::new(
+            NodeKey::from_seed(&[n; 32]),
+            CoreConfig::new(Some(cell), Versions::new("t", "sim")),
+            oracle.id(),
+            T0,
+            0,
+        )
+    }
+
+    fn drain(c: &mut Core) -> Vec<Proof> {
+        std::iter::from_fn(|| c.poll_proof()).collect()
+    }
+
+    #[test]
+    fn nothing_happens_before_a_seed() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let mut c = core(1, &oracle);
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_timeout(T0 + 1_000_000);
+        assert!(c.poll_proof().is_none());
+    }
+
+    #[test]
+    fn heartbeats_keep_their_phase_and_sequence() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let mut c = Core::new(
+            NodeKey::from_seed(&[1; 32]),
+            CoreConfig::new(None, Versions::new("t", "sim")),
+            oracle.id(),
+            T0,
+            41,
+        );
+        assert!(
+            c.handle_seed(&Envelope::sign(&oracle, &seed(1, T0)).to_bytes(), T0)
+                .unwrap()
+        );
+        c.handle_timeout(T0);
+        c.handle_timeout(T0 + 25_000); // one heartbeat, though 2.5 intervals passed
+        c.handle_timeout(T0 + 29_999);
+        c.handle_timeout(T0 + 30_000);
+        let seqs: Vec<u64> = drain(&mut c)
+            .iter()
+            .map(|p| envelope::open::<Heartbeat>(&p.bytes).unwrap().msg.seq)
+            .collect();
+        assert_eq!(seqs, vec![42, 43, 44]);
+        assert_eq!(c.poll_timeout(), Some(T0 + 40_000));
+        // Without a location the node cannot beacon, and says so.
+        let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(events.contains(&Event::BeaconMissed { epoch: 1 }));
+    }
+
+    #[test]
+    fn beacons_once_in_its_slot_and_neighbours_witness_once() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let mut a = core(1, &oracle);
+        let mut b = core(2, &oracle);
+        let s = Envelope::sign(&oracle, &seed(1, T0)).to_bytes();
+        a.handle_seed(&s, T0).unwrap();
+        b.handle_seed(&s, T0).unwrap();
+        let (start, end) = schedule::beacon_window(&seed(1, T0), &a.id());
+        // Run a's clock through the whole epoch in 100 ms steps.
+        let mut frames = Vec::new();
+        let mut t = T0;
+        while t < T0 + 60_000 {
+            a.handle_timeout(t);
+            frames.extend(std::iter::from_fn(|| a.poll_transmit()));
+            t += 100;
+        }
+        assert_eq!(frames.len(), 1, "one beacon per epoch");
+        let beacon = envelope::open::<Beacon>(&frames[0].payload).unwrap().msg;
+        assert!(beacon.tx_ms >= start && beacon.tx_ms < end);
+        assert!(drain(&mut a).iter().any(|p| p.kind == Kind::Beacon));
+
+        let rx = beacon.tx_ms + 2;
+        let id = b
+            .handle_radio_frame(&frames[0].payload, DeciDb(-700), DeciDb(200), 2_412_000, rx)
+            .unwrap();
+        let proofs = drain(&mut b);
+        let w = proofs.iter().find(|p| p.id == id).unwrap();
+        let witness = envelope::open::<Witness>(&w.bytes).unwrap().msg;
+        assert_eq!(witness.open_beacon().unwrap().signer, a.id());
+        assert_eq!(witness.rx_ms, rx);
+        // The same beacon again, and a's own beacon heard by a: ignored.
+        assert_eq!(
+            b.handle_radio_frame(
+                &frames[0].payload,
+                DeciDb(-700),
+                DeciDb(200),
+                2_412_000,
+                rx + 5
+            ),
+            Err(Ignored::Duplicate)
+        );
+        assert_eq!(
+            a.handle_radio_frame(&frames[0].payload, DeciDb(-700), DeciDb(200), 2_412_000, rx),
+            Err(Ignored::Own)
+        );
+    }
+
+    #[test]
+    fn suspicious_beacons_are_not_witnessed() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let mut b = core(2, &oracle);
+        let beaconer = NodeKey::from_seed(&[1; 32]);
+        let s1 = seed(1, T0);
+        b.handle_seed(&Envelope::sign(&oracle, &s1).to_bytes(), T0)
+            .unwrap();
+        let (start, _) = schedule::beacon_window(&s1, &beaconer.id());
+        let good = Beacon {
+            epoch: 1,
+            nonce: schedule::beacon_nonce(&s1.seed.0, &beaconer.id()).into(),
+            freq_khz: 2_412_000,
+            width_mhz: 20,
+            tx_power: DeciDb(200),
+            antenna_gain: DeciDb(30),
+            cell: Cell::from_degrees(38.7, -9.1, 12).unwrap(),
+            tx_ms: start + 100,
+        };
+        let mut check = |b_msg: &Beacon| {
+            let bytes = Envelope::sign(&beaconer, b_msg).to_bytes();
+            let r = b.handle_radio_frame(&bytes, DeciDb(-700), DeciDb(100), 2_412_000, start + 200);
+            // Undo the dedupe so each case is judged alone.
+            b.witnessed.clear();
+            r.map(drop)
+        };
+        assert_eq!(check(&good), Ok(()));
+        assert_eq!(
+            check(&Beacon {
+                epoch: 2,
+                ..good.clone()
+            }),
+            Err(Ignored::WrongEpoch)
+        );
+        assert_eq!(
+            check(&Beacon {
+                nonce: [0; 16].into(),
+                ..good.clone()
+            }),
+            Err(Ignored::BadNonce)
+        );
+        assert_eq!(
+            check(&Beacon {
+                tx_ms: start + 30_000,
+                ..good.clone()
+            }),
+            Err(Ignored::WrongSlot)
+        );
+        assert_eq!(
+            b.handle_radio_frame(b"\x01\x03garbage", DeciDb(0), DeciDb(0), 1, T0),
+            Err(Ignored::Invalid(Reason::Malformed))
+        );
+    }
+
+    #[test]
+    fn forged_seeds_and_acks_change_nothing() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let forger = NodeKey::from_seed(&[101; 32]);
+        let mut c = core(1, &oracle);
+        assert!(
+            c.handle_seed(&Envelope::sign(&forger, &seed(1, T0)).to_bytes(), T0)
+                .is_err()
+        );
+        assert!(c.epoch().is_none());
+        let ack = Ack {
+            node: c.id(),
+            issued_ms: T0,
+            entries: vec![AckEntry {
+                proof_id: ProofId::of(b"x"),
+                verdict: Verdict::Accepted,
+            }],
+        };
+        assert!(
+            c.handle_ack(&Envelope::sign(&forger, &ack).to_bytes(), T0)
+                .is_err()
+        );
+        assert_eq!(c.activity().last_ack_ms, None);
+        assert_eq!(
+            c.handle_ack(&Envelope::sign(&oracle, &ack).to_bytes(), T0 + 1)
+                .unwrap(),
+            ack.entries
+        );
+        assert_eq!(c.activity().last_ack_ms, Some(T0 + 1));
+        // An older or equal epoch never replaces the current one.
+        c.handle_seed(&Envelope::sign(&oracle, &seed(5, T0)).to_bytes(), T0)
+            .unwrap();
+        assert!(
+            !c.handle_seed(&Envelope::sign(&oracle, &seed(4, T0)).to_bytes(), T0)
+                .unwrap()
+        );
+        assert_eq!(c.epoch().unwrap().epoch, 5);
+    }
+
+    #[test]
+    fn clock_skew_is_reported() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let mut c = core(1, &oracle);
+        c.handle_seed(
+            &Envelope::sign(&oracle, &seed(1, T0)).to_bytes(),
+            T0 + 3_600_000,
+        )
+        .unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(
+            events.contains(&Event::ClockSkew { skew_ms: 3_600_000 }),
+            "{events:?}"
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! `wisp-agent`: the hotspot daemon and its operator commands.
+#![allow(clippy::print_stdout)]
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use wisp_agent::config::{Config, LogFormat, RawConfig};
+use wisp_agent::shell::{self, NoDevice};
+use wisp_agent::status::Status;
+use wisp_agent::trust::OracleTrust;
+use wisp_protocol::envelope::Envelope;
+use wisp_protocol::msg::{Band, Onboard, Verdict};
+use wisp_protocol::{keyfile, topics};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wisp-agent",
+    version,
+    about = "wisp hotspot agent: proves coverage, backhaul and location to the rewards oracle"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct Common {
+    /// Configuration file (TOML). `WISP_<SECTION>__<KEY>` environment variables override it.
+    #[arg(long, short = 'c', env = "WISP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `node.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Overrides `mqtt.url` (mqtt://host:port or mqtts://host:port).
+    #[arg(long)]
+    broker: Option<String>,
+    /// Overrides `http.listen`.
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Overrides `log.format` (text or json).
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon.
+    Run(Common),
+    /// Create the node key if there is none, and print the node's peer id.
+    Keygen(Common),
+    /// Sign an Onboard message (owner, location, antenna, bands) and send it to the oracle.
+    Onboard {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds to wait for the oracle's ack.
+        #[arg(long, default_value_t = 30)]
+        wait_s: u64,
+    },
+    /// Show the local agent's status.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// The status server, host:port (default: the running agent's, from the data directory).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Validate the configuration and print the resolved values.
+    Check(Common),
+}
+
+fn load_config(c: &Common) -> anyhow::Result<Config> {
+    let mut raw = RawConfig::load(c.config.as_deref(), std::env::vars())?;
+    if let Some(d) = &c.data_dir {
+        raw.node.data_dir = Some(d.clone());
+    }
+    if let Some(b) = &c.broker {
+        raw.mqtt.url = Some(b.clone());
+    }
+    if let Some(h) = &c.http_listen {
+        raw.http.listen = Some(h.clone());
+    }
+    if let Some(f) = &c.log_format {
+        raw.log.format = Some(f.clone());
+    }
+    Ok(raw.resolve()?)
+}
+
+fn init_logs(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WISP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Run(c) => {
+            let cfg = load_config(&c)?;
+            init_logs(&cfg);
+            shell::run(cfg, Box::new(NoDevice), shutdown_signal()).await
+        }
+        Cmd::Keygen(c) => {
+            let cfg = load_config(&c)?;
+            let existed = cfg.key_file.exists();
+            let key = shell::load_key(&cfg.key_file)?;
+            println!("{}", key.id());
+            if existed {
+                eprintln!("(existing key {} kept)", cfg.key_file.display());
+            } else {
+                eprintln!("(new key written to {}, mode 0600)", cfg.key_file.display());
+            }
+            Ok(())
+        }
+        Cmd::Onboard { common, wait_s } => onboard(&load_config(&common)?, wait_s).await,
+        Cmd::Status { common, addr, json } => {
+            let addr = match addr {
+                Some(a) => a,
+                None => {
+                    let cfg = load_config(&common)?;
+                    std::fs::read_to_string(shell::http_addr_path(&cfg.data_dir))
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_else(|_| cfg.http_listen.to_string())
+                }
+            };
+            let body = http_get(&addr, "/status")
+                .with_context(|| format!("asking the agent at {addr} (is it running?)"))?;
+            if json {
+                println!("{body}");
+            } else {
+                let s: Status =
+                    serde_json::from_str(&body).context("the status is not valid JSON")?;
+                print_status(&s);
+            }
+            Ok(())
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check(c),
+        } => {
+            let cfg = load_config(&c)?;
+            println!("configuration OK");
+            println!("  data_dir        {}", cfg.data_dir.display());
+            println!("  key_file        {}", cfg.key_file.display());
+            println!("  oracle          {}", cfg.oracle);
+            println!(
+                "  broker          {}://{}:{}",
+                if cfg.mqtt.tls { "mqtts" } else { "mqtt" },
+                cfg.mqtt.host,
+                cfg.mqtt.port
+            );
+            println!("  status server   {}", cfg.http_listen);
+            println!(
+                "  radio           {} kHz, {} MHz wide, {:?} tx, {:?} antenna",
+                cfg.radio.freq_khz, cfg.radio.width_mhz, cfg.radio.tx_power, cfg.radio.antenna_gain
+            );
+            println!(
+                "  location        {}",
+                cfg.cell.map_or("from GNSS".to_string(), |c| c.to_string())
+            );
+            println!(
+                "  outbox          {} proofs / {} bytes max",
+                cfg.outbox.max_entries, cfg.outbox.max_bytes
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
+    let key = keyfile::load(&cfg.key_file).context("no node key: run `wisp-agent keygen` first")?;
+    let owner = cfg
+        .owner
+        .clone()
+        .context("set node.owner (the payout address) to onboard")?;
+    let cell = cfg
+        .cell
+        .context("set location.lat and location.lon (this device has no GNSS receiver)")?;
+    // The declared band: the configured channel, with the configured EIRP.
+    let half = u32::from(cfg.radio.width_mhz) * 500;
+    let msg = Onboard {
+        owner,
+        cell,
+        antenna_gain: cfg.radio.antenna_gain,
+        antenna_height_dm: cfg.antenna_height_dm,
+        bands: vec![Band {
+            low_khz: cfg.radio.freq_khz - half,
+            high_khz: cfg.radio.freq_khz + half,
+            max_eirp: wisp_protocol::units::DeciDb(
+                cfg.radio
+                    .tx_power
+                    .0
+                    .saturating_add(cfg.radio.antenna_gain.0),
+            ),
+        }],
+        issued_ms: shell::wall_ms(),
+        attestation: None,
+    };
+    let env = Envelope::sign(&key, &msg);
+    let bytes = env.to_bytes();
+    let id = env.proof_id();
+    let trust = OracleTrust::new(cfg.oracle, key.id());
+    let mut o = MqttOptions::new(
+        format!("wisp-onboard-{}", key.id()),
+        cfg.mqtt.host.clone(),
+        cfg.mqtt.port,
+    );
+    o.set_keep_alive(Duration::from_secs(30));
+    if let Some((u, p)) = &cfg.mqtt.credentials {
+        o.set_credentials(u.clone(), p.clone());
+    }
+    let (client, mut events) = AsyncClient::new(o, 16);
+    client
+        .subscribe(topics::acks(&key.id()), QoS::AtLeastOnce)
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_s);
+    let mut sent = false;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.poll())
+            .await
+            .with_context(|| {
+                format!(
+                    "no ack from the oracle within {wait_s} s (proof {id}); run the command again"
+                )
+            })?;
+        match ev {
+            Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
+                client
+                    .publish(
+                        topics::proofs(&key.id()),
+                        QoS::AtLeastOnce,
+                        false,
+                        bytes.clone(),
+                    )
+                    .await?;
+                sent = true;
+                eprintln!(
+                    "sent onboarding of {} at {} (proof {id}); waiting for the oracle",
+                    key.id(),
+                    msg.cell
+                );
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let Ok(ack) = trust.accept_ack(&p.payload) else {
+                    continue;
+                };
+                if let Some(e) = ack.entries.iter().find(|e| e.proof_id == id) {
+                    return match e.verdict {
+                        Verdict::Accepted => {
+                            println!("onboarded: {} (proof {id})", key.id());
+                            Ok(())
+                        }
+                        Verdict::Rejected(r) => {
+                            bail!("the oracle rejected the onboarding: {r} ({})", r.describe())
+                        }
+                    };
+                }
+            }
+            Ok(_) => {}
+            Err(e) => bail!("broker {}:{}: {e}", cfg.mqtt.host, cfg.mqtt.port),
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET for the local status server (no TLS, no redirects).
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.take(4 * 1024 * 1024).read_to_string(&mut resp)?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{}", head.lines().next().unwrap_or("no status line"));
+    }
+    Ok(body.to_string())
+}
+
+fn ago(now: u64, t: Option<u64>) -> String {
+    t.map_or("never".into(), |t| {
+        format!("{:.1} s ago", now.saturating_sub(t) as f64 / 1000.0)
+    })
+}
+
+fn print_status(s: &Status) {
+    let now = shell::wall_ms();
+    println!("peer id          {}", s.peer_id);
+    println!(
+        "versions         agent {}, firmware {}",
+        s.agent_version, s.firmware_version
+    );
+    println!("uptime           {} s", s.uptime_s);
+    println!(
+        "epoch            {}",
+        s.epoch.map_or("none yet".into(), |e| e.to_string())
+    );
+    println!(
+        "location         {}",
+        s.cell.clone().unwrap_or_else(|| "not set".into())
+    );
+    println!(
+        "broker           {} ({})",
+        s.broker,
+        if s.broker_connected {
+            "connected"
+        } else {
+            "DISCONNECTED"
+        }
+    );
+    println!(
+        "outbox           {} proofs, {} bytes, {} in flight, oldest {}",
+        s.outbox_depth,
+        s.outbox_bytes,
+        s.outbox_in_flight,
+        s.oldest_unacked_age_s
+            .map_or("-".into(), |a| format!("{a:.1} s"))
+    );
+    println!("last ack         {}", ago(now, s.last_ack_ms));
+    println!(
+        "last heartbeat   {} (seq {})",
+        ago(now, s.last_heartbeat_ms),
+        s.heartbeat_seq
+    );
+    println!("last beacon      {}", ago(now, s.last_beacon_ms));
+    println!("last witness     {}", ago(now, s.last_witness_ms));
+    println!(
+        "device           gnss {}, radio {}, secure element {}",
+        ok(s.device.gnss_ok),
+        ok(s.device.radio_ok),
+        ok(s.device.secure_element_ok)
+    );
+}
+
+fn ok(b: bool) -> &'static str {
+    if b { "ok" } else { "absent/failing" }
+}

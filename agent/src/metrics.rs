@@ -1,0 +1,264 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text). Names carry the `wisp_` prefix,
+//! counters end in `_total`, units in `_seconds` and `_bytes`; labels are bounded sets (kinds,
+//! reasons, verdicts), never peer ids.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+
+/// A label with one bounded string value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// A message kind.
+    pub kind: &'static str,
+}
+
+/// A rejection reason label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason's stable name.
+    pub reason: &'static str,
+}
+
+/// Why something was refused or ignored.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhyLabel {
+    /// A short fixed identifier.
+    pub why: &'static str,
+}
+
+/// Every metric the agent exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// The registry they live in.
+    pub registry: Registry,
+    /// Proofs signed, by kind.
+    pub proofs_signed: Family<KindLabel, Counter>,
+    /// Proofs handed to the MQTT client (first sends and resends).
+    pub proofs_published: Counter,
+    /// Resends among them.
+    pub proofs_resent: Counter,
+    /// Proofs the oracle accepted.
+    pub proofs_accepted: Counter,
+    /// Proofs the oracle rejected, by reason.
+    pub proofs_rejected: Family<ReasonLabel, Counter>,
+    /// Proofs waiting for an ack.
+    pub outbox_entries: Gauge,
+    /// Their bytes.
+    pub outbox_bytes: Gauge,
+    /// Proofs sent and not yet acked.
+    pub outbox_in_flight: Gauge,
+    /// Age of the oldest unacked proof.
+    pub outbox_oldest_age_seconds: Gauge<f64, AtomicU64>,
+    /// Proofs evicted to make room, by kind.
+    pub outbox_evicted: Family<KindLabel, Counter>,
+    /// Proofs refused because the outbox was full of unevictable proofs.
+    pub outbox_refused: Counter,
+    /// Durable commits.
+    pub outbox_commits: Counter,
+    /// Commit latency (fsync included).
+    pub outbox_commit_seconds: Histogram,
+    /// Whether the broker connection is up.
+    pub mqtt_connected: Gauge,
+    /// Successful connections (reconnects included).
+    pub mqtt_connections: Counter,
+    /// Oracle messages refused (bad signature, wrong key, wrong node), by message.
+    pub oracle_messages_refused: Family<WhyLabel, Counter>,
+    /// Radio frames heard but not witnessed, by reason.
+    pub radio_frames_ignored: Family<WhyLabel, Counter>,
+    /// Beacons transmitted.
+    pub beacons_transmitted: Counter,
+    /// Seeds whose time disagreed with our clock.
+    pub clock_skew_warnings: Counter,
+    /// The current epoch.
+    pub epoch: Gauge,
+    /// Seconds since start.
+    pub uptime_seconds: Gauge,
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new(version: &str) -> Metrics {
+        let mut registry = Registry::with_prefix("wisp");
+        let m = Metrics {
+            proofs_signed: Family::default(),
+            proofs_published: Counter::default(),
+            proofs_resent: Counter::default(),
+            proofs_accepted: Counter::default(),
+            proofs_rejected: Family::default(),
+            outbox_entries: Gauge::default(),
+            outbox_bytes: Gauge::default(),
+            outbox_in_flight: Gauge::default(),
+            outbox_oldest_age_seconds: Gauge::default(),
+            outbox_evicted: Family::default(),
+            outbox_refused: Counter::default(),
+            outbox_commits: Counter::default(),
+            outbox_commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
+            mqtt_connected: Gauge::default(),
+            mqtt_connections: Counter::default(),
+            oracle_messages_refused: Family::default(),
+            radio_frames_ignored: Family::default(),
+            beacons_transmitted: Counter::default(),
+            clock_skew_warnings: Counter::default(),
+            epoch: Gauge::default(),
+            uptime_seconds: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "proofs_signed",
+            "Proofs signed, by kind",
+            m.proofs_signed.clone(),
+        );
+        registry.register(
+            "proofs_published",
+            "Proof publishes handed to the MQTT client, resends included",
+            m.proofs_published.clone(),
+        );
+        registry.register(
+            "proofs_resent",
+            "Proofs published again for want of an ack",
+            m.proofs_resent.clone(),
+        );
+        registry.register(
+            "proofs_accepted",
+            "Proofs the oracle acked as accepted",
+            m.proofs_accepted.clone(),
+        );
+        registry.register(
+            "proofs_rejected",
+            "Proofs the oracle rejected, by reason",
+            m.proofs_rejected.clone(),
+        );
+        registry.register(
+            "outbox_entries",
+            "Proofs waiting in the outbox for an oracle ack",
+            m.outbox_entries.clone(),
+        );
+        registry.register_with_unit(
+            "outbox",
+            "Envelope bytes waiting in the outbox",
+            Unit::Bytes,
+            m.outbox_bytes.clone(),
+        );
+        registry.register(
+            "outbox_in_flight",
+            "Proofs sent and not yet acked",
+            m.outbox_in_flight.clone(),
+        );
+        registry.register_with_unit(
+            "outbox_oldest_age",
+            "Age of the oldest proof waiting for an ack",
+            Unit::Seconds,
+            m.outbox_oldest_age_seconds.clone(),
+        );
+        registry.register(
+            "outbox_evicted",
+            "Proofs evicted from a full outbox, by kind",
+            m.outbox_evicted.clone(),
+        );
+        registry.register(
+            "outbox_refused",
+            "New proofs refused because the outbox was full",
+            m.outbox_refused.clone(),
+        );
+        registry.register(
+            "outbox_commits",
+            "Durable outbox transactions",
+            m.outbox_commits.clone(),
+        );
+        registry.register_with_unit(
+            "outbox_commit",
+            "Outbox commit latency, fsync included",
+            Unit::Seconds,
+            m.outbox_commit_seconds.clone(),
+        );
+        registry.register(
+            "mqtt_connected",
+            "1 while connected to the broker",
+            m.mqtt_connected.clone(),
+        );
+        registry.register(
+            "mqtt_connections",
+            "Successful broker connections",
+            m.mqtt_connections.clone(),
+        );
+        registry.register(
+            "oracle_messages_refused",
+            "Acks or seeds refused (invalid, not signed by the pinned oracle, not for this node)",
+            m.oracle_messages_refused.clone(),
+        );
+        registry.register(
+            "radio_frames_ignored",
+            "Radio frames heard but not witnessed, by reason",
+            m.radio_frames_ignored.clone(),
+        );
+        registry.register(
+            "beacons_transmitted",
+            "Beacons handed to the radio",
+            m.beacons_transmitted.clone(),
+        );
+        registry.register(
+            "clock_skew_warnings",
+            "Epoch seeds whose start disagreed with the local clock",
+            m.clock_skew_warnings.clone(),
+        );
+        registry.register("epoch", "The current epoch number", m.epoch.clone());
+        registry.register_with_unit(
+            "uptime",
+            "Time since the agent started",
+            Unit::Seconds,
+            m.uptime_seconds.clone(),
+        );
+        let info: Family<BuildLabel, Gauge> = Family::default();
+        info.get_or_create(&BuildLabel {
+            version: version.to_string(),
+        })
+        .set(1);
+        registry.register("build_info", "Agent version", info);
+        Metrics { registry, ..m }
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_conventions() {
+        let m = Metrics::new("0.1.0");
+        m.proofs_signed
+            .get_or_create(&KindLabel { kind: "heartbeat" })
+            .inc();
+        m.outbox_bytes.set(123);
+        let text = m.encode();
+        assert!(
+            text.contains("wisp_proofs_signed_total{kind=\"heartbeat\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("wisp_outbox_bytes 123"), "{text}");
+        assert!(text.contains("wisp_outbox_commit_seconds_bucket"), "{text}");
+        assert!(text.contains("wisp_uptime_seconds"), "{text}");
+        assert!(
+            text.contains("wisp_build_info{version=\"0.1.0\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,493 @@
+//! The outbox's policy, sans-IO: which proofs are pending, which to send next, when to resend,
+//! and what to evict when full. The bytes live in the durable [`crate::store`]; this index
+//! holds what the policy needs.
+//!
+//! A proof is sent once committed to disk, resent if no oracle ack names it within the ack
+//! timeout (doubling up to a cap, with jitter, so a fleet that lost its broker does not
+//! resend in lockstep), and removed only on an ack. After a reconnect every in-flight proof is
+//! due again (the broker may have dropped it), spread over a jitter window.
+//!
+//! **When full** (entries or bytes), room is made by evicting the oldest proofs of the lowest
+//! priority first: heartbeats (a later one supersedes them), then beacons and witnesses.
+//! Onboarding messages and bandwidth receipts are never evicted; a new proof that would need
+//! that is refused instead, and counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use wisp_protocol::ProofId;
+use wisp_protocol::kind::Kind;
+
+/// How much a proof matters if space runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Evicted first.
+    Low = 0,
+    /// Evicted when no low-priority proof is left.
+    Normal = 1,
+    /// Never evicted.
+    Critical = 2,
+}
+
+impl Priority {
+    /// The priority of a kind of proof.
+    pub fn of(kind: Kind) -> Priority {
+        match kind {
+            Kind::Heartbeat | Kind::StatusReport => Priority::Low,
+            Kind::Beacon | Kind::Witness => Priority::Normal,
+            _ => Priority::Critical,
+        }
+    }
+}
+
+/// Outbox limits and timing.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// Most proofs held.
+    pub max_entries: usize,
+    /// Most envelope bytes held.
+    pub max_bytes: usize,
+    /// Resend if no ack came within this long.
+    pub ack_timeout_ms: u64,
+    /// The resend interval doubles per attempt up to this.
+    pub max_backoff_ms: u64,
+    /// Most proofs sent but not yet acked at once (bounds the burst after an outage).
+    pub max_in_flight: usize,
+    /// After a reconnect, pending resends are spread over this window.
+    pub reconnect_spread_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 20_000,
+            max_bytes: 8 * 1024 * 1024,
+            ack_timeout_ms: 30_000,
+            max_backoff_ms: 600_000,
+            max_in_flight: 256,
+            reconnect_spread_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting to be sent at or after `at`, after `attempts` earlier sends.
+    Due { at: u64, attempts: u32 },
+    /// Sent at `sent_ms` (jitter included), the `attempts`-th send.
+    InFlight { sent_ms: u64, attempts: u32 },
+}
+
+/// One pending proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Insertion order, also the store's row key.
+    pub seq: u64,
+    /// The proof.
+    pub id: ProofId,
+    /// Its kind.
+    pub kind: Kind,
+    /// Envelope bytes.
+    pub len: usize,
+    /// When it was signed.
+    pub created_ms: u64,
+    state: State,
+}
+
+/// Room could not be made for a new proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("outbox full of proofs that may not be evicted")]
+pub struct Full;
+
+/// The pending-proof index.
+#[derive(Debug)]
+pub struct Outbox {
+    cfg: OutboxConfig,
+    entries: BTreeMap<u64, Entry>,
+    by_id: BTreeMap<ProofId, u64>,
+    /// `(priority, seq)` of every entry, for eviction in order.
+    by_priority: BTreeSet<(Priority, u64)>,
+    /// `(due_ms, seq)` of every entry not in flight.
+    due: BTreeSet<(u64, u64)>,
+    /// `(resend_ms, seq)` of every entry in flight.
+    in_flight: BTreeSet<(u64, u64)>,
+    bytes: usize,
+    next_seq: u64,
+    rng: u64,
+}
+
+impl Outbox {
+    /// An empty outbox. `jitter_seed` seeds the resend jitter (the shell passes OS randomness,
+    /// tests and the simulator a fixed value).
+    pub fn new(cfg: OutboxConfig, jitter_seed: u64) -> Self {
+        Self {
+            cfg,
+            entries: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            by_priority: BTreeSet::new(),
+            due: BTreeSet::new(),
+            in_flight: BTreeSet::new(),
+            bytes: 0,
+            next_seq: 1,
+            rng: jitter_seed | 1,
+        }
+    }
+
+    /// The sequence number the next inserted proof gets (the store keys rows by it).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Proofs pending.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Envelope bytes pending.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Proofs sent and not yet acked.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// When the oldest pending proof was signed.
+    pub fn oldest_created_ms(&self) -> Option<u64> {
+        self.entries.values().map(|e| e.created_ms).min()
+    }
+
+    /// Whether a proof is pending.
+    pub fn contains(&self, id: &ProofId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The entry for `id`.
+    pub fn get(&self, id: &ProofId) -> Option<&Entry> {
+        self.by_id.get(id).and_then(|s| self.entries.get(s))
+    }
+
+    /// The proofs to evict so that one more of `kind` and `len` bytes fits, oldest lowest
+    /// priority first, never a critical one and never one of higher priority than the newcomer.
+    /// Nothing is changed: evict them with [`Outbox::remove`] once the store committed.
+    pub fn make_room(&self, kind: Kind, len: usize) -> Result<Vec<ProofId>, Full> {
+        let newcomer = Priority::of(kind);
+        let mut count = self.entries.len();
+        let mut bytes = self.bytes;
+        let mut victims = Vec::new();
+        let mut candidates = self.by_priority.iter();
+        while count + 1 > self.cfg.max_entries || bytes + len > self.cfg.max_bytes {
+            let Some(&(p, seq)) = candidates.next() else {
+                return Err(Full);
+            };
+            if p == Priority::Critical || p > newcomer {
+                return Err(Full);
+            }
+            let e = &self.entries[&seq];
+            victims.push(e.id);
+            count -= 1;
+            bytes -= e.len;
+        }
+        Ok(victims)
+    }
+
+    /// Records a proof committed to the store with sequence `seq`, due for sending now.
+    /// A proof id already pending is ignored (returns false).
+    pub fn insert(
+        &mut self,
+        seq: u64,
+        id: ProofId,
+        kind: Kind,
+        len: usize,
+        created_ms: u64,
+        now_ms: u64,
+    ) -> bool {
+        if self.by_id.contains_key(&id) {
+            return false;
+        }
+        self.next_seq = self.next_seq.max(seq + 1);
+        let e = Entry {
+            seq,
+            id,
+            kind,
+            len,
+            created_ms,
+            state: State::Due {
+                at: now_ms,
+                attempts: 0,
+            },
+        };
+        self.entries.insert(seq, e);
+        self.by_id.insert(id, seq);
+        self.by_priority.insert((Priority::of(kind), seq));
+        self.due.insert((now_ms, seq));
+        self.bytes += len;
+        true
+    }
+
+    /// Removes a proof (acked, rejected or evicted). Returns its entry if it was pending.
+    pub fn remove(&mut self, id: &ProofId) -> Option<Entry> {
+        let seq = self.by_id.remove(id)?;
+        let e = self.entries.remove(&seq)?;
+        self.by_priority.remove(&(Priority::of(e.kind), seq));
+        match e.state {
+            State::Due { at, .. } => self.due.remove(&(at, seq)),
+            State::InFlight { sent_ms, attempts } => self
+                .in_flight
+                .remove(&(resend_at(&self.cfg, sent_ms, attempts), seq)),
+        };
+        self.bytes -= e.len;
+        Some(e)
+    }
+
+    /// The next proof to send now, if any is due and the in-flight limit allows. The caller
+    /// sends it and reports with [`Outbox::mark_sent`].
+    pub fn poll_send(&mut self, now_ms: u64) -> Option<Entry> {
+        self.requeue_expired(now_ms);
+        if self.in_flight.len() >= self.cfg.max_in_flight {
+            return None;
+        }
+        let &(at, seq) = self.due.first()?;
+        (at <= now_ms).then(|| self.entries[&seq])
+    }
+
+    /// The proof was handed to the MQTT client at `now_ms`. Returns which attempt this was
+    /// (1 for the first send), or 0 if the proof is not pending.
+    pub fn mark_sent(&mut self, id: &ProofId, now_ms: u64) -> u32 {
+        let Some(&seq) = self.by_id.get(id) else {
+            return 0;
+        };
+        let Some(e) = self.entries.get_mut(&seq) else {
+            return 0;
+        };
+        let attempts = match e.state {
+            State::Due { at, attempts } => {
+                self.due.remove(&(at, seq));
+                attempts + 1
+            }
+            State::InFlight { sent_ms, attempts } => {
+                self.in_flight
+                    .remove(&(resend_at(&self.cfg, sent_ms, attempts), seq));
+                attempts + 1
+            }
+        };
+        // Jitter: up to a fifth of the timeout, so resends from many agents do not align.
+        let jitter = next_rand(&mut self.rng) % (self.cfg.ack_timeout_ms / 5 + 1);
+        let sent_ms = now_ms + jitter;
+        e.state = State::InFlight { sent_ms, attempts };
+        self.in_flight
+            .insert((resend_at(&self.cfg, sent_ms, attempts), seq));
+        attempts
+    }
+
+    /// The connection to the broker was re-established: everything in flight may have been
+    /// dropped by the broker or the client, so it is all due again, spread over a short window.
+    pub fn reconnected(&mut self, now_ms: u64) {
+        let seqs: Vec<(u64, u64)> = self.in_flight.iter().copied().collect();
+        self.in_flight.clear();
+        for (_, seq) in seqs {
+            let spread = next_rand(&mut self.rng) % (self.cfg.reconnect_spread_ms + 1);
+            let at = now_ms + spread;
+            if let Some(e) = self.entries.get_mut(&seq) {
+                let attempts = match e.state {
+                    State::InFlight { attempts, .. } | State::Due { attempts, .. } => attempts,
+                };
+                e.state = State::Due { at, attempts };
+                self.due.insert((at, seq));
+            }
+        }
+    }
+
+    /// When something next becomes due (a scheduled send or a resend timeout).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let due = if self.in_flight.len() < self.cfg.max_in_flight {
+            self.due.first().map(|d| d.0)
+        } else {
+            None
+        };
+        let resend = self.in_flight.first().map(|r| r.0);
+        match (due, resend) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn requeue_expired(&mut self, now_ms: u64) {
+        while let Some(&(at, seq)) = self.in_flight.first() {
+            if at > now_ms {
+                break;
+            }
+            self.in_flight.remove(&(at, seq));
+            if let Some(e) = self.entries.get_mut(&seq) {
+                // The attempt count stays, so the next resend backs off further.
+                let attempts = match e.state {
+                    State::InFlight { attempts, .. } | State::Due { attempts, .. } => attempts,
+                };
+                e.state = State::Due { at, attempts };
+                self.due.insert((at, seq));
+            }
+        }
+    }
+}
+
+fn resend_at(cfg: &OutboxConfig, sent_ms: u64, attempts: u32) -> u64 {
+    let backoff = cfg
+        .ack_timeout_ms
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
+        .min(cfg.max_backoff_ms.max(cfg.ack_timeout_ms));
+    sent_ms.saturating_add(backoff)
+}
+
+/// SplitMix64: a tiny deterministic generator for jitter (not for anything secret).
+fn next_rand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> ProofId {
+        ProofId::of(&n.to_le_bytes())
+    }
+
+    fn small() -> OutboxConfig {
+        OutboxConfig {
+            max_entries: 4,
+            max_bytes: 1000,
+            ack_timeout_ms: 1_000,
+            max_backoff_ms: 8_000,
+            max_in_flight: 2,
+            reconnect_spread_ms: 100,
+        }
+    }
+
+    #[test]
+    fn sends_in_order_respecting_the_in_flight_limit() {
+        let mut o = Outbox::new(small(), 7);
+        for n in 0..3 {
+            assert!(o.insert(u64::from(n) + 1, id(n), Kind::Witness, 100, 0, 0));
+        }
+        assert!(
+            !o.insert(9, id(0), Kind::Witness, 100, 0, 0),
+            "duplicate ids are ignored"
+        );
+        let a = o.poll_send(0).unwrap();
+        o.mark_sent(&a.id, 0);
+        let b = o.poll_send(0).unwrap();
+        o.mark_sent(&b.id, 0);
+        assert_eq!((a.id, b.id), (id(0), id(1)));
+        assert!(o.poll_send(0).is_none(), "two in flight is the limit");
+        o.remove(&a.id);
+        assert_eq!(o.poll_send(0).unwrap().id, id(2));
+        assert_eq!(o.len(), 2);
+        assert_eq!(o.bytes(), 200);
+    }
+
+    #[test]
+    fn resends_back_off_exponentially_with_bounded_jitter() {
+        let mut o = Outbox::new(
+            OutboxConfig {
+                max_in_flight: 10,
+                ..small()
+            },
+            3,
+        );
+        o.insert(1, id(1), Kind::Witness, 10, 0, 0);
+        let mut t = 0;
+        let mut sends = Vec::new();
+        while t < 40_000 {
+            if let Some(e) = o.poll_send(t) {
+                o.mark_sent(&e.id, t);
+                sends.push(t);
+            }
+            t += 10;
+        }
+        // Gaps of ~1, 2, 4, 8, 8, 8 s (+ up to 20% jitter each).
+        let gaps: Vec<u64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+        let expected = [1_000u64, 2_000, 4_000, 8_000, 8_000];
+        for (g, e) in gaps.iter().zip(expected) {
+            assert!(*g >= e && *g <= e + e / 5 + 210, "gaps {gaps:?}");
+        }
+    }
+
+    #[test]
+    fn reconnect_makes_everything_in_flight_due_soon() {
+        let mut o = Outbox::new(
+            OutboxConfig {
+                max_in_flight: 10,
+                ..small()
+            },
+            3,
+        );
+        for n in 1..=3 {
+            o.insert(u64::from(n), id(n), Kind::Witness, 10, 0, 0);
+            let e = o.poll_send(0).unwrap();
+            o.mark_sent(&e.id, 0);
+        }
+        assert!(o.poll_send(50).is_none());
+        o.reconnected(100);
+        let mut resent = 0;
+        for t in 100..=200 {
+            while let Some(e) = o.poll_send(t) {
+                o.mark_sent(&e.id, t);
+                resent += 1;
+            }
+        }
+        assert_eq!(resent, 3);
+    }
+
+    #[test]
+    fn eviction_takes_oldest_low_priority_first_and_never_critical() {
+        let mut o = Outbox::new(small(), 1);
+        o.insert(1, id(1), Kind::Witness, 100, 0, 0);
+        o.insert(2, id(2), Kind::Heartbeat, 100, 0, 0);
+        o.insert(3, id(3), Kind::BandwidthReceipt, 100, 0, 0);
+        o.insert(4, id(4), Kind::Heartbeat, 100, 0, 0);
+        // Full by count: a new witness evicts the oldest heartbeat.
+        assert_eq!(o.make_room(Kind::Witness, 100), Ok(vec![id(2)]));
+        // A heartbeat may not evict a witness, only heartbeats.
+        assert_eq!(o.make_room(Kind::Heartbeat, 100), Ok(vec![id(2)]));
+        o.remove(&id(2));
+        o.remove(&id(4));
+        o.insert(5, id(5), Kind::Onboard, 100, 0, 0);
+        o.insert(6, id(6), Kind::BandwidthReceipt, 100, 0, 0);
+        // Now: witness, receipt, onboard, receipt. A heartbeat cannot displace any of them.
+        assert_eq!(o.make_room(Kind::Heartbeat, 10), Err(Full));
+        // A receipt may displace the witness.
+        assert_eq!(o.make_room(Kind::BandwidthReceipt, 10), Ok(vec![id(1)]));
+        o.remove(&id(1));
+        // Critical only: nothing can be evicted.
+        o.insert(7, id(7), Kind::Onboard, 100, 0, 0);
+        assert_eq!(o.make_room(Kind::BandwidthReceipt, 10), Err(Full));
+        // Byte limit too.
+        let mut o = Outbox::new(small(), 1);
+        o.insert(1, id(1), Kind::Heartbeat, 600, 0, 0);
+        assert_eq!(o.make_room(Kind::Witness, 500), Ok(vec![id(1)]));
+        assert_eq!(o.make_room(Kind::Witness, 300), Ok(vec![]));
+    }
+
+    #[test]
+    fn poll_timeout_tracks_due_and_resends() {
+        let mut o = Outbox::new(small(), 1);
+        assert_eq!(o.poll_timeout(), None);
+        o.insert(1, id(1), Kind::Witness, 10, 0, 500);
+        assert_eq!(o.poll_timeout(), Some(500));
+        let e = o.poll_send(500).unwrap();
+        o.mark_sent(&e.id, 500);
+        let t = o.poll_timeout().unwrap();
+        assert!((1_500..=1_700).contains(&t), "{t}");
+        assert_eq!(o.oldest_created_ms(), Some(0));
+        o.remove(&id(1));
+        assert_eq!(o.poll_timeout(), None);
+    }
+}

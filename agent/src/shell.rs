@@ -1,0 +1,780 @@
+//! The daemon: a tokio shell around the sans-IO [`Core`] and [`Outbox`].
+//!
+//! One task owns the core, the outbox index and the pending envelopes; a second task polls the
+//! MQTT event loop and forwards what matters over a bounded channel; SQLite commits run on the
+//! blocking pool. The loop, each turn:
+//!
+//! 1. waits for the earliest deadline (core, outbox, commit window, status) or an MQTT event;
+//! 2. feeds the core (timeouts, seeds, acks, radio frames, GNSS fixes);
+//! 3. collects newly signed proofs into a batch and **commits the batch to disk before any of
+//!    it is published**; acked proofs are deleted in the same kind of batch;
+//! 4. publishes what the outbox says is due (new proofs, resends) while connected;
+//! 5. refreshes the status and the metrics.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use rumqttc::{
+    AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Packet, QoS, TlsConfiguration,
+    Transport,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+use wisp_protocol::msg::{GnssFix, Verdict, Versions};
+use wisp_protocol::units::DeciDb;
+use wisp_protocol::{NodeKey, ProofId, keyfile, topics};
+
+use crate::config::{Config, MqttConfig};
+use crate::core::{Core, CoreConfig, Event, Ignored, Proof, TxFrame};
+use crate::metrics::{KindLabel, Metrics, ReasonLabel, WhyLabel};
+use crate::outbox::Outbox;
+use crate::status::{DeviceStatus, Shared, Status};
+use crate::store::{Row, Store};
+
+const SEED_BLOB: &str = "epoch_seed";
+
+/// The agent's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A frame the radio received.
+#[derive(Debug, Clone)]
+pub struct RxFrame {
+    /// The payload (a beacon envelope, if it is ours).
+    pub payload: Vec<u8>,
+    /// Signal strength.
+    pub rssi: DeciDb,
+    /// Signal to noise.
+    pub snr: DeciDb,
+    /// Frequency received on.
+    pub freq_khz: u32,
+}
+
+/// What the daemon needs from the hardware. Real boards and the simulator implement it.
+pub trait DeviceIo: Send {
+    /// Transmits a beacon frame.
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String>;
+    /// The next received frame, if any.
+    fn poll_received(&mut self) -> Option<RxFrame>;
+    /// A new GNSS fix, if any.
+    fn poll_fix(&mut self) -> Option<GnssFix>;
+    /// Health for the status.
+    fn health(&self) -> DeviceStatus;
+    /// Backend name and version, reported in heartbeats.
+    fn firmware_version(&self) -> String;
+}
+
+/// A node without radio or GNSS hardware (a backhaul-only node, or a test). Transmits fail and
+/// are counted; nothing is ever received.
+#[derive(Debug, Default)]
+pub struct NoDevice;
+
+impl DeviceIo for NoDevice {
+    fn transmit(&mut self, _frame: &TxFrame) -> Result<(), String> {
+        Err("no radio on this node".into())
+    }
+    fn poll_received(&mut self) -> Option<RxFrame> {
+        None
+    }
+    fn poll_fix(&mut self) -> Option<GnssFix> {
+        None
+    }
+    fn health(&self) -> DeviceStatus {
+        DeviceStatus::default()
+    }
+    fn firmware_version(&self) -> String {
+        "none".into()
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Loads the node key, creating it on first start.
+pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let (key, created) = keyfile::load_or_create(path, &mut rng)?;
+    if created {
+        info!(peer_id = %key.id(), path = %path.display(), "created a new node key");
+    }
+    Ok(key)
+}
+
+/// The agent's database file in the data directory.
+pub fn store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("outbox.db")
+}
+
+/// The file where a running agent writes its status server's address.
+pub fn http_addr_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("http.addr")
+}
+
+enum Incoming {
+    Connected,
+    Disconnected(String),
+    Publish { topic: String, payload: Vec<u8> },
+}
+
+fn mqtt_options(cfg: &MqttConfig, key: &NodeKey, will: Vec<u8>) -> anyhow::Result<MqttOptions> {
+    let id = key.id();
+    // A stable client id with a persistent session: the broker keeps our subscriptions and
+    // queued acks while we are away.
+    let mut o = MqttOptions::new(format!("wisp-agent-{id}"), cfg.host.clone(), cfg.port);
+    o.set_keep_alive(Duration::from_secs(cfg.keep_alive_s));
+    o.set_clean_session(false);
+    o.set_request_channel_capacity(64);
+    o.set_inflight(64);
+    // Acks are at most 8 KiB; a seed well under 1 KiB. Proofs are at most 64 KiB.
+    o.set_max_packet_size(64 * 1024, 64 * 1024);
+    o.set_last_will(LastWill::new(
+        topics::status(&id),
+        will,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some((u, p)) = &cfg.credentials {
+        o.set_credentials(u.clone(), p.clone());
+    }
+    if cfg.tls {
+        let transport = match &cfg.ca_file {
+            Some(f) => {
+                let ca = std::fs::read(f)
+                    .with_context(|| format!("reading mqtt.ca_file {}", f.display()))?;
+                Transport::tls_with_config(TlsConfiguration::Simple {
+                    ca,
+                    alpn: None,
+                    client_auth: None,
+                })
+            }
+            None => Transport::tls_with_default_config(),
+        };
+        o.set_transport(transport);
+    }
+    Ok(o)
+}
+
+fn offline_status(key: &NodeKey) -> Vec<u8> {
+    serde_json::json!({ "peer_id": key.id().to_string(), "state": "offline" })
+        .to_string()
+        .into_bytes()
+}
+
+/// The daemon's state.
+struct Daemon {
+    cfg: Config,
+    key: NodeKey,
+    core: Core,
+    outbox: Outbox,
+    envelopes: BTreeMap<ProofId, Vec<u8>>,
+    store: Arc<Mutex<Store>>,
+    batch: Vec<Proof>,
+    batch_deadline: Option<u64>,
+    deletions: Vec<ProofId>,
+    client: AsyncClient,
+    connected: bool,
+    device: Box<dyn DeviceIo>,
+    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    next_status_ms: u64,
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    device: Box<dyn DeviceIo>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data_dir {}", cfg.data_dir.display()))?;
+    let key = load_key(&cfg.key_file)?;
+    let store = Store::open(&store_path(&cfg.data_dir))
+        .with_context(|| format!("opening the outbox database in {}", cfg.data_dir.display()))?;
+    let heartbeat_seq = store.meta("heartbeat_seq")?;
+    let saved_seed = store.blob(SEED_BLOB)?;
+    let rows = store.load()?;
+    let now = wall_ms();
+
+    let metrics = Arc::new(Metrics::new(VERSION));
+    let shared = Shared::new(metrics.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the status server to {} (http.listen)",
+                cfg.http_listen
+            )
+        })?;
+    let http_addr = listener.local_addr()?;
+    std::fs::write(http_addr_path(&cfg.data_dir), http_addr.to_string())?;
+    let router = crate::status::router(shared.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            error!("status server stopped: {e}");
+        }
+    });
+
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS random: {e}"))?;
+    let mut outbox = Outbox::new(cfg.outbox.clone(), u64::from_le_bytes(seed));
+    let mut envelopes = BTreeMap::new();
+    for (row, bytes) in rows {
+        outbox.insert(row.seq, row.id, row.kind, row.len, row.created_ms, now);
+        envelopes.insert(row.id, bytes);
+    }
+    let firmware = device.firmware_version();
+    let mut core_cfg = CoreConfig::new(cfg.cell, Versions::new(VERSION, &firmware));
+    core_cfg.radio = cfg.radio;
+    core_cfg.heartbeat_interval_ms = cfg.heartbeat_interval_ms;
+    let mut core = Core::new(key.clone(), core_cfg, cfg.oracle, now, heartbeat_seq);
+    // Resume the last epoch at once: a broker need not re-send the retained seed to a client
+    // resuming its session (rumqttd does not), and a restart must not stop the heartbeats.
+    if let Some(bytes) = saved_seed
+        && let Err(e) = core.handle_seed(&bytes, now)
+    {
+        warn!("ignoring the saved epoch seed: {e}");
+    }
+
+    let (client, mut eventloop) =
+        AsyncClient::new(mqtt_options(&cfg.mqtt, &key, offline_status(&key))?, 64);
+    let (tx, mut rx) = mpsc::channel::<Incoming>(256);
+    let mqtt_task = tokio::spawn(async move {
+        let mut backoff_ms = 500u64;
+        loop {
+            match eventloop.poll().await {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                    backoff_ms = 500;
+                    if tx.send(Incoming::Connected).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                    let msg = Incoming::Publish {
+                        topic: p.topic,
+                        payload: p.payload.to_vec(),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    if tx
+                        .send(Incoming::Disconnected(e.to_string()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // Back off with jitter so a fleet does not reconnect in lockstep.
+                    let jitter = wall_ms() % (backoff_ms / 2 + 1);
+                    tokio::time::sleep(Duration::from_millis(backoff_ms + jitter)).await;
+                    backoff_ms = (backoff_ms * 2).min(30_000);
+                }
+            }
+        }
+    });
+
+    info!(
+        peer_id = %key.id(),
+        oracle = %cfg.oracle,
+        broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
+        status = %http_addr,
+        pending = outbox.len(),
+        heartbeat_seq,
+        "wisp-agent started"
+    );
+
+    let mut d = Daemon {
+        key,
+        core,
+        outbox,
+        envelopes,
+        store: Arc::new(Mutex::new(store)),
+        batch: Vec::new(),
+        batch_deadline: None,
+        deletions: Vec::new(),
+        client,
+        connected: false,
+        device,
+        metrics,
+        shared,
+        next_status_ms: now,
+        cfg,
+    };
+
+    tokio::pin!(shutdown);
+    loop {
+        let now = wall_ms();
+        let deadline = d.next_deadline(now);
+        let sleep = tokio::time::sleep(Duration::from_millis(deadline.saturating_sub(now)));
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = sleep => {}
+            msg = rx.recv() => match msg {
+                Some(m) => d.on_mqtt(m).await,
+                None => anyhow::bail!("the MQTT task stopped"),
+            },
+        }
+        d.turn().await?;
+    }
+
+    info!("shutting down: committing the outbox and publishing the offline status");
+    d.collect(wall_ms());
+    d.commit(true).await?;
+    if d.connected {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            d.client.publish(
+                topics::status(&d.key.id()),
+                QoS::AtLeastOnce,
+                true,
+                offline_status(&d.key),
+            ),
+        )
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), d.client.disconnect()).await;
+        // Give the event loop a moment to put the offline status and the disconnect on the wire.
+        let _ = tokio::time::timeout(Duration::from_secs(2), mqtt_task).await;
+    }
+    info!(pending = d.outbox.len(), "stopped");
+    Ok(())
+}
+
+impl Daemon {
+    fn next_deadline(&self, now: u64) -> u64 {
+        // Turn at least once a second: device polling, status, /healthz.
+        let mut t = now + 1_000;
+        for c in [
+            self.core.poll_timeout(),
+            self.batch_deadline,
+            Some(self.next_status_ms),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            t = t.min(c);
+        }
+        if self.connected
+            && let Some(o) = self.outbox.poll_timeout()
+        {
+            t = t.min(o);
+        }
+        t.max(now)
+    }
+
+    async fn on_mqtt(&mut self, m: Incoming) {
+        let now = wall_ms();
+        match m {
+            Incoming::Connected => {
+                info!("connected to the broker");
+                self.connected = true;
+                self.metrics.mqtt_connected.set(1);
+                self.metrics.mqtt_connections.inc();
+                let id = self.key.id();
+                for t in [topics::acks(&id), topics::EPOCH.to_string()] {
+                    if let Err(e) = self.client.subscribe(t.clone(), QoS::AtLeastOnce).await {
+                        warn!("subscribing to {t}: {e}");
+                    }
+                }
+                // Whatever was in flight may have been dropped with the old connection.
+                self.outbox.reconnected(now);
+                self.next_status_ms = now;
+            }
+            Incoming::Disconnected(why) => {
+                if self.connected {
+                    warn!("broker connection lost: {why}");
+                } else {
+                    debug!("broker unreachable: {why}");
+                }
+                self.connected = false;
+                self.metrics.mqtt_connected.set(0);
+            }
+            Incoming::Publish { topic, payload } => {
+                if topic == topics::EPOCH {
+                    match self.core.handle_seed(&payload, now) {
+                        Ok(true) => {
+                            let store = self.store.clone();
+                            let saved = tokio::task::spawn_blocking(move || {
+                                store
+                                    .lock()
+                                    .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+                                    .set_blob(SEED_BLOB, &payload)?;
+                                anyhow::Ok(())
+                            })
+                            .await;
+                            if !matches!(saved, Ok(Ok(()))) {
+                                warn!(
+                                    "could not save the epoch seed; a restart will wait for the broker's copy"
+                                );
+                            }
+                        }
+                        Ok(false) => debug!("ignored an old epoch seed"),
+                        Err(e) => {
+                            warn!("refused an epoch seed: {e}");
+                            self.metrics
+                                .oracle_messages_refused
+                                .get_or_create(&WhyLabel { why: "seed" })
+                                .inc();
+                        }
+                    }
+                } else if topic == topics::acks(&self.key.id()) {
+                    match self.core.handle_ack(&payload, now) {
+                        Ok(entries) => self.apply_ack(entries),
+                        Err(e) => {
+                            warn!("refused an ack: {e}");
+                            self.metrics
+                                .oracle_messages_refused
+                                .get_or_create(&WhyLabel { why: "ack" })
+                                .inc();
+                        }
+                    }
+                } else {
+                    debug!("unexpected topic {topic}");
+                }
+            }
+        }
+    }
+
+    fn apply_ack(&mut self, entries: Vec<wisp_protocol::msg::AckEntry>) {
+        for e in entries {
+            let Some(entry) = self.outbox.remove(&e.proof_id) else {
+                // Already acked (a duplicate ack after a resend), or never ours.
+                continue;
+            };
+            self.envelopes.remove(&e.proof_id);
+            match e.verdict {
+                Verdict::Accepted => {
+                    self.metrics.proofs_accepted.inc();
+                }
+                Verdict::Rejected(reason) => {
+                    warn!(proof = %e.proof_id, kind = %entry.kind, %reason, "the oracle rejected a proof: {}", reason.describe());
+                    self.metrics
+                        .proofs_rejected
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.name(),
+                        })
+                        .inc();
+                }
+            }
+            self.deletions.push(e.proof_id);
+        }
+        if !self.deletions.is_empty() && self.batch_deadline.is_none() {
+            self.batch_deadline = Some(wall_ms() + self.cfg.commit_interval_ms);
+        }
+    }
+
+    /// Feeds the core with time and device input and collects its outputs.
+    fn collect(&mut self, now: u64) {
+        while let Some(fix) = self.device.poll_fix() {
+            self.core.handle_fix(fix);
+        }
+        while let Some(f) = self.device.poll_received() {
+            let _ = self
+                .core
+                .handle_radio_frame(&f.payload, f.rssi, f.snr, f.freq_khz, now);
+        }
+        self.core.handle_timeout(now);
+        while let Some(frame) = self.core.poll_transmit() {
+            match self.device.transmit(&frame) {
+                Ok(()) => {
+                    self.metrics.beacons_transmitted.inc();
+                }
+                Err(e) => warn!("beacon not transmitted: {e}"),
+            }
+        }
+        while let Some(p) = self.core.poll_proof() {
+            self.metrics
+                .proofs_signed
+                .get_or_create(&KindLabel {
+                    kind: p.kind.name(),
+                })
+                .inc();
+            self.batch.push(p);
+            if self.batch_deadline.is_none() {
+                self.batch_deadline = Some(now + self.cfg.commit_interval_ms);
+            }
+        }
+        while let Some(ev) = self.core.poll_event() {
+            match ev {
+                Event::NewEpoch {
+                    epoch,
+                    beacon_at_ms,
+                } => {
+                    info!(epoch, ?beacon_at_ms, "new epoch");
+                    self.metrics
+                        .epoch
+                        .set(i64::try_from(epoch).unwrap_or(i64::MAX));
+                }
+                Event::ClockSkew { skew_ms } => {
+                    warn!(
+                        skew_ms,
+                        "the local clock disagrees with the oracle's epoch start; check NTP"
+                    );
+                    self.metrics.clock_skew_warnings.inc();
+                }
+                Event::Ignored(why) => {
+                    debug!(?why, "radio frame not witnessed");
+                    self.metrics
+                        .radio_frames_ignored
+                        .get_or_create(&WhyLabel {
+                            why: ignored_name(why),
+                        })
+                        .inc();
+                }
+                Event::BeaconMissed { epoch } => info!(
+                    epoch,
+                    "no beacon this epoch (no location, or started after the slot)"
+                ),
+                Event::OutputDropped => {
+                    error!("the daemon fell behind the core; an output was dropped")
+                }
+            }
+        }
+    }
+
+    /// Commits the pending batch (new proofs, deletions, the heartbeat counter) in one durable
+    /// transaction, then hands the new proofs to the outbox.
+    async fn commit(&mut self, force: bool) -> anyhow::Result<()> {
+        let now = wall_ms();
+        let due = self.batch_deadline.is_some_and(|d| now >= d) || self.batch.len() >= 64;
+        if (self.batch.is_empty() && self.deletions.is_empty()) || !(due || force) {
+            return Ok(());
+        }
+        let mut evict = Vec::new();
+        let mut accepted = Vec::new();
+        let mut seq = self.outbox.next_seq();
+        // Make room in the index (without changing it yet) for everything in the batch.
+        for p in std::mem::take(&mut self.batch) {
+            match self.outbox.make_room(p.kind, p.bytes.len()) {
+                Ok(victims) => {
+                    for v in victims {
+                        if let Some(e) = self.outbox.remove(&v) {
+                            self.envelopes.remove(&v);
+                            warn!(proof = %v, kind = %e.kind, "outbox full: evicted");
+                            self.metrics
+                                .outbox_evicted
+                                .get_or_create(&KindLabel {
+                                    kind: e.kind.name(),
+                                })
+                                .inc();
+                            // A victim from this very batch was never stored: just drop it.
+                            if let Some(i) = accepted
+                                .iter()
+                                .position(|(r, _): &(Row, Vec<u8>)| r.id == v)
+                            {
+                                accepted.remove(i);
+                            } else {
+                                evict.push(v);
+                            }
+                        }
+                    }
+                    let row = Row {
+                        seq,
+                        id: p.id,
+                        kind: p.kind,
+                        created_ms: p.created_ms,
+                        len: p.bytes.len(),
+                    };
+                    seq += 1;
+                    // Reserve the space now so later proofs of this batch see it taken.
+                    self.outbox.insert(
+                        row.seq,
+                        row.id,
+                        row.kind,
+                        row.len,
+                        row.created_ms,
+                        u64::MAX,
+                    );
+                    accepted.push((row, p.bytes));
+                }
+                Err(full) => {
+                    error!(kind = %p.kind, "{full}: proof dropped");
+                    self.metrics.outbox_refused.inc();
+                }
+            }
+        }
+        let gone: Vec<ProofId> = std::mem::take(&mut self.deletions)
+            .into_iter()
+            .chain(evict)
+            .collect();
+        let hb = self.core.heartbeat_seq();
+        let store = self.store.clone();
+        let rows: Vec<(Row, Vec<u8>)> = accepted;
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let refs: Vec<(Row, &[u8])> = rows
+                .iter()
+                .map(|(r, b)| (r.clone(), b.as_slice()))
+                .collect();
+            let r = store
+                .lock()
+                .map_err(|_| anyhow::anyhow!("store lock poisoned"))
+                .and_then(|mut s| {
+                    s.commit(&refs, &gone, &[("heartbeat_seq", hb)])
+                        .map_err(anyhow::Error::from)
+                });
+            (r, rows, gone)
+        })
+        .await?;
+        let (r, rows, gone) = result;
+        if let Err(e) = r {
+            // Nothing was written: take the proofs back out of the index and keep them for the
+            // next attempt, and keep the deletions too.
+            for (row, bytes) in rows {
+                self.outbox.remove(&row.id);
+                self.batch.push(Proof {
+                    id: row.id,
+                    kind: row.kind,
+                    bytes,
+                    created_ms: row.created_ms,
+                });
+            }
+            self.deletions.extend(gone);
+            self.batch_deadline = Some(now + 1_000);
+            error!("outbox commit failed, retrying in 1 s: {e:#}");
+            return Ok(());
+        }
+        self.metrics.outbox_commits.inc();
+        self.metrics
+            .outbox_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for (row, bytes) in rows {
+            // Committed: now due for sending.
+            self.outbox.remove(&row.id);
+            self.outbox
+                .insert(row.seq, row.id, row.kind, row.len, row.created_ms, now);
+            self.envelopes.insert(row.id, bytes);
+        }
+        self.batch_deadline = None;
+        Ok(())
+    }
+
+    fn publish_due(&mut self, now: u64) {
+        if !self.connected {
+            return;
+        }
+        let topic = topics::proofs(&self.key.id());
+        while let Some(e) = self.outbox.poll_send(now) {
+            let Some(bytes) = self.envelopes.get(&e.id) else {
+                // Cannot happen: every indexed proof has its bytes. Drop it loudly rather than loop.
+                error!(proof = %e.id, "outbox entry without bytes");
+                self.outbox.remove(&e.id);
+                continue;
+            };
+            match self
+                .client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes.clone())
+            {
+                Ok(()) => {
+                    if self.outbox.mark_sent(&e.id, now) > 1 {
+                        self.metrics.proofs_resent.inc();
+                    }
+                    self.metrics.proofs_published.inc();
+                }
+                // The client's request queue is full: the rest waits for the next turn.
+                Err(_) => break,
+            }
+        }
+    }
+
+    async fn turn(&mut self) -> anyhow::Result<()> {
+        let now = wall_ms();
+        self.shared.tick();
+        self.collect(now);
+        self.commit(false).await?;
+        self.publish_due(now);
+        if now >= self.next_status_ms {
+            self.refresh_status(now).await;
+            self.next_status_ms = now + 30_000;
+        }
+        self.refresh_gauges(now);
+        Ok(())
+    }
+
+    fn refresh_gauges(&self, now: u64) {
+        let m = &self.metrics;
+        m.outbox_entries
+            .set(i64::try_from(self.outbox.len()).unwrap_or(i64::MAX));
+        m.outbox_bytes
+            .set(i64::try_from(self.outbox.bytes()).unwrap_or(i64::MAX));
+        m.outbox_in_flight
+            .set(i64::try_from(self.outbox.in_flight()).unwrap_or(i64::MAX));
+        m.outbox_oldest_age_seconds.set(
+            self.outbox
+                .oldest_created_ms()
+                .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
+        );
+        m.uptime_seconds
+            .set(i64::try_from(self.core.uptime_s(now)).unwrap_or(i64::MAX));
+        let a = self.core.activity();
+        let status = Status {
+            peer_id: self.key.id().to_string(),
+            oracle: self.cfg.oracle.to_string(),
+            agent_version: VERSION.into(),
+            firmware_version: self.device.firmware_version(),
+            uptime_s: self.core.uptime_s(now),
+            epoch: self.core.epoch().map(|e| e.epoch),
+            cell: self.core.cell().map(|c| c.to_string()),
+            fix: self.core.fix(),
+            outbox_depth: self.outbox.len(),
+            outbox_bytes: self.outbox.bytes(),
+            outbox_in_flight: self.outbox.in_flight(),
+            oldest_unacked_age_s: self
+                .outbox
+                .oldest_created_ms()
+                .map(|t| now.saturating_sub(t) as f64 / 1000.0),
+            last_ack_ms: a.last_ack_ms,
+            last_beacon_ms: a.last_beacon_ms,
+            last_witness_ms: a.last_witness_ms,
+            last_heartbeat_ms: a.last_heartbeat_ms,
+            heartbeat_seq: self.core.heartbeat_seq(),
+            broker_connected: self.connected,
+            broker: format!("{}:{}", self.cfg.mqtt.host, self.cfg.mqtt.port),
+            device: self.device.health(),
+        };
+        if let Ok(mut s) = self.shared.status.write() {
+            *s = status;
+        }
+    }
+
+    async fn refresh_status(&mut self, now: u64) {
+        self.refresh_gauges(now);
+        if !self.connected {
+            return;
+        }
+        let mut doc = serde_json::to_value(self.shared.snapshot()).unwrap_or_default();
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("state".into(), "online".into());
+        }
+        let _ = self.client.try_publish(
+            topics::status(&self.key.id()),
+            QoS::AtLeastOnce,
+            true,
+            doc.to_string().into_bytes(),
+        );
+    }
+}
+
+fn ignored_name(i: Ignored) -> &'static str {
+    match i {
+        Ignored::Invalid(_) => "invalid",
+        Ignored::Own => "own",
+        Ignored::WrongEpoch => "wrong_epoch",
+        Ignored::BadNonce => "bad_nonce",
+        Ignored::WrongSlot => "wrong_slot",
+        Ignored::Duplicate => "duplicate",
+        Ignored::Budget => "budget",
+        Ignored::NoLocation => "no_location",
+    }
+}

@@ -1,0 +1,172 @@
+//! The status server for operators and monitors: `/status` (JSON), `/metrics` (Prometheus),
+//! `/healthz` (the daemon's loop is turning) and `/readyz` (it can deliver proofs).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use wisp_protocol::msg::GnssFix;
+
+use crate::metrics::Metrics;
+
+/// The `/status` document.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// The pinned oracle's peer id.
+    pub oracle: String,
+    /// Agent version.
+    pub agent_version: String,
+    /// Device backend and version.
+    pub firmware_version: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// The current epoch, once a seed arrived.
+    pub epoch: Option<u64>,
+    /// The asserted H3 cell.
+    pub cell: Option<String>,
+    /// The latest GNSS fix.
+    pub fix: Option<GnssFix>,
+    /// Proofs waiting for an ack.
+    pub outbox_depth: usize,
+    /// Their bytes.
+    pub outbox_bytes: usize,
+    /// Sent and not acked.
+    pub outbox_in_flight: usize,
+    /// Age of the oldest unacked proof, seconds.
+    pub oldest_unacked_age_s: Option<f64>,
+    /// Last valid oracle ack (Unix ms).
+    pub last_ack_ms: Option<u64>,
+    /// Last beacon (Unix ms).
+    pub last_beacon_ms: Option<u64>,
+    /// Last witness (Unix ms).
+    pub last_witness_ms: Option<u64>,
+    /// Last heartbeat (Unix ms).
+    pub last_heartbeat_ms: Option<u64>,
+    /// The last heartbeat sequence number.
+    pub heartbeat_seq: u64,
+    /// Broker connection up.
+    pub broker_connected: bool,
+    /// The broker, `host:port`.
+    pub broker: String,
+    /// Device health.
+    pub device: DeviceStatus,
+}
+
+/// Device health in the status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceStatus {
+    /// The GNSS delivers fixes.
+    pub gnss_ok: bool,
+    /// The radio works.
+    pub radio_ok: bool,
+    /// A secure element answers.
+    pub secure_element_ok: bool,
+}
+
+/// What the server reads; the daemon writes it.
+#[derive(Debug)]
+pub struct Shared {
+    /// The latest status.
+    pub status: RwLock<Status>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Monotonic ms of the daemon loop's last turn.
+    pub last_tick_ms: AtomicU64,
+    /// Monotonic clock origin.
+    pub origin: std::time::Instant,
+}
+
+impl Shared {
+    /// New shared state.
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Shared> {
+        Arc::new(Shared {
+            status: RwLock::new(Status::default()),
+            metrics,
+            last_tick_ms: AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+        })
+    }
+
+    /// Marks a loop turn.
+    pub fn tick(&self) {
+        self.last_tick_ms.store(self.mono_ms(), Ordering::Relaxed);
+    }
+
+    fn mono_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A copy of the status.
+    pub fn snapshot(&self) -> Status {
+        self.status.read().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// The HTTP routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(shared)
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Json<Status> {
+    Json(s.snapshot())
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Healthy while the daemon loop turned within the last 10 s (it turns at least every second).
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let age = s
+        .mono_ms()
+        .saturating_sub(s.last_tick_ms.load(Ordering::Relaxed));
+    if age <= 10_000 {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("daemon loop stalled for {age} ms\n"),
+        )
+            .into_response()
+    }
+}
+
+/// Ready when proofs can be delivered: connected to the broker with an epoch seed.
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    let st = s.snapshot();
+    let mut missing = Vec::new();
+    if !st.broker_connected {
+        missing.push("broker not connected");
+    }
+    if st.epoch.is_none() {
+        missing.push("no epoch seed from the oracle yet");
+    }
+    if missing.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", missing.join(", ")),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,10 @@
+//! Any bytes as a `EpochSeed` payload: canonical decode, then re-encoding must give the input back.
+#![no_main]
+
+use wisp_protocol::msg::EpochSeed;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    wisp_protocol_fuzz::fuzz_payload::<EpochSeed>(data, |_| {
+        (wisp_protocol_fuzz::outsider(), Vec::new())
+    })
+});
