@@ -38,6 +38,25 @@ pub struct RawConfig {
     pub heartbeat: RawHeartbeat,
     /// `[log]`
     pub log: RawLog,
+    /// `[device]`
+    pub device: RawDevice,
+}
+
+/// `[device]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDevice {
+    /// `none` (no radio or GNSS) or `sim` (the simulated device).
+    pub kind: Option<String>,
+}
+
+/// Which hardware backend the daemon drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// No radio, no GNSS: the node heartbeats only.
+    None,
+    /// The simulated device (firmware `SimDevice`), its GNSS at the configured location.
+    Sim,
 }
 
 /// `[node]`
@@ -203,6 +222,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_level: String,
+    /// Hardware backend.
+    pub device: DeviceKind,
 }
 
 /// A configuration problem, naming the key.
@@ -406,7 +427,18 @@ impl RawConfig {
                 ));
             }
         };
+        let device = match self.device.kind.as_deref().unwrap_or("none") {
+            "none" => DeviceKind::None,
+            "sim" => DeviceKind::Sim,
+            other => {
+                return Err(invalid(
+                    "device.kind",
+                    format!("`{other}`: expected `none` or `sim`"),
+                ));
+            }
+        };
         Ok(Config {
+            device,
             data_dir,
             key_file,
             owner: self.node.owner.clone(),
@@ -517,6 +549,7 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("http", "listen"),
     ("log", "format"),
     ("log", "level"),
+    ("device", "kind"),
 ];
 
 fn parse_scalar(v: &str) -> toml::Value {
@@ -620,6 +653,7 @@ mod tests {
         check(&[("WISP_RADIO__TX_POWER_DBM", "90")], "radio.tx_power_dbm");
         check(&[("WISP_OUTBOX__MAX_ENTRIES", "0")], "outbox.max_entries");
         check(&[("WISP_LOG__FORMAT", "xml")], "log.format");
+        check(&[("WISP_DEVICE__KIND", "gpu")], "device.kind");
         check(&[("WISP_NODE__OWNER", "bad owner")], "node.owner");
         check(&[("WISP_MQTT__PASSWORD", "p")], "mqtt.username");
         // A numeric password is still a string.

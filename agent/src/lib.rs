@@ -7,11 +7,13 @@
 //! - [`trust`]: only the pinned oracle key is believed.
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
 //! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
+//! - [`device`]: firmware devices (real drivers or simulated) as the daemon's hardware.
 //! - [`shell`]: the tokio daemon tying it together (MQTT, device, store, HTTP).
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod core;
+pub mod device;
 pub mod metrics;
 pub mod outbox;
 pub mod shell;

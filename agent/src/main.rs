@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use wisp_agent::config::{Config, LogFormat, RawConfig};
+use wisp_agent::config::{Config, DeviceKind, LogFormat, RawConfig};
+use wisp_agent::device::SimBoard;
 use wisp_agent::shell::{self, NoDevice};
 use wisp_agent::status::Status;
 use wisp_agent::trust::OracleTrust;
@@ -139,7 +140,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Run(c) => {
             let cfg = load_config(&c)?;
             init_logs(&cfg);
-            shell::run(cfg, Box::new(NoDevice), shutdown_signal()).await
+            let device: Box<dyn shell::DeviceIo> = match cfg.device {
+                DeviceKind::None => Box::new(NoDevice),
+                DeviceKind::Sim => {
+                    let key = shell::load_key(&cfg.key_file)?;
+                    // Degrees × 1e7 of a valid cell centre fit an i32.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let position = cfg.cell.map(|c| {
+                        let (lat, lon) = c.center();
+                        ((lat * 1e7).round() as i32, (lon * 1e7).round() as i32)
+                    });
+                    Box::new(SimBoard::new(&key.seed(), position)?)
+                }
+            };
+            shell::run(cfg, device, shutdown_signal()).await
         }
         Cmd::Keygen(c) => {
             let cfg = load_config(&c)?;

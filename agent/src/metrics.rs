@@ -222,13 +222,48 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// The text exposition.
+    /// The OpenMetrics text exposition (ends with `# EOF`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The Prometheus text format 0.0.4 (what `promtool check metrics` and older scrapers read):
+    /// the OpenMetrics output with counter families named with their `_total` suffix, and
+    /// without the `# UNIT` and `# EOF` lines that format lacks.
+    pub fn encode_prometheus(&self) -> String {
+        to_prometheus_text(&self.encode())
+    }
+}
+
+/// Converts OpenMetrics text to the Prometheus text format 0.0.4.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -260,5 +295,48 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Writes the exposition, with every family populated, for `promtool check metrics` (run by
+    /// .ci/run): `WISP_METRICS_SAMPLE=path cargo test -p wisp-agent metrics_sample`.
+    #[test]
+    fn metrics_sample() {
+        let m = Metrics::new("0.1.0");
+        m.proofs_signed
+            .get_or_create(&KindLabel { kind: "heartbeat" })
+            .inc();
+        m.proofs_rejected
+            .get_or_create(&ReasonLabel {
+                reason: "rssi_too_strong",
+            })
+            .inc();
+        m.outbox_evicted
+            .get_or_create(&KindLabel { kind: "heartbeat" })
+            .inc();
+        m.oracle_messages_refused
+            .get_or_create(&WhyLabel { why: "ack" })
+            .inc();
+        m.radio_frames_ignored
+            .get_or_create(&WhyLabel { why: "duplicate" })
+            .inc();
+        m.outbox_commit_seconds.observe(0.002);
+        m.outbox_oldest_age_seconds.set(1.5);
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# TYPE wisp_proofs_signed_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP wisp_proofs_signed_total Proofs signed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE wisp_outbox_commit_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        if let Ok(path) = std::env::var("WISP_METRICS_SAMPLE") {
+            std::fs::write(path, text).unwrap();
+        }
     }
 }

@@ -64,6 +64,10 @@ pub trait DeviceIo: Send {
     fn health(&self) -> DeviceStatus;
     /// Backend name and version, reported in heartbeats.
     fn firmware_version(&self) -> String;
+    /// Shows the agent's health (the status LED).
+    fn set_health(&mut self, health: crate::device::Health) {
+        let _ = health;
+    }
 }
 
 /// A node without radio or GNSS hardware (a backhaul-only node, or a test). Transmits fail and
@@ -694,6 +698,18 @@ impl Daemon {
         self.collect(now);
         self.commit(false).await?;
         self.publish_due(now);
+        let acked_recently = self.outbox.is_empty()
+            || self
+                .core
+                .activity()
+                .last_ack_ms
+                .is_some_and(|t| now.saturating_sub(t) < 3 * self.cfg.outbox.ack_timeout_ms);
+        self.device
+            .set_health(match (self.connected, acked_recently) {
+                (false, _) => crate::device::Health::Offline,
+                (true, false) => crate::device::Health::Degraded,
+                (true, true) => crate::device::Health::Online,
+            });
         if now >= self.next_status_ms {
             self.refresh_status(now).await;
             self.next_status_ms = now + 30_000;

@@ -38,6 +38,10 @@ fn heartbeats_flow_acks_empty_the_outbox_and_forgeries_are_refused() {
     assert!(status["outbox_depth"].as_u64().unwrap() <= 3, "{status}");
     assert_eq!(agent.get("/readyz").0, 200);
     assert_eq!(agent.get("/healthz").0, 200);
+    // .ci/run checks the live exposition with `promtool check metrics`.
+    if let Ok(path) = std::env::var("WISP_METRICS_DUMP") {
+        std::fs::write(path, agent.get("/metrics").1).unwrap();
+    }
 
     // A seed for epoch 2 signed by someone else: refused and counted, the epoch stays 1.
     let forger = NodeKey::from_seed(&[0x66; 32]);
@@ -81,8 +85,26 @@ fn heartbeats_flow_acks_empty_the_outbox_and_forgeries_are_refused() {
         "gaps in {seqs:?}"
     );
     assert_eq!(seen.invalid, 0);
+    // Monitors see the retained status: online while running, offline after a clean stop.
+    let status_topic = topics::status(&me);
+    assert!(
+        seen.status
+            .get(&status_topic)
+            .is_some_and(|s| s.contains("\"state\":\"online\"")),
+        "{:?}",
+        seen.status
+    );
     drop(seen);
     assert!(agent.stop().success());
+    assert!(wait_for(Duration::from_secs(10), || {
+        oracle
+            .seen
+            .lock()
+            .unwrap()
+            .status
+            .get(&status_topic)
+            .is_some_and(|s| s.contains("\"state\":\"offline\""))
+    }));
 }
 
 #[test]
@@ -190,4 +212,83 @@ fn broker_outage_backlog_drains_when_it_returns() {
     assert!(agent.metric("wisp_proofs_accepted_total") >= accepted_before + backlog - 2.0);
     assert!(agent.metric("wisp_mqtt_connections_total") >= 2.0);
     assert!(agent.stop().success());
+}
+
+#[test]
+fn simulated_gnss_fix_reaches_the_oracle_in_heartbeats() {
+    let broker = start_broker();
+    let oracle = TestOracle::start(broker, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = agent_env(dir.path(), broker, &oracle.key);
+    env.push(("WISP_DEVICE__KIND".into(), "sim".into()));
+    env.push(("WISP_LOCATION__LAT".into(), "38.7139".into()));
+    env.push(("WISP_LOCATION__LON".into(), "-9.1394".into()));
+    let agent = Agent::spawn(dir.path(), &env);
+    // The simulated receiver speaks NMEA once per second through the real parser.
+    assert!(
+        wait_for(
+            Duration::from_secs(20),
+            || agent.status()["device"]["gnss_ok"] == true
+        ),
+        "no GNSS fix"
+    );
+    let fix = agent.status()["fix"].clone();
+    let lat = fix["lat_e7"].as_i64().unwrap();
+    assert!((lat - 387_139_000).abs() < 2_000, "{fix}");
+    assert_eq!(agent.status()["firmware_version"], "sim");
+    // A heartbeat signed after the fix carries it, and the oracle accepts it.
+    assert!(wait_for(Duration::from_secs(20), || {
+        let seen = oracle.seen.lock().unwrap();
+        seen.heartbeat_seqs.len() >= 3
+    }));
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn operator_commands() {
+    let broker = start_broker();
+    let oracle = TestOracle::start(broker, 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let env = agent_env(dir.path(), broker, &oracle.key);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-agent"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, _) = cli(&["keygen"]);
+    assert!(ok);
+    let id = out.trim().to_string();
+    assert!(id.starts_with("12D3KooW"), "{out}");
+    assert_eq!(cli(&["keygen"]).1.trim(), id, "keygen never replaces a key");
+    let (ok, out, _) = cli(&["config", "check"]);
+    assert!(ok && out.contains("configuration OK"), "{out}");
+    let (ok, _, err) = cli(&["config", "check", "--broker", "ftp://x"]);
+    assert!(!ok && err.contains("mqtt.url"), "{err}");
+    // Onboarding without an owner is refused with a clear message, before anything is sent.
+    let (ok, _, err) = cli(&["onboard"]);
+    assert!(!ok && err.contains("node.owner"), "{err}");
+
+    let agent = Agent::spawn(dir.path(), &env);
+    let addr = agent.http_addr().to_string();
+    assert!(wait_for(
+        Duration::from_secs(20),
+        || agent.status()["epoch"] == 1
+    ));
+    let (ok, out, _) = cli(&["status", "--addr", &addr]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&id) && out.contains("connected"), "{out}");
+    let (ok, out, _) = cli(&["status", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["peer_id"], id.as_str());
+    assert!(agent.stop().success());
+    let (ok, _, err) = cli(&["status", "--addr", &addr]);
+    assert!(!ok && err.contains("is it running"), "{err}");
 }

@@ -149,6 +149,8 @@ pub struct Seen {
     pub heartbeat_seqs: BTreeMap<u64, Vec<ProofId>>,
     /// Envelopes that failed to open.
     pub invalid: u32,
+    /// The last payload on each `wisp/v1/status/+` topic.
+    pub status: BTreeMap<String, String>,
 }
 
 /// A minimal oracle: publishes a retained seed, opens every proof, acks it (signed).
@@ -183,6 +185,10 @@ pub fn seed_envelope(key: &NodeKey, epoch: u64, start_ms: u64, heartbeat_ms: u32
 
 impl TestOracle {
     pub fn start(broker_port: u16, heartbeat_ms: u32) -> TestOracle {
+        Self::start_at("127.0.0.1", broker_port, heartbeat_ms)
+    }
+
+    pub fn start_at(host: &str, broker_port: u16, heartbeat_ms: u32) -> TestOracle {
         let key = oracle_key();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -190,13 +196,16 @@ impl TestOracle {
             .build()
             .unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let mut o = MqttOptions::new("test-oracle", "127.0.0.1", broker_port);
+        let client_id = format!("test-oracle-{}", std::process::id());
+        let mut o = MqttOptions::new(client_id, host, broker_port);
         o.set_keep_alive(Duration::from_secs(30));
         o.set_max_packet_size(1 << 20, 1 << 20);
         o.set_request_channel_capacity(1000);
         let (client, mut events) = AsyncClient::new(o, 1000);
         let seed = seed_envelope(&key, 1, wisp_agent::shell::wall_ms(), heartbeat_ms);
         let (c, s, k) = (client.clone(), seen.clone(), key.clone());
+        let ready = Arc::new(AtomicBool::new(false));
+        let r = ready.clone();
         rt.spawn(async move {
             loop {
                 match events.poll().await {
@@ -204,9 +213,19 @@ impl TestOracle {
                         c.subscribe(topics::PROOFS_FILTER, QoS::AtLeastOnce)
                             .await
                             .unwrap();
+                        c.subscribe("wisp/v1/status/+", QoS::AtLeastOnce)
+                            .await
+                            .unwrap();
                         c.publish(topics::EPOCH, QoS::AtLeastOnce, true, seed.clone())
                             .await
                             .unwrap();
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => r.store(true, Ordering::SeqCst),
+                    Ok(Event::Incoming(Packet::Publish(p)))
+                        if p.topic.starts_with("wisp/v1/status/") =>
+                    {
+                        let text = String::from_utf8_lossy(&p.payload).into_owned();
+                        s.lock().unwrap().status.insert(p.topic.clone(), text);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let mut batch = AckBatcher::new();
@@ -270,16 +289,20 @@ pub struct Agent {
 }
 
 pub fn agent_env(data_dir: &Path, broker_port: u16, oracle: &NodeKey) -> Vec<(String, String)> {
+    agent_env_at(data_dir, &format!("127.0.0.1:{broker_port}"), oracle)
+}
+
+pub fn agent_env_at(data_dir: &Path, broker: &str, oracle: &NodeKey) -> Vec<(String, String)> {
     vec![
         ("WISP_NODE__DATA_DIR".into(), data_dir.display().to_string()),
         ("WISP_ORACLE__PUBLIC_KEY".into(), oracle.id().to_string()),
-        (
-            "WISP_MQTT__URL".into(),
-            format!("mqtt://127.0.0.1:{broker_port}"),
-        ),
+        ("WISP_MQTT__URL".into(), format!("mqtt://{broker}")),
         ("WISP_HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         ("WISP_OUTBOX__ACK_TIMEOUT_S".into(), "2".into()),
-        ("WISP_LOG__LEVEL".into(), "warn".into()),
+        (
+            "WISP_LOG__LEVEL".into(),
+            std::env::var("TEST_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
     ]
 }
 

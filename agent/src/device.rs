@@ -1,0 +1,210 @@
+//! The agent's view of the hotspot hardware: any [`wisp_firmware::device::Device`] bundle (real
+//! drivers or the simulated device) adapted to what the daemon needs.
+
+use std::fmt::Debug;
+
+use wisp_firmware::clock::Clock;
+use wisp_firmware::device::{Device, StatusIndicator};
+use wisp_firmware::led::Pattern;
+use wisp_firmware::radio::{Channel, Radio};
+use wisp_protocol::msg::GnssFix;
+use wisp_protocol::units::DeciDb;
+
+use crate::core::TxFrame;
+use crate::shell::{DeviceIo, RxFrame};
+use crate::status::DeviceStatus;
+
+/// What the LED should show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Connected, acks arriving.
+    Online,
+    /// Connected, but no ack for a while.
+    Degraded,
+    /// No broker connection.
+    Offline,
+}
+
+/// A firmware device as the daemon's [`DeviceIo`].
+#[derive(Debug)]
+pub struct Board<D> {
+    dev: D,
+    name: String,
+    fix: Option<GnssFix>,
+    gnss_ok: bool,
+    radio_ok: bool,
+}
+
+impl<D: Device> Board<D> {
+    /// Wraps a device; `name` is reported as the firmware version.
+    pub fn new(dev: D, name: impl Into<String>) -> Self {
+        Self {
+            dev,
+            name: name.into(),
+            fix: None,
+            gnss_ok: false,
+            radio_ok: true,
+        }
+    }
+
+    /// The device.
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
+    }
+}
+
+impl<D> DeviceIo for Board<D>
+where
+    D: Device + Send,
+    <D::Radio as Radio>::Error: Debug,
+    <<D as Device>::Led as StatusIndicator>::Error: Debug,
+{
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String> {
+        let r = self
+            .dev
+            .radio()
+            .transmit(
+                Channel::new(frame.freq_khz, frame.width_mhz),
+                &frame.payload,
+            )
+            .map_err(|e| format!("{e:?}"));
+        self.radio_ok = r.is_ok();
+        r
+    }
+
+    fn poll_received(&mut self) -> Option<RxFrame> {
+        match self.dev.radio().receive() {
+            Ok(Some(f)) => Some(RxFrame {
+                payload: f.payload.to_vec(),
+                rssi: DeciDb(f.rssi_ddbm),
+                snr: DeciDb(f.snr_ddb),
+                freq_khz: f.freq_khz,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                self.radio_ok = false;
+                tracing::warn!("radio receive failed: {e:?}");
+                None
+            }
+        }
+    }
+
+    fn poll_fix(&mut self) -> Option<GnssFix> {
+        let polled = self.dev.poll();
+        match polled.fix {
+            Ok(Some(f)) => {
+                self.gnss_ok = true;
+                let fix = GnssFix {
+                    lat_e7: f.lat_e7,
+                    lon_e7: f.lon_e7,
+                    alt_mm: f.alt_mm,
+                    hdop_centi: f.hdop_centi,
+                    satellites: f.satellites,
+                    // Without a date (GGA only) the fix time is the device's wall clock.
+                    utc_ms: f
+                        .utc
+                        .unix_ms()
+                        .unwrap_or_else(|| self.dev.clock().wall_ms()),
+                };
+                self.fix = Some(fix);
+                Some(fix)
+            }
+            Ok(None) => None,
+            Err(_) => {
+                self.gnss_ok = false;
+                None
+            }
+        }
+    }
+
+    fn health(&self) -> DeviceStatus {
+        DeviceStatus {
+            gnss_ok: self.gnss_ok,
+            radio_ok: self.radio_ok,
+            secure_element_ok: true,
+        }
+    }
+
+    fn firmware_version(&self) -> String {
+        self.name.clone()
+    }
+
+    fn set_health(&mut self, h: Health) {
+        let p = match h {
+            Health::Online => Pattern::Online,
+            Health::Degraded => Pattern::Degraded,
+            Health::Offline => Pattern::Offline,
+        };
+        if self.dev.led().pattern() != p {
+            self.dev.led().set_pattern(p);
+        }
+    }
+}
+
+/// The simulated device, its clock following the system clock, at an optional position.
+#[derive(Debug)]
+pub struct SimBoard {
+    board: Board<wisp_firmware::device::SimDevice>,
+    origin: std::time::Instant,
+}
+
+impl SimBoard {
+    /// A simulated device whose GNSS reports `position` (1e-7 degrees).
+    pub fn new(node_seed: &[u8; 32], position: Option<(i32, i32)>) -> anyhow::Result<Self> {
+        // The soft secure element's key is derived from, not equal to, the node key.
+        let se_secret = *blake3::Hasher::new_derive_key("wisp-agent sim secure element")
+            .update(node_seed)
+            .finalize()
+            .as_bytes();
+        let mut serial = [0u8; 9];
+        serial.copy_from_slice(&se_secret[..9]);
+        let mut dev = wisp_firmware::device::simulated(&se_secret, serial)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        dev.set_position(
+            position.map(|(lat_e7, lon_e7)| wisp_firmware::device::SimPosition {
+                lat_e7,
+                lon_e7,
+                alt_mm: 50_000,
+                hdop_centi: 90,
+                satellites: 9,
+            }),
+        );
+        Ok(Self {
+            board: Board::new(dev, "sim"),
+            origin: std::time::Instant::now(),
+        })
+    }
+
+    fn sync_clock(&mut self) {
+        let mono = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.board
+            .device_mut()
+            .set_time(mono, crate::shell::wall_ms());
+    }
+}
+
+impl DeviceIo for SimBoard {
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String> {
+        self.sync_clock();
+        let r = self.board.transmit(frame);
+        // Nobody else is on this simulated air: what we sent goes nowhere.
+        self.board.device_mut().drain_transmitted().for_each(drop);
+        r
+    }
+    fn poll_received(&mut self) -> Option<RxFrame> {
+        self.board.poll_received()
+    }
+    fn poll_fix(&mut self) -> Option<GnssFix> {
+        self.sync_clock();
+        self.board.poll_fix()
+    }
+    fn health(&self) -> DeviceStatus {
+        self.board.health()
+    }
+    fn firmware_version(&self) -> String {
+        self.board.firmware_version()
+    }
+    fn set_health(&mut self, h: Health) {
+        self.board.set_health(h);
+    }
+}
