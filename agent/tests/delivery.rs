@@ -274,6 +274,19 @@ fn operator_commands() {
     // Onboarding without an owner is refused with a clear message, before anything is sent.
     let (ok, _, err) = cli(&["onboard"]);
     assert!(!ok && err.contains("node.owner"), "{err}");
+    // With an owner and a location it is signed, sent and acked by the oracle.
+    let mut onboard_env = env.clone();
+    onboard_env.push(("WISP_NODE__OWNER".into(), "owner-1".into()));
+    onboard_env.push(("WISP_LOCATION__LAT".into(), "38.7".into()));
+    onboard_env.push(("WISP_LOCATION__LON".into(), "-9.1".into()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-agent"))
+        .args(["onboard", "--wait-s", "20"])
+        .envs(onboard_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("onboarded"), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(oracle.seen.lock().unwrap().proofs.len(), 1, "exactly the onboarding reached the oracle");
 
     let agent = Agent::spawn(dir.path(), &env);
     let addr = agent.http_addr().to_string();
