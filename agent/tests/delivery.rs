@@ -285,8 +285,16 @@ fn operator_commands() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("onboarded"), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(oracle.seen.lock().unwrap().proofs.len(), 1, "exactly the onboarding reached the oracle");
+    assert!(
+        out.status.success() && stdout.contains("onboarded"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        oracle.seen.lock().unwrap().proofs.len(),
+        1,
+        "exactly the onboarding reached the oracle"
+    );
 
     let agent = Agent::spawn(dir.path(), &env);
     let addr = agent.http_addr().to_string();
