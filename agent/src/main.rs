@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use wisp_agent::config::{Config, DeviceKind, LogFormat, RawConfig};
 use wisp_agent::device::SimBoard;
 use wisp_agent::shell::{self, NoDevice};
@@ -242,6 +242,7 @@ async fn shutdown_signal() {
 }
 
 async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let key = keyfile::load(&cfg.key_file).context("no node key: run `wisp-agent keygen` first")?;
     let owner = cfg
         .owner
@@ -274,15 +275,10 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
     let bytes = env.to_bytes();
     let id = env.proof_id();
     let trust = OracleTrust::new(cfg.oracle, key.id());
-    let mut o = MqttOptions::new(
-        format!("wisp-onboard-{}", key.id()),
-        cfg.mqtt.host.clone(),
-        cfg.mqtt.port,
-    );
-    o.set_keep_alive(Duration::from_secs(30));
-    if let Some((u, p)) = &cfg.mqtt.credentials {
-        o.set_credentials(u.clone(), p.clone());
-    }
+    // The daemon's options (TLS, credentials), under another client id and a clean session.
+    let mut o = shell::mqtt_options(&cfg.mqtt, &key, None)?;
+    o.set_client_id(format!("wisp-onboard-{}", key.id()));
+    o.set_clean_session(true);
     let (client, mut events) = AsyncClient::new(o, 16);
     client
         .subscribe(topics::acks(&key.id()), QoS::AtLeastOnce)

@@ -129,7 +129,13 @@ enum Incoming {
     Publish { topic: String, payload: Vec<u8> },
 }
 
-fn mqtt_options(cfg: &MqttConfig, key: &NodeKey, will: Vec<u8>) -> anyhow::Result<MqttOptions> {
+/// MQTT options for this node: persistent session, TLS and credentials from the config, and
+/// the last will on the status topic when given.
+pub fn mqtt_options(
+    cfg: &MqttConfig,
+    key: &NodeKey,
+    will: Option<Vec<u8>>,
+) -> anyhow::Result<MqttOptions> {
     let id = key.id();
     // A stable client id with a persistent session: the broker keeps our subscriptions and
     // queued acks while we are away.
@@ -140,12 +146,14 @@ fn mqtt_options(cfg: &MqttConfig, key: &NodeKey, will: Vec<u8>) -> anyhow::Resul
     o.set_inflight(64);
     // Acks are at most 8 KiB; a seed well under 1 KiB. Proofs are at most 64 KiB.
     o.set_max_packet_size(64 * 1024, 64 * 1024);
-    o.set_last_will(LastWill::new(
-        topics::status(&id),
-        will,
-        QoS::AtLeastOnce,
-        true,
-    ));
+    if let Some(will) = will {
+        o.set_last_will(LastWill::new(
+            topics::status(&id),
+            will,
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
     if let Some((u, p)) = &cfg.credentials {
         o.set_credentials(u.clone(), p.clone());
     }
@@ -248,8 +256,10 @@ pub async fn run(
         warn!("ignoring the saved epoch seed: {e}");
     }
 
-    let (client, mut eventloop) =
-        AsyncClient::new(mqtt_options(&cfg.mqtt, &key, offline_status(&key))?, 64);
+    let (client, mut eventloop) = AsyncClient::new(
+        mqtt_options(&cfg.mqtt, &key, Some(offline_status(&key)))?,
+        64,
+    );
     let (tx, mut rx) = mpsc::channel::<Incoming>(256);
     let mqtt_task = tokio::spawn(async move {
         let mut backoff_ms = 500u64;
