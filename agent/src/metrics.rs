@@ -234,36 +234,8 @@ impl Metrics {
     /// the OpenMetrics output with counter families named with their `_total` suffix, and
     /// without the `# UNIT` and `# EOF` lines that format lacks.
     pub fn encode_prometheus(&self) -> String {
-        to_prometheus_text(&self.encode())
+        wisp_protocol::exposition::openmetrics_to_prometheus(&self.encode())
     }
-}
-
-/// Converts OpenMetrics text to the Prometheus text format 0.0.4.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let counters: std::collections::BTreeSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        match renamed {
-            Some(l) => out.push_str(&l),
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

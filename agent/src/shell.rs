@@ -206,6 +206,10 @@ pub async fn run(
     device: Box<dyn DeviceIo>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // TLS to the broker uses rustls with the ring provider. Installed explicitly, because a
+    // second provider compiled into the binary (libp2p brings aws-lc) would otherwise make
+    // rustls refuse to pick one. A second install is an error we ignore.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data_dir {}", cfg.data_dir.display()))?;
     let key = load_key(&cfg.key_file)?;

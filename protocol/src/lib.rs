@@ -17,6 +17,7 @@
 //!   plausible-RSSI bound and the speed-of-light RTT bound.
 //! - [`merkle`]: the reward manifest's Merkle tree and inclusion proofs.
 //! - [`topics`]: MQTT topic names.
+//! - [`exposition`]: the metrics text format every service's `/metrics` serves.
 //! - [`keyfile`] (feature `std`): PKCS#8 PEM key files, written atomically with mode 0600.
 //!
 //! Nothing here reads the clock, a socket or an unseeded RNG: time and randomness are inputs,
@@ -29,6 +30,7 @@ extern crate alloc;
 
 pub mod bytes;
 pub mod envelope;
+pub mod exposition;
 pub mod geo;
 pub mod id;
 #[cfg(feature = "std")]

@@ -34,6 +34,11 @@ pub fn rewards(epoch: u64) -> String {
     format!("wisp/v1/rewards/{epoch}")
 }
 
+/// The node a `wisp/v1/proofs/{peer_id}` topic names, if it is one.
+pub fn proofs_node(topic: &str) -> Option<NodeId> {
+    topic.strip_prefix("wisp/v1/proofs/")?.parse().ok()
+}
+
 /// The node a `wisp/v1/proofs/{peer_id}` (or acks/status) topic names, if it is well formed.
 pub fn node_of(topic: &str) -> Option<NodeId> {
     let rest = topic
@@ -52,6 +57,8 @@ mod tests {
     fn topics_round_trip() {
         let id = NodeKey::from_seed(&[4; 32]).id();
         assert_eq!(node_of(&proofs(&id)), Some(id));
+        assert_eq!(proofs_node(&proofs(&id)), Some(id));
+        assert_eq!(proofs_node(&acks(&id)), None);
         assert_eq!(node_of(&acks(&id)), Some(id));
         assert_eq!(node_of(&status(&id)), Some(id));
         assert_eq!(rewards(12), "wisp/v1/rewards/12");

@@ -1,0 +1,500 @@
+//! The oracle's ingest and epoch logic, without I/O: raw MQTT publishes in, rows to store and
+//! acks to send out. The service persists the rows (one transaction per batch) **before** it
+//! publishes the acks, and the same engine replays the stored rows after a restart, so the
+//! state after a crash is exactly the state before it.
+//!
+//! Per publish, in order (cheapest refusal first): the topic names a node → that node's rate
+//! limit → size limit and envelope framing → the kind is a proof → the signer is the topic's
+//! node → dedupe by proof id (a duplicate gets its original verdict again) → signatures, in one
+//! batch verification per batch → canonical decode → stateless checks ([`Checker`]) → queued in
+//! its epoch's [`EpochState`]. Proofs whose signature verified are stored with their verdict
+//! (rejections too, for the node's history); the rest are only counted.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use wisp_protocol::envelope::{self, EnvelopeRef, Opened};
+use wisp_protocol::kind::{Kind, MAX_ENVELOPE_LEN};
+use wisp_protocol::msg::{
+    AckEntry, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, Onboard, Verdict, Witness,
+};
+use wisp_protocol::{NodeId, NodeKey, ProofId, Reason, topics};
+
+use crate::epoch::{Arrival, EpochOutcome, EpochState, Push};
+use crate::registry::Registry;
+use crate::rewards::{self, EpochRewards};
+use crate::rules::{Checker, MeasurerPool, witness_epoch};
+
+/// One MQTT publish as received.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The topic.
+    pub topic: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// Oracle time of arrival.
+    pub at_ms: u64,
+}
+
+/// A proof to store: authentic (its signatures verified), with its verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Arrival order, unique and increasing.
+    pub seq: u64,
+    /// The proof id.
+    pub id: ProofId,
+    /// The signer.
+    pub node: NodeId,
+    /// The kind.
+    pub kind: Kind,
+    /// The epoch it belongs to, for kinds that carry one.
+    pub epoch: Option<u64>,
+    /// Arrival time.
+    pub received_ms: u64,
+    /// Accepted (queued for the epoch) or rejected with a reason.
+    pub verdict: Verdict,
+    /// The envelope bytes.
+    pub envelope: Vec<u8>,
+}
+
+/// What a batch produced.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    /// Rows to commit before any ack is sent.
+    pub rows: Vec<Row>,
+    /// Verdicts to ack, per node.
+    pub acks: Vec<(NodeId, AckEntry)>,
+    /// Verdicts by reason (`None` = accepted), for metrics; duplicates are counted apart.
+    pub verdicts: BTreeMap<Option<Reason>, u64>,
+    /// Publishes that were duplicates of a stored proof.
+    pub duplicates: u64,
+    /// Publishes on a topic that names no node (dropped without an ack).
+    pub bad_topic: u64,
+}
+
+/// A closed epoch, ready to store and publish.
+#[derive(Debug)]
+pub struct Closed {
+    /// The stateful rules' outcome.
+    pub outcome: EpochOutcome,
+    /// The rewards.
+    pub rewards: EpochRewards,
+    /// Signed manifest pages (envelope bytes), in page order.
+    pub manifests: Vec<Vec<u8>>,
+}
+
+/// Per-node token bucket rate limit.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate_per_s: f64,
+    burst: f64,
+    buckets: HashMap<NodeId, (f64, u64)>,
+    order: VecDeque<NodeId>,
+    max_nodes: usize,
+}
+
+impl RateLimiter {
+    /// `rate_per_s` sustained, `burst` at once, tracking at most `max_nodes` nodes (the least
+    /// recently added are forgotten, which only ever gives them a fresh bucket).
+    pub fn new(rate_per_s: f64, burst: f64, max_nodes: usize) -> Self {
+        Self {
+            rate_per_s,
+            burst,
+            buckets: HashMap::new(),
+            order: VecDeque::new(),
+            max_nodes,
+        }
+    }
+
+    /// Takes one token for `node` at `now_ms`.
+    pub fn allow(&mut self, node: &NodeId, now_ms: u64) -> bool {
+        if !self.buckets.contains_key(node) {
+            if self.buckets.len() >= self.max_nodes
+                && let Some(old) = self.order.pop_front()
+            {
+                self.buckets.remove(&old);
+            }
+            self.order.push_back(*node);
+            self.buckets.insert(*node, (self.burst, now_ms));
+        }
+        let Some((tokens, last)) = self.buckets.get_mut(node) else {
+            return true;
+        };
+        let elapsed = now_ms.saturating_sub(*last) as f64 / 1000.0;
+        *tokens = (*tokens + elapsed * self.rate_per_s).min(self.burst);
+        *last = now_ms.max(*last);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The oracle's state.
+#[derive(Debug)]
+pub struct Engine {
+    key: NodeKey,
+    registry: Registry,
+    open: BTreeMap<u64, EpochState>,
+    seen: HashMap<ProofId, Verdict>,
+    epoch_ids: BTreeMap<u64, Vec<ProofId>>,
+    next_seq: u64,
+    limiter: RateLimiter,
+}
+
+struct Pending<'a> {
+    node: NodeId,
+    at_ms: u64,
+    env: EnvelopeRef<'a>,
+}
+
+impl Engine {
+    /// An engine signing with `key`, judging with `registry`'s rules.
+    pub fn new(key: NodeKey, registry: Registry, limiter: RateLimiter) -> Self {
+        Self {
+            key,
+            registry,
+            open: BTreeMap::new(),
+            seen: HashMap::new(),
+            epoch_ids: BTreeMap::new(),
+            next_seq: 1,
+            limiter,
+        }
+    }
+
+    /// The node registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The oracle's key.
+    pub fn key(&self) -> &NodeKey {
+        &self.key
+    }
+
+    /// Open epochs (current and settling).
+    pub fn open_epochs(&self) -> impl Iterator<Item = (&u64, &EpochState)> {
+        self.open.iter()
+    }
+
+    /// The next arrival sequence number.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Opens an epoch: proofs naming it are accepted from now on.
+    pub fn open_epoch(&mut self, seed: EpochSeed) {
+        self.open
+            .entry(seed.epoch)
+            .or_insert_with(|| EpochState::new(seed));
+    }
+
+    /// Epochs whose settle window has passed at `now_ms`.
+    pub fn closable(&self, now_ms: u64) -> Vec<u64> {
+        self.open
+            .iter()
+            .filter(|(_, s)| now_ms >= s.closes_at())
+            .map(|(e, _)| *e)
+            .collect()
+    }
+
+    /// A publish that is a duplicate of a known proof, with its stored verdict.
+    pub fn known(&self, id: &ProofId) -> Option<Verdict> {
+        self.seen.get(id).copied()
+    }
+
+    /// Judges a batch of publishes. Nothing here is durable: the caller stores `rows` and only
+    /// then sends `acks`. `stored_verdict` answers for proofs the engine no longer holds in
+    /// memory (those of closed epochs), from the store.
+    pub fn ingest(
+        &mut self,
+        batch: &[Incoming],
+        mut stored_verdict: impl FnMut(&ProofId) -> Option<Verdict>,
+    ) -> Ingested {
+        let mut out = Ingested::default();
+        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(batch.len());
+        let mut in_batch: HashMap<ProofId, ()> = HashMap::new();
+        for msg in batch {
+            let Some(node) = topics::proofs_node(&msg.topic) else {
+                out.bad_topic += 1;
+                continue;
+            };
+            let id = ProofId::of(&msg.payload);
+            let refuse = |out: &mut Ingested, reason: Reason| {
+                out.acks.push((
+                    node,
+                    AckEntry {
+                        proof_id: id,
+                        verdict: Verdict::Rejected(reason),
+                    },
+                ));
+                *out.verdicts.entry(Some(reason)).or_default() += 1;
+            };
+            if !self.limiter.allow(&node, msg.at_ms) {
+                refuse(&mut out, Reason::RateLimited);
+                continue;
+            }
+            if msg.payload.len() > MAX_ENVELOPE_LEN {
+                refuse(&mut out, Reason::Oversize);
+                continue;
+            }
+            let env = match EnvelopeRef::parse(&msg.payload) {
+                Ok(env) => env,
+                Err(e) => {
+                    refuse(&mut out, e.reason());
+                    continue;
+                }
+            };
+            if !env.kind.is_proof() {
+                refuse(&mut out, Reason::UnexpectedKind);
+                continue;
+            }
+            if env.signer != node.as_bytes() {
+                refuse(&mut out, Reason::TopicMismatch);
+                continue;
+            }
+            if let Some(v) = self.seen.get(&id).copied().or_else(|| stored_verdict(&id)) {
+                out.acks.push((
+                    node,
+                    AckEntry {
+                        proof_id: id,
+                        verdict: v,
+                    },
+                ));
+                out.duplicates += 1;
+                continue;
+            }
+            if in_batch.insert(id, ()).is_some() {
+                // The same proof twice in one batch: judge it once; the first ack answers both.
+                out.duplicates += 1;
+                continue;
+            }
+            pending.push(Pending {
+                node,
+                at_ms: msg.at_ms,
+                env,
+            });
+        }
+        let envs: Vec<EnvelopeRef<'_>> = pending.iter().map(|p| p.env).collect();
+        let verified = verify_parallel(&envs);
+        for (p, ok) in pending.iter().zip(verified) {
+            let id = p.env.proof_id();
+            if let Err(e) = ok {
+                // Not authentic: counted and acked, never stored.
+                let reason = e.reason();
+                out.acks.push((
+                    p.node,
+                    AckEntry {
+                        proof_id: id,
+                        verdict: Verdict::Rejected(reason),
+                    },
+                ));
+                *out.verdicts.entry(Some(reason)).or_default() += 1;
+                continue;
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let (epoch, verdict) = self.judge(&p.env, Arrival::new(seq, p.at_ms));
+            self.remember(id, epoch, verdict);
+            *out.verdicts
+                .entry(match verdict {
+                    Verdict::Accepted => None,
+                    Verdict::Rejected(r) => Some(r),
+                })
+                .or_default() += 1;
+            out.acks.push((
+                p.node,
+                AckEntry {
+                    proof_id: id,
+                    verdict,
+                },
+            ));
+            out.rows.push(Row {
+                seq,
+                id,
+                node: p.node,
+                kind: p.env.kind,
+                epoch,
+                received_ms: p.at_ms,
+                verdict,
+                envelope: p.env.bytes.to_vec(),
+            });
+        }
+        out
+    }
+
+    /// Replays a stored row after a restart (its signatures verified when it arrived).
+    pub fn replay(&mut self, row: &Row) {
+        self.next_seq = self.next_seq.max(row.seq + 1);
+        let verdict = match EnvelopeRef::parse(&row.envelope) {
+            Ok(env) if row.verdict == Verdict::Accepted => {
+                self.judge(&env, Arrival::new(row.seq, row.received_ms)).1
+            }
+            _ => row.verdict,
+        };
+        debug_assert_eq!(verdict, row.verdict, "replay diverged for {}", row.id);
+        self.remember(row.id, row.epoch, row.verdict);
+    }
+
+    fn remember(&mut self, id: ProofId, epoch: Option<u64>, verdict: Verdict) {
+        // Proofs of open epochs (and those naming none, like onboarding) stay in memory for
+        // dedupe; older ones are answered from the store.
+        match epoch {
+            Some(e) if self.open.contains_key(&e) => {
+                self.seen.insert(id, verdict);
+                self.epoch_ids.entry(e).or_default().push(id);
+            }
+            Some(_) => {}
+            None => {
+                self.seen.insert(id, verdict);
+            }
+        }
+    }
+
+    /// Decodes and checks one authentic envelope, queueing it in its epoch.
+    fn judge(&mut self, env: &EnvelopeRef<'_>, arrival: Arrival) -> (Option<u64>, Verdict) {
+        let now = arrival.at_ms;
+        let verdict = |r: Result<Push, Reason>| match r {
+            Ok(Push::Queued | Push::Duplicate) => Verdict::Accepted,
+            Ok(Push::Late) => Verdict::Rejected(Reason::LateArrival),
+            Err(reason) => Verdict::Rejected(reason),
+        };
+        match env.kind {
+            Kind::Onboard => {
+                let r = decode::<Onboard>(env)
+                    .and_then(|o| self.registry.apply_onboard(&o, now).map(drop));
+                (
+                    None,
+                    r.map_or_else(Verdict::Rejected, |()| Verdict::Accepted),
+                )
+            }
+            Kind::Beacon => {
+                let Ok(b) = decode::<Beacon>(env) else {
+                    return (None, Verdict::Rejected(reason_of::<Beacon>(env)));
+                };
+                let epoch = b.msg.epoch;
+                let Some(state) = self.open.get_mut(&epoch) else {
+                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
+                };
+                let checker = Checker::new(&self.registry, state.seed());
+                let r = checker
+                    .beacon(&b, now)
+                    .and_then(|f| state.push_beacon(arrival, &f));
+                (Some(epoch), verdict(r))
+            }
+            Kind::Witness => {
+                let Ok(w) = decode::<Witness>(env) else {
+                    return (None, Verdict::Rejected(reason_of::<Witness>(env)));
+                };
+                let Some(epoch) = witness_epoch(&w.msg) else {
+                    return (None, Verdict::Rejected(Reason::BeaconInvalid));
+                };
+                let Some(state) = self.open.get_mut(&epoch) else {
+                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
+                };
+                let checker = Checker::new(&self.registry, state.seed());
+                let r = checker
+                    .witness(&w, now)
+                    .and_then(|f| state.push_witness(arrival, &f));
+                (Some(epoch), verdict(r))
+            }
+            Kind::BandwidthReceipt => {
+                let Ok(r) = decode::<BandwidthReceipt>(env) else {
+                    return (None, Verdict::Rejected(reason_of::<BandwidthReceipt>(env)));
+                };
+                let epoch = r.msg.epoch;
+                let Some(state) = self.open.get_mut(&epoch) else {
+                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
+                };
+                let pool = MeasurerPool::new(self.registry.iter().map(|n| n.id));
+                let checker = Checker::new(&self.registry, state.seed());
+                let res = checker
+                    .receipt(&r, &pool)
+                    .and_then(|f| state.push_receipt(arrival, &f));
+                (Some(epoch), verdict(res))
+            }
+            Kind::Heartbeat => {
+                let Ok(h) = decode::<Heartbeat>(env) else {
+                    return (None, Verdict::Rejected(reason_of::<Heartbeat>(env)));
+                };
+                let epoch = h.msg.epoch;
+                let Some(state) = self.open.get_mut(&epoch) else {
+                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
+                };
+                let checker = Checker::new(&self.registry, state.seed());
+                let fact = checker.heartbeat(&h, now);
+                let r = match fact {
+                    Ok(f) => {
+                        let pushed = state.push_heartbeat(arrival, &f);
+                        if pushed.is_ok() {
+                            self.registry.record_heartbeat(&f);
+                        }
+                        pushed
+                    }
+                    Err(e) => Err(e),
+                };
+                (Some(epoch), verdict(r))
+            }
+            _ => (None, Verdict::Rejected(Reason::UnexpectedKind)),
+        }
+    }
+
+    /// Closes an epoch whose settle window passed: the stateful rules, the rewards and the
+    /// signed manifest pages. The engine forgets nothing yet: call [`Engine::finish_close`]
+    /// once the result is durably stored.
+    pub fn close(&self, epoch: u64, now_ms: u64, emission: u64) -> Option<Closed> {
+        let state = self.open.get(&epoch)?;
+        let outcome = state.close(&self.registry, now_ms).ok()?;
+        let rewards = rewards::compute(&self.registry, &outcome, emission);
+        let manifests = rewards
+            .manifest_pages()
+            .iter()
+            .map(|page| wisp_protocol::envelope::Envelope::sign(&self.key, page).to_bytes())
+            .collect();
+        Some(Closed {
+            outcome,
+            rewards,
+            manifests,
+        })
+    }
+
+    /// Applies a stored close: location trust and history move on, the epoch's proofs leave
+    /// memory (duplicates of them are answered from the store).
+    pub fn finish_close(&mut self, epoch: u64, outcome: &EpochOutcome) {
+        self.registry.apply_epoch(outcome);
+        self.open.remove(&epoch);
+        for id in self.epoch_ids.remove(&epoch).unwrap_or_default() {
+            self.seen.remove(&id);
+        }
+    }
+}
+
+fn decode<M: envelope::Message>(env: &EnvelopeRef<'_>) -> Result<Opened<M>, Reason> {
+    env.decode::<M>().map_err(|e| e.reason())
+}
+
+fn reason_of<M: envelope::Message>(env: &EnvelopeRef<'_>) -> Reason {
+    env.decode::<M>()
+        .err()
+        .map_or(Reason::Malformed, |e| e.reason())
+}
+
+/// Batch-verifies signatures on up to two threads (this machine class has two cores).
+fn verify_parallel(envs: &[EnvelopeRef<'_>]) -> Vec<Result<(), envelope::EnvelopeError>> {
+    const MIN_SPLIT: usize = 64;
+    if envs.len() < MIN_SPLIT {
+        return envelope::verify_batch(envs);
+    }
+    let mid = envs.len() / 2;
+    let (a, b) = envs.split_at(mid);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| envelope::verify_batch(b));
+        let mut first = envelope::verify_batch(a);
+        first.extend(
+            h.join()
+                .unwrap_or_else(|_| b.iter().map(|e| e.verify()).collect()),
+        );
+        first
+    })
+}

@@ -1,0 +1,127 @@
+//! `wisp-oracle`: the rewards oracle service.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use wisp_oracle::service;
+use wisp_oracle::settings::{RawSettings, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wisp-oracle",
+    version,
+    about = "wisp rewards oracle: verifies proofs, rejects cheaters, pays each epoch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Configuration file (TOML); `WISP_<SECTION>__<KEY>` environment variables override it.
+    #[arg(long, short = 'c', env = "WISP_ORACLE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `oracle.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Use this broker (mqtt://host:port) instead of the embedded one.
+    #[arg(long)]
+    broker: Option<String>,
+    /// Overrides `http.listen`.
+    #[arg(long)]
+    http_listen: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the oracle (embedded broker unless --broker is given).
+    Run(Common),
+    /// Create the oracle key if there is none and print its peer id (agents pin it).
+    Key(Common),
+    /// Validate the configuration.
+    Check(Common),
+}
+
+fn settings(c: &Common) -> anyhow::Result<Settings> {
+    let mut raw = RawSettings::load(c.config.as_deref(), std::env::vars())?;
+    if let Some(d) = &c.data_dir {
+        raw.oracle.data_dir = Some(d.clone());
+    }
+    if let Some(b) = &c.broker {
+        raw.broker.url = Some(b.clone());
+    }
+    if let Some(h) = &c.http_listen {
+        raw.http.listen = Some(h.clone());
+    }
+    Ok(raw.resolve()?)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Run(c) => {
+            let s = settings(&c)?;
+            let filter =
+                tracing_subscriber::EnvFilter::try_from_env("WISP_LOG").unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(format!("{},rumqttd=warn", s.log_level))
+                });
+            let b = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            if s.log_json {
+                b.json().init();
+            } else {
+                b.init();
+            }
+            service::run(s, async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+            })
+            .await
+        }
+        Cmd::Key(c) => {
+            let s = settings(&c)?;
+            let key = service::load_key(&s.key_file).context("the oracle key")?;
+            println!("{}", key.id());
+            Ok(())
+        }
+        Cmd::Check(c) => {
+            let s = settings(&c)?;
+            println!(
+                "configuration OK: data_dir {}, broker {:?}, epochs of {} ms, http {}",
+                s.data_dir.display(),
+                s.broker,
+                s.epoch_ms,
+                s.http_listen
+            );
+            Ok(())
+        }
+    }
+}

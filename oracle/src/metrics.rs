@@ -1,0 +1,105 @@
+//! The oracle's Prometheus metrics (prefix `wisp_oracle_`; bounded labels only).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use wisp_protocol::Reason;
+
+/// A verdict label: `accepted` or a reason name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    /// The verdict.
+    pub verdict: &'static str,
+}
+
+/// Every oracle metric.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Proofs judged, by verdict (ingest and epoch close).
+    pub proofs: Family<VerdictLabel, Counter>,
+    /// Publishes that repeated a stored proof (acked again with the original verdict).
+    pub duplicates: Counter,
+    /// Publishes on topics that name no node.
+    pub bad_topic: Counter,
+    /// Acks published.
+    pub acks_sent: Counter,
+    /// Time to judge and store a batch.
+    pub batch_seconds: Histogram,
+    /// Epochs closed.
+    pub epochs_closed: Counter,
+    /// The current epoch.
+    pub epoch: Gauge,
+    /// Onboarded nodes.
+    pub nodes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wisp_oracle");
+        let m = Metrics {
+            registry: Registry::default(),
+            proofs: Family::default(),
+            duplicates: Counter::default(),
+            bad_topic: Counter::default(),
+            acks_sent: Counter::default(),
+            batch_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+            epochs_closed: Counter::default(),
+            epoch: Gauge::default(),
+            nodes: Gauge::default(),
+        };
+        registry.register(
+            "proofs",
+            "Proofs judged, by verdict (accepted or the rejection reason)",
+            m.proofs.clone(),
+        );
+        registry.register(
+            "duplicates",
+            "Publishes repeating a stored proof",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "bad_topic",
+            "Publishes on topics naming no node",
+            m.bad_topic.clone(),
+        );
+        registry.register("acks_sent", "Signed acks published", m.acks_sent.clone());
+        registry.register_with_unit(
+            "batch",
+            "Time to judge and store one batch",
+            Unit::Seconds,
+            m.batch_seconds.clone(),
+        );
+        registry.register(
+            "epochs_closed",
+            "Epochs closed and paid",
+            m.epochs_closed.clone(),
+        );
+        registry.register("epoch", "The current epoch", m.epoch.clone());
+        registry.register("nodes", "Onboarded nodes", m.nodes.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The counter for a verdict (`None` = accepted).
+    pub fn verdict(&self, reason: Option<Reason>) -> Counter {
+        let verdict = reason.map_or("accepted", Reason::name);
+        self.proofs.get_or_create(&VerdictLabel { verdict }).clone()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        wisp_protocol::exposition::openmetrics_to_prometheus(&out)
+    }
+}

@@ -1,0 +1,387 @@
+//! The node registry: who has onboarded, where they asserted to be, with what radio, and the
+//! little per-node state that outlives an epoch (last heartbeat, carried location trust).
+//!
+//! The registry owns the validated [`Rules`], so every caller (the checks in
+//! [`crate::rules`], the epoch close and the reward math) applies one consistent set.
+//!
+//! Call order for the service: [`Registry::apply_onboard`] for each opened `Onboard`;
+//! [`Registry::record_heartbeat`] after each heartbeat [`crate::rules::Checker::heartbeat`]
+//! accepted; [`Registry::apply_epoch`] with each closed epoch's outcome.
+
+use std::collections::BTreeMap;
+
+use wisp_protocol::geo::{self, Cell};
+use wisp_protocol::msg::{Band, Onboard};
+use wisp_protocol::units::{DeciDb, UnixMs};
+use wisp_protocol::{NodeId, Opened, Reason};
+
+use crate::config::Rules;
+use crate::epoch::EpochOutcome;
+use crate::rules::HeartbeatFact;
+
+/// A cell's centre and the radius that contains all of it, cached per node so distance checks
+/// cost one haversine and no H3 work.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Position {
+    /// Centre latitude, degrees.
+    pub lat: f64,
+    /// Centre longitude, degrees.
+    pub lon: f64,
+    /// Distance from the centre to the farthest point of the cell, metres (with 1 % and 1 m of
+    /// slack for the curvature between vertices).
+    pub radius_m: f64,
+}
+
+impl Position {
+    /// The position of an H3 cell: its centre and circumradius (the farthest boundary vertex).
+    pub fn of_cell(cell: Cell) -> Position {
+        let (lat, lon) = cell.center();
+        let radius = cell
+            .index()
+            .boundary()
+            .iter()
+            .map(|v| geo::haversine_m(lat, lon, v.lat(), v.lng()))
+            .fold(0.0_f64, f64::max);
+        Position {
+            lat,
+            lon,
+            radius_m: radius * 1.01 + 1.0,
+        }
+    }
+
+    /// Distance between the two centres, metres.
+    pub fn centre_distance_m(&self, other: &Position) -> f64 {
+        geo::haversine_m(self.lat, self.lon, other.lat, other.lon)
+    }
+
+    /// The shortest distance two nodes somewhere in these cells can be apart:
+    /// `max(0, d_centres − r₁ − r₂)`. Used by every "too strong / too fast for the distance"
+    /// rule, so an honest node is never judged farther away than it might be.
+    pub fn min_distance_m(&self, other: &Position) -> f64 {
+        (self.centre_distance_m(other) - self.radius_m - other.radius_m).max(0.0)
+    }
+
+    /// The longest distance two nodes in these cells can be apart: `d_centres + r₁ + r₂`. Used
+    /// by the "too close" rule, for the same reason.
+    pub fn max_distance_m(&self, other: &Position) -> f64 {
+        self.centre_distance_m(other) + self.radius_m + other.radius_m
+    }
+
+    /// The shortest distance from any point of this cell to a point in degrees.
+    pub fn min_distance_to_m(&self, lat: f64, lon: f64) -> f64 {
+        (geo::haversine_m(self.lat, self.lon, lat, lon) - self.radius_m).max(0.0)
+    }
+}
+
+/// The secure element a node is bound to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The maker named in the attestation.
+    pub maker: String,
+    /// The chip's serial number.
+    pub serial: [u8; 9],
+}
+
+/// The last accepted heartbeat of a node, for the replay and rate rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatMark {
+    /// Its sequence number.
+    pub seq: u64,
+    /// When the node signed it.
+    pub sent_ms: UnixMs,
+}
+
+/// One onboarded node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRecord {
+    /// The node's key.
+    pub id: NodeId,
+    /// Where its rewards are paid.
+    pub owner: String,
+    /// Its asserted cell.
+    pub cell: Cell,
+    /// The cell's centre and radius.
+    pub position: Position,
+    /// Onboarded antenna gain; the RSSI bound never uses a larger one.
+    pub antenna_gain: DeciDb,
+    /// Antenna height, decimetres.
+    pub antenna_height_dm: u16,
+    /// Declared radio bands.
+    pub bands: Vec<Band>,
+    /// `issued_ms` of the last onboard applied; older ones are replays.
+    pub issued_ms: UnixMs,
+    /// When the oracle first accepted the node.
+    pub onboarded_ms: UnixMs,
+    /// When the oracle accepted the current cell (first onboard or last re-assertion).
+    pub asserted_ms: UnixMs,
+    /// The secure element, when the node was attested.
+    pub device: Option<Device>,
+    /// The last accepted heartbeat.
+    pub last_heartbeat: Option<HeartbeatMark>,
+    /// Location trust carried from the last closed epoch that had GNSS evidence for the current
+    /// cell; `None` until then (the node's location is unverified).
+    pub location_trust_bps: Option<u16>,
+}
+
+impl NodeRecord {
+    /// The declared band containing `freq_khz`, if any.
+    pub fn band_for(&self, freq_khz: u32) -> Option<&Band> {
+        self.bands.iter().find(|b| b.contains(freq_khz))
+    }
+}
+
+/// What an accepted onboard changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A new node.
+    Created,
+    /// Owner, antenna or bands changed; same cell.
+    Updated,
+    /// The node moved: a new cell, location trust reset.
+    Reasserted {
+        /// The cell it left.
+        previous: Cell,
+    },
+    /// The same onboard again (same `issued_ms`, same content): nothing to do.
+    Unchanged,
+}
+
+/// All onboarded nodes, by id.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    rules: Rules,
+    nodes: BTreeMap<NodeId, NodeRecord>,
+    serials: BTreeMap<[u8; 9], NodeId>,
+}
+
+impl Registry {
+    /// An empty registry applying `rules`.
+    pub fn new(rules: Rules) -> Registry {
+        Registry {
+            rules,
+            nodes: BTreeMap::new(),
+            serials: BTreeMap::new(),
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Replaces the rules (configuration reload). Existing nodes stay; the new deny list and
+    /// thresholds apply to proofs checked from now on.
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
+    }
+
+    /// Applies an opened `Onboard` (signature and structure already checked by
+    /// `envelope::open`) at oracle time `now_ms`.
+    ///
+    /// Rules, in order (cheap before expensive): deny list (`denied`); an `issued_ms` more
+    /// than the clock skew in the future (`timestamp_out_of_window`, since it would block every
+    /// later onboard); attestation required unless permissionless (`attestation_required`);
+    /// an `issued_ms` older than the one applied, or equal with other content, is a replay
+    /// (`timestamp_out_of_window`); a new cell within the minimum re-assert interval
+    /// (`reassert_too_soon`); the attestation's maker unknown (`unknown_maker`) or its
+    /// signatures wrong (`attestation_invalid`); its chip serial bound to another node, or this
+    /// node bound to another chip (`device_already_bound`). An attestation that is present is
+    /// checked even on a permissionless network.
+    pub fn apply_onboard(
+        &mut self,
+        onboard: &Opened<Onboard>,
+        now_ms: UnixMs,
+    ) -> Result<Change, Reason> {
+        let node = onboard.signer;
+        let msg = &onboard.msg;
+        let cfg = self.rules.config();
+        if self.rules.is_denied(&node) {
+            return Err(Reason::Denied);
+        }
+        if msg.issued_ms > now_ms.saturating_add(cfg.clock_skew_ms) {
+            return Err(Reason::TimestampOutOfWindow);
+        }
+        if msg.attestation.is_none() && !cfg.permissionless {
+            return Err(Reason::AttestationRequired);
+        }
+        let existing = self.nodes.get(&node);
+        if let Some(rec) = existing {
+            if msg.issued_ms < rec.issued_ms {
+                return Err(Reason::TimestampOutOfWindow);
+            }
+            if msg.issued_ms == rec.issued_ms {
+                return if same_content(rec, msg) {
+                    Ok(Change::Unchanged)
+                } else {
+                    Err(Reason::TimestampOutOfWindow)
+                };
+            }
+            if msg.cell != rec.cell
+                && now_ms < rec.asserted_ms.saturating_add(cfg.reassert_min_interval_ms)
+            {
+                return Err(Reason::ReassertTooSoon);
+            }
+        }
+        let device = match &msg.attestation {
+            None => None,
+            Some(att) => {
+                let key = self
+                    .rules
+                    .maker_key(&att.maker)
+                    .ok_or(Reason::UnknownMaker)?;
+                att.verify(&node, key)?;
+                let serial = att.serial.0;
+                if self.serials.get(&serial).is_some_and(|n| *n != node) {
+                    return Err(Reason::DeviceAlreadyBound);
+                }
+                if let Some(Device { serial: bound, .. }) = existing.and_then(|r| r.device.as_ref())
+                    && *bound != serial
+                {
+                    return Err(Reason::DeviceAlreadyBound);
+                }
+                Some(Device {
+                    maker: att.maker.clone(),
+                    serial,
+                })
+            }
+        };
+        if let Some(d) = &device {
+            self.serials.insert(d.serial, node);
+        }
+        let change = match self.nodes.get_mut(&node) {
+            None => {
+                self.nodes.insert(
+                    node,
+                    NodeRecord {
+                        id: node,
+                        owner: msg.owner.clone(),
+                        cell: msg.cell,
+                        position: Position::of_cell(msg.cell),
+                        antenna_gain: msg.antenna_gain,
+                        antenna_height_dm: msg.antenna_height_dm,
+                        bands: msg.bands.clone(),
+                        issued_ms: msg.issued_ms,
+                        onboarded_ms: now_ms,
+                        asserted_ms: now_ms,
+                        device,
+                        last_heartbeat: None,
+                        location_trust_bps: None,
+                    },
+                );
+                Change::Created
+            }
+            Some(rec) => {
+                let change = if rec.cell == msg.cell {
+                    Change::Updated
+                } else {
+                    let previous = rec.cell;
+                    rec.cell = msg.cell;
+                    rec.position = Position::of_cell(msg.cell);
+                    rec.asserted_ms = now_ms;
+                    // A new place is unverified until GNSS evidence for it arrives.
+                    rec.location_trust_bps = None;
+                    Change::Reasserted { previous }
+                };
+                rec.owner.clone_from(&msg.owner);
+                rec.antenna_gain = msg.antenna_gain;
+                rec.antenna_height_dm = msg.antenna_height_dm;
+                rec.bands.clone_from(&msg.bands);
+                rec.issued_ms = msg.issued_ms;
+                if device.is_some() {
+                    rec.device = device;
+                }
+                change
+            }
+        };
+        Ok(change)
+    }
+
+    /// Remembers an accepted heartbeat for the replay and rate rules. A fact older than the one
+    /// remembered changes nothing.
+    pub fn record_heartbeat(&mut self, fact: &HeartbeatFact) {
+        if let Some(rec) = self.nodes.get_mut(&fact.node)
+            && rec.last_heartbeat.is_none_or(|m| fact.seq > m.seq)
+        {
+            rec.last_heartbeat = Some(HeartbeatMark {
+                seq: fact.seq,
+                sent_ms: fact.sent_ms,
+            });
+        }
+    }
+
+    /// Carries each node's location trust out of a closed epoch: a node whose epoch had GNSS
+    /// evidence for its current cell keeps the multiplier that evidence gave, so an epoch
+    /// without fixes does not reset it.
+    pub fn apply_epoch(&mut self, outcome: &EpochOutcome) {
+        for (id, facts) in &outcome.nodes {
+            if let Some(rec) = self.nodes.get_mut(id)
+                && let Some(evidence) = facts.location_evidence
+                && evidence.asserted_ms == rec.asserted_ms
+            {
+                rec.location_trust_bps = Some(evidence.trust_bps);
+            }
+        }
+    }
+
+    /// The node with this id.
+    pub fn get(&self, id: &NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(id)
+    }
+
+    /// The node bound to a chip serial.
+    pub fn node_for_serial(&self, serial: &[u8; 9]) -> Option<NodeId> {
+        self.serials.get(serial).copied()
+    }
+
+    /// All nodes, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values()
+    }
+
+    /// How many nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node has onboarded.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The location trust to apply when an epoch brings no GNSS evidence.
+    pub fn carried_trust_bps(&self, rec: &NodeRecord) -> u16 {
+        rec.location_trust_bps
+            .unwrap_or(self.rules.config().unverified_location_bps)
+    }
+}
+
+fn same_content(rec: &NodeRecord, msg: &Onboard) -> bool {
+    rec.owner == msg.owner
+        && rec.cell == msg.cell
+        && rec.antenna_gain == msg.antenna_gain
+        && rec.antenna_height_dm == msg.antenna_height_dm
+        && rec.bands == msg.bands
+        && match (&rec.device, &msg.attestation) {
+            (None, None) => true,
+            (Some(d), Some(a)) => d.serial == a.serial.0 && d.maker == a.maker,
+            _ => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_res12_cell_radius_covers_its_boundary() {
+        let cell = Cell::from_degrees(48.8530, 2.3499, 12).unwrap();
+        let p = Position::of_cell(cell);
+        // Average res-12 edge is 9.4 m; the circumradius of a hexagon equals its edge.
+        assert!(p.radius_m > 8.0 && p.radius_m < 14.0, "{}", p.radius_m);
+        for v in cell.index().boundary().iter() {
+            assert!(geo::haversine_m(p.lat, p.lon, v.lat(), v.lng()) <= p.radius_m);
+        }
+        assert_eq!(p.min_distance_m(&p), 0.0);
+        assert!((p.max_distance_m(&p) - 2.0 * p.radius_m).abs() < 1e-9);
+    }
+}

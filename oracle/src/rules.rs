@@ -1,0 +1,574 @@
+//! Stateless per-proof checks.
+//!
+//! A [`Checker`] judges one opened proof against the registry and one epoch's seed and returns
+//! either a compact *fact* (what the epoch close and the reward math need, nothing more) or the
+//! [`Reason`] it is refused. Nothing here mutates state; the rules that need several proofs
+//! (duplicates, limits, reciprocity) run at epoch close in [`crate::epoch`].
+//!
+//! Every physical rule is an upper bound that an honest node always meets: distances are taken
+//! at their most favourable for the node (the two cells' radii are subtracted, or added for the
+//! minimum-distance rule), gains and powers at their claimed values capped by what the node
+//! onboarded, and signal speed is the speed of light in vacuum.
+//!
+//! The checks follow the order of their cost: registry look-ups and integer comparisons first,
+//! then hashes, then floating-point physics, and the embedded beacon's signature only in
+//! [`Checker::witness`] (callers that verify beacons in batches or cache them by proof id use
+//! [`Checker::witness_with_beacon`]).
+
+use wisp_protocol::envelope::{self, EnvelopeRef};
+use wisp_protocol::msg::{
+    BandwidthReceipt, Beacon, Direction, EpochSeed, Heartbeat, Outcome, Witness,
+};
+use wisp_protocol::units::{DeciDb, EpochNo, UnixMs};
+use wisp_protocol::{NodeId, Opened, ProofId, Reason, physics, schedule};
+
+use crate::registry::{NodeRecord, Registry};
+
+/// Thermal noise density at room temperature, dBm per hertz (kT at 290 K).
+const THERMAL_NOISE_DBM_PER_HZ: f64 = -174.0;
+
+/// The narrowest bandwidth any wisp radio measures noise in, Hz (802.11ah's 1 MHz channels).
+/// The SNR bound uses it whatever the beacon's width: a narrower noise bandwidth means a lower
+/// noise floor and so a *higher* possible SNR, which keeps the bound on the node's side.
+const NARROWEST_NOISE_BANDWIDTH_HZ: f64 = 1e6;
+
+/// A beacon that passed every stateless rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BeaconFact {
+    /// The beacon's proof id (BLAKE3 of its envelope); witnesses name it.
+    pub id: ProofId,
+    /// The beaconer.
+    pub node: NodeId,
+    /// The epoch.
+    pub epoch: EpochNo,
+    /// When it was sent.
+    pub tx_ms: UnixMs,
+}
+
+/// A witness that passed every stateless rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WitnessFact {
+    /// The witness's proof id.
+    pub id: ProofId,
+    /// Who witnessed.
+    pub witness: NodeId,
+    /// The proof id of the embedded beacon.
+    pub beacon_id: ProofId,
+    /// Who beaconed.
+    pub beaconer: NodeId,
+    /// The beacon's epoch.
+    pub epoch: EpochNo,
+    /// The reported RSSI (the constant-signal rule at close compares them).
+    pub rssi: DeciDb,
+    /// Distance between the two asserted cells' centres, metres (for dashboards).
+    pub distance_m: u32,
+}
+
+/// A measured bandwidth receipt that passed every stateless rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceiptFact {
+    /// The receipt's proof id.
+    pub id: ProofId,
+    /// The epoch.
+    pub epoch: EpochNo,
+    /// The node measured.
+    pub prover: NodeId,
+    /// The node that measured.
+    pub measurer: NodeId,
+    /// Which way.
+    pub direction: Direction,
+    /// Median of the 1 s windows, bits per second.
+    pub median_bps: u64,
+    /// Idle round-trip time, microseconds.
+    pub rtt_idle_us: u32,
+}
+
+/// What a heartbeat's GNSS fix says about the node's asserted location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GnssEvidence {
+    /// No fix, or one from too few satellites to be a position.
+    NoFix,
+    /// The fix lies within a trust band.
+    Within {
+        /// Shortest distance from the asserted cell, metres.
+        distance_m: u32,
+        /// The band's multiplier.
+        trust_bps: u16,
+    },
+    /// The fix lies beyond the last trust band (`gnss_mismatch`; trust 0 for this fix).
+    Mismatch {
+        /// Shortest distance from the asserted cell, metres.
+        distance_m: u32,
+    },
+}
+
+/// A heartbeat that passed every stateless rule. It counts for uptime even with a GNSS
+/// mismatch: the node is alive, only its location is in doubt, and that costs it coverage
+/// rewards through location trust instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatFact {
+    /// The heartbeat's proof id.
+    pub id: ProofId,
+    /// The node.
+    pub node: NodeId,
+    /// The epoch.
+    pub epoch: EpochNo,
+    /// Its sequence number.
+    pub seq: u64,
+    /// When the node signed it.
+    pub sent_ms: UnixMs,
+    /// The registry's `asserted_ms` of the cell the fix was compared with; evidence about an
+    /// older assertion is ignored after a re-assertion.
+    pub asserted_ms: UnixMs,
+    /// The location evidence.
+    pub gnss: GnssEvidence,
+}
+
+impl HeartbeatFact {
+    /// A reason to record alongside the accepted heartbeat, when its fix contradicts the
+    /// asserted cell (`gnss_mismatch`). The heartbeat still counts for uptime.
+    pub fn finding(&self) -> Option<Reason> {
+        matches!(self.gnss, GnssEvidence::Mismatch { .. }).then_some(Reason::GnssMismatch)
+    }
+}
+
+/// The nodes eligible to measure others this epoch, sorted and without duplicates, with the
+/// rendezvous assignment of `docs/PROTOCOL.md` §6.3.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeasurerPool {
+    eligible: Vec<NodeId>,
+}
+
+impl MeasurerPool {
+    /// A pool of these candidates (order and duplicates do not matter).
+    pub fn new(candidates: impl IntoIterator<Item = NodeId>) -> MeasurerPool {
+        let mut eligible: Vec<NodeId> = candidates.into_iter().collect();
+        eligible.sort_unstable();
+        eligible.dedup();
+        MeasurerPool { eligible }
+    }
+
+    /// The candidates, sorted.
+    pub fn eligible(&self) -> &[NodeId] {
+        &self.eligible
+    }
+
+    /// The `k` measurers of `prover` ([`schedule::assign_measurers`]).
+    pub fn assigned(&self, seed: &[u8; 32], prover: &NodeId, k: usize) -> Vec<NodeId> {
+        schedule::assign_measurers(seed, prover, &self.eligible, k)
+    }
+
+    /// Whether `measurer` is among the `k` assigned to `prover`: it is eligible, not the prover,
+    /// and fewer than `k` other candidates outrank it (higher score, or equal score and smaller
+    /// id). Same answer as [`MeasurerPool::assigned`] without sorting or allocating, and it
+    /// stops as soon as `k` candidates outrank it; an assigned measurer still costs one hash
+    /// per candidate.
+    pub fn is_assigned(
+        &self,
+        seed: &[u8; 32],
+        prover: &NodeId,
+        measurer: &NodeId,
+        k: usize,
+    ) -> bool {
+        if k == 0 || measurer == prover || self.eligible.binary_search(measurer).is_err() {
+            return false;
+        }
+        let mine = schedule::measurer_score(seed, prover, measurer);
+        let mut outranked_by = 0usize;
+        for c in &self.eligible {
+            if c == prover || c == measurer {
+                continue;
+            }
+            let s = schedule::measurer_score(seed, prover, c);
+            if s > mine || (s == mine && c < measurer) {
+                outranked_by += 1;
+                if outranked_by >= k {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The epoch a witness's embedded beacon names, read without verifying anything: for routing a
+/// witness to the right epoch's checker. `None` if the bytes are not a beacon envelope.
+pub fn witness_epoch(witness: &Witness) -> Option<EpochNo> {
+    let env = EnvelopeRef::parse(&witness.beacon).ok()?;
+    envelope::decode_canonical::<Beacon>(env.payload)
+        .ok()
+        .map(|b| b.epoch)
+}
+
+/// The farthest a receiver can be from a transmitter and still hear it, by the link budget:
+/// the distance `d` at which the free-space RSSI bound
+/// `eirp + rx_gain − FSPL(d, f) + margin` falls to `floor`, i.e.
+/// `FSPL(d) = L = eirp + rx_gain + margin − floor`, `d = c / (4π f) · 10^(L / 20)`.
+/// Real paths lose more than free space, so nothing beyond this is heard.
+pub fn link_range_m(
+    eirp_dbm: f64,
+    rx_gain_dbi: f64,
+    freq_hz: f64,
+    margin_db: f64,
+    floor_dbm: f64,
+) -> f64 {
+    let budget_db = eirp_dbm + rx_gain_dbi + margin_db - floor_dbm;
+    physics::SPEED_OF_LIGHT_M_S / (4.0 * core::f64::consts::PI * freq_hz)
+        * 10f64.powf(budget_db / 20.0)
+}
+
+/// Judges proofs of one epoch against the registry. Cheap to build; build one per epoch (or
+/// per batch) and share it.
+#[derive(Clone, Copy, Debug)]
+pub struct Checker<'a> {
+    registry: &'a Registry,
+    seed: &'a EpochSeed,
+}
+
+impl<'a> Checker<'a> {
+    /// A checker for the epoch `seed` describes.
+    pub fn new(registry: &'a Registry, seed: &'a EpochSeed) -> Checker<'a> {
+        Checker { registry, seed }
+    }
+
+    /// The epoch's seed.
+    pub fn seed(&self) -> &EpochSeed {
+        self.seed
+    }
+
+    /// The onboarded, not denied node: `unknown_node` or `denied` otherwise.
+    fn node(&self, id: &NodeId) -> Result<&'a NodeRecord, Reason> {
+        if self.registry.rules().is_denied(id) {
+            return Err(Reason::Denied);
+        }
+        self.registry.get(id).ok_or(Reason::UnknownNode)
+    }
+
+    /// A beacon, as submitted by its beaconer.
+    ///
+    /// Rules, in order: the signer is onboarded (`unknown_node`) and not denied (`denied`);
+    /// then [the beacon rules](Self::beacon_rules); and `tx_ms` is not more than the clock skew
+    /// ahead of the oracle's clock (`timestamp_out_of_window`: a beacon reported before it was
+    /// sent was not sent over the air).
+    pub fn beacon(&self, beacon: &Opened<Beacon>, now_ms: UnixMs) -> Result<BeaconFact, Reason> {
+        let node = self.node(&beacon.signer)?;
+        self.beacon_rules(node, &beacon.msg)?;
+        if beacon.msg.tx_ms > now_ms.saturating_add(self.registry.rules().config().clock_skew_ms) {
+            return Err(Reason::TimestampOutOfWindow);
+        }
+        Ok(BeaconFact {
+            id: beacon.id,
+            node: beacon.signer,
+            epoch: beacon.msg.epoch,
+            tx_ms: beacon.msg.tx_ms,
+        })
+    }
+
+    /// The rules a beacon must meet, for itself and inside a witness:
+    ///
+    /// - its epoch is this checker's (`wrong_epoch`);
+    /// - `nonce = schedule::beacon_nonce(seed, node)` (`beacon_bad_nonce`): it was made after
+    ///   the seed was published, by this node;
+    /// - `tx_ms` lies in the node's slot `schedule::beacon_window(seed, node)` widened by the
+    ///   clock skew on both sides (`beacon_wrong_slot`);
+    /// - `freq_khz` lies in one of the node's declared bands (`beacon_undeclared_band`);
+    /// - `cell` is the node's asserted cell (`beacon_cell_mismatch`).
+    pub fn beacon_rules(&self, node: &NodeRecord, beacon: &Beacon) -> Result<(), Reason> {
+        if beacon.epoch != self.seed.epoch {
+            return Err(Reason::WrongEpoch);
+        }
+        if beacon.nonce.0 != schedule::beacon_nonce(&self.seed.seed.0, &node.id) {
+            return Err(Reason::BeaconBadNonce);
+        }
+        let skew = self.registry.rules().config().clock_skew_ms;
+        let (start, end) = schedule::beacon_window(self.seed, &node.id);
+        if beacon.tx_ms < start.saturating_sub(skew) || beacon.tx_ms >= end.saturating_add(skew) {
+            return Err(Reason::BeaconWrongSlot);
+        }
+        if node.band_for(beacon.freq_khz).is_none() {
+            return Err(Reason::BeaconUndeclaredBand);
+        }
+        if beacon.cell != node.cell {
+            return Err(Reason::BeaconCellMismatch);
+        }
+        Ok(())
+    }
+
+    /// A witness, opening (and so verifying the signature of) its embedded beacon. The witness
+    /// envelope itself must already be opened.
+    ///
+    /// See [`Checker::witness_with_beacon`] for the rules.
+    pub fn witness(
+        &self,
+        witness: &Opened<Witness>,
+        now_ms: UnixMs,
+    ) -> Result<WitnessFact, Reason> {
+        // The cheap look-up first: an unknown witness costs no signature check.
+        self.node(&witness.signer)?;
+        let beacon = witness
+            .msg
+            .open_beacon()
+            .map_err(|_| Reason::BeaconInvalid)?;
+        self.witness_with_beacon(witness, &beacon, now_ms)
+    }
+
+    /// A witness whose embedded beacon the caller already opened with `envelope::open` (or
+    /// verified in a batch and decoded): `beacon` must be opened from exactly
+    /// `witness.msg.beacon`, which is checked by its proof id (`beacon_invalid` otherwise).
+    ///
+    /// Rules, in order:
+    /// - the witness is onboarded and not denied (`unknown_node`, `denied`);
+    /// - the beaconer is onboarded and not denied, and the beacon meets
+    ///   [the beacon rules](Self::beacon_rules) (`beacon_invalid` for any of those);
+    /// - the witness is not the beaconer (`self_witness`);
+    /// - the witness's `cell` is its asserted cell (`witness_cell_mismatch`);
+    /// - `|freq_witness − freq_beacon| ≤ freq_tolerance_khz` (`frequency_mismatch`);
+    /// - `rx_ms` is not more than the clock skew ahead of the oracle (`timestamp_out_of_window`)
+    ///   and `|rx_ms − tx_ms| ≤ max_witness_lag_ms` (`witness_lag`);
+    /// - the signal is plausible at all (`signal_implausible`): `floor ≤ RSSI ≤ max_rssi`,
+    ///   `SNR ≤ max_snr`, and `SNR ≤ RSSI − N₀ + margin` where `N₀ = −174 dBm/Hz + 10·log10(1 MHz)`
+    ///   is the thermal noise of the narrowest channel (no receiver's noise floor is lower);
+    /// - with `d_max = d_centres + r_b + r_w` (the farthest the two nodes can be apart),
+    ///   `d_max ≥ min_witness_distance_m` (`too_close`);
+    /// - with `d_min = max(0, d_centres − r_b − r_w)` (the nearest they can be), and
+    ///   `EIRP = min(tx_power + G_tx, band.max_eirp)` where `G_tx = min(claimed gain, onboarded
+    ///   gain)`: `d_min ≤ link_range_m(EIRP, G_rx, f, margin, floor)` (`too_far`: even free
+    ///   space could not carry the signal above the sensitivity floor);
+    /// - `RSSI ≤ EIRP + G_rx − FSPL(d_min, f) + margin` (`rssi_too_strong`: stronger than free
+    ///   space allows at that distance, `FSPL = 20·log10(4π·d·f/c)`), with `G_rx` the witness's
+    ///   onboarded gain.
+    pub fn witness_with_beacon(
+        &self,
+        witness: &Opened<Witness>,
+        beacon: &Opened<Beacon>,
+        now_ms: UnixMs,
+    ) -> Result<WitnessFact, Reason> {
+        let cfg = self.registry.rules().config();
+        let wnode = self.node(&witness.signer)?;
+        let w = &witness.msg;
+        let b = &beacon.msg;
+        let beacon_id = ProofId::of(&w.beacon);
+        if beacon_id != beacon.id {
+            return Err(Reason::BeaconInvalid);
+        }
+        let bnode = self
+            .node(&beacon.signer)
+            .map_err(|_| Reason::BeaconInvalid)?;
+        self.beacon_rules(bnode, b)
+            .map_err(|_| Reason::BeaconInvalid)?;
+        if witness.signer == beacon.signer {
+            return Err(Reason::SelfWitness);
+        }
+        if w.cell != wnode.cell {
+            return Err(Reason::WitnessCellMismatch);
+        }
+        if w.freq_khz.abs_diff(b.freq_khz) > cfg.freq_tolerance_khz {
+            return Err(Reason::FrequencyMismatch);
+        }
+        if w.rx_ms > now_ms.saturating_add(cfg.clock_skew_ms) {
+            return Err(Reason::TimestampOutOfWindow);
+        }
+        if w.rx_ms.abs_diff(b.tx_ms) > cfg.max_witness_lag_ms {
+            return Err(Reason::WitnessLag);
+        }
+        let rssi = w.rssi.db();
+        let snr = w.snr.db();
+        let margin = f64::from(cfg.rssi_margin_decidb) / 10.0;
+        let floor = f64::from(cfg.sensitivity_floor_decidbm) / 10.0;
+        let noise_floor = THERMAL_NOISE_DBM_PER_HZ + 10.0 * NARROWEST_NOISE_BANDWIDTH_HZ.log10();
+        if w.rssi.0 < cfg.sensitivity_floor_decidbm
+            || w.rssi.0 > cfg.max_rssi_decidbm
+            || w.snr.0 > cfg.max_snr_decidb
+            || snr > rssi - noise_floor + margin
+        {
+            return Err(Reason::SignalImplausible);
+        }
+        let centre = bnode.position.centre_distance_m(&wnode.position);
+        let radii = bnode.position.radius_m + wnode.position.radius_m;
+        if centre + radii < f64::from(cfg.min_witness_distance_m) {
+            return Err(Reason::TooClose);
+        }
+        let d_min = (centre - radii).max(0.0);
+        // The band exists: beacon_rules checked it.
+        let band = bnode
+            .band_for(b.freq_khz)
+            .ok_or(Reason::BeaconUndeclaredBand)?;
+        let tx_gain = b.antenna_gain.min(bnode.antenna_gain).db();
+        let tx_power = b.tx_power.db().min(band.max_eirp.db() - tx_gain);
+        let rx_gain = wnode.antenna_gain.db();
+        let freq_hz = f64::from(b.freq_khz) * 1e3;
+        if d_min > link_range_m(tx_power + tx_gain, rx_gain, freq_hz, margin, floor) {
+            return Err(Reason::TooFar);
+        }
+        if rssi > physics::max_rssi_dbm(tx_power, tx_gain, rx_gain, d_min, freq_hz, margin) {
+            return Err(Reason::RssiTooStrong);
+        }
+        Ok(WitnessFact {
+            id: witness.id,
+            witness: witness.signer,
+            beacon_id,
+            beaconer: beacon.signer,
+            epoch: b.epoch,
+            rssi: w.rssi,
+            distance_m: saturating_u32(centre),
+        })
+    }
+
+    /// A bandwidth receipt (measurer-signed, prover co-signed when measured; the envelope rules
+    /// already hold).
+    ///
+    /// Rules, in order:
+    /// - prover and measurer are onboarded and not denied (`unknown_node`, `denied`);
+    /// - its epoch is this checker's (`wrong_epoch`);
+    /// - the measurer is one of the `measurers_per_prover` the seed assigns to the prover over
+    ///   `pool` (`wrong_measurer`), so a prover cannot pick a friendly measurer;
+    /// - the test succeeded (`test_failed`: recorded, not paid);
+    /// - `median ≤ max_throughput_bps` and `median · min(duration, 1 s) ≤ 8 · bytes`
+    ///   (`implausible_throughput`). The median is over 1 s windows after a warm-up of unknown
+    ///   length, so only one full window is certain: its bits, at least the median's worth, are
+    ///   among the bytes counted. Comparing with `8 · bytes / duration` instead would reject
+    ///   every honest test whose warm-up ran below the median rate;
+    /// - `min(rtt_idle, rtt_loaded) ≥ 2 · d_min / v` with `d_min` the nearest the two asserted
+    ///   cells can be and `v = rtt_signal_m_per_us` (`speed_of_light`): a reply faster than
+    ///   light over the claimed distance means one of the places is false.
+    pub fn receipt(
+        &self,
+        receipt: &Opened<BandwidthReceipt>,
+        pool: &MeasurerPool,
+    ) -> Result<ReceiptFact, Reason> {
+        let cfg = self.registry.rules().config();
+        let r = &receipt.msg;
+        let prover = self.node(&r.prover)?;
+        let measurer = self.node(&r.measurer)?;
+        if r.epoch != self.seed.epoch {
+            return Err(Reason::WrongEpoch);
+        }
+        let k = usize::from(self.seed.params.measurers_per_prover);
+        if !pool.is_assigned(&self.seed.seed.0, &r.prover, &r.measurer, k) {
+            return Err(Reason::WrongMeasurer);
+        }
+        let m = match &r.outcome {
+            Outcome::Failed(_) => return Err(Reason::TestFailed),
+            Outcome::Measured(m) => m,
+        };
+        let window_ms = u128::from(m.duration_ms.min(1_000));
+        if m.median_bps > cfg.max_throughput_bps
+            || u128::from(m.median_bps) * window_ms > u128::from(m.bytes) * 8 * 1_000
+        {
+            return Err(Reason::ImplausibleThroughput);
+        }
+        let d_min = prover.position.min_distance_m(&measurer.position);
+        let fastest = m.rtt_idle_us.min(m.rtt_loaded_us);
+        if f64::from(fastest) < physics::min_rtt_us(d_min, cfg.rtt_signal_m_per_us) {
+            return Err(Reason::SpeedOfLight);
+        }
+        Ok(ReceiptFact {
+            id: receipt.id,
+            epoch: r.epoch,
+            prover: r.prover,
+            measurer: r.measurer,
+            direction: r.direction,
+            median_bps: m.median_bps,
+            rtt_idle_us: m.rtt_idle_us,
+        })
+    }
+
+    /// A heartbeat at oracle time `now_ms`. After it is accepted, the caller records it with
+    /// [`Registry::record_heartbeat`] (the replay and rate rules read that).
+    ///
+    /// Rules, in order:
+    /// - the node is onboarded and not denied (`unknown_node`, `denied`);
+    /// - its epoch is this checker's (`wrong_epoch`);
+    /// - `sent_ms` lies in the epoch widened by the clock skew, is not more than the skew ahead
+    ///   of `now_ms`, and not more than `heartbeat_max_delay_ms` behind it
+    ///   (`timestamp_out_of_window`);
+    /// - `seq` is above the last accepted one (`heartbeat_replay`);
+    /// - `sent_ms` is at least half a heartbeat interval after the last accepted one's
+    ///   (`heartbeat_too_frequent`). Spacing is measured on the node's signing times, not on
+    ///   arrival, because the agent's outbox rightly resends queued heartbeats in a burst after
+    ///   an outage; the delay bound above stops back-dating.
+    ///
+    /// A GNSS fix (from at least `min_fix_satellites`) is compared with the asserted cell: the
+    /// shortest distance from the cell to the fix picks a trust band, and beyond the last band
+    /// the fact carries [`GnssEvidence::Mismatch`] (see [`HeartbeatFact::finding`]). The
+    /// heartbeat is accepted either way.
+    pub fn heartbeat(
+        &self,
+        heartbeat: &Opened<Heartbeat>,
+        now_ms: UnixMs,
+    ) -> Result<HeartbeatFact, Reason> {
+        let rules = self.registry.rules();
+        let cfg = rules.config();
+        let node = self.node(&heartbeat.signer)?;
+        let hb = &heartbeat.msg;
+        if hb.epoch != self.seed.epoch {
+            return Err(Reason::WrongEpoch);
+        }
+        let skew = cfg.clock_skew_ms;
+        if hb.sent_ms < self.seed.start_ms.saturating_sub(skew)
+            || hb.sent_ms >= self.seed.end_ms().saturating_add(skew)
+            || hb.sent_ms > now_ms.saturating_add(skew)
+            || now_ms > hb.sent_ms.saturating_add(cfg.heartbeat_max_delay_ms)
+        {
+            return Err(Reason::TimestampOutOfWindow);
+        }
+        if let Some(last) = node.last_heartbeat {
+            if hb.seq <= last.seq {
+                return Err(Reason::HeartbeatReplay);
+            }
+            let half = u64::from(self.seed.params.heartbeat_interval_ms / 2);
+            if hb.sent_ms < last.sent_ms.saturating_add(half) {
+                return Err(Reason::HeartbeatTooFrequent);
+            }
+        }
+        let gnss = match &hb.fix {
+            Some(fix) if fix.satellites >= cfg.min_fix_satellites => {
+                let d = node
+                    .position
+                    .min_distance_to_m(f64::from(fix.lat_e7) / 1e7, f64::from(fix.lon_e7) / 1e7);
+                match rules.trust_for_distance(d) {
+                    Some(trust_bps) => GnssEvidence::Within {
+                        distance_m: saturating_u32(d),
+                        trust_bps,
+                    },
+                    None => GnssEvidence::Mismatch {
+                        distance_m: saturating_u32(d),
+                    },
+                }
+            }
+            _ => GnssEvidence::NoFix,
+        };
+        Ok(HeartbeatFact {
+            id: heartbeat.id,
+            node: heartbeat.signer,
+            epoch: hb.epoch,
+            seq: hb.seq,
+            sent_ms: hb.sent_ms,
+            asserted_ms: node.asserted_ms,
+            gnss,
+        })
+    }
+}
+
+/// Whole metres, saturating (a distance is never negative and never above 2³² m on Earth).
+fn saturating_u32(x: f64) -> u32 {
+    // `as` from f64 saturates and maps NaN to 0, which is what we want here.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let v = x.round() as u32;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_range_inverts_the_rssi_bound() {
+        // 20 dBm EIRP, 3 dBi rx, 6 dB margin, floor −95 dBm at 2.4 GHz.
+        let d = link_range_m(20.0, 3.0, 2.4e9, 6.0, -95.0);
+        let at = physics::max_rssi_dbm(20.0, 0.0, 3.0, d, 2.4e9, 6.0);
+        assert!((at - -95.0).abs() < 1e-9, "{at}");
+        // Budget 124 dB: 20·log10(d) = 124 − 20·log10(4π·2.4e9/c) = 124 − 40.05 → d ≈ 15.75 km.
+        assert!((d - 15_754.0).abs() < 20.0, "{d}");
+    }
+}

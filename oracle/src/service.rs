@@ -1,0 +1,535 @@
+//! The oracle service: the embedded broker (or an external one), MQTT ingest, storage,
+//! epochs, acks and the HTTP API.
+//!
+//! Threads: the tokio runtime runs the MQTT event loop (forwarding publishes over a bounded
+//! channel), the HTTP server and the timers; one **worker thread** owns the [`Engine`] and the
+//! writable [`Store`]: it takes batches of publishes, judges them (signatures verified on two
+//! threads), commits the rows in one transaction, and only then publishes the signed acks. It
+//! also opens epochs (a new signed seed, stored, then published retained) and closes them (one
+//! transaction, then the manifest is published retained).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use wisp_protocol::envelope::{self, Envelope};
+use wisp_protocol::msg::{EpochSeed, Verdict};
+use wisp_protocol::{NodeKey, keyfile, topics};
+
+use crate::acks::AckBatcher;
+use crate::engine::{Engine, Incoming, RateLimiter};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::settings::{BrokerMode, Settings};
+use crate::store::{CrashPoint, Store};
+
+/// Milliseconds since the Unix epoch.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The database file.
+pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("oracle.db")
+}
+
+/// Loads the oracle key, creating it (0600) on first start.
+pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let (key, created) = keyfile::load_or_create(path, &mut rng)?;
+    if created {
+        info!(oracle = %key.id(), path = %path.display(), "created a new oracle key");
+    }
+    Ok(key)
+}
+
+/// A node as the API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    /// Peer id.
+    pub peer_id: String,
+    /// Payout address.
+    pub owner: String,
+    /// Asserted H3 cell.
+    pub cell: String,
+    /// Cell centre latitude.
+    pub lat: f64,
+    /// Cell centre longitude.
+    pub lon: f64,
+    /// Last heartbeat, Unix ms.
+    pub last_heartbeat_ms: Option<u64>,
+    /// Location trust in basis points, once established.
+    pub location_trust_bps: Option<u16>,
+}
+
+/// What the worker shares with the HTTP API.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Snapshot {
+    /// The oracle's peer id.
+    pub oracle: String,
+    /// The current epoch.
+    pub epoch: Option<u64>,
+    /// Epochs open (current and settling), with proofs queued in each.
+    pub open_epochs: Vec<(u64, usize)>,
+    /// Onboarded nodes.
+    pub nodes: Vec<NodeView>,
+    /// Proofs stored.
+    pub proofs_stored: u64,
+}
+
+/// State shared with the HTTP server.
+#[derive(Debug)]
+pub struct Shared {
+    /// Refreshed by the worker.
+    pub snapshot: RwLock<Snapshot>,
+    /// A read connection to the database.
+    pub reader: Mutex<Store>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Whether the MQTT connection is up.
+    pub connected: AtomicBool,
+}
+
+/// Rebuilds the engine from the store: epochs opened, every row replayed in arrival order,
+/// closes applied where they happened.
+pub fn rebuild(store: &Store, key: NodeKey, settings: &Settings) -> anyhow::Result<Engine> {
+    let limiter = RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000);
+    let mut engine = Engine::new(key, Registry::new(settings.rules.clone()), limiter);
+    let epochs = store.epochs()?;
+    for e in &epochs {
+        let seed =
+            envelope::open::<EpochSeed>(&e.seed).context("a stored epoch seed does not verify")?;
+        engine.open_epoch(seed.msg);
+    }
+    let mut closes: Vec<(u64, u64, u64, u64)> = epochs
+        .iter()
+        .filter_map(|e| Some((e.closed_at_seq?, e.epoch, e.closed_ms?, e.emission)))
+        .collect();
+    closes.sort_unstable();
+    let mut closes = closes.into_iter().peekable();
+    let mut replayed = 0u64;
+    let mut apply_closes_before = |engine: &mut Engine, seq: u64| {
+        while let Some(&(at, epoch, closed_ms, emission)) = closes.peek() {
+            if at > seq {
+                break;
+            }
+            closes.next();
+            if let Some(c) = engine.close(epoch, closed_ms, emission) {
+                engine.finish_close(epoch, &c.outcome);
+            }
+        }
+    };
+    store.for_each_row(|row| {
+        apply_closes_before(&mut engine, row.seq);
+        engine.replay(&row);
+        replayed += 1;
+    })?;
+    apply_closes_before(&mut engine, u64::MAX);
+    info!(
+        replayed,
+        epochs = epochs.len(),
+        "state rebuilt from the database"
+    );
+    Ok(engine)
+}
+
+fn start_embedded_broker(addr: SocketAddr, max_payload: usize) -> anyhow::Result<()> {
+    // Probe first: rumqttd would fail on its own thread, far from the operator's eyes.
+    drop(std::net::TcpListener::bind(addr).with_context(|| {
+        format!("cannot listen on {addr} for the embedded MQTT broker: is another broker running there? Set broker.listen, or broker.url to use that broker")
+    })?);
+    let cfg = format!(
+        "id = 0\n[router]\nid = 0\nmax_connections = 100000\nmax_outgoing_packet_count = 1000\nmax_segment_size = 104857600\nmax_segment_count = 10\n\
+         [v4.1]\nname = \"v4\"\nlisten = \"{addr}\"\nnext_connection_delay_ms = 1\n\
+         [v4.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = {max_payload}\nmax_inflight_count = 1000\ndynamic_filters = true\n"
+    );
+    let config: rumqttd::Config = toml::from_str(&cfg).context("embedded broker configuration")?;
+    std::thread::Builder::new()
+        .name("broker".into())
+        .spawn(move || {
+            if let Err(e) = rumqttd::Broker::new(config).start() {
+                error!("embedded broker stopped: {e}");
+            }
+        })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("the embedded broker did not start on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    info!(%addr, "embedded MQTT broker listening");
+    Ok(())
+}
+
+enum ToWorker {
+    Connected,
+    Publish(Incoming),
+}
+
+/// Runs the oracle until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating oracle.data_dir {}", settings.data_dir.display()))?;
+    let key = load_key(&settings.key_file)?;
+    let store = Store::open(&db_path(&settings.data_dir))?;
+    let engine = rebuild(&store, key.clone(), &settings)?;
+
+    let (host, port) = match &settings.broker {
+        BrokerMode::Embedded(addr) => {
+            start_embedded_broker(*addr, settings.max_payload)?;
+            (addr.ip().to_string(), addr.port())
+        }
+        BrokerMode::External { host, port } => (host.clone(), *port),
+    };
+    let mut o = MqttOptions::new("wisp-oracle", host.clone(), port);
+    o.set_keep_alive(Duration::from_secs(30));
+    // A persistent session: an external broker queues the proofs that arrive while we restart.
+    o.set_clean_session(false);
+    o.set_max_packet_size(settings.max_payload, settings.max_payload);
+    o.set_inflight(1000);
+    o.set_request_channel_capacity(4096);
+    let (client, mut eventloop) = AsyncClient::new(o, 4096);
+    let (tx, rx) = mpsc::channel::<ToWorker>(16_384);
+    let shared = Arc::new(Shared {
+        snapshot: RwLock::new(Snapshot::default()),
+        reader: Mutex::new(Store::open(&db_path(&settings.data_dir))?),
+        metrics: Metrics::new(),
+        connected: AtomicBool::new(false),
+    });
+
+    let s2 = shared.clone();
+    let mqtt = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    s2.connected.store(true, Ordering::Relaxed);
+                    if tx.send(ToWorker::Connected).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let msg = Incoming {
+                        topic: p.topic,
+                        payload: p.payload.to_vec(),
+                        at_ms: wall_ms(),
+                    };
+                    if tx.send(ToWorker::Publish(msg)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if s2.connected.swap(false, Ordering::Relaxed) {
+                        warn!("broker connection lost: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the HTTP API to {} (http.listen)",
+                settings.http_listen
+            )
+        })?;
+    let http_addr = listener.local_addr()?;
+    std::fs::write(settings.data_dir.join("http.addr"), http_addr.to_string())?;
+    let router = crate::http::router(shared.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            error!("HTTP API stopped: {e}");
+        }
+    });
+    info!(oracle = %key.id(), broker = %format!("{host}:{port}"), http = %http_addr, "wisp-oracle started");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        let shared = shared.clone();
+        let handle = tokio::runtime::Handle::current();
+        let client = client.clone();
+        std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || {
+                let mut w = Worker {
+                    engine,
+                    store,
+                    client,
+                    handle,
+                    shared,
+                    settings,
+                    rx,
+                    last_snapshot: None,
+                };
+                w.run(&stop)
+            })?
+    };
+    shutdown.await;
+    info!("shutting down");
+    stop.store(true, Ordering::Relaxed);
+    let result = tokio::task::spawn_blocking(move || worker.join()).await?;
+    mqtt.abort();
+    match result {
+        Ok(r) => r,
+        Err(_) => bail!("the ingest worker panicked"),
+    }
+}
+
+struct Worker {
+    engine: Engine,
+    store: Store,
+    client: AsyncClient,
+    handle: tokio::runtime::Handle,
+    shared: Arc<Shared>,
+    settings: Settings,
+    rx: mpsc::Receiver<ToWorker>,
+    last_snapshot: Option<Instant>,
+}
+
+impl Worker {
+    fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        let mut batch: Vec<Incoming> = Vec::with_capacity(self.settings.batch_max);
+        while !stop.load(Ordering::Relaxed) {
+            self.epochs(wall_ms())?;
+            // Wait for the first message (at most 100 ms, so epochs and shutdown are timely),
+            // then fill the batch for at most the batch window.
+            let window = Duration::from_millis(self.settings.batch_window_ms);
+            let first = self.handle.block_on(async {
+                tokio::time::timeout(Duration::from_millis(100), self.rx.recv()).await
+            });
+            let mut connected = false;
+            match first {
+                Ok(Some(ToWorker::Publish(m))) => batch.push(m),
+                Ok(Some(ToWorker::Connected)) => connected = true,
+                Ok(None) => break,
+                Err(_) => {}
+            }
+            let until = Instant::now() + window;
+            while !batch.is_empty() && batch.len() < self.settings.batch_max {
+                match self.rx.try_recv() {
+                    Ok(ToWorker::Publish(m)) => batch.push(m),
+                    Ok(ToWorker::Connected) => connected = true,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if Instant::now() >= until {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            }
+            if connected {
+                self.on_connected()?;
+            }
+            if !batch.is_empty() {
+                self.ingest(&batch)?;
+                batch.clear();
+            }
+            if self
+                .last_snapshot
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+            {
+                self.refresh_snapshot();
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&self, topic: String, retain: bool, payload: Vec<u8>) {
+        let c = self.client.clone();
+        if let Err(e) = self
+            .handle
+            .block_on(async move { c.publish(topic, QoS::AtLeastOnce, retain, payload).await })
+        {
+            warn!("publish failed: {e}");
+        }
+    }
+
+    fn on_connected(&mut self) -> anyhow::Result<()> {
+        info!("connected to the broker");
+        let c = self.client.clone();
+        self.handle
+            .block_on(async move { c.subscribe(topics::PROOFS_FILTER, QoS::AtLeastOnce).await })?;
+        // The retained seed and the latest manifest, again: harmless if the broker kept them,
+        // necessary if it did not (an embedded broker starts empty).
+        let epochs = self.store.epochs()?;
+        if let Some(current) = epochs.iter().rev().find(|e| e.closed_ms.is_none()) {
+            self.publish(topics::EPOCH.into(), true, current.seed.clone());
+        }
+        if let Some(closed) = epochs.iter().rev().find(|e| e.closed_ms.is_some()) {
+            for page in self.store.manifests(closed.epoch)? {
+                self.publish(topics::rewards(closed.epoch), true, page);
+            }
+        }
+        Ok(())
+    }
+
+    fn ingest(&mut self, batch: &[Incoming]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let store = &self.store;
+        let out = self
+            .engine
+            .ingest(batch, |id| store.verdict(id).ok().flatten());
+        self.store
+            .insert_rows(&out.rows)
+            .context("storing a batch of proofs")?;
+        let m = &self.shared.metrics;
+        m.batch_seconds.observe(started.elapsed().as_secs_f64());
+        m.duplicates.inc_by(out.duplicates);
+        m.bad_topic.inc_by(out.bad_topic);
+        for (reason, n) in &out.verdicts {
+            m.verdict(*reason).inc_by(*n);
+        }
+        // Durable now: tell the agents.
+        let mut acks = AckBatcher::new();
+        for (node, e) in out.acks {
+            acks.push(node, e.proof_id, e.verdict);
+        }
+        for (node, bytes) in acks.flush(self.engine.key(), wall_ms()) {
+            self.publish(topics::acks(&node), false, bytes);
+            m.acks_sent.inc();
+        }
+        Ok(())
+    }
+
+    /// Opens the current epoch (if not yet) and closes settled ones.
+    fn epochs(&mut self, now: u64) -> anyhow::Result<()> {
+        let epoch_ms = self.settings.epoch_ms;
+        let genesis = match self.store.meta("genesis_ms")? {
+            Some(g) => g,
+            None => {
+                let g = now - now % epoch_ms;
+                self.store.set_meta("genesis_ms", g)?;
+                g
+            }
+        };
+        let current = now.saturating_sub(genesis) / epoch_ms;
+        let known = self.store.epochs()?;
+        if !known.iter().any(|e| e.epoch == current) {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS random: {e}"))?;
+            let msg = EpochSeed {
+                epoch: current,
+                start_ms: genesis + current * epoch_ms,
+                duration_ms: epoch_ms,
+                seed: seed.into(),
+                params: self.settings.params,
+            };
+            let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
+            self.store
+                .insert_epoch(current, &bytes, self.settings.emission)?;
+            self.engine.open_epoch(msg);
+            self.publish(topics::EPOCH.into(), true, bytes);
+            self.shared
+                .metrics
+                .epoch
+                .set(i64::try_from(current).unwrap_or(i64::MAX));
+            info!(epoch = current, "epoch opened");
+        }
+        for epoch in self.engine.closable(now) {
+            let emission = known
+                .iter()
+                .find(|e| e.epoch == epoch)
+                .map_or(self.settings.emission, |e| e.emission);
+            let Some(closed) = self.engine.close(epoch, now, emission) else {
+                continue;
+            };
+            let committed = self.store.commit_close(
+                epoch,
+                now,
+                self.engine.next_seq(),
+                &closed.rewards.entries,
+                &closed.outcome.rejections,
+                &closed.manifests,
+            )?;
+            if committed {
+                CrashPoint::CloseAfterCommit.reached();
+                for page in &closed.manifests {
+                    self.publish(topics::rewards(epoch), true, page.clone());
+                }
+                let paid: u64 = closed.rewards.entries.iter().map(|e| e.amount).sum();
+                info!(
+                    epoch,
+                    nodes = closed.rewards.entries.len(),
+                    paid,
+                    rejected = closed.outcome.rejections.len(),
+                    "epoch closed"
+                );
+                self.shared.metrics.epochs_closed.inc();
+                for (reason, n) in closed.outcome.rejection_counts() {
+                    self.shared.metrics.verdict(Some(reason)).inc_by(n);
+                }
+            }
+            self.engine.finish_close(epoch, &closed.outcome);
+        }
+        Ok(())
+    }
+
+    fn refresh_snapshot(&mut self) {
+        self.last_snapshot = Some(Instant::now());
+        let nodes = self
+            .engine
+            .registry()
+            .iter()
+            .map(|n| {
+                let (lat, lon) = n.cell.center();
+                NodeView {
+                    peer_id: n.id.to_string(),
+                    owner: n.owner.clone(),
+                    cell: n.cell.to_string(),
+                    lat,
+                    lon,
+                    last_heartbeat_ms: n.last_heartbeat.as_ref().map(|h| h.sent_ms),
+                    location_trust_bps: n.location_trust_bps,
+                }
+            })
+            .collect();
+        let snap = Snapshot {
+            oracle: self.engine.key().id().to_string(),
+            epoch: self.engine.open_epochs().map(|(e, _)| *e).max(),
+            open_epochs: self
+                .engine
+                .open_epochs()
+                .map(|(e, s)| (*e, s.len()))
+                .collect(),
+            nodes,
+            proofs_stored: self.store.proof_count().unwrap_or(0),
+        };
+        self.shared
+            .metrics
+            .nodes
+            .set(i64::try_from(snap.nodes.len()).unwrap_or(i64::MAX));
+        if let Ok(mut s) = self.shared.snapshot.write() {
+            *s = snap;
+        }
+    }
+}
+
+/// The verdict as a metrics label.
+pub fn verdict_label(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Accepted => "accepted",
+        Verdict::Rejected(r) => r.name(),
+    }
+}

@@ -1,0 +1,438 @@
+//! The oracle service's configuration: a TOML file with `WISP_<SECTION>__<KEY>` environment
+//! overrides and command-line flags on top, validated into [`Settings`]. The `[rules]` table is
+//! [`RulesConfig`](crate::config::RulesConfig).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{Rules, RulesConfig};
+
+/// The file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSettings {
+    /// `[oracle]`
+    pub oracle: RawOracle,
+    /// `[broker]`
+    pub broker: RawBroker,
+    /// `[epoch]`
+    pub epoch: RawEpoch,
+    /// `[ingest]`
+    pub ingest: RawIngest,
+    /// `[http]`
+    pub http: RawHttp,
+    /// `[log]`
+    pub log: RawLog,
+    /// `[rules]`
+    pub rules: Option<RulesConfig>,
+}
+
+/// `[oracle]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOracle {
+    /// Directory for the key and the database.
+    pub data_dir: Option<PathBuf>,
+    /// Key file; default `<data_dir>/oracle.key`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBroker {
+    /// An external broker, `mqtt://host:port`; unset: run the embedded one.
+    pub url: Option<String>,
+    /// Where the embedded broker listens.
+    pub listen: Option<String>,
+    /// Largest MQTT payload the embedded broker accepts, bytes.
+    pub max_payload: Option<usize>,
+}
+
+/// `[epoch]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawEpoch {
+    /// Epoch length in seconds.
+    pub duration_s: Option<f64>,
+    /// Beacon slots per epoch.
+    pub slot_count: Option<u32>,
+    /// Paid witnesses per beacon.
+    pub witness_limit: Option<u16>,
+    /// Measurers per prover.
+    pub measurers_per_prover: Option<u8>,
+    /// Heartbeat interval in seconds.
+    pub heartbeat_interval_s: Option<f64>,
+    /// Settle window after the epoch, seconds.
+    pub settle_s: Option<f64>,
+    /// Tokens paid per epoch (smallest unit).
+    pub emission: Option<u64>,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawIngest {
+    /// Sustained proofs per second allowed per node.
+    pub rate_per_s: Option<f64>,
+    /// Burst per node.
+    pub burst: Option<f64>,
+    /// Most proofs judged per batch.
+    pub batch_max: Option<usize>,
+    /// Longest wait to fill a batch, ms.
+    pub batch_window_ms: Option<u64>,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHttp {
+    /// The API and dashboard address.
+    pub listen: Option<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` or `json`.
+    pub format: Option<String>,
+    /// Tracing filter.
+    pub level: Option<String>,
+}
+
+/// Where proofs come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerMode {
+    /// Run rumqttd in-process on this address.
+    Embedded(SocketAddr),
+    /// Connect to an external broker.
+    External {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// The validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Key file.
+    pub key_file: PathBuf,
+    /// Broker.
+    pub broker: BrokerMode,
+    /// Embedded broker payload cap.
+    pub max_payload: usize,
+    /// Epoch length, ms.
+    pub epoch_ms: u64,
+    /// Epoch parameters published with each seed.
+    pub params: wisp_protocol::msg::EpochParams,
+    /// Emission per epoch.
+    pub emission: u64,
+    /// Per-node rate.
+    pub rate_per_s: f64,
+    /// Per-node burst.
+    pub burst: f64,
+    /// Batch size.
+    pub batch_max: usize,
+    /// Batch window, ms.
+    pub batch_window_ms: u64,
+    /// HTTP address.
+    pub http_listen: SocketAddr,
+    /// JSON logs.
+    pub log_json: bool,
+    /// Log filter.
+    pub log_level: String,
+    /// The verification rules.
+    pub rules: Rules,
+}
+
+/// A settings problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML for this schema.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A key has a bad value.
+    #[error("config key `{key}`: {why}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn invalid(key: &'static str, why: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        why: why.into(),
+    }
+}
+
+const STRING_KEYS: &[(&str, &str)] = &[
+    ("oracle", "data_dir"),
+    ("oracle", "key_file"),
+    ("broker", "url"),
+    ("broker", "listen"),
+    ("http", "listen"),
+    ("log", "format"),
+    ("log", "level"),
+];
+
+impl RawSettings {
+    /// Reads `path` (if any) and applies `WISP_<SECTION>__<KEY>` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<RawSettings, SettingsError> {
+        let mut table = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|source| SettingsError::Read {
+                    path: p.into(),
+                    source,
+                })?
+                .parse::<toml::Table>()
+                .map_err(|e| SettingsError::Parse(format!("{}: {e}", p.display())))?,
+            None => toml::Table::new(),
+        };
+        for (k, v) in env {
+            let Some((section, key)) = k.strip_prefix("WISP_").and_then(|r| r.split_once("__"))
+            else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let value = if STRING_KEYS.contains(&(section.as_str(), key.as_str())) {
+                toml::Value::String(v)
+            } else {
+                v.parse::<toml::Value>()
+                    .ok()
+                    .filter(|x| !x.is_table())
+                    .unwrap_or(toml::Value::String(v))
+            };
+            match table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(t) => {
+                    t.insert(key, value);
+                }
+                _ => {
+                    return Err(SettingsError::Parse(format!(
+                        "`{section}` is not a section"
+                    )));
+                }
+            }
+        }
+        RawSettings::deserialize(toml::Value::Table(table))
+            .map_err(|e| SettingsError::Parse(e.to_string()))
+    }
+
+    /// Validates.
+    // Floats are range-checked before every cast.
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn resolve(&self) -> Result<Settings, SettingsError> {
+        let data_dir = self
+            .oracle
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("wisp-oracle-data"));
+        let key_file = self
+            .oracle
+            .key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("oracle.key"));
+        let broker = match &self.broker.url {
+            None => BrokerMode::Embedded(
+                self.broker
+                    .listen
+                    .as_deref()
+                    .unwrap_or("127.0.0.1:1883")
+                    .parse()
+                    .map_err(|e| invalid("broker.listen", format!("{e}; expected host:port")))?,
+            ),
+            Some(url) => {
+                let rest = url.strip_prefix("mqtt://").ok_or_else(|| {
+                    invalid("broker.url", format!("`{url}`: expected mqtt://host:port"))
+                })?;
+                let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
+                let port = port
+                    .parse()
+                    .map_err(|_| invalid("broker.url", format!("`{port}` is not a port")))?;
+                if host.is_empty() {
+                    return Err(invalid("broker.url", "missing host"));
+                }
+                BrokerMode::External {
+                    host: host.into(),
+                    port,
+                }
+            }
+        };
+        let secs = |key: &'static str,
+                    v: Option<f64>,
+                    default: f64,
+                    lo: f64,
+                    hi: f64|
+         -> Result<u64, SettingsError> {
+            let v = v.unwrap_or(default);
+            if !(lo..=hi).contains(&v) {
+                return Err(invalid(key, format!("{v} is outside {lo}..{hi} seconds")));
+            }
+            Ok((v * 1000.0).round() as u64)
+        };
+        let epoch_ms = secs(
+            "epoch.duration_s",
+            self.epoch.duration_s,
+            3600.0,
+            1.0,
+            7.0 * 86_400.0,
+        )?;
+        let heartbeat_ms = secs(
+            "epoch.heartbeat_interval_s",
+            self.epoch.heartbeat_interval_s,
+            300.0,
+            0.01,
+            86_400.0,
+        )?;
+        let settle_ms = secs("epoch.settle_s", self.epoch.settle_s, 600.0, 0.0, 86_400.0)?;
+        let slot_count = self.epoch.slot_count.unwrap_or(60);
+        if slot_count == 0 || u64::from(slot_count) > epoch_ms {
+            return Err(invalid(
+                "epoch.slot_count",
+                "between 1 and the epoch length in ms",
+            ));
+        }
+        let params = wisp_protocol::msg::EpochParams {
+            slot_count,
+            witness_limit: self.epoch.witness_limit.unwrap_or(14),
+            measurers_per_prover: self.epoch.measurers_per_prover.unwrap_or(3),
+            heartbeat_interval_ms: u32::try_from(heartbeat_ms)
+                .map_err(|_| invalid("epoch.heartbeat_interval_s", "too long"))?,
+            settle_ms: u32::try_from(settle_ms)
+                .map_err(|_| invalid("epoch.settle_s", "too long"))?,
+        };
+        let rate = self.ingest.rate_per_s.unwrap_or(50.0);
+        let burst = self.ingest.burst.unwrap_or(500.0);
+        if !(rate > 0.0 && burst >= 1.0) {
+            return Err(invalid(
+                "ingest.rate_per_s",
+                "rate must be > 0 and burst ≥ 1",
+            ));
+        }
+        let log_json = match self.log.format.as_deref().unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("`{other}`: expected text or json"),
+                ));
+            }
+        };
+        let rules_cfg = self
+            .rules
+            .clone()
+            .unwrap_or_else(RulesConfig::permissionless);
+        let rules = rules_cfg
+            .validate()
+            .map_err(|e| invalid("rules", e.to_string()))?;
+        Ok(Settings {
+            data_dir,
+            key_file,
+            broker,
+            max_payload: self
+                .broker
+                .max_payload
+                .unwrap_or(wisp_protocol::kind::MAX_ENVELOPE_LEN + 1024),
+            epoch_ms,
+            params,
+            emission: self.epoch.emission.unwrap_or(1_000_000_000),
+            rate_per_s: rate,
+            burst,
+            batch_max: self.ingest.batch_max.unwrap_or(1024).clamp(1, 65_536),
+            batch_window_ms: self.ingest.batch_window_ms.unwrap_or(5).min(1_000),
+            http_listen: self
+                .http
+                .listen
+                .as_deref()
+                .unwrap_or("127.0.0.1:9320")
+                .parse()
+                .map_err(|e| invalid("http.listen", format!("{e}; expected host:port")))?,
+            log_json,
+            log_level: self.log.level.clone().unwrap_or_else(|| "info".into()),
+            rules,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_an_embedded_broker_on_localhost() {
+        let s = RawSettings::load(None, env(&[]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            s.broker,
+            BrokerMode::Embedded("127.0.0.1:1883".parse().unwrap())
+        );
+        assert_eq!(s.http_listen.to_string(), "127.0.0.1:9320");
+        assert_eq!(s.epoch_ms, 3_600_000);
+        assert_eq!(s.params.settle_ms, 600_000);
+    }
+
+    #[test]
+    fn overrides_and_errors() {
+        let s = RawSettings::load(
+            None,
+            env(&[
+                ("WISP_BROKER__URL", "mqtt://10.0.0.1:1884"),
+                ("WISP_EPOCH__DURATION_S", "5"),
+            ]),
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            s.broker,
+            BrokerMode::External {
+                host: "10.0.0.1".into(),
+                port: 1884
+            }
+        );
+        assert_eq!(s.epoch_ms, 5_000);
+        let err = |p: &[(&str, &str)]| {
+            RawSettings::load(None, env(p))
+                .and_then(|r| r.resolve())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&[("WISP_BROKER__URL", "http://x")]).contains("broker.url"));
+        assert!(err(&[("WISP_EPOCH__DURATION_S", "0")]).contains("epoch.duration_s"));
+        assert!(err(&[("WISP_HTTP__LISTEN", "x")]).contains("http.listen"));
+        assert!(err(&[("WISP_LOG__FORMAT", "xml")]).contains("log.format"));
+        assert!(err(&[("WISP_EPOCH__BOGUS", "1")]).contains("bogus"));
+    }
+}
