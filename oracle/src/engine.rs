@@ -254,7 +254,7 @@ impl Engine {
                 refuse(&mut out, Reason::TopicMismatch);
                 continue;
             }
-            if let Some(v) = self.seen.get(&id).copied().or_else(|| stored_verdict(&id)) {
+            if let Some(v) = self.seen.get(&id).copied() {
                 out.acks.push((
                     node,
                     AckEntry {
@@ -293,9 +293,28 @@ impl Engine {
                 *out.verdicts.entry(Some(reason)).or_default() += 1;
                 continue;
             }
+            // Proofs of closed epochs left memory: one judged `wrong_epoch` may be a resend of
+            // a stored proof, which gets its stored verdict again. Asking the store only here
+            // keeps the lookup off the path of every new proof.
             let seq = self.next_seq;
+            let (epoch, verdict) = match self.judge(&p.env, Arrival::new(seq, p.at_ms)) {
+                (e, Verdict::Rejected(Reason::WrongEpoch)) => match stored_verdict(&id) {
+                    Some(v) => {
+                        out.acks.push((
+                            p.node,
+                            AckEntry {
+                                proof_id: id,
+                                verdict: v,
+                            },
+                        ));
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    None => (e, Verdict::Rejected(Reason::WrongEpoch)),
+                },
+                judged => judged,
+            };
             self.next_seq += 1;
-            let (epoch, verdict) = self.judge(&p.env, Arrival::new(seq, p.at_ms));
             self.remember(id, epoch, verdict);
             *out.verdicts
                 .entry(match verdict {

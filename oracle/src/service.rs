@@ -357,12 +357,20 @@ impl Worker {
     }
 
     fn publish(&self, topic: String, retain: bool, payload: Vec<u8>) {
-        let c = self.client.clone();
-        if let Err(e) = self
-            .handle
-            .block_on(async move { c.publish(topic, QoS::AtLeastOnce, retain, payload).await })
+        // Straight into the client's request queue; only when it is full, wait for room.
+        match self
+            .client
+            .try_publish(topic.clone(), QoS::AtLeastOnce, retain, payload.clone())
         {
-            warn!("publish failed: {e}");
+            Ok(()) => {}
+            Err(_) => {
+                let c = self.client.clone();
+                if let Err(e) = self.handle.block_on(async move {
+                    c.publish(topic, QoS::AtLeastOnce, retain, payload).await
+                }) {
+                    warn!("publish failed: {e}");
+                }
+            }
         }
     }
 
@@ -406,7 +414,7 @@ impl Worker {
         for (node, e) in out.acks {
             acks.push(node, e.proof_id, e.verdict);
         }
-        for (node, bytes) in acks.flush(self.engine.key(), wall_ms()) {
+        for (node, bytes) in acks.flush_parallel(self.engine.key(), wall_ms()) {
             self.publish(topics::acks(&node), false, bytes);
             m.acks_sent.inc();
         }

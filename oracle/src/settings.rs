@@ -362,8 +362,8 @@ impl RawSettings {
             emission: self.epoch.emission.unwrap_or(1_000_000_000),
             rate_per_s: rate,
             burst,
-            batch_max: self.ingest.batch_max.unwrap_or(1024).clamp(1, 65_536),
-            batch_window_ms: self.ingest.batch_window_ms.unwrap_or(5).min(1_000),
+            batch_max: self.ingest.batch_max.unwrap_or(4096).clamp(1, 65_536),
+            batch_window_ms: self.ingest.batch_window_ms.unwrap_or(20).min(1_000),
             http_listen: self
                 .http
                 .listen

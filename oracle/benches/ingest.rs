@@ -1,0 +1,288 @@
+//! End-to-end ingest throughput, printed: `cargo bench -p wisp-oracle --bench ingest`.
+//!
+//! The real `wisp-oracle` binary with its embedded broker; N pre-signed heartbeats from many
+//! onboarded nodes are published over MQTT by four clients; the clock stops when the last
+//! oracle-signed ack arrives (acks go out only after the batch is committed to SQLite). In the
+//! same run, the raw ed25519 batch-verification rate of this machine on the same envelopes, on
+//! one thread and on two.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::cast_possible_truncation
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use wisp_protocol::envelope::{self, Envelope, EnvelopeRef};
+use wisp_protocol::msg::{Ack, Band, EpochSeed, Heartbeat, Onboard, Versions};
+use wisp_protocol::units::DeciDb;
+use wisp_protocol::{Cell, NodeKey, topics};
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_s(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the command name.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn client(port: u16, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    o.set_inflight(1000);
+    o.set_request_channel_capacity(100_000);
+    o.set_keep_alive(Duration::from_secs(60));
+    AsyncClient::new(o, 100_000)
+}
+
+fn main() {
+    let (nodes_n, per_node) = (2_000usize, 25u64);
+    let total = nodes_n as u64 * per_node;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut oracle = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-oracle"))
+        .args(["run", "--data-dir", &dir.path().display().to_string()])
+        .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
+        .env("WISP_EPOCH__DURATION_S", "3600")
+        .env("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "0.01")
+        .env("WISP_INGEST__RATE_PER_S", "1000000")
+        .env("WISP_INGEST__BURST", "1000000")
+        .env("WISP_LOG", "warn,rumqttd=off")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        || !dir.path().join("oracle.key").exists()
+    {
+        assert!(Instant::now() < deadline, "oracle did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let okey = wisp_protocol::keyfile::load(&dir.path().join("oracle.key")).unwrap();
+
+    let nodes: Vec<NodeKey> = (0..nodes_n as u32)
+        .map(|i| NodeKey::from_seed(blake3::hash(&i.to_le_bytes()).as_bytes()))
+        .collect();
+    let acked = Arc::new(AtomicU64::new(0));
+    let seed: Arc<std::sync::Mutex<Option<EpochSeed>>> = Arc::default();
+    let (listener, mut events) = client(port, "bench-listener");
+    {
+        let (acked, seed, listener, oid) =
+            (acked.clone(), seed.clone(), listener.clone(), okey.id());
+        rt.spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        listener
+                            .subscribe("wisp/v1/acks/+", QoS::AtLeastOnce)
+                            .await
+                            .unwrap();
+                        listener
+                            .subscribe(topics::EPOCH, QoS::AtLeastOnce)
+                            .await
+                            .unwrap();
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == topics::EPOCH => {
+                        *seed.lock().unwrap() =
+                            Some(envelope::open::<EpochSeed>(&p.payload).unwrap().msg);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        // Counting only: verifying every ack here would spend this machine's
+                        // two cores on the benchmark instead of the oracle. (The service tests
+                        // verify acks.) The signer is still checked.
+                        let env = EnvelopeRef::parse(&p.payload).unwrap();
+                        assert_eq!(env.signer_id(), oid);
+                        let ack = env.decode::<Ack>().unwrap();
+                        let ok = ack
+                            .msg
+                            .entries
+                            .iter()
+                            .filter(|e| e.verdict == wisp_protocol::msg::Verdict::Accepted)
+                            .count();
+                        acked.fetch_add(ok as u64, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+    }
+    while seed.lock().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let epoch = seed.lock().unwrap().clone().unwrap().epoch;
+
+    // Onboard every node (not timed).
+    let (pubc, mut pub_events) = client(port, "bench-publisher-0");
+    rt.spawn(async move {
+        loop {
+            if pub_events.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    for (i, k) in nodes.iter().enumerate() {
+        let o = Onboard {
+            owner: "bench".into(),
+            cell: Cell::from_degrees(
+                38.0 + (i % 100) as f64 * 0.01,
+                -9.0 - (i / 100) as f64 * 0.01,
+                12,
+            )
+            .unwrap(),
+            antenna_gain: DeciDb(30),
+            antenna_height_dm: 50,
+            bands: vec![Band {
+                low_khz: 2_400_000,
+                high_khz: 2_483_500,
+                max_eirp: DeciDb(200),
+            }],
+            issued_ms: wall_ms(),
+            attestation: None,
+        };
+        let (c, t, b) = (
+            pubc.clone(),
+            topics::proofs(&k.id()),
+            Envelope::sign(k, &o).to_bytes(),
+        );
+        rt.block_on(async move { c.publish(t, QoS::AtLeastOnce, false, b).await.unwrap() });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::Relaxed) < nodes_n as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "onboarding not acked: {}",
+            acked.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    acked.store(0, Ordering::Relaxed);
+
+    // Pre-sign the heartbeats, 10 ms apart per node (the interval is 10 ms; half is allowed).
+    // After every onboarding (a heartbeat may not predate its node's assertion); the last is
+    // at most 250 ms ahead, inside the 2 s clock tolerance.
+    let base = wall_ms();
+    let mut proofs: Vec<(String, Vec<u8>)> = Vec::with_capacity(total as usize);
+    for seq in 1..=per_node {
+        for k in &nodes {
+            let hb = Heartbeat {
+                epoch,
+                seq,
+                uptime_s: seq,
+                sent_ms: base + seq * 10,
+                fix: None,
+                cell: None,
+                versions: Versions::new("bench", "none"),
+                peers: 0,
+            };
+            proofs.push((topics::proofs(&k.id()), Envelope::sign(k, &hb).to_bytes()));
+        }
+    }
+
+    // Raw verification rate of this machine on the same envelopes.
+    let refs: Vec<EnvelopeRef<'_>> = proofs
+        .iter()
+        .map(|(_, b)| EnvelopeRef::parse(b).unwrap())
+        .collect();
+    let t = Instant::now();
+    for chunk in refs.chunks(1024) {
+        assert!(envelope::verify_batch(chunk).iter().all(|r| r.is_ok()));
+    }
+    let one = refs.len() as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let (a, b) = refs.split_at(refs.len() / 2);
+        let h = s.spawn(|| {
+            a.chunks(1024)
+                .for_each(|c| assert!(envelope::verify_batch(c).iter().all(|r| r.is_ok())))
+        });
+        b.chunks(1024)
+            .for_each(|c| assert!(envelope::verify_batch(c).iter().all(|r| r.is_ok())));
+        h.join().unwrap();
+    });
+    let two = refs.len() as f64 / t.elapsed().as_secs_f64();
+
+    // Publish from four clients in parallel, stop the clock at the last ack.
+    let publishers: Vec<AsyncClient> = (0..4)
+        .map(|i| {
+            let (c, mut ev) = client(port, &format!("bench-publisher-{}", i + 1));
+            rt.spawn(async move {
+                loop {
+                    if ev.poll().await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            });
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let oracle_pid = oracle.id().to_string();
+    let (oracle_cpu0, self_cpu0) = (cpu_s(&oracle_pid), cpu_s("self"));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for (i, c) in publishers.iter().enumerate() {
+        let mine: Vec<(String, Vec<u8>)> = proofs.iter().skip(i).step_by(4).cloned().collect();
+        let c = c.clone();
+        handles.push(rt.spawn(async move {
+            for (t, b) in mine {
+                c.publish(t, QoS::AtLeastOnce, false, b).await.unwrap();
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while acked.load(Ordering::Relaxed) < total {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {total} acked",
+            acked.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let e2e = total as f64 / secs;
+    let oracle_cpu = cpu_s(&oracle_pid) - oracle_cpu0;
+    let self_cpu = cpu_s("self") - self_cpu0;
+    let _ = oracle.kill();
+    let _ = oracle.wait();
+    println!(
+        "ingest: {total} heartbeats from {nodes_n} nodes, published by 4 MQTT clients through the embedded broker"
+    );
+    println!(
+        "  end to end (publish → verified → committed → signed ack received): {secs:.2} s = {e2e:.0} proofs/s"
+    );
+    println!(
+        "  raw ed25519 batch verification on this machine: {one:.0}/s on 1 thread, {two:.0}/s on 2 threads"
+    );
+    println!("  end-to-end / raw (2 threads): {:.2}", e2e / two);
+    println!(
+        "  CPU during the timed run: oracle + embedded broker {oracle_cpu:.2} s, load generator {self_cpu:.2} s, of {:.2} s available on 2 cores",
+        2.0 * secs
+    );
+}
