@@ -275,31 +275,8 @@ impl RawConfig {
             }
             None => toml::Table::new(),
         };
-        for (k, v) in env {
-            let Some(rest) = k.strip_prefix("WISP_") else {
-                continue;
-            };
-            let Some((section, key)) = rest.split_once("__") else {
-                continue;
-            };
-            let section = section.to_ascii_lowercase();
-            let key = key.to_ascii_lowercase();
-            // String-typed keys keep the text as is (a numeric password stays a string).
-            let value = if STRING_KEYS.contains(&(section.as_str(), key.as_str())) {
-                toml::Value::String(v)
-            } else {
-                parse_scalar(&v)
-            };
-            let entry = table
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            let toml::Value::Table(t) = entry else {
-                return Err(ConfigError::Parse(format!(
-                    "WISP_{section}__…: `{section}` is not a section"
-                )));
-            };
-            t.insert(key, value);
-        }
+        wisp_protocol::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
+            .map_err(ConfigError::Parse)?;
         RawConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError::Parse(e.to_string()))
     }
@@ -551,20 +528,6 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("log", "level"),
     ("device", "kind"),
 ];
-
-fn parse_scalar(v: &str) -> toml::Value {
-    if let Ok(i) = v.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    if let Ok(f) = v.parse::<f64>() {
-        return toml::Value::Float(f);
-    }
-    match v {
-        "true" => toml::Value::Boolean(true),
-        "false" => toml::Value::Boolean(false),
-        _ => toml::Value::String(v.to_string()),
-    }
-}
 
 #[cfg(test)]
 mod tests {

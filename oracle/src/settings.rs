@@ -1,6 +1,6 @@
 //! The oracle service's configuration: a TOML file with `WISP_<SECTION>__<KEY>` environment
 //! overrides and command-line flags on top, validated into [`Settings`]. The `[rules]` table is
-//! [`RulesConfig`](crate::config::RulesConfig).
+//! [`RulesConfig`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -209,34 +209,8 @@ impl RawSettings {
                 .map_err(|e| SettingsError::Parse(format!("{}: {e}", p.display())))?,
             None => toml::Table::new(),
         };
-        for (k, v) in env {
-            let Some((section, key)) = k.strip_prefix("WISP_").and_then(|r| r.split_once("__"))
-            else {
-                continue;
-            };
-            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-            let value = if STRING_KEYS.contains(&(section.as_str(), key.as_str())) {
-                toml::Value::String(v)
-            } else {
-                v.parse::<toml::Value>()
-                    .ok()
-                    .filter(|x| !x.is_table())
-                    .unwrap_or(toml::Value::String(v))
-            };
-            match table
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            {
-                toml::Value::Table(t) => {
-                    t.insert(key, value);
-                }
-                _ => {
-                    return Err(SettingsError::Parse(format!(
-                        "`{section}` is not a section"
-                    )));
-                }
-            }
-        }
+        wisp_protocol::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
+            .map_err(SettingsError::Parse)?;
         RawSettings::deserialize(toml::Value::Table(table))
             .map_err(|e| SettingsError::Parse(e.to_string()))
     }

@@ -17,6 +17,7 @@
 //!   plausible-RSSI bound and the speed-of-light RTT bound.
 //! - [`merkle`]: the reward manifest's Merkle tree and inclusion proofs.
 //! - [`topics`]: MQTT topic names.
+//! - `envconfig` (feature `config`): `WISP_*` environment overrides for the binaries' TOML.
 //! - [`exposition`]: the metrics text format every service's `/metrics` serves.
 //! - [`keyfile`] (feature `std`): PKCS#8 PEM key files, written atomically with mode 0600.
 //!
@@ -29,6 +30,8 @@
 extern crate alloc;
 
 pub mod bytes;
+#[cfg(feature = "config")]
+pub mod envconfig;
 pub mod envelope;
 pub mod exposition;
 pub mod geo;
