@@ -48,6 +48,11 @@ pub struct RawConfig {
 pub struct RawDevice {
     /// `none` (no radio or GNSS) or `sim` (the simulated device).
     pub kind: Option<String>,
+    /// The device maker's name, as the oracle knows it (for secure-element attestation).
+    pub maker: Option<String>,
+    /// The maker's certificate for this device's chip: 64-byte P-256 signature `r || s`, hex,
+    /// over the certificate digest of docs/PROTOCOL.md §5.1 (provisioned at the factory).
+    pub maker_certificate: Option<String>,
 }
 
 /// Which hardware backend the daemon drives.
@@ -224,6 +229,8 @@ pub struct Config {
     pub log_level: String,
     /// Hardware backend.
     pub device: DeviceKind,
+    /// Maker name and certificate for onboarding with a secure-element attestation.
+    pub attestation: Option<(String, [u8; 64])>,
 }
 
 /// A configuration problem, naming the key.
@@ -414,7 +421,31 @@ impl RawConfig {
                 ));
             }
         };
+        let attestation = match (&self.device.maker, &self.device.maker_certificate) {
+            (None, None) => None,
+            (Some(maker), Some(cert)) => {
+                if maker.is_empty() || maker.len() > wisp_protocol::msg::MAKER_MAX {
+                    return Err(invalid("device.maker", "1 to 32 characters"));
+                }
+                let bytes: [u8; 64] = decode_hex(cert)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        invalid(
+                            "device.maker_certificate",
+                            "128 hex digits (a 64-byte P-256 signature)",
+                        )
+                    })?;
+                Some((maker.clone(), bytes))
+            }
+            _ => {
+                return Err(invalid(
+                    "device.maker",
+                    "set device.maker and device.maker_certificate together",
+                ));
+            }
+        };
         Ok(Config {
+            attestation,
             device,
             data_dir,
             key_file,
@@ -527,7 +558,20 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("log", "format"),
     ("log", "level"),
     ("device", "kind"),
+    ("device", "maker"),
+    ("device", "maker_certificate"),
 ];
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use wisp_protocol::msg::GnssFix;
 use wisp_protocol::units::DeciDb;
 
 use crate::core::TxFrame;
-use crate::shell::{DeviceIo, RxFrame};
+use crate::shell::{DeviceAttestation, DeviceIo, RxFrame};
 use crate::status::DeviceStatus;
 
 /// What the LED should show.
@@ -206,5 +206,18 @@ impl DeviceIo for SimBoard {
     }
     fn set_health(&mut self, h: Health) {
         self.board.set_health(h);
+    }
+    fn attest(
+        &mut self,
+        node_public_key: &[u8; 32],
+        maker: &str,
+    ) -> Option<Result<DeviceAttestation, String>> {
+        use wisp_firmware::device::Device as _;
+        let se = self.board.device_mut().secure_element();
+        Some(
+            wisp_firmware::se::attest(se, 0, node_public_key, maker)
+                .map(|a| (a.serial, a.device_public_key, a.signature))
+                .map_err(|e| format!("{e:?}")),
+        )
     }
 }

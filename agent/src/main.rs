@@ -14,7 +14,7 @@ use wisp_agent::shell::{self, NoDevice};
 use wisp_agent::status::Status;
 use wisp_agent::trust::OracleTrust;
 use wisp_protocol::envelope::Envelope;
-use wisp_protocol::msg::{Band, Onboard, Verdict};
+use wisp_protocol::msg::{Attestation, Band, Onboard, Verdict};
 use wisp_protocol::{keyfile, topics};
 
 #[derive(Parser, Debug)]
@@ -61,6 +61,8 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         wait_s: u64,
     },
+    /// Print the device's secure-element serial and public key (what a maker certifies).
+    Device(Common),
     /// Show the local agent's status.
     Status {
         #[command(flatten)]
@@ -140,20 +142,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Run(c) => {
             let cfg = load_config(&c)?;
             init_logs(&cfg);
-            let device: Box<dyn shell::DeviceIo> = match cfg.device {
-                DeviceKind::None => Box::new(NoDevice),
-                DeviceKind::Sim => {
-                    let key = shell::load_key(&cfg.key_file)?;
-                    // Degrees × 1e7 of a valid cell centre fit an i32.
-                    #[allow(clippy::cast_possible_truncation)]
-                    let position = cfg.cell.map(|c| {
-                        let (lat, lon) = c.center();
-                        ((lat * 1e7).round() as i32, (lon * 1e7).round() as i32)
-                    });
-                    Box::new(SimBoard::new(&key.seed(), position)?)
-                }
-            };
+            let key = shell::load_key(&cfg.key_file)?;
+            let device = open_device(&cfg, &key)?;
             shell::run(cfg, device, shutdown_signal()).await
+        }
+        Cmd::Device(c) => {
+            let cfg = load_config(&c)?;
+            let key = shell::load_key(&cfg.key_file)?;
+            let mut device = open_device(&cfg, &key)?;
+            let maker = cfg.attestation.as_ref().map_or("-", |(m, _)| m.as_str());
+            match device.attest(
+                key.id().as_bytes(),
+                if maker == "-" { "probe" } else { maker },
+            ) {
+                None => anyhow::bail!(
+                    "this device ({}) has no secure element",
+                    device.firmware_version()
+                ),
+                Some(r) => {
+                    let (serial, device_key, _) =
+                        r.map_err(|e| anyhow::anyhow!("secure element: {e}"))?;
+                    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                    println!("serial      {}", hex(&serial));
+                    println!("device_key  {}", hex(&device_key));
+                    println!("maker       {maker}");
+                }
+            }
+            Ok(())
         }
         Cmd::Keygen(c) => {
             let cfg = load_config(&c)?;
@@ -221,6 +236,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The configured hardware backend.
+fn open_device(
+    cfg: &Config,
+    key: &wisp_protocol::NodeKey,
+) -> anyhow::Result<Box<dyn shell::DeviceIo>> {
+    Ok(match cfg.device {
+        DeviceKind::None => Box::new(NoDevice),
+        DeviceKind::Sim => {
+            // Degrees × 1e7 of a valid cell centre fit an i32.
+            #[allow(clippy::cast_possible_truncation)]
+            let position = cfg.cell.map(|c| {
+                let (lat, lon) = c.center();
+                ((lat * 1e7).round() as i32, (lon * 1e7).round() as i32)
+            });
+            Box::new(SimBoard::new(&key.seed(), position)?)
+        }
+    })
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -269,7 +303,23 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
             ),
         }],
         issued_ms: shell::wall_ms(),
-        attestation: None,
+        attestation: match &cfg.attestation {
+            None => None,
+            Some((maker, certificate)) => {
+                let mut device = open_device(cfg, &key)?;
+                let (serial, device_key, device_sig) = device
+                    .attest(key.id().as_bytes(), maker)
+                    .context("device.maker is set, but this device has no secure element")?
+                    .map_err(|e| anyhow::anyhow!("the secure element refused to sign: {e}"))?;
+                Some(Attestation {
+                    maker: maker.clone(),
+                    serial: serial.into(),
+                    device_key: device_key.into(),
+                    device_sig: device_sig.into(),
+                    maker_sig: (*certificate).into(),
+                })
+            }
+        },
     };
     let env = Envelope::sign(&key, &msg);
     let bytes = env.to_bytes();

@@ -39,6 +39,9 @@ const SEED_BLOB: &str = "epoch_seed";
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A secure element's attestation: `(serial, device public key x‖y, signature r‖s)`.
+pub type DeviceAttestation = ([u8; 9], [u8; 64], [u8; 64]);
+
 /// A frame the radio received.
 #[derive(Debug, Clone)]
 pub struct RxFrame {
@@ -64,6 +67,16 @@ pub trait DeviceIo: Send {
     fn health(&self) -> DeviceStatus;
     /// Backend name and version, reported in heartbeats.
     fn firmware_version(&self) -> String;
+    /// The secure element's attestation of `node_public_key` for `maker`: `(serial, device
+    /// public key x‖y, device signature r‖s)`. `None` when the device has no secure element.
+    fn attest(
+        &mut self,
+        node_public_key: &[u8; 32],
+        maker: &str,
+    ) -> Option<Result<DeviceAttestation, String>> {
+        let _ = (node_public_key, maker);
+        None
+    }
     /// Shows the agent's health (the status LED).
     fn set_health(&mut self, health: crate::device::Health) {
         let _ = health;

@@ -313,3 +313,72 @@ fn operator_commands() {
     let (ok, _, err) = cli(&["status", "--addr", &addr]);
     assert!(!ok && err.contains("is it running"), "{err}");
 }
+
+#[test]
+fn onboarding_carries_a_secure_element_attestation_the_maker_certified() {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let broker = start_broker();
+    let oracle = TestOracle::start(broker, 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = agent_env(dir.path(), broker, &oracle.key);
+    env.extend(
+        [
+            ("WISP_DEVICE__KIND", "sim"),
+            ("WISP_NODE__OWNER", "owner-2"),
+            ("WISP_LOCATION__LAT", "38.7"),
+            ("WISP_LOCATION__LON", "-9.1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let cli = |env: &[(String, String)], args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-agent"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The factory reads the chip's serial and key and certifies them with the maker's key.
+    let info = cli(&env, &["device"]);
+    let field = |name: &str| {
+        hex::decode(
+            info.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let serial: [u8; 9] = field("serial").try_into().unwrap();
+    let device_key: [u8; 64] = field("device_key").try_into().unwrap();
+    let maker_key = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let digest = wisp_protocol::msg::Attestation::certificate_digest(&serial, &device_key, "acme");
+    let cert: p256::ecdsa::Signature = maker_key.sign_prehash(&digest).unwrap();
+    env.push(("WISP_DEVICE__MAKER".into(), "acme".into()));
+    env.push((
+        "WISP_DEVICE__MAKER_CERTIFICATE".into(),
+        hex::encode(cert.to_bytes()),
+    ));
+
+    let out = cli(&env, &["onboard", "--wait-s", "20"]);
+    assert!(out.contains("onboarded"), "{out}");
+    let seen = oracle.seen.lock().unwrap();
+    let opened =
+        wisp_protocol::envelope::open::<wisp_protocol::msg::Onboard>(&seen.onboards[0]).unwrap();
+    let att = opened.msg.attestation.expect("attestation attached");
+    assert_eq!(att.serial.0, serial);
+    assert_eq!(
+        att.verify(&opened.signer, maker_key.verifying_key()),
+        Ok(())
+    );
+    // Another maker's key does not verify it.
+    let other = p256::ecdsa::SigningKey::from_slice(&[0x43; 32]).unwrap();
+    assert!(att.verify(&opened.signer, other.verifying_key()).is_err());
+}

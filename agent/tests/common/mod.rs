@@ -151,6 +151,8 @@ pub struct Seen {
     pub invalid: u32,
     /// The last payload on each `wisp/v1/status/+` topic.
     pub status: BTreeMap<String, String>,
+    /// Onboarding envelopes received.
+    pub onboards: Vec<Vec<u8>>,
 }
 
 /// A minimal oracle: publishes a retained seed, opens every proof, acks it (signed).
@@ -242,6 +244,9 @@ impl TestOracle {
                         {
                             let mut seen = s.lock().unwrap();
                             *seen.proofs.entry(id).or_default() += 1;
+                            if env.kind == Kind::Onboard {
+                                seen.onboards.push(bytes.clone());
+                            }
                             if env.kind == Kind::Heartbeat {
                                 let hb = envelope::open::<Heartbeat>(&bytes).unwrap().msg;
                                 let ids = seen.heartbeat_seqs.entry(hb.seq).or_default();
