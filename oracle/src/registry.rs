@@ -207,13 +207,13 @@ impl Registry {
         let existing = self.nodes.get(&node);
         if let Some(rec) = existing {
             if msg.issued_ms < rec.issued_ms {
-                return Err(Reason::TimestampOutOfWindow);
+                return Err(Reason::OnboardStale);
             }
             if msg.issued_ms == rec.issued_ms {
                 return if same_content(rec, msg) {
                     Ok(Change::Unchanged)
                 } else {
-                    Err(Reason::TimestampOutOfWindow)
+                    Err(Reason::OnboardStale)
                 };
             }
             if msg.cell != rec.cell

@@ -124,13 +124,8 @@ fn onboarding_rules() {
         open_net(),
         vec![
             step(0, plain(T), T, Ok(Change::Created)),
-            step(
-                0,
-                owner(T - 1, "x"),
-                T + 5,
-                Err(Reason::TimestampOutOfWindow),
-            ),
-            step(0, owner(T, "x"), T + 5, Err(Reason::TimestampOutOfWindow)),
+            step(0, owner(T - 1, "x"), T + 5, Err(Reason::OnboardStale)),
+            step(0, owner(T, "x"), T + 5, Err(Reason::OnboardStale)),
         ],
     );
     check(

@@ -164,6 +164,8 @@ reasons! {
     BadOwnerAddress = 704, "bad_owner_address";
     /// The chip serial is already bound to another node key.
     DeviceAlreadyBound = 705, "device_already_bound";
+    /// The onboard message is older than (or conflicts with) the one already applied.
+    OnboardStale = 706, "onboard_stale";
 }
 
 impl fmt::Display for Reason {
