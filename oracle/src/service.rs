@@ -8,6 +8,7 @@
 //! also opens epochs (a new signed seed, stored, then published retained) and closes them (one
 //! transaction, then the manifest is published retained).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -281,6 +282,8 @@ pub async fn run(
                     settings,
                     rx,
                     last_snapshot: None,
+                    genesis: None,
+                    emissions: None,
                 };
                 w.run(&stop)
             })?
@@ -305,6 +308,11 @@ struct Worker {
     settings: Settings,
     rx: mpsc::Receiver<ToWorker>,
     last_snapshot: Option<Instant>,
+    /// The start of epoch 0, once read or set.
+    genesis: Option<u64>,
+    /// Every stored epoch's emission, read once from the store and kept current, so the
+    /// epoch check the worker runs ten times a second costs no query.
+    emissions: Option<BTreeMap<u64, u64>>,
 }
 
 impl Worker {
@@ -424,17 +432,33 @@ impl Worker {
     /// Opens the current epoch (if not yet) and closes settled ones.
     fn epochs(&mut self, now: u64) -> anyhow::Result<()> {
         let epoch_ms = self.settings.epoch_ms;
-        let genesis = match self.store.meta("genesis_ms")? {
+        let genesis = match self.genesis {
             Some(g) => g,
             None => {
-                let g = now - now % epoch_ms;
-                self.store.set_meta("genesis_ms", g)?;
+                let g = match self.store.meta("genesis_ms")? {
+                    Some(g) => g,
+                    None => {
+                        let g = now - now % epoch_ms;
+                        self.store.set_meta("genesis_ms", g)?;
+                        g
+                    }
+                };
+                self.genesis = Some(g);
                 g
             }
         };
         let current = now.saturating_sub(genesis) / epoch_ms;
-        let known = self.store.epochs()?;
-        if !known.iter().any(|e| e.epoch == current) {
+        if self.emissions.is_none() {
+            self.emissions = Some(
+                self.store
+                    .epochs()?
+                    .iter()
+                    .map(|e| (e.epoch, e.emission))
+                    .collect(),
+            );
+        }
+        let known = self.emissions.get_or_insert_with(BTreeMap::new);
+        if !known.contains_key(&current) {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS random: {e}"))?;
             let msg = EpochSeed {
@@ -447,6 +471,7 @@ impl Worker {
             let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
             self.store
                 .insert_epoch(current, &bytes, self.settings.emission)?;
+            known.insert(current, self.settings.emission);
             self.engine.open_epoch(msg);
             self.publish(topics::EPOCH.into(), true, bytes);
             self.shared
@@ -456,10 +481,11 @@ impl Worker {
             info!(epoch = current, "epoch opened");
         }
         for epoch in self.engine.closable(now) {
-            let emission = known
-                .iter()
-                .find(|e| e.epoch == epoch)
-                .map_or(self.settings.emission, |e| e.emission);
+            let emission = self
+                .emissions
+                .as_ref()
+                .and_then(|k| k.get(&epoch).copied())
+                .unwrap_or(self.settings.emission);
             let Some(closed) = self.engine.close(epoch, now, emission) else {
                 continue;
             };
