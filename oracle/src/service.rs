@@ -457,8 +457,11 @@ impl Worker {
                     .collect(),
             );
         }
-        let known = self.emissions.get_or_insert_with(BTreeMap::new);
-        if !known.contains_key(&current) {
+        let is_new = !self
+            .emissions
+            .as_ref()
+            .is_some_and(|k| k.contains_key(&current));
+        if is_new {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS random: {e}"))?;
             let msg = EpochSeed {
@@ -471,7 +474,9 @@ impl Worker {
             let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
             self.store
                 .insert_epoch(current, &bytes, self.settings.emission)?;
-            known.insert(current, self.settings.emission);
+            self.emissions
+                .get_or_insert_with(BTreeMap::new)
+                .insert(current, self.settings.emission);
             self.engine.open_epoch(msg);
             self.publish(topics::EPOCH.into(), true, bytes);
             self.shared
