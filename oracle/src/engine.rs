@@ -389,8 +389,9 @@ impl Engine {
                 )
             }
             Kind::Beacon => {
-                let Ok(b) = decode::<Beacon>(env) else {
-                    return (None, Verdict::Rejected(reason_of::<Beacon>(env)));
+                let b = match decode::<Beacon>(env) {
+                    Ok(opened) => opened,
+                    Err(reason) => return (None, Verdict::Rejected(reason)),
                 };
                 let epoch = b.msg.epoch;
                 let Some(state) = self.open.get_mut(&epoch) else {
@@ -403,8 +404,9 @@ impl Engine {
                 (Some(epoch), verdict(r))
             }
             Kind::Witness => {
-                let Ok(w) = decode::<Witness>(env) else {
-                    return (None, Verdict::Rejected(reason_of::<Witness>(env)));
+                let w = match decode::<Witness>(env) {
+                    Ok(opened) => opened,
+                    Err(reason) => return (None, Verdict::Rejected(reason)),
                 };
                 let Some(epoch) = witness_epoch(&w.msg) else {
                     return (None, Verdict::Rejected(Reason::BeaconInvalid));
@@ -419,8 +421,9 @@ impl Engine {
                 (Some(epoch), verdict(r))
             }
             Kind::BandwidthReceipt => {
-                let Ok(r) = decode::<BandwidthReceipt>(env) else {
-                    return (None, Verdict::Rejected(reason_of::<BandwidthReceipt>(env)));
+                let r = match decode::<BandwidthReceipt>(env) {
+                    Ok(opened) => opened,
+                    Err(reason) => return (None, Verdict::Rejected(reason)),
                 };
                 let epoch = r.msg.epoch;
                 let Some(state) = self.open.get_mut(&epoch) else {
@@ -434,8 +437,9 @@ impl Engine {
                 (Some(epoch), verdict(res))
             }
             Kind::Heartbeat => {
-                let Ok(h) = decode::<Heartbeat>(env) else {
-                    return (None, Verdict::Rejected(reason_of::<Heartbeat>(env)));
+                let h = match decode::<Heartbeat>(env) {
+                    Ok(opened) => opened,
+                    Err(reason) => return (None, Verdict::Rejected(reason)),
                 };
                 let epoch = h.msg.epoch;
                 let Some(state) = self.open.get_mut(&epoch) else {
@@ -491,12 +495,6 @@ impl Engine {
 
 fn decode<M: envelope::Message>(env: &EnvelopeRef<'_>) -> Result<Opened<M>, Reason> {
     env.decode::<M>().map_err(|e| e.reason())
-}
-
-fn reason_of<M: envelope::Message>(env: &EnvelopeRef<'_>) -> Reason {
-    env.decode::<M>()
-        .err()
-        .map_or(Reason::Malformed, |e| e.reason())
 }
 
 /// Batch-verifies signatures on up to two threads (this machine class has two cores).
