@@ -20,9 +20,9 @@ use wisp_protocol::msg::{
 use wisp_protocol::{NodeId, NodeKey, ProofId, Reason, topics};
 
 use crate::epoch::{Arrival, EpochOutcome, EpochState, Push};
-use crate::registry::Registry;
+use crate::registry::{Change, Registry};
 use crate::rewards::{self, EpochRewards};
-use crate::rules::{Checker, MeasurerPool, witness_epoch};
+use crate::rules::{Checker, MeasurerCache, witness_epoch};
 
 /// One MQTT publish as received.
 #[derive(Debug, Clone)]
@@ -141,6 +141,8 @@ pub struct Engine {
     epoch_ids: BTreeMap<u64, Vec<ProofId>>,
     next_seq: u64,
     limiter: RateLimiter,
+    /// Measurer assignments, kept current as nodes onboard (not rebuilt per receipt).
+    measurers: MeasurerCache,
 }
 
 struct Pending<'a> {
@@ -152,7 +154,12 @@ struct Pending<'a> {
 impl Engine {
     /// An engine signing with `key`, judging with `registry`'s rules.
     pub fn new(key: NodeKey, registry: Registry, limiter: RateLimiter) -> Self {
+        let mut measurers = MeasurerCache::new();
+        for n in registry.iter() {
+            measurers.add(n.id);
+        }
         Self {
+            measurers,
             key,
             registry,
             open: BTreeMap::new(),
@@ -381,8 +388,13 @@ impl Engine {
         };
         match env.kind {
             Kind::Onboard => {
-                let r = decode::<Onboard>(env)
-                    .and_then(|o| self.registry.apply_onboard(&o, now).map(drop));
+                let r = decode::<Onboard>(env).and_then(|o| {
+                    self.registry.apply_onboard(&o, now).map(|change| {
+                        if change == Change::Created {
+                            self.measurers.add(o.signer);
+                        }
+                    })
+                });
                 (
                     None,
                     r.map_or_else(Verdict::Rejected, |()| Verdict::Accepted),
@@ -429,10 +441,12 @@ impl Engine {
                 let Some(state) = self.open.get_mut(&epoch) else {
                     return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
                 };
-                let pool = MeasurerPool::new(self.registry.iter().map(|n| n.id));
                 let checker = Checker::new(&self.registry, state.seed());
+                let measurers = &mut self.measurers;
                 let res = checker
-                    .receipt(&r, &pool)
+                    .receipt_with(&r, |seed, prover, measurer, k| {
+                        measurers.is_assigned(seed, prover, measurer, k)
+                    })
                     .and_then(|f| state.push_receipt(arrival, &f));
                 (Some(epoch), verdict(res))
             }
@@ -486,7 +500,9 @@ impl Engine {
     /// memory (duplicates of them are answered from the store).
     pub fn finish_close(&mut self, epoch: u64, outcome: &EpochOutcome) {
         self.registry.apply_epoch(outcome);
-        self.open.remove(&epoch);
+        if let Some(state) = self.open.remove(&epoch) {
+            self.measurers.forget(&state.seed().seed.0);
+        }
         for id in self.epoch_ids.remove(&epoch).unwrap_or_default() {
             self.seen.remove(&id);
         }

@@ -2,7 +2,7 @@
 //!
 //! `GET /` dashboard · `/healthz` · `/metrics` · `/openapi.json` · `/v1/status` ·
 //! `/v1/nodes` · `/v1/nodes/{peer_id}` · `/v1/epochs` · `/v1/epochs/{epoch}/rewards` ·
-//! `/v1/rejections`.
+//! `/v1/rejections` · `/v1/witness-links`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +17,7 @@ use wisp_protocol::NodeId;
 use wisp_protocol::msg::{RewardEntry, Verdict};
 
 use crate::service::Shared;
+use crate::store::{Store, StoreError};
 
 /// The routes.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -31,6 +32,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/epochs", get(epochs))
         .route("/v1/epochs/{epoch}/rewards", get(rewards))
         .route("/v1/rejections", get(rejections))
+        .route("/v1/witness-links", get(witness_links))
         .with_state(shared)
 }
 
@@ -40,6 +42,28 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
 
 fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Runs `f` on the read connection, off the async runtime (the PostgreSQL client blocks on a
+/// runtime of its own, which must not nest in this one).
+async fn read<T: Send + 'static>(
+    s: &Arc<Shared>,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    let s = s.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut store = s
+            .reader
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?;
+        f(&mut store).map_err(|e| e.to_string())
+    })
+    .await;
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(internal(e)),
+        Err(e) => Err(internal(e)),
+    }
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
@@ -99,16 +123,13 @@ async fn node(State(s): State<Arc<Shared>>, Path(peer_id): Path<String>) -> Resp
         .read()
         .ok()
         .and_then(|x| x.nodes.iter().find(|n| n.peer_id == peer_id).cloned());
-    let Ok(store) = s.reader.lock() else {
-        return internal("store lock poisoned");
-    };
-    let proofs = match store.node_proofs(&id, 100) {
-        Ok(p) => p,
-        Err(e) => return internal(e),
-    };
-    let rewards = match store.node_rewards(&id, 50) {
-        Ok(r) => r,
-        Err(e) => return internal(e),
+    let (proofs, rewards) = match read(&s, move |store| {
+        Ok((store.node_proofs(&id, 100)?, store.node_rewards(&id, 50)?))
+    })
+    .await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     if view.is_none() && proofs.is_empty() {
         return error(StatusCode::NOT_FOUND, format!("no node {peer_id}"));
@@ -138,31 +159,25 @@ async fn node(State(s): State<Arc<Shared>>, Path(peer_id): Path<String>) -> Resp
 }
 
 async fn epochs(State(s): State<Arc<Shared>>) -> Response {
-    let Ok(store) = s.reader.lock() else {
-        return internal("store lock poisoned");
-    };
-    match store.epochs() {
+    match read(&s, |store| store.epochs()).await {
         Ok(list) => Json(
             list.iter()
                 .map(|e| json!({ "epoch": e.epoch, "closed_ms": e.closed_ms, "emission": e.emission, "state": if e.closed_ms.is_some() { "closed" } else { "open" } }))
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(e) => internal(e),
+        Err(r) => r,
     }
 }
 
 async fn rewards(State(s): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Response {
-    let Ok(store) = s.reader.lock() else {
-        return internal("store lock poisoned");
-    };
-    let entries = match store.rewards(epoch) {
-        Ok(e) => e,
-        Err(e) => return internal(e),
-    };
-    let pages = match store.manifests(epoch) {
-        Ok(p) => p,
-        Err(e) => return internal(e),
+    let (entries, pages) = match read(&s, move |store| {
+        Ok((store.rewards(epoch)?, store.manifests(epoch)?))
+    })
+    .await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     if pages.is_empty() {
         return error(
@@ -183,18 +198,79 @@ async fn rewards(State(s): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Respon
 }
 
 async fn rejections(State(s): State<Arc<Shared>>) -> Response {
-    let Ok(store) = s.reader.lock() else {
-        return internal("store lock poisoned");
-    };
-    match store.rejection_counts() {
+    match read(&s, |store| store.rejection_counts()).await {
         Ok(c) => Json(
             c.iter()
                 .map(|(r, n)| json!({ "code": r.code(), "reason": r.name(), "description": r.describe(), "count": n }))
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(e) => internal(e),
+        Err(r) => r,
     }
+}
+
+/// Witnesses read per request, and distinct links returned: the map stays readable and the
+/// request cheap however large the network.
+const WITNESSES_READ: u32 = 20_000;
+/// See [`WITNESSES_READ`].
+pub const MAX_LINKS: usize = 2_000;
+
+/// The beaconer → witness pairs of the last closed epoch, from its counted witnesses.
+async fn witness_links(State(s): State<Arc<Shared>>) -> Response {
+    let r = read(&s, |store| {
+        let Some(epoch) = store
+            .epochs()?
+            .iter()
+            .rev()
+            .find(|e| e.closed_ms.is_some())
+            .map(|e| e.epoch)
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            epoch,
+            store.counted_witnesses(epoch, WITNESSES_READ)?,
+        )))
+    })
+    .await;
+    let (epoch, envelopes) = match r {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            return Json(json!({ "epoch": null, "links": [], "truncated": false })).into_response();
+        }
+        Err(r) => return r,
+    };
+    let (links, truncated) = links_of(&envelopes, MAX_LINKS);
+    Json(json!({
+        "epoch": epoch,
+        "links": links.iter().map(|(b, w)| json!({ "beaconer": b.to_string(), "witness": w.to_string() })).collect::<Vec<_>>(),
+        "truncated": truncated || envelopes.len() >= WITNESSES_READ as usize,
+    }))
+    .into_response()
+}
+
+/// Distinct (beaconer, witness) pairs of stored witness envelopes, at most `max` of them;
+/// true if some were left out. The envelopes verified when they arrived: only decoded here.
+pub fn links_of(envelopes: &[Vec<u8>], max: usize) -> (Vec<(NodeId, NodeId)>, bool) {
+    let mut links = std::collections::BTreeSet::new();
+    for bytes in envelopes {
+        let Ok(env) = wisp_protocol::envelope::EnvelopeRef::parse(bytes) else {
+            continue;
+        };
+        let Ok(w) = env.decode::<wisp_protocol::msg::Witness>() else {
+            continue;
+        };
+        let Ok(beacon) = wisp_protocol::envelope::EnvelopeRef::parse(&w.msg.beacon) else {
+            continue;
+        };
+        links.insert((NodeId(*beacon.signer), w.signer));
+        if links.len() > max {
+            let mut v: Vec<_> = links.into_iter().collect();
+            v.truncate(max);
+            return (v, true);
+        }
+    }
+    (links.into_iter().collect(), false)
 }
 
 async fn openapi() -> Response {

@@ -191,6 +191,78 @@ impl MeasurerPool {
     }
 }
 
+/// `k` and the top `k` candidates as (score, id), best first.
+type TopMeasurers = (usize, Vec<(u64, NodeId)>);
+
+/// Measurer assignments for a service that judges many receipts: the candidate pool is kept
+/// (not rebuilt per receipt) and each prover's assignment under a seed is computed once — one
+/// score per candidate, O(n) — then answered from memory. When a node onboards, every cached
+/// assignment is updated in place with that one candidate's score (rendezvous hashing: a new
+/// candidate can only push one out), so the answers are always those of
+/// [`schedule::assign_measurers`] over the current pool.
+#[derive(Clone, Debug, Default)]
+pub struct MeasurerCache {
+    pool: MeasurerPool,
+    /// Per (seed, prover): the top candidates by (score desc, id asc), at most `k` of them.
+    assigned: std::collections::HashMap<([u8; 32], NodeId), TopMeasurers>,
+}
+
+impl MeasurerCache {
+    /// An empty cache (no candidates).
+    pub fn new() -> MeasurerCache {
+        MeasurerCache::default()
+    }
+
+    /// The candidate pool.
+    pub fn pool(&self) -> &MeasurerPool {
+        &self.pool
+    }
+
+    /// Adds a candidate (a newly onboarded node); a known one changes nothing.
+    pub fn add(&mut self, node: NodeId) {
+        let Err(at) = self.pool.eligible.binary_search(&node) else {
+            return;
+        };
+        self.pool.eligible.insert(at, node);
+        for ((seed, prover), (k, top)) in &mut self.assigned {
+            if *prover == node {
+                continue;
+            }
+            let score = schedule::measurer_score(seed, prover, &node);
+            let pos = top.partition_point(|(s, id)| *s > score || (*s == score && *id < node));
+            if pos < *k {
+                top.insert(pos, (score, node));
+                top.truncate(*k);
+            }
+        }
+    }
+
+    /// Whether `measurer` is among the `k` assigned to `prover` under `seed`.
+    pub fn is_assigned(
+        &mut self,
+        seed: &[u8; 32],
+        prover: &NodeId,
+        measurer: &NodeId,
+        k: usize,
+    ) -> bool {
+        let pool = &self.pool;
+        let (_, top) = self.assigned.entry((*seed, *prover)).or_insert_with(|| {
+            let top = schedule::assign_measurers(seed, prover, pool.eligible(), k)
+                .into_iter()
+                .map(|id| (schedule::measurer_score(seed, prover, &id), id))
+                .collect();
+            (k, top)
+        });
+        // `k` is a parameter of the seed's epoch: the same for every call with this seed.
+        top.iter().take(k).any(|(_, id)| id == measurer)
+    }
+
+    /// Forgets the assignments under `seed` (its epoch closed).
+    pub fn forget(&mut self, seed: &[u8; 32]) {
+        self.assigned.retain(|(s, _), _| s != seed);
+    }
+}
+
 /// The epoch a witness's embedded beacon names, read without verifying anything: for routing a
 /// witness to the right epoch's checker. `None` if the bytes are not a beacon envelope.
 pub fn witness_epoch(witness: &Witness) -> Option<EpochNo> {
@@ -436,6 +508,19 @@ impl<'a> Checker<'a> {
         receipt: &Opened<BandwidthReceipt>,
         pool: &MeasurerPool,
     ) -> Result<ReceiptFact, Reason> {
+        self.receipt_with(receipt, |seed, prover, measurer, k| {
+            pool.is_assigned(seed, prover, measurer, k)
+        })
+    }
+
+    /// [`Checker::receipt`] with the measurer assignment answered by `is_assigned(seed, prover,
+    /// measurer, k)`, which must agree with [`MeasurerPool::is_assigned`] (the service answers
+    /// from a [`MeasurerCache`]).
+    pub fn receipt_with(
+        &self,
+        receipt: &Opened<BandwidthReceipt>,
+        is_assigned: impl FnOnce(&[u8; 32], &NodeId, &NodeId, usize) -> bool,
+    ) -> Result<ReceiptFact, Reason> {
         let cfg = self.registry.rules().config();
         let r = &receipt.msg;
         let prover = self.node(&r.prover)?;
@@ -444,7 +529,7 @@ impl<'a> Checker<'a> {
             return Err(Reason::WrongEpoch);
         }
         let k = usize::from(self.seed.params.measurers_per_prover);
-        if !pool.is_assigned(&self.seed.seed.0, &r.prover, &r.measurer, k) {
+        if !is_assigned(&self.seed.seed.0, &r.prover, &r.measurer, k) {
             return Err(Reason::WrongMeasurer);
         }
         let m = match &r.outcome {

@@ -38,6 +38,49 @@ pub fn wall_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The oracle's clock: the wall clock, or (for tests that must replay the same run with and
+/// without crashes) a file holding the current Unix ms, named by `WISP_ORACLE_CLOCK_FILE`.
+/// Every time the service reads — arrivals, epoch opens and closes, ack stamps — comes from
+/// here, so a run on the file clock is a function of its inputs.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// `SystemTime::now()`.
+    Wall,
+    /// The number in this file (re-read at every call).
+    File(std::path::PathBuf),
+}
+
+impl Clock {
+    /// The wall clock unless `WISP_ORACLE_CLOCK_FILE` names a file clock.
+    pub fn from_env() -> Clock {
+        match std::env::var_os("WISP_ORACLE_CLOCK_FILE") {
+            Some(p) if !p.is_empty() => Clock::File(p.into()),
+            _ => Clock::Wall,
+        }
+    }
+
+    /// Milliseconds since the Unix epoch. A file clock that cannot be read (a test is
+    /// rewriting it) answers the last value it read.
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::Wall => wall_ms(),
+            Clock::File(p) => {
+                static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                match std::fs::read_to_string(p)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                {
+                    Some(v) => {
+                        LAST.store(v, Ordering::Relaxed);
+                        v
+                    }
+                    None => LAST.load(Ordering::Relaxed),
+                }
+            }
+        }
+    }
+}
+
 /// The database file.
 pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("oracle.db")
@@ -105,7 +148,7 @@ pub struct Shared {
 
 /// Rebuilds the engine from the store: epochs opened, every row replayed in arrival order,
 /// closes applied where they happened.
-pub fn rebuild(store: &Store, key: NodeKey, settings: &Settings) -> anyhow::Result<Engine> {
+pub fn rebuild(store: &mut Store, key: NodeKey, settings: &Settings) -> anyhow::Result<Engine> {
     let limiter = RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000);
     let mut engine = Engine::new(key, Registry::new(settings.rules.clone()), limiter);
     let epochs = store.epochs()?;
@@ -189,8 +232,20 @@ pub async fn run(
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating oracle.data_dir {}", settings.data_dir.display()))?;
     let key = load_key(&settings.key_file)?;
-    let store = Store::open(&db_path(&settings.data_dir))?;
-    let engine = rebuild(&store, key.clone(), &settings)?;
+    // The PostgreSQL client blocks on a runtime of its own: open, replay and read the stores
+    // off this one.
+    let (store, engine, reader) = {
+        let (settings, key) = (settings.clone(), key.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut store =
+                Store::open(&settings.storage).context("opening the oracle database")?;
+            let engine = rebuild(&mut store, key, &settings)?;
+            let reader = Store::open(&settings.storage).context("opening the oracle database")?;
+            info!(backend = store.backend(), "storage open");
+            Ok((store, engine, reader))
+        })
+        .await??
+    };
 
     let (host, port) = match &settings.broker {
         BrokerMode::Embedded(addr) => {
@@ -210,12 +265,14 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<ToWorker>(16_384);
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Snapshot::default()),
-        reader: Mutex::new(Store::open(&db_path(&settings.data_dir))?),
+        reader: Mutex::new(reader),
         metrics: Metrics::new(),
         connected: AtomicBool::new(false),
     });
 
     let s2 = shared.clone();
+    let clock = Clock::from_env();
+    let mqtt_clock = clock.clone();
     let mqtt = tokio::spawn(async move {
         loop {
             match eventloop.poll().await {
@@ -229,7 +286,7 @@ pub async fn run(
                     let msg = Incoming {
                         topic: p.topic,
                         payload: p.payload.to_vec(),
-                        at_ms: wall_ms(),
+                        at_ms: mqtt_clock.now_ms(),
                     };
                     if tx.send(ToWorker::Publish(msg)).await.is_err() {
                         return;
@@ -284,6 +341,7 @@ pub async fn run(
                     last_snapshot: None,
                     genesis: None,
                     emissions: None,
+                    clock,
                 };
                 w.run(&stop)
             })?
@@ -313,13 +371,14 @@ struct Worker {
     /// Every stored epoch's emission, read once from the store and kept current, so the
     /// epoch check the worker runs ten times a second costs no query.
     emissions: Option<BTreeMap<u64, u64>>,
+    clock: Clock,
 }
 
 impl Worker {
     fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
         let mut batch: Vec<Incoming> = Vec::with_capacity(self.settings.batch_max);
         while !stop.load(Ordering::Relaxed) {
-            self.epochs(wall_ms())?;
+            self.epochs(self.clock.now_ms())?;
             // Wait for the first message (at most 100 ms, so epochs and shutdown are timely),
             // then fill the batch for at most the batch window.
             let window = Duration::from_millis(self.settings.batch_window_ms);
@@ -403,7 +462,7 @@ impl Worker {
 
     fn ingest(&mut self, batch: &[Incoming]) -> anyhow::Result<()> {
         let started = Instant::now();
-        let store = &self.store;
+        let store = &mut self.store;
         let out = self
             .engine
             .ingest(batch, |id| store.verdict(id).ok().flatten());
@@ -422,7 +481,7 @@ impl Worker {
         for (node, e) in out.acks {
             acks.push(node, e.proof_id, e.verdict);
         }
-        for (node, bytes) in acks.flush_parallel(self.engine.key(), wall_ms()) {
+        for (node, bytes) in acks.flush_parallel(self.engine.key(), self.clock.now_ms()) {
             self.publish(topics::acks(&node), false, bytes);
             m.acks_sent.inc();
         }

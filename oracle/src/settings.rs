@@ -23,6 +23,8 @@ pub struct RawSettings {
     pub ingest: RawIngest,
     /// `[http]`
     pub http: RawHttp,
+    /// `[storage]`
+    pub storage: RawStorage,
     /// `[log]`
     pub log: RawLog,
     /// `[rules]`
@@ -83,6 +85,16 @@ pub struct RawIngest {
     pub batch_max: Option<usize>,
     /// Longest wait to fill a batch, ms.
     pub batch_window_ms: Option<u64>,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStorage {
+    /// `sqlite://PATH` or `postgres://…` (default: SQLite `oracle.db` in the data directory).
+    pub url: Option<String>,
+    /// PostgreSQL only: a schema to create if needed and use.
+    pub schema: Option<String>,
 }
 
 /// `[http]`
@@ -150,6 +162,8 @@ pub struct Settings {
     pub log_level: String,
     /// The verification rules.
     pub rules: Rules,
+    /// The database.
+    pub storage: crate::store::StorageConfig,
 }
 
 /// A settings problem, naming the key.
@@ -189,6 +203,8 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("broker", "url"),
     ("broker", "listen"),
     ("http", "listen"),
+    ("storage", "url"),
+    ("storage", "schema"),
     ("log", "format"),
     ("log", "level"),
 ];
@@ -323,7 +339,36 @@ impl RawSettings {
         let rules = rules_cfg
             .validate()
             .map_err(|e| invalid("rules", e.to_string()))?;
+        let storage = match self.storage.url.as_deref() {
+            None => crate::store::StorageConfig::Sqlite(data_dir.join("oracle.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                crate::store::StorageConfig::Postgres {
+                    url: url.into(),
+                    schema: self.storage.schema.clone(),
+                }
+            }
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) if !path.is_empty() => {
+                    crate::store::StorageConfig::Sqlite(PathBuf::from(path))
+                }
+                _ => {
+                    return Err(invalid(
+                        "storage.url",
+                        format!("`{url}`: expected sqlite://PATH or postgres://…"),
+                    ));
+                }
+            },
+        };
+        if self.storage.schema.is_some()
+            && !matches!(storage, crate::store::StorageConfig::Postgres { .. })
+        {
+            return Err(invalid(
+                "storage.schema",
+                "only for a postgres:// storage.url",
+            ));
+        }
         Ok(Settings {
+            storage,
             data_dir,
             key_file,
             broker,
@@ -375,6 +420,43 @@ mod tests {
         assert_eq!(s.http_listen.to_string(), "127.0.0.1:9320");
         assert_eq!(s.epoch_ms, 3_600_000);
         assert_eq!(s.params.settle_ms, 600_000);
+    }
+
+    #[test]
+    fn storage_is_sqlite_unless_a_postgres_url_is_given() {
+        use crate::store::StorageConfig;
+        let storage = |vars: &[(&str, &str)]| {
+            RawSettings::load(None, env(vars))
+                .unwrap()
+                .resolve()
+                .map(|s| s.storage)
+        };
+        assert_eq!(
+            storage(&[("WISP_ORACLE__DATA_DIR", "/d")]).unwrap(),
+            StorageConfig::Sqlite(PathBuf::from("/d/oracle.db"))
+        );
+        assert_eq!(
+            storage(&[("WISP_STORAGE__URL", "sqlite:///x/y.db")]).unwrap(),
+            StorageConfig::Sqlite(PathBuf::from("/x/y.db"))
+        );
+        assert_eq!(
+            storage(&[
+                ("WISP_STORAGE__URL", "postgres://u@h/db"),
+                ("WISP_STORAGE__SCHEMA", "wisp")
+            ])
+            .unwrap(),
+            StorageConfig::Postgres {
+                url: "postgres://u@h/db".into(),
+                schema: Some("wisp".into())
+            }
+        );
+        for bad in [
+            vec![("WISP_STORAGE__URL", "mysql://h/db")],
+            vec![("WISP_STORAGE__SCHEMA", "wisp")],
+        ] {
+            let e = storage(&bad).unwrap_err().to_string();
+            assert!(e.contains("storage."), "{e}");
+        }
     }
 
     #[test]

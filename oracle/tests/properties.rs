@@ -403,3 +403,39 @@ fn a_farm_in_one_hex_earns_what_the_target_would() {
     );
     assert!(paid * 3 <= raw);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The service's measurer cache answers exactly as the protocol's assignment over the
+    /// current pool, while nodes join between queries (in any order) and seeds come and go.
+    #[test]
+    fn measurer_cache_agrees_with_the_protocol(
+        joins in proptest::collection::vec(0u16..60, 1..80),
+        queries in proptest::collection::vec((0u16..60, 0u16..60, 0u8..3), 1..200),
+    ) {
+        use wisp_oracle::rules::{MeasurerCache, MeasurerPool};
+        let id = |i: u16| NodeId(*blake3::hash(&i.to_le_bytes()).as_bytes());
+        let seeds = [[1u8; 32], [2u8; 32], [3u8; 32]];
+        let mut cache = MeasurerCache::new();
+        let mut members: Vec<NodeId> = Vec::new();
+        let mut joins = joins.into_iter();
+        for (n, (p, m, s)) in queries.into_iter().enumerate() {
+            if n % 3 == 0 && let Some(j) = joins.next() {
+                cache.add(id(j));
+                members.push(id(j));
+            }
+            // k is a parameter of the seed's epoch: one per seed.
+            let k = 1 + usize::from(s);
+            let seed = &seeds[usize::from(s)];
+            let pool = MeasurerPool::new(members.iter().copied());
+            let want = wisp_protocol::schedule::assign_measurers(seed, &id(p), pool.eligible(), k)
+                .contains(&id(m));
+            prop_assert_eq!(cache.is_assigned(seed, &id(p), &id(m), k), want);
+            prop_assert_eq!(pool.is_assigned(seed, &id(p), &id(m), k), want);
+            if n % 50 == 49 {
+                cache.forget(seed);
+            }
+        }
+    }
+}

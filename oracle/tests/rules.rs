@@ -1007,3 +1007,34 @@ fn witness_epoch_reads_the_embedded_beacon() {
     let c: Checker<'_> = fx.checker();
     assert_eq!(c.seed().epoch, EPOCH);
 }
+
+/// The dashboard's witness links: one per distinct (beaconer, witness) pair, capped.
+#[test]
+fn witness_links_are_distinct_pairs_and_capped() {
+    use wisp_oracle::http::links_of;
+    let fx = Fixture::grid(4, 2, RulesConfig::permissionless(), EpochParams::default());
+    let b0 = fx.beacon_msg(0);
+    let b0_bytes = fx.sign(0, &b0);
+    let b1 = fx.beacon_msg(1);
+    let b1_bytes = fx.sign(1, &b1);
+    let w = |j: usize, bytes: &[u8], b: &wisp_protocol::msg::Beacon, i: usize| {
+        fx.sign(j, &fx.witness_msg(j, bytes, b, i))
+    };
+    let envs = vec![
+        w(1, &b0_bytes, &b0, 0),
+        w(2, &b0_bytes, &b0, 0),
+        w(2, &b0_bytes, &b0, 0),
+        w(3, &b1_bytes, &b1, 1),
+        b"not an envelope".to_vec(),
+    ];
+    let (links, truncated) = links_of(&envs, 10);
+    let mut want = vec![
+        (fx.ids[0], fx.ids[1]),
+        (fx.ids[0], fx.ids[2]),
+        (fx.ids[1], fx.ids[3]),
+    ];
+    want.sort();
+    assert_eq!((links, truncated), (want, false));
+    let (links, truncated) = links_of(&envs, 2);
+    assert_eq!((links.len(), truncated), (2, true));
+}

@@ -1,0 +1,474 @@
+//! The PostgreSQL backend: the same tables and semantics as SQLite, through the synchronous
+//! `postgres` client (the store lives on the ingest worker thread; the HTTP API reads through
+//! `spawn_blocking`).
+//!
+//! The connection is plain TCP or a Unix socket (`NoTls`): the database is meant to run on the
+//! oracle's host or a private link. Durability is PostgreSQL's (`synchronous_commit = on`, the
+//! server's default): `insert_rows` returns after the commit is flushed, and only then does
+//! the service ack.
+
+use postgres::{Client, NoTls};
+use wisp_protocol::msg::{RewardEntry, Verdict};
+use wisp_protocol::{NodeId, ProofId, Reason};
+
+use super::{
+    CrashPoint, EpochRow, ProofSummary, StoreError, i, id32, kind_of, reason_of, u, verdict_code,
+    verdict_of,
+};
+use crate::engine::Row;
+
+/// The migrations, in order: each runs once, in one transaction, recorded in
+/// `schema_migrations`. Concurrent starts (several oracles on one database) serialize on an
+/// advisory lock.
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1)];
+
+/// Held (transaction-scoped) while migrating.
+const MIGRATION_LOCK: i64 = 0x0077_6973_706d_6967; // "wispmig"
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS proofs (
+    seq BIGINT PRIMARY KEY,
+    id BYTEA NOT NULL UNIQUE,
+    node BYTEA NOT NULL,
+    kind BIGINT NOT NULL,
+    epoch BIGINT,
+    received_ms BIGINT NOT NULL,
+    verdict BIGINT NOT NULL,
+    envelope BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS proofs_node ON proofs (node, seq);
+CREATE TABLE IF NOT EXISTS epochs (
+    epoch BIGINT PRIMARY KEY,
+    seed BYTEA NOT NULL,
+    closed_ms BIGINT,
+    closed_at_seq BIGINT,
+    emission BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rewards (
+    epoch BIGINT NOT NULL,
+    node BYTEA NOT NULL,
+    owner TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    coverage BIGINT NOT NULL,
+    backhaul BIGINT NOT NULL,
+    uptime BIGINT NOT NULL,
+    PRIMARY KEY (epoch, node)
+);
+CREATE INDEX IF NOT EXISTS rewards_node ON rewards (node, epoch);
+CREATE TABLE IF NOT EXISTS close_rejections (
+    epoch BIGINT NOT NULL,
+    id BYTEA NOT NULL,
+    reason BIGINT NOT NULL,
+    PRIMARY KEY (epoch, id)
+);
+CREATE TABLE IF NOT EXISTS manifests (
+    epoch BIGINT NOT NULL,
+    page BIGINT NOT NULL,
+    envelope BYTEA NOT NULL,
+    PRIMARY KEY (epoch, page)
+);
+";
+
+/// A PostgreSQL database.
+pub struct PgStore {
+    /// Always `Some` until dropped (see `Drop`).
+    client: Option<Client>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // The synchronous client closes its connection by blocking on its own runtime, which
+        // panics inside an async context; close it on a thread of its own.
+        if let Some(c) = self.client.take() {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(c));
+        }
+    }
+}
+
+/// Whether `name` is a plain lower-case identifier (it is spliced into SQL).
+fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+impl PgStore {
+    /// Connects, selects (creating if needed) `schema`, and migrates.
+    pub fn open(url: &str, schema: Option<&str>) -> Result<PgStore, StoreError> {
+        let mut client = Client::connect(url, NoTls)?;
+        if let Some(schema) = schema {
+            if !valid_schema(schema) {
+                return Err(StoreError::Config(format!(
+                    "storage.schema `{schema}`: use lower-case letters, digits and _"
+                )));
+            }
+            client.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+            ))?;
+        }
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
+            )
+            .or_else(|e| {
+                // Two oracles starting at once may race on creating this table; the loser sees
+                // a unique violation on the catalog and the table exists.
+                if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            let done: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
+                    &[version],
+                )?
+                .try_get(0)?;
+            if !done {
+                tx.batch_execute(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[version],
+                )?;
+            }
+            tx.commit()?;
+        }
+        Ok(PgStore {
+            client: Some(client),
+        })
+    }
+
+    fn c(&mut self) -> &mut Client {
+        // Only `Drop` takes the client.
+        #[allow(clippy::expect_used)]
+        self.client
+            .as_mut()
+            .expect("the client is present until drop")
+    }
+
+    /// The underlying client (for the leader lock, which lives as long as the session).
+    pub fn client(&mut self) -> &mut Client {
+        self.c()
+    }
+
+    /// A stored counter (None if never set).
+    pub fn meta(&mut self, key: &str) -> Result<Option<u64>, StoreError> {
+        let row = self
+            .c()
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?;
+        Ok(match row {
+            Some(r) => Some(u(r.try_get(0)?)),
+            None => None,
+        })
+    }
+
+    /// Sets a counter.
+    pub fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.c().execute(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &i(value)],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a batch of proofs in one transaction and one round trip (`UNNEST` of arrays).
+    pub fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+        let seq: Vec<i64> = rows.iter().map(|r| i(r.seq)).collect();
+        let id: Vec<&[u8]> = rows.iter().map(|r| r.id.as_bytes().as_slice()).collect();
+        let node: Vec<&[u8]> = rows.iter().map(|r| r.node.as_bytes().as_slice()).collect();
+        let kind: Vec<i64> = rows.iter().map(|r| i64::from(r.kind.as_u8())).collect();
+        let epoch: Vec<Option<i64>> = rows.iter().map(|r| r.epoch.map(i)).collect();
+        let received: Vec<i64> = rows.iter().map(|r| i(r.received_ms)).collect();
+        let verdict: Vec<i64> = rows.iter().map(|r| verdict_code(r.verdict)).collect();
+        let envelope: Vec<&[u8]> = rows.iter().map(|r| r.envelope.as_slice()).collect();
+        let mut tx = self.c().transaction()?;
+        tx.execute(
+            "INSERT INTO proofs (seq, id, node, kind, epoch, received_ms, verdict, envelope)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::BIGINT[],
+                                  $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], $8::BYTEA[])
+             ON CONFLICT DO NOTHING",
+            &[
+                &seq, &id, &node, &kind, &epoch, &received, &verdict, &envelope,
+            ],
+        )?;
+        CrashPoint::IngestBeforeCommit.reached();
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The stored verdict of a proof.
+    pub fn verdict(&mut self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
+        let row = self.c().query_opt(
+            "SELECT verdict FROM proofs WHERE id = $1",
+            &[&id.as_bytes().as_slice()],
+        )?;
+        Ok(match row {
+            Some(r) => Some(verdict_of(r.try_get(0)?)),
+            None => None,
+        })
+    }
+
+    /// Every stored proof in arrival order, for replay (streamed, not collected).
+    pub fn for_each_row(&mut self, mut f: impl FnMut(Row)) -> Result<(), StoreError> {
+        let mut tx = self.c().transaction()?;
+        let portal = tx.bind(
+            "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs ORDER BY seq",
+            &[],
+        )?;
+        loop {
+            let rows = tx.query_portal(&portal, 10_000)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                f(Row {
+                    seq: u(r.try_get(0)?),
+                    id: ProofId(id32(r.try_get::<_, &[u8]>(1)?, "proof id")?.into()),
+                    node: NodeId(id32(r.try_get::<_, &[u8]>(2)?, "node")?),
+                    kind: kind_of(r.try_get(3)?)?,
+                    epoch: r.try_get::<_, Option<i64>>(4)?.map(u),
+                    received_ms: u(r.try_get(5)?),
+                    verdict: verdict_of(r.try_get(6)?),
+                    envelope: r.try_get(7)?,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a new epoch's signed seed.
+    pub fn insert_epoch(
+        &mut self,
+        epoch: u64,
+        seed: &[u8],
+        emission: u64,
+    ) -> Result<(), StoreError> {
+        self.c().execute(
+            "INSERT INTO epochs (epoch, seed, emission) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&i(epoch), &seed, &i(emission)],
+        )?;
+        Ok(())
+    }
+
+    /// Every epoch, oldest first.
+    pub fn epochs(&mut self) -> Result<Vec<EpochRow>, StoreError> {
+        self.c()
+            .query(
+                "SELECT epoch, seed, closed_ms, closed_at_seq, emission FROM epochs ORDER BY epoch",
+                &[],
+            )?
+            .into_iter()
+            .map(|r| {
+                Ok(EpochRow {
+                    epoch: u(r.try_get(0)?),
+                    seed: r.try_get(1)?,
+                    closed_ms: r.try_get::<_, Option<i64>>(2)?.map(u),
+                    closed_at_seq: r.try_get::<_, Option<i64>>(3)?.map(u),
+                    emission: u(r.try_get(4)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes an epoch in one transaction; false if it was already closed.
+    pub fn commit_close(
+        &mut self,
+        epoch: u64,
+        closed_ms: u64,
+        closed_at_seq: u64,
+        entries: &[RewardEntry],
+        rejections: &[(ProofId, Reason)],
+        manifests: &[Vec<u8>],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.c().transaction()?;
+        let updated = tx.execute(
+            "UPDATE epochs SET closed_ms = $2, closed_at_seq = $3 WHERE epoch = $1 AND closed_ms IS NULL",
+            &[&i(epoch), &i(closed_ms), &i(closed_at_seq)],
+        )?;
+        if updated != 1 {
+            return Ok(false);
+        }
+        let e = i(epoch);
+        let node: Vec<&[u8]> = entries
+            .iter()
+            .map(|x| x.node.as_bytes().as_slice())
+            .collect();
+        let owner: Vec<&str> = entries.iter().map(|x| x.owner.as_str()).collect();
+        let amount: Vec<i64> = entries.iter().map(|x| i(x.amount)).collect();
+        let coverage: Vec<i64> = entries.iter().map(|x| i(x.coverage)).collect();
+        let backhaul: Vec<i64> = entries.iter().map(|x| i(x.backhaul)).collect();
+        let uptime: Vec<i64> = entries.iter().map(|x| i(x.uptime)).collect();
+        tx.execute(
+            "INSERT INTO rewards (epoch, node, owner, amount, coverage, backhaul, uptime)
+             SELECT $1, * FROM UNNEST($2::BYTEA[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[],
+                                      $6::BIGINT[], $7::BIGINT[])",
+            &[&e, &node, &owner, &amount, &coverage, &backhaul, &uptime],
+        )?;
+        CrashPoint::CloseMidTransaction.reached();
+        let ids: Vec<&[u8]> = rejections
+            .iter()
+            .map(|(id, _)| id.as_bytes().as_slice())
+            .collect();
+        let reasons: Vec<i64> = rejections
+            .iter()
+            .map(|(_, r)| i64::from(r.code()))
+            .collect();
+        tx.execute(
+            "INSERT INTO close_rejections (epoch, id, reason)
+             SELECT $1, * FROM UNNEST($2::BYTEA[], $3::BIGINT[])",
+            &[&e, &ids, &reasons],
+        )?;
+        let pages: Vec<i64> = (0..manifests.len() as u64).map(i).collect();
+        let envs: Vec<&[u8]> = manifests.iter().map(Vec::as_slice).collect();
+        tx.execute(
+            "INSERT INTO manifests (epoch, page, envelope)
+             SELECT $1, * FROM UNNEST($2::BIGINT[], $3::BYTEA[])",
+            &[&e, &pages, &envs],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// An epoch's signed manifest pages.
+    pub fn manifests(&mut self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.c()
+            .query(
+                "SELECT envelope FROM manifests WHERE epoch = $1 ORDER BY page",
+                &[&i(epoch)],
+            )?
+            .into_iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+
+    /// An epoch's rewards, by node id.
+    pub fn rewards(&mut self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
+        self.c()
+            .query(
+                "SELECT node, owner, amount, coverage, backhaul, uptime FROM rewards WHERE epoch = $1 ORDER BY node",
+                &[&i(epoch)],
+            )?
+            .iter()
+            .map(reward_entry)
+            .collect()
+    }
+
+    /// A node's rewards, newest epoch first.
+    pub fn node_rewards(
+        &mut self,
+        node: &NodeId,
+        limit: u32,
+    ) -> Result<Vec<(u64, RewardEntry)>, StoreError> {
+        self.c()
+            .query(
+                "SELECT node, owner, amount, coverage, backhaul, uptime, epoch FROM rewards WHERE node = $1 ORDER BY epoch DESC LIMIT $2",
+                &[&node.as_bytes().as_slice(), &i64::from(limit)],
+            )?
+            .iter()
+            .map(|r| Ok((u(r.try_get(6)?), reward_entry(r)?)))
+            .collect()
+    }
+
+    /// A node's latest proofs, newest first.
+    pub fn node_proofs(
+        &mut self,
+        node: &NodeId,
+        limit: u32,
+    ) -> Result<Vec<ProofSummary>, StoreError> {
+        self.c()
+            .query(
+                "SELECT p.seq, p.id, p.kind, p.epoch, p.received_ms, p.verdict, c.reason
+                 FROM proofs p LEFT JOIN close_rejections c ON c.id = p.id
+                 WHERE p.node = $1 ORDER BY p.seq DESC LIMIT $2",
+                &[&node.as_bytes().as_slice(), &i64::from(limit)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ProofSummary {
+                    seq: u(r.try_get(0)?),
+                    id: ProofId(id32(r.try_get::<_, &[u8]>(1)?, "proof id")?.into()),
+                    kind: kind_of(r.try_get(2)?)?,
+                    epoch: r.try_get::<_, Option<i64>>(3)?.map(u),
+                    received_ms: u(r.try_get(4)?),
+                    verdict: verdict_of(r.try_get(5)?),
+                    closed_reason: r.try_get::<_, Option<i64>>(6)?.map(reason_of),
+                })
+            })
+            .collect()
+    }
+
+    /// Rejection counts by reason code, ingest and close together.
+    pub fn rejection_counts(&mut self) -> Result<Vec<(Reason, u64)>, StoreError> {
+        self.c()
+            .query(
+                "SELECT reason, SUM(n)::BIGINT FROM (
+                     SELECT verdict AS reason, COUNT(*) AS n FROM proofs WHERE verdict != 0 GROUP BY verdict
+                     UNION ALL
+                     SELECT reason, COUNT(*) FROM close_rejections GROUP BY reason
+                 ) AS t GROUP BY reason ORDER BY reason",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((reason_of(r.try_get(0)?), u(r.try_get(1)?))))
+            .collect()
+    }
+
+    /// Counted witness envelopes of an epoch, in arrival order.
+    pub fn counted_witnesses(
+        &mut self,
+        epoch: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.c()
+            .query(
+                "SELECT envelope FROM proofs
+                 WHERE epoch = $1 AND kind = $2 AND verdict = 0
+                   AND id NOT IN (SELECT id FROM close_rejections WHERE epoch = $1)
+                 ORDER BY seq LIMIT $3",
+                &[
+                    &i(epoch),
+                    &i64::from(wisp_protocol::Kind::Witness.as_u8()),
+                    &i64::from(limit),
+                ],
+            )?
+            .into_iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+
+    /// How many proofs are stored.
+    pub fn proof_count(&mut self) -> Result<u64, StoreError> {
+        Ok(u(self
+            .c()
+            .query_one("SELECT COUNT(*) FROM proofs", &[])?
+            .try_get(0)?))
+    }
+}
+
+fn reward_entry(r: &postgres::Row) -> Result<RewardEntry, StoreError> {
+    Ok(RewardEntry {
+        node: NodeId(id32(r.try_get::<_, &[u8]>(0)?, "node")?),
+        owner: r.try_get(1)?,
+        amount: u(r.try_get(2)?),
+        coverage: u(r.try_get(3)?),
+        backhaul: u(r.try_get(4)?),
+        uptime: u(r.try_get(5)?),
+    })
+}

@@ -1,0 +1,395 @@
+//! The SQLite backend: WAL mode, `synchronous=FULL`, one connection per [`SqliteStore`].
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use wisp_protocol::kind::Kind;
+use wisp_protocol::msg::{RewardEntry, Verdict};
+use wisp_protocol::{NodeId, ProofId, Reason};
+
+use super::{CrashPoint, EpochRow, ProofSummary, StoreError, i, u, verdict_code, verdict_of};
+use crate::engine::Row;
+
+/// The migrations, in order: each runs once, in one transaction, and is recorded in
+/// `schema_migrations`. The first is written so that a database created before migrations
+/// were recorded takes it as a no-op.
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1)];
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS proofs (
+    seq INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    node BLOB NOT NULL,
+    kind INTEGER NOT NULL,
+    epoch INTEGER,
+    received_ms INTEGER NOT NULL,
+    verdict INTEGER NOT NULL,
+    envelope BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS proofs_node ON proofs (node, seq);
+CREATE TABLE IF NOT EXISTS epochs (
+    epoch INTEGER PRIMARY KEY,
+    seed BLOB NOT NULL,
+    closed_ms INTEGER,
+    closed_at_seq INTEGER,
+    emission INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rewards (
+    epoch INTEGER NOT NULL,
+    node BLOB NOT NULL,
+    owner TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    coverage INTEGER NOT NULL,
+    backhaul INTEGER NOT NULL,
+    uptime INTEGER NOT NULL,
+    PRIMARY KEY (epoch, node)
+);
+CREATE INDEX IF NOT EXISTS rewards_node ON rewards (node, epoch);
+CREATE TABLE IF NOT EXISTS close_rejections (
+    epoch INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    reason INTEGER NOT NULL,
+    PRIMARY KEY (epoch, id)
+);
+CREATE TABLE IF NOT EXISTS manifests (
+    epoch INTEGER NOT NULL,
+    page INTEGER NOT NULL,
+    envelope BLOB NOT NULL,
+    PRIMARY KEY (epoch, page)
+);
+";
+
+/// A SQLite database.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database file.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
+        )?;
+        for (version, sql) in MIGRATIONS {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let done: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                [version],
+                |r| r.get(0),
+            )?;
+            if !done {
+                tx.execute_batch(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version) VALUES (?1)",
+                    [version],
+                )?;
+            }
+            tx.commit()?;
+        }
+        Ok(SqliteStore { conn })
+    }
+
+    /// A stored counter (None if never set).
+    pub fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(u))
+    }
+
+    /// Sets a counter.
+    pub fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, i(value)],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a batch of proofs in one transaction.
+    pub fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO proofs (seq, id, node, kind, epoch, received_ms, verdict, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for r in rows {
+                st.execute(params![
+                    i(r.seq),
+                    r.id.as_bytes().as_slice(),
+                    r.node.as_bytes().as_slice(),
+                    i64::from(r.kind.as_u8()),
+                    r.epoch.map(i),
+                    i(r.received_ms),
+                    verdict_code(r.verdict),
+                    r.envelope,
+                ])?;
+            }
+        }
+        CrashPoint::IngestBeforeCommit.reached();
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The stored verdict of a proof.
+    pub fn verdict(&self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT verdict FROM proofs WHERE id = ?1")?
+            .query_row([id.as_bytes().as_slice()], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(verdict_of))
+    }
+
+    /// Every stored proof in arrival order, for replay.
+    pub fn for_each_row(&self, mut f: impl FnMut(Row)) -> Result<(), StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs ORDER BY seq",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: [u8; 32] = r
+                .get::<_, Vec<u8>>(1)?
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("proof id"))?;
+            let node: [u8; 32] = r
+                .get::<_, Vec<u8>>(2)?
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("node"))?;
+            let kind = u8::try_from(r.get::<_, i64>(3)?)
+                .ok()
+                .and_then(Kind::from_u8)
+                .ok_or(StoreError::Corrupt("kind"))?;
+            f(Row {
+                seq: u(r.get(0)?),
+                id: ProofId(id.into()),
+                node: NodeId(node),
+                kind,
+                epoch: r.get::<_, Option<i64>>(4)?.map(u),
+                received_ms: u(r.get(5)?),
+                verdict: verdict_of(r.get(6)?),
+                envelope: r.get(7)?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a new epoch's signed seed.
+    pub fn insert_epoch(
+        &mut self,
+        epoch: u64,
+        seed: &[u8],
+        emission: u64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO epochs (epoch, seed, emission) VALUES (?1, ?2, ?3)",
+            params![i(epoch), seed, i(emission)],
+        )?;
+        Ok(())
+    }
+
+    /// Every epoch, oldest first.
+    pub fn epochs(&self) -> Result<Vec<EpochRow>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT epoch, seed, closed_ms, closed_at_seq, emission FROM epochs ORDER BY epoch",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(EpochRow {
+                epoch: u(r.get(0)?),
+                seed: r.get(1)?,
+                closed_ms: r.get::<_, Option<i64>>(2)?.map(u),
+                closed_at_seq: r.get::<_, Option<i64>>(3)?.map(u),
+                emission: u(r.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Closes an epoch in one transaction: rewards, stateful rejections, manifest pages, and
+    /// the closed mark. Refuses (returns false) if the epoch is already closed.
+    pub fn commit_close(
+        &mut self,
+        epoch: u64,
+        closed_ms: u64,
+        closed_at_seq: u64,
+        entries: &[RewardEntry],
+        rejections: &[(ProofId, Reason)],
+        manifests: &[Vec<u8>],
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let updated = tx.execute(
+            "UPDATE epochs SET closed_ms = ?2, closed_at_seq = ?3 WHERE epoch = ?1 AND closed_ms IS NULL",
+            params![i(epoch), i(closed_ms), i(closed_at_seq)],
+        )?;
+        if updated != 1 {
+            return Ok(false);
+        }
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO rewards (epoch, node, owner, amount, coverage, backhaul, uptime) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for e in entries {
+                st.execute(params![
+                    i(epoch),
+                    e.node.as_bytes().as_slice(),
+                    e.owner,
+                    i(e.amount),
+                    i(e.coverage),
+                    i(e.backhaul),
+                    i(e.uptime)
+                ])?;
+            }
+            CrashPoint::CloseMidTransaction.reached();
+            let mut st = tx.prepare_cached(
+                "INSERT INTO close_rejections (epoch, id, reason) VALUES (?1, ?2, ?3)",
+            )?;
+            for (id, r) in rejections {
+                st.execute(params![
+                    i(epoch),
+                    id.as_bytes().as_slice(),
+                    i64::from(r.code())
+                ])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO manifests (epoch, page, envelope) VALUES (?1, ?2, ?3)",
+            )?;
+            for (page, env) in manifests.iter().enumerate() {
+                st.execute(params![i(epoch), i(page as u64), env])?;
+            }
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// An epoch's signed manifest pages.
+    pub fn manifests(&self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT envelope FROM manifests WHERE epoch = ?1 ORDER BY page")?;
+        let rows = st.query_map([i(epoch)], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// An epoch's rewards, by node id.
+    pub fn rewards(&self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT node, owner, amount, coverage, backhaul, uptime FROM rewards WHERE epoch = ?1 ORDER BY node",
+        )?;
+        let rows = st.query_map([i(epoch)], reward_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A node's rewards, newest epoch first: `(epoch, entry)`.
+    pub fn node_rewards(
+        &self,
+        node: &NodeId,
+        limit: u32,
+    ) -> Result<Vec<(u64, RewardEntry)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT node, owner, amount, coverage, backhaul, uptime, epoch FROM rewards WHERE node = ?1 ORDER BY epoch DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![node.as_bytes().as_slice(), limit], |r| {
+            Ok((u(r.get(6)?), reward_entry(r)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A node's latest proofs, newest first.
+    pub fn node_proofs(&self, node: &NodeId, limit: u32) -> Result<Vec<ProofSummary>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT p.seq, p.id, p.kind, p.epoch, p.received_ms, p.verdict, c.reason
+             FROM proofs p LEFT JOIN close_rejections c ON c.id = p.id
+             WHERE p.node = ?1 ORDER BY p.seq DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![node.as_bytes().as_slice(), limit], |r| {
+            let id: Vec<u8> = r.get(1)?;
+            let mut b = [0u8; 32];
+            if id.len() == 32 {
+                b.copy_from_slice(&id);
+            }
+            Ok(ProofSummary {
+                seq: u(r.get(0)?),
+                id: ProofId(b.into()),
+                kind: u8::try_from(r.get::<_, i64>(2)?)
+                    .ok()
+                    .and_then(Kind::from_u8)
+                    .unwrap_or(Kind::Heartbeat),
+                epoch: r.get::<_, Option<i64>>(3)?.map(u),
+                received_ms: u(r.get(4)?),
+                verdict: verdict_of(r.get(5)?),
+                closed_reason: r
+                    .get::<_, Option<i64>>(6)?
+                    .map(|c| Reason::from_code(u16::try_from(c).unwrap_or(u16::MAX))),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Rejection counts by reason code, ingest and close together.
+    pub fn rejection_counts(&self) -> Result<Vec<(Reason, u64)>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT reason, SUM(n) FROM (
+                 SELECT verdict AS reason, COUNT(*) AS n FROM proofs WHERE verdict != 0 GROUP BY verdict
+                 UNION ALL
+                 SELECT reason, COUNT(*) FROM close_rejections GROUP BY reason
+             ) AS t GROUP BY reason ORDER BY reason",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                Reason::from_code(u16::try_from(r.get::<_, i64>(0)?).unwrap_or(u16::MAX)),
+                u(r.get(1)?),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counted witness envelopes of an epoch, in arrival order.
+    pub fn counted_witnesses(&self, epoch: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT envelope FROM proofs
+             WHERE epoch = ?1 AND kind = ?2 AND verdict = 0
+               AND id NOT IN (SELECT id FROM close_rejections WHERE epoch = ?1)
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = st.query_map(
+            params![i(epoch), i64::from(Kind::Witness.as_u8()), limit],
+            |r| r.get(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many proofs are stored.
+    pub fn proof_count(&self) -> Result<u64, StoreError> {
+        Ok(u(self.conn.query_row(
+            "SELECT COUNT(*) FROM proofs",
+            [],
+            |r| r.get(0),
+        )?))
+    }
+}
+
+fn reward_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RewardEntry> {
+    let node: Vec<u8> = r.get(0)?;
+    let mut b = [0u8; 32];
+    if node.len() == 32 {
+        b.copy_from_slice(&node);
+    }
+    Ok(RewardEntry {
+        node: NodeId(b),
+        owner: r.get(1)?,
+        amount: u(r.get(2)?),
+        coverage: u(r.get(3)?),
+        backhaul: u(r.get(4)?),
+        uptime: u(r.get(5)?),
+    })
+}
