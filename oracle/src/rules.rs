@@ -203,6 +203,11 @@ type TopMeasurers = (usize, Vec<(u64, NodeId)>);
 #[derive(Clone, Debug, Default)]
 pub struct MeasurerCache {
     pool: MeasurerPool,
+    /// Every candidate, in the pool or still pending.
+    members: std::collections::HashSet<NodeId>,
+    /// Candidates added since the pool was last sorted: merged in one pass when a new
+    /// assignment needs the pool, so a replay of n onboards costs O(n log n), not O(n²).
+    pending: Vec<NodeId>,
     /// Per (seed, prover): the top candidates by (score desc, id asc), at most `k` of them.
     assigned: std::collections::HashMap<([u8; 32], NodeId), TopMeasurers>,
 }
@@ -213,17 +218,26 @@ impl MeasurerCache {
         MeasurerCache::default()
     }
 
-    /// The candidate pool.
-    pub fn pool(&self) -> &MeasurerPool {
+    /// The candidate pool, sorted.
+    pub fn pool(&mut self) -> &MeasurerPool {
+        self.merge_pending();
         &self.pool
+    }
+
+    fn merge_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pool.eligible.append(&mut self.pending);
+        self.pool.eligible.sort_unstable();
     }
 
     /// Adds a candidate (a newly onboarded node); a known one changes nothing.
     pub fn add(&mut self, node: NodeId) {
-        let Err(at) = self.pool.eligible.binary_search(&node) else {
+        if !self.members.insert(node) {
             return;
-        };
-        self.pool.eligible.insert(at, node);
+        }
+        self.pending.push(node);
         for ((seed, prover), (k, top)) in &mut self.assigned {
             if *prover == node {
                 continue;
@@ -245,12 +259,25 @@ impl MeasurerCache {
         measurer: &NodeId,
         k: usize,
     ) -> bool {
+        if !self.assigned.contains_key(&(*seed, *prover)) {
+            self.merge_pending();
+        }
         let pool = &self.pool;
         let (_, top) = self.assigned.entry((*seed, *prover)).or_insert_with(|| {
-            let top = schedule::assign_measurers(seed, prover, pool.eligible(), k)
-                .into_iter()
-                .map(|id| (schedule::measurer_score(seed, prover, &id), id))
-                .collect();
+            // The order of `schedule::assign_measurers` (score desc, then id asc), kept for the
+            // best k only: one score per candidate and no sort of the whole pool.
+            let mut top: Vec<(u64, NodeId)> = Vec::with_capacity(k + 1);
+            for c in pool.eligible() {
+                if c == prover {
+                    continue;
+                }
+                let score = schedule::measurer_score(seed, prover, c);
+                let pos = top.partition_point(|(s, id)| *s > score || (*s == score && id < c));
+                if pos < k {
+                    top.insert(pos, (score, *c));
+                    top.truncate(k);
+                }
+            }
             (k, top)
         });
         // `k` is a parameter of the seed's epoch: the same for every call with this seed.

@@ -21,6 +21,15 @@ use wisp_protocol::{Cell, Kind, NodeKey, ProofId, Reason, envelope, topics};
 
 mod pg;
 
+/// The tests here kill and restart oracles on fixed ports: while one is down, another test's
+/// `free_port()` could hand its port out. They run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -276,6 +285,7 @@ fn heartbeat(_node: &NodeKey, epoch: u64, seq: u64) -> Heartbeat {
 
 #[test]
 fn verdicts_for_honest_replayed_forged_and_malformed_proofs() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let oracle = Oracle::spawn(dir.path(), port, &[]);
@@ -402,6 +412,7 @@ fn verdicts_for_honest_replayed_forged_and_malformed_proofs() {
 
 #[test]
 fn a_flood_is_rate_limited_while_others_are_served() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _oracle = Oracle::spawn(
@@ -454,6 +465,7 @@ fn a_flood_is_rate_limited_while_others_are_served() {
 
 #[test]
 fn crash_in_the_middle_of_an_epoch_close_leaves_the_old_state_then_closes_once() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let timing = [
@@ -559,6 +571,7 @@ fn crash_in_the_middle_of_an_epoch_close_leaves_the_old_state_then_closes_once()
 
 #[test]
 fn sigkill_during_ingest_loses_no_acked_proof_and_counts_none_twice() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut oracle = Some(Oracle::spawn(
@@ -656,6 +669,7 @@ fn sigkill_during_ingest_loses_no_acked_proof_and_counts_none_twice() {
 #[test]
 #[ignore = "needs Mosquitto: WISP_TEST_MOSQUITTO=127.0.0.1:1883"]
 fn with_mosquitto_as_the_broker() {
+    let _serial = serial();
     let addr = std::env::var("WISP_TEST_MOSQUITTO")
         .expect("set WISP_TEST_MOSQUITTO=host:port of a Mosquitto broker (.ci/run starts one on 127.0.0.1:1883)");
     let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
@@ -1154,6 +1168,7 @@ fn crash_run_equals_clean_run(clean_storage: &Storage, crash_storage: &Storage, 
 
 #[test]
 fn repeated_sigkill_in_ingest_and_close_gives_the_rewards_of_a_run_without_crashes() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let clean = Storage::sqlite(&dir.path().join("clean"));
     let crash = Storage::sqlite(&dir.path().join("crashing"));
@@ -1163,6 +1178,7 @@ fn repeated_sigkill_in_ingest_and_close_gives_the_rewards_of_a_run_without_crash
 #[test]
 #[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
 fn postgres_repeated_sigkill_in_ingest_and_close_gives_the_rewards_of_a_run_without_crashes() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let clean = Storage::postgres();
     let crash = Storage::postgres();
