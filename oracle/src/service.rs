@@ -254,7 +254,7 @@ pub async fn run(
         }
         BrokerMode::External { host, port } => (host.clone(), *port),
     };
-    let mut o = MqttOptions::new("wisp-oracle", host.clone(), port);
+    let mut o = MqttOptions::new(settings.client_id.clone(), host.clone(), port);
     o.set_keep_alive(Duration::from_secs(30));
     // A persistent session: an external broker queues the proofs that arrive while we restart.
     o.set_clean_session(false);

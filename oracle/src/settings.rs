@@ -51,6 +51,8 @@ pub struct RawBroker {
     pub listen: Option<String>,
     /// Largest MQTT payload the embedded broker accepts, bytes.
     pub max_payload: Option<usize>,
+    /// The MQTT client id (the broker keeps the session's queued proofs under it).
+    pub client_id: Option<String>,
 }
 
 /// `[epoch]`
@@ -140,6 +142,10 @@ pub struct Settings {
     pub broker: BrokerMode,
     /// Embedded broker payload cap.
     pub max_payload: usize,
+    /// The MQTT client id: stable across restarts (the broker queues proofs for the session),
+    /// distinct for every oracle process on one broker (a broker drops the older of two
+    /// connections with one id).
+    pub client_id: String,
     /// Epoch length, ms.
     pub epoch_ms: u64,
     /// Epoch parameters published with each seed.
@@ -202,6 +208,7 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("oracle", "key_file"),
     ("broker", "url"),
     ("broker", "listen"),
+    ("broker", "client_id"),
     ("http", "listen"),
     ("storage", "url"),
     ("storage", "schema"),
@@ -367,7 +374,18 @@ impl RawSettings {
                 "only for a postgres:// storage.url",
             ));
         }
+        let client_id = self
+            .broker
+            .client_id
+            .clone()
+            .unwrap_or_else(|| "wisp-oracle".into());
+        // MQTT 3.1.1 guarantees 1..=23 characters; brokers accept more, but not empty ones
+        // with a persistent session.
+        if client_id.is_empty() || client_id.len() > 128 {
+            return Err(invalid("broker.client_id", "1 to 128 characters"));
+        }
         Ok(Settings {
+            client_id,
             storage,
             data_dir,
             key_file,
@@ -420,6 +438,22 @@ mod tests {
         assert_eq!(s.http_listen.to_string(), "127.0.0.1:9320");
         assert_eq!(s.epoch_ms, 3_600_000);
         assert_eq!(s.params.settle_ms, 600_000);
+    }
+
+    #[test]
+    fn the_client_id_is_configurable() {
+        let id = |vars: &[(&str, &str)]| {
+            RawSettings::load(None, env(vars))
+                .unwrap()
+                .resolve()
+                .map(|s| s.client_id)
+        };
+        assert_eq!(id(&[]).unwrap(), "wisp-oracle");
+        assert_eq!(
+            id(&[("WISP_BROKER__CLIENT_ID", "wisp-oracle-b")]).unwrap(),
+            "wisp-oracle-b"
+        );
+        assert!(id(&[("WISP_BROKER__CLIENT_ID", "")]).is_err());
     }
 
     #[test]
