@@ -209,10 +209,10 @@ async fn rejections(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// Witnesses read per request, and distinct links returned: the map stays readable and the
+/// Witnesses read per request (and [`MAX_LINKS`] returned): the map stays readable and the
 /// request cheap however large the network.
 const WITNESSES_READ: u32 = 20_000;
-/// See [`WITNESSES_READ`].
+/// Distinct witness links `/v1/witness-links` returns at most.
 pub const MAX_LINKS: usize = 2_000;
 
 /// The beaconer → witness pairs of the last closed epoch, from its counted witnesses.
