@@ -1095,6 +1095,10 @@ fn run_schedule(
             deliver(run, &c, &proofs, rng.as_mut());
         }
     }
+    // The dashboard's witness links come from the last closed epoch (heartbeats only here).
+    let links = run.oracle().get("/v1/witness-links");
+    assert_eq!(links["epoch"], EPOCHS - 1, "{links}");
+    assert_eq!(links["links"], serde_json::json!([]), "{links}");
     let acks = c.acks.lock().unwrap().clone();
     run.kill();
     acks
