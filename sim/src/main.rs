@@ -1,0 +1,107 @@
+//! `wisp-sim`: run a scenario and print its report.
+//!
+//! ```text
+//! wisp-sim run <scenario.toml> [--seed N] [--nodes N] [--days N] [--json] [--svg-dir DIR]
+//! ```
+//!
+//! The Markdown report (or JSON with `--json`) goes to stdout, the progress bar to stderr
+//! (only when stderr is a terminal). The exit status is non-zero when an invariant was
+//! violated, so CI can run a scenario and trust the result.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wisp-sim",
+    version,
+    about = "Deterministic simulator of wisp hotspot networks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a scenario file.
+    Run {
+        /// The scenario (TOML).
+        scenario: PathBuf,
+        /// Override the seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the number of hotspots.
+        #[arg(long)]
+        nodes: Option<u32>,
+        /// Override the simulated days.
+        #[arg(long)]
+        days: Option<f64>,
+        /// Print the report as JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+        /// Write SVG plots into this directory.
+        #[arg(long)]
+        svg_dir: Option<PathBuf>,
+        /// Skip the honest-only baseline run (no fair-reward figures).
+        #[arg(long)]
+        no_baseline: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            scenario,
+            seed,
+            nodes,
+            days,
+            json,
+            svg_dir,
+            no_baseline,
+        } => {
+            let text = std::fs::read_to_string(&scenario)
+                .with_context(|| format!("reading scenario {}", scenario.display()))?;
+            let mut sc = wisp_sim::scenario::Scenario::from_toml(&text)
+                .with_context(|| format!("parsing scenario {}", scenario.display()))?;
+            if let Some(s) = seed {
+                sc.seed = s;
+            }
+            if let Some(n) = nodes {
+                sc.nodes = n;
+            }
+            if let Some(d) = days {
+                sc.days = d;
+            }
+            if no_baseline {
+                sc.report.fair_baseline = false;
+            }
+            let progress = std::io::stderr().is_terminal();
+            let (_, _, report) = wisp_sim::run(&sc, progress)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
+                writeln!(out).context("writing stdout")?;
+            } else {
+                write!(out, "{}", report.markdown()).context("writing stdout")?;
+            }
+            if let Some(dir) = svg_dir {
+                let files = wisp_sim::plot::write_all(&report, &dir)?;
+                for f in files {
+                    eprintln!("wrote {}", f.display());
+                }
+            }
+            if !report.invariants_ok() {
+                bail!(
+                    "{} invariant violations (see the report)",
+                    report.violations.len()
+                );
+            }
+            Ok(())
+        }
+    }
+}

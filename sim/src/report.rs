@@ -1,0 +1,493 @@
+//! The report: what a run (and its fair baseline) says about the rules, as Markdown or JSON.
+//!
+//! Definitions (also in the README):
+//!
+//! - **Share of emission**: an archetype's rewards over the run divided by the total emitted.
+//! - **Flagged**: a node is flagged when at least a tenth of its proofs (and at least one)
+//!   were refused for a reason that points at the node itself. Refusals that honest nodes
+//!   meet through congestion or others' faults are not evidence: `late_arrival`,
+//!   `witness_limit`, `beacon_not_found`, `duplicate_witness`, `no_reciprocity`,
+//!   `wrong_epoch`, `duplicate_measurer`, `test_failed`.
+//! - **Recall** of an archetype: its flagged nodes over its nodes. **Precision**: its flagged
+//!   nodes over those plus the honest nodes flagged for the same reasons.
+//! - **Fair reward** of an honest node: its reward in the same scenario run again with every
+//!   cheater behaving honestly (same seed, same positions and radios; each cheater asserts
+//!   where it is, keeps its radio on air, and signs only what its core produces). An honest
+//!   node **loses half** when its reward is below half its fair reward. **Sparse** nodes have
+//!   at most two neighbours whose mean signal reaches their sensitivity.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use wisp_protocol::Reason;
+
+use crate::cheaters::Archetype;
+use crate::scenario::Scenario;
+use crate::sim::RunOutput;
+use crate::stats::EpochStats;
+
+/// Reasons that are not evidence against the node that sent the proof.
+pub const BENIGN: [Reason; 8] = [
+    Reason::LateArrival,
+    Reason::WitnessLimit,
+    Reason::BeaconNotFound,
+    Reason::DuplicateWitness,
+    Reason::NoReciprocity,
+    Reason::WrongEpoch,
+    Reason::DuplicateMeasurer,
+    Reason::TestFailed,
+];
+
+/// One archetype's row.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArchetypeRow {
+    /// The archetype.
+    pub archetype: &'static str,
+    /// Identities (helpers included).
+    pub nodes: u32,
+    /// Rewards over the run.
+    pub reward: u128,
+    /// Mean reward per identity.
+    pub mean_reward: f64,
+    /// Mean reward relative to the honest mean.
+    pub vs_honest: f64,
+    /// Share of the total emission.
+    pub share_of_emission: f64,
+    /// Flagged identities.
+    pub flagged: u32,
+    /// Recall.
+    pub recall: f64,
+    /// Precision (see the module documentation).
+    pub precision: f64,
+    /// Most frequent refusal reasons (non-benign first), with counts.
+    pub top_reasons: Vec<(String, u64)>,
+}
+
+/// Honest nodes against their fair reward.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Fairness {
+    /// Honest nodes with a fair reward above zero.
+    pub compared: u32,
+    /// Of those, how many got less than half of it.
+    pub lost_half: u32,
+    /// `lost_half / compared`.
+    pub lost_half_share: f64,
+    /// Sparse honest nodes compared.
+    pub sparse_compared: u32,
+    /// Sparse honest nodes that lost half.
+    pub sparse_lost_half: u32,
+    /// Honest nodes flagged (false positives), all and sparse.
+    pub flagged: u32,
+    /// Sparse honest nodes flagged.
+    pub sparse_flagged: u32,
+    /// Honest nodes' total reward over their total fair reward.
+    pub honest_vs_fair: f64,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Hotspots.
+    pub hotspots: u32,
+    /// Identities (hotspots and helper identities).
+    pub identities: u32,
+    /// Simulated hours.
+    pub sim_hours: f64,
+    /// Epochs closed.
+    pub epochs: usize,
+    /// Event-log hash.
+    pub hash: String,
+    /// Events processed.
+    pub events: u64,
+    /// Wall seconds of the main run.
+    pub wall_s: f64,
+    /// Events per wall second.
+    pub events_per_s: f64,
+    /// Simulated hours per wall second.
+    pub sim_hours_per_s: f64,
+    /// Peak resident memory of the process (VmHWM), MiB.
+    pub peak_mib: f64,
+    /// Signatures made.
+    pub signatures: u64,
+    /// Envelopes the oracle verified / decoded unverified (sampling).
+    pub verified: u64,
+    /// Envelopes decoded without verification.
+    pub unverified: u64,
+    /// Proofs delivered; delivery attempts lost.
+    pub delivered: u64,
+    /// Delivery attempts lost and resent.
+    pub lost: u64,
+    /// Over-the-air receptions and internet relays by cheaters.
+    pub receptions: u64,
+    /// Frames relayed by cheaters.
+    pub relayed: u64,
+    /// Total emitted and total paid.
+    pub emitted: u128,
+    /// Total paid.
+    pub paid: u128,
+    /// Cheaters' share of the emission.
+    pub cheater_share: f64,
+    /// Per archetype, honest first.
+    pub archetypes: Vec<ArchetypeRow>,
+    /// Honest nodes against their fair reward (absent without a baseline).
+    pub fairness: Option<Fairness>,
+    /// Coverage: res-8 hexes with an honest hotspot, and those where one earned coverage.
+    pub coverage_hexes: (u32, u32),
+    /// Share of hotspots that earned coverage in at least one epoch.
+    pub coverage_nodes_share: f64,
+    /// Refusals by reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// Core events by kind.
+    pub core_events: BTreeMap<String, u64>,
+    /// Invariant violations (empty when every epoch paid exactly its emission and no refused
+    /// proof was paid).
+    pub violations: Vec<String>,
+    /// Per epoch.
+    pub per_epoch: Vec<EpochStats>,
+}
+
+/// Peak resident set size of this process, MiB (VmHWM from /proc/self/status).
+pub fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn flagged(rejected: &BTreeMap<Reason, u32>, counted: u32) -> bool {
+    let bad: u32 = rejected
+        .iter()
+        .filter(|(r, _)| !BENIGN.contains(r))
+        .map(|(_, c)| *c)
+        .sum();
+    let all: u32 = rejected.values().sum::<u32>() + counted;
+    bad >= 1 && bad * 10 >= all
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 { 0.0 } else { a / b }
+}
+
+/// Builds the report of `run`, with `fair` the honest-only baseline if one was run.
+pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report {
+    let st = &run.stats;
+    let emitted: u128 = st.epochs.iter().map(|e| u128::from(e.emission)).sum();
+    let paid: u128 = st.epochs.iter().map(|e| e.paid).sum();
+    let honest_nodes: Vec<usize> = (0..run.nodes.len())
+        .filter(|i| run.nodes[*i].0 == Archetype::Honest)
+        .collect();
+    let honest_mean = ratio(
+        honest_nodes
+            .iter()
+            .map(|i| st.nodes[*i].reward as f64)
+            .sum(),
+        honest_nodes.len() as f64,
+    );
+    let is_flagged: Vec<bool> = st
+        .nodes
+        .iter()
+        .map(|n| flagged(&n.rejected, n.counted))
+        .collect();
+    let mut rows = Vec::new();
+    let mut cheater_reward = 0u128;
+    for arch in Archetype::ALL {
+        let members: Vec<usize> = (0..run.nodes.len())
+            .filter(|i| run.nodes[*i].0 == arch)
+            .collect();
+        let reward: u128 = members.iter().map(|i| st.nodes[*i].reward).sum();
+        if arch.cheats() {
+            cheater_reward += reward;
+        }
+        let flagged_n = members.iter().filter(|i| is_flagged[**i]).count();
+        let mut reasons: BTreeMap<Reason, u64> = BTreeMap::new();
+        for ((a, _, r), c) in &st.by_archetype {
+            if *a == arch {
+                *reasons.entry(*r).or_insert(0) += c;
+            }
+        }
+        let bad_reasons: BTreeSet<Reason> = reasons
+            .keys()
+            .filter(|r| !BENIGN.contains(r))
+            .copied()
+            .collect();
+        let honest_same = if arch.cheats() {
+            honest_nodes
+                .iter()
+                .filter(|i| {
+                    is_flagged[**i]
+                        && st.nodes[**i]
+                            .rejected
+                            .keys()
+                            .any(|r| bad_reasons.contains(r))
+                })
+                .count()
+        } else {
+            0
+        };
+        let mut top: Vec<(String, u64)> = reasons
+            .iter()
+            .map(|(r, c)| (r.name().to_string(), *c))
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(4);
+        let mean = ratio(reward as f64, members.len() as f64);
+        rows.push(ArchetypeRow {
+            archetype: arch.name(),
+            nodes: u32::try_from(members.len()).unwrap_or(u32::MAX),
+            reward,
+            mean_reward: mean,
+            vs_honest: ratio(mean, honest_mean),
+            share_of_emission: ratio(reward as f64, emitted as f64),
+            flagged: u32::try_from(flagged_n).unwrap_or(u32::MAX),
+            recall: ratio(flagged_n as f64, members.len() as f64),
+            precision: if arch.cheats() {
+                ratio(flagged_n as f64, (flagged_n + honest_same) as f64)
+            } else {
+                0.0
+            },
+            top_reasons: top,
+        });
+    }
+    let fairness = fair.map(|f| {
+        let mut out = Fairness::default();
+        let (mut got, mut fair_total) = (0.0, 0.0);
+        for &i in &honest_nodes {
+            let Some(fs) = f.stats.nodes.get(i) else {
+                continue;
+            };
+            let sparse = run.nodes[i].1;
+            if is_flagged[i] {
+                out.flagged += 1;
+                if sparse {
+                    out.sparse_flagged += 1;
+                }
+            }
+            if fs.reward == 0 {
+                continue;
+            }
+            got += st.nodes[i].reward as f64;
+            fair_total += fs.reward as f64;
+            out.compared += 1;
+            let lost = st.nodes[i].reward * 2 < fs.reward;
+            if lost {
+                out.lost_half += 1;
+            }
+            if sparse {
+                out.sparse_compared += 1;
+                if lost {
+                    out.sparse_lost_half += 1;
+                }
+            }
+        }
+        out.lost_half_share = ratio(f64::from(out.lost_half), f64::from(out.compared));
+        out.honest_vs_fair = ratio(got, fair_total);
+        out
+    });
+    let honest_hexes: BTreeSet<u64> = honest_nodes.iter().map(|i| run.nodes[*i].2).collect();
+    let earning_hexes: BTreeSet<u64> = honest_nodes
+        .iter()
+        .filter(|i| st.nodes[**i].coverage_epochs > 0)
+        .map(|i| run.nodes[*i].2)
+        .collect();
+    let hot = run.hotspots as usize;
+    let earning_nodes = (0..hot.min(st.nodes.len()))
+        .filter(|i| st.nodes[*i].coverage_epochs > 0)
+        .count();
+    let wall = run.wall.as_secs_f64().max(1e-9);
+    Report {
+        scenario: sc.name.clone(),
+        seed: sc.seed,
+        hotspots: run.hotspots,
+        identities: u32::try_from(run.nodes.len()).unwrap_or(u32::MAX),
+        sim_hours: run.sim_hours,
+        epochs: st.epochs.len(),
+        hash: run.hash.clone(),
+        events: run.events,
+        wall_s: wall,
+        events_per_s: run.events as f64 / wall,
+        sim_hours_per_s: run.sim_hours / wall,
+        peak_mib: peak_mib(),
+        signatures: st.signatures,
+        verified: run.verified.0,
+        unverified: run.verified.1,
+        delivered: st.delivered,
+        lost: st.lost,
+        receptions: st.receptions,
+        relayed: st.relayed,
+        emitted,
+        paid,
+        cheater_share: ratio(cheater_reward as f64, emitted as f64),
+        archetypes: rows,
+        fairness,
+        coverage_hexes: (
+            u32::try_from(honest_hexes.len()).unwrap_or(u32::MAX),
+            u32::try_from(earning_hexes.len()).unwrap_or(u32::MAX),
+        ),
+        coverage_nodes_share: ratio(earning_nodes as f64, hot as f64),
+        reasons: st
+            .reasons
+            .iter()
+            .map(|(r, c)| (r.name().to_string(), *c))
+            .collect(),
+        core_events: st.core_events.clone(),
+        violations: st.violations.clone(),
+        per_epoch: st.epochs.clone(),
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", x * 100.0)
+}
+
+impl Report {
+    /// Whether the invariants held.
+    pub fn invariants_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The Markdown rendering.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# wisp-sim report: {}\n",
+            if self.scenario.is_empty() {
+                "(unnamed)"
+            } else {
+                &self.scenario
+            }
+        );
+        let _ = writeln!(
+            s,
+            "- seed {}, {} hotspots ({} identities), {:.1} simulated hours, {} epochs",
+            self.seed, self.hotspots, self.identities, self.sim_hours, self.epochs
+        );
+        let _ = writeln!(s, "- event-log hash `{}`", self.hash);
+        let _ = writeln!(
+            s,
+            "- invariants: {}",
+            if self.invariants_ok() {
+                "hold (every epoch paid exactly its emission; no refused proof paid)".to_string()
+            } else {
+                format!("VIOLATED ({})", self.violations.len())
+            }
+        );
+        let _ = writeln!(
+            s,
+            "- cheaters' share of emission: **{}**",
+            pct(self.cheater_share)
+        );
+        if let Some(f) = &self.fairness {
+            let _ = writeln!(
+                s,
+                "- honest nodes losing more than half of their fair reward: **{} / {} ({})**; sparse: {} / {}; honest total vs fair: {:.3}",
+                f.lost_half,
+                f.compared,
+                pct(f.lost_half_share),
+                f.sparse_lost_half,
+                f.sparse_compared,
+                f.honest_vs_fair
+            );
+            let _ = writeln!(
+                s,
+                "- honest nodes flagged (false positives): {} (sparse: {})",
+                f.flagged, f.sparse_flagged
+            );
+        }
+        let _ = writeln!(
+            s,
+            "- coverage: {} of {} res-8 hexes with an honest hotspot earned coverage; {} of hotspots earned coverage at least once",
+            self.coverage_hexes.1,
+            self.coverage_hexes.0,
+            pct(self.coverage_nodes_share)
+        );
+        let _ = writeln!(s, "\n## Rewards and detection per archetype\n");
+        let _ = writeln!(
+            s,
+            "| archetype | ids | share of emission | mean vs honest | flagged | recall | precision | top refusal reasons |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|");
+        for r in &self.archetypes {
+            if r.nodes == 0 {
+                continue;
+            }
+            let reasons: Vec<String> = r
+                .top_reasons
+                .iter()
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.3} | {} | {} | {} | {} |",
+                r.archetype,
+                r.nodes,
+                pct(r.share_of_emission),
+                r.vs_honest,
+                r.flagged,
+                if r.archetype == "honest" {
+                    "–".into()
+                } else {
+                    pct(r.recall)
+                },
+                if r.archetype == "honest" {
+                    "–".into()
+                } else {
+                    pct(r.precision)
+                },
+                reasons.join(", ")
+            );
+        }
+        let _ = writeln!(s, "\n## Performance\n");
+        let _ = writeln!(s, "| figure | value |\n|---|---:|");
+        let _ = writeln!(s, "| wall time | {:.2} s |", self.wall_s);
+        let _ = writeln!(s, "| events | {} |", self.events);
+        let _ = writeln!(s, "| events / s | {:.0} |", self.events_per_s);
+        let _ = writeln!(
+            s,
+            "| simulated hours / wall second | {:.2} |",
+            self.sim_hours_per_s
+        );
+        let _ = writeln!(s, "| peak memory (VmHWM) | {:.1} MiB |", self.peak_mib);
+        let _ = writeln!(s, "| signatures made | {} |", self.signatures);
+        let _ = writeln!(
+            s,
+            "| envelopes verified / unverified (sampled) | {} / {} |",
+            self.verified, self.unverified
+        );
+        let _ = writeln!(
+            s,
+            "| proofs delivered / attempts lost | {} / {} |",
+            self.delivered, self.lost
+        );
+        let _ = writeln!(
+            s,
+            "| receptions over the air / cheater relays | {} / {} |",
+            self.receptions, self.relayed
+        );
+        let _ = writeln!(s, "\n## Refusals by reason\n");
+        for (r, c) in &self.reasons {
+            let _ = writeln!(s, "- {r}: {c}");
+        }
+        let _ = writeln!(s, "\n## Agent core events\n");
+        for (r, c) in &self.core_events {
+            let _ = writeln!(s, "- {r}: {c}");
+        }
+        if !self.violations.is_empty() {
+            let _ = writeln!(s, "\n## Invariant violations\n");
+            for v in self.violations.iter().take(20) {
+                let _ = writeln!(s, "- {v}");
+            }
+        }
+        s
+    }
+}
