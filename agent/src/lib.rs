@@ -11,6 +11,7 @@
 //! - [`shell`]: the tokio daemon tying it together (MQTT, device, store, HTTP).
 #![warn(missing_docs)]
 
+pub mod bandwidth;
 pub mod config;
 pub mod core;
 pub mod device;

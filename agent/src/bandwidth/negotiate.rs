@@ -1,0 +1,264 @@
+//! The `/wisp/bw/1` negotiation bodies and the transport-agnostic API around them.
+//!
+//! The libp2p request-response protocol carries one request body and one response body of at
+//! most [`MAX_BODY`] bytes each; this module defines what is in them. Both are canonical
+//! postcard (decoded with [`decode_canonical`]: no trailing bytes, one encoding only).
+//!
+//! - [`BwRequest`] (measurer → prover): test id, epoch, directions, caps, the measurer's QUIC
+//!   address and the SHA-256 of its self-signed certificate (the prover pins it, so the QUIC
+//!   connection is bound to the authenticated libp2p channel the request came over), and a
+//!   commitment to the stream secret that the measurer reveals on that QUIC connection.
+//! - [`SignedResponse`] (prover → measurer): accept, or refuse with a [`RefuseReason`]. The
+//!   prover signs the response, and a refusal also carries the prover's co-signature of each
+//!   direction's `Failed(Refused)` receipt, whose bytes both sides can compute from the
+//!   request: the measurer ends up with a refusal receipt signed by both.
+//!
+//! The measurer calls a [`Negotiator`] (libp2p in the daemon, a direct call in tests); the
+//! prover answers with [`super::Prover::handle_request`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use wisp_protocol::bytes::ByteArray;
+use wisp_protocol::envelope::{decode_canonical, encode_payload};
+use wisp_protocol::id::{NodeId, NodeKey};
+use wisp_protocol::msg::{BandwidthReceipt, BwFailure, Direction, Outcome};
+use wisp_protocol::units::EpochNo;
+
+/// The largest request or response body, each way.
+pub const MAX_BODY: usize = 4096;
+/// The protocol name on libp2p.
+pub const PROTOCOL: &str = "/wisp/bw/1";
+/// The version byte of the bodies defined here.
+pub const VERSION: u8 = 1;
+
+const RESPONSE_CONTEXT: &[u8] = b"wisp/v1 bw response\0";
+
+/// Which directions a test covers, always run download first.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Directions {
+    /// Measurer → prover only.
+    Down,
+    /// Prover → measurer only.
+    Up,
+    /// Both, download first.
+    Both,
+}
+
+impl Directions {
+    /// The directions in test order.
+    pub fn list(self) -> &'static [Direction] {
+        match self {
+            Directions::Down => &[Direction::Down],
+            Directions::Up => &[Direction::Up],
+            Directions::Both => &[Direction::Down, Direction::Up],
+        }
+    }
+}
+
+/// The measurer's request.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BwRequest {
+    /// [`VERSION`].
+    pub version: u8,
+    /// Random, chosen by the measurer; names the test everywhere, receipts included.
+    pub test_id: ByteArray<16>,
+    /// The epoch whose assignment the measurer acts on.
+    pub epoch: EpochNo,
+    /// Which directions.
+    pub directions: Directions,
+    /// Byte cap per direction.
+    pub byte_cap: u64,
+    /// Time cap per direction, milliseconds from the first byte.
+    pub duration_ms: u32,
+    /// Where the measurer's test endpoint listens.
+    pub quic_addr: SocketAddr,
+    /// SHA-256 of the DER certificate that endpoint presents.
+    pub cert_sha256: ByteArray<32>,
+    /// [`super::stream::commitment`] of the stream secret.
+    pub key_commitment: ByteArray<32>,
+}
+
+/// Why a prover refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseReason {
+    /// The request is not for the prover's current epoch.
+    WrongEpoch,
+    /// The requester is not one of the prover's assigned measurers this epoch.
+    NotAssigned,
+    /// The body is malformed, oversize, of another version or asks beyond the caps.
+    BadRequest,
+    /// The prover already runs as many tests as it allows.
+    Busy,
+}
+
+/// The prover's answer.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum BwResponse {
+    /// The prover will connect to the measurer's endpoint.
+    Accept {
+        /// The request's test id.
+        test_id: ByteArray<16>,
+    },
+    /// No test.
+    Refuse {
+        /// The request's test id (zero when the request did not decode).
+        test_id: ByteArray<16>,
+        /// Why.
+        reason: RefuseReason,
+        /// The prover's co-signature of each requested direction's `Failed(Refused)` receipt,
+        /// in test order; empty when the request did not decode.
+        cosignatures: Vec<ByteArray<64>>,
+    },
+}
+
+/// A response signed by the prover over `"wisp/v1 bw response\0" || measurer || postcard(response)`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SignedResponse {
+    /// The answer.
+    pub response: BwResponse,
+    /// The prover's signature.
+    pub signature: ByteArray<64>,
+}
+
+fn response_message(measurer: &NodeId, response: &BwResponse) -> Vec<u8> {
+    let mut m = RESPONSE_CONTEXT.to_vec();
+    m.extend_from_slice(measurer.as_bytes());
+    m.extend_from_slice(&encode_payload(response));
+    m
+}
+
+impl SignedResponse {
+    /// Signs `response` to `measurer` with the prover's key.
+    pub fn sign(key: &NodeKey, measurer: &NodeId, response: BwResponse) -> Self {
+        let signature = ByteArray(key.sign_raw(&response_message(measurer, &response)));
+        Self {
+            response,
+            signature,
+        }
+    }
+
+    /// Whether `prover` signed this response to `measurer`.
+    pub fn verify(&self, prover: &NodeId, measurer: &NodeId) -> bool {
+        let Ok(vk) = prover.verifying_key() else {
+            return false;
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(&self.signature.0);
+        vk.verify_strict(&response_message(measurer, &self.response), &sig)
+            .is_ok()
+    }
+}
+
+/// Why a negotiation produced no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NegotiateError {
+    /// The prover could not be reached.
+    #[error("prover unreachable: {0}")]
+    Unreachable(String),
+    /// The prover did not answer in time.
+    #[error("negotiation timed out")]
+    Timeout,
+    /// The answer was larger than [`MAX_BODY`].
+    #[error("response body of {0} bytes exceeds the limit")]
+    Oversize(usize),
+}
+
+/// The measurer's side of the `/wisp/bw/1` channel: send a request body, get the response body.
+/// The daemon implements it over libp2p request-response; tests call the prover directly.
+pub trait Negotiator {
+    /// Sends `body` (at most [`MAX_BODY`] bytes) to `peer` and returns its response body.
+    fn request(
+        &self,
+        peer: NodeId,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, NegotiateError>> + Send;
+}
+
+/// Decodes a body of type `T`, refusing oversize and non-canonical bytes.
+pub fn decode_body<T: Serialize + serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    if body.len() > MAX_BODY {
+        return None;
+    }
+    decode_canonical(body).ok()
+}
+
+/// Encodes a body (always under [`MAX_BODY`] for the types here).
+pub fn encode_body<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_payload(value)
+}
+
+/// The receipt a refusal of `request` by `prover` yields for `direction`: both sides compute
+/// the same bytes, so the prover can co-sign it in its response.
+pub fn refusal_receipt(
+    request: &BwRequest,
+    prover: NodeId,
+    measurer: NodeId,
+    direction: Direction,
+) -> BandwidthReceipt {
+    BandwidthReceipt {
+        test_id: request.test_id,
+        epoch: request.epoch,
+        prover,
+        measurer,
+        direction,
+        outcome: Outcome::Failed(BwFailure::Refused),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> BwRequest {
+        BwRequest {
+            version: VERSION,
+            test_id: ByteArray([3; 16]),
+            epoch: 42,
+            directions: Directions::Both,
+            byte_cap: 1 << 30,
+            duration_ms: 8000,
+            quic_addr: "[2001:db8::1]:4433"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+            cert_sha256: ByteArray([9; 32]),
+            key_commitment: ByteArray([5; 32]),
+        }
+    }
+
+    #[test]
+    fn request_round_trips_and_fits() {
+        let r = request();
+        let body = encode_body(&r);
+        assert!(body.len() < 200, "{} bytes", body.len());
+        assert_eq!(decode_body::<BwRequest>(&body), Some(r));
+        let mut long = body.clone();
+        long.push(0);
+        assert_eq!(decode_body::<BwRequest>(&long), None, "trailing byte");
+        assert_eq!(decode_body::<BwRequest>(&vec![0; MAX_BODY + 1]), None);
+    }
+
+    #[test]
+    fn a_refusal_with_cosignatures_fits_and_verifies() {
+        let prover = NodeKey::from_seed(&[1; 32]);
+        let measurer = NodeKey::from_seed(&[2; 32]).id();
+        let resp = SignedResponse::sign(
+            &prover,
+            &measurer,
+            BwResponse::Refuse {
+                test_id: ByteArray([3; 16]),
+                reason: RefuseReason::NotAssigned,
+                cosignatures: vec![ByteArray([0; 64]); 2],
+            },
+        );
+        let body = encode_body(&resp);
+        assert!(body.len() < MAX_BODY);
+        let back: SignedResponse = decode_body(&body).unwrap_or_else(|| unreachable!());
+        assert!(back.verify(&prover.id(), &measurer));
+        // Signed for one measurer, it does not verify for another.
+        assert!(!back.verify(&prover.id(), &prover.id()));
+        assert!(!back.verify(&measurer, &measurer));
+    }
+}

@@ -1,0 +1,324 @@
+//! The bandwidth test over real quinn sockets on loopback: honest runs in both directions,
+//! cheating provers, refusals and caps. The negotiation goes through a direct in-process call
+//! (the transport boundary; libp2p carries the same bodies in the daemon).
+//!
+//! No speed is asserted (the machine is shared); figures are checked for consistency only.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tokio::task::JoinHandle;
+use wisp_agent::bandwidth::{
+    BwConfig, Cheat, Directions, End, EpochView, MeasureReport, Measurer, NegotiateError,
+    Negotiator, Prover, ProverReport, RefuseReason,
+};
+use wisp_protocol::envelope::open;
+use wisp_protocol::id::{NodeId, NodeKey};
+use wisp_protocol::msg::{BandwidthReceipt, BwFailure, Direction, Outcome};
+use wisp_protocol::schedule::assign_measurers;
+
+/// The prover side of the `/wisp/bw/1` channel, called directly.
+struct Direct {
+    prover: Arc<Prover>,
+    measurer: NodeId,
+    view: EpochView,
+    job: Mutex<Option<JoinHandle<ProverReport>>>,
+}
+
+impl Negotiator for Direct {
+    async fn request(&self, _peer: NodeId, body: Vec<u8>) -> Result<Vec<u8>, NegotiateError> {
+        let (resp, job) = self.prover.handle_request(self.measurer, &body, &self.view);
+        if let Some(job) = job {
+            let p = self.prover.clone();
+            *self.job.lock().unwrap() = Some(tokio::spawn(async move { p.run(job).await }));
+        }
+        Ok(resp)
+    }
+}
+
+struct World {
+    measurer_key: NodeKey,
+    prover_key: NodeKey,
+    view: EpochView,
+}
+
+/// Ten nodes, three measurers per prover; the measurer is one of the prover's assigned three.
+fn world() -> World {
+    let keys: Vec<NodeKey> = (1..=10u8).map(|i| NodeKey::from_seed(&[i; 32])).collect();
+    let eligible: Vec<NodeId> = keys.iter().map(NodeKey::id).collect();
+    let seed = [42u8; 32];
+    let prover_key = NodeKey::from_seed(&[1; 32]);
+    let assigned = assign_measurers(&seed, &prover_key.id(), &eligible, 3);
+    let measurer_key = keys.iter().find(|k| k.id() == assigned[0]).unwrap().clone();
+    World {
+        measurer_key,
+        prover_key,
+        view: EpochView {
+            epoch: 7,
+            seed,
+            eligible,
+            measurers_per_prover: 3,
+        },
+    }
+}
+
+fn config(byte_cap: u64, duration_ms: u64) -> BwConfig {
+    BwConfig {
+        byte_cap,
+        duration: Duration::from_millis(duration_ms),
+        stall: Duration::from_millis(800),
+        connect_timeout: Duration::from_secs(5),
+        ..BwConfig::default()
+    }
+}
+
+async fn run(
+    w: &World,
+    measurer_key: NodeKey,
+    cfg: BwConfig,
+    cheat: Option<Cheat>,
+    epoch: u64,
+    dirs: Directions,
+) -> (MeasureReport, Option<ProverReport>) {
+    let mut prover = Prover::new(w.prover_key.clone(), cfg, "127.0.0.1:0".parse().unwrap());
+    if let Some(c) = cheat {
+        prover = prover.with_cheat(c);
+    }
+    let direct = Direct {
+        prover: Arc::new(prover),
+        measurer: measurer_key.id(),
+        view: w.view.clone(),
+        job: Mutex::new(None),
+    };
+    let measurer = Measurer::new(measurer_key, cfg, "127.0.0.1:0".parse().unwrap(), None);
+    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    let report = measurer
+        .measure(&direct, w.prover_key.id(), epoch, dirs, &mut rng)
+        .await;
+    let job = direct.job.lock().unwrap().take();
+    let prover_report = match job {
+        Some(h) => Some(h.await.unwrap()),
+        None => None,
+    };
+    (report, prover_report)
+}
+
+/// Opens every receipt (signatures, roles, bounds) and returns the messages.
+fn open_all(report: &MeasureReport) -> Vec<(BandwidthReceipt, Vec<NodeId>)> {
+    report
+        .receipts
+        .iter()
+        .map(|e| {
+            let o = open::<BandwidthReceipt>(&e.to_bytes()).unwrap();
+            (o.msg, o.cosigners)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_test_in_both_directions_is_cosigned() {
+    let w = world();
+    let (report, prover) = run(
+        &w,
+        w.measurer_key.clone(),
+        config(24 << 20, 3000),
+        None,
+        7,
+        Directions::Both,
+    )
+    .await;
+    println!("{report:#?}");
+    let opened = open_all(&report);
+    assert_eq!(opened.len(), 2);
+    for ((r, cosigners), want) in opened.iter().zip([Direction::Down, Direction::Up]) {
+        assert_eq!(r.direction, want);
+        assert_eq!(r.measurer, w.measurer_key.id());
+        assert_eq!(r.prover, w.prover_key.id());
+        assert_eq!(r.epoch, 7);
+        assert_eq!(r.test_id.0, report.test_id);
+        assert_eq!(
+            cosigners,
+            &vec![w.prover_key.id()],
+            "co-signed by the prover"
+        );
+        let Outcome::Measured(m) = r.outcome else {
+            panic!("{want:?} not measured: {:?}", r.outcome)
+        };
+        assert!(m.bytes > 0 && m.bytes <= 24 << 20);
+        assert!(m.duration_ms > 0 && m.duration_ms <= 3000);
+        assert!(m.median_bps > 0 && m.p10_bps <= m.median_bps);
+        assert!(m.rtt_idle_us > 0, "idle RTT measured");
+        // The rate cannot exceed the bytes over the time they took (plus one window's rounding).
+        let mean_bps = m.bytes * 8 * 1000 / u64::from(m.duration_ms);
+        assert!(m.median_bps <= mean_bps * 20, "{m:?}");
+    }
+    for d in &report.details {
+        assert!(matches!(d.end, End::ByteCap | End::TimeCap), "{d:?}");
+        assert_eq!(d.bins.iter().sum::<u64>(), d.bytes);
+    }
+    // The prover holds the same co-signed receipts.
+    let prover = prover.unwrap();
+    assert_eq!(prover.error, None);
+    let mine: Vec<Vec<u8>> = report.receipts.iter().map(|e| e.to_bytes()).collect();
+    let theirs: Vec<Vec<u8>> = prover.receipts.iter().map(|e| e.to_bytes()).collect();
+    assert_eq!(mine, theirs);
+    let sockets = report.sockets.unwrap();
+    assert!(sockets.recv > 0 && sockets.send > 0);
+    assert!(report.wire_bytes >= report.details.iter().map(|d| d.bytes).sum::<u64>());
+}
+
+async fn cheat_upload(cheat: Cheat) -> (BandwidthReceipt, Vec<NodeId>) {
+    let w = world();
+    let (report, _) = run(
+        &w,
+        w.measurer_key.clone(),
+        config(16 << 20, 3000),
+        Some(cheat),
+        7,
+        Directions::Up,
+    )
+    .await;
+    println!("{report:#?}");
+    let mut opened = open_all(&report);
+    assert_eq!(opened.len(), 1);
+    opened.remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prover_sending_garbage_gets_bad_content() {
+    let (r, _) = cheat_upload(Cheat::Garbage { after: 1 << 20 }).await;
+    assert_eq!(r.outcome, Outcome::Failed(BwFailure::BadContent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prover_replaying_bytes_gets_bad_content() {
+    let (r, _) = cheat_upload(Cheat::Replay { after: 1 << 20 }).await;
+    assert_eq!(r.outcome, Outcome::Failed(BwFailure::BadContent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_stream_is_truncated() {
+    let (r, _) = cheat_upload(Cheat::Truncate { after: 1 << 20 }).await;
+    assert_eq!(r.outcome, Outcome::Failed(BwFailure::Truncated));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_sender_times_out() {
+    let (r, _) = cheat_upload(Cheat::Stall { after: 1 << 20 }).await;
+    assert_eq!(r.outcome, Outcome::Failed(BwFailure::Timeout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inflated_download_report_is_caught() {
+    let w = world();
+    let (report, _) = run(
+        &w,
+        w.measurer_key.clone(),
+        config(16 << 20, 3000),
+        Some(Cheat::InflateReport { factor: 3 }),
+        7,
+        Directions::Down,
+    )
+    .await;
+    let opened = open_all(&report);
+    assert_eq!(opened[0].0.outcome, Outcome::Failed(BwFailure::BadContent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_epoch_is_a_signed_refusal() {
+    let w = world();
+    let (report, prover) = run(
+        &w,
+        w.measurer_key.clone(),
+        config(16 << 20, 3000),
+        None,
+        8,
+        Directions::Both,
+    )
+    .await;
+    assert!(prover.is_none(), "no test ran");
+    assert_eq!(report.refusal, Some(RefuseReason::WrongEpoch));
+    let opened = open_all(&report);
+    assert_eq!(opened.len(), 2);
+    for (r, cosigners) in opened {
+        assert_eq!(r.outcome, Outcome::Failed(BwFailure::Refused));
+        assert_eq!(r.epoch, 8);
+        assert_eq!(
+            cosigners,
+            vec![w.prover_key.id()],
+            "the prover signed its refusal"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unassigned_measurer_is_refused() {
+    let w = world();
+    let assigned = assign_measurers(&w.view.seed, &w.prover_key.id(), &w.view.eligible, 3);
+    let outsider = (2..=10u8)
+        .map(|i| NodeKey::from_seed(&[i; 32]))
+        .find(|k| !assigned.contains(&k.id()))
+        .unwrap();
+    let (report, prover) = run(
+        &w,
+        outsider.clone(),
+        config(16 << 20, 3000),
+        None,
+        7,
+        Directions::Up,
+    )
+    .await;
+    assert!(prover.is_none());
+    assert_eq!(report.refusal, Some(RefuseReason::NotAssigned));
+    let opened = open_all(&report);
+    assert_eq!(opened[0].0.outcome, Outcome::Failed(BwFailure::Refused));
+    assert_eq!(opened[0].0.measurer, outsider.id());
+    assert_eq!(opened[0].1, vec![w.prover_key.id()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_cap_ends_the_test_early() {
+    let w = world();
+    let cap = 3 << 20;
+    let (report, _) = run(
+        &w,
+        w.measurer_key.clone(),
+        config(cap, 8000),
+        None,
+        7,
+        Directions::Both,
+    )
+    .await;
+    for (d, (r, cosigners)) in report.details.iter().zip(open_all(&report)) {
+        assert_eq!(d.end, End::ByteCap, "{d:?}");
+        let Outcome::Measured(m) = r.outcome else {
+            panic!("{:?}", r.outcome)
+        };
+        assert_eq!(m.bytes, cap, "the receipt says the cap was reached");
+        assert!(m.duration_ms < 8000);
+        assert_eq!(cosigners.len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_cap_ends_the_test() {
+    let w = world();
+    let cap = 1 << 40;
+    let mut cfg = config(cap, 1200);
+    cfg.byte_cap = cap;
+    let (report, _) = run(&w, w.measurer_key.clone(), cfg, None, 7, Directions::Up).await;
+    let d = &report.details[0];
+    assert_eq!(d.end, End::TimeCap, "{d:?}");
+    let (r, _) = &open_all(&report)[0];
+    let Outcome::Measured(m) = r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert_eq!(
+        m.duration_ms, 1200,
+        "the receipt says the time cap was reached"
+    );
+    assert!(m.bytes < cap);
+}
