@@ -146,7 +146,7 @@ pub struct RunOutput {
     pub hash: String,
     /// Events processed.
     pub events: u64,
-    /// Wall time of the event loop (world building and onboarding included).
+    /// Wall time of the event loop (world building and onboarding excluded).
     pub wall: Duration,
     /// Simulated hours.
     pub sim_hours: f64,
