@@ -23,16 +23,16 @@ fn bars(path: &Path, title: &str, y_label: &str, items: &[(String, f64)]) -> Res
         .margin(15)
         .x_label_area_size(110)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..n as f64, 0f64..max)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..max)
         .context("chart")?;
     let labels: Vec<String> = items.iter().map(|(l, _)| l.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n * 2)
+        .x_labels(n)
         .x_label_formatter(&|x| {
-            let i = x.floor();
-            if (x - i - 0.5).abs() < 0.26 && i >= 0.0 {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let k = i as usize;
                 labels.get(k).cloned().unwrap_or_default()
@@ -51,7 +51,7 @@ fn bars(path: &Path, title: &str, y_label: &str, items: &[(String, f64)]) -> Res
             } else {
                 RED.mix(0.6)
             };
-            Rectangle::new([(x + 0.15, 0.0), (x + 0.85, *v)], colour.filled())
+            Rectangle::new([(x - 0.35, 0.0), (x + 0.35, *v)], colour.filled())
         }))
         .context("bars")?;
     root.present().context("writing SVG")?;

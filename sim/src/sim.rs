@@ -146,7 +146,7 @@ pub struct RunOutput {
     pub hash: String,
     /// Events processed.
     pub events: u64,
-    /// Wall time of the event loop (world building and onboarding included).
+    /// Wall time of the event loop (world building and onboarding excluded).
     pub wall: Duration,
     /// Simulated hours.
     pub sim_hours: f64,
@@ -428,7 +428,8 @@ impl<'a> Sim<'a> {
             hash: self.log.hex(),
             events: self.q.processed(),
             wall: started.elapsed(),
-            sim_hours: self.q.now_us() as f64 / 3.6e9,
+            // The simulated period: every epoch, start to end.
+            sim_hours: (self.epochs * self.dur_us) as f64 / 3.6e9,
             hotspots: self.world.hotspots,
             verified: (self.oracle.verified, self.oracle.unverified),
             stats: self.stats,
