@@ -111,7 +111,8 @@ async fn run(nodes: usize, secs: u64) {
         let cfg = NetConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: boot,
-            kad_server: true,
+            // DHT clients: each node keeps the few connections it dialled (and those dialled
+            // to it) instead of connecting to most of the process, as a real node would.
             ..NetConfig::default()
         };
         let n = net::start(k, &cfg, oracle, None).unwrap();
