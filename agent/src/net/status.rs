@@ -4,7 +4,7 @@
 //! node's signed beacon.
 //!
 //! Wire form: postcard `(report envelope bytes, [witness envelope bytes])`, at most
-//! [`STATUS_MAX_RESPONSE`](super::behaviour::STATUS_MAX_RESPONSE) bytes. The container is not
+//! [`STATUS_MAX_RESPONSE`] bytes. The container is not
 //! signed; each envelope in it is, and each is verified over its raw bytes before decoding.
 
 use libp2p::PeerId;
