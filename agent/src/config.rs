@@ -40,6 +40,58 @@ pub struct RawConfig {
     pub log: RawLog,
     /// `[device]`
     pub device: RawDevice,
+    /// `[net]`
+    pub net: RawNet,
+}
+
+/// A list of multiaddrs: a TOML array, or one comma-separated string (for environment
+/// overrides such as `WISP_NET__BOOTSTRAP=/ip4/…/p2p/…,/ip4/…`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AddrList {
+    /// `["/ip4/…", "/ip4/…"]`
+    List(Vec<String>),
+    /// `"/ip4/…,/ip4/…"`
+    Csv(String),
+}
+
+impl AddrList {
+    fn items(&self) -> Vec<String> {
+        match self {
+            AddrList::List(v) => v.clone(),
+            AddrList::Csv(s) => s
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+        }
+    }
+}
+
+/// `[net]`: the libp2p network.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawNet {
+    /// Run the network (default true).
+    pub enabled: Option<bool>,
+    /// Listen multiaddrs (default QUIC and TCP on 0.0.0.0 port 9311).
+    pub listen: Option<AddrList>,
+    /// Bootstrap peers, each `…/p2p/<peer id>` (default none).
+    pub bootstrap: Option<AddrList>,
+    /// mDNS discovery on the LAN (default false).
+    pub mdns: Option<bool>,
+    /// Serve the DHT from the start (default false: after autonat confirms reachability).
+    pub kad_server: Option<bool>,
+    /// Most established connections (default 128).
+    pub max_connections: Option<u32>,
+    /// Most connections to one peer (default 2).
+    pub max_connections_per_peer: Option<u32>,
+    /// Refuse new connections above this share of physical memory, percent (default 90).
+    pub max_memory_percent: Option<f64>,
+    /// Close unused connections after this many seconds (default 600).
+    pub idle_timeout_s: Option<u64>,
+    /// Request-response timeout in seconds (default 10).
+    pub request_timeout_s: Option<u64>,
 }
 
 /// `[device]`
@@ -231,6 +283,8 @@ pub struct Config {
     pub device: DeviceKind,
     /// Maker name and certificate for onboarding with a secure-element attestation.
     pub attestation: Option<(String, [u8; 64])>,
+    /// The libp2p network.
+    pub net: crate::net::NetConfig,
 }
 
 /// A configuration problem, naming the key.
@@ -444,7 +498,9 @@ impl RawConfig {
                 ));
             }
         };
+        let net = resolve_net(&self.net)?;
         Ok(Config {
+            net,
             attestation,
             device,
             data_dir,
@@ -463,6 +519,87 @@ impl RawConfig {
             log_level: self.log.level.clone().unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
+    use libp2p::Multiaddr;
+    use libp2p::multiaddr::Protocol;
+    let d = crate::net::NetConfig::default();
+    let parse = |key: &'static str, list: &AddrList| -> Result<Vec<Multiaddr>, ConfigError> {
+        list.items()
+            .iter()
+            .map(|a| {
+                a.parse::<Multiaddr>()
+                    .map_err(|e| invalid(key, format!("`{a}`: {e}")))
+            })
+            .collect()
+    };
+    let listen = match &raw.listen {
+        Some(l) => parse("net.listen", l)?,
+        None => d.listen.clone(),
+    };
+    for a in &listen {
+        let transport_ok = a
+            .iter()
+            .any(|p| matches!(p, Protocol::Tcp(_) | Protocol::QuicV1));
+        if !transport_ok {
+            return Err(invalid(
+                "net.listen",
+                format!(
+                    "`{a}`: expected a TCP or QUIC address, e.g. /ip4/0.0.0.0/tcp/9311 or /ip4/0.0.0.0/udp/9311/quic-v1"
+                ),
+            ));
+        }
+    }
+    let bootstrap = match &raw.bootstrap {
+        Some(l) => parse("net.bootstrap", l)?,
+        None => Vec::new(),
+    };
+    for a in &bootstrap {
+        if crate::net::peer_of(a).is_none() {
+            return Err(invalid(
+                "net.bootstrap",
+                format!("`{a}`: must end in /p2p/<peer id>"),
+            ));
+        }
+    }
+    let max_connections = raw.max_connections.unwrap_or(d.max_connections);
+    if !(1..=10_000).contains(&max_connections) {
+        return Err(invalid("net.max_connections", "between 1 and 10000"));
+    }
+    let per_peer = raw
+        .max_connections_per_peer
+        .unwrap_or(d.max_connections_per_peer);
+    if !(1..=16).contains(&per_peer) {
+        return Err(invalid("net.max_connections_per_peer", "between 1 and 16"));
+    }
+    let memory = raw.max_memory_percent.unwrap_or(90.0);
+    if !(1.0..=100.0).contains(&memory) {
+        return Err(invalid("net.max_memory_percent", "between 1 and 100"));
+    }
+    let idle = raw.idle_timeout_s.unwrap_or(d.idle_timeout.as_secs());
+    if !(10..=86_400).contains(&idle) {
+        return Err(invalid(
+            "net.idle_timeout_s",
+            "between 10 and 86400 (ping does not keep connections open; gossip links should be long-lived)",
+        ));
+    }
+    let request = raw.request_timeout_s.unwrap_or(d.request_timeout.as_secs());
+    if !(1..=300).contains(&request) {
+        return Err(invalid("net.request_timeout_s", "between 1 and 300"));
+    }
+    Ok(crate::net::NetConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        listen,
+        bootstrap,
+        mdns: raw.mdns.unwrap_or(d.mdns),
+        kad_server: raw.kad_server.unwrap_or(d.kad_server),
+        max_connections,
+        max_connections_per_peer: per_peer,
+        max_memory_fraction: memory / 100.0,
+        idle_timeout: std::time::Duration::from_secs(idle),
+        request_timeout: std::time::Duration::from_secs(request),
+    })
 }
 
 fn resolve_mqtt(raw: &RawMqtt) -> Result<MqttConfig, ConfigError> {
@@ -560,6 +697,8 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("device", "kind"),
     ("device", "maker"),
     ("device", "maker_certificate"),
+    ("net", "listen"),
+    ("net", "bootstrap"),
 ];
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -639,6 +778,39 @@ mod tests {
     }
 
     #[test]
+    fn net_defaults_and_overrides() {
+        let c = RawConfig::load(None, env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(c.net.enabled);
+        assert_eq!(c.net.listen.len(), 2);
+        assert!(c.net.bootstrap.is_empty());
+        assert!(!c.net.mdns);
+        assert_eq!(c.net.idle_timeout.as_secs(), 600);
+        let peer = ORACLE;
+        let c = RawConfig::load(
+            None,
+            env(&[
+                ("WISP_ORACLE__PUBLIC_KEY", ORACLE),
+                ("WISP_NET__LISTEN", "/ip4/127.0.0.1/tcp/0"),
+                (
+                    "WISP_NET__BOOTSTRAP",
+                    &format!("/ip4/10.0.0.1/tcp/9311/p2p/{peer}, /ip4/10.0.0.2/udp/9311/quic-v1/p2p/{peer}"),
+                ),
+                ("WISP_NET__MDNS", "true"),
+                ("WISP_NET__ENABLED", "false"),
+            ]),
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(c.net.listen.len(), 1);
+        assert_eq!(c.net.bootstrap.len(), 2);
+        assert!(c.net.mdns && !c.net.enabled);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let check = |pairs: &[(&str, &str)], key: &str| {
             let mut all = env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)]);
@@ -663,6 +835,14 @@ mod tests {
         check(&[("WISP_DEVICE__KIND", "gpu")], "device.kind");
         check(&[("WISP_NODE__OWNER", "bad owner")], "node.owner");
         check(&[("WISP_MQTT__PASSWORD", "p")], "mqtt.username");
+        check(&[("WISP_NET__LISTEN", "/ip4/1.2.3.4")], "net.listen");
+        check(&[("WISP_NET__LISTEN", "not an address")], "net.listen");
+        check(
+            &[("WISP_NET__BOOTSTRAP", "/ip4/1.2.3.4/tcp/1")],
+            "net.bootstrap",
+        );
+        check(&[("WISP_NET__IDLE_TIMEOUT_S", "1")], "net.idle_timeout_s");
+        check(&[("WISP_NET__MAX_CONNECTIONS", "0")], "net.max_connections");
         // A numeric password is still a string.
         let c = RawConfig::load(
             None,

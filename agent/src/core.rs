@@ -5,16 +5,19 @@
 //!
 //! Call order, per turn of the driver's loop:
 //! 1. feed inputs: [`Core::handle_seed`], [`Core::handle_ack`], [`Core::handle_radio_frame`],
-//!    [`Core::handle_fix`], and [`Core::handle_timeout`] when [`Core::poll_timeout`] is due;
+//!    [`Core::handle_fix`], [`Core::handle_peer_witness`] (witnesses gossiped by peers), and
+//!    [`Core::handle_timeout`] when [`Core::poll_timeout`] is due;
 //! 2. drain outputs: [`Core::poll_transmit`] (frames for the radio), [`Core::poll_proof`]
 //!    (signed envelopes for the outbox) and [`Core::poll_event`] (things to log and count);
 //! 3. sleep until [`Core::poll_timeout`] or the next input.
 
 use std::collections::{BTreeSet, VecDeque};
 
-use wisp_protocol::envelope::{self, Envelope};
+use wisp_protocol::envelope::{self, Envelope, EnvelopeRef};
 use wisp_protocol::kind::Kind;
-use wisp_protocol::msg::{AckEntry, Beacon, EpochSeed, GnssFix, Heartbeat, Versions, Witness};
+use wisp_protocol::msg::{
+    AckEntry, Beacon, EpochSeed, GnssFix, Heartbeat, STATUS_WITNESSES_MAX, Versions, Witness,
+};
 use wisp_protocol::units::{DeciDb, FreqKhz};
 use wisp_protocol::{Cell, NodeId, NodeKey, ProofId, Reason, schedule};
 
@@ -148,6 +151,38 @@ pub enum Event {
     OutputDropped,
 }
 
+/// A peer's witness of this node's beacon, heard about by gossip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessSeen {
+    /// Who heard the beacon.
+    pub witness: NodeId,
+    /// Signal strength they report.
+    pub rssi: DeciDb,
+    /// Signal to noise they report.
+    pub snr: DeciDb,
+    /// Frequency they heard it on.
+    pub freq_khz: FreqKhz,
+    /// When they heard it.
+    pub rx_ms: u64,
+    /// The signed witness envelope (shown to monitors as evidence).
+    pub envelope: Vec<u8>,
+}
+
+/// Why a gossiped witness was not recorded as a witness of this node's beacon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRecorded {
+    /// It witnesses another node's beacon (the common case; nothing to do).
+    OtherBeacon,
+    /// It does not open (framing, signatures, structure).
+    Invalid(Reason),
+    /// No epoch yet, or the beacon is of another epoch.
+    WrongEpoch,
+    /// This witness was already recorded.
+    Duplicate,
+    /// [`STATUS_WITNESSES_MAX`] witnesses are already recorded this epoch.
+    Full,
+}
+
 /// Timestamps shown in the status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Activity {
@@ -176,6 +211,7 @@ pub struct Core {
     beacon_at_ms: Option<u64>,
     fix: Option<GnssFix>,
     witnessed: BTreeSet<NodeId>,
+    witnessed_by: Vec<WitnessSeen>,
     activity: Activity,
     peers: u16,
     tx: VecDeque<TxFrame>,
@@ -218,6 +254,7 @@ impl Core {
             beacon_at_ms: None,
             fix: None,
             witnessed: BTreeSet::new(),
+            witnessed_by: Vec::new(),
             activity: Activity::default(),
             peers: 0,
             tx: VecDeque::new(),
@@ -276,6 +313,7 @@ impl Core {
         }
         self.heartbeat_interval_ms = u64::from(seed.params.heartbeat_interval_ms).max(1);
         self.witnessed.clear();
+        self.witnessed_by.clear();
         self.beacon_at_ms = self.cfg.cell.map(|_| {
             let (start, end) = schedule::beacon_window(&seed, &self.id);
             // Transmit a quarter of a second into the slot (or a quarter of the slot if it is
@@ -372,6 +410,53 @@ impl Core {
         let env = Envelope::sign(&self.key, &w);
         self.activity.last_witness_ms = Some(now_ms);
         Ok(self.emit(env, now_ms))
+    }
+
+    /// A peer's witness arrived by gossip. If it witnesses this node's beacon of the current
+    /// epoch it is recorded (at most [`STATUS_WITNESSES_MAX`] per epoch, one per witness) for
+    /// the status. Witnesses of other nodes cost a framing parse only; ours are verified here
+    /// in full, whatever the network layer checked.
+    pub fn handle_peer_witness(&mut self, bytes: &[u8]) -> Result<(), NotRecorded> {
+        let invalid = |e: envelope::EnvelopeError| NotRecorded::Invalid(e.reason());
+        // Cheap first: whose beacon is it? (Nothing decoded here is trusted yet.)
+        let outer = EnvelopeRef::parse(bytes).map_err(invalid)?;
+        let unverified = outer.decode::<Witness>().map_err(invalid)?;
+        if EnvelopeRef::parse(&unverified.msg.beacon)
+            .map_err(invalid)?
+            .signer_id()
+            != self.id
+        {
+            return Err(NotRecorded::OtherBeacon);
+        }
+        let w = envelope::open::<Witness>(bytes).map_err(invalid)?;
+        let b = w.msg.open_beacon().map_err(invalid)?;
+        let epoch = self.epoch.as_ref().ok_or(NotRecorded::WrongEpoch)?;
+        if b.msg.epoch != epoch.epoch {
+            return Err(NotRecorded::WrongEpoch);
+        }
+        if w.signer == self.id {
+            return Err(NotRecorded::Invalid(Reason::SelfWitness));
+        }
+        if self.witnessed_by.iter().any(|s| s.witness == w.signer) {
+            return Err(NotRecorded::Duplicate);
+        }
+        if self.witnessed_by.len() >= STATUS_WITNESSES_MAX {
+            return Err(NotRecorded::Full);
+        }
+        self.witnessed_by.push(WitnessSeen {
+            witness: w.signer,
+            rssi: w.msg.rssi,
+            snr: w.msg.snr,
+            freq_khz: w.msg.freq_khz,
+            rx_ms: w.msg.rx_ms,
+            envelope: bytes.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// The witnesses of this node's beacon in the current epoch, in arrival order.
+    pub fn witnessed_by(&self) -> &[WitnessSeen] {
+        &self.witnessed_by
     }
 
     /// Time passed: heartbeat and beacon when due. Call when [`Core::poll_timeout`] is reached
@@ -600,6 +685,64 @@ mod tests {
             a.handle_radio_frame(&frames[0].payload, DeciDb(-700), DeciDb(200), 2_412_000, rx),
             Err(Ignored::Own)
         );
+    }
+
+    #[test]
+    fn the_beaconer_records_who_witnessed_it() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let mut a = core(1, &oracle);
+        let mut others: Vec<Core> = (2..5).map(|n| core(n, &oracle)).collect();
+        let s = Envelope::sign(&oracle, &seed(1, T0)).to_bytes();
+        a.handle_seed(&s, T0).unwrap();
+        let mut t = T0;
+        let frame = loop {
+            a.handle_timeout(t);
+            if let Some(f) = a.poll_transmit() {
+                break f;
+            }
+            t += 100;
+        };
+        let mut gossip = Vec::new();
+        for (i, o) in others.iter_mut().enumerate() {
+            o.handle_seed(&s, T0).unwrap();
+            let rssi = DeciDb(-600 - 10 * i16::try_from(i).unwrap());
+            let id = o
+                .handle_radio_frame(&frame.payload, rssi, DeciDb(150), 2_412_000, t + 3)
+                .unwrap();
+            gossip.push(drain(o).into_iter().find(|p| p.id == id).unwrap().bytes);
+        }
+        for g in &gossip {
+            assert_eq!(a.handle_peer_witness(g), Ok(()));
+        }
+        assert_eq!(
+            a.handle_peer_witness(&gossip[0]),
+            Err(NotRecorded::Duplicate)
+        );
+        let seen = a.witnessed_by();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[1].witness, others[1].id());
+        assert_eq!(seen[1].rssi, DeciDb(-610));
+        // Another node's beacon is not ours; a tampered witness is refused.
+        assert_eq!(
+            others[0].handle_peer_witness(&gossip[1]),
+            Err(NotRecorded::OtherBeacon)
+        );
+        let mut bad = gossip[0].clone();
+        let n = bad.len();
+        bad[n - 10] ^= 1;
+        let mut fresh = core(1, &oracle);
+        fresh.handle_seed(&s, T0).unwrap();
+        assert!(matches!(
+            fresh.handle_peer_witness(&bad),
+            Err(NotRecorded::Invalid(_))
+        ));
+        // A new epoch starts a new list.
+        a.handle_seed(
+            &Envelope::sign(&oracle, &seed(2, T0 + 60_000)).to_bytes(),
+            T0 + 60_000,
+        )
+        .unwrap();
+        assert!(a.witnessed_by().is_empty());
     }
 
     #[test]

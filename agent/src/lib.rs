@@ -8,7 +8,9 @@
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
 //! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
 //! - [`device`]: firmware devices (real drivers or simulated) as the daemon's hardware.
-//! - [`shell`]: the tokio daemon tying it together (MQTT, device, store, HTTP).
+//! - [`net`]: the libp2p network (gossip of witnesses and seeds, `/wisp/status/1`,
+//!   `/wisp/bw/1`), driven by its own task.
+//! - [`shell`]: the tokio daemon tying it together (MQTT, libp2p, device, store, HTTP).
 #![warn(missing_docs)]
 
 pub mod bandwidth;
@@ -16,6 +18,7 @@ pub mod config;
 pub mod core;
 pub mod device;
 pub mod metrics;
+pub mod net;
 pub mod outbox;
 pub mod shell;
 pub mod status;

@@ -63,13 +63,21 @@ enum Cmd {
     },
     /// Print the device's secure-element serial and public key (what a maker certifies).
     Device(Common),
-    /// Show the local agent's status.
+    /// Show the local agent's status, or with --peer any node's signed status over libp2p.
     Status {
         #[command(flatten)]
         common: Common,
-        /// The status server, host:port (default: the running agent's, from the data directory).
+        /// Ask this node (peer id, 12D3KooW…) over `/wisp/status/1` instead of the local agent.
+        #[arg(long)]
+        peer: Option<String>,
+        /// Without --peer: the status server, host:port (default: the running agent's, from
+        /// the data directory). With --peer: the node's multiaddr (default: find it through
+        /// net.bootstrap and the DHT).
         #[arg(long)]
         addr: Option<String>,
+        /// Seconds to wait for a remote answer.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -183,7 +191,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Onboard { common, wait_s } => onboard(&load_config(&common)?, wait_s).await,
-        Cmd::Status { common, addr, json } => {
+        Cmd::Status {
+            common,
+            peer: Some(peer),
+            addr,
+            timeout_s,
+            json,
+        } => {
+            remote_status(
+                &load_config(&common)?,
+                &peer,
+                addr.as_deref(),
+                timeout_s,
+                json,
+            )
+            .await
+        }
+        Cmd::Status {
+            common,
+            peer: None,
+            addr,
+            json,
+            ..
+        } => {
             let addr = match addr {
                 Some(a) => a,
                 None => {
@@ -231,6 +261,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "  outbox          {} proofs / {} bytes max",
                 cfg.outbox.max_entries, cfg.outbox.max_bytes
             );
+            let n = &cfg.net;
+            if n.enabled {
+                let list = |v: &[libp2p::Multiaddr]| {
+                    v.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!("  p2p listen      {}", list(&n.listen));
+                println!(
+                    "  p2p bootstrap   {}",
+                    if n.bootstrap.is_empty() {
+                        "none".into()
+                    } else {
+                        list(&n.bootstrap)
+                    }
+                );
+                println!(
+                    "  p2p             mdns {}, {} connections max, idle timeout {} s",
+                    if n.mdns { "on" } else { "off" },
+                    n.max_connections,
+                    n.idle_timeout.as_secs()
+                );
+            } else {
+                println!("  p2p             disabled");
+            }
             Ok(())
         }
     }
@@ -382,6 +438,117 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
     }
 }
 
+/// `status --peer`: a throwaway libp2p node (its own random key, never the node key, so it
+/// cannot be confused with a running daemon) asks `peer` for its signed status, checks the
+/// signature against the peer id, and prints it.
+async fn remote_status(
+    cfg: &Config,
+    peer: &str,
+    addr: Option<&str>,
+    timeout_s: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    use wisp_agent::net;
+    let peer: libp2p::PeerId = peer
+        .parse()
+        .with_context(|| format!("--peer {peer}: not a peer id (12D3KooW…)"))?;
+    let mut ncfg = cfg.net.clone();
+    ncfg.listen.clear();
+    ncfg.mdns = false;
+    ncfg.kad_server = false;
+    if addr.is_none() && ncfg.bootstrap.is_empty() {
+        bail!("give --addr <multiaddr>, or set net.bootstrap so the peer can be found");
+    }
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let key = wisp_protocol::NodeKey::generate(&mut rng);
+    let n = net::start(&key, &ncfg, cfg.oracle, None)?;
+    if let Some(a) = addr {
+        let a: libp2p::Multiaddr = a
+            .parse()
+            .with_context(|| format!("--addr {a}: not a multiaddr"))?;
+        n.handle.add_address(peer, a).await?;
+    }
+    let r = tokio::time::timeout(
+        Duration::from_secs(timeout_s),
+        n.handle.status_request(peer),
+    )
+    .await
+    .with_context(|| format!("no answer from {peer} within {timeout_s} s"))?
+    .with_context(|| format!("asking {peer} for its status"))?;
+    if json {
+        let doc = serde_json::json!({
+            "peer_id": r.peer.to_string(),
+            "signature": "verified",
+            "report": r.report,
+            "witnessed_by": r.witnesses,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_remote_status(&r);
+    }
+    Ok(())
+}
+
+fn print_remote_status(r: &wisp_agent::net::status::RemoteStatus) {
+    let now = shell::wall_ms();
+    let s = &r.report;
+    println!("peer id          {} (signature verified)", r.peer);
+    println!(
+        "versions         agent {}, firmware {}",
+        s.versions.agent, s.versions.firmware
+    );
+    println!("uptime           {} s", s.uptime_s);
+    println!(
+        "epoch            {}",
+        s.epoch.map_or("none yet".into(), |e| e.to_string())
+    );
+    println!(
+        "location         {}",
+        s.cell.map_or("not set".into(), |c| c.to_string())
+    );
+    println!(
+        "broker           {}",
+        if s.broker_connected {
+            "connected"
+        } else {
+            "DISCONNECTED"
+        }
+    );
+    println!("peers            {}", s.peers);
+    println!(
+        "outbox           {} proofs, oldest {}",
+        s.outbox_depth,
+        ago(now, s.oldest_unacked_ms)
+    );
+    println!("last ack         {}", ago(now, s.last_ack_ms));
+    println!("last heartbeat   {}", ago(now, s.last_heartbeat_ms));
+    println!("last beacon      {}", ago(now, s.last_beacon_ms));
+    println!("last witness     {}", ago(now, s.last_witness_ms));
+    println!(
+        "device           gnss {}, radio {}, secure element {}",
+        ok(s.health.gnss_ok),
+        ok(s.health.radio_ok),
+        ok(s.health.secure_element_ok)
+    );
+    println!("signed           {}", ago(now, Some(s.sent_ms)));
+    println!(
+        "witnessed by     {} node(s) this epoch",
+        s.witnessed_by.len()
+    );
+    if !r.witnesses.is_empty() {
+        println!(
+            "  {:<54} {:>9} {:>8} {:>10}",
+            "witness", "rssi dBm", "snr dB", "freq MHz"
+        );
+        for w in &r.witnesses {
+            println!(
+                "  {:<54} {:>9.1} {:>8.1} {:>10.3}",
+                w.peer, w.rssi_dbm, w.snr_db, w.freq_mhz
+            );
+        }
+    }
+}
+
 /// A minimal HTTP/1.1 GET for the local status server (no TLS, no redirects).
 fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     let mut s = std::net::TcpStream::connect(addr)?;
@@ -454,6 +621,20 @@ fn print_status(s: &Status) {
         ok(s.device.radio_ok),
         ok(s.device.secure_element_ok)
     );
+    println!("p2p peers        {}", s.p2p_peers);
+    for a in &s.p2p_listen {
+        println!("p2p listen       {a}");
+    }
+    println!(
+        "witnessed by     {} node(s) this epoch",
+        s.witnessed_by.len()
+    );
+    for w in &s.witnessed_by {
+        println!(
+            "  {:<54} {:>7.1} dBm {:>6.1} dB {:>10.3} MHz",
+            w.peer, w.rssi_dbm, w.snr_db, w.freq_mhz
+        );
+    }
 }
 
 fn ok(b: bool) -> &'static str {

@@ -31,6 +31,15 @@ pub struct WhyLabel {
     pub why: &'static str,
 }
 
+/// A gossip topic and what happened to a message on it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GossipLabel {
+    /// The topic name.
+    pub topic: &'static str,
+    /// `accepted`, `rejected`, `ignored` (received) or `ok`, `duplicate`, `failed` (published).
+    pub outcome: &'static str,
+}
+
 /// Every metric the agent exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -78,6 +87,20 @@ pub struct Metrics {
     pub epoch: Gauge,
     /// Seconds since start.
     pub uptime_seconds: Gauge,
+    /// Connected libp2p peers.
+    pub p2p_peers: Gauge,
+    /// Gossip messages received, by topic and verdict.
+    pub gossip_received: Family<GossipLabel, Counter>,
+    /// Gossip messages published, by topic and outcome.
+    pub gossip_published: Family<GossipLabel, Counter>,
+    /// Network events dropped because the daemon was behind.
+    pub net_events_dropped: Counter,
+    /// `/wisp/status/1` queries answered.
+    pub status_queries_served: Counter,
+    /// `/wisp/bw/1` requests received, by outcome.
+    pub bw_requests: Family<WhyLabel, Counter>,
+    /// Witnesses of this node's beacon heard about by gossip.
+    pub own_beacon_witnesses: Counter,
 }
 
 impl Metrics {
@@ -106,6 +129,13 @@ impl Metrics {
             clock_skew_warnings: Counter::default(),
             epoch: Gauge::default(),
             uptime_seconds: Gauge::default(),
+            p2p_peers: Gauge::default(),
+            gossip_received: Family::default(),
+            gossip_published: Family::default(),
+            net_events_dropped: Counter::default(),
+            status_queries_served: Counter::default(),
+            bw_requests: Family::default(),
+            own_beacon_witnesses: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -213,6 +243,37 @@ impl Metrics {
             Unit::Seconds,
             m.uptime_seconds.clone(),
         );
+        registry.register("p2p_peers", "Connected libp2p peers", m.p2p_peers.clone());
+        registry.register(
+            "gossip_received",
+            "Gossip messages received, by topic and verdict (rejected ones penalise the sender)",
+            m.gossip_received.clone(),
+        );
+        registry.register(
+            "gossip_published",
+            "Gossip messages published, by topic and outcome",
+            m.gossip_published.clone(),
+        );
+        registry.register(
+            "net_events_dropped",
+            "Network events dropped because the daemon loop was behind",
+            m.net_events_dropped.clone(),
+        );
+        registry.register(
+            "status_queries_served",
+            "Signed status reports served over /wisp/status/1",
+            m.status_queries_served.clone(),
+        );
+        registry.register(
+            "bw_requests",
+            "Bandwidth-test requests received over /wisp/bw/1, by outcome",
+            m.bw_requests.clone(),
+        );
+        registry.register(
+            "own_beacon_witnesses",
+            "Witnesses of this node's beacon received by gossip",
+            m.own_beacon_witnesses.clone(),
+        );
         let info: Family<BuildLabel, Gauge> = Family::default();
         info.get_or_create(&BuildLabel {
             version: version.to_string(),
@@ -293,6 +354,22 @@ mod tests {
             .inc();
         m.outbox_commit_seconds.observe(0.002);
         m.outbox_oldest_age_seconds.set(1.5);
+        for label in [
+            GossipLabel {
+                topic: "wisp/poc/1",
+                outcome: "accepted",
+            },
+            GossipLabel {
+                topic: "wisp/poc/1",
+                outcome: "rejected",
+            },
+        ] {
+            m.gossip_received.get_or_create(&label).inc();
+            m.gossip_published.get_or_create(&label).inc();
+        }
+        m.bw_requests
+            .get_or_create(&WhyLabel { why: "refused" })
+            .inc();
         let text = m.encode_prometheus();
         assert!(
             text.contains("# TYPE wisp_proofs_signed_total counter\n"),

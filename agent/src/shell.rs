@@ -4,12 +4,18 @@
 //! MQTT event loop and forwards what matters over a bounded channel; SQLite commits run on the
 //! blocking pool. The loop, each turn:
 //!
-//! 1. waits for the earliest deadline (core, outbox, commit window, status) or an MQTT event;
-//! 2. feeds the core (timeouts, seeds, acks, radio frames, GNSS fixes);
+//! 1. waits for the earliest deadline (core, outbox, commit window, status), an MQTT event or
+//!    a network event;
+//! 2. feeds the core (timeouts, seeds, acks, radio frames, GNSS fixes, gossiped witnesses);
 //! 3. collects newly signed proofs into a batch and **commits the batch to disk before any of
 //!    it is published**; acked proofs are deleted in the same kind of batch;
 //! 4. publishes what the outbox says is due (new proofs, resends) while connected;
 //! 5. refreshes the status and the metrics.
+//!
+//! The libp2p swarm runs in its own task ([`crate::net`]). The daemon gossips every witness it
+//! signs (besides outboxing it for the oracle) and every new seed it got over MQTT; it records
+//! gossiped witnesses of its own beacon in the core; it answers `/wisp/status/1` with a signed
+//! report and `/wisp/bw/1` with a refusal (empty body) until the bandwidth test exists.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,13 +29,14 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
-use wisp_protocol::msg::{GnssFix, Verdict, Versions};
+use wisp_protocol::msg::{DeviceHealth, GnssFix, StatusReport, Verdict, Versions};
 use wisp_protocol::units::DeciDb;
-use wisp_protocol::{NodeKey, ProofId, keyfile, topics};
+use wisp_protocol::{Kind, NodeKey, ProofId, keyfile, topics};
 
 use crate::config::{Config, MqttConfig};
 use crate::core::{Core, CoreConfig, Event, Ignored, Proof, TxFrame};
 use crate::metrics::{KindLabel, Metrics, ReasonLabel, WhyLabel};
+use crate::net::{self, NetEvent, NetHandle, Topic};
 use crate::outbox::Outbox;
 use crate::status::{DeviceStatus, Shared, Status};
 use crate::store::{Row, Store};
@@ -131,6 +138,12 @@ pub fn store_path(data_dir: &Path) -> PathBuf {
     data_dir.join("outbox.db")
 }
 
+/// The file where a running agent writes its libp2p listen addresses (one multiaddr with
+/// `/p2p/<peer id>` a line), for operators and tests.
+pub fn p2p_addr_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("p2p.addr")
+}
+
 /// The file where a running agent writes its status server's address.
 pub fn http_addr_path(data_dir: &Path) -> PathBuf {
     data_dir.join("http.addr")
@@ -211,6 +224,9 @@ struct Daemon {
     metrics: Arc<Metrics>,
     shared: Arc<Shared>,
     next_status_ms: u64,
+    net: Option<NetHandle>,
+    p2p_listen: Vec<String>,
+    p2p_peers: usize,
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -244,6 +260,17 @@ pub async fn run(
             )
         })?;
     let http_addr = listener.local_addr()?;
+    let (net, mut net_events, p2p_listen) = if cfg.net.enabled {
+        let n = net::start(&key, &cfg.net, cfg.oracle, Some(metrics.clone())).with_context(
+            || "starting the libp2p network (check net.listen; set net.enabled = false to run without it)",
+        )?;
+        let listen = wait_for_listeners(&n.handle, cfg.net.listen.len()).await;
+        let _ = std::fs::remove_file(p2p_addr_path(&cfg.data_dir));
+        std::fs::write(p2p_addr_path(&cfg.data_dir), listen.join("\n") + "\n")?;
+        (Some(n.handle), Some(n.events), listen)
+    } else {
+        (None, None, Vec::new())
+    };
     std::fs::write(http_addr_path(&cfg.data_dir), http_addr.to_string())?;
     let router = crate::status::router(shared.clone());
     tokio::spawn(async move {
@@ -342,6 +369,9 @@ pub async fn run(
         shared,
         next_status_ms: now,
         cfg,
+        net,
+        p2p_listen,
+        p2p_peers: 0,
     };
 
     tokio::pin!(shutdown);
@@ -356,6 +386,7 @@ pub async fn run(
                 Some(m) => d.on_mqtt(m).await,
                 None => anyhow::bail!("the MQTT task stopped"),
             },
+            Some(ev) = next_net_event(&mut net_events) => d.on_net(ev).await,
         }
         d.turn().await?;
     }
@@ -433,32 +464,7 @@ impl Daemon {
             }
             Incoming::Publish { topic, payload } => {
                 if topic == topics::EPOCH {
-                    match self.core.handle_seed(&payload, now) {
-                        Ok(true) => {
-                            let store = self.store.clone();
-                            let saved = tokio::task::spawn_blocking(move || {
-                                store
-                                    .lock()
-                                    .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
-                                    .set_blob(SEED_BLOB, &payload)?;
-                                anyhow::Ok(())
-                            })
-                            .await;
-                            if !matches!(saved, Ok(Ok(()))) {
-                                warn!(
-                                    "could not save the epoch seed; a restart will wait for the broker's copy"
-                                );
-                            }
-                        }
-                        Ok(false) => debug!("ignored an old epoch seed"),
-                        Err(e) => {
-                            warn!("refused an epoch seed: {e}");
-                            self.metrics
-                                .oracle_messages_refused
-                                .get_or_create(&WhyLabel { why: "seed" })
-                                .inc();
-                        }
-                    }
+                    self.on_seed(payload, true, now).await;
                 } else if topic == topics::acks(&self.key.id()) {
                     match self.core.handle_ack(&payload, now) {
                         Ok(entries) => self.apply_ack(entries),
@@ -475,6 +481,127 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// An epoch seed from the broker or from gossip. A new one is saved (so a restart resumes
+    /// the epoch) and, when it came from the broker, gossiped to peers that lack a broker.
+    async fn on_seed(&mut self, payload: Vec<u8>, from_broker: bool, now: u64) {
+        match self.core.handle_seed(&payload, now) {
+            Ok(true) => {
+                if from_broker && let Some(n) = &self.net {
+                    let _ = n.try_publish(Topic::Seed, payload.clone());
+                }
+                let store = self.store.clone();
+                let saved = tokio::task::spawn_blocking(move || {
+                    store
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+                        .set_blob(SEED_BLOB, &payload)?;
+                    anyhow::Ok(())
+                })
+                .await;
+                if !matches!(saved, Ok(Ok(()))) {
+                    warn!(
+                        "could not save the epoch seed; a restart will wait for the broker's copy"
+                    );
+                }
+            }
+            Ok(false) => debug!("ignored an old epoch seed"),
+            Err(e) => {
+                warn!("refused an epoch seed: {e}");
+                self.metrics
+                    .oracle_messages_refused
+                    .get_or_create(&WhyLabel { why: "seed" })
+                    .inc();
+            }
+        }
+    }
+
+    async fn on_net(&mut self, ev: NetEvent) {
+        let now = wall_ms();
+        match ev {
+            NetEvent::Witness {
+                bytes, beaconer, ..
+            } => {
+                if beaconer != self.key.id() {
+                    return;
+                }
+                match self.core.handle_peer_witness(&bytes) {
+                    Ok(()) => {
+                        self.metrics.own_beacon_witnesses.inc();
+                        // Show it at once rather than at the next status refresh.
+                        self.refresh_gauges(now);
+                    }
+                    Err(why) => debug!(?why, "gossiped witness of our beacon not recorded"),
+                }
+            }
+            NetEvent::Seed { bytes } => self.on_seed(bytes, false, now).await,
+            NetEvent::StatusRequest { peer, responder } => {
+                let body = self.status_response(now);
+                match responder.try_respond(body) {
+                    Ok(()) => {
+                        debug!(%peer, "served a status report");
+                        self.metrics.status_queries_served.inc();
+                    }
+                    Err(e) => warn!(%peer, "status report not sent: {e}"),
+                }
+            }
+            NetEvent::BwRequest {
+                peer,
+                body,
+                responder,
+            } => {
+                // The bandwidth test is not part of this build: refuse with an empty body.
+                debug!(%peer, len = body.len(), "refused a bandwidth-test request");
+                self.metrics
+                    .bw_requests
+                    .get_or_create(&WhyLabel { why: "refused" })
+                    .inc();
+                let _ = responder.try_respond(Vec::new());
+            }
+            NetEvent::Peers(n) => {
+                self.p2p_peers = n;
+                self.core.handle_peers(u16::try_from(n).unwrap_or(u16::MAX));
+                self.metrics
+                    .p2p_peers
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// The `/wisp/status/1` answer: a freshly signed report and the witnesses of our beacon.
+    fn status_response(&self, now: u64) -> Vec<u8> {
+        let a = self.core.activity();
+        let h = self.device.health();
+        let report = StatusReport {
+            epoch: self.core.epoch().map(|e| e.epoch),
+            sent_ms: now,
+            uptime_s: self.core.uptime_s(now),
+            versions: Versions::new(VERSION, &self.device.firmware_version()),
+            cell: self.core.cell(),
+            fix: self.core.fix(),
+            outbox_depth: u32::try_from(self.outbox.len()).unwrap_or(u32::MAX),
+            oldest_unacked_ms: self.outbox.oldest_created_ms(),
+            last_ack_ms: a.last_ack_ms,
+            last_beacon_ms: a.last_beacon_ms,
+            last_witness_ms: a.last_witness_ms,
+            last_heartbeat_ms: a.last_heartbeat_ms,
+            broker_connected: self.connected,
+            peers: u16::try_from(self.p2p_peers).unwrap_or(u16::MAX),
+            health: DeviceHealth {
+                gnss_ok: h.gnss_ok,
+                radio_ok: h.radio_ok,
+                secure_element_ok: h.secure_element_ok,
+            },
+            witnessed_by: self.core.witnessed_by().iter().map(|w| w.witness).collect(),
+        };
+        let envelopes: Vec<Vec<u8>> = self
+            .core
+            .witnessed_by()
+            .iter()
+            .map(|w| w.envelope.clone())
+            .collect();
+        net::status::encode_response(self.core.sign(&report).to_bytes(), &envelopes)
     }
 
     fn apply_ack(&mut self, entries: Vec<wisp_protocol::msg::AckEntry>) {
@@ -525,6 +652,13 @@ impl Daemon {
             }
         }
         while let Some(p) = self.core.poll_proof() {
+            // Witnesses are also gossiped, so the beaconer and monitors see who heard whom.
+            if p.kind == Kind::Witness
+                && let Some(n) = &self.net
+                && let Err(e) = n.try_publish(Topic::Poc, p.bytes.clone())
+            {
+                warn!("witness not gossiped: {e}");
+            }
             self.metrics
                 .proofs_signed
                 .get_or_create(&KindLabel {
@@ -785,6 +919,16 @@ impl Daemon {
             broker_connected: self.connected,
             broker: format!("{}:{}", self.cfg.mqtt.host, self.cfg.mqtt.port),
             device: self.device.health(),
+            p2p_peers: self.p2p_peers,
+            p2p_listen: self.p2p_listen.clone(),
+            witnessed_by: self
+                .core
+                .witnessed_by()
+                .iter()
+                .map(|w| {
+                    net::status::WitnessView::new(&w.witness, w.rssi, w.snr, w.freq_khz, w.rx_ms)
+                })
+                .collect(),
         };
         if let Ok(mut s) = self.shared.status.write() {
             *s = status;
@@ -807,6 +951,35 @@ impl Daemon {
             doc.to_string().into_bytes(),
         );
     }
+}
+
+async fn next_net_event(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<NetEvent>>,
+) -> Option<NetEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The listen addresses with `/p2p/<peer id>`, once every configured listener is up (at
+/// most ~2 s; a wildcard listener may report several addresses).
+async fn wait_for_listeners(net: &NetHandle, configured: usize) -> Vec<String> {
+    let me = net.local_peer_id();
+    for _ in 0..100 {
+        if let Ok(addrs) = net.listen_addrs().await
+            && !addrs.is_empty()
+            && addrs.len() >= configured
+        {
+            return addrs
+                .into_iter()
+                .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)).to_string())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    warn!("the libp2p listeners are not up after 2 s");
+    Vec::new()
 }
 
 fn ignored_name(i: Ignored) -> &'static str {

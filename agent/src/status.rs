@@ -57,6 +57,12 @@ pub struct Status {
     pub broker: String,
     /// Device health.
     pub device: DeviceStatus,
+    /// Connected libp2p peers.
+    pub p2p_peers: usize,
+    /// The libp2p listen addresses, with `/p2p/<peer id>`.
+    pub p2p_listen: Vec<String>,
+    /// Who witnessed this node's beacon in the current epoch (gossiped witnesses, at most 32).
+    pub witnessed_by: Vec<crate::net::status::WitnessView>,
 }
 
 /// Device health in the status.

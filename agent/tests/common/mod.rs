@@ -153,6 +153,10 @@ pub struct Seen {
     pub status: BTreeMap<String, String>,
     /// Onboarding envelopes received.
     pub onboards: Vec<Vec<u8>>,
+    /// Witness envelopes received (first copy of each).
+    pub witnesses: Vec<Vec<u8>>,
+    /// Beacon envelopes received (first copy of each).
+    pub beacons: Vec<Vec<u8>>,
 }
 
 /// A minimal oracle: publishes a retained seed, opens every proof, acks it (signed).
@@ -185,12 +189,44 @@ pub fn seed_envelope(key: &NodeKey, epoch: u64, start_ms: u64, heartbeat_ms: u32
     .to_bytes()
 }
 
+/// A seed with every timing parameter chosen by the caller (short epochs for radio tests).
+pub fn seed_envelope_with(
+    key: &NodeKey,
+    epoch: u64,
+    start_ms: u64,
+    duration_ms: u64,
+    slot_count: u32,
+    heartbeat_ms: u32,
+) -> Vec<u8> {
+    Envelope::sign(
+        key,
+        &EpochSeed {
+            epoch,
+            start_ms,
+            duration_ms,
+            seed: [epoch.to_le_bytes()[0]; 32].into(),
+            params: EpochParams {
+                slot_count,
+                heartbeat_interval_ms: heartbeat_ms,
+                ..EpochParams::default()
+            },
+        },
+    )
+    .to_bytes()
+}
+
 impl TestOracle {
     pub fn start(broker_port: u16, heartbeat_ms: u32) -> TestOracle {
         Self::start_at("127.0.0.1", broker_port, heartbeat_ms)
     }
 
     pub fn start_at(host: &str, broker_port: u16, heartbeat_ms: u32) -> TestOracle {
+        let seed = seed_envelope(&oracle_key(), 1, wisp_agent::shell::wall_ms(), heartbeat_ms);
+        Self::start_with_seed(host, broker_port, seed)
+    }
+
+    /// An oracle that publishes `seed` (retained) when it connects.
+    pub fn start_with_seed(host: &str, broker_port: u16, seed: Vec<u8>) -> TestOracle {
         let key = oracle_key();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -204,7 +240,6 @@ impl TestOracle {
         o.set_max_packet_size(1 << 20, 1 << 20);
         o.set_request_channel_capacity(1000);
         let (client, mut events) = AsyncClient::new(o, 1000);
-        let seed = seed_envelope(&key, 1, wisp_agent::shell::wall_ms(), heartbeat_ms);
         let (c, s, k) = (client.clone(), seen.clone(), key.clone());
         let ready = Arc::new(AtomicBool::new(false));
         let r = ready.clone();
@@ -243,7 +278,14 @@ impl TestOracle {
                         let id = env.proof_id();
                         {
                             let mut seen = s.lock().unwrap();
+                            let first = !seen.proofs.contains_key(&id);
                             *seen.proofs.entry(id).or_default() += 1;
+                            if first && env.kind == Kind::Witness {
+                                seen.witnesses.push(bytes.clone());
+                            }
+                            if first && env.kind == Kind::Beacon {
+                                seen.beacons.push(bytes.clone());
+                            }
                             if env.kind == Kind::Onboard {
                                 seen.onboards.push(bytes.clone());
                             }
@@ -303,6 +345,8 @@ pub fn agent_env_at(data_dir: &Path, broker: &str, oracle: &NodeKey) -> Vec<(Str
         ("WISP_ORACLE__PUBLIC_KEY".into(), oracle.id().to_string()),
         ("WISP_MQTT__URL".into(), format!("mqtt://{broker}")),
         ("WISP_HTTP__LISTEN".into(), "127.0.0.1:0".into()),
+        // Each agent on its own ephemeral loopback port (the default is 0.0.0.0:9311).
+        ("WISP_NET__LISTEN".into(), "/ip4/127.0.0.1/tcp/0".into()),
         ("WISP_OUTBOX__ACK_TIMEOUT_S".into(), "2".into()),
         (
             "WISP_LOG__LEVEL".into(),

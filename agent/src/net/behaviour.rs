@@ -1,0 +1,153 @@
+//! The composed libp2p behaviour: one field per concern, composed with the derive.
+// The derive generates `BehaviourEvent` with one undocumented variant per field.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, autonat, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns,
+    memory_connection_limits, ping, relay, request_response,
+};
+
+use super::NetConfig;
+use super::codec::{BytesCodec, Limits};
+use super::gossip;
+
+/// Our Kademlia protocol: a private DHT, never the public IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/wisp/kad/1");
+/// Signed status reports for monitors.
+pub const STATUS_PROTOCOL: StreamProtocol = StreamProtocol::new("/wisp/status/1");
+/// Bandwidth-test negotiation.
+pub const BW_PROTOCOL: StreamProtocol = StreamProtocol::new("/wisp/bw/1");
+/// Identify's protocol version string: peers of other networks are told apart by it.
+pub const IDENTIFY_VERSION: &str = "/wisp/1";
+
+/// The largest `/wisp/bw/1` request or response body.
+pub const BW_MAX_BODY: usize = 4 * 1024;
+/// The largest `/wisp/status/1` request (it carries nothing today).
+pub const STATUS_MAX_REQUEST: usize = 64;
+/// The largest `/wisp/status/1` response: a status report (≤ 4 KiB) and up to 32 witness
+/// envelopes (≤ 640 B each), with framing.
+pub const STATUS_MAX_RESPONSE: usize = 32 * 1024;
+
+/// Every behaviour of a wisp node.
+// Not every libp2p behaviour implements Debug (the derive's event enum does).
+#[allow(missing_debug_implementations)]
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Caps on connection counts (checked first, so denied connections cost nothing more).
+    pub limits: connection_limits::Behaviour,
+    /// Refuses new connections when the process uses too much memory.
+    pub memory: memory_connection_limits::Behaviour,
+    /// Exchanges listen addresses and protocols.
+    pub identify: identify::Behaviour,
+    /// Liveness and RTT.
+    pub ping: ping::Behaviour,
+    /// Peer discovery and routing (`/wisp/kad/1`).
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Witnesses and seeds.
+    pub gossipsub: gossipsub::Behaviour,
+    /// `/wisp/status/1`.
+    pub status: request_response::Behaviour<BytesCodec>,
+    /// `/wisp/bw/1`.
+    pub bw: request_response::Behaviour<BytesCodec>,
+    /// Learns whether we are reachable.
+    pub autonat: autonat::Behaviour,
+    /// Reach peers behind NAT through relays.
+    pub relay: relay::client::Behaviour,
+    /// Upgrade relayed connections to direct ones (hole punching).
+    pub dcutr: dcutr::Behaviour,
+    /// LAN discovery, when enabled.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+impl Behaviour {
+    /// Builds the behaviours for `key` with the relay client the transport was built with.
+    pub fn new(
+        key: &identity::Keypair,
+        relay: relay::client::Behaviour,
+        cfg: &NetConfig,
+    ) -> Result<Self, String> {
+        let id = key.public().to_peer_id();
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(cfg.max_connections))
+            .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
+            .with_max_pending_incoming(Some(cfg.max_connections / 2 + 1))
+            .with_max_pending_outgoing(Some(cfg.max_connections / 2 + 1));
+        let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+        kad_cfg.set_query_timeout(Duration::from_secs(30));
+        // Records are not used (only routing); keep the store tiny.
+        let store = kad::store::MemoryStore::with_config(
+            id,
+            kad::store::MemoryStoreConfig {
+                max_records: 16,
+                max_value_bytes: 1024,
+                max_providers_per_key: 4,
+                max_provided_keys: 16,
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(id, store, kad_cfg);
+        if cfg.kad_server {
+            // A node otherwise stays a DHT client until an external address is confirmed.
+            kad.set_mode(Some(kad::Mode::Server));
+        }
+        let mut gs =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip::config()?)
+                .map_err(|e| e.to_string())?;
+        gs.with_peer_score(gossip::score_params(), gossip::score_thresholds())
+            .map_err(|e| e.to_string())?;
+        for t in [gossip::Topic::Poc, gossip::Topic::Seed] {
+            gs.subscribe(&t.ident()).map_err(|e| e.to_string())?;
+        }
+        let rr = |proto: StreamProtocol, limits: Limits| {
+            request_response::Behaviour::with_codec(
+                BytesCodec::new(limits),
+                [(proto, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(cfg.request_timeout)
+                    .with_max_concurrent_streams(32),
+            )
+        };
+        let mdns = if cfg.mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), id)
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            memory: memory_connection_limits::Behaviour::with_max_percentage(
+                cfg.max_memory_fraction,
+            ),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                    .with_agent_version(format!("wisp-agent/{}", crate::shell::VERSION)),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            kad,
+            gossipsub: gs,
+            status: rr(
+                STATUS_PROTOCOL,
+                Limits {
+                    request: STATUS_MAX_REQUEST,
+                    response: STATUS_MAX_RESPONSE,
+                },
+            ),
+            bw: rr(
+                BW_PROTOCOL,
+                Limits {
+                    request: BW_MAX_BODY,
+                    response: BW_MAX_BODY,
+                },
+            ),
+            autonat: autonat::Behaviour::new(id, autonat::Config::default()),
+            relay,
+            dcutr: dcutr::Behaviour::new(id),
+            mdns: Toggle::from(mdns),
+        })
+    }
+}

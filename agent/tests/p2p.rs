@@ -1,0 +1,537 @@
+//! Twelve real agents (the full daemon: core, outbox on SQLite, MQTT, HTTP status, libp2p)
+//! in one process, over loopback TCP and QUIC, each with a simulated radio (the firmware's
+//! `SimDevice`) on a shared simulated medium that delivers a transmitted beacon to exactly
+//! the nodes within range. An embedded broker and a test oracle (signed seed, signed acks)
+//! stand for the oracle side.
+//!
+//! Checked: every beacon is witnessed by exactly the nodes in range; the witnesses reach the
+//! oracle and are gossiped to every node; each beaconer's status lists its witnesses; a remote
+//! `/wisp/status/1` query (library and CLI) returns a report whose signature is checked; a
+//! forged witness is rejected by the node it is sent to and reaches nobody else; `/wisp/bw/1`
+//! is answered with a refusal; a restarted agent (same key) rejoins.
+//!
+//! Timeouts only bound a hang (the machine is shared and slow); nothing asserts speed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::cast_possible_truncation
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::oneshot;
+use wisp_agent::config::RawConfig;
+use wisp_agent::core::TxFrame;
+use wisp_agent::device::Board;
+use wisp_agent::net::{self, NetConfig, Topic};
+use wisp_agent::shell::{self, DeviceIo, RxFrame};
+use wisp_agent::status::DeviceStatus;
+use wisp_firmware::device::SimDevice;
+use wisp_firmware::radio::RadioFrame;
+use wisp_protocol::envelope;
+use wisp_protocol::msg::{GnssFix, Witness};
+use wisp_protocol::{NodeId, NodeKey};
+
+/// Agents on a line, 150 m apart; a beacon carries 350 m, so each node hears the two nearest
+/// on each side and no farther.
+const N: usize = 12;
+const SPACING_M: f64 = 150.0;
+const RANGE_M: f64 = 350.0;
+const HANG: Duration = Duration::from_secs(120);
+
+fn in_range(a: usize, b: usize) -> bool {
+    a != b && (a.abs_diff(b) as f64) * SPACING_M <= RANGE_M
+}
+
+/// One node's simulated device, shared by its daemon and the medium.
+type SharedBoard = Arc<Mutex<Board<SimDevice>>>;
+
+/// The air: every node's simulated device, by index.
+#[derive(Clone, Default)]
+struct Medium {
+    boards: Arc<Mutex<Vec<SharedBoard>>>,
+}
+
+impl Medium {
+    fn add(&self, seed: u8) -> (usize, SharedBoard) {
+        let dev = wisp_firmware::device::simulated(&[seed; 32], [seed; 9]).unwrap();
+        let b = Arc::new(Mutex::new(Board::new(dev, "sim-medium")));
+        let mut all = self.boards.lock().unwrap();
+        all.push(b.clone());
+        (all.len() - 1, b)
+    }
+
+    /// Delivers what node `from` transmitted to every node in range, with a free-space RSSI.
+    fn propagate(&self, from: usize, payload: &[u8], freq_khz: u32) {
+        let all = self.boards.lock().unwrap().clone();
+        for (to, board) in all.iter().enumerate() {
+            if !in_range(from, to) {
+                continue;
+            }
+            let d_m = (from.abs_diff(to) as f64) * SPACING_M;
+            let f_mhz = f64::from(freq_khz) / 1000.0;
+            let fspl = 20.0 * d_m.log10() + 20.0 * f_mhz.log10() - 27.55;
+            let rssi = 20.0 + 3.0 + 3.0 - fspl;
+            let frame = RadioFrame {
+                payload: payload.try_into().unwrap(),
+                rssi_ddbm: (rssi * 10.0).round() as i16,
+                snr_ddb: ((rssi + 95.0) * 10.0).round() as i16,
+                freq_khz,
+                rx_time_ms: shell::wall_ms(),
+            };
+            assert!(board.lock().unwrap().device_mut().inject_frame(frame));
+        }
+    }
+}
+
+/// One node's radio on the medium.
+struct MediumRadio {
+    idx: usize,
+    board: SharedBoard,
+    medium: Medium,
+}
+
+impl DeviceIo for MediumRadio {
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String> {
+        let sent: Vec<_> = {
+            let mut b = self.board.lock().unwrap();
+            b.transmit(frame)?;
+            b.device_mut().drain_transmitted().collect()
+        };
+        for t in sent {
+            self.medium
+                .propagate(self.idx, &t.payload, t.channel.freq_khz);
+        }
+        Ok(())
+    }
+    fn poll_received(&mut self) -> Option<RxFrame> {
+        self.board.lock().unwrap().poll_received()
+    }
+    fn poll_fix(&mut self) -> Option<GnssFix> {
+        None
+    }
+    fn health(&self) -> DeviceStatus {
+        self.board.lock().unwrap().health()
+    }
+    fn firmware_version(&self) -> String {
+        "sim-medium".into()
+    }
+}
+
+/// An agent running in this process.
+struct Node {
+    dir: PathBuf,
+    id: NodeId,
+    http: SocketAddr,
+    p2p: Vec<Multiaddr>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Node {
+    fn quic(&self) -> Multiaddr {
+        self.p2p
+            .iter()
+            .find(|a| a.to_string().contains("quic"))
+            .unwrap()
+            .clone()
+    }
+    fn tcp(&self) -> Multiaddr {
+        self.p2p
+            .iter()
+            .find(|a| a.to_string().contains("/tcp/"))
+            .unwrap()
+            .clone()
+    }
+    fn peer(&self) -> PeerId {
+        self.id.to_peer_id()
+    }
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&http_get(self.http, "/status").1).unwrap()
+    }
+    /// The sum of a metric's samples whose labels contain every one of `labels`.
+    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        http_get(self.http, "/metrics")
+            .1
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter(|l| labels.iter().all(|x| l.contains(x)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+    fn poc(&self, outcome: &str) -> f64 {
+        self.metric(
+            "wisp_gossip_received_total",
+            &["wisp/poc/1", &format!("\"{outcome}\"")],
+        )
+    }
+    fn witnessed_by(&self) -> BTreeSet<String> {
+        self.status()["witnessed_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["peer"].as_str().unwrap().to_string())
+            .collect()
+    }
+    async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(d) = self.done.take() {
+            tokio::time::timeout(HANG, d)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+fn env_for(
+    dir: &Path,
+    broker: u16,
+    idx: usize,
+    bootstrap: Option<&Multiaddr>,
+) -> Vec<(String, String)> {
+    let mut env = agent_env(dir, broker, &oracle_key());
+    env.retain(|(k, _)| k != "WISP_NET__LISTEN");
+    env.extend([
+        (
+            "WISP_NET__LISTEN".into(),
+            "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1".into(),
+        ),
+        ("WISP_NET__KAD_SERVER".into(), "true".into()),
+        ("WISP_LOCATION__LAT".into(), "38.7".into()),
+        (
+            "WISP_LOCATION__LON".into(),
+            format!("{}", -9.1 + idx as f64 * 0.0017),
+        ),
+    ]);
+    if let Some(b) = bootstrap {
+        env.push(("WISP_NET__BOOTSTRAP".into(), b.to_string()));
+    }
+    env
+}
+
+async fn spawn_node(dir: &Path, env: Vec<(String, String)>, device: MediumRadio) -> Node {
+    let cfg = RawConfig::load(None, env).unwrap().resolve().unwrap();
+    let _ = std::fs::remove_file(dir.join("http.addr"));
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(shell::run(cfg, Box::new(device), async move {
+        let _ = rx.await;
+    }));
+    let http_path = dir.join("http.addr");
+    tokio::time::timeout(HANG, async {
+        while !http_path.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("agent did not start");
+    let http = std::fs::read_to_string(&http_path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let p2p = std::fs::read_to_string(dir.join("p2p.addr"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let id = wisp_protocol::keyfile::load(&dir.join("node.key"))
+        .unwrap()
+        .id();
+    Node {
+        dir: dir.to_path_buf(),
+        id,
+        http,
+        p2p,
+        stop: Some(tx),
+        done: Some(done),
+    }
+}
+
+/// Polls `f` (off the runtime's workers: it does blocking HTTP) until it holds.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool + Send + 'static) {
+    let ok = tokio::task::spawn_blocking(move || wait_for(HANG, &mut f))
+        .await
+        .unwrap();
+    assert!(ok, "gave up waiting for: {what}");
+}
+
+#[test]
+fn twelve_agents_witness_gossip_report_and_answer_status() {
+    let broker = start_broker();
+    // Epoch 1 starts 8 s from now (time for every agent to start and the mesh to form), with
+    // 2 s beacon slots: every node beacons within 32 s.
+    let start = shell::wall_ms() + 8_000;
+    let seed = seed_envelope_with(&oracle_key(), 1, start, 24_000, 12, 5_000);
+    // The oracle owns a runtime of its own: keep it outside the agents' runtime.
+    let oracle = TestOracle::start_with_seed("127.0.0.1", broker, seed);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(scenario(&oracle, broker));
+}
+
+async fn scenario(oracle: &TestOracle, broker: u16) {
+    let medium = Medium::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..N {
+        let dir = tmp.path().join(format!("n{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (idx, board) = medium.add(u8::try_from(i).unwrap() + 1);
+        assert_eq!(idx, i);
+        // Everyone bootstraps from node 0 over QUIC and finds the rest through the DHT.
+        let boot = nodes.first().map(Node::quic);
+        let env = env_for(&dir, broker, i, boot.as_ref());
+        let device = MediumRadio {
+            idx,
+            board,
+            medium: medium.clone(),
+        };
+        nodes.push(spawn_node(&dir, env, device).await);
+    }
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+    let index: BTreeMap<NodeId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let expected: BTreeSet<(usize, usize)> = (0..N)
+        .flat_map(|b| (0..N).filter(move |&w| in_range(b, w)).map(move |w| (b, w)))
+        .collect();
+    println!(
+        "{} nodes, {} expected (beaconer, witness) pairs",
+        N,
+        expected.len()
+    );
+
+    // The oracle side: every node beacons once, and every witness arrives.
+    let seen = oracle.seen.clone();
+    let total = expected.len();
+    eventually("all beacons and witnesses at the oracle", move || {
+        let s = seen.lock().unwrap();
+        s.beacons.len() >= N && s.witnesses.len() >= total
+    })
+    .await;
+    let pairs: Vec<(usize, usize)> = oracle
+        .seen
+        .lock()
+        .unwrap()
+        .witnesses
+        .iter()
+        .map(|w| {
+            let w = envelope::open::<Witness>(w).unwrap();
+            let b = w.msg.open_beacon().unwrap();
+            (index[&b.signer], index[&w.signer])
+        })
+        .collect();
+    let pair_set: BTreeSet<(usize, usize)> = pairs.iter().copied().collect();
+    assert_eq!(
+        pairs.len(),
+        pair_set.len(),
+        "a beacon was witnessed twice by one node"
+    );
+    assert_eq!(
+        pair_set, expected,
+        "witnesses differ from the nodes in range"
+    );
+
+    // Gossip: every node accepted every witness it did not sign itself.
+    let own: Vec<usize> = (0..N)
+        .map(|w| expected.iter().filter(|(_, x)| *x == w).count())
+        .collect();
+    for (i, n) in nodes.iter().enumerate() {
+        let want = (total - own[i]) as f64;
+        let http = n.http;
+        let probe = Node {
+            dir: n.dir.clone(),
+            id: n.id,
+            http,
+            p2p: vec![],
+            stop: None,
+            done: None,
+        };
+        eventually(
+            &format!("node {i} received {want} gossiped witnesses"),
+            move || probe.poc("accepted") >= want,
+        )
+        .await;
+        assert_eq!(n.poc("accepted"), want, "node {i}");
+        assert_eq!(n.poc("rejected"), 0.0, "node {i}");
+    }
+
+    // Each beaconer's status lists exactly the nodes in range as its witnesses.
+    for (b, n) in nodes.iter().enumerate() {
+        let want: BTreeSet<String> = (0..N)
+            .filter(|&w| in_range(b, w))
+            .map(|w| ids[w].to_string())
+            .collect();
+        assert_eq!(n.witnessed_by(), want, "status of node {b}");
+        let first = &n.status()["witnessed_by"][0];
+        assert!(first["rssi_dbm"].as_f64().unwrap() < -40.0, "{first}");
+        assert_eq!(first["freq_mhz"].as_f64().unwrap(), 2412.0);
+    }
+
+    // A monitor asks node 5 over /wisp/status/1, knowing only its peer id and address.
+    let monitor = net::start(
+        &NodeKey::from_seed(&[0xee; 32]),
+        &NetConfig {
+            listen: vec![],
+            ..NetConfig::default()
+        },
+        oracle_key().id(),
+        None,
+    )
+    .unwrap();
+    monitor
+        .handle
+        .add_address(nodes[5].peer(), nodes[5].tcp())
+        .await
+        .unwrap();
+    let remote = tokio::time::timeout(HANG, monitor.handle.status_request(nodes[5].peer()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(remote.peer, ids[5]);
+    assert_eq!(remote.report.epoch, Some(1));
+    assert!(remote.report.peers >= 1);
+    let remote_witnesses: BTreeSet<String> =
+        remote.witnesses.iter().map(|w| w.peer.clone()).collect();
+    assert_eq!(remote_witnesses, nodes[5].witnessed_by());
+    assert_eq!(
+        nodes[5].metric("wisp_status_queries_served_total", &[]),
+        1.0
+    );
+
+    // The same through the CLI, which verifies the signature against the peer id.
+    let cli_dir = tmp.path().join("cli");
+    let out = tokio::task::spawn_blocking({
+        let (peer, addr) = (nodes[7].peer().to_string(), nodes[7].tcp().to_string());
+        let env = agent_env(&cli_dir, broker, &oracle_key());
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_wisp-agent"))
+                .args(["status", "--peer", &peer, "--addr", &addr, "--json"])
+                .envs(env)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["peer_id"], ids[7].to_string());
+    assert_eq!(doc["signature"], "verified");
+    assert_eq!(doc["witnessed_by"].as_array().unwrap().len(), 4);
+
+    // /wisp/bw/1 reaches the daemon, which refuses (no bandwidth test in this build).
+    let answer = tokio::time::timeout(
+        HANG,
+        monitor
+            .handle
+            .bw_request(nodes[5].peer(), b"hello".to_vec()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(answer.is_empty());
+    assert_eq!(nodes[5].metric("wisp_bw_requests_total", &["refused"]), 1.0);
+
+    // A forger that can hold one connection, to node 0, gossips a witness whose RSSI was
+    // changed after signing. Node 0 rejects it; nobody else ever sees it.
+    let forged = {
+        let mut w = oracle.seen.lock().unwrap().witnesses[0].clone();
+        let n = w.len();
+        w[n - 100] ^= 0x01;
+        w
+    };
+    let forger = net::start(
+        &NodeKey::from_seed(&[0xfe; 32]),
+        &NetConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            max_connections: 1,
+            ..NetConfig::default()
+        },
+        oracle_key().id(),
+        None,
+    )
+    .unwrap();
+    forger.handle.dial(nodes[0].tcp()).await.unwrap();
+    let accepted_before: Vec<f64> = nodes.iter().map(|n| n.poc("accepted")).collect();
+    forger.handle.try_publish(Topic::Poc, forged).unwrap();
+    let n0 = Node {
+        dir: nodes[0].dir.clone(),
+        id: nodes[0].id,
+        http: nodes[0].http,
+        p2p: vec![],
+        stop: None,
+        done: None,
+    };
+    eventually("node 0 rejected the forged witness", move || {
+        n0.poc("rejected") >= 1.0
+    })
+    .await;
+    // Give a forwarded copy every chance to arrive (several gossip heartbeats) before
+    // checking that none did.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(n.poc("accepted"), accepted_before[i], "node {i}");
+        if i > 0 {
+            assert_eq!(n.poc("rejected"), 0.0, "node {i} saw the forgery");
+        }
+    }
+    drop(forger);
+
+    // Node 9 restarts with the same key (and a new port); it rejoins and answers again.
+    let mut old = nodes.remove(9);
+    old.stop().await;
+    let (_, board) = medium.add(200);
+    let env = env_for(&old.dir, broker, 9, Some(&nodes[0].quic()));
+    let device = MediumRadio {
+        idx: 99, // off the line: hears nothing, reaches nobody
+        board,
+        medium: medium.clone(),
+    };
+    let again = spawn_node(&old.dir, env, device).await;
+    assert_eq!(again.id, old.id);
+    let probe = Node {
+        dir: again.dir.clone(),
+        id: again.id,
+        http: again.http,
+        p2p: vec![],
+        stop: None,
+        done: None,
+    };
+    eventually("the restarted node has peers", move || {
+        probe.status()["p2p_peers"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    monitor
+        .handle
+        .add_address(again.peer(), again.tcp())
+        .await
+        .unwrap();
+    let remote = tokio::time::timeout(HANG, monitor.handle.status_request(again.peer()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(remote.peer, ids[9]);
+    nodes.push(again);
+
+    for n in &mut nodes {
+        n.stop().await;
+    }
+}

@@ -1,0 +1,309 @@
+//! The network layer alone, over real loopback sockets: `/wisp/bw/1` plumbing and its size
+//! limit, gossip validation, and a node restarting with the same identity over QUIC
+//! (rust-libp2p #5097). Timeouts only bound a hang; nothing asserts speed.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use std::sync::Arc;
+
+use wisp_agent::metrics::{GossipLabel, Metrics};
+use wisp_agent::net::{self, NetConfig, NetError, NetEvent, Network, Topic};
+use wisp_protocol::envelope::Envelope;
+use wisp_protocol::msg::{Beacon, Witness};
+use wisp_protocol::units::DeciDb;
+use wisp_protocol::{Cell, NodeKey};
+
+const HANG: Duration = Duration::from_secs(60);
+
+fn cfg(listen: &str, bootstrap: Vec<Multiaddr>) -> NetConfig {
+    NetConfig {
+        listen: vec![listen.parse().unwrap()],
+        bootstrap,
+        kad_server: true,
+        ..NetConfig::default()
+    }
+}
+
+fn oracle() -> NodeKey {
+    NodeKey::from_seed(&[0x0a; 32])
+}
+
+/// A valid witness by `by` of a beacon by `beaconer`; `n` makes each one distinct.
+fn witness(by: &NodeKey, beaconer: &NodeKey, n: u64) -> Vec<u8> {
+    let beacon = Envelope::sign(
+        beaconer,
+        &Beacon {
+            epoch: 1,
+            nonce: [1; 16].into(),
+            freq_khz: 2_412_000,
+            width_mhz: 20,
+            tx_power: DeciDb(200),
+            antenna_gain: DeciDb(30),
+            cell: Cell::from_degrees(38.7, -9.1, 12).unwrap(),
+            tx_ms: 1_000 + n,
+        },
+    )
+    .to_bytes();
+    Envelope::sign(
+        by,
+        &Witness {
+            beacon,
+            rssi: DeciDb(-700),
+            snr: DeciDb(100),
+            freq_khz: 2_412_000,
+            rx_ms: 1_001 + n,
+            cell: Cell::from_degrees(38.7, -9.101, 12).unwrap(),
+        },
+    )
+    .to_bytes()
+}
+
+async fn listen_addr(n: &Network, want: &str) -> Multiaddr {
+    tokio::time::timeout(HANG, async {
+        loop {
+            if let Some(a) = n
+                .handle
+                .listen_addrs()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.to_string().contains(want))
+            {
+                return a.with(libp2p::multiaddr::Protocol::P2p(n.handle.local_peer_id()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits for the next witness event, answering nothing else.
+async fn next_witness(n: &mut Network) -> Vec<u8> {
+    tokio::time::timeout(HANG, async {
+        loop {
+            match n.events.recv().await.unwrap() {
+                NetEvent::Witness { bytes, .. } => return bytes,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("no witness arrived")
+}
+
+/// Publishes until the message gets through (the first publish may precede the mesh).
+async fn publish_until_received(from: &Network, to: &mut Network, bytes: Vec<u8>) {
+    from.handle.try_publish(Topic::Poc, bytes.clone()).unwrap();
+    assert_eq!(next_witness(to).await, bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bw_requests_round_trip_within_the_size_limit() {
+    let a_key = NodeKey::from_seed(&[1; 32]);
+    let b_key = NodeKey::from_seed(&[2; 32]);
+    let a = net::start(
+        &a_key,
+        &cfg("/ip4/127.0.0.1/tcp/0", vec![]),
+        oracle().id(),
+        None,
+    )
+    .unwrap();
+    let a_addr = listen_addr(&a, "/tcp/").await;
+    let mut b = net::start(
+        &b_key,
+        &cfg("/ip4/127.0.0.1/tcp/0", vec![a_addr.clone()]),
+        oracle().id(),
+        None,
+    )
+    .unwrap();
+    let b_peer = b.handle.local_peer_id();
+    // b answers every bw request with the body reversed.
+    let server = tokio::spawn(async move {
+        let mut served = 0;
+        while let Some(ev) = b.events.recv().await {
+            if let NetEvent::BwRequest {
+                body, responder, ..
+            } = ev
+            {
+                let mut r = body.clone();
+                r.reverse();
+                responder.respond(r).await.unwrap();
+                served += 1;
+                if served == 2 {
+                    return b;
+                }
+            }
+        }
+        panic!("b's events ended");
+    });
+    // b dialled a; wait for that connection (a knows b only through it).
+    tokio::time::timeout(HANG, async {
+        while !a.handle.connected_peers().await.unwrap().contains(&b_peer) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let body: Vec<u8> = (0..=255).cycle().take(4096).collect();
+    let mut expect = body.clone();
+    expect.reverse();
+    let got = tokio::time::timeout(HANG, a.handle.bw_request(b_peer, body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, expect);
+    let got = tokio::time::timeout(HANG, a.handle.bw_request(b_peer, b"x".to_vec()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"x");
+    // Over the limit: refused before anything is sent.
+    assert_eq!(
+        a.handle.bw_request(b_peer, vec![0; 4097]).await,
+        Err(NetError::TooLarge {
+            len: 4097,
+            max: 4096
+        })
+    );
+    let b = server.await.unwrap();
+    assert!(
+        b.handle
+            .connected_peers()
+            .await
+            .unwrap()
+            .contains(&a.handle.local_peer_id())
+    );
+    assert!(
+        !b.handle
+            .peer_addrs(a.handle.local_peer_id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_with_the_same_identity_publishes_again_over_quic() {
+    let a_key = NodeKey::from_seed(&[3; 32]);
+    let b_key = NodeKey::from_seed(&[4; 32]);
+    let other = NodeKey::from_seed(&[5; 32]);
+    let mut a = net::start(
+        &a_key,
+        &cfg("/ip4/127.0.0.1/udp/0/quic-v1", vec![]),
+        oracle().id(),
+        None,
+    )
+    .unwrap();
+    let a_addr = listen_addr(&a, "/quic-v1").await;
+    for round in 0..3u64 {
+        // Same key every round; a fresh port, as after a reboot.
+        let b = net::start(
+            &b_key,
+            &cfg("/ip4/127.0.0.1/udp/0/quic-v1", vec![a_addr.clone()]),
+            oracle().id(),
+            None,
+        )
+        .unwrap();
+        publish_until_received(&b, &mut a, witness(&b_key, &other, round)).await;
+        // A crash: the task is aborted, nothing is closed politely.
+        b.task.abort();
+        let _ = b.task.await;
+        println!("round {round}: delivered");
+    }
+}
+
+fn count(m: &Metrics, outcome: &'static str) -> u64 {
+    m.gossip_received
+        .get_or_create(&GossipLabel {
+            topic: "wisp/poc/1",
+            outcome,
+        })
+        .get()
+}
+
+/// Waits until `n` delivers `want`, skipping other witnesses.
+async fn until_delivered(n: &mut Network, want: &[u8]) {
+    while next_witness(n).await != want {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_gossip_is_rejected_and_not_forwarded() {
+    // a — b — c in a line (connection limits keep it one): c hears a only through b.
+    let keys: Vec<NodeKey> = (10..13).map(|i| NodeKey::from_seed(&[i; 32])).collect();
+    let metrics: Vec<Arc<Metrics>> = (0..3).map(|_| Arc::new(Metrics::new("test"))).collect();
+    let line = |max: u32, boot: Vec<Multiaddr>| NetConfig {
+        max_connections: max,
+        ..cfg("/ip4/127.0.0.1/tcp/0", boot)
+    };
+    let mut b = net::start(
+        &keys[1],
+        &line(2, vec![]),
+        oracle().id(),
+        Some(metrics[1].clone()),
+    )
+    .unwrap();
+    let b_addr = listen_addr(&b, "/tcp/").await;
+    let a = net::start(
+        &keys[0],
+        &line(1, vec![b_addr.clone()]),
+        oracle().id(),
+        Some(metrics[0].clone()),
+    )
+    .unwrap();
+    let mut c = net::start(
+        &keys[2],
+        &line(1, vec![b_addr]),
+        oracle().id(),
+        Some(metrics[2].clone()),
+    )
+    .unwrap();
+    // Valid witnesses from a until c has one: the line is up and the mesh formed.
+    let beaconer = NodeKey::from_seed(&[20; 32]);
+    let mut n = 0;
+    let ready = tokio::time::timeout(HANG, async {
+        loop {
+            n += 1;
+            a.handle
+                .try_publish(Topic::Poc, witness(&keys[0], &beaconer, n))
+                .unwrap();
+            if tokio::time::timeout(Duration::from_millis(500), next_witness(&mut c))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "no valid witness crossed a → b → c");
+    assert_eq!(count(&metrics[1], "rejected"), 0);
+    // A tampered witness (rssi changed after signing) is rejected by b and never reaches c;
+    // the valid one after it does.
+    let mut tampered = witness(&keys[0], &beaconer, 1_000);
+    let len = tampered.len();
+    tampered[len - 100] ^= 0x01;
+    a.handle.try_publish(Topic::Poc, tampered).unwrap();
+    let good = witness(&keys[0], &beaconer, 1_001);
+    a.handle.try_publish(Topic::Poc, good.clone()).unwrap();
+    until_delivered(&mut b, &good).await;
+    until_delivered(&mut c, &good).await;
+    assert_eq!(count(&metrics[1], "rejected"), 1);
+    assert_eq!(
+        count(&metrics[2], "rejected"),
+        0,
+        "c saw the tampered witness"
+    );
+    // A second invalid message (a self-witness) takes a below b's graylist threshold: b
+    // ignores everything a sends from then on, valid or not.
+    a.handle
+        .try_publish(Topic::Poc, witness(&keys[0], &keys[0], 1_002))
+        .unwrap();
+    let after = witness(&keys[0], &beaconer, 1_003);
+    a.handle.try_publish(Topic::Poc, after.clone()).unwrap();
+    let quiet = tokio::time::timeout(Duration::from_secs(3), until_delivered(&mut b, &after)).await;
+    assert!(quiet.is_err(), "a graylisted peer's message was delivered");
+    assert_eq!(count(&metrics[2], "rejected"), 0);
+}
