@@ -67,6 +67,21 @@ pub struct DirectionDetail {
     pub bins: Vec<u64>,
 }
 
+impl DirectionDetail {
+    /// A direction that ended before any byte was measured.
+    fn failed(direction: Direction, failure: BwFailure) -> DirectionDetail {
+        DirectionDetail {
+            direction,
+            end: End::Failed(failure),
+            bytes: 0,
+            duration: Duration::ZERO,
+            summary: None,
+            rtt_loaded_us: 0,
+            bins: Vec::new(),
+        }
+    }
+}
+
 /// What a measurer hands back: the receipts (to outbox) and the details.
 #[derive(Clone, Debug)]
 pub struct MeasureReport {
@@ -624,15 +639,7 @@ impl Measurer {
         let mut broken: Option<BwFailure> = None;
         for &d in req.directions.list() {
             let detail = match broken {
-                Some(f) => DirectionDetail {
-                    direction: d,
-                    end: End::Failed(f),
-                    bytes: 0,
-                    duration: Duration::ZERO,
-                    summary: None,
-                    rtt_loaded_us: 0,
-                    bins: Vec::new(),
-                },
+                Some(f) => DirectionDetail::failed(d, f),
                 None => match d {
                     Direction::Down => self.download(&mut s, req, secret, caps, rtt_idle).await,
                     Direction::Up => self.upload(&mut s, req, secret, caps).await,
@@ -713,24 +720,11 @@ impl Measurer {
         caps: Caps,
         rtt_idle: u32,
     ) -> DirectionDetail {
-        let mut detail = DirectionDetail {
+        let mut detail = DirectionDetail::failed(Direction::Down, BwFailure::Transport);
+        let begin = Ctl::Begin {
             direction: Direction::Down,
-            end: End::Failed(BwFailure::Transport),
-            bytes: 0,
-            duration: Duration::ZERO,
-            summary: None,
-            rtt_loaded_us: 0,
-            bins: Vec::new(),
         };
-        if wire::write(
-            &mut s.ctl,
-            &Ctl::Begin {
-                direction: Direction::Down,
-            },
-        )
-        .await
-        .is_err()
-        {
+        if wire::write(&mut s.ctl, &begin).await.is_err() {
             return detail;
         }
         let Ok(send) = s.conn.open_uni().await else {
@@ -802,24 +796,11 @@ impl Measurer {
         secret: &[u8; 32],
         caps: Caps,
     ) -> DirectionDetail {
-        let mut detail = DirectionDetail {
+        let mut detail = DirectionDetail::failed(Direction::Up, BwFailure::Transport);
+        let begin = Ctl::Begin {
             direction: Direction::Up,
-            end: End::Failed(BwFailure::Transport),
-            bytes: 0,
-            duration: Duration::ZERO,
-            summary: None,
-            rtt_loaded_us: 0,
-            bins: Vec::new(),
         };
-        if wire::write(
-            &mut s.ctl,
-            &Ctl::Begin {
-                direction: Direction::Up,
-            },
-        )
-        .await
-        .is_err()
-        {
+        if wire::write(&mut s.ctl, &begin).await.is_err() {
             return detail;
         }
         let ks = Keystream::new(secret, &req.test_id.0, Direction::Up);
