@@ -27,11 +27,13 @@ pub enum Kind {
     RewardManifest = 8,
     /// A node's signed status for monitors ([`crate::msg::StatusReport`]).
     StatusReport = 9,
+    /// One part of the nodes eligible to measure in an epoch ([`crate::msg::MeasurerSet`]).
+    MeasurerSet = 10,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Onboard,
         Kind::EpochSeed,
         Kind::Beacon,
@@ -41,6 +43,7 @@ impl Kind {
         Kind::Ack,
         Kind::RewardManifest,
         Kind::StatusReport,
+        Kind::MeasurerSet,
     ];
 
     /// The kind for a wire byte.
@@ -55,6 +58,7 @@ impl Kind {
             7 => Kind::Ack,
             8 => Kind::RewardManifest,
             9 => Kind::StatusReport,
+            10 => Kind::MeasurerSet,
             _ => return None,
         })
     }
@@ -76,6 +80,7 @@ impl Kind {
             Kind::Ack => "ack",
             Kind::RewardManifest => "reward_manifest",
             Kind::StatusReport => "status_report",
+            Kind::MeasurerSet => "measurer_set",
         }
     }
 
@@ -94,6 +99,7 @@ impl Kind {
             Kind::Ack => b"wisp/v1/ack\0",
             Kind::RewardManifest => b"wisp/v1/reward_manifest\0",
             Kind::StatusReport => b"wisp/v1/status_report\0",
+            Kind::MeasurerSet => b"wisp/v1/measurer_set\0",
         }
     }
 
@@ -114,6 +120,7 @@ impl Kind {
             Kind::Ack => 8 * 1024,
             Kind::RewardManifest => MAX_ENVELOPE_LEN,
             Kind::StatusReport => 4096,
+            Kind::MeasurerSet => MEASURER_SET_MAX_LEN,
         }
     }
 
@@ -151,6 +158,9 @@ pub const MAX_BEACON_LEN: usize = 240;
 /// rejected before their kind byte is even read.
 pub const MAX_ENVELOPE_LEN: usize = 256 * 1024;
 
+/// The largest `measurer_set` envelope: 4,096 node ids of 32 bytes and room for the header.
+pub const MEASURER_SET_MAX_LEN: usize = 132 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,7 +171,7 @@ mod tests {
             assert_eq!(Kind::from_u8(k.as_u8()), Some(k));
         }
         assert_eq!(Kind::from_u8(0), None);
-        assert_eq!(Kind::from_u8(10), None);
+        assert_eq!(Kind::from_u8(11), None);
     }
 
     #[test]

@@ -24,6 +24,15 @@ pub fn acks(node: &NodeId) -> String {
 /// The oracle publishes each epoch's signed seed here, retained.
 pub const EPOCH: &str = "wisp/v1/epoch";
 
+/// The oracle publishes part `part` of the current epoch's signed `measurer_set` here,
+/// retained: `wisp/v1/measurers/{part}`.
+pub fn measurers(part: usize) -> String {
+    format!("wisp/v1/measurers/{part}")
+}
+
+/// Agents subscribe to every part of the measurer set with this filter.
+pub const MEASURERS_FILTER: &str = "wisp/v1/measurers/+";
+
 /// Agents publish their retained JSON status here, with last-will `offline`.
 pub fn status(node: &NodeId) -> String {
     format!("wisp/v1/status/{node}")

@@ -428,6 +428,7 @@ fn open_any(bytes: &[u8]) -> Result<(), EnvelopeError> {
         Kind::Ack => env.decode::<Ack>().map(drop),
         Kind::RewardManifest => env.decode::<RewardManifest>().map(drop),
         Kind::StatusReport => env.decode::<StatusReport>().map(drop),
+        Kind::MeasurerSet => env.decode::<MeasurerSet>().map(drop),
     }
 }
 

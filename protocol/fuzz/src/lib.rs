@@ -22,8 +22,8 @@ use wisp_protocol::envelope::{
     encode_payload,
 };
 use wisp_protocol::msg::{
-    Ack, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, Onboard, RewardManifest, StatusReport,
-    Witness,
+    Ack, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MeasurerSet, Onboard, RewardManifest,
+    StatusReport, Witness,
 };
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId};
 
@@ -50,6 +50,7 @@ fn decode_as_claimed(env: &EnvelopeRef<'_>) -> Result<(), EnvelopeError> {
         Kind::Ack => env.decode::<Ack>().map(drop),
         Kind::RewardManifest => env.decode::<RewardManifest>().map(drop),
         Kind::StatusReport => env.decode::<StatusReport>().map(drop),
+        Kind::MeasurerSet => env.decode::<MeasurerSet>().map(drop),
     }
 }
 

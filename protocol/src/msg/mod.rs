@@ -16,7 +16,10 @@ mod rewards;
 
 pub use ack::{ACK_MAX_ENTRIES, Ack, AckEntry, Verdict};
 pub use bandwidth::{BandwidthReceipt, BwFailure, Direction, Measurement, Outcome};
-pub use epoch::{EpochParams, EpochSeed};
+pub use epoch::{
+    AssemblyError, EpochParams, EpochSeed, MEASURER_SET_PART_MAX, MEASURER_SET_PARTS_MAX,
+    MeasurerSet, MeasurerSetAssembly,
+};
 pub use heartbeat::{DeviceHealth, GnssFix, Heartbeat, STATUS_WITNESSES_MAX, StatusReport};
 pub use onboard::{Attestation, BANDS_MAX, Band, MAKER_MAX, OWNER_MAX, Onboard};
 pub use radio::{Beacon, Witness};
