@@ -22,7 +22,7 @@ use wisp_protocol::{NodeId, NodeKey, ProofId, Reason, topics};
 use crate::epoch::{Arrival, EpochOutcome, EpochState, Push};
 use crate::registry::{Change, Registry};
 use crate::rewards::{self, EpochRewards};
-use crate::rules::{Checker, MeasurerCache, witness_epoch};
+use crate::rules::{Candidates, Checker, MeasurerCache, MeasurerPool, witness_epoch};
 
 /// One MQTT publish as received.
 #[derive(Debug, Clone)]
@@ -141,8 +141,10 @@ pub struct Engine {
     epoch_ids: BTreeMap<u64, Vec<ProofId>>,
     next_seq: u64,
     limiter: RateLimiter,
-    /// Measurer assignments, kept current as nodes onboard (not rebuilt per receipt).
-    measurers: MeasurerCache,
+    /// Every onboarded node: the measurer pool of the next epoch to open.
+    candidates: Candidates,
+    /// Per open epoch: its measurer pool, fixed when it opened, and the assignments judged.
+    measurers: BTreeMap<u64, MeasurerCache>,
 }
 
 struct Pending<'a> {
@@ -154,12 +156,13 @@ struct Pending<'a> {
 impl Engine {
     /// An engine signing with `key`, judging with `registry`'s rules.
     pub fn new(key: NodeKey, registry: Registry, limiter: RateLimiter) -> Self {
-        let mut measurers = MeasurerCache::new();
+        let mut candidates = Candidates::new();
         for n in registry.iter() {
-            measurers.add(n.id);
+            candidates.add(n.id);
         }
         Self {
-            measurers,
+            candidates,
+            measurers: BTreeMap::new(),
             key,
             registry,
             open: BTreeMap::new(),
@@ -190,11 +193,22 @@ impl Engine {
         self.next_seq
     }
 
-    /// Opens an epoch: proofs naming it are accepted from now on.
+    /// Opens an epoch: proofs naming it are accepted from now on. Its measurer pool is every
+    /// node onboarded so far ([`Engine::measurer_pool`]); nodes onboarding later measure from
+    /// the next epoch on.
     pub fn open_epoch(&mut self, seed: EpochSeed) {
-        self.open
-            .entry(seed.epoch)
-            .or_insert_with(|| EpochState::new(seed));
+        let epoch = seed.epoch;
+        if self.open.contains_key(&epoch) {
+            return;
+        }
+        self.open.insert(epoch, EpochState::new(seed));
+        let pool = self.candidates.snapshot();
+        self.measurers.insert(epoch, MeasurerCache::new(pool));
+    }
+
+    /// The measurer pool of an open epoch: what the oracle publishes as its `measurer_set`.
+    pub fn measurer_pool(&self, epoch: u64) -> Option<&MeasurerPool> {
+        self.measurers.get(&epoch).map(MeasurerCache::pool)
     }
 
     /// Epochs whose settle window has passed at `now_ms`.
@@ -221,7 +235,10 @@ impl Engine {
     ) -> Ingested {
         let mut out = Ingested::default();
         let mut pending: Vec<Pending<'_>> = Vec::with_capacity(batch.len());
-        let mut in_batch: HashMap<ProofId, ()> = HashMap::new();
+        let mut in_batch: HashMap<ProofId, NodeId> = HashMap::new();
+        // Copies of a proof already in this batch sent by another node (a receipt's measurer
+        // and prover both send it): acked with the first copy's verdict.
+        let mut copies: Vec<(NodeId, ProofId)> = Vec::new();
         for msg in batch {
             let Some(node) = topics::proofs_node(&msg.topic) else {
                 out.bad_topic += 1;
@@ -257,7 +274,11 @@ impl Engine {
                 refuse(&mut out, Reason::UnexpectedKind);
                 continue;
             }
-            if env.signer != node.as_bytes() {
+            // A proof travels on its signer's topic; a receipt also on its co-signer's (the
+            // prover outboxes its copy too).
+            let signed_by_node = env.signer == node.as_bytes()
+                || (env.kind == Kind::BandwidthReceipt && env.cosigner_ids().contains(&node));
+            if !signed_by_node {
                 refuse(&mut out, Reason::TopicMismatch);
                 continue;
             }
@@ -272,11 +293,16 @@ impl Engine {
                 out.duplicates += 1;
                 continue;
             }
-            if in_batch.insert(id, ()).is_some() {
-                // The same proof twice in one batch: judge it once; the first ack answers both.
+            if let Some(first) = in_batch.get(&id) {
+                // The same proof twice in one batch: judge it once; the first copy's verdict
+                // answers every copy.
+                if *first != node {
+                    copies.push((node, id));
+                }
                 out.duplicates += 1;
                 continue;
             }
+            in_batch.insert(id, node);
             pending.push(Pending {
                 node,
                 at_ms: msg.at_ms,
@@ -347,6 +373,24 @@ impl Engine {
                 envelope: p.env.bytes.to_vec(),
             });
         }
+        if !copies.is_empty() {
+            let verdicts: HashMap<ProofId, Verdict> = out
+                .acks
+                .iter()
+                .map(|(_, e)| (e.proof_id, e.verdict))
+                .collect();
+            for (node, id) in copies {
+                if let Some(verdict) = verdicts.get(&id).copied() {
+                    out.acks.push((
+                        node,
+                        AckEntry {
+                            proof_id: id,
+                            verdict,
+                        },
+                    ));
+                }
+            }
+        }
         out
     }
 
@@ -391,7 +435,7 @@ impl Engine {
                 let r = decode::<Onboard>(env).and_then(|o| {
                     self.registry.apply_onboard(&o, now).map(|change| {
                         if change == Change::Created {
-                            self.measurers.add(o.signer);
+                            self.candidates.add(o.signer);
                         }
                     })
                 });
@@ -442,7 +486,9 @@ impl Engine {
                     return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
                 };
                 let checker = Checker::new(&self.registry, state.seed());
-                let measurers = &mut self.measurers;
+                let Some(measurers) = self.measurers.get_mut(&epoch) else {
+                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
+                };
                 let res = checker
                     .receipt_with(&r, |seed, prover, measurer, k| {
                         measurers.is_assigned(seed, prover, measurer, k)
@@ -500,9 +546,8 @@ impl Engine {
     /// memory (duplicates of them are answered from the store).
     pub fn finish_close(&mut self, epoch: u64, outcome: &EpochOutcome) {
         self.registry.apply_epoch(outcome);
-        if let Some(state) = self.open.remove(&epoch) {
-            self.measurers.forget(&state.seed().seed.0);
-        }
+        self.open.remove(&epoch);
+        self.measurers.remove(&epoch);
         for id in self.epoch_ids.remove(&epoch).unwrap_or_default() {
             self.seen.remove(&id);
         }

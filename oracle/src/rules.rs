@@ -194,61 +194,74 @@ impl MeasurerPool {
 /// `k` and the top `k` candidates as (score, id), best first.
 type TopMeasurers = (usize, Vec<(u64, NodeId)>);
 
-/// Measurer assignments for a service that judges many receipts: the candidate pool is kept
-/// (not rebuilt per receipt) and each prover's assignment under a seed is computed once — one
-/// score per candidate, O(n) — then answered from memory. When a node onboards, every cached
-/// assignment is updated in place with that one candidate's score (rendezvous hashing: a new
-/// candidate can only push one out), so the answers are always those of
-/// [`schedule::assign_measurers`] over the current pool.
+/// Every node that may measure from the next epoch on (every onboarded node). Kept sorted
+/// lazily: nodes added since the last snapshot are merged in one pass when an epoch opens, so
+/// a replay of n onboards costs O(n log n), not O(n²).
+#[derive(Clone, Debug, Default)]
+pub struct Candidates {
+    members: std::collections::HashSet<NodeId>,
+    sorted: Vec<NodeId>,
+    pending: Vec<NodeId>,
+}
+
+impl Candidates {
+    /// No candidates.
+    pub fn new() -> Candidates {
+        Candidates::default()
+    }
+
+    /// Adds a candidate (a newly onboarded node); a known one changes nothing.
+    pub fn add(&mut self, node: NodeId) {
+        if self.members.insert(node) {
+            self.pending.push(node);
+        }
+    }
+
+    /// How many candidates there are.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The pool of an epoch opening now: every candidate so far, sorted.
+    pub fn snapshot(&mut self) -> MeasurerPool {
+        if !self.pending.is_empty() {
+            self.sorted.append(&mut self.pending);
+            self.sorted.sort_unstable();
+        }
+        MeasurerPool {
+            eligible: self.sorted.clone(),
+        }
+    }
+}
+
+/// One epoch's measurer assignments for a service that judges many receipts: the pool fixed
+/// when the epoch opened (the `measurer_set` it published), and each prover's assignment
+/// computed once — one score per candidate, O(n) — then answered from memory. The answers are
+/// those of [`schedule::assign_measurers`] over that pool.
 #[derive(Clone, Debug, Default)]
 pub struct MeasurerCache {
     pool: MeasurerPool,
-    /// Every candidate, in the pool or still pending.
-    members: std::collections::HashSet<NodeId>,
-    /// Candidates added since the pool was last sorted: merged in one pass when a new
-    /// assignment needs the pool, so a replay of n onboards costs O(n log n), not O(n²).
-    pending: Vec<NodeId>,
     /// Per (seed, prover): the top candidates by (score desc, id asc), at most `k` of them.
     assigned: std::collections::HashMap<([u8; 32], NodeId), TopMeasurers>,
 }
 
 impl MeasurerCache {
-    /// An empty cache (no candidates).
-    pub fn new() -> MeasurerCache {
-        MeasurerCache::default()
+    /// The assignments over `pool`.
+    pub fn new(pool: MeasurerPool) -> MeasurerCache {
+        MeasurerCache {
+            pool,
+            assigned: std::collections::HashMap::new(),
+        }
     }
 
-    /// The candidate pool, sorted.
-    pub fn pool(&mut self) -> &MeasurerPool {
-        self.merge_pending();
+    /// The pool, sorted.
+    pub fn pool(&self) -> &MeasurerPool {
         &self.pool
-    }
-
-    fn merge_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        self.pool.eligible.append(&mut self.pending);
-        self.pool.eligible.sort_unstable();
-    }
-
-    /// Adds a candidate (a newly onboarded node); a known one changes nothing.
-    pub fn add(&mut self, node: NodeId) {
-        if !self.members.insert(node) {
-            return;
-        }
-        self.pending.push(node);
-        for ((seed, prover), (k, top)) in &mut self.assigned {
-            if *prover == node {
-                continue;
-            }
-            let score = schedule::measurer_score(seed, prover, &node);
-            let pos = top.partition_point(|(s, id)| *s > score || (*s == score && *id < node));
-            if pos < *k {
-                top.insert(pos, (score, node));
-                top.truncate(*k);
-            }
-        }
     }
 
     /// Whether `measurer` is among the `k` assigned to `prover` under `seed`.
@@ -259,11 +272,8 @@ impl MeasurerCache {
         measurer: &NodeId,
         k: usize,
     ) -> bool {
-        if !self.assigned.contains_key(&(*seed, *prover)) {
-            self.merge_pending();
-        }
         let pool = &self.pool;
-        let (_, top) = self.assigned.entry((*seed, *prover)).or_insert_with(|| {
+        let (kept, top) = self.assigned.entry((*seed, *prover)).or_insert_with(|| {
             // The order of `schedule::assign_measurers` (score desc, then id asc), kept for the
             // best k only: one score per candidate and no sort of the whole pool.
             let mut top: Vec<(u64, NodeId)> = Vec::with_capacity(k + 1);
@@ -280,13 +290,12 @@ impl MeasurerCache {
             }
             (k, top)
         });
-        // `k` is a parameter of the seed's epoch: the same for every call with this seed.
-        top.iter().take(k).any(|(_, id)| id == measurer)
-    }
-
-    /// Forgets the assignments under `seed` (its epoch closed).
-    pub fn forget(&mut self, seed: &[u8; 32]) {
-        self.assigned.retain(|(s, _), _| s != seed);
+        if *kept != k {
+            // `k` is a parameter of the seed's epoch, so this does not happen in the service;
+            // answer correctly anyway.
+            return pool.is_assigned(seed, prover, measurer, k);
+        }
+        top.iter().any(|(_, id)| id == measurer)
     }
 }
 

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 use wisp_protocol::envelope::{self, Envelope};
-use wisp_protocol::msg::{EpochSeed, Verdict};
+use wisp_protocol::msg::{EpochSeed, MeasurerSet, Verdict};
 use wisp_protocol::{NodeKey, keyfile, topics};
 
 use crate::acks::AckBatcher;
@@ -152,35 +152,67 @@ pub fn rebuild(store: &mut Store, key: NodeKey, settings: &Settings) -> anyhow::
     let limiter = RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000);
     let mut engine = Engine::new(key, Registry::new(settings.rules.clone()), limiter);
     let epochs = store.epochs()?;
+    // Opens and closes happen where they happened live, between rows: an epoch opened at
+    // sequence number s saw the onboards of rows before s (its measurer pool), and a close at s
+    // included the rows before s. Epochs stored without their opening point open first.
+    enum Step {
+        Open(EpochSeed),
+        Close {
+            epoch: u64,
+            at_ms: u64,
+            emission: u64,
+        },
+    }
+    let mut steps: Vec<(u64, u8, u64, Step)> = Vec::new();
     for e in &epochs {
         let seed =
             envelope::open::<EpochSeed>(&e.seed).context("a stored epoch seed does not verify")?;
-        engine.open_epoch(seed.msg);
+        steps.push((
+            e.opened_at_seq.unwrap_or(0),
+            0,
+            e.epoch,
+            Step::Open(seed.msg),
+        ));
+        if let (Some(at), Some(at_ms)) = (e.closed_at_seq, e.closed_ms) {
+            let close = Step::Close {
+                epoch: e.epoch,
+                at_ms,
+                emission: e.emission,
+            };
+            steps.push((at, 1, e.epoch, close));
+        }
     }
-    let mut closes: Vec<(u64, u64, u64, u64)> = epochs
-        .iter()
-        .filter_map(|e| Some((e.closed_at_seq?, e.epoch, e.closed_ms?, e.emission)))
-        .collect();
-    closes.sort_unstable();
-    let mut closes = closes.into_iter().peekable();
+    steps.sort_unstable_by_key(|(at, order, epoch, _)| (*at, *order, *epoch));
+    let mut steps = steps.into_iter().peekable();
     let mut replayed = 0u64;
-    let mut apply_closes_before = |engine: &mut Engine, seq: u64| {
-        while let Some(&(at, epoch, closed_ms, emission)) = closes.peek() {
-            if at > seq {
+    let mut apply_steps_before = |engine: &mut Engine, seq: u64| {
+        while let Some((at, ..)) = steps.peek() {
+            if *at > seq {
                 break;
             }
-            closes.next();
-            if let Some(c) = engine.close(epoch, closed_ms, emission) {
-                engine.finish_close(epoch, &c.outcome);
+            let Some((_, _, _, step)) = steps.next() else {
+                break;
+            };
+            match step {
+                Step::Open(seed) => engine.open_epoch(seed),
+                Step::Close {
+                    epoch,
+                    at_ms,
+                    emission,
+                } => {
+                    if let Some(c) = engine.close(epoch, at_ms, emission) {
+                        engine.finish_close(epoch, &c.outcome);
+                    }
+                }
             }
         }
     };
     store.for_each_row(|row| {
-        apply_closes_before(&mut engine, row.seq);
+        apply_steps_before(&mut engine, row.seq);
         engine.replay(&row);
         replayed += 1;
     })?;
-    apply_closes_before(&mut engine, u64::MAX);
+    apply_steps_before(&mut engine, u64::MAX);
     info!(
         replayed,
         epochs = epochs.len(),
@@ -341,6 +373,7 @@ pub async fn run(
                     last_snapshot: None,
                     genesis: None,
                     emissions: None,
+                    measurer_parts_published: 0,
                     clock,
                 };
                 w.run(&stop)
@@ -371,6 +404,8 @@ struct Worker {
     /// Every stored epoch's emission, read once from the store and kept current, so the
     /// epoch check the worker runs ten times a second costs no query.
     emissions: Option<BTreeMap<u64, u64>>,
+    /// How many `measurer_set` parts this process last published (retained).
+    measurer_parts_published: usize,
     clock: Clock,
 }
 
@@ -441,6 +476,41 @@ impl Worker {
         }
     }
 
+    /// Publishes an open epoch's measurer pool, retained, as signed `measurer_set` parts, and
+    /// clears retained parts beyond its count left by a larger earlier set.
+    fn publish_measurer_set(&mut self, epoch: u64) {
+        let Some(pool) = self.engine.measurer_pool(epoch) else {
+            return;
+        };
+        let Some(parts) = MeasurerSet::split(epoch, pool.eligible()) else {
+            error!(
+                epoch,
+                nodes = pool.eligible().len(),
+                "the measurer set exceeds the protocol's 1024 parts; not published"
+            );
+            return;
+        };
+        let count = parts.len();
+        let signed: Vec<Vec<u8>> = parts
+            .iter()
+            .map(|p| Envelope::sign(self.engine.key(), p).to_bytes())
+            .collect();
+        for (part, bytes) in signed.into_iter().enumerate() {
+            self.publish(topics::measurers(part), true, bytes);
+        }
+        // An empty retained payload deletes the broker's retained message.
+        for part in count..self.measurer_parts_published {
+            self.publish(topics::measurers(part), true, Vec::new());
+        }
+        self.measurer_parts_published = count;
+        info!(
+            epoch,
+            nodes = pool.eligible().len(),
+            parts = count,
+            "measurer set published"
+        );
+    }
+
     fn on_connected(&mut self) -> anyhow::Result<()> {
         info!("connected to the broker");
         let c = self.client.clone();
@@ -451,6 +521,7 @@ impl Worker {
         let epochs = self.store.epochs()?;
         if let Some(current) = epochs.iter().rev().find(|e| e.closed_ms.is_none()) {
             self.publish(topics::EPOCH.into(), true, current.seed.clone());
+            self.publish_measurer_set(current.epoch);
         }
         if let Some(closed) = epochs.iter().rev().find(|e| e.closed_ms.is_some()) {
             for page in self.store.manifests(closed.epoch)? {
@@ -531,13 +602,18 @@ impl Worker {
                 params: self.settings.params,
             };
             let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
-            self.store
-                .insert_epoch(current, &bytes, self.settings.emission)?;
+            self.store.insert_epoch(
+                current,
+                &bytes,
+                self.settings.emission,
+                self.engine.next_seq(),
+            )?;
             self.emissions
                 .get_or_insert_with(BTreeMap::new)
                 .insert(current, self.settings.emission);
             self.engine.open_epoch(msg);
             self.publish(topics::EPOCH.into(), true, bytes);
+            self.publish_measurer_set(current);
             self.shared
                 .metrics
                 .epoch

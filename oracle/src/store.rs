@@ -68,6 +68,9 @@ pub struct EpochRow {
     pub closed_at_seq: Option<u64>,
     /// The emission paid.
     pub emission: u64,
+    /// The arrival sequence number when it opened: onboards before it make its measurer
+    /// pool. `None` for epochs opened before the schema recorded it.
+    pub opened_at_seq: Option<u64>,
 }
 
 /// A stored proof, as the HTTP API shows it.
@@ -209,14 +212,16 @@ impl Store {
         dispatch!(self, s => s.for_each_row(f))
     }
 
-    /// Records a new epoch's signed seed (kept as it is if the epoch is already stored).
+    /// Records a new epoch's signed seed and the arrival sequence number it opened at (kept
+    /// as it is if the epoch is already stored).
     pub fn insert_epoch(
         &mut self,
         epoch: u64,
         seed: &[u8],
         emission: u64,
+        opened_at_seq: u64,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.insert_epoch(epoch, seed, emission))
+        dispatch!(self, s => s.insert_epoch(epoch, seed, emission, opened_at_seq))
     }
 
     /// Every epoch, oldest first.

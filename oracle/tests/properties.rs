@@ -407,35 +407,39 @@ fn a_farm_in_one_hex_earns_what_the_target_would() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// The service's measurer cache answers exactly as the protocol's assignment over the
-    /// current pool, while nodes join between queries (in any order) and seeds come and go.
+    /// An epoch's measurer cache answers exactly as the protocol's assignment over the pool
+    /// fixed when the epoch opened, whatever joins after: candidates snapshot in any order.
     #[test]
     fn measurer_cache_agrees_with_the_protocol(
         joins in proptest::collection::vec(0u16..60, 1..80),
-        queries in proptest::collection::vec((0u16..60, 0u16..60, 0u8..3), 1..200),
+        later in proptest::collection::vec(0u16..90, 0..20),
+        queries in proptest::collection::vec((0u16..90, 0u16..90, 0u8..3), 1..200),
     ) {
-        use wisp_oracle::rules::{MeasurerCache, MeasurerPool};
+        use wisp_oracle::rules::{Candidates, MeasurerCache, MeasurerPool};
         let id = |i: u16| NodeId(*blake3::hash(&i.to_le_bytes()).as_bytes());
         let seeds = [[1u8; 32], [2u8; 32], [3u8; 32]];
-        let mut cache = MeasurerCache::new();
-        let mut members: Vec<NodeId> = Vec::new();
-        let mut joins = joins.into_iter();
-        for (n, (p, m, s)) in queries.into_iter().enumerate() {
-            if n % 3 == 0 && let Some(j) = joins.next() {
-                cache.add(id(j));
-                members.push(id(j));
-            }
+        let mut candidates = Candidates::new();
+        for j in &joins {
+            candidates.add(id(*j));
+        }
+        let pool = MeasurerPool::new(joins.iter().map(|j| id(*j)));
+        let snapshot = candidates.snapshot();
+        prop_assert_eq!(&snapshot, &pool);
+        let mut cache = MeasurerCache::new(snapshot);
+        // Nodes joining after the epoch opened change neither the cache nor the snapshot.
+        for j in &later {
+            candidates.add(id(*j));
+        }
+        for (p, m, s) in queries {
             // k is a parameter of the seed's epoch: one per seed.
             let k = 1 + usize::from(s);
             let seed = &seeds[usize::from(s)];
-            let pool = MeasurerPool::new(members.iter().copied());
             let want = wisp_protocol::schedule::assign_measurers(seed, &id(p), pool.eligible(), k)
                 .contains(&id(m));
             prop_assert_eq!(cache.is_assigned(seed, &id(p), &id(m), k), want);
             prop_assert_eq!(pool.is_assigned(seed, &id(p), &id(m), k), want);
-            if n % 50 == 49 {
-                cache.forget(seed);
-            }
         }
+        let all = MeasurerPool::new(joins.iter().chain(&later).map(|j| id(*j)));
+        prop_assert_eq!(candidates.snapshot(), all);
     }
 }

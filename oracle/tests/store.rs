@@ -69,14 +69,19 @@ fn semantics(cfg: &StorageConfig) {
     assert_eq!(store.verdict(&ProofId::of(b"never")).unwrap(), None);
 
     // Epochs: a seed once; a close once, with everything in it.
-    store.insert_epoch(5, b"seed-5", 1_000).unwrap();
-    store.insert_epoch(5, b"another seed", 2_000).unwrap();
-    store.insert_epoch(6, b"seed-6", 1_000).unwrap();
+    store.insert_epoch(5, b"seed-5", 1_000, 3).unwrap();
+    store.insert_epoch(5, b"another seed", 2_000, 4).unwrap();
+    store.insert_epoch(6, b"seed-6", 1_000, 4).unwrap();
     let epochs = store.epochs().unwrap();
     assert_eq!(epochs.len(), 2);
     assert_eq!(
-        (epochs[0].epoch, &epochs[0].seed[..], epochs[0].emission),
-        (5, &b"seed-5"[..], 1_000)
+        (
+            epochs[0].epoch,
+            &epochs[0].seed[..],
+            epochs[0].emission,
+            epochs[0].opened_at_seq
+        ),
+        (5, &b"seed-5"[..], 1_000, Some(3))
     );
     assert_eq!(epochs[0].closed_ms, None);
     let entries = vec![entry(1, 600), entry(2, 400)];

@@ -20,7 +20,7 @@ use crate::engine::Row;
 /// The migrations, in order: each runs once, in one transaction, recorded in
 /// `schema_migrations`. Concurrent starts (several oracles on one database) serialize on an
 /// advisory lock.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
 
 /// Held (transaction-scoped) while migrating.
 const MIGRATION_LOCK: i64 = 0x0077_6973_706d_6967; // "wispmig"
@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS manifests (
     PRIMARY KEY (epoch, page)
 );
 ";
+
+/// The arrival sequence number at which each epoch opened: its measurer pool is the nodes
+/// onboarded by rows before it. NULL for epochs opened before this migration.
+const SCHEMA_V2: &str = "ALTER TABLE epochs ADD COLUMN opened_at_seq BIGINT;";
 
 /// A PostgreSQL database.
 pub struct PgStore {
@@ -259,10 +263,11 @@ impl PgStore {
         epoch: u64,
         seed: &[u8],
         emission: u64,
+        opened_at_seq: u64,
     ) -> Result<(), StoreError> {
         self.c().execute(
-            "INSERT INTO epochs (epoch, seed, emission) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&i(epoch), &seed, &i(emission)],
+            "INSERT INTO epochs (epoch, seed, emission, opened_at_seq) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&i(epoch), &seed, &i(emission), &i(opened_at_seq)],
         )?;
         Ok(())
     }
@@ -271,7 +276,7 @@ impl PgStore {
     pub fn epochs(&mut self) -> Result<Vec<EpochRow>, StoreError> {
         self.c()
             .query(
-                "SELECT epoch, seed, closed_ms, closed_at_seq, emission FROM epochs ORDER BY epoch",
+                "SELECT epoch, seed, closed_ms, closed_at_seq, emission, opened_at_seq FROM epochs ORDER BY epoch",
                 &[],
             )?
             .into_iter()
@@ -282,6 +287,7 @@ impl PgStore {
                     closed_ms: r.try_get::<_, Option<i64>>(2)?.map(u),
                     closed_at_seq: r.try_get::<_, Option<i64>>(3)?.map(u),
                     emission: u(r.try_get(4)?),
+                    opened_at_seq: r.try_get::<_, Option<i64>>(5)?.map(u),
                 })
             })
             .collect()

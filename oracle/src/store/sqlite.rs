@@ -13,7 +13,7 @@ use crate::engine::Row;
 /// The migrations, in order: each runs once, in one transaction, and is recorded in
 /// `schema_migrations`. The first is written so that a database created before migrations
 /// were recorded takes it as a no-op.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS manifests (
     PRIMARY KEY (epoch, page)
 );
 ";
+
+/// The arrival sequence number at which each epoch opened: its measurer pool is the nodes
+/// onboarded by rows before it. NULL for epochs opened before this migration.
+const SCHEMA_V2: &str = "ALTER TABLE epochs ADD COLUMN opened_at_seq INTEGER;";
 
 /// A SQLite database.
 #[derive(Debug)]
@@ -190,10 +194,11 @@ impl SqliteStore {
         epoch: u64,
         seed: &[u8],
         emission: u64,
+        opened_at_seq: u64,
     ) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO epochs (epoch, seed, emission) VALUES (?1, ?2, ?3)",
-            params![i(epoch), seed, i(emission)],
+            "INSERT OR IGNORE INTO epochs (epoch, seed, emission, opened_at_seq) VALUES (?1, ?2, ?3, ?4)",
+            params![i(epoch), seed, i(emission), i(opened_at_seq)],
         )?;
         Ok(())
     }
@@ -201,7 +206,7 @@ impl SqliteStore {
     /// Every epoch, oldest first.
     pub fn epochs(&self) -> Result<Vec<EpochRow>, StoreError> {
         let mut st = self.conn.prepare(
-            "SELECT epoch, seed, closed_ms, closed_at_seq, emission FROM epochs ORDER BY epoch",
+            "SELECT epoch, seed, closed_ms, closed_at_seq, emission, opened_at_seq FROM epochs ORDER BY epoch",
         )?;
         let rows = st.query_map([], |r| {
             Ok(EpochRow {
@@ -210,6 +215,7 @@ impl SqliteStore {
                 closed_ms: r.get::<_, Option<i64>>(2)?.map(u),
                 closed_at_seq: r.get::<_, Option<i64>>(3)?.map(u),
                 emission: u(r.get(4)?),
+                opened_at_seq: r.get::<_, Option<i64>>(5)?.map(u),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
