@@ -42,6 +42,30 @@ pub struct RawConfig {
     pub device: RawDevice,
     /// `[net]`
     pub net: RawNet,
+    /// `[bandwidth]`
+    pub bandwidth: RawBandwidth,
+}
+
+/// `[bandwidth]`: proof of backhaul.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBandwidth {
+    /// Take part in bandwidth tests at all: invite the assigned measurers and answer them
+    /// (default true; needs `[net]`).
+    pub enabled: Option<bool>,
+    /// Measure other nodes when the oracle's assignment names this one (default false: a
+    /// measurer must be reachable on UDP at `listen` or `advertise`).
+    pub measurer: Option<bool>,
+    /// The measurer's QUIC test endpoint, host:port (default 0.0.0.0:9312).
+    pub listen: Option<String>,
+    /// The address provers connect to, when `listen` is not reachable as is (unspecified IP,
+    /// port forwarding).
+    pub advertise: Option<String>,
+    /// Seconds per direction, at most 8 (default 5).
+    pub duration_s: Option<f64>,
+    /// Byte cap per direction in MiB, at least 1 (default 1024). A prover refuses tests asking
+    /// for more than its own cap.
+    pub byte_cap_mib: Option<u64>,
 }
 
 /// A list of multiaddrs: a TOML array, or one comma-separated string (for environment
@@ -285,6 +309,23 @@ pub struct Config {
     pub attestation: Option<(String, [u8; 64])>,
     /// The libp2p network.
     pub net: crate::net::NetConfig,
+    /// Proof of backhaul.
+    pub bandwidth: BandwidthConfig,
+}
+
+/// `[bandwidth]`, validated.
+#[derive(Debug, Clone)]
+pub struct BandwidthConfig {
+    /// Take part in bandwidth tests.
+    pub enabled: bool,
+    /// Measure others when assigned.
+    pub measurer: bool,
+    /// The measurer's test endpoint.
+    pub listen: SocketAddr,
+    /// The address put in requests instead of `listen`.
+    pub advertise: Option<SocketAddr>,
+    /// Test settings, both roles.
+    pub test: crate::bandwidth::BwConfig,
 }
 
 /// A configuration problem, naming the key.
@@ -499,8 +540,10 @@ impl RawConfig {
             }
         };
         let net = resolve_net(&self.net)?;
+        let bandwidth = resolve_bandwidth(&self.bandwidth)?;
         Ok(Config {
             net,
+            bandwidth,
             attestation,
             device,
             data_dir,
@@ -519,6 +562,67 @@ impl RawConfig {
             log_level: self.log.level.clone().unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+// The duration is range-checked before it is cast.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn resolve_bandwidth(raw: &RawBandwidth) -> Result<BandwidthConfig, ConfigError> {
+    let addr = |key: &'static str, v: &str| {
+        v.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                key,
+                format!("`{v}`: {e}; expected host:port, e.g. 203.0.113.7:9312"),
+            )
+        })
+    };
+    let listen = addr(
+        "bandwidth.listen",
+        raw.listen.as_deref().unwrap_or("0.0.0.0:9312"),
+    )?;
+    let advertise = match raw.advertise.as_deref() {
+        Some(a) => Some(addr("bandwidth.advertise", a)?),
+        None => None,
+    };
+    if let Some(a) = advertise
+        && (a.ip().is_unspecified() || a.port() == 0)
+    {
+        return Err(invalid(
+            "bandwidth.advertise",
+            "must name a reachable IP and a non-zero port",
+        ));
+    }
+    let measurer = raw.measurer.unwrap_or(false);
+    if measurer && advertise.is_none() && listen.ip().is_unspecified() {
+        return Err(invalid(
+            "bandwidth.measurer",
+            format!(
+                "provers cannot connect to {listen}: set bandwidth.advertise to the public address and port that reach it, or bandwidth.listen to a specific IP"
+            ),
+        ));
+    }
+    let mut test = crate::bandwidth::BwConfig::default();
+    let secs = raw.duration_s.unwrap_or(test.duration.as_secs_f64());
+    if !(0.5..=crate::bandwidth::MAX_DURATION.as_secs_f64()).contains(&secs) {
+        return Err(invalid("bandwidth.duration_s", "between 0.5 and 8 seconds"));
+    }
+    test.duration = std::time::Duration::from_millis((secs * 1000.0).round() as u64);
+    let cap = raw.byte_cap_mib.unwrap_or(1024);
+    if !(1..=1 << 20).contains(&cap) {
+        return Err(invalid(
+            "bandwidth.byte_cap_mib",
+            "between 1 and 1048576 MiB",
+        ));
+    }
+    test.byte_cap = cap << 20;
+    test.validate()
+        .map_err(|e| invalid("bandwidth", e.to_string()))?;
+    Ok(BandwidthConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        measurer,
+        listen,
+        advertise,
+        test,
+    })
 }
 
 fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
@@ -699,6 +803,8 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("device", "maker_certificate"),
     ("net", "listen"),
     ("net", "bootstrap"),
+    ("bandwidth", "listen"),
+    ("bandwidth", "advertise"),
 ];
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

@@ -13,6 +13,7 @@
 //! - [`shell`]: the tokio daemon tying it together (MQTT, libp2p, device, store, HTTP).
 #![warn(missing_docs)]
 
+pub mod backhaul;
 pub mod bandwidth;
 pub mod config;
 pub mod core;

@@ -99,6 +99,10 @@ pub struct Metrics {
     pub status_queries_served: Counter,
     /// `/wisp/bw/1` requests received, by outcome.
     pub bw_requests: Family<WhyLabel, Counter>,
+    /// Bandwidth tests finished, by role and outcome.
+    pub bw_tests: Family<WhyLabel, Counter>,
+    /// Invitations sent to this node's measurers, by outcome.
+    pub bw_invites: Family<WhyLabel, Counter>,
     /// Witnesses of this node's beacon heard about by gossip.
     pub own_beacon_witnesses: Counter,
 }
@@ -135,6 +139,8 @@ impl Metrics {
             net_events_dropped: Counter::default(),
             status_queries_served: Counter::default(),
             bw_requests: Family::default(),
+            bw_tests: Family::default(),
+            bw_invites: Family::default(),
             own_beacon_witnesses: Counter::default(),
             registry: Registry::default(),
         };
@@ -266,8 +272,18 @@ impl Metrics {
         );
         registry.register(
             "bw_requests",
-            "Bandwidth-test requests received over /wisp/bw/1, by outcome",
+            "Bandwidth-test messages received over /wisp/bw/1 (invitations and requests), by outcome",
             m.bw_requests.clone(),
+        );
+        registry.register(
+            "bw_tests",
+            "Bandwidth tests finished, by role and outcome",
+            m.bw_tests.clone(),
+        );
+        registry.register(
+            "bw_invites",
+            "Invitations sent to this node's assigned measurers, by outcome",
+            m.bw_invites.clone(),
         );
         registry.register(
             "own_beacon_witnesses",

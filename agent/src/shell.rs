@@ -15,9 +15,16 @@
 //! The libp2p swarm runs in its own task ([`crate::net`]). The daemon gossips every witness it
 //! signs (besides outboxing it for the oracle) and every new seed it got over MQTT; it records
 //! gossiped witnesses of its own beacon in the core; it answers `/wisp/status/1` with a signed
-//! report and `/wisp/bw/1` with a refusal (empty body) until the bandwidth test exists.
+//! report.
+//!
+//! Proof of backhaul ([`crate::backhaul`] decides, [`crate::bandwidth`] measures): the daemon
+//! assembles the epoch's measurer set from MQTT, invites its assigned measurers over
+//! `/wisp/bw/1`, answers invitations (queueing tests for a measurer task that runs them one at
+//! a time) and measurers' requests (each accepted test runs in a task of its own), and puts
+//! every receipt those tasks hand back into the outbox batch like any other proof.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,10 +36,18 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
-use wisp_protocol::msg::{DeviceHealth, GnssFix, StatusReport, Verdict, Versions};
-use wisp_protocol::units::DeciDb;
-use wisp_protocol::{Kind, NodeKey, ProofId, keyfile, topics};
+use wisp_protocol::envelope::Envelope;
+use wisp_protocol::msg::{
+    BandwidthReceipt, DeviceHealth, GnssFix, Outcome, StatusReport, Verdict, Versions,
+};
+use wisp_protocol::units::{DeciDb, EpochNo};
+use wisp_protocol::{Kind, NodeId, NodeKey, ProofId, keyfile, topics};
 
+use crate::backhaul::{self, Backhaul, SetError};
+use crate::bandwidth::{
+    Directions, EpochView, InviteAnswer, InviteRefusal, Measurer, NegotiateError, Negotiator,
+    Prover, RefuseReason,
+};
 use crate::config::{Config, MqttConfig};
 use crate::core::{Core, CoreConfig, Event, Ignored, Proof, TxFrame};
 use crate::metrics::{KindLabel, Metrics, ReasonLabel, WhyLabel};
@@ -42,6 +57,7 @@ use crate::status::{DeviceStatus, Shared, Status};
 use crate::store::{Row, Store};
 
 const SEED_BLOB: &str = "epoch_seed";
+const MEASURER_SET_BLOB: &str = "measurer_set";
 
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -171,7 +187,8 @@ pub fn mqtt_options(
     o.set_request_channel_capacity(64);
     o.set_inflight(64);
     // Acks are at most 8 KiB; a seed well under 1 KiB. Proofs are at most 64 KiB.
-    o.set_max_packet_size(64 * 1024, 64 * 1024);
+    // Incoming: a measurer-set part is the largest oracle message (132 KiB and its topic).
+    o.set_max_packet_size(Kind::MeasurerSet.max_envelope_len() + 1024, 64 * 1024);
     if let Some(will) = will {
         o.set_last_will(LastWill::new(
             topics::status(&id),
@@ -227,6 +244,138 @@ struct Daemon {
     net: Option<NetHandle>,
     p2p_listen: Vec<String>,
     p2p_peers: usize,
+    /// Proof of backhaul, when the network runs and `bandwidth.enabled`.
+    bw: Option<BwIo>,
+    /// Receipts from the bandwidth tasks (kept here so the channel never closes).
+    receipts_tx: mpsc::Sender<Vec<Envelope>>,
+    /// The bandwidth tasks (measurer queue, invitations, prover runs); aborted on drop.
+    bw_tasks: tokio::task::JoinSet<()>,
+}
+
+/// The daemon's proof-of-backhaul parts.
+struct BwIo {
+    state: Backhaul,
+    prover: Arc<Prover>,
+    /// Accepted invitations, to the measurer task (absent when not a measurer).
+    queue: Option<mpsc::Sender<(NodeId, EpochNo, u32)>>,
+}
+
+/// `/wisp/bw/1` over the libp2p network, for the measurer.
+struct NetNegotiator(NetHandle);
+
+impl Negotiator for NetNegotiator {
+    async fn request(&self, peer: NodeId, body: Vec<u8>) -> Result<Vec<u8>, NegotiateError> {
+        self.0
+            .bw_request(peer.to_peer_id(), body)
+            .await
+            .map_err(|e| match e {
+                net::NetError::Request { ref why, .. } if why.contains("imeout") => {
+                    NegotiateError::Timeout
+                }
+                other => NegotiateError::Unreachable(other.to_string()),
+            })
+    }
+}
+
+/// Runs the queued tests one at a time (tests in parallel would share, and so understate, the
+/// measurer's own link) and hands the receipts back.
+/// A prover that answers `busy` (another of its measurers is testing it) is tried again this
+/// many times, [`BUSY_RETRY`] apart; its refusal receipts are not kept.
+const BUSY_ATTEMPTS: u32 = 4;
+const BUSY_RETRY: Duration = Duration::from_secs(15);
+
+async fn measure_queue(
+    measurer: Measurer,
+    negotiator: NetNegotiator,
+    requeue: mpsc::WeakSender<(NodeId, EpochNo, u32)>,
+    mut queue: mpsc::Receiver<(NodeId, EpochNo, u32)>,
+    receipts: mpsc::Sender<Vec<Envelope>>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some((prover, epoch, attempt)) = queue.recv().await {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let report = measurer
+            .measure(&negotiator, prover, epoch, Directions::Both, &mut rng)
+            .await;
+        if report.refusal == Some(RefuseReason::Busy) && attempt + 1 < BUSY_ATTEMPTS {
+            debug!(%prover, epoch, attempt, "prover busy: trying again later");
+            let requeue = requeue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(BUSY_RETRY).await;
+                let Some(requeue) = requeue.upgrade() else {
+                    return; // the daemon stopped
+                };
+                if requeue.try_send((prover, epoch, attempt + 1)).is_err() {
+                    warn!(%prover, epoch, "measurer queue full: a busy prover is not retried");
+                }
+            });
+            continue;
+        }
+        let passed = report
+            .receipts
+            .iter()
+            .filter(|e| {
+                wisp_protocol::envelope::open::<BandwidthReceipt>(&e.to_bytes())
+                    .is_ok_and(|r| matches!(r.msg.outcome, Outcome::Measured(_)))
+            })
+            .count();
+        let why = if report.refusal.is_some() {
+            "measured_refused"
+        } else if passed == report.receipts.len() && passed > 0 {
+            "measured"
+        } else {
+            "measured_failed"
+        };
+        info!(prover = %prover, epoch, receipts = report.receipts.len(), passed, outcome = why, refusal = ?report.refusal, "bandwidth test done");
+        metrics.bw_tests.get_or_create(&WhyLabel { why }).inc();
+        if receipts.send(report.receipts).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends one invitation, retrying a busy or unreachable measurer a few times.
+async fn invite(
+    net: NetHandle,
+    measurer: NodeId,
+    epoch: EpochNo,
+    after: Duration,
+    metrics: Arc<Metrics>,
+) {
+    tokio::time::sleep(after).await;
+    let body = Backhaul::invite_body(epoch);
+    for attempt in 1..=3u64 {
+        let why = match net.bw_request(measurer.to_peer_id(), body.clone()).await {
+            Ok(answer) => match crate::bandwidth::negotiate::decode_body::<InviteAnswer>(&answer) {
+                Some(InviteAnswer::Queued) => {
+                    info!(%measurer, epoch, "bandwidth test: invitation queued");
+                    metrics
+                        .bw_invites
+                        .get_or_create(&WhyLabel { why: "queued" })
+                        .inc();
+                    return;
+                }
+                Some(InviteAnswer::Refused(InviteRefusal::Busy)) => "busy".to_string(),
+                Some(InviteAnswer::Refused(r)) => {
+                    info!(%measurer, epoch, reason = ?r, "bandwidth test: invitation declined");
+                    metrics
+                        .bw_invites
+                        .get_or_create(&WhyLabel { why: "declined" })
+                        .inc();
+                    return;
+                }
+                None => "an unreadable answer".to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        debug!(%measurer, epoch, attempt, "bandwidth test invitation: {why}");
+        tokio::time::sleep(Duration::from_secs(10 * attempt)).await;
+    }
+    warn!(%measurer, epoch, "bandwidth test: the measurer could not be invited");
+    metrics
+        .bw_invites
+        .get_or_create(&WhyLabel { why: "failed" })
+        .inc();
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -246,6 +395,7 @@ pub async fn run(
         .with_context(|| format!("opening the outbox database in {}", cfg.data_dir.display()))?;
     let heartbeat_seq = store.meta("heartbeat_seq")?;
     let saved_seed = store.blob(SEED_BLOB)?;
+    let saved_set = store.blob(MEASURER_SET_BLOB)?;
     let rows = store.load()?;
     let now = wall_ms();
 
@@ -353,6 +503,51 @@ pub async fn run(
         "wisp-agent started"
     );
 
+    let (receipts_tx, mut receipts_rx) = mpsc::channel::<Vec<Envelope>>(64);
+    // Every bandwidth task lives in this set, so none outlives the daemon (they hold the
+    // network's handle, which keeps the swarm running).
+    let mut bw_tasks = tokio::task::JoinSet::new();
+    let bw = match &net {
+        Some(n) if cfg.bandwidth.enabled => {
+            let b = &cfg.bandwidth;
+            let prover = Arc::new(Prover::new(
+                key.clone(),
+                b.test,
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+            ));
+            let queue = b.measurer.then(|| {
+                let (tx, rx) = mpsc::channel(backhaul::MAX_QUEUED);
+                let m = Measurer::new(key.clone(), b.test, b.listen, b.advertise);
+                bw_tasks.spawn(measure_queue(
+                    m,
+                    NetNegotiator(n.clone()),
+                    tx.downgrade(),
+                    rx,
+                    receipts_tx.clone(),
+                    metrics.clone(),
+                ));
+                tx
+            });
+            let mut state = Backhaul::new(key.id(), cfg.oracle, b.measurer);
+            if let Some(seed) = core.epoch() {
+                state.on_seed(seed, now, random_u64());
+            }
+            for part in saved_set
+                .as_deref()
+                .map(backhaul::unpack)
+                .unwrap_or_default()
+            {
+                let _ = state.on_measurer_set(&part, now, random_u64());
+            }
+            Some(BwIo {
+                state,
+                prover,
+                queue,
+            })
+        }
+        _ => None,
+    };
+
     let mut d = Daemon {
         key,
         core,
@@ -372,6 +567,9 @@ pub async fn run(
         net,
         p2p_listen,
         p2p_peers: 0,
+        bw,
+        receipts_tx,
+        bw_tasks,
     };
 
     tokio::pin!(shutdown);
@@ -387,11 +585,16 @@ pub async fn run(
                 None => anyhow::bail!("the MQTT task stopped"),
             },
             Some(ev) = next_net_event(&mut net_events) => d.on_net(ev).await,
+            Some(receipts) = receipts_rx.recv() => d.on_receipts(receipts),
         }
         d.turn().await?;
     }
 
     info!("shutting down: committing the outbox and publishing the offline status");
+    d.bw_tasks.shutdown().await;
+    while let Ok(receipts) = receipts_rx.try_recv() {
+        d.on_receipts(receipts);
+    }
     d.collect(wall_ms());
     d.commit(true).await?;
     if d.connected {
@@ -421,6 +624,7 @@ impl Daemon {
             self.core.poll_timeout(),
             self.batch_deadline,
             Some(self.next_status_ms),
+            self.bw.as_ref().and_then(|b| b.state.invite_at()),
         ]
         .into_iter()
         .flatten()
@@ -444,7 +648,11 @@ impl Daemon {
                 self.metrics.mqtt_connected.set(1);
                 self.metrics.mqtt_connections.inc();
                 let id = self.key.id();
-                for t in [topics::acks(&id), topics::EPOCH.to_string()] {
+                for t in [
+                    topics::acks(&id),
+                    topics::EPOCH.to_string(),
+                    topics::MEASURERS_FILTER.to_string(),
+                ] {
                     if let Err(e) = self.client.subscribe(t.clone(), QoS::AtLeastOnce).await {
                         warn!("subscribing to {t}: {e}");
                     }
@@ -465,6 +673,8 @@ impl Daemon {
             Incoming::Publish { topic, payload } => {
                 if topic == topics::EPOCH {
                     self.on_seed(payload, true, now).await;
+                } else if topic.starts_with("wisp/v1/measurers/") {
+                    self.on_measurer_set(payload, now).await;
                 } else if topic == topics::acks(&self.key.id()) {
                     match self.core.handle_ack(&payload, now) {
                         Ok(entries) => self.apply_ack(entries),
@@ -488,6 +698,9 @@ impl Daemon {
     async fn on_seed(&mut self, payload: Vec<u8>, from_broker: bool, now: u64) {
         match self.core.handle_seed(&payload, now) {
             Ok(true) => {
+                if let (Some(bw), Some(seed)) = (&mut self.bw, self.core.epoch()) {
+                    bw.state.on_seed(seed, now, random_u64());
+                }
                 if from_broker && let Some(n) = &self.net {
                     let _ = n.try_publish(Topic::Seed, payload.clone());
                 }
@@ -551,13 +764,15 @@ impl Daemon {
                 body,
                 responder,
             } => {
-                // The bandwidth test is not part of this build: refuse with an empty body.
-                debug!(%peer, len = body.len(), "refused a bandwidth-test request");
+                let (answer, why) = self.on_bw_request(peer, &body);
+                debug!(%peer, why, "answered a bandwidth-test message");
                 self.metrics
                     .bw_requests
-                    .get_or_create(&WhyLabel { why: "refused" })
+                    .get_or_create(&WhyLabel { why })
                     .inc();
-                let _ = responder.try_respond(Vec::new());
+                if let Err(e) = responder.try_respond(answer) {
+                    debug!(%peer, "bandwidth answer not sent: {e}");
+                }
             }
             NetEvent::Peers(n) => {
                 self.p2p_peers = n;
@@ -566,6 +781,153 @@ impl Daemon {
                     .p2p_peers
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
+        }
+    }
+
+    /// A `/wisp/bw/1` body from `peer`: an invitation (we measure it) or a measurer's request
+    /// (we are measured). Returns the answer and a label for the metrics.
+    fn on_bw_request(&mut self, peer: libp2p::PeerId, body: &[u8]) -> (Vec<u8>, &'static str) {
+        let Ok(from) = NodeId::from_peer_id(&peer) else {
+            return (Vec::new(), "not_a_node");
+        };
+        let Some(bw) = &mut self.bw else {
+            // `bandwidth.enabled = false`: an empty body says no.
+            return (Vec::new(), "disabled");
+        };
+        if Backhaul::is_invite(body) {
+            let answer = match bw.state.on_invite(from, body) {
+                Ok(epoch) => match bw.queue.as_ref().map(|q| q.try_send((from, epoch, 0))) {
+                    Some(Ok(())) => InviteAnswer::Queued,
+                    _ => {
+                        bw.state.forget(&from);
+                        InviteAnswer::Refused(InviteRefusal::Busy)
+                    }
+                },
+                Err(r) => InviteAnswer::Refused(r),
+            };
+            let why = match answer {
+                InviteAnswer::Queued => "invite_queued",
+                InviteAnswer::Refused(_) => "invite_refused",
+            };
+            return (crate::bandwidth::negotiate::encode_body(&answer), why);
+        }
+        // Without the epoch's view every request is refused (wrong epoch), co-signed as usual.
+        let none = EpochView {
+            epoch: EpochNo::MAX,
+            seed: [0; 32],
+            eligible: Vec::new(),
+            measurers_per_prover: 0,
+        };
+        let view = bw.state.view().unwrap_or(&none);
+        let (answer, job) = bw.prover.handle_request(from, body, view);
+        let Some(job) = job else {
+            return (answer, "request_refused");
+        };
+        let prover = bw.prover.clone();
+        let receipts = self.receipts_tx.clone();
+        let metrics = self.metrics.clone();
+        self.bw_tasks.spawn(async move {
+            let report = prover.run(job).await;
+            let why = if report.error.is_some() {
+                "proved_error"
+            } else {
+                "proved"
+            };
+            info!(measurer = %from, receipts = report.receipts.len(), error = ?report.error, "bandwidth test as prover done");
+            metrics.bw_tests.get_or_create(&WhyLabel { why }).inc();
+            let _ = receipts.send(report.receipts).await;
+        });
+        (answer, "request_accepted")
+    }
+
+    /// A `wisp/v1/measurers/{part}` payload. A completed set is saved, so that a restart
+    /// mid-epoch does not wait for a broker that does not re-send retained messages.
+    async fn on_measurer_set(&mut self, payload: Vec<u8>, now: u64) {
+        let Some(bw) = &mut self.bw else { return };
+        if payload.is_empty() {
+            // A cleared retained part.
+            return;
+        }
+        match bw.state.on_measurer_set(&payload, now, random_u64()) {
+            Ok(Some(parts)) => {
+                if let Some(v) = bw.state.view() {
+                    info!(
+                        epoch = v.epoch,
+                        nodes = v.eligible.len(),
+                        "measurer set received"
+                    );
+                }
+                let store = self.store.clone();
+                let blob = backhaul::pack(&parts);
+                let saved = tokio::task::spawn_blocking(move || {
+                    store
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+                        .set_blob(MEASURER_SET_BLOB, &blob)?;
+                    anyhow::Ok(())
+                })
+                .await;
+                if !matches!(saved, Ok(Ok(()))) {
+                    warn!("could not save the measurer set");
+                }
+            }
+            Ok(None) => {}
+            Err(SetError::Old) => debug!("ignored a measurer-set part of an older epoch"),
+            Err(e) => {
+                warn!("refused a measurer-set part: {e}");
+                self.metrics
+                    .oracle_messages_refused
+                    .get_or_create(&WhyLabel {
+                        why: "measurer_set",
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// Invites this epoch's measurers when it is time (each in a task of its own).
+    fn send_invites(&mut self, now: u64) {
+        let (Some(bw), Some(net)) = (&mut self.bw, &self.net) else {
+            return;
+        };
+        let Some((epoch, measurers)) = bw.state.poll_invites(now) else {
+            return;
+        };
+        info!(
+            epoch,
+            measurers = measurers.len(),
+            "inviting this epoch's measurers"
+        );
+        // One at a time, roughly: a prover runs one test at a time and answers `busy` to the
+        // others, so the invitations are spread by about one test's length.
+        let gap = self.cfg.bandwidth.test.duration * 2 + Duration::from_secs(5);
+        for (i, m) in measurers.into_iter().enumerate() {
+            let after = gap * u32::try_from(i).unwrap_or(u32::MAX);
+            self.bw_tasks
+                .spawn(invite(net.clone(), m, epoch, after, self.metrics.clone()));
+        }
+    }
+
+    /// Receipts from a bandwidth test: into the batch, committed and sent like any proof.
+    fn on_receipts(&mut self, receipts: Vec<Envelope>) {
+        let now = wall_ms();
+        for env in receipts {
+            let bytes = env.to_bytes();
+            self.metrics
+                .proofs_signed
+                .get_or_create(&KindLabel {
+                    kind: Kind::BandwidthReceipt.name(),
+                })
+                .inc();
+            self.batch.push(Proof {
+                id: ProofId::of(&bytes),
+                kind: Kind::BandwidthReceipt,
+                bytes,
+                created_ms: now,
+            });
+        }
+        if self.batch_deadline.is_none() && !self.batch.is_empty() {
+            self.batch_deadline = Some(now + self.cfg.commit_interval_ms);
         }
     }
 
@@ -857,6 +1219,15 @@ impl Daemon {
         let now = wall_ms();
         self.shared.tick();
         self.collect(now);
+        // Reap finished bandwidth tasks (a panic in one is logged, not propagated).
+        while let Some(done) = self.bw_tasks.try_join_next() {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                error!("a bandwidth task panicked: {e}");
+            }
+        }
+        self.send_invites(now);
         self.commit(false).await?;
         self.publish_due(now);
         let acked_recently = self.outbox.is_empty()
@@ -980,6 +1351,13 @@ async fn wait_for_listeners(net: &NetHandle, configured: usize) -> Vec<String> {
     }
     warn!("the libp2p listeners are not up after 2 s");
     Vec::new()
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // Spreads invitations only: without OS randomness every node invites at the epoch start.
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 fn ignored_name(i: Ignored) -> &'static str {

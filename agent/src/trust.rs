@@ -41,7 +41,8 @@ impl OracleTrust {
         Self { oracle, me }
     }
 
-    fn check_signer(&self, signer: NodeId) -> Result<(), TrustError> {
+    /// Requires `signer` to be the pinned oracle.
+    pub fn check_signer(&self, signer: NodeId) -> Result<(), TrustError> {
         if signer != self.oracle {
             return Err(TrustError::NotOracle {
                 signer,

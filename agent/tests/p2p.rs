@@ -7,8 +7,11 @@
 //! Checked: every beacon is witnessed by exactly the nodes in range; the witnesses reach the
 //! oracle and are gossiped to every node; each beaconer's status lists its witnesses; a remote
 //! `/wisp/status/1` query (library and CLI) returns a report whose signature is checked; a
-//! forged witness is rejected by the node it is sent to and reaches nobody else; `/wisp/bw/1`
-//! is answered with a refusal; a restarted agent (same key) rejoins.
+//! forged witness is rejected by the node it is sent to and reaches nobody else; with the
+//! epoch's measurer set published, every node invites its assigned measurers and every
+//! assigned (prover, measurer) pair ends in co-signed receipts for both directions at the
+//! oracle; a malformed `/wisp/bw/1` request gets a signed refusal; a restarted agent (same key)
+//! rejoins.
 //!
 //! Timeouts only bound a hang (the machine is shared and slow); nothing asserts speed.
 #![allow(
@@ -28,6 +31,8 @@ use std::time::Duration;
 use common::*;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
+use wisp_agent::bandwidth::negotiate::decode_body;
+use wisp_agent::bandwidth::{BwResponse, RefuseReason, SignedResponse};
 use wisp_agent::config::RawConfig;
 use wisp_agent::core::TxFrame;
 use wisp_agent::device::Board;
@@ -36,9 +41,10 @@ use wisp_agent::shell::{self, DeviceIo, RxFrame};
 use wisp_agent::status::DeviceStatus;
 use wisp_firmware::device::SimDevice;
 use wisp_firmware::radio::RadioFrame;
-use wisp_protocol::envelope;
-use wisp_protocol::msg::{GnssFix, Witness};
-use wisp_protocol::{NodeId, NodeKey};
+use wisp_protocol::envelope::{self, Envelope};
+use wisp_protocol::msg::{BandwidthReceipt, Direction, GnssFix, MeasurerSet, Outcome, Witness};
+use wisp_protocol::schedule::assign_measurers;
+use wisp_protocol::{NodeId, NodeKey, topics};
 
 /// Agents on a line, 150 m apart; a beacon carries 350 m, so each node hears the two nearest
 /// on each side and no farther.
@@ -209,6 +215,11 @@ fn env_for(
             "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1".into(),
         ),
         ("WISP_NET__KAD_SERVER".into(), "true".into()),
+        // Every node measures when assigned; short, capped tests keep the loopback cheap.
+        ("WISP_BANDWIDTH__MEASURER".into(), "true".into()),
+        ("WISP_BANDWIDTH__LISTEN".into(), "127.0.0.1:0".into()),
+        ("WISP_BANDWIDTH__DURATION_S".into(), "1".into()),
+        ("WISP_BANDWIDTH__BYTE_CAP_MIB".into(), "16".into()),
         ("WISP_LOCATION__LAT".into(), "38.7".into()),
         (
             "WISP_LOCATION__LON".into(),
@@ -305,6 +316,21 @@ async fn scenario(oracle: &TestOracle, broker: u16) {
     }
     let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
     let index: BTreeMap<NodeId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    // The oracle's measurer set for epoch 1: every node (as if all had onboarded before).
+    let mut eligible = ids.clone();
+    eligible.sort_unstable();
+    for part in MeasurerSet::split(1, &eligible).unwrap() {
+        oracle
+            .client
+            .publish(
+                topics::measurers(usize::from(part.part)),
+                rumqttc::QoS::AtLeastOnce,
+                true,
+                Envelope::sign(&oracle.key, &part).to_bytes(),
+            )
+            .await
+            .unwrap();
+    }
     let expected: BTreeSet<(usize, usize)> = (0..N)
         .flat_map(|b| (0..N).filter(move |&w| in_range(b, w)).map(move |w| (b, w)))
         .collect();
@@ -437,7 +463,70 @@ async fn scenario(oracle: &TestOracle, broker: u16) {
     assert_eq!(doc["signature"], "verified");
     assert_eq!(doc["witnessed_by"].as_array().unwrap().len(), 4);
 
-    // /wisp/bw/1 reaches the daemon, which refuses (no bandwidth test in this build).
+    // Proof of backhaul: every node invited its 3 assigned measurers, each ran the test, and
+    // both directions of every assigned pair reached the oracle, signed by the measurer and
+    // co-signed by the prover.
+    let seed = [1u8; 32];
+    let want: BTreeSet<(NodeId, NodeId)> = ids
+        .iter()
+        .flat_map(|p| {
+            assign_measurers(&seed, p, &eligible, 3)
+                .into_iter()
+                .map(move |m| (*p, m))
+        })
+        .collect();
+    assert_eq!(want.len(), 3 * N);
+    let seen = oracle.seen.clone();
+    let receipts_due = 2 * want.len();
+    eventually(
+        "both receipts of every assigned pair at the oracle",
+        move || seen.lock().unwrap().receipts.len() >= receipts_due,
+    )
+    .await;
+    let mut got: BTreeMap<(NodeId, NodeId), Vec<Direction>> = BTreeMap::new();
+    for bytes in &oracle.seen.lock().unwrap().receipts {
+        let r = envelope::open::<BandwidthReceipt>(bytes).unwrap();
+        assert_eq!(r.signer, r.msg.measurer);
+        assert_eq!(r.cosigners, vec![r.msg.prover], "co-signed by the prover");
+        assert_eq!(r.msg.epoch, 1);
+        assert!(
+            matches!(r.msg.outcome, Outcome::Measured(_)),
+            "{} measuring {}: {:?}",
+            r.msg.measurer,
+            r.msg.prover,
+            r.msg.outcome
+        );
+        got.entry((r.msg.prover, r.msg.measurer))
+            .or_default()
+            .push(r.msg.direction);
+    }
+    assert_eq!(got.keys().copied().collect::<BTreeSet<_>>(), want);
+    for dirs in got.values_mut() {
+        dirs.sort_unstable_by_key(|d| matches!(d, Direction::Up));
+        assert_eq!(dirs, &[Direction::Down, Direction::Up]);
+    }
+    // The measurer counts its test when its endpoint has closed, which can be after the
+    // prover's copy of the receipts reached the oracle.
+    let https: Vec<SocketAddr> = nodes.iter().map(|n| n.http).collect();
+    let measured = move || -> f64 {
+        https
+            .iter()
+            .map(|h| {
+                http_get(*h, "/metrics")
+                    .1
+                    .lines()
+                    .filter(|l| l.starts_with("wisp_bw_tests_total{") && l.contains("\"measured\""))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let pairs = want.len() as f64;
+    let m = measured.clone();
+    eventually("every measurer counted its test", move || m() >= pairs).await;
+    assert_eq!(measured(), pairs, "each pair measured once");
+
+    // A malformed /wisp/bw/1 request gets a refusal signed by the node asked.
     let answer = tokio::time::timeout(
         HANG,
         monitor
@@ -447,8 +536,16 @@ async fn scenario(oracle: &TestOracle, broker: u16) {
     .await
     .unwrap()
     .unwrap();
-    assert!(answer.is_empty());
-    assert_eq!(nodes[5].metric("wisp_bw_requests_total", &["refused"]), 1.0);
+    let refusal: SignedResponse = decode_body(&answer).unwrap();
+    assert!(refusal.verify(&ids[5], &NodeKey::from_seed(&[0xee; 32]).id()));
+    assert!(matches!(
+        refusal.response,
+        BwResponse::Refuse {
+            reason: RefuseReason::BadRequest,
+            ..
+        }
+    ));
+    assert!(nodes[5].metric("wisp_bw_requests_total", &["request_refused"]) >= 1.0);
 
     // A forger that can hold one connection, to node 0, gossips a witness whose RSSI was
     // changed after signing. Node 0 rejects it; nobody else ever sees it.

@@ -40,7 +40,8 @@ pub mod wire;
 use std::time::Duration;
 
 pub use negotiate::{
-    BwRequest, BwResponse, Directions, NegotiateError, Negotiator, RefuseReason, SignedResponse,
+    BwInvite, BwRequest, BwResponse, Directions, INVITE_TAG, InviteAnswer, InviteRefusal,
+    NegotiateError, Negotiator, RefuseReason, SignedResponse,
 };
 pub use quic::{SocketBuffers, Tuning};
 pub use run::{

@@ -81,6 +81,49 @@ pub struct BwRequest {
     pub key_commitment: ByteArray<32>,
 }
 
+/// The first byte of an invitation body ([`BwInvite`]); a [`BwRequest`] starts with its
+/// version, [`VERSION`], so the two never collide.
+pub const INVITE_TAG: u8 = 0x80;
+
+/// A prover's invitation to one of its assigned measurers (prover → measurer): "measure me
+/// this epoch". The prover computes its own measurers from the epoch's measurer set (one score
+/// per candidate); a measurer could not find its provers without scoring every pair. The
+/// measurer checks the assignment and then sends a [`BwRequest`] as usual.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BwInvite {
+    /// [`INVITE_TAG`].
+    pub tag: u8,
+    /// The epoch whose assignment the prover acts on.
+    pub epoch: EpochNo,
+}
+
+/// The measurer's answer to an invitation. Unsigned: it proves nothing, the receipts do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum InviteAnswer {
+    /// The test is queued; a [`BwRequest`] follows.
+    Queued,
+    /// No test.
+    Refused(InviteRefusal),
+}
+
+/// Why a measurer declined an invitation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteRefusal {
+    /// This node does not measure (`bandwidth.measurer = false`).
+    NotAMeasurer,
+    /// Not the measurer's current epoch, or it has not got the epoch's measurer set yet.
+    WrongEpoch,
+    /// The measurer is not assigned to the prover.
+    NotAssigned,
+    /// The prover was already measured (or queued) this epoch.
+    AlreadyMeasured,
+    /// The measurer's queue is full.
+    Busy,
+    /// The body is malformed.
+    BadRequest,
+}
+
 /// Why a prover refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -211,6 +254,24 @@ pub fn refusal_receipt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invite_is_never_read_as_a_request_nor_the_other_way() {
+        let invite = encode_body(&BwInvite {
+            tag: INVITE_TAG,
+            epoch: 9,
+        });
+        assert_eq!(invite[0], INVITE_TAG);
+        assert_eq!(decode_body::<BwRequest>(&invite), None);
+        let req = encode_body(&request());
+        assert_eq!(req[0], VERSION);
+        assert_ne!(req[0], INVITE_TAG);
+        let answer = encode_body(&InviteAnswer::Refused(InviteRefusal::Busy));
+        assert_eq!(
+            decode_body::<InviteAnswer>(&answer),
+            Some(InviteAnswer::Refused(InviteRefusal::Busy))
+        );
+    }
 
     fn request() -> BwRequest {
         BwRequest {

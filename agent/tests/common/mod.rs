@@ -157,6 +157,8 @@ pub struct Seen {
     pub witnesses: Vec<Vec<u8>>,
     /// Beacon envelopes received (first copy of each).
     pub beacons: Vec<Vec<u8>>,
+    /// Bandwidth receipts received (first copy of each).
+    pub receipts: Vec<Vec<u8>>,
 }
 
 /// A minimal oracle: publishes a retained seed, opens every proof, acks it (signed).
@@ -286,6 +288,9 @@ impl TestOracle {
                             if first && env.kind == Kind::Beacon {
                                 seen.beacons.push(bytes.clone());
                             }
+                            if first && env.kind == Kind::BandwidthReceipt {
+                                seen.receipts.push(bytes.clone());
+                            }
                             if env.kind == Kind::Onboard {
                                 seen.onboards.push(bytes.clone());
                             }
@@ -297,7 +302,10 @@ impl TestOracle {
                                 }
                             }
                         }
-                        batch.push(env.signer_id(), id, Verdict::Accepted);
+                        // Acked to the node whose topic it came on (a receipt's prover sends
+                        // the measurer-signed receipt too), as the oracle does.
+                        let node = topics::node_of(&p.topic).unwrap_or_else(|| env.signer_id());
+                        batch.push(node, id, Verdict::Accepted);
                         for (node, ack) in batch.flush(&k, wisp_agent::shell::wall_ms()) {
                             c.publish(topics::acks(&node), QoS::AtLeastOnce, false, ack)
                                 .await
