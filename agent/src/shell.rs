@@ -704,16 +704,7 @@ impl Daemon {
                 if from_broker && let Some(n) = &self.net {
                     let _ = n.try_publish(Topic::Seed, payload.clone());
                 }
-                let store = self.store.clone();
-                let saved = tokio::task::spawn_blocking(move || {
-                    store
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
-                        .set_blob(SEED_BLOB, &payload)?;
-                    anyhow::Ok(())
-                })
-                .await;
-                if !matches!(saved, Ok(Ok(()))) {
+                if !save_blob(self.store.clone(), SEED_BLOB, payload).await {
                     warn!(
                         "could not save the epoch seed; a restart will wait for the broker's copy"
                     );
@@ -857,17 +848,8 @@ impl Daemon {
                         "measurer set received"
                     );
                 }
-                let store = self.store.clone();
                 let blob = backhaul::pack(&parts);
-                let saved = tokio::task::spawn_blocking(move || {
-                    store
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
-                        .set_blob(MEASURER_SET_BLOB, &blob)?;
-                    anyhow::Ok(())
-                })
-                .await;
-                if !matches!(saved, Ok(Ok(()))) {
+                if !save_blob(self.store.clone(), MEASURER_SET_BLOB, blob).await {
                     warn!("could not save the measurer set");
                 }
             }
@@ -1351,6 +1333,19 @@ async fn wait_for_listeners(net: &NetHandle, configured: usize) -> Vec<String> {
     }
     warn!("the libp2p listeners are not up after 2 s");
     Vec::new()
+}
+
+/// Saves a named blob (on the blocking pool); whether it was saved.
+async fn save_blob(store: Arc<Mutex<Store>>, name: &'static str, bytes: Vec<u8>) -> bool {
+    let saved = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+            .set_blob(name, &bytes)?;
+        anyhow::Ok(())
+    })
+    .await;
+    matches!(saved, Ok(Ok(())))
 }
 
 fn random_u64() -> u64 {
