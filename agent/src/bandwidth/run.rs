@@ -1168,7 +1168,11 @@ impl Prover {
         }
         let agree = match (&r.outcome, view) {
             (Outcome::Measured(m), Some(Seen::Received(mine))) => {
-                let s = mine.summary?;
+                // The figures the measurer derived from our report: the same bins over the
+                // duration as reported, in whole milliseconds (a test shorter than one window
+                // is rated over that duration, so the rounding shows in the rate).
+                let reported = Duration::from_millis(u64::from(ms_u32(mine.duration)));
+                let s = stats::summarize(&mine.bins, reported)?;
                 !matches!(mine.end, End::Failed(_))
                     && m.bytes == mine.bytes
                     && m.duration_ms == ms_u32(mine.duration).max(1)
