@@ -464,15 +464,21 @@ fn collect_measurer_sets(broker: u16, oracle: NodeId) -> (SeenSets, tokio::runti
 }
 
 /// A failed test's receipt, measurer-signed and prover co-signed.
-fn failed_receipt(epoch: u64, prover: &NodeKey, measurer: &NodeKey) -> Vec<u8> {
+fn failed_receipt(
+    epoch: u64,
+    prover: &NodeKey,
+    measurer: &NodeKey,
+    direction: Direction,
+    test: u8,
+) -> Vec<u8> {
     let mut env = Envelope::sign(
         measurer,
         &BandwidthReceipt {
-            test_id: ByteArray([epoch as u8; 16]),
+            test_id: ByteArray([test; 16]),
             epoch,
             prover: prover.id(),
             measurer: measurer.id(),
-            direction: Direction::Down,
+            direction,
             outcome: wisp_protocol::msg::Outcome::Failed(BwFailure::Timeout),
         },
     );
@@ -535,24 +541,25 @@ fn each_epoch_publishes_its_measurer_set_and_judges_receipts_by_it_across_a_rest
             wisp_protocol::schedule::assign_measurers(&seed.seed.0, &prover.id(), &first4, 3);
         let measurer = nodes.iter().find(|n| n.id() == assigned[0]).unwrap();
         // Past the assignment check, a failed test is refused for what it is.
-        let ok = failed_receipt(epoch, prover, measurer);
+        let ok = failed_receipt(epoch, prover, measurer, Direction::Down, 1);
         assert_eq!(
             c.await_verdict(&c.send(measurer, &ok)),
             Verdict::Rejected(Reason::TestFailed)
         );
-        // The prover's copy, on its own topic, gets the same verdict; a third node's topic
-        // is a topic mismatch.
-        let id = ProofId::of(&ok);
-        c.acks.lock().unwrap().remove(&id);
-        c.send(prover, &ok);
-        assert_eq!(c.await_verdict(&id), Verdict::Rejected(Reason::TestFailed));
-        c.acks.lock().unwrap().remove(&id);
-        c.send(&nodes[3], &ok);
+        // A receipt sent only by its prover (the co-signer), on its own topic, is judged the
+        // same way; on a node's topic that signed nothing it is a topic mismatch. (Distinct
+        // receipts, so that no ack of one check can answer another.)
+        let copy = failed_receipt(epoch, prover, measurer, Direction::Up, 2);
         assert_eq!(
-            c.await_verdict(&id),
+            c.await_verdict(&c.send(prover, &copy)),
+            Verdict::Rejected(Reason::TestFailed)
+        );
+        let stray = failed_receipt(epoch, prover, measurer, Direction::Down, 3);
+        assert_eq!(
+            c.await_verdict(&c.send(&nodes[3], &stray)),
             Verdict::Rejected(Reason::TopicMismatch)
         );
-        let bad = failed_receipt(epoch, prover, late);
+        let bad = failed_receipt(epoch, prover, late, Direction::Down, 4);
         assert_eq!(
             c.await_verdict(&c.send(late, &bad)),
             Verdict::Rejected(Reason::WrongMeasurer),
