@@ -94,10 +94,31 @@ async fn next_witness(n: &mut Network) -> Vec<u8> {
     .expect("no witness arrived")
 }
 
-/// Publishes until the message gets through (the first publish may precede the mesh).
+/// Publishes until the message gets through (the first publish may precede the mesh, and
+/// then nothing carries it): again every 5 s, until [`HANG`].
 async fn publish_until_received(from: &Network, to: &mut Network, bytes: Vec<u8>) {
-    from.handle.try_publish(Topic::Poc, bytes.clone()).unwrap();
-    assert_eq!(next_witness(to).await, bytes);
+    let end = tokio::time::Instant::now() + HANG;
+    loop {
+        from.handle.try_publish(Topic::Poc, bytes.clone()).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let NetEvent::Witness { bytes: b, .. } = to.events.recv().await.unwrap() {
+                    return b;
+                }
+            }
+        })
+        .await;
+        match got {
+            Ok(b) => {
+                assert_eq!(b, bytes);
+                return;
+            }
+            Err(_) => assert!(
+                tokio::time::Instant::now() < end,
+                "no witness arrived within {HANG:?}"
+            ),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
