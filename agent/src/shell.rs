@@ -315,8 +315,9 @@ async fn measure_queue(
             .receipts
             .iter()
             .filter(|e| {
-                wisp_protocol::envelope::open::<BandwidthReceipt>(&e.to_bytes())
-                    .is_ok_and(|r| matches!(r.msg.outcome, Outcome::Measured(_)))
+                // Our own receipts, just signed: decode the payload, no need to verify again.
+                wisp_protocol::envelope::decode_canonical::<BandwidthReceipt>(&e.payload)
+                    .is_ok_and(|r| matches!(r.outcome, Outcome::Measured(_)))
             })
             .count();
         let why = if report.refusal.is_some() {
