@@ -1,9 +1,11 @@
-//! Gossip benchmark: N in-process agents' networks (real swarms, loopback TCP, noise, yamux,
-//! gossipsub with our validator), each publishing one signed witness per second for a given
-//! time. Prints the delivery ratio and the p50/p99/max latency from publish to validated
+//! Gossip benchmark: N in-process agents' networks (real swarms, loopback TCP or in-process
+//! links, noise, yamux, gossipsub with our validator), each publishing one signed witness per
+//! second for a given time. Prints the delivery ratio and the p50/p99/max latency from publish to validated
 //! delivery at each other node.
 //!
-//! `cargo bench -p wisp-agent --bench gossip -- [nodes] [seconds]` (default 100 nodes, 60 s).
+//! `cargo bench -p wisp-agent --bench gossip -- [nodes] [seconds] [tcp|memory]` (default 100
+//! nodes, 60 s, loopback TCP). `memory` links the swarms with libp2p's in-process transport
+//! (still noise and yamux) so that the kernel's loopback TCP is not part of the figure.
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
@@ -66,14 +68,19 @@ fn main() {
         .collect();
     let nodes: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(100);
     let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
+    let memory = match args.get(2).map(String::as_str) {
+        None | Some("tcp") => false,
+        Some("memory") => true,
+        Some(other) => panic!("transport {other:?}: expected tcp or memory"),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(nodes, secs));
+    rt.block_on(run(nodes, secs, memory));
 }
 
-async fn run(nodes: usize, secs: u64) {
+async fn run(nodes: usize, secs: u64, memory: bool) {
     let oracle = NodeKey::from_seed(&[0xaa; 32]).id();
     let keys: Vec<NodeKey> = (0..nodes)
         .map(|i| {
@@ -100,6 +107,12 @@ async fn run(nodes: usize, secs: u64) {
 
     // Start the swarms; each dials up to three earlier ones (a random-ish connected graph);
     // Kademlia finds the rest.
+    let listen = if memory {
+        "/memory/0"
+    } else {
+        "/ip4/127.0.0.1/tcp/0"
+    };
+    println!("transport: {listen} (noise, yamux)");
     let mut nets = Vec::new();
     let mut addrs: Vec<Multiaddr> = Vec::new();
     for (i, k) in keys.iter().enumerate() {
@@ -109,7 +122,7 @@ async fn run(nodes: usize, secs: u64) {
             .map(|j| addrs[j].clone())
             .collect();
         let cfg = NetConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            listen: vec![listen.parse().unwrap()],
             bootstrap: boot,
             // DHT clients: each node keeps the few connections it dialled (and those dialled
             // to it) instead of connecting to most of the process, as a real node would.

@@ -145,7 +145,13 @@ pub struct Engine {
     candidates: Candidates,
     /// Per open epoch: its measurer pool, fixed when it opened, and the assignments judged.
     measurers: BTreeMap<u64, MeasurerCache>,
+    /// Decompressed signer keys, one cache per verification thread (each thread checks the
+    /// signers of one parity of the first key byte, so the two hold different keys).
+    keys: [envelope::KeyCache; 2],
 }
+
+/// Most signer keys kept decompressed per verification thread (about 200 bytes each).
+const KEY_CACHE: usize = 1 << 17;
 
 struct Pending<'a> {
     node: NodeId,
@@ -170,6 +176,10 @@ impl Engine {
             epoch_ids: BTreeMap::new(),
             next_seq: 1,
             limiter,
+            keys: [
+                envelope::KeyCache::new(KEY_CACHE),
+                envelope::KeyCache::new(KEY_CACHE),
+            ],
         }
     }
 
@@ -310,7 +320,7 @@ impl Engine {
             });
         }
         let envs: Vec<EnvelopeRef<'_>> = pending.iter().map(|p| p.env).collect();
-        let verified = verify_parallel(&envs);
+        let verified = verify_parallel(&envs, &mut self.keys);
         for (p, ok) in pending.iter().zip(verified) {
             let id = p.env.proof_id();
             if let Err(e) = ok {
@@ -558,21 +568,39 @@ fn decode<M: envelope::Message>(env: &EnvelopeRef<'_>) -> Result<Opened<M>, Reas
     env.decode::<M>().map_err(|e| e.reason())
 }
 
-/// Batch-verifies signatures on up to two threads (this machine class has two cores).
-fn verify_parallel(envs: &[EnvelopeRef<'_>]) -> Vec<Result<(), envelope::EnvelopeError>> {
+/// Batch-verifies signatures on up to two threads (this machine class has two cores), split by
+/// the parity of the signer's first key byte so that each thread's key cache sees its own half
+/// of the signers.
+fn verify_parallel(
+    envs: &[EnvelopeRef<'_>],
+    keys: &mut [envelope::KeyCache; 2],
+) -> Vec<Result<(), envelope::EnvelopeError>> {
     const MIN_SPLIT: usize = 64;
     if envs.len() < MIN_SPLIT {
-        return envelope::verify_batch(envs);
+        return envelope::verify_batch_cached(envs, &mut keys[0]);
     }
-    let mid = envs.len() / 2;
-    let (a, b) = envs.split_at(mid);
-    std::thread::scope(|s| {
-        let h = s.spawn(|| envelope::verify_batch(b));
-        let mut first = envelope::verify_batch(a);
-        first.extend(
-            h.join()
-                .unwrap_or_else(|_| b.iter().map(|e| e.verify()).collect()),
-        );
-        first
-    })
+    let (mut left, mut right): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+    for (i, e) in envs.iter().enumerate() {
+        if e.signer[0] & 1 == 0 {
+            left.push(i);
+        } else {
+            right.push(i);
+        }
+    }
+    let a: Vec<EnvelopeRef<'_>> = left.iter().map(|&i| envs[i]).collect();
+    let b: Vec<EnvelopeRef<'_>> = right.iter().map(|&i| envs[i]).collect();
+    let [ka, kb] = keys;
+    let (ra, rb) = std::thread::scope(|s| {
+        let h = s.spawn(|| envelope::verify_batch_cached(&b, kb));
+        let ra = envelope::verify_batch_cached(&a, ka);
+        let rb = h
+            .join()
+            .unwrap_or_else(|_| b.iter().map(|e| e.verify()).collect());
+        (ra, rb)
+    });
+    let mut out: Vec<Result<(), envelope::EnvelopeError>> = vec![Ok(()); envs.len()];
+    for (i, r) in left.into_iter().zip(ra).chain(right.into_iter().zip(rb)) {
+        out[i] = r;
+    }
+    out
 }

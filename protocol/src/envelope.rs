@@ -16,9 +16,15 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use alloc::collections::BTreeMap;
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::Signature;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
 
 use crate::bytes::ByteArray;
 use crate::id::{NodeId, NodeKey};
@@ -432,72 +438,167 @@ pub fn open<M: Message>(bytes: &[u8]) -> Result<Opened<M>, EnvelopeError> {
     env.decode()
 }
 
+/// Decompressed public keys, so that a signer seen before costs no point decompression (a
+/// field exponentiation, about a third of a batched signature check) and no re-compression
+/// (the canonical-encoding check). Bounded: when full it is emptied and fills again.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    points: BTreeMap<[u8; 32], Option<(EdwardsPoint, bool)>>,
+    cap: usize,
+}
+
+impl KeyCache {
+    /// A cache of at most `cap` keys (0: nothing is kept between batches).
+    pub fn new(cap: usize) -> Self {
+        Self {
+            points: BTreeMap::new(),
+            cap,
+        }
+    }
+
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The key's point and whether it is weak (of small order); `None` if the bytes are not a
+    /// canonical encoding of a curve point.
+    fn get(&mut self, key: &[u8; 32]) -> Option<(EdwardsPoint, bool)> {
+        if let Some(p) = self.points.get(key) {
+            return *p;
+        }
+        let p = NodeId(*key).verifying_key().ok().map(|vk| {
+            let point = vk.to_edwards();
+            (point, point.is_small_order())
+        });
+        if self.points.len() >= self.cap.max(1) {
+            self.points.clear();
+        }
+        self.points.insert(*key, p);
+        p
+    }
+}
+
 /// Verifies the signatures of many envelopes at once with ed25519 batch verification, falling
-/// back to one-by-one strict checks only when the batch fails, to find the culprits.
-///
-/// The batch equation is the random linear combination of the single equations (dalek's
-/// `verify_batch`, about twice as fast per signature). Before the batch, each key and each
-/// signature's `R` is checked not to be of small order, as `verify_strict` does. What the batch
-/// cannot see is a *mixed-order* `R` that a signer crafted with its own secret key: such a
-/// signature fails `verify_strict` but passes the batch with probability 1/8. It forges nothing
-/// (only the key's owner can make it) and it cannot change another node's proof; see
-/// docs/PROTOCOL.md, "Batch verification".
+/// back to one-by-one strict checks only when the batch fails, to find the culprits. Keys are
+/// decompressed once per batch; [`verify_batch_cached`] keeps them between batches.
 pub fn verify_batch(envs: &[EnvelopeRef<'_>]) -> Vec<Result<(), EnvelopeError>> {
+    verify_batch_cached(envs, &mut KeyCache::new(0))
+}
+
+/// [`verify_batch`] with decompressed keys kept in `keys` from one batch to the next.
+///
+/// The batch equation is the random linear combination of the single (cofactorless) equations,
+/// `[-Σ zᵢsᵢ]B + Σ [zᵢ]Rᵢ + Σ [zᵢkᵢ]Aᵢ = 0`, as ed25519-dalek's `verify_batch` computes it,
+/// evaluated as one multiscalar multiplication in which a key that signed several times is one
+/// point. The 128-bit `zᵢ` are drawn from a BLAKE3 transcript of every signature, key and
+/// challenge in the batch (deterministic, like dalek's: the same batch gives the same answer,
+/// which the simulator's determinism needs, and no signer can predict its `zᵢ` without fixing
+/// the whole batch). Before the batch, each key and each signature's `R` is checked not to be of
+/// small order and each `s` to be canonical, as `verify_strict` does; an envelope failing any of
+/// those is judged by the strict check alone. What the batch cannot see is a *mixed-order* `R`
+/// that a signer crafted with its own secret key: such a signature fails `verify_strict` but
+/// passes the batch with probability 1/8. It forges nothing (only the key's owner can make it)
+/// and it cannot change another node's proof; see docs/PROTOCOL.md, "Batch verification".
+pub fn verify_batch_cached(
+    envs: &[EnvelopeRef<'_>],
+    keys: &mut KeyCache,
+) -> Vec<Result<(), EnvelopeError>> {
+    struct Sig {
+        key: usize,
+        r: EdwardsPoint,
+        s: Scalar,
+        k: Scalar,
+    }
     let mut results: Vec<Result<(), EnvelopeError>> = Vec::with_capacity(envs.len());
-    let mut messages: Vec<Vec<u8>> = Vec::new();
-    let mut sigs = Vec::new();
-    let mut keys = Vec::new();
-    let mut owner = Vec::new();
-    for (i, env) in envs.iter().enumerate() {
-        let mut ok = Ok(());
-        let mut seen: Vec<&[u8; 32]> = Vec::new();
-        let msg = env.signed_message();
+    let mut sigs: Vec<Sig> = Vec::with_capacity(envs.len());
+    // The distinct keys of the batch (a key that signed many times is one point).
+    let mut points: Vec<EdwardsPoint> = Vec::new();
+    let mut index: BTreeMap<&[u8; 32], usize> = BTreeMap::new();
+    let mut transcript = blake3::Hasher::new_derive_key("wisp envelope batch verification v1");
+    for env in envs {
         let first = sigs.len();
-        for (index, (key, sig)) in env.signatures().enumerate() {
+        let mut seen: Vec<&[u8; 32]> = Vec::new();
+        let mut ok = true;
+        for (key, sig) in env.signatures() {
             if seen.contains(&key) {
-                ok = Err(EnvelopeError::DuplicateSigner);
+                ok = false;
                 break;
             }
             seen.push(key);
-            let Ok(vk) = NodeId(*key).verifying_key() else {
-                ok = Err(EnvelopeError::InvalidKey);
+            let Some((a, weak)) = keys.get(key) else {
+                ok = false;
                 break;
             };
-            if vk.is_weak() || r_is_small_order(sig) {
-                ok = Err(EnvelopeError::BadSignature { index });
+            let mut r_bytes = [0u8; 32];
+            r_bytes.copy_from_slice(&sig[..32]);
+            let mut s_bytes = [0u8; 32];
+            s_bytes.copy_from_slice(&sig[32..]);
+            let r = curve25519_point(&r_bytes);
+            let s: Option<Scalar> = Scalar::from_canonical_bytes(s_bytes).into();
+            let (Some(r), Some(s)) = (r, s) else {
+                ok = false;
+                break;
+            };
+            if weak || r.is_small_order() {
+                ok = false;
                 break;
             }
-            keys.push(vk);
-            sigs.push(Signature::from_bytes(sig));
-            owner.push(i);
+            let mut h = Sha512::new();
+            h.update(r_bytes);
+            h.update(key);
+            h.update(env.kind.domain_tag());
+            h.update(env.payload);
+            let mut wide = [0u8; 64];
+            wide.copy_from_slice(&h.finalize());
+            let k = Scalar::from_bytes_mod_order_wide(&wide);
+            let next = points.len();
+            let ki = *index.entry(key).or_insert(next);
+            if ki == next {
+                points.push(a);
+            }
+            transcript.update(&r_bytes);
+            transcript.update(key);
+            transcript.update(&s_bytes);
+            transcript.update(k.as_bytes());
+            sigs.push(Sig { key: ki, r, s, k });
         }
-        if ok.is_ok() {
-            messages.push(msg);
+        if ok {
+            results.push(Ok(()));
         } else {
-            // Drop this envelope's partial entries from the batch.
-            keys.truncate(first);
+            // Judged alone, by the strict check (which fails it, with the exact error).
             sigs.truncate(first);
-            owner.truncate(first);
-        }
-        results.push(ok);
-    }
-    // One message per signature: the envelopes with cosigners repeat theirs.
-    let mut msg_refs: Vec<&[u8]> = Vec::with_capacity(sigs.len());
-    let mut env_to_msg = Vec::with_capacity(envs.len());
-    let mut next = 0usize;
-    for r in &results {
-        if r.is_ok() {
-            env_to_msg.push(Some(next));
-            next += 1;
-        } else {
-            env_to_msg.push(None);
+            results.push(env.verify());
         }
     }
-    for &i in &owner {
-        let m = env_to_msg[i].unwrap_or_else(|| unreachable!("only ok envelopes are batched"));
-        msg_refs.push(&messages[m]);
+    if sigs.is_empty() {
+        return results;
     }
-    if sigs.is_empty() || ed25519_dalek::verify_batch(&msg_refs, &sigs, &keys).is_ok() {
+    let mut zs = transcript.finalize_xof();
+    let mut b_coefficient = Scalar::ZERO;
+    let mut key_coefficients = vec![Scalar::ZERO; points.len()];
+    let mut scalars: Vec<Scalar> = Vec::with_capacity(1 + sigs.len() + points.len());
+    let mut terms: Vec<EdwardsPoint> = Vec::with_capacity(1 + sigs.len() + points.len());
+    scalars.push(Scalar::ZERO);
+    terms.push(ED25519_BASEPOINT_POINT);
+    for sig in &sigs {
+        let mut z = [0u8; 16];
+        zs.fill(&mut z);
+        let z = Scalar::from(u128::from_le_bytes(z));
+        b_coefficient += z * sig.s;
+        key_coefficients[sig.key] += z * sig.k;
+        scalars.push(z);
+        terms.push(sig.r);
+    }
+    scalars[0] = -b_coefficient;
+    scalars.extend(key_coefficients);
+    terms.extend(points);
+    if EdwardsPoint::vartime_multiscalar_mul(&scalars, &terms).is_identity() {
         return results;
     }
     for (env, r) in envs.iter().zip(results.iter_mut()) {
@@ -506,15 +607,6 @@ pub fn verify_batch(envs: &[EnvelopeRef<'_>]) -> Vec<Result<(), EnvelopeError>> 
         }
     }
     results
-}
-
-fn r_is_small_order(sig: &[u8; 64]) -> bool {
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&sig[..32]);
-    match curve25519_point(&r) {
-        Some(p) => p.is_small_order(),
-        None => true,
-    }
 }
 
 fn curve25519_point(bytes: &[u8; 32]) -> Option<curve25519_dalek::edwards::EdwardsPoint> {
@@ -731,6 +823,59 @@ mod tests {
         for (i, r) in results.iter().enumerate() {
             assert_eq!(r.is_err(), i == 3 || i == 11, "envelope {i}: {r:?}");
         }
+    }
+
+    #[test]
+    fn cached_batches_give_the_strict_verdicts_with_repeated_and_broken_signers() {
+        let keys: Vec<NodeKey> = (0..7u8).map(|i| NodeKey::from_seed(&[i; 32])).collect();
+        let mut all: Vec<Vec<u8>> = (0..70u64)
+            .map(|i| Envelope::sign(&keys[(i % 7) as usize], &hb(i)).to_bytes())
+            .collect();
+        // Layout tail: signer [32] | R [32] | s [32] | cosigner count (0).
+        let n = all[0].len();
+        let (signer, r, s) = (n - 97, n - 65, n - 33);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        // A wrong signature, an `R` of small order, a non-canonical `s`, a key that is not a
+        // curve point, a weak key, and a message changed after signing.
+        all[5][s] ^= 0x01;
+        all[12][r..r + 32].copy_from_slice(&identity);
+        all[20][n - 2] = 0xff;
+        all[33][signer..signer + 32].copy_from_slice(&[0xff; 32]);
+        all[41][signer..signer + 32].copy_from_slice(&identity);
+        all[50][5] ^= 0x01;
+        let broken = [5, 12, 20, 33, 41, 50];
+        let refs: Vec<EnvelopeRef<'_>> =
+            all.iter().map(|b| EnvelopeRef::parse(b).unwrap()).collect();
+        let strict: Vec<_> = refs.iter().map(EnvelopeRef::verify).collect();
+        for (i, r) in strict.iter().enumerate() {
+            assert_eq!(r.is_err(), broken.contains(&i), "envelope {i}: {r:?}");
+        }
+        let mut cache = KeyCache::new(1024);
+        for round in 0..3 {
+            assert_eq!(
+                verify_batch_cached(&refs, &mut cache),
+                strict,
+                "round {round}"
+            );
+        }
+        // The seven signers and the two broken keys.
+        assert_eq!(cache.len(), 9);
+        assert_eq!(verify_batch(&refs), strict);
+        // Good envelopes only: the batch holds, with a cache of one (emptied as it fills).
+        let good: Vec<EnvelopeRef<'_>> = refs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !broken.contains(i))
+            .map(|(_, e)| *e)
+            .collect();
+        let mut tiny = KeyCache::new(1);
+        assert!(
+            verify_batch_cached(&good, &mut tiny)
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert!(tiny.len() <= 1);
     }
 
     #[test]

@@ -22,6 +22,13 @@ use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{BandwidthReceipt, Beacon, EpochSeed, Heartbeat, Onboard, Witness};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
+thread_local! {
+    /// Decompressed signer keys of each verification thread (rayon's threads live for the run).
+    /// A cache changes no verdict, so results do not depend on which thread checked what.
+    static KEYS: std::cell::RefCell<envelope::KeyCache> =
+        std::cell::RefCell::new(envelope::KeyCache::new(1 << 17));
+}
+
 /// A verdict the oracle reached about one proof.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -171,7 +178,9 @@ impl Oracle {
                     .filter_map(|p| p.as_ref().ok().copied())
                     .filter(|e| sampled(&e.proof_id(), fraction))
                     .collect();
-                let mut results = envelope::verify_batch(&to_check).into_iter();
+                let mut results = KEYS
+                    .with(|k| envelope::verify_batch_cached(&to_check, &mut k.borrow_mut()))
+                    .into_iter();
                 parsed
                     .into_iter()
                     .map(|p| match p {

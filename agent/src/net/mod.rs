@@ -23,7 +23,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use futures::StreamExt as _;
+use libp2p::gossipsub::MessageAcceptance;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -48,6 +50,12 @@ const MAX_PENDING_INBOUND: usize = 64;
 const MAX_UNPUBLISHED: usize = 64;
 /// Most peers in the address book (filled from identify, Kademlia, mDNS and config).
 const MAX_ADDRESS_BOOK: usize = 4096;
+/// Most gossiped messages validated in one batch.
+const GOSSIP_BATCH: usize = 256;
+/// Most ready swarm events taken in while a validation batch fills.
+const GOSSIP_DRAIN: usize = 1024;
+/// Most signers' decompressed keys kept for gossip validation (about 200 bytes each).
+const GOSSIP_KEYS: usize = 2048;
 /// Most addresses kept per peer.
 const MAX_ADDRS_PER_PEER: usize = 8;
 
@@ -390,6 +398,19 @@ pub fn start(
         )
         .map_err(|e| setup(&e))?
         .with_quic()
+        // In-process links (`/memory/N` addresses, with noise and yamux as over TCP), for tests
+        // and benchmarks of many nodes in one process; nothing listens on one unless configured.
+        .with_other_transport(|k| {
+            use libp2p::core::Transport as _;
+            use libp2p::core::upgrade::Version;
+            let noise = noise::Config::new(k)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            Ok(libp2p::core::transport::MemoryTransport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default()))
+        })
+        .map_err(|e| setup(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| setup(&e))?
         .with_behaviour(|k, relay| {
@@ -421,6 +442,8 @@ pub fn start(
         book_order: VecDeque::new(),
         peers: 0,
         unpublished: VecDeque::new(),
+        to_validate: Vec::new(),
+        keys: wisp_protocol::envelope::KeyCache::new(GOSSIP_KEYS),
     };
     for a in &cfg.bootstrap {
         match peer_of(a) {
@@ -471,6 +494,10 @@ struct Task {
     /// Messages published before any peer subscribed to their topic (a node that just started,
     /// or lost its peers); retried when a peer subscribes.
     unpublished: VecDeque<(Topic, Vec<u8>)>,
+    /// Gossip waiting for a verdict (checked in a batch at the end of a run-loop turn).
+    to_validate: Vec<(Topic, PeerId, gossipsub::MessageId, gossipsub::Message)>,
+    /// Decompressed keys of the signers seen in gossip.
+    keys: wisp_protocol::envelope::KeyCache,
 }
 
 impl Task {
@@ -488,6 +515,21 @@ impl Task {
                 // Never closed: the task holds a sender for new responders.
                 Some((id, body)) = responses.recv() => self.respond(id, body),
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
+            }
+            if !self.to_validate.is_empty() {
+                // Take in what else is ready now (bounded), then check all the gossip waiting
+                // for a verdict in one batch: under load the batches grow, and a batched
+                // signature costs about half a single one.
+                for _ in 0..GOSSIP_DRAIN {
+                    if self.to_validate.len() >= GOSSIP_BATCH {
+                        break;
+                    }
+                    match self.swarm.next().now_or_never() {
+                        Some(Some(ev)) => self.on_swarm(ev),
+                        _ => break,
+                    }
+                }
+                self.flush_gossip();
             }
         }
         debug!("network task stopped");
@@ -763,12 +805,56 @@ impl Task {
         }
     }
 
+    /// Queues a gossiped message for validation: the run loop checks the queue in one batch
+    /// with whatever else arrived at the same time ([`gossip::validate_batch`]).
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, m: gossipsub::Message) {
-        let topic = Topic::from_hash(&m.topic);
-        let result = match topic {
-            Some(t) => gossip::validate(t, &m.data, &self.oracle),
-            None => Err(gossip::Invalid::UnknownTopic),
-        };
+        match Topic::from_hash(&m.topic) {
+            Some(t) => self.to_validate.push((t, source, id, m)),
+            None => self.on_verdict(None, source, id, m, Err(gossip::Invalid::UnknownTopic)),
+        }
+    }
+
+    /// Validates the queued gossip and reports each verdict to gossipsub.
+    fn flush_gossip(&mut self) {
+        let batch = std::mem::take(&mut self.to_validate);
+        let items: Vec<(Topic, &[u8])> = batch
+            .iter()
+            .map(|(t, _, _, m)| (*t, m.data.as_slice()))
+            .collect();
+        let results = gossip::validate_batch(&items, &self.oracle, &mut self.keys);
+        drop(items);
+        let graylist = gossip::score_thresholds().graylist_threshold;
+        for ((topic, source, id, m), result) in batch.into_iter().zip(results) {
+            // Verdicts go in arrival order: a message that came in the same batch as its
+            // sender's invalid one, after it, is ignored once that sender is graylisted, as
+            // gossipsub would have dropped it had it arrived a moment later.
+            let graylisted = result.is_ok()
+                && self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .peer_score(&source)
+                    .is_some_and(|s| s < graylist);
+            if graylisted {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
+                self.count_received(topic.name(), "ignored");
+                continue;
+            }
+            self.on_verdict(Some(topic), source, id, m, result);
+        }
+    }
+
+    fn on_verdict(
+        &mut self,
+        topic: Option<Topic>,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        m: gossipsub::Message,
+        result: Result<gossip::Valid, gossip::Invalid>,
+    ) {
         let verdict = gossip::acceptance(&result);
         self.swarm
             .behaviour_mut()
