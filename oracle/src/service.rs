@@ -354,6 +354,19 @@ pub async fn run(
     info!(oracle = %key.id(), broker = %format!("{host}:{port}"), http = %http_addr, "wisp-oracle started");
 
     let stop = Arc::new(AtomicBool::new(false));
+    let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(ACK_QUEUE);
+    let acker = {
+        let (key, client, handle, shared, clock) = (
+            engine.key().clone(),
+            client.clone(),
+            tokio::runtime::Handle::current(),
+            shared.clone(),
+            clock.clone(),
+        );
+        std::thread::Builder::new()
+            .name("acks".into())
+            .spawn(move || run_acker(ack_rx, key, client, handle, shared, clock))?
+    };
     let worker = {
         let stop = stop.clone();
         let shared = shared.clone();
@@ -375,6 +388,7 @@ pub async fn run(
                     emissions: None,
                     measurer_parts_published: 0,
                     clock,
+                    acker: ack_tx,
                 };
                 w.run(&stop)
             })?
@@ -383,12 +397,17 @@ pub async fn run(
     info!("shutting down");
     stop.store(true, Ordering::Relaxed);
     let result = tokio::task::spawn_blocking(move || worker.join()).await?;
+    // The worker is gone, so is its sender: the acker sends what it holds and stops.
+    let _ = tokio::task::spawn_blocking(move || acker.join()).await?;
     mqtt.abort();
     match result {
         Ok(r) => r,
         Err(_) => bail!("the ingest worker panicked"),
     }
 }
+
+/// Committed batches whose acks wait for the acker thread (backpressure beyond).
+const ACK_QUEUE: usize = 4;
 
 struct Worker {
     engine: Engine,
@@ -407,6 +426,52 @@ struct Worker {
     /// How many `measurer_set` parts this process last published (retained).
     measurer_parts_published: usize,
     clock: Clock,
+    /// To the acker thread: each committed batch's verdicts.
+    acker: std::sync::mpsc::SyncSender<Vec<(wisp_protocol::NodeId, wisp_protocol::msg::AckEntry)>>,
+}
+
+/// Signs the acks of each committed batch (one envelope per node, on both cores) and hands them
+/// to the MQTT client, in batch order, until the worker drops its sender.
+fn run_acker(
+    rx: std::sync::mpsc::Receiver<Vec<(wisp_protocol::NodeId, wisp_protocol::msg::AckEntry)>>,
+    key: NodeKey,
+    client: AsyncClient,
+    handle: tokio::runtime::Handle,
+    shared: Arc<Shared>,
+    clock: Clock,
+) {
+    for batch in rx {
+        let mut acks = AckBatcher::new();
+        for (node, e) in batch {
+            acks.push(node, e.proof_id, e.verdict);
+        }
+        for (node, bytes) in acks.flush_parallel(&key, clock.now_ms()) {
+            publish(&client, &handle, topics::acks(&node), false, bytes);
+            shared.metrics.acks_sent.inc();
+        }
+    }
+}
+
+/// Puts a publish straight into the client's request queue; only when it is full, waits for
+/// room.
+fn publish(
+    client: &AsyncClient,
+    handle: &tokio::runtime::Handle,
+    topic: String,
+    retain: bool,
+    payload: Vec<u8>,
+) {
+    match client.try_publish(topic.clone(), QoS::AtLeastOnce, retain, payload.clone()) {
+        Ok(()) => {}
+        Err(_) => {
+            let c = client.clone();
+            if let Err(e) = handle
+                .block_on(async move { c.publish(topic, QoS::AtLeastOnce, retain, payload).await })
+            {
+                warn!("publish failed: {e}");
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -459,21 +524,7 @@ impl Worker {
     }
 
     fn publish(&self, topic: String, retain: bool, payload: Vec<u8>) {
-        // Straight into the client's request queue; only when it is full, wait for room.
-        match self
-            .client
-            .try_publish(topic.clone(), QoS::AtLeastOnce, retain, payload.clone())
-        {
-            Ok(()) => {}
-            Err(_) => {
-                let c = self.client.clone();
-                if let Err(e) = self.handle.block_on(async move {
-                    c.publish(topic, QoS::AtLeastOnce, retain, payload).await
-                }) {
-                    warn!("publish failed: {e}");
-                }
-            }
-        }
+        publish(&self.client, &self.handle, topic, retain, payload);
     }
 
     /// Publishes an open epoch's measurer pool, retained, as signed `measurer_set` parts, and
@@ -547,14 +598,10 @@ impl Worker {
         for (reason, n) in &out.verdicts {
             m.verdict(*reason).inc_by(*n);
         }
-        // Durable now: tell the agents.
-        let mut acks = AckBatcher::new();
-        for (node, e) in out.acks {
-            acks.push(node, e.proof_id, e.verdict);
-        }
-        for (node, bytes) in acks.flush_parallel(self.engine.key(), self.clock.now_ms()) {
-            self.publish(topics::acks(&node), false, bytes);
-            m.acks_sent.inc();
+        // Durable now: the acker thread signs and sends the acks while this one takes in the
+        // next batch.
+        if self.acker.send(out.acks).is_err() {
+            bail!("the ack thread stopped");
         }
         Ok(())
     }

@@ -579,6 +579,20 @@ pub fn verify_batch_cached(
     if sigs.is_empty() {
         return results;
     }
+    if let [sig] = sigs.as_slice() {
+        // One signature: `verify_strict`'s own equation, `R = [s]B - [k]A`, with the basepoint's
+        // precomputed table (a multiscalar multiplication treats `B` as any point).
+        let r = EdwardsPoint::vartime_double_scalar_mul_basepoint(&sig.k, &-points[0], &sig.s);
+        if r == sig.r {
+            return results;
+        }
+        for (env, r) in envs.iter().zip(results.iter_mut()) {
+            if r.is_ok() {
+                *r = env.verify();
+            }
+        }
+        return results;
+    }
     let mut zs = transcript.finalize_xof();
     let mut b_coefficient = Scalar::ZERO;
     let mut key_coefficients = vec![Scalar::ZERO; points.len()];
@@ -861,6 +875,14 @@ mod tests {
         }
         // The seven signers and the two broken keys.
         assert_eq!(cache.len(), 9);
+        // Batches of one take the single-equation path: the same verdicts.
+        for (i, e) in refs.iter().enumerate() {
+            assert_eq!(
+                verify_batch_cached(core::slice::from_ref(e), &mut cache),
+                [strict[i].clone()],
+                "envelope {i} alone"
+            );
+        }
         assert_eq!(verify_batch(&refs), strict);
         // Good envelopes only: the batch holds, with a cache of one (emptied as it fills).
         let good: Vec<EnvelopeRef<'_>> = refs
