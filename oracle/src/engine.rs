@@ -140,28 +140,132 @@ pub struct Engine {
     seen: HashMap<ProofId, Verdict>,
     epoch_ids: BTreeMap<u64, Vec<ProofId>>,
     next_seq: u64,
-    limiter: RateLimiter,
     /// Every onboarded node: the measurer pool of the next epoch to open.
     candidates: Candidates,
     /// Per open epoch: its measurer pool, fixed when it opened, and the assignments judged.
     measurers: BTreeMap<u64, MeasurerCache>,
-    /// Decompressed signer keys, one cache per verification thread (each thread checks the
-    /// signers of one parity of the first key byte, so the two hold different keys).
-    keys: [envelope::KeyCache; 2],
 }
 
 /// Most signer keys kept decompressed per verification thread (about 200 bytes each).
 const KEY_CACHE: usize = 1 << 17;
 
-struct Pending<'a> {
-    node: NodeId,
-    at_ms: u64,
-    env: EnvelopeRef<'a>,
+/// A publish after the checks that need none of the engine's state, in their order: the
+/// topic names a node → rate limit → size → framing → proof kind → the signer is the topic's
+/// node (a bandwidth receipt's co-signer too: the prover outboxes its copy) → every signature.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The node the topic names (`None`: dropped without an ack).
+    pub node: Option<NodeId>,
+    /// Oracle time of arrival.
+    pub at_ms: u64,
+    /// BLAKE3 of the payload.
+    pub id: ProofId,
+    /// Why it was refused before the rules (never stored), if it was.
+    pub refused: Option<Reason>,
+    /// The envelope bytes.
+    pub payload: Vec<u8>,
+}
+
+/// The stateless stage of ingest: rate limits and signatures, with the signer keys kept
+/// decompressed. It runs on a thread of its own, ahead of the engine, so a batch's signatures
+/// are checked while the one before it is judged and committed.
+#[derive(Debug)]
+pub struct Prechecker {
+    limiter: RateLimiter,
+    /// One cache per verification thread (each thread checks the signers of one parity of
+    /// the first key byte, so the two hold different keys).
+    keys: [envelope::KeyCache; 2],
+}
+
+impl Prechecker {
+    /// A prechecker with this rate limit.
+    pub fn new(limiter: RateLimiter) -> Self {
+        Self {
+            limiter,
+            keys: [
+                envelope::KeyCache::new(KEY_CACHE),
+                envelope::KeyCache::new(KEY_CACHE),
+            ],
+        }
+    }
+
+    /// Checks a batch; the signatures of all that pass the cheap checks in one batch
+    /// verification on two threads. Rate limiting comes first, so a flood costs no signature
+    /// checks.
+    pub fn check(&mut self, batch: Vec<Incoming>) -> Vec<Checked> {
+        let mut out: Vec<Checked> = Vec::with_capacity(batch.len());
+        let mut to_verify: Vec<usize> = Vec::new();
+        for msg in batch {
+            let id = ProofId::of(&msg.payload);
+            let node = topics::proofs_node(&msg.topic);
+            let refused = match node {
+                None => None,
+                Some(node) => self.cheap_checks(&node, &msg),
+            };
+            if node.is_some() && refused.is_none() {
+                to_verify.push(out.len());
+            }
+            out.push(Checked {
+                node,
+                at_ms: msg.at_ms,
+                id,
+                refused,
+                payload: msg.payload,
+            });
+        }
+        let envs: Vec<EnvelopeRef<'_>> = to_verify
+            .iter()
+            .filter_map(|&i| EnvelopeRef::parse(&out[i].payload).ok())
+            .collect();
+        debug_assert_eq!(envs.len(), to_verify.len());
+        let verified = verify_parallel(&envs, &mut self.keys);
+        drop(envs);
+        for (i, ok) in to_verify.into_iter().zip(verified) {
+            if let Err(e) = ok {
+                out[i].refused = Some(e.reason());
+            }
+        }
+        out
+    }
+
+    fn cheap_checks(&mut self, node: &NodeId, msg: &Incoming) -> Option<Reason> {
+        if !self.limiter.allow(node, msg.at_ms) {
+            return Some(Reason::RateLimited);
+        }
+        if msg.payload.len() > MAX_ENVELOPE_LEN {
+            return Some(Reason::Oversize);
+        }
+        let env = match EnvelopeRef::parse(&msg.payload) {
+            Ok(env) => env,
+            Err(e) => return Some(e.reason()),
+        };
+        if !env.kind.is_proof() {
+            return Some(Reason::UnexpectedKind);
+        }
+        let signed_by_node = env.signer == node.as_bytes()
+            || (env.kind == Kind::BandwidthReceipt && env.cosigner_ids().contains(node));
+        if !signed_by_node {
+            return Some(Reason::TopicMismatch);
+        }
+        None
+    }
+}
+
+/// Acks and counts a publish refused before the rules (never stored).
+fn refuse(out: &mut Ingested, node: NodeId, id: ProofId, reason: Reason) {
+    out.acks.push((
+        node,
+        AckEntry {
+            proof_id: id,
+            verdict: Verdict::Rejected(reason),
+        },
+    ));
+    *out.verdicts.entry(Some(reason)).or_default() += 1;
 }
 
 impl Engine {
     /// An engine signing with `key`, judging with `registry`'s rules.
-    pub fn new(key: NodeKey, registry: Registry, limiter: RateLimiter) -> Self {
+    pub fn new(key: NodeKey, registry: Registry) -> Self {
         let mut candidates = Candidates::new();
         for n in registry.iter() {
             candidates.add(n.id);
@@ -175,11 +279,6 @@ impl Engine {
             seen: HashMap::new(),
             epoch_ids: BTreeMap::new(),
             next_seq: 1,
-            limiter,
-            keys: [
-                envelope::KeyCache::new(KEY_CACHE),
-                envelope::KeyCache::new(KEY_CACHE),
-            ],
         }
     }
 
@@ -235,63 +334,36 @@ impl Engine {
         self.seen.get(id).copied()
     }
 
-    /// Judges a batch of publishes. Nothing here is durable: the caller stores `rows` and only
-    /// then sends `acks`. `stored_verdict` answers for proofs the engine no longer holds in
-    /// memory (those of closed epochs), from the store.
+    /// Judges a batch of prechecked publishes ([`Prechecker::check`]). Nothing here is
+    /// durable: the caller stores `rows` and only then sends `acks`. `stored_verdict` answers
+    /// for proofs the engine no longer holds in memory (those of closed epochs), from the store.
     pub fn ingest(
         &mut self,
-        batch: &[Incoming],
+        batch: &[Checked],
         mut stored_verdict: impl FnMut(&ProofId) -> Option<Verdict>,
     ) -> Ingested {
         let mut out = Ingested::default();
-        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(batch.len());
         let mut in_batch: HashMap<ProofId, NodeId> = HashMap::new();
         // Copies of a proof already in this batch sent by another node (a receipt's measurer
         // and prover both send it): acked with the first copy's verdict.
         let mut copies: Vec<(NodeId, ProofId)> = Vec::new();
-        for msg in batch {
-            let Some(node) = topics::proofs_node(&msg.topic) else {
+        for c in batch {
+            let Some(node) = c.node else {
                 out.bad_topic += 1;
                 continue;
             };
-            let id = ProofId::of(&msg.payload);
-            let refuse = |out: &mut Ingested, reason: Reason| {
-                out.acks.push((
-                    node,
-                    AckEntry {
-                        proof_id: id,
-                        verdict: Verdict::Rejected(reason),
-                    },
-                ));
-                *out.verdicts.entry(Some(reason)).or_default() += 1;
-            };
-            if !self.limiter.allow(&node, msg.at_ms) {
-                refuse(&mut out, Reason::RateLimited);
-                continue;
-            }
-            if msg.payload.len() > MAX_ENVELOPE_LEN {
-                refuse(&mut out, Reason::Oversize);
-                continue;
-            }
-            let env = match EnvelopeRef::parse(&msg.payload) {
-                Ok(env) => env,
-                Err(e) => {
-                    refuse(&mut out, e.reason());
+            let id = c.id;
+            let env = match (&c.refused, EnvelopeRef::parse(&c.payload)) {
+                (None, Ok(env)) => env,
+                (Some(reason), _) => {
+                    refuse(&mut out, node, id, *reason);
+                    continue;
+                }
+                (None, Err(e)) => {
+                    refuse(&mut out, node, id, e.reason());
                     continue;
                 }
             };
-            if !env.kind.is_proof() {
-                refuse(&mut out, Reason::UnexpectedKind);
-                continue;
-            }
-            // A proof travels on its signer's topic; a receipt also on its co-signer's (the
-            // prover outboxes its copy too).
-            let signed_by_node = env.signer == node.as_bytes()
-                || (env.kind == Kind::BandwidthReceipt && env.cosigner_ids().contains(&node));
-            if !signed_by_node {
-                refuse(&mut out, Reason::TopicMismatch);
-                continue;
-            }
             if let Some(v) = self.seen.get(&id).copied() {
                 out.acks.push((
                     node,
@@ -304,7 +376,7 @@ impl Engine {
                 continue;
             }
             if let Some(first) = in_batch.get(&id) {
-                // The same proof twice in one batch: judge it once; the first copy's verdict
+                // The same proof twice in one batch: judged once; the first copy's verdict
                 // answers every copy.
                 if *first != node {
                     copies.push((node, id));
@@ -313,38 +385,15 @@ impl Engine {
                 continue;
             }
             in_batch.insert(id, node);
-            pending.push(Pending {
-                node,
-                at_ms: msg.at_ms,
-                env,
-            });
-        }
-        let envs: Vec<EnvelopeRef<'_>> = pending.iter().map(|p| p.env).collect();
-        let verified = verify_parallel(&envs, &mut self.keys);
-        for (p, ok) in pending.iter().zip(verified) {
-            let id = p.env.proof_id();
-            if let Err(e) = ok {
-                // Not authentic: counted and acked, never stored.
-                let reason = e.reason();
-                out.acks.push((
-                    p.node,
-                    AckEntry {
-                        proof_id: id,
-                        verdict: Verdict::Rejected(reason),
-                    },
-                ));
-                *out.verdicts.entry(Some(reason)).or_default() += 1;
-                continue;
-            }
             // Proofs of closed epochs left memory: one judged `wrong_epoch` may be a resend of
             // a stored proof, which gets its stored verdict again. Asking the store only here
             // keeps the lookup off the path of every new proof.
             let seq = self.next_seq;
-            let (epoch, verdict) = match self.judge(&p.env, Arrival::new(seq, p.at_ms)) {
+            let (epoch, verdict) = match self.judge(&env, Arrival::new(seq, c.at_ms)) {
                 (e, Verdict::Rejected(Reason::WrongEpoch)) => match stored_verdict(&id) {
                     Some(v) => {
                         out.acks.push((
-                            p.node,
+                            node,
                             AckEntry {
                                 proof_id: id,
                                 verdict: v,
@@ -366,7 +415,7 @@ impl Engine {
                 })
                 .or_default() += 1;
             out.acks.push((
-                p.node,
+                node,
                 AckEntry {
                     proof_id: id,
                     verdict,
@@ -375,12 +424,12 @@ impl Engine {
             out.rows.push(Row {
                 seq,
                 id,
-                node: p.node,
-                kind: p.env.kind,
+                node,
+                kind: env.kind,
                 epoch,
-                received_ms: p.at_ms,
+                received_ms: c.at_ms,
                 verdict,
-                envelope: p.env.bytes.to_vec(),
+                envelope: c.payload.clone(),
             });
         }
         if !copies.is_empty() {

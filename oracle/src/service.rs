@@ -25,7 +25,7 @@ use wisp_protocol::msg::{EpochSeed, MeasurerSet, Verdict};
 use wisp_protocol::{NodeKey, keyfile, topics};
 
 use crate::acks::AckBatcher;
-use crate::engine::{Engine, Incoming, RateLimiter};
+use crate::engine::{Checked, Engine, Incoming, Prechecker, RateLimiter};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::settings::{BrokerMode, Settings};
@@ -149,8 +149,7 @@ pub struct Shared {
 /// Rebuilds the engine from the store: epochs opened, every row replayed in arrival order,
 /// closes applied where they happened.
 pub fn rebuild(store: &mut Store, key: NodeKey, settings: &Settings) -> anyhow::Result<Engine> {
-    let limiter = RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000);
-    let mut engine = Engine::new(key, Registry::new(settings.rules.clone()), limiter);
+    let mut engine = Engine::new(key, Registry::new(settings.rules.clone()));
     let epochs = store.epochs()?;
     // Opens and closes happen where they happened live, between rows: an epoch opened at
     // sequence number s saw the onboards of rows before s (its measurer pool), and a close at s
@@ -253,6 +252,67 @@ fn start_embedded_broker(addr: SocketAddr, max_payload: usize) -> anyhow::Result
 enum ToWorker {
     Connected,
     Publish(Incoming),
+}
+
+/// From the precheck thread to the worker, in arrival order.
+enum Stage {
+    Connected,
+    Batch(Vec<Checked>),
+}
+
+/// Prechecked batches waiting for the worker (backpressure beyond: the MQTT channel fills).
+const STAGE_QUEUE: usize = 2;
+
+/// The precheck stage: fills a batch from the MQTT loop (the first publish, then what arrives
+/// within the batch window, up to the batch size), rate-limits it and checks its signatures
+/// (two threads), and hands it to the worker — which judges and commits the previous batch
+/// meanwhile.
+fn run_prechecker(
+    mut rx: mpsc::Receiver<ToWorker>,
+    tx: std::sync::mpsc::SyncSender<Stage>,
+    mut pre: Prechecker,
+    handle: tokio::runtime::Handle,
+    batch_max: usize,
+    window: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    let mut batch: Vec<Incoming> = Vec::with_capacity(batch_max);
+    while !stop.load(Ordering::Relaxed) {
+        // Wait for the first message (at most 100 ms, so shutdown is timely), then fill the
+        // batch for at most the batch window.
+        let first = handle
+            .block_on(async { tokio::time::timeout(Duration::from_millis(100), rx.recv()).await });
+        let mut connected = false;
+        match first {
+            Ok(Some(ToWorker::Publish(m))) => batch.push(m),
+            Ok(Some(ToWorker::Connected)) => connected = true,
+            Ok(None) => return,
+            Err(_) => {}
+        }
+        let until = Instant::now() + window;
+        while !batch.is_empty() && batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(ToWorker::Publish(m)) => batch.push(m),
+                Ok(ToWorker::Connected) => connected = true,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        if connected && tx.send(Stage::Connected).is_err() {
+            return;
+        }
+        if !batch.is_empty() {
+            let checked = pre.check(std::mem::replace(&mut batch, Vec::with_capacity(batch_max)));
+            if tx.send(Stage::Batch(checked)).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Runs the oracle until `shutdown` resolves.
@@ -367,6 +427,22 @@ pub async fn run(
             .name("acks".into())
             .spawn(move || run_acker(ack_rx, key, client, handle, shared, clock))?
     };
+    let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel(STAGE_QUEUE);
+    let prechecker = {
+        let pre = Prechecker::new(RateLimiter::new(
+            settings.rate_per_s,
+            settings.burst,
+            1_000_000,
+        ));
+        let (handle, stop) = (tokio::runtime::Handle::current(), stop.clone());
+        let (batch_max, window) = (
+            settings.batch_max,
+            Duration::from_millis(settings.batch_window_ms),
+        );
+        std::thread::Builder::new()
+            .name("precheck".into())
+            .spawn(move || run_prechecker(rx, stage_tx, pre, handle, batch_max, window, stop))?
+    };
     let worker = {
         let stop = stop.clone();
         let shared = shared.clone();
@@ -382,7 +458,7 @@ pub async fn run(
                     handle,
                     shared,
                     settings,
-                    rx,
+                    rx: stage_rx,
                     last_snapshot: None,
                     genesis: None,
                     emissions: None,
@@ -397,6 +473,7 @@ pub async fn run(
     info!("shutting down");
     stop.store(true, Ordering::Relaxed);
     let result = tokio::task::spawn_blocking(move || worker.join()).await?;
+    let _ = tokio::task::spawn_blocking(move || prechecker.join()).await?;
     // The worker is gone, so is its sender: the acker sends what it holds and stops.
     let _ = tokio::task::spawn_blocking(move || acker.join()).await?;
     mqtt.abort();
@@ -416,7 +493,7 @@ struct Worker {
     handle: tokio::runtime::Handle,
     shared: Arc<Shared>,
     settings: Settings,
-    rx: mpsc::Receiver<ToWorker>,
+    rx: std::sync::mpsc::Receiver<Stage>,
     last_snapshot: Option<Instant>,
     /// The start of epoch 0, once read or set.
     genesis: Option<u64>,
@@ -476,42 +553,15 @@ fn publish(
 
 impl Worker {
     fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
-        let mut batch: Vec<Incoming> = Vec::with_capacity(self.settings.batch_max);
+        use std::sync::mpsc::RecvTimeoutError;
         while !stop.load(Ordering::Relaxed) {
             self.epochs(self.clock.now_ms())?;
-            // Wait for the first message (at most 100 ms, so epochs and shutdown are timely),
-            // then fill the batch for at most the batch window.
-            let window = Duration::from_millis(self.settings.batch_window_ms);
-            let first = self.handle.block_on(async {
-                tokio::time::timeout(Duration::from_millis(100), self.rx.recv()).await
-            });
-            let mut connected = false;
-            match first {
-                Ok(Some(ToWorker::Publish(m))) => batch.push(m),
-                Ok(Some(ToWorker::Connected)) => connected = true,
-                Ok(None) => break,
-                Err(_) => {}
-            }
-            let until = Instant::now() + window;
-            while !batch.is_empty() && batch.len() < self.settings.batch_max {
-                match self.rx.try_recv() {
-                    Ok(ToWorker::Publish(m)) => batch.push(m),
-                    Ok(ToWorker::Connected) => connected = true,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        if Instant::now() >= until {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                }
-            }
-            if connected {
-                self.on_connected()?;
-            }
-            if !batch.is_empty() {
-                self.ingest(&batch)?;
-                batch.clear();
+            // At most 100 ms without a batch, so epochs and shutdown are timely.
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Stage::Connected) => self.on_connected()?,
+                Ok(Stage::Batch(batch)) => self.ingest(&batch)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
             if self
                 .last_snapshot
@@ -582,7 +632,7 @@ impl Worker {
         Ok(())
     }
 
-    fn ingest(&mut self, batch: &[Incoming]) -> anyhow::Result<()> {
+    fn ingest(&mut self, batch: &[Checked]) -> anyhow::Result<()> {
         let started = Instant::now();
         let store = &mut self.store;
         let out = self
