@@ -486,6 +486,9 @@ pub async fn run(
 /// Committed batches whose acks wait for the acker thread (backpressure beyond).
 const ACK_QUEUE: usize = 4;
 
+/// Most verdicts the ack thread merges from queued batches before it signs.
+const ACK_MERGE_MAX: usize = 16_384;
+
 struct Worker {
     engine: Engine,
     store: Store,
@@ -517,10 +520,19 @@ fn run_acker(
     shared: Arc<Shared>,
     clock: Clock,
 ) {
-    for batch in rx {
+    while let Ok(batch) = rx.recv() {
         let mut acks = AckBatcher::new();
         for (node, e) in batch {
             acks.push(node, e.proof_id, e.verdict);
+        }
+        // Batches committed while the last ones were signed go out together: a node with
+        // proofs in several of them gets one ack, so under load there are fewer signatures.
+        while acks.len() < ACK_MERGE_MAX
+            && let Ok(more) = rx.try_recv()
+        {
+            for (node, e) in more {
+                acks.push(node, e.proof_id, e.verdict);
+            }
         }
         for (node, bytes) in acks.flush_parallel(&key, clock.now_ms()) {
             publish(&client, &handle, topics::acks(&node), false, bytes);
