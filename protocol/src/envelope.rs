@@ -579,40 +579,33 @@ pub fn verify_batch_cached(
     if sigs.is_empty() {
         return results;
     }
-    if let [sig] = sigs.as_slice() {
+    let holds = if let [sig] = sigs.as_slice() {
         // One signature: `verify_strict`'s own equation, `R = [s]B - [k]A`, with the basepoint's
         // precomputed table (a multiscalar multiplication treats `B` as any point).
-        let r = EdwardsPoint::vartime_double_scalar_mul_basepoint(&sig.k, &-points[0], &sig.s);
-        if r == sig.r {
-            return results;
+        EdwardsPoint::vartime_double_scalar_mul_basepoint(&sig.k, &-points[0], &sig.s) == sig.r
+    } else {
+        let mut zs = transcript.finalize_xof();
+        let mut b_coefficient = Scalar::ZERO;
+        let mut key_coefficients = vec![Scalar::ZERO; points.len()];
+        let mut scalars: Vec<Scalar> = Vec::with_capacity(1 + sigs.len() + points.len());
+        let mut terms: Vec<EdwardsPoint> = Vec::with_capacity(1 + sigs.len() + points.len());
+        scalars.push(Scalar::ZERO);
+        terms.push(ED25519_BASEPOINT_POINT);
+        for sig in &sigs {
+            let mut z = [0u8; 16];
+            zs.fill(&mut z);
+            let z = Scalar::from(u128::from_le_bytes(z));
+            b_coefficient += z * sig.s;
+            key_coefficients[sig.key] += z * sig.k;
+            scalars.push(z);
+            terms.push(sig.r);
         }
-        for (env, r) in envs.iter().zip(results.iter_mut()) {
-            if r.is_ok() {
-                *r = env.verify();
-            }
-        }
-        return results;
-    }
-    let mut zs = transcript.finalize_xof();
-    let mut b_coefficient = Scalar::ZERO;
-    let mut key_coefficients = vec![Scalar::ZERO; points.len()];
-    let mut scalars: Vec<Scalar> = Vec::with_capacity(1 + sigs.len() + points.len());
-    let mut terms: Vec<EdwardsPoint> = Vec::with_capacity(1 + sigs.len() + points.len());
-    scalars.push(Scalar::ZERO);
-    terms.push(ED25519_BASEPOINT_POINT);
-    for sig in &sigs {
-        let mut z = [0u8; 16];
-        zs.fill(&mut z);
-        let z = Scalar::from(u128::from_le_bytes(z));
-        b_coefficient += z * sig.s;
-        key_coefficients[sig.key] += z * sig.k;
-        scalars.push(z);
-        terms.push(sig.r);
-    }
-    scalars[0] = -b_coefficient;
-    scalars.extend(key_coefficients);
-    terms.extend(points);
-    if EdwardsPoint::vartime_multiscalar_mul(&scalars, &terms).is_identity() {
+        scalars[0] = -b_coefficient;
+        scalars.extend(key_coefficients);
+        terms.extend(points);
+        EdwardsPoint::vartime_multiscalar_mul(&scalars, &terms).is_identity()
+    };
+    if holds {
         return results;
     }
     for (env, r) in envs.iter().zip(results.iter_mut()) {
