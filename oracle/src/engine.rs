@@ -193,61 +193,65 @@ impl Prechecker {
     /// verification on two threads. Rate limiting comes first, so a flood costs no signature
     /// checks.
     pub fn check(&mut self, batch: Vec<Incoming>) -> Vec<Checked> {
-        let mut out: Vec<Checked> = Vec::with_capacity(batch.len());
-        let mut to_verify: Vec<usize> = Vec::new();
-        for msg in batch {
-            let id = ProofId::of(&msg.payload);
-            let node = topics::proofs_node(&msg.topic);
-            let refused = match node {
-                None => None,
-                Some(node) => self.cheap_checks(&node, &msg),
-            };
-            if node.is_some() && refused.is_none() {
-                to_verify.push(out.len());
-            }
-            out.push(Checked {
-                node,
+        let mut out: Vec<Checked> = batch
+            .into_iter()
+            .map(|msg| Checked {
+                node: topics::proofs_node(&msg.topic),
                 at_ms: msg.at_ms,
-                id,
-                refused,
+                id: ProofId::of(&msg.payload),
+                refused: None,
                 payload: msg.payload,
-            });
-        }
-        let envs: Vec<EnvelopeRef<'_>> = to_verify
-            .iter()
-            .filter_map(|&i| EnvelopeRef::parse(&out[i].payload).ok())
+            })
             .collect();
-        debug_assert_eq!(envs.len(), to_verify.len());
-        let verified = verify_parallel(&envs, &mut self.keys);
-        drop(envs);
-        for (i, ok) in to_verify.into_iter().zip(verified) {
-            if let Err(e) = ok {
-                out[i].refused = Some(e.reason());
+        let mut refusals: Vec<(usize, Reason)> = Vec::new();
+        let mut to_verify: Vec<usize> = Vec::new();
+        let mut envs: Vec<EnvelopeRef<'_>> = Vec::with_capacity(out.len());
+        for (i, c) in out.iter().enumerate() {
+            let Some(node) = c.node else { continue };
+            match self.cheap_checks(&node, c.at_ms, &c.payload) {
+                Ok(env) => {
+                    to_verify.push(i);
+                    envs.push(env);
+                }
+                Err(reason) => refusals.push((i, reason)),
             }
+        }
+        let verified = verify_parallel(&envs, &mut self.keys);
+        refusals.extend(
+            to_verify
+                .into_iter()
+                .zip(verified)
+                .filter_map(|(i, ok)| ok.err().map(|e| (i, e.reason()))),
+        );
+        for (i, reason) in refusals {
+            out[i].refused = Some(reason);
         }
         out
     }
 
-    fn cheap_checks(&mut self, node: &NodeId, msg: &Incoming) -> Option<Reason> {
-        if !self.limiter.allow(node, msg.at_ms) {
-            return Some(Reason::RateLimited);
+    /// The checks before the signatures; the parsed envelope if they pass.
+    fn cheap_checks<'a>(
+        &mut self,
+        node: &NodeId,
+        at_ms: u64,
+        payload: &'a [u8],
+    ) -> Result<EnvelopeRef<'a>, Reason> {
+        if !self.limiter.allow(node, at_ms) {
+            return Err(Reason::RateLimited);
         }
-        if msg.payload.len() > MAX_ENVELOPE_LEN {
-            return Some(Reason::Oversize);
+        if payload.len() > MAX_ENVELOPE_LEN {
+            return Err(Reason::Oversize);
         }
-        let env = match EnvelopeRef::parse(&msg.payload) {
-            Ok(env) => env,
-            Err(e) => return Some(e.reason()),
-        };
+        let env = EnvelopeRef::parse(payload).map_err(|e| e.reason())?;
         if !env.kind.is_proof() {
-            return Some(Reason::UnexpectedKind);
+            return Err(Reason::UnexpectedKind);
         }
         let signed_by_node = env.signer == node.as_bytes()
             || (env.kind == Kind::BandwidthReceipt && env.cosigner_ids().contains(node));
         if !signed_by_node {
-            return Some(Reason::TopicMismatch);
+            return Err(Reason::TopicMismatch);
         }
-        None
+        Ok(env)
     }
 }
 
