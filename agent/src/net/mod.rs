@@ -824,11 +824,21 @@ impl Task {
         let results = gossip::validate_batch(&items, &self.oracle, &mut self.keys);
         drop(items);
         let graylist = gossip::score_thresholds().graylist_threshold;
+        // Senders penalised earlier in this batch: only their scores can have crossed the
+        // graylist since these messages arrived (gossipsub drops a graylisted peer's messages
+        // on receipt).
+        let mut rejected: Vec<PeerId> = Vec::new();
         for ((topic, source, id, m), result) in batch.into_iter().zip(results) {
             // Verdicts go in arrival order: a message that came in the same batch as its
             // sender's invalid one, after it, is ignored once that sender is graylisted, as
             // gossipsub would have dropped it had it arrived a moment later.
+            if gossip::acceptance(&result) == MessageAcceptance::Reject
+                && !rejected.contains(&source)
+            {
+                rejected.push(source);
+            }
             let graylisted = result.is_ok()
+                && rejected.contains(&source)
                 && self
                     .swarm
                     .behaviour()
