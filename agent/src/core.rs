@@ -568,7 +568,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wisp_protocol::msg::{Ack, EpochParams, Verdict};
+    use wisp_protocol::msg::{Ack, EpochParams, Verdict, seal_acks};
 
     const T0: u64 = 1_800_000_000_000;
 
@@ -818,12 +818,12 @@ mod tests {
             }],
         };
         assert!(
-            c.handle_ack(&Envelope::sign(&forger, &ack).to_bytes(), T0)
+            c.handle_ack(&seal_acks(&forger, T0, std::slice::from_ref(&ack))[0], T0)
                 .is_err()
         );
         assert_eq!(c.activity().last_ack_ms, None);
         assert_eq!(
-            c.handle_ack(&Envelope::sign(&oracle, &ack).to_bytes(), T0 + 1)
+            c.handle_ack(&seal_acks(&oracle, T0, std::slice::from_ref(&ack))[0], T0 + 1)
                 .unwrap(),
             ack.entries
         );

@@ -4,7 +4,7 @@
 
 use wisp_protocol::NodeId;
 use wisp_protocol::envelope::{self, EnvelopeError};
-use wisp_protocol::msg::{Ack, EpochSeed};
+use wisp_protocol::msg::{Ack, EpochSeed, open_sealed_ack};
 
 /// Why an oracle message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,16 +52,16 @@ impl OracleTrust {
         Ok(())
     }
 
-    /// Opens an ack: oracle-signed and addressed to this node.
+    /// Opens a sealed ack: under a root the pinned oracle signed, and addressed to this node.
     pub fn accept_ack(&self, bytes: &[u8]) -> Result<Ack, TrustError> {
-        let opened = envelope::open::<Ack>(bytes)?;
+        let opened = open_sealed_ack(bytes)?;
         self.check_signer(opened.signer)?;
-        if opened.msg.node != self.me {
+        if opened.ack.node != self.me {
             return Err(TrustError::NotForMe {
-                addressed: opened.msg.node,
+                addressed: opened.ack.node,
             });
         }
-        Ok(opened.msg)
+        Ok(opened.ack)
     }
 
     /// Opens an epoch seed: oracle-signed.
@@ -76,7 +76,7 @@ impl OracleTrust {
 mod tests {
     use super::*;
     use wisp_protocol::envelope::Envelope;
-    use wisp_protocol::msg::{AckEntry, EpochParams, Verdict};
+    use wisp_protocol::msg::{AckEntry, EpochParams, Verdict, seal_acks};
     use wisp_protocol::{NodeKey, ProofId};
 
     fn ack_for(node: NodeId) -> Ack {
@@ -97,24 +97,26 @@ mod tests {
         let me = NodeKey::from_seed(&[3; 32]).id();
         let trust = OracleTrust::new(oracle.id(), me);
 
-        let good = Envelope::sign(&oracle, &ack_for(me)).to_bytes();
+        let seal = |k: &NodeKey, a: Ack| seal_acks(k, 10, &[a]).remove(0);
+        let good = seal(&oracle, ack_for(me));
         assert_eq!(trust.accept_ack(&good).unwrap(), ack_for(me));
 
-        let forged = Envelope::sign(&forger, &ack_for(me)).to_bytes();
+        let forged = seal(&forger, ack_for(me));
         assert!(matches!(
             trust.accept_ack(&forged),
             Err(TrustError::NotOracle { .. })
         ));
 
         let other = NodeKey::from_seed(&[4; 32]).id();
-        let misaddressed = Envelope::sign(&oracle, &ack_for(other)).to_bytes();
+        let misaddressed = seal(&oracle, ack_for(other));
         assert_eq!(
             trust.accept_ack(&misaddressed),
             Err(TrustError::NotForMe { addressed: other })
         );
 
         let mut tampered = good.clone();
-        tampered[5] ^= 1;
+        let n = tampered.len();
+        tampered[n - 3] ^= 1;
         assert!(matches!(
             trust.accept_ack(&tampered),
             Err(TrustError::Envelope(_))

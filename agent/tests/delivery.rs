@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use rand_chacha::rand_core::{Rng, SeedableRng};
-use wisp_protocol::envelope::Envelope;
-use wisp_protocol::msg::{Ack, AckEntry, Verdict};
+use wisp_protocol::msg::{Ack, AckEntry, Verdict, seal_acks};
 use wisp_protocol::{NodeKey, ProofId, topics};
 
 fn node_id(data_dir: &std::path::Path) -> wisp_protocol::NodeId {
@@ -70,7 +69,7 @@ fn heartbeats_flow_acks_empty_the_outbox_and_forgeries_are_refused() {
     oracle.publish(
         &topics::acks(&me),
         false,
-        Envelope::sign(&forger, &fake).to_bytes(),
+        seal_acks(&forger, 1, &[fake]).remove(0),
     );
     assert!(wait_for(Duration::from_secs(10), || agent
         .metric("wisp_oracle_messages_refused_total")

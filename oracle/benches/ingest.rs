@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use wisp_protocol::envelope::{self, Envelope, EnvelopeRef};
-use wisp_protocol::msg::{Ack, Band, EpochSeed, Heartbeat, Onboard, Versions};
+use wisp_protocol::envelope::{self, Envelope, EnvelopeRef, decode_canonical};
+use wisp_protocol::msg::{Ack, Band, EpochSeed, Heartbeat, Onboard, SealedAckRef, Versions};
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeKey, topics};
 
@@ -116,11 +116,11 @@ fn main() {
                         // Counting only: verifying every ack here would spend this machine's
                         // two cores on the benchmark instead of the oracle. (The service tests
                         // verify acks.) The signer is still checked.
-                        let env = EnvelopeRef::parse(&p.payload).unwrap();
-                        assert_eq!(env.signer_id(), oid);
-                        let ack = env.decode::<Ack>().unwrap();
+                        let sealed = SealedAckRef::parse(&p.payload).unwrap();
+                        let root = EnvelopeRef::parse(sealed.root).unwrap();
+                        assert_eq!(root.signer_id(), oid);
+                        let ack = decode_canonical::<Ack>(sealed.ack).unwrap();
                         let ok = ack
-                            .msg
                             .entries
                             .iter()
                             .filter(|e| e.verdict == wisp_protocol::msg::Verdict::Accepted)

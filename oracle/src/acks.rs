@@ -1,12 +1,13 @@
-//! Batching verdicts into signed acks.
+//! Batching verdicts into sealed acks.
 //!
-//! One ed25519 signature per ack, up to [`ACK_MAX_ENTRIES`] verdicts each: at tens of thousands
-//! of proofs per second, signing one ack per proof would cost as much as verifying the proofs.
+//! One ack per node and batch (up to [`ACK_MAX_ENTRIES`] verdicts each), and one ed25519
+//! signature per batch over the Merkle root of its acks: at tens of thousands of proofs per
+//! second, one signature per ack cost about as much as verifying the proofs.
 
 use std::collections::BTreeMap;
 
-use wisp_protocol::envelope::{Envelope, ProofId};
-use wisp_protocol::msg::{ACK_MAX_ENTRIES, Ack, AckEntry, Verdict};
+use wisp_protocol::envelope::ProofId;
+use wisp_protocol::msg::{ACK_BATCH_MAX, ACK_MAX_ENTRIES, Ack, AckEntry, Verdict, seal_acks};
 use wisp_protocol::{NodeId, NodeKey};
 
 /// Verdicts waiting to be signed, grouped by node. Bounded: the caller flushes when
@@ -43,27 +44,10 @@ impl AckBatcher {
         self.len == 0
     }
 
-    /// Signs everything queued: per node, acks of at most [`ACK_MAX_ENTRIES`] verdicts, in
-    /// queue order. Returns `(node, envelope bytes)` pairs, nodes in id order.
+    /// Seals everything queued under one signature: per node, acks of at most
+    /// [`ACK_MAX_ENTRIES`] verdicts, in queue order, under one signed root
+    /// ([`seal_acks`]). Returns `(node, sealed ack)` pairs, nodes in id order.
     pub fn flush(&mut self, oracle: &NodeKey, now_ms: u64) -> Vec<(NodeId, Vec<u8>)> {
-        let mut out = Vec::new();
-        for (node, entries) in std::mem::take(&mut self.pending) {
-            for chunk in entries.chunks(ACK_MAX_ENTRIES) {
-                let ack = Ack {
-                    node,
-                    issued_ms: now_ms,
-                    entries: chunk.to_vec(),
-                };
-                out.push((node, Envelope::sign(oracle, &ack).to_bytes()));
-            }
-        }
-        self.len = 0;
-        out
-    }
-
-    /// [`AckBatcher::flush`], signing on two threads when there are many acks (at ingest rates
-    /// most nodes have one proof per batch, so there is about one signature per proof).
-    pub fn flush_parallel(&mut self, oracle: &NodeKey, now_ms: u64) -> Vec<(NodeId, Vec<u8>)> {
         let acks: Vec<Ack> = std::mem::take(&mut self.pending)
             .into_iter()
             .flat_map(|(node, entries)| {
@@ -78,21 +62,12 @@ impl AckBatcher {
             })
             .collect();
         self.len = 0;
-        let sign = |a: &[Ack]| -> Vec<(NodeId, Vec<u8>)> {
-            a.iter()
-                .map(|ack| (ack.node, Envelope::sign(oracle, ack).to_bytes()))
-                .collect()
-        };
-        if acks.len() < 64 {
-            return sign(&acks);
+        let mut out = Vec::with_capacity(acks.len());
+        for chunk in acks.chunks(ACK_BATCH_MAX as usize) {
+            let sealed = seal_acks(oracle, now_ms, chunk);
+            out.extend(chunk.iter().map(|a| a.node).zip(sealed));
         }
-        let (a, b) = acks.split_at(acks.len() / 2);
-        std::thread::scope(|s| {
-            let h = s.spawn(|| sign(b));
-            let mut out = sign(a);
-            out.extend(h.join().unwrap_or_else(|_| sign(b)));
-            out
-        })
+        out
     }
 }
 
@@ -100,7 +75,7 @@ impl AckBatcher {
 mod tests {
     use super::*;
     use wisp_protocol::Reason;
-    use wisp_protocol::envelope;
+    use wisp_protocol::msg::open_sealed_ack;
 
     #[test]
     fn batches_split_at_the_limit_and_verify() {
@@ -122,14 +97,15 @@ mod tests {
         assert!(batcher.is_empty());
         let mut sizes = Vec::new();
         for (node, bytes) in &acks {
-            let opened = envelope::open::<Ack>(bytes).unwrap();
+            let opened = open_sealed_ack(bytes).unwrap();
             assert_eq!(opened.signer, oracle.id());
-            assert_eq!(opened.msg.node, *node);
-            sizes.push((*node == a, opened.msg.entries.len()));
+            assert_eq!(opened.root.leaves, 4);
+            assert_eq!(opened.ack.node, *node);
+            sizes.push((*node == a, opened.ack.entries.len()));
             if *node == b {
                 // The first verdict stands.
                 assert_eq!(
-                    opened.msg.entries[0].verdict,
+                    opened.ack.entries[0].verdict,
                     Verdict::Rejected(Reason::RssiTooStrong)
                 );
             }
@@ -139,20 +115,5 @@ mod tests {
             sizes,
             vec![(false, 1), (true, 44), (true, 128), (true, 128)]
         );
-    }
-
-    #[test]
-    fn parallel_flush_signs_the_same_acks() {
-        let oracle = NodeKey::from_seed(&[1; 32]);
-        let fill = |b: &mut AckBatcher| {
-            for n in 0..200u8 {
-                let node = NodeKey::from_seed(&[n; 32]).id();
-                b.push(node, ProofId::of(&[n]), Verdict::Accepted);
-            }
-        };
-        let (mut a, mut b) = (AckBatcher::new(), AckBatcher::new());
-        fill(&mut a);
-        fill(&mut b);
-        assert_eq!(a.flush(&oracle, 5), b.flush_parallel(&oracle, 5));
     }
 }

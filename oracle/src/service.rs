@@ -510,7 +510,7 @@ struct Worker {
     acker: std::sync::mpsc::SyncSender<Vec<(wisp_protocol::NodeId, wisp_protocol::msg::AckEntry)>>,
 }
 
-/// Signs the acks of each committed batch (one envelope per node, on both cores) and hands them
+/// Seals the acks of each committed batch (one per node, one signature for all) and hands them
 /// to the MQTT client, in batch order, until the worker drops its sender.
 fn run_acker(
     rx: std::sync::mpsc::Receiver<Vec<(wisp_protocol::NodeId, wisp_protocol::msg::AckEntry)>>,
@@ -534,7 +534,7 @@ fn run_acker(
                 acks.push(node, e.proof_id, e.verdict);
             }
         }
-        for (node, bytes) in acks.flush_parallel(&key, clock.now_ms()) {
+        for (node, bytes) in acks.flush(&key, clock.now_ms()) {
             publish(&client, &handle, topics::acks(&node), false, bytes);
             shared.metrics.acks_sent.inc();
         }

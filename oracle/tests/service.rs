@@ -17,8 +17,8 @@ use wisp_oracle::store::StorageConfig;
 use wisp_protocol::bytes::ByteArray;
 use wisp_protocol::envelope::{Envelope, signed_bytes};
 use wisp_protocol::msg::{
-    Ack, Band, BandwidthReceipt, BwFailure, Direction, EpochSeed, Heartbeat, MeasurerSet,
-    MeasurerSetAssembly, Onboard, Verdict, Versions,
+    Band, BandwidthReceipt, BwFailure, Direction, EpochSeed, Heartbeat, MeasurerSet,
+    MeasurerSetAssembly, Onboard, Verdict, Versions, open_sealed_ack,
 };
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, Kind, NodeId, NodeKey, ProofId, Reason, envelope, topics};
@@ -180,10 +180,11 @@ impl Client {
                             {
                                 *sd.lock().unwrap() = Some(o.msg);
                             }
-                        } else if let Ok(o) = envelope::open::<Ack>(&p.payload) {
+                        } else if let Ok(o) = open_sealed_ack(&p.payload) {
                             assert_eq!(o.signer, oracle_id, "ack not signed by the oracle");
+                            assert_eq!(topics::node_of(&p.topic), Some(o.ack.node));
                             let mut acks = a.lock().unwrap();
-                            for e in o.msg.entries {
+                            for e in o.ack.entries {
                                 acks.insert(e.proof_id, e.verdict);
                             }
                         }

@@ -280,11 +280,38 @@ fn kinds(c: &mut Criterion) {
         Some(&node),
     );
     kind(c, "heartbeat", &node, &heartbeat(1), None);
-    kind(c, "ack_128", &oracle, &ack(node.id()), None);
     kind(c, "onboard_attested", &node, &onboard(), None);
     kind(c, "status_report", &node, &status(), None);
     kind(c, "reward_manifest_1024", &oracle, &manifest(), None);
     kind(c, "epoch_seed", &oracle, &epoch_seed(), None);
+}
+
+/// Sealing a batch of acks (one signature, a Merkle tree) and opening one of them, as the
+/// oracle and an agent do.
+fn sealed_acks(c: &mut Criterion) {
+    let oracle = key(9);
+    let mut g = c.benchmark_group("sealed_ack");
+    for (n, entries) in [(1usize, ACK_MAX_ENTRIES), (2_000, 1)] {
+        let acks: Vec<Ack> = (0..n)
+            .map(|i| {
+                let mut a = ack(key(u8::try_from(i % 250).expect("< 250")).id());
+                a.entries.truncate(entries);
+                a.entries[0].proof_id = ProofId::of(&(i as u64).to_le_bytes());
+                a
+            })
+            .collect();
+        let sealed = seal_acks(&oracle, 1, &acks);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("seal", format!("{n}x{entries}")), |b| {
+            b.iter(|| seal_acks(&oracle, 1, black_box(&acks)))
+        });
+        let one = &sealed[n / 2];
+        g.throughput(Throughput::Bytes(one.len() as u64));
+        g.bench_function(BenchmarkId::new("open", format!("{n}x{entries}")), |b| {
+            b.iter(|| open_sealed_ack(black_box(one)).expect("opens"))
+        });
+    }
+    g.finish();
 }
 
 /// A valid heartbeat envelope of exactly 200 bytes (the version strings pad it).
@@ -311,6 +338,6 @@ fn proof_id(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = ed25519, batch, kinds, proof_id
+    targets = ed25519, batch, kinds, sealed_acks, proof_id
 }
 criterion_main!(benches);

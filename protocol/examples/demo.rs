@@ -8,7 +8,9 @@
 use rand_chacha::rand_core::SeedableRng;
 use serde::Serialize;
 use wisp_protocol::envelope::{self, Envelope, Message};
-use wisp_protocol::msg::{Ack, AckEntry, Beacon, EpochParams, EpochSeed, Verdict, Witness};
+use wisp_protocol::msg::{
+    Ack, AckEntry, Beacon, EpochParams, EpochSeed, Verdict, Witness, open_sealed_ack, seal_acks,
+};
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeKey, Reason, geo, physics, schedule};
 
@@ -103,9 +105,17 @@ fn main() {
             },
         ],
     };
-    let ack_env = Envelope::sign(&oracle, &ack);
-    let a = show::<Ack>("ack (oracle → bob)", &ack_env);
-    assert_eq!(a.entries[0].proof_id, witness_env.proof_id());
+    // The oracle signs one root per batch of acks; each ack travels with its path to it.
+    let sealed = seal_acks(&oracle, ack.issued_ms, std::slice::from_ref(&ack));
+    let opened = open_sealed_ack(&sealed[0]).expect("our own ack opens");
+    println!(
+        "── ack (oracle → bob): {} bytes on the wire, under a root of {} ack(s)",
+        sealed[0].len(),
+        opened.root.leaves
+    );
+    println!("   root signed by {}", opened.signer);
+    println!("{}", serde_json::to_string_pretty(&opened.ack).unwrap());
+    assert_eq!(opened.ack.entries[0].proof_id, witness_env.proof_id());
 
     // A tampered witness is refused before it is decoded.
     let mut tampered = witness_env.to_bytes();

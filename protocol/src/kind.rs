@@ -21,7 +21,8 @@ pub enum Kind {
     BandwidthReceipt = 5,
     /// Periodic liveness and location ([`crate::msg::Heartbeat`]).
     Heartbeat = 6,
-    /// The oracle's verdicts on proofs ([`crate::msg::Ack`]).
+    /// The oracle's signed root over a batch of verdicts ([`crate::msg::AckRoot`]); the
+    /// verdicts travel as sealed acks ([`crate::msg::seal_acks`]).
     Ack = 7,
     /// One page of an epoch's rewards ([`crate::msg::RewardManifest`]).
     RewardManifest = 8,
@@ -106,8 +107,8 @@ impl Kind {
     /// The largest envelope (all bytes, signatures included) accepted for this kind.
     ///
     /// Beacons must fit one WiFi vendor-specific information element (255 bytes, less the
-    /// 3-byte OUI and 1-byte type), with room to spare. Acks carry up to
-    /// [`crate::msg::ACK_MAX_ENTRIES`] verdicts and manifests up to
+    /// 3-byte OUI and 1-byte type), with room to spare. An ack root is a few fixed
+    /// fields (the verdicts travel outside it, sealed); manifests carry up to
     /// [`crate::msg::MANIFEST_PAGE_MAX`] entries.
     pub const fn max_envelope_len(self) -> usize {
         match self {
@@ -117,7 +118,7 @@ impl Kind {
             Kind::Witness => 640,
             Kind::BandwidthReceipt => 512,
             Kind::Heartbeat => 512,
-            Kind::Ack => 8 * 1024,
+            Kind::Ack => 256,
             Kind::RewardManifest => MAX_ENVELOPE_LEN,
             Kind::StatusReport => 4096,
             Kind::MeasurerSet => MEASURER_SET_MAX_LEN,

@@ -1,79 +1,171 @@
-//! The reward manifest's Merkle tree.
+//! Merkle trees: the reward manifest's and the one an oracle signs over a batch of acks.
 //!
-//! Leaves are `BLAKE3-derive-key("wisp/v1 reward leaf", postcard(entry))`; an inner node is
-//! `BLAKE3-derive-key("wisp/v1 reward node", left || right)`. Distinct contexts for leaves and
-//! nodes stop a node hash from being passed off as a leaf. An odd node at the end of a level is
-//! promoted unchanged (not paired with itself, which would let two different entry lists share
-//! a root). The root of zero leaves is 32 zero bytes.
+//! Leaves are `BLAKE3-derive-key(<leaf context>, bytes)`; an inner node is
+//! `BLAKE3-derive-key(<node context>, left || right)`. Distinct contexts for leaves and nodes
+//! stop a node hash from being passed off as a leaf, and each tree ([`REWARDS`], [`ACKS`]) has
+//! its own pair, so a proof from one never checks in the other. An odd node at the end of a
+//! level is promoted unchanged (not paired with itself, which would let two different leaf
+//! lists share a root). The root of zero leaves is 32 zero bytes.
+//!
+//! The free functions ([`leaf_hash`], [`root`], [`proof`], [`verify`]) are the reward tree's.
 
 use alloc::vec::Vec;
 
-const LEAF_CONTEXT: &str = "wisp/v1 reward leaf";
-const NODE_CONTEXT: &str = "wisp/v1 reward node";
-
-/// A leaf hash over an entry's canonical bytes.
-pub fn leaf_hash(entry_bytes: &[u8]) -> [u8; 32] {
-    *blake3::Hasher::new_derive_key(LEAF_CONTEXT)
-        .update(entry_bytes)
-        .finalize()
-        .as_bytes()
+/// The hashing contexts of one kind of tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Domain {
+    leaf: &'static str,
+    node: &'static str,
 }
 
-fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
-    *blake3::Hasher::new_derive_key(NODE_CONTEXT)
-        .update(left)
-        .update(right)
-        .finalize()
-        .as_bytes()
-}
+/// The reward manifest's tree (leaves: canonical `RewardEntry` bytes).
+pub const REWARDS: Domain = Domain {
+    leaf: "wisp/v1 reward leaf",
+    node: "wisp/v1 reward node",
+};
 
-fn next_level(level: &[[u8; 32]]) -> Vec<[u8; 32]> {
-    level
-        .chunks(2)
-        .map(|pair| match pair {
-            [l, r] => node_hash(l, r),
-            [single] => *single,
-            _ => unreachable!("chunks(2) yields 1 or 2"),
-        })
-        .collect()
-}
+/// The tree an oracle signs over one batch of acks (leaves: canonical `Ack` bytes).
+pub const ACKS: Domain = Domain {
+    leaf: "wisp/v1 ack leaf",
+    node: "wisp/v1 ack node",
+};
 
-/// The root over `leaves` (in order).
-pub fn root(leaves: &[[u8; 32]]) -> [u8; 32] {
-    if leaves.is_empty() {
-        return [0u8; 32];
+impl Domain {
+    /// A leaf hash over an entry's canonical bytes.
+    pub fn leaf_hash(&self, entry_bytes: &[u8]) -> [u8; 32] {
+        *blake3::Hasher::new_derive_key(self.leaf)
+            .update(entry_bytes)
+            .finalize()
+            .as_bytes()
     }
-    let mut level = leaves.to_vec();
-    while level.len() > 1 {
-        level = next_level(&level);
-    }
-    level[0]
-}
 
-/// The inclusion proof of leaf `index`: sibling hashes from the bottom up, skipping levels where
-/// the node had no sibling (it was promoted). `None` if `index` is out of range.
-pub fn proof(leaves: &[[u8; 32]], index: usize) -> Option<Vec<[u8; 32]>> {
-    if index >= leaves.len() {
-        return None;
+    fn node_hash(&self, left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+        *blake3::Hasher::new_derive_key(self.node)
+            .update(left)
+            .update(right)
+            .finalize()
+            .as_bytes()
     }
-    let mut out = Vec::new();
-    let mut level = leaves.to_vec();
-    let mut i = index;
-    while level.len() > 1 {
-        let sibling = i ^ 1;
-        if sibling < level.len() {
-            out.push(level[sibling]);
+
+    fn next_level(&self, level: &[[u8; 32]]) -> Vec<[u8; 32]> {
+        level
+            .chunks(2)
+            .map(|pair| match pair {
+                [l, r] => self.node_hash(l, r),
+                [single] => *single,
+                _ => unreachable!("chunks(2) yields 1 or 2"),
+            })
+            .collect()
+    }
+
+    /// Every level of the tree over `leaves`, built once, so that each leaf's proof is then a
+    /// walk up (a batch of `n` proofs costs `O(n)` hashes, not `O(n²)`).
+    pub fn tree(&self, leaves: Vec<[u8; 32]>) -> Tree {
+        let mut levels = alloc::vec![leaves];
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let next = self.next_level(levels.last().expect("not empty"));
+            levels.push(next);
         }
-        level = next_level(&level);
-        i /= 2;
+        Tree { levels }
     }
-    Some(out)
+
+    /// Checks that `leaf` sits at `index` of a tree of `count` leaves with root `root`.
+    ///
+    /// The root does not commit to `count` by itself; the signed message carries it, so take
+    /// `count` from there.
+    pub fn verify(
+        &self,
+        leaf: &[u8; 32],
+        index: usize,
+        count: usize,
+        proof: &[[u8; 32]],
+        root: &[u8; 32],
+    ) -> bool {
+        if index >= count {
+            return false;
+        }
+        let mut acc = *leaf;
+        let mut i = index;
+        let mut width = count;
+        let mut siblings = proof.iter();
+        while width > 1 {
+            let sibling = i ^ 1;
+            if sibling < width {
+                let Some(s) = siblings.next() else {
+                    return false;
+                };
+                acc = if i.is_multiple_of(2) {
+                    self.node_hash(&acc, s)
+                } else {
+                    self.node_hash(s, &acc)
+                };
+            }
+            i /= 2;
+            width = width.div_ceil(2);
+        }
+        siblings.next().is_none() && acc == *root
+    }
 }
 
-/// Checks that `leaf` sits at `index` of a tree of `count` leaves with root `root`.
-///
-/// The root does not commit to `count` by itself; the signed manifest carries it
-/// (`entry_count`), so take `count` from there.
+/// A built tree: its levels, leaves first.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    levels: Vec<Vec<[u8; 32]>>,
+}
+
+impl Tree {
+    /// Leaves in the tree.
+    pub fn len(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    /// Whether the tree has no leaves.
+    pub fn is_empty(&self) -> bool {
+        self.levels[0].is_empty()
+    }
+
+    /// The root (32 zero bytes for no leaves).
+    pub fn root(&self) -> [u8; 32] {
+        match self.levels.last().and_then(|l| l.first()) {
+            Some(r) if !self.is_empty() => *r,
+            _ => [0u8; 32],
+        }
+    }
+
+    /// The inclusion proof of leaf `index`: sibling hashes from the bottom up, skipping levels
+    /// where the node had no sibling (it was promoted). `None` if `index` is out of range.
+    pub fn proof(&self, index: usize) -> Option<Vec<[u8; 32]>> {
+        if index >= self.len() {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut i = index;
+        for level in &self.levels[..self.levels.len() - 1] {
+            if let Some(s) = level.get(i ^ 1) {
+                out.push(*s);
+            }
+            i /= 2;
+        }
+        Some(out)
+    }
+}
+
+/// A leaf hash of the reward tree.
+pub fn leaf_hash(entry_bytes: &[u8]) -> [u8; 32] {
+    REWARDS.leaf_hash(entry_bytes)
+}
+
+/// The reward tree's root over `leaves` (in order).
+pub fn root(leaves: &[[u8; 32]]) -> [u8; 32] {
+    REWARDS.tree(leaves.to_vec()).root()
+}
+
+/// The reward tree's inclusion proof of leaf `index`; `None` if `index` is out of range.
+pub fn proof(leaves: &[[u8; 32]], index: usize) -> Option<Vec<[u8; 32]>> {
+    REWARDS.tree(leaves.to_vec()).proof(index)
+}
+
+/// Checks a reward-tree inclusion proof (see [`Domain::verify`]).
 pub fn verify(
     leaf: &[u8; 32],
     index: usize,
@@ -81,29 +173,7 @@ pub fn verify(
     proof: &[[u8; 32]],
     root: &[u8; 32],
 ) -> bool {
-    if index >= count {
-        return false;
-    }
-    let mut acc = *leaf;
-    let mut i = index;
-    let mut width = count;
-    let mut siblings = proof.iter();
-    while width > 1 {
-        let sibling = i ^ 1;
-        if sibling < width {
-            let Some(s) = siblings.next() else {
-                return false;
-            };
-            acc = if i.is_multiple_of(2) {
-                node_hash(&acc, s)
-            } else {
-                node_hash(s, &acc)
-            };
-        }
-        i /= 2;
-        width = width.div_ceil(2);
-    }
-    siblings.next().is_none() && acc == *root
+    REWARDS.verify(leaf, index, count, proof, root)
 }
 
 #[cfg(test)]
@@ -121,9 +191,12 @@ mod tests {
         assert_eq!(root(&[]), [0; 32]);
         let l = leaves(3);
         assert_eq!(root(&l[..1]), l[0]);
-        assert_eq!(root(&l[..2]), node_hash(&l[0], &l[1]));
+        assert_eq!(root(&l[..2]), REWARDS.node_hash(&l[0], &l[1]));
         // Three leaves: the third is promoted, then paired with the first pair's node.
-        assert_eq!(root(&l), node_hash(&node_hash(&l[0], &l[1]), &l[2]));
+        assert_eq!(
+            root(&l),
+            REWARDS.node_hash(&REWARDS.node_hash(&l[0], &l[1]), &l[2])
+        );
     }
 
     #[test]
@@ -165,6 +238,22 @@ mod tests {
         let mut both = [0u8; 64];
         both[..32].copy_from_slice(&l[0]);
         both[32..].copy_from_slice(&l[1]);
-        assert_ne!(leaf_hash(&both), node_hash(&l[0], &l[1]));
+        assert_ne!(leaf_hash(&both), REWARDS.node_hash(&l[0], &l[1]));
+    }
+
+    #[test]
+    fn the_two_trees_do_not_share_proofs() {
+        let l = leaves(5);
+        let a = ACKS.tree(l.clone());
+        let r = REWARDS.tree(l.clone());
+        assert_ne!(a.root(), r.root());
+        for (i, leaf) in l.iter().enumerate() {
+            let p = a.proof(i).unwrap();
+            assert!(ACKS.verify(leaf, i, 5, &p, &a.root()));
+            assert!(!REWARDS.verify(leaf, i, 5, &p, &a.root()));
+            assert_eq!(r.proof(i).unwrap().len(), p.len());
+        }
+        assert_eq!(ACKS.tree(Vec::new()).root(), [0; 32]);
+        assert!(ACKS.tree(Vec::new()).proof(0).is_none());
     }
 }

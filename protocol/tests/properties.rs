@@ -207,6 +207,16 @@ fn ack() -> impl Strategy<Value = Ack> {
         })
 }
 
+fn ack_root() -> impl Strategy<Value = AckRoot> {
+    (any::<u64>(), 1..=ACK_BATCH_MAX, any::<[u8; 32]>()).prop_map(|(issued_ms, leaves, root)| {
+        AckRoot {
+            issued_ms,
+            leaves,
+            root: ByteArray(root),
+        }
+    })
+}
+
 fn status() -> impl Strategy<Value = StatusReport> {
     (
         proptest::option::of(any::<u64>()),
@@ -392,7 +402,7 @@ fn any_envelope() -> impl Strategy<Value = Vec<u8>> {
         witness_env().prop_map(|(w, k)| Envelope::sign(&k, &w).to_bytes()),
         receipt_env().prop_map(|e| e.to_bytes()),
         (key(), heartbeat()).prop_map(|(k, m)| Envelope::sign(&k, &m).to_bytes()),
-        (key(), ack()).prop_map(|(k, m)| Envelope::sign(&k, &m).to_bytes()),
+        (key(), ack_root()).prop_map(|(k, m)| Envelope::sign(&k, &m).to_bytes()),
         (key(), manifest()).prop_map(|(k, m)| Envelope::sign(&k, &m).to_bytes()),
         (key(), status()).prop_map(|(k, m)| Envelope::sign(&k, &m).to_bytes()),
     ]
@@ -425,7 +435,7 @@ fn open_any(bytes: &[u8]) -> Result<(), EnvelopeError> {
         Kind::Witness => env.decode::<Witness>().map(drop),
         Kind::BandwidthReceipt => env.decode::<BandwidthReceipt>().map(drop),
         Kind::Heartbeat => env.decode::<Heartbeat>().map(drop),
-        Kind::Ack => env.decode::<Ack>().map(drop),
+        Kind::Ack => env.decode::<AckRoot>().map(drop),
         Kind::RewardManifest => env.decode::<RewardManifest>().map(drop),
         Kind::StatusReport => env.decode::<StatusReport>().map(drop),
         Kind::MeasurerSet => env.decode::<MeasurerSet>().map(drop),
@@ -444,7 +454,34 @@ proptest! {
     #[test]
     fn heartbeat_round_trips(k in key(), m in heartbeat()) { round_trip(&k, &m) }
     #[test]
-    fn ack_round_trips(k in key(), m in ack()) { round_trip(&k, &m) }
+    fn ack_root_round_trips(k in key(), m in ack_root()) { round_trip(&k, &m) }
+
+    /// Every sealed ack of a batch opens to its own ack under the signer's root; any one byte
+    /// changed, or any byte cut off, and it does not open.
+    #[test]
+    fn sealed_acks_open_to_themselves_and_nothing_else(
+        k in key(),
+        acks in prop::collection::vec(ack(), 1..6),
+        pick in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        let sealed = seal_acks(&k, 77, &acks);
+        prop_assert_eq!(sealed.len(), acks.len());
+        for (bytes, ack) in sealed.iter().zip(&acks) {
+            let opened = open_sealed_ack(bytes).unwrap();
+            prop_assert_eq!(opened.signer, k.id());
+            prop_assert_eq!(&opened.ack, ack);
+            prop_assert_eq!(opened.root.leaves as usize, acks.len());
+            prop_assert_eq!(opened.root.issued_ms, 77);
+        }
+        let mut bad = sealed[pick.index(sealed.len())].clone();
+        let i = at.index(bad.len());
+        bad[i] ^= flip;
+        prop_assert!(open_sealed_ack(&bad).is_err(), "byte {} changed and it still opened", i);
+        let cut = &sealed[pick.index(sealed.len())];
+        prop_assert!(open_sealed_ack(&cut[..at.index(cut.len())]).is_err());
+    }
     #[test]
     fn manifest_round_trips(k in key(), m in manifest()) { round_trip(&k, &m) }
     #[test]
@@ -703,12 +740,7 @@ fn structural_checks_have_reasons() {
         issued_ms: 1,
         entries: vec![],
     };
-    assert_eq!(
-        envelope::open::<Ack>(&Envelope::sign(&k, &a).to_bytes())
-            .unwrap_err()
-            .reason(),
-        Reason::FieldOutOfRange
-    );
+    assert_eq!(a.check().unwrap_err().reason(), Reason::FieldOutOfRange);
     let e = AckEntry {
         proof_id: wisp_protocol::ProofId([1; 32].into()),
         verdict: Verdict::Accepted,
@@ -718,12 +750,7 @@ fn structural_checks_have_reasons() {
         issued_ms: 1,
         entries: vec![e, e],
     };
-    assert_eq!(
-        envelope::open::<Ack>(&Envelope::sign(&k, &a).to_bytes())
-            .unwrap_err()
-            .reason(),
-        Reason::FieldOutOfRange
-    );
+    assert_eq!(a.check().unwrap_err().reason(), Reason::FieldOutOfRange);
 }
 
 #[test]

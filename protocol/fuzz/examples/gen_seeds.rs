@@ -10,6 +10,7 @@ use std::fs;
 use std::path::Path;
 
 use wisp_protocol::envelope::{Envelope, Message, encode_payload};
+use wisp_protocol::msg::seal_acks;
 use wisp_protocol_fuzz::samples::{self, key};
 
 /// One seed: the target, a file name, the bytes.
@@ -50,7 +51,7 @@ fn main() -> std::io::Result<()> {
         ),
         signed("heartbeat", 1, &samples::heartbeat(1, false)),
         signed("heartbeat_fix", 1, &samples::heartbeat(2, true)),
-        signed("ack", 9, &samples::ack(witness.id(), 4)),
+        signed("ack_root", 9, &samples::ack_root(3)),
         signed("reward_manifest", 9, &samples::manifest(3)),
         signed("status_report", 1, &samples::status(3)),
         // Bare payloads.
@@ -74,8 +75,6 @@ fn main() -> std::io::Result<()> {
         ),
         payload("heartbeat", "no_fix", &samples::heartbeat(1, false)),
         payload("heartbeat", "fix", &samples::heartbeat(2, true)),
-        payload("ack", "one", &samples::ack(witness.id(), 1)),
-        payload("ack", "eight", &samples::ack(witness.id(), 8)),
         payload("reward_manifest", "empty", &samples::manifest(0)),
         payload("reward_manifest", "three", &samples::manifest(3)),
         payload("reward_manifest", "forty", &samples::manifest(40)),
@@ -93,6 +92,19 @@ fn main() -> std::io::Result<()> {
             Envelope::sign(&oracle, &samples::beacon(u64::MAX)).to_bytes(),
         ),
     ];
+    // Sealed acks: three under one signed root, and one alone.
+    let batch = [
+        samples::ack(witness.id(), 1),
+        samples::ack(beaconer.id(), 8),
+        samples::ack(prover.id(), 3),
+    ];
+    let mut seeds = seeds;
+    for (i, bytes) in seal_acks(&oracle, 1_790_000_100_000, &batch).into_iter().enumerate() {
+        seeds.push(("ack", format!("sealed_{i}_of_3.bin"), bytes));
+    }
+    for bytes in seal_acks(&oracle, 1_790_000_100_000, &batch[..1]) {
+        seeds.push(("ack", "sealed_alone.bin".into(), bytes));
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     for (target, name, bytes) in &seeds {
         // Seeds are valid inputs: the fuzzer mutates from the accepted side of every check.

@@ -11,6 +11,7 @@
 //!   input (one message, one byte form), the structural checks do not panic, and the JSON form
 //!   round-trips.
 //! - [`fuzz_witness_beacon`]: the beacon bytes embedded in a witness, as the oracle opens them.
+//! - [`fuzz_sealed_ack`]: a sealed ack as an agent opens it.
 //!
 //! [`samples`] holds realistic, valid messages of every kind for the seed corpora.
 
@@ -22,7 +23,7 @@ use wisp_protocol::envelope::{
     encode_payload,
 };
 use wisp_protocol::msg::{
-    Ack, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MeasurerSet, Onboard, RewardManifest,
+    Ack, AckRoot, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MeasurerSet, Onboard, RewardManifest,
     StatusReport, Witness,
 };
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId};
@@ -47,7 +48,7 @@ fn decode_as_claimed(env: &EnvelopeRef<'_>) -> Result<(), EnvelopeError> {
             .map(drop),
         Kind::BandwidthReceipt => env.decode::<BandwidthReceipt>().map(drop),
         Kind::Heartbeat => env.decode::<Heartbeat>().map(drop),
-        Kind::Ack => env.decode::<Ack>().map(drop),
+        Kind::Ack => env.decode::<AckRoot>().map(drop),
         Kind::RewardManifest => env.decode::<RewardManifest>().map(drop),
         Kind::StatusReport => env.decode::<StatusReport>().map(drop),
         Kind::MeasurerSet => env.decode::<MeasurerSet>().map(drop),
@@ -130,6 +131,19 @@ where
     let back: M =
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("{} from JSON {json}: {e}", M::KIND));
     assert_eq!(back, msg, "JSON round trip changed the {}", M::KIND);
+}
+
+/// The `ack` target: a sealed ack ([`wisp_protocol::msg::open_sealed_ack`]) never panics; when
+/// it opens, the ack passes its checks and its canonical bytes end the input.
+pub fn fuzz_sealed_ack(data: &[u8]) {
+    let Ok(opened) = wisp_protocol::msg::open_sealed_ack(data) else {
+        return;
+    };
+    assert!(opened.ack.check().is_ok(), "an opened ack breaks its checks");
+    assert!(
+        data.ends_with(&encode_payload(&opened.ack)),
+        "an opened ack is not the canonical tail of its bytes"
+    );
 }
 
 /// A signer for payload checks that is nobody in particular.
@@ -293,6 +307,15 @@ pub mod samples {
             cell: Some(cell()),
             versions: Versions::new("0.1.0", "openwrt-23.05-mt7621"),
             peers: 12,
+        }
+    }
+
+    /// A signed ack root over `leaves` acks.
+    pub fn ack_root(leaves: u32) -> AckRoot {
+        AckRoot {
+            issued_ms: 1_790_000_100_000,
+            leaves,
+            root: ByteArray(distinct_id(leaves as usize)),
         }
     }
 
