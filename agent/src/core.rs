@@ -823,8 +823,11 @@ mod tests {
         );
         assert_eq!(c.activity().last_ack_ms, None);
         assert_eq!(
-            c.handle_ack(&seal_acks(&oracle, T0, std::slice::from_ref(&ack))[0], T0 + 1)
-                .unwrap(),
+            c.handle_ack(
+                &seal_acks(&oracle, T0, std::slice::from_ref(&ack))[0],
+                T0 + 1
+            )
+            .unwrap(),
             ack.entries
         );
         assert_eq!(c.activity().last_ack_ms, Some(T0 + 1));
