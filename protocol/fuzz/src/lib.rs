@@ -23,7 +23,7 @@ use wisp_protocol::envelope::{
     encode_payload,
 };
 use wisp_protocol::msg::{
-    Ack, AckRoot, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MeasurerSet, Onboard, RewardManifest,
+    AckRoot, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MeasurerSet, Onboard, RewardManifest,
     StatusReport, Witness,
 };
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId};
