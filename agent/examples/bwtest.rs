@@ -225,6 +225,7 @@ async fn measure(
             Direction::Up => "up",
         };
         let end = detail.map(|x| format!("{:?}", x.end)).unwrap_or_default();
+        let wire_permille = detail.map_or(1_000, |x| x.wire_permille);
         let (median, p10, bytes, dur, idle, loaded, outcome) = match opened.msg.outcome {
             Outcome::Measured(m) => (
                 m.median_bps,
@@ -239,7 +240,7 @@ async fn measure(
         };
         if json {
             println!(
-                "{{\"direction\":\"{dir}\",\"outcome\":\"{outcome}\",\"end\":\"{end}\",\"median_bps\":{median},\"p10_bps\":{p10},\"bytes\":{bytes},\"duration_ms\":{dur},\"rtt_idle_us\":{idle},\"rtt_loaded_us\":{loaded},\"cosigned\":{},\"wire_bytes\":{},\"wall_ms\":{wall_ms},\"so_rcvbuf\":{},\"so_sndbuf\":{}}}",
+                "{{\"direction\":\"{dir}\",\"outcome\":\"{outcome}\",\"end\":\"{end}\",\"median_bps\":{median},\"p10_bps\":{p10},\"bytes\":{bytes},\"duration_ms\":{dur},\"rtt_idle_us\":{idle},\"rtt_loaded_us\":{loaded},\"wire_permille\":{wire_permille},\"cosigned\":{},\"wire_bytes\":{},\"wall_ms\":{wall_ms},\"so_rcvbuf\":{},\"so_sndbuf\":{}}}",
                 opened.cosigners.len() == 1,
                 r.wire_bytes,
                 sockets.recv,
@@ -247,7 +248,7 @@ async fn measure(
             );
         } else {
             println!(
-                "{dir}: {outcome} ({end}) median {:.2} Mbit/s, p10 {:.2} Mbit/s, {bytes} bytes in {dur} ms, RTT idle {idle} µs loaded {loaded} µs, co-signed: {}",
+                "{dir}: {outcome} ({end}) median {:.2} Mbit/s, p10 {:.2} Mbit/s, {bytes} bytes in {dur} ms, RTT idle {idle} µs loaded {loaded} µs, IP/payload {wire_permille}‰, co-signed: {}",
                 median as f64 / 1e6,
                 p10 as f64 / 1e6,
                 opened.cosigners.len() == 1

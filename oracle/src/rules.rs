@@ -17,7 +17,8 @@
 
 use wisp_protocol::envelope::{self, EnvelopeRef};
 use wisp_protocol::msg::{
-    BandwidthReceipt, Beacon, Direction, EpochSeed, Heartbeat, Outcome, Witness,
+    BandwidthReceipt, Beacon, Direction, EpochSeed, Heartbeat, MAX_WIRE_OVERHEAD_PERMILLE, Outcome,
+    Witness,
 };
 use wisp_protocol::units::{DeciDb, EpochNo, UnixMs};
 use wisp_protocol::{NodeId, Opened, ProofId, Reason, physics, schedule};
@@ -573,8 +574,11 @@ impl<'a> Checker<'a> {
             Outcome::Measured(m) => m,
         };
         let window_ms = u128::from(m.duration_ms.min(1_000));
+        // One window cannot carry more than the whole test (rates are IP-layer rates, at most
+        // MAX_WIRE_OVERHEAD_PERMILLE / 1000 of the payload rate).
         if m.median_bps > cfg.max_throughput_bps
-            || u128::from(m.median_bps) * window_ms > u128::from(m.bytes) * 8 * 1_000
+            || u128::from(m.median_bps) * window_ms * 1_000
+                > u128::from(m.bytes) * 8 * 1_000 * u128::from(MAX_WIRE_OVERHEAD_PERMILLE)
         {
             return Err(Reason::ImplausibleThroughput);
         }

@@ -11,7 +11,8 @@ use common::*;
 use wisp_oracle::rules::{GnssEvidence, HeartbeatFact, MeasurerPool, link_range_m};
 use wisp_oracle::{Checker, RulesConfig};
 use wisp_protocol::msg::{
-    BandwidthReceipt, Beacon, BwFailure, Direction, EpochParams, Heartbeat, Outcome, Witness,
+    BandwidthReceipt, Beacon, BwFailure, Direction, EpochParams, Heartbeat,
+    MAX_WIRE_OVERHEAD_PERMILLE, Outcome, Witness,
 };
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Opened, Reason, envelope, physics, schedule};
@@ -602,6 +603,12 @@ fn check_receipt(fx: &Fixture, pool: &MeasurerPool, case: &ReceiptCase) {
     }
 }
 
+/// The fewest verified bytes a test may carry for a window of `window_ms` at `median_bps`:
+/// rates are IP-layer rates, at most `MAX_WIRE_OVERHEAD_PERMILLE` ‰ of the payload rate.
+fn min_bytes(median_bps: u64, window_ms: u64) -> u64 {
+    (median_bps * window_ms).div_ceil(8 * MAX_WIRE_OVERHEAD_PERMILLE)
+}
+
 #[test]
 fn receipt_rules() {
     // Every eligible candidate is assigned (k = 255), so the cases isolate one rule each; the
@@ -670,16 +677,16 @@ fn receipt_rules() {
             name: "median needs more bits than one window received",
             edit: |r| {
                 let m = measured(r);
-                m.bytes = m.median_bps / 8 - 1;
+                m.bytes = min_bytes(m.median_bps, 1_000) - 1;
             },
             want: Err(Reason::ImplausibleThroughput),
             ..R
         },
         ReceiptCase {
-            name: "median exactly one window of the bytes",
+            name: "median exactly one window of the bytes, with the most wire overhead",
             edit: |r| {
                 let m = measured(r);
-                m.bytes = m.median_bps / 8;
+                m.bytes = min_bytes(m.median_bps, 1_000);
             },
             ..R
         },
@@ -688,7 +695,7 @@ fn receipt_rules() {
             edit: |r| {
                 let m = measured(r);
                 m.duration_ms = 500;
-                m.bytes = m.median_bps / 16;
+                m.bytes = min_bytes(m.median_bps, 500);
             },
             ..R
         },
@@ -697,7 +704,7 @@ fn receipt_rules() {
             edit: |r| {
                 let m = measured(r);
                 m.duration_ms = 500;
-                m.bytes = m.median_bps / 16 - 1;
+                m.bytes = min_bytes(m.median_bps, 500) - 1;
             },
             want: Err(Reason::ImplausibleThroughput),
             ..R

@@ -170,6 +170,67 @@ pub fn summarize(counts: &[u64], elapsed: Duration) -> Option<Summary> {
     })
 }
 
+impl Summary {
+    /// The figures scaled by `permille` / 1000 (the wire overhead, see [`wire_ratio_permille`]).
+    pub fn scaled(self, permille: u64) -> Self {
+        let f = |x: u64| {
+            u64::try_from(u128::from(x) * u128::from(permille) / 1_000).unwrap_or(u64::MAX)
+        };
+        Self {
+            median_bps: f(self.median_bps),
+            p10_bps: f(self.p10_bps),
+            ..self
+        }
+    }
+}
+
+/// The ratio of IP-layer bytes to verified payload bytes in the steady state of a test, in
+/// parts per thousand, between 1000 and `max_permille`.
+///
+/// `counts` and `elapsed` are the receiver's bins and duration (as given to [`summarize`]),
+/// `summary` its figures; `samples` are the measurer's own cumulative IP-layer byte counts of
+/// the data direction, each at its time since the receiver's first byte (as near as the
+/// measurer knows it). Both rates are taken over the bins the windows came from, after
+/// warm-up: the payload rate from the bins, the IP rate from the first and last samples in
+/// that span. They are rates, so a small offset between the two clocks does not matter while
+/// the transfer is steady. Fewer than 1 s between those samples gives 1000 (no scaling).
+pub fn wire_ratio_permille(
+    counts: &[u64],
+    elapsed: Duration,
+    summary: &Summary,
+    samples: &[(Duration, u64)],
+    max_permille: u64,
+) -> u64 {
+    let n = full_bins(elapsed);
+    let w = summary.warmup_bins;
+    if n <= w {
+        return 1_000;
+    }
+    let payload: u64 = counts.iter().take(n).skip(w).sum();
+    let bin = BIN.as_micros();
+    let (from, to) = (
+        u128::try_from(w).unwrap_or(u128::MAX) * bin,
+        u128::try_from(n).unwrap_or(u128::MAX) * bin,
+    );
+    let inside: Vec<(u128, u64)> = samples
+        .iter()
+        .map(|(at, b)| (at.as_micros(), *b))
+        .filter(|(at, _)| (from..=to).contains(at))
+        .collect();
+    let (Some(a), Some(b)) = (inside.first(), inside.last()) else {
+        return 1_000;
+    };
+    let span_us = b.0 - a.0;
+    if span_us < 1_000_000 || payload == 0 || b.1 <= a.1 {
+        return 1_000;
+    }
+    // (ip bytes / span) / (payload bytes / payload span), in ‰.
+    let ratio = u128::from(b.1 - a.1) * (to - from) * 1_000 / (span_us * u128::from(payload));
+    u64::try_from(ratio)
+        .unwrap_or(u64::MAX)
+        .clamp(1_000, max_permille.max(1_000))
+}
+
 /// The lower median of round-trip samples, or 0 when there are none.
 pub fn median_us(samples: &[u32]) -> u32 {
     if samples.is_empty() {
@@ -186,6 +247,43 @@ mod tests {
 
     fn ms(m: u64) -> Duration {
         Duration::from_millis(m)
+    }
+
+    #[test]
+    fn the_wire_ratio_is_taken_from_the_steady_span_and_bounded() {
+        // 5 s at 100,000 payload bytes per bin (1 MB/s); the IP counter grows 5 % faster, from
+        // an arbitrary offset, sampled every 100 ms from 50 ms before the first byte.
+        let counts = vec![100_000u64; 50];
+        let s = summarize(&counts, ms(5_000)).unwrap();
+        assert_eq!(s.warmup_bins, 10);
+        let samples: Vec<(Duration, u64)> = (0..60u64)
+            .map(|i| (ms(i * 100).saturating_sub(ms(50)), 7_777 + i * 105_000))
+            .collect();
+        assert_eq!(
+            wire_ratio_permille(&counts, ms(5_000), &s, &samples, 1_100),
+            1_050
+        );
+        assert_eq!(s.scaled(1_050).median_bps, 8_400_000);
+        // A ratio above the bound is cut to it; one below 1 (lost counters) counts as 1.
+        let fast: Vec<(Duration, u64)> = samples.iter().map(|(t, b)| (*t, b * 2)).collect();
+        assert_eq!(
+            wire_ratio_permille(&counts, ms(5_000), &s, &fast, 1_100),
+            1_100
+        );
+        let slow: Vec<(Duration, u64)> = samples.iter().map(|(t, b)| (*t, b / 2)).collect();
+        assert_eq!(
+            wire_ratio_permille(&counts, ms(5_000), &s, &slow, 1_100),
+            1_000
+        );
+        // Too short a span, or no samples in it: no scaling.
+        assert_eq!(
+            wire_ratio_permille(&counts, ms(5_000), &s, &samples[..15], 1_100),
+            1_000
+        );
+        assert_eq!(
+            wire_ratio_permille(&counts, ms(5_000), &s, &[], 1_100),
+            1_000
+        );
     }
 
     #[test]

@@ -262,6 +262,11 @@ impl Receiver {
         self.end.is_some()
     }
 
+    /// When the first byte arrived (in the caller's time), if one did.
+    pub fn first(&self) -> Option<Duration> {
+        self.first
+    }
+
     /// The verified bytes so far.
     pub fn received(&self) -> u64 {
         self.received

@@ -19,6 +19,11 @@ pub enum Direction {
     Up,
 }
 
+/// The most a measurement's rates may exceed its verified payload rate, in parts per thousand:
+/// rates are IP-layer rates (the verified stream bytes plus the IP, UDP and QUIC bytes of the
+/// datagrams that carried them), and that overhead is a few percent at full-size datagrams.
+pub const MAX_WIRE_OVERHEAD_PERMILLE: u64 = 1_100;
+
 /// A completed measurement. Rates in bits per second, times in microseconds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Measurement {
@@ -26,9 +31,11 @@ pub struct Measurement {
     pub bytes: u64,
     /// Test duration, warm-up included.
     pub duration_ms: u32,
-    /// Median of the 1 s throughput windows after warm-up.
+    /// Median of the 1 s throughput windows after warm-up, at the IP layer: the verified
+    /// payload rate times the measurer's steady-state ratio of IP bytes to payload bytes
+    /// (1 to [`MAX_WIRE_OVERHEAD_PERMILLE`] / 1000).
     pub median_bps: u64,
-    /// 10th percentile of the same windows.
+    /// 10th percentile of the same windows, scaled the same way.
     pub p10_bps: u64,
     /// Round-trip time before the load.
     pub rtt_idle_us: u32,

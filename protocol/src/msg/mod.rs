@@ -18,7 +18,9 @@ pub use ack::{
     ACK_BATCH_MAX, ACK_MAX_ENTRIES, Ack, AckEntry, AckRoot, OpenedAck, SEALED_ACK_MAX_LEN,
     SEALED_ACK_TAG, SealedAckRef, Verdict, open_sealed_ack, seal_acks,
 };
-pub use bandwidth::{BandwidthReceipt, BwFailure, Direction, Measurement, Outcome};
+pub use bandwidth::{
+    BandwidthReceipt, BwFailure, Direction, MAX_WIRE_OVERHEAD_PERMILLE, Measurement, Outcome,
+};
 pub use epoch::{
     AssemblyError, EpochParams, EpochSeed, MEASURER_SET_PART_MAX, MEASURER_SET_PARTS_MAX,
     MeasurerSet, MeasurerSetAssembly,
