@@ -11,13 +11,16 @@ use std::time::Duration;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tokio::task::JoinHandle;
+use wisp_agent::bandwidth::stats;
 use wisp_agent::bandwidth::{
     BwConfig, Cheat, Directions, End, EpochView, MeasureReport, Measurer, NegotiateError,
     Negotiator, Prover, ProverReport, RefuseReason,
 };
 use wisp_protocol::envelope::open;
 use wisp_protocol::id::{NodeId, NodeKey};
-use wisp_protocol::msg::{BandwidthReceipt, BwFailure, Direction, Outcome};
+use wisp_protocol::msg::{
+    BandwidthReceipt, BwFailure, Direction, MAX_WIRE_OVERHEAD_PERMILLE, Outcome,
+};
 use wisp_protocol::schedule::assign_measurers;
 
 /// The prover side of the `/wisp/bw/1` channel, called directly.
@@ -155,9 +158,22 @@ async fn honest_test_in_both_directions_is_cosigned() {
         let mean_bps = m.bytes * 8 * 1000 / u64::from(m.duration_ms);
         assert!(m.median_bps <= mean_bps * 20, "{m:?}");
     }
-    for d in &report.details {
+    for (d, (r, _)) in report.details.iter().zip(&opened) {
         assert!(matches!(d.end, End::ByteCap | End::TimeCap), "{d:?}");
         assert_eq!(d.bins.iter().sum::<u64>(), d.bytes);
+        // The receipt's rates are the payload figures of the bins, scaled to the IP layer by
+        // the measurer's ratio, within the protocol's bound.
+        assert!((1_000..=MAX_WIRE_OVERHEAD_PERMILLE).contains(&d.wire_permille));
+        let payload = stats::summarize(&d.bins, d.duration).unwrap();
+        let ip = payload.scaled(d.wire_permille);
+        let Outcome::Measured(m) = r.outcome else {
+            unreachable!("checked above")
+        };
+        assert_eq!(
+            (m.median_bps, m.p10_bps),
+            (ip.median_bps, ip.p10_bps),
+            "{d:?}"
+        );
     }
     // The prover holds the same co-signed receipts.
     let prover = prover.unwrap();

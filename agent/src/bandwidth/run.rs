@@ -359,13 +359,8 @@ fn since(anchor: Instant, samples: &[(Instant, u64)]) -> Vec<(Duration, u64)> {
 /// [`stats::wire_ratio_permille`]).
 fn to_ip_layer(detail: &mut DirectionDetail, samples: &[(Duration, u64)]) {
     if let Some(s) = detail.summary {
-        let permille = stats::wire_ratio_permille(
-            &detail.bins,
-            detail.duration,
-            &s,
-            samples,
-            MAX_WIRE_OVERHEAD_PERMILLE,
-        );
+        let permille =
+            stats::wire_ratio_permille(detail.duration, &s, samples, MAX_WIRE_OVERHEAD_PERMILLE);
         detail.wire_permille = permille;
         detail.summary = Some(s.scaled(permille));
     }

@@ -187,15 +187,14 @@ impl Summary {
 /// The ratio of IP-layer bytes to verified payload bytes in the steady state of a test, in
 /// parts per thousand, between 1000 and `max_permille`.
 ///
-/// `counts` and `elapsed` are the receiver's bins and duration (as given to [`summarize`]),
-/// `summary` its figures; `samples` are the measurer's own cumulative IP-layer byte counts of
-/// the data direction, each at its time since the receiver's first byte (as near as the
-/// measurer knows it). Both rates are taken over the bins the windows came from, after
-/// warm-up: the payload rate from the bins, the IP rate from the first and last samples in
-/// that span. They are rates, so a small offset between the two clocks does not matter while
-/// the transfer is steady. Fewer than 1 s between those samples gives 1000 (no scaling).
+/// `elapsed` and `summary` are the receiver's duration and figures (from [`summarize`]);
+/// `samples` are the measurer's own cumulative IP-layer byte counts of the data direction, each
+/// at its time since the receiver's first byte (as near as the measurer knows it). The IP rate
+/// is the median of the 1 s windows between samples over the bins the figures came from (after
+/// warm-up), the payload rate is the figures' median: both medians of steady windows, so
+/// neither the bursts of in-order delivery after a loss nor a small offset between the two
+/// clocks moves the ratio. No 1 s window among the samples gives 1000 (no scaling).
 pub fn wire_ratio_permille(
-    counts: &[u64],
     elapsed: Duration,
     summary: &Summary,
     samples: &[(Duration, u64)],
@@ -203,29 +202,32 @@ pub fn wire_ratio_permille(
 ) -> u64 {
     let n = full_bins(elapsed);
     let w = summary.warmup_bins;
-    if n <= w {
+    if n <= w || summary.median_bps == 0 {
         return 1_000;
     }
-    let payload: u64 = counts.iter().take(n).skip(w).sum();
-    let bin = BIN.as_micros();
-    let (from, to) = (
-        u128::try_from(w).unwrap_or(u128::MAX) * bin,
-        u128::try_from(n).unwrap_or(u128::MAX) * bin,
-    );
-    let inside: Vec<(u128, u64)> = samples
+    let bins = |k: usize| BIN * u32::try_from(k).unwrap_or(u32::MAX);
+    let (from, to) = (bins(w), bins(n));
+    let inside: Vec<(Duration, u64)> = samples
         .iter()
-        .map(|(at, b)| (at.as_micros(), *b))
+        .copied()
         .filter(|(at, _)| (from..=to).contains(at))
         .collect();
-    let (Some(a), Some(b)) = (inside.first(), inside.last()) else {
-        return 1_000;
-    };
-    let span_us = b.0 - a.0;
-    if span_us < 1_000_000 || payload == 0 || b.1 <= a.1 {
+    let window = bins(WINDOW_BINS);
+    let mut rates: Vec<u128> = inside
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (t0, b0))| {
+            let (t1, b1) = inside[i..].iter().find(|(t, _)| *t >= *t0 + window)?;
+            let us = (*t1 - *t0).as_micros().max(1);
+            Some(u128::from(b1.saturating_sub(*b0)) * 8 * 1_000_000 / us)
+        })
+        .collect();
+    if rates.is_empty() {
         return 1_000;
     }
-    // (ip bytes / span) / (payload bytes / payload span), in ‰.
-    let ratio = u128::from(b.1 - a.1) * (to - from) * 1_000 / (span_us * u128::from(payload));
+    rates.sort_unstable();
+    let ip_bps = rates[rank(rates.len(), 50)];
+    let ratio = ip_bps * 1_000 / u128::from(summary.median_bps);
     u64::try_from(ratio)
         .unwrap_or(u64::MAX)
         .clamp(1_000, max_permille.max(1_000))
@@ -251,39 +253,31 @@ mod tests {
 
     #[test]
     fn the_wire_ratio_is_taken_from_the_steady_span_and_bounded() {
-        // 5 s at 100,000 payload bytes per bin (1 MB/s); the IP counter grows 5 % faster, from
-        // an arbitrary offset, sampled every 100 ms from 50 ms before the first byte.
-        let counts = vec![100_000u64; 50];
+        // 5 s at 100,000 payload bytes per bin (1 MB/s), with the bursts in-order delivery
+        // makes after a loss: a gap, then the held-back bytes at once. The IP counter grows
+        // 5 % faster than the payload, evenly, from an arbitrary offset, sampled every 100 ms
+        // from 50 ms before the first byte.
+        let mut counts = vec![100_000u64; 50];
+        for gap in [12, 20, 33] {
+            counts[gap] = 0;
+            counts[gap + 1] = 200_000;
+        }
         let s = summarize(&counts, ms(5_000)).unwrap();
-        assert_eq!(s.warmup_bins, 10);
+        assert_eq!((s.warmup_bins, s.median_bps), (10, 8_000_000));
         let samples: Vec<(Duration, u64)> = (0..60u64)
             .map(|i| (ms(i * 100).saturating_sub(ms(50)), 7_777 + i * 105_000))
             .collect();
-        assert_eq!(
-            wire_ratio_permille(&counts, ms(5_000), &s, &samples, 1_100),
-            1_050
-        );
+        let ratio = |smp: &[(Duration, u64)]| wire_ratio_permille(ms(5_000), &s, smp, 1_100);
+        assert_eq!(ratio(&samples), 1_050);
         assert_eq!(s.scaled(1_050).median_bps, 8_400_000);
         // A ratio above the bound is cut to it; one below 1 (lost counters) counts as 1.
         let fast: Vec<(Duration, u64)> = samples.iter().map(|(t, b)| (*t, b * 2)).collect();
-        assert_eq!(
-            wire_ratio_permille(&counts, ms(5_000), &s, &fast, 1_100),
-            1_100
-        );
+        assert_eq!(ratio(&fast), 1_100);
         let slow: Vec<(Duration, u64)> = samples.iter().map(|(t, b)| (*t, b / 2)).collect();
-        assert_eq!(
-            wire_ratio_permille(&counts, ms(5_000), &s, &slow, 1_100),
-            1_000
-        );
-        // Too short a span, or no samples in it: no scaling.
-        assert_eq!(
-            wire_ratio_permille(&counts, ms(5_000), &s, &samples[..15], 1_100),
-            1_000
-        );
-        assert_eq!(
-            wire_ratio_permille(&counts, ms(5_000), &s, &[], 1_100),
-            1_000
-        );
+        assert_eq!(ratio(&slow), 1_000);
+        // No 1 s window in the span, or no samples in it: no scaling.
+        assert_eq!(ratio(&samples[..15]), 1_000);
+        assert_eq!(ratio(&[]), 1_000);
     }
 
     #[test]
