@@ -269,9 +269,7 @@ impl Negotiator for NetNegotiator {
             .bw_request(peer.to_peer_id(), body)
             .await
             .map_err(|e| match e {
-                net::NetError::Request { ref why, .. } if why.contains("imeout") => {
-                    NegotiateError::Timeout
-                }
+                net::NetError::Timeout(_) => NegotiateError::Timeout,
                 other => NegotiateError::Unreachable(other.to_string()),
             })
     }

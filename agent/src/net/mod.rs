@@ -123,7 +123,10 @@ pub enum NetError {
     /// The peer could not be found or dialled.
     #[error("cannot reach peer {0}")]
     Unreachable(PeerId),
-    /// The request failed (timeout, connection closed, unsupported protocol, I/O).
+    /// The peer did not answer within the protocol's request timeout.
+    #[error("request to {0} timed out")]
+    Timeout(PeerId),
+    /// The request failed (connection closed, unsupported protocol, I/O).
     #[error("request to {peer} failed: {why}")]
     Request {
         /// The peer.
@@ -935,10 +938,14 @@ impl Task {
                 ..
             } => {
                 if let Some((_, reply)) = self.outbound.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Request {
-                        peer,
-                        why: error.to_string(),
-                    }));
+                    let e = match error {
+                        request_response::OutboundFailure::Timeout => NetError::Timeout(peer),
+                        other => NetError::Request {
+                            peer,
+                            why: other.to_string(),
+                        },
+                    };
+                    let _ = reply.send(Err(e));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
