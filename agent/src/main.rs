@@ -358,6 +358,9 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
                     .saturating_add(cfg.radio.antenna_gain.0),
             ),
         }],
+        // Declares the measurer role, so the oracle puts this node in measurer sets only when
+        // it answers tests (re-run `onboard` after changing `bandwidth.measurer`).
+        measurer: cfg.bandwidth.enabled && cfg.bandwidth.measurer,
         issued_ms: shell::wall_ms(),
         attestation: match &cfg.attestation {
             None => None,

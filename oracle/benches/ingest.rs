@@ -163,6 +163,7 @@ fn main() {
                 high_khz: 2_483_500,
                 max_eirp: DeciDb(200),
             }],
+            measurer: true,
             issued_ms: wall_ms(),
             attestation: None,
         };

@@ -271,7 +271,7 @@ impl Engine {
     /// An engine signing with `key`, judging with `registry`'s rules.
     pub fn new(key: NodeKey, registry: Registry) -> Self {
         let mut candidates = Candidates::new();
-        for n in registry.iter() {
+        for n in registry.iter().filter(|n| n.measurer) {
             candidates.add(n.id);
         }
         Self {
@@ -307,8 +307,8 @@ impl Engine {
     }
 
     /// Opens an epoch: proofs naming it are accepted from now on. Its measurer pool is every
-    /// node onboarded so far ([`Engine::measurer_pool`]); nodes onboarding later measure from
-    /// the next epoch on.
+    /// node whose last onboard so far declared the measurer role ([`Engine::measurer_pool`]);
+    /// nodes onboarding (or turning the role on or off) later do so from the next epoch on.
     pub fn open_epoch(&mut self, seed: EpochSeed) {
         let epoch = seed.epoch;
         if self.open.contains_key(&epoch) {
@@ -497,8 +497,8 @@ impl Engine {
             Kind::Onboard => {
                 let r = decode::<Onboard>(env).and_then(|o| {
                     self.registry.apply_onboard(&o, now).map(|change| {
-                        if change == Change::Created {
-                            self.candidates.add(o.signer);
+                        if change != Change::Unchanged {
+                            self.candidates.set(o.signer, o.msg.measurer);
                         }
                     })
                 });

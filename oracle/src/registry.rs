@@ -108,6 +108,8 @@ pub struct NodeRecord {
     pub antenna_height_dm: u16,
     /// Declared radio bands.
     pub bands: Vec<Band>,
+    /// Whether it runs the measurer role (eligible for measurer sets from the next epoch).
+    pub measurer: bool,
     /// `issued_ms` of the last onboard applied; older ones are replays.
     pub issued_ms: UnixMs,
     /// When the oracle first accepted the node.
@@ -260,6 +262,7 @@ impl Registry {
                         antenna_gain: msg.antenna_gain,
                         antenna_height_dm: msg.antenna_height_dm,
                         bands: msg.bands.clone(),
+                        measurer: msg.measurer,
                         issued_ms: msg.issued_ms,
                         onboarded_ms: now_ms,
                         asserted_ms: now_ms,
@@ -286,6 +289,7 @@ impl Registry {
                 rec.antenna_gain = msg.antenna_gain;
                 rec.antenna_height_dm = msg.antenna_height_dm;
                 rec.bands.clone_from(&msg.bands);
+                rec.measurer = msg.measurer;
                 rec.issued_ms = msg.issued_ms;
                 if device.is_some() {
                     rec.device = device;
@@ -361,6 +365,7 @@ fn same_content(rec: &NodeRecord, msg: &Onboard) -> bool {
         && rec.antenna_gain == msg.antenna_gain
         && rec.antenna_height_dm == msg.antenna_height_dm
         && rec.bands == msg.bands
+        && rec.measurer == msg.measurer
         && match (&rec.device, &msg.attestation) {
             (None, None) => true,
             (Some(d), Some(a)) => d.serial == a.serial.0 && d.maker == a.maker,

@@ -195,14 +195,15 @@ impl MeasurerPool {
 /// `k` and the top `k` candidates as (score, id), best first.
 type TopMeasurers = (usize, Vec<(u64, NodeId)>);
 
-/// Every node that may measure from the next epoch on (every onboarded node). Kept sorted
-/// lazily: nodes added since the last snapshot are merged in one pass when an epoch opens, so
-/// a replay of n onboards costs O(n log n), not O(n²).
+/// Every node that may measure from the next epoch on (onboarded with the measurer role). Kept
+/// sorted lazily: nodes added or removed since the last snapshot are merged in one pass when
+/// an epoch opens, so a replay of n onboards costs O(n log n), not O(n²).
 #[derive(Clone, Debug, Default)]
 pub struct Candidates {
     members: std::collections::HashSet<NodeId>,
     sorted: Vec<NodeId>,
     pending: Vec<NodeId>,
+    removed: bool,
 }
 
 impl Candidates {
@@ -215,6 +216,15 @@ impl Candidates {
     pub fn add(&mut self, node: NodeId) {
         if self.members.insert(node) {
             self.pending.push(node);
+        }
+    }
+
+    /// Adds `node` when `measurer`, removes it otherwise (its onboard turned the role off).
+    pub fn set(&mut self, node: NodeId, measurer: bool) {
+        if measurer {
+            self.add(node);
+        } else if self.members.remove(&node) {
+            self.removed = true;
         }
     }
 
@@ -233,6 +243,12 @@ impl Candidates {
         if !self.pending.is_empty() {
             self.sorted.append(&mut self.pending);
             self.sorted.sort_unstable();
+        }
+        if std::mem::take(&mut self.removed) {
+            // A node removed and added again may sit in `sorted` twice.
+            let members = &self.members;
+            self.sorted.retain(|n| members.contains(n));
+            self.sorted.dedup();
         }
         MeasurerPool {
             eligible: self.sorted.clone(),

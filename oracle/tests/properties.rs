@@ -407,6 +407,33 @@ fn a_farm_in_one_hex_earns_what_the_target_would() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
+    /// Candidates follow each node's last declaration of the measurer role: a snapshot is
+    /// exactly the nodes whose last `set` was on, however adds, removals, re-adds and
+    /// snapshots interleave.
+    #[test]
+    fn candidates_follow_the_last_declaration(
+        ops in proptest::collection::vec((0u16..30, any::<bool>(), any::<bool>()), 1..200),
+    ) {
+        use std::collections::BTreeSet;
+        use wisp_oracle::rules::{Candidates, MeasurerPool};
+        let id = |i: u16| NodeId(*blake3::hash(&i.to_le_bytes()).as_bytes());
+        let mut candidates = Candidates::new();
+        let mut model: BTreeSet<NodeId> = BTreeSet::new();
+        for (node, on, snapshot) in ops {
+            candidates.set(id(node), on);
+            if on {
+                model.insert(id(node));
+            } else {
+                model.remove(&id(node));
+            }
+            prop_assert_eq!(candidates.len(), model.len());
+            if snapshot {
+                prop_assert_eq!(candidates.snapshot(), MeasurerPool::new(model.iter().copied()));
+            }
+        }
+        prop_assert_eq!(candidates.snapshot(), MeasurerPool::new(model.iter().copied()));
+    }
+
     /// An epoch's measurer cache answers exactly as the protocol's assignment over the pool
     /// fixed when the epoch opened, whatever joins after: candidates snapshot in any order.
     #[test]

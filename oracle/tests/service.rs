@@ -243,6 +243,11 @@ impl Client {
 }
 
 fn onboard(node: &NodeKey, lat: f64) -> Vec<u8> {
+    onboard_as(node, lat, true)
+}
+
+/// An onboard declaring the measurer role or not.
+fn onboard_as(node: &NodeKey, lat: f64, measurer: bool) -> Vec<u8> {
     Envelope::sign(
         node,
         &Onboard {
@@ -255,6 +260,7 @@ fn onboard(node: &NodeKey, lat: f64) -> Vec<u8> {
                 high_khz: 2_483_500,
                 max_eirp: DeciDb(200),
             }],
+            measurer,
             issued_ms: wall_ms(),
             attestation: None,
         },
@@ -498,7 +504,10 @@ fn each_epoch_publishes_its_measurer_set_and_judges_receipts_by_it_across_a_rest
     let okey = Oracle::key(dir.path());
     let (sets, _rt) = collect_measurer_sets(port, okey.id());
     let nodes: Vec<NodeKey> = (1..=5u8).map(|i| NodeKey::from_seed(&[i; 32])).collect();
-    let refs: Vec<&NodeKey> = nodes.iter().collect();
+    // A node that does not declare the measurer role is in no set.
+    let idle = NodeKey::from_seed(&[6; 32]);
+    let mut refs: Vec<&NodeKey> = nodes.iter().collect();
+    refs.push(&idle);
     let c = Client::connect(port, &okey, &refs);
     for n in &nodes[..4] {
         assert_eq!(
@@ -506,6 +515,10 @@ fn each_epoch_publishes_its_measurer_set_and_judges_receipts_by_it_across_a_rest
             Verdict::Accepted
         );
     }
+    assert_eq!(
+        c.await_verdict(&c.send(&idle, &onboard_as(&idle, 38.7, false))),
+        Verdict::Accepted
+    );
     let mut first4: Vec<NodeId> = nodes[..4].iter().map(NodeKey::id).collect();
     first4.sort_unstable();
     // An epoch opened after the onboards lists exactly those nodes.
@@ -571,6 +584,12 @@ fn each_epoch_publishes_its_measurer_set_and_judges_receipts_by_it_across_a_rest
             c.await_verdict(&c.send(late, &bad)),
             Verdict::Rejected(Reason::WrongMeasurer),
             "a node that onboarded after the epoch opened does not measure in it"
+        );
+        let not_measuring = failed_receipt(epoch, prover, &idle, Direction::Down, 5);
+        assert_eq!(
+            c.await_verdict(&c.send(&idle, &not_measuring)),
+            Verdict::Rejected(Reason::WrongMeasurer),
+            "a node onboarded without the measurer role does not measure"
         );
     }
 
@@ -998,6 +1017,7 @@ impl Schedule {
                             high_khz: 2_483_500,
                             max_eirp: DeciDb(200),
                         }],
+                        measurer: true,
                         issued_ms: T0 - 400,
                         attestation: None,
                     },

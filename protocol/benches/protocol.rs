@@ -130,6 +130,7 @@ fn onboard() -> Onboard {
                 max_eirp: DeciDb(230),
             },
         ],
+        measurer: true,
         issued_ms: 1_790_000_000_000,
         attestation: Some(Attestation {
             maker: "AcmeRadio".into(),

@@ -136,15 +136,26 @@ fn onboard() -> impl Strategy<Value = Onboard> {
         prop::collection::vec(band(), 1..=8),
         any::<u64>(),
         proptest::option::of(attestation),
+        any::<bool>(),
     )
         .prop_map(
-            |(owner, cell, antenna_gain, antenna_height_dm, bands, issued_ms, attestation)| {
+            |(
+                owner,
+                cell,
+                antenna_gain,
+                antenna_height_dm,
+                bands,
+                issued_ms,
+                attestation,
+                measurer,
+            )| {
                 Onboard {
                     owner,
                     cell,
                     antenna_gain,
                     antenna_height_dm,
                     bands,
+                    measurer,
                     issued_ms,
                     attestation,
                 }
@@ -656,6 +667,7 @@ fn structural_checks_have_reasons() {
             high_khz: 2_483_500,
             max_eirp: DeciDb(200),
         }],
+        measurer: true,
         issued_ms: 1,
         attestation: None,
     };

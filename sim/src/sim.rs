@@ -235,6 +235,7 @@ impl<'a> Sim<'a> {
                         high_khz: p.band.1,
                         max_eirp: deci(p.band.2),
                     }],
+                    measurer: true,
                     issued_ms: T0_MS,
                     attestation: None,
                 };

@@ -96,6 +96,7 @@ pub fn onboard_msg(cell: Cell, issued_ms: u64) -> Onboard {
             high_khz: 2_483_500,
             max_eirp: DeciDb(360),
         }],
+        measurer: true,
         issued_ms,
         attestation: None,
     }

@@ -224,6 +224,7 @@ pub mod samples {
                     max_eirp: DeciDb(230),
                 },
             ],
+            measurer: true,
             issued_ms: 1_790_000_000_000,
             attestation: attested.then(|| Attestation {
                 maker: "AcmeRadio".into(),

@@ -125,6 +125,10 @@ pub struct Onboard {
     pub antenna_height_dm: u16,
     /// Declared radio bands, 1 to [`BANDS_MAX`].
     pub bands: Vec<Band>,
+    /// Whether the node runs the measurer role: it tests other nodes' backhaul from a UDP
+    /// address they can reach. Only such nodes are in an epoch's measurer set, so provers are
+    /// assigned measurers that will answer.
+    pub measurer: bool,
     /// When it was signed; the oracle orders re-assertions by it.
     pub issued_ms: UnixMs,
     /// The secure element's attestation, when the device has one.
