@@ -102,6 +102,9 @@ pub struct RawNet {
     pub listen: Option<AddrList>,
     /// Bootstrap peers, each `…/p2p/<peer id>` (default none).
     pub bootstrap: Option<AddrList>,
+    /// Addresses peers reach this node at, taken as confirmed (default none: learned from
+    /// peers' observations and confirmed by autonat).
+    pub external_addresses: Option<AddrList>,
     /// mDNS discovery on the LAN (default false).
     pub mdns: Option<bool>,
     /// Serve the DHT from the start (default false: after autonat confirms reachability).
@@ -591,15 +594,9 @@ fn resolve_bandwidth(raw: &RawBandwidth) -> Result<BandwidthConfig, ConfigError>
             "must name a reachable IP and a non-zero port",
         ));
     }
+    // A measurer listening on every address without `advertise` tells provers the IP of its
+    // confirmed external address (net.external_addresses, or autonat) and its test port.
     let measurer = raw.measurer.unwrap_or(false);
-    if measurer && advertise.is_none() && listen.ip().is_unspecified() {
-        return Err(invalid(
-            "bandwidth.measurer",
-            format!(
-                "provers cannot connect to {listen}: set bandwidth.advertise to the public address and port that reach it, or bandwidth.listen to a specific IP"
-            ),
-        ));
-    }
     let mut test = crate::bandwidth::BwConfig::default();
     let secs = raw.duration_s.unwrap_or(test.duration.as_secs_f64());
     if !(0.5..=crate::bandwidth::MAX_DURATION.as_secs_f64()).contains(&secs) {
@@ -667,6 +664,18 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
             ));
         }
     }
+    let external_addresses = match &raw.external_addresses {
+        Some(l) => parse("net.external_addresses", l)?,
+        None => Vec::new(),
+    };
+    for a in &external_addresses {
+        if crate::net::ip_of(a).is_none_or(|ip| ip.is_unspecified()) {
+            return Err(invalid(
+                "net.external_addresses",
+                format!("`{a}`: must start with a specific /ip4 or /ip6 address"),
+            ));
+        }
+    }
     let max_connections = raw.max_connections.unwrap_or(d.max_connections);
     if !(1..=10_000).contains(&max_connections) {
         return Err(invalid("net.max_connections", "between 1 and 10000"));
@@ -696,6 +705,7 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
         enabled: raw.enabled.unwrap_or(d.enabled),
         listen,
         bootstrap,
+        external_addresses,
         mdns: raw.mdns.unwrap_or(d.mdns),
         kad_server: raw.kad_server.unwrap_or(d.kad_server),
         max_connections,
@@ -803,6 +813,7 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("device", "maker_certificate"),
     ("net", "listen"),
     ("net", "bootstrap"),
+    ("net", "external_addresses"),
     ("bandwidth", "listen"),
     ("bandwidth", "advertise"),
 ];
@@ -906,6 +917,10 @@ mod tests {
                 ),
                 ("WISP_NET__MDNS", "true"),
                 ("WISP_NET__ENABLED", "false"),
+                (
+                    "WISP_NET__EXTERNAL_ADDRESSES",
+                    "/ip4/203.0.113.7/tcp/9311,/ip6/2001:db8::7/udp/9311/quic-v1",
+                ),
             ]),
         )
         .unwrap()
@@ -913,6 +928,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.net.listen.len(), 1);
         assert_eq!(c.net.bootstrap.len(), 2);
+        assert_eq!(
+            crate::net::pick_public_ip(&c.net.external_addresses),
+            Some("203.0.113.7".parse().unwrap())
+        );
         assert!(c.net.mdns && !c.net.enabled);
     }
 
@@ -948,6 +967,14 @@ mod tests {
             "net.bootstrap",
         );
         check(&[("WISP_NET__IDLE_TIMEOUT_S", "1")], "net.idle_timeout_s");
+        check(
+            &[("WISP_NET__EXTERNAL_ADDRESSES", "/ip4/0.0.0.0/tcp/9311")],
+            "net.external_addresses",
+        );
+        check(
+            &[("WISP_NET__EXTERNAL_ADDRESSES", "/dns4/example.org/tcp/9311")],
+            "net.external_addresses",
+        );
         check(&[("WISP_NET__MAX_CONNECTIONS", "0")], "net.max_connections");
         // A numeric password is still a string.
         let c = RawConfig::load(

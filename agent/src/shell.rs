@@ -273,6 +273,10 @@ impl Negotiator for NetNegotiator {
                 other => NegotiateError::Unreachable(other.to_string()),
             })
     }
+
+    async fn public_ip(&self) -> Option<std::net::IpAddr> {
+        self.0.public_ip().await
+    }
 }
 
 /// Runs the queued tests one at a time (tests in parallel would share, and so understate, the

@@ -215,9 +215,19 @@ fn env_for(
             "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1".into(),
         ),
         ("WISP_NET__KAD_SERVER".into(), "true".into()),
-        // Every node measures when assigned; short, capped tests keep the loopback cheap.
+        // Every node measures when assigned; short, capped tests keep the loopback cheap. Odd
+        // nodes listen for tests on every address without an advertised one: they give provers
+        // the IP of their configured external address.
         ("WISP_BANDWIDTH__MEASURER".into(), "true".into()),
-        ("WISP_BANDWIDTH__LISTEN".into(), "127.0.0.1:0".into()),
+        (
+            "WISP_BANDWIDTH__LISTEN".into(),
+            if idx % 2 == 1 {
+                "0.0.0.0:0"
+            } else {
+                "127.0.0.1:0"
+            }
+            .into(),
+        ),
         ("WISP_BANDWIDTH__DURATION_S".into(), "1".into()),
         ("WISP_BANDWIDTH__BYTE_CAP_MIB".into(), "16".into()),
         ("WISP_LOCATION__LAT".into(), "38.7".into()),
@@ -228,6 +238,14 @@ fn env_for(
     ]);
     if let Some(b) = bootstrap {
         env.push(("WISP_NET__BOOTSTRAP".into(), b.to_string()));
+    }
+    if idx % 2 == 1 {
+        // Only the IP is taken for the test endpoint; nothing listens on this port, so a peer
+        // dialling it is refused at once.
+        env.push((
+            "WISP_NET__EXTERNAL_ADDRESSES".into(),
+            "/ip4/127.0.0.1/tcp/9".into(),
+        ));
     }
     env
 }

@@ -218,6 +218,13 @@ pub trait Negotiator {
         peer: NodeId,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, NegotiateError>> + Send;
+
+    /// The IP provers can reach this node at, when the network knows it (a confirmed external
+    /// address). A measurer listening on every address without an advertised one tells provers
+    /// this IP with its test port.
+    fn public_ip(&self) -> impl Future<Output = Option<std::net::IpAddr>> + Send {
+        std::future::ready(None)
+    }
 }
 
 /// Decodes a body of type `T`, refusing oversize and non-canonical bytes.

@@ -519,6 +519,15 @@ impl Measurer {
         req.cert_sha256 = ByteArray(pin);
         req.quic_addr = match (self.advertise, endpoint.local_addr()) {
             (Some(a), _) => a,
+            (None, Ok(a)) if a.ip().is_unspecified() => match negotiator.public_ip().await {
+                Some(ip) => SocketAddr::new(ip, a.port()),
+                None => {
+                    tracing::warn!(
+                        "no public address to give the prover: the node has no confirmed external address yet (set bandwidth.advertise, or net.external_addresses)"
+                    );
+                    return self.all_failed(&req, prover, BwFailure::Transport, Some(sockets));
+                }
+            },
             (None, Ok(a)) => a,
             (None, Err(_)) => {
                 return self.all_failed(&req, prover, BwFailure::Transport, Some(sockets));

@@ -68,6 +68,8 @@ pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
     /// Peers dialled at start, each `…/p2p/<peer id>`.
     pub bootstrap: Vec<Multiaddr>,
+    /// Addresses peers reach this node at, added as confirmed external addresses.
+    pub external_addresses: Vec<Multiaddr>,
     /// LAN discovery with mDNS.
     pub mdns: bool,
     /// Answer DHT queries from the start instead of waiting for a confirmed external address.
@@ -97,6 +99,7 @@ impl Default for NetConfig {
                     .unwrap_or_else(|_| Multiaddr::empty()),
             ],
             bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
             mdns: false,
             kad_server: false,
             max_connections: 128,
@@ -176,6 +179,7 @@ enum Command {
         addr: Multiaddr,
     },
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    ExternalAddrs(oneshot::Sender<Vec<Multiaddr>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     PeerAddrs(PeerId, oneshot::Sender<Vec<Multiaddr>>),
 }
@@ -214,6 +218,7 @@ impl std::fmt::Debug for Command {
             Command::AddAddress { .. } => "AddAddress",
             Command::Dial { .. } => "Dial",
             Command::ListenAddrs(_) => "ListenAddrs",
+            Command::ExternalAddrs(_) => "ExternalAddrs",
             Command::ConnectedPeers(_) => "ConnectedPeers",
             Command::PeerAddrs(..) => "PeerAddrs",
         })
@@ -350,6 +355,16 @@ impl NetHandle {
         self.ask(Command::ListenAddrs).await
     }
 
+    /// The node's confirmed external addresses (configured, or confirmed by autonat).
+    pub async fn external_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.ask(Command::ExternalAddrs).await
+    }
+
+    /// The IP peers reach this node at: the first confirmed external address's, IPv4 first.
+    pub async fn public_ip(&self) -> Option<std::net::IpAddr> {
+        pick_public_ip(&self.external_addrs().await.ok()?)
+    }
+
     /// The peers with an established connection.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NetError> {
         self.ask(Command::ConnectedPeers).await
@@ -359,6 +374,28 @@ impl NetHandle {
     pub async fn peer_addrs(&self, peer: PeerId) -> Result<Vec<Multiaddr>, NetError> {
         self.ask(|r| Command::PeerAddrs(peer, r)).await
     }
+}
+
+/// The IP an address starts with (`/ip4/…` or `/ip6/…`).
+pub fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    }
+}
+
+/// The first specific IP among `addrs`, IPv4 before IPv6.
+pub fn pick_public_ip(addrs: &[Multiaddr]) -> Option<std::net::IpAddr> {
+    let ips = || {
+        addrs
+            .iter()
+            .filter_map(ip_of)
+            .filter(|ip| !ip.is_unspecified())
+    };
+    ips()
+        .find(std::net::IpAddr::is_ipv4)
+        .or_else(|| ips().next())
 }
 
 /// The running network task.
@@ -427,6 +464,9 @@ pub fn start(
         swarm
             .listen_on(a.clone())
             .map_err(|e| NetError::Setup(format!("listening on {a}: {e}")))?;
+    }
+    for a in &cfg.external_addresses {
+        swarm.add_external_address(a.clone());
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
@@ -656,6 +696,9 @@ impl Task {
             }
             Command::ListenAddrs(r) => {
                 let _ = r.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::ExternalAddrs(r) => {
+                let _ = r.send(self.swarm.external_addresses().cloned().collect());
             }
             Command::ConnectedPeers(r) => {
                 let _ = r.send(self.swarm.connected_peers().copied().collect());
