@@ -107,6 +107,8 @@ pub struct RawNet {
     pub external_addresses: Option<AddrList>,
     /// mDNS discovery on the LAN (default false).
     pub mdns: Option<bool>,
+    /// Relay for nodes behind NAT (default false; set it on public nodes).
+    pub relay_server: Option<bool>,
     /// Serve the DHT from the start (default false: after autonat confirms reachability).
     pub kad_server: Option<bool>,
     /// Most established connections (default 128).
@@ -706,6 +708,7 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
         listen,
         bootstrap,
         external_addresses,
+        relay_server: raw.relay_server.unwrap_or(d.relay_server),
         mdns: raw.mdns.unwrap_or(d.mdns),
         kad_server: raw.kad_server.unwrap_or(d.kad_server),
         max_connections,
@@ -916,6 +919,7 @@ mod tests {
                     &format!("/ip4/10.0.0.1/tcp/9311/p2p/{peer}, /ip4/10.0.0.2/udp/9311/quic-v1/p2p/{peer}"),
                 ),
                 ("WISP_NET__MDNS", "true"),
+                ("WISP_NET__RELAY_SERVER", "true"),
                 ("WISP_NET__ENABLED", "false"),
                 (
                     "WISP_NET__EXTERNAL_ADDRESSES",
@@ -932,7 +936,7 @@ mod tests {
             crate::net::pick_public_ip(&c.net.external_addresses),
             Some("203.0.113.7".parse().unwrap())
         );
-        assert!(c.net.mdns && !c.net.enabled);
+        assert!(c.net.mdns && c.net.relay_server && !c.net.enabled);
     }
 
     #[test]

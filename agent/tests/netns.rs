@@ -170,3 +170,87 @@ fn autonat_confirms_the_address_a_peer_observed_and_measurers_use_it() {
         );
     });
 }
+
+#[test]
+#[ignore = "needs root to create a network namespace; .ci/run runs it"]
+fn a_node_autonat_finds_private_listens_through_a_relay_and_is_dialled_there() {
+    // The relay has a public address; the other node's own address is never confirmed (both
+    // ends of the veth pair are local to the namespace, so what the relay observes of it is
+    // the relay's own IP, and the dial back fails): autonat calls it private.
+    const IPS: [&str; 2] = ["1.2.3.4", "1.2.3.5"];
+    if !in_namespace(
+        "a_node_autonat_finds_private_listens_through_a_relay_and_is_dialled_there",
+        IPS,
+    ) {
+        return;
+    }
+    runtime().block_on(async {
+        let relay = node(
+            1,
+            &NetConfig {
+                kad_server: true,
+                relay_server: true,
+                ..listening_on(IPS[0])
+            },
+        );
+        let relay_addr = loop {
+            if let Some(a) = relay.handle.listen_addrs().await.unwrap().first() {
+                break a.clone().with(libp2p::multiaddr::Protocol::P2p(
+                    relay.handle.local_peer_id(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let private = node(
+            2,
+            &NetConfig {
+                bootstrap: vec![relay_addr.clone()],
+                ..listening_on(IPS[1])
+            },
+        );
+        let private_id = private.handle.local_peer_id();
+        let circuit = tokio::time::timeout(Duration::from_secs(90), async {
+            loop {
+                if let Some(a) = private
+                    .handle
+                    .listen_addrs()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|a| {
+                        a.iter()
+                            .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
+                    })
+                {
+                    return a;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .await
+        .expect("the private node never listened through the relay");
+        println!("listening through the relay: {circuit}");
+        // A third node that knows only the relayed address reaches the private node.
+        let third = node(3, &listening_on(IPS[0]));
+        let via_relay = relay_addr
+            .with(libp2p::multiaddr::Protocol::P2pCircuit)
+            .with(libp2p::multiaddr::Protocol::P2p(private_id));
+        third.handle.dial(via_relay.clone()).await.unwrap();
+        let reached = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if third
+                    .handle
+                    .connected_peers()
+                    .await
+                    .unwrap()
+                    .contains(&private_id)
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(reached.is_ok(), "no connection through {via_relay}");
+    });
+}

@@ -61,7 +61,13 @@ pub struct Behaviour {
     pub dcutr: dcutr::Behaviour,
     /// LAN discovery, when enabled.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Relaying for nodes behind NAT, on public nodes that offer it (`net.relay_server`).
+    pub relay_server: Toggle<relay::Behaviour>,
 }
+
+/// The circuit relay v2 hop protocol: a peer that speaks it relays for others.
+pub const RELAY_HOP_PROTOCOL: StreamProtocol =
+    StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
 
 impl Behaviour {
     /// Builds the behaviours for `key` with the relay client the transport was built with.
@@ -148,6 +154,10 @@ impl Behaviour {
             relay,
             dcutr: dcutr::Behaviour::new(id),
             mdns: Toggle::from(mdns),
+            relay_server: Toggle::from(
+                cfg.relay_server
+                    .then(|| relay::Behaviour::new(id, relay::Config::default())),
+            ),
         })
     }
 }

@@ -70,6 +70,8 @@ pub struct NetConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Addresses peers reach this node at, added as confirmed external addresses.
     pub external_addresses: Vec<Multiaddr>,
+    /// Relay for nodes behind NAT (set on public nodes).
+    pub relay_server: bool,
     /// LAN discovery with mDNS.
     pub mdns: bool,
     /// Answer DHT queries from the start instead of waiting for a confirmed external address.
@@ -100,6 +102,7 @@ impl Default for NetConfig {
             ],
             bootstrap: Vec::new(),
             external_addresses: Vec::new(),
+            relay_server: false,
             mdns: false,
             kad_server: false,
             max_connections: 128,
@@ -486,6 +489,9 @@ pub fn start(
         peers: 0,
         unpublished: VecDeque::new(),
         to_validate: Vec::new(),
+        relays: HashMap::new(),
+        private: false,
+        circuit: None,
         keys: wisp_protocol::envelope::KeyCache::new(GOSSIP_KEYS),
     };
     for a in &cfg.bootstrap {
@@ -541,9 +547,43 @@ struct Task {
     to_validate: Vec<(Topic, PeerId, gossipsub::MessageId, gossipsub::Message)>,
     /// Decompressed keys of the signers seen in gossip.
     keys: wisp_protocol::envelope::KeyCache,
+    /// Peers that offer relaying, with an address to reach them at.
+    relays: HashMap<PeerId, Multiaddr>,
+    /// Whether autonat found this node unreachable from outside.
+    private: bool,
+    /// The relay this node listens through (and the listener), once it asked for one.
+    circuit: Option<(PeerId, libp2p::core::transport::ListenerId)>,
 }
 
 impl Task {
+    /// A node autonat found private listens through one relay (a reservation), so peers can
+    /// dial it through the relay and dcutr can try to upgrade to a direct connection.
+    fn reserve_relay(&mut self) {
+        if !self.private || self.circuit.is_some() {
+            return;
+        }
+        let Some((relay, addr)) = self
+            .relays
+            .iter()
+            .min_by_key(|(p, _)| **p)
+            .map(|(p, a)| (*p, a.clone()))
+        else {
+            return;
+        };
+        // Identify may give the address with the relay's /p2p already on it.
+        let Ok(circuit) = addr.with_p2p(relay).map(|a| a.with(Protocol::P2pCircuit)) else {
+            self.relays.remove(&relay);
+            return;
+        };
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(id) => {
+                info!(%circuit, "behind NAT: listening through a relay");
+                self.circuit = Some((relay, id));
+            }
+            Err(e) => warn!(%circuit, "relay reservation: {e}"),
+        }
+    }
+
     async fn run(
         mut self,
         mut cmds: mpsc::Receiver<Command>,
@@ -771,6 +811,15 @@ impl Task {
 
     fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
+            SwarmEvent::ListenerClosed { listener_id, .. }
+                if self.circuit.is_some_and(|(_, id)| id == listener_id) =>
+            {
+                // The relay went away or refused: try another one, if one is known.
+                if let Some((relay, _)) = self.circuit.take() {
+                    self.relays.remove(&relay);
+                }
+                self.reserve_relay();
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "p2p listening");
             }
@@ -798,6 +847,14 @@ impl Task {
                 }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocols.contains(&behaviour::RELAY_HOP_PROTOCOL)
+                    && let Some(a) = info.listen_addrs.iter().find(|a| {
+                        ip_of(a).is_some_and(|ip| !ip.is_unspecified() && !ip.is_loopback())
+                    })
+                {
+                    self.relays.insert(peer_id, a.clone());
+                    self.reserve_relay();
+                }
                 // Only peers serving our DHT go into the routing table; every peer's
                 // addresses go into the book (for requests).
                 let dht = info.protocols.contains(&behaviour::KAD_PROTOCOL);
@@ -836,6 +893,11 @@ impl Task {
                         }
                     }
                 }
+            }
+            BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { new, .. }) => {
+                self.private = matches!(new, libp2p::autonat::NatStatus::Private);
+                info!(status = ?new, "reachability");
+                self.reserve_relay();
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
                 for (peer, addr) in list {
