@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use libp2p::Multiaddr;
 use wisp_agent::net::{self, NetConfig, Network};
 use wisp_protocol::NodeKey;
 
@@ -67,6 +68,18 @@ fn runtime() -> tokio::runtime::Runtime {
 fn node(seed: u8, cfg: &NetConfig) -> Network {
     let oracle = NodeKey::from_seed(&[0x0a; 32]).id();
     net::start(&NodeKey::from_seed(&[seed; 32]), cfg, oracle, None).unwrap()
+}
+
+/// The node's first listen address with its `/p2p` suffix, once it listens.
+async fn dial_addr(n: &Network) -> Multiaddr {
+    loop {
+        if let Some(a) = n.handle.listen_addrs().await.unwrap().first() {
+            return a
+                .clone()
+                .with(libp2p::multiaddr::Protocol::P2p(n.handle.local_peer_id()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn listening_on(ip: &str) -> NetConfig {
@@ -134,14 +147,7 @@ fn autonat_confirms_the_address_a_peer_observed_and_measurers_use_it() {
             },
         );
         assert_eq!(tested.handle.public_ip().await, None);
-        let tested_addr = loop {
-            if let Some(a) = tested.handle.listen_addrs().await.unwrap().first() {
-                break a.clone().with(libp2p::multiaddr::Protocol::P2p(
-                    tested.handle.local_peer_id(),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let tested_addr = dial_addr(&tested).await;
         let _peer = node(
             2,
             &NetConfig {
@@ -193,14 +199,7 @@ fn a_node_autonat_finds_private_listens_through_a_relay_and_is_dialled_there() {
                 ..listening_on(IPS[0])
             },
         );
-        let relay_addr = loop {
-            if let Some(a) = relay.handle.listen_addrs().await.unwrap().first() {
-                break a.clone().with(libp2p::multiaddr::Protocol::P2p(
-                    relay.handle.local_peer_id(),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let relay_addr = dial_addr(&relay).await;
         let private = node(
             2,
             &NetConfig {

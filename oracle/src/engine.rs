@@ -140,7 +140,8 @@ pub struct Engine {
     seen: HashMap<ProofId, Verdict>,
     epoch_ids: BTreeMap<u64, Vec<ProofId>>,
     next_seq: u64,
-    /// Every onboarded node: the measurer pool of the next epoch to open.
+    /// Every node whose last onboard declared the measurer role: the measurer pool of the
+    /// next epoch to open.
     candidates: Candidates,
     /// Per open epoch: its measurer pool, fixed when it opened, and the assignments judged.
     measurers: BTreeMap<u64, MeasurerCache>,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ClientError, Event, MqttOptions, Packet, QoS, Request};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -550,16 +550,19 @@ fn publish(
     retain: bool,
     payload: Vec<u8>,
 ) {
-    match client.try_publish(topic.clone(), QoS::AtLeastOnce, retain, payload.clone()) {
+    // A refused try hands the publish back, so nothing is copied to keep it for the retry.
+    match client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
         Ok(()) => {}
-        Err(_) => {
+        Err(ClientError::TryRequest(Request::Publish(p))) => {
             let c = client.clone();
-            if let Err(e) = handle
-                .block_on(async move { c.publish(topic, QoS::AtLeastOnce, retain, payload).await })
-            {
+            if let Err(e) = handle.block_on(async move {
+                c.publish_bytes(p.topic, QoS::AtLeastOnce, retain, p.payload)
+                    .await
+            }) {
                 warn!("publish failed: {e}");
             }
         }
+        Err(e) => warn!("publish failed: {e}"),
     }
 }
 

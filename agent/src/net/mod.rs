@@ -401,6 +401,9 @@ pub fn pick_public_ip(addrs: &[Multiaddr]) -> Option<std::net::IpAddr> {
         .or_else(|| ips().next())
 }
 
+/// Most relays remembered (peers whose identify lists the hop protocol).
+const MAX_RELAYS: usize = 64;
+
 /// The running network task.
 #[derive(Debug)]
 pub struct Network {
@@ -848,6 +851,7 @@ impl Task {
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if info.protocols.contains(&behaviour::RELAY_HOP_PROTOCOL)
+                    && (self.relays.len() < MAX_RELAYS || self.relays.contains_key(&peer_id))
                     && let Some(a) = info.listen_addrs.iter().find(|a| {
                         ip_of(a).is_some_and(|ip| !ip.is_unspecified() && !ip.is_loopback())
                     })
