@@ -133,6 +133,11 @@ pub struct RulesConfig {
     /// Distinct measurers a direction needs before it is paid. Default 2: one colluding
     /// measurer can then never set a prover's tier alone.
     pub backhaul_min_measurers: u8,
+    /// Most nodes in an epoch's measurer set; 0 (the default) takes every node that declared
+    /// the measurer role. When there are more, the set is that many of them drawn by the epoch
+    /// seed. Judging a receipt costs one hash per member of the set, so a network of many
+    /// thousands of nodes caps it (a few hundred measurers test thousands of provers).
+    pub measurer_set_max: u16,
     /// Bandwidth tiers, fastest first. Default ≥ 1 Gbit/s ×4, ≥ 500 Mbit/s ×3,
     /// ≥ 100 Mbit/s ×2, ≥ 25 Mbit/s ×1; slower earns nothing.
     pub bandwidth_tiers: Vec<BandwidthTier>,
@@ -192,6 +197,7 @@ impl Default for RulesConfig {
             rtt_signal_m_per_us: physics::VACUUM_M_PER_US,
             max_throughput_bps: 10_000_000_000,
             backhaul_min_measurers: 2,
+            measurer_set_max: 0,
             bandwidth_tiers: vec![
                 BandwidthTier {
                     min_bps: 1_000_000_000,

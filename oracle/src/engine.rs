@@ -1,18 +1,28 @@
 //! The oracle's ingest and epoch logic, without I/O: raw MQTT publishes in, rows to store and
 //! acks to send out. The service persists the rows (one transaction per batch) **before** it
 //! publishes the acks, and the same engine replays the stored rows after a restart, so the
-//! state after a crash is exactly the state before it.
+//! state after a crash is exactly the state before it. The simulator drives this same engine
+//! (with its own clock and a sampling [`SignatureCheck`]), so its verdicts are the service's.
 //!
-//! Per publish, in order (cheapest refusal first): the topic names a node → that node's rate
-//! limit → size limit and envelope framing → the kind is a proof → the signer is the topic's
-//! node → dedupe by proof id (a duplicate gets its original verdict again) → signatures, in one
-//! batch verification per batch → canonical decode → stateless checks ([`Checker`]) → queued in
-//! its epoch's [`EpochState`]. Proofs whose signature verified are stored with their verdict
-//! (rejections too, for the node's history); the rest are only counted.
+//! Two stages, in order:
+//!
+//! 1. [`Prechecker::check`] — the checks that need none of the engine's state, cheapest
+//!    refusal first: the topic names a node → that node's rate limit → size limit and envelope
+//!    framing → the kind is a proof → the signer is the topic's node → every signature, in one
+//!    batch ([`SignatureCheck`]) → canonical decode → a witness's embedded beacon: its
+//!    signature in a second batch (each distinct beacon once; a bounded cache remembers the
+//!    beacons already opened) and its decode. Each publish comes out [`Screened`]: refused
+//!    before its signatures verified (acked and counted, never stored), or authentic and
+//!    decoded once, here, for good.
+//! 2. [`Engine::ingest`] — dedupe by proof id (a duplicate gets its original verdict again) →
+//!    the epoch it names is open (`wrong_epoch`), or closed (`late_arrival`, unless the store
+//!    holds it: a resend) → stateless checks ([`Checker`]) → queued in its epoch's
+//!    [`EpochState`]. Authentic proofs are stored with their verdict (rejections too, for the
+//!    node's history); nothing here verifies a signature or parses the same bytes twice.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use wisp_protocol::envelope::{self, EnvelopeRef, Opened};
+use wisp_protocol::envelope::{self, EnvelopeError, EnvelopeRef, Opened};
 use wisp_protocol::kind::{Kind, MAX_ENVELOPE_LEN};
 use wisp_protocol::msg::{
     AckEntry, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, Onboard, Verdict, Witness,
@@ -22,7 +32,7 @@ use wisp_protocol::{NodeId, NodeKey, ProofId, Reason, topics};
 use crate::epoch::{Arrival, EpochOutcome, EpochState, Push};
 use crate::registry::{Change, Registry};
 use crate::rewards::{self, EpochRewards};
-use crate::rules::{Candidates, Checker, MeasurerCache, MeasurerPool, witness_epoch};
+use crate::rules::{Candidates, Checker, MeasurerCache, MeasurerPool};
 
 /// One MQTT publish as received.
 #[derive(Debug, Clone)]
@@ -131,29 +141,116 @@ impl RateLimiter {
     }
 }
 
-/// The oracle's state.
-#[derive(Debug)]
-pub struct Engine {
-    key: NodeKey,
-    registry: Registry,
-    open: BTreeMap<u64, EpochState>,
-    seen: HashMap<ProofId, Verdict>,
-    epoch_ids: BTreeMap<u64, Vec<ProofId>>,
-    next_seq: u64,
-    /// Every node whose last onboard declared the measurer role: the measurer pool of the
-    /// next epoch to open.
-    candidates: Candidates,
-    /// Per open epoch: its measurer pool, fixed when it opened, and the assignments judged.
-    measurers: BTreeMap<u64, MeasurerCache>,
+/// Checks the signatures of many envelopes at once. Each result must be what
+/// [`EnvelopeRef::verify`] says of that envelope (batch verification falls back to it when a
+/// batch fails, so a verdict never depends on its batch). The service checks on threads of its
+/// own; the simulator may check a sample (`verify_fraction`), which changes no verdict because
+/// no simulated node forges another's signature.
+pub trait SignatureCheck {
+    /// One result per envelope, in order.
+    fn check(&mut self, envs: &[EnvelopeRef<'_>]) -> Vec<Result<(), EnvelopeError>>;
 }
 
-/// Most signer keys kept decompressed per verification thread (about 200 bytes each).
-const KEY_CACHE: usize = 1 << 17;
+/// Batch verification on the calling thread, with the signer keys kept decompressed.
+#[derive(Debug)]
+pub struct BatchVerifier {
+    keys: envelope::KeyCache,
+}
 
-/// A publish after the checks that need none of the engine's state, in their order: the
-/// topic names a node → rate limit → size → framing → proof kind → the signer is the topic's
-/// node (a bandwidth receipt's co-signer too: the prover outboxes its copy) → every signature.
-#[derive(Debug, Clone)]
+/// Most signer keys kept decompressed per verifying thread (about 200 bytes each).
+pub const KEY_CACHE: usize = 1 << 17;
+
+impl BatchVerifier {
+    /// A verifier keeping up to [`KEY_CACHE`] keys.
+    pub fn new() -> Self {
+        Self {
+            keys: envelope::KeyCache::new(KEY_CACHE),
+        }
+    }
+}
+
+impl Default for BatchVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SignatureCheck for BatchVerifier {
+    fn check(&mut self, envs: &[EnvelopeRef<'_>]) -> Vec<Result<(), EnvelopeError>> {
+        envelope::verify_batch_cached(envs, &mut self.keys)
+    }
+}
+
+/// An authentic proof, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// A node joins or updates its record.
+    Onboard(Opened<Onboard>),
+    /// A beacon, as its beaconer reports it.
+    Beacon(Opened<Beacon>),
+    /// A witness, with its embedded beacon opened (`None`: the beacon's signature or encoding
+    /// is invalid, so the witness is `beacon_invalid` once the witness itself is known).
+    Witness(Opened<Witness>, Option<Opened<Beacon>>),
+    /// A bandwidth receipt.
+    Receipt(Opened<BandwidthReceipt>),
+    /// A heartbeat.
+    Heartbeat(Opened<Heartbeat>),
+}
+
+impl Proof {
+    /// Decodes an envelope whose signatures verified, and the embedded beacon of a witness when
+    /// `beacon` does not already hold it (`open_beacon` verifies and decodes one).
+    fn decode(
+        env: &EnvelopeRef<'_>,
+        open_beacon: impl FnOnce(&[u8]) -> Option<Opened<Beacon>>,
+    ) -> Result<Proof, Reason> {
+        fn d<M: envelope::Message>(env: &EnvelopeRef<'_>) -> Result<Opened<M>, Reason> {
+            env.decode::<M>().map_err(|e| e.reason())
+        }
+        Ok(match env.kind {
+            Kind::Onboard => Proof::Onboard(d(env)?),
+            Kind::Beacon => Proof::Beacon(d(env)?),
+            Kind::Witness => {
+                let w: Opened<Witness> = d(env)?;
+                let beacon = open_beacon(&w.msg.beacon);
+                Proof::Witness(w, beacon)
+            }
+            Kind::BandwidthReceipt => Proof::Receipt(d(env)?),
+            Kind::Heartbeat => Proof::Heartbeat(d(env)?),
+            _ => return Err(Reason::UnexpectedKind),
+        })
+    }
+
+    /// Decodes a stored envelope whose signatures (the embedded beacon's too) verified when it
+    /// arrived: for the replay after a restart, which must not depend on verifying again.
+    pub fn decode_stored(bytes: &[u8]) -> Result<Proof, Reason> {
+        let env = EnvelopeRef::parse(bytes).map_err(|e| e.reason())?;
+        Proof::decode(&env, |beacon| {
+            EnvelopeRef::parse(beacon)
+                .and_then(|b| b.decode::<Beacon>())
+                .ok()
+        })
+    }
+}
+
+/// Where a publish stands after the precheck.
+#[derive(Clone, Debug)]
+pub enum Screened {
+    /// Refused before (or by) the signature check: acked and counted, never stored.
+    Refused(Reason),
+    /// Authentic (every signature verified): stored with its verdict; `Err` when it does not
+    /// decode.
+    Authentic {
+        /// The envelope's kind.
+        kind: Kind,
+        /// The proof, or why it does not decode.
+        proof: Result<Proof, Reason>,
+    },
+}
+
+/// A publish after the checks that need none of the engine's state (see the module
+/// documentation).
+#[derive(Clone, Debug)]
 pub struct Checked {
     /// The node the topic names (`None`: dropped without an ack).
     pub node: Option<NodeId>,
@@ -161,38 +258,44 @@ pub struct Checked {
     pub at_ms: u64,
     /// BLAKE3 of the payload.
     pub id: ProofId,
-    /// Why it was refused before the rules (never stored), if it was.
-    pub refused: Option<Reason>,
+    /// What the precheck found.
+    pub screened: Screened,
     /// The envelope bytes.
     pub payload: Vec<u8>,
 }
 
-/// The stateless stage of ingest: rate limits and signatures, with the signer keys kept
-/// decompressed. It runs on a thread of its own, ahead of the engine, so a batch's signatures
-/// are checked while the one before it is judged and committed.
+/// Beacons opened from witnesses, by proof id, so each distinct beacon is verified once however
+/// many witnesses carry it. Bounded: emptied when full.
+const BEACON_CACHE: usize = 1 << 16;
+
+/// The stateless stage of ingest: rate limits, signatures (with `V`) and decoding. The service
+/// runs it on a thread of its own, ahead of the engine, so a batch's signatures are checked
+/// while the one before it is judged and committed.
 #[derive(Debug)]
-pub struct Prechecker {
+pub struct Prechecker<V> {
     limiter: RateLimiter,
-    /// One cache per verification thread (each thread checks the signers of one parity of
-    /// the first key byte, so the two hold different keys).
-    keys: [envelope::KeyCache; 2],
+    verifier: V,
+    beacons: HashMap<ProofId, Opened<Beacon>>,
 }
 
-impl Prechecker {
-    /// A prechecker with this rate limit.
-    pub fn new(limiter: RateLimiter) -> Self {
+impl<V: SignatureCheck> Prechecker<V> {
+    /// A prechecker with this rate limit and signature check.
+    pub fn new(limiter: RateLimiter, verifier: V) -> Self {
         Self {
             limiter,
-            keys: [
-                envelope::KeyCache::new(KEY_CACHE),
-                envelope::KeyCache::new(KEY_CACHE),
-            ],
+            verifier,
+            beacons: HashMap::new(),
         }
     }
 
-    /// Checks a batch; the signatures of all that pass the cheap checks in one batch
-    /// verification on two threads. Rate limiting comes first, so a flood costs no signature
-    /// checks.
+    /// The signature check.
+    pub fn verifier(&self) -> &V {
+        &self.verifier
+    }
+
+    /// Checks a batch: the signatures of all that pass the cheap checks in one batch, then the
+    /// embedded beacons of the witnesses among them in a second. Rate limiting comes first, so a
+    /// flood costs no signature checks.
     pub fn check(&mut self, batch: Vec<Incoming>) -> Vec<Checked> {
         let mut out: Vec<Checked> = batch
             .into_iter()
@@ -200,16 +303,17 @@ impl Prechecker {
                 node: topics::proofs_node(&msg.topic),
                 at_ms: msg.at_ms,
                 id: ProofId::of(&msg.payload),
-                refused: None,
+                screened: Screened::Refused(Reason::Malformed),
                 payload: msg.payload,
             })
             .collect();
-        let mut refusals: Vec<(usize, Reason)> = Vec::new();
+        // Envelopes whose signatures to check, by index into `out`.
         let mut to_verify: Vec<usize> = Vec::new();
+        let mut refusals: Vec<(usize, Reason)> = Vec::new();
         let mut envs: Vec<EnvelopeRef<'_>> = Vec::with_capacity(out.len());
         for (i, c) in out.iter().enumerate() {
             let Some(node) = c.node else { continue };
-            match self.cheap_checks(&node, c.at_ms, &c.payload) {
+            match cheap_checks(&mut self.limiter, &node, c.at_ms, &c.payload) {
                 Ok(env) => {
                     to_verify.push(i);
                     envs.push(env);
@@ -217,43 +321,140 @@ impl Prechecker {
                 Err(reason) => refusals.push((i, reason)),
             }
         }
-        let verified = verify_parallel(&envs, &mut self.keys);
-        refusals.extend(
-            to_verify
-                .into_iter()
-                .zip(verified)
-                .filter_map(|(i, ok)| ok.err().map(|e| (i, e.reason()))),
-        );
+        let verified = self.verifier.check(&envs);
+        // Decode what verified; a witness's beacon waits for the second batch unless cached.
+        let mut decoded: Vec<(usize, Screened)> = Vec::with_capacity(envs.len());
+        let mut pending_beacons: Vec<usize> = Vec::new();
+        let cache = &self.beacons;
+        for ((i, env), ok) in to_verify.iter().zip(&envs).zip(verified) {
+            let screened = match ok {
+                Err(e) => Screened::Refused(e.reason()),
+                Ok(()) => {
+                    let mut wants_beacon = false;
+                    let proof = Proof::decode(env, |b| {
+                        let hit = cache.get(&ProofId::of(b)).cloned();
+                        wants_beacon = hit.is_none();
+                        hit
+                    });
+                    if wants_beacon && proof.is_ok() {
+                        pending_beacons.push(decoded.len());
+                    }
+                    Screened::Authentic {
+                        kind: env.kind,
+                        proof,
+                    }
+                }
+            };
+            decoded.push((*i, screened));
+        }
+        drop(envs);
+        self.open_beacons(&mut decoded, &pending_beacons);
+        for (i, screened) in decoded {
+            out[i].screened = screened;
+        }
         for (i, reason) in refusals {
-            out[i].refused = Some(reason);
+            out[i].screened = Screened::Refused(reason);
         }
         out
     }
 
-    /// The checks before the signatures; the parsed envelope if they pass.
-    fn cheap_checks<'a>(
-        &mut self,
-        node: &NodeId,
-        at_ms: u64,
-        payload: &'a [u8],
-    ) -> Result<EnvelopeRef<'a>, Reason> {
-        if !self.limiter.allow(node, at_ms) {
-            return Err(Reason::RateLimited);
+    /// Verifies (in one batch) and decodes the embedded beacons of the witnesses at `pending`
+    /// in `decoded`, each distinct beacon once, and remembers them.
+    fn open_beacons(&mut self, decoded: &mut [(usize, Screened)], pending: &[usize]) {
+        let beacon_bytes = |s: &Screened| match s {
+            Screened::Authentic {
+                proof: Ok(Proof::Witness(w, None)),
+                ..
+            } => Some(w.msg.beacon.clone()),
+            _ => None,
+        };
+        // Distinct beacons, in first-seen order.
+        let mut distinct: Vec<(ProofId, Vec<u8>)> = Vec::new();
+        let mut index: HashMap<ProofId, usize> = HashMap::new();
+        for &p in pending {
+            if let Some(bytes) = beacon_bytes(&decoded[p].1) {
+                let id = ProofId::of(&bytes);
+                if let std::collections::hash_map::Entry::Vacant(v) = index.entry(id) {
+                    v.insert(distinct.len());
+                    distinct.push((id, bytes));
+                }
+            }
         }
-        if payload.len() > MAX_ENVELOPE_LEN {
-            return Err(Reason::Oversize);
+        let parsed: Vec<Option<EnvelopeRef<'_>>> = distinct
+            .iter()
+            .map(|(_, b)| {
+                EnvelopeRef::parse(b)
+                    .ok()
+                    .filter(|e| e.kind == Kind::Beacon)
+            })
+            .collect();
+        let envs: Vec<EnvelopeRef<'_>> = parsed.iter().flatten().copied().collect();
+        let mut results = self.verifier.check(&envs).into_iter();
+        let opened: Vec<Option<Opened<Beacon>>> = parsed
+            .iter()
+            .map(|p| {
+                let env = p.as_ref()?;
+                results.next()?.ok()?;
+                env.decode::<Beacon>().ok()
+            })
+            .collect();
+        if self.beacons.len() + distinct.len() > BEACON_CACHE {
+            self.beacons.clear();
         }
-        let env = EnvelopeRef::parse(payload).map_err(|e| e.reason())?;
-        if !env.kind.is_proof() {
-            return Err(Reason::UnexpectedKind);
+        for ((id, _), b) in distinct.iter().zip(&opened) {
+            if let Some(b) = b {
+                self.beacons.insert(*id, b.clone());
+            }
         }
-        let signed_by_node = env.signer == node.as_bytes()
-            || (env.kind == Kind::BandwidthReceipt && env.cosigner_ids().contains(node));
-        if !signed_by_node {
-            return Err(Reason::TopicMismatch);
+        for &p in pending {
+            if let Screened::Authentic {
+                proof: Ok(Proof::Witness(w, beacon)),
+                ..
+            } = &mut decoded[p].1
+            {
+                let id = ProofId::of(&w.msg.beacon);
+                *beacon = index.get(&id).and_then(|k| opened[*k].clone());
+            }
         }
-        Ok(env)
     }
+}
+
+/// The checks before the signatures; the parsed envelope if they pass.
+fn cheap_checks<'a>(
+    limiter: &mut RateLimiter,
+    node: &NodeId,
+    at_ms: u64,
+    payload: &'a [u8],
+) -> Result<EnvelopeRef<'a>, Reason> {
+    if !limiter.allow(node, at_ms) {
+        return Err(Reason::RateLimited);
+    }
+    if payload.len() > MAX_ENVELOPE_LEN {
+        return Err(Reason::Oversize);
+    }
+    let env = EnvelopeRef::parse(payload).map_err(|e| e.reason())?;
+    if !env.kind.is_proof() {
+        return Err(Reason::UnexpectedKind);
+    }
+    let signed_by_node = env.signer == node.as_bytes()
+        || (env.kind == Kind::BandwidthReceipt && env.cosigner_ids().contains(node));
+    if !signed_by_node {
+        return Err(Reason::TopicMismatch);
+    }
+    Ok(env)
+}
+
+/// The open epoch `epoch`, or why a proof naming it is refused: `late_arrival` once it closed,
+/// `wrong_epoch` when it never opened (or not yet).
+fn epoch_state<'a>(
+    open: &'a mut BTreeMap<u64, EpochState>,
+    closed: &BTreeSet<u64>,
+    epoch: u64,
+) -> Result<&'a mut EpochState, Reason> {
+    if closed.contains(&epoch) {
+        return Err(Reason::LateArrival);
+    }
+    open.get_mut(&epoch).ok_or(Reason::WrongEpoch)
 }
 
 /// Acks and counts a publish refused before the rules (never stored).
@@ -266,6 +467,24 @@ fn refuse(out: &mut Ingested, node: NodeId, id: ProofId, reason: Reason) {
         },
     ));
     *out.verdicts.entry(Some(reason)).or_default() += 1;
+}
+
+/// The oracle's state.
+#[derive(Debug)]
+pub struct Engine {
+    key: NodeKey,
+    registry: Registry,
+    open: BTreeMap<u64, EpochState>,
+    /// Epochs closed so far: a proof naming one is late, not of an unknown epoch.
+    closed: BTreeSet<u64>,
+    seen: HashMap<ProofId, Verdict>,
+    epoch_ids: BTreeMap<u64, Vec<ProofId>>,
+    next_seq: u64,
+    /// Every node whose last onboard declared the measurer role: the measurer pool of the
+    /// next epoch to open.
+    candidates: Candidates,
+    /// Per open epoch: its measurer pool, fixed when it opened, and the assignments judged.
+    measurers: BTreeMap<u64, MeasurerCache>,
 }
 
 impl Engine {
@@ -281,6 +500,7 @@ impl Engine {
             key,
             registry,
             open: BTreeMap::new(),
+            closed: BTreeSet::new(),
             seen: HashMap::new(),
             epoch_ids: BTreeMap::new(),
             next_seq: 1,
@@ -308,15 +528,18 @@ impl Engine {
     }
 
     /// Opens an epoch: proofs naming it are accepted from now on. Its measurer pool is every
-    /// node whose last onboard so far declared the measurer role ([`Engine::measurer_pool`]);
-    /// nodes onboarding (or turning the role on or off) later do so from the next epoch on.
+    /// node whose last onboard so far declared the measurer role, or, when the rules cap the
+    /// set (`measurer_set_max`), that many of them drawn by the epoch seed
+    /// ([`Engine::measurer_pool`]); nodes onboarding (or turning the role on or off) later do
+    /// so from the next epoch on.
     pub fn open_epoch(&mut self, seed: EpochSeed) {
         let epoch = seed.epoch;
-        if self.open.contains_key(&epoch) {
+        if self.open.contains_key(&epoch) || self.closed.contains(&epoch) {
             return;
         }
+        let max = usize::from(self.registry.rules().config().measurer_set_max);
+        let pool = self.candidates.snapshot().drawn(&seed.seed.0, max);
         self.open.insert(epoch, EpochState::new(seed));
-        let pool = self.candidates.snapshot();
         self.measurers.insert(epoch, MeasurerCache::new(pool));
     }
 
@@ -339,12 +562,13 @@ impl Engine {
         self.seen.get(id).copied()
     }
 
-    /// Judges a batch of prechecked publishes ([`Prechecker::check`]). Nothing here is
-    /// durable: the caller stores `rows` and only then sends `acks`. `stored_verdict` answers
-    /// for proofs the engine no longer holds in memory (those of closed epochs), from the store.
+    /// Judges a batch of prechecked publishes ([`Prechecker::check`]), in order. Nothing here
+    /// is durable: the caller stores `rows` and only then sends `acks`. `stored_verdict`
+    /// answers for proofs the engine no longer holds in memory (those of closed epochs), from
+    /// the store.
     pub fn ingest(
         &mut self,
-        batch: &[Checked],
+        batch: Vec<Checked>,
         mut stored_verdict: impl FnMut(&ProofId) -> Option<Verdict>,
     ) -> Ingested {
         let mut out = Ingested::default();
@@ -358,16 +582,12 @@ impl Engine {
                 continue;
             };
             let id = c.id;
-            let env = match (&c.refused, EnvelopeRef::parse(&c.payload)) {
-                (None, Ok(env)) => env,
-                (Some(reason), _) => {
-                    refuse(&mut out, node, id, *reason);
+            let (kind, proof) = match c.screened {
+                Screened::Refused(reason) => {
+                    refuse(&mut out, node, id, reason);
                     continue;
                 }
-                (None, Err(e)) => {
-                    refuse(&mut out, node, id, e.reason());
-                    continue;
-                }
+                Screened::Authentic { kind, proof } => (kind, proof),
             };
             if let Some(v) = self.seen.get(&id).copied() {
                 out.acks.push((
@@ -390,27 +610,28 @@ impl Engine {
                 continue;
             }
             in_batch.insert(id, node);
-            // Proofs of closed epochs left memory: one judged `wrong_epoch` may be a resend of
+            let seq = self.next_seq;
+            let (epoch, verdict) = match proof {
+                Err(reason) => (None, Verdict::Rejected(reason)),
+                Ok(p) => self.judge(&p, Arrival::new(seq, c.at_ms)),
+            };
+            // Proofs of closed epochs left memory: one judged `late_arrival` may be a resend of
             // a stored proof, which gets its stored verdict again. Asking the store only here
             // keeps the lookup off the path of every new proof.
-            let seq = self.next_seq;
-            let (epoch, verdict) = match self.judge(&env, Arrival::new(seq, c.at_ms)) {
-                (e, Verdict::Rejected(Reason::WrongEpoch)) => match stored_verdict(&id) {
-                    Some(v) => {
-                        out.acks.push((
-                            node,
-                            AckEntry {
-                                proof_id: id,
-                                verdict: v,
-                            },
-                        ));
-                        out.duplicates += 1;
-                        continue;
-                    }
-                    None => (e, Verdict::Rejected(Reason::WrongEpoch)),
-                },
-                judged => judged,
-            };
+            if verdict == Verdict::Rejected(Reason::LateArrival)
+                && epoch.is_some_and(|e| self.closed.contains(&e))
+                && let Some(v) = stored_verdict(&id)
+            {
+                out.acks.push((
+                    node,
+                    AckEntry {
+                        proof_id: id,
+                        verdict: v,
+                    },
+                ));
+                out.duplicates += 1;
+                continue;
+            }
             self.next_seq += 1;
             self.remember(id, epoch, verdict);
             *out.verdicts
@@ -430,11 +651,11 @@ impl Engine {
                 seq,
                 id,
                 node,
-                kind: env.kind,
+                kind,
                 epoch,
                 received_ms: c.at_ms,
                 verdict,
-                envelope: c.payload.clone(),
+                envelope: c.payload,
             });
         }
         if !copies.is_empty() {
@@ -461,9 +682,9 @@ impl Engine {
     /// Replays a stored row after a restart (its signatures verified when it arrived).
     pub fn replay(&mut self, row: &Row) {
         self.next_seq = self.next_seq.max(row.seq + 1);
-        let verdict = match EnvelopeRef::parse(&row.envelope) {
-            Ok(env) if row.verdict == Verdict::Accepted => {
-                self.judge(&env, Arrival::new(row.seq, row.received_ms)).1
+        let verdict = match Proof::decode_stored(&row.envelope) {
+            Ok(proof) if row.verdict == Verdict::Accepted => {
+                self.judge(&proof, Arrival::new(row.seq, row.received_ms)).1
             }
             _ => row.verdict,
         };
@@ -486,105 +707,75 @@ impl Engine {
         }
     }
 
-    /// Decodes and checks one authentic envelope, queueing it in its epoch.
-    fn judge(&mut self, env: &EnvelopeRef<'_>, arrival: Arrival) -> (Option<u64>, Verdict) {
+    /// Checks one authentic proof, queueing it in its epoch.
+    fn judge(&mut self, proof: &Proof, arrival: Arrival) -> (Option<u64>, Verdict) {
         let now = arrival.at_ms;
+        let (registry, open, closed) = (&mut self.registry, &mut self.open, &self.closed);
         let verdict = |r: Result<Push, Reason>| match r {
             Ok(Push::Queued | Push::Duplicate) => Verdict::Accepted,
             Ok(Push::Late) => Verdict::Rejected(Reason::LateArrival),
             Err(reason) => Verdict::Rejected(reason),
         };
-        match env.kind {
-            Kind::Onboard => {
-                let r = decode::<Onboard>(env).and_then(|o| {
-                    self.registry.apply_onboard(&o, now).map(|change| {
-                        if change != Change::Unchanged {
-                            self.candidates.set(o.signer, o.msg.measurer);
-                        }
-                    })
-                });
-                (
-                    None,
-                    r.map_or_else(Verdict::Rejected, |()| Verdict::Accepted),
-                )
-            }
-            Kind::Beacon => {
-                let b = match decode::<Beacon>(env) {
-                    Ok(opened) => opened,
-                    Err(reason) => return (None, Verdict::Rejected(reason)),
-                };
-                let epoch = b.msg.epoch;
-                let Some(state) = self.open.get_mut(&epoch) else {
-                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
-                };
-                let checker = Checker::new(&self.registry, state.seed());
-                let r = checker
-                    .beacon(&b, now)
-                    .and_then(|f| state.push_beacon(arrival, &f));
-                (Some(epoch), verdict(r))
-            }
-            Kind::Witness => {
-                let w = match decode::<Witness>(env) {
-                    Ok(opened) => opened,
-                    Err(reason) => return (None, Verdict::Rejected(reason)),
-                };
-                let Some(epoch) = witness_epoch(&w.msg) else {
-                    return (None, Verdict::Rejected(Reason::BeaconInvalid));
-                };
-                let Some(state) = self.open.get_mut(&epoch) else {
-                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
-                };
-                let checker = Checker::new(&self.registry, state.seed());
-                let r = checker
-                    .witness(&w, now)
-                    .and_then(|f| state.push_witness(arrival, &f));
-                (Some(epoch), verdict(r))
-            }
-            Kind::BandwidthReceipt => {
-                let r = match decode::<BandwidthReceipt>(env) {
-                    Ok(opened) => opened,
-                    Err(reason) => return (None, Verdict::Rejected(reason)),
-                };
-                let epoch = r.msg.epoch;
-                let Some(state) = self.open.get_mut(&epoch) else {
-                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
-                };
-                let checker = Checker::new(&self.registry, state.seed());
-                let Some(measurers) = self.measurers.get_mut(&epoch) else {
-                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
-                };
-                let res = checker
-                    .receipt_with(&r, |seed, prover, measurer, k| {
-                        measurers.is_assigned(seed, prover, measurer, k)
-                    })
-                    .and_then(|f| state.push_receipt(arrival, &f));
-                (Some(epoch), verdict(res))
-            }
-            Kind::Heartbeat => {
-                let h = match decode::<Heartbeat>(env) {
-                    Ok(opened) => opened,
-                    Err(reason) => return (None, Verdict::Rejected(reason)),
-                };
-                let epoch = h.msg.epoch;
-                let Some(state) = self.open.get_mut(&epoch) else {
-                    return (Some(epoch), Verdict::Rejected(Reason::WrongEpoch));
-                };
-                let checker = Checker::new(&self.registry, state.seed());
-                let fact = checker.heartbeat(&h, now);
-                let r = match fact {
-                    Ok(f) => {
-                        let pushed = state.push_heartbeat(arrival, &f);
-                        if pushed.is_ok() {
-                            self.registry.record_heartbeat(&f);
-                        }
-                        pushed
+        let (epoch, result) = match proof {
+            Proof::Onboard(o) => {
+                let r = registry.apply_onboard(o, now).map(|change| {
+                    if change != Change::Unchanged {
+                        self.candidates.set(o.signer, o.msg.measurer);
                     }
-                    Err(e) => Err(e),
-                };
-                (Some(epoch), verdict(r))
+                    Push::Queued
+                });
+                (None, r)
             }
-            _ => (None, Verdict::Rejected(Reason::UnexpectedKind)),
-        }
+            Proof::Beacon(b) => {
+                let epoch = b.msg.epoch;
+                let r = epoch_state(open, closed, epoch).and_then(|state| {
+                    let fact = Checker::new(registry, state.seed()).beacon(b, now)?;
+                    state.push_beacon(arrival, &fact)
+                });
+                (Some(epoch), r)
+            }
+            Proof::Witness(w, beacon) => {
+                let Some(beacon) = beacon else {
+                    // Nothing about the beacon can be believed, not even its epoch.
+                    let r = Checker::known(registry, &w.signer).and(Err(Reason::BeaconInvalid));
+                    return (None, verdict(r));
+                };
+                let epoch = beacon.msg.epoch;
+                let r = epoch_state(open, closed, epoch).and_then(|state| {
+                    let fact =
+                        Checker::new(registry, state.seed()).witness_with_beacon(w, beacon, now)?;
+                    state.push_witness(arrival, &fact)
+                });
+                (Some(epoch), r)
+            }
+            Proof::Receipt(r) => {
+                let epoch = r.msg.epoch;
+                let measurers = self.measurers.get_mut(&epoch);
+                let res = epoch_state(open, closed, epoch).and_then(|state| {
+                    // Opened together with the epoch.
+                    let measurers = measurers.ok_or(Reason::WrongEpoch)?;
+                    let fact = Checker::new(registry, state.seed()).receipt_with(
+                        r,
+                        |seed, prover, measurer, k| {
+                            measurers.is_assigned(seed, prover, measurer, k)
+                        },
+                    )?;
+                    state.push_receipt(arrival, &fact)
+                });
+                (Some(epoch), res)
+            }
+            Proof::Heartbeat(h) => {
+                let epoch = h.msg.epoch;
+                let r = epoch_state(open, closed, epoch).and_then(|state| {
+                    let fact = Checker::new(registry, state.seed()).heartbeat(h, now)?;
+                    let pushed = state.push_heartbeat(arrival, &fact)?;
+                    registry.record_heartbeat(&fact);
+                    Ok(pushed)
+                });
+                (Some(epoch), r)
+            }
+        };
+        (epoch, verdict(result))
     }
 
     /// Closes an epoch whose settle window passed: the stateful rules, the rewards and the
@@ -607,54 +798,14 @@ impl Engine {
     }
 
     /// Applies a stored close: location trust and history move on, the epoch's proofs leave
-    /// memory (duplicates of them are answered from the store).
+    /// memory (duplicates of them are answered from the store, later ones are late).
     pub fn finish_close(&mut self, epoch: u64, outcome: &EpochOutcome) {
         self.registry.apply_epoch(outcome);
         self.open.remove(&epoch);
         self.measurers.remove(&epoch);
+        self.closed.insert(epoch);
         for id in self.epoch_ids.remove(&epoch).unwrap_or_default() {
             self.seen.remove(&id);
         }
     }
-}
-
-fn decode<M: envelope::Message>(env: &EnvelopeRef<'_>) -> Result<Opened<M>, Reason> {
-    env.decode::<M>().map_err(|e| e.reason())
-}
-
-/// Batch-verifies signatures on up to two threads (this machine class has two cores), split by
-/// the parity of the signer's first key byte so that each thread's key cache sees its own half
-/// of the signers.
-fn verify_parallel(
-    envs: &[EnvelopeRef<'_>],
-    keys: &mut [envelope::KeyCache; 2],
-) -> Vec<Result<(), envelope::EnvelopeError>> {
-    const MIN_SPLIT: usize = 64;
-    if envs.len() < MIN_SPLIT {
-        return envelope::verify_batch_cached(envs, &mut keys[0]);
-    }
-    let (mut left, mut right): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
-    for (i, e) in envs.iter().enumerate() {
-        if e.signer[0] & 1 == 0 {
-            left.push(i);
-        } else {
-            right.push(i);
-        }
-    }
-    let a: Vec<EnvelopeRef<'_>> = left.iter().map(|&i| envs[i]).collect();
-    let b: Vec<EnvelopeRef<'_>> = right.iter().map(|&i| envs[i]).collect();
-    let [ka, kb] = keys;
-    let (ra, rb) = std::thread::scope(|s| {
-        let h = s.spawn(|| envelope::verify_batch_cached(&b, kb));
-        let ra = envelope::verify_batch_cached(&a, ka);
-        let rb = h
-            .join()
-            .unwrap_or_else(|_| b.iter().map(|e| e.verify()).collect());
-        (ra, rb)
-    });
-    let mut out: Vec<Result<(), envelope::EnvelopeError>> = vec![Ok(()); envs.len()];
-    for (i, r) in left.into_iter().zip(ra).chain(right.into_iter().zip(rb)) {
-        out[i] = r;
-    }
-    out
 }

@@ -149,6 +149,24 @@ impl MeasurerPool {
         MeasurerPool { eligible }
     }
 
+    /// At most `max` of the candidates (all of them when `max` is 0 or not smaller than the
+    /// pool), drawn by `seed`: those with the lowest `schedule::pool_rank(seed, id)`. A
+    /// large network caps its measurer set so that judging a receipt costs a bounded number
+    /// of hashes, and the seed makes the draw unpredictable before the epoch opens.
+    pub fn drawn(self, seed: &[u8; 32], max: usize) -> MeasurerPool {
+        if max == 0 || self.eligible.len() <= max {
+            return self;
+        }
+        let mut ranked: Vec<(u64, NodeId)> = self
+            .eligible
+            .into_iter()
+            .map(|id| (pool_rank(seed, &id), id))
+            .collect();
+        ranked.select_nth_unstable(max);
+        ranked.truncate(max);
+        MeasurerPool::new(ranked.into_iter().map(|(_, id)| id))
+    }
+
     /// The candidates, sorted.
     pub fn eligible(&self) -> &[NodeId] {
         &self.eligible
@@ -190,6 +208,19 @@ impl MeasurerPool {
         }
         true
     }
+}
+
+/// The rank of a candidate in an epoch's draw of its measurer set (lowest first): BLAKE3 with
+/// its own derive-key context over the epoch seed and the node id, so it is unpredictable
+/// before the seed and unrelated to the rendezvous scores.
+pub fn pool_rank(seed: &[u8; 32], node: &NodeId) -> u64 {
+    let h = blake3::Hasher::new_derive_key("wisp/v1 oracle measurer set draw")
+        .update(seed)
+        .update(node.as_bytes())
+        .finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(b)
 }
 
 /// `k` and the top `k` candidates as (score, id), best first.
@@ -363,10 +394,16 @@ impl<'a> Checker<'a> {
 
     /// The onboarded, not denied node: `unknown_node` or `denied` otherwise.
     fn node(&self, id: &NodeId) -> Result<&'a NodeRecord, Reason> {
-        if self.registry.rules().is_denied(id) {
+        Checker::known(self.registry, id)
+    }
+
+    /// The first rule of every proof: its node is onboarded (`unknown_node`) and not denied
+    /// (`denied`).
+    pub fn known<'r>(registry: &'r Registry, id: &NodeId) -> Result<&'r NodeRecord, Reason> {
+        if registry.rules().is_denied(id) {
             return Err(Reason::Denied);
         }
-        self.registry.get(id).ok_or(Reason::UnknownNode)
+        registry.get(id).ok_or(Reason::UnknownNode)
     }
 
     /// A beacon, as submitted by its beaconer.

@@ -25,7 +25,10 @@ use wisp_protocol::msg::{EpochSeed, MeasurerSet, Verdict};
 use wisp_protocol::{NodeKey, keyfile, topics};
 
 use crate::acks::AckBatcher;
-use crate::engine::{Checked, Engine, Incoming, Prechecker, RateLimiter};
+use crate::config::Rules;
+use crate::engine::{
+    Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter, SignatureCheck,
+};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::settings::{BrokerMode, Settings};
@@ -148,8 +151,8 @@ pub struct Shared {
 
 /// Rebuilds the engine from the store: epochs opened, every row replayed in arrival order,
 /// closes applied where they happened.
-pub fn rebuild(store: &mut Store, key: NodeKey, settings: &Settings) -> anyhow::Result<Engine> {
-    let mut engine = Engine::new(key, Registry::new(settings.rules.clone()));
+pub fn rebuild(store: &mut Store, key: NodeKey, rules: &Rules) -> anyhow::Result<Engine> {
+    let mut engine = Engine::new(key, Registry::new(rules.clone()));
     let epochs = store.epochs()?;
     // Opens and closes happen where they happened live, between rows: an epoch opened at
     // sequence number s saw the onboards of rows before s (its measurer pool), and a close at s
@@ -220,6 +223,113 @@ pub fn rebuild(store: &mut Store, key: NodeKey, settings: &Settings) -> anyhow::
     Ok(engine)
 }
 
+/// Batch signature verification on every core: envelopes are split by their signer's first
+/// key byte, so each thread's key cache sees its own share of the signers.
+#[derive(Debug)]
+pub struct ThreadedVerifier {
+    keys: Vec<envelope::KeyCache>,
+}
+
+impl ThreadedVerifier {
+    /// One verifying thread per core (the calling thread is one of them), at most `max`.
+    pub fn new(max: usize) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, max.max(1));
+        Self {
+            keys: (0..threads)
+                .map(|_| envelope::KeyCache::new(crate::engine::KEY_CACHE))
+                .collect(),
+        }
+    }
+}
+
+impl SignatureCheck for ThreadedVerifier {
+    fn check(
+        &mut self,
+        envs: &[envelope::EnvelopeRef<'_>],
+    ) -> Vec<Result<(), envelope::EnvelopeError>> {
+        /// Below this, one thread is faster than handing work to others.
+        const MIN_SPLIT: usize = 64;
+        let n = self.keys.len();
+        if n == 1 || envs.len() < MIN_SPLIT {
+            return envelope::verify_batch_cached(envs, &mut self.keys[0]);
+        }
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, e) in envs.iter().enumerate() {
+            parts[usize::from(e.signer[0]) % n].push(i);
+        }
+        let results: Vec<Vec<Result<(), envelope::EnvelopeError>>> = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let mut caches = self.keys.iter_mut();
+            let first = caches.next();
+            for (part, keys) in parts.iter().skip(1).zip(caches) {
+                let batch: Vec<envelope::EnvelopeRef<'_>> = part.iter().map(|&i| envs[i]).collect();
+                handles.push(s.spawn(move || envelope::verify_batch_cached(&batch, keys)));
+            }
+            let batch: Vec<envelope::EnvelopeRef<'_>> = parts[0].iter().map(|&i| envs[i]).collect();
+            let mut out = vec![match first {
+                Some(keys) => envelope::verify_batch_cached(&batch, keys),
+                None => batch.iter().map(|e| e.verify()).collect(),
+            }];
+            for (h, part) in handles.into_iter().zip(parts.iter().skip(1)) {
+                out.push(
+                    h.join()
+                        .unwrap_or_else(|_| part.iter().map(|&i| envs[i].verify()).collect()),
+                );
+            }
+            out
+        });
+        let mut out: Vec<Result<(), envelope::EnvelopeError>> = vec![Ok(()); envs.len()];
+        for (part, rs) in parts.iter().zip(results) {
+            for (&i, r) in part.iter().zip(rs) {
+                out[i] = r;
+            }
+        }
+        out
+    }
+}
+
+/// Judges a prechecked batch and commits its rows in one transaction, as the worker does. The
+/// acks in the result may be sent only once this returns.
+pub fn commit_batch(
+    engine: &mut Engine,
+    store: &mut Store,
+    batch: Vec<Checked>,
+) -> anyhow::Result<Ingested> {
+    let out = engine.ingest(batch, |id| store.verdict(id).ok().flatten());
+    store
+        .insert_rows(&out.rows)
+        .context("storing a batch of proofs")?;
+    Ok(out)
+}
+
+/// Closes a settled epoch as the worker does: the rules, the rewards and the signed manifest
+/// in one transaction, then the engine moves on. Returns the close and whether this call
+/// committed it (`false`: it was committed before, by a process that stopped before it could
+/// publish); `None` if the epoch is not open or has not settled.
+pub fn close_epoch(
+    engine: &mut Engine,
+    store: &mut Store,
+    epoch: u64,
+    now_ms: u64,
+    emission: u64,
+) -> anyhow::Result<Option<(Closed, bool)>> {
+    let Some(closed) = engine.close(epoch, now_ms, emission) else {
+        return Ok(None);
+    };
+    let committed = store.commit_close(
+        epoch,
+        now_ms,
+        engine.next_seq(),
+        &closed.rewards.entries,
+        &closed.outcome.rejections,
+        &closed.manifests,
+    )?;
+    engine.finish_close(epoch, &closed.outcome);
+    Ok(Some((closed, committed)))
+}
+
 fn start_embedded_broker(addr: SocketAddr, max_payload: usize) -> anyhow::Result<()> {
     // Probe first: rumqttd would fail on its own thread, far from the operator's eyes.
     drop(std::net::TcpListener::bind(addr).with_context(|| {
@@ -270,7 +380,7 @@ const STAGE_QUEUE: usize = 2;
 fn run_prechecker(
     mut rx: mpsc::Receiver<ToWorker>,
     tx: std::sync::mpsc::SyncSender<Stage>,
-    mut pre: Prechecker,
+    mut pre: Prechecker<ThreadedVerifier>,
     handle: tokio::runtime::Handle,
     batch_max: usize,
     window: Duration,
@@ -331,7 +441,7 @@ pub async fn run(
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut store =
                 Store::open(&settings.storage).context("opening the oracle database")?;
-            let engine = rebuild(&mut store, key, &settings)?;
+            let engine = rebuild(&mut store, key, &settings.rules)?;
             let reader = Store::open(&settings.storage).context("opening the oracle database")?;
             info!(backend = store.backend(), "storage open");
             Ok((store, engine, reader))
@@ -429,11 +539,10 @@ pub async fn run(
     };
     let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel(STAGE_QUEUE);
     let prechecker = {
-        let pre = Prechecker::new(RateLimiter::new(
-            settings.rate_per_s,
-            settings.burst,
-            1_000_000,
-        ));
+        let pre = Prechecker::new(
+            RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000),
+            ThreadedVerifier::new(VERIFY_THREADS),
+        );
         let (handle, stop) = (tokio::runtime::Handle::current(), stop.clone());
         let (batch_max, window) = (
             settings.batch_max,
@@ -482,6 +591,10 @@ pub async fn run(
         Err(_) => bail!("the ingest worker panicked"),
     }
 }
+
+/// Most threads verifying signatures (this machine class has two cores; more rarely pays at
+/// the batch sizes of one oracle).
+const VERIFY_THREADS: usize = 4;
 
 /// Committed batches whose acks wait for the acker thread (backpressure beyond).
 const ACK_QUEUE: usize = 4;
@@ -574,7 +687,7 @@ impl Worker {
             // At most 100 ms without a batch, so epochs and shutdown are timely.
             match self.rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Stage::Connected) => self.on_connected()?,
-                Ok(Stage::Batch(batch)) => self.ingest(&batch)?,
+                Ok(Stage::Batch(batch)) => self.ingest(batch)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -647,15 +760,9 @@ impl Worker {
         Ok(())
     }
 
-    fn ingest(&mut self, batch: &[Checked]) -> anyhow::Result<()> {
+    fn ingest(&mut self, batch: Vec<Checked>) -> anyhow::Result<()> {
         let started = Instant::now();
-        let store = &mut self.store;
-        let out = self
-            .engine
-            .ingest(batch, |id| store.verdict(id).ok().flatten());
-        self.store
-            .insert_rows(&out.rows)
-            .context("storing a batch of proofs")?;
+        let out = commit_batch(&mut self.engine, &mut self.store, batch)?;
         let m = &self.shared.metrics;
         m.batch_seconds.observe(started.elapsed().as_secs_f64());
         m.duplicates.inc_by(out.duplicates);
@@ -738,17 +845,11 @@ impl Worker {
                 .as_ref()
                 .and_then(|k| k.get(&epoch).copied())
                 .unwrap_or(self.settings.emission);
-            let Some(closed) = self.engine.close(epoch, now, emission) else {
+            let Some((closed, committed)) =
+                close_epoch(&mut self.engine, &mut self.store, epoch, now, emission)?
+            else {
                 continue;
             };
-            let committed = self.store.commit_close(
-                epoch,
-                now,
-                self.engine.next_seq(),
-                &closed.rewards.entries,
-                &closed.outcome.rejections,
-                &closed.manifests,
-            )?;
             if committed {
                 CrashPoint::CloseAfterCommit.reached();
                 for page in &closed.manifests {
@@ -767,7 +868,6 @@ impl Worker {
                     self.shared.metrics.verdict(Some(reason)).inc_by(n);
                 }
             }
-            self.engine.finish_close(epoch, &closed.outcome);
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! wisp-sim: a deterministic discrete-event simulator of whole hotspot networks, cheaters
 //! included.
 //!
-//! It drives the agent's sans-IO [`wisp_agent::core::Core`] and the oracle's pure rules and
-//! rewards (`wisp_oracle::{Registry, Checker, EpochState, rewards}`) unmodified, over a
+//! It drives the agent's sans-IO [`wisp_agent::core::Core`] and the oracle's own ingest and
+//! epoch close (`wisp_oracle::engine::{Prechecker, Engine}`) unmodified, over a
 //! simulated radio, backhaul, faults and cheaters. A run is a pure function of its scenario
 //! and seed: events are ordered by `(time_us, seq)`, every random draw comes from a stream
 //! keyed by `(seed, node, purpose)` or a hash of the moment it belongs to, no wall clock
@@ -20,7 +20,8 @@
 //! - [`backhaul`]: capacities, RTTs, bandwidth tests and receipts.
 //! - [`cheaters`]: the archetypes and their forged values.
 //! - [`faults`]: loss, partitions, churn, crashes, oracle downtime.
-//! - [`ingest`]: the oracle's rules fed in arrival order with batch signature verification.
+//! - [`oracle`]: the oracle's own engine (wisp-oracle's `Prechecker` and `Engine`, as the
+//!   service runs them) fed every proof that reaches it, in arrival order.
 //! - [`sim`]: the run itself (events and what each does).
 //! - [`stats`], [`report`], [`plot`]: the tally, Markdown/JSON report, SVG plots.
 #![warn(missing_docs)]
@@ -29,7 +30,7 @@ pub mod backhaul;
 pub mod cheaters;
 pub mod engine;
 pub mod faults;
-pub mod ingest;
+pub mod oracle;
 pub mod plot;
 pub mod radio;
 pub mod report;

@@ -186,9 +186,6 @@ pub struct BackhaulCfg {
     pub test_every_epochs: u32,
     /// Share of provers tested in a round. Default 1.0.
     pub tested_share: f64,
-    /// Size of the measurer pool: that many registered nodes, drawn from the epoch seed, are
-    /// eligible to measure (0: every registered node, like the oracle service). Default 0.
-    pub measurer_pool: u32,
     /// Median downlink capacity, Mbit/s (log-normal). Default 200.
     pub down_median_mbps: f64,
     /// Log-normal sigma of capacities (natural log). Default 0.8.
@@ -204,7 +201,6 @@ impl Default for BackhaulCfg {
         BackhaulCfg {
             test_every_epochs: 1,
             tested_share: 1.0,
-            measurer_pool: 0,
             down_median_mbps: 200.0,
             capacity_sigma: 0.8,
             up_ratio: 0.3,

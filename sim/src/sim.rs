@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 use wisp_agent::core::{Core, CoreConfig, Event as CoreEvent, Ignored, RadioParams};
-use wisp_oracle::MeasurerPool;
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{
     Band, Direction, EpochParams, EpochSeed, Heartbeat, Onboard, Versions, Witness,
@@ -38,7 +37,7 @@ use crate::backhaul;
 use crate::cheaters::{self, Archetype};
 use crate::engine::{EventLog, Queue};
 use crate::faults::Faults;
-use crate::ingest::{Closed, Oracle, Verdict};
+use crate::oracle::{Closed, Oracle, Verdict};
 use crate::radio;
 use crate::rng;
 use crate::scenario::Scenario;
@@ -57,6 +56,16 @@ const RX_BATCH_WINDOW_US: u64 = 1_000;
 
 /// Largest reception batch.
 const RX_BATCH_MAX: usize = 64;
+
+/// The simulated oracle's key for a run's seed.
+pub fn oracle_key(seed: u64) -> NodeKey {
+    NodeKey::from_seed(
+        blake3::Hasher::new_derive_key("wisp-sim oracle key")
+            .update(&seed.to_le_bytes())
+            .finalize()
+            .as_bytes(),
+    )
+}
 
 /// A core's outputs after one input.
 #[derive(Debug, Default)]
@@ -156,6 +165,8 @@ pub struct RunOutput {
     pub hotspots: u32,
     /// Signatures the oracle verified and decoded unverified.
     pub verified: (u64, u64),
+    /// The oracle's input and answers, when [`Sim::record_oracle`] asked for them.
+    pub oracle_log: Option<crate::oracle::Log>,
 }
 
 /// The simulation of one scenario.
@@ -206,20 +217,33 @@ fn whole_db(db: f64) -> i16 {
 impl<'a> Sim<'a> {
     /// Builds the world (honest-only for the fair baseline) and onboards every node.
     pub fn new(sc: &'a Scenario, honest_only: bool, progress: bool) -> Result<Sim<'a>> {
+        Sim::build(sc, honest_only, progress, false)
+    }
+
+    /// [`Sim::new`], recording everything the oracle is given and answers, onboarding
+    /// included ([`RunOutput::oracle_log`]).
+    pub fn recording(sc: &'a Scenario, honest_only: bool) -> Result<Sim<'a>> {
+        Sim::build(sc, honest_only, false, true)
+    }
+
+    fn build(sc: &'a Scenario, honest_only: bool, progress: bool, record: bool) -> Result<Sim<'a>> {
         let world = World::build(sc, honest_only)?;
         let rules = sc
             .oracle
             .rules
             .validate()
             .context("oracle.rules: invalid rules")?;
-        let mut oracle = Oracle::new(rules, sc.oracle.verify_fraction, sc.oracle.ingest_batch);
-        let oracle_key = NodeKey::from_seed(
-            blake3::Hasher::new_derive_key("wisp-sim oracle key")
-                .update(&sc.seed.to_le_bytes())
-                .finalize()
-                .as_bytes(),
+        let oracle_key = oracle_key(sc.seed);
+        let mut oracle = Oracle::new(
+            oracle_key.clone(),
+            rules,
+            sc.oracle.verify_fraction,
+            sc.oracle.ingest_batch,
         );
-        // Onboarding: every identity signs an Onboard; the oracle verifies them in batches.
+        if record {
+            oracle.record();
+        }
+        // Onboarding: every identity signs an Onboard and publishes it at time zero.
         let onboards: Vec<Vec<u8>> = world
             .nodes
             .par_iter()
@@ -242,7 +266,15 @@ impl<'a> Sim<'a> {
                 Envelope::sign(&n.key, &msg).to_bytes()
             })
             .collect();
-        let refused = oracle.onboard_all(&onboards, T0_MS);
+        for (n, bytes) in world.nodes.iter().zip(&onboards) {
+            oracle.name(n.id, n.idx);
+            oracle.arrive(&n.id, bytes.clone(), T0_MS);
+        }
+        let refused: Vec<(u32, wisp_protocol::Reason)> = oracle
+            .flush()
+            .into_iter()
+            .filter_map(|v| v.reason.map(|r| (v.node, r)))
+            .collect();
         anyhow::ensure!(
             refused.is_empty(),
             "onboarding refused {} nodes (first: {:?})",
@@ -432,7 +464,8 @@ impl<'a> Sim<'a> {
             // The simulated period: every epoch, start to end.
             sim_hours: (self.epochs * self.dur_us) as f64 / 3.6e9,
             hotspots: self.world.hotspots,
-            verified: (self.oracle.verified, self.oracle.unverified),
+            verified: self.oracle.verified(),
+            oracle_log: self.oracle.take_log(),
             stats: self.stats,
             nodes,
         }
@@ -541,10 +574,10 @@ impl<'a> Sim<'a> {
                 settle_ms: ec.settle_ms,
             },
         };
-        let pool = self.measurer_pool(&seed.seed.0);
         self.seed_bytes = Some(Envelope::sign(&self.oracle_key, &seed).to_bytes());
         self.stats.signatures += 1;
-        self.oracle.open_epoch(seed, pool);
+        let verdicts = self.oracle.open_epoch(seed);
+        self.record_verdicts(&verdicts);
         self.current = Some(e);
         let epoch_start_us = e * self.dur_us;
         for i in 0..self.rt.len() {
@@ -601,28 +634,6 @@ impl<'a> Sim<'a> {
         if let Some(pb) = &self.progress {
             pb.set_position(e + 1);
         }
-    }
-
-    /// The epoch's measurer pool: every registered node, or `measurer_pool` of them drawn from
-    /// the epoch seed (lowest hash of seed and id).
-    fn measurer_pool(&self, seed: &[u8; 32]) -> MeasurerPool {
-        let ids = self.oracle.registry().iter().map(|r| r.id);
-        let k = self.sc.backhaul.measurer_pool as usize;
-        if k == 0 {
-            return MeasurerPool::new(ids);
-        }
-        let mut s = [0u8; 8];
-        s.copy_from_slice(&seed[..8]);
-        let s = u64::from_le_bytes(s);
-        let mut ranked: Vec<(u64, wisp_protocol::NodeId)> = ids
-            .map(|id| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&id.as_bytes()[..8]);
-                (radio::mix(s ^ u64::from_le_bytes(b)), id)
-            })
-            .collect();
-        ranked.sort_unstable();
-        MeasurerPool::new(ranked.into_iter().take(k).map(|(_, id)| id))
     }
 
     fn spoofs_gnss(&self, node: u32) -> bool {
@@ -682,6 +693,7 @@ impl<'a> Sim<'a> {
                     Ignored::WrongEpoch => "ignored_wrong_epoch",
                     Ignored::BadNonce => "ignored_bad_nonce",
                     Ignored::WrongSlot => "ignored_wrong_slot",
+                    Ignored::BadRxTime => "ignored_bad_rx_time",
                     Ignored::Duplicate => "ignored_duplicate",
                     Ignored::Budget => "ignored_budget",
                     Ignored::NoLocation => "ignored_no_location",
@@ -749,6 +761,7 @@ impl<'a> Sim<'a> {
                 DeciDb(j.snr.saturating_mul(10)),
                 j.freq,
                 j.local,
+                j.local,
             );
             j.out = drain(&mut j.core);
         });
@@ -815,7 +828,8 @@ impl<'a> Sim<'a> {
         };
         self.free.push(slot);
         self.stats.delivered += 1;
-        self.oracle.arrive(p.bytes, T0_MS + now / 1000);
+        let id = self.world.nodes[p.node as usize].id;
+        self.oracle.arrive(&id, p.bytes, T0_MS + now / 1000);
         if self.oracle.wants_flush() {
             let verdicts = self.oracle.flush();
             self.record_verdicts(&verdicts);
@@ -1054,6 +1068,7 @@ impl<'a> Sim<'a> {
             DeciDb(snr.saturating_mul(10)),
             freq,
             local,
+            local,
         );
         self.pump(n);
     }
@@ -1221,13 +1236,14 @@ impl<'a> Sim<'a> {
     fn close(&mut self, e: u64) {
         let now_ms = T0_MS + self.q.now_us() / 1000;
         let emission = self.sc.emission_per_epoch;
-        let Some((closed, verdicts)) = self.oracle.close(e, now_ms, emission) else {
+        let (closed, verdicts) = self.oracle.close(e, now_ms, emission);
+        self.record_verdicts(&verdicts);
+        let Some(closed) = closed else {
             self.stats
                 .violations
                 .push(format!("epoch {e}: could not close"));
             return;
         };
-        self.record_verdicts(&verdicts);
         self.account(e, &closed);
     }
 
