@@ -117,6 +117,9 @@ pub enum Ignored {
     BadNonce,
     /// Sent outside the beaconer's slot.
     WrongSlot,
+    /// The radio's receive time is implausible: more than the slot tolerance ahead of our
+    /// clock, or more than the slot tolerance before the beacon says it was sent.
+    BadRxTime,
     /// Already witnessed this beaconer this epoch.
     Duplicate,
     /// The per-epoch witness budget is spent.
@@ -349,31 +352,48 @@ impl Core {
         self.peers = peers;
     }
 
-    /// The radio received a frame. If it is a valid beacon of the current epoch, sent in its
-    /// slot by another node we have not yet witnessed, a signed witness goes to the outbox.
+    /// The radio received a frame at `rx_ms`; the core handles it at `now_ms`. If it is a valid
+    /// beacon of the current epoch, sent in its slot by another node we have not yet witnessed,
+    /// a signed witness goes to the outbox.
+    ///
+    /// `rx_ms` is the radio's own receive time (Unix ms on the same clock as `now_ms`) and is
+    /// what the witness reports, so a frame that waited in the radio's queue for a loop turn is
+    /// still witnessed at the moment it was heard. `now_ms` stamps everything else (the proof's
+    /// creation, [`Activity::last_witness_ms`]). A receive time more than
+    /// [`CoreConfig::slot_tolerance_ms`] ahead of `now_ms`, or that much before the beacon's
+    /// `tx_ms`, is refused as [`Ignored::BadRxTime`].
     pub fn handle_radio_frame(
         &mut self,
         payload: &[u8],
         rssi: DeciDb,
         snr: DeciDb,
         freq_khz: FreqKhz,
+        rx_ms: u64,
         now_ms: u64,
     ) -> Result<ProofId, Ignored> {
-        let result = self.witness(payload, rssi, snr, freq_khz, now_ms);
-        if let Err(why) = result {
-            self.event(Event::Ignored(why));
-        }
-        result
+        let cell = match self.admit(payload, rx_ms, now_ms) {
+            Ok(cell) => cell,
+            Err(why) => {
+                self.event(Event::Ignored(why));
+                return Err(why);
+            }
+        };
+        let w = Witness {
+            beacon: payload.to_vec(),
+            rssi,
+            snr,
+            freq_khz,
+            rx_ms,
+            cell,
+        };
+        let env = Envelope::sign(&self.key, &w);
+        self.activity.last_witness_ms = Some(now_ms);
+        Ok(self.emit(env, now_ms))
     }
 
-    fn witness(
-        &mut self,
-        payload: &[u8],
-        rssi: DeciDb,
-        snr: DeciDb,
-        freq_khz: FreqKhz,
-        now_ms: u64,
-    ) -> Result<ProofId, Ignored> {
+    /// Whether a frame heard at `rx_ms` is a beacon to witness; if so, records its signer as
+    /// witnessed this epoch and returns the cell the witness reports.
+    fn admit(&mut self, payload: &[u8], rx_ms: u64, now_ms: u64) -> Result<Cell, Ignored> {
         let opened = envelope::open::<Beacon>(payload).map_err(|e| Ignored::Invalid(e.reason()))?;
         if opened.signer == self.id {
             return Err(Ignored::Own);
@@ -391,6 +411,11 @@ impl Core {
         if beacon.tx_ms + tol < start || beacon.tx_ms >= end + tol {
             return Err(Ignored::WrongSlot);
         }
+        // Nothing is received before it was sent or after our clock's now. The beaconer's
+        // clock and ours may disagree, so both bounds get the slot check's tolerance.
+        if rx_ms > now_ms.saturating_add(tol) || rx_ms.saturating_add(tol) < beacon.tx_ms {
+            return Err(Ignored::BadRxTime);
+        }
         if self.witnessed.contains(&opened.signer) {
             return Err(Ignored::Duplicate);
         }
@@ -399,17 +424,7 @@ impl Core {
         }
         let cell = self.cfg.cell.ok_or(Ignored::NoLocation)?;
         self.witnessed.insert(opened.signer);
-        let w = Witness {
-            beacon: payload.to_vec(),
-            rssi,
-            snr,
-            freq_khz,
-            rx_ms: now_ms,
-            cell,
-        };
-        let env = Envelope::sign(&self.key, &w);
-        self.activity.last_witness_ms = Some(now_ms);
-        Ok(self.emit(env, now_ms))
+        Ok(cell)
     }
 
     /// A peer's witness arrived by gossip. If it witnesses this node's beacon of the current
@@ -663,7 +678,14 @@ mod tests {
 
         let rx = beacon.tx_ms + 2;
         let id = b
-            .handle_radio_frame(&frames[0].payload, DeciDb(-700), DeciDb(200), 2_412_000, rx)
+            .handle_radio_frame(
+                &frames[0].payload,
+                DeciDb(-700),
+                DeciDb(200),
+                2_412_000,
+                rx,
+                rx,
+            )
             .unwrap();
         let proofs = drain(&mut b);
         let w = proofs.iter().find(|p| p.id == id).unwrap();
@@ -677,12 +699,20 @@ mod tests {
                 DeciDb(-700),
                 DeciDb(200),
                 2_412_000,
+                rx + 5,
                 rx + 5
             ),
             Err(Ignored::Duplicate)
         );
         assert_eq!(
-            a.handle_radio_frame(&frames[0].payload, DeciDb(-700), DeciDb(200), 2_412_000, rx),
+            a.handle_radio_frame(
+                &frames[0].payload,
+                DeciDb(-700),
+                DeciDb(200),
+                2_412_000,
+                rx,
+                rx
+            ),
             Err(Ignored::Own)
         );
     }
@@ -707,7 +737,7 @@ mod tests {
             o.handle_seed(&s, T0).unwrap();
             let rssi = DeciDb(-600 - 10 * i16::try_from(i).unwrap());
             let id = o
-                .handle_radio_frame(&frame.payload, rssi, DeciDb(150), 2_412_000, t + 3)
+                .handle_radio_frame(&frame.payload, rssi, DeciDb(150), 2_412_000, t + 3, t + 3)
                 .unwrap();
             gossip.push(drain(o).into_iter().find(|p| p.id == id).unwrap().bytes);
         }
@@ -766,7 +796,8 @@ mod tests {
         };
         let mut check = |b_msg: &Beacon| {
             let bytes = Envelope::sign(&beaconer, b_msg).to_bytes();
-            let r = b.handle_radio_frame(&bytes, DeciDb(-700), DeciDb(100), 2_412_000, start + 200);
+            let rx = start + 200;
+            let r = b.handle_radio_frame(&bytes, DeciDb(-700), DeciDb(100), 2_412_000, rx, rx);
             // Undo the dedupe so each case is judged alone.
             b.witnessed.clear();
             r.map(drop)
@@ -794,9 +825,87 @@ mod tests {
             Err(Ignored::WrongSlot)
         );
         assert_eq!(
-            b.handle_radio_frame(b"\x01\x03garbage", DeciDb(0), DeciDb(0), 1, T0),
+            b.handle_radio_frame(b"\x01\x03garbage", DeciDb(0), DeciDb(0), 1, T0, T0),
             Err(Ignored::Invalid(Reason::Malformed))
         );
+    }
+
+    /// A core (node 2) with epoch 1 of [`seed`], and a beacon of node 1 sent `into_slot` ms
+    /// into node 1's slot: `(core, beacon bytes, beacon tx_ms)`.
+    fn witness_of_a_beacon(into_slot: u64) -> (Core, Vec<u8>, u64) {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let mut b = core(2, &oracle);
+        let beaconer = NodeKey::from_seed(&[1; 32]);
+        let s1 = seed(1, T0);
+        b.handle_seed(&Envelope::sign(&oracle, &s1).to_bytes(), T0)
+            .unwrap();
+        let (start, _) = schedule::beacon_window(&s1, &beaconer.id());
+        let tx_ms = start + into_slot;
+        let beacon = Beacon {
+            epoch: 1,
+            nonce: schedule::beacon_nonce(&s1.seed.0, &beaconer.id()).into(),
+            freq_khz: 2_412_000,
+            width_mhz: 20,
+            tx_power: DeciDb(200),
+            antenna_gain: DeciDb(30),
+            cell: Cell::from_degrees(38.7, -9.1, 12).unwrap(),
+            tx_ms,
+        };
+        (b, Envelope::sign(&beaconer, &beacon).to_bytes(), tx_ms)
+    }
+
+    #[test]
+    fn a_witness_carries_the_radios_receive_time() {
+        let (mut b, bytes, tx_ms) = witness_of_a_beacon(100);
+        // Heard 40 ms after it was sent; the loop gets to it 900 ms later.
+        let rx = tx_ms + 40;
+        let now = rx + 900;
+        let id = b
+            .handle_radio_frame(&bytes, DeciDb(-700), DeciDb(100), 2_412_000, rx, now)
+            .unwrap();
+        let proof = drain(&mut b).into_iter().find(|p| p.id == id).unwrap();
+        assert_eq!(
+            envelope::open::<Witness>(&proof.bytes).unwrap().msg.rx_ms,
+            rx
+        );
+        // Everything else is stamped with the core's clock.
+        assert_eq!(proof.created_ms, now);
+        assert_eq!(b.activity().last_witness_ms, Some(now));
+    }
+
+    #[test]
+    fn implausible_receive_times_are_refused() {
+        let (mut b, bytes, tx_ms) = witness_of_a_beacon(100);
+        let tol = b.cfg.slot_tolerance_ms;
+        let now = tx_ms + 500;
+        let mut check = |rx_ms: u64| {
+            let r = b.handle_radio_frame(&bytes, DeciDb(-700), DeciDb(100), 2_412_000, rx_ms, now);
+            let events: Vec<Event> = std::iter::from_fn(|| b.poll_event()).collect();
+            if let Err(why) = r {
+                assert_eq!(events, vec![Event::Ignored(why)], "rx_ms {rx_ms}");
+            }
+            // Undo the dedupe so each case is judged alone.
+            b.witnessed.clear();
+            r.map(drop)
+        };
+        // Ahead of our clock by up to the tolerance: accepted; beyond it: refused.
+        assert_eq!(check(now + tol), Ok(()));
+        assert_eq!(check(now + tol + 1), Err(Ignored::BadRxTime));
+        assert_eq!(check(now + 3_600_000), Err(Ignored::BadRxTime));
+        // Before the beacon's tx_ms by up to the tolerance: accepted; earlier: refused.
+        assert_eq!(check(tx_ms - tol), Ok(()));
+        assert_eq!(check(tx_ms - tol - 1), Err(Ignored::BadRxTime));
+        assert_eq!(check(0), Err(Ignored::BadRxTime));
+        // A refused frame does not count as witnessed: the same beacon heard at a plausible
+        // time afterwards still is.
+        let (mut b, bytes, tx_ms) = witness_of_a_beacon(100);
+        let now = tx_ms + 500;
+        let frame = |b: &mut Core, rx| {
+            b.handle_radio_frame(&bytes, DeciDb(-700), DeciDb(100), 2_412_000, rx, now)
+        };
+        assert_eq!(frame(&mut b, now + tol + 1), Err(Ignored::BadRxTime));
+        assert!(frame(&mut b, tx_ms + 10).is_ok());
+        assert_eq!(frame(&mut b, tx_ms + 20), Err(Ignored::Duplicate));
     }
 
     #[test]

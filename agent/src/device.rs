@@ -79,6 +79,7 @@ where
                 rssi: DeciDb(f.rssi_ddbm),
                 snr: DeciDb(f.snr_ddb),
                 freq_khz: f.freq_khz,
+                rx_ms: f.rx_time_ms,
             }),
             Ok(None) => None,
             Err(e) => {
@@ -219,5 +220,85 @@ impl DeviceIo for SimBoard {
                 .map(|a| (a.serial, a.device_public_key, a.signature))
                 .map_err(|e| format!("{e:?}")),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wisp_firmware::radio::{Payload, RadioFrame};
+    use wisp_protocol::envelope::{self, Envelope};
+    use wisp_protocol::msg::{Beacon, EpochParams, EpochSeed, Versions, Witness};
+    use wisp_protocol::{Cell, NodeKey, schedule};
+
+    use super::*;
+    use crate::core::{Core, CoreConfig};
+
+    const T0: u64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_received_frame_keeps_the_radios_time_through_to_the_witness() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let beaconer = NodeKey::from_seed(&[1; 32]);
+        let seed = EpochSeed {
+            epoch: 1,
+            start_ms: T0,
+            duration_ms: 60_000,
+            seed: [1; 32].into(),
+            params: EpochParams {
+                slot_count: 10,
+                ..EpochParams::default()
+            },
+        };
+        let cell = Cell::from_degrees(38.7, -9.1, 12).unwrap();
+        let mut core = Core::new(
+            NodeKey::from_seed(&[2; 32]),
+            CoreConfig::new(Some(cell), Versions::new("t", "sim")),
+            oracle.id(),
+            T0,
+            0,
+        );
+        core.handle_seed(&Envelope::sign(&oracle, &seed).to_bytes(), T0)
+            .unwrap();
+        let (start, _) = schedule::beacon_window(&seed, &beaconer.id());
+        let beacon = Beacon {
+            epoch: 1,
+            nonce: schedule::beacon_nonce(&seed.seed.0, &beaconer.id()).into(),
+            freq_khz: 2_412_000,
+            width_mhz: 20,
+            tx_power: DeciDb(200),
+            antenna_gain: DeciDb(30),
+            cell,
+            tx_ms: start + 100,
+        };
+        let bytes = Envelope::sign(&beaconer, &beacon).to_bytes();
+
+        // The firmware hears the beacon at `heard`; the daemon polls it a loop turn later.
+        let heard = beacon.tx_ms + 40;
+        let mut board = SimBoard::new(&[2; 32], None).unwrap();
+        assert!(board.board.device_mut().inject_frame(RadioFrame {
+            payload: Payload::from_slice(&bytes).unwrap(),
+            rssi_ddbm: -700,
+            snr_ddb: 100,
+            freq_khz: 2_412_000,
+            rx_time_ms: heard,
+        }));
+        let f = board.poll_received().unwrap();
+        assert!(board.poll_received().is_none());
+        assert_eq!(f.rx_ms, heard);
+        assert_eq!(
+            (f.rssi, f.snr, f.freq_khz),
+            (DeciDb(-700), DeciDb(100), 2_412_000)
+        );
+
+        let id = core
+            .handle_radio_frame(&f.payload, f.rssi, f.snr, f.freq_khz, f.rx_ms, heard + 900)
+            .unwrap();
+        let proof = std::iter::from_fn(|| core.poll_proof())
+            .find(|p| p.id == id)
+            .unwrap();
+        assert_eq!(
+            envelope::open::<Witness>(&proof.bytes).unwrap().msg.rx_ms,
+            heard
+        );
     }
 }

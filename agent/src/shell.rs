@@ -76,6 +76,13 @@ pub struct RxFrame {
     pub snr: DeciDb,
     /// Frequency received on.
     pub freq_khz: u32,
+    /// When the radio received it: Unix ms (UTC) on the agent's wall clock, the clock
+    /// [`wall_ms`] reads and the daemon hands the core as `now`. This is the firmware's
+    /// `RadioFrame::rx_time_ms`, already on that clock (the Linux radio stamps a scan entry
+    /// with the scan's wall time minus the entry's age; the simulated device keeps what the
+    /// injector stamped), so it is passed through unchanged. It is not the time the daemon
+    /// polled the frame, which may be a loop turn later.
+    pub rx_ms: u64,
 }
 
 /// What the daemon needs from the hardware. Real boards and the simulator implement it.
@@ -987,7 +994,7 @@ impl Daemon {
         while let Some(f) = self.device.poll_received() {
             let _ = self
                 .core
-                .handle_radio_frame(&f.payload, f.rssi, f.snr, f.freq_khz, now);
+                .handle_radio_frame(&f.payload, f.rssi, f.snr, f.freq_khz, f.rx_ms, now);
         }
         self.core.handle_timeout(now);
         while let Some(frame) = self.core.poll_transmit() {
@@ -1365,6 +1372,7 @@ fn ignored_name(i: Ignored) -> &'static str {
         Ignored::WrongEpoch => "wrong_epoch",
         Ignored::BadNonce => "bad_nonce",
         Ignored::WrongSlot => "wrong_slot",
+        Ignored::BadRxTime => "bad_rx_time",
         Ignored::Duplicate => "duplicate",
         Ignored::Budget => "budget",
         Ignored::NoLocation => "no_location",
