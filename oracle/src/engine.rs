@@ -234,6 +234,8 @@ impl Proof {
 }
 
 /// Where a publish stands after the precheck.
+// Nearly every publish is authentic: boxing the large variant would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Screened {
     /// Refused before (or by) the signature check: acked and counted, never stored.

@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! wisp-sim run <scenario.toml> [--seed N] [--nodes N] [--days N] [--json] [--svg-dir DIR]
+//!              [--no-baseline] [--check-targets] [--nodes-csv FILE]
 //! ```
 //!
 //! The Markdown report (or JSON with `--json`) goes to stdout, the progress bar to stderr
 //! (only when stderr is a terminal). The exit status is non-zero when an invariant was
-//! violated, so CI can run a scenario and trust the result.
+//! violated, or with `--check-targets` when a target of the report was missed, so CI can run a
+//! scenario and trust the result.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -49,6 +51,12 @@ enum Cmd {
         /// Skip the honest-only baseline run (no fair-reward figures).
         #[arg(long)]
         no_baseline: bool,
+        /// Exit non-zero when a target of the report is not met (see the report's "Targets").
+        #[arg(long)]
+        check_targets: bool,
+        /// Write one CSV line per identity (archetype, rewards, fair reward, verdicts) here.
+        #[arg(long)]
+        nodes_csv: Option<PathBuf>,
     },
 }
 
@@ -63,6 +71,8 @@ fn main() -> Result<()> {
             json,
             svg_dir,
             no_baseline,
+            check_targets,
+            nodes_csv,
         } => {
             let text = std::fs::read_to_string(&scenario)
                 .with_context(|| format!("reading scenario {}", scenario.display()))?;
@@ -81,7 +91,14 @@ fn main() -> Result<()> {
                 sc.report.fair_baseline = false;
             }
             let progress = std::io::stderr().is_terminal();
-            let (_, _, report) = wisp_sim::run(&sc, progress)?;
+            if check_targets && !sc.report.fair_baseline {
+                bail!("--check-targets needs the fair baseline (drop --no-baseline)");
+            }
+            let (main, fair, report) = wisp_sim::run(&sc, progress)?;
+            if let Some(path) = nodes_csv {
+                std::fs::write(&path, wisp_sim::report::nodes_csv(&main, fair.as_ref()))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
@@ -100,6 +117,11 @@ fn main() -> Result<()> {
                     "{} invariant violations (see the report)",
                     report.violations.len()
                 );
+            }
+            let missed = report.targets_missed();
+            if check_targets && !missed.is_empty() {
+                let names: Vec<&str> = missed.iter().map(|t| t.name.as_str()).collect();
+                bail!("targets not met: {}", names.join("; "));
             }
             Ok(())
         }

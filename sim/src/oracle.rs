@@ -115,6 +115,9 @@ pub enum Input {
     },
 }
 
+/// One recorded close: the epoch, the refusals of the stateful rules and the signed manifest.
+pub type ClosedLog = (u64, Vec<(ProofId, Reason)>, Vec<Vec<u8>>);
+
 /// What the oracle was given and what it answered, in order (recorded on request).
 #[derive(Clone, Debug, Default)]
 pub struct Log {
@@ -123,7 +126,7 @@ pub struct Log {
     /// Every verdict it acked at ingest, in order.
     pub acks: Vec<(ProofId, Judged)>,
     /// Every close: the epoch, the refusals of the stateful rules and the signed manifest.
-    pub closes: Vec<(u64, Vec<(ProofId, Reason)>, Vec<Vec<u8>>)>,
+    pub closes: Vec<ClosedLog>,
 }
 
 /// A verdict the oracle reached about one proof.

@@ -1,5 +1,6 @@
 //! SVG plots of a report (plotters, SVG backend only): rewards per archetype against honest
-//! nodes, cheaters' share of each epoch's emission, and recall per archetype.
+//! nodes and against their own fair reward, cheaters' share of each epoch's emission, and
+//! recall per archetype.
 
 use std::path::Path;
 
@@ -58,7 +59,8 @@ fn bars(path: &Path, title: &str, y_label: &str, items: &[(String, f64)]) -> Res
     Ok(())
 }
 
-/// Writes `rewards.svg`, `cheater_share.svg` and `recall.svg` into `dir`.
+/// Writes `rewards.svg`, `cheater_share.svg`, `recall.svg` and (with a baseline)
+/// `vs_fair.svg` into `dir`.
 pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let rows: Vec<_> = report.archetypes.iter().filter(|r| r.nodes > 0).collect();
@@ -125,5 +127,20 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<std::path::PathBuf>>
             .context("line")?;
         root.present().context("writing SVG")?;
     }
-    Ok(vec![p1, p2, p3])
+    let mut files = vec![p1, p2, p3];
+    let vs_fair: Vec<(String, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.archetype.to_string(), r.vs_fair?)))
+        .collect();
+    if !vs_fair.is_empty() {
+        let p4 = dir.join("vs_fair.svg");
+        bars(
+            &p4,
+            "Reward per archetype ÷ its fair reward (target for cheaters: ≤ 0.5)",
+            "× fair",
+            &vs_fair,
+        )?;
+        files.push(p4);
+    }
+    Ok(files)
 }

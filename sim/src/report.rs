@@ -14,7 +14,17 @@
 //!   cheater behaving honestly (same seed, same positions and radios; each cheater asserts
 //!   where it is, keeps its radio on air, and signs only what its core produces). An honest
 //!   node **loses half** when its reward is below half its fair reward. **Sparse** nodes have
-//!   at most two neighbours whose mean signal reaches their sensitivity.
+//!   at most two neighbours whose mean signal reaches their sensitivity. A cheater's fair
+//!   reward is its own reward in that run (a helper identity, which does not exist there, has
+//!   none).
+//! - **vs fair** of an archetype: its identities' rewards over their fair rewards (sums). The
+//!   **excess** of an identity is what it got above its fair reward (0 if less); an
+//!   archetype's excess and the total over all cheaters are given as shares of the emission.
+//! - **Targets** (checked by `wisp-sim run --check-targets`): every cheating archetype at most
+//!   [`TARGET_VS_FAIR`] of its fair reward, the cheaters' total excess at most
+//!   [`TARGET_EXCESS_SHARE`] of the emission, at most [`TARGET_LOST_HALF`] of the honest nodes
+//!   losing half of their fair reward, and the honest nodes together at least
+//!   [`TARGET_HONEST_VS_FAIR`] of their fair total.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +48,15 @@ pub const BENIGN: [Reason; 8] = [
     Reason::TestFailed,
 ];
 
+/// Most an archetype may earn, as a share of its fair reward: cheating costs at least half.
+pub const TARGET_VS_FAIR: f64 = 0.5;
+/// Most the cheaters together may earn above their fair rewards, as a share of the emission.
+pub const TARGET_EXCESS_SHARE: f64 = 0.005;
+/// Most honest nodes (share) that may lose more than half of their fair reward.
+pub const TARGET_LOST_HALF: f64 = 0.01;
+/// Least the honest nodes together must earn, as a share of their fair total.
+pub const TARGET_HONEST_VS_FAIR: f64 = 0.98;
+
 /// One archetype's row.
 #[derive(Clone, Debug, Serialize)]
 pub struct ArchetypeRow {
@@ -53,6 +72,13 @@ pub struct ArchetypeRow {
     pub vs_honest: f64,
     /// Share of the total emission.
     pub share_of_emission: f64,
+    /// Fair rewards of its identities (0 without a baseline).
+    pub fair_reward: u128,
+    /// Rewards over fair rewards (absent without a baseline).
+    pub vs_fair: Option<f64>,
+    /// Rewards above fair, summed over its identities, as a share of the emission (absent
+    /// without a baseline).
+    pub excess_share: Option<f64>,
     /// Flagged identities.
     pub flagged: u32,
     /// Recall.
@@ -82,6 +108,24 @@ pub struct Fairness {
     pub sparse_flagged: u32,
     /// Honest nodes' total reward over their total fair reward.
     pub honest_vs_fair: f64,
+    /// Cheaters' rewards above their fair rewards (each identity's excess, summed), as a share
+    /// of the emission.
+    pub excess_share: f64,
+    /// Cheaters' total reward over their total fair reward.
+    pub cheaters_vs_fair: f64,
+}
+
+/// One target and whether the run met it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetCheck {
+    /// What is measured.
+    pub name: String,
+    /// The measured value.
+    pub value: f64,
+    /// The limit.
+    pub limit: f64,
+    /// Whether the value is within the limit.
+    pub met: bool,
 }
 
 /// The whole report.
@@ -135,6 +179,8 @@ pub struct Report {
     pub archetypes: Vec<ArchetypeRow>,
     /// Honest nodes against their fair reward (absent without a baseline).
     pub fairness: Option<Fairness>,
+    /// The targets, checked against this run (empty without a baseline).
+    pub targets: Vec<TargetCheck>,
     /// Coverage: res-8 hexes with an honest hotspot, and those where one earned coverage.
     pub coverage_hexes: (u32, u32),
     /// Share of hotspots that earned coverage in at least one epoch.
@@ -173,6 +219,75 @@ fn flagged(rejected: &BTreeMap<Reason, u32>, counted: u32) -> bool {
     bad >= 1 && bad * 10 >= all
 }
 
+/// Identity `i`'s reward in the fair baseline (0 for an identity the baseline does not have).
+fn fair_of(fair: &RunOutput, i: usize) -> u128 {
+    fair.stats.nodes.get(i).map_or(0, |n| n.reward)
+}
+
+/// One line per identity, as CSV with a header: index, archetype, sparse, reward and its
+/// coverage, backhaul and uptime parts, fair reward (empty without a baseline), proofs
+/// counted and refused, flagged.
+pub fn nodes_csv(run: &RunOutput, fair: Option<&RunOutput>) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from(
+        "idx,archetype,sparse,reward,coverage,backhaul,uptime,fair,counted,refused,flagged\n",
+    );
+    for (i, (n, (arch, sparse, _))) in run.stats.nodes.iter().zip(&run.nodes).enumerate() {
+        let refused: u32 = n.rejected.values().sum();
+        let _ = writeln!(
+            s,
+            "{i},{},{},{},{},{},{},{},{},{},{}",
+            arch.name(),
+            u8::from(*sparse),
+            n.reward,
+            n.coverage,
+            n.backhaul,
+            n.uptime,
+            fair.map_or(String::new(), |f| fair_of(f, i).to_string()),
+            n.counted,
+            refused,
+            u8::from(flagged(&n.rejected, n.counted)),
+        );
+    }
+    s
+}
+
+/// The targets (see the module documentation) for these rows and fairness figures.
+fn targets(rows: &[ArchetypeRow], f: &Fairness) -> Vec<TargetCheck> {
+    let mut out: Vec<TargetCheck> = rows
+        .iter()
+        .filter(|r| r.archetype != "honest" && r.nodes > 0)
+        .filter_map(|r| {
+            let v = r.vs_fair?;
+            Some(TargetCheck {
+                name: format!("{} reward ÷ fair", r.archetype),
+                value: v,
+                limit: TARGET_VS_FAIR,
+                met: v <= TARGET_VS_FAIR,
+            })
+        })
+        .collect();
+    out.push(TargetCheck {
+        name: "cheaters' excess ÷ emission".into(),
+        value: f.excess_share,
+        limit: TARGET_EXCESS_SHARE,
+        met: f.excess_share <= TARGET_EXCESS_SHARE,
+    });
+    out.push(TargetCheck {
+        name: "honest nodes losing half ÷ honest nodes".into(),
+        value: f.lost_half_share,
+        limit: TARGET_LOST_HALF,
+        met: f.lost_half_share <= TARGET_LOST_HALF,
+    });
+    out.push(TargetCheck {
+        name: "honest total ÷ fair (at least)".into(),
+        value: f.honest_vs_fair,
+        limit: TARGET_HONEST_VS_FAIR,
+        met: f.honest_vs_fair >= TARGET_HONEST_VS_FAIR,
+    });
+    out
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
@@ -199,6 +314,7 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
         .collect();
     let mut rows = Vec::new();
     let mut cheater_reward = 0u128;
+    let (mut cheater_fair, mut cheater_excess) = (0u128, 0u128);
     for arch in Archetype::ALL {
         let members: Vec<usize> = (0..run.nodes.len())
             .filter(|i| run.nodes[*i].0 == arch)
@@ -240,6 +356,16 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         top.truncate(4);
         let mean = ratio(reward as f64, members.len() as f64);
+        let (fair_reward, excess) = fair.map_or((0, 0), |f| {
+            members.iter().fold((0u128, 0u128), |(fr, ex), i| {
+                let fair_i = fair_of(f, *i);
+                (fr + fair_i, ex + st.nodes[*i].reward.saturating_sub(fair_i))
+            })
+        });
+        if arch.cheats() {
+            cheater_fair += fair_reward;
+            cheater_excess += excess;
+        }
         rows.push(ArchetypeRow {
             archetype: arch.name(),
             nodes: u32::try_from(members.len()).unwrap_or(u32::MAX),
@@ -247,6 +373,9 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
             mean_reward: mean,
             vs_honest: ratio(mean, honest_mean),
             share_of_emission: ratio(reward as f64, emitted as f64),
+            fair_reward,
+            vs_fair: fair.map(|_| ratio(reward as f64, fair_reward as f64)),
+            excess_share: fair.map(|_| ratio(excess as f64, emitted as f64)),
             flagged: u32::try_from(flagged_n).unwrap_or(u32::MAX),
             recall: ratio(flagged_n as f64, members.len() as f64),
             precision: if arch.cheats() {
@@ -290,8 +419,14 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
         }
         out.lost_half_share = ratio(f64::from(out.lost_half), f64::from(out.compared));
         out.honest_vs_fair = ratio(got, fair_total);
+        out.excess_share = ratio(cheater_excess as f64, emitted as f64);
+        out.cheaters_vs_fair = ratio(cheater_reward as f64, cheater_fair as f64);
         out
     });
+    let targets = fairness
+        .as_ref()
+        .map(|f| targets(&rows, f))
+        .unwrap_or_default();
     let honest_hexes: BTreeSet<u64> = honest_nodes.iter().map(|i| run.nodes[*i].2).collect();
     let earning_hexes: BTreeSet<u64> = honest_nodes
         .iter()
@@ -328,6 +463,7 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
         cheater_share: ratio(cheater_reward as f64, emitted as f64),
         archetypes: rows,
         fairness,
+        targets,
         coverage_hexes: (
             u32::try_from(honest_hexes.len()).unwrap_or(u32::MAX),
             u32::try_from(earning_hexes.len()).unwrap_or(u32::MAX),
@@ -352,6 +488,11 @@ impl Report {
     /// Whether the invariants held.
     pub fn invariants_ok(&self) -> bool {
         self.violations.is_empty()
+    }
+
+    /// The targets not met (empty when all are, or without a baseline).
+    pub fn targets_missed(&self) -> Vec<&TargetCheck> {
+        self.targets.iter().filter(|t| !t.met).collect()
     }
 
     /// The Markdown rendering.
@@ -403,6 +544,12 @@ impl Report {
                 "- honest nodes flagged (false positives): {} (sparse: {})",
                 f.flagged, f.sparse_flagged
             );
+            let _ = writeln!(
+                s,
+                "- cheaters vs their fair reward: **{:.3}**; their excess over fair: **{}** of the emission",
+                f.cheaters_vs_fair,
+                pct(f.excess_share)
+            );
         }
         let _ = writeln!(
             s,
@@ -411,12 +558,26 @@ impl Report {
             self.coverage_hexes.0,
             pct(self.coverage_nodes_share)
         );
+        if !self.targets.is_empty() {
+            let _ = writeln!(s, "\n## Targets\n");
+            let _ = writeln!(s, "| target | value | limit | met |\n|---|---:|---:|---|");
+            for t in &self.targets {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.4} | {} | {} |",
+                    t.name,
+                    t.value,
+                    t.limit,
+                    if t.met { "yes" } else { "**no**" }
+                );
+            }
+        }
         let _ = writeln!(s, "\n## Rewards and detection per archetype\n");
         let _ = writeln!(
             s,
-            "| archetype | ids | share of emission | mean vs honest | flagged | recall | precision | top refusal reasons |"
+            "| archetype | ids | share of emission | vs fair | excess (of emission) | mean vs honest | flagged | recall | precision | top refusal reasons |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in &self.archetypes {
             if r.nodes == 0 {
                 continue;
@@ -428,10 +589,12 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.3} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {} |",
                 r.archetype,
                 r.nodes,
                 pct(r.share_of_emission),
+                r.vs_fair.map_or("–".into(), |v| format!("{v:.3}")),
+                r.excess_share.map_or("–".into(), pct),
                 r.vs_honest,
                 r.flagged,
                 if r.archetype == "honest" {
