@@ -94,11 +94,82 @@ pub struct RulesConfig {
     /// An SNR above this is `signal_implausible`, tenths of dB. Default 600 (60 dB): the
     /// thermal noise floor of a 20 MHz channel is −101 dBm, and RSSI is capped near −10 dBm.
     pub max_snr_decidb: i16,
-    /// When one node's witnesses in an epoch number at least this many and all carry exactly
-    /// the same RSSI, all of them are `signal_implausible` (a forged constant). Default 5:
-    /// distinct links at distinct distances with fading give distinct readings, and five equal
-    /// whole-dB readings by chance are rarer than one in a million.
+    /// When a node's latest readings (this epoch's and earlier epochs', at least two beaconers)
+    /// number at least this many and all carry exactly the same RSSI, its witnesses of the
+    /// epoch are `signal_implausible` (a forged constant), each a mark of evidence. Default 5:
+    /// distinct links at distinct distances, with fading from epoch to epoch, give distinct
+    /// readings; five equal whole-dB readings of two links by chance are rarer than one in a
+    /// million.
     pub constant_rssi_witnesses: u16,
+
+    /// A witness whose receive time is this far from the beacon's send time (either sign)
+    /// reports a beacon it cannot have heard then: `witness_replayed`, evidence of cheating
+    /// (between `max_witness_lag_ms` and this it is `witness_lag`, which a badly set clock can
+    /// cause). Default 600 000 ms: no clock that passes the other time checks is ten minutes
+    /// off, and a replayed beacon is at least a slot old.
+    pub replay_lag_ms: u64,
+
+    // ---- links judged together at epoch close ----
+    /// A node whose implausible links (farther than three times the band's reach, or refused
+    /// as `rssi_too_strong` or `too_far`) are with at least this many distinct partners, and
+    /// with at least a third of its partners, is `links_implausible`: its location is false.
+    /// Honest nodes next to it have one such partner among many. Default 3.
+    pub link_min_partners: u16,
+    /// A node that claims to have heard at least this many distinct beaconers over implausible
+    /// links that no false location explains, within `strike_window_epochs`, is
+    /// `links_implausible` too: it relays beacons from afar. Honest radios do not reach that
+    /// far; the honest neighbour of a liar the rules could not pin down hears the one liar.
+    /// Default 3.
+    pub link_strikes: u16,
+    /// Reciprocal links compare a node's reports with its partners': for each partner heard
+    /// both ways, the path loss of the partner's reports of this node minus that of this
+    /// node's reports of the partner. Gains and distance cancel, so honest radios differ by
+    /// fading only; a median above this (tenths of dB) over at least
+    /// `asymmetry_min_partners` partners is `rssi_inconsistent` for the epoch (inflated RSSI or
+    /// antenna gain), a mark that counts like evidence (`evidence_min`). Default 100 (10 dB:
+    /// with 3 dB of fading each way one honest pair in a hundred differs by that much, the
+    /// median of three about once in 4 000 node-epochs, and two such epochs in a window almost
+    /// never).
+    pub max_link_asymmetry_decidb: i16,
+    /// Partners heard both ways that the asymmetry rule needs. Default 3.
+    pub asymmetry_min_partners: u16,
+    /// For a pair heard both ways in an epoch, the two witnesses' lags (receive time minus the
+    /// beacon's send time) add up to twice the propagation time, whatever the two clocks say:
+    /// microseconds. A node with a partner whose lags add up to more than this is
+    /// `links_relayed` for the epoch (a mark, counted like evidence). Default 30 ms: radios
+    /// time-stamp their receptions to a millisecond or so, and clocks drift far less than that
+    /// between two beacon slots; a beacon relayed over the internet both ways takes tens of
+    /// milliseconds.
+    pub max_round_trip_ms: u32,
+
+    // ---- standing ----
+    /// Marks of what only a dishonest node produces — refusals as `signal_implausible` (at
+    /// ingest, or at close: below the band's floor, or constant), `self_witness`,
+    /// `witness_replayed`, a measured `wrong_measurer` or `implausible_throughput` receipt, and
+    /// epochs of `rssi_inconsistent` or `links_relayed` — within `strike_window_epochs` before
+    /// the node is penalized for them. Default 2.
+    pub evidence_min: u16,
+    /// The window of epochs over which `link_strikes` and `evidence_min` are counted. Default
+    /// 24.
+    pub strike_window_epochs: u16,
+    /// A penalized node earns nothing in the epoch it was caught and in this many epochs
+    /// after (and measures nobody meanwhile). Default 24.
+    pub penalty_epochs: u16,
+    /// Nodes in a connected group of the epoch's paid witness links of fewer sites than this
+    /// are paid coverage from `isolated_pool_bps` of the coverage pool: nobody outside such a
+    /// group hears it, so it cannot be told from a ring of identities that witness each other
+    /// from one place. Default 8.
+    pub trusted_cluster_min: u16,
+    /// Share of the coverage pool paid to nodes in groups smaller than
+    /// `trusted_cluster_min`, basis points; the rest pays the others, or, when only isolated
+    /// groups earn coverage, goes to the backhaul and uptime pools. Default 1 000.
+    pub isolated_pool_bps: u16,
+    /// A measurer's figure below this share of what the prover's other measurers saw (capped
+    /// by the measurer's own rated capacity in that direction) is a disagreement. Default
+    /// 6 000.
+    pub measurer_floor_bps: u16,
+    /// Disagreements in one epoch that make a measurer `measurer_disagrees`. Default 2.
+    pub measurer_strikes: u16,
 
     // ---- onboarding and location ----
     /// Minimum time between two location assertions of one node. Default 86 400 000 ms (one
@@ -178,6 +249,19 @@ impl Default for RulesConfig {
             max_rssi_decidbm: -100,
             max_snr_decidb: 600,
             constant_rssi_witnesses: 5,
+            replay_lag_ms: 600_000,
+            link_min_partners: 3,
+            link_strikes: 3,
+            max_link_asymmetry_decidb: 100,
+            asymmetry_min_partners: 3,
+            max_round_trip_ms: 30,
+            evidence_min: 2,
+            strike_window_epochs: 24,
+            penalty_epochs: 24,
+            trusted_cluster_min: 8,
+            isolated_pool_bps: 1_000,
+            measurer_floor_bps: 6_000,
+            measurer_strikes: 2,
             reassert_min_interval_ms: 86_400_000,
             location_trust: vec![
                 TrustBand {
@@ -320,6 +404,8 @@ impl RulesConfig {
             ("latency_floor_bps", self.latency_floor_bps),
             ("uptime_min_share_bps", self.uptime_min_share_bps),
             ("witness_decay_bps", self.witness_decay_bps),
+            ("isolated_pool_bps", self.isolated_pool_bps),
+            ("measurer_floor_bps", self.measurer_floor_bps),
         ] {
             check_bps(key, value)?;
         }
@@ -343,6 +429,29 @@ impl RulesConfig {
                 "must be at least 2 (one reading is always equal to itself)",
             ));
         }
+        if self.replay_lag_ms <= self.max_witness_lag_ms {
+            return Err(out_of_range(
+                "replay_lag_ms",
+                self.replay_lag_ms,
+                "must be above max_witness_lag_ms",
+            ));
+        }
+        if self.max_link_asymmetry_decidb <= 0 {
+            return Err(out_of_range(
+                "max_link_asymmetry_decidb",
+                self.max_link_asymmetry_decidb,
+                "must be positive (fading alone makes reciprocal readings differ)",
+            ));
+        }
+        positive("link_min_partners", u64::from(self.link_min_partners))?;
+        positive("link_strikes", u64::from(self.link_strikes))?;
+        positive("strike_window_epochs", u64::from(self.strike_window_epochs))?;
+        positive(
+            "asymmetry_min_partners",
+            u64::from(self.asymmetry_min_partners),
+        )?;
+        positive("evidence_min", u64::from(self.evidence_min))?;
+        positive("measurer_strikes", u64::from(self.measurer_strikes))?;
         if self.rssi_margin_decidb < 0 {
             return Err(out_of_range(
                 "rssi_margin_decidb",

@@ -459,6 +459,38 @@ fn epoch_state<'a>(
     open.get_mut(&epoch).ok_or(Reason::WrongEpoch)
 }
 
+/// Notes, in the open epoch a refused proof belongs to, what its refusal says about nodes:
+/// evidence of cheating ([`crate::rules::is_evidence`]) against whoever signed it, a link that
+/// contradicts two asserted places ([`crate::rules::is_contradiction`]), or two identities at
+/// one site (`too_close`). The close weighs these ([`EpochState::close`]).
+fn note_refusal(open: &mut BTreeMap<u64, EpochState>, proof: &Proof, epoch: u64, reason: Reason) {
+    let Some(state) = open.get_mut(&epoch) else {
+        return;
+    };
+    match proof {
+        Proof::Witness(w, Some(beacon)) => {
+            if crate::rules::is_contradiction(reason) {
+                state.push_contradiction(w.id, beacon.signer, w.signer);
+            } else if reason == Reason::TooClose {
+                state.push_colocated(w.id, beacon.signer, w.signer);
+            } else if crate::rules::is_evidence(reason) {
+                state.push_evidence(w.id, w.signer, reason);
+            }
+        }
+        Proof::Receipt(r) if crate::rules::is_evidence(reason) => {
+            // Only a figure both signed says anything about both: a refusal the prover
+            // co-signed is an honest prover's answer to a measurer it did not expect.
+            if matches!(r.msg.outcome, wisp_protocol::msg::Outcome::Measured(_)) {
+                state.push_evidence(r.id, r.msg.measurer, reason);
+                if r.cosigners.contains(&r.msg.prover) {
+                    state.push_evidence(r.id, r.msg.prover, reason);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Acks and counts a publish refused before the rules (never stored).
 fn refuse(out: &mut Ingested, node: NodeId, id: ProofId, reason: Reason) {
     out.acks.push((
@@ -540,7 +572,17 @@ impl Engine {
             return;
         }
         let max = usize::from(self.registry.rules().config().measurer_set_max);
-        let pool = self.candidates.snapshot().drawn(&seed.seed.0, max);
+        // A node serving a penalty measures nobody.
+        let registry = &self.registry;
+        let pool = MeasurerPool::new(
+            self.candidates
+                .snapshot()
+                .eligible()
+                .iter()
+                .copied()
+                .filter(|n| !registry.is_penalized(n, epoch)),
+        )
+        .drawn(&seed.seed.0, max);
         self.open.insert(epoch, EpochState::new(seed));
         self.measurers.insert(epoch, MeasurerCache::new(pool));
     }
@@ -613,9 +655,9 @@ impl Engine {
             }
             in_batch.insert(id, node);
             let seq = self.next_seq;
-            let (epoch, verdict) = match proof {
-                Err(reason) => (None, Verdict::Rejected(reason)),
-                Ok(p) => self.judge(&p, Arrival::new(seq, c.at_ms)),
+            let (epoch, verdict) = match &proof {
+                Err(reason) => (None, Verdict::Rejected(*reason)),
+                Ok(p) => self.judge(p, Arrival::new(seq, c.at_ms)),
             };
             // Proofs of closed epochs left memory: one judged `late_arrival` may be a resend of
             // a stored proof, which gets its stored verdict again. Asking the store only here
@@ -635,6 +677,9 @@ impl Engine {
                 continue;
             }
             self.next_seq += 1;
+            if let (Ok(p), Some(e), Verdict::Rejected(r)) = (&proof, epoch, verdict) {
+                note_refusal(&mut self.open, p, e, r);
+            }
             self.remember(id, epoch, verdict);
             *out.verdicts
                 .entry(match verdict {
@@ -684,11 +729,17 @@ impl Engine {
     /// Replays a stored row after a restart (its signatures verified when it arrived).
     pub fn replay(&mut self, row: &Row) {
         self.next_seq = self.next_seq.max(row.seq + 1);
-        let verdict = match Proof::decode_stored(&row.envelope) {
-            Ok(proof) if row.verdict == Verdict::Accepted => {
+        let verdict = match (Proof::decode_stored(&row.envelope), row.verdict) {
+            (Ok(proof), Verdict::Accepted) => {
                 self.judge(&proof, Arrival::new(row.seq, row.received_ms)).1
             }
-            _ => row.verdict,
+            (Ok(proof), Verdict::Rejected(r)) => {
+                if let Some(e) = row.epoch {
+                    note_refusal(&mut self.open, &proof, e, r);
+                }
+                row.verdict
+            }
+            (Err(_), v) => v,
         };
         debug_assert_eq!(verdict, row.verdict, "replay diverged for {}", row.id);
         self.remember(row.id, row.epoch, row.verdict);

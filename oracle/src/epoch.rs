@@ -8,20 +8,42 @@
 //! 1. **Late arrivals**: arrived after `end + settle` → `late_arrival`.
 //! 2. **Beacons**: one per node; the first to arrive wins, the rest `beacon_duplicate`.
 //! 3. **Witnesses**, each matched to its beacon by the beacon's proof id:
-//!    no valid beacon with that id → `beacon_not_found`; the beaconer itself → `self_witness`;
-//!    a node whose witnesses (one per beacon) number at least `constant_rssi_witnesses` and all
-//!    carry the same RSSI → all of them `signal_implausible`; then per beacon, by arrival: the
-//!    same node again → `duplicate_witness`; a node without a valid beacon of its own →
-//!    `no_reciprocity`; beyond `witness_limit` paid witnesses → `witness_limit`. Reciprocity is
-//!    applied before the limit so that non-beaconing nodes never take an honest node's slot.
+//!    no valid beacon with that id → `beacon_not_found`; the beaconer itself → `self_witness`.
+//!    **Constant signal**: a node's latest readings (one per beaconer per epoch, kept across
+//!    epochs, leaving out saturated readings and those below the band's reception edge) that
+//!    number at least `constant_rssi_witnesses`, come from two or more beaconers and are all
+//!    the same level, clear of the edge → all its witnesses `signal_implausible`.
+//!    **Links** ([`links::judge`]): one observation per (beaconer, witness) is judged against
+//!    the band's reach and floor, learnt from the network's own reciprocal links. Then per
+//!    beacon, by arrival: the same node again → `duplicate_witness`; closer than
+//!    `min_witness_distance_m` → `too_close` (one site); weaker than the band's floor →
+//!    `signal_implausible`; farther than twice the band's reach, or either end misplaced →
+//!    `link_implausible`; a node without a valid beacon of its own → `no_reciprocity`; beyond
+//!    `witness_limit` paid witnesses → `witness_limit`. Reciprocity is applied before the
+//!    limit so that non-beaconing nodes never take an honest node's slot.
+//!    **Sites and groups**: identities that witnessed each other (or were refused `too_close`)
+//!    are one site; the paid links, counted in sites, form groups whose size the reward
+//!    split reads (an isolated group shares a small pool, [`crate::rewards`]).
 //! 4. **Receipts**: one per measurer per prover and direction; the first to arrive wins, the
 //!    rest `duplicate_measurer`. A direction is rated by the lower median of its receipts'
-//!    throughputs once `backhaul_min_measurers` distinct measurers reported.
+//!    throughputs once `backhaul_min_measurers` distinct measurers reported. A measurer whose
+//!    figure is below `measurer_floor_bps` of what the others saw (capped by its own rated
+//!    capacity) disagrees; `measurer_strikes` disagreements in one epoch →
+//!    `measurer_disagrees`.
 //! 5. **Heartbeats**: one per sequence number (first arrival); uptime is the number of distinct
 //!    heartbeat intervals of the epoch covered by a heartbeat's `sent_ms`.
 //! 6. **Location trust**: the lower median of the trust multipliers of the epoch's GNSS fixes
 //!    for the node's current assertion (a mismatch counts as 0), or the trust carried in the
 //!    registry when the epoch had no fix.
+//! 7. **Standing**: a node earns nothing this epoch (a penalty, in
+//!    [`EpochOutcome::penalties`]) when it is misplaced (`links_implausible`), when within
+//!    the last `strike_window_epochs` it claimed links of `link_strikes` distinct beaconers
+//!    that are too far or contradicted (`links_implausible`), when it gathered
+//!    `evidence_min` marks of evidence — refusals that only a cheater earns, a level offset
+//!    against its partners above `max_link_asymmetry_decidb` (`rssi_inconsistent`), a
+//!    round trip to a partner above `max_round_trip_ms` (`links_relayed`) — named by the
+//!    commonest, or as a disagreeing measurer. A penalty keeps the node on probation
+//!    (`penalized`) for `penalty_epochs` after it.
 //!
 //! **Order.** Every result is a function of the set of `(fact, arrival)` pairs pushed: facts
 //! are stored by proof id, a duplicate keeps the earlier arrival, and every "first to arrive"
@@ -35,6 +57,7 @@ use wisp_protocol::units::{DeciDb, EpochNo, UnixMs};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
 use crate::config::BPS;
+use crate::links::{self, BandModel, Observation};
 use crate::registry::Registry;
 use crate::rules::{BeaconFact, GnssEvidence, HeartbeatFact, ReceiptFact, WitnessFact};
 
@@ -122,10 +145,32 @@ pub struct NodeFacts {
     pub location_trust_bps: u16,
     /// The GNSS evidence of this epoch, when there was some (the registry carries it forward).
     pub location_evidence: Option<LocationEvidence>,
+    /// How many sites the node's connected group of paid witness links holds (its own
+    /// included; identities sharing a site count once; 0 without a paid link).
+    pub group: u32,
+    /// The site the node shares with other identities (they witnessed each other closer than
+    /// `min_witness_distance_m`): its smallest member's id and how many share it. `None` when
+    /// the node is alone at its place.
+    pub site: Option<(NodeId, u32)>,
+}
+
+/// Something a node was caught at, which counts towards a penalty for `strike_window_epochs`:
+/// a beaconer it claimed to hear over an implausible link that no false location explains
+/// (`links_implausible`, keyed by the beaconer: distinct beaconers count), a refusal only a
+/// dishonest node earns (its reason, keyed by the proof), or an epoch of `rssi_inconsistent`
+/// or `links_relayed` (keyed by the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mark {
+    /// The epoch it happened in (the latest, for a beaconer heard again).
+    pub epoch: EpochNo,
+    /// What it was.
+    pub reason: Reason,
+    /// The beaconer's id or the proof's id.
+    pub key: [u8; 32],
 }
 
 /// The result of closing an epoch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EpochOutcome {
     /// The epoch.
     pub epoch: EpochNo,
@@ -136,6 +181,20 @@ pub struct EpochOutcome {
     pub rejections: Vec<(ProofId, Reason)>,
     /// Proofs counted but flagged (a heartbeat's `gnss_mismatch`), sorted by proof id.
     pub flagged: Vec<(ProofId, Reason)>,
+    /// Nodes that earn nothing this epoch, with why (caught this epoch, or `penalized` for an
+    /// earlier one), sorted by node id.
+    pub penalties: Vec<(NodeId, Reason)>,
+    /// Each band's reach after this epoch (the registry carries them).
+    pub bands: BTreeMap<u8, BandModel>,
+    /// Per node, what it was caught at within the last `strike_window_epochs` (nodes with
+    /// nothing left out).
+    pub marks: Vec<(NodeId, Vec<Mark>)>,
+    /// Per node that had any, its last level offset with each of its latest partners (see
+    /// [`links`]), most recent first.
+    pub level_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)>,
+    /// Per node that witnessed, its latest readings (beaconer, epoch, RSSI), most recent
+    /// first (the constant-signal rule reads them across epochs).
+    pub recent_levels: Vec<(NodeId, Vec<(NodeId, EpochNo, DeciDb)>)>,
 }
 
 impl EpochOutcome {
@@ -147,13 +206,25 @@ impl EpochOutcome {
         }
         out
     }
+
+    /// Whether `node` earns nothing this epoch.
+    pub fn is_penalized(&self, node: &NodeId) -> bool {
+        self.penalties
+            .binary_search_by(|(n, _)| n.cmp(node))
+            .is_ok()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct StoredWitness {
     witness: NodeId,
     beacon_id: ProofId,
+    beaconer: NodeId,
     rssi: DeciDb,
+    band: u8,
+    distance_m: u32,
+    path_loss: DeciDb,
+    lag_ms: i32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -173,6 +244,12 @@ pub struct EpochState {
     witnesses: BTreeMap<ProofId, (Arrival, StoredWitness)>,
     receipts: BTreeMap<ProofId, (Arrival, ReceiptFact)>,
     heartbeats: BTreeMap<ProofId, (Arrival, StoredHeartbeat)>,
+    /// Witnesses refused at ingest as physically impossible: (beaconer, witness).
+    contradicted: BTreeMap<ProofId, (NodeId, NodeId)>,
+    /// Witnesses refused at ingest as `too_close`: (beaconer, witness), one site.
+    colocated: BTreeMap<ProofId, (NodeId, NodeId)>,
+    /// Refusals only a dishonest node produces, per (proof, node it implicates).
+    evidence: BTreeMap<(ProofId, NodeId), Reason>,
 }
 
 /// Inserts or deduplicates; a duplicate keeps the earlier arrival.
@@ -201,6 +278,70 @@ fn store<T>(
     }
 }
 
+/// The measurers among `samples` (distinct measurers of one prover and direction, with their
+/// median figures) whose figure is below `measurer_floor_bps` of what they should have seen:
+/// the lower median of the other measurers' figures (at least two of them, so one liar among
+/// them cannot set it), capped by the measurer's own rated capacity in the direction it sends
+/// (a download test: the measurer's upload) or receives — an honest measurer on a slow link
+/// sees less, never less than its link carries. Without a rated capacity nothing is judged.
+fn disagreeing_measurers(
+    registry: &Registry,
+    direction: Direction,
+    samples: &[(NodeId, u64)],
+) -> Vec<NodeId> {
+    let floor = u128::from(registry.rules().config().measurer_floor_bps);
+    let mut out = Vec::new();
+    if samples.len() < 3 {
+        return out;
+    }
+    for (i, (m, figure)) in samples.iter().enumerate() {
+        let Some(own) = registry.get(m).and_then(|r| match direction {
+            Direction::Down => r.capacity.up_bps,
+            Direction::Up => r.capacity.down_bps,
+        }) else {
+            continue;
+        };
+        let mut others: Vec<u64> = samples
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, (_, f))| *f)
+            .collect();
+        let Some(seen) = lower_median(&mut others) else {
+            continue;
+        };
+        let expected = seen.min(own);
+        if u128::from(*figure) * u128::from(BPS) < u128::from(expected) * floor {
+            out.push(*m);
+        }
+    }
+    out
+}
+
+/// Readings at or above this (tenths of dBm) are left out of the constant-signal rule:
+/// receivers saturate near −20 dBm and report their ceiling for every strong link.
+const SATURATION_DECIDBM: i16 = -300;
+
+/// Where reception ends in a band, tenths of dBm, for the constant-signal rule: 12 dB above the
+/// band's floor (the floor is its weakest believable report less 6 dB), or −85 dBm before the
+/// band has one.
+fn reception_edge(registry: &Registry, band: u8) -> i16 {
+    registry
+        .bands()
+        .get(&band)
+        .and_then(|b| b.floor_decidbm)
+        .map_or(DEFAULT_RECEPTION_EDGE_DECIDBM, |f| f.saturating_add(120))
+}
+
+/// The reception edge of a band that has no floor yet, tenths of dBm.
+const DEFAULT_RECEPTION_EDGE_DECIDBM: i16 = -850;
+
+/// How far above the reception edge a constant reading must be to count, tenths of dB.
+const EDGE_CLEARANCE_DECIDB: i16 = 30;
+
+/// Readings kept per node across epochs for the constant-signal rule.
+const RECENT_LEVELS_KEPT: usize = 9;
+
 /// The lower median of a non-empty slice (sorts it).
 fn lower_median<T: Ord + Copy>(v: &mut [T]) -> Option<T> {
     v.sort_unstable();
@@ -216,6 +357,9 @@ impl EpochState {
             witnesses: BTreeMap::new(),
             receipts: BTreeMap::new(),
             heartbeats: BTreeMap::new(),
+            contradicted: BTreeMap::new(),
+            colocated: BTreeMap::new(),
+            evidence: BTreeMap::new(),
         }
     }
 
@@ -270,7 +414,12 @@ impl EpochState {
         let stored = StoredWitness {
             witness: fact.witness,
             beacon_id: fact.beacon_id,
+            beaconer: fact.beaconer,
             rssi: fact.rssi,
+            band: fact.band,
+            distance_m: fact.distance_m,
+            path_loss: fact.path_loss,
+            lag_ms: fact.lag_ms,
         };
         Ok(store(
             &mut self.witnesses,
@@ -279,6 +428,25 @@ impl EpochState {
             stored,
             closes_at,
         ))
+    }
+
+    /// Records a witness of this epoch that the stateless rules refused as physically
+    /// impossible (`rssi_too_strong`, `too_far`): the link it claims contradicts the two
+    /// asserted places, which at close counts against both nodes ([`crate::links`]).
+    pub fn push_contradiction(&mut self, id: ProofId, beaconer: NodeId, witness: NodeId) {
+        self.contradicted.insert(id, (beaconer, witness));
+    }
+
+    /// Records a witness of this epoch refused at ingest as `too_close`: the two nodes are one
+    /// site, which is paid as one hotspot (see `rewards`).
+    pub fn push_colocated(&mut self, id: ProofId, beaconer: NodeId, witness: NodeId) {
+        self.colocated.insert(id, (beaconer, witness));
+    }
+
+    /// Records a refusal of this epoch's proof `id` that only a dishonest `node` produces
+    /// (see [`crate::rules::is_evidence`]); enough of them penalize the node at close.
+    pub fn push_evidence(&mut self, id: ProofId, node: NodeId, reason: Reason) {
+        self.evidence.insert((id, node), reason);
     }
 
     /// Adds a checked bandwidth receipt. `wrong_epoch` if it belongs to another epoch.
@@ -367,14 +535,15 @@ impl EpochState {
                 Some(_) => matched.push((*id, *arrival, *w)),
             }
         }
-        // One reading per (witness node, beacon): the earliest arrival's.
-        let mut readings: BTreeMap<NodeId, BTreeMap<ProofId, (u64, ProofId, DeciDb)>> =
+        // One reading per (witness node, beaconer): the earliest arrival's. With the node's
+        // latest readings of other beaconers from earlier epochs, they make its recent levels.
+        let mut readings: BTreeMap<NodeId, BTreeMap<NodeId, (u64, ProofId, DeciDb, u8)>> =
             BTreeMap::new();
         for (id, arrival, w) in &matched {
-            let per_beacon = readings.entry(w.witness).or_default();
-            let candidate = (arrival.seq, *id, w.rssi);
-            per_beacon
-                .entry(w.beacon_id)
+            let per_beaconer = readings.entry(w.witness).or_default();
+            let candidate = (arrival.seq, *id, w.rssi, w.band);
+            per_beaconer
+                .entry(w.beaconer)
                 .and_modify(|e| {
                     if (candidate.0, candidate.1) < (e.0, e.1) {
                         *e = candidate;
@@ -383,37 +552,126 @@ impl EpochState {
                 .or_insert(candidate);
         }
         let min_constant = usize::from(cfg.constant_rssi_witnesses);
-        let constant: BTreeSet<NodeId> = readings
-            .iter()
-            .filter(|(_, per_beacon)| {
-                let mut values = per_beacon.values().map(|(_, _, rssi)| *rssi);
-                per_beacon.len() >= min_constant
-                    && values
-                        .next()
-                        .is_some_and(|first| values.all(|v| v == first))
+        let mut recent_levels: Vec<(NodeId, Vec<(NodeId, EpochNo, DeciDb)>)> = Vec::new();
+        let mut constant: BTreeSet<NodeId> = BTreeSet::new();
+        for (node, per_beaconer) in &readings {
+            // A saturated front end reports its ceiling for every strong link, and links at the
+            // edge of reception are only ever heard at the few levels just above it: neither is
+            // evidence of anything.
+            // The lowest level admitted is the commonest reading of a link that is usually
+            // just below it, so a constant reading counts only clear of that edge.
+            let edge = per_beaconer
+                .values()
+                .map(|(_, _, _, band)| reception_edge(registry, *band))
+                .max()
+                .unwrap_or(DEFAULT_RECEPTION_EDGE_DECIDBM);
+            let mut latest: Vec<(NodeId, EpochNo, DeciDb)> = per_beaconer
+                .iter()
+                .filter(|(_, (_, _, rssi, band))| {
+                    rssi.0 < SATURATION_DECIDBM && rssi.0 >= reception_edge(registry, *band)
+                })
+                .map(|(b, (_, _, rssi, _))| (*b, self.seed.epoch, *rssi))
+                .collect();
+            if let Some(rec) = registry.get(node) {
+                latest.extend(&rec.recent_levels);
+            }
+            latest.truncate(RECENT_LEVELS_KEPT.max(min_constant));
+            let beaconers: BTreeSet<NodeId> = latest.iter().map(|(b, _, _)| *b).collect();
+            let mut values = latest.iter().map(|(_, _, rssi)| *rssi);
+            if latest.len() >= min_constant
+                && beaconers.len() >= 2
+                && values.next().is_some_and(|first| {
+                    first.0 >= edge.saturating_add(EDGE_CLEARANCE_DECIDB)
+                        && values.all(|v| v == first)
+                })
+            {
+                constant.insert(*node);
+            }
+            recent_levels.push((*node, latest));
+        }
+        // Nodes that witnessed nothing keep their levels.
+        for rec in registry.iter() {
+            if !rec.recent_levels.is_empty() && !readings.contains_key(&rec.id) {
+                recent_levels.push((rec.id, rec.recent_levels.clone()));
+            }
+        }
+        recent_levels.sort_unstable();
+        // Links judged together ([`links`]): one observation per (beaconer, witness), the
+        // earliest reading, in arrival order.
+        let mut first_of_pair: BTreeMap<(NodeId, NodeId), (u64, ProofId, StoredWitness)> =
+            BTreeMap::new();
+        for (id, arrival, w) in &matched {
+            if constant.contains(&w.witness) {
+                continue;
+            }
+            let c = (arrival.seq, *id, *w);
+            first_of_pair
+                .entry((w.beaconer, w.witness))
+                .and_modify(|e| {
+                    if (c.0, c.1) < (e.0, e.1) {
+                        *e = c;
+                    }
+                })
+                .or_insert(c);
+        }
+        let mut ordered: Vec<&(u64, ProofId, StoredWitness)> = first_of_pair.values().collect();
+        ordered.sort_unstable_by_key(|(seq, id, _)| (*seq, *id));
+        let observations: Vec<Observation> = ordered
+            .into_iter()
+            .map(|(_, id, w)| Observation {
+                id: *id,
+                tx: w.beaconer,
+                rx: w.witness,
+                band: w.band,
+                distance_m: w.distance_m,
+                path_loss_decidb: w.path_loss.0,
+                rssi_decidbm: w.rssi.0,
+                lag_ms: w.lag_ms,
             })
-            .map(|(node, _)| *node)
             .collect();
-        let mut by_beacon: BTreeMap<ProofId, Vec<(u64, ProofId, NodeId)>> = BTreeMap::new();
+        let contradicted: Vec<(NodeId, NodeId)> = self.contradicted.values().copied().collect();
+        let judged = links::judge(&observations, &contradicted, registry.bands(), cfg);
+        // A node whose place is not believed has no believable link.
+        let misplaced = |n: &NodeId| judged.misplaced.contains(n);
+        // Marks of this epoch (see [`Mark`]): (node, reason, key).
+        let mut new_marks: Vec<(NodeId, Reason, [u8; 32])> = Vec::new();
+
+        let mut by_beacon: BTreeMap<ProofId, Vec<(u64, ProofId, NodeId, u32)>> = BTreeMap::new();
         for (id, arrival, w) in matched {
             if constant.contains(&w.witness) {
                 rejections.push((id, Reason::SignalImplausible));
+                new_marks.push((w.witness, Reason::SignalImplausible, *id.as_bytes()));
             } else {
-                by_beacon
-                    .entry(w.beacon_id)
-                    .or_default()
-                    .push((arrival.seq, id, w.witness));
+                by_beacon.entry(w.beacon_id).or_default().push((
+                    arrival.seq,
+                    id,
+                    w.witness,
+                    w.distance_m,
+                ));
             }
         }
         let limit = usize::from(self.seed.params.witness_limit);
         let beaconed: BTreeSet<NodeId> = valid_beacons.values().copied().collect();
+        let mut paid_links: Vec<(NodeId, NodeId)> = Vec::new();
         for (beacon_id, mut list) in by_beacon {
+            let Some(beaconer) = valid_beacons.get(&beacon_id).copied() else {
+                continue;
+            };
             list.sort_unstable();
             let mut seen: BTreeSet<NodeId> = BTreeSet::new();
             let mut paid: Vec<NodeId> = Vec::new();
-            for (_, id, witness) in list {
+            for (_, id, witness, distance_m) in list {
                 if !seen.insert(witness) {
                     rejections.push((id, Reason::DuplicateWitness));
+                } else if distance_m < cfg.min_witness_distance_m {
+                    // One site: witnessing it is witnessing itself.
+                    rejections.push((id, Reason::TooClose));
+                } else if judged.too_weak.contains(&id) {
+                    rejections.push((id, Reason::SignalImplausible));
+                    new_marks.push((witness, Reason::SignalImplausible, *id.as_bytes()));
+                } else if judged.unpaid.contains(&id) || misplaced(&witness) || misplaced(&beaconer)
+                {
+                    rejections.push((id, Reason::LinkImplausible));
                 } else if !beaconed.contains(&witness) {
                     rejections.push((id, Reason::NoReciprocity));
                 } else if paid.len() >= limit {
@@ -423,11 +681,32 @@ impl EpochState {
                 }
             }
             let count = u16::try_from(paid.len()).unwrap_or(u16::MAX);
-            if let Some(beaconer) = valid_beacons.get(&beacon_id) {
-                nodes.entry(*beaconer).or_default().beacon_witnesses = count;
-            }
+            nodes.entry(beaconer).or_default().beacon_witnesses = count;
             for witness in paid {
                 nodes.entry(witness).or_default().witnessed.push(count);
+                paid_links.push((beaconer, witness));
+            }
+        }
+        // Sites: identities that witnessed each other closer than the minimum distance (the
+        // stateless rule refuses those whose cells cannot be farther apart; the centres of
+        // neighbouring cells are closer than that too).
+        let site_pairs = self.colocated.values().copied().chain(
+            observations
+                .iter()
+                .filter(|o| o.distance_m < cfg.min_witness_distance_m)
+                .map(|o| (o.tx, o.rx)),
+        );
+        let sites = links::groups(site_pairs);
+        for (node, site) in &sites {
+            nodes.entry(*node).or_default().site = Some(*site);
+        }
+        // Groups of paid links, counted in sites: identities at one place are one member.
+        let site_of = |n: NodeId| sites.get(&n).map_or(n, |(first, _)| *first);
+        let site_groups = links::groups(paid_links.iter().map(|(a, b)| (site_of(*a), site_of(*b))));
+        for (a, b) in &paid_links {
+            for n in [a, b] {
+                let size = site_groups.get(&site_of(*n)).map_or(1, |(_, size)| *size);
+                nodes.entry(*n).or_default().group = size;
             }
         }
 
@@ -449,18 +728,24 @@ impl EpochState {
         }
         let min_measurers = usize::from(cfg.backhaul_min_measurers);
         let mut rtts: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+        let mut strikes: BTreeMap<NodeId, u16> = BTreeMap::new();
         for ((prover, direction), mut list) in by_link {
             list.sort_unstable();
             let mut seen: BTreeSet<NodeId> = BTreeSet::new();
             let mut rates: Vec<u64> = Vec::new();
             let mut link_rtts: Vec<u32> = Vec::new();
+            let mut samples: Vec<(NodeId, u64)> = Vec::new();
             for (_, id, measurer, median, rtt) in list {
                 if seen.insert(measurer) {
                     rates.push(median);
                     link_rtts.push(rtt);
+                    samples.push((measurer, median));
                 } else {
                     rejections.push((id, Reason::DuplicateMeasurer));
                 }
+            }
+            for m in disagreeing_measurers(registry, direction, &samples) {
+                *strikes.entry(m).or_default() += 1;
             }
             if rates.len() < min_measurers {
                 continue;
@@ -557,6 +842,126 @@ impl EpochState {
             }
         }
 
+        // Standing: who earns nothing this epoch.
+        let mut penalties: BTreeMap<NodeId, Reason> = judged
+            .misplaced
+            .iter()
+            .map(|n| (*n, Reason::LinksImplausible))
+            .collect();
+        // Marks within the window: the registry's, then this epoch's.
+        let epoch = self.seed.epoch;
+        let oldest = epoch.saturating_sub(u64::from(cfg.strike_window_epochs).saturating_sub(1));
+        let mut marks: BTreeMap<NodeId, BTreeMap<(Reason, [u8; 32]), EpochNo>> = BTreeMap::new();
+        for rec in registry.iter().filter(|r| !r.marks.is_empty()) {
+            let m = marks.entry(rec.id).or_default();
+            for mark in rec.marks.iter().filter(|m| m.epoch >= oldest) {
+                m.insert((mark.reason, mark.key), mark.epoch);
+            }
+        }
+        for (rx, txs) in &judged.far_heard {
+            let m = marks.entry(*rx).or_default();
+            for tx in txs {
+                m.insert((Reason::LinksImplausible, *tx.as_bytes()), epoch);
+            }
+        }
+        for ((id, node), reason) in &self.evidence {
+            marks
+                .entry(*node)
+                .or_default()
+                .insert((*reason, *id.as_bytes()), epoch);
+        }
+        let mut epoch_key = [0u8; 32];
+        epoch_key[..8].copy_from_slice(&epoch.to_le_bytes());
+        let mut level_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)> = Vec::new();
+        let mut asymmetric = |node: NodeId, mut latest: Vec<(NodeId, i32)>| {
+            // The latest offset with each partner, most recent first.
+            if let Some(rec) = registry.get(&node) {
+                let fresh: BTreeSet<NodeId> = latest.iter().map(|(p, _)| *p).collect();
+                latest.extend(rec.level_offsets.iter().filter(|(p, _)| !fresh.contains(p)));
+            }
+            latest.truncate(links::LEVEL_OFFSETS_KEPT);
+            let mut sorted: Vec<i32> = latest.iter().map(|(_, d)| *d).collect();
+            sorted.sort_unstable();
+            let loud = sorted.len() >= usize::from(cfg.asymmetry_min_partners)
+                && sorted[(sorted.len() - 1) / 2] > i32::from(cfg.max_link_asymmetry_decidb);
+            level_offsets.push((node, latest));
+            loud
+        };
+        for (node, offsets) in &judged.level_offsets {
+            if asymmetric(*node, offsets.clone()) {
+                new_marks.push((*node, Reason::RssiInconsistent, epoch_key));
+            }
+        }
+        // Nodes without a new pair keep their offsets.
+        for rec in registry.iter() {
+            if !rec.level_offsets.is_empty() && !judged.level_offsets.contains_key(&rec.id) {
+                level_offsets.push((rec.id, rec.level_offsets.clone()));
+            }
+        }
+        level_offsets.sort_unstable();
+        for (node, partners) in &judged.delayed {
+            for p in partners {
+                new_marks.push((*node, Reason::LinksRelayed, *p.as_bytes()));
+            }
+        }
+        for (node, reason, key) in new_marks {
+            marks.entry(node).or_default().insert((reason, key), epoch);
+        }
+        let keep = 4 * usize::from(cfg.link_strikes.max(cfg.evidence_min));
+        let marks: Vec<(NodeId, Vec<Mark>)> = marks
+            .into_iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(node, m)| {
+                let mut v: Vec<Mark> = m
+                    .into_iter()
+                    .map(|((reason, key), epoch)| Mark { epoch, reason, key })
+                    .collect();
+                // The most recent first, at most `keep`.
+                v.sort_unstable_by(|a, b| b.cmp(a));
+                v.truncate(keep);
+                (node, v)
+            })
+            .collect();
+        // A far link whose beaconer is misplaced now, or on probation for a penalty, is that
+        // node's lie (its place was false then, or it is a cheater still): it does not count
+        // against the witness that told the truth about what it heard.
+        let blamed = |key: &[u8; 32]| {
+            let tx = NodeId(*key);
+            judged.misplaced.contains(&tx) || registry.is_penalized(&tx, epoch)
+        };
+        for (node, m) in &marks {
+            let far = m
+                .iter()
+                .filter(|x| x.reason == Reason::LinksImplausible && !blamed(&x.key))
+                .count();
+            if far >= usize::from(cfg.link_strikes) {
+                penalties.entry(*node).or_insert(Reason::LinksImplausible);
+            }
+            let mut evidence: BTreeMap<Reason, usize> = BTreeMap::new();
+            for x in m.iter().filter(|x| x.reason != Reason::LinksImplausible) {
+                *evidence.entry(x.reason).or_default() += 1;
+            }
+            let total: usize = evidence.values().sum();
+            // The most frequent reason (the lowest code among equals) names the penalty.
+            if total >= usize::from(cfg.evidence_min)
+                && let Some((reason, _)) = evidence
+                    .iter()
+                    .max_by_key(|(r, c)| (**c, std::cmp::Reverse(**r)))
+            {
+                penalties.entry(*node).or_insert(*reason);
+            }
+        }
+        for (node, n) in strikes {
+            if n >= cfg.measurer_strikes {
+                penalties.entry(node).or_insert(Reason::MeasurerDisagrees);
+            }
+        }
+        for rec in registry.iter() {
+            if rec.penalized_through.is_some_and(|e| e >= self.seed.epoch) {
+                penalties.entry(rec.id).or_insert(Reason::Penalized);
+            }
+        }
+
         rejections.sort_unstable();
         flagged.sort_unstable();
         Ok(EpochOutcome {
@@ -564,6 +969,11 @@ impl EpochState {
             nodes,
             rejections,
             flagged,
+            penalties: penalties.into_iter().collect(),
+            bands: judged.bands,
+            marks,
+            level_offsets,
+            recent_levels,
         })
     }
 }

@@ -15,7 +15,11 @@
 //!   heartbeats against one epoch's seed, each returning a compact fact or a `Reason`.
 //! - [`epoch`]: [`EpochState`] collects one epoch's facts with their arrival order and, after
 //!   the settle window, applies the rules that need several proofs (duplicates, one beacon per
-//!   node, witness limit, reciprocity, distinct measurers, uptime, location trust).
+//!   node, witness limit, reciprocity, distinct measurers, uptime, location trust, measurers
+//!   that disagree, evidence of cheating, penalties).
+//! - [`links`]: the epoch's radio links judged together: the network's propagation model and
+//!   reach per band, implausible links, nodes whose links betray a false place, a relay or
+//!   inflated levels, and groups of nodes nobody outside hears.
 //! - [`rewards`]: integer pools, units and largest-remainder allocation whose amounts sum to
 //!   the emission exactly; manifest pages, Merkle root and inclusion proofs.
 //! - [`acks`]: batching verdicts into oracle-signed acks.
@@ -48,6 +52,7 @@ pub mod config;
 pub mod engine;
 pub mod epoch;
 pub mod http;
+pub mod links;
 pub mod metrics;
 pub mod registry;
 pub mod rewards;

@@ -17,6 +17,7 @@ use wisp_protocol::{NodeId, Opened, Reason};
 
 use crate::config::Rules;
 use crate::epoch::EpochOutcome;
+use crate::links::BandModel;
 use crate::rules::HeartbeatFact;
 
 /// A cell's centre and the radius that contains all of it, cached per node so distance checks
@@ -91,6 +92,16 @@ pub struct HeartbeatMark {
     pub sent_ms: UnixMs,
 }
 
+/// A node's backhaul capacity as last rated (the lower median of its measurers), per
+/// direction; what it can carry when it measures others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// Download, bits per second.
+    pub down_bps: Option<u64>,
+    /// Upload, bits per second.
+    pub up_bps: Option<u64>,
+}
+
 /// One onboarded node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeRecord {
@@ -123,6 +134,21 @@ pub struct NodeRecord {
     /// Location trust carried from the last closed epoch that had GNSS evidence for the current
     /// cell; `None` until then (the node's location is unverified).
     pub location_trust_bps: Option<u16>,
+    /// The last epoch of the node's current penalty, if it was caught cheating: it earns
+    /// nothing and measures nobody until that epoch has closed.
+    pub penalized_through: Option<u64>,
+    /// Its backhaul as last rated.
+    pub capacity: Capacity,
+    /// What it was caught at within the last `strike_window_epochs` (see
+    /// [`crate::epoch::Mark`]), most recent first.
+    pub marks: Vec<crate::epoch::Mark>,
+    /// Its last level offset with each of its latest partners heard both ways (see
+    /// [`crate::links`]), tenths of dB, most recent first, at most
+    /// [`crate::links::LEVEL_OFFSETS_KEPT`].
+    pub level_offsets: Vec<(NodeId, i32)>,
+    /// Its latest readings (beaconer, epoch, RSSI), most recent first (see
+    /// `RulesConfig::constant_rssi_witnesses`).
+    pub recent_levels: Vec<(NodeId, u64, DeciDb)>,
 }
 
 impl NodeRecord {
@@ -154,6 +180,8 @@ pub struct Registry {
     rules: Rules,
     nodes: BTreeMap<NodeId, NodeRecord>,
     serials: BTreeMap<[u8; 9], NodeId>,
+    /// Each band's reach, as of the last closed epoch that measured it.
+    bands: BTreeMap<u8, BandModel>,
 }
 
 impl Registry {
@@ -163,6 +191,7 @@ impl Registry {
             rules,
             nodes: BTreeMap::new(),
             serials: BTreeMap::new(),
+            bands: BTreeMap::new(),
         }
     }
 
@@ -269,6 +298,11 @@ impl Registry {
                         device,
                         last_heartbeat: None,
                         location_trust_bps: None,
+                        penalized_through: None,
+                        capacity: Capacity::default(),
+                        marks: Vec::new(),
+                        level_offsets: Vec::new(),
+                        recent_levels: Vec::new(),
                     },
                 );
                 Change::Created
@@ -313,18 +347,72 @@ impl Registry {
         }
     }
 
-    /// Carries each node's location trust out of a closed epoch: a node whose epoch had GNSS
-    /// evidence for its current cell keeps the multiplier that evidence gave, so an epoch
-    /// without fixes does not reset it.
+    /// Carries what outlives a closed epoch: each node's location trust (a node whose epoch
+    /// had GNSS evidence for its current cell keeps the multiplier that evidence gave, so an
+    /// epoch without fixes does not reset it), its rated backhaul, the penalty of a node caught
+    /// cheating (this epoch and `penalty_epochs` more), what it was caught at, and the bands' reach.
     pub fn apply_epoch(&mut self, outcome: &EpochOutcome) {
         for (id, facts) in &outcome.nodes {
-            if let Some(rec) = self.nodes.get_mut(id)
-                && let Some(evidence) = facts.location_evidence
+            let Some(rec) = self.nodes.get_mut(id) else {
+                continue;
+            };
+            if let Some(evidence) = facts.location_evidence
                 && evidence.asserted_ms == rec.asserted_ms
             {
                 rec.location_trust_bps = Some(evidence.trust_bps);
             }
+            if let Some(d) = facts.down {
+                rec.capacity.down_bps = Some(d.median_bps);
+            }
+            if let Some(u) = facts.up {
+                rec.capacity.up_bps = Some(u.median_bps);
+            }
         }
+        let through = outcome
+            .epoch
+            .saturating_add(u64::from(self.rules.config().penalty_epochs));
+        for (id, reason) in &outcome.penalties {
+            if *reason != Reason::Penalized
+                && let Some(rec) = self.nodes.get_mut(id)
+            {
+                rec.penalized_through =
+                    Some(rec.penalized_through.map_or(through, |t| t.max(through)));
+            }
+        }
+        for (band, model) in &outcome.bands {
+            self.bands.insert(*band, *model);
+        }
+        for rec in self.nodes.values_mut() {
+            rec.marks.clear();
+        }
+        for (id, marks) in &outcome.marks {
+            if let Some(rec) = self.nodes.get_mut(id) {
+                rec.marks.clone_from(marks);
+            }
+        }
+        for (id, offsets) in &outcome.level_offsets {
+            if let Some(rec) = self.nodes.get_mut(id) {
+                rec.level_offsets.clone_from(offsets);
+            }
+        }
+        for (id, levels) in &outcome.recent_levels {
+            if let Some(rec) = self.nodes.get_mut(id) {
+                rec.recent_levels.clone_from(levels);
+            }
+        }
+    }
+
+    /// Each band's reach, as of the last closed epoch.
+    pub fn bands(&self) -> &BTreeMap<u8, BandModel> {
+        &self.bands
+    }
+
+    /// Whether `node` serves a penalty during `epoch` (it earns nothing and measures nobody).
+    pub fn is_penalized(&self, node: &NodeId, epoch: u64) -> bool {
+        self.nodes
+            .get(node)
+            .and_then(|r| r.penalized_through)
+            .is_some_and(|t| t >= epoch)
     }
 
     /// The node with this id.

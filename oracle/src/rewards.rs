@@ -13,10 +13,18 @@
 //!    - Backhaul (HIP-98 style): per rated direction, the bandwidth tier multiplier of its
 //!      median; their sum times the latency multiplier of the median idle RTT.
 //!    - Uptime: one unit per eligible node, so equal shares.
+//!    - Identities that share a site (they witnessed each other closer than the minimum
+//!      distance: [`crate::epoch::NodeFacts::site`]) are paid as one hotspot: each gets its units
+//!      divided by their number, and the site counts once towards its hex's density.
+//!    - A node the epoch penalized ([`EpochOutcome::penalties`]) has no units in any pool.
 //!
 //!    Units are fixed-point integers ([`UNIT`] per whole unit); every division rounds down.
 //! 2. **Pools.** `backhaul = ⌊E · share_b⌋`, `uptime = ⌊E · share_u⌋`, and coverage gets the
-//!    rest, so the rounding remainders of the split go to coverage (the network's purpose). A
+//!    rest, so the rounding remainders of the split go to coverage (the network's purpose).
+//!    Coverage is then parted ([`split_coverage`]): nodes whose group of paid witness links
+//!    holds fewer than `trusted_cluster_min` sites are paid from `isolated_pool_bps` of it —
+//!    nobody outside such a group can confirm its coverage, and a ring of identities looks
+//!    the same — and the others from the rest. A
 //!    pool nobody earned is shared among the pools that have earners in proportion to their
 //!    shares, its rounding remainder to the first earning pool in the order coverage,
 //!    backhaul, uptime. If nobody earned anything, nothing is paid.
@@ -81,17 +89,24 @@ pub struct NodeUnits {
     pub coverage_raw: u64,
     /// The density multiplier applied, basis points.
     pub density_bps: u16,
+    /// Whether the node's group of paid witness links is smaller than `trusted_cluster_min`:
+    /// its coverage is paid from the isolated part of the coverage pool.
+    pub isolated: bool,
     /// Backhaul units (tier multipliers × latency basis points).
     pub backhaul: u64,
-    /// Uptime units (0 or 1).
+    /// Uptime units ([`UNIT`] when eligible, else 0).
     pub uptime: u64,
+    /// How many identities share the node's site (1 when alone); every unit is divided by it.
+    pub site_share: u32,
 }
 
-/// The three pools of an epoch.
+/// The pools of an epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pools {
-    /// Coverage pool.
+    /// Coverage pool (of nodes in groups of at least `trusted_cluster_min` sites).
     pub coverage: u64,
+    /// The part of the coverage pool paid to isolated nodes (`isolated_pool_bps`).
+    pub coverage_isolated: u64,
     /// Backhaul pool.
     pub backhaul: u64,
     /// Uptime pool.
@@ -99,9 +114,12 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// The sum of the three pools.
+    /// The sum of the pools.
     pub fn total(&self) -> u128 {
-        u128::from(self.coverage) + u128::from(self.backhaul) + u128::from(self.uptime)
+        u128::from(self.coverage)
+            + u128::from(self.coverage_isolated)
+            + u128::from(self.backhaul)
+            + u128::from(self.uptime)
     }
 }
 
@@ -112,12 +130,12 @@ pub fn node_units(registry: &Registry, outcome: &EpochOutcome) -> BTreeMap<NodeI
     let cfg = rules.config();
     let (n, decay) = (cfg.witness_redundancy, cfg.witness_decay_bps);
     let mut out: BTreeMap<NodeId, NodeUnits> = BTreeMap::new();
-    let mut hexes: BTreeMap<NodeId, Cell> = BTreeMap::new();
+    let mut hexes: BTreeMap<NodeId, (Cell, NodeId)> = BTreeMap::new();
     for (id, facts) in &outcome.nodes {
         let Some(rec) = registry.get(id) else {
             continue;
         };
-        if rules.is_denied(id) {
+        if rules.is_denied(id) || outcome.is_penalized(id) {
             continue;
         }
         let raw = raw_coverage(facts, n, decay);
@@ -125,22 +143,36 @@ pub fn node_units(registry: &Registry, outcome: &EpochOutcome) -> BTreeMap<NodeI
             coverage: 0,
             coverage_raw: raw,
             density_bps: BPS,
+            isolated: facts.group < u32::from(cfg.trusted_cluster_min),
             backhaul: backhaul_units(rules, facts),
-            uptime: u64::from(facts.uptime_eligible),
+            uptime: if facts.uptime_eligible { UNIT } else { 0 },
+            site_share: 1,
         };
         if raw > 0 {
-            hexes.insert(*id, rec.cell.parent(cfg.density_resolution));
+            // A site counts once in its hex, however many identities share it.
+            let site = facts.site.map_or(*id, |(first, _)| first);
+            hexes.insert(*id, (rec.cell.parent(cfg.density_resolution), site));
         }
         if units.coverage_raw > 0 || units.backhaul > 0 || units.uptime > 0 {
             out.insert(*id, units);
         }
     }
+    let sites: std::collections::BTreeSet<(Cell, NodeId)> = hexes.values().copied().collect();
     let mut per_hex: BTreeMap<Cell, u64> = BTreeMap::new();
-    for hex in hexes.values() {
+    for (hex, _) in &sites {
         *per_hex.entry(*hex).or_insert(0) += 1;
     }
     for (id, units) in &mut out {
-        let Some(hex) = hexes.get(id) else {
+        // Identities sharing a site share one hotspot's units.
+        let shared = outcome
+            .nodes
+            .get(id)
+            .and_then(|f| f.site)
+            .map_or(1, |(_, n)| u64::from(n.max(1)));
+        units.backhaul /= shared;
+        units.uptime /= shared;
+        units.site_share = u32::try_from(shared).unwrap_or(u32::MAX);
+        let Some((hex, _)) = hexes.get(id) else {
             continue;
         };
         let count = per_hex.get(hex).copied().unwrap_or(1).max(1);
@@ -152,7 +184,7 @@ pub fn node_units(registry: &Registry, outcome: &EpochOutcome) -> BTreeMap<NodeI
             .map_or(0, |f| u128::from(f.location_trust_bps));
         let scaled = u128::from(units.coverage_raw) * u128::from(density) * trust
             / (u128::from(BPS) * u128::from(BPS));
-        units.coverage = u64::try_from(scaled).unwrap_or(u64::MAX);
+        units.coverage = u64::try_from(scaled / u128::from(units.site_share)).unwrap_or(u64::MAX);
     }
     out
 }
@@ -227,9 +259,66 @@ pub fn split_pools(rules: &Rules, emission: u64, earners: [bool; 3]) -> Pools {
     let to_u64 = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
     Pools {
         coverage: to_u64(amounts[0]),
+        coverage_isolated: 0,
         backhaul: to_u64(amounts[1]),
         uptime: to_u64(amounts[2]),
     }
+}
+
+/// Parts the coverage pool between nodes in trusted groups and isolated ones: the isolated
+/// get `isolated_pool_bps` of it. A part without earners goes to the other; when only the
+/// isolated earn coverage, the trusted part goes to the backhaul and uptime pools instead (in
+/// proportion to their shares, to those with earners), so that coverage nobody outside a small
+/// group can confirm never takes the whole pool.
+pub fn split_coverage(
+    rules: &Rules,
+    mut pools: Pools,
+    trusted: bool,
+    isolated: bool,
+    others: [bool; 2],
+) -> Pools {
+    let cfg = rules.config();
+    let isolated_part = u64::try_from(
+        u128::from(pools.coverage) * u128::from(cfg.isolated_pool_bps) / u128::from(BPS),
+    )
+    .unwrap_or(pools.coverage);
+    let trusted_part = pools.coverage - isolated_part;
+    match (trusted, isolated) {
+        (true, true) => {
+            pools.coverage = trusted_part;
+            pools.coverage_isolated = isolated_part;
+        }
+        (false, true) if others.iter().any(|x| *x) => {
+            let shares = [cfg.backhaul_share_bps, cfg.uptime_share_bps];
+            let total: u128 = (0..2)
+                .filter(|i| others[*i])
+                .map(|i| u128::from(shares[i]))
+                .sum();
+            let to_backhaul = if !others[0] {
+                0
+            } else if !others[1] {
+                trusted_part
+            } else {
+                // At most `trusted_part`: a share of the two over their sum.
+                u64::try_from(
+                    (u128::from(trusted_part) * u128::from(shares[0]))
+                        .checked_div(total)
+                        .unwrap_or(0),
+                )
+                .unwrap_or(trusted_part)
+            };
+            pools.backhaul += to_backhaul;
+            pools.uptime += trusted_part - to_backhaul;
+            pools.coverage = 0;
+            pools.coverage_isolated = isolated_part;
+        }
+        (false, true) => {
+            pools.coverage_isolated = pools.coverage;
+            pools.coverage = 0;
+        }
+        _ => {}
+    }
+    pools
 }
 
 /// Allocates `pool` to `units` (node, units) by largest remainder (see the module
@@ -297,26 +386,32 @@ pub fn compute(registry: &Registry, outcome: &EpochOutcome, emission: u64) -> Ep
             .map(|(id, u)| (*id, f(u)))
             .collect()
     };
-    let coverage = column(|u| u.coverage);
+    let coverage = column(|u| if u.isolated { 0 } else { u.coverage });
+    let coverage_isolated = column(|u| if u.isolated { u.coverage } else { 0 });
     let backhaul = column(|u| u.backhaul);
     let uptime = column(|u| u.uptime);
     let earners = [
-        !coverage.is_empty(),
+        !coverage.is_empty() || !coverage_isolated.is_empty(),
         !backhaul.is_empty(),
         !uptime.is_empty(),
     ];
-    let pools = split_pools(registry.rules(), emission, earners);
+    let pools = split_coverage(
+        registry.rules(),
+        split_pools(registry.rules(), emission, earners),
+        !coverage.is_empty(),
+        !coverage_isolated.is_empty(),
+        [earners[1], earners[2]],
+    );
     let mut paid: BTreeMap<NodeId, [u64; 3]> = BTreeMap::new();
-    for (slot, (pool, list)) in [
-        (pools.coverage, &coverage),
-        (pools.backhaul, &backhaul),
-        (pools.uptime, &uptime),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    // Both parts of the coverage pool pay coverage (slot 0).
+    for (slot, pool, list) in [
+        (0, pools.coverage, &coverage),
+        (0, pools.coverage_isolated, &coverage_isolated),
+        (1, pools.backhaul, &backhaul),
+        (2, pools.uptime, &uptime),
+    ] {
         for ((id, _), amount) in list.iter().zip(allocate(pool, list)) {
-            paid.entry(*id).or_default()[slot] = amount;
+            paid.entry(*id).or_default()[slot] += amount;
         }
     }
     let entries = paid

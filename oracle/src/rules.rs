@@ -61,8 +61,18 @@ pub struct WitnessFact {
     pub epoch: EpochNo,
     /// The reported RSSI (the constant-signal rule at close compares them).
     pub rssi: DeciDb,
-    /// Distance between the two asserted cells' centres, metres (for dashboards).
+    /// Distance between the two asserted cells' centres, metres.
     pub distance_m: u32,
+    /// The frequency class of the beacon ([`crate::links::band_class`]): links are compared
+    /// only with links of their class.
+    pub band: u8,
+    /// The path loss the report implies: the beacon's EIRP as the RSSI bound takes it (the
+    /// claimed power and gain, capped by the onboarded gain and the band's EIRP limit) plus
+    /// the witness's onboarded gain, minus the RSSI.
+    pub path_loss: DeciDb,
+    /// The witness's receive time minus the beacon's send time, milliseconds (the two
+    /// clocks' offset plus how long the beacon took to arrive).
+    pub lag_ms: i32,
 }
 
 /// A measured bandwidth receipt that passed every stateless rule.
@@ -347,6 +357,27 @@ impl MeasurerCache {
     }
 }
 
+/// Whether a refusal is evidence of cheating: the node signed something an honest agent never
+/// signs (a level no radio reports, its own beacon as a witness, a beacon heard long after it
+/// was sent, a measured receipt with a measurer the seed did not assign or a throughput the
+/// test could not carry). Enough of them in an epoch penalize the node.
+pub fn is_evidence(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::SignalImplausible
+            | Reason::SelfWitness
+            | Reason::WitnessReplayed
+            | Reason::WrongMeasurer
+            | Reason::ImplausibleThroughput
+    )
+}
+
+/// Whether a witness refusal says the link contradicts the two asserted places (one of the two
+/// nodes lies, which the epoch's links decide: [`crate::links`]).
+pub fn is_contradiction(reason: Reason) -> bool {
+    matches!(reason, Reason::RssiTooStrong | Reason::TooFar)
+}
+
 /// The epoch a witness's embedded beacon names, read without verifying anything: for routing a
 /// witness to the right epoch's checker. `None` if the bytes are not a beacon envelope.
 pub fn witness_epoch(witness: &Witness) -> Option<EpochNo> {
@@ -484,9 +515,11 @@ impl<'a> Checker<'a> {
     ///   [the beacon rules](Self::beacon_rules) (`beacon_invalid` for any of those);
     /// - the witness is not the beaconer (`self_witness`);
     /// - the witness's `cell` is its asserted cell (`witness_cell_mismatch`);
-    /// - `|freq_witness − freq_beacon| ≤ freq_tolerance_khz` (`frequency_mismatch`);
-    /// - `rx_ms` is not more than the clock skew ahead of the oracle (`timestamp_out_of_window`)
-    ///   and `|rx_ms − tx_ms| ≤ max_witness_lag_ms` (`witness_lag`);
+    /// - `|freq_witness − freq_beacon| ≤ freq_tolerance_khz`, and the beacon's frequency lies
+    ///   in one of the witness's own declared bands (`frequency_mismatch`);
+    /// - `rx_ms` is not more than the clock skew ahead of the oracle (`timestamp_out_of_window`);
+    ///   `|rx_ms − tx_ms| ≤ replay_lag_ms` (`witness_replayed`: a beacon heard that long after it
+    ///   was sent was replayed) and `≤ max_witness_lag_ms` (`witness_lag`);
     /// - the signal is plausible at all (`signal_implausible`): `floor ≤ RSSI ≤ max_rssi`,
     ///   `SNR ≤ max_snr`, and `SNR ≤ RSSI − N₀ + margin` where `N₀ = −174 dBm/Hz + 10·log10(1 MHz)`
     ///   is the thermal noise of the narrowest channel (no receiver's noise floor is lower);
@@ -524,13 +557,20 @@ impl<'a> Checker<'a> {
         if w.cell != wnode.cell {
             return Err(Reason::WitnessCellMismatch);
         }
-        if w.freq_khz.abs_diff(b.freq_khz) > cfg.freq_tolerance_khz {
+        // It heard on the beacon's frequency, in a band its own radio declared.
+        if w.freq_khz.abs_diff(b.freq_khz) > cfg.freq_tolerance_khz
+            || wnode.band_for(b.freq_khz).is_none()
+        {
             return Err(Reason::FrequencyMismatch);
         }
         if w.rx_ms > now_ms.saturating_add(cfg.clock_skew_ms) {
             return Err(Reason::TimestampOutOfWindow);
         }
-        if w.rx_ms.abs_diff(b.tx_ms) > cfg.max_witness_lag_ms {
+        let lag = w.rx_ms.abs_diff(b.tx_ms);
+        if lag > cfg.replay_lag_ms {
+            return Err(Reason::WitnessReplayed);
+        }
+        if lag > cfg.max_witness_lag_ms {
             return Err(Reason::WitnessLag);
         }
         let rssi = w.rssi.db();
@@ -573,6 +613,10 @@ impl<'a> Checker<'a> {
             epoch: b.epoch,
             rssi: w.rssi,
             distance_m: saturating_u32(centre),
+            band: crate::links::band_class(b.freq_khz),
+            path_loss: deci_db(tx_power + tx_gain + rx_gain - rssi),
+            // Bounded by `replay_lag_ms` above.
+            lag_ms: i32::try_from(i128::from(w.rx_ms) - i128::from(b.tx_ms)).unwrap_or(i32::MAX),
         })
     }
 
@@ -726,6 +770,14 @@ impl<'a> Checker<'a> {
             gnss,
         })
     }
+}
+
+/// Tenths of a dB, rounded and saturating.
+fn deci_db(db: f64) -> DeciDb {
+    // `as` from f64 saturates, which bounds absurd values without wrapping.
+    #[allow(clippy::cast_possible_truncation)]
+    let v = (db * 10.0).round() as i16;
+    DeciDb(v)
 }
 
 /// Whole metres, saturating (a distance is never negative and never above 2³² m on Earth).

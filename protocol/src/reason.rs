@@ -111,7 +111,7 @@ reasons! {
     DuplicateWitness = 401, "duplicate_witness";
     /// The witness was received too long after the beacon was sent.
     WitnessLag = 402, "witness_lag";
-    /// The witnessed frequency differs from the beacon's declared frequency.
+    /// The witnessed frequency differs from the beacon's declared frequency, or lies in no band the witness declared for its own radio.
     FrequencyMismatch = 403, "frequency_mismatch";
     /// Witness and beaconer are closer than the minimum distance.
     TooClose = 404, "too_close";
@@ -131,6 +131,10 @@ reasons! {
     SignalImplausible = 411, "signal_implausible";
     /// The witness's cell is not its asserted cell.
     WitnessCellMismatch = 412, "witness_cell_mismatch";
+    /// The link is longer than twice the reach the network's radios show on that band, or an end of it is misplaced.
+    LinkImplausible = 413, "link_implausible";
+    /// The beacon was received long after it was sent: a replay.
+    WitnessReplayed = 414, "witness_replayed";
     // 5xx: bandwidth.
     /// The measurer is not assigned to this prover for the epoch.
     WrongMeasurer = 500, "wrong_measurer";
@@ -166,6 +170,21 @@ reasons! {
     DeviceAlreadyBound = 705, "device_already_bound";
     /// The onboard message is older than (or conflicts with) the one already applied.
     OnboardStale = 706, "onboard_stale";
+    // 8xx: a node's standing, judged over all its proofs of an epoch.
+    /// The node serves a penalty for cheating caught in an earlier epoch and earns nothing.
+    Penalized = 800, "penalized";
+    /// The node's radio links contradict its asserted location, or it claims to hear beaconers far beyond reach.
+    LinksImplausible = 801, "links_implausible";
+    /// The node reports hearing its partners much louder than they hear it.
+    RssiInconsistent = 802, "rssi_inconsistent";
+    /// The measurer's figures disagree with the other measurers and its own capacity.
+    MeasurerDisagrees = 803, "measurer_disagrees";
+    /// Nobody outside the node's small group of witnesses hears it; coverage paid at a reduced rate.
+    IsolatedCluster = 804, "isolated_cluster";
+    /// The node shares its site with other identities (closer than the minimum distance); paid as one.
+    CoLocated = 805, "co_located";
+    /// Beacons between the node and its partners took far longer both ways than radio does: relayed.
+    LinksRelayed = 806, "links_relayed";
 }
 
 impl fmt::Display for Reason {

@@ -75,6 +75,15 @@ pub fn to_measurement(median_bps: f64, bytes: f64, rtt_idle_us: f64) -> Measurem
     m
 }
 
+/// `m` with its throughput figures (and the bytes that carried them) scaled by `factor`.
+pub fn scaled(m: &Measurement, factor: f64) -> Measurement {
+    to_measurement(
+        m.median_bps as f64 * factor,
+        m.bytes as f64 * factor,
+        f64::from(m.rtt_idle_us),
+    )
+}
+
 /// A receipt signed by `measurer` and co-signed by `prover` (both keys are needed: in the
 /// network the prover co-signs after checking the figures).
 pub fn receipt(

@@ -12,6 +12,10 @@
 
 use crate::rng::{self, Draw, Purpose};
 
+/// What a colluding measurer reports of a prover outside its group, as a share of what it
+/// measured.
+pub const MEASURER_DEFLATION: f64 = 0.4;
+
 /// What a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,7 +36,9 @@ pub enum Archetype {
     SybilFarm,
     /// Fabricates its own bandwidth receipts.
     BandwidthInflation,
-    /// Inflates fellow colluders' bandwidth when assigned to measure them.
+    /// Inflates fellow colluders' bandwidth when assigned to measure them, and deflates
+    /// everyone else it measures (the backhaul pool is shared, so that raises its group's
+    /// share).
     ColludingMeasurer,
     /// Heartbeats without a working hotspot.
     FakeHeartbeat,
@@ -152,6 +158,28 @@ pub fn assign(seed: u64, node: u32, nodes: u32, cfg: &crate::scenario::CheatersC
         }
     }
     Role::HONEST
+}
+
+/// Makes rings and farms whole: their members, in index order, fill groups of exactly
+/// `ring_size` or `farm_size` (a last group too small to collude joins the one before), so no
+/// ring or farm is a lone node. (The draw in [`assign`] only picks who cheats.)
+pub fn fill_groups(roles: &mut [Role], cfg: &crate::scenario::CheatersCfg) {
+    for (arch, size) in [
+        (Archetype::CollusionRing, cfg.ring_size),
+        (Archetype::SybilFarm, cfg.farm_size),
+    ] {
+        let size = size.max(1) as usize;
+        let members: Vec<usize> = (0..roles.len())
+            .filter(|i| roles[*i].archetype == arch)
+            .collect();
+        let full = (members.len() / size).max(1);
+        for (pos, i) in members.into_iter().enumerate() {
+            // At most `full - 1`, which fits: there are fewer groups than roles.
+            #[allow(clippy::cast_possible_truncation)]
+            let group = (pos / size).min(full - 1) as u32;
+            roles[i].group = group;
+        }
+    }
 }
 
 /// A forged RSSI that a rule-aware cheater reports for a link it claims at `claimed_m`: the

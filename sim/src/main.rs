@@ -54,6 +54,10 @@ enum Cmd {
         /// Exit non-zero when a target of the report is not met (see the report's "Targets").
         #[arg(long)]
         check_targets: bool,
+        /// With --check-targets: a target (by its name's first word, e.g. an archetype) that
+        /// is reported but does not fail the run; printed on stderr when it is not met.
+        #[arg(long, value_name = "NAME")]
+        known_gap: Vec<String>,
         /// Write one CSV line per identity (archetype, rewards, fair reward, verdicts) here.
         #[arg(long)]
         nodes_csv: Option<PathBuf>,
@@ -72,6 +76,7 @@ fn main() -> Result<()> {
             svg_dir,
             no_baseline,
             check_targets,
+            known_gap,
             nodes_csv,
         } => {
             let text = std::fs::read_to_string(&scenario)
@@ -118,7 +123,17 @@ fn main() -> Result<()> {
                     report.violations.len()
                 );
             }
-            let missed = report.targets_missed();
+            let (known, missed): (Vec<_>, Vec<_>) =
+                report.targets_missed().into_iter().partition(|t| {
+                    let first = t.name.split_whitespace().next().unwrap_or_default();
+                    known_gap.iter().any(|g| g == first)
+                });
+            for t in &known {
+                eprintln!(
+                    "known gap, not met: {} = {:.4} (limit {})",
+                    t.name, t.value, t.limit
+                );
+            }
             if check_targets && !missed.is_empty() {
                 let names: Vec<&str> = missed.iter().map(|t| t.name.as_str()).collect();
                 bail!("targets not met: {}", names.join("; "));

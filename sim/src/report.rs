@@ -3,11 +3,14 @@
 //! Definitions (also in the README):
 //!
 //! - **Share of emission**: an archetype's rewards over the run divided by the total emitted.
-//! - **Flagged**: a node is flagged when at least a tenth of its proofs (and at least one)
-//!   were refused for a reason that points at the node itself. Refusals that honest nodes
+//! - **Flagged**: a node is flagged when the oracle penalized it for cheating it caught (the
+//!   reasons of `wisp_oracle::epoch::EpochOutcome::penalties`, in the reasons' column counted
+//!   per node and epoch), or when at least a tenth of its proofs (and at least one) were
+//!   refused for a reason that points at the node itself. Refusals that honest nodes
 //!   meet through congestion or others' faults are not evidence: `late_arrival`,
 //!   `witness_limit`, `beacon_not_found`, `duplicate_witness`, `no_reciprocity`,
-//!   `wrong_epoch`, `duplicate_measurer`, `test_failed`.
+//!   `wrong_epoch`, `duplicate_measurer`, `test_failed`, `link_implausible` (a link implicates
+//!   both ends), `penalized`, `isolated_cluster`, `co_located`.
 //! - **Recall** of an archetype: its flagged nodes over its nodes. **Precision**: its flagged
 //!   nodes over those plus the honest nodes flagged for the same reasons.
 //! - **Fair reward** of an honest node: its reward in the same scenario run again with every
@@ -37,7 +40,7 @@ use crate::sim::RunOutput;
 use crate::stats::EpochStats;
 
 /// Reasons that are not evidence against the node that sent the proof.
-pub const BENIGN: [Reason; 8] = [
+pub const BENIGN: [Reason; 12] = [
     Reason::LateArrival,
     Reason::WitnessLimit,
     Reason::BeaconNotFound,
@@ -46,6 +49,11 @@ pub const BENIGN: [Reason; 8] = [
     Reason::WrongEpoch,
     Reason::DuplicateMeasurer,
     Reason::TestFailed,
+    // A link implicates both ends; the node-level reasons say which one lied.
+    Reason::LinkImplausible,
+    Reason::Penalized,
+    Reason::IsolatedCluster,
+    Reason::CoLocated,
 ];
 
 /// Most an archetype may earn, as a share of its fair reward: cheating costs at least half.
@@ -209,6 +217,12 @@ pub fn peak_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// Whether a node is flagged: the oracle penalized it for something it did (not only for an
+/// earlier epoch), or enough of its proofs were refused for reasons that point at it.
+fn node_flagged(n: &crate::stats::NodeStats) -> bool {
+    n.penalties.keys().any(|r| *r != Reason::Penalized) || flagged(&n.rejected, n.counted)
+}
+
 fn flagged(rejected: &BTreeMap<Reason, u32>, counted: u32) -> bool {
     let bad: u32 = rejected
         .iter()
@@ -224,19 +238,21 @@ fn fair_of(fair: &RunOutput, i: usize) -> u128 {
     fair.stats.nodes.get(i).map_or(0, |n| n.reward)
 }
 
-/// One line per identity, as CSV with a header: index, archetype, sparse, reward and its
+/// One line per identity, as CSV with a header: index, peer id, archetype, sparse, reward and its
 /// coverage, backhaul and uptime parts, fair reward (empty without a baseline), proofs
-/// counted and refused, flagged.
+/// counted and refused, flagged, the epochs penalized by reason and the refusals by reason
+/// (both as `reason:count`, spaces between).
 pub fn nodes_csv(run: &RunOutput, fair: Option<&RunOutput>) -> String {
     use std::fmt::Write as _;
     let mut s = String::from(
-        "idx,archetype,sparse,reward,coverage,backhaul,uptime,fair,counted,refused,flagged\n",
+        "idx,peer_id,archetype,sparse,reward,coverage,backhaul,uptime,fair,counted,refused,flagged,penalties,refusals\n",
     );
     for (i, (n, (arch, sparse, _))) in run.stats.nodes.iter().zip(&run.nodes).enumerate() {
         let refused: u32 = n.rejected.values().sum();
         let _ = writeln!(
             s,
-            "{i},{},{},{},{},{},{},{},{},{},{}",
+            "{i},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            run.ids.get(i).map_or(String::new(), ToString::to_string),
             arch.name(),
             u8::from(*sparse),
             n.reward,
@@ -246,7 +262,17 @@ pub fn nodes_csv(run: &RunOutput, fair: Option<&RunOutput>) -> String {
             fair.map_or(String::new(), |f| fair_of(f, i).to_string()),
             n.counted,
             refused,
-            u8::from(flagged(&n.rejected, n.counted)),
+            u8::from(node_flagged(n)),
+            n.penalties
+                .iter()
+                .map(|(r, c)| format!("{}:{c}", r.name()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            n.rejected
+                .iter()
+                .map(|(r, c)| format!("{}:{c}", r.name()))
+                .collect::<Vec<_>>()
+                .join(" "),
         );
     }
     s
@@ -307,11 +333,7 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
             .sum(),
         honest_nodes.len() as f64,
     );
-    let is_flagged: Vec<bool> = st
-        .nodes
-        .iter()
-        .map(|n| flagged(&n.rejected, n.counted))
-        .collect();
+    let is_flagged: Vec<bool> = st.nodes.iter().map(node_flagged).collect();
     let mut rows = Vec::new();
     let mut cheater_reward = 0u128;
     let (mut cheater_fair, mut cheater_excess) = (0u128, 0u128);
@@ -330,6 +352,11 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
                 *reasons.entry(*r).or_insert(0) += c;
             }
         }
+        for ((a, r), c) in st.penalties.iter().chain(&st.notices) {
+            if *a == arch {
+                *reasons.entry(*r).or_insert(0) += c;
+            }
+        }
         let bad_reasons: BTreeSet<Reason> = reasons
             .keys()
             .filter(|r| !BENIGN.contains(r))
@@ -343,6 +370,7 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
                         && st.nodes[**i]
                             .rejected
                             .keys()
+                            .chain(st.nodes[**i].penalties.keys())
                             .any(|r| bad_reasons.contains(r))
                 })
                 .count()

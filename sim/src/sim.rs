@@ -161,11 +161,13 @@ pub struct RunOutput {
     pub sim_hours: f64,
     /// Per identity: archetype, whether it is sparse (at most 2 likely hearers), res-8 hex.
     pub nodes: Vec<(Archetype, bool, u64)>,
+    /// Per identity: its node id.
+    pub ids: Vec<wisp_protocol::NodeId>,
     /// Hotspots (identities below this index).
     pub hotspots: u32,
     /// Signatures the oracle verified and decoded unverified.
     pub verified: (u64, u64),
-    /// The oracle's input and answers, when [`Sim::record_oracle`] asked for them.
+    /// The oracle's input and answers, when [`Sim::recording`] asked for them.
     pub oracle_log: Option<crate::oracle::Log>,
 }
 
@@ -467,6 +469,7 @@ impl<'a> Sim<'a> {
             verified: self.oracle.verified(),
             oracle_log: self.oracle.take_log(),
             stats: self.stats,
+            ids: self.world.nodes.iter().map(|n| n.id).collect(),
             nodes,
         }
     }
@@ -1195,14 +1198,19 @@ impl<'a> Sim<'a> {
                         );
                         let mut meas =
                             backhaul::measure(&prover.link, &measurer.link, dir, d, noise);
-                        if measurer.role.archetype == Archetype::ColludingMeasurer
-                            && prover.role.archetype == Archetype::ColludingMeasurer
-                        {
-                            meas = backhaul::to_measurement(
-                                2e9,
-                                2e9 / 8.0 * 9.5,
-                                f64::from(meas.rtt_idle_us),
-                            );
+                        if measurer.role.archetype == Archetype::ColludingMeasurer {
+                            meas = if prover.role.archetype == Archetype::ColludingMeasurer {
+                                // A fellow: as fast as the tiers pay.
+                                backhaul::to_measurement(
+                                    2e9,
+                                    2e9 / 8.0 * 9.5,
+                                    f64::from(meas.rtt_idle_us),
+                                )
+                            } else {
+                                // Anyone else: slower than measured, so the colluders' share
+                                // of the backhaul pool grows.
+                                backhaul::scaled(&meas, cheaters::MEASURER_DEFLATION)
+                            };
                         }
                         let tid = backhaul::test_id(e, &prover.id, &measurer.id, dir);
                         out.push((
@@ -1283,6 +1291,25 @@ impl<'a> Sim<'a> {
                 s.counted += counts.iter().sum::<u32>();
             }
         }
+        for (id, u) in &c.rewards.units {
+            if let Some(i) = self.oracle.index_of(id) {
+                let arch = self.world.nodes[i as usize].role.archetype;
+                if u.coverage_raw > 0 && u.isolated {
+                    self.stats
+                        .notice(i, arch, wisp_protocol::Reason::IsolatedCluster);
+                }
+                if u.site_share > 1 {
+                    self.stats.notice(i, arch, wisp_protocol::Reason::CoLocated);
+                }
+            }
+        }
+        for (id, reason) in &c.outcome.penalties {
+            if let Some(i) = self.oracle.index_of(id) {
+                let arch = self.world.nodes[i as usize].role.archetype;
+                self.stats.penalize(i, arch, *reason);
+                self.log.record_bytes(&reason.code().to_le_bytes());
+            }
+        }
         for entry in &c.rewards.entries {
             let Some(i) = self.oracle.index_of(&entry.node) else {
                 self.stats
@@ -1327,6 +1354,13 @@ impl<'a> Sim<'a> {
             by_archetype: by_arch,
             paid_nodes: u32::try_from(c.rewards.entries.len()).unwrap_or(u32::MAX),
             rejected: rejected_count,
+            bands: c
+                .outcome
+                .bands
+                .iter()
+                .map(|(b, m)| (*b, m.reach_m, m.floor_decidbm))
+                .collect(),
+            penalized: u32::try_from(c.outcome.penalties.len()).unwrap_or(u32::MAX),
         });
     }
 }

@@ -26,6 +26,12 @@ pub struct NodeStats {
     pub counted: u32,
     /// Epochs in which it earned coverage.
     pub coverage_epochs: u32,
+    /// Epochs in which the oracle penalized it, by the reason it was caught for (`penalized`
+    /// for the epochs of a penalty after the one it was caught in).
+    pub penalties: BTreeMap<Reason, u32>,
+    /// Epochs in which its pay was reduced without a penalty (`isolated_cluster`,
+    /// `co_located`), by reason.
+    pub notices: BTreeMap<Reason, u32>,
 }
 
 /// One epoch's totals.
@@ -43,6 +49,11 @@ pub struct EpochStats {
     pub paid_nodes: u32,
     /// Proofs refused (stateless and at close).
     pub rejected: u64,
+    /// What the oracle measured of each band after the epoch: (band class, reach in metres,
+    /// floor in tenths of dBm).
+    pub bands: Vec<(u8, Option<u32>, Option<i16>)>,
+    /// Nodes penalized in the epoch.
+    pub penalized: u32,
 }
 
 /// The run's tally.
@@ -70,6 +81,10 @@ pub struct Stats {
     pub reasons: BTreeMap<Reason, u64>,
     /// Refusals by (archetype, kind, reason).
     pub by_archetype: BTreeMap<(Archetype, u8, Reason), u64>,
+    /// Node-epochs penalized, by (archetype, reason).
+    pub penalties: BTreeMap<(Archetype, Reason), u64>,
+    /// Node-epochs with pay reduced without a penalty, by (archetype, reason).
+    pub notices: BTreeMap<(Archetype, Reason), u64>,
 }
 
 impl Stats {
@@ -91,6 +106,22 @@ impl Stats {
             .by_archetype
             .entry((arch, kind.as_u8(), reason))
             .or_insert(0) += 1;
+    }
+
+    /// Records that the oracle penalized `node` for an epoch.
+    pub fn penalize(&mut self, node: u32, arch: Archetype, reason: Reason) {
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            *n.penalties.entry(reason).or_insert(0) += 1;
+        }
+        *self.penalties.entry((arch, reason)).or_insert(0) += 1;
+    }
+
+    /// Records that the oracle reduced `node`'s pay for an epoch without penalizing it.
+    pub fn notice(&mut self, node: u32, arch: Archetype, reason: Reason) {
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            *n.notices.entry(reason).or_insert(0) += 1;
+        }
+        *self.notices.entry((arch, reason)).or_insert(0) += 1;
     }
 
     /// Counts a core event.

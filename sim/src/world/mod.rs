@@ -139,7 +139,7 @@ impl World {
         let n = sc.nodes;
         let pts = placement::place(&sc.placement, &proj, seed, n)?;
         let c = &sc.cheaters;
-        let roles: Vec<Role> = (0..n)
+        let mut roles: Vec<Role> = (0..n)
             .map(|i| {
                 if honest_only {
                     Role::HONEST
@@ -148,6 +148,7 @@ impl World {
                 }
             })
             .collect();
+        cheaters::fill_groups(&mut roles, c);
         // Helper identities: two per bandwidth-inflation cheater.
         let mut helpers: Vec<(u32, Role)> = Vec::new();
         for (i, r) in roles.iter().enumerate() {
@@ -220,8 +221,25 @@ impl World {
                         radio_on_air = false;
                     }
                     Archetype::Relay | Archetype::InflatedGain => {
-                        let d = r.range(c.relay_distance_km[0], c.relay_distance_km[1]) * 1000.0;
-                        sniffer = Some(phys.offset(&proj, d, r.range(0.0, std::f64::consts::TAU)));
+                        // The accomplice listens where there is something to hear: next to a
+                        // hotspot at the relay distance, picked among hotspots (so mostly where
+                        // they are dense), not among places.
+                        let (lo, hi) = (c.relay_distance_km[0] * 1e3, c.relay_distance_km[1] * 1e3);
+                        let dist = |p: &(f64, f64)| (p.0 - phys.x).hypot(p.1 - phys.y);
+                        let in_range: Vec<&(f64, f64)> = pts
+                            .iter()
+                            .filter(|p| (lo..=hi).contains(&dist(p)))
+                            .collect();
+                        sniffer = Some(if in_range.is_empty() {
+                            let d = r.range(lo, hi);
+                            phys.offset(&proj, d, r.range(0.0, std::f64::consts::TAU))
+                        } else {
+                            // Below the length of the list.
+                            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                            let k = (r.uniform() * in_range.len() as f64) as usize;
+                            let p = in_range[k.min(in_range.len() - 1)];
+                            Pos::from_xy(&proj, p.0 + 20.0, p.1)
+                        });
                     }
                     Archetype::SybilFarm => {
                         phys = group_anchor(2).offset(
