@@ -61,6 +61,12 @@ use crate::links::{self, BandModel, Observation};
 use crate::registry::Registry;
 use crate::rules::{BeaconFact, GnssEvidence, HeartbeatFact, ReceiptFact, WitnessFact};
 
+/// One reading of a beaconer's level, kept across epochs: (beaconer, epoch, RSSI).
+pub type Level = (NodeId, EpochNo, DeciDb);
+
+/// One witness node's reading of a beaconer this epoch: (arrival seq, proof id, RSSI, band).
+type Reading = (u64, ProofId, DeciDb, u8);
+
 /// When a proof arrived: `seq` orders arrivals (ties are broken by proof id) and must grow
 /// with `at_ms`; `at_ms` is the oracle's clock at arrival.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,7 +200,7 @@ pub struct EpochOutcome {
     pub level_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)>,
     /// Per node that witnessed, its latest readings (beaconer, epoch, RSSI), most recent
     /// first (the constant-signal rule reads them across epochs).
-    pub recent_levels: Vec<(NodeId, Vec<(NodeId, EpochNo, DeciDb)>)>,
+    pub recent_levels: Vec<(NodeId, Vec<Level>)>,
 }
 
 impl EpochOutcome {
@@ -537,8 +543,7 @@ impl EpochState {
         }
         // One reading per (witness node, beaconer): the earliest arrival's. With the node's
         // latest readings of other beaconers from earlier epochs, they make its recent levels.
-        let mut readings: BTreeMap<NodeId, BTreeMap<NodeId, (u64, ProofId, DeciDb, u8)>> =
-            BTreeMap::new();
+        let mut readings: BTreeMap<NodeId, BTreeMap<NodeId, Reading>> = BTreeMap::new();
         for (id, arrival, w) in &matched {
             let per_beaconer = readings.entry(w.witness).or_default();
             let candidate = (arrival.seq, *id, w.rssi, w.band);
@@ -552,7 +557,7 @@ impl EpochState {
                 .or_insert(candidate);
         }
         let min_constant = usize::from(cfg.constant_rssi_witnesses);
-        let mut recent_levels: Vec<(NodeId, Vec<(NodeId, EpochNo, DeciDb)>)> = Vec::new();
+        let mut recent_levels: Vec<(NodeId, Vec<Level>)> = Vec::new();
         let mut constant: BTreeSet<NodeId> = BTreeSet::new();
         for (node, per_beaconer) in &readings {
             // A saturated front end reports its ceiling for every strong link, and links at the
