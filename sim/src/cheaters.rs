@@ -16,6 +16,16 @@ use crate::rng::{self, Draw, Purpose};
 /// measured.
 pub const MEASURER_DEFLATION: f64 = 0.4;
 
+/// What an evasive colluding measurer reports of outsiders: just above the share of the other
+/// measurers' figures below which the oracle counts a disagreement.
+pub const MEASURER_DEFLATION_EVASIVE: f64 = 0.7;
+
+/// How much stronger a forged RSSI is than the real one, dB, and an evasive forger's: under
+/// the oracle's reciprocity bound.
+pub const RSSI_INFLATION_DB: i16 = 20;
+/// See [`RSSI_INFLATION_DB`].
+pub const RSSI_INFLATION_EVASIVE_DB: i16 = 6;
+
 /// What a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

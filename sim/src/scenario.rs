@@ -298,6 +298,12 @@ pub struct CheatersCfg {
     pub fake_heartbeat: f64,
     /// Members per collusion ring. Default 5.
     pub ring_size: u32,
+    /// Cheaters that know the rules and try to stay under them: relays, rings and
+    /// inflated-gain accomplices report the time a beacon was on the air, not when it reached
+    /// them (no slow round trip); forged RSSI is 6 dB too strong instead of 20; colluding
+    /// measurers report 70 % of what they measured of outsiders instead of 40 %. Default
+    /// false.
+    pub evasive: bool,
     /// Ids per Sybil farm. Default 8.
     pub farm_size: u32,
     /// How far a fake location is from the truth, km (uniform). Default [3, 30].
@@ -319,6 +325,7 @@ impl Default for CheatersCfg {
             colluding_measurer: 0.0,
             fake_heartbeat: 0.0,
             ring_size: 5,
+            evasive: false,
             farm_size: 8,
             fake_distance_km: [3.0, 30.0],
             relay_distance_km: [3.0, 20.0],

@@ -100,6 +100,7 @@ struct RxJob {
     snr: i16,
     freq: u32,
     local: u64,
+    rx_ms: u64,
     core: Core,
     out: Outputs,
 }
@@ -116,6 +117,9 @@ enum Ev {
         snr: i16,
         freq: u32,
         forged: bool,
+        /// How long before delivery the frame was on the air, ms, when the receiver reports
+        /// the air time (an evasive relay); 0 otherwise.
+        backdate_ms: u64,
     },
     Deliver(u32),
     Close(u64),
@@ -503,9 +507,10 @@ impl<'a> Sim<'a> {
                 snr,
                 freq,
                 forged,
+                backdate_ms,
             } => {
                 self.record_rx(t, seq, node, &frame, rssi, snr, freq, forged);
-                self.receive(node, &frame, rssi, snr, freq, forged);
+                self.receive(node, &frame, rssi, snr, freq, forged, backdate_ms);
             }
             Ev::Deliver(slot) => {
                 self.log.record(t, seq, 5, &[u64::from(slot)]);
@@ -736,6 +741,7 @@ impl<'a> Sim<'a> {
                 snr,
                 freq,
                 forged,
+                backdate_ms,
             } = ev
             else {
                 continue;
@@ -743,6 +749,7 @@ impl<'a> Sim<'a> {
             self.record_rx(t, seq, node, &frame, rssi, snr, freq, forged);
             let (rssi, snr) = self.alter(node, rssi, snr, forged);
             let local = self.local_ms_at(node, t);
+            let rx_ms = local.saturating_sub(backdate_ms);
             if let Some(core) = self.rt[node as usize].core.take() {
                 jobs.push(RxJob {
                     t,
@@ -752,6 +759,7 @@ impl<'a> Sim<'a> {
                     snr,
                     freq,
                     local,
+                    rx_ms,
                     core,
                     out: Outputs::default(),
                 });
@@ -763,7 +771,7 @@ impl<'a> Sim<'a> {
                 DeciDb(j.rssi.saturating_mul(10)),
                 DeciDb(j.snr.saturating_mul(10)),
                 j.freq,
-                j.local,
+                j.rx_ms,
                 j.local,
             );
             j.out = drain(&mut j.core);
@@ -911,6 +919,7 @@ impl<'a> Sim<'a> {
                         snr,
                         freq: p.freq_khz,
                         forged: false,
+                        backdate_ms: 0,
                     },
                 );
             }
@@ -1008,6 +1017,11 @@ impl<'a> Sim<'a> {
                 snr,
                 freq,
                 forged: true,
+                backdate_ms: if self.sc.cheaters.evasive {
+                    delay_us / 1_000
+                } else {
+                    0
+                },
             },
         );
     }
@@ -1049,7 +1063,10 @@ impl<'a> Sim<'a> {
         let role = self.world.nodes[n as usize].role;
         match role.archetype {
             Archetype::ForgedRssi if role.variant => (-65, 25),
-            Archetype::ForgedRssi => (rssi.saturating_add(20), snr),
+            Archetype::ForgedRssi if self.sc.cheaters.evasive => {
+                (rssi.saturating_add(cheaters::RSSI_INFLATION_EVASIVE_DB), snr)
+            }
+            Archetype::ForgedRssi => (rssi.saturating_add(cheaters::RSSI_INFLATION_DB), snr),
             Archetype::InflatedGain => {
                 #[allow(clippy::cast_possible_truncation)]
                 let g = world::GAIN_INFLATION_DB as i16;
@@ -1059,9 +1076,20 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn receive(&mut self, n: u32, frame: &[u8], rssi: i16, snr: i16, freq: u32, forged: bool) {
+    #[allow(clippy::too_many_arguments)]
+    fn receive(
+        &mut self,
+        n: u32,
+        frame: &[u8],
+        rssi: i16,
+        snr: i16,
+        freq: u32,
+        forged: bool,
+        backdate_ms: u64,
+    ) {
         let (rssi, snr) = self.alter(n, rssi, snr, forged);
         let local = self.local_ms(n);
+        let rx_ms = local.saturating_sub(backdate_ms);
         let Some(core) = self.rt[n as usize].core.as_mut() else {
             return;
         };
@@ -1070,7 +1098,7 @@ impl<'a> Sim<'a> {
             DeciDb(rssi.saturating_mul(10)),
             DeciDb(snr.saturating_mul(10)),
             freq,
-            local,
+            rx_ms,
             local,
         );
         self.pump(n);
@@ -1209,7 +1237,14 @@ impl<'a> Sim<'a> {
                             } else {
                                 // Anyone else: slower than measured, so the colluders' share
                                 // of the backhaul pool grows.
-                                backhaul::scaled(&meas, cheaters::MEASURER_DEFLATION)
+                                backhaul::scaled(
+                                    &meas,
+                                    if self.sc.cheaters.evasive {
+                                        cheaters::MEASURER_DEFLATION_EVASIVE
+                                    } else {
+                                        cheaters::MEASURER_DEFLATION
+                                    },
+                                )
                             };
                         }
                         let tid = backhaul::test_id(e, &prover.id, &measurer.id, dir);
