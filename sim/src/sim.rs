@@ -1063,9 +1063,10 @@ impl<'a> Sim<'a> {
         let role = self.world.nodes[n as usize].role;
         match role.archetype {
             Archetype::ForgedRssi if role.variant => (-65, 25),
-            Archetype::ForgedRssi if self.sc.cheaters.evasive => {
-                (rssi.saturating_add(cheaters::RSSI_INFLATION_EVASIVE_DB), snr)
-            }
+            Archetype::ForgedRssi if self.sc.cheaters.evasive => (
+                rssi.saturating_add(cheaters::RSSI_INFLATION_EVASIVE_DB),
+                snr,
+            ),
             Archetype::ForgedRssi => (rssi.saturating_add(cheaters::RSSI_INFLATION_DB), snr),
             Archetype::InflatedGain => {
                 #[allow(clippy::cast_possible_truncation)]

@@ -2,7 +2,8 @@
 //! (the same run with every cheater honest): cheating costs at least half of what the
 //! identity would have earned honestly, and the honest nodes keep their pay. The limits are
 //! the report's own targets ([`wisp_sim::report::TARGET_VS_FAIR`] and the rest), not
-//! numbers picked per archetype.
+//! numbers picked per archetype. The evasive variants (`cheaters.evasive`) are held to the
+//! same targets, except a forger under the reciprocity bound, which must gain nothing.
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
@@ -48,7 +49,11 @@ fn scenario(arch: Archetype, seed: u64) -> Scenario {
 }
 
 fn run(arch: Archetype) -> Report {
-    let sc = scenario(arch, 5);
+    run_scenario(arch, &scenario(arch, 5))
+}
+
+fn run_scenario(arch: Archetype, sc: &Scenario) -> Report {
+    let sc = sc.clone();
     let (_, fair, r) = wisp_sim::run(&sc, false).unwrap();
     assert!(fair.is_some(), "the fair baseline ran");
     assert!(r.invariants_ok(), "{:?}", r.violations);
@@ -77,7 +82,17 @@ fn run(arch: Archetype) -> Report {
 /// Every target of the report is met: the archetype's reward over fair, the excess, and the
 /// honest nodes' loss.
 fn never_pays(arch: Archetype) {
-    let r = run(arch);
+    check(arch, &run(arch));
+}
+
+/// The same, with cheaters that know the rules and try to stay under them.
+fn never_pays_evasive(arch: Archetype) {
+    let mut sc = scenario(arch, 5);
+    sc.cheaters.evasive = true;
+    check(arch, &run_scenario(arch, &sc));
+}
+
+fn check(arch: Archetype, r: &Report) {
     let missed: Vec<String> = r
         .targets_missed()
         .iter()
@@ -135,4 +150,39 @@ fn colluding_measurers_never_pay() {
 #[test]
 fn fake_heartbeat_never_pays() {
     never_pays(Archetype::FakeHeartbeat);
+}
+
+#[test]
+fn evasive_relays_that_report_the_air_time_never_pay() {
+    never_pays_evasive(Archetype::Relay);
+}
+
+#[test]
+fn evasive_rings_that_report_the_air_time_never_pay() {
+    never_pays_evasive(Archetype::CollusionRing);
+}
+
+#[test]
+fn evasive_forgers_under_the_reciprocity_bound_gain_nothing() {
+    // A level 6 dB too strong is within what radios' calibration differs by: no rule can
+    // tell it from an honest radio, and none needs to, since no reward depends on a level
+    // under the bounds. The constant-level half of the archetype is caught; together they
+    // earn less than fair, the excess stays under its target and the honest keep their pay.
+    let arch = Archetype::ForgedRssi;
+    let mut sc = scenario(arch, 5);
+    sc.cheaters.evasive = true;
+    let r = run_scenario(arch, &sc);
+    let row = r
+        .archetypes
+        .iter()
+        .find(|a| a.archetype == arch.name())
+        .unwrap();
+    assert!(row.vs_fair.unwrap() < 1.0, "{:?}", row.vs_fair);
+    let missed: Vec<&str> = r
+        .targets_missed()
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| !n.starts_with(arch.name()))
+        .collect();
+    assert!(missed.is_empty(), "{missed:?}");
 }
