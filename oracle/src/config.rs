@@ -116,10 +116,10 @@ pub struct RulesConfig {
     /// Honest nodes next to it have one such partner among many. Default 3.
     pub link_min_partners: u16,
     /// A node that claims to have heard at least this many distinct beaconers over implausible
-    /// links that no false location explains, within `strike_window_epochs`, is
-    /// `links_implausible` too: it relays beacons from afar. Honest radios do not reach that
-    /// far; the honest neighbour of a liar the rules could not pin down hears the one liar.
-    /// Default 3.
+    /// links that no false location explains (beaconers that are misplaced or penalized
+    /// do not count), within `strike_window_epochs`, is `links_implausible` too: it relays
+    /// beacons from afar. Honest radios do not reach that far; the honest neighbour of a liar
+    /// the rules could not pin down hears the one liar. Default 2.
     pub link_strikes: u16,
     /// Reciprocal links compare a node's reports with its partners': for each partner heard
     /// both ways, the path loss of the partner's reports of this node minus that of this
@@ -166,7 +166,7 @@ pub struct RulesConfig {
     pub isolated_pool_bps: u16,
     /// A measurer's figure below this share of what the prover's other measurers saw (capped
     /// by the measurer's own rated capacity in that direction) is a disagreement. Default
-    /// 6 000.
+    /// 7 500.
     pub measurer_floor_bps: u16,
     /// Disagreements in one epoch that make a measurer `measurer_disagrees`. Default 2.
     pub measurer_strikes: u16,
@@ -251,7 +251,7 @@ impl Default for RulesConfig {
             constant_rssi_witnesses: 5,
             replay_lag_ms: 600_000,
             link_min_partners: 3,
-            link_strikes: 3,
+            link_strikes: 2,
             max_link_asymmetry_decidb: 100,
             asymmetry_min_partners: 3,
             max_round_trip_ms: 30,
@@ -260,7 +260,7 @@ impl Default for RulesConfig {
             penalty_epochs: 24,
             trusted_cluster_min: 8,
             isolated_pool_bps: 1_000,
-            measurer_floor_bps: 6_000,
+            measurer_floor_bps: 7_500,
             measurer_strikes: 2,
             reassert_min_interval_ms: 86_400_000,
             location_trust: vec![
