@@ -195,11 +195,12 @@ pub struct EpochOutcome {
     /// Per node, what it was caught at within the last `strike_window_epochs` (nodes with
     /// nothing left out).
     pub marks: Vec<(NodeId, Vec<Mark>)>,
-    /// Per node that had any, its last level offset with each of its latest partners (see
-    /// [`links`]), most recent first.
+    /// Per node with a new pair this epoch, its last level offset with each of its latest
+    /// partners (see [`links`]), most recent first; the registry keeps the others'.
     pub level_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)>,
-    /// Per node that witnessed, its latest readings (beaconer, epoch, RSSI), most recent
-    /// first (the constant-signal rule reads them across epochs).
+    /// Per node that witnessed this epoch, its latest readings (beaconer, epoch, RSSI), most
+    /// recent first (the constant-signal rule reads them across epochs); the registry keeps
+    /// the others'.
     pub recent_levels: Vec<(NodeId, Vec<Level>)>,
 }
 
@@ -594,12 +595,7 @@ impl EpochState {
             }
             recent_levels.push((*node, latest));
         }
-        // Nodes that witnessed nothing keep their levels.
-        for rec in registry.iter() {
-            if !rec.recent_levels.is_empty() && !readings.contains_key(&rec.id) {
-                recent_levels.push((rec.id, rec.recent_levels.clone()));
-            }
-        }
+        // Nodes that witnessed nothing keep their levels in the registry.
         recent_levels.sort_unstable();
         // Links judged together ([`links`]): one observation per (beaconer, witness), the
         // earliest reading, in arrival order.
@@ -897,12 +893,7 @@ impl EpochState {
                 new_marks.push((*node, Reason::RssiInconsistent, epoch_key));
             }
         }
-        // Nodes without a new pair keep their offsets.
-        for rec in registry.iter() {
-            if !rec.level_offsets.is_empty() && !judged.level_offsets.contains_key(&rec.id) {
-                level_offsets.push((rec.id, rec.level_offsets.clone()));
-            }
-        }
+        // Nodes without a new pair keep their offsets in the registry.
         level_offsets.sort_unstable();
         for (node, partners) in &judged.delayed {
             for p in partners {
@@ -962,7 +953,7 @@ impl EpochState {
             }
         }
         for rec in registry.iter() {
-            if rec.penalized_through.is_some_and(|e| e >= self.seed.epoch) {
+            if rec.is_penalized_in(self.seed.epoch) {
                 penalties.entry(rec.id).or_insert(Reason::Penalized);
             }
         }

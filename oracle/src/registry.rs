@@ -148,13 +148,18 @@ pub struct NodeRecord {
     pub level_offsets: Vec<(NodeId, i32)>,
     /// Its latest readings (beaconer, epoch, RSSI), most recent first (see
     /// `RulesConfig::constant_rssi_witnesses`).
-    pub recent_levels: Vec<(NodeId, u64, DeciDb)>,
+    pub recent_levels: Vec<crate::epoch::Level>,
 }
 
 impl NodeRecord {
     /// The declared band containing `freq_khz`, if any.
     pub fn band_for(&self, freq_khz: u32) -> Option<&Band> {
         self.bands.iter().find(|b| b.contains(freq_khz))
+    }
+
+    /// Whether it serves a penalty during `epoch` (it earns nothing and measures nobody).
+    pub fn is_penalized_in(&self, epoch: u64) -> bool {
+        self.penalized_through.is_some_and(|t| t >= epoch)
     }
 }
 
@@ -411,8 +416,7 @@ impl Registry {
     pub fn is_penalized(&self, node: &NodeId, epoch: u64) -> bool {
         self.nodes
             .get(node)
-            .and_then(|r| r.penalized_through)
-            .is_some_and(|t| t >= epoch)
+            .is_some_and(|r| r.is_penalized_in(epoch))
     }
 
     /// The node with this id.
