@@ -528,3 +528,102 @@ fn non_reciprocal_witnesses_never_take_a_paid_slot() {
         }
     }
 }
+
+/// The items with every receipt's figure replaced by `rate(prover, measurer, direction)`.
+fn with_rates(
+    fx: &Fixture,
+    items: &[(Arrival, Fact)],
+    rate: impl Fn(usize, usize, Direction) -> u64,
+) -> Vec<(Arrival, Fact)> {
+    let pool = wisp_oracle::MeasurerPool::new(fx.ids.iter().copied());
+    let index = |id| fx.ids.iter().position(|x| *x == id).unwrap();
+    items
+        .iter()
+        .map(|(a, f)| match f {
+            Fact::Receipt(r) => {
+                let (p, m) = (index(r.prover), index(r.measurer));
+                let bytes = fx.receipt_bytes(p, m, r.direction, rate(p, m, r.direction));
+                (
+                    *a,
+                    Fact::Receipt(fx.checker().receipt(&open(&bytes), &pool).unwrap()),
+                )
+            }
+            _ => (*a, *f),
+        })
+        .collect()
+}
+
+/// Honest measurers agree: each prover's link has one rate, whoever measures it.
+fn agreeing(p: usize, _m: usize, d: Direction) -> u64 {
+    200_000_000 + p as u64 * 20_000_000 + if d == Direction::Up { 5_000_000 } else { 0 }
+}
+
+#[test]
+fn a_measurer_that_shaves_two_links_in_an_epoch_is_struck() {
+    let (mut fx, items) = honest();
+    let items = with_rates(&fx, &items, agreeing);
+    // Capacities come from an earlier epoch.
+    let first = close(&fx, &items);
+    assert!(first.penalties.is_empty(), "{:?}", first.penalties);
+    fx.registry.apply_epoch(&first);
+    assert!(close(&fx, &items).penalties.is_empty());
+    let tested_by = |m: usize| -> Vec<usize> {
+        (0..9)
+            .filter(|p| {
+                items.iter().any(|(_, f)| {
+                    matches!(f, Fact::Receipt(r)
+                        if r.measurer == fx.ids[m] && r.prover == fx.ids[*p])
+                })
+            })
+            .collect()
+    };
+    let penalty = |o: &EpochOutcome, m: usize| {
+        o.penalties
+            .iter()
+            .find(|(n, _)| *n == fx.ids[m])
+            .map(|(_, r)| *r)
+    };
+    // Shaving a link to 30 % of what the others saw (below the floor even of the capacity
+    // cap: a measurer slower than the prover is held to its own rated capacity).
+    let shave = |m: usize, links: Vec<(usize, Direction)>| {
+        with_rates(&fx, &items, move |p, mm, d| {
+            let honest = agreeing(p, mm, d);
+            if mm == m && links.contains(&(p, d)) {
+                honest * 3 / 10
+            } else {
+                honest
+            }
+        })
+    };
+    let mut checked = 0;
+    for m in 0..9 {
+        let provers = tested_by(m);
+        if provers.len() < 2 {
+            continue;
+        }
+        // One disagreement in an epoch is not enough (one slow test happens)…
+        let once = close(&fx, &shave(m, vec![(provers[0], Direction::Down)]));
+        assert_eq!(penalty(&once, m), None, "measurer {m}");
+        // …two are.
+        let twice = close(
+            &fx,
+            &shave(
+                m,
+                vec![(provers[0], Direction::Down), (provers[1], Direction::Up)],
+            ),
+        );
+        assert_eq!(
+            penalty(&twice, m),
+            Some(Reason::MeasurerDisagrees),
+            "measurer {m}"
+        );
+        // Nobody else is struck for it.
+        assert!(
+            twice.penalties.iter().all(|(n, _)| *n == fx.ids[m]),
+            "{:?}",
+            twice.penalties
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} measurers checked");
+}

@@ -153,6 +153,31 @@ impl Profile {
         -174.0 + 10.0 * (f64::from(self.width_mhz) * 1e6).log10() + self.noise_figure_db
     }
 
+    /// The mean level (dBm) at a receiver `d` metres away, after the link's shadowing
+    /// (`shadow`, a standard normal drawn once per pair) and before fading.
+    pub fn mean_rx_dbm(
+        &self,
+        tx_power_dbm: f64,
+        tx_gain_dbi: f64,
+        rx_gain_dbi: f64,
+        d: f64,
+        shadow: f64,
+    ) -> f64 {
+        tx_power_dbm + tx_gain_dbi + rx_gain_dbi - self.path_loss_db(d)
+            + self.shadow_sigma_db * shadow
+    }
+
+    /// What a receiver makes of a signal arriving at `rssi_dbm`: nothing below its
+    /// sensitivity or SNR threshold, else the (RSSI, SNR) it reports, dB, saturated and limited
+    /// by EVM.
+    pub fn decode(&self, rssi_dbm: f64) -> Option<(f64, f64)> {
+        let snr = rssi_dbm - self.noise_dbm();
+        if rssi_dbm < self.sensitivity_dbm || snr < self.snr_min_db {
+            return None;
+        }
+        Some((rssi_dbm.min(RSSI_MAX_DBM), snr.min(SNR_MAX_DB)))
+    }
+
     /// The distance beyond which even a +3σ shadowing and +3σ fading draw leaves the signal
     /// below sensitivity, for a link with these gains: the grid's search radius.
     pub fn max_range_m(&self, eirp_dbm: f64, rx_gain_dbi: f64) -> f64 {

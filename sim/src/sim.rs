@@ -886,19 +886,11 @@ impl<'a> Sim<'a> {
                     continue;
                 }
                 let rssi = f64::from(*mean) + p.fading_sigma_db * radio::fading(seed, e, n, *rx);
-                let snr = rssi - p.noise_dbm();
-                if rssi < p.sensitivity_dbm || snr < p.snr_min_db {
+                let Some((reported, snr)) = p.decode(rssi) else {
                     continue;
-                }
+                };
                 let rank = radio::mix(seed ^ radio::mix(e ^ (u64::from(n) << 32) ^ u64::from(*rx)));
-                // What the receiver reports: saturated RSSI, SNR limited by EVM.
-                let reported = rssi.min(radio::RSSI_MAX_DBM);
-                heard.push((
-                    rank,
-                    *rx,
-                    whole_db(reported),
-                    whole_db(snr.min(radio::SNR_MAX_DB)),
-                ));
+                heard.push((rank, *rx, whole_db(reported), whole_db(snr)));
             }
             if heard.len() > cap {
                 heard.select_nth_unstable(cap);

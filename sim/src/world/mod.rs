@@ -337,8 +337,13 @@ fn neighbourhoods(
     let grid = Grid::new(range, &pts);
     let link = |tx: &NodeSpec, rx_gain: f64, rx_idx: u32, d: f64| -> Option<f32> {
         let p = &profiles[tx.profile];
-        let mean = p.tx_power_dbm + tx.gain_dbi + rx_gain - p.path_loss_db(d)
-            + p.shadow_sigma_db * radio::shadowing(seed, tx.idx, rx_idx);
+        let mean = p.mean_rx_dbm(
+            p.tx_power_dbm,
+            tx.gain_dbi,
+            rx_gain,
+            d,
+            radio::shadowing(seed, tx.idx, rx_idx),
+        );
         let floor = p.sensitivity_dbm.max(p.noise_dbm() + p.snr_min_db);
         // Within reach of a +3σ fade: f32 is plenty for dBm.
         #[allow(clippy::cast_possible_truncation)]
