@@ -134,6 +134,12 @@ pub struct RawDevice {
     /// The maker's certificate for this device's chip: 64-byte P-256 signature `r || s`, hex,
     /// over the certificate digest of docs/PROTOCOL.md §5.1 (provisioned at the factory).
     pub maker_certificate: Option<String>,
+    /// `sim` only: the shared simulated air of a devnet, `host:port` (UDP). Unset: the device
+    /// is alone on its air.
+    pub air: Option<String>,
+    /// `sim` only: where the simulated radio and GNSS really are, `"lat,lon"` in degrees.
+    /// Default: the centre of the asserted location's cell.
+    pub position: Option<String>,
 }
 
 /// Which hardware backend the daemon drives.
@@ -310,6 +316,10 @@ pub struct Config {
     pub log_level: String,
     /// Hardware backend.
     pub device: DeviceKind,
+    /// The simulated device's shared air (`device.air`).
+    pub sim_air: Option<SocketAddr>,
+    /// The simulated device's real place, degrees (`device.position`).
+    pub sim_position: Option<(f64, f64)>,
     /// Maker name and certificate for onboarding with a secure-element attestation.
     pub attestation: Option<(String, [u8; 64])>,
     /// The libp2p network.
@@ -546,11 +556,52 @@ impl RawConfig {
         };
         let net = resolve_net(&self.net)?;
         let bandwidth = resolve_bandwidth(&self.bandwidth)?;
+        let sim_air = match self.device.air.as_deref() {
+            None => None,
+            Some(a) => Some(
+                std::net::ToSocketAddrs::to_socket_addrs(a)
+                    .ok()
+                    .and_then(|mut it| it.next())
+                    .ok_or_else(|| invalid("device.air", format!("`{a}`: expected host:port")))?,
+            ),
+        };
+        let sim_position = match self.device.position.as_deref() {
+            None => None,
+            Some(p) => {
+                let parsed = p.split_once(',').and_then(|(lat, lon)| {
+                    Some((
+                        lat.trim().parse::<f64>().ok()?,
+                        lon.trim().parse::<f64>().ok()?,
+                    ))
+                });
+                match parsed {
+                    Some((lat, lon))
+                        if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+                    {
+                        Some((lat, lon))
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "device.position",
+                            format!("`{p}`: expected \"lat,lon\" in degrees"),
+                        ));
+                    }
+                }
+            }
+        };
+        if device != DeviceKind::Sim && (sim_air.is_some() || sim_position.is_some()) {
+            return Err(invalid(
+                "device.air",
+                "device.air and device.position apply to device.kind = \"sim\" only",
+            ));
+        }
         Ok(Config {
             net,
             bandwidth,
             attestation,
             device,
+            sim_air,
+            sim_position,
             data_dir,
             key_file,
             owner: self.node.owner.clone(),
@@ -814,6 +865,8 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("device", "kind"),
     ("device", "maker"),
     ("device", "maker_certificate"),
+    ("device", "air"),
+    ("device", "position"),
     ("net", "listen"),
     ("net", "bootstrap"),
     ("net", "external_addresses"),

@@ -3,7 +3,8 @@
 //! The core holds no sockets, reads no clock and draws no randomness: every input carries
 //! `now_ms`, and every output is polled. The tokio shell and the simulator drive the same code.
 //!
-//! Call order, per turn of the driver's loop:
+//! Call order: after [`Core::new`], a driver that persisted the last heartbeat it signed calls
+//! [`Core::resume_heartbeats`] once, before the first input. Then, per turn of the driver's loop:
 //! 1. feed inputs: [`Core::handle_seed`], [`Core::handle_ack`], [`Core::handle_radio_frame`],
 //!    [`Core::handle_fix`], [`Core::handle_peer_witness`] (witnesses gossiped by peers), and
 //!    [`Core::handle_timeout`] when [`Core::poll_timeout`] is due;
@@ -211,6 +212,10 @@ pub struct Core {
     heartbeat_seq: u64,
     heartbeat_interval_ms: u64,
     next_heartbeat_ms: u64,
+    /// When a heartbeat was last signed before this core started (persisted by the driver),
+    /// until this core signs one: the first heartbeat waits a full interval after it, whatever
+    /// interval the next seed sets.
+    resumed_from_ms: Option<u64>,
     beacon_at_ms: Option<u64>,
     fix: Option<GnssFix>,
     witnessed: BTreeSet<NodeId>,
@@ -252,8 +257,10 @@ impl Core {
             started_ms: now_ms,
             epoch: None,
             heartbeat_seq,
-            // The first heartbeat goes out as soon as an epoch is known.
+            // The first heartbeat goes out as soon as an epoch is known (unless
+            // `resume_heartbeats` says one was signed recently).
             next_heartbeat_ms: now_ms,
+            resumed_from_ms: None,
             beacon_at_ms: None,
             fix: None,
             witnessed: BTreeSet::new(),
@@ -263,6 +270,28 @@ impl Core {
             tx: VecDeque::new(),
             proofs: VecDeque::new(),
             events: VecDeque::new(),
+        }
+    }
+
+    /// The driver persisted that this node signed its last heartbeat at `last_sent_ms` (before
+    /// a restart). The first heartbeat of this core then waits until a full interval after it
+    /// rather than going out at once: the oracle refuses heartbeats signed less than half an
+    /// interval apart (`heartbeat_too_frequent`), and a routine restart must not cost one. A
+    /// `last_sent_ms` ahead of `now_ms` (the clock was set back) delays it by one interval at
+    /// most. Call once, right after [`Core::new`].
+    pub fn resume_heartbeats(&mut self, last_sent_ms: u64, now_ms: u64) {
+        self.resumed_from_ms = Some(last_sent_ms);
+        self.activity.last_heartbeat_ms = Some(last_sent_ms);
+        self.hold_first_heartbeat(now_ms);
+    }
+
+    /// Keeps the first heartbeat after a restart a full (current) interval after the last one
+    /// signed. Until this core signs a heartbeat, the schedule has not moved from its start, so
+    /// it is recomputed from scratch when a seed changes the interval.
+    fn hold_first_heartbeat(&mut self, now_ms: u64) {
+        if let Some(last) = self.resumed_from_ms {
+            let earliest = last.min(now_ms).saturating_add(self.heartbeat_interval_ms);
+            self.next_heartbeat_ms = self.started_ms.max(earliest);
         }
     }
 
@@ -315,6 +344,7 @@ impl Core {
             self.event(Event::ClockSkew { skew_ms });
         }
         self.heartbeat_interval_ms = u64::from(seed.params.heartbeat_interval_ms).max(1);
+        self.hold_first_heartbeat(now_ms);
         self.witnessed.clear();
         self.witnessed_by.clear();
         self.beacon_at_ms = self.cfg.cell.map(|_| {
@@ -495,6 +525,7 @@ impl Core {
             let env = Envelope::sign(&self.key, &hb);
             self.emit(env, now_ms);
             self.activity.last_heartbeat_ms = Some(now_ms);
+            self.resumed_from_ms = None;
             // Keep the phase: a late wake-up does not shift every later heartbeat.
             let behind = (now_ms - self.next_heartbeat_ms) / self.heartbeat_interval_ms;
             self.next_heartbeat_ms += (behind + 1) * self.heartbeat_interval_ms;
@@ -652,6 +683,49 @@ mod tests {
         // Without a location the node cannot beacon, and says so.
         let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
         assert!(events.contains(&Event::BeaconMissed { epoch: 1 }));
+    }
+
+    #[test]
+    fn a_restarted_core_waits_an_interval_after_the_last_persisted_heartbeat() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let seed_bytes = Envelope::sign(&oracle, &seed(1, T0)).to_bytes();
+        let interval = 10_000; // the seed's
+        // (last heartbeat signed, restart at): the first heartbeat after the restart.
+        let cases = [
+            // Restarted 3 s after a heartbeat: the next one a full interval after it.
+            (T0 + 20_000, T0 + 23_000, T0 + 20_000 + interval),
+            // Down longer than an interval: at once.
+            (T0 + 20_000, T0 + 45_000, T0 + 45_000),
+            // The clock was set back: at most one interval from now.
+            (T0 + 90_000, T0 + 23_000, T0 + 23_000 + interval),
+        ];
+        for (last, restart, want) in cases {
+            let mut c = Core::new(
+                NodeKey::from_seed(&[1; 32]),
+                CoreConfig::new(None, Versions::new("t", "sim")),
+                oracle.id(),
+                restart,
+                7,
+            );
+            // The configured interval (5 min) applies until the seed sets 10 s.
+            c.resume_heartbeats(last, restart);
+            assert_eq!(c.activity().last_heartbeat_ms, Some(last));
+            assert!(c.handle_seed(&seed_bytes, restart).unwrap());
+            assert_eq!(
+                c.poll_timeout(),
+                Some(want),
+                "last {last} restart {restart}"
+            );
+            c.handle_timeout(want - 1);
+            assert!(c.poll_proof().is_none(), "too early, last {last}");
+            c.handle_timeout(want);
+            let hb = envelope::open::<Heartbeat>(&c.poll_proof().unwrap().bytes)
+                .unwrap()
+                .msg;
+            assert_eq!((hb.seq, hb.sent_ms), (8, want));
+            // Then the usual phase from there.
+            assert_eq!(c.poll_timeout(), Some(want + interval));
+        }
     }
 
     #[test]

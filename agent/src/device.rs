@@ -10,6 +10,7 @@ use wisp_firmware::radio::{Channel, Radio};
 use wisp_protocol::msg::GnssFix;
 use wisp_protocol::units::DeciDb;
 
+use crate::air::AirLink;
 use crate::core::TxFrame;
 use crate::shell::{DeviceAttestation, DeviceIo, RxFrame};
 use crate::status::DeviceStatus;
@@ -142,11 +143,14 @@ where
     }
 }
 
-/// The simulated device, its clock following the system clock, at an optional position.
+/// The simulated device, its clock following the system clock, at an optional position; with
+/// an [`AirLink`], on the devnet's shared simulated air (what it transmits reaches the others
+/// in range, and what they transmit reaches it), else alone (what it transmits goes nowhere).
 #[derive(Debug)]
 pub struct SimBoard {
     board: Board<wisp_firmware::device::SimDevice>,
     origin: std::time::Instant,
+    air: Option<AirLink>,
 }
 
 impl SimBoard {
@@ -173,7 +177,15 @@ impl SimBoard {
         Ok(Self {
             board: Board::new(dev, "sim"),
             origin: std::time::Instant::now(),
+            air: None,
         })
+    }
+
+    /// Puts the device on a shared simulated air.
+    #[must_use]
+    pub fn with_air(mut self, air: AirLink) -> Self {
+        self.air = Some(air);
+        self
     }
 
     fn sync_clock(&mut self) {
@@ -182,17 +194,53 @@ impl SimBoard {
             .device_mut()
             .set_time(mono, crate::shell::wall_ms());
     }
+
+    /// Takes what the air delivered into the radio's receive queue, with the time each
+    /// arrived (the time a driver would give the frame).
+    fn listen(&mut self) {
+        let Some(air) = self.air.as_mut() else {
+            return;
+        };
+        air.keepalive(std::time::Instant::now());
+        let heard = air.receive();
+        if heard.is_empty() {
+            return;
+        }
+        self.sync_clock();
+        for h in heard {
+            let Ok(payload) = wisp_firmware::radio::Payload::from_slice(&h.payload) else {
+                continue;
+            };
+            self.board
+                .device_mut()
+                .inject_frame(wisp_firmware::radio::RadioFrame {
+                    payload,
+                    rssi_ddbm: h.rssi_ddbm,
+                    snr_ddb: h.snr_ddb,
+                    freq_khz: h.freq_khz,
+                    rx_time_ms: h.rx_ms,
+                });
+        }
+    }
 }
 
 impl DeviceIo for SimBoard {
     fn transmit(&mut self, frame: &TxFrame) -> Result<(), String> {
         self.sync_clock();
         let r = self.board.transmit(frame);
-        // Nobody else is on this simulated air: what we sent goes nowhere.
-        self.board.device_mut().drain_transmitted().for_each(drop);
+        let sent: Vec<_> = self.board.device_mut().drain_transmitted().collect();
+        if let Some(air) = self.air.as_mut() {
+            for t in sent {
+                if !air.transmit(t.channel.freq_khz, t.channel.width_mhz, &t.payload) {
+                    return Err(format!("the simulated air at {} is unreachable", air.air()));
+                }
+            }
+        }
+        // Without an air, nobody else is on it: what we sent goes nowhere.
         r
     }
     fn poll_received(&mut self) -> Option<RxFrame> {
+        self.listen();
         self.board.poll_received()
     }
     fn poll_fix(&mut self) -> Option<GnssFix> {

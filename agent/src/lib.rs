@@ -7,17 +7,23 @@
 //! - [`trust`]: only the pinned oracle key is believed.
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
 //! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
+//! - [`broker_health`]: what operators are told when the MQTT broker cannot be reached.
+//! - [`logging`]: the default log filter (quiet dependencies, an explicit filter wins).
+//! - [`air`]: the shared simulated air of a devnet (UDP to the air service).
 //! - [`device`]: firmware devices (real drivers or simulated) as the daemon's hardware.
 //! - [`net`]: the libp2p network (gossip of witnesses and seeds, `/wisp/status/1`,
 //!   `/wisp/bw/1`), driven by its own task.
 //! - [`shell`]: the tokio daemon tying it together (MQTT, libp2p, device, store, HTTP).
 #![warn(missing_docs)]
 
+pub mod air;
 pub mod backhaul;
 pub mod bandwidth;
+pub mod broker_health;
 pub mod config;
 pub mod core;
 pub mod device;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod outbox;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
+use wisp_agent::air::{AirLink, Station};
 use wisp_agent::config::{Config, DeviceKind, LogFormat, RawConfig};
 use wisp_agent::device::SimBoard;
 use wisp_agent::shell::{self, NoDevice};
@@ -112,15 +113,20 @@ fn load_config(c: &Common) -> anyhow::Result<Config> {
     Ok(raw.resolve()?)
 }
 
+/// Logs to stderr: `log.level` with dependencies' routine chatter out of sight, unless
+/// `WISP_LOG` (or `RUST_LOG`) gives a filter (see [`wisp_agent::logging`]).
 fn init_logs(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WISP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cfg.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let explicit = wisp_agent::logging::explicit_from_env();
+    let json = matches!(cfg.log_format, LogFormat::Json);
+    let built =
+        wisp_agent::logging::subscriber(explicit.as_deref(), &cfg.log_level, json, std::io::stderr)
+            .or_else(|e| {
+                eprintln!("warning: ignoring the log filter ({e}); logging at info");
+                wisp_agent::logging::subscriber(None, "info", json, std::io::stderr)
+            });
+    if let Ok(s) = built {
+        let _ = s.try_init();
     }
 }
 
@@ -302,11 +308,29 @@ fn open_device(
         DeviceKind::Sim => {
             // Degrees × 1e7 of a valid cell centre fit an i32.
             #[allow(clippy::cast_possible_truncation)]
-            let position = cfg.cell.map(|c| {
-                let (lat, lon) = c.center();
-                ((lat * 1e7).round() as i32, (lon * 1e7).round() as i32)
-            });
-            Box::new(SimBoard::new(&key.seed(), position)?)
+            let position = cfg
+                .sim_position
+                .or_else(|| cfg.cell.map(|c| c.center()))
+                .map(|(lat, lon)| ((lat * 1e7).round() as i32, (lon * 1e7).round() as i32));
+            let board = SimBoard::new(&key.seed(), position)?;
+            match (cfg.sim_air, position) {
+                (Some(air), Some((lat_e7, lon_e7))) => {
+                    let station = Station {
+                        lat_e7,
+                        lon_e7,
+                        tx_power_ddbm: cfg.radio.tx_power.0,
+                        gain_ddbi: cfg.radio.antenna_gain.0,
+                    };
+                    let link = AirLink::connect(air, station)
+                        .with_context(|| format!("device.air: cannot open a socket to {air}"))?;
+                    tracing::info!(%air, "simulated device on the shared air");
+                    Box::new(board.with_air(link))
+                }
+                (Some(_), None) => {
+                    bail!("device.air needs a place: set node location or device.position")
+                }
+                (None, _) => Box::new(board),
+            }
         }
     })
 }

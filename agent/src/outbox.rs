@@ -5,7 +5,15 @@
 //! A proof is sent once committed to disk, resent if no oracle ack names it within the ack
 //! timeout (doubling up to a cap, with jitter, so a fleet that lost its broker does not
 //! resend in lockstep), and removed only on an ack. After a reconnect every in-flight proof is
-//! due again (the broker may have dropped it), spread over a jitter window.
+//! due again (the broker may have dropped it), after one random delay within a jitter window.
+//!
+//! **A backlog goes out in signing order**: of the proofs due, the oldest (lowest sequence
+//! number, which the driver assigns in the order the core signed them and the store keeps
+//! across restarts) is sent first; after a reconnect nothing is sent until one random delay
+//! passed, and then the whole backlog, in flight before or never sent, goes out oldest first.
+//! Jitter is drawn per moment, not per proof, so proofs sent together that time out are resent
+//! together, in order. (Proofs sent at different times resend on their own backoff; the oracle
+//! accepts heartbeats in any order, so this is tidiness, not correctness.)
 //!
 //! **When full** (entries or bytes), room is made by evicting the oldest proofs of the lowest
 //! priority first: heartbeats (a later one supersedes them), then beacons and witnesses.
@@ -106,8 +114,18 @@ pub struct Outbox {
     by_id: BTreeMap<ProofId, u64>,
     /// `(priority, seq)` of every entry, for eviction in order.
     by_priority: BTreeSet<(Priority, u64)>,
-    /// `(due_ms, seq)` of every entry not in flight.
+    /// `(due_ms, seq)` of every entry not in flight and not yet found due.
     due: BTreeSet<(u64, u64)>,
+    /// Entries found due (their time passed), sent lowest sequence number first.
+    ready: BTreeSet<u64>,
+    /// When entries last moved from `due` to `ready` (all of `ready` was due by then).
+    ready_since: u64,
+    /// The jitter drawn for sends at one moment `(now_ms, jitter)`: a burst shares it, so its
+    /// resends come due together and go out in order.
+    burst: Option<(u64, u64)>,
+    /// Nothing is sent before this (a reconnect's random delay), so that everything pending
+    /// then goes out together, oldest first.
+    hold_until: u64,
     /// `(resend_ms, seq)` of every entry in flight.
     in_flight: BTreeSet<(u64, u64)>,
     bytes: usize,
@@ -125,6 +143,10 @@ impl Outbox {
             by_id: BTreeMap::new(),
             by_priority: BTreeSet::new(),
             due: BTreeSet::new(),
+            ready: BTreeSet::new(),
+            ready_since: 0,
+            burst: None,
+            hold_until: 0,
             in_flight: BTreeSet::new(),
             bytes: 0,
             next_seq: 1,
@@ -236,7 +258,7 @@ impl Outbox {
         let e = self.entries.remove(&seq)?;
         self.by_priority.remove(&(Priority::of(e.kind), seq));
         match e.state {
-            State::Due { at, .. } => self.due.remove(&(at, seq)),
+            State::Due { at, .. } => self.due.remove(&(at, seq)) | self.ready.remove(&seq),
             State::InFlight { sent_ms, attempts } => self
                 .in_flight
                 .remove(&(resend_at(&self.cfg, sent_ms, attempts), seq)),
@@ -245,15 +267,26 @@ impl Outbox {
         Some(e)
     }
 
-    /// The next proof to send now, if any is due and the in-flight limit allows. The caller
-    /// sends it and reports with [`Outbox::mark_sent`].
+    /// The next proof to send now, if any is due and the in-flight limit allows: of those due,
+    /// the one signed first. The caller sends it and reports with [`Outbox::mark_sent`].
     pub fn poll_send(&mut self, now_ms: u64) -> Option<Entry> {
         self.requeue_expired(now_ms);
+        if now_ms < self.hold_until {
+            return None;
+        }
+        while let Some(&(at, seq)) = self.due.first() {
+            if at > now_ms {
+                break;
+            }
+            self.due.remove(&(at, seq));
+            self.ready.insert(seq);
+            self.ready_since = now_ms;
+        }
         if self.in_flight.len() >= self.cfg.max_in_flight {
             return None;
         }
-        let &(at, seq) = self.due.first()?;
-        (at <= now_ms).then(|| self.entries[&seq])
+        let seq = self.ready.first()?;
+        Some(self.entries[seq])
     }
 
     /// The proof was handed to the MQTT client at `now_ms`. Returns which attempt this was
@@ -268,6 +301,7 @@ impl Outbox {
         let attempts = match e.state {
             State::Due { at, attempts } => {
                 self.due.remove(&(at, seq));
+                self.ready.remove(&seq);
                 attempts + 1
             }
             State::InFlight { sent_ms, attempts } => {
@@ -276,8 +310,16 @@ impl Outbox {
                 attempts + 1
             }
         };
-        // Jitter: up to a fifth of the timeout, so resends from many agents do not align.
-        let jitter = next_rand(&mut self.rng) % (self.cfg.ack_timeout_ms / 5 + 1);
+        // Jitter: up to a fifth of the timeout, so resends from many agents do not align. One
+        // draw per moment: proofs sent together come due together, and go out in order again.
+        let jitter = match self.burst {
+            Some((at, j)) if at == now_ms => j,
+            _ => {
+                let j = next_rand(&mut self.rng) % (self.cfg.ack_timeout_ms / 5 + 1);
+                self.burst = Some((now_ms, j));
+                j
+            }
+        };
         let sent_ms = now_ms + jitter;
         e.state = State::InFlight { sent_ms, attempts };
         self.in_flight
@@ -286,13 +328,16 @@ impl Outbox {
     }
 
     /// The connection to the broker was re-established: everything in flight may have been
-    /// dropped by the broker or the client, so it is all due again, spread over a short window.
+    /// dropped by the broker or the client, so it is all due again. Nothing is sent for one
+    /// random delay within a short window (so a fleet does not resend in lockstep); then the
+    /// whole backlog, in flight before or never sent, goes out oldest first.
     pub fn reconnected(&mut self, now_ms: u64) {
         let seqs: Vec<(u64, u64)> = self.in_flight.iter().copied().collect();
         self.in_flight.clear();
+        let spread = next_rand(&mut self.rng) % (self.cfg.reconnect_spread_ms + 1);
+        self.hold_until = now_ms + spread;
+        let at = now_ms;
         for (_, seq) in seqs {
-            let spread = next_rand(&mut self.rng) % (self.cfg.reconnect_spread_ms + 1);
-            let at = now_ms + spread;
             if let Some(e) = self.entries.get_mut(&seq) {
                 let attempts = match e.state {
                     State::InFlight { attempts, .. } | State::Due { attempts, .. } => attempts,
@@ -306,15 +351,20 @@ impl Outbox {
     /// When something next becomes due (a scheduled send or a resend timeout).
     pub fn poll_timeout(&self) -> Option<u64> {
         let due = if self.in_flight.len() < self.cfg.max_in_flight {
-            self.due.first().map(|d| d.0)
+            let ready = (!self.ready.is_empty()).then_some(self.ready_since);
+            match (ready, self.due.first().map(|d| d.0)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         } else {
             None
         };
         let resend = self.in_flight.first().map(|r| r.0);
-        match (due, resend) {
+        let next = match (due, resend) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        next.map(|t| t.max(self.hold_until))
     }
 
     fn requeue_expired(&mut self, now_ms: u64) {
@@ -444,6 +494,63 @@ mod tests {
             }
         }
         assert_eq!(resent, 3);
+    }
+
+    /// Sends whatever is due from `from` to `to` (1 ms steps), acking nothing; the ids in order.
+    fn sends(o: &mut Outbox, from: u64, to: u64) -> Vec<ProofId> {
+        let mut out = Vec::new();
+        for t in from..=to {
+            while let Some(e) = o.poll_send(t) {
+                o.mark_sent(&e.id, t);
+                out.push(e.id);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_backlog_goes_out_in_signing_order_after_an_outage_a_timeout_or_a_restart() {
+        let cfg = OutboxConfig {
+            max_entries: 100,
+            max_bytes: 100_000,
+            max_in_flight: 100,
+            ..small()
+        };
+        let signed: Vec<ProofId> = (1..=20).map(id).collect();
+        for seed in [1, 3, 7, 42] {
+            let mut o = Outbox::new(cfg.clone(), seed);
+            // Signed and sent over a second, never acked: the broker went away unnoticed.
+            for (n, pid) in signed[..10].iter().enumerate() {
+                let t = n as u64 * 100;
+                o.insert(n as u64 + 1, *pid, Kind::Heartbeat, 10, t, t);
+                assert_eq!(o.poll_send(t).map(|e| e.id), Some(*pid));
+                o.mark_sent(pid, t);
+            }
+            // Signed while disconnected: never sent.
+            for (n, pid) in signed.iter().enumerate().skip(10) {
+                let t = n as u64 * 100;
+                o.insert(n as u64 + 1, *pid, Kind::Heartbeat, 10, t, t);
+            }
+            // Reconnected: the whole backlog, in flight or never sent, oldest first.
+            o.reconnected(2_500);
+            assert_eq!(sends(&mut o, 2_500, 2_700), signed, "seed {seed}");
+            // Sent together and never acked: the resend timeout (1 s, plus one jitter for the
+            // burst) brings them back together, in order again.
+            let mut b = Outbox::new(cfg.clone(), seed);
+            for (n, pid) in signed.iter().enumerate() {
+                b.insert(n as u64 + 1, *pid, Kind::Heartbeat, 10, 0, 0);
+            }
+            assert_eq!(sends(&mut b, 0, 0), signed, "seed {seed}");
+            assert_eq!(sends(&mut b, 1, 2_500), signed, "seed {seed}");
+            // A restart loads the rows (in any order) into a new index: sent in signing order.
+            let mut r = Outbox::new(cfg.clone(), seed);
+            for n in [
+                5u32, 1, 20, 3, 2, 4, 19, 18, 17, 16, 6, 7, 8, 9, 10, 15, 14, 13, 12, 11,
+            ] {
+                r.insert(u64::from(n), id(n), Kind::Heartbeat, 10, 0, 30_000);
+            }
+            assert_eq!(sends(&mut r, 30_000, 30_000), signed, "seed {seed}");
+        }
     }
 
     #[test]

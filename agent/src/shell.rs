@@ -48,6 +48,7 @@ use crate::bandwidth::{
     Directions, EpochView, InviteAnswer, InviteRefusal, Measurer, NegotiateError, Negotiator,
     Prover, RefuseReason,
 };
+use crate::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use crate::config::{Config, MqttConfig};
 use crate::core::{Core, CoreConfig, Event, Ignored, Proof, TxFrame};
 use crate::metrics::{KindLabel, Metrics, ReasonLabel, WhyLabel};
@@ -57,6 +58,8 @@ use crate::status::{DeviceStatus, Shared, Status};
 use crate::store::{Row, Store};
 
 const SEED_BLOB: &str = "epoch_seed";
+/// Meta key: when the last heartbeat was signed (Unix ms), committed with the batch carrying it.
+const HEARTBEAT_MS: &str = "heartbeat_ms";
 const MEASURER_SET_BLOB: &str = "measurer_set";
 
 /// The agent's version.
@@ -225,6 +228,12 @@ pub fn mqtt_options(
     Ok(o)
 }
 
+/// The broker as configured, `mqtt://host:port` or `mqtts://host:port`.
+pub fn broker_url(cfg: &MqttConfig) -> String {
+    let scheme = if cfg.tls { "mqtts" } else { "mqtt" };
+    format!("{scheme}://{}:{}", cfg.host, cfg.port)
+}
+
 fn offline_status(key: &NodeKey) -> Vec<u8> {
     serde_json::json!({ "peer_id": key.id().to_string(), "state": "offline" })
         .to_string()
@@ -244,6 +253,8 @@ struct Daemon {
     deletions: Vec<ProofId>,
     client: AsyncClient,
     connected: bool,
+    /// What operators are told about the broker (WARN lines, `/readyz`).
+    broker: BrokerHealth,
     device: Box<dyn DeviceIo>,
     metrics: Arc<Metrics>,
     shared: Arc<Shared>,
@@ -288,8 +299,10 @@ impl Negotiator for NetNegotiator {
 
 /// Runs the queued tests one at a time (tests in parallel would share, and so understate, the
 /// measurer's own link) and hands the receipts back.
-/// A prover that answers `busy` (another of its measurers is testing it) is tried again this
-/// many times, [`BUSY_RETRY`] apart; its refusal receipts are not kept.
+/// A prover that answers `busy` (another of its measurers is testing it), or a test this
+/// measurer could not run for a reason of its own (its endpoint, its address: no receipt is
+/// signed then, the prover is not to blame), is tried again this many times, [`BUSY_RETRY`]
+/// apart; a busy prover's refusal receipts are not kept.
 const BUSY_ATTEMPTS: u32 = 4;
 const BUSY_RETRY: Duration = Duration::from_secs(15);
 
@@ -306,8 +319,22 @@ async fn measure_queue(
         let report = measurer
             .measure(&negotiator, prover, epoch, Directions::Both, &mut rng)
             .await;
-        if report.refusal == Some(RefuseReason::Busy) && attempt + 1 < BUSY_ATTEMPTS {
-            debug!(%prover, epoch, attempt, "prover busy: trying again later");
+        if let Some(error) = &report.local_error {
+            // Logged at warn by the measurer; nothing was signed.
+            metrics
+                .bw_tests
+                .get_or_create(&WhyLabel {
+                    why: "measurer_error",
+                })
+                .inc();
+            if attempt + 1 >= BUSY_ATTEMPTS {
+                warn!(%prover, epoch, %error, "bandwidth test not run after {BUSY_ATTEMPTS} attempts: giving up on this prover this epoch");
+                continue;
+            }
+        }
+        let retry = report.local_error.is_some() || report.refusal == Some(RefuseReason::Busy);
+        if retry && attempt + 1 < BUSY_ATTEMPTS {
+            debug!(%prover, epoch, attempt, "prover busy or measurer not ready: trying again later");
             let requeue = requeue.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(BUSY_RETRY).await;
@@ -315,7 +342,7 @@ async fn measure_queue(
                     return; // the daemon stopped
                 };
                 if requeue.try_send((prover, epoch, attempt + 1)).is_err() {
-                    warn!(%prover, epoch, "measurer queue full: a busy prover is not retried");
+                    warn!(%prover, epoch, "measurer queue full: a test is not retried");
                 }
             });
             continue;
@@ -404,6 +431,8 @@ pub async fn run(
     let store = Store::open(&store_path(&cfg.data_dir))
         .with_context(|| format!("opening the outbox database in {}", cfg.data_dir.display()))?;
     let heartbeat_seq = store.meta("heartbeat_seq")?;
+    // When the last heartbeat was signed (0: never, or stored by an older agent).
+    let heartbeat_ms = store.meta(HEARTBEAT_MS)?;
     let saved_seed = store.blob(SEED_BLOB)?;
     let saved_set = store.blob(MEASURER_SET_BLOB)?;
     let rows = store.load()?;
@@ -452,6 +481,10 @@ pub async fn run(
     core_cfg.radio = cfg.radio;
     core_cfg.heartbeat_interval_ms = cfg.heartbeat_interval_ms;
     let mut core = Core::new(key.clone(), core_cfg, cfg.oracle, now, heartbeat_seq);
+    if heartbeat_ms > 0 {
+        // A restart must not heartbeat sooner than the interval allows after the last one.
+        core.resume_heartbeats(heartbeat_ms, now);
+    }
     // Resume the last epoch at once: a broker need not re-send the retained seed to a client
     // resuming its session (rumqttd does not), and a restart must not stop the heartbeats.
     if let Some(bytes) = saved_seed
@@ -506,7 +539,7 @@ pub async fn run(
     info!(
         peer_id = %key.id(),
         oracle = %cfg.oracle,
-        broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
+        broker = %broker_url(&cfg.mqtt),
         status = %http_addr,
         pending = outbox.len(),
         heartbeat_seq,
@@ -569,6 +602,7 @@ pub async fn run(
         deletions: Vec::new(),
         client,
         connected: false,
+        broker: BrokerHealth::new(broker_url(&cfg.mqtt), REPORT_EVERY_MS),
         device,
         metrics,
         shared,
@@ -653,7 +687,10 @@ impl Daemon {
         let now = wall_ms();
         match m {
             Incoming::Connected => {
-                info!("connected to the broker");
+                match self.broker.handle_connected() {
+                    Some(line) => info!("{line}"),
+                    None => info!(broker = %self.broker.url(), "connected to the broker"),
+                }
                 self.connected = true;
                 self.metrics.mqtt_connected.set(1);
                 self.metrics.mqtt_connections.inc();
@@ -672,10 +709,10 @@ impl Daemon {
                 self.next_status_ms = now;
             }
             Incoming::Disconnected(why) => {
-                if self.connected {
-                    warn!("broker connection lost: {why}");
-                } else {
-                    debug!("broker unreachable: {why}");
+                // Every failed attempt comes here; at most one line per 30 s is logged.
+                match self.broker.handle_failure(&why, now) {
+                    Some(line) => warn!("{line}"),
+                    None => debug!(broker = %self.broker.url(), "broker unreachable: {why}"),
                 }
                 self.connected = false;
                 self.metrics.mqtt_connected.set(0);
@@ -1128,6 +1165,7 @@ impl Daemon {
             .chain(evict)
             .collect();
         let hb = self.core.heartbeat_seq();
+        let hb_ms = self.core.activity().last_heartbeat_ms.unwrap_or(0);
         let store = self.store.clone();
         let rows: Vec<(Row, Vec<u8>)> = accepted;
         let started = std::time::Instant::now();
@@ -1140,8 +1178,12 @@ impl Daemon {
                 .lock()
                 .map_err(|_| anyhow::anyhow!("store lock poisoned"))
                 .and_then(|mut s| {
-                    s.commit(&refs, &gone, &[("heartbeat_seq", hb)])
-                        .map_err(anyhow::Error::from)
+                    s.commit(
+                        &refs,
+                        &gone,
+                        &[("heartbeat_seq", hb), (HEARTBEAT_MS, hb_ms)],
+                    )
+                    .map_err(anyhow::Error::from)
                 });
             (r, rows, gone)
         })
@@ -1281,6 +1323,7 @@ impl Daemon {
             heartbeat_seq: self.core.heartbeat_seq(),
             broker_connected: self.connected,
             broker: format!("{}:{}", self.cfg.mqtt.host, self.cfg.mqtt.port),
+            broker_error: self.broker.reason(),
             device: self.device.health(),
             p2p_peers: self.p2p_peers,
             p2p_listen: self.p2p_listen.clone(),

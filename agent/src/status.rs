@@ -1,5 +1,6 @@
 //! The status server for operators and monitors: `/status` (JSON), `/metrics` (Prometheus),
-//! `/healthz` (the daemon's loop is turning) and `/readyz` (it can deliver proofs).
+//! `/healthz` (the daemon's loop is turning) and `/readyz` (it can deliver proofs; when not, the
+//! body says why, e.g. the broker's URL and the last connection error).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -55,6 +56,10 @@ pub struct Status {
     pub broker_connected: bool,
     /// The broker, `host:port`.
     pub broker: String,
+    /// Why the broker is not connected (its URL, the last error, the failed attempts); absent
+    /// while connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_error: Option<String>,
     /// Device health.
     pub device: DeviceStatus,
     /// Connected libp2p peers.
@@ -177,10 +182,13 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let st = s.snapshot();
     let mut missing = Vec::new();
     if !st.broker_connected {
-        missing.push("broker not connected");
+        missing.push(
+            st.broker_error
+                .unwrap_or_else(|| format!("MQTT broker {} not connected", st.broker)),
+        );
     }
     if st.epoch.is_none() {
-        missing.push("no epoch seed from the oracle yet");
+        missing.push("no epoch seed from the oracle yet".into());
     }
     if missing.is_empty() {
         (StatusCode::OK, "ready\n").into_response()

@@ -3,7 +3,8 @@
 //! Every commit is one transaction: WAL append + fsync, so a committed proof survives
 //! `kill -9` and power loss. Commits are batched by the shell (many proofs, and the acks'
 //! deletions, per transaction) so flash is not worn by one write per message. Small state the
-//! agent must never repeat (the heartbeat sequence number) lives in the same database and is
+//! agent must never repeat (the heartbeat sequence number, and when the last heartbeat was
+//! signed, so that a restart keeps the heartbeat interval) lives in the same database and is
 //! updated in the same transaction as the proofs that use it.
 
 use std::path::Path;

@@ -338,3 +338,124 @@ async fn the_time_cap_ends_the_test() {
     );
     assert!(m.bytes < cap);
 }
+
+/// One test of `prover_key` by `measurer` (kept by the caller, so several tests share it).
+async fn measure_with(
+    measurer: &Measurer,
+    measurer_id: NodeId,
+    prover_key: &NodeKey,
+    view: &EpochView,
+    cfg: BwConfig,
+    rng_seed: u8,
+) -> (MeasureReport, Option<ProverReport>) {
+    let direct = Direct {
+        prover: Arc::new(Prover::new(
+            prover_key.clone(),
+            cfg,
+            "127.0.0.1:0".parse().unwrap(),
+        )),
+        measurer: measurer_id,
+        view: view.clone(),
+        job: Mutex::new(None),
+    };
+    let mut rng = ChaCha20Rng::from_seed([rng_seed; 32]);
+    let report = measurer
+        .measure(&direct, prover_key.id(), 7, Directions::Both, &mut rng)
+        .await;
+    let job = direct.job.lock().unwrap().take();
+    let prover = match job {
+        Some(h) => Some(h.await.unwrap()),
+        None => None,
+    };
+    (report, prover)
+}
+
+/// A UDP port free on loopback right now.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_measurer_on_a_fixed_port_serves_every_queued_prover() {
+    let w = world();
+    // Every node measures every other, so three provers all have this measurer.
+    let view = EpochView {
+        measurers_per_prover: 9,
+        ..w.view.clone()
+    };
+    let provers: Vec<NodeKey> = (1..=10u8)
+        .map(|i| NodeKey::from_seed(&[i; 32]))
+        .filter(|k| k.id() != w.measurer_key.id())
+        .take(3)
+        .collect();
+    let cfg = config(4 << 20, 1000);
+    let bind = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let measurer = Measurer::new(w.measurer_key.clone(), cfg, bind, None);
+    let me = w.measurer_key.id();
+    // Two queued at once (the second waits for the first), then one more right after.
+    let (a, b) = tokio::join!(
+        measure_with(&measurer, me, &provers[0], &view, cfg, 1),
+        measure_with(&measurer, me, &provers[1], &view, cfg, 2),
+    );
+    let c = measure_with(&measurer, me, &provers[2], &view, cfg, 3).await;
+    for ((report, prover), key) in [a, b, c].into_iter().zip(&provers) {
+        assert_eq!(report.local_error, None);
+        let opened = open_all(&report);
+        assert_eq!(opened.len(), 2, "{report:#?}");
+        for (r, cosigners) in opened {
+            assert_eq!(r.prover, key.id());
+            assert!(
+                matches!(r.outcome, Outcome::Measured(_)),
+                "{:?}: {report:#?}",
+                r.outcome
+            );
+            assert_eq!(cosigners, vec![key.id()]);
+        }
+        assert_eq!(prover.unwrap().error, None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_measurer_that_cannot_bind_signs_nothing_against_the_prover() {
+    let w = world();
+    // Another program holds the measurer's port.
+    let squatter = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bind = squatter.local_addr().unwrap();
+    let cfg = config(4 << 20, 1000);
+    let measurer = Measurer::new(w.measurer_key.clone(), cfg, bind, None);
+    let (report, prover) = measure_with(
+        &measurer,
+        w.measurer_key.id(),
+        &w.prover_key,
+        &w.view,
+        cfg,
+        1,
+    )
+    .await;
+    assert!(prover.is_none(), "the prover was never asked");
+    assert!(report.receipts.is_empty(), "{report:#?}");
+    let error = report.local_error.unwrap();
+    assert!(error.contains(&bind.to_string()), "{error}");
+    // Once the port is free the same measurer works.
+    drop(squatter);
+    let (report, _) = measure_with(
+        &measurer,
+        w.measurer_key.id(),
+        &w.prover_key,
+        &w.view,
+        cfg,
+        2,
+    )
+    .await;
+    assert_eq!(report.local_error, None);
+    assert!(
+        open_all(&report)
+            .iter()
+            .all(|(r, _)| matches!(r.outcome, Outcome::Measured(_))),
+        "{report:#?}"
+    );
+}

@@ -211,6 +211,52 @@ fn broker_outage_backlog_drains_when_it_returns() {
     assert!(agent.metric("wisp_proofs_accepted_total") >= accepted_before + backlog - 2.0);
     assert!(agent.metric("wisp_mqtt_connections_total") >= 2.0);
     assert!(agent.stop().success());
+    // The backlog went out in signing order: the oracle first saw every heartbeat after the
+    // ones signed before it.
+    let arrivals = oracle.seen.lock().unwrap().heartbeat_arrivals.clone();
+    assert!(
+        arrivals.windows(2).all(|w| w[0] < w[1]),
+        "heartbeats arrived out of order: {arrivals:?}"
+    );
+}
+
+#[test]
+fn a_restart_keeps_a_full_heartbeat_interval_after_the_last_heartbeat() {
+    let broker = start_broker();
+    let interval_ms = 10_000;
+    let oracle = TestOracle::start(broker, interval_ms);
+    let dir = tempfile::tempdir().unwrap();
+    let env = agent_env(dir.path(), broker, &oracle.key);
+    let sent = |seq: u64| {
+        oracle
+            .seen
+            .lock()
+            .unwrap()
+            .heartbeat_sent
+            .get(&seq)
+            .copied()
+    };
+    let agent = Agent::spawn(dir.path(), &env);
+    // The first heartbeat goes out as soon as the seed is known.
+    assert!(
+        wait_for(Duration::from_secs(20), || sent(1).is_some()),
+        "no first heartbeat"
+    );
+    // A routine restart right after it.
+    assert!(agent.stop().success());
+    let agent = Agent::spawn(dir.path(), &env);
+    assert!(
+        wait_for(Duration::from_secs(30), || sent(2).is_some()),
+        "no heartbeat after the restart"
+    );
+    let (first, second) = (sent(1).unwrap(), sent(2).unwrap());
+    assert!(
+        second >= first + u64::from(interval_ms),
+        "signed {} ms after the last one, the interval is {interval_ms} ms",
+        second - first
+    );
+    assert_eq!(agent.status()["heartbeat_seq"], 2);
+    assert!(agent.stop().success());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The oracle's HTTP API (JSON) and dashboard.
 //!
-//! `GET /` dashboard · `/healthz` · `/metrics` · `/openapi.json` · `/v1/status` ·
+//! `GET /` dashboard · `/healthz` · `/readyz` · `/metrics` · `/openapi.json` · `/v1/status` ·
 //! `/v1/nodes` · `/v1/nodes/{peer_id}` · `/v1/epochs` · `/v1/epochs/{epoch}/rewards` ·
 //! `/v1/rejections` · `/v1/witness-links`.
 
@@ -24,6 +24,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/status", get(status))
@@ -66,15 +67,40 @@ async fn read<T: Send + 'static>(
     }
 }
 
-async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+/// Why the broker is not usable (its URL, the last error, the failed attempts), if it is not.
+fn broker_trouble(s: &Shared) -> Option<String> {
     if s.connected.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
+        return None;
+    }
+    Some(
+        s.broker
+            .lock()
+            .ok()
+            .and_then(|b| b.reason())
+            .unwrap_or_else(|| "MQTT broker not connected".into()),
+    )
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    match broker_trouble(&s) {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not connected to the broker\n",
+            format!("not connected to the broker: {why}\n"),
         )
-            .into_response()
+            .into_response(),
+    }
+}
+
+/// Ready when proofs can arrive: connected to the broker. When not, the body says why.
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    match broker_trouble(&s) {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 

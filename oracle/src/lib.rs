@@ -10,7 +10,7 @@
 //! - [`config`]: [`RulesConfig`] (TOML, every key documented with its default) validated into
 //!   [`Rules`].
 //! - [`registry`]: [`Registry`] of onboarded nodes — attestation, serial binding, re-assertion
-//!   rate limit, replay of old onboards, last heartbeat, carried location trust.
+//!   rate limit, replay of old onboards, recent heartbeats, carried location trust.
 //! - [`rules`]: [`Checker`], the stateless checks of beacons, witnesses, bandwidth receipts and
 //!   heartbeats against one epoch's seed, each returning a compact fact or a `Reason`.
 //! - [`epoch`]: [`EpochState`] collects one epoch's facts with their arrival order and, after
@@ -31,7 +31,9 @@
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`); the close is one transaction.
 //! - [`service`]: the embedded broker or an external one, the MQTT loop, the ingest worker
 //!   (commit, then ack), epoch seeds and closes; [`http`]: the JSON API and dashboard;
-//!   [`settings`]: TOML + `WISP_` environment; [`metrics`]: Prometheus.
+//!   [`settings`]: TOML + `WISP_` environment; [`metrics`]: Prometheus; [`broker_health`]:
+//!   broker trouble told to operators (WARN lines, `/readyz`); [`logging`]: the default log
+//!   filter.
 //!
 //! A typical epoch:
 //!
@@ -48,11 +50,13 @@
 #![warn(missing_docs)]
 
 pub mod acks;
+pub mod broker_health;
 pub mod config;
 pub mod engine;
 pub mod epoch;
 pub mod http;
 pub mod links;
+pub mod logging;
 pub mod metrics;
 pub mod registry;
 pub mod rewards;

@@ -81,22 +81,26 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Logs to stderr: `log.level` with dependencies' routine chatter out of sight, unless
+/// `WISP_LOG` (or `RUST_LOG`) gives a filter (see [`wisp_oracle::logging`]).
+fn init_logs(level: &str, json: bool) {
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let explicit = wisp_oracle::logging::explicit_from_env();
+    let built = wisp_oracle::logging::subscriber(explicit.as_deref(), level, json, std::io::stderr)
+        .or_else(|e| {
+            eprintln!("warning: ignoring the log filter ({e}); logging at info");
+            wisp_oracle::logging::subscriber(None, "info", json, std::io::stderr)
+        });
+    if let Ok(s) = built {
+        let _ = s.try_init();
+    }
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run(c) => {
             let s = settings(&c)?;
-            let filter =
-                tracing_subscriber::EnvFilter::try_from_env("WISP_LOG").unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new(format!("{},rumqttd=warn", s.log_level))
-                });
-            let b = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr);
-            if s.log_json {
-                b.json().init();
-            } else {
-                b.init();
-            }
+            init_logs(&s.log_level, s.log_json);
             service::run(s, async {
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
                 tokio::select! {

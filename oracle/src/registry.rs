@@ -1,5 +1,5 @@
 //! The node registry: who has onboarded, where they asserted to be, with what radio, and the
-//! little per-node state that outlives an epoch (last heartbeat, carried location trust).
+//! little per-node state that outlives an epoch (recent heartbeats, carried location trust).
 //!
 //! The registry owns the validated [`Rules`], so every caller (the checks in
 //! [`crate::rules`], the epoch close and the reward math) applies one consistent set.
@@ -83,13 +83,100 @@ pub struct Device {
     pub serial: [u8; 9],
 }
 
-/// The last accepted heartbeat of a node, for the replay and rate rules.
+/// An accepted heartbeat of a node, for the replay and rate rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeartbeatMark {
+    /// Its epoch.
+    pub epoch: u64,
     /// Its sequence number.
     pub seq: u64,
     /// When the node signed it.
     pub sent_ms: UnixMs,
+}
+
+/// The heartbeats of a node the replay and rate rules compare a new one with: every accepted
+/// heartbeat of the epochs not yet closed, and the latest of the closed ones. Agents resend a
+/// backlog after an outage or a restart, and the broker may deliver it in any order, so a
+/// heartbeat is judged against its neighbours in signing time, not against the last to arrive.
+///
+/// Bounded: the rate rule keeps accepted heartbeats half an interval apart, closing an epoch
+/// folds its heartbeats into one, and beyond [`HeartbeatLog::MAX_OPEN`] the oldest are folded
+/// too.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeartbeatLog {
+    /// Accepted heartbeats of open epochs, sorted by `(sent_ms, seq)`.
+    open: Vec<HeartbeatMark>,
+    /// The latest accepted heartbeat no longer in `open` (closed epochs, or folded).
+    closed: Option<HeartbeatMark>,
+}
+
+impl HeartbeatLog {
+    /// Most heartbeats kept per node (an epoch of an hour at a 5 min interval has 12).
+    pub const MAX_OPEN: usize = 1024;
+
+    /// The latest accepted heartbeat by signing time, if any.
+    pub fn latest(&self) -> Option<&HeartbeatMark> {
+        [self.open.last(), self.closed.as_ref()]
+            .into_iter()
+            .flatten()
+            .max_by_key(|m| (m.sent_ms, m.seq))
+    }
+
+    /// Whether `seq` was accepted before: a heartbeat of an open epoch with that number, or a
+    /// number not above the latest of the closed epochs (whose numbers are forgotten; an agent
+    /// signs a closed epoch's heartbeats before any later epoch's).
+    pub fn is_replay(&self, seq: u64) -> bool {
+        self.closed.is_some_and(|c| seq <= c.seq) || self.open.iter().any(|m| m.seq == seq)
+    }
+
+    /// The accepted heartbeats nearest to `sent_ms`: the latest signed at or before it and the
+    /// earliest signed after it.
+    pub fn neighbours(&self, sent_ms: UnixMs) -> (Option<&HeartbeatMark>, Option<&HeartbeatMark>) {
+        let i = self.open.partition_point(|m| m.sent_ms <= sent_ms);
+        let closed = self.closed.as_ref();
+        let before = [
+            i.checked_sub(1).and_then(|j| self.open.get(j)),
+            closed.filter(|c| c.sent_ms <= sent_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|m| m.sent_ms);
+        let after = [self.open.get(i), closed.filter(|c| c.sent_ms > sent_ms)]
+            .into_iter()
+            .flatten()
+            .min_by_key(|m| m.sent_ms);
+        (before, after)
+    }
+
+    fn record(&mut self, mark: HeartbeatMark) {
+        let i = self
+            .open
+            .partition_point(|m| (m.sent_ms, m.seq) <= (mark.sent_ms, mark.seq));
+        self.open.insert(i, mark);
+        while self.open.len() > Self::MAX_OPEN {
+            let oldest = self.open.remove(0);
+            self.fold(oldest);
+        }
+    }
+
+    /// Forgets the heartbeats of `epoch` and earlier but the latest.
+    fn close(&mut self, epoch: u64) {
+        let (gone, kept): (Vec<HeartbeatMark>, Vec<HeartbeatMark>) =
+            self.open.drain(..).partition(|m| m.epoch <= epoch);
+        self.open = kept;
+        for m in gone {
+            self.fold(m);
+        }
+    }
+
+    fn fold(&mut self, m: HeartbeatMark) {
+        if self
+            .closed
+            .is_none_or(|c| (m.seq, m.sent_ms) > (c.seq, c.sent_ms))
+        {
+            self.closed = Some(m);
+        }
+    }
 }
 
 /// A node's backhaul capacity as last rated (the lower median of its measurers), per
@@ -129,8 +216,8 @@ pub struct NodeRecord {
     pub asserted_ms: UnixMs,
     /// The secure element, when the node was attested.
     pub device: Option<Device>,
-    /// The last accepted heartbeat.
-    pub last_heartbeat: Option<HeartbeatMark>,
+    /// The accepted heartbeats the replay and rate rules compare with.
+    pub heartbeats: HeartbeatLog,
     /// Location trust carried from the last closed epoch that had GNSS evidence for the current
     /// cell; `None` until then (the node's location is unverified).
     pub location_trust_bps: Option<u16>,
@@ -301,7 +388,7 @@ impl Registry {
                         onboarded_ms: now_ms,
                         asserted_ms: now_ms,
                         device,
-                        last_heartbeat: None,
+                        heartbeats: HeartbeatLog::default(),
                         location_trust_bps: None,
                         penalized_through: None,
                         capacity: Capacity::default(),
@@ -339,13 +426,11 @@ impl Registry {
         Ok(change)
     }
 
-    /// Remembers an accepted heartbeat for the replay and rate rules. A fact older than the one
-    /// remembered changes nothing.
+    /// Remembers an accepted heartbeat for the replay and rate rules.
     pub fn record_heartbeat(&mut self, fact: &HeartbeatFact) {
-        if let Some(rec) = self.nodes.get_mut(&fact.node)
-            && rec.last_heartbeat.is_none_or(|m| fact.seq > m.seq)
-        {
-            rec.last_heartbeat = Some(HeartbeatMark {
+        if let Some(rec) = self.nodes.get_mut(&fact.node) {
+            rec.heartbeats.record(HeartbeatMark {
+                epoch: fact.epoch,
                 seq: fact.seq,
                 sent_ms: fact.sent_ms,
             });
@@ -355,7 +440,8 @@ impl Registry {
     /// Carries what outlives a closed epoch: each node's location trust (a node whose epoch
     /// had GNSS evidence for its current cell keeps the multiplier that evidence gave, so an
     /// epoch without fixes does not reset it), its rated backhaul, the penalty of a node caught
-    /// cheating (this epoch and `penalty_epochs` more), what it was caught at, and the bands' reach.
+    /// cheating (this epoch and `penalty_epochs` more), what it was caught at, and the bands' reach;
+    /// the epoch's heartbeats are forgotten but each node's latest.
     pub fn apply_epoch(&mut self, outcome: &EpochOutcome) {
         for (id, facts) in &outcome.nodes {
             let Some(rec) = self.nodes.get_mut(id) else {
@@ -389,6 +475,8 @@ impl Registry {
         }
         for rec in self.nodes.values_mut() {
             rec.marks.clear();
+            // The epoch's heartbeats are judged; later ones are compared with its latest only.
+            rec.heartbeats.close(outcome.epoch);
         }
         for (id, marks) in &outcome.marks {
             if let Some(rec) = self.nodes.get_mut(id) {
@@ -480,5 +568,50 @@ mod tests {
         }
         assert_eq!(p.min_distance_m(&p), 0.0);
         assert!((p.max_distance_m(&p) - 2.0 * p.radius_m).abs() < 1e-9);
+    }
+
+    #[test]
+    fn heartbeat_log_keeps_open_epochs_and_the_latest_of_closed_ones() {
+        let mark = |epoch, seq, sent_ms| HeartbeatMark {
+            epoch,
+            seq,
+            sent_ms,
+        };
+        let mut log = HeartbeatLog::default();
+        // Arrived out of order.
+        for m in [
+            mark(1, 3, 300),
+            mark(1, 1, 100),
+            mark(2, 5, 500),
+            mark(1, 2, 200),
+        ] {
+            log.record(m);
+        }
+        assert_eq!(log.latest(), Some(&mark(2, 5, 500)));
+        assert!(log.is_replay(2) && !log.is_replay(4));
+        assert_eq!(
+            log.neighbours(250),
+            (Some(&mark(1, 2, 200)), Some(&mark(1, 3, 300)))
+        );
+        assert_eq!(log.neighbours(50), (None, Some(&mark(1, 1, 100))));
+        // Epoch 1 closes: its numbers are folded into its latest, which still counts.
+        log.close(1);
+        assert_eq!(log.open, vec![mark(2, 5, 500)]);
+        assert_eq!(log.closed, Some(mark(1, 3, 300)));
+        assert!(log.is_replay(1) && log.is_replay(3) && log.is_replay(5));
+        assert!(
+            !log.is_replay(4),
+            "epoch 2 may still get the number between"
+        );
+        assert_eq!(
+            log.neighbours(400),
+            (Some(&mark(1, 3, 300)), Some(&mark(2, 5, 500)))
+        );
+        // Bounded: beyond the cap the oldest fold too.
+        for i in 0..(HeartbeatLog::MAX_OPEN as u64 + 10) {
+            log.record(mark(3, 100 + i, 10_000 + i));
+        }
+        assert_eq!(log.open.len(), HeartbeatLog::MAX_OPEN);
+        assert_eq!(log.closed.map(|c| c.seq), Some(109));
     }
 }

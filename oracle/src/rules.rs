@@ -704,11 +704,15 @@ impl<'a> Checker<'a> {
     /// - `sent_ms` lies in the epoch widened by the clock skew, is not more than the skew ahead
     ///   of `now_ms`, and not more than `heartbeat_max_delay_ms` behind it
     ///   (`timestamp_out_of_window`);
-    /// - `seq` is above the last accepted one (`heartbeat_replay`);
-    /// - `sent_ms` is at least half a heartbeat interval after the last accepted one's
-    ///   (`heartbeat_too_frequent`). Spacing is measured on the node's signing times, not on
-    ///   arrival, because the agent's outbox rightly resends queued heartbeats in a burst after
-    ///   an outage; the delay bound above stops back-dating.
+    /// - `seq` was not accepted before from this node (`heartbeat_replay`): not in an open
+    ///   epoch, and above the latest of the closed epochs. A number below one already accepted
+    ///   is fine: a backlog resent after an outage or a restart may arrive in any order;
+    /// - `sent_ms` is at least half a heartbeat interval from the nearest accepted heartbeats
+    ///   signed before and after it (`heartbeat_too_frequent`). Spacing is measured on the
+    ///   node's signing times, not on arrival, because the agent's outbox rightly resends queued
+    ///   heartbeats in a burst after an outage; the delay bound above stops back-dating, and
+    ///   comparing with both neighbours (not only the latest) means no order of arrival lets two
+    ///   heartbeats signed too close together both count.
     ///
     /// A GNSS fix (from at least `min_fix_satellites`) is compared with the asserted cell: the
     /// shortest distance from the cell to the fix picks a trust band, and beyond the last band
@@ -734,14 +738,15 @@ impl<'a> Checker<'a> {
         {
             return Err(Reason::TimestampOutOfWindow);
         }
-        if let Some(last) = node.last_heartbeat {
-            if hb.seq <= last.seq {
-                return Err(Reason::HeartbeatReplay);
-            }
-            let half = u64::from(self.seed.params.heartbeat_interval_ms / 2);
-            if hb.sent_ms < last.sent_ms.saturating_add(half) {
-                return Err(Reason::HeartbeatTooFrequent);
-            }
+        if node.heartbeats.is_replay(hb.seq) {
+            return Err(Reason::HeartbeatReplay);
+        }
+        let half = u64::from(self.seed.params.heartbeat_interval_ms / 2);
+        let (before, after) = node.heartbeats.neighbours(hb.sent_ms);
+        if before.is_some_and(|b| hb.sent_ms < b.sent_ms.saturating_add(half))
+            || after.is_some_and(|a| a.sent_ms < hb.sent_ms.saturating_add(half))
+        {
+            return Err(Reason::HeartbeatTooFrequent);
         }
         let gnss = match &hb.fix {
             Some(fix) if fix.satellites >= cfg.min_fix_satellites => {

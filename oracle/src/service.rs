@@ -19,12 +19,13 @@ use anyhow::{Context as _, bail};
 use rumqttc::{AsyncClient, ClientError, Event, MqttOptions, Packet, QoS, Request};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use wisp_protocol::envelope::{self, Envelope};
 use wisp_protocol::msg::{EpochSeed, MeasurerSet, Verdict};
 use wisp_protocol::{NodeKey, keyfile, topics};
 
 use crate::acks::AckBatcher;
+use crate::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use crate::config::Rules;
 use crate::engine::{
     Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter, SignatureCheck,
@@ -119,6 +120,10 @@ pub struct NodeView {
     pub last_heartbeat_ms: Option<u64>,
     /// Location trust in basis points, once established.
     pub location_trust_bps: Option<u16>,
+    /// Backhaul as last rated (lower median of its measurers), bits/s towards the node.
+    pub down_bps: Option<u64>,
+    /// Backhaul as last rated, bits/s from the node.
+    pub up_bps: Option<u64>,
 }
 
 /// What the worker shares with the HTTP API.
@@ -147,6 +152,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Whether the MQTT connection is up.
     pub connected: AtomicBool,
+    /// The broker as operators see it (`/readyz` reads why it is not connected).
+    pub broker: Mutex<BrokerHealth>,
 }
 
 /// Rebuilds the engine from the store: epochs opened, every row replayed in arrival order,
@@ -470,15 +477,26 @@ pub async fn run(
         reader: Mutex::new(reader),
         metrics: Metrics::new(),
         connected: AtomicBool::new(false),
+        broker: Mutex::new(BrokerHealth::new(
+            format!("mqtt://{host}:{port}"),
+            REPORT_EVERY_MS,
+        )),
     });
 
     let s2 = shared.clone();
     let clock = Clock::from_env();
     let mqtt_clock = clock.clone();
     let mqtt = tokio::spawn(async move {
+        // Rate limiting of the broker's WARN lines runs on a monotonic clock of its own.
+        let started = Instant::now();
+        let mono_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(line) = s2.broker.lock().ok().and_then(|mut b| b.handle_connected())
+                    {
+                        info!("{line}");
+                    }
                     s2.connected.store(true, Ordering::Relaxed);
                     if tx.send(ToWorker::Connected).await.is_err() {
                         return;
@@ -496,8 +514,16 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    if s2.connected.swap(false, Ordering::Relaxed) {
-                        warn!("broker connection lost: {e}");
+                    // Every failed attempt comes here (a refused port, a name that does not
+                    // resolve, a lost connection); at most one line per 30 s is logged.
+                    s2.connected.store(false, Ordering::Relaxed);
+                    let line = s2
+                        .broker
+                        .lock()
+                        .ok()
+                        .and_then(|mut b| b.handle_failure(&e.to_string(), mono_ms()));
+                    if let Some(line) = line {
+                        warn!("{line}");
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -861,8 +887,12 @@ impl Worker {
                     nodes = closed.rewards.entries.len(),
                     paid,
                     rejected = closed.outcome.rejections.len(),
+                    penalized = closed.outcome.penalties.len(),
                     "epoch closed"
                 );
+                for (node, reason) in &closed.outcome.penalties {
+                    debug!(epoch, %node, reason = reason.name(), "penalty");
+                }
                 self.shared.metrics.epochs_closed.inc();
                 for (reason, n) in closed.outcome.rejection_counts() {
                     self.shared.metrics.verdict(Some(reason)).inc_by(n);
@@ -886,8 +916,10 @@ impl Worker {
                     cell: n.cell.to_string(),
                     lat,
                     lon,
-                    last_heartbeat_ms: n.last_heartbeat.as_ref().map(|h| h.sent_ms),
+                    last_heartbeat_ms: n.heartbeats.latest().map(|h| h.sent_ms),
                     location_trust_bps: n.location_trust_bps,
+                    down_bps: n.capacity.down_bps,
+                    up_bps: n.capacity.up_bps,
                 }
             })
             .collect();

@@ -800,8 +800,8 @@ fn is_assigned_matches_the_protocol_assignment() {
 struct HeartbeatCase {
     name: &'static str,
     signer: usize,
-    /// The last accepted heartbeat `(seq, sent_ms)`, if any.
-    prior: Option<(u64, u64)>,
+    /// Heartbeats accepted before, `(seq, sent_ms)` relative to `T0` (in any order).
+    prior: &'static [(u64, i64)],
     edit: fn(&Fixture, &mut Heartbeat),
     /// Oracle time relative to `sent_ms`.
     delay_ms: i64,
@@ -813,7 +813,7 @@ const T0: u64 = START + 1_200_000;
 const HB: HeartbeatCase = HeartbeatCase {
     name: "honest",
     signer: 0,
-    prior: None,
+    prior: &[],
     edit: |_, _| {},
     delay_ms: 100,
     want: Ok(None),
@@ -832,13 +832,13 @@ fn move_fix(h: &mut Heartbeat, north_m: f64) {
 
 fn check_heartbeat(case: &HeartbeatCase) {
     let mut fx = fixture();
-    if let Some((seq, sent_ms)) = case.prior {
+    for &(seq, at) in case.prior {
         fx.registry.record_heartbeat(&HeartbeatFact {
-            id: wisp_protocol::ProofId::of(b"prior"),
+            id: wisp_protocol::ProofId::of(&seq.to_le_bytes()),
             node: fx.ids[case.signer.min(fx.ids.len() - 1)],
             epoch: EPOCH,
             seq,
-            sent_ms,
+            sent_ms: T0.saturating_add_signed(at),
             asserted_ms: 0,
             gnss: GnssEvidence::NoFix,
         });
@@ -862,9 +862,12 @@ fn check_heartbeat(case: &HeartbeatCase) {
     }
 }
 
+/// The heartbeat interval of the fixture's epoch (`EpochParams::default()`).
+const I: i64 = 300_000;
+
 #[test]
 fn heartbeat_rules() {
-    let interval = u64::from(EpochParams::default().heartbeat_interval_ms);
+    assert_eq!(EpochParams::default().heartbeat_interval_ms, I as u32);
     let cases = [
         HB,
         HeartbeatCase {
@@ -921,29 +924,58 @@ fn heartbeat_rules() {
         },
         HeartbeatCase {
             name: "same seq again",
-            prior: Some((10, T0 - interval)),
+            prior: &[(10, -I)],
             want: Err(Reason::HeartbeatReplay),
             ..HB
         },
         HeartbeatCase {
-            name: "seq went backwards",
-            prior: Some((11, T0 - interval)),
+            name: "same seq again, signed at another time, among others",
+            prior: &[(9, -2 * I), (10, -I), (11, I)],
+            edit: |_, h| h.sent_ms += 1,
             want: Err(Reason::HeartbeatReplay),
             ..HB
         },
         HeartbeatCase {
             name: "next seq, a full interval later",
-            prior: Some((9, T0 - interval)),
+            prior: &[(9, -I)],
             ..HB
         },
         HeartbeatCase {
             name: "half an interval after the last",
-            prior: Some((9, T0 - interval / 2)),
+            prior: &[(9, -I / 2)],
             ..HB
         },
         HeartbeatCase {
             name: "less than half an interval after the last",
-            prior: Some((9, T0 - interval / 2 + 1)),
+            prior: &[(9, -I / 2 + 1)],
+            want: Err(Reason::HeartbeatTooFrequent),
+            ..HB
+        },
+        // A backlog resent after an outage or a restart arrives in any order.
+        HeartbeatCase {
+            name: "a later seq arrived first: an earlier one, an interval before it",
+            prior: &[(11, I), (12, 2 * I)],
+            ..HB
+        },
+        HeartbeatCase {
+            name: "a gap filled late, between its neighbours",
+            prior: &[(8, -2 * I), (9, -I), (11, I), (12, 2 * I)],
+            ..HB
+        },
+        HeartbeatCase {
+            name: "half an interval before the next accepted one",
+            prior: &[(11, I / 2)],
+            ..HB
+        },
+        HeartbeatCase {
+            name: "less than half an interval before the next accepted one",
+            prior: &[(9, -I), (11, I / 2 - 1)],
+            want: Err(Reason::HeartbeatTooFrequent),
+            ..HB
+        },
+        HeartbeatCase {
+            name: "squeezed between two accepted heartbeats, not the latest",
+            prior: &[(9, -I / 4), (11, I), (12, 2 * I)],
             want: Err(Reason::HeartbeatTooFrequent),
             ..HB
         },

@@ -2,7 +2,9 @@
 //!
 //! A hotspot proves its radio coverage, backhaul bandwidth and location with signed messages;
 //! the oracle verifies them and pays rewards. This crate defines those messages and the rules
-//! that make one proof have exactly one byte form:
+//! that make one proof have exactly one byte form. `cargo run -p wisp-protocol --example demo`
+//! shows them: two hotspots and an oracle sign an epoch seed, a beacon, a witness and an ack,
+//! each verified from its raw bytes and printed as JSON with its size on the wire.
 //!
 //! - [`envelope`]: the signed envelope (`version, kind, payload, signer, signature, cosigners`),
 //!   domain-separated signatures verified with `verify_strict` over the raw bytes *before* any

@@ -151,9 +151,9 @@ reasons! {
     // 6xx: heartbeats and location.
     /// The GNSS fix is far from the asserted cell.
     GnssMismatch = 600, "gnss_mismatch";
-    /// A heartbeat sequence number went backwards or repeated.
+    /// A heartbeat sequence number was already accepted.
     HeartbeatReplay = 601, "heartbeat_replay";
-    /// Heartbeats arrive faster than the interval allows.
+    /// Heartbeats were signed closer together than the interval allows.
     HeartbeatTooFrequent = 602, "heartbeat_too_frequent";
     // 7xx: onboarding.
     /// The secure-element attestation does not verify.

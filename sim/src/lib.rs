@@ -24,10 +24,14 @@
 //!   service runs them) fed every proof that reaches it, in arrival order.
 //! - [`sim`]: the run itself (events and what each does).
 //! - [`stats`], [`report`], [`plot`]: the tally, Markdown/JSON report, SVG plots.
+//! - [`air`]: the shared simulated air of a devnet (UDP service, the same radio model).
+//! - [`devnet`]: an oracle and real agents as processes on loopback, sharing the air.
 #![warn(missing_docs)]
 
+pub mod air;
 pub mod backhaul;
 pub mod cheaters;
+pub mod devnet;
 pub mod engine;
 pub mod faults;
 pub mod oracle;

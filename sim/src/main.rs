@@ -3,6 +3,7 @@
 //! ```text
 //! wisp-sim run <scenario.toml> [--seed N] [--nodes N] [--days N] [--json] [--svg-dir DIR]
 //!              [--no-baseline] [--check-targets] [--nodes-csv FILE]
+//! wisp-sim devnet [--nodes N] [--epoch-s S] [--data-dir DIR] [--for-s S] [--until-paid]
 //! ```
 //!
 //! The Markdown report (or JSON with `--json`) goes to stdout, the progress bar to stderr
@@ -62,11 +63,54 @@ enum Cmd {
         #[arg(long)]
         nodes_csv: Option<PathBuf>,
     },
+    /// Run a devnet: an oracle and N real agents on loopback, their simulated devices on one
+    /// shared simulated air, with a live summary. Ctrl-C stops everything.
+    Devnet {
+        /// Hotspots (real `wisp-agent` processes).
+        #[arg(long, default_value_t = 8)]
+        nodes: u32,
+        /// Epoch length, seconds.
+        #[arg(long, default_value_t = 60)]
+        epoch_s: u32,
+        /// Keep configurations, keys, databases and logs here (default: a new directory under
+        /// the system's temporary directory, removed at the end).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where `wisp-agent` and `wisp-oracle` are (default: next to this binary).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Seed of the air's radio draws.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        for_s: Option<u64>,
+        /// Stop as soon as every node has been paid for coverage, backhaul and uptime and its
+        /// measured backhaul is shown; exit non-zero if that has not happened when --for-s
+        /// runs out.
+        #[arg(long)]
+        until_paid: bool,
+        /// Seconds between summaries.
+        #[arg(long, default_value_t = 10)]
+        every_s: u64,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Devnet {
+            nodes,
+            epoch_s,
+            data_dir,
+            bin_dir,
+            seed,
+            for_s,
+            until_paid,
+            every_s,
+        } => devnet(
+            nodes, epoch_s, data_dir, bin_dir, seed, for_s, until_paid, every_s,
+        ),
         Cmd::Run {
             scenario,
             seed,
@@ -141,4 +185,101 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+// The devnet's summary is its output.
+#[allow(clippy::too_many_arguments, clippy::print_stdout)]
+fn devnet(
+    nodes: u32,
+    epoch_s: u32,
+    data_dir: Option<PathBuf>,
+    bin_dir: Option<PathBuf>,
+    seed: u64,
+    for_s: Option<u64>,
+    until_paid: bool,
+    every_s: u64,
+) -> Result<()> {
+    use std::time::{Duration, Instant};
+    use wisp_sim::devnet::{Devnet, Options};
+
+    if until_paid && for_s.is_none() {
+        bail!("--until-paid needs --for-s (how long to wait)");
+    }
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?
+            .parent()
+            .context("this binary's directory")?
+            .to_path_buf(),
+    };
+    let (data_dir, temporary) = match data_dir {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("wisp-devnet-{}", std::process::id())),
+            true,
+        ),
+    };
+    let started = Instant::now();
+    let opts = Options {
+        nodes,
+        epoch_s,
+        data_dir: data_dir.clone(),
+        bin_dir,
+        seed,
+    };
+    let mut out = std::io::stdout();
+    let mut say = |s: &str| {
+        let _ = writeln!(out, "{s}");
+    };
+    let mut net = Devnet::start(opts, &mut say)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result: Result<bool> = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop_at = for_s.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+        let mut tick = tokio::time::interval(Duration::from_secs(every_s.max(1)));
+        loop {
+            let deadline = async {
+                match stop_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(false),
+                _ = term.recv() => return Ok(false),
+                () = deadline => return Ok(false),
+                _ = tick.tick() => {
+                    net.check_alive()?;
+                    match net.poll() {
+                        Ok(sum) => {
+                            println!("{}", sum.render(&net.agents, started.elapsed()));
+                            if until_paid && sum.all_paid(&net.agents) {
+                                return Ok(true);
+                            }
+                        }
+                        Err(e) => eprintln!("summary unavailable: {e:#}"),
+                    }
+                }
+            }
+        }
+    });
+    // The last word: the final summary, then everything stopped.
+    let last = net.poll();
+    net.stop(Duration::from_secs(10));
+    if let Ok(sum) = &last {
+        println!("final, after {} s:", started.elapsed().as_secs());
+        println!("{}", sum.render(&net.agents, started.elapsed()));
+    }
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    } else {
+        println!("state kept in {}", data_dir.display());
+    }
+    let paid = result?;
+    if until_paid && !paid {
+        bail!("not every node was paid for coverage, backhaul and uptime in time");
+    }
+    Ok(())
 }

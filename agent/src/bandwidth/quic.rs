@@ -1,5 +1,7 @@
 //! The dedicated QUIC endpoint of the bandwidth test: a quinn endpoint apart from libp2p's,
-//! tuned for throughput, with a fresh self-signed certificate per test that the prover pins.
+//! tuned for throughput, with a fresh self-signed certificate per test that the prover pins
+//! (a measurer keeps one endpoint on its fixed port and swaps the server configuration per
+//! test: rebinding the port right after a test fails while the last connection drains).
 //!
 //! Tuning, all derived from [`Tuning`]:
 //! - stream receive window = bandwidth-delay product of the configured maximum rate and RTT
@@ -148,6 +150,33 @@ pub fn server(
     addr: SocketAddr,
     tuning: &Tuning,
 ) -> Result<(Endpoint, [u8; 32], SocketBuffers), EndpointError> {
+    let (config, fingerprint) = server_config(tuning)?;
+    let (endpoint, bufs) = server_endpoint(addr, tuning, config)?;
+    Ok((endpoint, fingerprint, bufs))
+}
+
+/// A server endpoint bound to `addr` that accepts connections with `config`. A measurer keeps
+/// one across tests and gives it each test's certificate with
+/// [`Endpoint::set_server_config`].
+pub fn server_endpoint(
+    addr: SocketAddr,
+    tuning: &Tuning,
+    config: ServerConfig,
+) -> Result<(Endpoint, SocketBuffers), EndpointError> {
+    let (socket, bufs) = udp_socket(addr, tuning.socket_buffer)?;
+    let endpoint = Endpoint::new(
+        EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| EndpointError::Socket { addr, source })?;
+    Ok((endpoint, bufs))
+}
+
+/// A server configuration with a fresh self-signed certificate, and the certificate's SHA-256
+/// (which the prover pins).
+pub fn server_config(tuning: &Tuning) -> Result<(ServerConfig, [u8; 32]), EndpointError> {
     let tls = |e: &dyn std::fmt::Display| EndpointError::Tls(e.to_string());
     let ck =
         rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()]).map_err(|e| tls(&e))?;
@@ -164,15 +193,7 @@ pub fn server(
     let crypto = QuicServerConfig::try_from(crypto).map_err(|e| tls(&e))?;
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(tuning.transport()));
-    let (socket, bufs) = udp_socket(addr, tuning.socket_buffer)?;
-    let endpoint = Endpoint::new(
-        EndpointConfig::default(),
-        Some(config),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(|source| EndpointError::Socket { addr, source })?;
-    Ok((endpoint, fingerprint, bufs))
+    Ok((config, fingerprint))
 }
 
 /// A client endpoint bound to `bind`, and the client config that accepts only the certificate

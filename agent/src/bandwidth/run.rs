@@ -3,8 +3,16 @@
 //! ends, what it measured, whether a report is believable) are made in [`super::stream`] and
 //! [`super::stats`].
 //!
-//! Every failure ends in a receipt with `Outcome::Failed(reason)` signed by the measurer, never
-//! in a made-up figure: a test that cannot be completed is evidence too.
+//! Every failure of the test ends in a receipt with `Outcome::Failed(reason)` signed by the
+//! measurer, never in a made-up figure: a test that cannot be completed is evidence too. A
+//! failure of the measurer's own making (it cannot bind its endpoint, has no address to give)
+//! is not evidence about the prover: it ends in no receipt at all
+//! ([`MeasureReport::local_error`]), and the caller may try again later.
+//!
+//! A measurer binds its test endpoint once and reuses it for every test (one at a time), with a
+//! fresh certificate per test; with port 0 configured, each test gets a fresh endpoint on a
+//! fresh port instead. Rebinding a fixed port per test failed with `Address already in use`
+//! while the previous test's connection was still draining.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -106,6 +114,9 @@ pub struct MeasureReport {
     pub sockets: Option<SocketBuffers>,
     /// UDP payload bytes the measurer sent plus received on the test connection.
     pub wire_bytes: u64,
+    /// Why the measurer could not run the test for a reason of its own (its endpoint, its
+    /// address); `receipts` is then empty: nothing about the prover was learnt.
+    pub local_error: Option<String>,
 }
 
 /// What a prover hands back.
@@ -373,6 +384,10 @@ pub struct Measurer {
     cfg: BwConfig,
     bind: SocketAddr,
     advertise: Option<SocketAddr>,
+    /// The test endpoint on a fixed `bind` port, bound at the first test and kept. Locked for
+    /// the whole of a test, so tests run one at a time (parallel tests would share, and
+    /// understate, the measurer's link, and each swaps in its own certificate).
+    endpoint: tokio::sync::Mutex<Option<(quinn::Endpoint, SocketBuffers)>>,
 }
 
 struct Pings {
@@ -427,6 +442,7 @@ impl Measurer {
             cfg,
             bind,
             advertise,
+            endpoint: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -480,12 +496,56 @@ impl Measurer {
             rtt_idle_us: 0,
             sockets,
             wire_bytes: 0,
+            local_error: None,
         }
     }
 
+    /// No test: the measurer failed on its own side. No receipt, nothing blamed on the prover.
+    fn local_failure(
+        req: &BwRequest,
+        error: String,
+        sockets: Option<SocketBuffers>,
+    ) -> MeasureReport {
+        tracing::warn!(
+            error = %error,
+            "bandwidth test not run: this measurer's own problem; no receipt signed"
+        );
+        MeasureReport {
+            test_id: req.test_id.0,
+            receipts: Vec::new(),
+            refusal: None,
+            details: Vec::new(),
+            rtt_idle_us: 0,
+            sockets,
+            wire_bytes: 0,
+            local_error: Some(error),
+        }
+    }
+
+    /// The endpoint for one test, serving a fresh certificate (whose SHA-256 it returns), and
+    /// whether it is this test's alone (port 0: a fresh port per test, closed after it).
+    fn endpoint_for_test(
+        &self,
+        kept: &mut Option<(quinn::Endpoint, SocketBuffers)>,
+    ) -> Result<(quinn::Endpoint, [u8; 32], SocketBuffers, bool), quic::EndpointError> {
+        let (config, pin) = quic::server_config(&self.cfg.tuning)?;
+        if self.bind.port() == 0 {
+            let (endpoint, sockets) = quic::server_endpoint(self.bind, &self.cfg.tuning, config)?;
+            return Ok((endpoint, pin, sockets, true));
+        }
+        if let Some((endpoint, sockets)) = kept.as_ref() {
+            endpoint.set_server_config(Some(config));
+            return Ok((endpoint.clone(), pin, *sockets, false));
+        }
+        let (endpoint, sockets) = quic::server_endpoint(self.bind, &self.cfg.tuning, config)?;
+        *kept = Some((endpoint.clone(), sockets));
+        Ok((endpoint, pin, sockets, false))
+    }
+
     /// Runs one test of `prover` for `epoch`: negotiates over `negotiator`, measures the
-    /// directions, and gets the receipts co-signed. Never fails: every problem becomes a
-    /// `Failed` receipt.
+    /// directions, and gets the receipts co-signed. Never fails: every problem of the test
+    /// becomes a `Failed` receipt, and a problem of the measurer's own a report without
+    /// receipts ([`MeasureReport::local_error`]). Concurrent calls run one after the other.
     pub async fn measure<N: Negotiator, R: CryptoRng + ?Sized>(
         &self,
         negotiator: &N,
@@ -509,11 +569,15 @@ impl Measurer {
             cert_sha256: ByteArray([0; 32]),
             key_commitment: ByteArray(commitment(&secret)),
         };
-        let (endpoint, pin, sockets) = match quic::server(self.bind, &self.cfg.tuning) {
+        let mut kept = self.endpoint.lock().await;
+        let (endpoint, pin, sockets, own) = match self.endpoint_for_test(&mut kept) {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!(error = %e, "bandwidth test endpoint");
-                return self.all_failed(&req, prover, BwFailure::Transport, None);
+                let error = format!(
+                    "the bandwidth test endpoint on {} (bandwidth.listen): {e}",
+                    self.bind
+                );
+                return Self::local_failure(&req, error, None);
             }
         };
         req.cert_sha256 = ByteArray(pin);
@@ -522,15 +586,15 @@ impl Measurer {
             (None, Ok(a)) if a.ip().is_unspecified() => match negotiator.public_ip().await {
                 Some(ip) => SocketAddr::new(ip, a.port()),
                 None => {
-                    tracing::warn!(
-                        "no public address to give the prover: the node has no confirmed external address yet (set bandwidth.advertise, or net.external_addresses)"
-                    );
-                    return self.all_failed(&req, prover, BwFailure::Transport, Some(sockets));
+                    let error = "no public address to give the prover: the node has no confirmed external address yet (set bandwidth.advertise, or net.external_addresses)";
+                    return Self::local_failure(&req, error.into(), Some(sockets));
                 }
             },
             (None, Ok(a)) => a,
-            (None, Err(_)) => {
-                return self.all_failed(&req, prover, BwFailure::Transport, Some(sockets));
+            (None, Err(e)) => {
+                *kept = None;
+                let error = format!("the bandwidth test endpoint has no address: {e}");
+                return Self::local_failure(&req, error, Some(sockets));
             }
         };
         let answer = timeout(
@@ -566,8 +630,14 @@ impl Measurer {
             .run_accepted(&endpoint, &req, &secret, prover, sockets)
             .await;
         report.sockets = Some(sockets);
-        endpoint.close(0u32.into(), b"done");
-        let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        if own {
+            endpoint.close(0u32.into(), b"done");
+            let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        } else if report.local_error.is_some() {
+            // The kept endpoint failed: bind a new one at the next test.
+            endpoint.close(0u32.into(), b"endpoint failed");
+            *kept = None;
+        }
         report
     }
 
@@ -600,22 +670,28 @@ impl Measurer {
             rtt_idle_us: 0,
             sockets: Some(sockets),
             wire_bytes: 0,
+            local_error: None,
         }
     }
 
+    /// Waits for the prover's connection. `Ok(Err(_))` is the measurer's own failure (its
+    /// endpoint closed), not the prover's.
     async fn accept_session(
         &self,
         endpoint: &quinn::Endpoint,
         req: &BwRequest,
         secret: &[u8; 32],
-    ) -> Result<Session, BwFailure> {
+    ) -> Result<Result<Session, String>, BwFailure> {
         let deadline = Instant::now() + self.cfg.connect_timeout;
-        // Connections that are not our prover's (wrong test id) are closed and waited past.
+        // Connections that are not our prover's (wrong test id, an earlier test's certificate)
+        // are closed and waited past.
         loop {
-            let incoming = timeout_at(deadline, endpoint.accept())
+            let Some(incoming) = timeout_at(deadline, endpoint.accept())
                 .await
                 .ok_or(BwFailure::Timeout)?
-                .ok_or(BwFailure::Transport)?;
+            else {
+                return Ok(Err("the bandwidth test endpoint closed".into()));
+            };
             let Ok(connecting) = incoming.accept() else {
                 continue;
             };
@@ -641,12 +717,12 @@ impl Measurer {
             )
             .await
             .map_err(|_| BwFailure::Transport)?;
-            return Ok(Session {
+            return Ok(Ok(Session {
                 conn,
                 ctl,
                 frames,
                 pings: Pings::new(),
-            });
+            }));
         }
     }
 
@@ -685,7 +761,8 @@ impl Measurer {
         sockets: SocketBuffers,
     ) -> MeasureReport {
         let mut s = match self.accept_session(endpoint, req, secret).await {
-            Ok(s) => s,
+            Ok(Ok(s)) => s,
+            Ok(Err(error)) => return Self::local_failure(req, error, Some(sockets)),
             Err(f) => return self.all_failed(req, prover, f, Some(sockets)),
         };
         let rtt_idle = match self.idle_rtt(&mut s).await {
@@ -749,6 +826,7 @@ impl Measurer {
             rtt_idle_us: rtt_idle,
             sockets: Some(sockets),
             wire_bytes: wire,
+            local_error: None,
         }
     }
 

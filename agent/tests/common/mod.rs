@@ -147,6 +147,10 @@ pub struct Seen {
     pub proofs: BTreeMap<ProofId, u32>,
     /// Heartbeat seq → the distinct proof ids carrying it.
     pub heartbeat_seqs: BTreeMap<u64, Vec<ProofId>>,
+    /// Heartbeat seq → when the node signed it.
+    pub heartbeat_sent: BTreeMap<u64, u64>,
+    /// Heartbeat seqs in the order their first copy arrived.
+    pub heartbeat_arrivals: Vec<u64>,
     /// Envelopes that failed to open.
     pub invalid: u32,
     /// The last payload on each `wisp/v1/status/+` topic.
@@ -296,6 +300,10 @@ impl TestOracle {
                             }
                             if env.kind == Kind::Heartbeat {
                                 let hb = envelope::open::<Heartbeat>(&bytes).unwrap().msg;
+                                if first {
+                                    seen.heartbeat_arrivals.push(hb.seq);
+                                    seen.heartbeat_sent.insert(hb.seq, hb.sent_ms);
+                                }
                                 let ids = seen.heartbeat_seqs.entry(hb.seq).or_default();
                                 if !ids.contains(&id) {
                                     ids.push(id);

@@ -1,0 +1,269 @@
+//! The log subscriber: the configured level, with dependencies' routine chatter out of sight.
+//!
+//! A healthy run must show no ERROR or WARN from a dependency, or operators learn to ignore
+//! them. rumqttd's INFO (a line per connection) is kept at `warn`. Two dependencies log
+//! routine events at WARN or ERROR (the agent's `logging` module has the same rules):
+//! - `libp2p_gossipsub` warns when a message it already holds is published again; every node
+//!   re-gossips each new epoch seed, so every epoch change did. Its target is kept at `error`.
+//! - rumqttd (the embedded broker) logs an ERROR when a connection ends without an
+//!   MQTT DISCONNECT or before its CONNECT (a readiness probe, a killed agent), and its
+//!   router when a client's DISCONNECT and its socket's close both arrive or a restarted
+//!   client comes back under its client id before the old connection timed out. Those
+//!   messages ([`ROUTINE`]) are dropped; everything else rumqttd says at WARN and above (its
+//!   listener, a full broker, an invalid subscription) stays.
+//!
+//! An explicit filter in the environment (`WISP_LOG`, else `RUST_LOG`) replaces all of this.
+
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Metadata, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, ParseError};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt as _};
+
+/// Directives added to the configured level, per target, unless the level names the target.
+pub const QUIET: &[(&str, &str)] = &[("rumqttd", "warn"), ("libp2p_gossipsub", "error")];
+
+/// The explicit filter from the environment: `WISP_LOG`, else `RUST_LOG`, if set and not empty.
+pub fn explicit_from_env() -> Option<String> {
+    ["WISP_LOG", "RUST_LOG"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.trim().is_empty())
+}
+
+/// The filter directives for the configured `level` (e.g. `info`, or `info,wisp_agent=debug`):
+/// it, then the [`QUIET`] directives for targets it does not mention.
+pub fn default_directives(level: &str) -> String {
+    let mut out = level.trim().to_string();
+    for (target, quiet) in QUIET {
+        if !level.contains(target) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(target);
+            out.push('=');
+            out.push_str(quiet);
+        }
+    }
+    out
+}
+
+/// The embedded broker's routine messages, `(target, start of the message)`: one connection's
+/// end or its replacement, which the clients themselves report when it matters.
+pub const ROUTINE: &[(&str, &str)] = &[
+    // A connection closed before its CONNECT (the oracle's own readiness probe).
+    (
+        "rumqttd::server::broker",
+        "Error while handling MQTT connect packet",
+    ),
+    // A connection closed without a DISCONNECT, or dropped by the router.
+    ("rumqttd::server::broker", "disconnected"),
+    ("rumqttd::server::broker", "router-drop"),
+    ("rumqttd::server::broker", "connection-stop"),
+    // A DISCONNECT and the socket's close both reach the router.
+    ("rumqttd::router::routing", "no-connection id "),
+    // An agent restarted faster than its old connection timed out (stable client ids).
+    ("rumqttd::router::routing", "Duplicate client_id"),
+];
+
+/// Whether an event is one of [`ROUTINE`].
+fn is_routine(event: &Event<'_>) -> bool {
+    let target = event.metadata().target();
+    if !target.starts_with("rumqttd::") {
+        return false;
+    }
+    let mut message = Message(String::new());
+    event.record(&mut message);
+    ROUTINE
+        .iter()
+        .any(|(t, m)| target == *t && message.0.starts_with(m))
+}
+
+/// The `message` field of an event, formatted.
+struct Message(String);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+/// Drops [`ROUTINE`] events when `quiet`; everything else passes.
+struct Quiet(bool);
+
+impl<S> Filter<S> for Quiet {
+    fn enabled(&self, _meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
+        !(self.0 && is_routine(event))
+    }
+}
+
+/// A subscriber writing to `writer` (text, or JSON lines), filtered by `explicit` when given
+/// (see [`explicit_from_env`]), else by `level` made quiet as the module docs say.
+pub fn subscriber<W>(
+    explicit: Option<&str>,
+    level: &str,
+    json: bool,
+    writer: W,
+) -> Result<impl Subscriber + Send + Sync + 'static, ParseError>
+where
+    W: for<'a> MakeWriter<'a> + Clone + Send + Sync + 'static,
+{
+    let quiet = explicit.is_none();
+    let filter = match explicit {
+        Some(d) => EnvFilter::try_new(d)?,
+        None => EnvFilter::try_new(default_directives(level))?,
+    };
+    let text = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(writer.clone())
+            .with_filter(Quiet(quiet))
+    });
+    let json = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(writer)
+            .with_filter(Quiet(quiet))
+    });
+    Ok(tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    /// What a run like the oracle's and the agents' logs, under `explicit` or the default.
+    fn logged(explicit: Option<&str>) -> String {
+        let buf = Buf::default();
+        let sub = subscriber(explicit, "info", false, buf.clone()).unwrap();
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(target: "wisp_oracle::service", "wisp-oracle started");
+            tracing::info!(target: "rumqttd::server::broker", "accept");
+            // The embedded broker: a readiness probe and a killed agent, per connection.
+            let link = tracing::error_span!(target: "rumqttd::server::broker", "remote_link");
+            link.in_scope(|| {
+                tracing::error!(target: "rumqttd::server::broker", "Error while handling MQTT connect packet");
+                tracing::error!(target: "rumqttd::server::broker", "disconnected");
+            });
+            // A client's DISCONNECT and its socket's close both reach the router.
+            let router = tracing::error_span!(target: "rumqttd::router::routing", "[>] incoming");
+            router.in_scope(|| {
+                tracing::error!(target: "rumqttd::router::routing", "no-connection id 1 is already gone");
+                // An agent restarted before its old connection timed out.
+                tracing::error!(
+                    target: "rumqttd::router::routing",
+                    "Duplicate client_id, dropping previous connection with connection_id: {}",
+                    3
+                );
+                // A full broker is real.
+                tracing::info_span!(target: "rumqttd::router::routing", "incoming_connect").in_scope(|| {
+                    tracing::error!(target: "rumqttd::router::routing", "no space for new connection");
+                });
+            });
+            // Its listener failing is real.
+            tracing::error!(target: "rumqttd::server::broker", "Unable to accept socket.");
+            tracing::warn!(target: "rumqttd::router::routing", "router trouble");
+            // Gossipsub at an epoch change, and a real gossipsub error.
+            tracing::warn!(target: "libp2p_gossipsub::behaviour", "Not publishing a message that has already been published");
+            tracing::error!(target: "libp2p_gossipsub::behaviour", "Peer non-existent");
+            tracing::warn!(target: "wisp_agent::shell", "cannot connect to the MQTT broker");
+        });
+        let out = buf.0.lock().unwrap().clone();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn routine_dependency_messages_are_quiet_real_ones_are_not() {
+        let out = logged(None);
+        for seen in [
+            "wisp-oracle started",
+            "Unable to accept socket.",
+            "router trouble",
+            "no space for new connection",
+            "Peer non-existent",
+            "cannot connect to the MQTT broker",
+        ] {
+            assert!(out.contains(seen), "{seen} missing from:\n{out}");
+        }
+        for hidden in [
+            "Error while handling MQTT connect packet",
+            "disconnected",
+            "is already gone",
+            "Duplicate client_id",
+            "already been published",
+            "accept\n",
+        ] {
+            assert!(!out.contains(hidden), "{hidden} logged:\n{out}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_filter_wins() {
+        let out = logged(Some("info"));
+        for seen in [
+            "Error while handling MQTT connect packet",
+            "disconnected",
+            "is already gone",
+            "Duplicate client_id",
+            "already been published",
+        ] {
+            assert!(out.contains(seen), "{seen} missing from:\n{out}");
+        }
+        assert!(!logged(Some("error")).contains("wisp-oracle started"));
+    }
+
+    #[test]
+    fn the_configured_level_is_kept_and_can_name_the_quiet_targets() {
+        assert_eq!(
+            default_directives("info"),
+            "info,rumqttd=warn,libp2p_gossipsub=error"
+        );
+        assert_eq!(
+            default_directives("debug,rumqttd=info"),
+            "debug,rumqttd=info,libp2p_gossipsub=error"
+        );
+    }
+}
