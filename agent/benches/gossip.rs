@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
-use wisp_agent::net::{self, NetConfig, NetEvent, Topic};
+use wisp_agent::net::{self, KadMode, NetConfig, NetEvent, Topic};
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{Beacon, Witness};
 use wisp_protocol::units::DeciDb;
@@ -124,8 +124,10 @@ async fn run(nodes: usize, secs: u64, memory: bool) {
         let cfg = NetConfig {
             listen: vec![listen.parse().unwrap()],
             bootstrap: boot,
-            // DHT clients: each node keeps the few connections it dialled (and those dialled
-            // to it) instead of connecting to most of the process, as a real node would.
+            // DHT clients (nothing confirms an in-process address): each node keeps the few
+            // connections it dialled (and those dialled to it) instead of connecting to most
+            // of the process.
+            kad_mode: KadMode::WhenConfirmed,
             ..NetConfig::default()
         };
         let n = net::start(k, &cfg, oracle, None).unwrap();

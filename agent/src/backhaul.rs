@@ -13,11 +13,16 @@
 //!    epoch, the assignment, one test per prover per epoch. Accepted invitations are queued;
 //!    the measurer runs them one at a time and the prover answers its request as usual.
 //! 4. Both sides put the co-signed receipts in their outbox; the oracle deduplicates.
+//! 5. Both sides sum a finished test up from its receipts ([`summarize`]) for the log; the
+//!    prover keeps its latest summary for `/status`, the metrics and its signed status report.
 
 use std::collections::HashSet;
 
 use wisp_protocol::envelope;
-use wisp_protocol::msg::{AssemblyError, EpochSeed, MeasurerSet, MeasurerSetAssembly};
+use wisp_protocol::msg::{
+    AssemblyError, BackhaulOutcome, BackhaulSummary, BandwidthReceipt, BwFailure, Direction,
+    EpochSeed, MeasurerSet, MeasurerSetAssembly, Outcome,
+};
 use wisp_protocol::schedule;
 use wisp_protocol::units::EpochNo;
 use wisp_protocol::{Kind, NodeId};
@@ -224,9 +229,83 @@ impl Backhaul {
         Ok(view.epoch)
     }
 
+    /// When `epoch` ends (Unix ms), if it is the epoch of the seed held.
+    pub fn epoch_end(&self, epoch: EpochNo) -> Option<u64> {
+        self.seed
+            .as_ref()
+            .filter(|s| s.epoch == epoch)
+            .map(EpochSeed::end_ms)
+    }
+
     /// Forgets an accepted invitation whose test could not be queued.
     pub fn forget(&mut self, prover: &NodeId) {
         self.accepted.remove(prover);
+    }
+}
+
+/// Sums up a finished test between `measurer` and the prover of `receipts` for `epoch` that
+/// covered `directions` and ended at `ended_ms`. `receipts` are what this node ended with: all
+/// of the measurer's, or those the prover co-signed. A direction without a receipt and without
+/// a failure on record makes the test incomplete.
+pub fn summarize(
+    measurer: NodeId,
+    epoch: EpochNo,
+    ended_ms: u64,
+    directions: &[Direction],
+    receipts: &[BandwidthReceipt],
+) -> BackhaulSummary {
+    let mut s = BackhaulSummary {
+        measurer,
+        epoch,
+        measured_ms: ended_ms,
+        down_bps: None,
+        up_bps: None,
+        rtt_idle_us: None,
+        rtt_loaded_us: None,
+        outcome: BackhaulOutcome::Ok,
+    };
+    let mut failed = None;
+    let mut missing = false;
+    for &d in directions {
+        match receipts
+            .iter()
+            .find(|r| r.direction == d)
+            .map(|r| r.outcome)
+        {
+            Some(Outcome::Measured(m)) => {
+                match d {
+                    Direction::Down => s.down_bps = Some(m.median_bps),
+                    Direction::Up => s.up_bps = Some(m.median_bps),
+                }
+                s.rtt_idle_us = Some(m.rtt_idle_us);
+                s.rtt_loaded_us = Some(s.rtt_loaded_us.unwrap_or(0).max(m.rtt_loaded_us));
+            }
+            Some(Outcome::Failed(f)) => {
+                failed.get_or_insert(f);
+            }
+            None => missing = true,
+        }
+    }
+    s.outcome = match failed {
+        Some(f) => BackhaulOutcome::Failed(f),
+        None if missing || directions.is_empty() => BackhaulOutcome::Incomplete,
+        None => BackhaulOutcome::Ok,
+    };
+    s
+}
+
+/// An outcome's name, as logs, `/status` and the metrics show it.
+pub fn outcome_name(o: BackhaulOutcome) -> &'static str {
+    match o {
+        BackhaulOutcome::Ok => "ok",
+        BackhaulOutcome::Failed(f) => match f {
+            BwFailure::Refused => "refused",
+            BwFailure::Timeout => "timeout",
+            BwFailure::BadContent => "bad_content",
+            BwFailure::Truncated => "truncated",
+            BwFailure::Transport => "transport",
+        },
+        BackhaulOutcome::Incomplete => "incomplete",
     }
 }
 
@@ -359,6 +438,93 @@ mod tests {
             again.on_measurer_set(&p, 0, 0).unwrap_or_default();
         }
         assert_eq!(again.view(), b.view());
+    }
+
+    fn receipt(direction: Direction, outcome: Outcome) -> BandwidthReceipt {
+        BandwidthReceipt {
+            test_id: [7; 16].into(),
+            epoch: 5,
+            prover: NodeKey::from_seed(&[1; 32]).id(),
+            measurer: NodeKey::from_seed(&[2; 32]).id(),
+            direction,
+            outcome,
+        }
+    }
+
+    fn measured(median_bps: u64, rtt_loaded_us: u32) -> Outcome {
+        Outcome::Measured(wisp_protocol::msg::Measurement {
+            bytes: 1 << 20,
+            duration_ms: 1_000,
+            median_bps,
+            p10_bps: median_bps / 2,
+            rtt_idle_us: 900,
+            rtt_loaded_us,
+        })
+    }
+
+    #[test]
+    fn a_test_is_summed_up_from_its_receipts() {
+        use BackhaulOutcome::{Failed, Incomplete, Ok};
+        let both = [Direction::Down, Direction::Up];
+        let down = |o| receipt(Direction::Down, o);
+        let up = |o| receipt(Direction::Up, o);
+        let timeout = Outcome::Failed(BwFailure::Timeout);
+        let refused = Outcome::Failed(BwFailure::Refused);
+        // (receipts, down, up, loaded rtt, outcome)
+        let cases = [
+            (
+                vec![down(measured(90, 3_000)), up(measured(40, 5_000))],
+                Some(90),
+                Some(40),
+                Some(5_000),
+                Ok,
+            ),
+            (
+                vec![up(measured(40, 5_000)), down(timeout)],
+                None,
+                Some(40),
+                Some(5_000),
+                Failed(BwFailure::Timeout),
+            ),
+            (
+                vec![down(refused), up(timeout)],
+                None,
+                None,
+                None,
+                Failed(BwFailure::Refused),
+            ),
+            // The prover declined to co-sign the upload's figure: no receipt for it.
+            (
+                vec![down(measured(90, 3_000))],
+                Some(90),
+                None,
+                Some(3_000),
+                Incomplete,
+            ),
+            (vec![], None, None, None, Incomplete),
+        ];
+        let measurer = NodeKey::from_seed(&[2; 32]).id();
+        for (i, (receipts, down_bps, up_bps, loaded, outcome)) in cases.into_iter().enumerate() {
+            let s = summarize(measurer, 5, 1_234, &both, &receipts);
+            assert_eq!(
+                (s.down_bps, s.up_bps, s.rtt_loaded_us, s.outcome),
+                (down_bps, up_bps, loaded, outcome),
+                "case {i}"
+            );
+            assert_eq!(s.rtt_idle_us, loaded.map(|_| 900), "case {i}");
+            assert_eq!((s.measurer, s.epoch, s.measured_ms), (measurer, 5, 1_234));
+        }
+        // A test of one direction is ok with that direction's figure alone.
+        let s = summarize(
+            measurer,
+            5,
+            0,
+            &[Direction::Up],
+            &[receipt(Direction::Up, measured(40, 1))],
+        );
+        assert_eq!((s.down_bps, s.up_bps, s.outcome), (None, Some(40), Ok));
+        assert_eq!(outcome_name(s.outcome), "ok");
+        assert_eq!(outcome_name(Failed(BwFailure::BadContent)), "bad_content");
     }
 
     #[test]

@@ -109,7 +109,8 @@ pub struct RawNet {
     pub mdns: Option<bool>,
     /// Relay for nodes behind NAT (default false; set it on public nodes).
     pub relay_server: Option<bool>,
-    /// Serve the DHT from the start (default false: after autonat confirms reachability).
+    /// Answer DHT queries: unset (default), unless autonat finds the node behind NAT; true,
+    /// always; false, only once an external address is confirmed (libp2p's own rule).
     pub kad_server: Option<bool>,
     /// Most established connections (default 128).
     pub max_connections: Option<u32>,
@@ -140,6 +141,10 @@ pub struct RawDevice {
     /// `sim` only: where the simulated radio and GNSS really are, `"lat,lon"` in degrees.
     /// Default: the centre of the asserted location's cell.
     pub position: Option<String>,
+    /// `sim` only: the fix the simulated GNSS receiver reports instead of `position`,
+    /// `"lat,lon"` in degrees: a spoofed receiver, as a devnet's forged-location cheater has.
+    /// Unset: the receiver reports where the device is.
+    pub gnss_spoof: Option<String>,
 }
 
 /// Which hardware backend the daemon drives.
@@ -320,6 +325,8 @@ pub struct Config {
     pub sim_air: Option<SocketAddr>,
     /// The simulated device's real place, degrees (`device.position`).
     pub sim_position: Option<(f64, f64)>,
+    /// What the simulated GNSS reports instead, degrees (`device.gnss_spoof`).
+    pub sim_gnss_spoof: Option<(f64, f64)>,
     /// Maker name and certificate for onboarding with a secure-element attestation.
     pub attestation: Option<(String, [u8; 64])>,
     /// The libp2p network.
@@ -365,6 +372,28 @@ pub enum ConfigError {
         /// What is wrong and what is expected.
         why: String,
     },
+}
+
+/// An optional `"lat,lon"` in degrees, at `key`.
+fn degrees_pair(key: &'static str, v: Option<&str>) -> Result<Option<(f64, f64)>, ConfigError> {
+    let Some(p) = v else {
+        return Ok(None);
+    };
+    let parsed = p.split_once(',').and_then(|(lat, lon)| {
+        Some((
+            lat.trim().parse::<f64>().ok()?,
+            lon.trim().parse::<f64>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((lat, lon)) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) => {
+            Ok(Some((lat, lon)))
+        }
+        _ => Err(invalid(
+            key,
+            format!("`{p}`: expected \"lat,lon\" in degrees"),
+        )),
+    }
 }
 
 fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
@@ -565,34 +594,14 @@ impl RawConfig {
                     .ok_or_else(|| invalid("device.air", format!("`{a}`: expected host:port")))?,
             ),
         };
-        let sim_position = match self.device.position.as_deref() {
-            None => None,
-            Some(p) => {
-                let parsed = p.split_once(',').and_then(|(lat, lon)| {
-                    Some((
-                        lat.trim().parse::<f64>().ok()?,
-                        lon.trim().parse::<f64>().ok()?,
-                    ))
-                });
-                match parsed {
-                    Some((lat, lon))
-                        if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
-                    {
-                        Some((lat, lon))
-                    }
-                    _ => {
-                        return Err(invalid(
-                            "device.position",
-                            format!("`{p}`: expected \"lat,lon\" in degrees"),
-                        ));
-                    }
-                }
-            }
-        };
-        if device != DeviceKind::Sim && (sim_air.is_some() || sim_position.is_some()) {
+        let sim_position = degrees_pair("device.position", self.device.position.as_deref())?;
+        let sim_gnss_spoof = degrees_pair("device.gnss_spoof", self.device.gnss_spoof.as_deref())?;
+        if device != DeviceKind::Sim
+            && (sim_air.is_some() || sim_position.is_some() || sim_gnss_spoof.is_some())
+        {
             return Err(invalid(
                 "device.air",
-                "device.air and device.position apply to device.kind = \"sim\" only",
+                "device.air, device.position and device.gnss_spoof apply to device.kind = \"sim\" only",
             ));
         }
         Ok(Config {
@@ -602,6 +611,7 @@ impl RawConfig {
             device,
             sim_air,
             sim_position,
+            sim_gnss_spoof,
             data_dir,
             key_file,
             owner: self.node.owner.clone(),
@@ -761,7 +771,11 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
         external_addresses,
         relay_server: raw.relay_server.unwrap_or(d.relay_server),
         mdns: raw.mdns.unwrap_or(d.mdns),
-        kad_server: raw.kad_server.unwrap_or(d.kad_server),
+        kad_mode: match raw.kad_server {
+            None => d.kad_mode,
+            Some(true) => crate::net::KadMode::Server,
+            Some(false) => crate::net::KadMode::WhenConfirmed,
+        },
         max_connections,
         max_connections_per_peer: per_peer,
         max_memory_fraction: memory / 100.0,
@@ -867,6 +881,7 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("device", "maker_certificate"),
     ("device", "air"),
     ("device", "position"),
+    ("device", "gnss_spoof"),
     ("net", "listen"),
     ("net", "bootstrap"),
     ("net", "external_addresses"),
@@ -960,7 +975,24 @@ mod tests {
         assert_eq!(c.net.listen.len(), 2);
         assert!(c.net.bootstrap.is_empty());
         assert!(!c.net.mdns);
+        assert_eq!(c.net.kad_mode, crate::net::KadMode::Auto);
         assert_eq!(c.net.idle_timeout.as_secs(), 600);
+        for (v, mode) in [
+            ("true", crate::net::KadMode::Server),
+            ("false", crate::net::KadMode::WhenConfirmed),
+        ] {
+            let c = RawConfig::load(
+                None,
+                env(&[
+                    ("WISP_ORACLE__PUBLIC_KEY", ORACLE),
+                    ("WISP_NET__KAD_SERVER", v),
+                ]),
+            )
+            .unwrap()
+            .resolve()
+            .unwrap();
+            assert_eq!(c.net.kad_mode, mode, "kad_server = {v}");
+        }
         let peer = ORACLE;
         let c = RawConfig::load(
             None,

@@ -127,6 +127,10 @@ pub enum Ignored {
     Budget,
     /// We have no asserted location to put in the witness.
     NoLocation,
+    /// Our own slot of this epoch passed without our beacon (we started, or had the seed,
+    /// after it): the oracle pays witnesses only to nodes that beacon in the epoch and would
+    /// refuse the witness as `no_reciprocity`.
+    NoBeacon,
 }
 
 /// Something the driver should log or count.
@@ -285,6 +289,29 @@ impl Core {
         self.hold_first_heartbeat(now_ms);
     }
 
+    /// The driver persisted that this node last beaconed at `sent_ms` (before a restart). If
+    /// that is in the epoch the next seed opens, the beacon is not sent again (the oracle
+    /// would refuse it `beacon_duplicate`) and witnesses of that epoch go out as usual. Call
+    /// once, right after [`Core::new`].
+    pub fn resume_beacon(&mut self, sent_ms: u64) {
+        self.activity.last_beacon_ms = Some(sent_ms);
+    }
+
+    /// Whether this node's last beacon was sent in its slot of `epoch`.
+    fn beaconed_in(&self, epoch: &EpochSeed) -> bool {
+        let (start, end) = schedule::beacon_window(epoch, &self.id);
+        let tol = self.cfg.slot_tolerance_ms;
+        self.activity
+            .last_beacon_ms
+            .is_some_and(|t| epoch.contains(t) && t + tol >= start && t < end + tol)
+    }
+
+    /// Whether this node beaconed in `epoch`'s window, or still will.
+    fn beacons_in(&self, epoch: &EpochSeed, now_ms: u64) -> bool {
+        let (_, end) = schedule::beacon_window(epoch, &self.id);
+        self.beaconed_in(epoch) || (self.beacon_at_ms.is_some() && now_ms < end)
+    }
+
     /// Keeps the first heartbeat after a restart a full (current) interval after the last one
     /// signed. Until this core signs a heartbeat, the schedule has not moved from its start, so
     /// it is recomputed from scratch when a seed changes the interval.
@@ -347,8 +374,10 @@ impl Core {
         self.hold_first_heartbeat(now_ms);
         self.witnessed.clear();
         self.witnessed_by.clear();
-        self.beacon_at_ms = self.cfg.cell.map(|_| {
-            let (start, end) = schedule::beacon_window(&seed, &self.id);
+        let (start, end) = schedule::beacon_window(&seed, &self.id);
+        // Beaconed in this epoch's slot before a restart: not again.
+        let sent = self.beaconed_in(&seed);
+        self.beacon_at_ms = self.cfg.cell.filter(|_| !sent).map(|_| {
             // Transmit a quarter of a second into the slot (or a quarter of the slot if it is
             // shorter), so that small clock errors on either side keep us inside it.
             start + ((end - start) / 4).min(250)
@@ -446,6 +475,9 @@ impl Core {
         if rx_ms > now_ms.saturating_add(tol) || rx_ms.saturating_add(tol) < beacon.tx_ms {
             return Err(Ignored::BadRxTime);
         }
+        if !self.beacons_in(epoch, now_ms) {
+            return Err(Ignored::NoBeacon);
+        }
         if self.witnessed.contains(&opened.signer) {
             return Err(Ignored::Duplicate);
         }
@@ -510,7 +542,14 @@ impl Core {
         let Some(epoch) = self.epoch.clone() else {
             return;
         };
-        if now_ms >= self.next_heartbeat_ms {
+        // A heartbeat names the epoch it is signed in: past the end of the last seed's epoch
+        // (its next seed not here yet: just restarted, or the oracle is late), it waits for the
+        // seed rather than go out to be refused `timestamp_out_of_window`.
+        if now_ms >= self.next_heartbeat_ms && now_ms >= epoch.end_ms() {
+            // Due again as the next epoch starts (the next seed brings it).
+            self.next_heartbeat_ms = epoch.end_ms();
+        }
+        if now_ms >= self.next_heartbeat_ms && epoch.contains(now_ms) {
             self.heartbeat_seq += 1;
             let hb = Heartbeat {
                 epoch: epoch.epoch,
@@ -564,11 +603,15 @@ impl Core {
 
     /// When [`Core::handle_timeout`] next has work, if ever.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.epoch.as_ref()?;
-        Some(match self.beacon_at_ms {
-            Some(b) => b.min(self.next_heartbeat_ms),
-            None => self.next_heartbeat_ms,
-        })
+        let epoch = self.epoch.as_ref()?;
+        // A heartbeat is signed only within the seed's epoch: none is due past its end (the
+        // next seed sets the next one), and none before its start.
+        let heartbeat =
+            Some(self.next_heartbeat_ms.max(epoch.start_ms)).filter(|t| *t < epoch.end_ms());
+        match (self.beacon_at_ms, heartbeat) {
+            (Some(b), Some(h)) => Some(b.min(h)),
+            (b, h) => b.or(h),
+        }
     }
 
     /// The next frame to transmit.
@@ -686,6 +729,44 @@ mod tests {
     }
 
     #[test]
+    fn no_heartbeat_is_signed_past_the_end_of_the_last_seeds_epoch() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let mut c = core(1, &oracle);
+        // Restarted with the saved seed of an epoch that has just ended.
+        let late = T0 + 60_000 + 500;
+        c.handle_seed(&Envelope::sign(&oracle, &seed(1, T0)).to_bytes(), late)
+            .unwrap();
+        c.handle_timeout(late);
+        assert!(
+            drain(&mut c).iter().all(|p| p.kind != Kind::Heartbeat),
+            "a heartbeat for a closed epoch"
+        );
+        // Nothing is due until the next seed (a timer in the past would spin the driver).
+        assert!(
+            c.poll_timeout().is_none_or(|t| t > late),
+            "{:?}",
+            c.poll_timeout()
+        );
+        // The next seed arrives: the heartbeat goes out at once, in the new epoch.
+        c.handle_seed(
+            &Envelope::sign(&oracle, &seed(2, T0 + 60_000)).to_bytes(),
+            late + 20,
+        )
+        .unwrap();
+        c.handle_timeout(late + 20);
+        let hbs: Vec<Heartbeat> = drain(&mut c)
+            .iter()
+            .filter(|p| p.kind == Kind::Heartbeat)
+            .map(|p| envelope::open::<Heartbeat>(&p.bytes).unwrap().msg)
+            .collect();
+        assert_eq!(hbs.len(), 1);
+        assert_eq!(
+            (hbs[0].epoch, hbs[0].seq, hbs[0].sent_ms),
+            (2, 1, late + 20)
+        );
+    }
+
+    #[test]
     fn a_restarted_core_waits_an_interval_after_the_last_persisted_heartbeat() {
         let oracle = NodeKey::from_seed(&[100; 32]);
         let seed_bytes = Envelope::sign(&oracle, &seed(1, T0)).to_bytes();
@@ -725,6 +806,85 @@ mod tests {
             assert_eq!((hb.seq, hb.sent_ms), (8, want));
             // Then the usual phase from there.
             assert_eq!(c.poll_timeout(), Some(want + interval));
+        }
+    }
+
+    /// A beacon `a` sends in its slot of `seed(1, T0)`, and when.
+    fn beacon_of(a: &mut Core) -> (Vec<u8>, u64) {
+        let mut t = T0;
+        while t < T0 + 60_000 {
+            a.handle_timeout(t);
+            if let Some(f) = a.poll_transmit() {
+                return (f.payload, t);
+            }
+            t += 100;
+        }
+        panic!("no beacon");
+    }
+
+    #[test]
+    fn a_core_that_missed_its_slot_does_not_witness_and_a_restart_does_not_beacon_twice() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let s = Envelope::sign(&oracle, &seed(1, T0)).to_bytes();
+        let window = |n: u8| schedule::beacon_window(&seed(1, T0), &core(n, &oracle).id());
+        // b's slot ends before a's begins.
+        let (na, nb) = (1..30u8)
+            .flat_map(|x| (1..30u8).map(move |y| (x, y)))
+            .find(|&(x, y)| x != y && window(y).1 + 2_000 < window(x).0)
+            .expect("two nodes with slots apart");
+        let mut a = core(na, &oracle);
+        a.handle_seed(&s, T0).unwrap();
+        let (frame, sent) = beacon_of(&mut a);
+        let hear = |c: &mut Core| {
+            c.handle_radio_frame(
+                &frame,
+                DeciDb(-600),
+                DeciDb(200),
+                2_412_000,
+                sent + 1,
+                sent + 1,
+            )
+        };
+        // b started after its own slot: it will not beacon this epoch, so it does not witness.
+        let mut b = Core::new(
+            NodeKey::from_seed(&[nb; 32]),
+            CoreConfig::new(core(nb, &oracle).cell(), Versions::new("t", "sim")),
+            oracle.id(),
+            window(nb).1 + 1,
+            0,
+        );
+        b.handle_seed(&s, window(nb).1 + 1).unwrap();
+        assert_eq!(hear(&mut b), Err(Ignored::NoBeacon));
+        // b beaconed in its slot, then restarted: it does not beacon again, and it witnesses.
+        let mut b = Core::new(
+            NodeKey::from_seed(&[nb; 32]),
+            CoreConfig::new(core(nb, &oracle).cell(), Versions::new("t", "sim")),
+            oracle.id(),
+            window(nb).1 + 1,
+            0,
+        );
+        b.resume_beacon(window(nb).0 + 250);
+        b.handle_seed(&s, window(nb).1 + 1).unwrap();
+        let mut t = window(nb).1 + 1;
+        while t < T0 + 60_000 {
+            b.handle_timeout(t);
+            assert!(b.poll_transmit().is_none(), "a second beacon at {t}");
+            t += 500;
+        }
+        assert!(hear(&mut b).is_ok());
+        // A beacon of an earlier epoch does not count, even one sent just before this epoch
+        // began (within the slot tolerance of a first slot): this epoch's slot is used.
+        for before in [window(nb).0 - 60_000, T0 - 270] {
+            let mut c = core(nb, &oracle);
+            c.resume_beacon(before);
+            c.handle_seed(&s, T0).unwrap();
+            assert!(
+                (0..600).any(|i| {
+                    c.handle_timeout(T0 + i * 100);
+                    c.poll_transmit().is_some()
+                }),
+                "no beacon after one at {before}"
+            );
         }
     }
 
@@ -809,6 +969,8 @@ mod tests {
         let mut gossip = Vec::new();
         for (i, o) in others.iter_mut().enumerate() {
             o.handle_seed(&s, T0).unwrap();
+            // Each runs its own clock: it beacons in its slot, so it may witness.
+            (T0..=t).step_by(100).for_each(|u| o.handle_timeout(u));
             let rssi = DeciDb(-600 - 10 * i16::try_from(i).unwrap());
             let id = o
                 .handle_radio_frame(&frame.payload, rssi, DeciDb(150), 2_412_000, t + 3, t + 3)

@@ -10,7 +10,8 @@ use wisp_firmware::radio::{Channel, Radio};
 use wisp_protocol::msg::GnssFix;
 use wisp_protocol::units::DeciDb;
 
-use crate::air::AirLink;
+use crate::air::{AirLink, Station};
+use crate::config::{Config, DeviceKind};
 use crate::core::TxFrame;
 use crate::shell::{DeviceAttestation, DeviceIo, RxFrame};
 use crate::status::DeviceStatus;
@@ -269,6 +270,51 @@ impl DeviceIo for SimBoard {
                 .map_err(|e| format!("{e:?}")),
         )
     }
+}
+
+/// The configured hardware backend (`device.kind`), for `key`.
+pub fn open(
+    cfg: &Config,
+    key: &wisp_protocol::NodeKey,
+) -> anyhow::Result<Box<dyn crate::shell::DeviceIo>> {
+    Ok(match cfg.device {
+        DeviceKind::None => Box::new(crate::shell::NoDevice),
+        DeviceKind::Sim => {
+            // Degrees × 1e7 of a valid cell centre fit an i32.
+            #[allow(clippy::cast_possible_truncation)]
+            let position = cfg
+                .sim_position
+                .or_else(|| cfg.cell.map(|c| c.center()))
+                .map(|(lat, lon)| ((lat * 1e7).round() as i32, (lon * 1e7).round() as i32));
+            // A spoofed receiver reports its own fix; the radio stays where the device is.
+            #[allow(clippy::cast_possible_truncation)]
+            let fix = cfg
+                .sim_gnss_spoof
+                .map(|(lat, lon)| ((lat * 1e7).round() as i32, (lon * 1e7).round() as i32))
+                .or(position);
+            let board = SimBoard::new(&key.seed(), fix)?;
+            match (cfg.sim_air, position) {
+                (Some(air), Some((lat_e7, lon_e7))) => {
+                    let station = Station {
+                        lat_e7,
+                        lon_e7,
+                        tx_power_ddbm: cfg.radio.tx_power.0,
+                        gain_ddbi: cfg.radio.antenna_gain.0,
+                    };
+                    let link =
+                        anyhow::Context::with_context(AirLink::connect(air, station), || {
+                            format!("device.air: cannot open a socket to {air}")
+                        })?;
+                    tracing::info!(%air, "simulated device on the shared air");
+                    Box::new(board.with_air(link))
+                }
+                (Some(_), None) => {
+                    anyhow::bail!("device.air needs a place: set node location or device.position")
+                }
+                (None, _) => Box::new(board),
+            }
+        }
+    })
 }
 
 #[cfg(test)]

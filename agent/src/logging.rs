@@ -1,7 +1,7 @@
 //! The log subscriber: the configured level, with dependencies' routine chatter out of sight.
 //!
 //! A healthy run must show no ERROR or WARN from a dependency, or operators learn to ignore
-//! them. Two dependencies log routine events that high:
+//! them. Three dependencies log routine events that high:
 //! - `libp2p_gossipsub` warns when a message it already holds is published again; every node
 //!   re-gossips each new epoch seed, so every epoch change did. Its target is kept at `error`.
 //! - rumqttd (the oracle's embedded broker) logs an ERROR when a connection ends without an
@@ -10,6 +10,11 @@
 //!   client comes back under its client id before the old connection timed out. Those
 //!   messages ([`ROUTINE`]) are dropped; everything else rumqttd says at WARN and above (its
 //!   listener, a full broker, an invalid subscription) stays.
+//! - `libp2p_kad` warns "Failed to trigger bootstrap: No known peers" when its automatic
+//!   bootstrap finds the routing table empty: on the first node of a network (no bootstrap
+//!   peers) as soon as it listens, and every 5 minutes while it is alone. That message is
+//!   dropped too ([`ROUTINE`]); a configured bootstrap peer that cannot be dialled is reported
+//!   by the agent itself, with the dial error.
 //!
 //! An explicit filter in the environment (`WISP_LOG`, else `RUST_LOG`) replaces all of this.
 
@@ -49,8 +54,9 @@ pub fn default_directives(level: &str) -> String {
     out
 }
 
-/// The embedded broker's routine messages, `(target, start of the message)`: one connection's
-/// end or its replacement, which the clients themselves report when it matters.
+/// Dependencies' routine messages, `(target, start of the message)`: the embedded broker's
+/// news of one connection's end or its replacement, which the clients themselves report when
+/// it matters, and Kademlia's news of an empty routing table.
 pub const ROUTINE: &[(&str, &str)] = &[
     // A connection closed before its CONNECT (the oracle's own readiness probe).
     (
@@ -65,12 +71,17 @@ pub const ROUTINE: &[(&str, &str)] = &[
     ("rumqttd::router::routing", "no-connection id "),
     // An agent restarted faster than its old connection timed out (stable client ids).
     ("rumqttd::router::routing", "Duplicate client_id"),
+    // Kademlia's automatic bootstrap on a node that knows no peer yet (the first node).
+    (
+        "libp2p_kad::behaviour",
+        "Failed to trigger bootstrap: No known peers",
+    ),
 ];
 
 /// Whether an event is one of [`ROUTINE`].
 fn is_routine(event: &Event<'_>) -> bool {
     let target = event.metadata().target();
-    if !target.starts_with("rumqttd::") {
+    if !ROUTINE.iter().any(|(t, _)| *t == target) {
         return false;
     }
     let mut message = Message(String::new());
@@ -143,6 +154,22 @@ where
         .with(json))
 }
 
+/// Logs to stderr: `log.level` with dependencies' routine chatter out of sight, unless
+/// `WISP_LOG` (or `RUST_LOG`) gives a filter (see [`subscriber`]).
+pub fn init(cfg: &crate::config::Config) {
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let explicit = explicit_from_env();
+    let json = matches!(cfg.log_format, crate::config::LogFormat::Json);
+    let built =
+        subscriber(explicit.as_deref(), &cfg.log_level, json, std::io::stderr).or_else(|e| {
+            eprintln!("warning: ignoring the log filter ({e}); logging at info");
+            subscriber(None, "info", json, std::io::stderr)
+        });
+    if let Ok(s) = built {
+        let _ = s.try_init();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -207,6 +234,9 @@ mod tests {
             // Gossipsub at an epoch change, and a real gossipsub error.
             tracing::warn!(target: "libp2p_gossipsub::behaviour", "Not publishing a message that has already been published");
             tracing::error!(target: "libp2p_gossipsub::behaviour", "Peer non-existent");
+            // The first node of a network, alone; and a real Kademlia warning.
+            tracing::warn!(target: "libp2p_kad::behaviour", "Failed to trigger bootstrap: {}", "No known peers.");
+            tracing::warn!(target: "libp2p_kad::behaviour", "Locating closest peers for replication failed");
             tracing::warn!(target: "wisp_agent::shell", "cannot connect to the MQTT broker");
         });
         let out = buf.0.lock().unwrap().clone();
@@ -223,6 +253,7 @@ mod tests {
             "no space for new connection",
             "Peer non-existent",
             "cannot connect to the MQTT broker",
+            "Locating closest peers for replication failed",
         ] {
             assert!(out.contains(seen), "{seen} missing from:\n{out}");
         }
@@ -232,6 +263,7 @@ mod tests {
             "is already gone",
             "Duplicate client_id",
             "already been published",
+            "No known peers",
         ] {
             assert!(!out.contains(hidden), "{hidden} logged:\n{out}");
         }
@@ -246,6 +278,7 @@ mod tests {
             "is already gone",
             "Duplicate client_id",
             "already been published",
+            "No known peers",
         ] {
             assert!(out.contains(seen), "{seen} missing from:\n{out}");
         }

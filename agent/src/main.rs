@@ -8,10 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
-use wisp_agent::air::{AirLink, Station};
-use wisp_agent::config::{Config, DeviceKind, LogFormat, RawConfig};
-use wisp_agent::device::SimBoard;
-use wisp_agent::shell::{self, NoDevice};
+use wisp_agent::config::{Config, RawConfig};
+use wisp_agent::shell;
 use wisp_agent::status::Status;
 use wisp_agent::trust::OracleTrust;
 use wisp_protocol::envelope::Envelope;
@@ -113,23 +111,6 @@ fn load_config(c: &Common) -> anyhow::Result<Config> {
     Ok(raw.resolve()?)
 }
 
-/// Logs to stderr: `log.level` with dependencies' routine chatter out of sight, unless
-/// `WISP_LOG` (or `RUST_LOG`) gives a filter (see [`wisp_agent::logging`]).
-fn init_logs(cfg: &Config) {
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let explicit = wisp_agent::logging::explicit_from_env();
-    let json = matches!(cfg.log_format, LogFormat::Json);
-    let built =
-        wisp_agent::logging::subscriber(explicit.as_deref(), &cfg.log_level, json, std::io::stderr)
-            .or_else(|e| {
-                eprintln!("warning: ignoring the log filter ({e}); logging at info");
-                wisp_agent::logging::subscriber(None, "info", json, std::io::stderr)
-            });
-    if let Ok(s) = built {
-        let _ = s.try_init();
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -155,15 +136,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run(c) => {
             let cfg = load_config(&c)?;
-            init_logs(&cfg);
+            wisp_agent::logging::init(&cfg);
             let key = shell::load_key(&cfg.key_file)?;
-            let device = open_device(&cfg, &key)?;
+            let device = wisp_agent::device::open(&cfg, &key)?;
             shell::run(cfg, device, shutdown_signal()).await
         }
         Cmd::Device(c) => {
             let cfg = load_config(&c)?;
             let key = shell::load_key(&cfg.key_file)?;
-            let mut device = open_device(&cfg, &key)?;
+            let mut device = wisp_agent::device::open(&cfg, &key)?;
             let maker = cfg.attestation.as_ref().map_or("-", |(m, _)| m.as_str());
             match device.attest(
                 key.id().as_bytes(),
@@ -290,49 +271,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     n.max_connections,
                     n.idle_timeout.as_secs()
                 );
+                println!(
+                    "  p2p DHT server  {}",
+                    match n.kad_mode {
+                        wisp_agent::net::KadMode::Auto =>
+                            "unless autonat finds the node behind NAT",
+                        wisp_agent::net::KadMode::Server => "always",
+                        wisp_agent::net::KadMode::WhenConfirmed =>
+                            "once an external address is confirmed",
+                    }
+                );
             } else {
                 println!("  p2p             disabled");
             }
             Ok(())
         }
     }
-}
-
-/// The configured hardware backend.
-fn open_device(
-    cfg: &Config,
-    key: &wisp_protocol::NodeKey,
-) -> anyhow::Result<Box<dyn shell::DeviceIo>> {
-    Ok(match cfg.device {
-        DeviceKind::None => Box::new(NoDevice),
-        DeviceKind::Sim => {
-            // Degrees × 1e7 of a valid cell centre fit an i32.
-            #[allow(clippy::cast_possible_truncation)]
-            let position = cfg
-                .sim_position
-                .or_else(|| cfg.cell.map(|c| c.center()))
-                .map(|(lat, lon)| ((lat * 1e7).round() as i32, (lon * 1e7).round() as i32));
-            let board = SimBoard::new(&key.seed(), position)?;
-            match (cfg.sim_air, position) {
-                (Some(air), Some((lat_e7, lon_e7))) => {
-                    let station = Station {
-                        lat_e7,
-                        lon_e7,
-                        tx_power_ddbm: cfg.radio.tx_power.0,
-                        gain_ddbi: cfg.radio.antenna_gain.0,
-                    };
-                    let link = AirLink::connect(air, station)
-                        .with_context(|| format!("device.air: cannot open a socket to {air}"))?;
-                    tracing::info!(%air, "simulated device on the shared air");
-                    Box::new(board.with_air(link))
-                }
-                (Some(_), None) => {
-                    bail!("device.air needs a place: set node location or device.position")
-                }
-                (None, _) => Box::new(board),
-            }
-        }
-    })
 }
 
 async fn shutdown_signal() {
@@ -389,7 +343,7 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
         attestation: match &cfg.attestation {
             None => None,
             Some((maker, certificate)) => {
-                let mut device = open_device(cfg, &key)?;
+                let mut device = wisp_agent::device::open(cfg, &key)?;
                 let (serial, device_key, device_sig) = device
                     .attest(key.id().as_bytes(), maker)
                     .context("device.maker is set, but this device has no secure element")?
@@ -482,7 +436,8 @@ async fn remote_status(
     let mut ncfg = cfg.net.clone();
     ncfg.listen.clear();
     ncfg.mdns = false;
-    ncfg.kad_server = false;
+    // It listens nowhere: never a DHT server.
+    ncfg.kad_mode = net::KadMode::WhenConfirmed;
     if addr.is_none() && ncfg.bootstrap.is_empty() {
         bail!("give --addr <multiaddr>, or set net.bootstrap so the peer can be found");
     }
@@ -559,6 +514,10 @@ fn print_remote_status(r: &wisp_agent::net::status::RemoteStatus) {
     );
     println!("signed           {}", ago(now, Some(s.sent_ms)));
     println!(
+        "backhaul         {}",
+        backhaul_line(now, s.backhaul.as_ref(), None)
+    );
+    println!(
         "witnessed by     {} node(s) this epoch",
         s.witnessed_by.len()
     );
@@ -599,6 +558,33 @@ fn ago(now: u64, t: Option<u64>) -> String {
     t.map_or("never".into(), |t| {
         format!("{:.1} s ago", now.saturating_sub(t) as f64 / 1000.0)
     })
+}
+
+/// The latest bandwidth test as prover, in one line: rates, RTTs, outcome, who and when.
+fn backhaul_line(
+    now: u64,
+    b: Option<&wisp_protocol::msg::BackhaulSummary>,
+    error: Option<&str>,
+) -> String {
+    let Some(b) = b else {
+        return "no test as prover yet".into();
+    };
+    let mbps = |bps: Option<u64>| bps.map_or("-".into(), |v| format!("{:.1}", v as f64 / 1e6));
+    let ms = |us: Option<u32>| us.map_or("-".into(), |v| format!("{:.1}", f64::from(v) / 1e3));
+    let mut outcome = wisp_agent::backhaul::outcome_name(b.outcome).to_string();
+    if let Some(e) = error {
+        outcome = format!("{outcome} ({e})");
+    }
+    format!(
+        "{} down / {} up Mbit/s, rtt {} ms idle / {} ms loaded, {outcome}; measured by {}, epoch {}, {}",
+        mbps(b.down_bps),
+        mbps(b.up_bps),
+        ms(b.rtt_idle_us),
+        ms(b.rtt_loaded_us),
+        b.measurer,
+        b.epoch,
+        ago(now, Some(b.measured_ms))
+    )
 }
 
 fn print_status(s: &Status) {
@@ -647,6 +633,14 @@ fn print_status(s: &Status) {
         ok(s.device.gnss_ok),
         ok(s.device.radio_ok),
         ok(s.device.secure_element_ok)
+    );
+    println!(
+        "backhaul         {}",
+        backhaul_line(
+            now,
+            s.backhaul.as_ref().map(|b| &b.summary),
+            s.backhaul.as_ref().and_then(|b| b.error.as_deref())
+        )
     );
     println!("p2p peers        {}", s.p2p_peers);
     for a in &s.p2p_listen {

@@ -31,6 +31,20 @@ pub struct WhyLabel {
     pub why: &'static str,
 }
 
+/// A direction of a bandwidth test, seen from this node as prover.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `down` (measurer → this node) or `up`.
+    pub direction: &'static str,
+}
+
+/// Which round-trip time.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RttLabel {
+    /// `idle` (before the load) or `loaded`.
+    pub rtt: &'static str,
+}
+
 /// A gossip topic and what happened to a message on it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GossipLabel {
@@ -105,6 +119,15 @@ pub struct Metrics {
     pub bw_invites: Family<WhyLabel, Counter>,
     /// Witnesses of this node's beacon heard about by gossip.
     pub own_beacon_witnesses: Counter,
+    /// The latest bandwidth test as prover: the median rate of each direction, bytes per
+    /// second (0 when that direction has no figure).
+    pub backhaul_rate: Family<DirectionLabel, Gauge<f64, AtomicU64>>,
+    /// Its round-trip times, seconds (0 when not measured).
+    pub backhaul_rtt: Family<RttLabel, Gauge<f64, AtomicU64>>,
+    /// 1 when it measured every direction, else 0.
+    pub backhaul_ok: Gauge,
+    /// When it ended, Unix seconds.
+    pub backhaul_last_test: Gauge,
 }
 
 impl Metrics {
@@ -142,6 +165,10 @@ impl Metrics {
             bw_tests: Family::default(),
             bw_invites: Family::default(),
             own_beacon_witnesses: Counter::default(),
+            backhaul_rate: Family::default(),
+            backhaul_rtt: Family::default(),
+            backhaul_ok: Gauge::default(),
+            backhaul_last_test: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -290,6 +317,27 @@ impl Metrics {
             "Witnesses of this node's beacon received by gossip",
             m.own_beacon_witnesses.clone(),
         );
+        registry.register(
+            "backhaul_rate_bytes_per_second",
+            "This node's latest bandwidth test as prover: the median IP-layer rate of each direction (0: no figure)",
+            m.backhaul_rate.clone(),
+        );
+        registry.register_with_unit(
+            "backhaul_rtt",
+            "This node's latest bandwidth test as prover: idle and loaded round-trip times (0: not measured)",
+            Unit::Seconds,
+            m.backhaul_rtt.clone(),
+        );
+        registry.register(
+            "backhaul_ok",
+            "1 when this node's latest bandwidth test as prover measured every direction",
+            m.backhaul_ok.clone(),
+        );
+        registry.register(
+            "backhaul_last_test_timestamp_seconds",
+            "When this node's latest bandwidth test as prover ended (Unix time)",
+            m.backhaul_last_test.clone(),
+        );
         let info: Family<BuildLabel, Gauge> = Family::default();
         info.get_or_create(&BuildLabel {
             version: version.to_string(),
@@ -386,6 +434,14 @@ mod tests {
         m.bw_requests
             .get_or_create(&WhyLabel { why: "refused" })
             .inc();
+        m.backhaul_rate
+            .get_or_create(&DirectionLabel { direction: "down" })
+            .set(11_750_000.0);
+        m.backhaul_rtt
+            .get_or_create(&RttLabel { rtt: "loaded" })
+            .set(0.041);
+        m.backhaul_ok.set(1);
+        m.backhaul_last_test.set(1_790_000_090);
         let text = m.encode_prometheus();
         assert!(
             text.contains("# TYPE wisp_proofs_signed_total counter\n"),
@@ -400,6 +456,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        assert!(
+            text.contains("wisp_backhaul_rate_bytes_per_second{direction=\"down\"} 11750000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wisp_backhaul_rtt_seconds{rtt=\"loaded\"} 0.041"),
+            "{text}"
+        );
         if let Ok(path) = std::env::var("WISP_METRICS_SAMPLE") {
             std::fs::write(path, text).unwrap();
         }

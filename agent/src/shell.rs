@@ -21,7 +21,10 @@
 //! assembles the epoch's measurer set from MQTT, invites its assigned measurers over
 //! `/wisp/bw/1`, answers invitations (queueing tests for a measurer task that runs them one at
 //! a time) and measurers' requests (each accepted test runs in a task of its own), and puts
-//! every receipt those tasks hand back into the outbox batch like any other proof.
+//! every receipt those tasks hand back into the outbox batch like any other proof. Every test
+//! that ends gets one INFO line (peer, role, directions, Mbit/s, RTTs, outcome); the latest
+//! one as prover (whichever measurer ran it) is kept for `/status`, the `wisp_backhaul_*`
+//! gauges and the signed status report.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,7 +41,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{
-    BandwidthReceipt, DeviceHealth, GnssFix, Outcome, StatusReport, Verdict, Versions,
+    BackhaulOutcome, BackhaulSummary, BandwidthReceipt, DeviceHealth, GnssFix, Outcome,
+    StatusReport, Verdict, Versions,
 };
 use wisp_protocol::units::{DeciDb, EpochNo};
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId, keyfile, topics};
@@ -51,15 +55,17 @@ use crate::bandwidth::{
 use crate::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use crate::config::{Config, MqttConfig};
 use crate::core::{Core, CoreConfig, Event, Ignored, Proof, TxFrame};
-use crate::metrics::{KindLabel, Metrics, ReasonLabel, WhyLabel};
+use crate::metrics::{DirectionLabel, KindLabel, Metrics, ReasonLabel, RttLabel, WhyLabel};
 use crate::net::{self, NetEvent, NetHandle, Topic};
 use crate::outbox::Outbox;
-use crate::status::{DeviceStatus, Shared, Status};
+use crate::status::{BackhaulStatus, DeviceStatus, Shared, Status};
 use crate::store::{Row, Store};
 
 const SEED_BLOB: &str = "epoch_seed";
 /// Meta key: when the last heartbeat was signed (Unix ms), committed with the batch carrying it.
 const HEARTBEAT_MS: &str = "heartbeat_ms";
+/// Store meta key: when this node last beaconed, Unix ms (0: never).
+const BEACON_MS: &str = "beacon_ms";
 const MEASURER_SET_BLOB: &str = "measurer_set";
 
 /// The agent's version.
@@ -264,8 +270,10 @@ struct Daemon {
     p2p_peers: usize,
     /// Proof of backhaul, when the network runs and `bandwidth.enabled`.
     bw: Option<BwIo>,
-    /// Receipts from the bandwidth tasks (kept here so the channel never closes).
-    receipts_tx: mpsc::Sender<Vec<Envelope>>,
+    /// What the bandwidth tasks hand back (kept here so the channel never closes).
+    receipts_tx: mpsc::Sender<BwDone>,
+    /// The latest bandwidth test of this node as prover, since the start.
+    last_backhaul: Option<BackhaulStatus>,
     /// The bandwidth tasks (measurer queue, invitations, prover runs); aborted on drop.
     bw_tasks: tokio::task::JoinSet<()>,
 }
@@ -275,10 +283,19 @@ struct BwIo {
     state: Backhaul,
     prover: Arc<Prover>,
     /// Accepted invitations, to the measurer task (absent when not a measurer).
-    queue: Option<mpsc::Sender<(NodeId, EpochNo, u32)>>,
+    queue: Option<mpsc::Sender<QueuedTest>>,
 }
 
-/// `/wisp/bw/1` over the libp2p network, for the measurer.
+/// What a bandwidth task hands the daemon when its test ends.
+#[derive(Debug)]
+struct BwDone {
+    /// The receipts, for the outbox.
+    receipts: Vec<Envelope>,
+    /// A test of this node as prover: how it went.
+    proved: Option<BackhaulStatus>,
+}
+
+/// `/wisp/bw/1` over the libp2p network: the measurer's requests, the prover's invitations.
 struct NetNegotiator(NetHandle);
 
 impl Negotiator for NetNegotiator {
@@ -306,15 +323,41 @@ impl Negotiator for NetNegotiator {
 const BUSY_ATTEMPTS: u32 = 4;
 const BUSY_RETRY: Duration = Duration::from_secs(15);
 
+/// A test waiting in the measurer's queue: the prover, the epoch, the attempt, and when the
+/// epoch ends (Unix ms).
+type QueuedTest = (NodeId, EpochNo, u32, u64);
+
+/// A queued test starts only this long before its epoch ends, at the latest: both directions
+/// and a few seconds to connect and co-sign. A test that straddles the epoch's end is refused
+/// by a prover that has moved on, or its receipts arrive late.
+fn test_margin(cfg: &crate::bandwidth::BwConfig) -> Duration {
+    cfg.duration * 2 + Duration::from_secs(3)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn measure_queue(
+    margin: Duration,
     measurer: Measurer,
+    me: NodeId,
     negotiator: NetNegotiator,
-    requeue: mpsc::WeakSender<(NodeId, EpochNo, u32)>,
-    mut queue: mpsc::Receiver<(NodeId, EpochNo, u32)>,
-    receipts: mpsc::Sender<Vec<Envelope>>,
+    requeue: mpsc::WeakSender<QueuedTest>,
+    mut queue: mpsc::Receiver<QueuedTest>,
+    receipts: mpsc::Sender<BwDone>,
     metrics: Arc<Metrics>,
 ) {
-    while let Some((prover, epoch, attempt)) = queue.recv().await {
+    while let Some((prover, epoch, attempt, end_ms)) = queue.recv().await {
+        let margin_ms = u64::try_from(margin.as_millis()).unwrap_or(u64::MAX);
+        if wall_ms().saturating_add(margin_ms) >= end_ms {
+            // Nothing signed: the epoch ends before the test could.
+            info!(%prover, epoch, "bandwidth test not started: its epoch ends before it could finish");
+            metrics
+                .bw_tests
+                .get_or_create(&WhyLabel {
+                    why: "epoch_ending",
+                })
+                .inc();
+            continue;
+        }
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let report = measurer
             .measure(&negotiator, prover, epoch, Directions::Both, &mut rng)
@@ -341,20 +384,20 @@ async fn measure_queue(
                 let Some(requeue) = requeue.upgrade() else {
                     return; // the daemon stopped
                 };
-                if requeue.try_send((prover, epoch, attempt + 1)).is_err() {
+                if requeue
+                    .try_send((prover, epoch, attempt + 1, end_ms))
+                    .is_err()
+                {
                     warn!(%prover, epoch, "measurer queue full: a test is not retried");
                 }
             });
             continue;
         }
-        let passed = report
-            .receipts
+        // Our own receipts, just signed: decode the payloads, no need to verify again.
+        let decoded = decode_receipts(&report.receipts);
+        let passed = decoded
             .iter()
-            .filter(|e| {
-                // Our own receipts, just signed: decode the payload, no need to verify again.
-                wisp_protocol::envelope::decode_canonical::<BandwidthReceipt>(&e.payload)
-                    .is_ok_and(|r| matches!(r.outcome, Outcome::Measured(_)))
-            })
+            .filter(|r| matches!(r.outcome, Outcome::Measured(_)))
             .count();
         let why = if report.refusal.is_some() {
             "measured_refused"
@@ -363,16 +406,138 @@ async fn measure_queue(
         } else {
             "measured_failed"
         };
-        info!(prover = %prover, epoch, receipts = report.receipts.len(), passed, outcome = why, refusal = ?report.refusal, "bandwidth test done");
+        let summary = backhaul::summarize(me, epoch, wall_ms(), Directions::Both.list(), &decoded);
+        let refusal = report
+            .refusal
+            .map(|r| format!("the prover answered {}", r.name()));
+        log_test_end(
+            "measurer",
+            prover,
+            Directions::Both,
+            &summary,
+            refusal.as_deref(),
+        );
         metrics.bw_tests.get_or_create(&WhyLabel { why }).inc();
-        if receipts.send(report.receipts).await.is_err() {
+        let done = BwDone {
+            receipts: report.receipts,
+            proved: None,
+        };
+        if receipts.send(done).await.is_err() {
             return;
         }
     }
 }
 
-/// Sends one invitation, retrying a busy or unreachable measurer a few times.
-async fn invite(
+/// The payloads of receipt envelopes this node signed or co-signed (not verified again).
+fn decode_receipts(receipts: &[Envelope]) -> Vec<BandwidthReceipt> {
+    receipts
+        .iter()
+        .filter_map(|e| wisp_protocol::envelope::decode_canonical(&e.payload).ok())
+        .collect()
+}
+
+/// A rate for the log: Mbit/s with one decimal, `-` when not measured.
+struct Mbps(Option<u64>);
+
+impl std::fmt::Display for Mbps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(bps) => write!(f, "{:.1}", bps as f64 / 1e6),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A round-trip time for the log: ms with one decimal, `-` when not measured.
+struct Millis(Option<u32>);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(us) => write!(f, "{:.1}", f64::from(us) / 1e3),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The one INFO line a finished bandwidth test gets, on either side: the other party, this
+/// node's role, the directions, the figures and the outcome (`ok`, or the failure and, when
+/// known, more about it).
+fn log_test_end(
+    role: &'static str,
+    peer: NodeId,
+    directions: Directions,
+    s: &BackhaulSummary,
+    detail: Option<&str>,
+) {
+    let name = backhaul::outcome_name(s.outcome);
+    let outcome = match detail {
+        Some(d) => format!("{name}: {d}"),
+        None => name.to_string(),
+    };
+    info!(
+        %peer,
+        role,
+        epoch = s.epoch,
+        directions = directions.name(),
+        down_mbps = %Mbps(s.down_bps),
+        up_mbps = %Mbps(s.up_bps),
+        rtt_idle_ms = %Millis(s.rtt_idle_us),
+        rtt_loaded_ms = %Millis(s.rtt_loaded_us),
+        %outcome,
+        "bandwidth test ended"
+    );
+}
+
+/// How inviting one measurer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Invited {
+    /// The measurer queued the test.
+    Queued,
+    /// The measurer declined, and said why.
+    Declined(InviteRefusal),
+    /// No answer that settles it after every attempt; the last attempt's reason.
+    Failed(String),
+}
+
+/// Attempts at inviting one measurer, 10 s × the attempt number apart.
+const INVITE_ATTEMPTS: u32 = 3;
+
+/// Invites `measurer` for `epoch`, trying a busy or unreachable one again a few times, with
+/// `pause` (a sleep, in the daemon) between the attempts.
+async fn invite<F: std::future::Future<Output = ()>>(
+    negotiator: &impl Negotiator,
+    measurer: NodeId,
+    epoch: EpochNo,
+    mut pause: impl FnMut(Duration) -> F,
+) -> Invited {
+    let body = Backhaul::invite_body(epoch);
+    let mut why = String::new();
+    for attempt in 1..=INVITE_ATTEMPTS {
+        why = match negotiator.request(measurer, body.clone()).await {
+            Ok(answer) => match crate::bandwidth::negotiate::decode_body::<InviteAnswer>(&answer) {
+                Some(InviteAnswer::Queued) => return Invited::Queued,
+                Some(InviteAnswer::Refused(InviteRefusal::Busy)) => {
+                    "the measurer is busy (its test queue is full)".to_string()
+                }
+                Some(InviteAnswer::Refused(r)) => return Invited::Declined(r),
+                None if answer.is_empty() => {
+                    "the measurer takes no bandwidth tests (bandwidth.enabled = false)".to_string()
+                }
+                None => "the measurer's answer was unreadable".to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        debug!(%measurer, epoch, attempt, "bandwidth test invitation: {why}");
+        if attempt < INVITE_ATTEMPTS {
+            pause(Duration::from_secs(10 * u64::from(attempt))).await;
+        }
+    }
+    Invited::Failed(why)
+}
+
+/// Invites one measurer after `after`, and logs and counts how that ended.
+async fn send_invite(
     net: NetHandle,
     measurer: NodeId,
     epoch: EpochNo,
@@ -380,39 +545,21 @@ async fn invite(
     metrics: Arc<Metrics>,
 ) {
     tokio::time::sleep(after).await;
-    let body = Backhaul::invite_body(epoch);
-    for attempt in 1..=3u64 {
-        let why = match net.bw_request(measurer.to_peer_id(), body.clone()).await {
-            Ok(answer) => match crate::bandwidth::negotiate::decode_body::<InviteAnswer>(&answer) {
-                Some(InviteAnswer::Queued) => {
-                    info!(%measurer, epoch, "bandwidth test: invitation queued");
-                    metrics
-                        .bw_invites
-                        .get_or_create(&WhyLabel { why: "queued" })
-                        .inc();
-                    return;
-                }
-                Some(InviteAnswer::Refused(InviteRefusal::Busy)) => "busy".to_string(),
-                Some(InviteAnswer::Refused(r)) => {
-                    info!(%measurer, epoch, reason = ?r, "bandwidth test: invitation declined");
-                    metrics
-                        .bw_invites
-                        .get_or_create(&WhyLabel { why: "declined" })
-                        .inc();
-                    return;
-                }
-                None => "an unreadable answer".to_string(),
-            },
-            Err(e) => e.to_string(),
-        };
-        debug!(%measurer, epoch, attempt, "bandwidth test invitation: {why}");
-        tokio::time::sleep(Duration::from_secs(10 * attempt)).await;
-    }
-    warn!(%measurer, epoch, "bandwidth test: the measurer could not be invited");
-    metrics
-        .bw_invites
-        .get_or_create(&WhyLabel { why: "failed" })
-        .inc();
+    let why = match invite(&NetNegotiator(net), measurer, epoch, tokio::time::sleep).await {
+        Invited::Queued => {
+            info!(%measurer, epoch, "bandwidth test: invitation queued");
+            "queued"
+        }
+        Invited::Declined(reason) => {
+            info!(%measurer, epoch, ?reason, "bandwidth test: invitation declined");
+            "declined"
+        }
+        Invited::Failed(reason) => {
+            warn!(%measurer, epoch, attempts = INVITE_ATTEMPTS, "bandwidth test: the measurer could not be invited: {reason}");
+            "failed"
+        }
+    };
+    metrics.bw_invites.get_or_create(&WhyLabel { why }).inc();
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -420,6 +567,26 @@ pub async fn run(
     cfg: Config,
     device: Box<dyn DeviceIo>,
     shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_with(cfg, device, shutdown, Faults::default()).await
+}
+
+/// Fault injection for a devnet's cheaters and for tests: what the daemon does against the
+/// protocol. Nothing in `wisp-agent`'s command line or configuration sets any of it; the
+/// default is none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// The measurer signs this many thousandths of every upload it measures
+    /// ([`Measurer::with_shaved_uploads`]).
+    pub shave_uploads_permille: Option<u32>,
+}
+
+/// [`run`], with `faults` injected.
+pub async fn run_with(
+    cfg: Config,
+    device: Box<dyn DeviceIo>,
+    shutdown: impl std::future::Future<Output = ()>,
+    faults: Faults,
 ) -> anyhow::Result<()> {
     // TLS to the broker uses rustls with the ring provider. Installed explicitly, because a
     // second provider compiled into the binary (libp2p brings aws-lc) would otherwise make
@@ -433,6 +600,7 @@ pub async fn run(
     let heartbeat_seq = store.meta("heartbeat_seq")?;
     // When the last heartbeat was signed (0: never, or stored by an older agent).
     let heartbeat_ms = store.meta(HEARTBEAT_MS)?;
+    let beacon_ms = store.meta(BEACON_MS)?;
     let saved_seed = store.blob(SEED_BLOB)?;
     let saved_set = store.blob(MEASURER_SET_BLOB)?;
     let rows = store.load()?;
@@ -484,6 +652,10 @@ pub async fn run(
     if heartbeat_ms > 0 {
         // A restart must not heartbeat sooner than the interval allows after the last one.
         core.resume_heartbeats(heartbeat_ms, now);
+    }
+    if beacon_ms > 0 {
+        // Nor beacon twice in one epoch, nor stop witnessing in the epoch it beaconed in.
+        core.resume_beacon(beacon_ms);
     }
     // Resume the last epoch at once: a broker need not re-send the retained seed to a client
     // resuming its session (rumqttd does not), and a restart must not stop the heartbeats.
@@ -546,7 +718,7 @@ pub async fn run(
         "wisp-agent started"
     );
 
-    let (receipts_tx, mut receipts_rx) = mpsc::channel::<Vec<Envelope>>(64);
+    let (receipts_tx, mut receipts_rx) = mpsc::channel::<BwDone>(64);
     // Every bandwidth task lives in this set, so none outlives the daemon (they hold the
     // network's handle, which keeps the swarm running).
     let mut bw_tasks = tokio::task::JoinSet::new();
@@ -560,9 +732,15 @@ pub async fn run(
             ));
             let queue = b.measurer.then(|| {
                 let (tx, rx) = mpsc::channel(backhaul::MAX_QUEUED);
-                let m = Measurer::new(key.clone(), b.test, b.listen, b.advertise);
+                let mut m = Measurer::new(key.clone(), b.test, b.listen, b.advertise);
+                if let Some(k) = faults.shave_uploads_permille {
+                    tracing::warn!(permille = k, "fault injected: this measurer shaves uploads");
+                    m = m.with_shaved_uploads(k);
+                }
                 bw_tasks.spawn(measure_queue(
+                    test_margin(&b.test),
                     m,
+                    key.id(),
                     NetNegotiator(n.clone()),
                     tx.downgrade(),
                     rx,
@@ -613,6 +791,7 @@ pub async fn run(
         p2p_peers: 0,
         bw,
         receipts_tx,
+        last_backhaul: None,
         bw_tasks,
     };
 
@@ -629,15 +808,15 @@ pub async fn run(
                 None => anyhow::bail!("the MQTT task stopped"),
             },
             Some(ev) = next_net_event(&mut net_events) => d.on_net(ev).await,
-            Some(receipts) = receipts_rx.recv() => d.on_receipts(receipts),
+            Some(done) = receipts_rx.recv() => d.on_bw_done(done),
         }
         d.turn().await?;
     }
 
     info!("shutting down: committing the outbox and publishing the offline status");
     d.bw_tasks.shutdown().await;
-    while let Ok(receipts) = receipts_rx.try_recv() {
-        d.on_receipts(receipts);
+    while let Ok(done) = receipts_rx.try_recv() {
+        d.on_bw_done(done);
     }
     d.collect(wall_ms());
     d.commit(true).await?;
@@ -834,7 +1013,10 @@ impl Daemon {
         };
         if Backhaul::is_invite(body) {
             let answer = match bw.state.on_invite(from, body) {
-                Ok(epoch) => match bw.queue.as_ref().map(|q| q.try_send((from, epoch, 0))) {
+                Ok(epoch) => match bw.queue.as_ref().map(|q| {
+                    let end = bw.state.epoch_end(epoch).unwrap_or(u64::MAX);
+                    q.try_send((from, epoch, 0, end))
+                }) {
                     Some(Ok(())) => InviteAnswer::Queued,
                     _ => {
                         bw.state.forget(&from);
@@ -864,6 +1046,7 @@ impl Daemon {
         let prover = bw.prover.clone();
         let receipts = self.receipts_tx.clone();
         let metrics = self.metrics.clone();
+        let (epoch, directions) = (job.request().epoch, job.request().directions);
         self.bw_tasks.spawn(async move {
             let report = prover.run(job).await;
             let why = if report.error.is_some() {
@@ -871,9 +1054,29 @@ impl Daemon {
             } else {
                 "proved"
             };
-            info!(measurer = %from, receipts = report.receipts.len(), error = ?report.error, "bandwidth test as prover done");
+            let summary = backhaul::summarize(
+                from,
+                epoch,
+                wall_ms(),
+                directions.list(),
+                &decode_receipts(&report.receipts),
+            );
+            log_test_end(
+                "prover",
+                from,
+                directions,
+                &summary,
+                report.error.as_deref(),
+            );
             metrics.bw_tests.get_or_create(&WhyLabel { why }).inc();
-            let _ = receipts.send(report.receipts).await;
+            let done = BwDone {
+                receipts: report.receipts,
+                proved: Some(BackhaulStatus {
+                    summary,
+                    error: report.error,
+                }),
+            };
+            let _ = receipts.send(done).await;
         });
         (answer, "request_accepted")
     }
@@ -932,15 +1135,28 @@ impl Daemon {
         let gap = self.cfg.bandwidth.test.duration * 2 + Duration::from_secs(5);
         for (i, m) in measurers.into_iter().enumerate() {
             let after = gap * u32::try_from(i).unwrap_or(u32::MAX);
-            self.bw_tasks
-                .spawn(invite(net.clone(), m, epoch, after, self.metrics.clone()));
+            self.bw_tasks.spawn(send_invite(
+                net.clone(),
+                m,
+                epoch,
+                after,
+                self.metrics.clone(),
+            ));
         }
     }
 
-    /// Receipts from a bandwidth test: into the batch, committed and sent like any proof.
-    fn on_receipts(&mut self, receipts: Vec<Envelope>) {
+    /// A bandwidth test ended: its receipts go into the batch, committed and sent like any
+    /// proof; a test of this node as prover becomes the one `/status` shows.
+    fn on_bw_done(&mut self, done: BwDone) {
         let now = wall_ms();
-        for env in receipts {
+        if let Some(proved) = done.proved {
+            self.show_backhaul(&proved.summary);
+            self.last_backhaul = Some(proved);
+            self.refresh_gauges(now);
+            // And on the retained MQTT status at this turn, not up to 30 s later.
+            self.next_status_ms = now;
+        }
+        for env in done.receipts {
             let bytes = env.to_bytes();
             self.metrics
                 .proofs_signed
@@ -958,6 +1174,26 @@ impl Daemon {
         if self.batch_deadline.is_none() && !self.batch.is_empty() {
             self.batch_deadline = Some(now + self.cfg.commit_interval_ms);
         }
+    }
+
+    /// Sets the `wisp_backhaul_*` gauges to a test of this node as prover (a direction without
+    /// a figure reads 0).
+    fn show_backhaul(&self, s: &BackhaulSummary) {
+        let m = &self.metrics;
+        for (direction, bps) in [("down", s.down_bps), ("up", s.up_bps)] {
+            m.backhaul_rate
+                .get_or_create(&DirectionLabel { direction })
+                .set(bps.map_or(0.0, |b| b as f64 / 8.0));
+        }
+        for (rtt, us) in [("idle", s.rtt_idle_us), ("loaded", s.rtt_loaded_us)] {
+            m.backhaul_rtt
+                .get_or_create(&RttLabel { rtt })
+                .set(us.map_or(0.0, |u| f64::from(u) / 1e6));
+        }
+        m.backhaul_ok
+            .set(i64::from(s.outcome == BackhaulOutcome::Ok));
+        m.backhaul_last_test
+            .set(i64::try_from(s.measured_ms / 1000).unwrap_or(i64::MAX));
     }
 
     /// The `/wisp/status/1` answer: a freshly signed report and the witnesses of our beacon.
@@ -985,6 +1221,7 @@ impl Daemon {
                 secure_element_ok: h.secure_element_ok,
             },
             witnessed_by: self.core.witnessed_by().iter().map(|w| w.witness).collect(),
+            backhaul: self.last_backhaul.as_ref().map(|b| b.summary),
         };
         let envelopes: Vec<Vec<u8>> = self
             .core
@@ -1166,6 +1403,7 @@ impl Daemon {
             .collect();
         let hb = self.core.heartbeat_seq();
         let hb_ms = self.core.activity().last_heartbeat_ms.unwrap_or(0);
+        let beacon_ms = self.core.activity().last_beacon_ms.unwrap_or(0);
         let store = self.store.clone();
         let rows: Vec<(Row, Vec<u8>)> = accepted;
         let started = std::time::Instant::now();
@@ -1181,7 +1419,11 @@ impl Daemon {
                     s.commit(
                         &refs,
                         &gone,
-                        &[("heartbeat_seq", hb), (HEARTBEAT_MS, hb_ms)],
+                        &[
+                            ("heartbeat_seq", hb),
+                            (HEARTBEAT_MS, hb_ms),
+                            (BEACON_MS, beacon_ms),
+                        ],
                     )
                     .map_err(anyhow::Error::from)
                 });
@@ -1335,6 +1577,7 @@ impl Daemon {
                     net::status::WitnessView::new(&w.witness, w.rssi, w.snr, w.freq_khz, w.rx_ms)
                 })
                 .collect(),
+            backhaul: self.last_backhaul.clone(),
         };
         if let Ok(mut s) = self.shared.status.write() {
             *s = status;
@@ -1419,5 +1662,100 @@ fn ignored_name(i: Ignored) -> &'static str {
         Ignored::Duplicate => "duplicate",
         Ignored::Budget => "budget",
         Ignored::NoLocation => "no_location",
+        Ignored::NoBeacon => "no_beacon",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+    use crate::bandwidth::negotiate::encode_body;
+
+    /// Answers the invitations with scripted results, in order, and counts them.
+    struct Scripted(StdMutex<Vec<Result<Vec<u8>, NegotiateError>>>);
+
+    impl Scripted {
+        fn new(answers: Vec<Result<Vec<u8>, NegotiateError>>) -> Self {
+            Self(StdMutex::new(answers))
+        }
+
+        fn left(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+    }
+
+    impl Negotiator for Scripted {
+        async fn request(&self, _peer: NodeId, _body: Vec<u8>) -> Result<Vec<u8>, NegotiateError> {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+
+    fn busy() -> Result<Vec<u8>, NegotiateError> {
+        Ok(encode_body(&InviteAnswer::Refused(InviteRefusal::Busy)))
+    }
+
+    #[tokio::test]
+    async fn a_failed_invitation_says_why() {
+        let measurer = NodeKey::from_seed(&[2; 32]).id();
+        let unreachable = || {
+            Err(NegotiateError::Unreachable(
+                "dialling 12D3KooW… failed: Connection refused (os error 111)".into(),
+            ))
+        };
+        // (answers, outcome)
+        let cases = [
+            (
+                vec![busy(), unreachable(), unreachable()],
+                Invited::Failed(
+                    "dialling 12D3KooW… failed: Connection refused (os error 111)".into(),
+                ),
+            ),
+            (
+                vec![unreachable(), busy(), busy()],
+                Invited::Failed("the measurer is busy (its test queue is full)".into()),
+            ),
+            (
+                vec![Err(NegotiateError::Timeout); 3],
+                Invited::Failed("no answer in time".into()),
+            ),
+            (
+                vec![Ok(Vec::new()); 3],
+                Invited::Failed(
+                    "the measurer takes no bandwidth tests (bandwidth.enabled = false)".into(),
+                ),
+            ),
+            (
+                vec![Ok(vec![0xff]); 3],
+                Invited::Failed("the measurer's answer was unreadable".into()),
+            ),
+            (
+                vec![busy(), Ok(encode_body(&InviteAnswer::Queued))],
+                Invited::Queued,
+            ),
+            (
+                vec![Ok(encode_body(&InviteAnswer::Refused(
+                    InviteRefusal::NotAssigned,
+                )))],
+                Invited::Declined(InviteRefusal::NotAssigned),
+            ),
+        ];
+        for (i, (answers, want)) in cases.into_iter().enumerate() {
+            let tries = answers.len() as u64;
+            let n = Scripted::new(answers);
+            let mut pauses = Vec::new();
+            let got = invite(&n, measurer, 5, |d| {
+                pauses.push(d);
+                std::future::ready(())
+            })
+            .await;
+            assert_eq!(got, want, "case {i}");
+            assert_eq!(n.left(), 0, "case {i}: every scripted answer was asked for");
+            // 10 s after the first attempt, 20 s after the second; none after the last.
+            let want_pauses: Vec<Duration> =
+                (1..tries).map(|a| Duration::from_secs(10 * a)).collect();
+            assert_eq!(pauses, want_pauses, "case {i}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use wisp_protocol::msg::GnssFix;
+use wisp_protocol::msg::{BackhaulSummary, GnssFix};
 
 use crate::metrics::Metrics;
 
@@ -68,6 +68,23 @@ pub struct Status {
     pub p2p_listen: Vec<String>,
     /// Who witnessed this node's beacon in the current epoch (gossiped witnesses, at most 32).
     pub witnessed_by: Vec<crate::net::status::WitnessView>,
+    /// This node's latest bandwidth test as prover (whichever measurer ran it), once one ended
+    /// since the start.
+    #[serde(default)]
+    pub backhaul: Option<BackhaulStatus>,
+}
+
+/// The latest bandwidth test as prover, in `/status`: the summary the signed status report
+/// carries (rates in bit/s, RTTs in µs, `outcome` `"ok"`, `{"failed": reason}` or
+/// `"incomplete"`), and why the session broke off, when it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackhaulStatus {
+    /// The summary.
+    #[serde(flatten)]
+    pub summary: BackhaulSummary,
+    /// Why the prover's session ended early (the prover's own account), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Device health in the status.

@@ -350,10 +350,12 @@ fn operator_commands() {
     let (ok, out, _) = cli(&["status", "--addr", &addr]);
     assert!(ok, "{out}");
     assert!(out.contains(&id) && out.contains("connected"), "{out}");
+    assert!(out.contains("no test as prover yet"), "{out}");
     let (ok, out, _) = cli(&["status", "--json"]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["peer_id"], id.as_str());
+    assert!(v["backhaul"].is_null(), "{v}");
     assert!(agent.stop().success());
     let (ok, _, err) = cli(&["status", "--addr", &addr]);
     assert!(!ok && err.contains("is it running"), "{err}");

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-use wisp_agent::net::{self, NetConfig, Network};
+use wisp_agent::net::{self, KadMode, NetConfig, Network};
 use wisp_protocol::NodeKey;
 
 /// Set in the re-run inside the namespace.
@@ -142,7 +142,7 @@ fn autonat_confirms_the_address_a_peer_observed_and_measurers_use_it() {
         let tested = node(
             1,
             &NetConfig {
-                kad_server: true,
+                kad_mode: KadMode::Server,
                 ..listening_on(IPS[0])
             },
         );
@@ -194,7 +194,7 @@ fn a_node_autonat_finds_private_listens_through_a_relay_and_is_dialled_there() {
         let relay = node(
             1,
             &NetConfig {
-                kad_server: true,
+                kad_mode: KadMode::Server,
                 relay_server: true,
                 ..listening_on(IPS[0])
             },
@@ -229,6 +229,10 @@ fn a_node_autonat_finds_private_listens_through_a_relay_and_is_dialled_there() {
         .await
         .expect("the private node never listened through the relay");
         println!("listening through the relay: {circuit}");
+        // Found private, the node stopped answering DHT queries (its addresses cannot be
+        // dialled from outside); the relay, set to serve, serves.
+        assert!(!private.handle.dht_serving().await.unwrap());
+        assert!(relay.handle.dht_serving().await.unwrap());
         // A third node that knows only the relayed address reaches the private node.
         let third = node(3, &listening_on(IPS[0]));
         let via_relay = relay_addr

@@ -10,8 +10,8 @@
 //! forged witness is rejected by the node it is sent to and reaches nobody else; with the
 //! epoch's measurer set published, every node invites its assigned measurers and every
 //! assigned (prover, measurer) pair ends in co-signed receipts for both directions at the
-//! oracle; a malformed `/wisp/bw/1` request gets a signed refusal; a restarted agent (same key)
-//! rejoins.
+//! oracle, and each prover's latest test shows in its `/status` and its signed status report; a
+//! malformed `/wisp/bw/1` request gets a signed refusal; a restarted agent (same key) rejoins.
 //!
 //! Timeouts only bound a hang (the machine is shared and slow); nothing asserts speed.
 #![allow(
@@ -42,7 +42,9 @@ use wisp_agent::status::DeviceStatus;
 use wisp_firmware::device::SimDevice;
 use wisp_firmware::radio::RadioFrame;
 use wisp_protocol::envelope::{self, Envelope};
-use wisp_protocol::msg::{BandwidthReceipt, Direction, GnssFix, MeasurerSet, Outcome, Witness};
+use wisp_protocol::msg::{
+    BackhaulOutcome, BandwidthReceipt, Direction, GnssFix, MeasurerSet, Outcome, Witness,
+};
 use wisp_protocol::schedule::assign_measurers;
 use wisp_protocol::{NodeId, NodeKey, topics};
 
@@ -298,6 +300,12 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool + Send + 'static) {
 
 #[test]
 fn twelve_agents_witness_gossip_report_and_answer_status() {
+    // The agents run in this process: `WISP_TEST_LOG=<filter>` shows their logs.
+    if let Ok(f) = std::env::var("WISP_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(f))
+            .try_init();
+    }
     let broker = start_broker();
     // Epoch 1 starts 8 s from now (time for every agent to start and the mesh to form), with
     // 2 s beacon slots: every node beacons within 32 s.
@@ -543,6 +551,54 @@ async fn scenario(oracle: &TestOracle, broker: u16) {
     let m = measured.clone();
     eventually("every measurer counted its test", move || m() >= pairs).await;
     assert_eq!(measured(), pairs, "each pair measured once");
+    // Each prover keeps its latest test (a prover's task ends a moment after the measurer's).
+    let https: Vec<SocketAddr> = nodes.iter().map(|n| n.http).collect();
+    eventually("every prover shows its latest test in /status", move || {
+        https.iter().all(|h| {
+            let doc: serde_json::Value = serde_json::from_str(&http_get(*h, "/status").1).unwrap();
+            doc["backhaul"]["outcome"] == "ok"
+        })
+    })
+    .await;
+    let names: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+    for n in &nodes {
+        let b = n.status()["backhaul"].clone();
+        assert!(b["down_bps"].as_u64().unwrap() > 0, "{b}");
+        assert!(b["up_bps"].as_u64().unwrap() > 0, "{b}");
+        assert!(b["rtt_idle_us"].as_u64().is_some(), "{b}");
+        assert_eq!(b["epoch"], 1);
+        assert!(names.contains(b["measurer"].as_str().unwrap()), "{b}");
+        assert_ne!(b["measurer"], n.id.to_string());
+    }
+    let remote = tokio::time::timeout(HANG, monitor.handle.status_request(nodes[5].peer()))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = remote.report.backhaul.unwrap();
+    assert_eq!(b.outcome, BackhaulOutcome::Ok);
+    assert!(b.down_bps.is_some() && b.up_bps.is_some());
+    assert!(want.contains(&(ids[5], b.measurer)), "one of its measurers");
+    // `wisp-agent status` prints it.
+    let out = tokio::task::spawn_blocking({
+        let addr = nodes[5].http.to_string();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_wisp-agent"))
+                .args(["status", "--addr", &addr])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("backhaul"))
+        .unwrap_or_else(|| panic!("no backhaul line in:\n{text}"));
+    assert!(
+        line.contains("Mbit/s") && line.contains(", ok; measured by 12D3KooW"),
+        "{line}"
+    );
 
     // A malformed /wisp/bw/1 request gets a refusal signed by the node asked.
     let answer = tokio::time::timeout(

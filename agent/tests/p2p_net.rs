@@ -1,6 +1,7 @@
 //! The network layer alone, over real loopback sockets: `/wisp/bw/1` plumbing and its size
-//! limit, gossip validation, and a node restarting with the same identity over QUIC
-//! (rust-libp2p #5097). Timeouts only bound a hang; nothing asserts speed.
+//! limit, gossip validation, a node restarting with the same identity over QUIC
+//! (rust-libp2p #5097), discovery through the DHT with default settings, and failed requests
+//! that say why. Timeouts only bound a hang; nothing asserts speed.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::time::Duration;
@@ -9,7 +10,7 @@ use libp2p::Multiaddr;
 use std::sync::Arc;
 
 use wisp_agent::metrics::{GossipLabel, Metrics};
-use wisp_agent::net::{self, NetConfig, NetError, NetEvent, Network, Topic};
+use wisp_agent::net::{self, KadMode, NetConfig, NetError, NetEvent, Network, Topic};
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{Beacon, Witness};
 use wisp_protocol::units::DeciDb;
@@ -21,7 +22,7 @@ fn cfg(listen: &str, bootstrap: Vec<Multiaddr>) -> NetConfig {
     NetConfig {
         listen: vec![listen.parse().unwrap()],
         bootstrap,
-        kad_server: true,
+        kad_mode: KadMode::Server,
         ..NetConfig::default()
     }
 }
@@ -327,4 +328,161 @@ async fn invalid_gossip_is_rejected_and_not_forwarded() {
     let quiet = tokio::time::timeout(Duration::from_secs(3), until_delivered(&mut b, &after)).await;
     assert!(quiet.is_err(), "a graylisted peer's message was delivered");
     assert_eq!(count(&metrics[2], "rejected"), 0);
+}
+
+/// Default settings but for an ephemeral loopback port.
+fn default_on_loopback(bootstrap: Vec<Multiaddr>) -> NetConfig {
+    NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        ..NetConfig::default()
+    }
+}
+
+/// Answers every `/wisp/bw/1` request of `n` with the body reversed, until `n` stops.
+fn echo(mut n: Network) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = n.events.recv().await {
+            if let NetEvent::BwRequest {
+                body, responder, ..
+            } = ev
+            {
+                let mut r = body;
+                r.reverse();
+                let _ = responder.respond(r).await;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_default_settings_find_each_other_through_the_dht() {
+    // A private network (loopback), nobody configured as a DHT server: c and b each know only
+    // a, and b reaches c by its peer id alone. Under libp2p's own rule no node here would
+    // answer DHT queries (no external address is ever confirmed) and b would never find c.
+    let a = net::start(
+        &NodeKey::from_seed(&[20; 32]),
+        &default_on_loopback(vec![]),
+        oracle().id(),
+        None,
+    )
+    .unwrap();
+    let a_addr = listen_addr(&a, "/tcp/").await;
+    let c = net::start(
+        &NodeKey::from_seed(&[21; 32]),
+        &default_on_loopback(vec![a_addr.clone()]),
+        oracle().id(),
+        None,
+    )
+    .unwrap();
+    let c_peer = c.handle.local_peer_id();
+    let c_handle = c.handle.clone();
+    let _c = echo(c);
+    let b = net::start(
+        &NodeKey::from_seed(&[22; 32]),
+        &default_on_loopback(vec![a_addr]),
+        oracle().id(),
+        None,
+    )
+    .unwrap();
+    for n in [&a.handle, &b.handle, &c_handle] {
+        assert!(
+            n.dht_serving().await.unwrap(),
+            "a node that can be reached serves"
+        );
+    }
+    assert!(b.handle.peer_addrs(c_peer).await.unwrap().is_empty());
+    // Until a has both in its routing table (identify must tell it they serve), the lookup
+    // may come back empty: ask again.
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        let got = tokio::time::timeout(HANG, b.handle.bw_request(c_peer, b"ping".to_vec()))
+            .await
+            .unwrap();
+        match got {
+            Ok(body) => {
+                assert_eq!(body, b"gnip");
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "b never found c: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    assert!(!b.handle.peer_addrs(c_peer).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_request_says_why() {
+    let a = net::start(
+        &NodeKey::from_seed(&[30; 32]),
+        &NetConfig {
+            request_timeout: Duration::from_secs(1),
+            ..default_on_loopback(vec![])
+        },
+        oracle().id(),
+        None,
+    )
+    .unwrap();
+    let ask = |peer| {
+        let h = a.handle.clone();
+        async move {
+            tokio::time::timeout(HANG, h.bw_request(peer, b"x".to_vec()))
+                .await
+                .unwrap()
+                .unwrap_err()
+        }
+    };
+    // Nobody knows the peer.
+    let unknown = NodeKey::from_seed(&[31; 32]).id().to_peer_id();
+    let e = ask(unknown).await;
+    assert_eq!(e, NetError::NotFound(unknown));
+    assert!(e.to_string().contains("no address known"), "{e}");
+    // A known address where nothing listens any more: the dial error, with the OS's reason.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let gone = NodeKey::from_seed(&[32; 32]).id().to_peer_id();
+    a.handle
+        .add_address(
+            gone,
+            format!("/ip4/127.0.0.1/tcp/{closed}").parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    match ask(gone).await {
+        NetError::DialFailed { peer, why } => {
+            assert_eq!(peer, gone);
+            assert!(why.to_lowercase().contains("refused"), "{why}");
+        }
+        other => panic!("not a dial failure: {other}"),
+    }
+    // A peer that takes the request and never answers.
+    let mut mute = net::start(
+        &NodeKey::from_seed(&[33; 32]),
+        &default_on_loopback(vec![]),
+        oracle().id(),
+        None,
+    )
+    .unwrap();
+    let mute_peer = mute.handle.local_peer_id();
+    a.handle
+        .add_address(mute_peer, listen_addr(&mute, "/tcp/").await)
+        .await
+        .unwrap();
+    let holder = tokio::spawn(async move {
+        let mut unanswered = Vec::new();
+        while let Some(ev) = mute.events.recv().await {
+            if let NetEvent::BwRequest { responder, .. } = ev {
+                unanswered.push(responder);
+            }
+        }
+    });
+    assert_eq!(ask(mute_peer).await, NetError::Timeout(mute_peer));
+    holder.abort();
 }

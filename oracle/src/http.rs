@@ -1,9 +1,11 @@
 //! The oracle's HTTP API (JSON) and dashboard.
 //!
-//! `GET /` dashboard · `/healthz` · `/readyz` · `/metrics` · `/openapi.json` · `/v1/status` ·
+//! `GET /` dashboard (rendered here, in [`dashboard`], from the same reads as the JSON
+//! handlers) · `/healthz` · `/readyz` · `/metrics` · `/openapi.json` · `/v1/status` ·
 //! `/v1/nodes` · `/v1/nodes/{peer_id}` · `/v1/epochs` · `/v1/epochs/{epoch}/rewards` ·
 //! `/v1/rejections` · `/v1/witness-links`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -13,11 +15,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use wisp_protocol::NodeId;
 use wisp_protocol::msg::{RewardEntry, Verdict};
+use wisp_protocol::{NodeId, Reason};
 
-use crate::service::Shared;
-use crate::store::{Store, StoreError};
+use crate::service::{Shared, Snapshot};
+use crate::store::{EpochRow, Store, StoreError};
 
 /// The routes.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -115,8 +117,13 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+/// The snapshot the worker published last.
+fn snapshot(s: &Shared) -> Snapshot {
+    s.snapshot.read().map(|x| x.clone()).unwrap_or_default()
+}
+
 async fn status(State(s): State<Arc<Shared>>) -> Response {
-    let snap = s.snapshot.read().map(|x| x.clone()).unwrap_or_default();
+    let snap = snapshot(&s);
     Json(json!({
         "oracle": snap.oracle,
         "epoch": snap.epoch,
@@ -129,7 +136,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn nodes(State(s): State<Arc<Shared>>) -> Response {
-    let snap = s.snapshot.read().map(|x| x.clone()).unwrap_or_default();
+    let snap = snapshot(&s);
     Json(snap.nodes).into_response()
 }
 
@@ -184,11 +191,20 @@ async fn node(State(s): State<Arc<Shared>>, Path(peer_id): Path<String>) -> Resp
     .into_response()
 }
 
+/// An epoch's state as the API and the dashboard name it.
+fn epoch_state(e: &EpochRow) -> &'static str {
+    if e.closed_ms.is_some() {
+        "closed"
+    } else {
+        "open"
+    }
+}
+
 async fn epochs(State(s): State<Arc<Shared>>) -> Response {
     match read(&s, |store| store.epochs()).await {
         Ok(list) => Json(
             list.iter()
-                .map(|e| json!({ "epoch": e.epoch, "closed_ms": e.closed_ms, "emission": e.emission, "state": if e.closed_ms.is_some() { "closed" } else { "open" } }))
+                .map(|e| json!({ "epoch": e.epoch, "closed_ms": e.closed_ms, "emission": e.emission, "state": epoch_state(e) }))
                 .collect::<Vec<_>>(),
         )
         .into_response(),
@@ -241,36 +257,51 @@ const WITNESSES_READ: u32 = 20_000;
 /// Distinct witness links `/v1/witness-links` returns at most.
 pub const MAX_LINKS: usize = 2_000;
 
-/// The beaconer → witness pairs of the last closed epoch, from its counted witnesses.
-async fn witness_links(State(s): State<Arc<Shared>>) -> Response {
-    let r = read(&s, |store| {
-        let Some(epoch) = store
-            .epochs()?
-            .iter()
-            .rev()
-            .find(|e| e.closed_ms.is_some())
-            .map(|e| e.epoch)
-        else {
-            return Ok(None);
-        };
-        Ok(Some((
-            epoch,
-            store.counted_witnesses(epoch, WITNESSES_READ)?,
-        )))
+/// The witness links the map draws: the last closed epoch's, capped.
+#[derive(Debug, Default)]
+struct WitnessLinks {
+    /// The last closed epoch, if any.
+    epoch: Option<u64>,
+    /// Distinct (beaconer, witness) pairs, at most [`MAX_LINKS`].
+    links: Vec<(NodeId, NodeId)>,
+    /// Whether some were left out.
+    truncated: bool,
+}
+
+/// The beaconer → witness pairs of the last closed epoch of `epochs`, from its counted
+/// witnesses.
+fn witness_links_of(store: &mut Store, epochs: &[EpochRow]) -> Result<WitnessLinks, StoreError> {
+    let Some(epoch) = epochs
+        .iter()
+        .rev()
+        .find(|e| e.closed_ms.is_some())
+        .map(|e| e.epoch)
+    else {
+        return Ok(WitnessLinks::default());
+    };
+    let envelopes = store.counted_witnesses(epoch, WITNESSES_READ)?;
+    let (links, truncated) = links_of(&envelopes, MAX_LINKS);
+    Ok(WitnessLinks {
+        epoch: Some(epoch),
+        links,
+        truncated: truncated || envelopes.len() >= WITNESSES_READ as usize,
     })
-    .await;
-    let (epoch, envelopes) = match r {
-        Ok(Some(x)) => x,
-        Ok(None) => {
-            return Json(json!({ "epoch": null, "links": [], "truncated": false })).into_response();
-        }
+}
+
+async fn witness_links(State(s): State<Arc<Shared>>) -> Response {
+    let wl = match read(&s, |store| {
+        let epochs = store.epochs()?;
+        witness_links_of(store, &epochs)
+    })
+    .await
+    {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let (links, truncated) = links_of(&envelopes, MAX_LINKS);
     Json(json!({
-        "epoch": epoch,
-        "links": links.iter().map(|(b, w)| json!({ "beaconer": b.to_string(), "witness": w.to_string() })).collect::<Vec<_>>(),
-        "truncated": truncated || envelopes.len() >= WITNESSES_READ as usize,
+        "epoch": wl.epoch,
+        "links": wl.links.iter().map(|(b, w)| json!({ "beaconer": b.to_string(), "witness": w.to_string() })).collect::<Vec<_>>(),
+        "truncated": wl.truncated,
     }))
     .into_response()
 }
@@ -303,9 +334,60 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD)
+/// Epochs the dashboard lists (the latest), with their rewards read for the totals.
+const DASHBOARD_EPOCHS: usize = 12;
+
+/// Everything the dashboard shows, read the way the JSON handlers read it.
+#[derive(Debug)]
+struct Board {
+    /// The worker's snapshot (`/v1/status`, `/v1/nodes`).
+    snap: Snapshot,
+    /// Why the broker is not usable, if it is not (`/readyz`).
+    broker_trouble: Option<String>,
+    /// The latest [`DASHBOARD_EPOCHS`] epochs, oldest first (`/v1/epochs`).
+    epochs: Vec<EpochRow>,
+    /// The rewards of each closed epoch among them (`/v1/epochs/{epoch}/rewards`).
+    rewards: BTreeMap<u64, Vec<RewardEntry>>,
+    /// Rejections by reason (`/v1/rejections`).
+    rejections: Vec<(Reason, u64)>,
+    /// The last closed epoch's witness links (`/v1/witness-links`).
+    links: WitnessLinks,
+}
+
+/// `GET /`: the dashboard, complete as served (its script only re-fetches it).
+async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
+    let snap = snapshot(&s);
+    let broker_trouble = broker_trouble(&s);
+    let r = read(&s, |store| {
+        let mut epochs = store.epochs()?;
+        let links = witness_links_of(store, &epochs)?;
+        epochs.drain(..epochs.len().saturating_sub(DASHBOARD_EPOCHS));
+        let mut rewards = BTreeMap::new();
+        for e in epochs.iter().filter(|e| e.closed_ms.is_some()) {
+            rewards.insert(e.epoch, store.rewards(e.epoch)?);
+        }
+        Ok((epochs, rewards, store.rejection_counts()?, links))
+    })
+    .await;
+    let (epochs, rewards, rejections, links) = match r {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let board = Board {
+        snap,
+        broker_trouble,
+        epochs,
+        rewards,
+        rejections,
+        links,
+    };
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(dashboard::page(&board)),
+    )
+        .into_response()
 }
 
 const OPENAPI: &str = include_str!("openapi.json");
-const DASHBOARD: &str = include_str!("dashboard.html");
+
+pub mod dashboard;

@@ -7,7 +7,10 @@
 //!
 //! - **The network's reach.** Links heard both ways in the epoch cannot be relays (the far end
 //!   would have to hear the relay too); the 99th percentile of their distances, per band, is
-//!   how far this network's radios reach, carried from epoch to epoch. A link more than
+//!   how far this network's radios reach, carried from epoch to epoch. Only links typical of
+//!   both their ends count ([`TYPICAL_FACTOR`]): a liar's links, all far longer than its
+//!   partners' others, cannot set the reach even in a network small enough for them to be
+//!   more than 1 % of its links. A link more than
 //!   [`PAY_FACTOR`] times that is not paid (`link_implausible`), and one more than
 //!   [`FAR_FACTOR`] times that is implausible whatever its RSSI: a beacon relayed from afar,
 //!   or a false location, with an RSSI forged to look right. (A propagation model fitted
@@ -66,6 +69,13 @@ pub const FAR_FACTOR: u64 = 3;
 /// A link farther than this multiple of the band's reach is not paid (`link_implausible`),
 /// though it is no evidence yet: an honest link that long is rare, but not unheard of.
 pub const PAY_FACTOR: u64 = 2;
+
+/// A link heard both ways sets its band's reach only if it is at most this multiple of the
+/// typical (median) both-way link of each of its ends. A false location makes every link of
+/// the liar far longer than its partners' other links; in a small network those links are
+/// more than the 1 % the 99th percentile leaves out, and would set the reach themselves. An
+/// honest long link is long for both ends' other links too (a sparse area), and stays.
+pub const TYPICAL_FACTOR: u64 = 4;
 
 /// Links heard both ways a band needs before its reach is measured.
 const MIN_RECIPROCAL_FOR_REACH: usize = 30;
@@ -176,10 +186,32 @@ pub fn judge(
         obs.iter().map(|o| ((o.tx, o.rx), o)).collect();
     let reciprocal = |o: &Observation| by_pair.contains_key(&(o.rx, o.tx));
 
-    // Reach per band, from this epoch's links heard both ways.
+    // Reach per band, from this epoch's links heard both ways that are typical of both their
+    // ends (see [`TYPICAL_FACTOR`]).
+    let mut per_node: BTreeMap<(u8, NodeId), Vec<u32>> = BTreeMap::new();
+    for o in obs.iter().filter(|o| reciprocal(o)) {
+        per_node
+            .entry((o.band, o.tx))
+            .or_default()
+            .push(o.distance_m);
+        per_node
+            .entry((o.band, o.rx))
+            .or_default()
+            .push(o.distance_m);
+    }
+    let typical: BTreeMap<(u8, NodeId), u64> = per_node
+        .into_iter()
+        .map(|(k, mut d)| {
+            d.sort_unstable();
+            (k, u64::from(d[(d.len() - 1) / 2]))
+        })
+        .collect();
     let mut per_band: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
     for o in obs.iter().filter(|o| reciprocal(o)) {
-        per_band.entry(o.band).or_default().push(o.distance_m);
+        let bound = |n: NodeId| typical.get(&(o.band, n)).copied().unwrap_or(0);
+        if u64::from(o.distance_m) <= TYPICAL_FACTOR * bound(o.tx).min(bound(o.rx)) {
+            per_band.entry(o.band).or_default().push(o.distance_m);
+        }
     }
     for (band, mut both_ways) in per_band {
         if both_ways.len() >= MIN_RECIPROCAL_FOR_REACH {
@@ -433,6 +465,59 @@ mod tests {
         assert_eq!(g[&n(3)], (n(1), 3));
         assert_eq!(g[&n(5)], (n(4), 2));
         assert!(!g.contains_key(&n(6)));
+    }
+
+    /// A 3 × 3 grid of honest nodes 150 m apart, every pair in range heard both ways, and one
+    /// node on the grid that asserts a place 3 km away: a devnet-sized network.
+    fn small_network_with_a_liar() -> (Vec<Observation>, NodeId) {
+        let n = |i: u8| NodeId([i + 1; 32]);
+        let at = |i: u8| (f64::from(i % 3) * 150.0, f64::from(i / 3) * 150.0);
+        let liar = n(9);
+        let mut obs = Vec::new();
+        let mut seq = 0u8;
+        for a in 0..10u8 {
+            for b in 0..10u8 {
+                if a == b {
+                    continue;
+                }
+                let d = if a == 9 || b == 9 {
+                    3_000.0
+                } else {
+                    let (p, q) = (at(a), at(b));
+                    (p.0 - q.0).hypot(p.1 - q.1)
+                };
+                seq = seq.wrapping_add(1);
+                obs.push(Observation {
+                    id: ProofId([seq; 32].into()),
+                    tx: n(a),
+                    rx: n(b),
+                    band: 1,
+                    // Rounded metres of a few hundred, or 3 000.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    distance_m: d.round() as u32,
+                    path_loss_decidb: 900,
+                    rssi_decidbm: -700,
+                    lag_ms: 1,
+                });
+            }
+        }
+        (obs, liar)
+    }
+
+    #[test]
+    fn a_liars_links_do_not_set_the_reach_of_a_small_network() {
+        let (obs, liar) = small_network_with_a_liar();
+        let j = judge(&obs, &[], &BTreeMap::new(), &RulesConfig::default());
+        // The grid's longest link (the diagonal, 424 m) is the reach, not the liar's 3 km.
+        assert_eq!(j.bands[&1].reach_m, Some(424));
+        let liars: BTreeSet<ProofId> = obs
+            .iter()
+            .filter(|o| o.tx == liar || o.rx == liar)
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(j.implausible, liars);
+        assert!(j.misplaced.contains(&liar), "{:?}", j.misplaced);
+        assert_eq!(j.misplaced.len(), 1);
     }
 
     #[test]

@@ -124,6 +124,19 @@ pub struct NodeView {
     pub down_bps: Option<u64>,
     /// Backhaul as last rated, bits/s from the node.
     pub up_bps: Option<u64>,
+    /// The last epoch of its penalty, if it was caught cheating (it earns nothing through it).
+    pub penalized_through: Option<u64>,
+    /// What it was caught at within the strike window, most recent first.
+    pub marks: Vec<MarkView>,
+}
+
+/// One thing a node was caught at.
+#[derive(Debug, Clone, Serialize)]
+pub struct MarkView {
+    /// The epoch.
+    pub epoch: u64,
+    /// The reason code's name.
+    pub reason: &'static str,
 }
 
 /// What the worker shares with the HTTP API.
@@ -920,6 +933,15 @@ impl Worker {
                     location_trust_bps: n.location_trust_bps,
                     down_bps: n.capacity.down_bps,
                     up_bps: n.capacity.up_bps,
+                    penalized_through: n.penalized_through,
+                    marks: n
+                        .marks
+                        .iter()
+                        .map(|m| MarkView {
+                            epoch: m.epoch,
+                            reason: m.reason.name(),
+                        })
+                        .collect(),
                 }
             })
             .collect();

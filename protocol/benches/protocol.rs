@@ -164,6 +164,16 @@ fn status() -> StatusReport {
             secure_element_ok: true,
         },
         witnessed_by: (0..8).map(|i| key(100 + i).id()).collect(),
+        backhaul: Some(BackhaulSummary {
+            measurer: key(3).id(),
+            epoch: 7,
+            measured_ms: 1_790_000_090_000,
+            down_bps: Some(94_000_000),
+            up_bps: Some(38_500_000),
+            rtt_idle_us: Some(12_400),
+            rtt_loaded_us: Some(41_000),
+            outcome: BackhaulOutcome::Ok,
+        }),
     }
 }
 

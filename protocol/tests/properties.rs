@@ -228,35 +228,76 @@ fn ack_root() -> impl Strategy<Value = AckRoot> {
     })
 }
 
+/// A last bandwidth test as a status report shows it: an `ok` one has a rate.
+fn backhaul() -> impl Strategy<Value = BackhaulSummary> {
+    let outcome = prop_oneof![
+        Just(BackhaulOutcome::Ok),
+        Just(BackhaulOutcome::Failed(BwFailure::Timeout)),
+        Just(BackhaulOutcome::Failed(BwFailure::Refused)),
+        Just(BackhaulOutcome::Incomplete),
+    ];
+    (
+        node_id(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<(u64, u64)>(),
+        proptest::option::of(any::<u32>()),
+        proptest::option::of(any::<u32>()),
+        outcome,
+        any::<[bool; 2]>(),
+    )
+        .prop_map(
+            |(measurer, epoch, measured_ms, (down, up), idle, loaded, outcome, have)| {
+                let ok = outcome == BackhaulOutcome::Ok;
+                BackhaulSummary {
+                    measurer,
+                    epoch,
+                    measured_ms,
+                    down_bps: (ok || have[0]).then_some(down),
+                    up_bps: have[1].then_some(up),
+                    rtt_idle_us: idle,
+                    rtt_loaded_us: loaded,
+                    outcome,
+                }
+            },
+        )
+}
+
 fn status() -> impl Strategy<Value = StatusReport> {
     (
-        proptest::option::of(any::<u64>()),
-        any::<u64>(),
-        any::<u64>(),
-        versions(),
-        proptest::option::of(cell()),
-        proptest::option::of(fix()),
-        any::<u32>(),
-        prop::array::uniform5(proptest::option::of(any::<u64>())),
-        any::<bool>(),
-        any::<u16>(),
-        any::<[bool; 3]>(),
-        prop::collection::vec(node_id(), 0..=4),
+        (
+            proptest::option::of(any::<u64>()),
+            any::<u64>(),
+            any::<u64>(),
+            versions(),
+            proptest::option::of(cell()),
+            proptest::option::of(fix()),
+            any::<u32>(),
+            prop::array::uniform5(proptest::option::of(any::<u64>())),
+            any::<bool>(),
+            any::<u16>(),
+            any::<[bool; 3]>(),
+            prop::collection::vec(node_id(), 0..=4),
+        ),
+        proptest::option::of(backhaul()),
     )
         .prop_map(
             |(
-                epoch,
-                sent_ms,
-                uptime_s,
-                versions,
-                cell,
-                fix,
-                depth,
-                times,
-                broker,
-                peers,
-                h,
-                witnessed_by,
+                (
+                    epoch,
+                    sent_ms,
+                    uptime_s,
+                    versions,
+                    cell,
+                    fix,
+                    depth,
+                    times,
+                    broker,
+                    peers,
+                    h,
+                    witnessed_by,
+                ),
+                backhaul,
             )| StatusReport {
                 epoch,
                 sent_ms,
@@ -278,6 +319,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                     secure_element_ok: h[2],
                 },
                 witnessed_by,
+                backhaul,
             },
         )
 }
@@ -868,4 +910,83 @@ fn beacon_envelope_fits_a_vendor_ie_with_worst_case_fields() {
     };
     let len = Envelope::sign(&k, &b).to_bytes().len();
     assert!(len <= wisp_protocol::kind::MAX_BEACON_LEN, "{len}");
+}
+
+/// A status report with every field at its largest, a last bandwidth test included.
+fn largest_status() -> StatusReport {
+    StatusReport {
+        epoch: Some(u64::MAX),
+        sent_ms: u64::MAX,
+        uptime_s: u64::MAX,
+        versions: Versions::new(&"v".repeat(32), &"f".repeat(32)),
+        cell: Some(Cell::from_degrees(-89.0, -179.0, 15).unwrap()),
+        fix: Some(GnssFix {
+            lat_e7: -900_000_000,
+            lon_e7: -1_800_000_000,
+            alt_mm: i32::MIN,
+            hdop_centi: u16::MAX,
+            satellites: u8::MAX,
+            utc_ms: u64::MAX,
+        }),
+        outbox_depth: u32::MAX,
+        oldest_unacked_ms: Some(u64::MAX),
+        last_ack_ms: Some(u64::MAX),
+        last_beacon_ms: Some(u64::MAX),
+        last_witness_ms: Some(u64::MAX),
+        last_heartbeat_ms: Some(u64::MAX),
+        broker_connected: true,
+        peers: u16::MAX,
+        health: DeviceHealth::default(),
+        witnessed_by: (0..STATUS_WITNESSES_MAX as u8)
+            .map(|i| NodeKey::from_seed(&[i.wrapping_add(100); 32]).id())
+            .collect(),
+        backhaul: Some(BackhaulSummary {
+            measurer: NodeKey::from_seed(&[0xfe; 32]).id(),
+            epoch: u64::MAX,
+            measured_ms: u64::MAX,
+            down_bps: Some(u64::MAX),
+            up_bps: Some(u64::MAX),
+            rtt_idle_us: Some(u32::MAX),
+            rtt_loaded_us: Some(u32::MAX),
+            outcome: BackhaulOutcome::Ok,
+        }),
+    }
+}
+
+#[test]
+fn the_largest_status_report_fits_its_kind() {
+    let k = NodeKey::from_seed(&[1; 32]);
+    let bytes = Envelope::sign(&k, &largest_status()).to_bytes();
+    assert!(
+        bytes.len() <= Kind::StatusReport.max_envelope_len(),
+        "{}",
+        bytes.len()
+    );
+    assert!(envelope::open::<StatusReport>(&bytes).is_ok());
+}
+
+#[test]
+fn a_status_reports_last_bandwidth_test_is_checked() {
+    let k = NodeKey::from_seed(&[1; 32]);
+    let check = |s: &StatusReport| {
+        envelope::open::<StatusReport>(&Envelope::sign(&k, s).to_bytes())
+            .map(drop)
+            .map_err(|e| e.reason())
+    };
+    let mut s = largest_status();
+    assert_eq!(check(&s), Ok(()));
+    let b = s.backhaul.as_mut().unwrap();
+    b.up_bps = None;
+    assert_eq!(check(&s), Ok(()), "a test of the download only");
+    let b = s.backhaul.as_mut().unwrap();
+    b.down_bps = None;
+    assert_eq!(check(&s), Err(Reason::FieldOutOfRange), "ok without a rate");
+    let b = s.backhaul.as_mut().unwrap();
+    b.outcome = BackhaulOutcome::Failed(BwFailure::Timeout);
+    assert_eq!(check(&s), Ok(()), "a failed test has no rate");
+    let b = s.backhaul.as_mut().unwrap();
+    b.measurer = k.id();
+    assert_eq!(check(&s), Err(Reason::SignerMismatch), "measured itself");
+    s.backhaul = None;
+    assert_eq!(check(&s), Ok(()));
 }

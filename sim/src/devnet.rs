@@ -4,6 +4,15 @@
 //! loopback, their simulated devices placed on a small map and sharing one simulated air
 //! ([`crate::air`]), so beacons are witnessed, bandwidth measured and everything paid for real.
 //!
+//! With `cheaters`, some hotspots cheat for real, around the unchanged agent (as cheaters do:
+//! the lie is in the hardware or the world, never in the signed software): a forged location
+//! (a spoofed GNSS on the map, a place asserted far away), relayed beacons (a relay on the
+//! map forwards beacons over the internet to a hotspot far away, and its beacons back), and
+//! replayed beacons (a recorder on the map plays them back to a hotspot far away seconds
+//! later), and a lying measurer (the real agent daemon, hosted by `wisp-sim cheat-agent`, whose
+//! measurer shaves what it measures). [`Summary::caught`] tells whether each has lost its
+//! reward, and why.
+//!
 //! [`Devnet::start`] writes the configurations, starts the air and the processes and onboards
 //! every agent; [`Devnet::poll`] reads the oracle's API into a [`Summary`]; [`Devnet::stop`]
 //! stops every process (SIGTERM, then SIGKILL after a grace period). Each process logs to
@@ -21,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::air::{Air, AirStats};
+use crate::air::{Air, AirStats, Relay};
+use wisp_agent::air::Station;
 
 /// Metres between neighbouring hotspots on the devnet's map (a grid): well within 2.4 GHz
 /// reach, so each hears its neighbours.
@@ -32,6 +42,26 @@ const CENTRE: (f64, f64) = (38.7139, -9.1394);
 
 /// Metres per degree of latitude.
 const M_PER_DEG: f64 = 111_195.0;
+
+/// How far from the map the relayed and replayed cheaters are, and where the forged-location
+/// cheater claims to be, metres: far beyond any 2.4 GHz link.
+pub const FAR_M: f64 = 3_000.0;
+
+/// The relay's delay each way: an internet link across a continent.
+pub const RELAY_DELAY: Duration = Duration::from_millis(120);
+
+/// The devnet oracle's `rules.measurer_floor_bps`: a figure below a fifth of the others' is a
+/// disagreement (default three quarters). Loopback tests on one busy machine vary two- to
+/// fourfold between measurers of one prover.
+pub const MEASURER_FLOOR_BPS: u16 = 2_000;
+
+/// The devnet oracle's `rules.max_round_trip_ms` (default 30): frames between processes on
+/// one busy machine take tens of milliseconds to be stamped; the relay's round trip is
+/// [`RELAY_DELAY`] twice.
+pub const MAX_ROUND_TRIP_MS: u32 = 150;
+
+/// The replayer's delay: beacons recorded on the map, played back this much later.
+pub const REPLAY_DELAY: Duration = Duration::from_secs(8);
 
 /// Largest HTTP response the summary reads from the oracle, bytes.
 const MAX_RESPONSE: usize = 4 << 20;
@@ -49,6 +79,98 @@ pub struct Options {
     pub bin_dir: PathBuf,
     /// Seed of the air's radio draws.
     pub seed: u64,
+    /// Hotspots that cheat, one per entry, in addition to the `nodes` honest ones.
+    pub cheaters: Vec<Cheater>,
+}
+
+/// A way of cheating a devnet hotspot can run for real.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cheater {
+    /// On the map with the others, it asserts a place [`FAR_M`] north and spoofs its GNSS to
+    /// match.
+    FakeLocation,
+    /// [`FAR_M`] east (truthfully asserted); a relay on the map forwards the map's beacons to
+    /// it and its beacons to the map, [`RELAY_DELAY`] each way.
+    Relay,
+    /// [`FAR_M`] west (truthfully asserted); a recorder on the map plays the map's beacons back
+    /// to it [`REPLAY_DELAY`] later.
+    Replay,
+    /// On the map, honest but for its measurer, which signs [`LIE_PERMILLE`] thousandths of
+    /// every upload it measures (`wisp-sim cheat-agent`): the backhaul pool is shared, so
+    /// shaving the others raises its own share.
+    LyingMeasurer,
+}
+
+/// What a lying measurer signs of what it measured, thousandths.
+pub const LIE_PERMILLE: u32 = 100;
+
+impl Cheater {
+    /// Every kind, in the order of their names.
+    pub const ALL: [Cheater; 4] = [
+        Cheater::FakeLocation,
+        Cheater::Relay,
+        Cheater::Replay,
+        Cheater::LyingMeasurer,
+    ];
+
+    /// The name `--cheaters` takes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Cheater::FakeLocation => "fake_location",
+            Cheater::Relay => "relay",
+            Cheater::Replay => "replay",
+            Cheater::LyingMeasurer => "lying_measurer",
+        }
+    }
+
+    /// The reason codes the oracle refuses or marks this cheater with (any of them shows it
+    /// was caught for what it did).
+    pub const fn expected_reasons(self) -> &'static [&'static str] {
+        match self {
+            Cheater::FakeLocation => &[
+                "rssi_too_strong",
+                "too_far",
+                "link_implausible",
+                "links_implausible",
+                "penalized",
+            ],
+            Cheater::Relay => &[
+                "too_far",
+                "link_implausible",
+                "links_implausible",
+                "links_relayed",
+                "witness_lag",
+                "rssi_too_strong",
+                "penalized",
+            ],
+            Cheater::Replay => &[
+                "witness_lag",
+                "witness_replayed",
+                "too_far",
+                "link_implausible",
+            ],
+            Cheater::LyingMeasurer => &["measurer_disagrees", "penalized"],
+        }
+    }
+
+    /// A comma-separated list of names (`fake_location,relay`); `all` is one of each.
+    pub fn parse_list(s: &str) -> Result<Vec<Cheater>> {
+        let mut out = Vec::new();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "all" {
+                out.extend(Cheater::ALL);
+                continue;
+            }
+            match Cheater::ALL.iter().find(|c| c.name() == name) {
+                Some(c) => out.push(*c),
+                None => bail!(
+                    "--cheaters: unknown `{name}`; expected a comma-separated list of {} (or all)",
+                    Cheater::ALL.map(Cheater::name).join(", ")
+                ),
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// One process of the devnet.
@@ -69,6 +191,8 @@ pub struct AgentInfo {
     pub data_dir: PathBuf,
     /// Where its simulated device is, degrees.
     pub position: (f64, f64),
+    /// How it cheats, if it does.
+    pub cheater: Option<Cheater>,
 }
 
 /// A running devnet.
@@ -122,13 +246,20 @@ pub struct Summary {
     pub totals: BTreeMap<String, Reward>,
     /// Per node (peer id): the last measured backhaul, down and up, bits/s.
     pub bandwidth: BTreeMap<String, (Option<u64>, Option<u64>)>,
+    /// Per node (peer id): its reward in the last closed epoch, by category.
+    pub last_epoch: BTreeMap<String, Reward>,
+    /// Per cheater (peer id): the reason codes of its refused proofs (its last 100) and of
+    /// what the oracle marked it for, with counts.
+    pub cheater_reasons: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per node (peer id): the last epoch of its penalty, if it was caught.
+    pub penalized_through: BTreeMap<String, u64>,
 }
 
 impl Summary {
-    /// True when every agent was paid in all three categories and the oracle shows its
+    /// True when every honest agent was paid in all three categories and the oracle shows its
     /// measured backhaul.
     pub fn all_paid(&self, agents: &[AgentInfo]) -> bool {
-        agents.iter().all(|a| {
+        agents.iter().filter(|a| a.cheater.is_none()).all(|a| {
             self.totals
                 .get(&a.peer_id)
                 .is_some_and(|r| r.coverage > 0 && r.backhaul > 0 && r.uptime > 0)
@@ -137,6 +268,35 @@ impl Summary {
                     .get(&a.peer_id)
                     .is_some_and(|(d, u)| d.is_some() || u.is_some())
         })
+    }
+
+    /// Whether `a`, a cheater, has lost its reward: it earned nothing in the last closed
+    /// epoch (a replayer: no coverage; its backhaul and uptime are real), and the oracle
+    /// refused or marked it with a reason its way of cheating explains.
+    pub fn caught(&self, a: &AgentInfo) -> bool {
+        let Some(c) = a.cheater else {
+            return false;
+        };
+        // A replayer's backhaul and uptime are real; what it cheats for is coverage.
+        let last = self.last_epoch.get(&a.peer_id).cloned().unwrap_or_default();
+        let cheated_for = match c {
+            Cheater::Replay => last.coverage,
+            _ => last.coverage + last.backhaul + last.uptime,
+        };
+        self.epochs_closed > 0
+            && cheated_for == 0
+            && self
+                .cheater_reasons
+                .get(&a.peer_id)
+                .is_some_and(|r| r.keys().any(|k| c.expected_reasons().contains(&k.as_str())))
+    }
+
+    /// True when every cheater has been caught ([`Summary::caught`]).
+    pub fn all_caught(&self, agents: &[AgentInfo]) -> bool {
+        agents
+            .iter()
+            .filter(|a| a.cheater.is_some())
+            .all(|a| self.caught(a))
     }
 
     /// The summary as text: progress, refusals, and the rewards table.
@@ -167,6 +327,10 @@ impl Summary {
         );
         for a in agents {
             let r = self.totals.get(&a.peer_id).cloned().unwrap_or_default();
+            let last = self
+                .last_epoch
+                .get(&a.peer_id)
+                .map_or(0, |r| r.coverage + r.backhaul + r.uptime);
             let (down, up) = self.bandwidth.get(&a.peer_id).copied().unwrap_or_default();
             let mbps =
                 |b: Option<u64>| b.map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1e6));
@@ -174,7 +338,7 @@ impl Summary {
                 .peer_id
                 .get(a.peer_id.len().saturating_sub(8)..)
                 .unwrap_or("");
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  {:<9} …{:<13} {:>12} {:>12} {:>12} {:>10} {:>10}",
                 a.name,
@@ -185,6 +349,42 @@ impl Summary {
                 mbps(down),
                 mbps(up)
             );
+            if let Some(c) = a.cheater {
+                let reasons = self
+                    .cheater_reasons
+                    .get(&a.peer_id)
+                    .map(|m| {
+                        let mut v: Vec<(&String, &u64)> = m.iter().collect();
+                        v.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+                        v.iter()
+                            .take(4)
+                            .map(|(k, n)| format!("{k} {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                let pen = self
+                    .penalized_through
+                    .get(&a.peer_id)
+                    .map(|t| format!("penalized through epoch {t}; "))
+                    .unwrap_or_default();
+                let _ = write!(
+                    s,
+                    "  [{}: {} · last epoch paid {last} · {pen}{}]",
+                    c.name(),
+                    if self.caught(a) {
+                        "caught"
+                    } else {
+                        "not caught yet"
+                    },
+                    if reasons.is_empty() {
+                        "no refusals yet".into()
+                    } else {
+                        reasons
+                    }
+                );
+            }
+            s.push('\n');
         }
         s
     }
@@ -202,6 +402,121 @@ pub fn place(i: u32, n: u32) -> (f64, f64) {
     let lat = CENTRE.0 + (row - cols / 2.0) * SPACING_M / M_PER_DEG;
     let lon = CENTRE.1 + (col - cols / 2.0) * SPACING_M / (M_PER_DEG * CENTRE.0.to_radians().cos());
     (lat, lon)
+}
+
+/// `from` moved `north_m` and `east_m`, degrees.
+fn offset(from: (f64, f64), north_m: f64, east_m: f64) -> (f64, f64) {
+    (
+        from.0 + north_m / M_PER_DEG,
+        from.1 + east_m / (M_PER_DEG * from.0.to_radians().cos()),
+    )
+}
+
+/// Degrees as the agent's configuration holds them (7 decimals), and as 1e-7 degrees the way
+/// the agent rounds them: a relay finds its cheater's device by this place.
+fn config_degrees(p: (f64, f64)) -> (String, (i32, i32)) {
+    let text = format!("{:.7},{:.7}", p.0, p.1);
+    let e7 = |s: &str| {
+        let v: f64 = s.parse().unwrap_or(0.0);
+        // Degrees × 1e7 fit an i32.
+        #[allow(clippy::cast_possible_truncation)]
+        let r = (v * 1e7).round() as i32;
+        r
+    };
+    let (lat, lon) = text.split_once(',').unwrap_or(("0", "0"));
+    let at = (e7(lat), e7(lon));
+    (text, at)
+}
+
+/// One hotspot to start: its name, true place, asserted place and way of cheating.
+struct Plan {
+    name: String,
+    position: (f64, f64),
+    asserted: (f64, f64),
+    cheater: Option<Cheater>,
+}
+
+/// Where everyone is: honest hotspots and forged-location cheaters on the map's grid; relayed
+/// and replayed cheaters far east and west; and the relays, posted on the map.
+fn plan(opts: &Options) -> (Vec<Plan>, Vec<Relay>) {
+    let fakes = opts
+        .cheaters
+        .iter()
+        .filter(|c| matches!(c, Cheater::FakeLocation | Cheater::LyingMeasurer))
+        .count();
+    let grid = opts.nodes + u32::try_from(fakes).unwrap_or(0);
+    let mut out: Vec<Plan> = (0..opts.nodes)
+        .map(|i| Plan {
+            name: format!("agent-{i}"),
+            position: place(i, grid),
+            asserted: place(i, grid),
+            cheater: None,
+        })
+        .collect();
+    let mut relays = Vec::new();
+    let mut on_grid = opts.nodes;
+    for (k, c) in opts.cheaters.iter().enumerate() {
+        // Distinct places for several cheaters of one kind.
+        #[allow(clippy::cast_precision_loss)]
+        let step = k as f64 * 200.0;
+        let name = format!(
+            "{}-{k}",
+            match c {
+                Cheater::FakeLocation => "fakeloc",
+                Cheater::Relay => "relay",
+                Cheater::Replay => "replay",
+                Cheater::LyingMeasurer => "liar",
+            }
+        );
+        let (position, asserted) = match c {
+            Cheater::FakeLocation => {
+                let p = place(on_grid, grid);
+                on_grid += 1;
+                (p, offset(p, FAR_M + step, 0.0))
+            }
+            Cheater::Relay => {
+                let p = offset(CENTRE, step, FAR_M);
+                (p, p)
+            }
+            Cheater::Replay => {
+                let p = offset(CENTRE, step, -FAR_M);
+                (p, p)
+            }
+            Cheater::LyingMeasurer => {
+                let p = place(on_grid, grid);
+                on_grid += 1;
+                (p, p)
+            }
+        };
+        if matches!(c, Cheater::Relay | Cheater::Replay) {
+            // The post: on the map between hotspots, never on one's place.
+            let post = offset(CENTRE, SPACING_M / 3.0 + step / 20.0, SPACING_M / 3.0);
+            let (_, post_e7) = config_degrees(post);
+            let (_, at) = config_degrees(position);
+            relays.push(Relay {
+                device_at: at,
+                post: Station {
+                    lat_e7: post_e7.0,
+                    lon_e7: post_e7.1,
+                    tx_power_ddbm: 200,
+                    gain_ddbi: 30,
+                },
+                delay: if *c == Cheater::Relay {
+                    RELAY_DELAY
+                } else {
+                    REPLAY_DELAY
+                },
+                both_ways: *c == Cheater::Relay,
+            });
+        }
+        out.push(Plan {
+            name,
+            position,
+            asserted,
+            cheater: Some(*c),
+        });
+    }
+    (out, relays)
 }
 
 /// A GET on loopback; the body, if the status is 200.
@@ -254,6 +569,8 @@ impl Devnet {
         }
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+        let (plans, relays) = plan(&opts);
+        let total = u32::try_from(plans.len()).unwrap_or(u32::MAX);
 
         // The air.
         let air_sock = UdpSocket::bind("127.0.0.1:0").context("binding the simulated air")?;
@@ -265,7 +582,10 @@ impl Devnet {
             std::thread::Builder::new()
                 .name("air".into())
                 .spawn(move || {
-                    if let Err(e) = Air::new(seed, stats).serve(&air_sock, &stop) {
+                    if let Err(e) = Air::new(seed, stats)
+                        .with_relays(relays)
+                        .serve(&air_sock, &stop)
+                    {
                         eprintln!("the simulated air stopped: {e}");
                     }
                 })?
@@ -296,10 +616,14 @@ impl Devnet {
             format!(
                 "# Written by wisp-sim devnet.\n[oracle]\ndata_dir = {}\n[broker]\nlisten = \"{broker}\"\n\
                  [epoch]\nduration_s = {e}\nheartbeat_interval_s = {}\nsettle_s = 5\nmeasurers_per_prover = {}\n\
-                 [http]\nlisten = \"{oracle_http}\"\n[rules]\npermissionless = true\n",
+                 [http]\nlisten = \"{oracle_http}\"\n[rules]\npermissionless = true\n\
+                 # Loopback tests on one shared machine vary two- to fourfold between measurers\n\
+                 # of one prover, and a loaded machine delays frames by tens of milliseconds:\n\
+                 # the devnet's oracle allows for both.\n\
+                 measurer_floor_bps = {MEASURER_FLOOR_BPS}\nmax_round_trip_ms = {MAX_ROUND_TRIP_MS}\n",
                 toml_str(&oracle_dir.to_string_lossy()),
                 (e / 6.0).max(5.0),
-                opts.nodes.saturating_sub(1).min(3),
+                total.saturating_sub(1).min(3),
             ),
         )?;
         let key = Command::new(&oracle_bin)
@@ -334,11 +658,17 @@ impl Devnet {
 
         // The agents: the first is every other's bootstrap peer.
         let mut bootstrap: Option<String> = None;
-        for i in 0..opts.nodes {
-            let name = format!("agent-{i}");
+        for (i, p) in plans.iter().enumerate() {
+            let name = p.name.clone();
             let dir = opts.data_dir.join(&name);
             std::fs::create_dir_all(&dir)?;
-            let (lat, lon) = place(i, opts.nodes);
+            let (lat, lon) = p.asserted;
+            let (position, _) = config_degrees(p.position);
+            let spoof = if p.cheater == Some(Cheater::FakeLocation) {
+                format!("gnss_spoof = \"{}\"\n", config_degrees(p.asserted).0)
+            } else {
+                String::new()
+            };
             let cfg = opts.data_dir.join(format!("{name}.toml"));
             let boot = bootstrap
                 .as_ref()
@@ -350,7 +680,7 @@ impl Devnet {
                     "# Written by wisp-sim devnet.\n[node]\ndata_dir = {}\nowner = \"devnet-{i}\"\n\
                      [oracle]\npublic_key = \"{oracle_id}\"\n[mqtt]\nurl = \"mqtt://{broker}\"\n\
                      [http]\nlisten = \"127.0.0.1:0\"\n[location]\nlat = {lat:.7}\nlon = {lon:.7}\n\
-                     [device]\nkind = \"sim\"\nair = \"{air}\"\n[heartbeat]\ninterval_s = {}\n\
+                     [device]\nkind = \"sim\"\nair = \"{air}\"\nposition = \"{position}\"\n{spoof}[heartbeat]\ninterval_s = {}\n\
                      [net]\nlisten = [\"/ip4/127.0.0.1/udp/0/quic-v1\"]\n{boot}kad_server = true\n\
                      [bandwidth]\nmeasurer = true\nlisten = \"127.0.0.1:0\"\nduration_s = 1\nbyte_cap_mib = 64\n",
                     toml_str(&dir.to_string_lossy()),
@@ -378,7 +708,18 @@ impl Devnet {
                     String::from_utf8_lossy(&onboard.stderr).trim()
                 );
             }
-            net.spawn(&name, &agent_bin, &["run", "-c"], &cfg)?;
+            if p.cheater == Some(Cheater::LyingMeasurer) {
+                let lie = LIE_PERMILLE.to_string();
+                let sim_bin = opts.bin_dir.join("wisp-sim");
+                net.spawn(
+                    &name,
+                    &sim_bin,
+                    &["cheat-agent", "--shave-uploads", &lie, "-c"],
+                    &cfg,
+                )?;
+            } else {
+                net.spawn(&name, &agent_bin, &["run", "-c"], &cfg)?;
+            }
             if bootstrap.is_none() {
                 let addr_file = dir.join("p2p.addr");
                 let deadline = Instant::now() + Duration::from_secs(30);
@@ -407,7 +748,8 @@ impl Devnet {
                 name,
                 peer_id,
                 data_dir: dir,
-                position: (lat, lon),
+                position: p.position,
+                cheater: p.cheater,
             });
         }
         for a in net.agents.clone() {
@@ -422,8 +764,12 @@ impl Devnet {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             };
+            let role = a
+                .cheater
+                .map(|c| format!("  cheats: {}", c.name()))
+                .unwrap_or_default();
             say(&format!(
-                "{:<9} {}  status http://{status}/status  at {:.5},{:.5}",
+                "{:<9} {}  status http://{status}/status  at {:.5},{:.5}{role}",
                 a.name, a.peer_id, a.position.0, a.position.1
             ));
         }
@@ -496,6 +842,11 @@ impl Devnet {
                 self.paid_seen.insert(n, list);
             }
         }
+        if let Some(list) = self.paid_seen.values().next_back() {
+            for r in list {
+                sum.last_epoch.insert(r.peer_id.clone(), r.clone());
+            }
+        }
         for list in self.paid_seen.values() {
             for r in list {
                 let t = sum.totals.entry(r.peer_id.clone()).or_default();
@@ -524,6 +875,30 @@ impl Devnet {
                     id.to_string(),
                     (n["down_bps"].as_u64(), n["up_bps"].as_u64()),
                 );
+                if let Some(t) = n["penalized_through"].as_u64() {
+                    sum.penalized_through.insert(id.to_string(), t);
+                }
+            }
+        }
+        // Each cheater's refusals and marks, by reason.
+        for a in self.agents.iter().filter(|a| a.cheater.is_some()) {
+            let Ok(body) = http_get(self.oracle_http, &format!("/v1/nodes/{}", a.peer_id)) else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let reasons = sum.cheater_reasons.entry(a.peer_id.clone()).or_default();
+            for p in v["proofs"].as_array().into_iter().flatten() {
+                if let Some(r) = p["reason"].as_str() {
+                    *reasons.entry(r.to_string()).or_default() += 1;
+                }
+            }
+            for m in v["node"]["marks"].as_array().into_iter().flatten() {
+                if let Some(r) = m["reason"].as_str() {
+                    *reasons.entry(r.to_string()).or_default() += 1;
+                }
+            }
+            if sum.penalized_through.contains_key(&a.peer_id) {
+                *reasons.entry("penalized".to_string()).or_default() += 1;
             }
         }
         sum.air = (
@@ -570,5 +945,225 @@ impl Drop for Devnet {
         if !self.procs.is_empty() || self.air_thread.is_some() {
             self.stop(Duration::from_secs(5));
         }
+    }
+}
+
+/// Faults, for end-to-end tests: a process killed with SIGKILL (as a power cut stops it) and
+/// started again with the same command, configuration and data directory (as a reboot does).
+/// The oracle's embedded broker dies and restarts with the oracle, so killing the oracle is a
+/// broker restart too.
+impl Devnet {
+    /// Where the configurations, data and logs are.
+    pub fn data_dir(&self) -> &Path {
+        &self.opts.data_dir
+    }
+
+    /// The oracle's SQLite database.
+    pub fn oracle_db(&self) -> PathBuf {
+        self.opts.data_dir.join("oracle").join("oracle.db")
+    }
+
+    /// Agent `i`'s outbox database.
+    pub fn agent_db(&self, i: usize) -> Result<PathBuf> {
+        Ok(self.agent(i)?.data_dir.join("outbox.db"))
+    }
+
+    /// The log of process `name` (`oracle`, `agent-<i>`); restarts append to it.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.log(name)
+    }
+
+    fn agent(&self, i: usize) -> Result<&AgentInfo> {
+        self.agents
+            .get(i)
+            .with_context(|| format!("no agent {i}: the devnet has {}", self.agents.len()))
+    }
+
+    /// Whether process `name` is running (started, not killed, not exited).
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.procs
+            .iter_mut()
+            .any(|p| p.name == name && matches!(p.child.try_wait(), Ok(None)))
+    }
+
+    /// Kills process `name` with SIGKILL and reaps it.
+    pub fn kill(&mut self, name: &str) -> Result<()> {
+        let at = self
+            .procs
+            .iter()
+            .position(|p| p.name == name)
+            .with_context(|| format!("{name} is not running"))?;
+        let mut p = self.procs.remove(at);
+        // `Child::kill` is SIGKILL on Unix; a child that already exited is only reaped.
+        let _ = p.child.kill();
+        p.child
+            .wait()
+            .with_context(|| format!("reaping {name} after SIGKILL"))?;
+        Ok(())
+    }
+
+    /// Kills agent `i` with SIGKILL.
+    pub fn kill_agent(&mut self, i: usize) -> Result<()> {
+        let name = self.agent(i)?.name.clone();
+        self.kill(&name)
+    }
+
+    /// Kills the oracle (and its embedded broker) with SIGKILL.
+    pub fn kill_oracle(&mut self) -> Result<()> {
+        self.kill("oracle")
+    }
+
+    /// Waits up to `timeout` for process `name` to exit by itself (a crash point, a fatal
+    /// error), reaps it and returns its exit status.
+    pub fn wait_exit(&mut self, name: &str, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let at = self
+                .procs
+                .iter()
+                .position(|p| p.name == name)
+                .with_context(|| format!("{name} is not running"))?;
+            if let Some(status) = self.procs[at].child.try_wait()? {
+                self.procs.remove(at);
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("{name} still runs after {} s", timeout.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts agent `i` again after [`Devnet::kill_agent`]: the same command, configuration and
+    /// data directory, `env` added to its environment (e.g. `LD_PRELOAD` and `FAKETIME` for a
+    /// skewed clock). It listens for peers on the address it had (`WISP_NET__LISTEN`), as a
+    /// hotspot behind a fixed port forward would: the devnet's agents know each other by the
+    /// addresses they first announced. Returns once the agent wrote its status address.
+    pub fn restart_agent(&mut self, i: usize, env: &[(&str, &str)]) -> Result<()> {
+        let a = self.agent(i)?.clone();
+        if self.procs.iter().any(|p| p.name == a.name) {
+            bail!("{} is still running: kill it first", a.name);
+        }
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let listen: Vec<String> = std::fs::read_to_string(a.data_dir.join("p2p.addr"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().split("/p2p/").next())
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        if !listen.is_empty() && !env.iter().any(|(k, _)| k == "WISP_NET__LISTEN") {
+            env.push(("WISP_NET__LISTEN".into(), listen.join(",")));
+        }
+        let http_addr = a.data_dir.join("http.addr");
+        let _ = std::fs::remove_file(&http_addr);
+        let cfg = self.opts.data_dir.join(format!("{}.toml", a.name));
+        let bin = self.opts.bin_dir.join("wisp-agent");
+        self.respawn(&a.name, &bin, &["run", "-c"], &cfg, &env)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::fs::read_to_string(&http_addr)
+                .is_ok_and(|s| s.trim().parse::<SocketAddr>().is_ok())
+            {
+                return Ok(());
+            }
+            if !self.is_running(&a.name) {
+                bail!(
+                    "{} exited after its restart; see {}",
+                    a.name,
+                    self.log(&a.name).display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} wrote no status address within 30 s of its restart",
+                    a.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts the oracle again after [`Devnet::kill_oracle`] (or a crash): the same command,
+    /// configuration, data directory and ports, `env` added to its environment (e.g.
+    /// `WISP_ORACLE_CRASH_AT`). Does not wait: see [`Devnet::wait_oracle_healthy`].
+    pub fn restart_oracle(&mut self, env: &[(&str, &str)]) -> Result<()> {
+        if self.procs.iter().any(|p| p.name == "oracle") {
+            bail!("the oracle is still running: kill it first");
+        }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let cfg = self.opts.data_dir.join("oracle.toml");
+        let bin = self.opts.bin_dir.join("wisp-oracle");
+        self.respawn("oracle", &bin, &["run", "-c"], &cfg, &env)
+    }
+
+    /// Waits up to `timeout` for the oracle to answer `/healthz` (connected to its broker).
+    pub fn wait_oracle_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while http_get(self.oracle_http, "/healthz").is_err() {
+            if !self.is_running("oracle") {
+                bail!(
+                    "the oracle is not running; see {}",
+                    self.log("oracle").display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the oracle did not become healthy within {} s; see {}",
+                    timeout.as_secs(),
+                    self.log("oracle").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Agent `i`'s `/status` document.
+    pub fn agent_status(&self, i: usize) -> Result<serde_json::Value> {
+        let a = self.agent(i)?;
+        let addr: SocketAddr = std::fs::read_to_string(a.data_dir.join("http.addr"))
+            .with_context(|| format!("{} has no status address", a.name))?
+            .trim()
+            .parse()
+            .with_context(|| format!("{}'s status address", a.name))?;
+        Ok(serde_json::from_str(&http_get(addr, "/status")?)?)
+    }
+
+    /// Like `spawn`, but appends to the process's log (after a line saying so) and adds `env`.
+    fn respawn(
+        &mut self,
+        name: &str,
+        bin: &Path,
+        args: &[&str],
+        cfg: &Path,
+        env: &[(String, String)],
+    ) -> Result<()> {
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(name))?;
+        let extra: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        writeln!(log, "--- restarted {}", extra.join(" "))?;
+        let child = Command::new(bin)
+            .args(args)
+            .arg(cfg)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+        });
+        Ok(())
     }
 }

@@ -3,7 +3,9 @@
 //! ```text
 //! wisp-sim run <scenario.toml> [--seed N] [--nodes N] [--days N] [--json] [--svg-dir DIR]
 //!              [--no-baseline] [--check-targets] [--nodes-csv FILE]
-//! wisp-sim devnet [--nodes N] [--epoch-s S] [--data-dir DIR] [--for-s S] [--until-paid]
+//! wisp-sim devnet [--nodes N] [--epoch-s S] [--cheaters LIST] [--data-dir DIR] [--for-s S]
+//!                [--until-paid]
+//! wisp-sim cheat-agent -c <agent.toml> --shave-uploads PERMILLE
 //! ```
 //!
 //! The Markdown report (or JSON with `--json`) goes to stdout, the progress bar to stderr
@@ -70,7 +72,7 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         nodes: u32,
         /// Epoch length, seconds.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 30)]
         epoch_s: u32,
         /// Keep configurations, keys, databases and logs here (default: a new directory under
         /// the system's temporary directory, removed at the end).
@@ -85,14 +87,31 @@ enum Cmd {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         for_s: Option<u64>,
-        /// Stop as soon as every node has been paid for coverage, backhaul and uptime and its
-        /// measured backhaul is shown; exit non-zero if that has not happened when --for-s
-        /// runs out.
+        /// Stop as soon as every honest node has been paid for coverage, backhaul and uptime
+        /// and its measured backhaul is shown, and every cheater has lost its reward; exit
+        /// non-zero if that has not happened when --for-s runs out.
         #[arg(long)]
         until_paid: bool,
         /// Seconds between summaries.
         #[arg(long, default_value_t = 10)]
         every_s: u64,
+        /// Hotspots that cheat for real, in addition to --nodes: a comma-separated list of
+        /// fake_location (a spoofed GNSS, a place asserted 3 km away), relay (3 km away, its
+        /// beacons relayed to and from the map over the internet), replay (3 km away, the
+        /// map's beacons recorded and played back to it), or `all`. With --until-paid, the run
+        /// also waits until every cheater has lost its reward.
+        #[arg(long, value_name = "LIST", default_value = "")]
+        cheaters: String,
+    },
+    /// Run the real agent daemon (as `wisp-agent run -c FILE`) with a fault injected: a
+    /// devnet's lying measurer. For devnets and tests, never for a real network.
+    CheatAgent {
+        /// The agent's configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The measurer signs this many thousandths of every upload it measures.
+        #[arg(long, value_name = "PERMILLE")]
+        shave_uploads: u32,
     },
 }
 
@@ -108,9 +127,14 @@ fn main() -> Result<()> {
             for_s,
             until_paid,
             every_s,
+            cheaters,
         } => devnet(
-            nodes, epoch_s, data_dir, bin_dir, seed, for_s, until_paid, every_s,
+            nodes, epoch_s, data_dir, bin_dir, seed, for_s, until_paid, every_s, &cheaters,
         ),
+        Cmd::CheatAgent {
+            config,
+            shave_uploads,
+        } => cheat_agent(&config, shave_uploads),
         Cmd::Run {
             scenario,
             seed,
@@ -188,6 +212,36 @@ fn main() -> Result<()> {
 }
 
 // The devnet's summary is its output.
+/// The agent daemon with faults: configuration, logs, key and device as `wisp-agent run`.
+fn cheat_agent(config: &std::path::Path, shave_uploads: u32) -> Result<()> {
+    use wisp_agent::shell::{self, Faults};
+    let cfg = wisp_agent::config::RawConfig::load(Some(config), std::env::vars())?.resolve()?;
+    wisp_agent::logging::init(&cfg);
+    let key = shell::load_key(&cfg.key_file)?;
+    let device = wisp_agent::device::open(&cfg, &key)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        shell::run_with(
+            cfg,
+            device,
+            stop,
+            Faults {
+                shave_uploads_permille: Some(shave_uploads),
+            },
+        )
+        .await
+    })
+}
+
 #[allow(clippy::too_many_arguments, clippy::print_stdout)]
 fn devnet(
     nodes: u32,
@@ -198,10 +252,12 @@ fn devnet(
     for_s: Option<u64>,
     until_paid: bool,
     every_s: u64,
+    cheaters: &str,
 ) -> Result<()> {
     use std::time::{Duration, Instant};
-    use wisp_sim::devnet::{Devnet, Options};
+    use wisp_sim::devnet::{Cheater, Devnet, Options};
 
+    let cheaters = Cheater::parse_list(cheaters)?;
     if until_paid && for_s.is_none() {
         bail!("--until-paid needs --for-s (how long to wait)");
     }
@@ -226,6 +282,7 @@ fn devnet(
         data_dir: data_dir.clone(),
         bin_dir,
         seed,
+        cheaters,
     };
     let mut out = std::io::stdout();
     let mut say = |s: &str| {
@@ -255,7 +312,10 @@ fn devnet(
                     match net.poll() {
                         Ok(sum) => {
                             println!("{}", sum.render(&net.agents, started.elapsed()));
-                            if until_paid && sum.all_paid(&net.agents) {
+                            if until_paid
+                                && sum.all_paid(&net.agents)
+                                && sum.all_caught(&net.agents)
+                            {
                                 return Ok(true);
                             }
                         }
@@ -279,7 +339,9 @@ fn devnet(
     }
     let paid = result?;
     if until_paid && !paid {
-        bail!("not every node was paid for coverage, backhaul and uptime in time");
+        bail!(
+            "not every honest node was paid for coverage, backhaul and uptime, or not every cheater lost its reward, in time"
+        );
     }
     Ok(())
 }

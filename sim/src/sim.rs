@@ -139,6 +139,10 @@ struct NodeRt {
     wake_gen: u32,
     wake_at: Option<u64>,
     hb_seq: u64,
+    /// When the stopped core last signed a heartbeat and last beaconed (the agent persists
+    /// both, and a restarted core resumes from them).
+    hb_ms: Option<u64>,
+    beacon_ms: Option<u64>,
     captured: Vec<Arc<[u8]>>,
 }
 
@@ -388,13 +392,14 @@ impl<'a> Sim<'a> {
         cfg.max_witnesses_per_epoch = self.sc.radio.max_witnesses_per_epoch as usize;
         let now = self.local_ms(node);
         let rt = &mut self.rt[node as usize];
-        rt.core = Some(Core::new(
-            n.key.clone(),
-            cfg,
-            self.oracle_key.id(),
-            now,
-            rt.hb_seq,
-        ));
+        let mut core = Core::new(n.key.clone(), cfg, self.oracle_key.id(), now, rt.hb_seq);
+        if let Some(ms) = rt.hb_ms {
+            core.resume_heartbeats(ms, now);
+        }
+        if let Some(ms) = rt.beacon_ms {
+            core.resume_beacon(ms);
+        }
+        rt.core = Some(core);
         rt.wake_at = None;
         rt.wake_gen += 1;
     }
@@ -403,6 +408,9 @@ impl<'a> Sim<'a> {
         let rt = &mut self.rt[node as usize];
         if let Some(c) = rt.core.take() {
             rt.hb_seq = c.heartbeat_seq();
+            let a = c.activity();
+            rt.hb_ms = a.last_heartbeat_ms.or(rt.hb_ms);
+            rt.beacon_ms = a.last_beacon_ms.or(rt.beacon_ms);
         }
         rt.wake_at = None;
         rt.wake_gen += 1;
@@ -705,6 +713,7 @@ impl<'a> Sim<'a> {
                     Ignored::Duplicate => "ignored_duplicate",
                     Ignored::Budget => "ignored_budget",
                     Ignored::NoLocation => "ignored_no_location",
+                    Ignored::NoBeacon => "ignored_no_beacon",
                 },
             };
             self.stats.core_event(name);

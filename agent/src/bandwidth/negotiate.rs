@@ -56,6 +56,15 @@ impl Directions {
             Directions::Both => &[Direction::Down, Direction::Up],
         }
     }
+
+    /// `down`, `up` or `down+up`, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Directions::Down => "down",
+            Directions::Up => "up",
+            Directions::Both => "down+up",
+        }
+    }
 }
 
 /// The measurer's request.
@@ -138,6 +147,18 @@ pub enum RefuseReason {
     Busy,
 }
 
+impl RefuseReason {
+    /// The reason's name, as logs show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefuseReason::WrongEpoch => "wrong_epoch",
+            RefuseReason::NotAssigned => "not_assigned",
+            RefuseReason::BadRequest => "bad_request",
+            RefuseReason::Busy => "busy",
+        }
+    }
+}
+
 /// The prover's answer.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum BwResponse {
@@ -198,11 +219,12 @@ impl SignedResponse {
 /// Why a negotiation produced no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NegotiateError {
-    /// The prover could not be reached.
-    #[error("prover unreachable: {0}")]
+    /// The peer could not be reached, or the request failed; the transport's account of why
+    /// (no address known, the dial error, the connection closing).
+    #[error("{0}")]
     Unreachable(String),
-    /// The prover did not answer in time.
-    #[error("negotiation timed out")]
+    /// The peer did not answer in time.
+    #[error("no answer in time")]
     Timeout,
     /// The answer was larger than [`MAX_BODY`].
     #[error("response body of {0} bytes exceeds the limit")]

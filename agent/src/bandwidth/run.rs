@@ -388,6 +388,8 @@ pub struct Measurer {
     /// the whole of a test, so tests run one at a time (parallel tests would share, and
     /// understate, the measurer's link, and each swaps in its own certificate).
     endpoint: tokio::sync::Mutex<Option<(quinn::Endpoint, SocketBuffers)>>,
+    /// Fault injection: report this many thousandths of every upload measured.
+    shave_permille: Option<u32>,
 }
 
 struct Pings {
@@ -443,6 +445,32 @@ impl Measurer {
             bind,
             advertise,
             endpoint: tokio::sync::Mutex::new(None),
+            shave_permille: None,
+        }
+    }
+
+    /// Fault injection (a devnet's lying measurer, tests): this measurer signs `permille`
+    /// thousandths of the bytes and rates it measured of every prover's upload. The prover
+    /// co-signs it (it cannot see what arrived, only that no more than it sent is claimed);
+    /// the oracle's comparison of measurers has to catch it.
+    #[must_use]
+    pub fn with_shaved_uploads(mut self, permille: u32) -> Self {
+        self.shave_permille = Some(permille.min(1_000));
+        self
+    }
+
+    /// The outcome to sign for a direction: as measured, unless this measurer lies.
+    fn reported(&self, direction: Direction, outcome: Outcome) -> Outcome {
+        match (self.shave_permille, direction, outcome) {
+            (Some(k), Direction::Up, Outcome::Measured(mut m)) => {
+                let shave =
+                    |v: u64| u64::try_from(u128::from(v) * u128::from(k) / 1_000).unwrap_or(v);
+                m.bytes = shave(m.bytes);
+                m.median_bps = shave(m.median_bps);
+                m.p10_bps = shave(m.p10_bps);
+                Outcome::Measured(m)
+            }
+            (_, _, o) => o,
         }
     }
 
@@ -797,7 +825,7 @@ impl Measurer {
         let mut receipts: Vec<Envelope> = details
             .iter()
             .map(|d| {
-                let outcome = outcome_of(d, rtt_idle);
+                let outcome = self.reported(d.direction, outcome_of(d, rtt_idle));
                 self.sign(&self.receipt(req.test_id.0, req.epoch, prover, d.direction, outcome))
             })
             .collect();

@@ -95,9 +95,12 @@ impl Behaviour {
             },
         );
         let mut kad = kad::Behaviour::with_config(id, store, kad_cfg);
-        if cfg.kad_server {
-            // A node otherwise stays a DHT client until an external address is confirmed.
-            kad.set_mode(Some(kad::Mode::Server));
+        match cfg.kad_mode {
+            // Auto starts serving; the network task turns it into a client if autonat finds
+            // the node private.
+            super::KadMode::Auto | super::KadMode::Server => kad.set_mode(Some(kad::Mode::Server)),
+            // libp2p's rule: a client until an external address is confirmed.
+            super::KadMode::WhenConfirmed => {}
         }
         let mut gs =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip::config()?)

@@ -74,8 +74,8 @@ pub struct NetConfig {
     pub relay_server: bool,
     /// LAN discovery with mDNS.
     pub mdns: bool,
-    /// Answer DHT queries from the start instead of waiting for a confirmed external address.
-    pub kad_server: bool,
+    /// When the node answers DHT queries.
+    pub kad_mode: KadMode,
     /// Most established connections.
     pub max_connections: u32,
     /// Most established connections to one peer.
@@ -104,7 +104,7 @@ impl Default for NetConfig {
             external_addresses: Vec::new(),
             relay_server: false,
             mdns: false,
-            kad_server: false,
+            kad_mode: KadMode::Auto,
             max_connections: 128,
             max_connections_per_peer: 2,
             max_memory_fraction: 0.9,
@@ -112,6 +112,28 @@ impl Default for NetConfig {
             request_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// When a node answers DHT (`/wisp/kad/1`) queries, and so appears in its peers' routing
+/// tables where others can find it (`net.kad_server`).
+///
+/// libp2p's own rule keeps a node a DHT client until an external address is confirmed, which
+/// autonat does only between public IPs: on a LAN or loopback no node ever served, so nodes
+/// bootstrapped to the same peer never found each other. A node is now a server unless autonat
+/// finds it unreachable from outside; a node behind NAT would otherwise fill its peers' tables
+/// with addresses nobody can dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KadMode {
+    /// Serve, except while autonat reports the node private (`net.kad_server` unset). On a
+    /// private or loopback network autonat never decides (it probes only public IPs), so every
+    /// node there serves.
+    #[default]
+    Auto,
+    /// Always serve (`net.kad_server = true`): public bootstrap nodes.
+    Server,
+    /// Serve only once an external address is confirmed, libp2p's own rule
+    /// (`net.kad_server = false`).
+    WhenConfirmed,
 }
 
 /// Why a network operation failed.
@@ -126,9 +148,18 @@ pub enum NetError {
     /// Too many requests are already waiting for responses.
     #[error("too many requests in flight")]
     TooManyRequests,
-    /// The peer could not be found or dialled.
-    #[error("cannot reach peer {0}")]
-    Unreachable(PeerId),
+    /// No address is known for the peer: it is not connected, not in the address book, and a
+    /// DHT lookup did not find it.
+    #[error("no address known for {0}: not connected, and the DHT lookup did not find it")]
+    NotFound(PeerId),
+    /// Every address of the peer failed to connect.
+    #[error("dialling {peer} failed: {why}")]
+    DialFailed {
+        /// The peer.
+        peer: PeerId,
+        /// The dial error (each address tried, with its error).
+        why: String,
+    },
     /// The peer did not answer within the protocol's request timeout.
     #[error("request to {0} timed out")]
     Timeout(PeerId),
@@ -185,6 +216,7 @@ enum Command {
     ExternalAddrs(oneshot::Sender<Vec<Multiaddr>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     PeerAddrs(PeerId, oneshot::Sender<Vec<Multiaddr>>),
+    DhtServing(oneshot::Sender<bool>),
 }
 
 /// Answers one inbound request. Dropping it without answering lets the request time out on
@@ -224,6 +256,7 @@ impl std::fmt::Debug for Command {
             Command::ExternalAddrs(_) => "ExternalAddrs",
             Command::ConnectedPeers(_) => "ConnectedPeers",
             Command::PeerAddrs(..) => "PeerAddrs",
+            Command::DhtServing(_) => "DhtServing",
         })
     }
 }
@@ -377,6 +410,11 @@ impl NetHandle {
     pub async fn peer_addrs(&self, peer: PeerId) -> Result<Vec<Multiaddr>, NetError> {
         self.ask(|r| Command::PeerAddrs(peer, r)).await
     }
+
+    /// Whether the node answers DHT queries now (see [`KadMode`]).
+    pub async fn dht_serving(&self) -> Result<bool, NetError> {
+        self.ask(Command::DhtServing).await
+    }
 }
 
 /// The IP an address starts with (`/ip4/…` or `/ip6/…`).
@@ -496,10 +534,14 @@ pub fn start(
         private: false,
         circuit: None,
         keys: wisp_protocol::envelope::KeyCache::new(GOSSIP_KEYS),
+        kad_mode: cfg.kad_mode,
+        dial_errors: HashMap::new(),
+        bootstrap: HashMap::new(),
     };
     for a in &cfg.bootstrap {
         match peer_of(a) {
             Some(peer) => {
+                task.bootstrap.insert(peer, false);
                 task.learn(peer, a.clone());
                 if let Err(e) = task.swarm.dial(a.clone()) {
                     warn!("bootstrap peer {a}: {e}");
@@ -556,6 +598,15 @@ struct Task {
     private: bool,
     /// The relay this node listens through (and the listener), once it asked for one.
     circuit: Option<(PeerId, libp2p::core::transport::ListenerId)>,
+    /// When to answer DHT queries.
+    kad_mode: KadMode,
+    /// The last dial error of each peer a request waited for, so that a request failing for
+    /// want of a connection says why; cleared by a connection to the peer (at most
+    /// [`MAX_PENDING_OUTBOUND`] peers).
+    dial_errors: HashMap<PeerId, String>,
+    /// The configured bootstrap peers, and whether their being unreachable was logged since
+    /// the last connection to them.
+    bootstrap: HashMap<PeerId, bool>,
 }
 
 impl Task {
@@ -682,6 +733,7 @@ impl Task {
         body: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
     ) {
+        let mut dial_error = None;
         if !self.swarm.is_connected(&peer)
             && let Some(addrs) = self.book.get(&peer)
         {
@@ -691,6 +743,7 @@ impl Task {
                 .build();
             if let Err(e) = self.swarm.dial(opts) {
                 debug!(%peer, "dial: {e}");
+                dial_error = Some(e.to_string());
             }
         }
         let b = self.swarm.behaviour_mut();
@@ -699,6 +752,9 @@ impl Task {
             Proto::Bw => b.bw.send_request(&peer, body),
         };
         self.outbound.insert(id, (peer, reply));
+        if let Some(e) = dial_error {
+            self.note_dial_error(peer, e);
+        }
     }
 
     fn on_command(&mut self, c: Command) {
@@ -749,7 +805,21 @@ impl Task {
             Command::PeerAddrs(peer, r) => {
                 let _ = r.send(self.book.get(&peer).cloned().unwrap_or_default());
             }
+            Command::DhtServing(r) => {
+                let _ = r.send(self.swarm.behaviour().kad.mode() == kad::Mode::Server);
+            }
         }
+    }
+
+    /// Keeps `peer`'s dial error while a request waits for it (bounded).
+    fn note_dial_error(&mut self, peer: PeerId, error: String) {
+        if !self.outbound.values().any(|(p, _)| *p == peer) {
+            return;
+        }
+        if self.dial_errors.len() >= MAX_PENDING_OUTBOUND && !self.dial_errors.contains_key(&peer) {
+            self.dial_errors.clear();
+        }
+        self.dial_errors.insert(peer, error);
     }
 
     fn publish(&mut self, topic: Topic, data: Vec<u8>) {
@@ -826,12 +896,26 @@ impl Task {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "p2p listening");
             }
-            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.dial_errors.remove(&peer_id);
+                if let Some(warned) = self.bootstrap.get_mut(&peer_id) {
+                    *warned = false;
+                }
                 self.update_peers();
             }
+            SwarmEvent::ConnectionClosed { .. } => self.update_peers(),
             SwarmEvent::Behaviour(b) => self.on_behaviour(b),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, "dial failed: {error}");
+                if let Some(peer) = peer_id {
+                    if self.bootstrap.get(&peer) == Some(&false) && !self.swarm.is_connected(&peer)
+                    {
+                        // Once until it is reached: without a bootstrap peer a node finds nobody.
+                        warn!(%peer, "bootstrap peer unreachable: {error}");
+                        self.bootstrap.insert(peer, true);
+                    }
+                    self.note_dial_error(peer, error.to_string());
+                }
             }
             _ => {}
         }
@@ -893,7 +977,7 @@ impl Task {
                         if found {
                             self.send_request(l.proto, target, l.body, l.reply);
                         } else {
-                            let _ = l.reply.send(Err(NetError::Unreachable(target)));
+                            let _ = l.reply.send(Err(NetError::NotFound(target)));
                         }
                     }
                 }
@@ -901,6 +985,18 @@ impl Task {
             BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { new, .. }) => {
                 self.private = matches!(new, libp2p::autonat::NatStatus::Private);
                 info!(status = ?new, "reachability");
+                if self.kad_mode == KadMode::Auto {
+                    let mode = if self.private {
+                        kad::Mode::Client
+                    } else {
+                        kad::Mode::Server
+                    };
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    if kad.mode() != mode {
+                        info!(%mode, "DHT mode changed (behind NAT a node does not answer DHT queries)");
+                        kad.set_mode(Some(mode));
+                    }
+                }
                 self.reserve_relay();
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
@@ -1035,7 +1131,8 @@ impl Task {
                     request_id,
                     response,
                 } => {
-                    if let Some((_, reply)) = self.outbound.remove(&request_id) {
+                    if let Some((peer, reply)) = self.outbound.remove(&request_id) {
+                        self.dial_errors.remove(&peer);
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -1047,8 +1144,14 @@ impl Task {
                 ..
             } => {
                 if let Some((_, reply)) = self.outbound.remove(&request_id) {
+                    // Kept for other requests waiting for the same peer.
+                    let dial_error = self.dial_errors.get(&peer).cloned();
                     let e = match error {
                         request_response::OutboundFailure::Timeout => NetError::Timeout(peer),
+                        request_response::OutboundFailure::DialFailure => NetError::DialFailed {
+                            peer,
+                            why: dial_error.unwrap_or_else(|| "no address worked".into()),
+                        },
                         other => NetError::Request {
                             peer,
                             why: other.to_string(),

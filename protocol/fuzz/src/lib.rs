@@ -345,7 +345,8 @@ pub mod samples {
         b
     }
 
-    /// A status report that lists `witnesses` witnesses.
+    /// A status report that lists `witnesses` witnesses; with any, it also shows a last
+    /// bandwidth test (whose upload failed).
     pub fn status(witnesses: u8) -> StatusReport {
         StatusReport {
             epoch: Some(7),
@@ -368,6 +369,16 @@ pub mod samples {
                 secure_element_ok: false,
             },
             witnessed_by: (0..witnesses).map(|i| key(100 + i).id()).collect(),
+            backhaul: (witnesses > 0).then(|| BackhaulSummary {
+                measurer: key(3).id(),
+                epoch: 7,
+                measured_ms: 1_790_000_090_000,
+                down_bps: Some(94_000_000),
+                up_bps: None,
+                rtt_idle_us: Some(12_400),
+                rtt_loaded_us: Some(41_000),
+                outcome: BackhaulOutcome::Failed(BwFailure::Timeout),
+            }),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::kind::Kind;
 use crate::reason::Reason;
 use crate::units::{EpochNo, UnixMs};
 
-use super::{Versions, invalid};
+use super::{BwFailure, Versions, invalid};
 
 /// A GNSS position fix, integers only. Field meanings follow NMEA GGA/RMC.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -126,12 +126,70 @@ pub struct StatusReport {
     pub health: DeviceHealth,
     /// Who witnessed this node's last beacon (at most [`STATUS_WITNESSES_MAX`]).
     pub witnessed_by: Vec<NodeId>,
+    /// The last bandwidth test of this node as prover, once one ended since the agent started.
+    pub backhaul: Option<BackhaulSummary>,
+}
+
+/// How a node's last bandwidth test as prover went, as the node itself saw it. A monitor's
+/// view only: the co-signed receipts are the evidence, and the oracle pays on those.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BackhaulSummary {
+    /// Who measured.
+    pub measurer: NodeId,
+    /// The epoch the test was for.
+    pub epoch: EpochNo,
+    /// When the test ended, on the node's clock.
+    pub measured_ms: UnixMs,
+    /// Measurer → prover: the receipt's median IP-layer rate, bit/s; absent when that direction
+    /// has no measured receipt.
+    pub down_bps: Option<u64>,
+    /// Prover → measurer, the same way.
+    pub up_bps: Option<u64>,
+    /// Round-trip time before the load, µs, when measured.
+    pub rtt_idle_us: Option<u32>,
+    /// Round-trip time under load, µs (the higher of the two directions'), when measured.
+    pub rtt_loaded_us: Option<u32>,
+    /// How the test ended.
+    pub outcome: BackhaulOutcome,
+}
+
+/// How a bandwidth test ended, from the receipts it produced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackhaulOutcome {
+    /// Every direction the test covered was measured, and the receipts co-signed.
+    Ok,
+    /// A direction's receipt says it failed, and why (the first such direction, in test order).
+    Failed(BwFailure),
+    /// The test ended without a receipt for some direction and with no failure on record: the
+    /// session broke off before co-signing, or the prover declined to co-sign a figure.
+    Incomplete,
+}
+
+impl BackhaulSummary {
+    fn check(&self, signer: &NodeId) -> Result<(), EnvelopeError> {
+        if self.measurer == *signer {
+            return Err(invalid(
+                "backhaul",
+                "a node does not measure itself",
+                Reason::SignerMismatch,
+            ));
+        }
+        if self.outcome == BackhaulOutcome::Ok && self.down_bps.is_none() && self.up_bps.is_none() {
+            return Err(invalid(
+                "backhaul",
+                "an ok test has a rate",
+                Reason::FieldOutOfRange,
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Message for StatusReport {
     const KIND: Kind = Kind::StatusReport;
 
-    fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
+    fn check(&self, signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
         self.versions.check()?;
         if let Some(fix) = &self.fix {
             fix.check()?;
@@ -142,6 +200,9 @@ impl Message for StatusReport {
                 "too many entries",
                 Reason::FieldOutOfRange,
             ));
+        }
+        if let Some(b) = &self.backhaul {
+            b.check(signer)?;
         }
         Ok(())
     }

@@ -25,7 +25,10 @@ pub use epoch::{
     AssemblyError, EpochParams, EpochSeed, MEASURER_SET_PART_MAX, MEASURER_SET_PARTS_MAX,
     MeasurerSet, MeasurerSetAssembly,
 };
-pub use heartbeat::{DeviceHealth, GnssFix, Heartbeat, STATUS_WITNESSES_MAX, StatusReport};
+pub use heartbeat::{
+    BackhaulOutcome, BackhaulSummary, DeviceHealth, GnssFix, Heartbeat, STATUS_WITNESSES_MAX,
+    StatusReport,
+};
 pub use onboard::{Attestation, BANDS_MAX, Band, MAKER_MAX, OWNER_MAX, Onboard};
 pub use radio::{Beacon, Witness};
 pub use rewards::{MANIFEST_PAGE_MAX, RewardEntry, RewardManifest};

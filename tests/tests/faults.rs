@@ -1,0 +1,990 @@
+//! Faults on a devnet of real processes (`wisp-oracle` with its embedded broker and four
+//! `wisp-agent`s, 20 s epochs), each held to the same targets as the run without a fault:
+//!
+//! - agents killed with SIGKILL and started again, three times at seeded random moments, and
+//!   once across an epoch boundary;
+//! - the oracle (and with it the broker) killed in the middle of an epoch, inside the ingest
+//!   transaction, inside and right after the close transaction, and right when a close is due,
+//!   each time started again on the same data;
+//! - one agent's clock 30 s ahead (libfaketime);
+//! - and the baseline: the same run without a fault.
+//!
+//! A run waits until every node was paid in every category (the warm-up), injects its faults,
+//! then runs until three epochs that began after the last fault have closed and every agent's
+//! outbox has drained. Then everything stops and the test reads the oracle's and the agents'
+//! databases:
+//!
+//! - **no honest proof rejected**: every node is honest, so no proof of the epochs from the
+//!   first fault on may be rejected, at ingest or at the close, and no node penalized. Those
+//!   refused while the network forms are listed, not counted: the baseline shows which they
+//!   are;
+//! - **nothing double-counted**: among the accepted proofs, one heartbeat per node and
+//!   sequence number, one beacon per node and epoch, one witness per witness and beacon, one
+//!   bandwidth receipt per epoch, prover, measurer and direction;
+//! - **nothing lost**: every agent's outbox drained, and every heartbeat an agent signed
+//!   (sequence numbers 1 to its last) is stored by the oracle or still in the agent's outbox;
+//! - **the same rewards**: every epoch that began after the last fault pays every node for
+//!   coverage, backhaul and uptime, and every epoch closed from the first fault on pays out
+//!   exactly its emission.
+//!
+//! Each test takes minutes, so a plain `cargo test` skips them; `.ci/run` runs them with
+//! `cargo test --workspace --test faults -- --ignored`. They run one at a time (a lock), as
+//! two devnets at once would starve each other on a small machine. Each prints its counts
+//! (lost, double-counted, honest proofs rejected); a failure names the seed
+//! (`WISP_FAULT_SEED=<seed>` repeats the same fault moments) and the kept data directory
+//! (configurations, databases, each process's log, `audit.txt`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail, ensure};
+use rusqlite::Connection;
+use wisp_protocol::envelope::EnvelopeRef;
+use wisp_protocol::msg::{BandwidthReceipt, Beacon, Heartbeat, Outcome, Witness};
+use wisp_protocol::{Kind, NodeId, Reason};
+use wisp_sim::devnet::{Devnet, Options, http_get};
+
+/// Hotspots.
+const NODES: u32 = 4;
+/// Epoch length: the devnet's shortest.
+const EPOCH_MS: u64 = 20_000;
+/// The settle window the devnet configures its oracle with.
+const SETTLE_MS: u64 = 5_000;
+/// Epochs that must close, all begun after the last fault, before the audit.
+const EPOCHS_AFTER: usize = 3;
+/// Where Debian's `libfaketime` package puts the library.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// One devnet at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// target/debug: this test runs from target/debug/deps.
+fn bin_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("target/debug")?
+        .to_path_buf();
+    for b in ["wisp-agent", "wisp-oracle"] {
+        ensure!(
+            dir.join(b).is_file(),
+            "{} is missing: run `cargo test --workspace` (it builds the binaries) or \
+             `cargo build -p wisp-agent -p wisp-oracle` first",
+            dir.join(b).display()
+        );
+    }
+    Ok(dir)
+}
+
+/// SplitMix64: the fault moments, from the printed seed.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// `WISP_FAULT_SEED`, or a new one each run.
+fn seed() -> u64 {
+    std::env::var("WISP_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| now_ms() ^ u64::from(std::process::id()).rotate_left(32))
+}
+
+/// A devnet under test, and when its faults began and ended.
+#[derive(Debug)]
+struct Run {
+    name: &'static str,
+    net: Devnet,
+    dir: PathBuf,
+    t0: Instant,
+    /// Unix ms: the warm-up ended, the first fault is about to happen.
+    faults_from: u64,
+    /// Unix ms: the last fault is over.
+    faults_to: u64,
+    /// Unix ms: the start of epoch 0.
+    genesis_ms: u64,
+    /// The oracle's `/v1/nodes` when the run settled.
+    nodes: serde_json::Value,
+}
+
+impl Run {
+    fn start(name: &'static str, seed: u64, dir: PathBuf) -> Result<Run> {
+        let opts = Options {
+            nodes: NODES,
+            epoch_s: u32::try_from(EPOCH_MS / 1000)?,
+            data_dir: dir.join("net"),
+            bin_dir: bin_dir()?,
+            seed,
+            cheaters: Vec::new(),
+        };
+        let t0 = Instant::now();
+        let net = Devnet::start(opts, &mut |s| eprintln!("[{name}] {s}"))?;
+        Ok(Run {
+            name,
+            net,
+            dir,
+            t0,
+            faults_from: 0,
+            faults_to: 0,
+            genesis_ms: 0,
+            nodes: serde_json::Value::Null,
+        })
+    }
+
+    fn say(&self, msg: &str) {
+        eprintln!("[{} {:>4} s] {msg}", self.name, self.t0.elapsed().as_secs());
+    }
+
+    /// Waits until every node was paid in every category (as the devnet's own test does).
+    fn warm_up(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            self.net.check_alive()?;
+            if let Ok(sum) = self.net.poll()
+                && sum.all_paid(&self.net.agents)
+            {
+                self.say(&format!(
+                    "warmed up: every node paid; {} epochs closed",
+                    sum.epochs_closed
+                ));
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "not every node was paid within 300 s of the start"
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let db = Connection::open(self.net.oracle_db())?;
+        db.busy_timeout(Duration::from_secs(5))?;
+        self.genesis_ms = u64::try_from(db.query_row(
+            "SELECT value FROM meta WHERE key = 'genesis_ms'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )?)?;
+        self.faults_from = now_ms();
+        Ok(())
+    }
+
+    /// The epoch open at Unix ms `t`.
+    fn epoch_at(&self, t: u64) -> u64 {
+        t.saturating_sub(self.genesis_ms) / EPOCH_MS
+    }
+
+    /// The start of the next epoch, Unix ms.
+    fn next_boundary(&self) -> u64 {
+        self.genesis_ms + (self.epoch_at(now_ms()) + 1) * EPOCH_MS
+    }
+
+    fn sleep_until(&self, t: u64) {
+        let now = now_ms();
+        if t > now {
+            std::thread::sleep(Duration::from_millis(t - now));
+        }
+    }
+
+    /// Runs until [`EPOCHS_AFTER`] epochs begun after the last fault have closed and every
+    /// agent was then seen with an empty outbox.
+    fn settle(&mut self) -> Result<()> {
+        self.faults_to = now_ms();
+        let first = self.epoch_at(self.faults_to) + 1;
+        let n = self.net.agents.len();
+        let mut drained = vec![false; n];
+        let deadline = Instant::now()
+            + Duration::from_millis((EPOCHS_AFTER as u64 + 2) * EPOCH_MS + SETTLE_MS + 120_000);
+        self.say(&format!(
+            "faults over; waiting for epochs {first}..{} to close and the outboxes to drain",
+            first + EPOCHS_AFTER as u64 - 1
+        ));
+        loop {
+            self.net.check_alive()?;
+            let closed = closed_epochs(&self.net).unwrap_or_default();
+            let after = closed.iter().filter(|e| **e >= first).count();
+            if after >= EPOCHS_AFTER {
+                for (i, d) in drained.iter_mut().enumerate() {
+                    if let Ok(st) = self.net.agent_status(i)
+                        && st["outbox_depth"].as_u64() == Some(0)
+                        && st["outbox_in_flight"].as_u64() == Some(0)
+                    {
+                        *d = true;
+                    }
+                }
+                if drained.iter().all(|d| *d) {
+                    self.say("settled: epochs closed, every outbox drained");
+                    self.nodes =
+                        serde_json::from_str(&http_get(self.net.oracle_http, "/v1/nodes")?)?;
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let status: Vec<String> = (0..n)
+                    .map(|i| match self.net.agent_status(i) {
+                        Ok(st) => format!(
+                            "agent-{i}: outbox {} ({} in flight), broker connected {}",
+                            st["outbox_depth"], st["outbox_in_flight"], st["broker_connected"]
+                        ),
+                        Err(e) => format!("agent-{i}: {e:#}"),
+                    })
+                    .collect();
+                bail!(
+                    "not settled: {after} of {EPOCHS_AFTER} epochs closed after the faults (closed: {closed:?}); {}",
+                    status.join("; ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Kills agent `i` and starts it again after `down`, with `env` added.
+    fn bounce_agent(&mut self, i: usize, down: Duration, env: &[(&str, &str)]) -> Result<()> {
+        self.net.kill_agent(i)?;
+        self.say(&format!("agent-{i} killed (SIGKILL)"));
+        std::thread::sleep(down);
+        self.net.restart_agent(i, env)?;
+        self.say(&format!(
+            "agent-{i} started again after {} ms {}",
+            down.as_millis(),
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        Ok(())
+    }
+
+    /// Starts the oracle with `WISP_ORACLE_CRASH_AT=point` and waits for it to abort there.
+    fn crash_oracle_at(&mut self, point: &str) -> Result<()> {
+        self.net
+            .restart_oracle(&[("WISP_ORACLE_CRASH_AT", point)])?;
+        self.say(&format!("oracle started again, to crash at {point}"));
+        let status = self.net.wait_exit("oracle", Duration::from_secs(60))?;
+        let log = std::fs::read_to_string(self.net.log_path("oracle")).unwrap_or_default();
+        ensure!(
+            log.contains(&format!("crash point {point} reached")),
+            "the oracle exited ({status}) but not at crash point {point}"
+        );
+        self.say(&format!("oracle aborted at {point} ({status})"));
+        Ok(())
+    }
+
+    /// Starts the oracle without a crash point and waits until it is connected to its broker.
+    fn oracle_up(&mut self) -> Result<()> {
+        self.net.restart_oracle(&[])?;
+        self.net.wait_oracle_healthy(Duration::from_secs(30))?;
+        self.say("oracle started again and healthy");
+        Ok(())
+    }
+}
+
+/// The closed epochs, from the oracle's API.
+fn closed_epochs(net: &Devnet) -> Result<Vec<u64>> {
+    let v: serde_json::Value = serde_json::from_str(&http_get(net.oracle_http, "/v1/epochs")?)?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["state"] == "closed")
+        .filter_map(|e| e["epoch"].as_u64())
+        .collect())
+}
+
+/// What the databases show after a run.
+#[derive(Debug, Default)]
+struct Audit {
+    /// The report, for people.
+    text: String,
+    /// Rejections of proofs of the warm-up epochs, by reason.
+    warmup_rejections: BTreeMap<String, u64>,
+    /// Rejected proofs of the epochs from the first fault on.
+    rejected: Vec<String>,
+    /// Accepted proofs that count something already counted.
+    double: Vec<String>,
+    /// Heartbeats signed and neither stored by the oracle nor waiting in the outbox.
+    lost: Vec<String>,
+    /// Nodes not paid in a category in an epoch begun after the faults.
+    unpaid: Vec<String>,
+    /// Closed epochs (from the first fault on) whose payout is not their emission.
+    emission: Vec<String>,
+    /// Nodes the oracle penalized (caught cheating, so unpaid for many epochs).
+    penalized: Vec<String>,
+    /// Closed epochs begun after the last fault.
+    epochs_after: usize,
+}
+
+impl Audit {
+    fn clean(&self) -> bool {
+        self.rejected.is_empty()
+            && self.double.is_empty()
+            && self.lost.is_empty()
+            && self.unpaid.is_empty()
+            && self.emission.is_empty()
+            && self.penalized.is_empty()
+            && self.epochs_after >= EPOCHS_AFTER
+    }
+
+    /// One line with the counts.
+    fn counts(&self, name: &str, seed: u64) -> String {
+        let by_reason = |list: &[String]| {
+            let mut n: BTreeMap<&str, u64> = BTreeMap::new();
+            for x in list {
+                *n.entry(x.rsplit(": ").next().unwrap_or("")).or_default() += 1;
+            }
+            n.iter()
+                .map(|(r, c)| format!("{r} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let warm: Vec<String> = self
+            .warmup_rejections
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        format!(
+            "{name} (seed {seed}): lost {}, double-counted {}, honest proofs rejected {} ({}); \
+             honest nodes penalized {}; unpaid node-categories in the {} epochs after the faults {}; \
+             epochs not paying their emission {}; refused during the warm-up: {}",
+            self.lost.len(),
+            self.double.len(),
+            self.rejected.len(),
+            by_reason(&self.rejected),
+            self.penalized.len(),
+            self.epochs_after,
+            self.unpaid.len(),
+            self.emission.len(),
+            if warm.is_empty() {
+                "none".into()
+            } else {
+                warm.join(", ")
+            }
+        )
+    }
+}
+
+/// One stored proof.
+#[derive(Debug)]
+struct Stored {
+    node: [u8; 32],
+    kind: Option<Kind>,
+    epoch: Option<u64>,
+    received_ms: u64,
+    /// The ingest verdict's reason code, or the close's, if rejected.
+    rejected: Option<u16>,
+    envelope: Vec<u8>,
+}
+
+/// A peer id's key bytes, as the oracle stores them.
+fn node_id(peer_id: &str) -> Result<[u8; 32]> {
+    Ok(peer_id
+        .parse::<NodeId>()
+        .with_context(|| format!("peer id {peer_id}"))?
+        .0)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Reads the (stopped) devnet's databases and checks them.
+fn audit(run: &Run) -> Result<Audit> {
+    let net = &run.net;
+    let mut a = Audit::default();
+    let names: BTreeMap<[u8; 32], String> = net
+        .agents
+        .iter()
+        .map(|x| Ok((node_id(&x.peer_id)?, x.name.clone())))
+        .collect::<Result<_>>()?;
+    let name = |n: &[u8; 32]| names.get(n).cloned().unwrap_or_else(|| "?".into());
+    let fault_epoch = run.epoch_at(run.faults_from);
+    let first_after = run.epoch_at(run.faults_to) + 1;
+    let since = |t: u64| (t as f64 - run.faults_from as f64) / 1000.0;
+
+    let db = Connection::open(net.oracle_db())?;
+    let mut st = db.prepare(
+        "SELECT p.node, p.kind, p.epoch, p.received_ms, p.verdict, c.reason, p.envelope
+         FROM proofs p LEFT JOIN close_rejections c ON c.id = p.id ORDER BY p.seq",
+    )?;
+    let proofs: Vec<Stored> = st
+        .query_map([], |r| {
+            let node: Vec<u8> = r.get(0)?;
+            let verdict: i64 = r.get(4)?;
+            let close: Option<i64> = r.get(5)?;
+            Ok(Stored {
+                node: node.try_into().unwrap_or([0; 32]),
+                kind: u8::try_from(r.get::<_, i64>(1)?)
+                    .ok()
+                    .and_then(Kind::from_u8),
+                epoch: r.get::<_, Option<i64>>(2)?.map(to_u64),
+                received_ms: to_u64(r.get(3)?),
+                rejected: if verdict != 0 {
+                    Some(u16::try_from(verdict).unwrap_or(u16::MAX))
+                } else {
+                    close.map(|c| u16::try_from(c).unwrap_or(u16::MAX))
+                },
+                envelope: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(st);
+
+    // No honest proof rejected.
+    let mut by_kind: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for p in &proofs {
+        let kind = p.kind.map_or("?", Kind::name);
+        *by_kind
+            .entry((name(&p.node), kind.to_string()))
+            .or_default() += 1;
+        let Some(code) = p.rejected else {
+            continue;
+        };
+        let reason = Reason::from_code(code).name();
+        let after = p.received_ms >= run.faults_from || p.epoch.is_some_and(|e| e >= fault_epoch);
+        if after {
+            a.rejected.push(format!(
+                "{} {kind} of epoch {:?}, received {:+.1} s after the first fault: {reason}",
+                name(&p.node),
+                p.epoch,
+                since(p.received_ms)
+            ));
+        } else {
+            *a.warmup_rejections.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+
+    // Nothing double-counted.
+    let mut heartbeats: BTreeMap<([u8; 32], u64), u32> = BTreeMap::new();
+    let mut beacons: BTreeMap<([u8; 32], u64), u32> = BTreeMap::new();
+    let mut witnesses: BTreeMap<([u8; 32], Vec<u8>), u32> = BTreeMap::new();
+    let mut receipts: BTreeMap<(u64, [u8; 32], [u8; 32], String), u32> = BTreeMap::new();
+    let mut stored_seqs: BTreeMap<[u8; 32], Vec<u64>> = BTreeMap::new();
+    // Per epoch, prover and direction: each measurer's figure, Mbit/s, or why it failed.
+    let mut measured: BTreeMap<(u64, String, String), Vec<String>> = BTreeMap::new();
+    for p in &proofs {
+        let Ok(env) = EnvelopeRef::parse(&p.envelope) else {
+            continue;
+        };
+        match p.kind {
+            Some(Kind::Heartbeat) => {
+                if let Ok(h) = env.decode::<Heartbeat>() {
+                    stored_seqs.entry(p.node).or_default().push(h.msg.seq);
+                    if p.rejected.is_none() {
+                        *heartbeats.entry((p.node, h.msg.seq)).or_default() += 1;
+                    }
+                }
+            }
+            Some(Kind::Beacon) if p.rejected.is_none() => {
+                if let Ok(b) = env.decode::<Beacon>() {
+                    *beacons.entry((p.node, b.msg.epoch)).or_default() += 1;
+                }
+            }
+            Some(Kind::Witness) if p.rejected.is_none() => {
+                if let Ok(w) = env.decode::<Witness>() {
+                    *witnesses.entry((p.node, w.msg.beacon)).or_default() += 1;
+                }
+            }
+            Some(Kind::BandwidthReceipt) => {
+                let Ok(r) = env.decode::<BandwidthReceipt>() else {
+                    continue;
+                };
+                let figure = match r.msg.outcome {
+                    Outcome::Measured(m) => format!("{:.0}", m.median_bps as f64 / 1e6),
+                    Outcome::Failed(f) => format!("{f:?}"),
+                };
+                let verdict = p.rejected.map_or(String::new(), |c| {
+                    format!(" ({})", Reason::from_code(c).name())
+                });
+                measured
+                    .entry((
+                        r.msg.epoch,
+                        name(&r.msg.prover.0),
+                        format!("{:?}", r.msg.direction),
+                    ))
+                    .or_default()
+                    .push(format!("{} {figure}{verdict}", name(&r.msg.measurer.0)));
+                if p.rejected.is_none() {
+                    let key = (
+                        r.msg.epoch,
+                        r.msg.prover.0,
+                        r.msg.measurer.0,
+                        format!("{:?}", r.msg.direction),
+                    );
+                    *receipts.entry(key).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    for ((n, seq), c) in &heartbeats {
+        if *c > 1 {
+            a.double
+                .push(format!("{}: heartbeat {seq} accepted {c} times", name(n)));
+        }
+    }
+    for ((n, e), c) in &beacons {
+        if *c > 1 {
+            a.double
+                .push(format!("{}: {c} beacons accepted in epoch {e}", name(n)));
+        }
+    }
+    for ((n, _), c) in &witnesses {
+        if *c > 1 {
+            a.double
+                .push(format!("{}: one beacon witnessed {c} times", name(n)));
+        }
+    }
+    for ((e, p, m, d), c) in &receipts {
+        if *c > 1 {
+            a.double.push(format!(
+                "epoch {e}: {c} receipts of {} measured by {} ({d})",
+                name(p),
+                name(m)
+            ));
+        }
+    }
+
+    // Nothing lost: every heartbeat signed is stored, or still waiting in the outbox.
+    let mut signed_text = String::new();
+    for (i, agent) in net.agents.iter().enumerate() {
+        let id = node_id(&agent.peer_id)?;
+        let adb = Connection::open(net.agent_db(i)?)?;
+        let last: u64 = adb
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'heartbeat_seq'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(to_u64)
+            .unwrap_or(0);
+        let mut pending = Vec::new();
+        let mut waiting = 0usize;
+        {
+            let mut st = adb.prepare("SELECT envelope FROM outbox")?;
+            let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            for env in rows {
+                let env = env?;
+                waiting += 1;
+                if let Ok(e) = EnvelopeRef::parse(&env)
+                    && let Ok(h) = e.decode::<Heartbeat>()
+                {
+                    pending.push(h.msg.seq);
+                }
+            }
+        }
+        let stored = stored_seqs.get(&id).cloned().unwrap_or_default();
+        let missing: Vec<u64> = (1..=last)
+            .filter(|s| !stored.contains(s) && !pending.contains(s))
+            .collect();
+        let _ = writeln!(
+            signed_text,
+            "  {}: heartbeats 1..={last} signed, {} stored, {} waiting in the outbox at the stop ({waiting} proofs in all), missing {missing:?}",
+            agent.name,
+            stored.len(),
+            pending.len()
+        );
+        for s in missing {
+            a.lost.push(format!("{}: heartbeat {s}", agent.name));
+        }
+    }
+
+    // The same rewards.
+    let mut st = db.prepare("SELECT epoch, closed_ms, emission FROM epochs ORDER BY epoch")?;
+    let epochs: Vec<(u64, Option<u64>, u64)> = st
+        .query_map([], |r| {
+            Ok((
+                to_u64(r.get(0)?),
+                r.get::<_, Option<i64>>(1)?.map(to_u64),
+                to_u64(r.get(2)?),
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(st);
+    let mut st = db.prepare(
+        "SELECT node, amount, coverage, backhaul, uptime FROM rewards WHERE epoch = ?1 ORDER BY node",
+    )?;
+    let mut rewards_text = String::new();
+    for (epoch, closed, emission) in &epochs {
+        let Some(closed) = closed else {
+            continue;
+        };
+        let rows: Vec<([u8; 32], u64, u64, u64, u64)> = st
+            .query_map([i64::try_from(*epoch)?], |r| {
+                let node: Vec<u8> = r.get(0)?;
+                Ok((
+                    node.try_into().unwrap_or([0; 32]),
+                    to_u64(r.get(1)?),
+                    to_u64(r.get(2)?),
+                    to_u64(r.get(3)?),
+                    to_u64(r.get(4)?),
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let paid: u64 = rows.iter().map(|r| r.1).sum();
+        let phase = if *epoch < fault_epoch {
+            "warm-up"
+        } else if *epoch < first_after {
+            "faults"
+        } else {
+            "after"
+        };
+        let _ = writeln!(
+            rewards_text,
+            "  epoch {epoch:>3} ({phase:<7}) closed {:+6.1} s, paid {paid} of {emission}: {}",
+            since(*closed),
+            rows.iter()
+                .map(|(n, amount, c, b, u)| format!("{} {amount} (c {c}, b {b}, u {u})", name(n)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        if *epoch >= fault_epoch && paid != *emission {
+            a.emission.push(format!(
+                "epoch {epoch} paid {paid} of its emission {emission}"
+            ));
+        }
+        if *epoch >= first_after {
+            a.epochs_after += 1;
+            for agent in &net.agents {
+                let row = rows.iter().find(|r| name(&r.0) == agent.name);
+                for (cat, v) in [
+                    ("coverage", row.map_or(0, |r| r.2)),
+                    ("backhaul", row.map_or(0, |r| r.3)),
+                    ("uptime", row.map_or(0, |r| r.4)),
+                ] {
+                    if v == 0 {
+                        a.unpaid.push(format!(
+                            "{} not paid for {cat} in epoch {epoch}",
+                            agent.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    drop(st);
+
+    // Penalties: every node is honest, so none may be caught.
+    let reported = run
+        .nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n.get("penalized_through").is_some());
+    if !reported {
+        a.penalized.push(
+            "the oracle's /v1/nodes reports no `penalized_through`: penalties unknown".into(),
+        );
+    }
+    for n in run.nodes.as_array().into_iter().flatten() {
+        let Some(through) = n["penalized_through"].as_u64() else {
+            continue;
+        };
+        let who = n["peer_id"]
+            .as_str()
+            .and_then(|p| node_id(p).ok())
+            .map_or_else(|| "?".into(), |id| name(&id));
+        let marks: Vec<String> = n["marks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                format!(
+                    "{} in epoch {}",
+                    m["reason"].as_str().unwrap_or("?"),
+                    m["epoch"]
+                )
+            })
+            .collect();
+        a.penalized.push(format!(
+            "{who} penalized through epoch {through} (marks: {})",
+            if marks.is_empty() {
+                "none".into()
+            } else {
+                marks.join(", ")
+            }
+        ));
+    }
+
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "faults from {} ms to {} ms (Unix): epochs {fault_epoch}..{}; epochs after the faults from {first_after}",
+        run.faults_from,
+        run.faults_to,
+        first_after.saturating_sub(1)
+    );
+    let _ = writeln!(t, "proofs stored, by node and kind:");
+    for ((n, k), c) in &by_kind {
+        let _ = writeln!(t, "  {n} {k}: {c}");
+    }
+    let _ = writeln!(t, "heartbeats:\n{signed_text}rewards:\n{rewards_text}");
+    let _ = writeln!(t, "bandwidth receipts (Mbit/s by measurer):");
+    for ((e, prover, dir), list) in &measured {
+        let _ = writeln!(t, "  epoch {e:>3} {prover} {dir:<4}: {}", list.join(", "));
+    }
+    let _ = writeln!(t, "refused during the warm-up: {:?}", a.warmup_rejections);
+    for (title, list) in [
+        ("honest proofs rejected", &a.rejected),
+        ("double-counted", &a.double),
+        ("lost", &a.lost),
+        ("unpaid after the faults", &a.unpaid),
+        ("payout is not the emission", &a.emission),
+        ("honest nodes penalized", &a.penalized),
+    ] {
+        let _ = writeln!(t, "{title}: {}", list.len());
+        for x in list {
+            let _ = writeln!(t, "  {x}");
+        }
+    }
+    a.text = t;
+    Ok(a)
+}
+
+/// Runs a devnet through the warm-up, `faults` and the settling, audits it and asserts the
+/// audit is clean. The data directory is removed when it is, kept otherwise.
+fn fault_test(name: &'static str, faults: impl FnOnce(&mut Run, &mut Rng) -> Result<()>) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let seed = seed();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("wisp-faults-{name}-"))
+        .tempdir()
+        .expect("a temporary directory")
+        .keep();
+    eprintln!(
+        "[{name}] seed {seed} (WISP_FAULT_SEED={seed} repeats it); data in {}",
+        dir.display()
+    );
+    let started = Instant::now();
+    let mut run = match Run::start(name, seed, dir.clone()) {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "{name} (seed {seed}): the devnet did not start: {e:#}\ndata and logs kept in {}",
+            dir.display()
+        ),
+    };
+    let outcome = (|| -> Result<Audit> {
+        run.warm_up()?;
+        faults(&mut run, &mut Rng(seed))?;
+        run.settle()?;
+        run.net.stop(Duration::from_secs(10));
+        audit(&run)
+    })();
+    let audit = match outcome {
+        Ok(a) => a,
+        Err(e) => {
+            run.net.stop(Duration::from_secs(5));
+            panic!(
+                "{name} (seed {seed}): {e:#}\ndata and logs kept in {}",
+                dir.display()
+            );
+        }
+    };
+    let counts = audit.counts(name, seed);
+    let _ = std::fs::write(
+        run.dir.join("audit.txt"),
+        format!("{counts}\n{}", audit.text),
+    );
+    eprintln!(
+        "[{name}] audit after {} s:\n{}\n{counts}",
+        started.elapsed().as_secs(),
+        audit.text
+    );
+    assert!(
+        audit.clean(),
+        "{counts}\n{}\nseed {seed}; data, databases and logs kept in {}",
+        audit.text,
+        dir.display()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "end-to-end fault test, minutes; run by .ci/run"]
+fn baseline_without_faults() {
+    // The same run as the fault tests, with a minute of nothing where their faults are.
+    fault_test("baseline", |run, _| {
+        run.say("no fault: one minute of normal running");
+        std::thread::sleep(Duration::from_secs(60));
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "end-to-end fault test, minutes; run by .ci/run"]
+fn agents_killed_and_restarted_at_random_moments_cost_nothing() {
+    fault_test("agent-kills", |run, rng| {
+        // Three different agents, each killed at a random moment of the next three epochs and
+        // started again 1 to 8 s later; then the fourth across an epoch boundary.
+        let mut agents: Vec<usize> = (0..run.net.agents.len()).collect();
+        for i in (1..agents.len()).rev() {
+            let j = usize::try_from(rng.below(i as u64 + 1))?;
+            agents.swap(i, j);
+        }
+        let t0 = now_ms();
+        let mut plan: Vec<(u64, usize, u64)> = agents
+            .iter()
+            .take(3)
+            .map(|&i| (t0 + rng.below(3 * EPOCH_MS), i, 1_000 + rng.below(7_000)))
+            .collect();
+        plan.sort_unstable();
+        run.say(&format!(
+            "plan: {}",
+            plan.iter()
+                .map(|(at, i, down)| format!(
+                    "agent-{i} at +{:.1} s for {:.1} s",
+                    (at - t0) as f64 / 1000.0,
+                    *down as f64 / 1000.0
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        // Kills and restarts in time order (an agent may go down while another is down).
+        let mut events: Vec<(u64, bool, usize)> = Vec::new();
+        for (at, i, down) in &plan {
+            events.push((*at, true, *i));
+            events.push((at + down, false, *i));
+        }
+        events.sort_unstable();
+        for (at, kill, i) in events {
+            run.sleep_until(at);
+            if kill {
+                run.net.kill_agent(i)?;
+                run.say(&format!(
+                    "agent-{i} killed (SIGKILL) in epoch {}",
+                    run.epoch_at(now_ms())
+                ));
+            } else {
+                run.net.restart_agent(i, &[])?;
+                run.say(&format!("agent-{i} started again"));
+            }
+        }
+        // And once across an epoch boundary, on the agent not killed yet: down from 1 s before
+        // the boundary to 4.5 s after it, so that the agent starts with the ended epoch's seed
+        // in its store and a heartbeat due at once.
+        let last = agents[3 % agents.len()];
+        let boundary = run.next_boundary();
+        run.sleep_until(boundary - 1_000);
+        run.bounce_agent(last, Duration::from_millis(5_500), &[])?;
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "end-to-end fault test, minutes; run by .ci/run"]
+fn oracle_killed_in_ingest_and_in_epoch_close_costs_nothing() {
+    fault_test("oracle-kills", |run, rng| {
+        // 1. SIGKILL in the middle of an epoch, while the agents' proofs stream in.
+        let mid = run.next_boundary() + EPOCH_MS / 2;
+        run.sleep_until(mid);
+        run.net.kill_oracle()?;
+        run.say(&format!(
+            "oracle killed (SIGKILL) mid-epoch {}",
+            run.epoch_at(now_ms())
+        ));
+        std::thread::sleep(Duration::from_secs(2));
+        // 2. Inside an ingest transaction, before its commit: the resent backlog's first batch.
+        run.crash_oracle_at("ingest-before-commit")?;
+        // 3. Inside the close transaction, the rewards written, before its commit.
+        run.crash_oracle_at("close-mid-transaction")?;
+        // 4. Right after the close committed, before its manifest was published: the restart
+        //    redoes the close of step 3 at once.
+        run.crash_oracle_at("close-after-commit")?;
+        run.oracle_up()?;
+        // 5. SIGKILL when the next close is due (the epoch's end plus the settle window), within
+        //    the few milliseconds the worker takes to notice and commit it.
+        let due = run.next_boundary() + SETTLE_MS;
+        run.sleep_until(due + rng.below(15));
+        let killed_at = now_ms();
+        run.net.kill_oracle()?;
+        let epoch = run.epoch_at(due) - 1;
+        run.say(&format!(
+            "oracle killed (SIGKILL) {} ms after epoch {epoch}'s close was due",
+            killed_at - due
+        ));
+        std::thread::sleep(Duration::from_secs(1));
+        run.oracle_up()?;
+        let db = Connection::open(run.net.oracle_db())?;
+        let closed: Option<i64> = db.query_row(
+            "SELECT closed_ms FROM epochs WHERE epoch = ?1",
+            [i64::try_from(epoch)?],
+            |r| r.get(0),
+        )?;
+        run.say(&match closed.map(to_u64) {
+            Some(c) if c <= killed_at => format!(
+                "epoch {epoch} had closed {} ms before the kill",
+                killed_at - c
+            ),
+            Some(c) => format!(
+                "epoch {epoch} was closed by the restarted oracle, {} ms after the kill",
+                c - killed_at
+            ),
+            None => format!("epoch {epoch} is not closed yet"),
+        });
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "end-to-end fault test, minutes; run by .ci/run"]
+fn an_agent_with_its_clock_30_s_ahead_costs_nothing() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).is_file(),
+        "{LIBFAKETIME} is missing: this test skews one agent's clock with libfaketime; \
+         install Debian's `libfaketime` package (apt-get install libfaketime)"
+    );
+    fault_test("clock-skew", |run, _| {
+        // Agent 1 restarts with its wall clock 30 s ahead (its monotonic clock untouched) and
+        // keeps it to the end.
+        let restarted = now_ms();
+        run.bounce_agent(
+            1,
+            Duration::from_secs(1),
+            &[
+                ("LD_PRELOAD", LIBFAKETIME),
+                ("FAKETIME", "+30s"),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ],
+        )?;
+        // The skew took: the agent's last heartbeat is stamped well ahead of the real clock.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = run.net.agent_status(1).unwrap_or_default();
+            if let Some(hb) = st["last_heartbeat_ms"].as_u64()
+                && hb > restarted + 20_000
+            {
+                run.say(&format!(
+                    "agent-1's last heartbeat is stamped {:.1} s ahead of the real clock",
+                    (hb as f64 - now_ms() as f64) / 1000.0
+                ));
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "agent-1 signed no heartbeat with a skewed clock within 60 s (is libfaketime working? see {})",
+                run.net.log_path("agent-1").display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        // A minute with the skew before the settling, as the other tests have their faults.
+        std::thread::sleep(Duration::from_secs(40));
+        Ok(())
+    });
+}
