@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -139,10 +139,9 @@ pub struct AirLink {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The receive time: on the oracle's clock, as every timestamp the agent signs.
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::shell::wall_ms()
 }
 
 /// The receiver thread: blocks on the socket (waking every 200 ms to see `stop`).

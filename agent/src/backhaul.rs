@@ -85,6 +85,11 @@ impl Backhaul {
         self.view.as_ref()
     }
 
+    /// The driver's clock moved by `delta_ms`: the pending invitation time moves with it.
+    pub fn clock_stepped(&mut self, delta_ms: i64) {
+        self.invite_at = self.invite_at.map(|t| t.saturating_add_signed(delta_ms));
+    }
+
     /// When the next invitations are due, if any are pending.
     pub fn invite_at(&self) -> Option<u64> {
         self.invite_at

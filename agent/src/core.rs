@@ -17,7 +17,8 @@ use std::collections::{BTreeSet, VecDeque};
 use wisp_protocol::envelope::{self, Envelope, EnvelopeRef};
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{
-    AckEntry, Beacon, EpochSeed, GnssFix, Heartbeat, STATUS_WITNESSES_MAX, Versions, Witness,
+    AckEntry, Beacon, EpochSeed, GnssFix, Heartbeat, OracleClock, STATUS_WITNESSES_MAX, Versions,
+    Witness,
 };
 use wisp_protocol::units::{DeciDb, FreqKhz};
 use wisp_protocol::{Cell, NodeId, NodeKey, ProofId, Reason, schedule};
@@ -322,6 +323,19 @@ impl Core {
         }
     }
 
+    /// The driver's clock moved by `delta_ms` (its correction by the oracle's clock changed):
+    /// the start and the heartbeat schedule, set on the old clock, move with it, so that a
+    /// clock set back 30 s does not hold the next heartbeat 30 s longer. Times from the oracle
+    /// (the seed, the beacon slot) and those already signed stay as they are.
+    pub fn clock_stepped(&mut self, delta_ms: i64) {
+        self.started_ms = self.started_ms.saturating_add_signed(delta_ms);
+        self.next_heartbeat_ms = self.next_heartbeat_ms.saturating_add_signed(delta_ms);
+        if self.resumed_from_ms.is_some() {
+            let now = self.started_ms;
+            self.hold_first_heartbeat(now);
+        }
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
@@ -391,6 +405,12 @@ impl Core {
         });
         self.epoch = Some(seed);
         Ok(true)
+    }
+
+    /// The oracle's clock arrived: opened if the pinned oracle signed it (the driver keeps
+    /// the time with [`crate::clock::ClockSync`]).
+    pub fn open_clock(&self, bytes: &[u8]) -> Result<OracleClock, TrustError> {
+        self.trust.accept_clock(bytes)
     }
 
     /// An ack arrived on this node's ack topic. Returns its entries if the pinned oracle signed
@@ -807,6 +827,34 @@ mod tests {
             // Then the usual phase from there.
             assert_eq!(c.poll_timeout(), Some(want + interval));
         }
+    }
+
+    #[test]
+    fn a_clock_set_back_after_a_restart_moves_the_first_heartbeat_with_it() {
+        let oracle = NodeKey::from_seed(&[100; 32]);
+        let seed_bytes = Envelope::sign(&oracle, &seed(1, T0)).to_bytes();
+        // The last heartbeat was signed at T0 + 20 s on the oracle's clock; the node restarts
+        // at T0 + 23 s with its clock 30 s ahead, then learns the oracle's clock.
+        let (last, restart, ahead) = (T0 + 20_000, T0 + 23_000, 30_000);
+        let mut c = Core::new(
+            NodeKey::from_seed(&[1; 32]),
+            CoreConfig::new(None, Versions::new("t", "sim")),
+            oracle.id(),
+            restart + ahead,
+            7,
+        );
+        c.resume_heartbeats(last, restart + ahead);
+        c.handle_seed(&seed_bytes, restart + ahead).unwrap();
+        c.clock_stepped(-30_000);
+        assert_eq!(c.poll_timeout(), Some(last + 10_000));
+        c.handle_timeout(last + 10_000);
+        let hb = envelope::open::<Heartbeat>(&c.poll_proof().unwrap().bytes)
+            .unwrap()
+            .msg;
+        assert_eq!((hb.seq, hb.sent_ms), (8, last + 10_000));
+        // Set back mid-run: the schedule keeps its phase on the new clock.
+        c.clock_stepped(-5_000);
+        assert_eq!(c.poll_timeout(), Some(last + 15_000));
     }
 
     /// A beacon `a` sends in its slot of `seed(1, T0)`, and when.

@@ -20,6 +20,7 @@ pub mod air;
 pub mod backhaul;
 pub mod bandwidth;
 pub mod broker_health;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod device;

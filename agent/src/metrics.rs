@@ -97,6 +97,8 @@ pub struct Metrics {
     pub beacons_transmitted: Counter,
     /// Seeds whose time disagreed with our clock.
     pub clock_skew_warnings: Counter,
+    /// What is added to the system clock to get the oracle's time, seconds.
+    pub clock_offset: Gauge<f64, AtomicU64>,
     /// The current epoch.
     pub epoch: Gauge,
     /// Seconds since start.
@@ -154,6 +156,7 @@ impl Metrics {
             radio_frames_ignored: Family::default(),
             beacons_transmitted: Counter::default(),
             clock_skew_warnings: Counter::default(),
+            clock_offset: Gauge::default(),
             epoch: Gauge::default(),
             uptime_seconds: Gauge::default(),
             p2p_peers: Gauge::default(),
@@ -268,6 +271,12 @@ impl Metrics {
             "clock_skew_warnings",
             "Epoch seeds whose start disagreed with the local clock",
             m.clock_skew_warnings.clone(),
+        );
+        registry.register_with_unit(
+            "clock_offset",
+            "Correction applied to the system clock, from the oracle's signed clock",
+            Unit::Seconds,
+            m.clock_offset.clone(),
         );
         registry.register("epoch", "The current epoch number", m.epoch.clone());
         registry.register_with_unit(

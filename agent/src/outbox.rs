@@ -348,6 +348,30 @@ impl Outbox {
         }
     }
 
+    /// The clock the outbox is driven with moved by `delta_ms` (the driver's correction by the
+    /// oracle's clock changed): every time it holds moves with it, so a proof due in 2 s is
+    /// still due in 2 s, not 30 s later. Signing times stay as they are.
+    pub fn clock_stepped(&mut self, delta_ms: i64) {
+        let s = |t: u64| t.saturating_add_signed(delta_ms);
+        self.due = self.due.iter().map(|&(t, q)| (s(t), q)).collect();
+        self.in_flight = self.in_flight.iter().map(|&(t, q)| (s(t), q)).collect();
+        for e in self.entries.values_mut() {
+            e.state = match e.state {
+                State::Due { at, attempts } => State::Due {
+                    at: s(at),
+                    attempts,
+                },
+                State::InFlight { sent_ms, attempts } => State::InFlight {
+                    sent_ms: s(sent_ms),
+                    attempts,
+                },
+            };
+        }
+        self.ready_since = s(self.ready_since);
+        self.hold_until = s(self.hold_until);
+        self.burst = None;
+    }
+
     /// When something next becomes due (a scheduled send or a resend timeout).
     pub fn poll_timeout(&self) -> Option<u64> {
         let due = if self.in_flight.len() < self.cfg.max_in_flight {
@@ -408,6 +432,24 @@ mod tests {
 
     fn id(n: u32) -> ProofId {
         ProofId::of(&n.to_le_bytes())
+    }
+
+    #[test]
+    fn a_clock_step_moves_every_pending_time_with_it() {
+        let mut o = Outbox::new(small(), 7);
+        let t = 100_000;
+        o.insert(1, id(1), Kind::Heartbeat, 10, t, t + 2_000);
+        o.insert(2, id(2), Kind::Heartbeat, 10, t, t);
+        assert_eq!(o.poll_send(t).map(|e| e.seq), Some(2));
+        o.mark_sent(&id(2), t);
+        // The clock is set back 30 s: the first is still due 2 s from "now", the second's
+        // resend timeout still 1 s (plus jitter) after its send.
+        o.clock_stepped(-30_000);
+        let now = t - 30_000;
+        let resend = o.poll_timeout().unwrap();
+        assert!((now + 1_000..=now + 1_200).contains(&resend), "{resend}");
+        assert!(o.poll_send(now + 500).is_none());
+        assert_eq!(o.poll_send(now + 2_000).map(|e| e.seq), Some(1));
     }
 
     fn small() -> OutboxConfig {

@@ -29,6 +29,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +54,7 @@ use crate::bandwidth::{
     Prover, RefuseReason,
 };
 use crate::broker_health::{BrokerHealth, REPORT_EVERY_MS};
+use crate::clock::ClockSync;
 use crate::config::{Config, MqttConfig};
 use crate::core::{Core, CoreConfig, Event, Ignored, Proof, TxFrame};
 use crate::metrics::{DirectionLabel, KindLabel, Metrics, ReasonLabel, RttLabel, WhyLabel};
@@ -62,6 +64,9 @@ use crate::status::{BackhaulStatus, DeviceStatus, Shared, Status};
 use crate::store::{Row, Store};
 
 const SEED_BLOB: &str = "epoch_seed";
+/// The interval of the oracle's clock, once seen (u32 LE): a restart holds signing until the
+/// next live one.
+const CLOCK_BLOB: &str = "oracle_clock_interval";
 /// Meta key: when the last heartbeat was signed (Unix ms), committed with the batch carrying it.
 const HEARTBEAT_MS: &str = "heartbeat_ms";
 /// Store meta key: when this node last beaconed, Unix ms (0: never).
@@ -145,11 +150,22 @@ impl DeviceIo for NoDevice {
     }
 }
 
-/// Milliseconds since the Unix epoch, from the system clock.
-pub fn wall_ms() -> u64 {
+/// What is added to the system clock to get the oracle's time, ms ([`crate::clock`]). One per
+/// process: the agents of one process (tests, a devnet in one process) share its clock.
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Milliseconds since the Unix epoch, from the system clock as it is.
+pub fn system_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Milliseconds since the Unix epoch on the oracle's clock: the system clock corrected by the
+/// offset learnt from the oracle's signed clock (none until one has come). Every timestamp the
+/// agent signs, and every radio receive time, is taken from here.
+pub fn wall_ms() -> u64 {
+    system_ms().saturating_add_signed(CLOCK_OFFSET_MS.load(Ordering::Relaxed))
 }
 
 /// Loads the node key, creating it on first start.
@@ -184,7 +200,12 @@ pub fn http_addr_path(data_dir: &Path) -> PathBuf {
 enum Incoming {
     Connected,
     Disconnected(String),
-    Publish { topic: String, payload: Vec<u8> },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        /// The broker's retained copy, delivered on subscribing (not a live message).
+        retain: bool,
+    },
 }
 
 /// MQTT options for this node: persistent session, TLS and credentials from the config, and
@@ -276,6 +297,8 @@ struct Daemon {
     last_backhaul: Option<BackhaulStatus>,
     /// The bandwidth tasks (measurer queue, invitations, prover runs); aborted on drop.
     bw_tasks: tokio::task::JoinSet<()>,
+    /// The oracle's time.
+    clock: ClockSync,
 }
 
 /// The daemon's proof-of-backhaul parts.
@@ -602,6 +625,10 @@ pub async fn run_with(
     let heartbeat_ms = store.meta(HEARTBEAT_MS)?;
     let beacon_ms = store.meta(BEACON_MS)?;
     let saved_seed = store.blob(SEED_BLOB)?;
+    let clock_interval = store
+        .blob(CLOCK_BLOB)?
+        .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+        .map(u32::from_le_bytes);
     let saved_set = store.blob(MEASURER_SET_BLOB)?;
     let rows = store.load()?;
     let now = wall_ms();
@@ -684,6 +711,7 @@ pub async fn run_with(
                     let msg = Incoming::Publish {
                         topic: p.topic,
                         payload: p.payload.to_vec(),
+                        retain: p.retain,
                     };
                     if tx.send(msg).await.is_err() {
                         return;
@@ -793,6 +821,7 @@ pub async fn run_with(
         receipts_tx,
         last_backhaul: None,
         bw_tasks,
+        clock: ClockSync::new(clock_interval, system_ms()),
     };
 
     tokio::pin!(shutdown);
@@ -843,8 +872,14 @@ impl Daemon {
     fn next_deadline(&self, now: u64) -> u64 {
         // Turn at least once a second: device polling, status, /healthz.
         let mut t = now + 1_000;
+        // While the clock holds signing, the core is not driven: its due timers would spin.
+        let core = if self.clock.holding(system_ms()) {
+            None
+        } else {
+            self.core.poll_timeout()
+        };
         for c in [
-            self.core.poll_timeout(),
+            core,
             self.batch_deadline,
             Some(self.next_status_ms),
             self.bw.as_ref().and_then(|b| b.state.invite_at()),
@@ -874,12 +909,16 @@ impl Daemon {
                 self.metrics.mqtt_connected.set(1);
                 self.metrics.mqtt_connections.inc();
                 let id = self.key.id();
-                for t in [
-                    topics::acks(&id),
-                    topics::EPOCH.to_string(),
-                    topics::MEASURERS_FILTER.to_string(),
+                // The clock first, so that its retained copy (which holds signing until a live
+                // one comes) arrives before the retained seed; at most once, so that a broker
+                // never queues stale ones for a session that was away.
+                for (t, qos) in [
+                    (topics::CLOCK.to_string(), QoS::AtMostOnce),
+                    (topics::acks(&id), QoS::AtLeastOnce),
+                    (topics::EPOCH.to_string(), QoS::AtLeastOnce),
+                    (topics::MEASURERS_FILTER.to_string(), QoS::AtLeastOnce),
                 ] {
-                    if let Err(e) = self.client.subscribe(t.clone(), QoS::AtLeastOnce).await {
+                    if let Err(e) = self.client.subscribe(t.clone(), qos).await {
                         warn!("subscribing to {t}: {e}");
                     }
                 }
@@ -896,8 +935,14 @@ impl Daemon {
                 self.connected = false;
                 self.metrics.mqtt_connected.set(0);
             }
-            Incoming::Publish { topic, payload } => {
-                if topic == topics::EPOCH {
+            Incoming::Publish {
+                topic,
+                payload,
+                retain,
+            } => {
+                if topic == topics::CLOCK {
+                    self.on_clock(&payload, retain).await;
+                } else if topic == topics::EPOCH {
                     self.on_seed(payload, true, now).await;
                 } else if topic.starts_with("wisp/v1/measurers/") {
                     self.on_measurer_set(payload, now).await;
@@ -915,6 +960,58 @@ impl Daemon {
                 } else {
                     debug!("unexpected topic {topic}");
                 }
+            }
+        }
+    }
+
+    /// The oracle's signed clock: sets the offset every timestamp is taken with.
+    async fn on_clock(&mut self, payload: &[u8], retain: bool) {
+        if payload.is_empty() {
+            return;
+        }
+        let msg = match self.core.open_clock(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("refused an oracle clock: {e}");
+                self.metrics
+                    .oracle_messages_refused
+                    .get_or_create(&WhyLabel { why: "clock" })
+                    .inc();
+                return;
+            }
+        };
+        let up = self.clock.on_clock(&msg, retain, system_ms());
+        let offset = self.clock.offset_ms();
+        CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
+        self.metrics.clock_offset.set(offset as f64 / 1000.0);
+        if let Some(old) = up.offset_changed {
+            // Timers set on the old clock move with it.
+            let delta = offset - old;
+            self.core.clock_stepped(delta);
+            self.outbox.clock_stepped(delta);
+            let s = |t: u64| t.saturating_add_signed(delta);
+            self.batch_deadline = self.batch_deadline.map(s);
+            self.next_status_ms = s(self.next_status_ms);
+            if let Some(bw) = &mut self.bw {
+                bw.state.clock_stepped(delta);
+            }
+        }
+        if up.report {
+            if offset == 0 {
+                info!("the local clock agrees with the oracle's again; no correction");
+            } else {
+                warn!(
+                    offset_ms = offset,
+                    "the local clock is {:.1} s {} the oracle's; every timestamp is corrected by it (check NTP)",
+                    offset.unsigned_abs() as f64 / 1000.0,
+                    if offset < 0 { "ahead of" } else { "behind" }
+                );
+            }
+        }
+        if up.interval_changed {
+            let blob = msg.interval_ms.to_le_bytes().to_vec();
+            if !save_blob(self.store.clone(), CLOCK_BLOB, blob).await {
+                warn!("could not save the oracle's clock interval");
             }
         }
     }
@@ -1262,6 +1359,19 @@ impl Daemon {
 
     /// Feeds the core with time and device input and collects its outputs.
     fn collect(&mut self, now: u64) {
+        if self.clock.holding(system_ms()) {
+            // The oracle publishes a clock and none has come since the start: nothing
+            // time-stamped is signed until it does (for at most two intervals).
+            while self.device.poll_received().is_some() {
+                self.metrics
+                    .radio_frames_ignored
+                    .get_or_create(&WhyLabel {
+                        why: "clock_unsynced",
+                    })
+                    .inc();
+            }
+            return;
+        }
         while let Some(fix) = self.device.poll_fix() {
             self.core.handle_fix(fix);
         }

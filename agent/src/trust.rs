@@ -4,7 +4,7 @@
 
 use wisp_protocol::NodeId;
 use wisp_protocol::envelope::{self, EnvelopeError};
-use wisp_protocol::msg::{Ack, EpochSeed, open_sealed_ack};
+use wisp_protocol::msg::{Ack, EpochSeed, OracleClock, open_sealed_ack};
 
 /// Why an oracle message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +62,13 @@ impl OracleTrust {
             });
         }
         Ok(opened.ack)
+    }
+
+    /// Opens the oracle's clock: oracle-signed.
+    pub fn accept_clock(&self, bytes: &[u8]) -> Result<OracleClock, TrustError> {
+        let opened = envelope::open::<OracleClock>(bytes)?;
+        self.check_signer(opened.signer)?;
+        Ok(opened.msg)
     }
 
     /// Opens an epoch seed: oracle-signed.

@@ -260,6 +260,71 @@ fn a_restart_keeps_a_full_heartbeat_interval_after_the_last_heartbeat() {
 }
 
 #[test]
+fn an_agent_whose_clock_is_30_s_ahead_stamps_its_proofs_with_the_oracles_time() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use wisp_protocol::envelope::Envelope;
+    use wisp_protocol::msg::OracleClock;
+
+    let broker = start_broker();
+    // The oracle's clock is 30 s behind this machine's: to the agent, its own clock is 30 s
+    // ahead. Every time below is on the oracle's clock.
+    let behind = 30_000u64;
+    let oracle_now = move || wisp_agent::shell::system_ms() - behind;
+    let interval_ms = 2_000;
+    let seed = seed_envelope(&oracle_key(), 1, oracle_now() - 60_000, interval_ms);
+    let oracle = TestOracle::start_with_seed("127.0.0.1", broker, seed);
+    let clock = |now_ms| {
+        Envelope::sign(
+            &oracle.key,
+            &OracleClock {
+                now_ms,
+                interval_ms: 1_000,
+            },
+        )
+        .to_bytes()
+    };
+    // The retained copy is 900 ms old, as it may be: no sample, but the agent waits for a live
+    // one before it signs.
+    oracle.publish(topics::CLOCK, true, clock(oracle_now() - 900));
+    let stop = AtomicBool::new(false);
+    let dir = tempfile::tempdir().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                oracle.publish(topics::CLOCK, true, clock(oracle_now()));
+            }
+        });
+        let env = agent_env(dir.path(), broker, &oracle.key);
+        let started = oracle_now();
+        let agent = Agent::spawn(dir.path(), &env);
+        let arrived = || oracle.seen.lock().unwrap().heartbeat_sent.len();
+        let ok = wait_for(Duration::from_secs(30), || arrived() >= 3);
+        stop.store(true, Ordering::Relaxed);
+        assert!(ok, "fewer than 3 heartbeats");
+        let sent: Vec<u64> = oracle
+            .seen
+            .lock()
+            .unwrap()
+            .heartbeat_sent
+            .values()
+            .copied()
+            .collect();
+        let now = oracle_now();
+        for t in &sent {
+            assert!(
+                (started..=now).contains(t),
+                "a heartbeat stamped {} ms off the oracle's clock (window {started}..{now})",
+                i128::from(*t) - i128::from(now)
+            );
+        }
+        let offset = agent.metric("wisp_clock_offset_seconds");
+        assert!((-30.5..=-29.5).contains(&offset), "offset {offset} s");
+        assert!(agent.stop().success());
+    });
+}
+
+#[test]
 fn simulated_gnss_fix_reaches_the_oracle_in_heartbeats() {
     let broker = start_broker();
     let oracle = TestOracle::start(broker, 200);

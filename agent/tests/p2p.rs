@@ -308,9 +308,11 @@ fn twelve_agents_witness_gossip_report_and_answer_status() {
     }
     let broker = start_broker();
     // Epoch 1 starts 8 s from now (time for every agent to start and the mesh to form), with
-    // 2 s beacon slots: every node beacons within 32 s.
+    // 4 s beacon slots: every node beacons within 56 s. The epoch is long enough for 36
+    // bandwidth tests on a busy machine: a measurer starts no test that could not end 5 s
+    // before the epoch does, and each prover invites its three measurers one after another.
     let start = shell::wall_ms() + 8_000;
-    let seed = seed_envelope_with(&oracle_key(), 1, start, 24_000, 12, 5_000);
+    let seed = seed_envelope_with(&oracle_key(), 1, start, 48_000, 12, 5_000);
     // The oracle owns a runtime of its own: keep it outside the agents' runtime.
     let oracle = TestOracle::start_with_seed("127.0.0.1", broker, seed);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use wisp_protocol::envelope::{self, Envelope};
-use wisp_protocol::msg::{EpochSeed, MeasurerSet, Verdict};
+use wisp_protocol::msg::{EpochSeed, MeasurerSet, OracleClock, Verdict};
 use wisp_protocol::{NodeKey, keyfile, topics};
 
 use crate::acks::AckBatcher;
@@ -612,6 +612,7 @@ pub async fn run(
                     emissions: None,
                     measurer_parts_published: 0,
                     clock,
+                    next_clock_ms: 0,
                     acker: ack_tx,
                 };
                 w.run(&stop)
@@ -658,6 +659,8 @@ struct Worker {
     /// How many `measurer_set` parts this process last published (retained).
     measurer_parts_published: usize,
     clock: Clock,
+    /// When the signed clock is published next (oracle ms).
+    next_clock_ms: u64,
     /// To the acker thread: each committed batch's verdicts.
     acker: std::sync::mpsc::SyncSender<Vec<(wisp_protocol::NodeId, wisp_protocol::msg::AckEntry)>>,
 }
@@ -722,7 +725,11 @@ impl Worker {
     fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
         use std::sync::mpsc::RecvTimeoutError;
         while !stop.load(Ordering::Relaxed) {
-            self.epochs(self.clock.now_ms())?;
+            let now = self.clock.now_ms();
+            self.epochs(now)?;
+            if now >= self.next_clock_ms {
+                self.publish_clock(now);
+            }
             // At most 100 ms without a batch, so epochs and shutdown are timely.
             match self.rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Stage::Connected) => self.on_connected()?,
@@ -742,6 +749,19 @@ impl Worker {
 
     fn publish(&self, topic: String, retain: bool, payload: Vec<u8>) {
         publish(&self.client, &self.handle, topic, retain, payload);
+    }
+
+    /// Publishes the signed clock, retained (a new subscriber learns that the oracle publishes
+    /// one, and sets its time by the next, live one).
+    fn publish_clock(&mut self, now: u64) {
+        let interval = self.settings.clock_interval_ms;
+        let msg = OracleClock {
+            now_ms: now,
+            interval_ms: interval,
+        };
+        let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
+        self.publish(topics::CLOCK.into(), true, bytes);
+        self.next_clock_ms = now + u64::from(interval);
     }
 
     /// Publishes an open epoch's measurer pool, retained, as signed `measurer_set` parts, and
@@ -781,6 +801,8 @@ impl Worker {
 
     fn on_connected(&mut self) -> anyhow::Result<()> {
         info!("connected to the broker");
+        // The clock at once: agents waiting for it need not wait a whole interval.
+        self.next_clock_ms = 0;
         let c = self.client.clone();
         self.handle
             .block_on(async move { c.subscribe(topics::PROOFS_FILTER, QoS::AtLeastOnce).await })?;

@@ -73,6 +73,9 @@ pub struct RawEpoch {
     pub settle_s: Option<f64>,
     /// Tokens paid per epoch (smallest unit).
     pub emission: Option<u64>,
+    /// The oracle's signed clock is published every this many seconds (agents set their
+    /// time by it).
+    pub clock_interval_s: Option<f64>,
 }
 
 /// `[ingest]`
@@ -152,6 +155,8 @@ pub struct Settings {
     pub params: wisp_protocol::msg::EpochParams,
     /// Emission per epoch.
     pub emission: u64,
+    /// How often the signed clock is published, ms.
+    pub clock_interval_ms: u32,
     /// Per-node rate.
     pub rate_per_s: f64,
     /// Per-node burst.
@@ -305,6 +310,14 @@ impl RawSettings {
             86_400.0,
         )?;
         let settle_ms = secs("epoch.settle_s", self.epoch.settle_s, 600.0, 0.0, 86_400.0)?;
+        let clock_interval_ms = u32::try_from(secs(
+            "epoch.clock_interval_s",
+            self.epoch.clock_interval_s,
+            5.0,
+            1.0,
+            600.0,
+        )?)
+        .map_err(|_| invalid("epoch.clock_interval_s", "too long"))?;
         let slot_count = self.epoch.slot_count.unwrap_or(60);
         if slot_count == 0 || u64::from(slot_count) > epoch_ms {
             return Err(invalid(
@@ -397,6 +410,7 @@ impl RawSettings {
             epoch_ms,
             params,
             emission: self.epoch.emission.unwrap_or(1_000_000_000),
+            clock_interval_ms,
             rate_per_s: rate,
             burst,
             batch_max: self.ingest.batch_max.unwrap_or(4096).clamp(1, 65_536),

@@ -30,11 +30,13 @@ pub enum Kind {
     StatusReport = 9,
     /// One part of the nodes eligible to measure in an epoch ([`crate::msg::MeasurerSet`]).
     MeasurerSet = 10,
+    /// The oracle's clock, published every few seconds ([`crate::msg::OracleClock`]).
+    OracleClock = 11,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Onboard,
         Kind::EpochSeed,
         Kind::Beacon,
@@ -45,6 +47,7 @@ impl Kind {
         Kind::RewardManifest,
         Kind::StatusReport,
         Kind::MeasurerSet,
+        Kind::OracleClock,
     ];
 
     /// The kind for a wire byte.
@@ -60,6 +63,7 @@ impl Kind {
             8 => Kind::RewardManifest,
             9 => Kind::StatusReport,
             10 => Kind::MeasurerSet,
+            11 => Kind::OracleClock,
             _ => return None,
         })
     }
@@ -82,6 +86,7 @@ impl Kind {
             Kind::RewardManifest => "reward_manifest",
             Kind::StatusReport => "status_report",
             Kind::MeasurerSet => "measurer_set",
+            Kind::OracleClock => "oracle_clock",
         }
     }
 
@@ -101,6 +106,7 @@ impl Kind {
             Kind::RewardManifest => b"wisp/v1/reward_manifest\0",
             Kind::StatusReport => b"wisp/v1/status_report\0",
             Kind::MeasurerSet => b"wisp/v1/measurer_set\0",
+            Kind::OracleClock => b"wisp/v1/oracle_clock\0",
         }
     }
 
@@ -122,6 +128,7 @@ impl Kind {
             Kind::RewardManifest => MAX_ENVELOPE_LEN,
             Kind::StatusReport => 4096,
             Kind::MeasurerSet => MEASURER_SET_MAX_LEN,
+            Kind::OracleClock => 128,
         }
     }
 
@@ -172,7 +179,7 @@ mod tests {
             assert_eq!(Kind::from_u8(k.as_u8()), Some(k));
         }
         assert_eq!(Kind::from_u8(0), None);
-        assert_eq!(Kind::from_u8(11), None);
+        assert_eq!(Kind::from_u8(12), None);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub fn acks(node: &NodeId) -> String {
 /// The oracle publishes each epoch's signed seed here, retained.
 pub const EPOCH: &str = "wisp/v1/epoch";
 
+/// The oracle publishes its signed clock here every few seconds, retained
+/// ([`crate::msg::OracleClock`]): agents set their time by it.
+pub const CLOCK: &str = "wisp/v1/clock";
+
 /// The oracle publishes part `part` of the current epoch's signed `measurer_set` here,
 /// retained: `wisp/v1/measurers/{part}`.
 pub fn measurers(part: usize) -> String {

@@ -492,6 +492,7 @@ fn open_any(bytes: &[u8]) -> Result<(), EnvelopeError> {
         Kind::RewardManifest => env.decode::<RewardManifest>().map(drop),
         Kind::StatusReport => env.decode::<StatusReport>().map(drop),
         Kind::MeasurerSet => env.decode::<MeasurerSet>().map(drop),
+        Kind::OracleClock => env.decode::<OracleClock>().map(drop),
     }
 }
 
@@ -508,6 +509,14 @@ proptest! {
     fn heartbeat_round_trips(k in key(), m in heartbeat()) { round_trip(&k, &m) }
     #[test]
     fn ack_root_round_trips(k in key(), m in ack_root()) { round_trip(&k, &m) }
+    #[test]
+    fn oracle_clock_round_trips(
+        k in key(),
+        now_ms in any::<u64>(),
+        interval_ms in OracleClock::MIN_INTERVAL_MS..=OracleClock::MAX_INTERVAL_MS,
+    ) {
+        round_trip(&k, &OracleClock { now_ms, interval_ms })
+    }
 
     /// Every sealed ack of a batch opens to its own ack under the signer's root; any one byte
     /// changed, or any byte cut off, and it does not open.

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
@@ -81,6 +81,12 @@ pub struct Options {
     pub seed: u64,
     /// Hotspots that cheat, one per entry, in addition to the `nodes` honest ones.
     pub cheaters: Vec<Cheater>,
+    /// An MQTT broker already running (`host:port`, e.g. Mosquitto) instead of the oracle's
+    /// embedded one.
+    pub broker: Option<String>,
+    /// The oracle's database on PostgreSQL (`postgres://…`) instead of SQLite, in a schema of
+    /// the run's own.
+    pub postgres: Option<String>,
 }
 
 /// A way of cheating a devnet hotspot can run for real.
@@ -202,8 +208,8 @@ pub struct Devnet {
     procs: Vec<Proc>,
     /// The oracle's API and dashboard.
     pub oracle_http: SocketAddr,
-    /// The embedded broker.
-    pub broker: SocketAddr,
+    /// The broker, `host:port`: the oracle's embedded one, or the one in the options.
+    pub broker: String,
     /// The shared air.
     pub air: SocketAddr,
     /// The agents.
@@ -591,13 +597,16 @@ impl Devnet {
                 })?
         };
 
-        let broker: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let broker: String = match &opts.broker {
+            Some(b) => b.clone(),
+            None => SocketAddr::from(([127, 0, 0, 1], free_port()?)).to_string(),
+        };
         let oracle_http: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let mut net = Devnet {
             opts: opts.clone(),
             procs: Vec::new(),
             oracle_http,
-            broker,
+            broker: broker.clone(),
             air,
             agents: Vec::new(),
             air_stop,
@@ -611,10 +620,33 @@ impl Devnet {
         let oracle_dir = opts.data_dir.join("oracle");
         std::fs::create_dir_all(&oracle_dir)?;
         let oracle_cfg = opts.data_dir.join("oracle.toml");
+        // A run of its own on shared services: its own MQTT session and database schema.
+        let run_tag = format!(
+            "{}_{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        );
+        let broker_cfg = if opts.broker.is_some() {
+            format!("url = \"mqtt://{broker}\"\nclient_id = \"wisp-oracle-devnet-{run_tag}\"\n")
+        } else {
+            format!("listen = \"{broker}\"\n")
+        };
+        let storage_cfg = opts
+            .postgres
+            .as_ref()
+            .map(|url| {
+                format!(
+                    "[storage]\nurl = {}\nschema = \"devnet_{run_tag}\"\n",
+                    toml_str(url)
+                )
+            })
+            .unwrap_or_default();
         std::fs::write(
             &oracle_cfg,
             format!(
-                "# Written by wisp-sim devnet.\n[oracle]\ndata_dir = {}\n[broker]\nlisten = \"{broker}\"\n\
+                "# Written by wisp-sim devnet.\n[oracle]\ndata_dir = {}\n[broker]\n{broker_cfg}{storage_cfg}\
                  [epoch]\nduration_s = {e}\nheartbeat_interval_s = {}\nsettle_s = 5\nmeasurers_per_prover = {}\n\
                  [http]\nlisten = \"{oracle_http}\"\n[rules]\npermissionless = true\n\
                  # Loopback tests on one shared machine vary two- to fourfold between measurers\n\
@@ -678,7 +710,7 @@ impl Devnet {
                 &cfg,
                 format!(
                     "# Written by wisp-sim devnet.\n[node]\ndata_dir = {}\nowner = \"devnet-{i}\"\n\
-                     [oracle]\npublic_key = \"{oracle_id}\"\n[mqtt]\nurl = \"mqtt://{broker}\"\n\
+                     [oracle]\npublic_key = \"{oracle_id}\"\n[mqtt]\nurl = \"mqtt://{broker}\"\nkeep_alive_s = 10\n\
                      [http]\nlisten = \"127.0.0.1:0\"\n[location]\nlat = {lat:.7}\nlon = {lon:.7}\n\
                      [device]\nkind = \"sim\"\nair = \"{air}\"\nposition = \"{position}\"\n{spoof}[heartbeat]\ninterval_s = {}\n\
                      [net]\nlisten = [\"/ip4/127.0.0.1/udp/0/quic-v1\"]\n{boot}kad_server = true\n\

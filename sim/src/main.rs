@@ -102,6 +102,14 @@ enum Cmd {
         /// also waits until every cheater has lost its reward.
         #[arg(long, value_name = "LIST", default_value = "")]
         cheaters: String,
+        /// An MQTT broker already running, HOST:PORT (e.g. Mosquitto), instead of the oracle's
+        /// embedded one.
+        #[arg(long, value_name = "HOST:PORT")]
+        broker: Option<String>,
+        /// The oracle's database on PostgreSQL (postgres://…) instead of SQLite; the run
+        /// creates a schema of its own (devnet_<pid>_<time>) and leaves it for inspection.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// Run the real agent daemon (as `wisp-agent run -c FILE`) with a fault injected: a
     /// devnet's lying measurer. For devnets and tests, never for a real network.
@@ -128,8 +136,18 @@ fn main() -> Result<()> {
             until_paid,
             every_s,
             cheaters,
+            broker,
+            postgres,
         } => devnet(
-            nodes, epoch_s, data_dir, bin_dir, seed, for_s, until_paid, every_s, &cheaters,
+            nodes,
+            epoch_s,
+            data_dir,
+            bin_dir,
+            seed,
+            (for_s, until_paid, every_s),
+            &cheaters,
+            broker,
+            postgres,
         ),
         Cmd::CheatAgent {
             config,
@@ -249,10 +267,10 @@ fn devnet(
     data_dir: Option<PathBuf>,
     bin_dir: Option<PathBuf>,
     seed: u64,
-    for_s: Option<u64>,
-    until_paid: bool,
-    every_s: u64,
+    (for_s, until_paid, every_s): (Option<u64>, bool, u64),
     cheaters: &str,
+    broker: Option<String>,
+    postgres: Option<String>,
 ) -> Result<()> {
     use std::time::{Duration, Instant};
     use wisp_sim::devnet::{Cheater, Devnet, Options};
@@ -283,6 +301,8 @@ fn devnet(
         bin_dir,
         seed,
         cheaters,
+        broker,
+        postgres,
     };
     let mut out = std::io::stdout();
     let mut say = |s: &str| {

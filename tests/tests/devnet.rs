@@ -11,6 +11,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+// WISP_TEST_POSTGRES as a URL: the oracle's tests' own helper.
+#[path = "../../oracle/tests/pg/mod.rs"]
+mod pg;
+
 /// target/debug: this test runs from target/debug/deps.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
@@ -120,4 +124,125 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
     // Every process stopped with the devnet.
     let left = processes_mentioning(&dir.to_string_lossy());
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The same happy path on the production services: the agents and the oracle on
+/// **Mosquitto**, the oracle's database on **PostgreSQL** (a schema of the run's own). A
+/// monitor subscribed to `wisp/v1/status/+` sees every agent online; an agent killed with
+/// SIGKILL is marked offline by its last will. `.ci/run` sets `WISP_TEST_MOSQUITTO`
+/// (`host:port`) and `WISP_TEST_POSTGRES`; without them the test fails, naming them.
+#[test]
+#[ignore = "needs Mosquitto and PostgreSQL: WISP_TEST_MOSQUITTO, WISP_TEST_POSTGRES (.ci/run sets them)"]
+fn a_devnet_on_mosquitto_and_postgres_pays_every_node_and_a_killed_agents_last_will_says_offline() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use wisp_sim::devnet::{Devnet, Options};
+
+    let mosquitto = std::env::var("WISP_TEST_MOSQUITTO").unwrap_or_else(|_| {
+        panic!(
+            "set WISP_TEST_MOSQUITTO to a Mosquitto address, e.g. \
+             WISP_TEST_MOSQUITTO=127.0.0.1:1883 (.ci/run starts one)"
+        )
+    });
+    let postgres = pg::url();
+    let (host, port) = mosquitto
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .expect("WISP_TEST_MOSQUITTO is host:port");
+
+    // The monitor: the latest retained status of every node.
+    let statuses: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let mut o = rumqttc::MqttOptions::new(
+        format!("wisp-test-monitor-{}", std::process::id()),
+        host,
+        port,
+    );
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut conn) = rumqttc::Client::new(o, 64);
+    client
+        .subscribe("wisp/v1/status/+", rumqttc::QoS::AtLeastOnce)
+        .expect("subscribing");
+    let seen = statuses.clone();
+    std::thread::spawn(move || {
+        for ev in conn.iter() {
+            match ev {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    let state = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                        .ok()
+                        .and_then(|v| v["state"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let peer = p.topic.trim_start_matches("wisp/v1/status/").to_string();
+                    seen.lock().unwrap().insert(peer, state);
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    let state_of = |peer: &str| statuses.lock().unwrap().get(peer).cloned();
+
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let opts = Options {
+        nodes: 4,
+        epoch_s: 20,
+        data_dir: data.path().join("net"),
+        bin_dir: bin_dir(),
+        seed: 1,
+        cheaters: Vec::new(),
+        broker: Some(mosquitto.clone()),
+        postgres: Some(postgres),
+    };
+    let mut net = Devnet::start(opts, &mut |s| eprintln!("{s}")).expect("the devnet started");
+    let result = (|| -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            net.check_alive().map_err(|e| format!("{e:#}"))?;
+            if let Ok(sum) = net.poll()
+                && sum.all_paid(&net.agents)
+            {
+                eprintln!("every node paid; {} epochs closed", sum.epochs_closed);
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(
+                    "not every node was paid within 300 s on Mosquitto and PostgreSQL".into(),
+                );
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        for a in &net.agents {
+            if state_of(&a.peer_id).as_deref() != Some("online") {
+                return Err(format!(
+                    "{} is not online on wisp/v1/status: {:?}",
+                    a.name,
+                    state_of(&a.peer_id)
+                ));
+            }
+        }
+        let victim = net.agents[1].peer_id.clone();
+        net.kill_agent(1).map_err(|e| format!("{e:#}"))?;
+        // Keep-alive 10 s in the devnet's agents: the broker gives up after 15 s.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while state_of(&victim).as_deref() != Some("offline") {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "agent-1 killed 60 s ago, still {:?} on wisp/v1/status",
+                    state_of(&victim)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!("agent-1's last will said offline");
+        Ok(())
+    })();
+    net.stop(Duration::from_secs(10));
+    if let Err(e) = result {
+        let log =
+            std::fs::read_to_string(data.path().join("net").join("oracle.log")).unwrap_or_default();
+        panic!(
+            "{e}\n--- oracle.log (last 4 KB)\n{}",
+            &log[log.len().saturating_sub(4096)..]
+        );
+    }
 }

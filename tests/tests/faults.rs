@@ -138,6 +138,8 @@ impl Run {
             bin_dir: bin_dir()?,
             seed,
             cheaters: Vec::new(),
+            broker: None,
+            postgres: None,
         };
         let t0 = Instant::now();
         let net = Devnet::start(opts, &mut |s| eprintln!("[{name}] {s}"))?;

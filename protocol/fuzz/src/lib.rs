@@ -23,8 +23,8 @@ use wisp_protocol::envelope::{
     encode_payload,
 };
 use wisp_protocol::msg::{
-    AckRoot, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MeasurerSet, Onboard, RewardManifest,
-    StatusReport, Witness,
+    AckRoot, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MeasurerSet, Onboard, OracleClock,
+    RewardManifest, StatusReport, Witness,
 };
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId};
 
@@ -52,6 +52,7 @@ fn decode_as_claimed(env: &EnvelopeRef<'_>) -> Result<(), EnvelopeError> {
         Kind::RewardManifest => env.decode::<RewardManifest>().map(drop),
         Kind::StatusReport => env.decode::<StatusReport>().map(drop),
         Kind::MeasurerSet => env.decode::<MeasurerSet>().map(drop),
+        Kind::OracleClock => env.decode::<OracleClock>().map(drop),
     }
 }
 

@@ -41,6 +41,41 @@ impl Default for EpochParams {
     }
 }
 
+/// The oracle's clock: published every `interval_ms` on [`crate::topics::CLOCK`], retained.
+///
+/// Every timestamp in a proof is judged against the oracle's clock, so an agent whose own clock
+/// is off sets its time by these (a live one, not the retained copy, which is up to one
+/// interval old: the retained copy only says that the oracle publishes them).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OracleClock {
+    /// The oracle's wall clock when it signed this.
+    pub now_ms: UnixMs,
+    /// The oracle publishes one every this many milliseconds (1,000 to 600,000).
+    pub interval_ms: u32,
+}
+
+impl OracleClock {
+    /// The shortest interval allowed.
+    pub const MIN_INTERVAL_MS: u32 = 1_000;
+    /// The longest interval allowed.
+    pub const MAX_INTERVAL_MS: u32 = 600_000;
+}
+
+impl Message for OracleClock {
+    const KIND: Kind = Kind::OracleClock;
+
+    fn check(&self, _signer: &NodeId, _cosigners: &[NodeId]) -> Result<(), EnvelopeError> {
+        if !(Self::MIN_INTERVAL_MS..=Self::MAX_INTERVAL_MS).contains(&self.interval_ms) {
+            return Err(invalid(
+                "interval_ms",
+                "must be 1,000 to 600,000",
+                Reason::FieldOutOfRange,
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The oracle's seed for one epoch. Signed by the oracle; agents pin the oracle's key.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct EpochSeed {

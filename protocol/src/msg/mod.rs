@@ -23,7 +23,7 @@ pub use bandwidth::{
 };
 pub use epoch::{
     AssemblyError, EpochParams, EpochSeed, MEASURER_SET_PART_MAX, MEASURER_SET_PARTS_MAX,
-    MeasurerSet, MeasurerSetAssembly,
+    MeasurerSet, MeasurerSetAssembly, OracleClock,
 };
 pub use heartbeat::{
     BackhaulOutcome, BackhaulSummary, DeviceHealth, GnssFix, Heartbeat, STATUS_WITNESSES_MAX,
