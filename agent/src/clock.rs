@@ -16,8 +16,13 @@
 //!   is not applied: the local clock stands;
 //! - the retained copy a new subscriber gets is up to one interval old, so it is no sample; it
 //!   says that the oracle publishes a clock, and the agent then signs nothing time-stamped until
-//!   the next live one has come, for at most two intervals and two seconds
-//!   ([`ClockSync::holding`]). The interval is saved, so a restart holds from its start.
+//!   it is in step, for at most three intervals and two seconds ([`ClockSync::holding`]). The
+//!   interval is saved, so a restart holds from its start;
+//! - a broker may hand a resumed session the clocks published while it was away, in a burst
+//!   and not marked retained (rumqttd does): whatever arrives in the first
+//!   [`ClockSync::QUIET_MS`] after (re)connecting is ignored, and the first offset is taken
+//!   only from two samples that agree within [`ClockSync::STEP_MS`] and arrived at least half an
+//!   interval apart.
 //!
 //! Pure: the caller passes the local time (the system clock, never corrected) in.
 
@@ -37,6 +42,10 @@ pub struct ClockSync {
     low: Option<i64>,
     /// The offset last reported.
     reported_ms: i64,
+    /// Clock messages arriving before this (local ms, just after a connect) are ignored.
+    quiet_until: u64,
+    /// Before the first offset: a sample waiting for a second that agrees, and when it came.
+    pending: Option<(i64, u64)>,
 }
 
 /// What a clock message changed.
@@ -58,6 +67,8 @@ impl ClockSync {
     pub const STEP_MS: i64 = 1_000;
     /// Offsets smaller than this are not applied.
     pub const APPLY_MS: i64 = 500;
+    /// Clock messages this soon after (re)connecting may be stale: ignored.
+    pub const QUIET_MS: u64 = 1_000;
 
     /// A clock that knows, from a previous run, that the oracle publishes one every
     /// `known_interval_ms`: it holds from `now` until a live one comes.
@@ -73,7 +84,12 @@ impl ClockSync {
     }
 
     fn hold_ms(interval_ms: u32) -> u64 {
-        2 * u64::from(interval_ms) + 2_000
+        3 * u64::from(interval_ms) + 2_000
+    }
+
+    /// The broker connection was (re)established at local time `now`.
+    pub fn on_connected(&mut self, now: u64) {
+        self.quiet_until = now.saturating_add(Self::QUIET_MS);
     }
 
     /// A verified clock message received at local time `now`; `retained` when the broker
@@ -91,9 +107,26 @@ impl ClockSync {
             }
             return up;
         }
+        if now < self.quiet_until {
+            return up;
+        }
         let sample = i64::try_from(msg.now_ms)
             .unwrap_or(i64::MAX)
             .saturating_sub(i64::try_from(now).unwrap_or(i64::MAX));
+        if !self.synced {
+            let half = u64::from(msg.interval_ms / 2);
+            match self.pending {
+                Some((p, at))
+                    if (sample - p).abs() <= Self::STEP_MS && now >= at.saturating_add(half) =>
+                {
+                    self.samples.push_back(p);
+                }
+                _ => {
+                    self.pending = Some((sample, now));
+                    return up;
+                }
+            }
+        }
         if let Some(raw) = self.samples.iter().copied().max() {
             if sample > raw + Self::STEP_MS {
                 self.samples.clear();
@@ -172,6 +205,15 @@ mod tests {
         }
     }
 
+    /// A clock in step after two agreeing samples, `ahead` ms ahead of the oracle's.
+    fn synced(ahead: u64) -> ClockSync {
+        let mut c = ClockSync::new(None, 0);
+        c.on_clock(&clock(1_000_000), false, 1_000_000 + ahead + 10);
+        c.on_clock(&clock(1_005_000), false, 1_005_000 + ahead + 10);
+        assert!(c.synced());
+        c
+    }
+
     #[test]
     fn a_clock_in_step_with_the_oracle_is_left_alone() {
         let mut c = ClockSync::new(None, 0);
@@ -188,63 +230,93 @@ mod tests {
     fn a_clock_30_s_ahead_is_set_back_by_the_least_delayed_sample() {
         let mut c = ClockSync::new(None, 0);
         let ahead = 30_000;
+        // The first sample waits for a second that agrees, half an interval later at least.
         let up = c.on_clock(&clock(1_000_000), false, 1_000_000 + ahead + 200);
+        assert_eq!(up.offset_changed, None);
+        assert!(!c.synced());
+        let up = c.on_clock(&clock(1_005_000), false, 1_005_000 + ahead + 300);
         assert_eq!(up.offset_changed, Some(0));
         assert!(up.report);
         assert_eq!(c.offset_ms(), -30_200);
         // A faster delivery is the better estimate (not worth another line); a slower one
         // changes nothing.
-        let up = c.on_clock(&clock(1_005_000), false, 1_005_000 + ahead + 5);
+        let up = c.on_clock(&clock(1_010_000), false, 1_010_000 + ahead + 5);
         assert_eq!(up.offset_changed, Some(-30_200));
         assert!(!up.report);
         assert_eq!(c.offset_ms(), -30_005);
-        c.on_clock(&clock(1_010_000), false, 1_010_000 + ahead + 700);
+        c.on_clock(&clock(1_015_000), false, 1_015_000 + ahead + 700);
         assert_eq!(c.offset_ms(), -30_005);
         assert_eq!(c.apply(1_020_000 + ahead), 1_020_000 - 5);
     }
 
     #[test]
+    fn stale_clocks_replayed_on_a_resumed_session_set_nothing() {
+        // Restarted after 12 s down: the broker replays the two clocks of the downtime at
+        // once, not marked retained, then the live ones follow.
+        let mut c = ClockSync::new(Some(5_000), 2_000_000);
+        c.on_connected(2_000_050);
+        c.on_clock(&clock(1_990_000), false, 2_000_060);
+        c.on_clock(&clock(1_995_000), false, 2_000_061);
+        assert!(!c.synced() && c.holding(2_000_061));
+        // Even when the burst comes after the quiet second, two samples that do not agree, or
+        // that came too close together, set nothing.
+        c.on_clock(&clock(1_990_000), false, 2_001_100);
+        c.on_clock(&clock(1_995_000), false, 2_001_101);
+        c.on_clock(&clock(2_000_000), false, 2_001_102);
+        assert!(!c.synced());
+        c.on_clock(&clock(2_005_000), false, 2_005_004);
+        c.on_clock(&clock(2_010_000), false, 2_010_003);
+        assert!(c.synced());
+        assert_eq!(c.offset_ms(), 0);
+        // A reconnect later: its burst is ignored too.
+        c.on_connected(2_030_000);
+        c.on_clock(&clock(2_020_000), false, 2_030_001);
+        assert_eq!(c.offset_ms(), 0);
+    }
+
+    #[test]
     fn a_step_of_the_local_clock_starts_the_window_again() {
-        let mut c = ClockSync::new(None, 0);
-        c.on_clock(&clock(1_000_000), false, 1_030_010);
+        let mut c = synced(30_000);
         assert_eq!(c.offset_ms(), -30_010);
         // NTP set the clock right: the next sample is 30 s larger and wins at once, and an
         // offset under the threshold is not applied.
-        let up = c.on_clock(&clock(1_005_000), false, 1_005_020);
+        let up = c.on_clock(&clock(1_010_000), false, 1_010_020);
         assert_eq!(up.offset_changed, Some(-30_010));
         assert_eq!(c.offset_ms(), 0);
         // One message held up 3 s on its way changes nothing.
-        c.on_clock(&clock(1_010_000), false, 1_013_000);
+        c.on_clock(&clock(1_015_000), false, 1_018_000);
         assert_eq!(c.offset_ms(), 0);
         // The clock jumps 40 s ahead: the second sample that says so wins.
-        c.on_clock(&clock(1_015_000), false, 1_055_000);
-        assert_eq!(c.offset_ms(), 0);
         c.on_clock(&clock(1_020_000), false, 1_060_000);
+        assert_eq!(c.offset_ms(), 0);
+        c.on_clock(&clock(1_025_000), false, 1_065_000);
         assert_eq!(c.offset_ms(), -40_000);
     }
 
     #[test]
-    fn a_retained_clock_holds_signing_until_a_live_one_or_two_intervals() {
+    fn a_retained_clock_holds_signing_until_in_step_or_three_intervals() {
         let mut c = ClockSync::new(None, 0);
         assert!(!c.holding(0), "an oracle without a clock is not waited for");
         let up = c.on_clock(&clock(900_000), true, 1_000_000);
         assert!(up.interval_changed);
         assert_eq!(c.offset_ms(), 0, "a retained copy is no sample");
         assert!(c.holding(1_000_000));
-        assert!(c.holding(1_011_999));
-        assert!(!c.holding(1_012_000), "two intervals and 2 s at most");
+        assert!(c.holding(1_016_999));
+        assert!(!c.holding(1_017_000), "three intervals and 2 s at most");
         c.on_clock(&clock(1_003_000), false, 1_003_100);
-        assert!(!c.holding(1_003_100));
-        // Retained copies after the first live one (a reconnect) hold nothing.
-        c.on_clock(&clock(1_000_000), true, 1_004_000);
-        assert!(!c.holding(1_004_000));
+        assert!(c.holding(1_003_100), "one sample is not enough");
+        c.on_clock(&clock(1_008_000), false, 1_008_100);
+        assert!(!c.holding(1_008_100));
+        // Retained copies after that (a reconnect) hold nothing.
+        c.on_clock(&clock(1_000_000), true, 1_009_000);
+        assert!(!c.holding(1_009_000));
     }
 
     #[test]
     fn a_restart_that_knows_the_interval_holds_from_its_start() {
         let c = ClockSync::new(Some(5_000), 50_000);
         assert!(c.holding(50_000));
-        assert!(!c.holding(62_000));
+        assert!(!c.holding(67_000));
         assert_eq!(c.interval_ms(), Some(5_000));
     }
 }

@@ -222,6 +222,9 @@ pub struct Core {
     /// interval the next seed sets.
     resumed_from_ms: Option<u64>,
     beacon_at_ms: Option<u64>,
+    /// Witnesses of the current epoch heard before this node's own beacon, signed when it
+    /// goes out.
+    held: Vec<Witness>,
     fix: Option<GnssFix>,
     witnessed: BTreeSet<NodeId>,
     witnessed_by: Vec<WitnessSeen>,
@@ -267,6 +270,7 @@ impl Core {
             next_heartbeat_ms: now_ms,
             resumed_from_ms: None,
             beacon_at_ms: None,
+            held: Vec::new(),
             fix: None,
             witnessed: BTreeSet::new(),
             witnessed_by: Vec::new(),
@@ -374,6 +378,16 @@ impl Core {
     /// An epoch seed arrived (MQTT retained topic or gossip). Only seeds the pinned oracle
     /// signed are believed; a seed older than or equal to the current epoch is ignored.
     pub fn handle_seed(&mut self, bytes: &[u8], now_ms: u64) -> Result<bool, TrustError> {
+        self.take_seed(bytes, now_ms, true)
+    }
+
+    /// The seed the driver saved before a restart: as [`Core::handle_seed`], but an epoch that
+    /// ended while the node was down says nothing about its clock.
+    pub fn resume_seed(&mut self, bytes: &[u8], now_ms: u64) -> Result<bool, TrustError> {
+        self.take_seed(bytes, now_ms, false)
+    }
+
+    fn take_seed(&mut self, bytes: &[u8], now_ms: u64, live: bool) -> Result<bool, TrustError> {
         let seed = self.trust.accept_seed(bytes)?;
         if self.epoch.as_ref().is_some_and(|e| e.epoch >= seed.epoch) {
             return Ok(false);
@@ -381,11 +395,12 @@ impl Core {
         // A seed is published when its epoch starts; a large gap means one of the clocks is off.
         let skew_ms = i64::try_from(now_ms).unwrap_or(i64::MAX)
             - i64::try_from(seed.start_ms).unwrap_or(i64::MAX);
-        if !seed.contains(now_ms) && skew_ms.unsigned_abs() > self.cfg.clock_skew_warn_ms {
+        if live && !seed.contains(now_ms) && skew_ms.unsigned_abs() > self.cfg.clock_skew_warn_ms {
             self.event(Event::ClockSkew { skew_ms });
         }
         self.heartbeat_interval_ms = u64::from(seed.params.heartbeat_interval_ms).max(1);
         self.hold_first_heartbeat(now_ms);
+        self.drop_held();
         self.witnessed.clear();
         self.witnessed_by.clear();
         let (start, end) = schedule::beacon_window(&seed, &self.id);
@@ -433,7 +448,12 @@ impl Core {
 
     /// The radio received a frame at `rx_ms`; the core handles it at `now_ms`. If it is a valid
     /// beacon of the current epoch, sent in its slot by another node we have not yet witnessed,
-    /// a signed witness goes to the outbox.
+    /// a witness is made. It is signed and goes to the outbox at once if this node has already
+    /// beaconed in the epoch; before its own beacon it is held (`Ok(None)`) and signed when the
+    /// beacon goes out: the oracle pays witnesses only to nodes that beacon in the epoch
+    /// (`no_reciprocity`), so a node that crashes or loses its radio before its slot signs
+    /// nothing that would be refused. Held witnesses of an epoch whose beacon never went out
+    /// are dropped ([`Ignored::NoBeacon`]).
     ///
     /// `rx_ms` is the radio's own receive time (Unix ms on the same clock as `now_ms`) and is
     /// what the witness reports, so a frame that waited in the radio's queue for a loop turn is
@@ -449,7 +469,7 @@ impl Core {
         freq_khz: FreqKhz,
         rx_ms: u64,
         now_ms: u64,
-    ) -> Result<ProofId, Ignored> {
+    ) -> Result<Option<ProofId>, Ignored> {
         let cell = match self.admit(payload, rx_ms, now_ms) {
             Ok(cell) => cell,
             Err(why) => {
@@ -465,9 +485,26 @@ impl Core {
             rx_ms,
             cell,
         };
-        let env = Envelope::sign(&self.key, &w);
+        let beaconed = self.epoch.as_ref().is_some_and(|e| self.beaconed_in(e));
+        if !beaconed {
+            // Bounded: `admit` allows at most `max_witnesses_per_epoch` per epoch.
+            self.held.push(w);
+            return Ok(None);
+        }
+        Ok(Some(self.sign_witness(&w, now_ms)))
+    }
+
+    fn sign_witness(&mut self, w: &Witness, now_ms: u64) -> ProofId {
+        let env = Envelope::sign(&self.key, w);
         self.activity.last_witness_ms = Some(now_ms);
-        Ok(self.emit(env, now_ms))
+        self.emit(env, now_ms)
+    }
+
+    /// Drops the held witnesses: this node's beacon of their epoch never went out.
+    fn drop_held(&mut self) {
+        for _ in std::mem::take(&mut self.held) {
+            self.event(Event::Ignored(Ignored::NoBeacon));
+        }
     }
 
     /// Whether a frame heard at `rx_ms` is a beacon to witness; if so, records its signer as
@@ -585,9 +622,17 @@ impl Core {
             self.emit(env, now_ms);
             self.activity.last_heartbeat_ms = Some(now_ms);
             self.resumed_from_ms = None;
-            // Keep the phase: a late wake-up does not shift every later heartbeat.
-            let behind = (now_ms - self.next_heartbeat_ms) / self.heartbeat_interval_ms;
-            self.next_heartbeat_ms += (behind + 1) * self.heartbeat_interval_ms;
+            // Keep the phase (a late wake-up does not shift every later heartbeat), but never
+            // closer than three quarters of an interval after this one: the oracle refuses
+            // heartbeats less than half an interval apart (`heartbeat_too_frequent`), and a
+            // heartbeat signed late (after a hold, a busy loop) must not bring the next one
+            // right behind it.
+            let interval = self.heartbeat_interval_ms;
+            let earliest = now_ms + interval * 3 / 4;
+            let behind = earliest
+                .saturating_sub(self.next_heartbeat_ms)
+                .div_ceil(interval);
+            self.next_heartbeat_ms += behind.max(1) * interval;
         }
         if let (Some(at), Some(cell)) = (self.beacon_at_ms, self.cfg.cell)
             && now_ms >= at
@@ -596,6 +641,7 @@ impl Core {
             let (_, end) = schedule::beacon_window(&epoch, &self.id);
             if now_ms >= end {
                 self.event(Event::BeaconMissed { epoch: epoch.epoch });
+                self.drop_held();
                 return;
             }
             let beacon = Beacon {
@@ -618,6 +664,10 @@ impl Core {
             // The beacon is reported too, so the oracle knows it was sent even if nobody heard it.
             self.emit(env, now_ms);
             self.activity.last_beacon_ms = Some(now_ms);
+            // Then what was heard before it.
+            for w in std::mem::take(&mut self.held) {
+                self.sign_witness(&w, now_ms);
+            }
         }
     }
 
@@ -710,6 +760,27 @@ mod tests {
         std::iter::from_fn(|| c.poll_proof()).collect()
     }
 
+    /// The witness `handle_radio_frame` made: signed at once (`Some(id)`), or held until `c`'s
+    /// own beacon, its clock then run from `now` in 100 ms steps until it goes out.
+    fn signed_witness(c: &mut Core, id: Option<ProofId>, now: u64) -> Proof {
+        if let Some(id) = id {
+            return drain(c).into_iter().find(|p| p.id == id).unwrap();
+        }
+        assert!(
+            drain(c).iter().all(|p| p.kind != Kind::Witness),
+            "a held witness was signed before the beacon"
+        );
+        let mut t = now;
+        loop {
+            c.handle_timeout(t);
+            if let Some(w) = drain(c).into_iter().find(|p| p.kind == Kind::Witness) {
+                return w;
+            }
+            t += 100;
+            assert!(t < now + 120_000, "no beacon, so no witness");
+        }
+    }
+
     #[test]
     fn nothing_happens_before_a_seed() {
         let oracle = NodeKey::from_seed(&[100; 32]);
@@ -735,14 +806,18 @@ mod tests {
         );
         c.handle_timeout(T0);
         c.handle_timeout(T0 + 25_000); // one heartbeat, though 2.5 intervals passed
-        c.handle_timeout(T0 + 29_999);
-        c.handle_timeout(T0 + 30_000);
-        let seqs: Vec<u64> = drain(&mut c)
-            .iter()
-            .map(|p| envelope::open::<Heartbeat>(&p.bytes).unwrap().msg.seq)
-            .collect();
-        assert_eq!(seqs, vec![42, 43, 44]);
+        // The next on the phase, but not at T0 + 30 s: that is less than three quarters of
+        // an interval after the late one.
         assert_eq!(c.poll_timeout(), Some(T0 + 40_000));
+        c.handle_timeout(T0 + 39_999);
+        c.handle_timeout(T0 + 40_000);
+        let sent: Vec<(u64, u64)> = drain(&mut c)
+            .iter()
+            .map(|p| envelope::open::<Heartbeat>(&p.bytes).unwrap().msg)
+            .map(|h| (h.seq, h.sent_ms))
+            .collect();
+        assert_eq!(sent, vec![(42, T0), (43, T0 + 25_000), (44, T0 + 40_000)]);
+        assert_eq!(c.poll_timeout(), Some(T0 + 50_000));
         // Without a location the node cannot beacon, and says so.
         let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
         assert!(events.contains(&Event::BeaconMissed { epoch: 1 }));
@@ -969,8 +1044,7 @@ mod tests {
                 rx,
             )
             .unwrap();
-        let proofs = drain(&mut b);
-        let w = proofs.iter().find(|p| p.id == id).unwrap();
+        let w = signed_witness(&mut b, id, rx);
         let witness = envelope::open::<Witness>(&w.bytes).unwrap().msg;
         assert_eq!(witness.open_beacon().unwrap().signer, a.id());
         assert_eq!(witness.rx_ms, rx);
@@ -1023,7 +1097,7 @@ mod tests {
             let id = o
                 .handle_radio_frame(&frame.payload, rssi, DeciDb(150), 2_412_000, t + 3, t + 3)
                 .unwrap();
-            gossip.push(drain(o).into_iter().find(|p| p.id == id).unwrap().bytes);
+            gossip.push(signed_witness(o, id, t + 3).bytes);
         }
         for g in &gossip {
             assert_eq!(a.handle_peer_witness(g), Ok(()));
@@ -1147,7 +1221,7 @@ mod tests {
         let id = b
             .handle_radio_frame(&bytes, DeciDb(-700), DeciDb(100), 2_412_000, rx, now)
             .unwrap();
-        let proof = drain(&mut b).into_iter().find(|p| p.id == id).unwrap();
+        let proof = signed_witness(&mut b, id, now);
         assert_eq!(
             envelope::open::<Witness>(&proof.bytes).unwrap().msg.rx_ms,
             rx

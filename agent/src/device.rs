@@ -384,12 +384,21 @@ mod tests {
             (DeciDb(-700), DeciDb(100), 2_412_000)
         );
 
-        let id = core
+        let held = core
             .handle_radio_frame(&f.payload, f.rssi, f.snr, f.freq_khz, f.rx_ms, heard + 900)
             .unwrap();
-        let proof = std::iter::from_fn(|| core.poll_proof())
-            .find(|p| p.id == id)
-            .unwrap();
+        // Signed when this node's own beacon goes out, if not at once.
+        let mut t = heard + 900;
+        let proof = loop {
+            if let Some(p) = std::iter::from_fn(|| core.poll_proof()).find(|p| {
+                held.is_none_or(|id| p.id == id) && p.kind == wisp_protocol::Kind::Witness
+            }) {
+                break p;
+            }
+            t += 100;
+            assert!(t < heard + 120_000, "no witness");
+            core.handle_timeout(t);
+        };
         assert_eq!(
             envelope::open::<Witness>(&proof.bytes).unwrap().msg.rx_ms,
             heard

@@ -339,10 +339,11 @@ impl Negotiator for NetNegotiator {
 
 /// Runs the queued tests one at a time (tests in parallel would share, and so understate, the
 /// measurer's own link) and hands the receipts back.
-/// A prover that answers `busy` (another of its measurers is testing it), or a test this
-/// measurer could not run for a reason of its own (its endpoint, its address: no receipt is
-/// signed then, the prover is not to blame), is tried again this many times, [`BUSY_RETRY`]
-/// apart; a busy prover's refusal receipts are not kept.
+/// A prover that answers `busy` (another of its measurers is testing it) or never answers the
+/// invitation (a lost connection, a timeout: it may have restarted), or a test this measurer
+/// could not run for a reason of its own (its endpoint, its address: no receipt is signed
+/// then, the prover is not to blame), is tried again this many times, [`BUSY_RETRY`] apart;
+/// the receipts of the attempts before the last are not kept.
 const BUSY_ATTEMPTS: u32 = 4;
 const BUSY_RETRY: Duration = Duration::from_secs(15);
 
@@ -398,9 +399,14 @@ async fn measure_queue(
                 continue;
             }
         }
-        let retry = report.local_error.is_some() || report.refusal == Some(RefuseReason::Busy);
+        // A busy prover, a measurer not ready, or a prover that never answered (restarted, its
+        // old connection dead): tried again later, and the failure signed only at the last
+        // attempt.
+        let retry = report.local_error.is_some()
+            || report.refusal == Some(RefuseReason::Busy)
+            || report.unanswered;
         if retry && attempt + 1 < BUSY_ATTEMPTS {
-            debug!(%prover, epoch, attempt, "prover busy or measurer not ready: trying again later");
+            debug!(%prover, epoch, attempt, "prover busy, unanswered, or measurer not ready: trying again later");
             let requeue = requeue.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(BUSY_RETRY).await;
@@ -687,7 +693,7 @@ pub async fn run_with(
     // Resume the last epoch at once: a broker need not re-send the retained seed to a client
     // resuming its session (rumqttd does not), and a restart must not stop the heartbeats.
     if let Some(bytes) = saved_seed
-        && let Err(e) = core.handle_seed(&bytes, now)
+        && let Err(e) = core.resume_seed(&bytes, now)
     {
         warn!("ignoring the saved epoch seed: {e}");
     }
@@ -906,6 +912,7 @@ impl Daemon {
                     None => info!(broker = %self.broker.url(), "connected to the broker"),
                 }
                 self.connected = true;
+                self.clock.on_connected(system_ms());
                 self.metrics.mqtt_connected.set(1);
                 self.metrics.mqtt_connections.inc();
                 let id = self.key.id();
@@ -1658,6 +1665,7 @@ impl Daemon {
             agent_version: VERSION.into(),
             firmware_version: self.device.firmware_version(),
             uptime_s: self.core.uptime_s(now),
+            clock_offset_ms: self.clock.offset_ms(),
             epoch: self.core.epoch().map(|e| e.epoch),
             cell: self.core.cell().map(|c| c.to_string()),
             fix: self.core.fix(),

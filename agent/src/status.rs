@@ -28,6 +28,9 @@ pub struct Status {
     pub firmware_version: String,
     /// Seconds since start.
     pub uptime_s: u64,
+    /// Milliseconds added to the system clock to get the oracle's time (from the oracle's
+    /// signed clock; 0 when in step).
+    pub clock_offset_ms: i64,
     /// The current epoch, once a seed arrived.
     pub epoch: Option<u64>,
     /// The asserted H3 cell.

@@ -15,7 +15,9 @@
 //! databases:
 //!
 //! - **no honest proof rejected**: every node is honest, so no proof of the epochs from the
-//!   first fault on may be rejected, at ingest or at the close, and no node penalized. Those
+//!   first fault on may be rejected, at ingest or at the close, and no node penalized. (A
+//!   bandwidth test whose prover or measurer was killed in its epoch may fail: its receipt says
+//!   so truthfully, `test_failed`, pays nothing and is listed, not counted.) Those
 //!   refused while the network forms are listed, not counted: the baseline shows which they
 //!   are;
 //! - **nothing double-counted**: among the accepted proofs, one heartbeat per node and
@@ -117,6 +119,8 @@ fn seed() -> u64 {
 struct Run {
     name: &'static str,
     net: Devnet,
+    /// Each agent kill: the agent's index, killed at and started again at (Unix ms).
+    downtimes: Vec<(usize, u64, u64)>,
     dir: PathBuf,
     t0: Instant,
     /// Unix ms: the warm-up ended, the first fault is about to happen.
@@ -146,6 +150,7 @@ impl Run {
         Ok(Run {
             name,
             net,
+            downtimes: Vec::new(),
             dir,
             t0,
             faults_from: 0,
@@ -262,9 +267,11 @@ impl Run {
     /// Kills agent `i` and starts it again after `down`, with `env` added.
     fn bounce_agent(&mut self, i: usize, down: Duration, env: &[(&str, &str)]) -> Result<()> {
         self.net.kill_agent(i)?;
+        let killed = now_ms();
         self.say(&format!("agent-{i} killed (SIGKILL)"));
         std::thread::sleep(down);
         self.net.restart_agent(i, env)?;
+        self.downtimes.push((i, killed, now_ms()));
         self.say(&format!(
             "agent-{i} started again after {} ms {}",
             down.as_millis(),
@@ -320,6 +327,10 @@ struct Audit {
     warmup_rejections: BTreeMap<String, u64>,
     /// Rejected proofs of the epochs from the first fault on.
     rejected: Vec<String>,
+    /// Bandwidth tests that failed in an epoch in which their prover or measurer was killed:
+    /// the receipt truthfully records a test the kill cut short (`test_failed`, nothing to
+    /// pay). Listed, not counted as honest proofs rejected.
+    cut_short: Vec<String>,
     /// Accepted proofs that count something already counted.
     double: Vec<String>,
     /// Heartbeats signed and neither stored by the oracle nor waiting in the outbox.
@@ -365,7 +376,8 @@ impl Audit {
         format!(
             "{name} (seed {seed}): lost {}, double-counted {}, honest proofs rejected {} ({}); \
              honest nodes penalized {}; unpaid node-categories in the {} epochs after the faults {}; \
-             epochs not paying their emission {}; refused during the warm-up: {}",
+             epochs not paying their emission {}; bandwidth tests cut short by a kill {}; \
+             refused during the warm-up: {}",
             self.lost.len(),
             self.double.len(),
             self.rejected.len(),
@@ -374,6 +386,7 @@ impl Audit {
             self.epochs_after,
             self.unpaid.len(),
             self.emission.len(),
+            self.cut_short.len(),
             if warm.is_empty() {
                 "none".into()
             } else {
@@ -407,6 +420,24 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Whether stored receipt `p` is of a test in an epoch during which its prover or its measurer
+/// was down (killed and not yet started again).
+fn killed_during_test(run: &Run, p: &Stored, index: &BTreeMap<[u8; 32], usize>) -> bool {
+    let Ok(r) = wisp_protocol::envelope::open::<BandwidthReceipt>(&p.envelope) else {
+        return false;
+    };
+    let from = run.genesis_ms + r.msg.epoch * EPOCH_MS;
+    let to = from + EPOCH_MS;
+    [r.msg.prover, r.msg.measurer].iter().any(|n| {
+        let Some(i) = index.get(n.as_bytes()) else {
+            return false;
+        };
+        run.downtimes
+            .iter()
+            .any(|(j, down, up)| j == i && *down < to && *up > from)
+    })
+}
+
 /// Reads the (stopped) devnet's databases and checks them.
 fn audit(run: &Run) -> Result<Audit> {
     let net = &run.net;
@@ -420,6 +451,12 @@ fn audit(run: &Run) -> Result<Audit> {
     let fault_epoch = run.epoch_at(run.faults_from);
     let first_after = run.epoch_at(run.faults_to) + 1;
     let since = |t: u64| (t as f64 - run.faults_from as f64) / 1000.0;
+    let index: BTreeMap<[u8; 32], usize> = net
+        .agents
+        .iter()
+        .enumerate()
+        .map(|(i, x)| Ok((node_id(&x.peer_id)?, i)))
+        .collect::<Result<_>>()?;
 
     let db = Connection::open(net.oracle_db())?;
     let mut st = db.prepare(
@@ -461,7 +498,13 @@ fn audit(run: &Run) -> Result<Audit> {
         };
         let reason = Reason::from_code(code).name();
         let after = p.received_ms >= run.faults_from || p.epoch.is_some_and(|e| e >= fault_epoch);
-        if after {
+        if after && code == Reason::TestFailed.code() && killed_during_test(run, p, &index) {
+            a.cut_short.push(format!(
+                "{} {kind} of epoch {:?}: {reason} (its prover or measurer was killed in that epoch)",
+                name(&p.node),
+                p.epoch
+            ));
+        } else if after {
             a.rejected.push(format!(
                 "{} {kind} of epoch {:?}, received {:+.1} s after the first fault: {reason}",
                 name(&p.node),
@@ -750,6 +793,10 @@ fn audit(run: &Run) -> Result<Audit> {
         ("unpaid after the faults", &a.unpaid),
         ("payout is not the emission", &a.emission),
         ("honest nodes penalized", &a.penalized),
+        (
+            "bandwidth tests cut short by a kill (recorded test_failed, not counted)",
+            &a.cut_short,
+        ),
     ] {
         let _ = writeln!(t, "{title}: {}", list.len());
         for x in list {
@@ -865,16 +912,20 @@ fn agents_killed_and_restarted_at_random_moments_cost_nothing() {
             events.push((at + down, false, *i));
         }
         events.sort_unstable();
+        let mut killed_at = BTreeMap::new();
         for (at, kill, i) in events {
             run.sleep_until(at);
             if kill {
                 run.net.kill_agent(i)?;
+                killed_at.insert(i, now_ms());
                 run.say(&format!(
                     "agent-{i} killed (SIGKILL) in epoch {}",
                     run.epoch_at(now_ms())
                 ));
             } else {
                 run.net.restart_agent(i, &[])?;
+                let down = killed_at.remove(&i).unwrap_or(at);
+                run.downtimes.push((i, down, now_ms()));
                 run.say(&format!("agent-{i} started again"));
             }
         }
@@ -965,22 +1016,33 @@ fn an_agent_with_its_clock_30_s_ahead_costs_nothing() {
                 ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
             ],
         )?;
-        // The skew took: the agent's last heartbeat is stamped well ahead of the real clock.
+        // The skew took, and the agent corrected it: its clock reads 30 s ahead, it says so in
+        // its status, and its heartbeats since are stamped on the oracle's (the real) clock.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let st = run.net.agent_status(1).unwrap_or_default();
-            if let Some(hb) = st["last_heartbeat_ms"].as_u64()
-                && hb > restarted + 20_000
+            if let (Some(offset), Some(hb)) = (
+                st["clock_offset_ms"].as_i64(),
+                st["last_heartbeat_ms"].as_u64(),
+            ) && (-31_000..=-29_000).contains(&offset)
+                && hb > restarted
             {
+                ensure!(
+                    hb <= now_ms() + 2_000,
+                    "agent-1's heartbeat is stamped {:.1} s ahead of the real clock",
+                    (hb as f64 - now_ms() as f64) / 1000.0
+                );
                 run.say(&format!(
-                    "agent-1's last heartbeat is stamped {:.1} s ahead of the real clock",
+                    "agent-1's clock is {:.1} s ahead; it corrects by it, and its last heartbeat is stamped {:+.1} s from the real clock",
+                    -offset as f64 / 1000.0,
                     (hb as f64 - now_ms() as f64) / 1000.0
                 ));
                 break;
             }
             ensure!(
                 Instant::now() < deadline,
-                "agent-1 signed no heartbeat with a skewed clock within 60 s (is libfaketime working? see {})",
+                "agent-1 did not report a clock offset near -30 s with a heartbeat signed after its restart within 60 s \
+                 (is libfaketime working? see {}); last status: {st}",
                 run.net.log_path("agent-1").display()
             );
             std::thread::sleep(Duration::from_millis(500));

@@ -117,6 +117,10 @@ pub struct MeasureReport {
     /// Why the measurer could not run the test for a reason of its own (its endpoint, its
     /// address); `receipts` is then empty: nothing about the prover was learnt.
     pub local_error: Option<String>,
+    /// The prover never answered the invitation (the request timed out, or its connection
+    /// was lost or could not be made): `receipts` record a failed test, and the caller may
+    /// rather try again later (a restarted prover is reached on a new connection).
+    pub unanswered: bool,
 }
 
 /// What a prover hands back.
@@ -525,6 +529,7 @@ impl Measurer {
             sockets,
             wire_bytes: 0,
             local_error: None,
+            unanswered: false,
         }
     }
 
@@ -547,6 +552,7 @@ impl Measurer {
             sockets,
             wire_bytes: 0,
             local_error: Some(error),
+            unanswered: false,
         }
     }
 
@@ -633,11 +639,15 @@ impl Measurer {
         let body = match answer {
             Ok(Ok(b)) => b,
             Err(_) | Ok(Err(NegotiateError::Timeout)) => {
-                return self.all_failed(&req, prover, BwFailure::Timeout, Some(sockets));
+                let mut r = self.all_failed(&req, prover, BwFailure::Timeout, Some(sockets));
+                r.unanswered = true;
+                return r;
             }
             Ok(Err(e)) => {
                 tracing::info!(error = %e, "bandwidth negotiation");
-                return self.all_failed(&req, prover, BwFailure::Transport, Some(sockets));
+                let mut r = self.all_failed(&req, prover, BwFailure::Transport, Some(sockets));
+                r.unanswered = true;
+                return r;
             }
         };
         let me = self.key.id();
@@ -699,6 +709,7 @@ impl Measurer {
             sockets: Some(sockets),
             wire_bytes: 0,
             local_error: None,
+            unanswered: false,
         }
     }
 
@@ -855,6 +866,7 @@ impl Measurer {
             sockets: Some(sockets),
             wire_bytes: wire,
             local_error: None,
+            unanswered: false,
         }
     }
 
