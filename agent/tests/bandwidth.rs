@@ -459,3 +459,52 @@ async fn a_measurer_that_cannot_bind_signs_nothing_against_the_prover() {
         "{report:#?}"
     );
 }
+
+/// A prover that never answers (its connection lost: it restarted, or is down).
+struct Gone;
+
+impl Negotiator for Gone {
+    async fn request(&self, _peer: NodeId, _body: Vec<u8>) -> Result<Vec<u8>, NegotiateError> {
+        Err(NegotiateError::Unreachable(
+            "IO error on outbound stream: connection lost".into(),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_invitation_is_marked_for_another_try() {
+    let w = world();
+    let cfg = config(4 << 20, 1000);
+    let measurer = Measurer::new(
+        w.measurer_key.clone(),
+        cfg,
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    );
+    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    let report = measurer
+        .measure(&Gone, w.prover_key.id(), 7, Directions::Both, &mut rng)
+        .await;
+    // The caller (the daemon's measurer queue) tries again later rather than keep these.
+    assert!(report.unanswered, "{report:#?}");
+    assert_eq!(report.local_error, None);
+    let opened = open_all(&report);
+    assert_eq!(opened.len(), 2);
+    assert!(
+        opened
+            .iter()
+            .all(|(r, _)| r.outcome == Outcome::Failed(BwFailure::Transport)),
+        "{report:#?}"
+    );
+    // A prover that answers is no such case.
+    let (report, _) = measure_with(
+        &measurer,
+        w.measurer_key.id(),
+        &w.prover_key,
+        &w.view,
+        cfg,
+        2,
+    )
+    .await;
+    assert!(!report.unanswered);
+}
