@@ -339,6 +339,24 @@ async fn the_time_cap_ends_the_test() {
     assert!(m.bytes < cap);
 }
 
+/// One test of the world's prover by its measurer, `measurer` (kept by the caller).
+async fn measure_in(
+    measurer: &Measurer,
+    w: &World,
+    cfg: BwConfig,
+    rng_seed: u8,
+) -> (MeasureReport, Option<ProverReport>) {
+    measure_with(
+        measurer,
+        w.measurer_key.id(),
+        &w.prover_key,
+        &w.view,
+        cfg,
+        rng_seed,
+    )
+    .await
+}
+
 /// One test of `prover_key` by `measurer` (kept by the caller, so several tests share it).
 async fn measure_with(
     measurer: &Measurer,
@@ -427,30 +445,14 @@ async fn a_measurer_that_cannot_bind_signs_nothing_against_the_prover() {
     let bind = squatter.local_addr().unwrap();
     let cfg = config(4 << 20, 1000);
     let measurer = Measurer::new(w.measurer_key.clone(), cfg, bind, None);
-    let (report, prover) = measure_with(
-        &measurer,
-        w.measurer_key.id(),
-        &w.prover_key,
-        &w.view,
-        cfg,
-        1,
-    )
-    .await;
+    let (report, prover) = measure_in(&measurer, &w, cfg, 1).await;
     assert!(prover.is_none(), "the prover was never asked");
     assert!(report.receipts.is_empty(), "{report:#?}");
     let error = report.local_error.unwrap();
     assert!(error.contains(&bind.to_string()), "{error}");
     // Once the port is free the same measurer works.
     drop(squatter);
-    let (report, _) = measure_with(
-        &measurer,
-        w.measurer_key.id(),
-        &w.prover_key,
-        &w.view,
-        cfg,
-        2,
-    )
-    .await;
+    let (report, _) = measure_in(&measurer, &w, cfg, 2).await;
     assert_eq!(report.local_error, None);
     assert!(
         open_all(&report)
@@ -497,14 +499,6 @@ async fn an_unanswered_invitation_is_marked_for_another_try() {
         "{report:#?}"
     );
     // A prover that answers is no such case.
-    let (report, _) = measure_with(
-        &measurer,
-        w.measurer_key.id(),
-        &w.prover_key,
-        &w.view,
-        cfg,
-        2,
-    )
-    .await;
+    let (report, _) = measure_in(&measurer, &w, cfg, 2).await;
     assert!(!report.unanswered);
 }
