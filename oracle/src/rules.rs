@@ -18,7 +18,7 @@
 use wisp_protocol::envelope::{self, EnvelopeRef};
 use wisp_protocol::msg::{
     BandwidthReceipt, Beacon, Direction, EpochSeed, Heartbeat, MAX_WIRE_OVERHEAD_PERMILLE, Outcome,
-    Witness,
+    Witness, rate_span_ms,
 };
 use wisp_protocol::units::{DeciDb, EpochNo, UnixMs};
 use wisp_protocol::{NodeId, Opened, ProofId, Reason, physics, schedule};
@@ -629,11 +629,13 @@ impl<'a> Checker<'a> {
     /// - the measurer is one of the `measurers_per_prover` the seed assigns to the prover over
     ///   `pool` (`wrong_measurer`), so a prover cannot pick a friendly measurer;
     /// - the test succeeded (`test_failed`: recorded, not paid);
-    /// - `median ≤ max_throughput_bps` and `median · min(duration, 1 s) ≤ 8 · bytes`
-    ///   (`implausible_throughput`). The median is over 1 s windows after a warm-up of unknown
-    ///   length, so only one full window is certain: its bits, at least the median's worth, are
-    ///   among the bytes counted. Comparing with `8 · bytes / duration` instead would reject
-    ///   every honest test whose warm-up ran below the median rate;
+    /// - `median ≤ max_throughput_bps` and `median · span ≤ 8 · bytes` times the wire overhead
+    ///   (`implausible_throughput`), with `span` = [`rate_span_ms`]`(duration)`: the median is
+    ///   over 1 s windows after a warm-up of unknown length, so only one full window is certain
+    ///   (for a test shorter than a window, its whole 100 ms bins): its bits, at least the
+    ///   median's worth, are among the bytes counted. Comparing with `8 · bytes / duration`
+    ///   instead would reject every honest test whose warm-up ran below the median rate, and
+    ///   `min(duration, 1 s)` every sub-second test whose unfinished last bin ran slow;
     /// - `min(rtt_idle, rtt_loaded) ≥ 2 · d_min / v` with `d_min` the nearest the two asserted
     ///   cells can be and `v = rtt_signal_m_per_us` (`speed_of_light`): a reply faster than
     ///   light over the claimed distance means one of the places is false.
@@ -670,7 +672,7 @@ impl<'a> Checker<'a> {
             Outcome::Failed(_) => return Err(Reason::TestFailed),
             Outcome::Measured(m) => m,
         };
-        let window_ms = u128::from(m.duration_ms.min(1_000));
+        let window_ms = u128::from(rate_span_ms(m.duration_ms));
         // One window cannot carry more than the whole test (rates are IP-layer rates, at most
         // MAX_WIRE_OVERHEAD_PERMILLE / 1000 of the payload rate).
         if m.median_bps > cfg.max_throughput_bps

@@ -700,6 +700,36 @@ fn receipt_rules() {
             ..R
         },
         ReceiptCase {
+            // 5 whole bins and a slow last one: the median is the rate of the 500 ms of bins.
+            name: "sub-second test counts whole 100 ms bins",
+            edit: |r| {
+                let m = measured(r);
+                m.duration_ms = 590;
+                m.bytes = min_bytes(m.median_bps, 500);
+            },
+            ..R
+        },
+        ReceiptCase {
+            name: "sub-second test with too few bytes for its whole bins",
+            edit: |r| {
+                let m = measured(r);
+                m.duration_ms = 590;
+                m.bytes = min_bytes(m.median_bps, 500) - 1;
+            },
+            want: Err(Reason::ImplausibleThroughput),
+            ..R
+        },
+        ReceiptCase {
+            name: "test shorter than one bin: its duration",
+            edit: |r| {
+                let m = measured(r);
+                m.duration_ms = 60;
+                m.bytes = min_bytes(m.median_bps, 60) - 1;
+            },
+            want: Err(Reason::ImplausibleThroughput),
+            ..R
+        },
+        ReceiptCase {
             name: "sub-second test with too few bytes",
             edit: |r| {
                 let m = measured(r);

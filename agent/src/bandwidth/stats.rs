@@ -13,16 +13,21 @@
 //! 3. Median and 10th percentile of those window rates, nearest-rank (the lower median for an
 //!    even count), so every figure is one window's real rate, never an interpolation.
 //!
-//! A test cut short (byte cap) may leave less than one full window after warm-up; then the rate
-//! of what remains after warm-up is the only window, and if nothing remains, the rate over all
-//! full bins. A test with no full bin yields no figure.
+//! A test cut short (byte cap) may leave less than one full window after warm-up; then its last
+//! full window (warm-up bins included) is the only window, and a test shorter than one window
+//! gets the rate over all its full bins; a test shorter than one bin, the rate of its bytes
+//! over its duration. So the median is always the rate of a span of bytes the test counted,
+//! as long as [`wisp_protocol::msg::rate_span_ms`] of its duration: the oracle's
+//! `implausible_throughput` bound holds for every honest test.
 
 use std::time::Duration;
 
+use wisp_protocol::msg::{RATE_BIN_MS, RATE_WINDOW_MS};
+
 /// The width of one receiver bin.
-pub const BIN: Duration = Duration::from_millis(100);
+pub const BIN: Duration = Duration::from_millis(RATE_BIN_MS as u64);
 /// Bins in one throughput window (1 s).
-pub const WINDOW_BINS: usize = 10;
+pub const WINDOW_BINS: usize = (RATE_WINDOW_MS / RATE_BIN_MS) as usize;
 /// Bins always discarded as warm-up (1 s).
 pub const WARMUP_MIN_BINS: usize = 10;
 /// Bins discarded at most as warm-up (3 s).
@@ -155,12 +160,18 @@ pub fn summarize(counts: &[u64], elapsed: Duration) -> Option<Summary> {
         (w..=full.len() - WINDOW_BINS)
             .map(|s| rate(sum(&full[s..s + WINDOW_BINS]), WINDOW_BINS))
             .collect()
-    } else if full.len() > w {
-        vec![rate(sum(&full[w..]), full.len() - w)]
+    } else if full.len() >= WINDOW_BINS {
+        // Less than one window after the warm-up: the last full window, warm-up bins
+        // included (a real 1 s window, so the oracle's plausibility bound holds).
+        vec![rate(sum(&full[full.len() - WINDOW_BINS..]), WINDOW_BINS)]
     } else {
         vec![rate(sum(&full), full.len())]
     };
-    let warmup_bins = if full.len() > w { w } else { 0 };
+    let warmup_bins = if full.len() >= w + WINDOW_BINS {
+        w
+    } else {
+        full.len().saturating_sub(WINDOW_BINS)
+    };
     rates.sort_unstable();
     Some(Summary {
         median_bps: rates[rank(rates.len(), 50)],
@@ -356,16 +367,46 @@ mod tests {
         // Byte cap reached after 1.5 s: 5 full bins after the 1 s warm-up.
         let counts = vec![2000u64; 16];
         let s = summarize(&counts, ms(1550)).unwrap();
-        assert_eq!(s.warmup_bins, 10);
+        // The last full window, bins 5..15, half of it warm-up.
+        assert_eq!(s.warmup_bins, 5);
         assert_eq!(s.windows, 1);
-        // 5 bins of 2000 bytes in 0.5 s = 20 000 bytes/s = 160 000 bit/s.
+        // 10 bins of 2000 bytes in 1 s = 160 000 bit/s.
         assert_eq!(s.median_bps, 160_000);
+        // A slow start and a fast tail: the window is still a whole second.
+        let mut counts = vec![100u64; 10];
+        counts.extend([5000u64; 3]);
+        let s = summarize(&counts, ms(1350)).unwrap();
+        assert_eq!((s.warmup_bins, s.median_bps), (3, (7 * 100 + 3 * 5000) * 8));
         // Shorter than the warm-up: the rate over all full bins.
         let s = summarize(&[1000, 1000, 1000, 7], ms(350)).unwrap();
         assert_eq!((s.warmup_bins, s.windows, s.median_bps), (0, 1, 80_000));
         // Shorter than one bin: all bytes over the duration (5 bytes in 50 ms = 800 bit/s).
         assert_eq!(summarize(&[5], ms(50)).unwrap().median_bps, 800);
         assert_eq!(summarize(&[5], Duration::ZERO), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the bins and the duration, the median is a rate the counted bytes could
+        /// carry over the span the oracle checks (`implausible_throughput`).
+        #[test]
+        fn every_honest_median_passes_the_oracles_bound(
+            counts in proptest::collection::vec(0u64..10_000_000, 0..80),
+            elapsed_us in 1u64..8_000_000,
+        ) {
+            let elapsed = Duration::from_micros(elapsed_us);
+            // Bins the test could have filled in `elapsed` (one partial bin at most beyond).
+            let stored = full_bins(elapsed) + 1;
+            let counts = &counts[..counts.len().min(stored)];
+            if let Some(s) = summarize(counts, elapsed) {
+                let duration_ms = u32::try_from(elapsed.as_millis()).unwrap().max(1);
+                let span = u128::from(wisp_protocol::msg::rate_span_ms(duration_ms));
+                let total: u64 = counts.iter().sum();
+                proptest::prop_assert!(
+                    u128::from(s.median_bps) * span <= u128::from(total) * 8 * 1_000,
+                    "median {} over {} ms exceeds {} bytes", s.median_bps, span, total
+                );
+            }
+        }
     }
 
     #[test]

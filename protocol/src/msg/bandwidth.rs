@@ -24,6 +24,27 @@ pub enum Direction {
 /// datagrams that carried them), and that overhead is a few percent at full-size datagrams.
 pub const MAX_WIRE_OVERHEAD_PERMILLE: u64 = 1_100;
 
+/// The receiver counts verified bytes in bins of this many milliseconds; rates are taken over
+/// whole bins.
+pub const RATE_BIN_MS: u32 = 100;
+/// A throughput window, milliseconds ([`Measurement::median_bps`] is the median of these).
+pub const RATE_WINDOW_MS: u32 = 1_000;
+
+/// The span of received bytes, in milliseconds, that the median rate of a test lasting
+/// `duration_ms` is certain to have been measured over: one full window; for a test shorter
+/// than a window, its whole bins; for a test shorter than one bin, its duration. The bytes of
+/// that span are among [`Measurement::bytes`], so `median_bps × rate_span_ms(duration_ms)`
+/// can never honestly exceed `bytes × 8 × 1000` (times the wire overhead).
+pub fn rate_span_ms(duration_ms: u32) -> u32 {
+    if duration_ms >= RATE_WINDOW_MS {
+        RATE_WINDOW_MS
+    } else if duration_ms >= RATE_BIN_MS {
+        duration_ms - duration_ms % RATE_BIN_MS
+    } else {
+        duration_ms
+    }
+}
+
 /// A completed measurement. Rates in bits per second, times in microseconds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Measurement {

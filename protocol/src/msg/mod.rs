@@ -20,6 +20,7 @@ pub use ack::{
 };
 pub use bandwidth::{
     BandwidthReceipt, BwFailure, Direction, MAX_WIRE_OVERHEAD_PERMILLE, Measurement, Outcome,
+    RATE_BIN_MS, RATE_WINDOW_MS, rate_span_ms,
 };
 pub use epoch::{
     AssemblyError, EpochParams, EpochSeed, MEASURER_SET_PART_MAX, MEASURER_SET_PARTS_MAX,
