@@ -210,9 +210,12 @@ impl Backhaul {
             return Err(InviteRefusal::NotAMeasurer);
         }
         let Some(view) = &self.view else {
-            return Err(InviteRefusal::WrongEpoch);
+            return Err(InviteRefusal::NotYet);
         };
-        if invite.epoch != view.epoch {
+        if invite.epoch > view.epoch {
+            return Err(InviteRefusal::NotYet);
+        }
+        if invite.epoch < view.epoch {
             return Err(InviteRefusal::WrongEpoch);
         }
         if !schedule::is_assigned(
@@ -554,7 +557,7 @@ mod tests {
         let body = Backhaul::invite_body(5);
         assert_eq!(
             m.on_invite(prover, &body),
-            Err(InviteRefusal::WrongEpoch),
+            Err(InviteRefusal::NotYet),
             "no view yet"
         );
         m.on_seed(&s, s.start_ms, 0);
@@ -563,6 +566,11 @@ mod tests {
         assert_eq!(
             m.on_invite(prover, &Backhaul::invite_body(4)),
             Err(InviteRefusal::WrongEpoch)
+        );
+        assert_eq!(
+            m.on_invite(prover, &Backhaul::invite_body(6)),
+            Err(InviteRefusal::NotYet),
+            "a later epoch than the measurer's: it is behind"
         );
         assert_eq!(
             m.on_invite(prover, &[INVITE_TAG]),

@@ -532,14 +532,17 @@ enum Invited {
 /// Attempts at inviting one measurer, 10 s × the attempt number apart.
 const INVITE_ATTEMPTS: u32 = 3;
 
-/// Invites `measurer` for `epoch`, trying a busy or unreachable one again a few times, with
-/// `pause` (a sleep, in the daemon) between the attempts.
+/// Invites `measurer` for `epoch`, trying a busy, not yet ready or unreachable one again a few
+/// times, with `pause` (a sleep, in the daemon) between the attempts; no attempt starts after
+/// `budget` (the rest of the epoch) has been spent pausing.
 async fn invite<F: std::future::Future<Output = ()>>(
     negotiator: &impl Negotiator,
     measurer: NodeId,
     epoch: EpochNo,
+    budget: Duration,
     mut pause: impl FnMut(Duration) -> F,
 ) -> Invited {
+    let mut paused = Duration::ZERO;
     let body = Backhaul::invite_body(epoch);
     let mut why = String::new();
     for attempt in 1..=INVITE_ATTEMPTS {
@@ -548,6 +551,9 @@ async fn invite<F: std::future::Future<Output = ()>>(
                 Some(InviteAnswer::Queued) => return Invited::Queued,
                 Some(InviteAnswer::Refused(InviteRefusal::Busy)) => {
                     "the measurer is busy (its test queue is full)".to_string()
+                }
+                Some(InviteAnswer::Refused(InviteRefusal::NotYet)) => {
+                    "the measurer has not got this epoch yet".to_string()
                 }
                 Some(InviteAnswer::Refused(r)) => return Invited::Declined(r),
                 None if answer.is_empty() => {
@@ -559,7 +565,13 @@ async fn invite<F: std::future::Future<Output = ()>>(
         };
         debug!(%measurer, epoch, attempt, "bandwidth test invitation: {why}");
         if attempt < INVITE_ATTEMPTS {
-            pause(Duration::from_secs(10 * u64::from(attempt))).await;
+            let wait = Duration::from_secs(10 * u64::from(attempt));
+            paused += wait;
+            if paused >= budget {
+                why.push_str("; the epoch ended before another attempt");
+                break;
+            }
+            pause(wait).await;
         }
     }
     Invited::Failed(why)
@@ -571,10 +583,19 @@ async fn send_invite(
     measurer: NodeId,
     epoch: EpochNo,
     after: Duration,
+    budget: Duration,
     metrics: Arc<Metrics>,
 ) {
     tokio::time::sleep(after).await;
-    let why = match invite(&NetNegotiator(net), measurer, epoch, tokio::time::sleep).await {
+    let why = match invite(
+        &NetNegotiator(net),
+        measurer,
+        epoch,
+        budget,
+        tokio::time::sleep,
+    )
+    .await
+    {
         Invited::Queued => {
             info!(%measurer, epoch, "bandwidth test: invitation queued");
             "queued"
@@ -1237,6 +1258,10 @@ impl Daemon {
         // One at a time, roughly: a prover runs one test at a time and answers `busy` to the
         // others, so the invitations are spread by about one test's length.
         let gap = self.cfg.bandwidth.test.duration * 2 + Duration::from_secs(5);
+        // Retries stop with the epoch: an invitation for an ended epoch is declined.
+        let left = bw.state.epoch_end(epoch).map_or(Duration::MAX, |end| {
+            Duration::from_millis(end.saturating_sub(now))
+        });
         for (i, m) in measurers.into_iter().enumerate() {
             let after = gap * u32::try_from(i).unwrap_or(u32::MAX);
             self.bw_tasks.spawn(send_invite(
@@ -1244,6 +1269,7 @@ impl Daemon {
                 m,
                 epoch,
                 after,
+                left.saturating_sub(after),
                 self.metrics.clone(),
             ));
         }
@@ -1863,7 +1889,7 @@ mod tests {
             let tries = answers.len() as u64;
             let n = Scripted::new(answers);
             let mut pauses = Vec::new();
-            let got = invite(&n, measurer, 5, |d| {
+            let got = invite(&n, measurer, 5, Duration::MAX, |d| {
                 pauses.push(d);
                 std::future::ready(())
             })
@@ -1875,5 +1901,23 @@ mod tests {
                 (1..tries).map(|a| Duration::from_secs(10 * a)).collect();
             assert_eq!(pauses, want_pauses, "case {i}");
         }
+        // A measurer that has not got the epoch yet is asked again, until the epoch's end:
+        // 15 s left allow the 10 s pause, not the 20 s one.
+        let not_yet = || Ok(encode_body(&InviteAnswer::Refused(InviteRefusal::NotYet)));
+        let n = Scripted::new(vec![not_yet(), not_yet()]);
+        let mut pauses = Vec::new();
+        let got = invite(&n, measurer, 5, Duration::from_secs(15), |d| {
+            pauses.push(d);
+            std::future::ready(())
+        })
+        .await;
+        assert_eq!(
+            got,
+            Invited::Failed(
+                "the measurer has not got this epoch yet; the epoch ended before another attempt"
+                    .into()
+            )
+        );
+        assert_eq!((n.left(), pauses), (0, vec![Duration::from_secs(10)]));
     }
 }

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -87,6 +87,37 @@ pub struct Options {
     /// The oracle's database on PostgreSQL (`postgres://…`) instead of SQLite, in a schema of
     /// the run's own.
     pub postgres: Option<String>,
+    /// The address the oracle, its broker, the air and the agents listen on: loopback, or
+    /// (for agents in namespaces of their own) an address those namespaces route to.
+    pub host: Ipv4Addr,
+    /// Agents that run in a network namespace of their own, by index: the namespace's name
+    /// and the agent's address in it. The namespaces, their links and their routes to `host`
+    /// are the caller's (a partition test cuts and restores the links).
+    pub agent_netns: BTreeMap<usize, (String, Ipv4Addr)>,
+}
+
+impl Options {
+    /// `nodes` honest hotspots with `epoch_s` epochs on loopback, the embedded broker and
+    /// SQLite, seed 1.
+    pub fn new(nodes: u32, epoch_s: u32, data_dir: PathBuf, bin_dir: PathBuf) -> Self {
+        Self {
+            nodes,
+            epoch_s,
+            data_dir,
+            bin_dir,
+            seed: 1,
+            cheaters: Vec::new(),
+            broker: None,
+            postgres: None,
+            host: Ipv4Addr::LOCALHOST,
+            agent_netns: BTreeMap::new(),
+        }
+    }
+
+    /// The address agent `i` listens on.
+    fn agent_addr(&self, i: usize) -> Ipv4Addr {
+        self.agent_netns.get(&i).map_or(self.host, |(_, a)| *a)
+    }
 }
 
 /// A way of cheating a devnet hotspot can run for real.
@@ -218,6 +249,8 @@ pub struct Devnet {
     air_stats: Arc<AirStats>,
     air_thread: Option<std::thread::JoinHandle<()>>,
     paid_seen: BTreeMap<u64, Vec<Reward>>,
+    /// The network namespace of each process that runs in one, by process name.
+    netns: BTreeMap<String, String>,
 }
 
 /// One node's reward for one epoch, by category.
@@ -396,9 +429,9 @@ impl Summary {
     }
 }
 
-/// A free TCP port on loopback (bound and released: a devnet's own processes take it next).
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free TCP port on `host` (bound and released: a devnet's own processes take it next).
+fn free_port(host: Ipv4Addr) -> Result<u16> {
+    Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
 }
 
 /// The place of hotspot `i` of `n`, degrees: a square-ish grid around the centre.
@@ -579,7 +612,8 @@ impl Devnet {
         let total = u32::try_from(plans.len()).unwrap_or(u32::MAX);
 
         // The air.
-        let air_sock = UdpSocket::bind("127.0.0.1:0").context("binding the simulated air")?;
+        let host = opts.host;
+        let air_sock = UdpSocket::bind((host, 0)).context("binding the simulated air")?;
         let air = air_sock.local_addr()?;
         let air_stop = Arc::new(AtomicBool::new(false));
         let air_stats = Arc::new(AirStats::default());
@@ -599,9 +633,9 @@ impl Devnet {
 
         let broker: String = match &opts.broker {
             Some(b) => b.clone(),
-            None => SocketAddr::from(([127, 0, 0, 1], free_port()?)).to_string(),
+            None => SocketAddr::from((host, free_port(host)?)).to_string(),
         };
-        let oracle_http: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let oracle_http: SocketAddr = (host, free_port(host)?).into();
         let mut net = Devnet {
             opts: opts.clone(),
             procs: Vec::new(),
@@ -613,6 +647,14 @@ impl Devnet {
             air_stats,
             air_thread: Some(air_thread),
             paid_seen: BTreeMap::new(),
+            netns: plans
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let (ns, _) = opts.agent_netns.get(&i)?;
+                    Some((p.name.clone(), ns.clone()))
+                })
+                .collect(),
         };
 
         // The oracle.
@@ -702,6 +744,7 @@ impl Devnet {
                 String::new()
             };
             let cfg = opts.data_dir.join(format!("{name}.toml"));
+            let ip = opts.agent_addr(i);
             let boot = bootstrap
                 .as_ref()
                 .map(|b| format!("bootstrap = [{}]\n", toml_str(b)))
@@ -711,10 +754,10 @@ impl Devnet {
                 format!(
                     "# Written by wisp-sim devnet.\n[node]\ndata_dir = {}\nowner = \"devnet-{i}\"\n\
                      [oracle]\npublic_key = \"{oracle_id}\"\n[mqtt]\nurl = \"mqtt://{broker}\"\nkeep_alive_s = 10\n\
-                     [http]\nlisten = \"127.0.0.1:0\"\n[location]\nlat = {lat:.7}\nlon = {lon:.7}\n\
+                     [http]\nlisten = \"{ip}:0\"\n[location]\nlat = {lat:.7}\nlon = {lon:.7}\n\
                      [device]\nkind = \"sim\"\nair = \"{air}\"\nposition = \"{position}\"\n{spoof}[heartbeat]\ninterval_s = {}\n\
-                     [net]\nlisten = [\"/ip4/127.0.0.1/udp/0/quic-v1\"]\n{boot}kad_server = true\n\
-                     [bandwidth]\nmeasurer = true\nlisten = \"127.0.0.1:0\"\nduration_s = 1\nbyte_cap_mib = 64\n",
+                     [net]\nlisten = [\"/ip4/{ip}/udp/0/quic-v1\"]\n{boot}kad_server = true\n\
+                     [bandwidth]\nmeasurer = true\nlisten = \"{ip}:0\"\nduration_s = 1\nbyte_cap_mib = 64\n",
                     toml_str(&dir.to_string_lossy()),
                     (e / 6.0).max(5.0),
                 ),
@@ -812,9 +855,24 @@ impl Devnet {
         self.opts.data_dir.join(format!("{name}.log"))
     }
 
+    /// The command that runs `bin` for process `name`: in its agent's network namespace, if
+    /// it has one (`ip netns exec` runs the binary in its own place, so the child is the
+    /// agent).
+    fn command(&self, name: &str, bin: &Path) -> Command {
+        match self.netns.get(name) {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        }
+    }
+
     fn spawn(&mut self, name: &str, bin: &Path, args: &[&str], cfg: &Path) -> Result<()> {
         let log = std::fs::File::create(self.log(name))?;
-        let child = Command::new(bin)
+        let child = self
+            .command(name, bin)
             .args(args)
             .arg(cfg)
             .stdin(Stdio::null())
@@ -1183,7 +1241,8 @@ impl Devnet {
             .open(self.log(name))?;
         let extra: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(log, "--- restarted {}", extra.join(" "))?;
-        let child = Command::new(bin)
+        let child = self
+            .command(name, bin)
             .args(args)
             .arg(cfg)
             .envs(env.iter().map(|(k, v)| (k, v)))

@@ -295,14 +295,11 @@ fn devnet(
     };
     let started = Instant::now();
     let opts = Options {
-        nodes,
-        epoch_s,
-        data_dir: data_dir.clone(),
-        bin_dir,
         seed,
         cheaters,
         broker,
         postgres,
+        ..Options::new(nodes, epoch_s, data_dir.clone(), bin_dir)
     };
     let mut out = std::io::stdout();
     let mut say = |s: &str| {

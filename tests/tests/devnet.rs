@@ -184,14 +184,9 @@ fn a_devnet_on_mosquitto_and_postgres_pays_every_node_and_a_killed_agents_last_w
 
     let data = tempfile::tempdir().expect("a temporary directory");
     let opts = Options {
-        nodes: 4,
-        epoch_s: 20,
-        data_dir: data.path().join("net"),
-        bin_dir: bin_dir(),
-        seed: 1,
-        cheaters: Vec::new(),
         broker: Some(mosquitto.clone()),
         postgres: Some(postgres),
+        ..Options::new(4, 20, data.path().join("net"), bin_dir())
     };
     let mut net = Devnet::start(opts, &mut |s| eprintln!("{s}")).expect("the devnet started");
     let result = (|| -> Result<(), String> {

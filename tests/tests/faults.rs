@@ -7,6 +7,10 @@
 //!   transaction, inside and right after the close transaction, and right when a close is due,
 //!   each time started again on the same data;
 //! - one agent's clock 30 s ahead (libfaketime);
+//! - two of the four agents cut off from the network (the oracle, the broker, the other
+//!   agents and the simulated air) for 30 s across an epoch's close, then healed: each runs in
+//!   a network namespace of its own, linked to a bridge the others listen on, and the test
+//!   takes the link down and up;
 //! - and the baseline: the same run without a fault.
 //!
 //! A run waits until every node was paid in every category (the warm-up), injects its faults,
@@ -16,8 +20,11 @@
 //!
 //! - **no honest proof rejected**: every node is honest, so no proof of the epochs from the
 //!   first fault on may be rejected, at ingest or at the close, and no node penalized. (A
-//!   bandwidth test whose prover or measurer was killed in its epoch may fail: its receipt says
-//!   so truthfully, `test_failed`, pays nothing and is listed, not counted.) Those
+//!   bandwidth test whose prover or measurer was killed or cut off in its epoch may fail: its
+//!   receipt says so truthfully, `test_failed`, pays nothing and is listed, not counted. A
+//!   proof of an epoch whose close came while its node was cut off arrives after the close
+//!   and is refused `late_arrival`: an epoch is paid once, so that is the partition's cost,
+//!   listed, not counted; any other `late_arrival` counts.) Those
 //!   refused while the network forms are listed, not counted: the baseline shows which they
 //!   are;
 //! - **nothing double-counted**: among the accepted proofs, one heartbeat per node and
@@ -30,7 +37,8 @@
 //!   exactly its emission.
 //!
 //! Each test takes minutes, so a plain `cargo test` skips them; `.ci/run` runs them with
-//! `cargo test --workspace --test faults -- --ignored`. They run one at a time (a lock), as
+//! `cargo test --workspace --test faults -- --ignored` (as root: the partition test re-runs
+//! itself in a network namespace of its own, so no real network is touched). They run one at a time (a lock), as
 //! two devnets at once would starve each other on a small machine. Each prints its counts
 //! (lost, double-counted, honest proofs rejected); a failure names the seed
 //! (`WISP_FAULT_SEED=<seed>` repeats the same fault moments) and the kept data directory
@@ -38,7 +46,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,6 +72,125 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// One devnet at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Set in the re-run of a test inside a network namespace of its own.
+const INNER: &str = "WISP_FAULTS_NETNS_INNER";
+/// The bridge's address in a partition test: the oracle, its broker, the air and the agents
+/// not in a namespace listen on it.
+const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+
+/// Runs test `name` again inside a new network namespace (its bridge, links and namespaces
+/// then touch no real network); returns true when called inside it, where the caller runs
+/// the test body.
+fn in_own_namespace(name: &str) -> bool {
+    if std::env::var_os(INNER).is_some() {
+        return true;
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id runs");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test creates network namespaces and needs root (run it as root, as .ci/run does)"
+    );
+    let status = Command::new("unshare")
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            &format!("set -e; ip link set lo up; exec \"$0\" {name} --exact --ignored --nocapture"),
+        ])
+        .arg(std::env::current_exe().expect("the test binary"))
+        .env(INNER, "1")
+        .status()
+        .expect("unshare (util-linux) runs");
+    assert!(
+        status.success(),
+        "{name}: the run inside its network namespace failed (its output is above)"
+    );
+    false
+}
+
+/// Runs `ip` with `args`.
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
+    ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// A bridge at [`BRIDGE_IP`] and, for some agents, a network namespace each, linked to the
+/// bridge by a veth pair; the namespaces are deleted on drop.
+#[derive(Debug)]
+struct Namespaces {
+    /// Agent index → (namespace, the agent's address, the bridge side of its link).
+    agents: BTreeMap<usize, (String, Ipv4Addr, String)>,
+}
+
+impl Namespaces {
+    fn create(agents: &[usize]) -> Result<Namespaces> {
+        ip(&["link", "add", "wbr0", "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{BRIDGE_IP}/24"), "dev", "wbr0"])?;
+        ip(&["link", "set", "wbr0", "up"])?;
+        let mut ns = Namespaces {
+            agents: BTreeMap::new(),
+        };
+        for &i in agents {
+            let name = format!("wisp-faults-{}-{i}", std::process::id());
+            let addr = Ipv4Addr::new(10, 99, 0, 10 + u8::try_from(i)?);
+            let (host, inner) = (format!("wh{i}"), format!("wa{i}"));
+            ip(&["netns", "add", &name])?;
+            ns.agents.insert(i, (name.clone(), addr, host.clone()));
+            ip(&[
+                "link", "add", &host, "type", "veth", "peer", "name", &inner, "netns", &name,
+            ])?;
+            ip(&["link", "set", &host, "master", "wbr0", "up"])?;
+            ip(&[
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &inner,
+            ])?;
+            ip(&["-n", &name, "link", "set", &inner, "up"])?;
+            ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        }
+        Ok(ns)
+    }
+
+    /// For the devnet's options: agent index → (namespace, address).
+    fn options(&self) -> BTreeMap<usize, (String, Ipv4Addr)> {
+        self.agents
+            .iter()
+            .map(|(i, (n, a, _))| (*i, (n.clone(), *a)))
+            .collect()
+    }
+
+    /// Takes agent `i`'s link down (`up`: false) or up again.
+    fn set_link(&self, i: usize, up: bool) -> Result<()> {
+        let (_, _, host) = self
+            .agents
+            .get(&i)
+            .with_context(|| format!("agent-{i} has no namespace"))?;
+        ip(&["link", "set", host, if up { "up" } else { "down" }])
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for (name, _, _) in self.agents.values() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -119,7 +248,9 @@ fn seed() -> u64 {
 struct Run {
     name: &'static str,
     net: Devnet,
-    /// Each agent kill: the agent's index, killed at and started again at (Unix ms).
+    /// The partition test's namespaces (dropped after the devnet, whose agents run in them).
+    namespaces: Option<Namespaces>,
+    /// Each time an agent was down or cut off: its index, from and to (Unix ms).
     downtimes: Vec<(usize, u64, u64)>,
     dir: PathBuf,
     t0: Instant,
@@ -134,22 +265,32 @@ struct Run {
 }
 
 impl Run {
-    fn start(name: &'static str, seed: u64, dir: PathBuf) -> Result<Run> {
-        let opts = Options {
-            nodes: NODES,
-            epoch_s: u32::try_from(EPOCH_MS / 1000)?,
-            data_dir: dir.join("net"),
-            bin_dir: bin_dir()?,
+    /// Starts the devnet; the agents in `partitionable` each in a network namespace of its
+    /// own (then everything listens on [`BRIDGE_IP`] instead of loopback).
+    fn start(name: &'static str, seed: u64, dir: PathBuf, partitionable: &[usize]) -> Result<Run> {
+        let mut opts = Options {
             seed,
-            cheaters: Vec::new(),
-            broker: None,
-            postgres: None,
+            ..Options::new(
+                NODES,
+                u32::try_from(EPOCH_MS / 1000)?,
+                dir.join("net"),
+                bin_dir()?,
+            )
+        };
+        let namespaces = if partitionable.is_empty() {
+            None
+        } else {
+            let ns = Namespaces::create(partitionable)?;
+            opts.host = BRIDGE_IP;
+            opts.agent_netns = ns.options();
+            Some(ns)
         };
         let t0 = Instant::now();
         let net = Devnet::start(opts, &mut |s| eprintln!("[{name}] {s}"))?;
         Ok(Run {
             name,
             net,
+            namespaces,
             downtimes: Vec::new(),
             dir,
             t0,
@@ -283,6 +424,48 @@ impl Run {
         Ok(())
     }
 
+    /// Cuts agents `agents` off the network (their links down) for `length`, then heals the
+    /// partition.
+    fn partition(&mut self, agents: &[usize], length: Duration) -> Result<()> {
+        let ns = self
+            .namespaces
+            .as_ref()
+            .context("this run has no namespaces")?;
+        for &i in agents {
+            ns.set_link(i, false)?;
+        }
+        let cut = now_ms();
+        self.say(&format!(
+            "agents {agents:?} cut off (links down) in epoch {}",
+            self.epoch_at(cut)
+        ));
+        std::thread::sleep(length);
+        let ns = self
+            .namespaces
+            .as_ref()
+            .context("this run has no namespaces")?;
+        for &i in agents {
+            ns.set_link(i, true)?;
+        }
+        let healed = now_ms();
+        for &i in agents {
+            self.downtimes.push((i, cut, healed));
+        }
+        self.say(&format!(
+            "partition healed after {:.1} s, in epoch {}",
+            (healed - cut) as f64 / 1000.0,
+            self.epoch_at(healed)
+        ));
+        Ok(())
+    }
+
+    /// Whether agent `i` was down or cut off at some moment in `[from, to]` (Unix ms).
+    fn unreachable(&self, i: usize, from: u64, to: u64) -> bool {
+        self.downtimes
+            .iter()
+            .any(|(j, down, up)| *j == i && *down <= to && *up >= from)
+    }
+
     /// Starts the oracle with `WISP_ORACLE_CRASH_AT=point` and waits for it to abort there.
     fn crash_oracle_at(&mut self, point: &str) -> Result<()> {
         self.net
@@ -331,6 +514,9 @@ struct Audit {
     /// the receipt truthfully records a test the kill cut short (`test_failed`, nothing to
     /// pay). Listed, not counted as honest proofs rejected.
     cut_short: Vec<String>,
+    /// Proofs refused `late_arrival` because their node was cut off when their epoch closed
+    /// (an epoch is paid once). Listed, not counted.
+    late: Vec<String>,
     /// Accepted proofs that count something already counted.
     double: Vec<String>,
     /// Heartbeats signed and neither stored by the oracle nor waiting in the outbox.
@@ -376,8 +562,8 @@ impl Audit {
         format!(
             "{name} (seed {seed}): lost {}, double-counted {}, honest proofs rejected {} ({}); \
              honest nodes penalized {}; unpaid node-categories in the {} epochs after the faults {}; \
-             epochs not paying their emission {}; bandwidth tests cut short by a kill {}; \
-             refused during the warm-up: {}",
+             epochs not paying their emission {}; bandwidth tests cut short by a kill or a cut {}; \
+             proofs of epochs closed while their node was cut off {}; refused during the warm-up: {}",
             self.lost.len(),
             self.double.len(),
             self.rejected.len(),
@@ -387,6 +573,7 @@ impl Audit {
             self.unpaid.len(),
             self.emission.len(),
             self.cut_short.len(),
+            self.late.len(),
             if warm.is_empty() {
                 "none".into()
             } else {
@@ -421,7 +608,7 @@ fn to_u64(v: i64) -> u64 {
 }
 
 /// Whether stored receipt `p` is of a test in an epoch during which its prover or its measurer
-/// was down (killed and not yet started again).
+/// was down (killed and not yet started again) or cut off.
 fn killed_during_test(run: &Run, p: &Stored, index: &BTreeMap<[u8; 32], usize>) -> bool {
     let Ok(r) = wisp_protocol::envelope::open::<BandwidthReceipt>(&p.envelope) else {
         return false;
@@ -429,13 +616,20 @@ fn killed_during_test(run: &Run, p: &Stored, index: &BTreeMap<[u8; 32], usize>) 
     let from = run.genesis_ms + r.msg.epoch * EPOCH_MS;
     let to = from + EPOCH_MS;
     [r.msg.prover, r.msg.measurer].iter().any(|n| {
-        let Some(i) = index.get(n.as_bytes()) else {
-            return false;
-        };
-        run.downtimes
-            .iter()
-            .any(|(j, down, up)| j == i && *down < to && *up > from)
+        index
+            .get(n.as_bytes())
+            .is_some_and(|i| run.unreachable(*i, from, to))
     })
+}
+
+/// Whether stored proof `p` is of an epoch whose close was due while its node was down or cut
+/// off (between the epoch's end and the end of its settle window).
+fn cut_off_at_close(run: &Run, p: &Stored, index: &BTreeMap<[u8; 32], usize>) -> bool {
+    let (Some(epoch), Some(i)) = (p.epoch, index.get(&p.node)) else {
+        return false;
+    };
+    let end = run.genesis_ms + (epoch + 1) * EPOCH_MS;
+    run.unreachable(*i, end, end + SETTLE_MS)
 }
 
 /// Reads the (stopped) devnet's databases and checks them.
@@ -500,9 +694,16 @@ fn audit(run: &Run) -> Result<Audit> {
         let after = p.received_ms >= run.faults_from || p.epoch.is_some_and(|e| e >= fault_epoch);
         if after && code == Reason::TestFailed.code() && killed_during_test(run, p, &index) {
             a.cut_short.push(format!(
-                "{} {kind} of epoch {:?}: {reason} (its prover or measurer was killed in that epoch)",
+                "{} {kind} of epoch {:?}: {reason} (its prover or measurer was killed or cut off in that epoch)",
                 name(&p.node),
                 p.epoch
+            ));
+        } else if after && code == Reason::LateArrival.code() && cut_off_at_close(run, p, &index) {
+            a.late.push(format!(
+                "{} {kind} of epoch {:?}, received {:+.1} s after the first fault: {reason} (cut off when its epoch closed)",
+                name(&p.node),
+                p.epoch,
+                since(p.received_ms)
             ));
         } else if after {
             a.rejected.push(format!(
@@ -794,8 +995,12 @@ fn audit(run: &Run) -> Result<Audit> {
         ("payout is not the emission", &a.emission),
         ("honest nodes penalized", &a.penalized),
         (
-            "bandwidth tests cut short by a kill (recorded test_failed, not counted)",
+            "bandwidth tests cut short by a kill or a cut (recorded test_failed, not counted)",
             &a.cut_short,
+        ),
+        (
+            "proofs of epochs closed while their node was cut off (late_arrival, not counted)",
+            &a.late,
         ),
     ] {
         let _ = writeln!(t, "{title}: {}", list.len());
@@ -810,6 +1015,15 @@ fn audit(run: &Run) -> Result<Audit> {
 /// Runs a devnet through the warm-up, `faults` and the settling, audits it and asserts the
 /// audit is clean. The data directory is removed when it is, kept otherwise.
 fn fault_test(name: &'static str, faults: impl FnOnce(&mut Run, &mut Rng) -> Result<()>) {
+    fault_test_on(name, &[], faults);
+}
+
+/// [`fault_test`] with the agents in `partitionable` each in a network namespace of its own.
+fn fault_test_on(
+    name: &'static str,
+    partitionable: &[usize],
+    faults: impl FnOnce(&mut Run, &mut Rng) -> Result<()>,
+) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let seed = seed();
     let dir = tempfile::Builder::new()
@@ -822,7 +1036,7 @@ fn fault_test(name: &'static str, faults: impl FnOnce(&mut Run, &mut Rng) -> Res
         dir.display()
     );
     let started = Instant::now();
-    let mut run = match Run::start(name, seed, dir.clone()) {
+    let mut run = match Run::start(name, seed, dir.clone(), partitionable) {
         Ok(r) => r,
         Err(e) => panic!(
             "{name} (seed {seed}): the devnet did not start: {e:#}\ndata and logs kept in {}",
@@ -1050,5 +1264,30 @@ fn an_agent_with_its_clock_30_s_ahead_costs_nothing() {
         // A minute with the skew before the settling, as the other tests have their faults.
         std::thread::sleep(Duration::from_secs(40));
         Ok(())
+    });
+}
+
+#[test]
+#[ignore = "end-to-end fault test, minutes, as root; run by .ci/run"]
+fn a_partition_of_two_agents_that_heals_costs_nothing() {
+    let name = "a_partition_of_two_agents_that_heals_costs_nothing";
+    // Outside, this takes the one-at-a-time lock (other tests of this binary wait) and runs
+    // the test again in its own network namespace.
+    if !{
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        in_own_namespace(name)
+    } {
+        return;
+    }
+    fault_test_on("partition", &[2, 3], |run, rng| {
+        // Cut 10–14 s into an epoch for 30 s: that epoch's close (5 s after its end) comes
+        // while they are cut off, the next epoch passes entirely, and the partition heals in
+        // the first 4 s of the epoch after, inside the second close's settle window. The
+        // epochs checked begin 16–20 s after the heal: an agent notices a dead broker
+        // connection only when its keep-alive (10 s) goes unanswered, and reconnects with
+        // backoff.
+        let at = run.next_boundary() + 10_000 + rng.below(4_000);
+        run.sleep_until(at);
+        run.partition(&[2, 3], Duration::from_secs(30))
     });
 }

@@ -121,7 +121,7 @@ pub enum InviteAnswer {
 pub enum InviteRefusal {
     /// This node does not measure (`bandwidth.measurer = false`).
     NotAMeasurer,
-    /// Not the measurer's current epoch, or it has not got the epoch's measurer set yet.
+    /// An epoch the measurer has left behind (the prover is late).
     WrongEpoch,
     /// The measurer is not assigned to the prover.
     NotAssigned,
@@ -131,6 +131,9 @@ pub enum InviteRefusal {
     Busy,
     /// The body is malformed.
     BadRequest,
+    /// The measurer has not got the epoch's seed and measurer set yet (it is behind, e.g.
+    /// just reconnected): ask again later.
+    NotYet,
 }
 
 /// Why a prover refused.
