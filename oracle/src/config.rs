@@ -149,7 +149,8 @@ pub struct RulesConfig {
     /// epochs of `rssi_inconsistent` or `links_relayed` — within `strike_window_epochs` before
     /// the node is penalized for them. Default 2.
     pub evidence_min: u16,
-    /// The window of epochs over which `link_strikes` and `evidence_min` are counted. Default
+    /// The window of epochs over which `link_strikes`, `evidence_min` and `measurer_strikes`
+    /// are counted. Default
     /// 24.
     pub strike_window_epochs: u16,
     /// A penalized node earns nothing in the epoch it was caught and in this many epochs
@@ -168,7 +169,8 @@ pub struct RulesConfig {
     /// by the measurer's own rated capacity in that direction) is a disagreement. Default
     /// 7 500.
     pub measurer_floor_bps: u16,
-    /// Disagreements in one epoch that make a measurer `measurer_disagrees`. Default 2.
+    /// Disagreements within `strike_window_epochs` that make a measurer `measurer_disagrees`.
+    /// Default 2.
     pub measurer_strikes: u16,
 
     // ---- onboarding and location ----

@@ -28,8 +28,10 @@
 //!    rest `duplicate_measurer`. A direction is rated by the lower median of its receipts'
 //!    throughputs once `backhaul_min_measurers` distinct measurers reported. A measurer whose
 //!    figure is below `measurer_floor_bps` of what the others saw (capped by its own rated
-//!    capacity) disagrees; `measurer_strikes` disagreements in one epoch →
-//!    `measurer_disagrees`.
+//!    capacity) disagrees; `measurer_strikes` disagreements within the last
+//!    `strike_window_epochs` → `measurer_disagrees` (a mark per prover, direction and epoch:
+//!    a measurer is judged only where three or more measured one direction, so a liar can be
+//!    judged once an epoch or less).
 //! 5. **Heartbeats**: one per sequence number (first arrival); uptime is the number of distinct
 //!    heartbeat intervals of the epoch covered by a heartbeat's `sent_ms`.
 //! 6. **Location trust**: the lower median of the trust multipliers of the epoch's GNSS fixes
@@ -729,7 +731,8 @@ impl EpochState {
         }
         let min_measurers = usize::from(cfg.backhaul_min_measurers);
         let mut rtts: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
-        let mut strikes: BTreeMap<NodeId, u16> = BTreeMap::new();
+        // Disagreements, each a mark keyed by its epoch, prover and direction.
+        let mut disagreements: Vec<(NodeId, [u8; 32])> = Vec::new();
         for ((prover, direction), mut list) in by_link {
             list.sort_unstable();
             let mut seen: BTreeSet<NodeId> = BTreeSet::new();
@@ -746,7 +749,14 @@ impl EpochState {
                 }
             }
             for m in disagreeing_measurers(registry, direction, &samples) {
-                *strikes.entry(m).or_default() += 1;
+                let mut key = [0u8; 32];
+                key[..8].copy_from_slice(&self.seed.epoch.to_le_bytes());
+                key[8] = match direction {
+                    Direction::Down => 0,
+                    Direction::Up => 1,
+                };
+                key[9..].copy_from_slice(&prover.as_bytes()[..23]);
+                disagreements.push((m, key));
             }
             if rates.len() < min_measurers {
                 continue;
@@ -900,10 +910,17 @@ impl EpochState {
                 new_marks.push((*node, Reason::LinksRelayed, *p.as_bytes()));
             }
         }
+        for (node, key) in &disagreements {
+            new_marks.push((*node, Reason::MeasurerDisagrees, *key));
+        }
         for (node, reason, key) in new_marks {
             marks.entry(node).or_default().insert((reason, key), epoch);
         }
-        let keep = 4 * usize::from(cfg.link_strikes.max(cfg.evidence_min));
+        let keep = 4 * usize::from(
+            cfg.link_strikes
+                .max(cfg.evidence_min)
+                .max(cfg.measurer_strikes),
+        );
         let marks: Vec<(NodeId, Vec<Mark>)> = marks
             .into_iter()
             .filter(|(_, m)| !m.is_empty())
@@ -934,7 +951,12 @@ impl EpochState {
                 penalties.entry(*node).or_insert(Reason::LinksImplausible);
             }
             let mut evidence: BTreeMap<Reason, usize> = BTreeMap::new();
-            for x in m.iter().filter(|x| x.reason != Reason::LinksImplausible) {
+            for x in m.iter().filter(|x| {
+                !matches!(
+                    x.reason,
+                    Reason::LinksImplausible | Reason::MeasurerDisagrees
+                )
+            }) {
                 *evidence.entry(x.reason).or_default() += 1;
             }
             let total: usize = evidence.values().sum();
@@ -947,9 +969,13 @@ impl EpochState {
                 penalties.entry(*node).or_insert(*reason);
             }
         }
-        for (node, n) in strikes {
-            if n >= cfg.measurer_strikes {
-                penalties.entry(node).or_insert(Reason::MeasurerDisagrees);
+        for (node, m) in &marks {
+            let n = m
+                .iter()
+                .filter(|x| x.reason == Reason::MeasurerDisagrees)
+                .count();
+            if n >= usize::from(cfg.measurer_strikes) {
+                penalties.entry(*node).or_insert(Reason::MeasurerDisagrees);
             }
         }
         for rec in registry.iter() {

@@ -559,7 +559,7 @@ fn agreeing(p: usize, _m: usize, d: Direction) -> u64 {
 }
 
 #[test]
-fn a_measurer_that_shaves_two_links_in_an_epoch_is_struck() {
+fn a_measurer_that_shaves_two_links_within_the_window_is_struck() {
     let (mut fx, items) = honest();
     let items = with_rates(&fx, &items, agreeing);
     // Capacities come from an earlier epoch.
@@ -623,6 +623,34 @@ fn a_measurer_that_shaves_two_links_in_an_epoch_is_struck() {
             "{:?}",
             twice.penalties
         );
+        // One disagreement now and one in an earlier epoch of the window are two as well;
+        // one from before the window is forgotten (a 4-epoch window here).
+        let rules = RulesConfig {
+            strike_window_epochs: 4,
+            ..RulesConfig::permissionless()
+        }
+        .validate()
+        .unwrap();
+        let later_items = shave(m, vec![(provers[1], Direction::Up)]);
+        for (ago, struck) in [(3, true), (4, false)] {
+            let mut earlier = once.clone();
+            for (_, marks) in &mut earlier.marks {
+                for mark in marks {
+                    mark.epoch -= ago;
+                }
+            }
+            let mut registry = fx.registry.clone();
+            registry.set_rules(rules.clone());
+            registry.apply_epoch(&earlier);
+            let later = state_of(&fx, &later_items)
+                .close(&registry, close_time(&fx))
+                .unwrap();
+            assert_eq!(
+                penalty(&later, m),
+                struck.then_some(Reason::MeasurerDisagrees),
+                "measurer {m}, the first disagreement {ago} epochs ago"
+            );
+        }
         checked += 1;
     }
     assert!(checked >= 3, "only {checked} measurers checked");
