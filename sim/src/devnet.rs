@@ -186,7 +186,8 @@ impl Cheater {
                 "too_far",
                 "link_implausible",
             ],
-            Cheater::LyingMeasurer => &["measurer_disagrees", "penalized"],
+            // Its own mark: a penalty for anything else is not catching what it did.
+            Cheater::LyingMeasurer => &["measurer_disagrees"],
         }
     }
 

@@ -1,9 +1,10 @@
 //! End to end: `wisp-sim devnet` starts the real `wisp-oracle` and `wisp-agent` binaries as
 //! processes on loopback, their simulated devices on one shared simulated air, and every honest
-//! node is paid for coverage, backhaul and uptime, while three cheaters (a forged location,
-//! relayed beacons, replayed beacons) lose their reward; then everything stops and no
-//! process is left. (The lying measurer is not caught reliably on one busy machine yet: not
-//! asserted.)
+//! node is paid for coverage, backhaul and uptime, while four cheaters (a forged location,
+//! relayed beacons, replayed beacons, a measurer that signs a tenth of what it measured) lose
+//! their reward; then everything stops and no process is left. (The lying measurer is judged
+//! only on a prover's direction three measurers tested in one epoch, and struck after two
+//! disagreements: about 10–12 epochs of 20 s here.)
 //!
 //! The binaries come from the same `cargo test --workspace` build (target/debug next to this
 //! test's directory).
@@ -60,12 +61,12 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
             "--epoch-s",
             "20",
             "--for-s",
-            "300",
+            "480",
             "--until-paid",
             "--every-s",
             "20",
             "--cheaters",
-            "fake_location,relay,replay",
+            "fake_location,relay,replay,lying_measurer",
             "--bin-dir",
         ])
         .arg(&bins)
@@ -112,12 +113,12 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
     let cheaters: Vec<&str> = final_part
         .lines()
         .filter(|l| {
-            ["[fake_location:", "[relay:", "[replay:"]
+            ["[fake_location:", "[relay:", "[replay:", "[lying_measurer:"]
                 .iter()
                 .any(|k| l.contains(k))
         })
         .collect();
-    assert_eq!(cheaters.len(), 3, "{final_part}");
+    assert_eq!(cheaters.len(), 4, "{final_part}");
     for row in cheaters {
         assert!(row.contains(": caught ·"), "a cheater not caught: {row}");
     }
