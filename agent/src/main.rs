@@ -225,9 +225,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             cmd: ConfigCmd::Check(c),
         } => {
             let cfg = load_config(&c)?;
+            // The key as `run` would load it: a key `run` refuses (readable by others, also
+            // through a symlink) fails the check too.
+            let key = if cfg.key_file.exists() {
+                let key = keyfile::load(&cfg.key_file)
+                    .context("the key file (`run` would refuse it too)")?;
+                key.id().to_string()
+            } else {
+                "none yet (`run` or `keygen` creates it)".to_string()
+            };
             println!("configuration OK");
             println!("  data_dir        {}", cfg.data_dir.display());
             println!("  key_file        {}", cfg.key_file.display());
+            println!("  node            {key}");
             println!("  oracle          {}", cfg.oracle);
             println!(
                 "  broker          {}://{}:{}",

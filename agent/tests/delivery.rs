@@ -378,7 +378,25 @@ fn operator_commands() {
     assert!(id.starts_with("12D3KooW"), "{out}");
     assert_eq!(cli(&["keygen"]).1.trim(), id, "keygen never replaces a key");
     let (ok, out, _) = cli(&["config", "check"]);
-    assert!(ok && out.contains("configuration OK"), "{out}");
+    assert!(
+        ok && out.contains("configuration OK") && out.contains(&id),
+        "{out}"
+    );
+    // A key `run` refuses fails the check too: here a symlink to a copy others can read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key_file = dir.path().join("node.key");
+        let shared = dir.path().join("shared.key");
+        std::fs::copy(&key_file, &shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let kept = dir.path().join("node.key.kept");
+        std::fs::rename(&key_file, &kept).unwrap();
+        std::os::unix::fs::symlink(&shared, &key_file).unwrap();
+        let (ok, _, err) = cli(&["config", "check"]);
+        assert!(!ok && err.contains("644"), "{err}");
+        std::fs::remove_file(&key_file).unwrap();
+        std::fs::rename(&kept, &key_file).unwrap();
+    }
     let (ok, _, err) = cli(&["config", "check", "--broker", "ftp://x"]);
     assert!(!ok && err.contains("mqtt.url"), "{err}");
     // Onboarding without an owner is refused with a clear message, before anything is sent.

@@ -118,6 +118,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Check(c) => {
             let s = settings(&c)?;
+            // The key as `run` would load it: one `run` refuses fails the check too.
+            if s.key_file.exists() {
+                wisp_protocol::keyfile::load(&s.key_file)
+                    .context("the oracle key file (`run` would refuse it too)")?;
+            }
             println!(
                 "configuration OK: data_dir {}, broker {:?}, epochs of {} ms, http {}",
                 s.data_dir.display(),

@@ -1394,3 +1394,28 @@ fn postgres_repeated_sigkill_in_ingest_and_close_gives_the_rewards_of_a_run_with
     let crash = Storage::postgres();
     crash_run_equals_clean_run(&clean, &crash, dir.path());
 }
+
+/// `check` refuses a key that `run` would refuse (readable by others), and names its mode.
+#[test]
+fn check_refuses_a_key_run_would_refuse() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let cli = |cmd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wisp-oracle"))
+            .args([cmd, "--data-dir", &data.path().display().to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(cli("check").0, "no key yet: `run` creates one");
+    assert!(cli("key").0);
+    assert!(cli("check").0);
+    let key = data.path().join("oracle.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, err) = cli("check");
+    assert!(!ok && err.contains("644"), "{err}");
+}
