@@ -150,8 +150,7 @@ pub struct RulesConfig {
     /// the node is penalized for them. Default 2.
     pub evidence_min: u16,
     /// The window of epochs over which `link_strikes`, `evidence_min` and `measurer_strikes`
-    /// are counted. Default
-    /// 24.
+    /// are counted. Default 24.
     pub strike_window_epochs: u16,
     /// A penalized node earns nothing in the epoch it was caught and in this many epochs
     /// after (and measures nobody meanwhile). Default 24.

@@ -968,13 +968,11 @@ impl EpochState {
             {
                 penalties.entry(*node).or_insert(*reason);
             }
-        }
-        for (node, m) in &marks {
-            let n = m
+            let disagreed = m
                 .iter()
                 .filter(|x| x.reason == Reason::MeasurerDisagrees)
                 .count();
-            if n >= usize::from(cfg.measurer_strikes) {
+            if disagreed >= usize::from(cfg.measurer_strikes) {
                 penalties.entry(*node).or_insert(Reason::MeasurerDisagrees);
             }
         }

@@ -440,10 +440,6 @@ impl Run {
             self.epoch_at(cut)
         ));
         std::thread::sleep(length);
-        let ns = self
-            .namespaces
-            .as_ref()
-            .context("this run has no namespaces")?;
         for &i in agents {
             ns.set_link(i, true)?;
         }

@@ -155,22 +155,16 @@ pub fn summarize(counts: &[u64], elapsed: Duration) -> Option<Summary> {
             windows: 1,
         });
     }
-    let w = warmup(&full);
-    let mut rates: Vec<u64> = if full.len() >= w + WINDOW_BINS {
-        (w..=full.len() - WINDOW_BINS)
+    // The windows start at the stable point; with less than one window after it, the last
+    // full window is the only one, warm-up bins included (a real 1 s window, so the oracle's
+    // plausibility bound holds).
+    let warmup_bins = warmup(&full).min(full.len().saturating_sub(WINDOW_BINS));
+    let mut rates: Vec<u64> = if full.len() >= WINDOW_BINS {
+        (warmup_bins..=full.len() - WINDOW_BINS)
             .map(|s| rate(sum(&full[s..s + WINDOW_BINS]), WINDOW_BINS))
             .collect()
-    } else if full.len() >= WINDOW_BINS {
-        // Less than one window after the warm-up: the last full window, warm-up bins
-        // included (a real 1 s window, so the oracle's plausibility bound holds).
-        vec![rate(sum(&full[full.len() - WINDOW_BINS..]), WINDOW_BINS)]
     } else {
         vec![rate(sum(&full), full.len())]
-    };
-    let warmup_bins = if full.len() >= w + WINDOW_BINS {
-        w
-    } else {
-        full.len().saturating_sub(WINDOW_BINS)
     };
     rates.sort_unstable();
     Some(Summary {
