@@ -40,10 +40,14 @@
 //! 7. **Standing**: a node earns nothing this epoch (a penalty, in
 //!    [`EpochOutcome::penalties`]) when it is misplaced (`links_implausible`), when within
 //!    the last `strike_window_epochs` it claimed links of `link_strikes` distinct beaconers
-//!    that are too far or contradicted (`links_implausible`), when it gathered
+//!    that are too far or contradicted, or in `link_strikes` epochs far links that came over
+//!    the internet ([`links::Judgement::relayed`]) (`links_implausible`), when it gathered
 //!    `evidence_min` marks of evidence — refusals that only a cheater earns, a level offset
-//!    against its partners above `max_link_asymmetry_decidb` (`rssi_inconsistent`), a
-//!    round trip to a partner above `max_round_trip_ms` (`links_relayed`) — named by the
+//!    against its partners above `max_link_asymmetry_decidb` (`rssi_inconsistent`: the
+//!    median over `asymmetry_min_partners` partners or more, or for a node with fewer, over
+//!    its last pairs in [`links::PAIR_OFFSETS_MIN`] epochs or more, where its own report is the
+//!    unusual one), a round trip to a partner above `max_round_trip_ms` (`links_relayed`) —
+//!    named by the
 //!    commonest, or as a disagreeing measurer. A penalty keeps the node on probation
 //!    (`penalized`) for `penalty_epochs` after it.
 //!
@@ -200,6 +204,9 @@ pub struct EpochOutcome {
     /// Per node with a new pair this epoch, its last level offset with each of its latest
     /// partners (see [`links`]), most recent first; the registry keeps the others'.
     pub level_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)>,
+    /// Per node with a new pair this epoch, its latest pair offsets (see
+    /// [`links::Judgement::pair_offsets`]), most recent first; the registry keeps the others'.
+    pub pair_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)>,
     /// Per node that witnessed this epoch, its latest readings (beaconer, epoch, RSSI), most
     /// recent first (the constant-signal rule reads them across epochs); the registry keeps
     /// the others'.
@@ -905,6 +912,43 @@ impl EpochState {
         }
         // Nodes without a new pair keep their offsets in the registry.
         level_offsets.sort_unstable();
+        // A node with too few partners for that median: its pair offsets over the epochs,
+        // counted only where its own report is the unusual one
+        // ([`links::Judgement::pair_offsets`]).
+        let partners_of = |node: &NodeId| {
+            level_offsets
+                .binary_search_by(|(n, _)| n.cmp(node))
+                .ok()
+                .map(|i| level_offsets[i].1.len())
+                .or_else(|| registry.get(node).map(|r| r.level_offsets.len()))
+                .unwrap_or(0)
+        };
+        let mut pair_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)> = Vec::new();
+        for (node, fresh) in &judged.pair_offsets {
+            let mut latest = fresh.clone();
+            if let Some(rec) = registry.get(node) {
+                latest.extend(rec.pair_offsets.iter().copied());
+            }
+            latest.truncate(links::PAIR_OFFSETS_KEPT);
+            let mut sorted: Vec<i32> = latest.iter().map(|(_, d)| *d).collect();
+            sorted.sort_unstable();
+            if partners_of(node) < usize::from(cfg.asymmetry_min_partners)
+                && sorted.len() >= links::PAIR_OFFSETS_MIN
+                && sorted[(sorted.len() - 1) / 2] > i32::from(cfg.max_link_asymmetry_decidb)
+            {
+                new_marks.push((*node, Reason::RssiInconsistent, epoch_key));
+            }
+            pair_offsets.push((*node, latest));
+        }
+        // Witnesses of far beacons that came over the internet ([`links::Judgement::relayed`]):
+        // one mark per beaconer and epoch.
+        for (rx, txs) in &judged.relayed {
+            for tx in txs.iter().filter(|tx| !registry.is_penalized(tx, epoch)) {
+                let mut key = *tx.as_bytes();
+                key[24..].copy_from_slice(&epoch.to_le_bytes());
+                new_marks.push((*rx, Reason::LinksImplausible, key));
+            }
+        }
         for (node, partners) in &judged.delayed {
             for p in partners {
                 new_marks.push((*node, Reason::LinksRelayed, *p.as_bytes()));
@@ -993,6 +1037,7 @@ impl EpochState {
             bands: judged.bands,
             marks,
             level_offsets,
+            pair_offsets,
             recent_levels,
         })
     }

@@ -46,6 +46,17 @@
 //!   exponent, against the median of the beacon's witnesses within half the band's reach (the
 //!   transmitter is the same for all of them; farther out, only links that fade up are heard,
 //!   which would bias the comparison). One such epoch is a mark; the epoch close penalizes marks that repeat.
+//!   A node with fewer partners than the median needs (a sparse area's pairs) is judged on its
+//!   pairs over the epochs instead ([`Judgement::pair_offsets`]); a pair alone cannot tell
+//!   a witness that reports its partner too loud from a partner that reports it too weak, or
+//!   claims a gain it does not have, except by which report is unusual for a link of its
+//!   length, so only a loud report that is itself unusual counts.
+//! - **Far links that came over the internet.** A far beacon that only the witness reports
+//!   (the beaconer never heard it back) is a relayed one if it arrived late
+//!   ([`FAR_LAG_MS`]), or if the beaconer's place is corroborated by a plausible link heard
+//!   both ways: either way, no false place on the beaconer's side explains it
+//!   ([`Judgement::relayed`]). A relay in a sparse area has one far beaconer to relay, so the
+//!   epoch close counts these per epoch.
 //! - **Reciprocity of time.** For a pair heard both ways, the two lags (receive time minus send
 //!   time) add up to the two clocks' offsets, which cancel, plus twice the propagation time,
 //!   microseconds: nothing, for radio. A node whose lags with a partner add up to more than
@@ -83,6 +94,24 @@ const MIN_RECIPROCAL_FOR_REACH: usize = 30;
 /// Level offsets kept per node across epochs, one per partner (the latest): enough for a
 /// median that neither one fade nor one lying partner can move.
 pub const LEVEL_OFFSETS_KEPT: usize = 9;
+
+/// A far beacon heard this long after (or before) it was sent, milliseconds, did not come
+/// over the air: clocks that pass the oracle's time checks differ by far less, and the radio
+/// takes microseconds. Whoever lies about a place, the witness of such a link relayed it.
+pub const FAR_LAG_MS: u32 = 500;
+
+/// The links of about the same length whose median path loss is what a link of that length
+/// typically reports (see [`Judgement::pair_offsets`]).
+const TYPICAL_NEIGHBOURS: usize = 31;
+
+/// Pair offsets kept per node across epochs (see [`Judgement::pair_offsets`]), the latest
+/// first, one per partner and epoch.
+pub const PAIR_OFFSETS_KEPT: usize = 8;
+
+/// Pair offsets a node with too few partners for the median of its level offsets needs before
+/// their median can make it `rssi_inconsistent`: a pair heard both ways in four epochs, whose
+/// fading differs each time (three of the four must be loud).
+pub const PAIR_OFFSETS_MIN: usize = 4;
 
 /// The path-loss exponent that takes distance out of co-witnesses' levels (suburban radio,
 /// between free space's 2 and the 3.5 of dense cities: an error of ±1 moves a witness twice as
@@ -162,8 +191,25 @@ pub struct Judgement {
     /// (each a `links_relayed` mark).
     pub delayed: BTreeMap<NodeId, BTreeSet<NodeId>>,
     /// Per node not flagged: the beaconers it claims to have heard over implausible links
-    /// that no false location explains.
+    /// that no false location explains (those of [`Judgement::relayed`] left out).
     pub far_heard: BTreeMap<NodeId, BTreeSet<NodeId>>,
+    /// Per node not flagged: the beaconers it claims to have heard over implausible links
+    /// that only it reports (the beaconer did not hear it back in the epoch), either with a
+    /// lag beyond [`FAR_LAG_MS`] or from a beaconer whose own place a plausible link heard
+    /// both ways corroborates. Nothing on the beaconer's side explains such a link (a false
+    /// place does not delay a beacon): the witness relays (the epoch close counts these
+    /// per epoch, not per beaconer, since a relay in a sparse area has one far beaconer to
+    /// relay, again and again).
+    pub relayed: BTreeMap<NodeId, BTreeSet<NodeId>>,
+    /// Per node, for each partner heard both ways: its level offset as in
+    /// [`Judgement::level_offsets`], except that a positive offset (the node reports its
+    /// partner louder) is 0 when the pair's two path losses together are above what links of
+    /// that length typically report in the band (or that is not known yet): then the partner's report is the unusual one, which the node's inflated claim
+    /// of its own transmit power or gain explains as well as a partner that under-reports it.
+    /// A pair alone cannot tell those two apart; a loud report whose own level is the unusual
+    /// one can only be the node's. The epoch close weighs these per epoch for nodes with too
+    /// few partners for the median of [`Judgement::level_offsets`].
+    pub pair_offsets: BTreeMap<NodeId, Vec<(NodeId, i32)>>,
     /// Each band's reach as of this epoch.
     pub bands: BTreeMap<u8, BandModel>,
 }
@@ -326,14 +372,55 @@ pub fn judge(
         .filter(|o| out.implausible.contains(&o.id))
         .map(|o| (o.tx, o.rx))
         .chain(contradicted.iter().copied());
+    // A beaconer's place is corroborated by a plausible link heard both ways with a partner
+    // whose place is not contradicted.
+    let plausible_both_ways = |o: &Observation| {
+        !out.implausible.contains(&o.id)
+            && by_pair
+                .get(&(o.rx, o.tx))
+                .is_some_and(|b| !out.implausible.contains(&b.id))
+    };
+    let corroborated: BTreeSet<NodeId> = obs
+        .iter()
+        .filter(|o| {
+            plausible_both_ways(o)
+                && !out.misplaced.contains(&o.tx)
+                && !out.misplaced.contains(&o.rx)
+                && !directed.get(&(o.tx, o.rx)).copied().unwrap_or(false)
+                && !directed.get(&(o.rx, o.tx)).copied().unwrap_or(false)
+        })
+        .flat_map(|o| [o.tx, o.rx])
+        .collect();
     for (tx, rx) in far_links {
-        if !out.misplaced.contains(&tx) && !out.misplaced.contains(&rx) {
+        if out.misplaced.contains(&tx) || out.misplaced.contains(&rx) {
+            continue;
+        }
+        let one_way = !directed.contains_key(&(rx, tx));
+        let late = by_pair
+            .get(&(tx, rx))
+            .is_some_and(|o| o.lag_ms.unsigned_abs() > FAR_LAG_MS);
+        if one_way && (late || corroborated.contains(&tx)) {
+            out.relayed.entry(rx).or_default().insert(tx);
+        } else {
             out.far_heard.entry(rx).or_default().insert(tx);
         }
     }
 
     // Reciprocity of reported levels and of time.
     let mut asym: BTreeMap<NodeId, Vec<(NodeId, i32)>> = BTreeMap::new();
+    let mut pair_asym: BTreeMap<NodeId, Vec<(NodeId, i32)>> = BTreeMap::new();
+    // Per band, the plausible links' path losses with distance taken out, by distance: what a
+    // link of a given length typically reports here.
+    let mut per_band_z: BTreeMap<u8, Vec<(u32, i32)>> = BTreeMap::new();
+    for o in obs.iter().filter(|o| !out.implausible.contains(&o.id)) {
+        per_band_z
+            .entry(o.band)
+            .or_default()
+            .push((o.distance_m, normalised(o)));
+    }
+    for z in per_band_z.values_mut() {
+        z.sort_unstable();
+    }
     let mut slow_pairs: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
     let mut pairs_of: BTreeMap<NodeId, u16> = BTreeMap::new();
     for ((tx, rx), o) in &by_pair {
@@ -346,6 +433,15 @@ pub fn judge(
             let d = i32::from(o.path_loss_decidb) - i32::from(back.path_loss_decidb);
             asym.entry(*tx).or_default().push((*rx, d));
             asym.entry(*rx).or_default().push((*tx, -d));
+            // Whose report is the unusual one: the pair's path losses together against the
+            // band's median (see [`Judgement::pair_offsets`]).
+            let above = per_band_z
+                .get(&o.band)
+                .and_then(|z| typical_at(z, o.distance_m))
+                .is_none_or(|m| normalised(o) + normalised(back) > 2 * m);
+            let kept = |d: i32| if d > 0 && above { 0 } else { d };
+            pair_asym.entry(*tx).or_default().push((*rx, kept(d)));
+            pair_asym.entry(*rx).or_default().push((*tx, kept(-d)));
             // Both ways: the clocks' offset cancels, radio takes microseconds.
             *pairs_of.entry(*tx).or_default() += 1;
             *pairs_of.entry(*rx).or_default() += 1;
@@ -385,13 +481,6 @@ pub fn judge(
         if list.len() < 3 {
             continue;
         }
-        let normalised = |o: &Observation| -> i32 {
-            // Tenths of dB; distances are metres, at least 10 m here.
-            #[allow(clippy::cast_possible_truncation)]
-            let d = (100.0 * NORMALISING_EXPONENT * f64::from(o.distance_m.max(10)).log10()).round()
-                as i32;
-            i32::from(o.path_loss_decidb) - d
-        };
         let mut zs: Vec<i32> = list.iter().map(|o| normalised(o)).collect();
         zs.sort_unstable();
         let mid = zs[(zs.len() - 1) / 2];
@@ -403,7 +492,35 @@ pub fn judge(
         }
     }
     out.level_offsets = asym;
+    out.pair_offsets = pair_asym;
     out
+}
+
+/// The median of the [`TYPICAL_NEIGHBOURS`] values nearest in distance to `distance_m` in
+/// `by_distance` (sorted by distance), or nothing if there are fewer.
+fn typical_at(by_distance: &[(u32, i32)], distance_m: u32) -> Option<i32> {
+    if by_distance.len() < TYPICAL_NEIGHBOURS {
+        return None;
+    }
+    let at = by_distance.partition_point(|(d, _)| *d < distance_m);
+    let start = at
+        .saturating_sub(TYPICAL_NEIGHBOURS / 2)
+        .min(by_distance.len() - TYPICAL_NEIGHBOURS);
+    let mut z: Vec<i32> = by_distance[start..start + TYPICAL_NEIGHBOURS]
+        .iter()
+        .map(|(_, z)| *z)
+        .collect();
+    z.sort_unstable();
+    Some(z[TYPICAL_NEIGHBOURS / 2])
+}
+
+/// The path loss of a report with distance taken out by [`NORMALISING_EXPONENT`], tenths of
+/// dB.
+fn normalised(o: &Observation) -> i32 {
+    // Tenths of dB; distances are metres, at least 10 m here.
+    #[allow(clippy::cast_possible_truncation)]
+    let d = (100.0 * NORMALISING_EXPONENT * f64::from(o.distance_m.max(10)).log10()).round() as i32;
+    i32::from(o.path_loss_decidb) - d
 }
 
 /// Each node's connected group in a graph given by its edges: the group's smallest node id and

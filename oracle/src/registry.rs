@@ -233,6 +233,9 @@ pub struct NodeRecord {
     /// [`crate::links`]), tenths of dB, most recent first, at most
     /// [`crate::links::LEVEL_OFFSETS_KEPT`].
     pub level_offsets: Vec<(NodeId, i32)>,
+    /// Its latest pair offsets (see [`crate::links::Judgement::pair_offsets`]), tenths of dB,
+    /// most recent first, at most [`crate::links::PAIR_OFFSETS_KEPT`].
+    pub pair_offsets: Vec<(NodeId, i32)>,
     /// Its latest readings (beaconer, epoch, RSSI), most recent first (see
     /// `RulesConfig::constant_rssi_witnesses`).
     pub recent_levels: Vec<crate::epoch::Level>,
@@ -394,6 +397,7 @@ impl Registry {
                         capacity: Capacity::default(),
                         marks: Vec::new(),
                         level_offsets: Vec::new(),
+                        pair_offsets: Vec::new(),
                         recent_levels: Vec::new(),
                     },
                 );
@@ -486,6 +490,11 @@ impl Registry {
         for (id, offsets) in &outcome.level_offsets {
             if let Some(rec) = self.nodes.get_mut(id) {
                 rec.level_offsets.clone_from(offsets);
+            }
+        }
+        for (id, offsets) in &outcome.pair_offsets {
+            if let Some(rec) = self.nodes.get_mut(id) {
+                rec.pair_offsets.clone_from(offsets);
             }
         }
         for (id, levels) in &outcome.recent_levels {

@@ -141,13 +141,20 @@ fn liars_are_misplaced_and_their_sparse_honest_neighbour_is_not() {
 #[test]
 fn a_one_way_contradiction_is_the_witnesss_word() {
     // Node 950 claims, three times, beacons of town nodes that contradict their places; the
-    // town nodes never hear it: nobody is misplaced, 950 answers for three beaconers.
+    // town nodes never hear it: nobody is misplaced, 950 answers for three beaconers, whose
+    // places their partners corroborate (so these count as relayed, per epoch).
     let obs = town();
     let contradicted = [(10, 950), (11, 950), (12, 950)];
     let j = judge(&obs, &contradicted);
     assert!(j.misplaced.is_empty());
+    assert_eq!(j.relayed.get(&node(950)).unwrap().len(), 3);
+    assert!(j.far_heard.is_empty(), "{:?}", j.far_heard);
+    assert!(!j.relayed.contains_key(&node(10)));
+    // Without partners to corroborate them, the same beaconers could be liars next to 950:
+    // its word, counted per beaconer.
+    let j = judge(&[], &contradicted);
     assert_eq!(j.far_heard.get(&node(950)).unwrap().len(), 3);
-    assert!(!j.far_heard.contains_key(&node(10)));
+    assert!(j.relayed.is_empty());
 }
 
 #[test]
@@ -221,4 +228,83 @@ fn groups_count_connected_nodes() {
     assert_eq!(g.get(&node(3)), Some(&(node(1), 3)));
     assert_eq!(g.get(&node(8)), Some(&(node(7), 2)));
     assert!(!g.contains_key(&node(4)));
+}
+
+#[test]
+fn a_far_one_way_beacon_from_a_corroborated_beaconer_is_relayed() {
+    let mut obs = town();
+    // Node 5's sniffer hears town node 55, whose place its town partners corroborate, 5 km
+    // away; 55 never hears 5.
+    obs.push(link(55, 5, 5_000, 1));
+    let j = judge(&obs, &[]);
+    assert_eq!(j.relayed.get(&node(5)).unwrap().len(), 1);
+    assert!(!j.far_heard.contains_key(&node(5)), "{:?}", j.far_heard);
+    assert!(!j.relayed.contains_key(&node(55)));
+}
+
+#[test]
+fn a_far_one_way_beacon_heard_late_is_relayed_whoever_lies_about_a_place() {
+    let mut obs = town();
+    // Node 500 has no partner to corroborate its place: heard on time, the far link is the
+    // witness's word (500 may be a liar standing next to it); 900 ms late, it came over the
+    // internet.
+    let on_time = link(500, 5, 5_000, 1);
+    let late = link(501, 6, 5_000, 1 + links::FAR_LAG_MS as i32);
+    obs.push(on_time);
+    obs.push(late);
+    let j = judge(&obs, &[]);
+    assert_eq!(j.far_heard.get(&node(5)).unwrap().len(), 1);
+    assert!(!j.relayed.contains_key(&node(5)));
+    assert_eq!(j.relayed.get(&node(6)).unwrap().len(), 1);
+    assert!(!j.far_heard.contains_key(&node(6)));
+}
+
+#[test]
+fn a_far_link_heard_both_ways_is_not_relayed() {
+    let mut obs = town();
+    // A far pair heard both ways: one of the two places is false, nobody relayed.
+    obs.extend(pair(55, 5, 5_000, 1));
+    let j = judge(&obs, &[]);
+    assert!(j.relayed.is_empty(), "{:?}", j.relayed);
+}
+
+/// A sparse pair 300 m from the town's nodes (so its links are typical of their length),
+/// with `forged` added to what node 901 reports of node 900's beacons and `grief` taken
+/// off what 900 reports of 901's (tenths of dB).
+fn sparse_pair(forged: i16, grief: i16) -> Judgement {
+    let mut obs = town();
+    let [mut a, mut b] = pair(900, 901, 300, 1);
+    // a: 901 heard 900; b: 900 heard 901.
+    a.path_loss_decidb -= forged;
+    a.rssi_decidbm += forged;
+    b.path_loss_decidb += grief;
+    b.rssi_decidbm -= grief;
+    obs.push(a);
+    obs.push(b);
+    judge(&obs, &[])
+}
+
+fn pair_offset(j: &Judgement, of: u32, with: u32) -> i32 {
+    j.pair_offsets[&node(of)]
+        .iter()
+        .find(|(p, _)| *p == node(with))
+        .unwrap()
+        .1
+}
+
+#[test]
+fn a_pair_offset_counts_against_the_node_whose_own_report_is_unusual() {
+    // 901 reports 900 20 dB louder than links of that length are heard: its offset counts.
+    let j = sparse_pair(200, 0);
+    assert_eq!(pair_offset(&j, 901, 900), 200);
+    assert_eq!(pair_offset(&j, 900, 901), -200);
+    // 900 reports 901 20 dB weaker than links of that length are heard (it under-reports its
+    // partner, or 901 claims a gain it does not have): the pair cannot tell which, and 901's
+    // offset does not count against it.
+    let j = sparse_pair(0, 200);
+    assert_eq!(pair_offset(&j, 901, 900), 0);
+    assert_eq!(pair_offset(&j, 900, 901), -200);
+    // An honest pair: fading only.
+    let j = sparse_pair(15, 0);
+    assert_eq!(pair_offset(&j, 901, 900), 15);
 }
