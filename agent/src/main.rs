@@ -382,14 +382,31 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
         .await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_s);
     let mut sent = false;
+    // A transient rejection (`rate_limited`) sends the onboarding again after this long,
+    // doubling each time, until the deadline.
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut backoff = Duration::from_secs(1);
     loop {
-        let ev = tokio::time::timeout_at(deadline, events.poll())
-            .await
-            .with_context(|| {
-                format!(
-                    "no ack from the oracle within {wait_s} s (proof {id}); run the command again"
-                )
-            })?;
+        let wake = retry_at.map_or(deadline, |r| r.min(deadline));
+        let ev = match tokio::time::timeout_at(wake, events.poll()).await {
+            Ok(ev) => ev,
+            Err(_) if retry_at.is_some_and(|r| r < deadline) => {
+                retry_at = None;
+                client
+                    .publish(
+                        topics::proofs(&key.id()),
+                        QoS::AtLeastOnce,
+                        false,
+                        bytes.clone(),
+                    )
+                    .await?;
+                eprintln!("sent the onboarding again (proof {id})");
+                continue;
+            }
+            Err(_) => bail!(
+                "no ack from the oracle within {wait_s} s (proof {id}); run the command again"
+            ),
+        };
         match ev {
             Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
                 client
@@ -416,6 +433,16 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
                         Verdict::Accepted => {
                             println!("onboarded: {} (proof {id})", key.id());
                             Ok(())
+                        }
+                        Verdict::Rejected(r) if r.is_transient() => {
+                            eprintln!(
+                                "the oracle did not judge the onboarding yet ({r}: {}); sending it again in {} s",
+                                r.describe(),
+                                backoff.as_secs()
+                            );
+                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                            continue;
                         }
                         Verdict::Rejected(r) => {
                             bail!("the oracle rejected the onboarding: {r} ({})", r.describe())

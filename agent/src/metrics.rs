@@ -69,6 +69,8 @@ pub struct Metrics {
     pub proofs_accepted: Counter,
     /// Proofs the oracle rejected, by reason.
     pub proofs_rejected: Family<ReasonLabel, Counter>,
+    /// Transient rejections (not judged now: the proof is kept and resent), by reason.
+    pub proofs_deferred: Family<ReasonLabel, Counter>,
     /// Proofs waiting for an ack.
     pub outbox_entries: Gauge,
     /// Their bytes.
@@ -142,6 +144,7 @@ impl Metrics {
             proofs_resent: Counter::default(),
             proofs_accepted: Counter::default(),
             proofs_rejected: Family::default(),
+            proofs_deferred: Family::default(),
             outbox_entries: Gauge::default(),
             outbox_bytes: Gauge::default(),
             outbox_in_flight: Gauge::default(),
@@ -198,6 +201,11 @@ impl Metrics {
             "proofs_rejected",
             "Proofs the oracle rejected, by reason",
             m.proofs_rejected.clone(),
+        );
+        registry.register(
+            "proofs_deferred",
+            "Transient rejections (rate_limited): the proof is kept and resent, by reason",
+            m.proofs_deferred.clone(),
         );
         registry.register(
             "outbox_entries",
@@ -414,6 +422,11 @@ mod tests {
         m.proofs_rejected
             .get_or_create(&ReasonLabel {
                 reason: "rssi_too_strong",
+            })
+            .inc();
+        m.proofs_deferred
+            .get_or_create(&ReasonLabel {
+                reason: "rate_limited",
             })
             .inc();
         m.outbox_evicted

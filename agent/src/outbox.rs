@@ -4,7 +4,9 @@
 //!
 //! A proof is sent once committed to disk, resent if no oracle ack names it within the ack
 //! timeout (doubling up to a cap, with jitter, so a fleet that lost its broker does not
-//! resend in lockstep), and removed only on an ack. After a reconnect every in-flight proof is
+//! resend in lockstep), and removed only on an ack with a final verdict. A transient one
+//! (`rate_limited`) changes nothing here: the shell leaves the proof in flight, so it is resent
+//! on this same backoff, as if no ack had come. After a reconnect every in-flight proof is
 //! due again (the broker may have dropped it), after one random delay within a jitter window.
 //!
 //! **A backlog goes out in signing order**: of the proofs due, the oldest (lowest sequence

@@ -8,7 +8,8 @@
 //!    a network event;
 //! 2. feeds the core (timeouts, seeds, acks, radio frames, GNSS fixes, gossiped witnesses);
 //! 3. collects newly signed proofs into a batch and **commits the batch to disk before any of
-//!    it is published**; acked proofs are deleted in the same kind of batch;
+//!    it is published**; proofs acked with a final verdict are deleted in the same kind of
+//!    batch (a transient one, `rate_limited`, leaves the proof to be resent);
 //! 4. publishes what the outbox says is due (new proofs, resends) while connected;
 //! 5. refreshes the status and the metrics.
 //!
@@ -1364,6 +1365,23 @@ impl Daemon {
 
     fn apply_ack(&mut self, entries: Vec<wisp_protocol::msg::AckEntry>) {
         for e in entries {
+            if let Verdict::Rejected(reason) = e.verdict
+                && reason.is_transient()
+            {
+                // Not judged now (`rate_limited`): the proof stays in the outbox, in flight, and
+                // goes out again when its resend timer fires, as if no ack had come: the ack
+                // timeout, doubling with each attempt. Only a final verdict deletes it.
+                if let Some(entry) = self.outbox.get(&e.proof_id) {
+                    debug!(proof = %e.proof_id, kind = %entry.kind, %reason, "the oracle did not judge a proof yet; it will be resent");
+                    self.metrics
+                        .proofs_deferred
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.name(),
+                        })
+                        .inc();
+                }
+                continue;
+            }
             let Some(entry) = self.outbox.remove(&e.proof_id) else {
                 // Already acked (a duplicate ack after a resend), or never ours.
                 continue;

@@ -107,6 +107,78 @@ fn heartbeats_flow_acks_empty_the_outbox_and_forgeries_are_refused() {
 }
 
 #[test]
+fn a_rate_limited_proof_stays_in_the_outbox_and_is_resent_until_accepted() {
+    use wisp_protocol::Reason;
+    let broker = start_broker();
+    // Each proof's first two copies are refused `rate_limited` (not judged now), the third is
+    // accepted: only an agent that keeps a proof through a transient rejection and resends it
+    // gets anything accepted.
+    let oracle = TestOracle::start_with_verdicts(broker, 1_000, |_, copy| {
+        if copy <= 2 {
+            Verdict::Rejected(Reason::RateLimited)
+        } else {
+            Verdict::Accepted
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // Acks time out after 2 s: the resends come 2 s, then 4 s (plus jitter) after a send.
+    let env = agent_env(dir.path(), broker, &oracle.key);
+    let agent = Agent::spawn(dir.path(), &env);
+    assert!(
+        wait_for(Duration::from_secs(60), || agent
+            .metric("wisp_proofs_accepted_total")
+            >= 3.0),
+        "nothing accepted: deferred {}, rejected {}",
+        agent.metric("wisp_proofs_deferred_total"),
+        agent.metric("wisp_proofs_rejected_total")
+    );
+    let accepted = agent.metric("wisp_proofs_accepted_total");
+    assert!(
+        agent.metric("wisp_proofs_deferred_total{reason=\"rate_limited\"}") >= 2.0 * accepted,
+        "{}",
+        agent.get("/metrics").1
+    );
+    assert_eq!(agent.metric("wisp_proofs_rejected_total"), 0.0);
+    assert!(agent.stop().success());
+
+    // Every heartbeat signed is accounted for: still in the outbox, or delivered until the
+    // oracle accepted it (a third copy). None was deleted on a `rate_limited` ack.
+    let store = wisp_agent::store::Store::open(&dir.path().join("outbox.db")).unwrap();
+    let last = store.meta("heartbeat_seq").unwrap();
+    let pending: Vec<ProofId> = store.load().unwrap().iter().map(|(r, _)| r.id).collect();
+    let seen = oracle.seen.lock().unwrap();
+    assert!(last >= 3, "{last}");
+    let mut resent_to_acceptance = 0;
+    let mut never_sent = 0;
+    for seq in 1..=last {
+        let Some(ids) = seen.heartbeat_seqs.get(&seq) else {
+            // Signed and committed, not yet published when the agent stopped.
+            never_sent += 1;
+            continue;
+        };
+        assert_eq!(ids.len(), 1, "seq {seq} signed twice: {ids:?}");
+        let copies = seen.proofs[&ids[0]];
+        assert!(
+            pending.contains(&ids[0]) || copies >= 3,
+            "heartbeat {seq} left the outbox after {copies} copies, all refused rate_limited"
+        );
+        if copies >= 3 {
+            resent_to_acceptance += 1;
+        }
+    }
+    let pending_unseen = pending
+        .iter()
+        .filter(|id| !seen.proofs.contains_key(id))
+        .count();
+    assert!(
+        pending_unseen >= never_sent,
+        "{never_sent} signed heartbeats neither sent nor kept"
+    );
+    println!("{last} heartbeats signed, {resent_to_acceptance} accepted at their third copy");
+    assert!(resent_to_acceptance >= 3);
+}
+
+#[test]
 fn sigkill_at_random_moments_loses_no_signed_proof() {
     let broker = start_broker();
     // Heartbeats every 20 ms: 50 proofs/s to kill the agent in the middle of.
@@ -442,6 +514,50 @@ fn operator_commands() {
     assert!(agent.stop().success());
     let (ok, _, err) = cli(&["status", "--addr", &addr]);
     assert!(!ok && err.contains("is it running"), "{err}");
+}
+
+#[test]
+fn an_onboarding_refused_rate_limited_is_sent_again_and_accepted() {
+    use wisp_protocol::Reason;
+    let broker = start_broker();
+    let oracle = TestOracle::start_with_verdicts(broker, 1_000, |_, copy| {
+        if copy == 1 {
+            Verdict::Rejected(Reason::RateLimited)
+        } else {
+            Verdict::Accepted
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = agent_env(dir.path(), broker, &oracle.key);
+    env.extend(
+        [
+            ("WISP_NODE__OWNER", "owner-3"),
+            ("WISP_LOCATION__LAT", "38.7"),
+            ("WISP_LOCATION__LON", "-9.1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wisp-agent"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    };
+    assert!(cli(&["keygen"]).status.success());
+    let out = cli(&["onboard", "--wait-s", "20"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("onboarded"),
+        "{stdout} {stderr}"
+    );
+    assert!(stderr.contains("rate_limited"), "{stderr}");
+    let seen = oracle.seen.lock().unwrap();
+    assert_eq!(seen.proofs.len(), 1);
+    assert_eq!(seen.proofs.values().next(), Some(&2), "sent twice");
 }
 
 #[test]

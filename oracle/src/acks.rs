@@ -25,12 +25,17 @@ impl AckBatcher {
     }
 
     /// Queues a verdict for `node`'s proof. A second verdict for the same proof id in the same
-    /// batch replaces nothing: the first one stands (verdicts are final).
+    /// batch replaces only a transient one (`rate_limited`, then the resend judged): a final
+    /// verdict stands.
     pub fn push(&mut self, node: NodeId, proof_id: ProofId, verdict: Verdict) {
         let entries = self.pending.entry(node).or_default();
-        if entries.iter().all(|e| e.proof_id != proof_id) {
-            entries.push(AckEntry { proof_id, verdict });
-            self.len += 1;
+        match entries.iter_mut().find(|e| e.proof_id == proof_id) {
+            None => {
+                entries.push(AckEntry { proof_id, verdict });
+                self.len += 1;
+            }
+            Some(e) if !e.verdict.is_final() => e.verdict = verdict,
+            Some(_) => {}
         }
     }
 
@@ -92,7 +97,12 @@ mod tests {
             Verdict::Rejected(Reason::RssiTooStrong),
         );
         batcher.push(b, ProofId::of(b"x"), Verdict::Accepted);
-        assert_eq!(batcher.len(), 301);
+        // A transient verdict gives way to the final one of a resend merged into the batch.
+        let resent = ProofId::of(b"y");
+        batcher.push(b, resent, Verdict::Rejected(Reason::RateLimited));
+        batcher.push(b, resent, Verdict::Accepted);
+        batcher.push(b, resent, Verdict::Rejected(Reason::RateLimited));
+        assert_eq!(batcher.len(), 302);
         let acks = batcher.flush(&oracle, 99);
         assert!(batcher.is_empty());
         let mut sizes = Vec::new();
@@ -103,17 +113,18 @@ mod tests {
             assert_eq!(opened.ack.node, *node);
             sizes.push((*node == a, opened.ack.entries.len()));
             if *node == b {
-                // The first verdict stands.
+                // The first final verdict stands.
                 assert_eq!(
                     opened.ack.entries[0].verdict,
                     Verdict::Rejected(Reason::RssiTooStrong)
                 );
+                assert_eq!(opened.ack.entries[1].verdict, Verdict::Accepted);
             }
         }
         sizes.sort();
         assert_eq!(
             sizes,
-            vec![(false, 1), (true, 44), (true, 128), (true, 128)]
+            vec![(false, 2), (true, 44), (true, 128), (true, 128)]
         );
     }
 }

@@ -7,18 +7,37 @@
 //! Two stages, in order:
 //!
 //! 1. [`Prechecker::check`] — the checks that need none of the engine's state, cheapest
-//!    refusal first: the topic names a node → that node's rate limit → size limit and envelope
-//!    framing → the kind is a proof → the signer is the topic's node → every signature, in one
-//!    batch ([`SignatureCheck`]) → canonical decode → a witness's embedded beacon: its
-//!    signature in a second batch (each distinct beacon once; a bounded cache remembers the
-//!    beacons already opened) and its decode. Each publish comes out [`Screened`]: refused
-//!    before its signatures verified (acked and counted, never stored), or authentic and
-//!    decoded once, here, for good.
+//!    refusal first: the topic names a node → size limit and envelope framing → the kind is a
+//!    proof → the signer is the topic's node → every signature, in one batch
+//!    ([`SignatureCheck`]) → that node's rate limit → canonical decode → a witness's embedded
+//!    beacon: its signature in a second batch (each distinct beacon once; a bounded cache
+//!    remembers the beacons already opened) and its decode. Each publish comes out
+//!    [`Screened`]: refused before its signatures verified (counted, never acked, never
+//!    stored), rate limited (authentic, acked `rate_limited` so its node backs off and resends,
+//!    never stored), or authentic and decoded once, here, for good.
 //! 2. [`Engine::ingest`] — dedupe by proof id (a duplicate gets its original verdict again) →
 //!    the epoch it names is open (`wrong_epoch`), or closed (`late_arrival`, unless the store
 //!    holds it: a resend) → stateless checks ([`Checker`]) → queued in its epoch's
 //!    [`EpochState`]. Authentic proofs are stored with their verdict (rejections too, for the
 //!    node's history); nothing here verifies a signature or parses the same bytes twice.
+//!
+//! **Only an envelope whose signatures verified, signed by the topic's node, is rate limited
+//! or acked.** Anyone who can publish on a node's topic can put anything there; if garbage
+//! spent the node's allowance, or drew acks to its topic, the node would pay for it (its
+//! genuine proofs refused `rate_limited`). So whatever did not verify is dropped without an ack
+//! and counted by reason ([`Ingested::unverified`]), and the allowance is charged only for
+//! what the node signed.
+//!
+//! The price is that garbage which passes the cheap checks (it parses, its kind is a proof, it
+//! names the topic's node as signer) costs a signature check, where the rate limit used to
+//! refuse it first; and one bad signature sends its batch to the one-by-one re-check. What
+//! bounds that cost is global, not per node: the cheap checks refuse everything else without
+//! any cryptography, and the pipeline's bounded queues and batch size slow a flood down to what
+//! the verifying threads can check. A per-topic budget of unverified publishes was considered
+//! and left out: a flood could spend it as easily as the allowance, silencing the node it
+//! targets (its genuine proofs dropped unheard until the flood stops), and it bounds nothing
+//! against a flood spread over made-up topics. Keeping other publishers off a node's topic is
+//! the broker's job (authentication and ACLs), not the ingest's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -75,6 +94,9 @@ pub struct Ingested {
     pub acks: Vec<(NodeId, AckEntry)>,
     /// Verdicts by reason (`None` = accepted), for metrics; duplicates are counted apart.
     pub verdicts: BTreeMap<Option<Reason>, u64>,
+    /// Publishes refused before their signatures verified, by reason: dropped without an ack,
+    /// since nothing says the topic's node sent them.
+    pub unverified: BTreeMap<Reason, u64>,
     /// Publishes that were duplicates of a stored proof.
     pub duplicates: u64,
     /// Publishes on a topic that names no node (dropped without an ack).
@@ -92,7 +114,8 @@ pub struct Closed {
     pub manifests: Vec<Vec<u8>>,
 }
 
-/// Per-node token bucket rate limit.
+/// Per-node token bucket rate limit, charged only for envelopes whose signatures verified
+/// (see the module documentation).
 #[derive(Debug)]
 pub struct RateLimiter {
     rate_per_s: f64,
@@ -238,7 +261,10 @@ impl Proof {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Screened {
-    /// Refused before (or by) the signature check: acked and counted, never stored.
+    /// Refused, never stored. `rate_limited` is the one refusal of an authentic envelope (its
+    /// signatures verified, its node sent faster than its allowance): acked, so the node backs
+    /// off and resends. Every other reason refuses an envelope whose signatures did not verify
+    /// or were never checked (size, framing, kind, topic): counted, never acked.
     Refused(Reason),
     /// Authentic (every signature verified): stored with its verdict; `Err` when it does not
     /// decode.
@@ -270,7 +296,7 @@ pub struct Checked {
 /// many witnesses carry it. Bounded: emptied when full.
 const BEACON_CACHE: usize = 1 << 16;
 
-/// The stateless stage of ingest: rate limits, signatures (with `V`) and decoding. The service
+/// The stateless stage of ingest: signatures (with `V`), rate limits and decoding. The service
 /// runs it on a thread of its own, ahead of the engine, so a batch's signatures are checked
 /// while the one before it is judged and committed.
 #[derive(Debug)]
@@ -296,8 +322,9 @@ impl<V: SignatureCheck> Prechecker<V> {
     }
 
     /// Checks a batch: the signatures of all that pass the cheap checks in one batch, then the
-    /// embedded beacons of the witnesses among them in a second. Rate limiting comes first, so a
-    /// flood costs no signature checks.
+    /// rate limit of each authentic one's node, in arrival order, then the embedded beacons of
+    /// the witnesses among them in a second batch. Nothing that failed to verify touches a
+    /// node's rate limit.
     pub fn check(&mut self, batch: Vec<Incoming>) -> Vec<Checked> {
         let mut out: Vec<Checked> = batch
             .into_iter()
@@ -315,7 +342,7 @@ impl<V: SignatureCheck> Prechecker<V> {
         let mut envs: Vec<EnvelopeRef<'_>> = Vec::with_capacity(out.len());
         for (i, c) in out.iter().enumerate() {
             let Some(node) = c.node else { continue };
-            match cheap_checks(&mut self.limiter, &node, c.at_ms, &c.payload) {
+            match cheap_checks(&node, &c.payload) {
                 Ok(env) => {
                     to_verify.push(i);
                     envs.push(env);
@@ -331,6 +358,14 @@ impl<V: SignatureCheck> Prechecker<V> {
         for ((i, env), ok) in to_verify.iter().zip(&envs).zip(verified) {
             let screened = match ok {
                 Err(e) => Screened::Refused(e.reason()),
+                // Authentic, so its node (the topic's, which signed it) answers for it.
+                Ok(())
+                    if out[*i]
+                        .node
+                        .is_some_and(|node| !self.limiter.allow(&node, out[*i].at_ms)) =>
+                {
+                    Screened::Refused(Reason::RateLimited)
+                }
                 Ok(()) => {
                     let mut wants_beacon = false;
                     let proof = Proof::decode(env, |b| {
@@ -421,16 +456,9 @@ impl<V: SignatureCheck> Prechecker<V> {
     }
 }
 
-/// The checks before the signatures; the parsed envelope if they pass.
-fn cheap_checks<'a>(
-    limiter: &mut RateLimiter,
-    node: &NodeId,
-    at_ms: u64,
-    payload: &'a [u8],
-) -> Result<EnvelopeRef<'a>, Reason> {
-    if !limiter.allow(node, at_ms) {
-        return Err(Reason::RateLimited);
-    }
+/// The checks before the signatures, none of them cryptographic; the parsed envelope if they
+/// pass. A refusal here says nothing about the topic's node (anyone may have published it).
+fn cheap_checks<'a>(node: &NodeId, payload: &'a [u8]) -> Result<EnvelopeRef<'a>, Reason> {
     if payload.len() > MAX_ENVELOPE_LEN {
         return Err(Reason::Oversize);
     }
@@ -491,7 +519,7 @@ fn note_refusal(open: &mut BTreeMap<u64, EpochState>, proof: &Proof, epoch: u64,
     }
 }
 
-/// Acks and counts a publish refused before the rules (never stored).
+/// Acks and counts an authentic publish refused before the rules (never stored).
 fn refuse(out: &mut Ingested, node: NodeId, id: ProofId, reason: Reason) {
     out.acks.push((
         node,
@@ -627,8 +655,13 @@ impl Engine {
             };
             let id = c.id;
             let (kind, proof) = match c.screened {
+                Screened::Refused(Reason::RateLimited) => {
+                    // Not judged, so not remembered: the resend is judged afresh.
+                    refuse(&mut out, node, id, Reason::RateLimited);
+                    continue;
+                }
                 Screened::Refused(reason) => {
-                    refuse(&mut out, node, id, reason);
+                    *out.unverified.entry(reason).or_default() += 1;
                     continue;
                 }
                 Screened::Authentic { kind, proof } => (kind, proof),

@@ -15,6 +15,13 @@ pub struct VerdictLabel {
     pub verdict: &'static str,
 }
 
+/// A reason label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason's stable name.
+    pub reason: &'static str,
+}
+
 /// Every oracle metric.
 #[derive(Debug)]
 pub struct Metrics {
@@ -25,6 +32,8 @@ pub struct Metrics {
     pub duplicates: Counter,
     /// Publishes on topics that name no node.
     pub bad_topic: Counter,
+    /// Publishes refused before their signatures verified (dropped, never acked), by reason.
+    pub unverified: Family<ReasonLabel, Counter>,
     /// Acks published.
     pub acks_sent: Counter,
     /// Time to judge and store a batch.
@@ -52,6 +61,7 @@ impl Metrics {
             proofs: Family::default(),
             duplicates: Counter::default(),
             bad_topic: Counter::default(),
+            unverified: Family::default(),
             acks_sent: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             epochs_closed: Counter::default(),
@@ -72,6 +82,11 @@ impl Metrics {
             "bad_topic",
             "Publishes on topics naming no node",
             m.bad_topic.clone(),
+        );
+        registry.register(
+            "unverified",
+            "Publishes dropped without an ack because their signatures did not verify (or the cheap checks before them failed), by reason",
+            m.unverified.clone(),
         );
         registry.register("acks_sent", "Signed acks published", m.acks_sent.clone());
         registry.register_with_unit(

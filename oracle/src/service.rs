@@ -30,7 +30,7 @@ use crate::config::Rules;
 use crate::engine::{
     Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter, SignatureCheck,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReasonLabel};
 use crate::registry::Registry;
 use crate::settings::{BrokerMode, Settings};
 use crate::store::{CrashPoint, Store};
@@ -394,8 +394,8 @@ enum Stage {
 const STAGE_QUEUE: usize = 2;
 
 /// The precheck stage: fills a batch from the MQTT loop (the first publish, then what arrives
-/// within the batch window, up to the batch size), rate-limits it and checks its signatures
-/// (two threads), and hands it to the worker — which judges and commits the previous batch
+/// within the batch window, up to the batch size), checks its signatures (two threads) and
+/// rate-limits what verified, and hands it to the worker — which judges and commits the previous batch
 /// meanwhile.
 fn run_prechecker(
     mut rx: mpsc::Receiver<ToWorker>,
@@ -830,6 +830,22 @@ impl Worker {
         m.bad_topic.inc_by(out.bad_topic);
         for (reason, n) in &out.verdicts {
             m.verdict(*reason).inc_by(*n);
+        }
+        let mut unverified = 0;
+        for (reason, n) in &out.unverified {
+            m.unverified
+                .get_or_create(&ReasonLabel {
+                    reason: reason.name(),
+                })
+                .inc_by(*n);
+            unverified += n;
+        }
+        if unverified > 0 {
+            // No ack: nothing says the topic's node published these (see `engine`).
+            debug!(
+                unverified,
+                "publishes whose signatures did not verify dropped without an ack"
+            );
         }
         // Durable now: the acker thread signs and sends the acks while this one takes in the
         // next batch.

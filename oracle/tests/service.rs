@@ -316,45 +316,54 @@ fn verdicts_for_honest_replayed_forged_and_malformed_proofs() {
     c.send(&a, &hb);
     assert_eq!(c.await_verdict(&id), Verdict::Accepted);
 
-    let check = |node: &NodeKey, topic_node: &NodeKey, bytes: Vec<u8>, want: Reason| {
+    let check = |topic_node: &NodeKey, bytes: Vec<u8>, want: Reason| {
         c.publish(topics::proofs(&topic_node.id()), bytes.clone());
         assert_eq!(
             c.await_verdict(&ProofId::of(&bytes)),
             Verdict::Rejected(want),
             "{want}"
         );
-        let _ = node;
+    };
+    // What did not verify is refused without an ack: nothing says the topic's node sent it.
+    // A proof the oracle acks follows it on the same topic; once that ack is in, an ack for
+    // the refused one would have come before it (one batch order, one ack order). On a's
+    // topic the follower is the replayed heartbeat, acked again and never stored twice.
+    let b_hb = Envelope::sign(&b, &heartbeat(&b, epoch, 1)).to_bytes();
+    let silent = |topic_node: &NodeKey, bytes: Vec<u8>| {
+        let follower = if topic_node.id() == a.id() {
+            &hb
+        } else {
+            &b_hb
+        };
+        let fid = ProofId::of(follower);
+        c.acks.lock().unwrap().remove(&fid);
+        c.publish(topics::proofs(&topic_node.id()), bytes.clone());
+        c.send(topic_node, follower);
+        c.await_verdict(&fid);
+        assert_eq!(c.verdict(&ProofId::of(&bytes)), None, "acked");
     };
     // Forged: one flipped bit in the signature.
     let mut forged = Envelope::sign(&a, &heartbeat(&a, epoch, 2)).to_bytes();
     let n = forged.len();
     forged[n - 10] ^= 1;
-    check(&a, &a, forged, Reason::BadSignature);
+    silent(&a, forged);
     // Wrong topic: a's heartbeat on b's topic.
-    check(
-        &a,
-        &b,
-        Envelope::sign(&a, &heartbeat(&a, epoch, 3)).to_bytes(),
-        Reason::TopicMismatch,
-    );
+    silent(&b, Envelope::sign(&a, &heartbeat(&a, epoch, 3)).to_bytes());
     // Wrong epoch.
     check(
-        &a,
         &a,
         Envelope::sign(&a, &heartbeat(&a, epoch + 50, 4)).to_bytes(),
         Reason::WrongEpoch,
     );
-    // Not onboarded.
-    check(
-        &b,
-        &b,
-        Envelope::sign(&b, &heartbeat(&b, epoch, 1)).to_bytes(),
-        Reason::UnknownNode,
+    // Not onboarded (the follower above).
+    assert_eq!(
+        c.verdict(&ProofId::of(&b_hb)),
+        Some(Verdict::Rejected(Reason::UnknownNode))
     );
     // Oversize: larger than any envelope may be.
     let mut big = vec![1u8, Kind::Heartbeat.as_u8()];
     big.resize(300_000, 0);
-    check(&a, &a, big, Reason::Oversize);
+    silent(&a, big);
     // Non-canonical: an over-long varint, properly signed.
     let payload = envelope::encode_payload(&heartbeat(&a, epoch, 5));
     let mut padded = vec![payload[0] | 0x80, 0x00];
@@ -368,10 +377,10 @@ fn verdicts_for_honest_replayed_forged_and_malformed_proofs() {
         signature: sig.into(),
         cosigners: vec![],
     };
-    check(&a, &a, env.to_bytes(), Reason::NonCanonical);
+    check(&a, env.to_bytes(), Reason::NonCanonical);
     // Not a proof kind.
     let seed_like = Envelope::sign(&a, &c.seed()).to_bytes();
-    check(&a, &a, seed_like, Reason::UnexpectedKind);
+    silent(&a, seed_like);
 
     // The API shows the node, its proofs and the rejections (the node list refreshes each second).
     let path = format!("/v1/nodes/{}", a.id());
@@ -402,15 +411,22 @@ fn verdicts_for_honest_replayed_forged_and_malformed_proofs() {
         "topic_mismatch",
         "oversize",
         "unexpected_kind",
-        "accepted",
     ] {
         assert!(
-            metrics.contains(&format!("verdict=\"{r}\"")),
+            metrics.contains(&format!(
+                "wisp_oracle_unverified_total{{reason=\"{r}\"}} 1\n"
+            )),
             "{r} not counted:\n{metrics}"
         );
+        assert!(
+            !metrics.contains(&format!("verdict=\"{r}\"")),
+            "{r} counted as a verdict:\n{metrics}"
+        );
     }
+    assert!(metrics.contains("verdict=\"accepted\""), "{metrics}");
+    // The replay, and the heartbeat that followed three of the refusals on a's topic.
     assert!(
-        metrics.contains("wisp_oracle_duplicates_total 1"),
+        metrics.contains("wisp_oracle_duplicates_total 4"),
         "{metrics}"
     );
     assert_eq!(
@@ -509,11 +525,9 @@ fn each_epoch_publishes_its_measurer_set_and_judges_receipts_by_it_across_a_rest
     let mut refs: Vec<&NodeKey> = nodes.iter().collect();
     refs.push(&idle);
     let c = Client::connect(port, &okey, &refs);
-    for n in &nodes[..4] {
-        assert_eq!(
-            c.await_verdict(&c.send(n, &onboard(n, 38.7))),
-            Verdict::Accepted
-        );
+    let onboards: Vec<Vec<u8>> = nodes[..4].iter().map(|n| onboard(n, 38.7)).collect();
+    for (n, bytes) in nodes.iter().zip(&onboards) {
+        assert_eq!(c.await_verdict(&c.send(n, bytes)), Verdict::Accepted);
     }
     assert_eq!(
         c.await_verdict(&c.send(&idle, &onboard_as(&idle, 38.7, false))),
@@ -561,8 +575,8 @@ fn each_epoch_publishes_its_measurer_set_and_judges_receipts_by_it_across_a_rest
             Verdict::Rejected(Reason::TestFailed)
         );
         // A receipt sent only by its prover (the co-signer), on its own topic, is judged the
-        // same way; on a node's topic that signed nothing it is a topic mismatch. (Distinct
-        // receipts, so that no ack of one check can answer another.)
+        // same way; on a node's topic that signed nothing it is a topic mismatch, dropped
+        // without an ack. (Distinct receipts, so that no ack of one check can answer another.)
         let copy = failed_receipt(epoch, prover, measurer, Direction::Up, 2);
         assert_eq!(
             c.await_verdict(&c.send(prover, &copy)),
@@ -570,15 +584,20 @@ fn each_epoch_publishes_its_measurer_set_and_judges_receipts_by_it_across_a_rest
         );
         // The seed is random, so the measurer may be any of the other three: pick a node that
         // is neither of the two signers.
-        let bystander = nodes[1..4]
+        let (bystander, bystander_onboard) = nodes[1..4]
             .iter()
-            .find(|n| n.id() != measurer.id())
+            .zip(&onboards[1..4])
+            .find(|(n, _)| n.id() != measurer.id())
             .unwrap();
         let stray = failed_receipt(epoch, prover, measurer, Direction::Down, 3);
-        assert_eq!(
-            c.await_verdict(&c.send(bystander, &stray)),
-            Verdict::Rejected(Reason::TopicMismatch)
-        );
+        let stray = c.send(bystander, &stray);
+        // Its onboarding again, after it on the same topic: acked (a duplicate), and any ack
+        // of the stray receipt would have come first.
+        let follower = ProofId::of(bystander_onboard);
+        c.acks.lock().unwrap().remove(&follower);
+        c.send(bystander, bystander_onboard);
+        assert_eq!(c.await_verdict(&follower), Verdict::Accepted);
+        assert_eq!(c.verdict(&stray), None, "a topic mismatch was acked");
         let bad = failed_receipt(epoch, prover, late, Direction::Down, 4);
         assert_eq!(
             c.await_verdict(&c.send(late, &bad)),
@@ -666,6 +685,85 @@ fn a_flood_is_rate_limited_while_others_are_served() {
         .count();
     println!("flood: {limited} of 1000 rate-limited");
     assert!(limited >= 900, "only {limited} rate-limited");
+}
+
+#[test]
+fn garbage_on_a_nodes_topic_costs_the_node_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let oracle = Oracle::spawn(
+        dir.path(),
+        port,
+        &[
+            ("WISP_INGEST__RATE_PER_S", "20"),
+            ("WISP_INGEST__BURST", "50"),
+        ],
+    );
+    let okey = Oracle::key(dir.path());
+    let victim = NodeKey::from_seed(&[5; 32]);
+    let stranger = NodeKey::from_seed(&[6; 32]);
+    let c = Client::connect(port, &okey, &[&victim, &stranger]);
+    let id = c.send(&victim, &onboard(&victim, 38.7));
+    assert_eq!(c.await_verdict(&id), Verdict::Accepted);
+    let epoch = c.seed().epoch;
+    // 2,000 publishes on the victim's topic from someone without its key, forty times its
+    // burst: its heartbeats with made-up signatures, a stranger's genuine heartbeats,
+    // envelopes cut short.
+    let mut garbage: Vec<ProofId> = Vec::new();
+    for n in 0..2_000u64 {
+        let hb = heartbeat_at(epoch, 1_000 + n, wall_ms() - 1_000);
+        let bytes = match n % 3 {
+            0 => {
+                let mut b = Envelope::sign(&victim, &hb).to_bytes();
+                let len = b.len();
+                b[len - 5] ^= 1 << (n % 8);
+                b
+            }
+            1 => Envelope::sign(&stranger, &hb).to_bytes(),
+            _ => {
+                let mut b = Envelope::sign(&stranger, &hb).to_bytes();
+                b.truncate(b.len() - 7);
+                b
+            }
+        };
+        garbage.push(c.send(&victim, &bytes));
+    }
+    // Then the victim's own heartbeats: every one accepted, none rate-limited.
+    let genuine: Vec<ProofId> = (1..=10)
+        .map(|s| {
+            c.send(
+                &victim,
+                &Envelope::sign(&victim, &heartbeat(&victim, epoch, s)).to_bytes(),
+            )
+        })
+        .collect();
+    for id in &genuine {
+        assert_eq!(c.await_verdict(id), Verdict::Accepted);
+    }
+    // The garbage went before them on the same topic: had any of it been acked, that ack
+    // would be in by now.
+    let acked: Vec<&ProofId> = garbage
+        .iter()
+        .filter(|id| c.verdict(id).is_some())
+        .collect();
+    assert!(acked.is_empty(), "{} garbage publishes acked", acked.len());
+    let metrics = oracle.metrics();
+    let count = |line: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        count("wisp_oracle_unverified_total{reason=\"bad_signature\"}")
+            + count("wisp_oracle_unverified_total{reason=\"topic_mismatch\"}")
+            + count("wisp_oracle_unverified_total{reason=\"malformed\"}"),
+        2_000,
+        "{metrics}"
+    );
+    assert!(!metrics.contains("verdict=\"rate_limited\""), "{metrics}");
 }
 
 #[test]

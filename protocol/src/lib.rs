@@ -13,7 +13,8 @@
 //!   `Heartbeat`, `Ack`, `RewardManifest`, `StatusReport`), all integers and bytes (no floats),
 //!   encoded with postcard.
 //! - [`id`]: node identity (ed25519, displayed as the libp2p PeerId string).
-//! - [`reason`]: the stable rejection codes the oracle stores, counts and acks.
+//! - [`reason`]: the stable rejection codes the oracle stores, counts and acks, and which of
+//!   them are transient ("not judged now": resend later) rather than final.
 //! - [`schedule`]: beacon slots, nonces and measurer assignment derived from the epoch seed.
 //! - [`geo`] and [`physics`]: H3 cells, great-circle distance, free-space path loss, the
 //!   plausible-RSSI bound and the speed-of-light RTT bound.

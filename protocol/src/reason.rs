@@ -5,6 +5,11 @@
 //! added, old ones retired (never reused). On the wire a reason is its `u16` code, and a code
 //! this build does not know decodes as [`Reason::Other`] so an older agent still understands
 //! that its proof was rejected.
+//!
+//! Nearly every reason is a final judgement of the proof: the same bytes would be judged the
+//! same again, so the sender deletes the proof. A few say only "not judged now"
+//! ([`Reason::is_transient`]): the sender keeps the proof and resends it later. Codes 900–999
+//! are reserved for such verdicts, so an agent treats one it does not know as transient too.
 
 use core::fmt;
 
@@ -187,6 +192,43 @@ reasons! {
     LinksRelayed = 806, "links_relayed";
 }
 
+/// Codes reserved for transient verdicts: a receiver that does not know one still treats it
+/// as "not judged now" ([`Reason::is_transient`]).
+pub const TRANSIENT_CODES: core::ops::RangeInclusive<u16> = 900..=999;
+
+impl Reason {
+    /// Whether this verdict says "not judged now" rather than judging the proof: the sender
+    /// keeps the proof and resends it later, with backoff, and deletes it only on a final
+    /// verdict. The oracle neither stores nor remembers a proof it refused this way, so the
+    /// resend is judged afresh.
+    ///
+    /// Transient: `rate_limited` (the node sent faster than its allowance; the proof itself was
+    /// never looked at) and every code in [`TRANSIENT_CODES`], known or not.
+    ///
+    /// Every other reason is final. The envelope reasons (`oversize`, `malformed`,
+    /// `unsupported_version`, `unexpected_kind`, `bad_signature`, `non_canonical`,
+    /// `topic_mismatch`, `signer_mismatch`, `field_out_of_range`) judge the bytes, which a
+    /// resend repeats. `unknown_node` and `denied` judge the signer against the registry as it
+    /// stands: a node that has not onboarded must onboard, not resend, and keeping such proofs
+    /// would fill the outbox with proofs that may never be accepted. `wrong_epoch` cannot
+    /// become right: an agent learns epochs only from the oracle's seeds, and the oracle opens
+    /// an epoch before it publishes its seed. `timestamp_out_of_window` and `late_arrival` only
+    /// get worse with time. The beacon, witness, bandwidth, heartbeat and onboarding reasons
+    /// (3xx–7xx) judge what the proof claims against signed facts and the node's record;
+    /// `reassert_too_soon` among them refuses the move itself, which the operator makes again
+    /// once it is allowed (it can be days), rather than the agent resending until then. The
+    /// 8xx reasons are the close's judgement of a node over a whole epoch.
+    pub const fn is_transient(self) -> bool {
+        match self {
+            Reason::RateLimited => true,
+            r => {
+                let c = r.code();
+                c >= *TRANSIENT_CODES.start() && c <= *TRANSIENT_CODES.end()
+            }
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -253,6 +295,46 @@ mod tests {
         assert_eq!(r, Reason::Other(9999));
         let enc = postcard::to_allocvec(&r).unwrap();
         assert_eq!(postcard::from_bytes::<Reason>(&enc).unwrap(), r);
+    }
+
+    #[test]
+    fn only_rate_limited_and_the_reserved_range_are_transient() {
+        let transient: alloc::vec::Vec<Reason> = Reason::ALL
+            .iter()
+            .copied()
+            .filter(|r| r.is_transient())
+            .collect();
+        assert_eq!(transient, [Reason::RateLimited]);
+        // The wire keeps it: an older build decoding a newer oracle's code still backs off.
+        for (code, transient) in [
+            (107, true),
+            (899, false),
+            (900, true),
+            (999, true),
+            (1000, false),
+            (9999, false),
+        ] {
+            let enc = postcard::to_allocvec(&Reason::from_code(code)).unwrap();
+            let r: Reason = postcard::from_bytes(&enc).unwrap();
+            assert_eq!(r.is_transient(), transient, "code {code}");
+        }
+        // Every known code in the reserved range must be transient (none is, yet).
+        assert!(
+            Reason::ALL
+                .iter()
+                .all(|r| !TRANSIENT_CODES.contains(&r.code()) || r.is_transient())
+        );
+        // Final verdicts an agent might be tempted to retry.
+        for r in [
+            Reason::UnknownNode,
+            Reason::WrongEpoch,
+            Reason::LateArrival,
+            Reason::TimestampOutOfWindow,
+            Reason::WitnessLimit,
+            Reason::BadSignature,
+        ] {
+            assert!(!r.is_transient(), "{r}");
+        }
     }
 
     #[test]

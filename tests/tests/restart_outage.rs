@@ -172,7 +172,12 @@ fn restarts_and_broker_outages_cost_no_honest_heartbeat() {
         }
         while connected && to_agent.front().is_some_and(|(at, _)| *at <= now) {
             let (_, ack) = to_agent.pop_front().unwrap();
+            // As the shell does: a transient verdict (`rate_limited`) leaves the proof to be
+            // resent; only a final one deletes it.
             for e in agent.core.handle_ack(&ack, now).unwrap() {
+                if !e.verdict.is_final() {
+                    continue;
+                }
                 if let Some(entry) = agent.outbox.remove(&e.proof_id) {
                     disk.rows.remove(&entry.seq);
                 }

@@ -165,7 +165,12 @@ pub struct Seen {
     pub receipts: Vec<Vec<u8>>,
 }
 
-/// A minimal oracle: publishes a retained seed, opens every proof, acks it (signed).
+/// The verdict the test oracle acks a proof with, given how many copies of it have arrived
+/// (1 for the first).
+pub type VerdictFn = Arc<dyn Fn(&ProofId, u32) -> Verdict + Send + Sync>;
+
+/// A minimal oracle: publishes a retained seed, opens every proof, acks it (signed; accepted
+/// unless a [`VerdictFn`] says otherwise).
 pub struct TestOracle {
     pub key: NodeKey,
     pub seen: Arc<Mutex<Seen>>,
@@ -233,6 +238,25 @@ impl TestOracle {
 
     /// An oracle that publishes `seed` (retained) when it connects.
     pub fn start_with_seed(host: &str, broker_port: u16, seed: Vec<u8>) -> TestOracle {
+        Self::start_judging(host, broker_port, seed, Arc::new(|_, _| Verdict::Accepted))
+    }
+
+    /// An oracle that acks each proof with `verdict`'s answer.
+    pub fn start_with_verdicts(
+        broker_port: u16,
+        heartbeat_ms: u32,
+        verdict: impl Fn(&ProofId, u32) -> Verdict + Send + Sync + 'static,
+    ) -> TestOracle {
+        let seed = seed_envelope(&oracle_key(), 1, wisp_agent::shell::wall_ms(), heartbeat_ms);
+        Self::start_judging("127.0.0.1", broker_port, seed, Arc::new(verdict))
+    }
+
+    fn start_judging(
+        host: &str,
+        broker_port: u16,
+        seed: Vec<u8>,
+        verdict: VerdictFn,
+    ) -> TestOracle {
         let key = oracle_key();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -282,10 +306,11 @@ impl TestOracle {
                             continue;
                         }
                         let id = env.proof_id();
-                        {
+                        let copy = {
                             let mut seen = s.lock().unwrap();
                             let first = !seen.proofs.contains_key(&id);
                             *seen.proofs.entry(id).or_default() += 1;
+                            let copy = seen.proofs[&id];
                             if first && env.kind == Kind::Witness {
                                 seen.witnesses.push(bytes.clone());
                             }
@@ -309,11 +334,12 @@ impl TestOracle {
                                     ids.push(id);
                                 }
                             }
-                        }
+                            copy
+                        };
                         // Acked to the node whose topic it came on (a receipt's prover sends
                         // the measurer-signed receipt too), as the oracle does.
                         let node = topics::node_of(&p.topic).unwrap_or_else(|| env.signer_id());
-                        batch.push(node, id, Verdict::Accepted);
+                        batch.push(node, id, verdict(&id, copy));
                         for (node, ack) in batch.flush(&k, wisp_agent::shell::wall_ms()) {
                             c.publish(topics::acks(&node), QoS::AtLeastOnce, false, ack)
                                 .await

@@ -23,8 +23,20 @@ pub const ACK_MAX_ENTRIES: usize = 128;
 pub enum Verdict {
     /// Durably stored; it will be evaluated at epoch close. The agent may delete it.
     Accepted,
-    /// Refused, with the reason. The agent deletes it and counts the reason.
+    /// Refused, with the reason. The agent counts the reason; it deletes the proof unless the
+    /// reason is transient ([`Reason::is_transient`]: not judged now), which it resends later.
     Rejected(Reason),
+}
+
+impl Verdict {
+    /// Whether the verdict is final: accepted, or rejected for a reason that is not transient.
+    /// Only a final verdict lets the agent delete the proof.
+    pub const fn is_final(self) -> bool {
+        match self {
+            Verdict::Accepted => true,
+            Verdict::Rejected(r) => !r.is_transient(),
+        }
+    }
 }
 
 /// One proof's verdict.
@@ -37,7 +49,8 @@ pub struct AckEntry {
 }
 
 /// The verdicts for one node's proofs. An agent deletes an outbox entry only when an ack under
-/// a root signed by the pinned oracle key names its proof id.
+/// a root signed by the pinned oracle key names its proof id with a final verdict
+/// ([`Verdict::is_final`]).
 ///
 /// Acks travel sealed ([`seal_acks`], [`open_sealed_ack`]): the oracle signs one [`AckRoot`]
 /// per batch and each ack carries its path to that root, so one signature covers a whole batch
