@@ -169,10 +169,10 @@ pub fn wall_ms() -> u64 {
     system_ms().saturating_add_signed(CLOCK_OFFSET_MS.load(Ordering::Relaxed))
 }
 
-/// Loads the node key, creating it on first start.
+/// Loads the node key, creating it on first start (and its directory, 0700, if missing).
 pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        keyfile::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let (key, created) = keyfile::load_or_create(path, &mut rng)?;
@@ -643,7 +643,8 @@ pub async fn run_with(
     // second provider compiled into the binary (libp2p brings aws-lc) would otherwise make
     // rustls refuse to pick one. A second install is an error we ignore.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&cfg.data_dir)
+    // Owner only: the key, the outbox and the addresses this process listens on.
+    keyfile::create_private_dir(&cfg.data_dir)
         .with_context(|| format!("creating data_dir {}", cfg.data_dir.display()))?;
     let key = load_key(&cfg.key_file)?;
     let store = Store::open(&store_path(&cfg.data_dir))

@@ -34,6 +34,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("outbox database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The database file could not be created.
+    #[error("creating the outbox database: {0}")]
+    Create(std::io::Error),
     /// A row holds something this build cannot read.
     #[error("outbox database holds an invalid row: {0}")]
     Corrupt(&'static str),
@@ -48,8 +51,10 @@ pub struct Store {
 const SCHEMA_VERSION: i64 = 1;
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed, mode 0600) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        // Created owner-only before SQLite opens it: its `-wal` and `-shm` files take its mode.
+        wisp_protocol::keyfile::create_private_file(path).map_err(StoreError::Create)?;
         let conn = Connection::open(path)?;
         // WAL + FULL: a commit is durable once `commit` returns (fsync of the WAL).
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -179,6 +179,29 @@ fn a_rate_limited_proof_stays_in_the_outbox_and_is_resent_until_accepted() {
 }
 
 #[test]
+fn the_data_directory_and_the_outbox_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let broker = start_broker();
+    let oracle = TestOracle::start(broker, 200);
+    let root = tempfile::tempdir().unwrap();
+    // Neither the data directory nor its parent exists yet.
+    let data = root.path().join("var/wisp");
+    let env = agent_env(&data, broker, &oracle.key);
+    let agent = Agent::spawn(&data, &env);
+    // A proof committed and acked: the outbox's write-ahead log exists.
+    assert!(wait_for(Duration::from_secs(20), || agent
+        .metric("wisp_proofs_accepted_total")
+        >= 1.0));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root.path().join("var")), 0o700);
+    assert_eq!(mode(&data), 0o700);
+    for f in ["outbox.db", "outbox.db-wal", "node.key"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    assert!(agent.stop().success());
+}
+
+#[test]
 fn sigkill_at_random_moments_loses_no_signed_proof() {
     let broker = start_broker();
     // Heartbeats every 20 ms: 50 proofs/s to kill the agent in the middle of.

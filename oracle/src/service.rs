@@ -90,10 +90,11 @@ pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("oracle.db")
 }
 
-/// Loads the oracle key, creating it (0600) on first start.
+/// Loads the oracle key, creating it (0600) on first start (and its directory, 0700, if
+/// missing).
 pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        keyfile::create_private_dir(d).with_context(|| format!("creating {}", d.display()))?;
     }
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let (key, created) = keyfile::load_or_create(path, &mut rng)?;
@@ -451,7 +452,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&settings.data_dir)
+    // Owner only: the key, the database and the API's address.
+    keyfile::create_private_dir(&settings.data_dir)
         .with_context(|| format!("creating oracle.data_dir {}", settings.data_dir.display()))?;
     let key = load_key(&settings.key_file)?;
     // The PostgreSQL client blocks on a runtime of its own: open, replay and read the stores

@@ -53,6 +53,14 @@ pub enum StoreError {
     /// A row holds something this build cannot read.
     #[error("oracle database holds an invalid row: {0}")]
     Corrupt(&'static str),
+    /// The SQLite database file could not be created.
+    #[error("creating the oracle database {path}: {source}")]
+    Create {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// An epoch as stored.

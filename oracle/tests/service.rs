@@ -767,6 +767,30 @@ fn garbage_on_a_nodes_topic_costs_the_node_nothing() {
 }
 
 #[test]
+fn the_data_directory_and_the_database_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    // Neither the data directory nor its parent exists yet.
+    let data = root.path().join("srv/oracle");
+    let port = free_port();
+    let oracle = Oracle::spawn(&data, port, &[]);
+    let okey = Oracle::key(&data);
+    let node = NodeKey::from_seed(&[7; 32]);
+    let c = Client::connect(port, &okey, &[&node]);
+    // A stored proof: the write-ahead log exists.
+    let id = c.send(&node, &onboard(&node, 38.7));
+    assert_eq!(c.await_verdict(&id), Verdict::Accepted);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root.path().join("srv")), 0o700);
+    assert_eq!(mode(&data), 0o700);
+    for f in ["oracle.db", "oracle.db-wal", "oracle.key"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    drop(oracle);
+}
+
+#[test]
 fn crash_in_the_middle_of_an_epoch_close_leaves_the_old_state_then_closes_once() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();

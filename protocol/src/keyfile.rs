@@ -1,4 +1,6 @@
-//! Key files: PKCS#8 PEM (RFC 8410 Ed25519), written atomically with mode 0600.
+//! Key files: PKCS#8 PEM (RFC 8410 Ed25519), written atomically with mode 0600; and the
+//! owner-only directories (0700) and database files (0600) that hold them and the rest of a
+//! node's or the oracle's state.
 //!
 //! The format is the standard one OpenSSL writes (`openssl genpkey -algorithm ed25519`) and
 //! reads, so operators can inspect, back up or generate keys with standard tools. This module
@@ -221,10 +223,66 @@ pub fn load_or_create<R: rand_core::CryptoRng + ?Sized>(
     }
 }
 
+/// Creates `dir` and any missing parents with mode 0700, as the shells create their data
+/// directories: these hold the key, the database, its journal and the addresses a process
+/// listens on, and nobody but the owner has business reading them. A directory that exists
+/// already is left as it is (the operator chose its mode). The process umask can only narrow
+/// the mode further.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates `path` as an empty file with mode 0600 unless it exists. A database opened on it
+/// afterwards is then the owner's alone from its first byte: SQLite treats an empty file as a
+/// new database and gives its `-wal` and `-shm` files the database file's mode. An existing
+/// file is left as it is.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn data_directories_and_database_files_are_created_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+        let dir = root.path().join("a/b");
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&root.path().join("a")), 0o700, "a missing parent too");
+        assert_eq!(mode(&dir), 0o700);
+        create_private_dir(&dir).unwrap();
+        let db = dir.join("x.db");
+        create_private_file(&db).unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(fs::metadata(&db).unwrap().len(), 0);
+        // What exists is left alone: contents and mode.
+        fs::write(&db, b"data").unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o640)).unwrap();
+        create_private_file(&db).unwrap();
+        assert_eq!(fs::read(&db).unwrap(), b"data");
+        assert_eq!(mode(&db), 0o640);
+        let open = root.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o755);
+    }
 
     #[test]
     fn save_load_round_trip_with_mode_0600() {

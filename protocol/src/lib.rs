@@ -22,7 +22,8 @@
 //! - [`topics`]: MQTT topic names.
 //! - `envconfig` (feature `config`): `WISP_*` environment overrides for the binaries' TOML.
 //! - [`exposition`]: the metrics text format every service's `/metrics` serves.
-//! - [`keyfile`] (feature `std`): PKCS#8 PEM key files, written atomically with mode 0600.
+//! - [`keyfile`] (feature `std`): PKCS#8 PEM key files, written atomically with mode 0600, and
+//!   the owner-only data directories (0700) and database files (0600) the shells create.
 //!
 //! Nothing here reads the clock, a socket or an unseeded RNG: time and randomness are inputs,
 //! so the agent, the oracle and the simulator compute identical results from identical inputs.

@@ -71,8 +71,13 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating and migrating if needed) the database file.
+    /// Opens (creating, mode 0600, and migrating if needed) the database file.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        // Created owner-only before SQLite opens it: its `-wal` and `-shm` files take its mode.
+        wisp_protocol::keyfile::create_private_file(path).map_err(|source| StoreError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
