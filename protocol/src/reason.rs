@@ -178,9 +178,9 @@ reasons! {
     // 8xx: a node's standing, judged over all its proofs of an epoch.
     /// The node serves a penalty for cheating caught in an earlier epoch and earns nothing.
     Penalized = 800, "penalized";
-    /// The node's radio links contradict its asserted location, or it claims to hear beaconers far beyond reach.
+    /// The node's radio links contradict its asserted location, or it claims to hear beaconers far beyond reach (distinct beaconers, or epochs of far beacons that came over the internet).
     LinksImplausible = 801, "links_implausible";
-    /// The node reports hearing its partners much louder than they hear it.
+    /// The node reports hearing its partners much louder than they hear it (over its partners, or over epochs for a node with few).
     RssiInconsistent = 802, "rssi_inconsistent";
     /// The measurer's figures disagree with the other measurers and its own capacity.
     MeasurerDisagrees = 803, "measurer_disagrees";
