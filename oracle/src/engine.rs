@@ -97,6 +97,11 @@ pub struct Ingested {
     /// Publishes refused before their signatures verified, by reason: dropped without an ack,
     /// since nothing says the topic's node sent them.
     pub unverified: BTreeMap<Reason, u64>,
+    /// Authentic proofs signed by keys that never onboarded: acked `unknown_node` and
+    /// counted, never stored or remembered (anyone can make keys, so storing what they sign
+    /// would let anyone grow the database and every restart's replay; the verdict depends on
+    /// nothing but the registry, so a resend gets it again).
+    pub unknown_nodes: u64,
     /// Publishes that were duplicates of a stored proof.
     pub duplicates: u64,
     /// Publishes on a topic that names no node (dropped without an ack).
@@ -692,6 +697,13 @@ impl Engine {
                 Err(reason) => (None, Verdict::Rejected(*reason)),
                 Ok(p) => self.judge(p, Arrival::new(seq, c.at_ms)),
             };
+            if verdict == Verdict::Rejected(Reason::UnknownNode) {
+                // Neither stored nor remembered, and no arrival number spent (see
+                // [`Ingested::unknown_nodes`]).
+                refuse(&mut out, node, id, Reason::UnknownNode);
+                out.unknown_nodes += 1;
+                continue;
+            }
             // Proofs of closed epochs left memory: one judged `late_arrival` may be a resend of
             // a stored proof, which gets its stored verdict again. Asking the store only here
             // keeps the lookup off the path of every new proof.

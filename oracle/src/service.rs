@@ -322,6 +322,11 @@ pub fn commit_batch(
     store
         .insert_rows(&out.rows)
         .context("storing a batch of proofs")?;
+    if out.unknown_nodes > 0 {
+        store
+            .add_unstored_refusals(wisp_protocol::Reason::UnknownNode, out.unknown_nodes)
+            .context("counting proofs of keys that never onboarded")?;
+    }
     Ok(out)
 }
 

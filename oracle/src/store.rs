@@ -282,7 +282,26 @@ impl Store {
 
     /// Rejection counts by reason code, ingest and close together.
     pub fn rejection_counts(&mut self) -> Result<Vec<(Reason, u64)>, StoreError> {
-        dispatch!(self, s => s.rejection_counts())
+        let mut counts: Vec<(Reason, u64)> = dispatch!(self, s => s.rejection_counts())?;
+        let unstored = self.meta(&unstored_key(Reason::UnknownNode))?.unwrap_or(0);
+        if unstored > 0 {
+            match counts.iter_mut().find(|(r, _)| *r == Reason::UnknownNode) {
+                Some((_, n)) => *n += unstored,
+                None => {
+                    counts.push((Reason::UnknownNode, unstored));
+                    counts.sort_unstable_by_key(|(r, _)| r.code());
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Counts `n` more authentic proofs refused for `reason` that were not stored (see
+    /// [`crate::engine::Ingested::unknown_nodes`]); [`Store::rejection_counts`] includes them.
+    pub fn add_unstored_refusals(&mut self, reason: Reason, n: u64) -> Result<(), StoreError> {
+        let key = unstored_key(reason);
+        let before = self.meta(&key)?.unwrap_or(0);
+        self.set_meta(&key, before.saturating_add(n))
     }
 
     /// How many proofs are stored.
@@ -314,4 +333,9 @@ fn id32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
 
 fn reason_of(code: i64) -> Reason {
     Reason::from_code(u16::try_from(code).unwrap_or(u16::MAX))
+}
+
+/// The meta key counting authentic proofs refused for `reason` and not stored.
+fn unstored_key(reason: Reason) -> String {
+    format!("unstored_refusals_{}", reason.name())
 }

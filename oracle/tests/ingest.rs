@@ -228,3 +228,38 @@ fn a_nodes_own_flood_is_rate_limited_and_a_refused_proof_is_judged_when_resent()
     assert_eq!(verdicts, [Verdict::Accepted, Verdict::Accepted]);
     assert_eq!(out.rows.len(), 2);
 }
+
+#[test]
+fn proofs_of_keys_that_never_onboarded_are_acked_and_counted_but_not_stored() {
+    let victim = NodeKey::from_seed(&[2; 32]);
+    let mut ingest = Ingest::new(1_000.0, 10_000.0, &victim);
+    // 40 fresh keys, 50 signed heartbeats each: each key's own valid signature, never onboarded.
+    let strangers: Vec<NodeKey> = (0..40u8)
+        .map(|i| NodeKey::from_seed(&[100 + i; 32]))
+        .collect();
+    let mut publishes = Vec::new();
+    for k in &strangers {
+        for seq in 0..50 {
+            let hb = heartbeat(seq, T0 + seq * u64::from(INTERVAL_MS));
+            publishes.push((topics::proofs(&k.id()), Envelope::sign(k, &hb).to_bytes()));
+        }
+    }
+    // The victim's genuine heartbeat in the middle of the flood.
+    let genuine = Envelope::sign(&victim, &heartbeat(0, T0)).to_bytes();
+    publishes.insert(1_000, (topics::proofs(&victim.id()), genuine.clone()));
+    let out = ingest.batch(publishes.clone(), T0 + 10);
+    assert_eq!(out.unknown_nodes, 2_000);
+    assert_eq!(out.rows.len(), 1, "only the genuine heartbeat is stored");
+    assert_eq!(out.rows[0].id, ProofId::of(&genuine));
+    let refused = out
+        .acks
+        .iter()
+        .filter(|(_, a)| a.verdict == Verdict::Rejected(Reason::UnknownNode))
+        .count();
+    assert_eq!(refused, 2_000, "each is told why, once");
+    // Sent again, the same answer: nothing was remembered that a flood could grow.
+    let again = ingest.batch(publishes, T0 + 20);
+    assert_eq!(again.unknown_nodes, 2_000);
+    assert_eq!(again.duplicates, 1, "the genuine one is a duplicate");
+    assert!(again.rows.is_empty());
+}
