@@ -356,13 +356,23 @@ pub fn close_epoch(
     Ok(Some((closed, committed)))
 }
 
+/// Segments of the embedded broker's in-memory log per subscription filter (see
+/// [`start_embedded_broker`]).
+const BROKER_SEGMENTS: usize = 4;
+
 fn start_embedded_broker(addr: SocketAddr, max_payload: usize) -> anyhow::Result<()> {
     // Probe first: rumqttd would fail on its own thread, far from the operator's eyes.
     drop(std::net::TcpListener::bind(addr).with_context(|| {
         format!("cannot listen on {addr} for the embedded MQTT broker: is another broker running there? Set broker.listen, or broker.url to use that broker")
     })?);
+    // The router keeps, per subscription filter (one for all proofs), a log of the latest
+    // publishes in memory, whether or not they were delivered: `max_segment_count` segments of
+    // `max_segment_size` (each may overflow by one packet). A subscriber that falls further
+    // behind skips ahead; its publishers resend what was never acked (the outbox). Sized from
+    // the largest payload, so a flood of large payloads holds a few MiB, not a gigabyte.
+    let segment = (4 * max_payload).max(1 << 20);
     let cfg = format!(
-        "id = 0\n[router]\nid = 0\nmax_connections = 100000\nmax_outgoing_packet_count = 1000\nmax_segment_size = 104857600\nmax_segment_count = 10\n\
+        "id = 0\n[router]\nid = 0\nmax_connections = 100000\nmax_outgoing_packet_count = 1000\nmax_segment_size = {segment}\nmax_segment_count = {BROKER_SEGMENTS}\n\
          [v4.1]\nname = \"v4\"\nlisten = \"{addr}\"\nnext_connection_delay_ms = 1\n\
          [v4.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = {max_payload}\nmax_inflight_count = 1000\ndynamic_filters = true\n"
     );
