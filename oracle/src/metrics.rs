@@ -36,6 +36,8 @@ pub struct Metrics {
     pub unverified: Family<ReasonLabel, Counter>,
     /// Acks published.
     pub acks_sent: Counter,
+    /// Retained messages of the oracle's topics that someone else replaced, put back.
+    pub retained_restored: Counter,
     /// Time to judge and store a batch.
     pub batch_seconds: Histogram,
     /// Epochs closed.
@@ -63,6 +65,7 @@ impl Metrics {
             bad_topic: Counter::default(),
             unverified: Family::default(),
             acks_sent: Counter::default(),
+            retained_restored: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             epochs_closed: Counter::default(),
             epoch: Gauge::default(),
@@ -89,6 +92,11 @@ impl Metrics {
             m.unverified.clone(),
         );
         registry.register("acks_sent", "Signed acks published", m.acks_sent.clone());
+        registry.register(
+            "retained_restored",
+            "Messages on the oracle's retained topics (seed, clock, measurer sets) published by anyone else, answered by publishing the oracle's own again",
+            m.retained_restored.clone(),
+        );
         registry.register_with_unit(
             "batch",
             "Time to judge and store one batch",

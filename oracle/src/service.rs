@@ -8,7 +8,7 @@
 //! also opens epochs (a new signed seed, stored, then published retained) and closes them (one
 //! transaction, then the manifest is published retained).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,7 +168,22 @@ pub struct Shared {
     pub connected: AtomicBool,
     /// The broker as operators see it (`/readyz` reads why it is not connected).
     pub broker: Mutex<BrokerHealth>,
+    /// What the oracle last published, retained, on each of its topics (seed, clock, measurer
+    /// set parts): anything else that arrives there is put right at once ([`is_guarded`]).
+    pub retained: Mutex<HashMap<String, Vec<u8>>>,
 }
+
+/// Topics only the oracle publishes on, retained, that agents read when they subscribe. A
+/// broker without ACLs lets anyone publish there: a forged or empty retained message would
+/// be what new subscribers get. The oracle subscribes to them, and whatever arrives that is
+/// not what it last published there, it publishes its own again (agents also verify the
+/// oracle's signature on all of them, so a forgery is never believed, only a nuisance).
+fn is_guarded(topic: &str) -> bool {
+    topic == topics::EPOCH || topic == topics::CLOCK || topic.starts_with(MEASURERS_PREFIX)
+}
+
+/// The measurer set parts' topics, [`topics::MEASURERS_FILTER`] without its wildcard.
+const MEASURERS_PREFIX: &str = "wisp/v1/measurers/";
 
 /// Rebuilds the engine from the store: epochs opened, every row replayed in arrival order,
 /// closes applied where they happened.
@@ -511,7 +526,9 @@ pub async fn run(
             format!("mqtt://{host}:{port}"),
             REPORT_EVERY_MS,
         )),
+        retained: Mutex::new(HashMap::new()),
     });
+    let guard_client = client.clone();
 
     let s2 = shared.clone();
     let clock = Clock::from_env();
@@ -530,6 +547,28 @@ pub async fn run(
                     s2.connected.store(true, Ordering::Relaxed);
                     if tx.send(ToWorker::Connected).await.is_err() {
                         return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if is_guarded(&p.topic) => {
+                    let ours = s2
+                        .retained
+                        .lock()
+                        .ok()
+                        .and_then(|r| r.get(&p.topic).cloned());
+                    if let Some(ours) = ours.filter(|o| o.as_slice() != p.payload.as_ref()) {
+                        if p.retain {
+                            // Held from before this connection (the oracle's own older one
+                            // after a restart, or a forgery): put right all the same.
+                            debug!(topic = %p.topic, "a stale retained message on the oracle's topic: publishing the oracle's own again");
+                        } else {
+                            s2.metrics.retained_restored.inc();
+                            warn!(topic = %p.topic, "someone else published on the oracle's retained topic: publishing the oracle's own again");
+                        }
+                        // Not awaited here: this task drives the connection the publish needs.
+                        let c = guard_client.clone();
+                        tokio::spawn(async move {
+                            let _ = c.publish(p.topic, QoS::AtLeastOnce, true, ours).await;
+                        });
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -770,6 +809,12 @@ impl Worker {
     }
 
     fn publish(&self, topic: String, retain: bool, payload: Vec<u8>) {
+        if retain
+            && is_guarded(&topic)
+            && let Ok(mut r) = self.shared.retained.lock()
+        {
+            r.insert(topic.clone(), payload.clone());
+        }
         publish(&self.client, &self.handle, topic, retain, payload);
     }
 
@@ -826,8 +871,14 @@ impl Worker {
         // The clock at once: agents waiting for it need not wait a whole interval.
         self.next_clock_ms = 0;
         let c = self.client.clone();
-        self.handle
-            .block_on(async move { c.subscribe(topics::PROOFS_FILTER, QoS::AtLeastOnce).await })?;
+        self.handle.block_on(async move {
+            c.subscribe(topics::PROOFS_FILTER, QoS::AtLeastOnce).await?;
+            // The oracle's own retained topics, to put right what anyone else publishes there.
+            for filter in [topics::EPOCH, topics::CLOCK, topics::MEASURERS_FILTER] {
+                c.subscribe(filter, QoS::AtLeastOnce).await?;
+            }
+            Ok::<(), rumqttc::ClientError>(())
+        })?;
         // The retained seed and the latest manifest, again: harmless if the broker kept them,
         // necessary if it did not (an embedded broker starts empty).
         let epochs = self.store.epochs()?;

@@ -72,6 +72,7 @@ fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
         metrics: Metrics::new(),
         connected: AtomicBool::new(true),
         broker: Mutex::new(BrokerHealth::new("mqtt://127.0.0.1:1883", 60_000)),
+        retained: Mutex::new(std::collections::HashMap::new()),
     })
 }
 

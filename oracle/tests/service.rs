@@ -1541,3 +1541,60 @@ fn check_refuses_a_key_run_would_refuse() {
     let (ok, err) = cli("check");
     assert!(!ok && err.contains("644"), "{err}");
 }
+
+/// Publishes `payload` retained on `topic` as a client of its own, and waits for the broker's
+/// acknowledgement.
+fn publish_retained(broker: u16, topic: &str, payload: Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let o = MqttOptions::new(format!("stranger-{}", free_port()), "127.0.0.1", broker);
+        let (client, mut events) = AsyncClient::new(o, 10);
+        client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+            .unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.poll())
+                .await
+                .expect("no acknowledgement from the broker")
+            {
+                Ok(Event::Incoming(Packet::PubAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_forged_or_deleted_retained_seed_is_put_right_at_once() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = free_port();
+    // Hour-long epochs: no new seed would come to mend the topic by itself.
+    let oracle = Oracle::spawn(dir.path(), broker, &[("WISP_EPOCH__DURATION_S", "3600")]);
+    let key = Oracle::key(dir.path());
+    let real = Client::connect(broker, &key, &[]).seed();
+    // Anyone can connect to a broker without ACLs and publish a seed of its own making,
+    // retained, then delete the retained seed with an empty one.
+    let stranger = NodeKey::from_seed(&[66; 32]);
+    let forged = EpochSeed {
+        seed: [9; 32].into(),
+        ..real.clone()
+    };
+    publish_retained(broker, topics::EPOCH, Envelope::sign(&stranger, &forged).to_bytes());
+    publish_retained(broker, topics::EPOCH, Vec::new());
+    assert!(
+        wait_for(Duration::from_secs(10), || oracle
+            .metrics()
+            .contains("wisp_oracle_retained_restored_total 2\n")),
+        "{}",
+        oracle.metrics()
+    );
+    // A subscriber that comes now gets the oracle's seed (`connect` waits for one the oracle
+    // signed, and fails after 10 s without one).
+    assert_eq!(Client::connect(broker, &key, &[]).seed(), real);
+}
