@@ -1585,7 +1585,11 @@ fn a_forged_or_deleted_retained_seed_is_put_right_at_once() {
         seed: [9; 32].into(),
         ..real.clone()
     };
-    publish_retained(broker, topics::EPOCH, Envelope::sign(&stranger, &forged).to_bytes());
+    publish_retained(
+        broker,
+        topics::EPOCH,
+        Envelope::sign(&stranger, &forged).to_bytes(),
+    );
     publish_retained(broker, topics::EPOCH, Vec::new());
     assert!(
         wait_for(Duration::from_secs(10), || oracle
