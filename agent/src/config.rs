@@ -122,6 +122,9 @@ pub struct RawNet {
     pub idle_timeout_s: Option<u64>,
     /// Request-response timeout in seconds (default 10).
     pub request_timeout_s: Option<u64>,
+    /// The H3 resolution of the cell an anonymous peer's `/wisp/status/1` answer shows
+    /// (default 7; 0–12).
+    pub status_cell_resolution: Option<u8>,
 }
 
 /// `[device]`
@@ -764,6 +767,18 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
     if !(1..=300).contains(&request) {
         return Err(invalid("net.request_timeout_s", "between 1 and 300"));
     }
+    let status_cell_resolution = raw
+        .status_cell_resolution
+        .unwrap_or(d.status_cell_resolution);
+    if status_cell_resolution > wisp_protocol::geo::ASSERT_RESOLUTION {
+        return Err(invalid(
+            "net.status_cell_resolution",
+            format!(
+                "an H3 resolution between 0 and {} (the asserted cell's own); lower is coarser: 7 is about 5 km², 5 about 250 km²",
+                wisp_protocol::geo::ASSERT_RESOLUTION
+            ),
+        ));
+    }
     Ok(crate::net::NetConfig {
         enabled: raw.enabled.unwrap_or(d.enabled),
         listen,
@@ -781,6 +796,7 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
         max_memory_fraction: memory / 100.0,
         idle_timeout: std::time::Duration::from_secs(idle),
         request_timeout: std::time::Duration::from_secs(request),
+        status_cell_resolution,
     })
 }
 
@@ -977,6 +993,7 @@ mod tests {
         assert!(!c.net.mdns);
         assert_eq!(c.net.kad_mode, crate::net::KadMode::Auto);
         assert_eq!(c.net.idle_timeout.as_secs(), 600);
+        assert_eq!(c.net.status_cell_resolution, 7);
         for (v, mode) in [
             ("true", crate::net::KadMode::Server),
             ("false", crate::net::KadMode::WhenConfirmed),
@@ -1006,6 +1023,7 @@ mod tests {
                 ("WISP_NET__MDNS", "true"),
                 ("WISP_NET__RELAY_SERVER", "true"),
                 ("WISP_NET__ENABLED", "false"),
+                ("WISP_NET__STATUS_CELL_RESOLUTION", "5"),
                 (
                     "WISP_NET__EXTERNAL_ADDRESSES",
                     "/ip4/203.0.113.7/tcp/9311,/ip6/2001:db8::7/udp/9311/quic-v1",
@@ -1022,6 +1040,7 @@ mod tests {
             Some("203.0.113.7".parse().unwrap())
         );
         assert!(c.net.mdns && c.net.relay_server && !c.net.enabled);
+        assert_eq!(c.net.status_cell_resolution, 5);
     }
 
     #[test]
@@ -1065,6 +1084,10 @@ mod tests {
             "net.external_addresses",
         );
         check(&[("WISP_NET__MAX_CONNECTIONS", "0")], "net.max_connections");
+        check(
+            &[("WISP_NET__STATUS_CELL_RESOLUTION", "13")],
+            "net.status_cell_resolution",
+        );
         // A numeric password is still a string.
         let c = RawConfig::load(
             None,

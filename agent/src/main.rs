@@ -523,7 +523,10 @@ fn print_remote_status(r: &wisp_agent::net::status::RemoteStatus) {
     );
     println!(
         "location         {}",
-        s.cell.map_or("not set".into(), |c| c.to_string())
+        s.cell.map_or("not set".into(), |c| format!(
+            "cell {c} (H3 resolution {})",
+            c.resolution()
+        ))
     );
     println!(
         "broker           {}",

@@ -1328,11 +1328,13 @@ impl Daemon {
             .set(i64::try_from(s.measured_ms / 1000).unwrap_or(i64::MAX));
     }
 
-    /// The `/wisp/status/1` answer: a freshly signed report and the witnesses of our beacon.
+    /// The `/wisp/status/1` answer: a freshly signed report and the witnesses of our beacon,
+    /// as an anonymous peer may see them (no GNSS fix, the cell at
+    /// `net.status_cell_resolution`; [`net::status::for_anonymous_peer`]).
     fn status_response(&self, now: u64) -> Vec<u8> {
         let a = self.core.activity();
         let h = self.device.health();
-        let report = StatusReport {
+        let mut report = StatusReport {
             epoch: self.core.epoch().map(|e| e.epoch),
             sent_ms: now,
             uptime_s: self.core.uptime_s(now),
@@ -1355,12 +1357,17 @@ impl Daemon {
             witnessed_by: self.core.witnessed_by().iter().map(|w| w.witness).collect(),
             backhaul: self.last_backhaul.as_ref().map(|b| b.summary),
         };
-        let envelopes: Vec<Vec<u8>> = self
+        let mut envelopes: Vec<Vec<u8>> = self
             .core
             .witnessed_by()
             .iter()
             .map(|w| w.envelope.clone())
             .collect();
+        net::status::for_anonymous_peer(
+            &mut report,
+            &mut envelopes,
+            self.cfg.net.status_cell_resolution,
+        );
         net::status::encode_response(self.core.sign(&report).to_bytes(), &envelopes)
     }
 
@@ -1752,7 +1759,15 @@ impl Daemon {
         if !self.connected {
             return;
         }
-        let mut doc = serde_json::to_value(self.shared.snapshot()).unwrap_or_default();
+        // The retained status is for whoever the broker lets read it, not only this node's
+        // operator: no GNSS fix, and the cell as coarse as in the `/wisp/status/1` answer.
+        let mut snapshot = self.shared.snapshot();
+        snapshot.fix = None;
+        snapshot.cell = self
+            .core
+            .cell()
+            .map(|c| c.parent(self.cfg.net.status_cell_resolution).to_string());
+        let mut doc = serde_json::to_value(snapshot).unwrap_or_default();
         if let Some(o) = doc.as_object_mut() {
             o.insert("state".into(), "online".into());
         }

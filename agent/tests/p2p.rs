@@ -6,7 +6,8 @@
 //!
 //! Checked: every beacon is witnessed by exactly the nodes in range; the witnesses reach the
 //! oracle and are gossiped to every node; each beaconer's status lists its witnesses; a remote
-//! `/wisp/status/1` query (library and CLI) returns a report whose signature is checked; a
+//! `/wisp/status/1` query (library and CLI) returns a report whose signature is checked, with
+//! the witnesses' envelopes only from a node that shows peers its asserted cell; a
 //! forged witness is rejected by the node it is sent to and reaches nobody else; with the
 //! epoch's measurer set published, every node invites its assigned measurers and every
 //! assigned (prover, measurer) pair ends in co-signed receipts for both directions at the
@@ -241,6 +242,10 @@ fn env_for(
     if let Some(b) = bootstrap {
         env.push(("WISP_NET__BOOTSTRAP".into(), b.to_string()));
     }
+    if idx == 7 {
+        // Shows its asserted cell to peers, and so the signed witnesses of its beacon too.
+        env.push(("WISP_NET__STATUS_CELL_RESOLUTION".into(), "12".into()));
+    }
     if idx % 2 == 1 {
         // Only the IP is taken for the test endpoint; nothing listens on this port, so a peer
         // dialling it is refused at once.
@@ -458,9 +463,18 @@ async fn scenario(oracle: &TestOracle, broker: u16) {
     assert_eq!(remote.peer, ids[5]);
     assert_eq!(remote.report.epoch, Some(1));
     assert!(remote.report.peers >= 1);
-    let remote_witnesses: BTreeSet<String> =
-        remote.witnesses.iter().map(|w| w.peer.clone()).collect();
-    assert_eq!(remote_witnesses, nodes[5].witnessed_by());
+    // At the default resolution (7) the report names the witnesses but carries none of their
+    // envelopes (they hold full-resolution cells), and its cell is the coarse one.
+    let listed: BTreeSet<String> = remote
+        .report
+        .witnessed_by
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(listed, nodes[5].witnessed_by());
+    assert!(remote.witnesses.is_empty());
+    assert_eq!(remote.report.cell.unwrap().resolution(), 7);
+    assert_eq!(remote.report.fix, None);
     assert_eq!(
         nodes[5].metric("wisp_status_queries_served_total", &[]),
         1.0
@@ -489,7 +503,9 @@ async fn scenario(oracle: &TestOracle, broker: u16) {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["peer_id"], ids[7].to_string());
     assert_eq!(doc["signature"], "verified");
+    // Node 7 shows its asserted cell, so its answer carries the 4 verified witnesses.
     assert_eq!(doc["witnessed_by"].as_array().unwrap().len(), 4);
+    assert_eq!(doc["report"]["cell"], nodes[7].status()["cell"]);
 
     // Proof of backhaul: every node invited its 3 assigned measurers, each ran the test, and
     // both directions of every assigned pair reached the oracle, signed by the measurer and

@@ -86,6 +86,9 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// Request-response timeout.
     pub request_timeout: Duration,
+    /// The H3 resolution of the asserted cell in the `/wisp/status/1` answer
+    /// (at most [`wisp_protocol::geo::ASSERT_RESOLUTION`]; see [`status::for_anonymous_peer`]).
+    pub status_cell_resolution: u8,
 }
 
 impl Default for NetConfig {
@@ -110,6 +113,9 @@ impl Default for NetConfig {
             max_memory_fraction: 0.9,
             idle_timeout: Duration::from_secs(600),
             request_timeout: Duration::from_secs(10),
+            // About 5 km² (edges of ~1.4 km): a town or a city district, enough to place a
+            // node on a coverage map, not to find the building.
+            status_cell_resolution: 7,
         }
     }
 }

@@ -6,11 +6,17 @@
 //! Wire form: postcard `(report envelope bytes, [witness envelope bytes])`, at most
 //! [`STATUS_MAX_RESPONSE`] bytes. The container is not
 //! signed; each envelope in it is, and each is verified over its raw bytes before decoding.
+//!
+//! Anyone who can dial the node may ask, so the answer is built for an anonymous peer
+//! ([`for_anonymous_peer`]): no GNSS fix, and the asserted cell only at the configured coarse
+//! resolution (`net.status_cell_resolution`). The fix stays on the local HTTP status and in the
+//! heartbeats bound for the oracle.
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use wisp_protocol::NodeId;
 use wisp_protocol::envelope::{self, EnvelopeError};
+use wisp_protocol::geo::ASSERT_RESOLUTION;
 use wisp_protocol::msg::{STATUS_WITNESSES_MAX, StatusReport, Witness};
 use wisp_protocol::units::{DeciDb, FreqKhz};
 
@@ -98,6 +104,24 @@ pub struct RemoteStatus {
     pub witnesses: Vec<WitnessView>,
 }
 
+/// Makes `report` and `witnesses` fit for an anonymous peer: the GNSS fix is dropped and the
+/// asserted cell is replaced by its ancestor at `cell_resolution`. Witness envelopes are kept
+/// only when `cell_resolution` is the asserted one ([`ASSERT_RESOLUTION`]): each is signed,
+/// so it cannot be coarsened, and each carries the node's asserted cell (in its embedded
+/// beacon) and the witness's at full resolution. The report's `witnessed_by` still says who
+/// heard the node.
+pub fn for_anonymous_peer(
+    report: &mut StatusReport,
+    witnesses: &mut Vec<Vec<u8>>,
+    cell_resolution: u8,
+) {
+    report.fix = None;
+    report.cell = report.cell.map(|c| c.parent(cell_resolution));
+    if cell_resolution < ASSERT_RESOLUTION {
+        witnesses.clear();
+    }
+}
+
 /// Encodes a response from a signed report envelope and witness envelopes (at most
 /// [`STATUS_WITNESSES_MAX`] are included).
 pub fn encode_response(report: Vec<u8>, witnesses: &[Vec<u8>]) -> Vec<u8> {
@@ -166,4 +190,128 @@ pub fn verify_response(peer: &PeerId, bytes: &[u8]) -> Result<RemoteStatus, Stat
         report: report.msg,
         witnesses,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use wisp_protocol::NodeKey;
+    use wisp_protocol::envelope::Envelope;
+    use wisp_protocol::geo::Cell;
+    use wisp_protocol::msg::{Beacon, DeviceHealth, GnssFix, Versions};
+
+    use super::*;
+
+    /// A node at a street corner in Lisbon, asserted at resolution 12, with a fix, one witness
+    /// of its beacon, and everything signed.
+    struct Scene {
+        node: NodeKey,
+        report: StatusReport,
+        witnesses: Vec<Vec<u8>>,
+    }
+
+    fn scene() -> Scene {
+        let node = NodeKey::from_seed(&[1; 32]);
+        let witness = NodeKey::from_seed(&[2; 32]);
+        let cell = Cell::from_degrees(38.713_912_3, -9.139_456_7, ASSERT_RESOLUTION).unwrap();
+        let beacon = Envelope::sign(
+            &node,
+            &Beacon {
+                epoch: 4,
+                nonce: [7; 16].into(),
+                freq_khz: 2_412_000,
+                width_mhz: 20,
+                tx_power: DeciDb(200),
+                antenna_gain: DeciDb(30),
+                cell,
+                tx_ms: 1_000,
+            },
+        )
+        .to_bytes();
+        let heard = Envelope::sign(
+            &witness,
+            &Witness {
+                beacon,
+                rssi: DeciDb(-700),
+                snr: DeciDb(250),
+                freq_khz: 2_412_000,
+                rx_ms: 1_001,
+                cell: Cell::from_degrees(38.714, -9.138, ASSERT_RESOLUTION).unwrap(),
+            },
+        )
+        .to_bytes();
+        let report = StatusReport {
+            epoch: Some(4),
+            sent_ms: 2_000,
+            uptime_s: 60,
+            versions: Versions::new("0.1.0", "sim"),
+            cell: Some(cell),
+            fix: Some(GnssFix {
+                lat_e7: 387_139_123,
+                lon_e7: -91_394_567,
+                alt_mm: 71_250,
+                hdop_centi: 90,
+                satellites: 9,
+                utc_ms: 1_500,
+            }),
+            outbox_depth: 0,
+            oldest_unacked_ms: None,
+            last_ack_ms: None,
+            last_beacon_ms: Some(1_000),
+            last_witness_ms: None,
+            last_heartbeat_ms: None,
+            broker_connected: true,
+            peers: 3,
+            health: DeviceHealth::default(),
+            witnessed_by: vec![witness.id()],
+            backhaul: None,
+        };
+        Scene {
+            node,
+            report,
+            witnesses: vec![heard],
+        }
+    }
+
+    /// What a peer decodes after asking a node configured with `resolution`.
+    fn answer(resolution: u8) -> (Scene, RemoteStatus) {
+        let mut s = scene();
+        let (mut report, mut witnesses) = (s.report.clone(), s.witnesses.clone());
+        for_anonymous_peer(&mut report, &mut witnesses, resolution);
+        let bytes = encode_response(Envelope::sign(&s.node, &report).to_bytes(), &witnesses);
+        let remote = verify_response(&s.node.id().to_peer_id(), &bytes).unwrap();
+        s.witnesses = witnesses;
+        (s, remote)
+    }
+
+    #[test]
+    fn an_anonymous_peer_gets_the_coarse_cell_and_no_fix() {
+        for resolution in [0, 5, 7, 11] {
+            let (s, remote) = answer(resolution);
+            let asserted = s.report.cell.unwrap();
+            assert_eq!(remote.report.fix, None, "resolution {resolution}");
+            assert_eq!(remote.report.cell, Some(asserted.parent(resolution)));
+            assert_eq!(remote.report.cell.unwrap().resolution(), resolution);
+            // The signed witnesses carry full-resolution cells: none is sent, though the
+            // report still names who heard the node.
+            assert!(remote.witnesses.is_empty(), "resolution {resolution}");
+            assert_eq!(remote.report.witnessed_by, s.report.witnessed_by);
+            // Nothing else in the report is finer than the cell: the only cell it holds is the
+            // coarse one, and no coordinate is left.
+            let json = serde_json::to_string(&remote.report).unwrap();
+            assert!(
+                !json.contains("lat_e7") && !json.contains("alt_mm"),
+                "{json}"
+            );
+            assert!(!json.contains(&asserted.to_string()), "{json}");
+        }
+    }
+
+    #[test]
+    fn at_the_asserted_resolution_the_witnesses_are_kept() {
+        let (s, remote) = answer(ASSERT_RESOLUTION);
+        assert_eq!(remote.report.fix, None);
+        assert_eq!(remote.report.cell, s.report.cell);
+        assert_eq!(remote.witnesses.len(), 1);
+        assert_eq!(remote.witnesses[0].rssi_dbm, -70.0);
+    }
 }

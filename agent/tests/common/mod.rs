@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use wisp_oracle::acks::AckBatcher;
 use wisp_protocol::envelope::{self, Envelope, EnvelopeRef};
-use wisp_protocol::msg::{EpochParams, EpochSeed, Heartbeat, Verdict};
+use wisp_protocol::msg::{EpochParams, EpochSeed, GnssFix, Heartbeat, Verdict};
 use wisp_protocol::{Kind, NodeKey, ProofId, topics};
 
 pub fn free_port() -> u16 {
@@ -151,6 +151,8 @@ pub struct Seen {
     pub heartbeat_sent: BTreeMap<u64, u64>,
     /// Heartbeat seqs in the order their first copy arrived.
     pub heartbeat_arrivals: Vec<u64>,
+    /// The GNSS fix in the latest heartbeat that carried one.
+    pub heartbeat_fix: Option<GnssFix>,
     /// Envelopes that failed to open.
     pub invalid: u32,
     /// The last payload on each `wisp/v1/status/+` topic.
@@ -328,6 +330,9 @@ impl TestOracle {
                                 if first {
                                     seen.heartbeat_arrivals.push(hb.seq);
                                     seen.heartbeat_sent.insert(hb.seq, hb.sent_ms);
+                                }
+                                if hb.fix.is_some() {
+                                    seen.heartbeat_fix = hb.fix;
                                 }
                                 let ids = seen.heartbeat_seqs.entry(hb.seq).or_default();
                                 if !ids.contains(&id) {

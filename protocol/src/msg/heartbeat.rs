@@ -102,9 +102,11 @@ pub struct StatusReport {
     pub uptime_s: u64,
     /// Software versions.
     pub versions: Versions,
-    /// The node's cell.
+    /// The node's asserted cell, or (what nodes send to peers) its ancestor at a coarse
+    /// resolution: anyone may ask for a report (docs/PROTOCOL.md §5.9).
     pub cell: Option<Cell>,
-    /// The latest GNSS fix.
+    /// The latest GNSS fix. Nodes send reports without it: the fix goes only to the oracle,
+    /// in heartbeats.
     pub fix: Option<GnssFix>,
     /// Proofs waiting in the outbox for an oracle ack.
     pub outbox_depth: u32,
