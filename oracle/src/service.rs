@@ -169,7 +169,7 @@ pub struct Shared {
     /// The broker as operators see it (`/readyz` reads why it is not connected).
     pub broker: Mutex<BrokerHealth>,
     /// What the oracle last published, retained, on each of its topics (seed, clock, measurer
-    /// set parts): anything else that arrives there is put right at once ([`is_guarded`]).
+    /// set parts): anything else that arrives there is put right at once.
     pub retained: Mutex<HashMap<String, Vec<u8>>>,
 }
 
