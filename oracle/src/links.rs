@@ -52,10 +52,10 @@
 //!   claims a gain it does not have, except by which report is unusual for a link of its
 //!   length, so only a loud report that is itself unusual counts.
 //! - **Far links that came over the internet.** A far beacon that only the witness reports
-//!   (the beaconer never heard it back) is a relayed one if it arrived late
-//!   ([`FAR_LAG_MS`]), or if the beaconer's place is corroborated by a plausible link heard
-//!   both ways: either way, no false place on the beaconer's side explains it
-//!   ([`Judgement::relayed`]). A relay in a sparse area has one far beaconer to relay, so the
+//!   (the beaconer never heard it back) is a relayed one if the beaconer's place is
+//!   corroborated by a plausible link heard both ways: no false place on the beaconer's side
+//!   explains it ([`Judgement::relayed`]). Lateness alone does not say so: the beaconer signs
+//!   the send time, so a liar next to an honest witness could make its beacons look late. A relay in a sparse area has one far beaconer to relay, so the
 //!   epoch close counts these per epoch.
 //! - **Reciprocity of time.** For a pair heard both ways, the two lags (receive time minus send
 //!   time) add up to the two clocks' offsets, which cancel, plus twice the propagation time,
@@ -94,11 +94,6 @@ const MIN_RECIPROCAL_FOR_REACH: usize = 30;
 /// Level offsets kept per node across epochs, one per partner (the latest): enough for a
 /// median that neither one fade nor one lying partner can move.
 pub const LEVEL_OFFSETS_KEPT: usize = 9;
-
-/// A far beacon heard this long after (or before) it was sent, milliseconds, did not come
-/// over the air: clocks that pass the oracle's time checks differ by far less, and the radio
-/// takes microseconds. Whoever lies about a place, the witness of such a link relayed it.
-pub const FAR_LAG_MS: u32 = 500;
 
 /// The links of about the same length whose median path loss is what a link of that length
 /// typically reports (see [`Judgement::pair_offsets`]).
@@ -194,10 +189,9 @@ pub struct Judgement {
     /// that no false location explains (those of [`Judgement::relayed`] left out).
     pub far_heard: BTreeMap<NodeId, BTreeSet<NodeId>>,
     /// Per node not flagged: the beaconers it claims to have heard over implausible links
-    /// that only it reports (the beaconer did not hear it back in the epoch), either with a
-    /// lag beyond [`FAR_LAG_MS`] or from a beaconer whose own place a plausible link heard
-    /// both ways corroborates. Nothing on the beaconer's side explains such a link (a false
-    /// place does not delay a beacon): the witness relays (the epoch close counts these
+    /// that only it reports (the beaconer did not hear it back in the epoch) from a beaconer
+    /// whose own place a plausible link heard both ways corroborates. Nothing on the
+    /// beaconer's side explains such a link: the witness relays (the epoch close counts these
     /// per epoch, not per beaconer, since a relay in a sparse area has one far beaconer to
     /// relay, again and again).
     pub relayed: BTreeMap<NodeId, BTreeSet<NodeId>>,
@@ -396,10 +390,7 @@ pub fn judge(
             continue;
         }
         let one_way = !directed.contains_key(&(rx, tx));
-        let late = by_pair
-            .get(&(tx, rx))
-            .is_some_and(|o| o.lag_ms.unsigned_abs() > FAR_LAG_MS);
-        if one_way && (late || corroborated.contains(&tx)) {
+        if one_way && corroborated.contains(&tx) {
             out.relayed.entry(rx).or_default().insert(tx);
         } else {
             out.far_heard.entry(rx).or_default().insert(tx);
