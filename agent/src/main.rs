@@ -386,20 +386,21 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
     // doubling each time, until the deadline.
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut backoff = Duration::from_secs(1);
+    let send_onboarding = || {
+        client.publish(
+            topics::proofs(&key.id()),
+            QoS::AtLeastOnce,
+            false,
+            bytes.clone(),
+        )
+    };
     loop {
         let wake = retry_at.map_or(deadline, |r| r.min(deadline));
         let ev = match tokio::time::timeout_at(wake, events.poll()).await {
             Ok(ev) => ev,
             Err(_) if retry_at.is_some_and(|r| r < deadline) => {
                 retry_at = None;
-                client
-                    .publish(
-                        topics::proofs(&key.id()),
-                        QoS::AtLeastOnce,
-                        false,
-                        bytes.clone(),
-                    )
-                    .await?;
+                send_onboarding().await?;
                 eprintln!("sent the onboarding again (proof {id})");
                 continue;
             }
@@ -409,14 +410,7 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
         };
         match ev {
             Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
-                client
-                    .publish(
-                        topics::proofs(&key.id()),
-                        QoS::AtLeastOnce,
-                        false,
-                        bytes.clone(),
-                    )
-                    .await?;
+                send_onboarding().await?;
                 sent = true;
                 eprintln!(
                     "sent onboarding of {} at {} (proof {id}); waiting for the oracle",
