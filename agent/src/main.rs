@@ -226,8 +226,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = load_config(&c)?;
             // The key as `run` would load it: a key `run` refuses (readable by others, also
-            // through a symlink) fails the check too.
-            let key = if cfg.key_file.exists() {
+            // through a symlink, or a symlink to nothing, which `run` cannot create a key
+            // through) fails the check too. Only a path with nothing at it is "none yet".
+            let key = if cfg.key_file.symlink_metadata().is_ok() {
                 let key = keyfile::load(&cfg.key_file)
                     .context("the key file (`run` would refuse it too)")?;
                 key.id().to_string()
@@ -373,7 +374,7 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
     let id = env.proof_id();
     let trust = OracleTrust::new(cfg.oracle, key.id());
     // The daemon's options (TLS, credentials), under another client id and a clean session.
-    let mut o = shell::mqtt_options(&cfg.mqtt, &key, None)?;
+    let mut o = shell::mqtt_options(&cfg.mqtt, &key, &cfg.oracle, None)?;
     o.set_client_id(format!("wisp-onboard-{}", key.id()));
     o.set_clean_session(true);
     let (client, mut events) = AsyncClient::new(o, 16);

@@ -209,11 +209,14 @@ enum Incoming {
     },
 }
 
-/// MQTT options for this node: persistent session, TLS and credentials from the config, and
-/// the last will on the status topic when given.
+/// MQTT options for this node: persistent session, TLS from the config, and the last will on
+/// the status topic when given. The login is the node's own (username = peer id, password =
+/// its login token for the network of `oracle`, [`wisp_protocol::login`]) unless the config
+/// names other credentials.
 pub fn mqtt_options(
     cfg: &MqttConfig,
     key: &NodeKey,
+    oracle: &NodeId,
     will: Option<Vec<u8>>,
 ) -> anyhow::Result<MqttOptions> {
     let id = key.id();
@@ -235,9 +238,10 @@ pub fn mqtt_options(
             true,
         ));
     }
-    if let Some((u, p)) = &cfg.credentials {
-        o.set_credentials(u.clone(), p.clone());
-    }
+    match &cfg.credentials {
+        Some((u, p)) => o.set_credentials(u.clone(), p.clone()),
+        None => o.set_credentials(id.to_string(), wisp_protocol::login::password(key, oracle)),
+    };
     if cfg.tls {
         let transport = match &cfg.ca_file {
             Some(f) => {
@@ -722,7 +726,7 @@ pub async fn run_with(
     }
 
     let (client, mut eventloop) = AsyncClient::new(
-        mqtt_options(&cfg.mqtt, &key, Some(offline_status(&key)))?,
+        mqtt_options(&cfg.mqtt, &key, &cfg.oracle, Some(offline_status(&key)))?,
         64,
     );
     let (tx, mut rx) = mpsc::channel::<Incoming>(256);

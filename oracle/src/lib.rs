@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod acks;
+pub mod broker;
 pub mod broker_health;
 pub mod config;
 pub mod engine;

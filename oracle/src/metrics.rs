@@ -46,6 +46,10 @@ pub struct Metrics {
     pub epoch: Gauge,
     /// Onboarded nodes.
     pub nodes: Gauge,
+    /// The embedded broker's refusals, by reason ([`crate::broker`]).
+    pub broker_refused: Family<ReasonLabel, Counter>,
+    /// Client connections to the embedded broker open now.
+    pub broker_connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -70,6 +74,8 @@ impl Metrics {
             epochs_closed: Counter::default(),
             epoch: Gauge::default(),
             nodes: Gauge::default(),
+            broker_refused: Family::default(),
+            broker_connections: Gauge::default(),
         };
         registry.register(
             "proofs",
@@ -110,6 +116,16 @@ impl Metrics {
         );
         registry.register("epoch", "The current epoch", m.epoch.clone());
         registry.register("nodes", "Onboarded nodes", m.nodes.clone());
+        registry.register(
+            "broker_refused",
+            "Connections the embedded broker refused or closed, by reason (login, client_id, publish, subscribe, will, onboard_rate, connections_per_ip, frame, connect, protocol)",
+            m.broker_refused.clone(),
+        );
+        registry.register(
+            "broker_connections",
+            "Client connections to the embedded broker open now",
+            m.broker_connections.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -117,6 +133,14 @@ impl Metrics {
     pub fn verdict(&self, reason: Option<Reason>) -> Counter {
         let verdict = reason.map_or("accepted", Reason::name);
         self.proofs.get_or_create(&VerdictLabel { verdict }).clone()
+    }
+
+    /// The embedded broker's share of these metrics.
+    pub fn front(&self) -> crate::broker::FrontMetrics {
+        crate::broker::FrontMetrics {
+            refused: self.broker_refused.clone(),
+            connections: self.broker_connections.clone(),
+        }
     }
 
     /// The Prometheus text exposition.

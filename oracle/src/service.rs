@@ -9,7 +9,6 @@
 //! transaction, then the manifest is published retained).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -371,45 +370,6 @@ pub fn close_epoch(
     Ok(Some((closed, committed)))
 }
 
-/// Segments of the embedded broker's in-memory log per subscription filter (see
-/// [`start_embedded_broker`]).
-const BROKER_SEGMENTS: usize = 4;
-
-fn start_embedded_broker(addr: SocketAddr, max_payload: usize) -> anyhow::Result<()> {
-    // Probe first: rumqttd would fail on its own thread, far from the operator's eyes.
-    drop(std::net::TcpListener::bind(addr).with_context(|| {
-        format!("cannot listen on {addr} for the embedded MQTT broker: is another broker running there? Set broker.listen, or broker.url to use that broker")
-    })?);
-    // The router keeps, per subscription filter (one for all proofs), a log of the latest
-    // publishes in memory, whether or not they were delivered: `max_segment_count` segments of
-    // `max_segment_size` (each may overflow by one packet). A subscriber that falls further
-    // behind skips ahead; its publishers resend what was never acked (the outbox). Sized from
-    // the largest payload, so a flood of large payloads holds a few MiB, not a gigabyte.
-    let segment = (4 * max_payload).max(1 << 20);
-    let cfg = format!(
-        "id = 0\n[router]\nid = 0\nmax_connections = 100000\nmax_outgoing_packet_count = 1000\nmax_segment_size = {segment}\nmax_segment_count = {BROKER_SEGMENTS}\n\
-         [v4.1]\nname = \"v4\"\nlisten = \"{addr}\"\nnext_connection_delay_ms = 1\n\
-         [v4.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = {max_payload}\nmax_inflight_count = 1000\ndynamic_filters = true\n"
-    );
-    let config: rumqttd::Config = toml::from_str(&cfg).context("embedded broker configuration")?;
-    std::thread::Builder::new()
-        .name("broker".into())
-        .spawn(move || {
-            if let Err(e) = rumqttd::Broker::new(config).start() {
-                error!("embedded broker stopped: {e}");
-            }
-        })?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline {
-            bail!("the embedded broker did not start on {addr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    info!(%addr, "embedded MQTT broker listening");
-    Ok(())
-}
-
 enum ToWorker {
     Connected,
     Publish(Incoming),
@@ -501,14 +461,34 @@ pub async fn run(
         .await??
     };
 
-    let (host, port) = match &settings.broker {
+    let metrics = Metrics::new();
+    // The broker as operators name it, and where (and as whom) this process connects.
+    let (host, port, embedded) = match &settings.broker {
         BrokerMode::Embedded(addr) => {
-            start_embedded_broker(*addr, settings.max_payload)?;
-            (addr.ip().to_string(), addr.port())
+            let front = crate::broker::FrontConfig {
+                listen: *addr,
+                max_payload: settings.max_payload,
+                oracle: key.id(),
+                oracle_client_id: settings.client_id.clone(),
+                max_connections_per_ip: settings.max_connections_per_ip,
+            };
+            let e = crate::broker::start(front, metrics.front()).await?;
+            (addr.ip().to_string(), addr.port(), Some(e))
         }
-        BrokerMode::External { host, port } => (host.clone(), *port),
+        BrokerMode::External { host, port } => (host.clone(), *port, None),
     };
-    let mut o = MqttOptions::new(settings.client_id.clone(), host.clone(), port);
+    let mut o = match &embedded {
+        Some(e) => {
+            let mut o = MqttOptions::new(
+                settings.client_id.clone(),
+                e.internal.ip().to_string(),
+                e.internal.port(),
+            );
+            o.set_credentials(crate::broker::INTERNAL_USER, e.password.clone());
+            o
+        }
+        None => MqttOptions::new(settings.client_id.clone(), host.clone(), port),
+    };
     o.set_keep_alive(Duration::from_secs(30));
     // A persistent session: an external broker queues the proofs that arrive while we restart.
     o.set_clean_session(false);
@@ -520,7 +500,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Snapshot::default()),
         reader: Mutex::new(reader),
-        metrics: Metrics::new(),
+        metrics,
         connected: AtomicBool::new(false),
         broker: Mutex::new(BrokerHealth::new(
             format!("mqtt://{host}:{port}"),

@@ -53,6 +53,8 @@ pub struct RawBroker {
     pub max_payload: Option<usize>,
     /// The MQTT client id (the broker keeps the session's queued proofs under it).
     pub client_id: Option<String>,
+    /// Connections the embedded broker takes from one IP address at once.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// `[epoch]`
@@ -149,6 +151,8 @@ pub struct Settings {
     /// distinct for every oracle process on one broker (a broker drops the older of two
     /// connections with one id).
     pub client_id: String,
+    /// Connections the embedded broker takes from one IP address at once.
+    pub max_connections_per_ip: usize,
     /// Epoch length, ms.
     pub epoch_ms: u64,
     /// Epoch parameters published with each seed.
@@ -397,8 +401,13 @@ impl RawSettings {
         if client_id.is_empty() || client_id.len() > 128 {
             return Err(invalid("broker.client_id", "1 to 128 characters"));
         }
+        let max_connections_per_ip = self.broker.max_connections_per_ip.unwrap_or(256);
+        if max_connections_per_ip == 0 {
+            return Err(invalid("broker.max_connections_per_ip", "at least 1"));
+        }
         Ok(Settings {
             client_id,
+            max_connections_per_ip,
             storage,
             data_dir,
             key_file,

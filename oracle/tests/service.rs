@@ -138,9 +138,11 @@ impl Drop for Oracle {
     }
 }
 
-/// A test client: publishes envelopes for several nodes and records every ack it sees.
+/// A test client: publishes envelopes for several nodes, each over a connection logged in as
+/// that node (the embedded broker lets a node publish only its own proofs and read only its own
+/// acks), reads the seed as a monitor, and records every ack it sees.
 struct Client {
-    client: AsyncClient,
+    conns: BTreeMap<NodeId, AsyncClient>,
     acks: Arc<Mutex<BTreeMap<ProofId, Verdict>>>,
     seed: Arc<Mutex<Option<EpochSeed>>>,
     rt: tokio::runtime::Runtime,
@@ -153,56 +155,91 @@ impl Client {
             .enable_all()
             .build()
             .unwrap();
-        let mut o = MqttOptions::new(format!("test-client-{}", free_port()), "127.0.0.1", broker);
-        o.set_max_packet_size(2 << 20, 2 << 20);
-        o.set_request_channel_capacity(10_000);
-        o.set_inflight(1000);
-        let (client, mut events) = AsyncClient::new(o, 10_000);
         let acks = Arc::new(Mutex::new(BTreeMap::new()));
         let seed = Arc::new(Mutex::new(None));
-        let (a, sd, c) = (acks.clone(), seed.clone(), client.clone());
         let oracle_id = oracle.id();
-        let subs: Vec<String> = nodes.iter().map(|k| topics::acks(&k.id())).collect();
-        rt.spawn(async move {
-            loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for s in &subs {
-                            c.subscribe(s.clone(), QoS::AtLeastOnce).await.unwrap();
-                        }
-                        c.subscribe(topics::EPOCH, QoS::AtLeastOnce).await.unwrap();
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if p.topic == topics::EPOCH {
-                            // A shared broker may still hold another oracle's retained seed.
-                            if let Ok(o) = envelope::open::<EpochSeed>(&p.payload)
-                                && o.signer == oracle_id
-                            {
-                                *sd.lock().unwrap() = Some(o.msg);
-                            }
-                        } else if let Ok(o) = open_sealed_ack(&p.payload) {
-                            assert_eq!(o.signer, oracle_id, "ack not signed by the oracle");
-                            assert_eq!(topics::node_of(&p.topic), Some(o.ack.node));
-                            let mut acks = a.lock().unwrap();
-                            for e in o.ack.entries {
-                                acks.insert(e.proof_id, e.verdict);
-                            }
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
+        let subscribed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut conns = BTreeMap::new();
+        // `None`: the monitor, which reads the seed.
+        let logins: Vec<Option<&NodeKey>> = std::iter::once(None)
+            .chain(nodes.iter().map(|k| Some(*k)))
+            .collect();
+        for login in &logins {
+            let client_id = match login {
+                Some(k) => format!("wisp-test-{}", k.id()),
+                None => format!("test-monitor-{}", free_port()),
+            };
+            let mut o = MqttOptions::new(client_id, "127.0.0.1", broker);
+            o.set_max_packet_size(2 << 20, 2 << 20);
+            o.set_request_channel_capacity(10_000);
+            o.set_inflight(1000);
+            if let Some(k) = login {
+                o.set_credentials(
+                    k.id().to_string(),
+                    wisp_protocol::login::password(k, &oracle_id),
+                );
             }
-        });
+            let (client, mut events) = AsyncClient::new(o, 10_000);
+            let sub = match login {
+                Some(k) => topics::acks(&k.id()),
+                None => topics::EPOCH.to_string(),
+            };
+            let (a, sd, c, n) = (
+                acks.clone(),
+                seed.clone(),
+                client.clone(),
+                subscribed.clone(),
+            );
+            rt.spawn(async move {
+                loop {
+                    match events.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            c.subscribe(sub.clone(), QoS::AtLeastOnce).await.unwrap();
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if p.topic == topics::EPOCH {
+                                // A shared broker may still hold another oracle's retained seed.
+                                if let Ok(o) = envelope::open::<EpochSeed>(&p.payload)
+                                    && o.signer == oracle_id
+                                {
+                                    *sd.lock().unwrap() = Some(o.msg);
+                                }
+                            } else if let Ok(o) = open_sealed_ack(&p.payload) {
+                                assert_eq!(o.signer, oracle_id, "ack not signed by the oracle");
+                                assert_eq!(topics::node_of(&p.topic), Some(o.ack.node));
+                                let mut acks = a.lock().unwrap();
+                                for e in o.ack.entries {
+                                    acks.insert(e.proof_id, e.verdict);
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            });
+            if let Some(k) = login {
+                conns.insert(k.id(), client);
+            } else {
+                // The monitor's client lives in its task; it only reads.
+                drop(client);
+            }
+        }
         let c = Client {
-            client,
+            conns,
             acks,
             seed,
             rt,
         };
         assert!(
-            wait_for(Duration::from_secs(10), || c.seed.lock().unwrap().is_some()),
-            "no epoch seed"
+            wait_for(Duration::from_secs(10), || {
+                c.seed.lock().unwrap().is_some()
+                    && subscribed.load(std::sync::atomic::Ordering::SeqCst) >= logins.len()
+            }),
+            "no epoch seed, or not subscribed to every node's acks"
         );
         c
     }
@@ -211,8 +248,10 @@ impl Client {
         self.seed.lock().unwrap().clone().unwrap()
     }
 
+    /// Publishes on `topic` over the connection of the node it names.
     fn publish(&self, topic: String, bytes: Vec<u8>) {
-        let c = self.client.clone();
+        let node = topics::node_of(&topic).expect("a node's topic");
+        let c = self.conns[&node].clone();
         self.rt.block_on(async move {
             c.publish(topic, QoS::AtLeastOnce, false, bytes)
                 .await
@@ -1017,6 +1056,30 @@ fn with_mosquitto_as_the_broker() {
         assert_eq!(c.await_verdict(&id), Verdict::Accepted);
     }
     assert_eq!(oracle.get("/v1/status")["broker_connected"], true);
+    // This broker has no ACLs: anyone may replace the retained seed with one of its own making,
+    // or delete it with an empty one. The oracle puts its own back at once.
+    let real = c.seed();
+    let stranger = NodeKey::from_seed(&[66; 32]);
+    let forged = EpochSeed {
+        seed: [9; 32].into(),
+        ..real.clone()
+    };
+    let forged = Envelope::sign(&stranger, &forged).to_bytes();
+    assert_eq!(publish_retained(port, topics::EPOCH, forged), BrokerAnswer::Done);
+    assert_eq!(
+        publish_retained(port, topics::EPOCH, Vec::new()),
+        BrokerAnswer::Done
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || oracle
+            .metrics()
+            .contains("wisp_oracle_retained_restored_total 2\n")),
+        "{}",
+        oracle.metrics()
+    );
+    // A subscriber that comes now gets the oracle's seed (`connect` waits for one the oracle
+    // signed, and fails after 10 s without one).
+    assert_eq!(Client::connect(port, &okey, &[]).seed(), real);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1542,63 +1605,236 @@ fn check_refuses_a_key_run_would_refuse() {
     assert!(!ok && err.contains("644"), "{err}");
 }
 
-/// Publishes `payload` retained on `topic` as a client of its own, and waits for the broker's
-/// acknowledgement.
-fn publish_retained(broker: u16, topic: &str, payload: Vec<u8>) {
+/// What a broker did with one client's one request.
+#[derive(Debug, PartialEq, Eq)]
+enum BrokerAnswer {
+    /// Acknowledged (`PUBACK` or a granting `SUBACK`).
+    Done,
+    /// The `CONNECT` was refused with this code.
+    Refused(rumqttc::ConnectReturnCode),
+    /// The connection was closed before an acknowledgement.
+    Closed,
+}
+
+/// What a client does once connected.
+enum Request<'a> {
+    PublishRetained(&'a str, Vec<u8>),
+    Subscribe(&'a str),
+}
+
+/// Connects as `client_id` (logged in as `login`'s node on the network of `oracle`, when
+/// given), makes one request, and reports what the broker did.
+fn attempt(
+    broker: u16,
+    client_id: &str,
+    login: Option<(&NodeKey, NodeId)>,
+    request: Request<'_>,
+) -> BrokerAnswer {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let o = MqttOptions::new(format!("stranger-{}", free_port()), "127.0.0.1", broker);
+        let mut o = MqttOptions::new(client_id, "127.0.0.1", broker);
+        if let Some((k, oracle)) = login {
+            o.set_credentials(
+                k.id().to_string(),
+                wisp_protocol::login::password(k, &oracle),
+            );
+        }
         let (client, mut events) = AsyncClient::new(o, 10);
-        client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
-            .await
-            .unwrap();
+        match request {
+            Request::PublishRetained(topic, payload) => client
+                .publish(topic, QoS::AtLeastOnce, true, payload)
+                .await
+                .unwrap(),
+            Request::Subscribe(filter) => client.subscribe(filter, QoS::AtLeastOnce).await.unwrap(),
+        }
         loop {
             match tokio::time::timeout(Duration::from_secs(10), events.poll())
                 .await
-                .expect("no acknowledgement from the broker")
+                .expect("no answer from the broker")
             {
-                Ok(Event::Incoming(Packet::PubAck(_))) => break,
+                Ok(Event::Incoming(Packet::PubAck(_))) => return BrokerAnswer::Done,
+                Ok(Event::Incoming(Packet::SubAck(s))) => {
+                    return if s
+                        .return_codes
+                        .iter()
+                        .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
+                    {
+                        BrokerAnswer::Done
+                    } else {
+                        BrokerAnswer::Closed
+                    };
+                }
                 Ok(_) => {}
-                Err(e) => panic!("{e}"),
+                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                    return BrokerAnswer::Refused(code);
+                }
+                Err(_) => return BrokerAnswer::Closed,
             }
         }
-    });
+    })
+}
+
+/// A publish as a monitor (no login) under a client id of its own.
+fn publish_retained(broker: u16, topic: &str, payload: Vec<u8>) -> BrokerAnswer {
+    attempt(
+        broker,
+        &format!("stranger-{}", free_port()),
+        None,
+        Request::PublishRetained(topic, payload),
+    )
 }
 
 #[test]
-fn a_forged_or_deleted_retained_seed_is_put_right_at_once() {
+fn the_embedded_broker_lets_nobody_speak_for_another() {
+    use rumqttc::ConnectReturnCode::{BadClientId, BadUserNamePassword};
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let broker = free_port();
     // Hour-long epochs: no new seed would come to mend the topic by itself.
     let oracle = Oracle::spawn(dir.path(), broker, &[("WISP_EPOCH__DURATION_S", "3600")]);
     let key = Oracle::key(dir.path());
-    let real = Client::connect(broker, &key, &[]).seed();
-    // Anyone can connect to a broker without ACLs and publish a seed of its own making,
-    // retained, then delete the retained seed with an empty one.
-    let stranger = NodeKey::from_seed(&[66; 32]);
-    let forged = EpochSeed {
-        seed: [9; 32].into(),
-        ..real.clone()
-    };
-    publish_retained(
-        broker,
-        topics::EPOCH,
-        Envelope::sign(&stranger, &forged).to_bytes(),
+    let me = NodeKey::from_seed(&[65; 32]);
+    let victim = NodeKey::from_seed(&[66; 32]);
+    let c = Client::connect(broker, &key, &[&me, &victim]);
+    let real = c.seed();
+    let on = c.send(&victim, &onboard(&victim, 38.7));
+    assert_eq!(c.await_verdict(&on), Verdict::Accepted);
+    let forged = Envelope::sign(
+        &me,
+        &EpochSeed {
+            seed: [9; 32].into(),
+            ..real.clone()
+        },
+    )
+    .to_bytes();
+    let mine = Some((&me, key.id()));
+    let my_id = format!("wisp-agent-{}", me.id());
+    // A forged seed, and an empty one that would delete the retained seed: from a monitor and
+    // from a logged-in node alike, the connection is closed and nothing is published.
+    assert_eq!(
+        publish_retained(broker, topics::EPOCH, forged.clone()),
+        BrokerAnswer::Closed
     );
-    publish_retained(broker, topics::EPOCH, Vec::new());
-    assert!(
-        wait_for(Duration::from_secs(10), || oracle
-            .metrics()
-            .contains("wisp_oracle_retained_restored_total 2\n")),
-        "{}",
-        oracle.metrics()
+    assert_eq!(
+        publish_retained(broker, topics::EPOCH, Vec::new()),
+        BrokerAnswer::Closed
     );
-    // A subscriber that comes now gets the oracle's seed (`connect` waits for one the oracle
-    // signed, and fails after 10 s without one).
+    assert_eq!(
+        attempt(
+            broker,
+            &my_id,
+            mine,
+            Request::PublishRetained(topics::EPOCH, forged)
+        ),
+        BrokerAnswer::Closed
+    );
+    // A node's proofs and acks are its own.
+    let hb = Envelope::sign(&me, &heartbeat(&me, real.epoch, 1)).to_bytes();
+    assert_eq!(
+        attempt(
+            broker,
+            &my_id,
+            mine,
+            Request::PublishRetained(&topics::proofs(&victim.id()), hb.clone())
+        ),
+        BrokerAnswer::Closed
+    );
+    assert_eq!(
+        attempt(
+            broker,
+            &my_id,
+            mine,
+            Request::Subscribe(&topics::acks(&victim.id()))
+        ),
+        BrokerAnswer::Closed
+    );
+    assert_eq!(
+        attempt(
+            broker,
+            "monitor-1",
+            None,
+            Request::Subscribe(topics::PROOFS_FILTER)
+        ),
+        BrokerAnswer::Closed
+    );
+    // Client ids: the oracle's, a node's, with or without somebody's login.
+    for (id, login) in [
+        ("wisp-oracle".to_string(), None),
+        ("wisp-oracle".to_string(), mine),
+        (format!("wisp-agent-{}", victim.id()), None),
+        (format!("wisp-agent-{}", victim.id()), mine),
+    ] {
+        assert_eq!(
+            attempt(broker, &id, login, Request::Subscribe(topics::EPOCH)),
+            BrokerAnswer::Refused(BadClientId),
+            "{id}"
+        );
+    }
+    // Somebody else's name with my token.
+    let as_victim = Some((&victim, key.id()));
+    let mut o = MqttOptions::new("x", "127.0.0.1", broker);
+    o.set_credentials(
+        victim.id().to_string(),
+        wisp_protocol::login::password(&me, &key.id()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = rt.block_on(async {
+        let (_client, mut events) = AsyncClient::new(o, 10);
+        loop {
+            match events.poll().await {
+                Ok(_) => {}
+                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return code,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    assert_eq!(refused, BadUserNamePassword);
+    // What a node and a monitor may do, they can.
+    assert_eq!(
+        attempt(
+            broker,
+            &my_id,
+            mine,
+            Request::Subscribe(&topics::acks(&me.id()))
+        ),
+        BrokerAnswer::Done
+    );
+    assert_eq!(
+        attempt(
+            broker,
+            &format!("wisp-agent-{}", victim.id()),
+            as_victim,
+            Request::PublishRetained(&topics::status(&victim.id()), b"{}".to_vec())
+        ),
+        BrokerAnswer::Done
+    );
+    assert_eq!(
+        attempt(
+            broker,
+            "monitor-2",
+            None,
+            Request::Subscribe("wisp/v1/status/+")
+        ),
+        BrokerAnswer::Done
+    );
+    // The oracle stayed connected, kept its seed, and counted every refusal.
+    assert_eq!(oracle.get("/v1/status")["broker_connected"], true);
     assert_eq!(Client::connect(broker, &key, &[]).seed(), real);
+    let m = oracle.metrics();
+    for (reason, n) in [
+        ("publish", 4),
+        ("subscribe", 2),
+        ("client_id", 4),
+        ("login", 1),
+    ] {
+        let line = format!("wisp_oracle_broker_refused_total{{reason=\"{reason}\"}} {n}\n");
+        assert!(m.contains(&line), "{line} in\n{m}");
+    }
+    assert!(m.contains("wisp_oracle_retained_restored_total 0\n"), "{m}");
 }

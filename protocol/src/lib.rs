@@ -19,7 +19,8 @@
 //! - [`geo`] and [`physics`]: H3 cells, great-circle distance, free-space path loss, the
 //!   plausible-RSSI bound and the speed-of-light RTT bound.
 //! - [`merkle`]: the reward manifest's Merkle tree and inclusion proofs.
-//! - [`topics`]: MQTT topic names.
+//! - [`topics`]: MQTT topic names, and who may publish and subscribe where ([`topics::may_publish`], [`topics::may_subscribe`]).
+//! - [`login`]: the broker password a node derives from its key, and its check.
 //! - `envconfig` (feature `config`): `WISP_*` environment overrides for the binaries' TOML.
 //! - [`exposition`]: the metrics text format every service's `/metrics` serves.
 //! - [`keyfile`] (feature `std`): PKCS#8 PEM key files, written atomically with mode 0600, and
@@ -43,6 +44,7 @@ pub mod id;
 #[cfg(feature = "std")]
 pub mod keyfile;
 pub mod kind;
+pub mod login;
 pub mod merkle;
 pub mod msg;
 pub mod physics;
