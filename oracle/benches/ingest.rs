@@ -1,8 +1,9 @@
 //! End-to-end ingest throughput, printed: `cargo bench -p wisp-oracle --bench ingest`.
 //!
 //! The real `wisp-oracle` binary with its embedded broker; N pre-signed heartbeats from many
-//! onboarded nodes are published over MQTT by four clients; the clock stops when the last
-//! oracle-signed ack arrives (acks go out only after the batch is committed to SQLite). In the
+//! onboarded nodes are published over MQTT, each node over a connection of its own logged in
+//! as itself (as agents do: the broker lets a node publish only its own proofs and read only
+//! its own acks); the clock stops when the last oracle-signed ack arrives (acks go out only after the batch is committed to SQLite). In the
 //! same run, the raw ed25519 batch-verification rate of this machine on the same envelopes, on
 //! one thread and on two.
 #![allow(
@@ -19,7 +20,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use wisp_protocol::envelope::{self, Envelope, EnvelopeRef, decode_canonical};
 use wisp_protocol::msg::{Ack, Band, EpochSeed, Heartbeat, Onboard, SealedAckRef, Versions};
 use wisp_protocol::units::DeciDb;
-use wisp_protocol::{Cell, NodeKey, topics};
+use wisp_protocol::{Cell, NodeId, NodeKey, topics};
 
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
@@ -42,13 +43,21 @@ fn cpu_s(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-fn client(port: u16, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
+/// A connection logged in as `node` (or a monitor's, without a login).
+fn client(port: u16, node: Option<(&NodeKey, NodeId)>) -> (AsyncClient, rumqttc::EventLoop) {
+    let id = match node {
+        Some((k, _)) => format!("wisp-bench-{}", k.id()),
+        None => format!("bench-monitor-{}", std::process::id()),
+    };
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_max_packet_size(1 << 20, 1 << 20);
-    o.set_inflight(1000);
-    o.set_request_channel_capacity(100_000);
+    o.set_inflight(100);
+    o.set_request_channel_capacity(256);
     o.set_keep_alive(Duration::from_secs(60));
-    AsyncClient::new(o, 100_000)
+    if let Some((k, oracle)) = node {
+        o.set_credentials(k.id().to_string(), wisp_protocol::login::password(k, &oracle));
+    }
+    AsyncClient::new(o, 256)
 }
 
 fn main() {
@@ -75,6 +84,7 @@ fn main() {
         .env("WISP_INGEST__RATE_PER_S", "1000000")
         .env("WISP_INGEST__BURST", "1000000")
         .env("WISP_LOG", "warn,rumqttd=off")
+        .env("WISP_BROKER__MAX_CONNECTIONS_PER_IP", "100000")
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -91,41 +101,23 @@ fn main() {
         .collect();
     let acked = Arc::new(AtomicU64::new(0));
     let seed: Arc<std::sync::Mutex<Option<EpochSeed>>> = Arc::default();
-    let (listener, mut events) = client(port, "bench-listener");
+    // The seed, read as a monitor.
+    let (monitor, mut events) = client(port, None);
     {
-        let (acked, seed, listener, oid) =
-            (acked.clone(), seed.clone(), listener.clone(), okey.id());
+        let (seed, monitor, oid) = (seed.clone(), monitor.clone(), okey.id());
         rt.spawn(async move {
             loop {
                 match events.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        listener
-                            .subscribe("wisp/v1/acks/+", QoS::AtLeastOnce)
-                            .await
-                            .unwrap();
-                        listener
+                        monitor
                             .subscribe(topics::EPOCH, QoS::AtLeastOnce)
                             .await
                             .unwrap();
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == topics::EPOCH => {
-                        *seed.lock().unwrap() =
-                            Some(envelope::open::<EpochSeed>(&p.payload).unwrap().msg);
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        // Counting only: verifying every ack here would spend this machine's
-                        // two cores on the benchmark instead of the oracle. (The service tests
-                        // verify acks.) The signer is still checked.
-                        let sealed = SealedAckRef::parse(&p.payload).unwrap();
-                        let root = EnvelopeRef::parse(sealed.root).unwrap();
-                        assert_eq!(root.signer_id(), oid);
-                        let ack = decode_canonical::<Ack>(sealed.ack).unwrap();
-                        let ok = ack
-                            .entries
-                            .iter()
-                            .filter(|e| e.verdict == wisp_protocol::msg::Verdict::Accepted)
-                            .count();
-                        acked.fetch_add(ok as u64, Ordering::Relaxed);
+                        let opened = envelope::open::<EpochSeed>(&p.payload).unwrap();
+                        assert_eq!(opened.signer, oid);
+                        *seed.lock().unwrap() = Some(opened.msg);
                     }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -136,17 +128,58 @@ fn main() {
     while seed.lock().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // One connection per node, subscribed to its own acks, counting the accepted ones.
+    let subscribed = Arc::new(AtomicU64::new(0));
+    let conns: Vec<AsyncClient> = nodes
+        .iter()
+        .map(|k| {
+            let (c, mut events) = client(port, Some((k, okey.id())));
+            let (acked, subscribed, c2, oid, acks) =
+                (acked.clone(), subscribed.clone(), c.clone(), okey.id(), topics::acks(&k.id()));
+            rt.spawn(async move {
+                loop {
+                    match events.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            c2.subscribe(acks.clone(), QoS::AtLeastOnce).await.unwrap();
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            subscribed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            // Counting only: verifying every ack here would spend this
+                            // machine's two cores on the benchmark instead of the oracle. (The
+                            // service tests verify acks.) The signer is still checked.
+                            let sealed = SealedAckRef::parse(&p.payload).unwrap();
+                            let root = EnvelopeRef::parse(sealed.root).unwrap();
+                            assert_eq!(root.signer_id(), oid);
+                            let ack = decode_canonical::<Ack>(sealed.ack).unwrap();
+                            let ok = ack
+                                .entries
+                                .iter()
+                                .filter(|e| e.verdict == wisp_protocol::msg::Verdict::Accepted)
+                                .count();
+                            acked.fetch_add(ok as u64, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            });
+            c
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while subscribed.load(Ordering::Relaxed) < nodes_n as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {nodes_n} connections subscribed",
+            subscribed.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let epoch = seed.lock().unwrap().clone().unwrap().epoch;
 
     // Onboard every node (not timed).
-    let (pubc, mut pub_events) = client(port, "bench-publisher-0");
-    rt.spawn(async move {
-        loop {
-            if pub_events.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    });
     for (i, k) in nodes.iter().enumerate() {
         let o = Onboard {
             owner: "bench".into(),
@@ -168,7 +201,7 @@ fn main() {
             attestation: None,
         };
         let (c, t, b) = (
-            pubc.clone(),
+            conns[i].clone(),
             topics::proofs(&k.id()),
             Envelope::sign(k, &o).to_bytes(),
         );
@@ -189,9 +222,9 @@ fn main() {
     // After every onboarding (a heartbeat may not predate its node's assertion); the last is
     // at most 250 ms ahead, inside the 2 s clock tolerance.
     let base = wall_ms();
-    let mut proofs: Vec<(String, Vec<u8>)> = Vec::with_capacity(total as usize);
+    let mut proofs: Vec<(usize, String, Vec<u8>)> = Vec::with_capacity(total as usize);
     for seq in 1..=per_node {
-        for k in &nodes {
+        for (i, k) in nodes.iter().enumerate() {
             let hb = Heartbeat {
                 epoch,
                 seq,
@@ -202,14 +235,14 @@ fn main() {
                 versions: Versions::new("bench", "none"),
                 peers: 0,
             };
-            proofs.push((topics::proofs(&k.id()), Envelope::sign(k, &hb).to_bytes()));
+            proofs.push((i, topics::proofs(&k.id()), Envelope::sign(k, &hb).to_bytes()));
         }
     }
 
     // Raw verification rate of this machine on the same envelopes.
     let refs: Vec<EnvelopeRef<'_>> = proofs
         .iter()
-        .map(|(_, b)| EnvelopeRef::parse(b).unwrap())
+        .map(|(_, _, b)| EnvelopeRef::parse(b).unwrap())
         .collect();
     let t = Instant::now();
     for chunk in refs.chunks(1024) {
@@ -229,33 +262,22 @@ fn main() {
     });
     let two = refs.len() as f64 / t.elapsed().as_secs_f64();
 
-    // Publish from four clients in parallel, stop the clock at the last ack.
-    let publishers: Vec<AsyncClient> = (0..4)
-        .map(|i| {
-            let (c, mut ev) = client(port, &format!("bench-publisher-{}", i + 1));
-            rt.spawn(async move {
-                loop {
-                    if ev.poll().await.is_err() {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            });
-            c
-        })
-        .collect();
+    // Every node publishes its own, all at once; stop the clock at the last ack.
     std::thread::sleep(Duration::from_millis(300));
     let oracle_pid = oracle.id().to_string();
     let (oracle_cpu0, self_cpu0) = (cpu_s(&oracle_pid), cpu_s("self"));
     let start = Instant::now();
-    let mut handles = Vec::new();
-    for (i, c) in publishers.iter().enumerate() {
-        let mine: Vec<(String, Vec<u8>)> = proofs.iter().skip(i).step_by(4).cloned().collect();
+    let mut per_conn: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); nodes_n];
+    for (i, t, b) in proofs {
+        per_conn[i].push((t, b));
+    }
+    for (c, mine) in conns.iter().zip(per_conn) {
         let c = c.clone();
-        handles.push(rt.spawn(async move {
+        rt.spawn(async move {
             for (t, b) in mine {
                 c.publish(t, QoS::AtLeastOnce, false, b).await.unwrap();
             }
-        }));
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while acked.load(Ordering::Relaxed) < total {
@@ -273,7 +295,7 @@ fn main() {
     let _ = oracle.kill();
     let _ = oracle.wait();
     println!(
-        "ingest: {total} heartbeats from {nodes_n} nodes, published by 4 MQTT clients through the embedded broker"
+        "ingest: {total} heartbeats from {nodes_n} nodes, each over its own logged-in MQTT connection through the embedded broker"
     );
     println!(
         "  end to end (publish → verified → committed → signed ack received): {secs:.2} s = {e2e:.0} proofs/s"
