@@ -260,6 +260,22 @@ pub fn mqtt_options(
     Ok(o)
 }
 
+/// A connection error as an operator can act on it: a refused login says what to check.
+fn refusal_hint(e: &rumqttc::ConnectionError) -> String {
+    use rumqttc::ConnectReturnCode as Code;
+    match e {
+        rumqttc::ConnectionError::ConnectionRefused(
+            Code::BadUserNamePassword | Code::NotAuthorized,
+        ) => format!(
+            "{e}: the broker refused this node's login (without mqtt.username the agent logs in as its node, with a password made for the pinned oracle key: is that key this network's? with mqtt.username: are the credentials right?)"
+        ),
+        rumqttc::ConnectionError::ConnectionRefused(Code::BadClientId) => format!(
+            "{e}: the broker refused the client id wisp-agent-<peer id> (a broker that reserves client ids for logged-in nodes wants this node's own login)"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 /// The broker as configured, `mqtt://host:port` or `mqtts://host:port`.
 pub fn broker_url(cfg: &MqttConfig) -> String {
     let scheme = if cfg.tls { "mqtts" } else { "mqtt" };
@@ -754,7 +770,7 @@ pub async fn run_with(
                 Ok(_) => {}
                 Err(e) => {
                     if tx
-                        .send(Incoming::Disconnected(e.to_string()))
+                        .send(Incoming::Disconnected(refusal_hint(&e)))
                         .await
                         .is_err()
                     {
@@ -1854,6 +1870,20 @@ mod tests {
 
     use super::*;
     use crate::bandwidth::negotiate::encode_body;
+
+    #[test]
+    fn a_refused_login_says_what_to_check() {
+        use rumqttc::{ConnectReturnCode as Code, ConnectionError};
+        let login = refusal_hint(&ConnectionError::ConnectionRefused(
+            Code::BadUserNamePassword,
+        ));
+        assert!(login.contains("refused this node's login"), "{login}");
+        assert!(login.contains("pinned oracle key"), "{login}");
+        let id = refusal_hint(&ConnectionError::ConnectionRefused(Code::BadClientId));
+        assert!(id.contains("client id"), "{id}");
+        let other = refusal_hint(&ConnectionError::RequestsDone);
+        assert!(!other.contains("login"), "{other}");
+    }
 
     /// Answers the invitations with scripted results, in order, and counts them.
     struct Scripted(StdMutex<Vec<Result<Vec<u8>, NegotiateError>>>);
