@@ -7,8 +7,10 @@
 //! each verified from its raw bytes and printed as JSON with its size on the wire.
 //!
 //! - [`envelope`]: the signed envelope (`version, kind, payload, signer, signature, cosigners`),
-//!   domain-separated signatures verified with `verify_strict` over the raw bytes *before* any
-//!   decoding, canonical decoding, per-kind size limits, and [`ProofId`] (BLAKE3 of the bytes).
+//!   domain-separated signatures verified over the raw bytes *before* any decoding under one
+//!   rule for single and batch verification ([`envelope::verify_signature`]: cofactored, with
+//!   canonical encodings and no small-order key or `R`), canonical decoding, per-kind size
+//!   limits, and [`ProofId`] (BLAKE3 of the bytes).
 //! - [`msg`]: the payloads (`Onboard`, `EpochSeed`, `Beacon`, `Witness`, `BandwidthReceipt`,
 //!   `Heartbeat`, `Ack`, `RewardManifest`, `StatusReport`), all integers and bytes (no floats),
 //!   encoded with postcard.

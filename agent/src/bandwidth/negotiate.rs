@@ -210,12 +210,12 @@ impl SignedResponse {
 
     /// Whether `prover` signed this response to `measurer`.
     pub fn verify(&self, prover: &NodeId, measurer: &NodeId) -> bool {
-        let Ok(vk) = prover.verifying_key() else {
-            return false;
-        };
-        let sig = ed25519_dalek::Signature::from_bytes(&self.signature.0);
-        vk.verify_strict(&response_message(measurer, &self.response), &sig)
-            .is_ok()
+        wisp_protocol::envelope::verify_signature(
+            prover.as_bytes(),
+            &response_message(measurer, &self.response),
+            self.signature.as_bytes(),
+        )
+        .is_ok()
     }
 }
 
