@@ -436,6 +436,15 @@ fn run_prechecker(
     }
 }
 
+/// Whether `host` (a name or an address) is this machine: a password sent there in the clear
+/// does not cross a network.
+fn host_is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Runs the oracle until `shutdown` resolves.
 pub async fn run(
     settings: Settings,
@@ -475,10 +484,10 @@ pub async fn run(
             let e = crate::broker::start(front, metrics.front()).await?;
             (addr.ip().to_string(), addr.port(), Some(e))
         }
-        BrokerMode::External { host, port } => (host.clone(), *port, None),
+        BrokerMode::External(b) => (b.host.clone(), b.port, None),
     };
-    let mut o = match &embedded {
-        Some(e) => {
+    let mut o = match (&embedded, &settings.broker) {
+        (Some(e), _) => {
             let mut o = MqttOptions::new(
                 settings.client_id.clone(),
                 e.internal.ip().to_string(),
@@ -487,7 +496,37 @@ pub async fn run(
             o.set_credentials(crate::broker::INTERNAL_USER, e.password.clone());
             o
         }
-        None => MqttOptions::new(settings.client_id.clone(), host.clone(), port),
+        (None, BrokerMode::External(b)) => {
+            let mut o = MqttOptions::new(settings.client_id.clone(), host.clone(), port);
+            if let Some((user, password)) = &b.login {
+                if !b.tls && !host_is_loopback(&b.host) {
+                    warn!(
+                        broker = %b.url(),
+                        "the broker password goes over the network in the clear: use mqtts://"
+                    );
+                }
+                o.set_credentials(user.clone(), password.expose().to_string());
+            }
+            // As the agent does: the CA bundle given, else the system's roots (through the
+            // ring provider installed above).
+            if b.tls {
+                let transport = match &b.ca_file {
+                    Some(f) => {
+                        let ca = std::fs::read(f)
+                            .with_context(|| format!("reading broker.ca_file {}", f.display()))?;
+                        rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+                            ca,
+                            alpn: None,
+                            client_auth: None,
+                        })
+                    }
+                    None => rumqttc::Transport::tls_with_default_config(),
+                };
+                o.set_transport(transport);
+            }
+            o
+        }
+        (None, BrokerMode::Embedded(_)) => bail!("the embedded broker did not start"),
     };
     o.set_keep_alive(Duration::from_secs(30));
     // A persistent session: an external broker queues the proofs that arrive while we restart.
@@ -503,7 +542,10 @@ pub async fn run(
         metrics,
         connected: AtomicBool::new(false),
         broker: Mutex::new(BrokerHealth::new(
-            format!("mqtt://{host}:{port}"),
+            match &settings.broker {
+                BrokerMode::External(b) => b.url(),
+                BrokerMode::Embedded(_) => format!("mqtt://{host}:{port}"),
+            },
             REPORT_EVERY_MS,
         )),
         retained: Mutex::new(HashMap::new()),

@@ -42,11 +42,22 @@ pub struct RawOracle {
 }
 
 /// `[broker]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawBroker {
-    /// An external broker, `mqtt://host:port`; unset: run the embedded one.
+    /// An external broker, `mqtt://host:port` or `mqtts://host:port`; unset: run the embedded
+    /// one.
     pub url: Option<String>,
+    /// The username on an external broker.
+    pub username: Option<String>,
+    /// The password on an external broker (prefer `password_file`).
+    pub password: Option<String>,
+    /// A file holding the password on an external broker (its trailing newline is not part
+    /// of it).
+    pub password_file: Option<PathBuf>,
+    /// PEM CA bundle that signed an `mqtts://` broker's certificate (default: the system's
+    /// roots).
+    pub ca_file: Option<PathBuf>,
     /// Where the embedded broker listens.
     pub listen: Option<String>,
     /// Largest MQTT payload the embedded broker accepts, bytes.
@@ -55,6 +66,26 @@ pub struct RawBroker {
     pub client_id: Option<String>,
     /// Connections the embedded broker takes from one IP address at once.
     pub max_connections_per_ip: Option<usize>,
+}
+
+// By hand: the password stays out of every `{:?}`.
+impl std::fmt::Debug for RawBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawBroker")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &self.password.as_ref().map(|_| Password::REDACTED),
+            )
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("listen", &self.listen)
+            .field("max_payload", &self.max_payload)
+            .field("client_id", &self.client_id)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .finish()
+    }
 }
 
 /// `[epoch]`
@@ -128,12 +159,54 @@ pub enum BrokerMode {
     /// Run rumqttd in-process on this address.
     Embedded(SocketAddr),
     /// Connect to an external broker.
-    External {
-        /// Host.
-        host: String,
-        /// Port.
-        port: u16,
-    },
+    External(ExternalBroker),
+}
+
+/// An external broker (`broker.url` and its credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalBroker {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `mqtts://`: TLS, the broker's certificate checked against `ca_file` or the system's
+    /// roots.
+    pub tls: bool,
+    /// Username and password, if the broker wants a login.
+    pub login: Option<(String, Password)>,
+    /// The CA bundle (PEM) for TLS; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ExternalBroker {
+    /// The broker as operators name it, `mqtt://host:port` or `mqtts://host:port`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A password: `{:?}` never shows it (settings are printed by `config check`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    const REDACTED: &'static str = "<redacted>";
+
+    /// The password itself, for the broker login only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Self::REDACTED)
+    }
 }
 
 /// The validated settings.
@@ -216,6 +289,10 @@ const STRING_KEYS: &[(&str, &str)] = &[
     ("oracle", "data_dir"),
     ("oracle", "key_file"),
     ("broker", "url"),
+    ("broker", "username"),
+    ("broker", "password"),
+    ("broker", "password_file"),
+    ("broker", "ca_file"),
     ("broker", "listen"),
     ("broker", "client_id"),
     ("http", "listen"),
@@ -262,30 +339,31 @@ impl RawSettings {
             .clone()
             .unwrap_or_else(|| data_dir.join("oracle.key"));
         let broker = match &self.broker.url {
-            None => BrokerMode::Embedded(
-                self.broker
-                    .listen
-                    .as_deref()
-                    .unwrap_or("127.0.0.1:1883")
-                    .parse()
-                    .map_err(|e| invalid("broker.listen", format!("{e}; expected host:port")))?,
-            ),
-            Some(url) => {
-                let rest = url.strip_prefix("mqtt://").ok_or_else(|| {
-                    invalid("broker.url", format!("`{url}`: expected mqtt://host:port"))
-                })?;
-                let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
-                let port = port
-                    .parse()
-                    .map_err(|_| invalid("broker.url", format!("`{port}` is not a port")))?;
-                if host.is_empty() {
-                    return Err(invalid("broker.url", "missing host"));
+            None => {
+                // Credentials and a CA are for an external broker: on the embedded one they
+                // would be silently unused.
+                for (key, set) in [
+                    ("broker.username", self.broker.username.is_some()),
+                    ("broker.password", self.broker.password.is_some()),
+                    ("broker.password_file", self.broker.password_file.is_some()),
+                    ("broker.ca_file", self.broker.ca_file.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(key, "only for an external broker (set broker.url)"));
+                    }
                 }
-                BrokerMode::External {
-                    host: host.into(),
-                    port,
-                }
+                BrokerMode::Embedded(
+                    self.broker
+                        .listen
+                        .as_deref()
+                        .unwrap_or("127.0.0.1:1883")
+                        .parse()
+                        .map_err(|e| {
+                            invalid("broker.listen", format!("{e}; expected host:port"))
+                        })?,
+                )
             }
+            Some(url) => BrokerMode::External(resolve_external(&self.broker, url)?),
         };
         let secs = |key: &'static str,
                     v: Option<f64>,
@@ -438,6 +516,108 @@ impl RawSettings {
     }
 }
 
+/// `broker.url` (`mqtt://` or `mqtts://`) and the login and CA that go with it.
+fn resolve_external(raw: &RawBroker, url: &str) -> Result<ExternalBroker, SettingsError> {
+    let expected = || {
+        invalid(
+            "broker.url",
+            format!("`{url}`: expected mqtt://host:port or mqtts://host:port"),
+        )
+    };
+    let (tls, rest) = match url.split_once("://") {
+        Some(("mqtts", rest)) => (true, rest),
+        Some(("mqtt", rest)) => (false, rest),
+        _ => return Err(expected()),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('@') {
+        return Err(invalid(
+            "broker.url",
+            "no login in the URL: set broker.username and broker.password_file",
+        ));
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err(expected());
+    }
+    // `[v6]:port`, `host:port`, or a host alone (the scheme's port).
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid("broker.url", format!("`{p}` is not a port")))?,
+        None if tls => 8883,
+        None => 1883,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid("broker.url", format!("`{url}`: missing host")));
+    }
+    let password = match (&raw.password, &raw.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "broker.password",
+                "set password or password_file, not both",
+            ));
+        }
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| invalid("broker.password_file", format!("{}: {e}", f.display())))?;
+            // The line's end is not part of the password; anything else is.
+            let p = text.strip_suffix('\n').unwrap_or(&text);
+            let p = p.strip_suffix('\r').unwrap_or(p);
+            if p.is_empty() {
+                return Err(invalid(
+                    "broker.password_file",
+                    format!("{} is empty", f.display()),
+                ));
+            }
+            Some(p.to_string())
+        }
+        (None, None) => None,
+    };
+    let login = match (&raw.username, password) {
+        (Some(u), _) if u.is_empty() => {
+            return Err(invalid(
+                "broker.username",
+                "empty: leave it unset for no login",
+            ));
+        }
+        (Some(u), p) => Some((u.clone(), Password(p.unwrap_or_default()))),
+        (None, Some(_)) => {
+            return Err(invalid("broker.username", "a password needs a username"));
+        }
+        (None, None) => None,
+    };
+    if let Some(f) = &raw.ca_file {
+        if !tls {
+            return Err(invalid("broker.ca_file", "only used with mqtts:// URLs"));
+        }
+        // Checked here so that `config check` catches it: at connect time it would only be a
+        // failed attempt, retried.
+        let pem = std::fs::read_to_string(f)
+            .map_err(|e| invalid("broker.ca_file", format!("{}: {e}", f.display())))?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(invalid(
+                "broker.ca_file",
+                format!("{}: no PEM certificate in it", f.display()),
+            ));
+        }
+    }
+    Ok(ExternalBroker {
+        host: host.to_string(),
+        port,
+        tls,
+        login,
+        ca_file: raw.ca_file.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +697,140 @@ mod tests {
     }
 
     #[test]
+    fn an_external_broker_takes_tls_a_login_and_a_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let pw = dir.path().join("password");
+        let resolve = |vars: &[(&str, &str)]| {
+            RawSettings::load(None, env(vars))
+                .and_then(|r| r.resolve())
+                .map(|s| match s.broker {
+                    BrokerMode::External(b) => b,
+                    other => panic!("not external: {other:?}"),
+                })
+        };
+        // The scheme's port; the system's roots.
+        let b = resolve(&[("WISP_BROKER__URL", "mqtts://broker.example")]).unwrap();
+        assert_eq!(
+            (b.host.as_str(), b.port, b.tls),
+            ("broker.example", 8883, true)
+        );
+        assert_eq!((&b.login, &b.ca_file), (&None, &None));
+        assert_eq!(b.url(), "mqtts://broker.example:8883");
+        let b = resolve(&[("WISP_BROKER__URL", "mqtt://[::1]")]).unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("::1", 1883));
+        assert_eq!(b.url(), "mqtt://[::1]:1883");
+        // A password file's line end is not part of the password; a numeric password from
+        // the environment stays a string.
+        for (text, want) in [
+            ("s3cret\n", "s3cret"),
+            ("s3cret\r\n", "s3cret"),
+            ("s3cret", "s3cret"),
+            ("two words \n", "two words "),
+        ] {
+            std::fs::write(&pw, text).unwrap();
+            let b = resolve(&[
+                ("WISP_BROKER__URL", "mqtts://10.0.0.1:8884"),
+                ("WISP_BROKER__USERNAME", "wisp-oracle"),
+                ("WISP_BROKER__PASSWORD_FILE", pw.to_str().unwrap()),
+                ("WISP_BROKER__CA_FILE", ca.to_str().unwrap()),
+            ])
+            .unwrap();
+            assert_eq!((b.host.as_str(), b.port, b.tls), ("10.0.0.1", 8884, true));
+            let (user, password) = b.login.clone().unwrap();
+            assert_eq!((user.as_str(), password.expose()), ("wisp-oracle", want));
+            assert_eq!(b.ca_file.as_deref(), Some(ca.as_path()));
+            // Never in `{:?}` (what `config check` prints).
+            assert!(!format!("{b:?}").contains("s3cret"), "{b:?}");
+        }
+        let b = resolve(&[
+            ("WISP_BROKER__URL", "mqtt://localhost:1883"),
+            ("WISP_BROKER__USERNAME", "wisp-oracle"),
+            ("WISP_BROKER__PASSWORD", "123456"),
+        ])
+        .unwrap();
+        assert_eq!(b.login.unwrap().1.expose(), "123456");
+        let raw = RawSettings::load(None, env(&[("WISP_BROKER__PASSWORD", "s3cret")])).unwrap();
+        assert!(!format!("{raw:?}").contains("s3cret"));
+
+        // Every bad value names its key.
+        let check = |vars: &[(&str, &str)], key: &str| {
+            let e = resolve(vars).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{vars:?}: {e}");
+        };
+        let url = ("WISP_BROKER__URL", "mqtts://broker.example");
+        let user = ("WISP_BROKER__USERNAME", "wisp-oracle");
+        let (ca_s, pw_s) = (ca.to_str().unwrap(), pw.to_str().unwrap());
+        for bad in [
+            "mqtt:/x",
+            "tcp://x:1883",
+            "mqtts://",
+            "mqtts://:8883",
+            "mqtts://x:0",
+            "mqtts://x:88830",
+            "mqtts://x:port",
+            "mqtts://x:8883/wisp",
+            "mqtts://u:p@x:8883",
+        ] {
+            check(&[("WISP_BROKER__URL", bad)], "broker.url");
+        }
+        check(
+            &[
+                url,
+                user,
+                ("WISP_BROKER__PASSWORD", "p"),
+                ("WISP_BROKER__PASSWORD_FILE", pw_s),
+            ],
+            "broker.password",
+        );
+        check(
+            &[
+                url,
+                user,
+                ("WISP_BROKER__PASSWORD_FILE", "/nonexistent/password"),
+            ],
+            "broker.password_file",
+        );
+        std::fs::write(&pw, "\n").unwrap();
+        check(
+            &[url, user, ("WISP_BROKER__PASSWORD_FILE", pw_s)],
+            "broker.password_file",
+        );
+        check(&[url, ("WISP_BROKER__PASSWORD", "p")], "broker.username");
+        check(&[url, ("WISP_BROKER__USERNAME", "")], "broker.username");
+        check(
+            &[
+                ("WISP_BROKER__URL", "mqtt://x:1883"),
+                ("WISP_BROKER__CA_FILE", ca_s),
+            ],
+            "broker.ca_file",
+        );
+        check(
+            &[url, ("WISP_BROKER__CA_FILE", "/nonexistent/ca.crt")],
+            "broker.ca_file",
+        );
+        check(&[url, ("WISP_BROKER__CA_FILE", pw_s)], "broker.ca_file");
+        // Only for an external broker.
+        for (var, key) in [
+            ("WISP_BROKER__USERNAME", "broker.username"),
+            ("WISP_BROKER__PASSWORD", "broker.password"),
+            ("WISP_BROKER__PASSWORD_FILE", "broker.password_file"),
+            ("WISP_BROKER__CA_FILE", "broker.ca_file"),
+        ] {
+            let e = RawSettings::load(None, env(&[(var, ca_s)]))
+                .and_then(|r| r.resolve())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("`{key}`")), "{e}");
+        }
+    }
+
+    #[test]
     fn overrides_and_errors() {
         let s = RawSettings::load(
             None,
@@ -530,10 +844,13 @@ mod tests {
         .unwrap();
         assert_eq!(
             s.broker,
-            BrokerMode::External {
+            BrokerMode::External(ExternalBroker {
                 host: "10.0.0.1".into(),
-                port: 1884
-            }
+                port: 1884,
+                tls: false,
+                login: None,
+                ca_file: None,
+            })
         );
         assert_eq!(s.epoch_ms, 5_000);
         let err = |p: &[(&str, &str)]| {
