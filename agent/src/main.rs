@@ -62,6 +62,16 @@ enum Cmd {
     },
     /// Print the device's secure-element serial and public key (what a maker certifies).
     Device(Common),
+    /// Print the node's login for an external broker's password file (username: the peer
+    /// id; password: signed with the node key for the configured oracle), as a
+    /// `mosquitto_passwd` command ready to paste. Needs the node key and `oracle.public_key`.
+    Credentials {
+        #[command(flatten)]
+        common: Common,
+        /// The broker's password file, in the printed command.
+        #[arg(long, default_value = "/etc/mosquitto/wisp.passwd")]
+        password_file: String,
+    },
     /// Show the local agent's status, or with --peer any node's signed status over libp2p.
     Status {
         #[command(flatten)]
@@ -178,6 +188,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Onboard { common, wait_s } => onboard(&load_config(&common)?, wait_s).await,
+        Cmd::Credentials {
+            common,
+            password_file,
+        } => credentials(&load_config(&common)?, &password_file),
         Cmd::Status {
             common,
             peer: Some(peer),
@@ -318,6 +332,54 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `credentials`: the node's broker login ([`wisp_protocol::login`]) as lines for an
+/// operator: comments with the username and password, then the `mosquitto_passwd` command that
+/// adds them to `password_file`. It never creates a key: a login for a key that does not
+/// exist yet would be for a node that never runs.
+fn credentials(cfg: &Config, password_file: &str) -> anyhow::Result<()> {
+    if cfg.key_file.symlink_metadata().is_err() {
+        bail!(
+            "no node key at {}: run `wisp-agent keygen` (or `run`) first, with the same configuration",
+            cfg.key_file.display()
+        );
+    }
+    let key = keyfile::load(&cfg.key_file).context("the key file (`run` would refuse it too)")?;
+    let user = key.id().to_string();
+    let password = wisp_protocol::login::password(&key, &cfg.oracle);
+    if let Some((configured, _)) = &cfg.mqtt.credentials {
+        eprintln!(
+            "note: mqtt.username is set (`{configured}`): the agent logs in with it, not with \
+             this login; unset mqtt.username and mqtt.password to use this one"
+        );
+    }
+    println!(
+        "# wisp node {user}, on the network of oracle {}",
+        cfg.oracle
+    );
+    println!("# username: {user}");
+    println!("# password: {password}");
+    println!(
+        "mosquitto_passwd -b {} {user} {password}",
+        shell_quote(password_file)
+    );
+    eprintln!(
+        "(the password is a bearer secret: whoever holds it can publish as this node on the broker)"
+    );
+    Ok(())
+}
+
+/// `s` as one shell word.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
