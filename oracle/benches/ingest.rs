@@ -55,7 +55,10 @@ fn client(port: u16, node: Option<(&NodeKey, NodeId)>) -> (AsyncClient, rumqttc:
     o.set_request_channel_capacity(256);
     o.set_keep_alive(Duration::from_secs(60));
     if let Some((k, oracle)) = node {
-        o.set_credentials(k.id().to_string(), wisp_protocol::login::password(k, &oracle));
+        o.set_credentials(
+            k.id().to_string(),
+            wisp_protocol::login::password(k, &oracle),
+        );
     }
     AsyncClient::new(o, 256)
 }
@@ -134,8 +137,13 @@ fn main() {
         .iter()
         .map(|k| {
             let (c, mut events) = client(port, Some((k, okey.id())));
-            let (acked, subscribed, c2, oid, acks) =
-                (acked.clone(), subscribed.clone(), c.clone(), okey.id(), topics::acks(&k.id()));
+            let (acked, subscribed, c2, oid, acks) = (
+                acked.clone(),
+                subscribed.clone(),
+                c.clone(),
+                okey.id(),
+                topics::acks(&k.id()),
+            );
             rt.spawn(async move {
                 loop {
                     match events.poll().await {
@@ -235,7 +243,11 @@ fn main() {
                 versions: Versions::new("bench", "none"),
                 peers: 0,
             };
-            proofs.push((i, topics::proofs(&k.id()), Envelope::sign(k, &hb).to_bytes()));
+            proofs.push((
+                i,
+                topics::proofs(&k.id()),
+                Envelope::sign(k, &hb).to_bytes(),
+            ));
         }
     }
 

@@ -1065,7 +1065,10 @@ fn with_mosquitto_as_the_broker() {
         ..real.clone()
     };
     let forged = Envelope::sign(&stranger, &forged).to_bytes();
-    assert_eq!(publish_retained(port, topics::EPOCH, forged), BrokerAnswer::Done);
+    assert_eq!(
+        publish_retained(port, topics::EPOCH, forged),
+        BrokerAnswer::Done
+    );
     assert_eq!(
         publish_retained(port, topics::EPOCH, Vec::new()),
         BrokerAnswer::Done
