@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Memory of the oracle with its embedded broker under a flood of large payloads.
 #
-# Starts wisp-oracle on its embedded broker (loopback, private ports), then publishes ROUNDS
-# rounds of COUNT payloads of SIZE bytes (QoS 1, one topic: a node's proof topic) with
-# mosquitto_pub, and prints the process's resident memory before and after each round and
-# the publishes the oracle took in. Payloads are not envelopes: the oracle counts them
-# (`wisp_oracle_unverified_total`) and drops them; what this measures is the broker's and the
-# ingest path's memory, which must stay flat however much is published.
+# Starts wisp-oracle on its embedded broker (loopback, private ports), makes a node key and
+# its broker login (`wisp-agent credentials`), then publishes ROUNDS rounds of COUNT payloads
+# of SIZE bytes (QoS 1) with mosquitto_pub, logged in as that node on its own proof topic:
+# the one topic the broker lets it flood. It prints the process's resident memory before and
+# after each round and the publishes the oracle took in. Payloads are not envelopes: the
+# oracle counts them (`wisp_oracle_unverified_total`) and drops them; what this measures is
+# the broker's and the ingest path's memory, which must stay flat however much is published.
 #
 # Run from the repository root (needs mosquitto-clients):
-#   cargo build -p wisp-oracle --bin wisp-oracle     # or --profile bench, with BIN=...
+#   cargo build -p wisp-oracle -p wisp-agent --bins  # or --profile bench, with BIN=/AGENT=...
 #   bench/broker_flood.sh
 #   COUNT=5500 SIZE=250000 ROUNDS=3 bench/broker_flood.sh
 set -euo pipefail
 BIN=${BIN:-target/debug/wisp-oracle}
+AGENT=${AGENT:-target/debug/wisp-agent}
 COUNT=${COUNT:-5500}
 SIZE=${SIZE:-250000}
 ROUNDS=${ROUNDS:-3}
@@ -28,7 +30,13 @@ trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do curl -sf "127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.2; done
 rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status"; }
 taken() { curl -s "127.0.0.1:$HTTP_PORT/metrics" | awk '/^wisp_oracle_unverified_total/ {n += $2} END {print n + 0}'; }
-topic=wisp/v1/proofs/12D3KooWGzuMyzPjDyoKPL2F2vX7Vf8aqQX2pCqjR7xW7uUoHqTk
+oracle=$("$BIN" key --data-dir "$dir/oracle" | tail -n 1 | awk '{print $NF}')
+export WISP_NODE__DATA_DIR=$dir/node WISP_ORACLE__PUBLIC_KEY=$oracle
+"$AGENT" keygen >/dev/null
+login=$("$AGENT" credentials 2>/dev/null)
+user=$(sed -n 's/^# username: //p' <<<"$login")
+pass=$(sed -n 's/^# password: //p' <<<"$login")
+topic=wisp/v1/proofs/$user
 echo "$(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg); $COUNT x $SIZE B per round"
 echo "| round | RSS before (MiB) | RSS after (MiB) | publishes taken in so far |"
 echo "|---:|---:|---:|---:|"
@@ -39,7 +47,8 @@ import sys
 line = 'a' * $SIZE + '\n'
 for _ in range($COUNT):
     sys.stdout.write(line)
-" | mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -t "$topic" -l -q 1
+" | mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -i "wisp-flood-$user" -u "$user" -P "$pass" \
+        -t "$topic" -l -q 1
     sleep 3
     echo "| $round | $before | $(rss) | $(taken) |"
 done

@@ -64,7 +64,17 @@ fn client(port: u16, node: Option<(&NodeKey, NodeId)>) -> (AsyncClient, rumqttc:
 }
 
 fn main() {
-    let (nodes_n, per_node) = (2_000usize, 25u64);
+    // `WISP_BENCH_NODES` and `WISP_BENCH_PER_NODE` change the size (2,000 × 25 by default).
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (nodes_n, per_node) = (
+        env("WISP_BENCH_NODES", 2_000) as usize,
+        env("WISP_BENCH_PER_NODE", 25),
+    );
     let total = nodes_n as u64 * per_node;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -292,7 +302,12 @@ fn main() {
         });
     }
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut report = Instant::now() + Duration::from_secs(10);
     while acked.load(Ordering::Relaxed) < total {
+        if Instant::now() > report {
+            eprintln!("  … {} of {total} acked", acked.load(Ordering::Relaxed));
+            report += Duration::from_secs(10);
+        }
         assert!(
             Instant::now() < deadline,
             "only {} of {total} acked",

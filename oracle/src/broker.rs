@@ -140,9 +140,12 @@ fn start_rumqttd(addr: SocketAddr, max_payload: usize, password: &str) -> anyhow
     // The router keeps, per subscription filter (one for all proofs), a log of the latest
     // publishes in memory, whether or not they were delivered: `max_segment_count` segments of
     // `max_segment_size` (each may overflow by one packet). A subscriber that falls further
-    // behind skips ahead; its publishers resend what was never acked (the outbox). Sized from
-    // the largest payload, so a flood of large payloads holds a few MiB, not a gigabyte.
-    let segment = (4 * max_payload).max(1 << 20);
+    // behind skips ahead, and the publishes it skipped are lost to it although the broker
+    // acknowledged them: their agents resend them only after the ack timeout. So the log holds
+    // a burst of every node publishing at once (2,000 logged-in nodes × 25 heartbeats, 15 MiB,
+    // in `oracle/benches/ingest.rs`: with 1 MiB segments the oracle fell behind and skipped),
+    // and stays bounded under a flood of large payloads: 16 MiB segments, or 4 payloads.
+    let segment = (4 * max_payload).max(16 << 20);
     let cfg = format!(
         "id = 0\n[router]\nid = 0\nmax_connections = 100000\nmax_outgoing_packet_count = 1000\nmax_segment_size = {segment}\nmax_segment_count = {SEGMENTS}\n\
          [v4.1]\nname = \"v4\"\nlisten = \"{addr}\"\nnext_connection_delay_ms = 0\n\

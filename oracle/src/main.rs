@@ -27,7 +27,7 @@ struct Common {
     /// Overrides `oracle.data_dir`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Use this broker (mqtt://host:port) instead of the embedded one.
+    /// Use this broker (mqtt://host:port or mqtts://host:port) instead of the embedded one.
     #[arg(long)]
     broker: Option<String>,
     /// Overrides `http.listen`.
