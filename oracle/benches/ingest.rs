@@ -54,13 +54,20 @@ fn client(port: u16, node: Option<(&NodeKey, NodeId)>) -> (AsyncClient, rumqttc:
     o.set_inflight(100);
     o.set_request_channel_capacity(256);
     o.set_keep_alive(Duration::from_secs(60));
+    // As agents: a persistent session (a reconnect keeps the subscription and the queued
+    // acks, and resends what was in flight), and patience with 2,000 connections at once.
+    o.set_clean_session(node.is_none());
     if let Some((k, oracle)) = node {
         o.set_credentials(
             k.id().to_string(),
             wisp_protocol::login::password(k, &oracle),
         );
     }
-    AsyncClient::new(o, 256)
+    let (client, mut events) = AsyncClient::new(o, 256);
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_connection_timeout(30);
+    events.set_network_options(network);
+    (client, events)
 }
 
 fn main() {
@@ -96,7 +103,10 @@ fn main() {
         .env("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "0.01")
         .env("WISP_INGEST__RATE_PER_S", "1000000")
         .env("WISP_INGEST__BURST", "1000000")
-        .env("WISP_LOG", "warn,rumqttd=off")
+        .env(
+            "WISP_LOG",
+            std::env::var("WISP_BENCH_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()),
+        )
         .env("WISP_BROKER__MAX_CONNECTIONS_PER_IP", "100000")
         .spawn()
         .unwrap();
@@ -155,12 +165,15 @@ fn main() {
                 topics::acks(&k.id()),
             );
             rt.spawn(async move {
+                // Each node once, however often it reconnects.
+                let mut counted = false;
                 loop {
                     match events.poll().await {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             c2.subscribe(acks.clone(), QoS::AtLeastOnce).await.unwrap();
                         }
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        Ok(Event::Incoming(Packet::SubAck(_))) if !counted => {
+                            counted = true;
                             subscribed.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {

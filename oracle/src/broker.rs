@@ -55,6 +55,10 @@ pub const ONBOARD_REFILL: Duration = Duration::from_secs(10);
 /// How long a new connection has to send its `CONNECT`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bytes read from a socket at once, at most (per connection and direction: the front holds
+/// about twice this for each idle client).
+const READ_CHUNK: usize = 8 * 1024;
+
 /// Segments of rumqttd's in-memory log per subscription filter.
 const SEGMENTS: usize = 4;
 
@@ -99,7 +103,7 @@ pub struct Embedded {
 
 /// Starts rumqttd on a loopback port of its own and the front on `cfg.listen`.
 pub async fn start(cfg: FrontConfig, metrics: FrontMetrics) -> anyhow::Result<Embedded> {
-    let public = TcpListener::bind(cfg.listen).await.with_context(|| {
+    let public = listen(cfg.listen).with_context(|| {
         format!("cannot listen on {} for the embedded MQTT broker: is another broker running there? Set broker.listen, or broker.url to use that broker", cfg.listen)
     })?;
     let internal = std::net::TcpListener::bind("127.0.0.1:0")
@@ -134,6 +138,20 @@ pub async fn start(cfg: FrontConfig, metrics: FrontMetrics) -> anyhow::Result<Em
         }
     });
     Ok(Embedded { internal, password })
+}
+
+/// A listener with room for a burst of connections: a network whose agents all reconnect at
+/// once (the oracle restarted) would overflow the usual backlog of 1,024, and each dropped SYN
+/// costs its agent a second or more (the kernel caps it at `net.core.somaxconn`).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
 
 fn start_rumqttd(addr: SocketAddr, max_payload: usize, password: &str) -> anyhow::Result<()> {
@@ -241,6 +259,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
         match mqttbytes::check(buf.iter(), max) {
             Ok(h) => return Ok(Some((h, buf.split_to(h.frame_length()).freeze()))),
             Err(mqttbytes::Error::InsufficientBytes(_)) => {
+                buf.reserve(4096);
                 if rd.read_buf(buf).await? == 0 {
                     return Ok(None);
                 }
@@ -358,30 +377,47 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     if connect.write(&mut out).is_err() || upstream.write_all(&out).await.is_err() {
         return;
     }
-    let (mut up_rd, mut up_wr) = upstream.into_split();
+    let (up_rd, mut up_wr) = upstream.into_split();
     let (mut rd, mut wr) = stream.into_split();
     // The broker's answers, copied back as they come.
     let down = async move {
-        let _ = tokio::io::copy(&mut up_rd, &mut wr).await;
+        let mut up_rd = tokio::io::BufReader::with_capacity(READ_CHUNK, up_rd);
+        let _ = tokio::io::copy_buf(&mut up_rd, &mut wr).await;
     };
-    // The client's packets, each checked before it goes on.
+    // The client's packets, each checked before it goes on: every whole frame a read brought,
+    // then one write for all that passed.
     let up = async {
         let mut onboard = Bucket::new(Instant::now());
+        let mut out = BytesMut::new();
         loop {
-            let (header, frame) = match read_frame(&mut rd, &mut buf, max).await {
-                Ok(Some(f)) => f,
-                Ok(None) => return,
-                Err(e) => {
-                    ctx.refuse("frame", peer, &e.to_string());
-                    return;
+            let refused = loop {
+                match mqttbytes::check(buf.iter(), max) {
+                    Ok(header) => {
+                        let frame = buf.split_to(header.frame_length()).freeze();
+                        if let Err(why) = check(&client, header, &frame, &mut onboard) {
+                            break Some(why);
+                        }
+                        out.extend_from_slice(&frame);
+                    }
+                    Err(mqttbytes::Error::InsufficientBytes(_)) => break None,
+                    Err(e) => break Some(("frame", e.to_string())),
                 }
             };
-            if let Err((reason, detail)) = check(&client, header, &frame, &mut onboard) {
+            // What passed before a refusal still goes on, as it would have one frame at a time.
+            if !out.is_empty() {
+                if up_wr.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+            if let Some((reason, detail)) = refused {
                 ctx.refuse(reason, peer, &detail);
                 return;
             }
-            if up_wr.write_all(&frame).await.is_err() {
-                return;
+            buf.reserve(READ_CHUNK);
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
             }
         }
     };
