@@ -256,16 +256,25 @@ async fn read_frame<R: AsyncRead + Unpin>(
     max: usize,
 ) -> Result<Option<(FixedHeader, Bytes)>, mqttbytes::Error> {
     loop {
-        match mqttbytes::check(buf.iter(), max) {
-            Ok(h) => return Ok(Some((h, buf.split_to(h.frame_length()).freeze()))),
-            Err(mqttbytes::Error::InsufficientBytes(_)) => {
-                buf.reserve(4096);
-                if rd.read_buf(buf).await? == 0 {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(e),
+        if let Some(frame) = take_frame(buf, max)? {
+            return Ok(Some(frame));
         }
+        buf.reserve(4096);
+        if rd.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// The first whole MQTT frame in `buf`, split off it, or `None` until more bytes come.
+fn take_frame(
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<(FixedHeader, Bytes)>, mqttbytes::Error> {
+    match mqttbytes::check(buf.iter(), max) {
+        Ok(h) => Ok(Some((h, buf.split_to(h.frame_length()).freeze()))),
+        Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -391,15 +400,14 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
         let mut out = BytesMut::new();
         loop {
             let refused = loop {
-                match mqttbytes::check(buf.iter(), max) {
-                    Ok(header) => {
-                        let frame = buf.split_to(header.frame_length()).freeze();
+                match take_frame(&mut buf, max) {
+                    Ok(Some((header, frame))) => {
                         if let Err(why) = check(&client, header, &frame, &mut onboard) {
                             break Some(why);
                         }
                         out.extend_from_slice(&frame);
                     }
-                    Err(mqttbytes::Error::InsufficientBytes(_)) => break None,
+                    Ok(None) => break None,
                     Err(e) => break Some(("frame", e.to_string())),
                 }
             };
