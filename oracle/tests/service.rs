@@ -1625,12 +1625,20 @@ enum Request<'a> {
     Subscribe(&'a str),
 }
 
-/// Connects as `client_id` (logged in as `login`'s node on the network of `oracle`, when
-/// given), makes one request, and reports what the broker did.
+/// A node's own login (username, password) on the network of `oracle`.
+fn node_login(node: &NodeKey, oracle: NodeId) -> Option<(String, String)> {
+    Some((
+        node.id().to_string(),
+        wisp_protocol::login::password(node, &oracle),
+    ))
+}
+
+/// Connects as `client_id` (with `login`, a username and password, when given), makes one
+/// request, and reports what the broker did.
 fn attempt(
     broker: u16,
     client_id: &str,
-    login: Option<(&NodeKey, NodeId)>,
+    login: Option<(String, String)>,
     request: Request<'_>,
 ) -> BrokerAnswer {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -1639,11 +1647,8 @@ fn attempt(
         .unwrap();
     rt.block_on(async {
         let mut o = MqttOptions::new(client_id, "127.0.0.1", broker);
-        if let Some((k, oracle)) = login {
-            o.set_credentials(
-                k.id().to_string(),
-                wisp_protocol::login::password(k, &oracle),
-            );
+        if let Some((user, password)) = login {
+            o.set_credentials(user, password);
         }
         let (client, mut events) = AsyncClient::new(o, 10);
         match request {
@@ -1713,7 +1718,7 @@ fn the_embedded_broker_lets_nobody_speak_for_another() {
         },
     )
     .to_bytes();
-    let mine = Some((&me, key.id()));
+    let mine = node_login(&me, key.id());
     let my_id = format!("wisp-agent-{}", me.id());
     // A forged seed, and an empty one that would delete the retained seed: from a monitor and
     // from a logged-in node alike, the connection is closed and nothing is published.
@@ -1729,7 +1734,7 @@ fn the_embedded_broker_lets_nobody_speak_for_another() {
         attempt(
             broker,
             &my_id,
-            mine,
+            mine.clone(),
             Request::PublishRetained(topics::EPOCH, forged)
         ),
         BrokerAnswer::Closed
@@ -1740,7 +1745,7 @@ fn the_embedded_broker_lets_nobody_speak_for_another() {
         attempt(
             broker,
             &my_id,
-            mine,
+            mine.clone(),
             Request::PublishRetained(&topics::proofs(&victim.id()), hb.clone())
         ),
         BrokerAnswer::Closed
@@ -1749,7 +1754,7 @@ fn the_embedded_broker_lets_nobody_speak_for_another() {
         attempt(
             broker,
             &my_id,
-            mine,
+            mine.clone(),
             Request::Subscribe(&topics::acks(&victim.id()))
         ),
         BrokerAnswer::Closed
@@ -1766,9 +1771,9 @@ fn the_embedded_broker_lets_nobody_speak_for_another() {
     // Client ids: the oracle's, a node's, with or without somebody's login.
     for (id, login) in [
         ("wisp-oracle".to_string(), None),
-        ("wisp-oracle".to_string(), mine),
+        ("wisp-oracle".to_string(), mine.clone()),
         (format!("wisp-agent-{}", victim.id()), None),
-        (format!("wisp-agent-{}", victim.id()), mine),
+        (format!("wisp-agent-{}", victim.id()), mine.clone()),
     ] {
         assert_eq!(
             attempt(broker, &id, login, Request::Subscribe(topics::EPOCH)),
@@ -1777,33 +1782,23 @@ fn the_embedded_broker_lets_nobody_speak_for_another() {
         );
     }
     // Somebody else's name with my token.
-    let as_victim = Some((&victim, key.id()));
-    let mut o = MqttOptions::new("x", "127.0.0.1", broker);
-    o.set_credentials(
-        victim.id().to_string(),
-        wisp_protocol::login::password(&me, &key.id()),
+    let my_token = wisp_protocol::login::password(&me, &key.id());
+    assert_eq!(
+        attempt(
+            broker,
+            "x",
+            Some((victim.id().to_string(), my_token)),
+            Request::Subscribe(topics::EPOCH)
+        ),
+        BrokerAnswer::Refused(BadUserNamePassword)
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let refused = rt.block_on(async {
-        let (_client, mut events) = AsyncClient::new(o, 10);
-        loop {
-            match events.poll().await {
-                Ok(_) => {}
-                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return code,
-                Err(e) => panic!("{e}"),
-            }
-        }
-    });
-    assert_eq!(refused, BadUserNamePassword);
+    let as_victim = node_login(&victim, key.id());
     // What a node and a monitor may do, they can.
     assert_eq!(
         attempt(
             broker,
             &my_id,
-            mine,
+            mine.clone(),
             Request::Subscribe(&topics::acks(&me.id()))
         ),
         BrokerAnswer::Done
