@@ -1,6 +1,6 @@
 //! The shared simulated air: how simulated devices of separate processes hear each other.
 //!
-//! A devnet runs one air service (`wisp-sim air`, or inside `wisp-sim devnet`) on a UDP socket.
+//! A devnet runs one air service (inside `wisp-devnet run`) on a UDP socket.
 //! Each simulated device with `device.air` set says where it is ([`AirMsg::Hello`], at start
 //! and every [`HELLO_EVERY`]), hands every transmission to the air ([`AirMsg::Tx`]), and
 //! receives from it what the radio model says it heard ([`AirMsg::Rx`]): the level and SNR at
@@ -141,7 +141,7 @@ pub struct AirLink {
 
 /// The receive time: on the oracle's clock, as every timestamp the agent signs.
 fn unix_ms() -> u64 {
-    crate::shell::wall_ms()
+    crate::wallclock::wall_ms()
 }
 
 /// The receiver thread: blocks on the socket (waking every 200 ms to see `stop`).

@@ -13,8 +13,82 @@ use wisp_protocol::units::DeciDb;
 use crate::air::{AirLink, Station};
 use crate::config::{Config, DeviceKind};
 use crate::core::TxFrame;
-use crate::shell::{DeviceAttestation, DeviceIo, RxFrame};
 use crate::status::DeviceStatus;
+use crate::wallclock::wall_ms;
+
+/// A secure element's attestation: `(serial, device public key x‖y, signature r‖s)`.
+pub type DeviceAttestation = ([u8; 9], [u8; 64], [u8; 64]);
+
+/// A frame the radio received.
+#[derive(Debug, Clone)]
+pub struct RxFrame {
+    /// The payload (a beacon envelope, if it is ours).
+    pub payload: Vec<u8>,
+    /// Signal strength.
+    pub rssi: DeciDb,
+    /// Signal to noise.
+    pub snr: DeciDb,
+    /// Frequency received on.
+    pub freq_khz: u32,
+    /// When the radio received it: Unix ms (UTC) on the agent's wall clock, the clock
+    /// [`wall_ms`] reads and the daemon hands the core as `now`. This is the firmware's
+    /// `RadioFrame::rx_time_ms`, already on that clock (the Linux radio stamps a scan entry
+    /// with the scan's wall time minus the entry's age; the simulated device keeps what the
+    /// injector stamped), so it is passed through unchanged. It is not the time the daemon
+    /// polled the frame, which may be a loop turn later.
+    pub rx_ms: u64,
+}
+
+/// What the daemon needs from the hardware. Real boards and the simulator implement it.
+pub trait DeviceIo: Send {
+    /// Transmits a beacon frame.
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String>;
+    /// The next received frame, if any.
+    fn poll_received(&mut self) -> Option<RxFrame>;
+    /// A new GNSS fix, if any.
+    fn poll_fix(&mut self) -> Option<GnssFix>;
+    /// Health for the status.
+    fn health(&self) -> DeviceStatus;
+    /// Backend name and version, reported in heartbeats.
+    fn firmware_version(&self) -> String;
+    /// The secure element's attestation of `node_public_key` for `maker`: `(serial, device
+    /// public key x‖y, device signature r‖s)`. `None` when the device has no secure element.
+    fn attest(
+        &mut self,
+        node_public_key: &[u8; 32],
+        maker: &str,
+    ) -> Option<Result<DeviceAttestation, String>> {
+        let _ = (node_public_key, maker);
+        None
+    }
+    /// Shows the agent's health (the status LED).
+    fn set_health(&mut self, health: Health) {
+        let _ = health;
+    }
+}
+
+/// A node without radio or GNSS hardware (a backhaul-only node, or a test). Transmits fail and
+/// are counted; nothing is ever received.
+#[derive(Debug, Default)]
+pub struct NoDevice;
+
+impl DeviceIo for NoDevice {
+    fn transmit(&mut self, _frame: &TxFrame) -> Result<(), String> {
+        Err("no radio on this node".into())
+    }
+    fn poll_received(&mut self) -> Option<RxFrame> {
+        None
+    }
+    fn poll_fix(&mut self) -> Option<GnssFix> {
+        None
+    }
+    fn health(&self) -> DeviceStatus {
+        DeviceStatus::default()
+    }
+    fn firmware_version(&self) -> String {
+        "none".into()
+    }
+}
 
 /// What the LED should show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,9 +265,7 @@ impl SimBoard {
 
     fn sync_clock(&mut self) {
         let mono = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.board
-            .device_mut()
-            .set_time(mono, crate::shell::wall_ms());
+        self.board.device_mut().set_time(mono, wall_ms());
     }
 
     /// Takes what the air delivered into the radio's receive queue, with the time each
@@ -273,12 +345,9 @@ impl DeviceIo for SimBoard {
 }
 
 /// The configured hardware backend (`device.kind`), for `key`.
-pub fn open(
-    cfg: &Config,
-    key: &wisp_protocol::NodeKey,
-) -> anyhow::Result<Box<dyn crate::shell::DeviceIo>> {
+pub fn open(cfg: &Config, key: &wisp_protocol::NodeKey) -> anyhow::Result<Box<dyn DeviceIo>> {
     Ok(match cfg.device {
-        DeviceKind::None => Box::new(crate::shell::NoDevice),
+        DeviceKind::None => Box::new(NoDevice),
         DeviceKind::Sim => {
             // Degrees × 1e7 of a valid cell centre fit an i32.
             #[allow(clippy::cast_possible_truncation)]

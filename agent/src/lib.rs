@@ -1,10 +1,10 @@
 //! wisp-agent: the hotspot daemon.
 //!
-//! - [`core`]: the sans-IO decision logic (heartbeats, beacon slot, witnesses) driven by
-//!   `handle_*` inputs and `poll_*` outputs; the simulator drives the same code.
+//! - [`core`], [`clock`], [`trust`]: the sans-IO decision logic (heartbeats, beacon slot,
+//!   witnesses; the oracle's time; the pinned oracle key), from [`wisp_agent_core`], which the
+//!   simulator drives too.
 //! - [`outbox`]: the sans-IO outbox policy (send, resend with backoff and jitter, evict).
 //! - [`store`]: the durable outbox (SQLite WAL, `synchronous=FULL`, batched commits).
-//! - [`trust`]: only the pinned oracle key is believed.
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
 //! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
 //! - [`broker_health`]: what operators are told when the MQTT broker cannot be reached.
@@ -13,6 +13,7 @@
 //! - [`device`]: firmware devices (real drivers or simulated) as the daemon's hardware.
 //! - [`net`]: the libp2p network (gossip of witnesses and seeds, `/wisp/status/1`,
 //!   `/wisp/bw/1`), driven by its own task.
+//! - [`wallclock`]: the system clock corrected by the oracle's (what the shells stamp).
 //! - [`shell`]: the tokio daemon tying it together (MQTT, libp2p, device, store, HTTP).
 #![warn(missing_docs)]
 
@@ -20,9 +21,7 @@ pub mod air;
 pub mod backhaul;
 pub mod bandwidth;
 pub mod broker_health;
-pub mod clock;
 pub mod config;
-pub mod core;
 pub mod device;
 pub mod logging;
 pub mod metrics;
@@ -31,4 +30,10 @@ pub mod outbox;
 pub mod shell;
 pub mod status;
 pub mod store;
-pub mod trust;
+pub mod wallclock;
+
+/// The sans-IO core's modules, under the names the daemon has always used.
+pub use wisp_agent_core::{clock, core, trust};
+
+/// The agent's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

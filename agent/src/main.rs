@@ -12,6 +12,7 @@ use wisp_agent::config::{Config, RawConfig};
 use wisp_agent::shell;
 use wisp_agent::status::Status;
 use wisp_agent::trust::OracleTrust;
+use wisp_agent::wallclock;
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{Attestation, Band, Onboard, Verdict};
 use wisp_protocol::{keyfile, topics};
@@ -412,7 +413,7 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
         // Declares the measurer role, so the oracle puts this node in measurer sets only when
         // it answers tests (re-run `onboard` after changing `bandwidth.measurer`).
         measurer: cfg.bandwidth.enabled && cfg.bandwidth.measurer,
-        issued_ms: shell::wall_ms(),
+        issued_ms: wallclock::wall_ms(),
         attestation: match &cfg.attestation {
             None => None,
             Some((maker, certificate)) => {
@@ -566,7 +567,7 @@ async fn remote_status(
 }
 
 fn print_remote_status(r: &wisp_agent::net::status::RemoteStatus) {
-    let now = shell::wall_ms();
+    let now = wallclock::wall_ms();
     let s = &r.report;
     println!("peer id          {} (signature verified)", r.peer);
     println!(
@@ -685,7 +686,7 @@ fn backhaul_line(
 }
 
 fn print_status(s: &Status) {
-    let now = shell::wall_ms();
+    let now = wallclock::wall_ms();
     println!("peer id          {}", s.peer_id);
     println!(
         "versions         agent {}, firmware {}",

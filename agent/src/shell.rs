@@ -30,9 +30,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rumqttc::{
@@ -43,12 +42,13 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{
-    BackhaulOutcome, BackhaulSummary, BandwidthReceipt, DeviceHealth, GnssFix, Outcome,
-    StatusReport, Verdict, Versions,
+    BackhaulOutcome, BackhaulSummary, BandwidthReceipt, DeviceHealth, Outcome, StatusReport,
+    Verdict, Versions,
 };
-use wisp_protocol::units::{DeciDb, EpochNo};
+use wisp_protocol::units::EpochNo;
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId, keyfile, topics};
 
+use crate::VERSION;
 use crate::backhaul::{self, Backhaul, SetError};
 use crate::bandwidth::{
     Directions, EpochView, InviteAnswer, InviteRefusal, Measurer, NegotiateError, Negotiator,
@@ -57,12 +57,14 @@ use crate::bandwidth::{
 use crate::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use crate::clock::ClockSync;
 use crate::config::{Config, MqttConfig};
-use crate::core::{Core, CoreConfig, Event, Ignored, Proof, TxFrame};
+use crate::core::{Core, CoreConfig, Event, Ignored, Proof};
+use crate::device::DeviceIo;
 use crate::metrics::{DirectionLabel, KindLabel, Metrics, ReasonLabel, RttLabel, WhyLabel};
 use crate::net::{self, NetEvent, NetHandle, Topic};
 use crate::outbox::Outbox;
-use crate::status::{BackhaulStatus, DeviceStatus, Shared, Status};
+use crate::status::{BackhaulStatus, Shared, Status};
 use crate::store::{Row, Store};
+use crate::wallclock::{self, system_ms, wall_ms};
 
 const SEED_BLOB: &str = "epoch_seed";
 /// The interval of the oracle's clock, once seen (u32 LE): a restart holds signing until the
@@ -73,101 +75,6 @@ const HEARTBEAT_MS: &str = "heartbeat_ms";
 /// Store meta key: when this node last beaconed, Unix ms (0: never).
 const BEACON_MS: &str = "beacon_ms";
 const MEASURER_SET_BLOB: &str = "measurer_set";
-
-/// The agent's version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// A secure element's attestation: `(serial, device public key x‖y, signature r‖s)`.
-pub type DeviceAttestation = ([u8; 9], [u8; 64], [u8; 64]);
-
-/// A frame the radio received.
-#[derive(Debug, Clone)]
-pub struct RxFrame {
-    /// The payload (a beacon envelope, if it is ours).
-    pub payload: Vec<u8>,
-    /// Signal strength.
-    pub rssi: DeciDb,
-    /// Signal to noise.
-    pub snr: DeciDb,
-    /// Frequency received on.
-    pub freq_khz: u32,
-    /// When the radio received it: Unix ms (UTC) on the agent's wall clock, the clock
-    /// [`wall_ms`] reads and the daemon hands the core as `now`. This is the firmware's
-    /// `RadioFrame::rx_time_ms`, already on that clock (the Linux radio stamps a scan entry
-    /// with the scan's wall time minus the entry's age; the simulated device keeps what the
-    /// injector stamped), so it is passed through unchanged. It is not the time the daemon
-    /// polled the frame, which may be a loop turn later.
-    pub rx_ms: u64,
-}
-
-/// What the daemon needs from the hardware. Real boards and the simulator implement it.
-pub trait DeviceIo: Send {
-    /// Transmits a beacon frame.
-    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String>;
-    /// The next received frame, if any.
-    fn poll_received(&mut self) -> Option<RxFrame>;
-    /// A new GNSS fix, if any.
-    fn poll_fix(&mut self) -> Option<GnssFix>;
-    /// Health for the status.
-    fn health(&self) -> DeviceStatus;
-    /// Backend name and version, reported in heartbeats.
-    fn firmware_version(&self) -> String;
-    /// The secure element's attestation of `node_public_key` for `maker`: `(serial, device
-    /// public key x‖y, device signature r‖s)`. `None` when the device has no secure element.
-    fn attest(
-        &mut self,
-        node_public_key: &[u8; 32],
-        maker: &str,
-    ) -> Option<Result<DeviceAttestation, String>> {
-        let _ = (node_public_key, maker);
-        None
-    }
-    /// Shows the agent's health (the status LED).
-    fn set_health(&mut self, health: crate::device::Health) {
-        let _ = health;
-    }
-}
-
-/// A node without radio or GNSS hardware (a backhaul-only node, or a test). Transmits fail and
-/// are counted; nothing is ever received.
-#[derive(Debug, Default)]
-pub struct NoDevice;
-
-impl DeviceIo for NoDevice {
-    fn transmit(&mut self, _frame: &TxFrame) -> Result<(), String> {
-        Err("no radio on this node".into())
-    }
-    fn poll_received(&mut self) -> Option<RxFrame> {
-        None
-    }
-    fn poll_fix(&mut self) -> Option<GnssFix> {
-        None
-    }
-    fn health(&self) -> DeviceStatus {
-        DeviceStatus::default()
-    }
-    fn firmware_version(&self) -> String {
-        "none".into()
-    }
-}
-
-/// What is added to the system clock to get the oracle's time, ms ([`crate::clock`]). One per
-/// process: the agents of one process (tests, a devnet in one process) share its clock.
-static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
-
-/// Milliseconds since the Unix epoch, from the system clock as it is.
-pub fn system_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Milliseconds since the Unix epoch on the oracle's clock: the system clock corrected by the
-/// offset learnt from the oracle's signed clock (none until one has come). Every timestamp the
-/// agent signs, and every radio receive time, is taken from here.
-pub fn wall_ms() -> u64 {
-    system_ms().saturating_add_signed(CLOCK_OFFSET_MS.load(Ordering::Relaxed))
-}
 
 /// Loads the node key, creating it on first start (and its directory, 0700, if missing).
 pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
@@ -1032,7 +939,7 @@ impl Daemon {
         };
         let up = self.clock.on_clock(&msg, retain, system_ms());
         let offset = self.clock.offset_ms();
-        CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
+        wallclock::set_offset_ms(offset);
         self.metrics.clock_offset.set(offset as f64 / 1000.0);
         if let Some(old) = up.offset_changed {
             // Timers set on the old clock move with it.

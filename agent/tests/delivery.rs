@@ -47,7 +47,7 @@ fn heartbeats_flow_acks_empty_the_outbox_and_forgeries_are_refused() {
     oracle.publish(
         topics::EPOCH,
         false,
-        seed_envelope(&forger, 2, wisp_agent::shell::wall_ms(), 100),
+        seed_envelope(&forger, 2, wisp_agent::wallclock::wall_ms(), 100),
     );
     assert!(wait_for(Duration::from_secs(10), || agent
         .metric("wisp_oracle_messages_refused_total")
@@ -364,7 +364,7 @@ fn an_agent_whose_clock_is_30_s_ahead_stamps_its_proofs_with_the_oracles_time() 
     // The oracle's clock is 30 s behind this machine's: to the agent, its own clock is 30 s
     // ahead. Every time below is on the oracle's clock.
     let behind = 30_000u64;
-    let oracle_now = move || wisp_agent::shell::system_ms() - behind;
+    let oracle_now = move || wisp_agent::wallclock::system_ms() - behind;
     let interval_ms = 2_000;
     let seed = seed_envelope(&oracle_key(), 1, oracle_now() - 60_000, interval_ms);
     let oracle = TestOracle::start_with_seed("127.0.0.1", broker, seed);

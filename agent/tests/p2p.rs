@@ -37,9 +37,11 @@ use wisp_agent::bandwidth::{BwResponse, RefuseReason, SignedResponse};
 use wisp_agent::config::RawConfig;
 use wisp_agent::core::TxFrame;
 use wisp_agent::device::Board;
+use wisp_agent::device::{DeviceIo, RxFrame};
 use wisp_agent::net::{self, NetConfig, Topic};
-use wisp_agent::shell::{self, DeviceIo, RxFrame};
+use wisp_agent::shell;
 use wisp_agent::status::DeviceStatus;
+use wisp_agent::wallclock::wall_ms;
 use wisp_firmware::device::SimDevice;
 use wisp_firmware::radio::RadioFrame;
 use wisp_protocol::envelope::{self, Envelope};
@@ -94,7 +96,7 @@ impl Medium {
                 rssi_ddbm: (rssi * 10.0).round() as i16,
                 snr_ddb: ((rssi + 95.0) * 10.0).round() as i16,
                 freq_khz,
-                rx_time_ms: shell::wall_ms(),
+                rx_time_ms: wall_ms(),
             };
             assert!(board.lock().unwrap().device_mut().inject_frame(frame));
         }
@@ -316,7 +318,7 @@ fn twelve_agents_witness_gossip_report_and_answer_status() {
     // 4 s beacon slots: every node beacons within 56 s. The epoch is long enough for 36
     // bandwidth tests on a busy machine: a measurer starts no test that could not end 5 s
     // before the epoch does, and each prover invites its three measurers one after another.
-    let start = shell::wall_ms() + 8_000;
+    let start = wall_ms() + 8_000;
     let seed = seed_envelope_with(&oracle_key(), 1, start, 48_000, 12, 5_000);
     // The oracle owns a runtime of its own: keep it outside the agents' runtime.
     let oracle = TestOracle::start_with_seed("127.0.0.1", broker, seed);

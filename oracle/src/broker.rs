@@ -30,9 +30,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::{Bytes, BytesMut};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Publish, Subscribe};
 use rumqttc::mqttbytes::{self, FixedHeader, PacketType, Protocol};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
@@ -41,7 +38,7 @@ use tracing::{debug, error, info};
 use wisp_protocol::topics::{self, Client};
 use wisp_protocol::{Kind, NodeId, login};
 
-use crate::metrics::ReasonLabel;
+use crate::metrics::FrontMetrics;
 
 /// The username of this process's own connections to rumqttd.
 pub const INTERNAL_USER: &str = "wisp-oracle-internal";
@@ -75,21 +72,6 @@ pub struct FrontConfig {
     pub oracle_client_id: String,
     /// Connections from one IP address at once.
     pub max_connections_per_ip: usize,
-}
-
-/// Counters the front keeps.
-#[derive(Debug, Clone, Default)]
-pub struct FrontMetrics {
-    /// Connections refused or closed, by reason.
-    pub refused: Family<ReasonLabel, Counter>,
-    /// Client connections open now.
-    pub connections: Gauge,
-}
-
-impl FrontMetrics {
-    fn refuse(&self, reason: &'static str) {
-        self.refused.get_or_create(&ReasonLabel { reason }).inc();
-    }
 }
 
 /// The running embedded broker: where this process itself connects, and how.

@@ -18,7 +18,7 @@ use serde_json::json;
 use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, Reason};
 
-use crate::service::{Shared, Snapshot};
+use crate::state::{Shared, Snapshot};
 use crate::store::{EpochRow, Store, StoreError};
 
 /// The routes.

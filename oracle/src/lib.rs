@@ -1,75 +1,32 @@
-//! wisp-oracle: the rewards oracle's pure core — verification rules and reward math.
+//! wisp-oracle: the rewards oracle's service — the broker, the MQTT loop, storage, the HTTP
+//! API and metrics around the pure core ([`wisp_oracle_core`], re-exported here module by
+//! module, so `wisp_oracle::engine` and `wisp_oracle_core::engine` are the same code).
 //!
-//! Nothing in these modules reads the clock, touches I/O or draws randomness: time is always an
-//! argument (`now_ms`), so the service shell and the simulator get identical results from
-//! identical inputs. Results never depend on hash-map iteration order (maps are `BTreeMap`,
-//! lists are sorted), and the only order that matters is an explicit arrival sequence number.
+//! The service (binary `wisp-oracle`):
 //!
-//! Layout, in the order the service calls it:
-//!
-//! - [`config`]: [`RulesConfig`] (TOML, every key documented with its default) validated into
-//!   [`Rules`].
-//! - [`registry`]: [`Registry`] of onboarded nodes — attestation, serial binding, re-assertion
-//!   rate limit, replay of old onboards, recent heartbeats, carried location trust.
-//! - [`rules`]: [`Checker`], the stateless checks of beacons, witnesses, bandwidth receipts and
-//!   heartbeats against one epoch's seed, each returning a compact fact or a `Reason`.
-//! - [`epoch`]: [`EpochState`] collects one epoch's facts with their arrival order and, after
-//!   the settle window, applies the rules that need several proofs (duplicates, one beacon per
-//!   node, witness limit, reciprocity, distinct measurers, uptime, location trust, measurers
-//!   that disagree, evidence of cheating, penalties).
-//! - [`links`]: the epoch's radio links judged together: the network's propagation model and
-//!   reach per band, implausible links, nodes whose links betray a false place, a relay or
-//!   inflated levels, and groups of nodes nobody outside hears.
-//! - [`rewards`]: integer pools, units and largest-remainder allocation whose amounts sum to
-//!   the emission exactly; manifest pages, Merkle root and inclusion proofs.
-//! - [`acks`]: batching verdicts into oracle-signed acks.
-//!
-//! The service around them (binary `wisp-oracle`):
-//!
-//! - [`engine`]: ingest without I/O: publishes in, rows to store and acks out; replay after a
-//!   restart; epoch close into rewards and signed manifest pages.
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`); the close is one transaction.
 //! - [`service`]: the embedded broker or an external one, the MQTT loop, the ingest worker
 //!   (commit, then ack), epoch seeds and closes; [`http`]: the JSON API and dashboard;
+//!   [`state`]: what the service shares with the API;
 //!   [`settings`]: TOML + `WISP_` environment; [`metrics`]: Prometheus; [`broker_health`]:
 //!   broker trouble told to operators (WARN lines, `/readyz`); [`logging`]: the default log
 //!   filter.
-//!
-//! A typical epoch:
-//!
-//! ```text
-//! registry.apply_onboard(&onboard, now)?;                // whenever an Onboard arrives
-//! let checker = Checker::new(&registry, &seed);
-//! let fact = checker.witness(&opened, now)?;           // Err(reason) → ack rejected(reason)
-//! state.push_witness(Arrival::new(seq, now), &fact)?;    // stored → ack accepted
-//! let outcome = state.close(&registry, now)?;            // after end + settle
-//! registry.apply_epoch(&outcome);
-//! let rewards = rewards::compute(&registry, &outcome, emission);
-//! let pages = rewards.manifest_pages();                  // sign and publish
-//! ```
 #![warn(missing_docs)]
 
-pub mod acks;
 pub mod broker;
 pub mod broker_health;
-pub mod config;
-pub mod engine;
-pub mod epoch;
 pub mod http;
-pub mod links;
 pub mod logging;
 pub mod metrics;
-pub mod registry;
-pub mod rewards;
-pub mod rules;
 pub mod service;
 pub mod settings;
+pub mod state;
 pub mod store;
 
-pub use config::{ConfigError, Rules, RulesConfig};
-pub use epoch::{Arrival, CloseError, EpochOutcome, EpochState, NodeFacts, Push};
-pub use registry::{Change, NodeRecord, Registry};
-pub use rewards::{EpochRewards, InclusionProof};
-pub use rules::{
-    BeaconFact, Checker, GnssEvidence, HeartbeatFact, MeasurerPool, ReceiptFact, WitnessFact,
+pub use wisp_oracle_core::{
+    Arrival, BeaconFact, Change, Checker, CloseError, ConfigError, EpochOutcome, EpochRewards,
+    EpochState, GnssEvidence, HeartbeatFact, InclusionProof, MeasurerPool, NodeFacts, NodeRecord,
+    Push, ReceiptFact, Registry, Rules, RulesConfig, WitnessFact,
 };
+/// The pure core's modules, under the names the service has always used.
+pub use wisp_oracle_core::{acks, config, engine, epoch, facts, links, registry, rewards, rules};

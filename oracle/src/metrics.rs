@@ -46,7 +46,7 @@ pub struct Metrics {
     pub epoch: Gauge,
     /// Onboarded nodes.
     pub nodes: Gauge,
-    /// The embedded broker's refusals, by reason ([`crate::broker`]).
+    /// The embedded broker's refusals, by reason (the broker front).
     pub broker_refused: Family<ReasonLabel, Counter>,
     /// Client connections to the embedded broker open now.
     pub broker_connections: Gauge,
@@ -136,8 +136,8 @@ impl Metrics {
     }
 
     /// The embedded broker's share of these metrics.
-    pub fn front(&self) -> crate::broker::FrontMetrics {
-        crate::broker::FrontMetrics {
+    pub fn front(&self) -> FrontMetrics {
+        FrontMetrics {
             refused: self.broker_refused.clone(),
             connections: self.broker_connections.clone(),
         }
@@ -148,5 +148,20 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         wisp_protocol::exposition::openmetrics_to_prometheus(&out)
+    }
+}
+
+/// Counters the embedded broker's front keeps (`crate::broker`).
+#[derive(Debug, Clone, Default)]
+pub struct FrontMetrics {
+    /// Connections refused or closed, by reason.
+    pub refused: Family<ReasonLabel, Counter>,
+    /// Client connections open now.
+    pub connections: Gauge,
+}
+
+impl FrontMetrics {
+    pub(crate) fn refuse(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 }

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use rumqttc::{AsyncClient, ClientError, Event, MqttOptions, Packet, QoS, Request};
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use wisp_protocol::envelope::{self, Envelope};
@@ -32,6 +31,7 @@ use crate::engine::{
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::registry::Registry;
 use crate::settings::{BrokerMode, Settings};
+use crate::state::{MarkView, NodeView, Shared, Snapshot};
 use crate::store::{CrashPoint, Store};
 
 /// Milliseconds since the Unix epoch.
@@ -101,75 +101,6 @@ pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
         info!(oracle = %key.id(), path = %path.display(), "created a new oracle key");
     }
     Ok(key)
-}
-
-/// A node as the API lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    /// Peer id.
-    pub peer_id: String,
-    /// Payout address.
-    pub owner: String,
-    /// Asserted H3 cell.
-    pub cell: String,
-    /// Cell centre latitude.
-    pub lat: f64,
-    /// Cell centre longitude.
-    pub lon: f64,
-    /// Last heartbeat, Unix ms.
-    pub last_heartbeat_ms: Option<u64>,
-    /// Location trust in basis points, once established.
-    pub location_trust_bps: Option<u16>,
-    /// Backhaul as last rated (lower median of its measurers), bits/s towards the node.
-    pub down_bps: Option<u64>,
-    /// Backhaul as last rated, bits/s from the node.
-    pub up_bps: Option<u64>,
-    /// The last epoch of its penalty, if it was caught cheating (it earns nothing through it).
-    pub penalized_through: Option<u64>,
-    /// What it was caught at within the strike window, most recent first.
-    pub marks: Vec<MarkView>,
-}
-
-/// One thing a node was caught at.
-#[derive(Debug, Clone, Serialize)]
-pub struct MarkView {
-    /// The epoch.
-    pub epoch: u64,
-    /// The reason code's name.
-    pub reason: &'static str,
-}
-
-/// What the worker shares with the HTTP API.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Snapshot {
-    /// The oracle's peer id.
-    pub oracle: String,
-    /// The current epoch.
-    pub epoch: Option<u64>,
-    /// Epochs open (current and settling), with proofs queued in each.
-    pub open_epochs: Vec<(u64, usize)>,
-    /// Onboarded nodes.
-    pub nodes: Vec<NodeView>,
-    /// Proofs stored.
-    pub proofs_stored: u64,
-}
-
-/// State shared with the HTTP server.
-#[derive(Debug)]
-pub struct Shared {
-    /// Refreshed by the worker.
-    pub snapshot: RwLock<Snapshot>,
-    /// A read connection to the database.
-    pub reader: Mutex<Store>,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Whether the MQTT connection is up.
-    pub connected: AtomicBool,
-    /// The broker as operators see it (`/readyz` reads why it is not connected).
-    pub broker: Mutex<BrokerHealth>,
-    /// What the oracle last published, retained, on each of its topics (seed, clock, measurer
-    /// set parts): anything else that arrives there is put right at once.
-    pub retained: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// Topics only the oracle publishes on, retained, that agents read when they subscribe. A

@@ -17,7 +17,7 @@ use wisp_oracle::broker_health::BrokerHealth;
 use wisp_oracle::engine::Row;
 use wisp_oracle::http::dashboard::{MapFrame, amount, escape, short_id, utc};
 use wisp_oracle::metrics::Metrics;
-use wisp_oracle::service::{MarkView, NodeView, Shared, Snapshot};
+use wisp_oracle::state::{MarkView, NodeView, Shared, Snapshot};
 use wisp_oracle::store::Store;
 use wisp_protocol::msg::{EpochParams, RewardEntry, Verdict};
 use wisp_protocol::{Kind, ProofId, Reason};

@@ -2,7 +2,7 @@
 //! receipts signed like real ones (measurer signs, prover co-signs).
 //!
 //! Who measures whom is the rendezvous assignment of `docs/PROTOCOL.md` §6.3, computed with
-//! the oracle's own [`wisp_oracle::MeasurerPool`] (which calls
+//! the oracle's own [`wisp_oracle_core::MeasurerPool`] (which calls
 //! `wisp_protocol::schedule::assign_measurers`): the simulator decides nothing about it.
 
 use wisp_protocol::envelope::Envelope;

@@ -1,8 +1,9 @@
 //! wisp-sim: a deterministic discrete-event simulator of whole hotspot networks, cheaters
 //! included.
 //!
-//! It drives the agent's sans-IO [`wisp_agent::core::Core`] and the oracle's own ingest and
-//! epoch close (`wisp_oracle::engine::{Prechecker, Engine}`) unmodified, over a
+//! It drives the agent's sans-IO [`wisp_agent_core::core::Core`] and the oracle's own ingest
+//! and epoch close ([`wisp_oracle_core::engine::Prechecker`], [`wisp_oracle_core::engine::Engine`])
+//! unmodified, over a
 //! simulated radio, backhaul, faults and cheaters. A run is a pure function of its scenario
 //! and seed: events are ordered by `(time_us, seq)`, every random draw comes from a stream
 //! keyed by `(seed, node, purpose)` or a hash of the moment it belongs to, no wall clock
@@ -20,18 +21,18 @@
 //! - [`backhaul`]: capacities, RTTs, bandwidth tests and receipts.
 //! - [`cheaters`]: the archetypes and their forged values.
 //! - [`faults`]: loss, partitions, churn, crashes, oracle downtime.
-//! - [`oracle`]: the oracle's own engine (wisp-oracle's `Prechecker` and `Engine`, as the
-//!   service runs them) fed every proof that reaches it, in arrival order.
+//! - [`oracle`]: the oracle's own engine (wisp-oracle-core's `Prechecker` and `Engine`, as
+//!   the service runs them) fed every proof that reaches it, in arrival order.
 //! - [`sim`]: the run itself (events and what each does).
 //! - [`stats`], [`report`], [`plot`]: the tally, Markdown/JSON report, SVG plots.
-//! - [`air`]: the shared simulated air of a devnet (UDP service, the same radio model).
-//! - [`devnet`]: an oracle and real agents as processes on loopback, sharing the air.
+//!
+//! **This crate depends on the pure crates only** (wisp-protocol, wisp-agent-core,
+//! wisp-oracle-core): no daemon, broker, database or network stack is linked in. The devnet,
+//! which runs the real binaries, is the `wisp-devnet` crate (`sim/devnet/`).
 #![warn(missing_docs)]
 
-pub mod air;
 pub mod backhaul;
 pub mod cheaters;
-pub mod devnet;
 pub mod engine;
 pub mod faults;
 pub mod oracle;

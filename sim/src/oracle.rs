@@ -18,11 +18,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
-use wisp_oracle::engine::{
+use wisp_oracle_core::engine::{
     Engine, Incoming, Prechecker, Proof, RateLimiter, Screened, SignatureCheck,
 };
-use wisp_oracle::rewards::EpochRewards;
-use wisp_oracle::{EpochOutcome, MeasurerPool, Registry, Rules};
+use wisp_oracle_core::rewards::EpochRewards;
+use wisp_oracle_core::{EpochOutcome, MeasurerPool, Registry, Rules};
 use wisp_protocol::envelope::{self, EnvelopeError, EnvelopeRef};
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{EpochSeed, Verdict as Judged};
@@ -32,7 +32,7 @@ thread_local! {
     /// Decompressed signer keys of each verification thread (rayon's threads live for the run).
     /// A cache changes no verdict, so results do not depend on which thread checked what.
     static KEYS: std::cell::RefCell<envelope::KeyCache> =
-        std::cell::RefCell::new(envelope::KeyCache::new(wisp_oracle::engine::KEY_CACHE));
+        std::cell::RefCell::new(envelope::KeyCache::new(wisp_oracle_core::engine::KEY_CACHE));
 }
 
 /// The per-node rate limit of the service's defaults (`ingest.rate_per_s`, `ingest.burst`).

@@ -4,7 +4,7 @@
 //!
 //! - **Share of emission**: an archetype's rewards over the run divided by the total emitted.
 //! - **Flagged**: a node is flagged when the oracle penalized it for cheating it caught (the
-//!   reasons of `wisp_oracle::epoch::EpochOutcome::penalties`, in the reasons' column counted
+//!   reasons of `wisp_oracle_core::epoch::EpochOutcome::penalties`, in the reasons' column counted
 //!   per node and epoch), or when at least a tenth of its proofs (and at least one) were
 //!   refused for a reason that points at the node itself. Refusals that honest nodes
 //!   meet through congestion or others' faults are not evidence: `late_arrival`,

@@ -6,7 +6,7 @@
 //! file.
 
 use serde::{Deserialize, Serialize};
-use wisp_oracle::RulesConfig;
+use wisp_oracle_core::RulesConfig;
 
 /// A whole scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
-use wisp_agent::core::{Core, CoreConfig, Event as CoreEvent, Ignored, RadioParams};
+use wisp_agent_core::core::{Core, CoreConfig, Event as CoreEvent, Ignored, RadioParams};
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{
     Band, Direction, EpochParams, EpochSeed, Heartbeat, Onboard, Versions, Witness,

@@ -1,4 +1,4 @@
-//! End to end: `wisp-sim devnet` starts the real `wisp-oracle` and `wisp-agent` binaries as
+//! End to end: `wisp-devnet run` starts the real `wisp-oracle` and `wisp-agent` binaries as
 //! processes on loopback, their simulated devices on one shared simulated air, and every honest
 //! node is paid for coverage, backhaul and uptime, while four cheaters (a forged location,
 //! relayed beacons, replayed beacons, a measurer that signs a tenth of what it measured) lose
@@ -16,23 +16,8 @@ use std::process::Command;
 #[path = "../../oracle/tests/pg/mod.rs"]
 mod pg;
 
-/// target/debug: this test runs from target/debug/deps.
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/debug")
-        .to_path_buf();
-    for b in ["wisp-sim", "wisp-agent", "wisp-oracle"] {
-        assert!(
-            dir.join(b).is_file(),
-            "{} is missing: run `cargo test --workspace` (it builds the binaries) or \
-             `cargo build -p wisp-sim -p wisp-agent -p wisp-oracle` first",
-            dir.join(b).display()
-        );
-    }
-    dir
+    wisp_tests::bin_dir(&["wisp-devnet", "wisp-agent", "wisp-oracle"])
 }
 
 /// Processes whose command line mentions `needle`.
@@ -53,9 +38,9 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
     let bins = bin_dir();
     let data = tempfile::tempdir().expect("a temporary directory");
     let dir = data.path().join("net");
-    let out = Command::new(bins.join("wisp-sim"))
+    let out = Command::new(bins.join("wisp-devnet"))
         .args([
-            "devnet",
+            "run",
             "--nodes",
             "6",
             "--epoch-s",
@@ -73,7 +58,7 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
         .arg("--data-dir")
         .arg(&dir)
         .output()
-        .expect("running wisp-sim devnet");
+        .expect("running wisp-devnet run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let logs =
@@ -138,7 +123,7 @@ fn a_devnet_on_mosquitto_and_postgres_pays_every_node_and_a_killed_agents_last_w
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
-    use wisp_sim::devnet::{Devnet, Options};
+    use wisp_devnet::devnet::{Devnet, Options};
 
     let mosquitto = std::env::var("WISP_TEST_MOSQUITTO").unwrap_or_else(|_| {
         panic!(

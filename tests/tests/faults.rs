@@ -54,10 +54,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use rusqlite::Connection;
+use wisp_devnet::devnet::{Devnet, Options, http_get};
 use wisp_protocol::envelope::EnvelopeRef;
 use wisp_protocol::msg::{BandwidthReceipt, Beacon, Heartbeat, Outcome, Witness};
 use wisp_protocol::{Kind, NodeId, Reason};
-use wisp_sim::devnet::{Devnet, Options, http_get};
 
 /// Hotspots.
 const NODES: u32 = 4;
@@ -198,23 +198,8 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// target/debug: this test runs from target/debug/deps.
 fn bin_dir() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("target/debug")?
-        .to_path_buf();
-    for b in ["wisp-agent", "wisp-oracle"] {
-        ensure!(
-            dir.join(b).is_file(),
-            "{} is missing: run `cargo test --workspace` (it builds the binaries) or \
-             `cargo build -p wisp-agent -p wisp-oracle` first",
-            dir.join(b).display()
-        );
-    }
-    Ok(dir)
+    Ok(wisp_tests::bin_dir(&["wisp-agent", "wisp-oracle"]))
 }
 
 /// SplitMix64: the fault moments, from the printed seed.

@@ -28,34 +28,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{Client, ConnectionError, Event, MqttOptions, Packet, QoS};
+use wisp_devnet::devnet::http_get;
 use wisp_protocol::envelope::{Envelope, EnvelopeRef};
 use wisp_protocol::msg::{Heartbeat, Versions};
 use wisp_protocol::topics::{self, Client as Who};
 use wisp_protocol::{Kind, NodeId, NodeKey, keyfile, login};
-use wisp_sim::devnet::http_get;
 
 const SHIPPED_CONF: &str = include_str!("../../deploy/mosquitto/wisp.conf");
 const SHIPPED_ACL: &str = include_str!("../../deploy/mosquitto/wisp.acl");
 /// A login of the test's own with read access to all of wisp/: it sees what gets through.
 const OBSERVER: &str = "wisp-test-observer";
 
-/// target/debug: this test runs from target/debug/deps.
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/debug")
-        .to_path_buf();
-    for b in ["wisp-agent", "wisp-oracle"] {
-        assert!(
-            dir.join(b).is_file(),
-            "{} is missing: run `cargo test --workspace` (it builds the binaries) or \
-             `cargo build --workspace --bins` first",
-            dir.join(b).display()
-        );
-    }
-    dir
+    wisp_tests::bin_dir(&["wisp-agent", "wisp-oracle"])
 }
 
 /// Runs a command to its end; its standard output, or a panic with its standard error.

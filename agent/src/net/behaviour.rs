@@ -134,7 +134,7 @@ impl Behaviour {
             ),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_VERSION.into(), key.public())
-                    .with_agent_version(format!("wisp-agent/{}", crate::shell::VERSION)),
+                    .with_agent_version(format!("wisp-agent/{}", crate::VERSION)),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
             kad,

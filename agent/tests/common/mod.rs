@@ -234,7 +234,12 @@ impl TestOracle {
     }
 
     pub fn start_at(host: &str, broker_port: u16, heartbeat_ms: u32) -> TestOracle {
-        let seed = seed_envelope(&oracle_key(), 1, wisp_agent::shell::wall_ms(), heartbeat_ms);
+        let seed = seed_envelope(
+            &oracle_key(),
+            1,
+            wisp_agent::wallclock::wall_ms(),
+            heartbeat_ms,
+        );
         Self::start_with_seed(host, broker_port, seed)
     }
 
@@ -249,7 +254,12 @@ impl TestOracle {
         heartbeat_ms: u32,
         verdict: impl Fn(&ProofId, u32) -> Verdict + Send + Sync + 'static,
     ) -> TestOracle {
-        let seed = seed_envelope(&oracle_key(), 1, wisp_agent::shell::wall_ms(), heartbeat_ms);
+        let seed = seed_envelope(
+            &oracle_key(),
+            1,
+            wisp_agent::wallclock::wall_ms(),
+            heartbeat_ms,
+        );
         Self::start_judging("127.0.0.1", broker_port, seed, Arc::new(verdict))
     }
 
@@ -345,7 +355,7 @@ impl TestOracle {
                         // the measurer-signed receipt too), as the oracle does.
                         let node = topics::node_of(&p.topic).unwrap_or_else(|| env.signer_id());
                         batch.push(node, id, verdict(&id, copy));
-                        for (node, ack) in batch.flush(&k, wisp_agent::shell::wall_ms()) {
+                        for (node, ack) in batch.flush(&k, wisp_agent::wallclock::wall_ms()) {
                             c.publish(topics::acks(&node), QoS::AtLeastOnce, false, ack)
                                 .await
                                 .unwrap();

@@ -9,7 +9,7 @@ use wisp_protocol::NodeId;
 use wisp_protocol::msg::RewardEntry;
 
 use super::{Board, WitnessLinks, epoch_state};
-use crate::service::NodeView;
+use crate::state::NodeView;
 
 /// The page around the rendered part, which replaces [`LIVE_MARKER`].
 const TEMPLATE: &str = include_str!("dashboard.html");

@@ -1,5 +1,5 @@
 //! The shared simulated air of a devnet: simulated devices of separate agent processes hear
-//! each other through it, with the simulator's own radio model ([`crate::radio`]).
+//! each other through it, with the simulator's own radio model ([`wisp_sim::radio`]).
 //!
 //! Devices speak [`wisp_agent::air`] over UDP: a `Hello` registers a device (its place, transmit
 //! power and antenna gain) and keeps it registered; a `Tx` is a transmission, delivered as an
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use wisp_agent::air::{AirMsg, HELLO_EVERY, MAX_DATAGRAM, Station};
 
-use crate::radio::{self, Profile};
+use wisp_sim::radio::{self, Profile};
 
 /// A device not heard from for this long is off the air.
 pub const FORGET_AFTER: Duration = Duration::from_secs(3 * HELLO_EVERY.as_secs());

@@ -63,12 +63,10 @@ use wisp_protocol::units::{DeciDb, EpochNo, UnixMs};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
 use crate::config::BPS;
-use crate::links::{self, BandModel, Observation};
+use crate::facts::{BeaconFact, GnssEvidence, HeartbeatFact, ReceiptFact, WitnessFact};
+pub use crate::facts::{DirectionFacts, EpochOutcome, Level, LocationEvidence, Mark, NodeFacts};
+use crate::links::{self, Observation};
 use crate::registry::Registry;
-use crate::rules::{BeaconFact, GnssEvidence, HeartbeatFact, ReceiptFact, WitnessFact};
-
-/// One reading of a beaconer's level, kept across epochs: (beaconer, epoch, RSSI).
-pub type Level = (NodeId, EpochNo, DeciDb);
 
 /// One witness node's reading of a beaconer this epoch: (arrival seq, proof id, RSSI, band).
 type Reading = (u64, ProofId, DeciDb, u8);
@@ -111,124 +109,6 @@ pub enum CloseError {
         /// The earliest time `close` succeeds.
         closes_at: UnixMs,
     },
-}
-
-/// A direction's rating from its receipts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DirectionFacts {
-    /// Lower median of the distinct measurers' median throughputs, bits per second.
-    pub median_bps: u64,
-    /// Distinct measurers counted.
-    pub measurers: u16,
-}
-
-/// GNSS evidence an epoch brought about a node's current assertion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocationEvidence {
-    /// The assertion it is about (registry `asserted_ms`).
-    pub asserted_ms: UnixMs,
-    /// The trust it gives.
-    pub trust_bps: u16,
-}
-
-/// Everything the reward math needs about one node in one epoch.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeFacts {
-    /// The node's valid beacon, if any.
-    pub beacon: Option<ProofId>,
-    /// Paid witnesses of that beacon.
-    pub beacon_witnesses: u16,
-    /// For each beacon this node was paid for witnessing, that beacon's paid witness count
-    /// (sorted ascending).
-    pub witnessed: Vec<u16>,
-    /// The download rating, once enough measurers reported.
-    pub down: Option<DirectionFacts>,
-    /// The upload rating, once enough measurers reported.
-    pub up: Option<DirectionFacts>,
-    /// Lower median of the idle RTTs of the rated directions' receipts, microseconds.
-    pub rtt_idle_us: Option<u32>,
-    /// Distinct heartbeat intervals covered.
-    pub heartbeats: u32,
-    /// Heartbeat intervals in the epoch.
-    pub expected_heartbeats: u32,
-    /// Whether the node earns uptime rewards.
-    pub uptime_eligible: bool,
-    /// The location trust multiplier applied to its coverage.
-    pub location_trust_bps: u16,
-    /// The GNSS evidence of this epoch, when there was some (the registry carries it forward).
-    pub location_evidence: Option<LocationEvidence>,
-    /// How many sites the node's connected group of paid witness links holds (its own
-    /// included; identities sharing a site count once; 0 without a paid link).
-    pub group: u32,
-    /// The site the node shares with other identities (they witnessed each other closer than
-    /// `min_witness_distance_m`): its smallest member's id and how many share it. `None` when
-    /// the node is alone at its place.
-    pub site: Option<(NodeId, u32)>,
-}
-
-/// Something a node was caught at, which counts towards a penalty for `strike_window_epochs`:
-/// a beaconer it claimed to hear over an implausible link that no false location explains
-/// (`links_implausible`, keyed by the beaconer: distinct beaconers count), a refusal only a
-/// dishonest node earns (its reason, keyed by the proof), or an epoch of `rssi_inconsistent`
-/// or `links_relayed` (keyed by the epoch).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Mark {
-    /// The epoch it happened in (the latest, for a beaconer heard again).
-    pub epoch: EpochNo,
-    /// What it was.
-    pub reason: Reason,
-    /// The beaconer's id or the proof's id.
-    pub key: [u8; 32],
-}
-
-/// The result of closing an epoch.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EpochOutcome {
-    /// The epoch.
-    pub epoch: EpochNo,
-    /// Per node, in id order: every node that pushed or was named by a counted proof.
-    pub nodes: BTreeMap<NodeId, NodeFacts>,
-    /// Proofs refused by the stateful rules, sorted by proof id. Each proof appears at most
-    /// once; pushed proofs not listed here were counted.
-    pub rejections: Vec<(ProofId, Reason)>,
-    /// Proofs counted but flagged (a heartbeat's `gnss_mismatch`), sorted by proof id.
-    pub flagged: Vec<(ProofId, Reason)>,
-    /// Nodes that earn nothing this epoch, with why (caught this epoch, or `penalized` for an
-    /// earlier one), sorted by node id.
-    pub penalties: Vec<(NodeId, Reason)>,
-    /// Each band's reach after this epoch (the registry carries them).
-    pub bands: BTreeMap<u8, BandModel>,
-    /// Per node, what it was caught at within the last `strike_window_epochs` (nodes with
-    /// nothing left out).
-    pub marks: Vec<(NodeId, Vec<Mark>)>,
-    /// Per node with a new pair this epoch, its last level offset with each of its latest
-    /// partners (see [`links`]), most recent first; the registry keeps the others'.
-    pub level_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)>,
-    /// Per node with a new pair this epoch, its latest pair offsets (see
-    /// [`links::Judgement::pair_offsets`]), most recent first; the registry keeps the others'.
-    pub pair_offsets: Vec<(NodeId, Vec<(NodeId, i32)>)>,
-    /// Per node that witnessed this epoch, its latest readings (beaconer, epoch, RSSI), most
-    /// recent first (the constant-signal rule reads them across epochs); the registry keeps
-    /// the others'.
-    pub recent_levels: Vec<(NodeId, Vec<Level>)>,
-}
-
-impl EpochOutcome {
-    /// How many rejections per reason, for metrics.
-    pub fn rejection_counts(&self) -> BTreeMap<Reason, u64> {
-        let mut out = BTreeMap::new();
-        for (_, r) in &self.rejections {
-            *out.entry(*r).or_insert(0) += 1;
-        }
-        out
-    }
-
-    /// Whether `node` earns nothing this epoch.
-    pub fn is_penalized(&self, node: &NodeId) -> bool {
-        self.penalties
-            .binary_search_by(|(n, _)| n.cmp(node))
-            .is_ok()
-    }
 }
 
 #[derive(Clone, Copy, Debug)]

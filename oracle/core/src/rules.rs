@@ -17,12 +17,13 @@
 
 use wisp_protocol::envelope::{self, EnvelopeRef};
 use wisp_protocol::msg::{
-    BandwidthReceipt, Beacon, Direction, EpochSeed, Heartbeat, MAX_WIRE_OVERHEAD_PERMILLE, Outcome,
-    Witness, rate_span_ms,
+    BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MAX_WIRE_OVERHEAD_PERMILLE, Outcome, Witness,
+    rate_span_ms,
 };
 use wisp_protocol::units::{DeciDb, EpochNo, UnixMs};
 use wisp_protocol::{NodeId, Opened, ProofId, Reason, physics, schedule};
 
+pub use crate::facts::{BeaconFact, GnssEvidence, HeartbeatFact, ReceiptFact, WitnessFact};
 use crate::registry::{NodeRecord, Registry};
 
 /// Thermal noise density at room temperature, dBm per hertz (kT at 290 K).
@@ -32,116 +33,6 @@ const THERMAL_NOISE_DBM_PER_HZ: f64 = -174.0;
 /// The SNR bound uses it whatever the beacon's width: a narrower noise bandwidth means a lower
 /// noise floor and so a *higher* possible SNR, which keeps the bound on the node's side.
 const NARROWEST_NOISE_BANDWIDTH_HZ: f64 = 1e6;
-
-/// A beacon that passed every stateless rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BeaconFact {
-    /// The beacon's proof id (BLAKE3 of its envelope); witnesses name it.
-    pub id: ProofId,
-    /// The beaconer.
-    pub node: NodeId,
-    /// The epoch.
-    pub epoch: EpochNo,
-    /// When it was sent.
-    pub tx_ms: UnixMs,
-}
-
-/// A witness that passed every stateless rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WitnessFact {
-    /// The witness's proof id.
-    pub id: ProofId,
-    /// Who witnessed.
-    pub witness: NodeId,
-    /// The proof id of the embedded beacon.
-    pub beacon_id: ProofId,
-    /// Who beaconed.
-    pub beaconer: NodeId,
-    /// The beacon's epoch.
-    pub epoch: EpochNo,
-    /// The reported RSSI (the constant-signal rule at close compares them).
-    pub rssi: DeciDb,
-    /// Distance between the two asserted cells' centres, metres.
-    pub distance_m: u32,
-    /// The frequency class of the beacon ([`crate::links::band_class`]): links are compared
-    /// only with links of their class.
-    pub band: u8,
-    /// The path loss the report implies: the beacon's EIRP as the RSSI bound takes it (the
-    /// claimed power and gain, capped by the onboarded gain and the band's EIRP limit) plus
-    /// the witness's onboarded gain, minus the RSSI.
-    pub path_loss: DeciDb,
-    /// The witness's receive time minus the beacon's send time, milliseconds (the two
-    /// clocks' offset plus how long the beacon took to arrive).
-    pub lag_ms: i32,
-}
-
-/// A measured bandwidth receipt that passed every stateless rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReceiptFact {
-    /// The receipt's proof id.
-    pub id: ProofId,
-    /// The epoch.
-    pub epoch: EpochNo,
-    /// The node measured.
-    pub prover: NodeId,
-    /// The node that measured.
-    pub measurer: NodeId,
-    /// Which way.
-    pub direction: Direction,
-    /// Median of the 1 s windows, bits per second.
-    pub median_bps: u64,
-    /// Idle round-trip time, microseconds.
-    pub rtt_idle_us: u32,
-}
-
-/// What a heartbeat's GNSS fix says about the node's asserted location.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GnssEvidence {
-    /// No fix, or one from too few satellites to be a position.
-    NoFix,
-    /// The fix lies within a trust band.
-    Within {
-        /// Shortest distance from the asserted cell, metres.
-        distance_m: u32,
-        /// The band's multiplier.
-        trust_bps: u16,
-    },
-    /// The fix lies beyond the last trust band (`gnss_mismatch`; trust 0 for this fix).
-    Mismatch {
-        /// Shortest distance from the asserted cell, metres.
-        distance_m: u32,
-    },
-}
-
-/// A heartbeat that passed every stateless rule. It counts for uptime even with a GNSS
-/// mismatch: the node is alive, only its location is in doubt, and that costs it coverage
-/// rewards through location trust instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeartbeatFact {
-    /// The heartbeat's proof id.
-    pub id: ProofId,
-    /// The node.
-    pub node: NodeId,
-    /// The epoch.
-    pub epoch: EpochNo,
-    /// Its sequence number.
-    pub seq: u64,
-    /// When the node signed it.
-    pub sent_ms: UnixMs,
-    /// The registry's `asserted_ms` of the cell the fix was compared with; evidence about an
-    /// older assertion is ignored after a re-assertion.
-    pub asserted_ms: UnixMs,
-    /// The location evidence.
-    pub gnss: GnssEvidence,
-}
-
-impl HeartbeatFact {
-    /// A reason to record alongside the accepted heartbeat, when its fix contradicts the
-    /// asserted cell (`gnss_mismatch`). The heartbeat still counts for uptime.
-    pub fn finding(&self) -> Option<Reason> {
-        matches!(self.gnss, GnssEvidence::Mismatch { .. }).then_some(Reason::GnssMismatch)
-    }
-}
 
 /// The nodes eligible to measure others this epoch, sorted and without duplicates, with the
 /// rendezvous assignment of `docs/PROTOCOL.md` §6.3.

@@ -16,9 +16,8 @@ use wisp_protocol::units::{DeciDb, UnixMs};
 use wisp_protocol::{NodeId, Opened, Reason};
 
 use crate::config::Rules;
-use crate::epoch::EpochOutcome;
+use crate::facts::{EpochOutcome, HeartbeatFact};
 use crate::links::BandModel;
-use crate::rules::HeartbeatFact;
 
 /// A cell's centre and the radius that contains all of it, cached per node so distance checks
 /// cost one haversine and no H3 work.
@@ -227,8 +226,8 @@ pub struct NodeRecord {
     /// Its backhaul as last rated.
     pub capacity: Capacity,
     /// What it was caught at within the last `strike_window_epochs` (see
-    /// [`crate::epoch::Mark`]), most recent first.
-    pub marks: Vec<crate::epoch::Mark>,
+    /// [`crate::facts::Mark`]), most recent first.
+    pub marks: Vec<crate::facts::Mark>,
     /// Its last level offset with each of its latest partners heard both ways (see
     /// [`crate::links`]), tenths of dB, most recent first, at most
     /// [`crate::links::LEVEL_OFFSETS_KEPT`].
@@ -238,7 +237,7 @@ pub struct NodeRecord {
     pub pair_offsets: Vec<(NodeId, i32)>,
     /// Its latest readings (beaconer, epoch, RSSI), most recent first (see
     /// `RulesConfig::constant_rssi_witnesses`).
-    pub recent_levels: Vec<crate::epoch::Level>,
+    pub recent_levels: Vec<crate::facts::Level>,
 }
 
 impl NodeRecord {

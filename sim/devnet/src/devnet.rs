@@ -9,7 +9,7 @@
 //! (a spoofed GNSS on the map, a place asserted far away), relayed beacons (a relay on the
 //! map forwards beacons over the internet to a hotspot far away, and its beacons back), and
 //! replayed beacons (a recorder on the map plays them back to a hotspot far away seconds
-//! later), and a lying measurer (the real agent daemon, hosted by `wisp-sim cheat-agent`, whose
+//! later), and a lying measurer (the real agent daemon, hosted by `wisp-devnet cheat-agent`, whose
 //! measurer shaves what it measures). [`Summary::caught`] tells whether each has lost its
 //! reward, and why.
 //!
@@ -602,7 +602,7 @@ impl Devnet {
         for b in [&agent_bin, &oracle_bin] {
             if !b.is_file() {
                 bail!(
-                    "{} not found: build the binaries first (cargo build -p wisp-agent -p wisp-oracle -p wisp-sim), or pass --bin-dir",
+                    "{} not found: build the binaries first (cargo build -p wisp-agent -p wisp-oracle -p wisp-devnet), or pass --bin-dir",
                     b.display()
                 );
             }
@@ -689,7 +689,7 @@ impl Devnet {
         std::fs::write(
             &oracle_cfg,
             format!(
-                "# Written by wisp-sim devnet.\n[oracle]\ndata_dir = {}\n[broker]\n{broker_cfg}{storage_cfg}\
+                "# Written by wisp-devnet.\n[oracle]\ndata_dir = {}\n[broker]\n{broker_cfg}{storage_cfg}\
                  [epoch]\nduration_s = {e}\nheartbeat_interval_s = {}\nsettle_s = 5\nmeasurers_per_prover = {}\n\
                  [http]\nlisten = \"{oracle_http}\"\n[rules]\npermissionless = true\n\
                  # Loopback tests on one shared machine vary two- to fourfold between measurers\n\
@@ -753,7 +753,7 @@ impl Devnet {
             std::fs::write(
                 &cfg,
                 format!(
-                    "# Written by wisp-sim devnet.\n[node]\ndata_dir = {}\nowner = \"devnet-{i}\"\n\
+                    "# Written by wisp-devnet.\n[node]\ndata_dir = {}\nowner = \"devnet-{i}\"\n\
                      [oracle]\npublic_key = \"{oracle_id}\"\n[mqtt]\nurl = \"mqtt://{broker}\"\nkeep_alive_s = 10\n\
                      [http]\nlisten = \"{ip}:0\"\n[location]\nlat = {lat:.7}\nlon = {lon:.7}\n\
                      [device]\nkind = \"sim\"\nair = \"{air}\"\nposition = \"{position}\"\n{spoof}[heartbeat]\ninterval_s = {}\n\
@@ -786,7 +786,7 @@ impl Devnet {
             }
             if p.cheater == Some(Cheater::LyingMeasurer) {
                 let lie = LIE_PERMILLE.to_string();
-                let sim_bin = opts.bin_dir.join("wisp-sim");
+                let sim_bin = opts.bin_dir.join("wisp-devnet");
                 net.spawn(
                     &name,
                     &sim_bin,

@@ -25,7 +25,7 @@ fn prechecker() -> Prechecker<ThreadedVerifier> {
 
 #[test]
 fn the_service_path_gives_the_simulators_verdicts_and_manifests() {
-    let sc = Scenario::from_toml(include_str!("../scenarios/ci.toml")).unwrap();
+    let sc = Scenario::from_toml(include_str!("../../sim/scenarios/ci.toml")).unwrap();
     let out = Sim::recording(&sc, false).unwrap().run();
     assert!(
         out.stats.violations.is_empty(),

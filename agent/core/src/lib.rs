@@ -1,0 +1,14 @@
+//! wisp-agent-core: the hotspot agent's sans-IO decision logic.
+//!
+//! **This crate has no tokio, no sockets, no file system and no clock** (`.ci/run` fails the
+//! build if its dependency tree gains one): every input carries `now_ms`, every output is
+//! polled, so the daemon (`wisp-agent`) and the simulator (`wisp-sim`) drive the same code.
+//!
+//! - [`core`]: what to sign and transmit, and when (heartbeats, the beacon slot, witnesses).
+//! - [`clock`]: the agent's view of the oracle's time, from its signed clock messages.
+//! - [`trust`]: only the pinned oracle key is believed.
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod core;
+pub mod trust;
