@@ -1,6 +1,6 @@
 //! The report: what a run (and its fair baseline) says about the rules, as Markdown or JSON.
 //!
-//! Definitions (also in the README):
+//! Definitions (also in docs/SIMULATION.md, "What the rules catch (measured)"):
 //!
 //! - **Share of emission**: an archetype's rewards over the run divided by the total emitted.
 //! - **Flagged**: a node is flagged when the oracle penalized it for cheating it caught (the
