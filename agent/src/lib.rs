@@ -7,8 +7,8 @@
 //! - [`store`]: the durable outbox (SQLite WAL, `synchronous=FULL`, batched commits).
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
 //! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
-//! - [`broker_health`]: what operators are told when the MQTT broker cannot be reached.
-//! - [`logging`]: the default log filter (quiet dependencies, an explicit filter wins).
+//! - the log subscriber and the broker trouble reports are [`wisp_shell`]'s, shared with the
+//!   oracle.
 //! - [`air`]: the shared simulated air of a devnet (UDP to the air service).
 //! - [`device`]: firmware devices (real drivers or simulated) as the daemon's hardware.
 //! - [`net`]: the libp2p network (gossip of witnesses and seeds, `/wisp/status/1`,
@@ -20,10 +20,8 @@
 pub mod air;
 pub mod backhaul;
 pub mod bandwidth;
-pub mod broker_health;
 pub mod config;
 pub mod device;
-pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod outbox;

@@ -147,7 +147,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run(c) => {
             let cfg = load_config(&c)?;
-            wisp_agent::logging::init(&cfg);
+            wisp_shell::logging::init(
+                &cfg.log_level,
+                matches!(cfg.log_format, wisp_agent::config::LogFormat::Json),
+            );
             let key = shell::load_key(&cfg.key_file)?;
             let device = wisp_agent::device::open(&cfg, &key)?;
             shell::run(cfg, device, shutdown_signal()).await

@@ -40,6 +40,7 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
+use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{
     BackhaulOutcome, BackhaulSummary, BandwidthReceipt, DeviceHealth, Outcome, StatusReport,
@@ -54,7 +55,6 @@ use crate::bandwidth::{
     Directions, EpochView, InviteAnswer, InviteRefusal, Measurer, NegotiateError, Negotiator,
     Prover, RefuseReason,
 };
-use crate::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use crate::clock::ClockSync;
 use crate::config::{Config, MqttConfig};
 use crate::core::{Core, CoreConfig, Event, Ignored, Proof};

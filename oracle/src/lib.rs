@@ -8,15 +8,12 @@
 //! - [`service`]: the embedded broker or an external one, the MQTT loop, the ingest worker
 //!   (commit, then ack), epoch seeds and closes; [`http`]: the JSON API and dashboard;
 //!   [`state`]: what the service shares with the API;
-//!   [`settings`]: TOML + `WISP_` environment; [`metrics`]: Prometheus; [`broker_health`]:
-//!   broker trouble told to operators (WARN lines, `/readyz`); [`logging`]: the default log
-//!   filter.
+//!   [`settings`]: TOML + `WISP_` environment; [`metrics`]: Prometheus. Broker trouble told
+//!   to operators and the default log filter are [`wisp_shell`]'s, shared with the agent.
 #![warn(missing_docs)]
 
 pub mod broker;
-pub mod broker_health;
 pub mod http;
-pub mod logging;
 pub mod metrics;
 pub mod service;
 pub mod settings;

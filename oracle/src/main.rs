@@ -81,26 +81,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Logs to stderr: `log.level` with dependencies' routine chatter out of sight, unless
-/// `WISP_LOG` (or `RUST_LOG`) gives a filter (see [`wisp_oracle::logging`]).
-fn init_logs(level: &str, json: bool) {
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let explicit = wisp_oracle::logging::explicit_from_env();
-    let built = wisp_oracle::logging::subscriber(explicit.as_deref(), level, json, std::io::stderr)
-        .or_else(|e| {
-            eprintln!("warning: ignoring the log filter ({e}); logging at info");
-            wisp_oracle::logging::subscriber(None, "info", json, std::io::stderr)
-        });
-    if let Ok(s) = built {
-        let _ = s.try_init();
-    }
-}
-
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run(c) => {
             let s = settings(&c)?;
-            init_logs(&s.log_level, s.log_json);
+            wisp_shell::logging::init(&s.log_level, s.log_json);
             service::run(s, async {
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
                 tokio::select! {

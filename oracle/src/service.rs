@@ -21,9 +21,9 @@ use tracing::{debug, error, info, warn};
 use wisp_protocol::envelope::{self, Envelope};
 use wisp_protocol::msg::{EpochSeed, MeasurerSet, OracleClock, Verdict};
 use wisp_protocol::{NodeKey, keyfile, topics};
+use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 
 use crate::acks::AckBatcher;
-use crate::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use crate::config::Rules;
 use crate::engine::{
     Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter, SignatureCheck,

@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, RwLock};
 
 use serde::Serialize;
+use wisp_shell::broker_health::BrokerHealth;
 
-use crate::broker_health::BrokerHealth;
 use crate::metrics::Metrics;
 use crate::store::Store;
 

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use common::{EPOCH, Fixture, START};
 use wisp_oracle::RulesConfig;
-use wisp_oracle::broker_health::BrokerHealth;
 use wisp_oracle::engine::Row;
 use wisp_oracle::http::dashboard::{MapFrame, amount, escape, short_id, utc};
 use wisp_oracle::metrics::Metrics;
@@ -21,6 +20,7 @@ use wisp_oracle::state::{MarkView, NodeView, Shared, Snapshot};
 use wisp_oracle::store::Store;
 use wisp_protocol::msg::{EpochParams, RewardEntry, Verdict};
 use wisp_protocol::{Kind, ProofId, Reason};
+use wisp_shell::broker_health::BrokerHealth;
 
 /// An owner string written to attack the page.
 const HOSTILE: &str = "<script>alert(\"x\")</script>&'";

@@ -14,10 +14,18 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     for entry in std::fs::read_dir(src).expect("the crate's src directory") {
         let path = entry.expect("a directory entry").path();
         let (module, files) = if path.is_dir() {
-            let name = path.file_name().expect("a name").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
             (name, rust_files(&path))
         } else if path.extension().is_some_and(|e| e == "rs") {
-            let name = path.file_stem().expect("a name").to_string_lossy().into_owned();
+            let name = path
+                .file_stem()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
             if name == "lib" || name == "main" {
                 continue;
             }

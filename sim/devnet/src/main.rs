@@ -123,7 +123,10 @@ fn main() -> Result<()> {
 fn cheat_agent(config: &std::path::Path, shave_uploads: u32) -> Result<()> {
     use wisp_agent::shell::{self, Faults};
     let cfg = wisp_agent::config::RawConfig::load(Some(config), std::env::vars())?.resolve()?;
-    wisp_agent::logging::init(&cfg);
+    wisp_shell::logging::init(
+        &cfg.log_level,
+        matches!(cfg.log_format, wisp_agent::config::LogFormat::Json),
+    );
     let key = shell::load_key(&cfg.key_file)?;
     let device = wisp_agent::device::open(&cfg, &key)?;
     let rt = tokio::runtime::Builder::new_current_thread()

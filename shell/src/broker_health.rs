@@ -1,8 +1,8 @@
 //! What an operator is told when the MQTT broker cannot be reached (sans-IO: time is an
 //! argument, the shell logs the lines).
 //!
-//! An unreachable host, a closed port or a name that does not resolve all look alike from
-//! outside: the oracle starts and nothing arrives. (The agent has the same rules.) So every failed
+//! An unreachable host, a closed port, a name that does not resolve or TLS against a plain
+//! broker all look alike from outside: the agent (or the oracle) starts and nothing arrives. So every failed
 //! connection attempt is reported at WARN with the broker's URL and the error, at most one line
 //! per [`REPORT_EVERY_MS`] (with the number of attempts since the last line, so a broker down
 //! for a day costs a few thousand lines, not one per retry), and `/readyz` gives the same

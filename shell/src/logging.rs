@@ -1,7 +1,8 @@
 //! The log subscriber: the configured level, with dependencies' routine chatter out of sight.
 //!
 //! A healthy run must show no ERROR or WARN from a dependency, or operators learn to ignore
-//! them. Three dependencies log routine events that high:
+//! them. Three dependencies log routine events that high (the agent and the oracle share
+//! these rules):
 //! - `libp2p_gossipsub` warns when a message it already holds is published again; every node
 //!   re-gossips each new epoch seed, so every epoch change did. Its target is kept at `error`.
 //! - rumqttd (the oracle's embedded broker) logs an ERROR when a connection ends without an
@@ -27,7 +28,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt as _};
 
 /// Directives added to the configured level, per target, unless the level names the target.
-pub const QUIET: &[(&str, &str)] = &[("libp2p_gossipsub", "error")];
+/// rumqttd's INFO is a line per connection, so the oracle's embedded broker is kept at `warn`.
+pub const QUIET: &[(&str, &str)] = &[("rumqttd", "warn"), ("libp2p_gossipsub", "error")];
 
 /// The explicit filter from the environment: `WISP_LOG`, else `RUST_LOG`, if set and not empty.
 pub fn explicit_from_env() -> Option<String> {
@@ -154,17 +156,16 @@ where
         .with(json))
 }
 
-/// Logs to stderr: `log.level` with dependencies' routine chatter out of sight, unless
-/// `WISP_LOG` (or `RUST_LOG`) gives a filter (see [`subscriber`]).
-pub fn init(cfg: &crate::config::Config) {
+/// Logs to stderr at `level` (text, or JSON lines with `json`) with dependencies' routine
+/// chatter out of sight, unless `WISP_LOG` (or `RUST_LOG`) gives a filter (see [`subscriber`]).
+/// A filter that does not parse is reported on stderr and `info` is used.
+pub fn init(level: &str, json: bool) {
     use tracing_subscriber::util::SubscriberInitExt as _;
     let explicit = explicit_from_env();
-    let json = matches!(cfg.log_format, crate::config::LogFormat::Json);
-    let built =
-        subscriber(explicit.as_deref(), &cfg.log_level, json, std::io::stderr).or_else(|e| {
-            eprintln!("warning: ignoring the log filter ({e}); logging at info");
-            subscriber(None, "info", json, std::io::stderr)
-        });
+    let built = subscriber(explicit.as_deref(), level, json, std::io::stderr).or_else(|e| {
+        eprintln!("warning: ignoring the log filter ({e}); logging at info");
+        subscriber(None, "info", json, std::io::stderr)
+    });
     if let Ok(s) = built {
         let _ = s.try_init();
     }
@@ -207,6 +208,8 @@ mod tests {
         let sub = subscriber(explicit, "info", false, buf.clone()).unwrap();
         tracing::subscriber::with_default(sub, || {
             tracing::info!(target: "wisp_oracle::service", "wisp-oracle started");
+            // rumqttd's line per connection.
+            tracing::info!(target: "rumqttd::server::broker", "accept from a client");
             // The embedded broker: a readiness probe and a killed agent, per connection.
             let link = tracing::error_span!(target: "rumqttd::server::broker", "remote_link");
             link.in_scope(|| {
@@ -264,6 +267,7 @@ mod tests {
             "Duplicate client_id",
             "already been published",
             "No known peers",
+            "accept from a client",
         ] {
             assert!(!out.contains(hidden), "{hidden} logged:\n{out}");
         }
@@ -279,6 +283,7 @@ mod tests {
             "Duplicate client_id",
             "already been published",
             "No known peers",
+            "accept from a client",
         ] {
             assert!(out.contains(seen), "{seen} missing from:\n{out}");
         }
@@ -287,10 +292,13 @@ mod tests {
 
     #[test]
     fn the_configured_level_is_kept_and_can_name_the_quiet_targets() {
-        assert_eq!(default_directives("info"), "info,libp2p_gossipsub=error");
+        assert_eq!(
+            default_directives("info"),
+            "info,rumqttd=warn,libp2p_gossipsub=error"
+        );
         assert_eq!(
             default_directives("debug,libp2p_gossipsub=debug"),
-            "debug,libp2p_gossipsub=debug"
+            "debug,libp2p_gossipsub=debug,rumqttd=warn"
         );
     }
 }
