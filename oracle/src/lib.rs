@@ -6,7 +6,8 @@
 //!
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`); the close is one transaction.
 //! - [`service`]: the embedded broker or an external one, the MQTT loop, the ingest worker
-//!   (commit, then ack), epoch seeds and closes; [`http`]: the JSON API and dashboard;
+//!   (commit, then ack), epoch seeds and closes as [`calendar`] decides; [`http`]: the JSON
+//!   API and dashboard;
 //!   [`state`]: what the service shares with the API;
 //!   [`settings`]: TOML + `WISP_` environment; [`metrics`]: Prometheus. Broker trouble told
 //!   to operators and the default log filter are [`wisp_shell`]'s, shared with the agent.
@@ -26,4 +27,6 @@ pub use wisp_oracle_core::{
     Push, ReceiptFact, Registry, Rules, RulesConfig, WitnessFact,
 };
 /// The pure core's modules, under the names the service has always used.
-pub use wisp_oracle_core::{acks, config, engine, epoch, facts, links, registry, rewards, rules};
+pub use wisp_oracle_core::{
+    acks, calendar, config, engine, epoch, facts, links, registry, rewards, rules,
+};

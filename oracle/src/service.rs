@@ -6,9 +6,10 @@
 //! writable [`Store`]: it takes batches of publishes, judges them (signatures verified on two
 //! threads), commits the rows in one transaction, and only then publishes the signed acks. It
 //! also opens epochs (a new signed seed, stored, then published retained) and closes them (one
-//! transaction, then the manifest is published retained).
+//! transaction, then the manifest is published retained), as the core's
+//! [`EpochCalendar`] decides; this module does the I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,6 +25,7 @@ use wisp_protocol::{NodeKey, keyfile, topics};
 use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 
 use crate::acks::AckBatcher;
+use crate::calendar::EpochCalendar;
 use crate::config::Rules;
 use crate::engine::{
     Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter, SignatureCheck,
@@ -301,6 +303,23 @@ pub fn close_epoch(
     Ok(Some((closed, committed)))
 }
 
+/// The epoch calendar as the store left it: the genesis (if set) and every stored epoch's
+/// emission.
+fn load_calendar(store: &mut Store, settings: &Settings) -> anyhow::Result<EpochCalendar> {
+    let genesis = store.meta("genesis_ms")?;
+    let stored = store
+        .epochs()?
+        .iter()
+        .map(|e| (e.epoch, e.emission))
+        .collect::<Vec<_>>();
+    Ok(EpochCalendar::new(
+        settings.epoch_ms,
+        settings.emission,
+        genesis,
+        stored,
+    ))
+}
+
 enum ToWorker {
     Connected,
     Publish(Incoming),
@@ -388,7 +407,7 @@ pub async fn run(
     let key = load_key(&settings.key_file)?;
     // The PostgreSQL client blocks on a runtime of its own: open, replay and read the stores
     // off this one.
-    let (store, engine, reader) = {
+    let (mut store, engine, reader) = {
         let (settings, key) = (settings.clone(), key.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut store =
@@ -608,7 +627,10 @@ pub async fn run(
         std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
+                let calendar = load_calendar(&mut store, &settings)?;
                 let mut w = Worker {
+                    calendar,
+                    epochs_due: (0, 0),
                     engine,
                     proofs_stored: None,
                     store,
@@ -618,8 +640,6 @@ pub async fn run(
                     settings,
                     rx: stage_rx,
                     last_snapshot: None,
-                    genesis: None,
-                    emissions: None,
                     measurer_parts_published: 0,
                     clock,
                     next_clock_ms: 0,
@@ -665,11 +685,12 @@ struct Worker {
     /// batches committed (the snapshot refreshes each second and must not count a growing
     /// table each time).
     proofs_stored: Option<u64>,
-    /// The start of epoch 0, once read or set.
-    genesis: Option<u64>,
-    /// Every stored epoch's emission, read once from the store and kept current, so the
-    /// epoch check the worker runs ten times a second costs no query.
-    emissions: Option<BTreeMap<u64, u64>>,
+    /// The epoch policy: genesis, the current epoch, each epoch's emission (read once from
+    /// the store and kept current, so the epoch check costs no query).
+    calendar: EpochCalendar,
+    /// When the epoch check next has work ([`EpochCalendar::poll_timeout`]), and the time it
+    /// was computed at (a clock that went back checks again at once).
+    epochs_due: (u64, u64),
     /// How many `measurer_set` parts this process last published (retained).
     measurer_parts_published: usize,
     clock: Clock,
@@ -740,7 +761,12 @@ impl Worker {
         use std::sync::mpsc::RecvTimeoutError;
         while !stop.load(Ordering::Relaxed) {
             let now = self.clock.now_ms();
-            self.epochs(now)?;
+            let (due, computed_at) = self.epochs_due;
+            if now >= due || now < computed_at {
+                self.epochs(now)?;
+                let due = self.calendar.poll_timeout(now, self.engine.next_close_at());
+                self.epochs_due = (due, now);
+            }
             if now >= self.next_clock_ms {
                 self.publish_clock(now);
             }
@@ -884,58 +910,29 @@ impl Worker {
         Ok(())
     }
 
-    /// Opens the current epoch (if not yet) and closes settled ones.
+    /// Opens the current epoch (if not yet) and closes settled ones, as the calendar decides;
+    /// the store is written before anything is published.
     fn epochs(&mut self, now: u64) -> anyhow::Result<()> {
-        let epoch_ms = self.settings.epoch_ms;
-        let genesis = match self.genesis {
-            Some(g) => g,
-            None => {
-                let g = match self.store.meta("genesis_ms")? {
-                    Some(g) => g,
-                    None => {
-                        let g = now - now % epoch_ms;
-                        self.store.set_meta("genesis_ms", g)?;
-                        g
-                    }
-                };
-                self.genesis = Some(g);
-                g
-            }
-        };
-        let current = now.saturating_sub(genesis) / epoch_ms;
-        if self.emissions.is_none() {
-            self.emissions = Some(
-                self.store
-                    .epochs()?
-                    .iter()
-                    .map(|e| (e.epoch, e.emission))
-                    .collect(),
-            );
+        let due = self.calendar.poll(now);
+        if let Some(genesis) = due.genesis {
+            self.store.set_meta("genesis_ms", genesis)?;
+            self.calendar.handle_genesis_stored(genesis);
         }
-        let is_new = !self
-            .emissions
-            .as_ref()
-            .is_some_and(|k| k.contains_key(&current));
-        if is_new {
+        if let Some(opening) = due.open {
+            let current = opening.epoch;
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS random: {e}"))?;
             let msg = EpochSeed {
                 epoch: current,
-                start_ms: genesis + current * epoch_ms,
-                duration_ms: epoch_ms,
+                start_ms: opening.start_ms,
+                duration_ms: opening.duration_ms,
                 seed: seed.into(),
                 params: self.settings.params,
             };
             let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
-            self.store.insert_epoch(
-                current,
-                &bytes,
-                self.settings.emission,
-                self.engine.next_seq(),
-            )?;
-            self.emissions
-                .get_or_insert_with(BTreeMap::new)
-                .insert(current, self.settings.emission);
+            self.store
+                .insert_epoch(current, &bytes, opening.emission, self.engine.next_seq())?;
+            self.calendar.handle_opened(&opening);
             self.engine.open_epoch(msg);
             self.publish(topics::EPOCH.into(), true, bytes);
             self.publish_measurer_set(current);
@@ -946,11 +943,7 @@ impl Worker {
             info!(epoch = current, "epoch opened");
         }
         for epoch in self.engine.closable(now) {
-            let emission = self
-                .emissions
-                .as_ref()
-                .and_then(|k| k.get(&epoch).copied())
-                .unwrap_or(self.settings.emission);
+            let emission = self.calendar.emission(epoch);
             let Some((closed, committed)) =
                 close_epoch(&mut self.engine, &mut self.store, epoch, now, emission)?
             else {

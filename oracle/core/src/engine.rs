@@ -634,6 +634,12 @@ impl Engine {
             .collect()
     }
 
+    /// The earliest time an open epoch's settle window passes ([`Engine::closable`] is empty
+    /// before it); `None` with no epoch open.
+    pub fn next_close_at(&self) -> Option<u64> {
+        self.open.values().map(EpochState::closes_at).min()
+    }
+
     /// A publish that is a duplicate of a known proof, with its stored verdict.
     pub fn known(&self, id: &ProofId) -> Option<Verdict> {
         self.seen.get(id).copied()

@@ -28,6 +28,8 @@
 //! - [`rewards`]: integer pools, units and largest-remainder allocation whose amounts sum to
 //!   the emission exactly; manifest pages, Merkle root and inclusion proofs.
 //! - [`acks`]: batching verdicts into oracle-signed acks.
+//! - [`calendar`]: [`EpochCalendar`], the epoch policy as decisions — the genesis, which
+//!   epoch is current and must be opened, each epoch's emission, the next deadline.
 //! - [`engine`]: ingest without I/O: publishes in, rows to store and acks out; replay after a
 //!   restart; epoch close into rewards and signed manifest pages.
 //!
@@ -46,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod acks;
+pub mod calendar;
 pub mod config;
 pub mod engine;
 pub mod epoch;
@@ -55,6 +58,7 @@ pub mod registry;
 pub mod rewards;
 pub mod rules;
 
+pub use calendar::{Due, EpochCalendar, Opening};
 pub use config::{ConfigError, Rules, RulesConfig};
 pub use epoch::{Arrival, CloseError, EpochOutcome, EpochState, NodeFacts, Push};
 pub use registry::{Change, NodeRecord, Registry};
