@@ -8,83 +8,43 @@
 //! also opens epochs (a new signed seed, stored, then published retained) and closes them (one
 //! transaction, then the manifest is published retained), as the core's
 //! [`EpochCalendar`] decides; this module does the I/O.
+//!
+//! Submodules: `clock` ([`Clock`], [`wall_ms`]), `replay` ([`rebuild`]: the engine from the
+//! store at start) and `threads` (the precheck and acks threads around the worker,
+//! [`ThreadedVerifier`], the queue bounds).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rumqttc::{AsyncClient, ClientError, Event, MqttOptions, Packet, QoS, Request};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
-use wisp_protocol::envelope::{self, Envelope};
+use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{EpochSeed, MeasurerSet, OracleClock, Verdict};
 use wisp_protocol::{NodeKey, keyfile, topics};
 use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 
-use crate::acks::AckBatcher;
 use crate::calendar::EpochCalendar;
-use crate::config::Rules;
-use crate::engine::{
-    Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter, SignatureCheck,
-};
+use crate::engine::{Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter};
 use crate::metrics::{Metrics, ReasonLabel};
-use crate::registry::Registry;
 use crate::settings::{BrokerMode, Settings};
 use crate::state::{MarkView, NodeView, Shared, Snapshot};
 use crate::store::{CrashPoint, Store};
 
-/// Milliseconds since the Unix epoch.
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+mod clock;
+mod replay;
+mod threads;
 
-/// The oracle's clock: the wall clock, or (for tests that must replay the same run with and
-/// without crashes) a file holding the current Unix ms, named by `WISP_ORACLE_CLOCK_FILE`.
-/// Every time the service reads — arrivals, epoch opens and closes, ack stamps — comes from
-/// here, so a run on the file clock is a function of its inputs.
-#[derive(Debug, Clone)]
-pub enum Clock {
-    /// `SystemTime::now()`.
-    Wall,
-    /// The number in this file (re-read at every call).
-    File(std::path::PathBuf),
-}
-
-impl Clock {
-    /// The wall clock unless `WISP_ORACLE_CLOCK_FILE` names a file clock.
-    pub fn from_env() -> Clock {
-        match std::env::var_os("WISP_ORACLE_CLOCK_FILE") {
-            Some(p) if !p.is_empty() => Clock::File(p.into()),
-            _ => Clock::Wall,
-        }
-    }
-
-    /// Milliseconds since the Unix epoch. A file clock that cannot be read (a test is
-    /// rewriting it) answers the last value it read.
-    pub fn now_ms(&self) -> u64 {
-        match self {
-            Clock::Wall => wall_ms(),
-            Clock::File(p) => {
-                static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                match std::fs::read_to_string(p)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                {
-                    Some(v) => {
-                        LAST.store(v, Ordering::Relaxed);
-                        v
-                    }
-                    None => LAST.load(Ordering::Relaxed),
-                }
-            }
-        }
-    }
-}
+pub use clock::{Clock, wall_ms};
+pub use replay::rebuild;
+pub use threads::ThreadedVerifier;
+use threads::{
+    ACK_QUEUE, STAGE_QUEUE, Stage, ToWorker, VERIFY_THREADS, publish, run_acker, run_prechecker,
+};
 
 /// The database file.
 pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
@@ -116,147 +76,6 @@ fn is_guarded(topic: &str) -> bool {
 
 /// The measurer set parts' topics, [`topics::MEASURERS_FILTER`] without its wildcard.
 const MEASURERS_PREFIX: &str = "wisp/v1/measurers/";
-
-/// Rebuilds the engine from the store: epochs opened, every row replayed in arrival order,
-/// closes applied where they happened.
-pub fn rebuild(store: &mut Store, key: NodeKey, rules: &Rules) -> anyhow::Result<Engine> {
-    let mut engine = Engine::new(key, Registry::new(rules.clone()));
-    let epochs = store.epochs()?;
-    // Opens and closes happen where they happened live, between rows: an epoch opened at
-    // sequence number s saw the onboards of rows before s (its measurer pool), and a close at s
-    // included the rows before s. Epochs stored without their opening point open first.
-    enum Step {
-        Open(EpochSeed),
-        Close {
-            epoch: u64,
-            at_ms: u64,
-            emission: u64,
-        },
-    }
-    let mut steps: Vec<(u64, u8, u64, Step)> = Vec::new();
-    for e in &epochs {
-        let seed =
-            envelope::open::<EpochSeed>(&e.seed).context("a stored epoch seed does not verify")?;
-        steps.push((
-            e.opened_at_seq.unwrap_or(0),
-            0,
-            e.epoch,
-            Step::Open(seed.msg),
-        ));
-        if let (Some(at), Some(at_ms)) = (e.closed_at_seq, e.closed_ms) {
-            let close = Step::Close {
-                epoch: e.epoch,
-                at_ms,
-                emission: e.emission,
-            };
-            steps.push((at, 1, e.epoch, close));
-        }
-    }
-    steps.sort_unstable_by_key(|(at, order, epoch, _)| (*at, *order, *epoch));
-    let mut steps = steps.into_iter().peekable();
-    let mut replayed = 0u64;
-    let mut apply_steps_before = |engine: &mut Engine, seq: u64| {
-        while let Some((at, ..)) = steps.peek() {
-            if *at > seq {
-                break;
-            }
-            let Some((_, _, _, step)) = steps.next() else {
-                break;
-            };
-            match step {
-                Step::Open(seed) => engine.open_epoch(seed),
-                Step::Close {
-                    epoch,
-                    at_ms,
-                    emission,
-                } => {
-                    if let Some(c) = engine.close(epoch, at_ms, emission) {
-                        engine.finish_close(epoch, &c.outcome);
-                    }
-                }
-            }
-        }
-    };
-    store.for_each_row(|row| {
-        apply_steps_before(&mut engine, row.seq);
-        engine.replay(&row);
-        replayed += 1;
-    })?;
-    apply_steps_before(&mut engine, u64::MAX);
-    info!(
-        replayed,
-        epochs = epochs.len(),
-        "state rebuilt from the database"
-    );
-    Ok(engine)
-}
-
-/// Batch signature verification on every core: envelopes are split by their signer's first
-/// key byte, so each thread's key cache sees its own share of the signers.
-#[derive(Debug)]
-pub struct ThreadedVerifier {
-    keys: Vec<envelope::KeyCache>,
-}
-
-impl ThreadedVerifier {
-    /// One verifying thread per core (the calling thread is one of them), at most `max`.
-    pub fn new(max: usize) -> Self {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, max.max(1));
-        Self {
-            keys: (0..threads)
-                .map(|_| envelope::KeyCache::new(crate::engine::KEY_CACHE))
-                .collect(),
-        }
-    }
-}
-
-impl SignatureCheck for ThreadedVerifier {
-    fn check(
-        &mut self,
-        envs: &[envelope::EnvelopeRef<'_>],
-    ) -> Vec<Result<(), envelope::EnvelopeError>> {
-        /// Below this, one thread is faster than handing work to others.
-        const MIN_SPLIT: usize = 64;
-        let n = self.keys.len();
-        if n == 1 || envs.len() < MIN_SPLIT {
-            return envelope::verify_batch_cached(envs, &mut self.keys[0]);
-        }
-        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, e) in envs.iter().enumerate() {
-            parts[usize::from(e.signer[0]) % n].push(i);
-        }
-        let results: Vec<Vec<Result<(), envelope::EnvelopeError>>> = std::thread::scope(|s| {
-            let mut handles = Vec::new();
-            let mut caches = self.keys.iter_mut();
-            let first = caches.next();
-            for (part, keys) in parts.iter().skip(1).zip(caches) {
-                let batch: Vec<envelope::EnvelopeRef<'_>> = part.iter().map(|&i| envs[i]).collect();
-                handles.push(s.spawn(move || envelope::verify_batch_cached(&batch, keys)));
-            }
-            let batch: Vec<envelope::EnvelopeRef<'_>> = parts[0].iter().map(|&i| envs[i]).collect();
-            let mut out = vec![match first {
-                Some(keys) => envelope::verify_batch_cached(&batch, keys),
-                None => batch.iter().map(|e| e.verify()).collect(),
-            }];
-            for (h, part) in handles.into_iter().zip(parts.iter().skip(1)) {
-                out.push(
-                    h.join()
-                        .unwrap_or_else(|_| part.iter().map(|&i| envs[i].verify()).collect()),
-                );
-            }
-            out
-        });
-        let mut out: Vec<Result<(), envelope::EnvelopeError>> = vec![Ok(()); envs.len()];
-        for (part, rs) in parts.iter().zip(results) {
-            for (&i, r) in part.iter().zip(rs) {
-                out[i] = r;
-            }
-        }
-        out
-    }
-}
 
 /// Judges a prechecked batch and commits its rows in one transaction, as the worker does. The
 /// acks in the result may be sent only once this returns.
@@ -318,72 +137,6 @@ fn load_calendar(store: &mut Store, settings: &Settings) -> anyhow::Result<Epoch
         genesis,
         stored,
     ))
-}
-
-enum ToWorker {
-    Connected,
-    Publish(Incoming),
-}
-
-/// From the precheck thread to the worker, in arrival order.
-enum Stage {
-    Connected,
-    Batch(Vec<Checked>),
-}
-
-/// Prechecked batches waiting for the worker (backpressure beyond: the MQTT channel fills).
-const STAGE_QUEUE: usize = 2;
-
-/// The precheck stage: fills a batch from the MQTT loop (the first publish, then what arrives
-/// within the batch window, up to the batch size), checks its signatures (two threads) and
-/// rate-limits what verified, and hands it to the worker — which judges and commits the previous batch
-/// meanwhile.
-fn run_prechecker(
-    mut rx: mpsc::Receiver<ToWorker>,
-    tx: std::sync::mpsc::SyncSender<Stage>,
-    mut pre: Prechecker<ThreadedVerifier>,
-    handle: tokio::runtime::Handle,
-    batch_max: usize,
-    window: Duration,
-    stop: Arc<AtomicBool>,
-) {
-    let mut batch: Vec<Incoming> = Vec::with_capacity(batch_max);
-    while !stop.load(Ordering::Relaxed) {
-        // Wait for the first message (at most 100 ms, so shutdown is timely), then fill the
-        // batch for at most the batch window.
-        let first = handle
-            .block_on(async { tokio::time::timeout(Duration::from_millis(100), rx.recv()).await });
-        let mut connected = false;
-        match first {
-            Ok(Some(ToWorker::Publish(m))) => batch.push(m),
-            Ok(Some(ToWorker::Connected)) => connected = true,
-            Ok(None) => return,
-            Err(_) => {}
-        }
-        let until = Instant::now() + window;
-        while !batch.is_empty() && batch.len() < batch_max {
-            match rx.try_recv() {
-                Ok(ToWorker::Publish(m)) => batch.push(m),
-                Ok(ToWorker::Connected) => connected = true,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    if Instant::now() >= until {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-            }
-        }
-        if connected && tx.send(Stage::Connected).is_err() {
-            return;
-        }
-        if !batch.is_empty() {
-            let checked = pre.check(std::mem::replace(&mut batch, Vec::with_capacity(batch_max)));
-            if tx.send(Stage::Batch(checked)).is_err() {
-                return;
-            }
-        }
-    }
 }
 
 /// Whether `host` (a name or an address) is this machine: a password sent there in the clear
@@ -662,16 +415,6 @@ pub async fn run(
     }
 }
 
-/// Most threads verifying signatures (this machine class has two cores; more rarely pays at
-/// the batch sizes of one oracle).
-const VERIFY_THREADS: usize = 4;
-
-/// Committed batches whose acks wait for the acker thread (backpressure beyond).
-const ACK_QUEUE: usize = 4;
-
-/// Most verdicts the ack thread merges from queued batches before it signs.
-const ACK_MERGE_MAX: usize = 16_384;
-
 struct Worker {
     engine: Engine,
     store: Store,
@@ -698,62 +441,6 @@ struct Worker {
     next_clock_ms: u64,
     /// To the acker thread: each committed batch's verdicts.
     acker: std::sync::mpsc::SyncSender<Vec<(wisp_protocol::NodeId, wisp_protocol::msg::AckEntry)>>,
-}
-
-/// Seals the acks of each committed batch (one per node, one signature for all) and hands them
-/// to the MQTT client, in batch order, until the worker drops its sender.
-fn run_acker(
-    rx: std::sync::mpsc::Receiver<Vec<(wisp_protocol::NodeId, wisp_protocol::msg::AckEntry)>>,
-    key: NodeKey,
-    client: AsyncClient,
-    handle: tokio::runtime::Handle,
-    shared: Arc<Shared>,
-    clock: Clock,
-) {
-    while let Ok(batch) = rx.recv() {
-        let mut acks = AckBatcher::new();
-        for (node, e) in batch {
-            acks.push(node, e.proof_id, e.verdict);
-        }
-        // Batches committed while the last ones were signed go out together: a node with
-        // proofs in several of them gets one ack, so under load there are fewer signatures.
-        while acks.len() < ACK_MERGE_MAX
-            && let Ok(more) = rx.try_recv()
-        {
-            for (node, e) in more {
-                acks.push(node, e.proof_id, e.verdict);
-            }
-        }
-        for (node, bytes) in acks.flush(&key, clock.now_ms()) {
-            publish(&client, &handle, topics::acks(&node), false, bytes);
-            shared.metrics.acks_sent.inc();
-        }
-    }
-}
-
-/// Puts a publish straight into the client's request queue; only when it is full, waits for
-/// room.
-fn publish(
-    client: &AsyncClient,
-    handle: &tokio::runtime::Handle,
-    topic: String,
-    retain: bool,
-    payload: Vec<u8>,
-) {
-    // A refused try hands the publish back, so nothing is copied to keep it for the retry.
-    match client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
-        Ok(()) => {}
-        Err(ClientError::TryRequest(Request::Publish(p))) => {
-            let c = client.clone();
-            if let Err(e) = handle.block_on(async move {
-                c.publish_bytes(p.topic, QoS::AtLeastOnce, retain, p.payload)
-                    .await
-            }) {
-                warn!("publish failed: {e}");
-            }
-        }
-        Err(e) => warn!("publish failed: {e}"),
-    }
 }
 
 impl Worker {
