@@ -1,0 +1,245 @@
+use super::*;
+
+fn env(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_run_an_embedded_broker_on_localhost() {
+    let s = RawSettings::load(None, env(&[]))
+        .unwrap()
+        .resolve()
+        .unwrap();
+    assert_eq!(
+        s.broker,
+        BrokerMode::Embedded("127.0.0.1:1883".parse().unwrap())
+    );
+    assert_eq!(s.http_listen.to_string(), "127.0.0.1:9320");
+    assert_eq!(s.epoch_ms, 3_600_000);
+    assert_eq!(s.params.settle_ms, 600_000);
+}
+
+#[test]
+fn the_client_id_is_configurable() {
+    let id = |vars: &[(&str, &str)]| {
+        RawSettings::load(None, env(vars))
+            .unwrap()
+            .resolve()
+            .map(|s| s.client_id)
+    };
+    assert_eq!(id(&[]).unwrap(), "wisp-oracle");
+    assert_eq!(
+        id(&[("WISP_BROKER__CLIENT_ID", "wisp-oracle-b")]).unwrap(),
+        "wisp-oracle-b"
+    );
+    assert!(id(&[("WISP_BROKER__CLIENT_ID", "")]).is_err());
+}
+
+#[test]
+fn storage_is_sqlite_unless_a_postgres_url_is_given() {
+    use crate::store::StorageConfig;
+    let storage = |vars: &[(&str, &str)]| {
+        RawSettings::load(None, env(vars))
+            .unwrap()
+            .resolve()
+            .map(|s| s.storage)
+    };
+    assert_eq!(
+        storage(&[("WISP_ORACLE__DATA_DIR", "/d")]).unwrap(),
+        StorageConfig::Sqlite(PathBuf::from("/d/oracle.db"))
+    );
+    assert_eq!(
+        storage(&[("WISP_STORAGE__URL", "sqlite:///x/y.db")]).unwrap(),
+        StorageConfig::Sqlite(PathBuf::from("/x/y.db"))
+    );
+    assert_eq!(
+        storage(&[
+            ("WISP_STORAGE__URL", "postgres://u@h/db"),
+            ("WISP_STORAGE__SCHEMA", "wisp")
+        ])
+        .unwrap(),
+        StorageConfig::Postgres {
+            url: "postgres://u@h/db".into(),
+            schema: Some("wisp".into())
+        }
+    );
+    for bad in [
+        vec![("WISP_STORAGE__URL", "mysql://h/db")],
+        vec![("WISP_STORAGE__SCHEMA", "wisp")],
+    ] {
+        let e = storage(&bad).unwrap_err().to_string();
+        assert!(e.contains("storage."), "{e}");
+    }
+}
+
+#[test]
+fn an_external_broker_takes_tls_a_login_and_a_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let pw = dir.path().join("password");
+    let resolve = |vars: &[(&str, &str)]| {
+        RawSettings::load(None, env(vars))
+            .and_then(|r| r.resolve())
+            .map(|s| match s.broker {
+                BrokerMode::External(b) => b,
+                other => panic!("not external: {other:?}"),
+            })
+    };
+    // The scheme's port; the system's roots.
+    let b = resolve(&[("WISP_BROKER__URL", "mqtts://broker.example")]).unwrap();
+    assert_eq!(
+        (b.host.as_str(), b.port, b.tls),
+        ("broker.example", 8883, true)
+    );
+    assert_eq!((&b.login, &b.ca_file), (&None, &None));
+    assert_eq!(b.url(), "mqtts://broker.example:8883");
+    let b = resolve(&[("WISP_BROKER__URL", "mqtt://[::1]")]).unwrap();
+    assert_eq!((b.host.as_str(), b.port), ("::1", 1883));
+    assert_eq!(b.url(), "mqtt://[::1]:1883");
+    // A password file's line end is not part of the password; a numeric password from
+    // the environment stays a string.
+    for (text, want) in [
+        ("s3cret\n", "s3cret"),
+        ("s3cret\r\n", "s3cret"),
+        ("s3cret", "s3cret"),
+        ("two words \n", "two words "),
+    ] {
+        std::fs::write(&pw, text).unwrap();
+        let b = resolve(&[
+            ("WISP_BROKER__URL", "mqtts://10.0.0.1:8884"),
+            ("WISP_BROKER__USERNAME", "wisp-oracle"),
+            ("WISP_BROKER__PASSWORD_FILE", pw.to_str().unwrap()),
+            ("WISP_BROKER__CA_FILE", ca.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.tls), ("10.0.0.1", 8884, true));
+        let (user, password) = b.login.clone().unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("wisp-oracle", want));
+        assert_eq!(b.ca_file.as_deref(), Some(ca.as_path()));
+        // Never in `{:?}` (what `config check` prints).
+        assert!(!format!("{b:?}").contains("s3cret"), "{b:?}");
+    }
+    let b = resolve(&[
+        ("WISP_BROKER__URL", "mqtt://localhost:1883"),
+        ("WISP_BROKER__USERNAME", "wisp-oracle"),
+        ("WISP_BROKER__PASSWORD", "123456"),
+    ])
+    .unwrap();
+    assert_eq!(b.login.unwrap().1.expose(), "123456");
+    let raw = RawSettings::load(None, env(&[("WISP_BROKER__PASSWORD", "s3cret")])).unwrap();
+    assert!(!format!("{raw:?}").contains("s3cret"));
+
+    // Every bad value names its key.
+    let check = |vars: &[(&str, &str)], key: &str| {
+        let e = resolve(vars).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{key}`")), "{vars:?}: {e}");
+    };
+    let url = ("WISP_BROKER__URL", "mqtts://broker.example");
+    let user = ("WISP_BROKER__USERNAME", "wisp-oracle");
+    let (ca_s, pw_s) = (ca.to_str().unwrap(), pw.to_str().unwrap());
+    for bad in [
+        "mqtt:/x",
+        "tcp://x:1883",
+        "mqtts://",
+        "mqtts://:8883",
+        "mqtts://x:0",
+        "mqtts://x:88830",
+        "mqtts://x:port",
+        "mqtts://x:8883/wisp",
+        "mqtts://u:p@x:8883",
+    ] {
+        check(&[("WISP_BROKER__URL", bad)], "broker.url");
+    }
+    check(
+        &[
+            url,
+            user,
+            ("WISP_BROKER__PASSWORD", "p"),
+            ("WISP_BROKER__PASSWORD_FILE", pw_s),
+        ],
+        "broker.password",
+    );
+    check(
+        &[
+            url,
+            user,
+            ("WISP_BROKER__PASSWORD_FILE", "/nonexistent/password"),
+        ],
+        "broker.password_file",
+    );
+    std::fs::write(&pw, "\n").unwrap();
+    check(
+        &[url, user, ("WISP_BROKER__PASSWORD_FILE", pw_s)],
+        "broker.password_file",
+    );
+    check(&[url, ("WISP_BROKER__PASSWORD", "p")], "broker.username");
+    check(&[url, ("WISP_BROKER__USERNAME", "")], "broker.username");
+    check(
+        &[
+            ("WISP_BROKER__URL", "mqtt://x:1883"),
+            ("WISP_BROKER__CA_FILE", ca_s),
+        ],
+        "broker.ca_file",
+    );
+    check(
+        &[url, ("WISP_BROKER__CA_FILE", "/nonexistent/ca.crt")],
+        "broker.ca_file",
+    );
+    check(&[url, ("WISP_BROKER__CA_FILE", pw_s)], "broker.ca_file");
+    // Only for an external broker.
+    for (var, key) in [
+        ("WISP_BROKER__USERNAME", "broker.username"),
+        ("WISP_BROKER__PASSWORD", "broker.password"),
+        ("WISP_BROKER__PASSWORD_FILE", "broker.password_file"),
+        ("WISP_BROKER__CA_FILE", "broker.ca_file"),
+    ] {
+        let e = RawSettings::load(None, env(&[(var, ca_s)]))
+            .and_then(|r| r.resolve())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("`{key}`")), "{e}");
+    }
+}
+
+#[test]
+fn overrides_and_errors() {
+    let s = RawSettings::load(
+        None,
+        env(&[
+            ("WISP_BROKER__URL", "mqtt://10.0.0.1:1884"),
+            ("WISP_EPOCH__DURATION_S", "5"),
+        ]),
+    )
+    .unwrap()
+    .resolve()
+    .unwrap();
+    assert_eq!(
+        s.broker,
+        BrokerMode::External(ExternalBroker {
+            host: "10.0.0.1".into(),
+            port: 1884,
+            tls: false,
+            login: None,
+            ca_file: None,
+        })
+    );
+    assert_eq!(s.epoch_ms, 5_000);
+    let err = |p: &[(&str, &str)]| {
+        RawSettings::load(None, env(p))
+            .and_then(|r| r.resolve())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err(&[("WISP_BROKER__URL", "http://x")]).contains("broker.url"));
+    assert!(err(&[("WISP_EPOCH__DURATION_S", "0")]).contains("epoch.duration_s"));
+    assert!(err(&[("WISP_HTTP__LISTEN", "x")]).contains("http.listen"));
+    assert!(err(&[("WISP_LOG__FORMAT", "xml")]).contains("log.format"));
+    assert!(err(&[("WISP_EPOCH__BOGUS", "1")]).contains("bogus"));
+}
