@@ -21,7 +21,7 @@
 //! - [`epoch`]: [`EpochState`] collects one epoch's facts with their arrival order and, after
 //!   the settle window, applies the rules that need several proofs (duplicates, one beacon per
 //!   node, witness limit, reciprocity, distinct measurers, uptime, location trust, measurers
-//!   that disagree, evidence of cheating, penalties).
+//!   that disagree, evidence of cheating, penalties; the close in `epoch/close.rs`).
 //! - [`links`]: the epoch's radio links judged together: the network's propagation model and
 //!   reach per band, implausible links, nodes whose links betray a false place, a relay or
 //!   inflated levels, and groups of nodes nobody outside hears.
@@ -30,8 +30,9 @@
 //! - [`acks`]: batching verdicts into oracle-signed acks.
 //! - [`calendar`]: [`EpochCalendar`], the epoch policy as decisions — the genesis, which
 //!   epoch is current and must be opened, each epoch's emission, the next deadline.
-//! - [`engine`]: ingest without I/O: publishes in, rows to store and acks out; replay after a
-//!   restart; epoch close into rewards and signed manifest pages.
+//! - [`engine`]: ingest without I/O: publishes in, rows to store and acks out (the stateless
+//!   precheck stage in `engine/precheck.rs`, re-exported); replay after a restart; epoch close
+//!   into rewards and signed manifest pages.
 //!
 //! A typical epoch:
 //!
