@@ -1,6 +1,14 @@
-//! The outbox's policy, sans-IO: which proofs are pending, which to send next, when to resend,
-//! and what to evict when full. The bytes live in the durable [`crate::store`]; this index
-//! holds what the policy needs.
+//! The outbox, sans-IO: the proofs signed and not yet written, the ones written and pending
+//! (with their envelope bytes), what to write next, which to send next, when to resend, and
+//! what to evict when full. Time is an argument; the shell does the writing and the sending.
+//!
+//! **Nothing is sent before it is on disk.** A signed proof is staged ([`Outbox::stage`]); a
+//! final ack stages its deletion ([`Outbox::stage_deletion`]). [`Outbox::poll_commit`] hands
+//! out everything staged as one [`Commit`] once the commit window (opened by the first thing
+//! staged) has passed, or at once when [`COMMIT_BATCH`] proofs are staged; the shell writes it
+//! in one durable transaction and reports back: [`Outbox::handle_committed`] makes the new
+//! proofs due for sending, [`Outbox::handle_commit_failed`] stages all of it again and retries
+//! [`COMMIT_RETRY_MS`] later. At most one commit is in flight.
 //!
 //! A proof is sent once committed to disk, resent if no oracle ack names it within the ack
 //! timeout (doubling up to a cap, with jitter, so a fleet that lost its broker does not
@@ -10,22 +18,38 @@
 //! due again (the broker may have dropped it), after one random delay within a jitter window.
 //!
 //! **A backlog goes out in signing order**: of the proofs due, the oldest (lowest sequence
-//! number, which the driver assigns in the order the core signed them and the store keeps
+//! number, which the outbox assigns in the order the proofs were staged and the store keeps
 //! across restarts) is sent first; after a reconnect nothing is sent until one random delay
 //! passed, and then the whole backlog, in flight before or never sent, goes out oldest first.
 //! Jitter is drawn per moment, not per proof, so proofs sent together that time out are resent
 //! together, in order. (Proofs sent at different times resend on their own backoff; the oracle
 //! accepts heartbeats in any order, so this is tidiness, not correctness.)
 //!
-//! **When full** (entries or bytes), room is made by evicting the oldest proofs of the lowest
-//! priority first: heartbeats (a later one supersedes them), then beacons and witnesses.
-//! Onboarding messages and bandwidth receipts are never evicted; a new proof that would need
-//! that is refused instead, and counted.
+//! **When full** (entries or bytes), room is made at commit time by evicting the oldest proofs
+//! of the lowest priority first: heartbeats (a later one supersedes them), then beacons and
+//! witnesses. Onboarding messages and bandwidth receipts are never evicted; a new proof that
+//! would need that is refused instead. The commit reports both, for the shell to log and count.
+//!
+//! Call order, each turn of the shell: [`Outbox::stage`] and [`Outbox::stage_deletion`] as
+//! proofs are signed and acked; [`Outbox::poll_commit`], write, then
+//! [`Outbox::handle_committed`] or [`Outbox::handle_commit_failed`]; [`Outbox::poll_send`] and
+//! [`Outbox::mark_sent`] until it returns `None`; sleep until [`Outbox::poll_timeout`].
+//! [`Outbox::reconnected`] and [`Outbox::disconnected`] follow the broker connection.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use wisp_protocol::ProofId;
 use wisp_protocol::kind::Kind;
+
+use crate::core::Proof;
+
+/// This many staged proofs make a commit due at once, without waiting for the window.
+pub const COMMIT_BATCH: usize = 64;
+/// A failed commit is tried again this long after it started.
+pub const COMMIT_RETRY_MS: u64 = 1_000;
+/// The commit window unless [`Outbox::with_commit_interval`] sets another (the default of
+/// `outbox.commit_interval_ms`).
+pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 20;
 
 /// How much a proof matters if space runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,26 +105,65 @@ impl Default for OutboxConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// In the commit being written: it takes room (and may be evicted by a later proof of the
+    /// same commit), but is not sent until the commit is on disk.
+    Writing,
     /// Waiting to be sent at or after `at`, after `attempts` earlier sends.
     Due { at: u64, attempts: u32 },
     /// Sent at `sent_ms` (jitter included), the `attempts`-th send.
     InFlight { sent_ms: u64, attempts: u32 },
 }
 
-/// One pending proof.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One pending proof: committed to the store, or in the commit being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Insertion order, also the store's row key.
+    /// Staging order, also the store's row key.
     pub seq: u64,
     /// The proof.
     pub id: ProofId,
     /// Its kind.
     pub kind: Kind,
-    /// Envelope bytes.
-    pub len: usize,
     /// When it was signed.
     pub created_ms: u64,
+    bytes: Vec<u8>,
     state: State,
+}
+
+impl Entry {
+    /// The envelope bytes, as published.
+    pub fn envelope(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A new row for the store, from [`Commit::writes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// The row key (the proof's sequence number).
+    pub seq: u64,
+    /// The proof.
+    pub id: ProofId,
+    /// Its kind.
+    pub kind: Kind,
+    /// When it was signed.
+    pub created_ms: u64,
+    /// The envelope bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// What to write in one durable transaction, from [`Outbox::poll_commit`]. The shell writes
+/// `writes` and `deletions` and reports the result; `evicted` and `refused` are for its logs
+/// and metrics (the outbox already let go of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// New proofs, in staging order.
+    pub writes: Vec<Write>,
+    /// Proofs to delete: acked with a final verdict, and the stored ones evicted.
+    pub deletions: Vec<ProofId>,
+    /// Proofs evicted to make room, stored or staged, oldest lowest priority first.
+    pub evicted: Vec<(ProofId, Kind)>,
+    /// Staged proofs dropped because the outbox is full of proofs that may not be evicted.
+    pub refused: Vec<(ProofId, Kind)>,
 }
 
 /// Room could not be made for a new proof.
@@ -108,15 +171,35 @@ pub struct Entry {
 #[error("outbox full of proofs that may not be evicted")]
 pub struct Full;
 
-/// The pending-proof index.
+/// The commit handed out and not yet reported back.
+#[derive(Debug)]
+struct InFlightCommit {
+    /// The new rows' sequence numbers, in staging order.
+    seqs: Vec<u64>,
+    /// The deletions it carries (staged again if it fails).
+    deletions: Vec<ProofId>,
+}
+
+/// The outbox: staged proofs and deletions, pending proofs and their bytes, and the policy.
 #[derive(Debug)]
 pub struct Outbox {
     cfg: OutboxConfig,
+    commit_interval_ms: u64,
+    /// Signed, not yet handed out in a commit, in signing order.
+    staged: Vec<Proof>,
+    /// Acked with a final verdict, not yet handed out in a commit.
+    staged_deletions: Vec<ProofId>,
+    /// When what is staged must be committed (the window opened by the first of it).
+    commit_at: Option<u64>,
+    /// The commit being written, if any.
+    committing: Option<InFlightCommit>,
+    /// Whether the broker connection is up: nothing is sent while it is down.
+    online: bool,
     entries: BTreeMap<u64, Entry>,
     by_id: BTreeMap<ProofId, u64>,
     /// `(priority, seq)` of every entry, for eviction in order.
     by_priority: BTreeSet<(Priority, u64)>,
-    /// `(due_ms, seq)` of every entry not in flight and not yet found due.
+    /// `(due_ms, seq)` of every entry due and not yet found due.
     due: BTreeSet<(u64, u64)>,
     /// Entries found due (their time passed), sent lowest sequence number first.
     ready: BTreeSet<u64>,
@@ -136,11 +219,18 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An empty outbox. `jitter_seed` seeds the resend jitter (the shell passes OS randomness,
-    /// tests and the simulator a fixed value).
+    /// An empty outbox, online, with the default commit window. `jitter_seed` seeds the resend
+    /// jitter (the shell passes OS randomness, tests and the simulator a fixed value). A driver
+    /// that starts without a broker connection calls [`Outbox::disconnected`] first.
     pub fn new(cfg: OutboxConfig, jitter_seed: u64) -> Self {
         Self {
             cfg,
+            commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
+            staged: Vec::new(),
+            staged_deletions: Vec::new(),
+            commit_at: None,
+            committing: None,
+            online: true,
             entries: BTreeMap::new(),
             by_id: BTreeMap::new(),
             by_priority: BTreeSet::new(),
@@ -156,17 +246,19 @@ impl Outbox {
         }
     }
 
-    /// The sequence number the next inserted proof gets (the store keys rows by it).
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
+    /// The commit window: how long after the first thing staged the commit is due.
+    #[must_use]
+    pub fn with_commit_interval(mut self, ms: u64) -> Self {
+        self.commit_interval_ms = ms;
+        self
     }
 
-    /// Proofs pending.
+    /// Proofs pending (committed, or in the commit being written); staged ones are not counted.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Whether nothing is pending.
+    /// Whether no proof is pending.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -191,87 +283,169 @@ impl Outbox {
         self.by_id.contains_key(id)
     }
 
-    /// The entry for `id`.
+    /// The pending entry for `id`.
     pub fn get(&self, id: &ProofId) -> Option<&Entry> {
         self.by_id.get(id).and_then(|s| self.entries.get(s))
     }
 
-    /// The proofs to evict so that one more of `kind` and `len` bytes fits, oldest lowest
-    /// priority first, never a critical one and never one of higher priority than the newcomer.
-    /// Nothing is changed: evict them with [`Outbox::remove`] once the store committed.
-    pub fn make_room(&self, kind: Kind, len: usize) -> Result<Vec<ProofId>, Full> {
-        let newcomer = Priority::of(kind);
-        let mut count = self.entries.len();
-        let mut bytes = self.bytes;
-        let mut victims = Vec::new();
-        let mut candidates = self.by_priority.iter();
-        while count + 1 > self.cfg.max_entries || bytes + len > self.cfg.max_bytes {
-            let Some(&(p, seq)) = candidates.next() else {
-                return Err(Full);
-            };
-            if p == Priority::Critical || p > newcomer {
-                return Err(Full);
-            }
-            let e = &self.entries[&seq];
-            victims.push(e.id);
-            count -= 1;
-            bytes -= e.len;
-        }
-        Ok(victims)
-    }
-
-    /// Records a proof committed to the store with sequence `seq`, due for sending now.
-    /// A proof id already pending is ignored (returns false).
-    pub fn insert(
-        &mut self,
-        seq: u64,
-        id: ProofId,
-        kind: Kind,
-        len: usize,
-        created_ms: u64,
-        now_ms: u64,
-    ) -> bool {
-        if self.by_id.contains_key(&id) {
+    /// A proof signed at `now_ms`, to be written by the next commit and sent only after it.
+    /// The first thing staged opens the commit window. A proof already staged or pending is
+    /// ignored (returns false).
+    pub fn stage(&mut self, proof: Proof, now_ms: u64) -> bool {
+        if self.by_id.contains_key(&proof.id) || self.staged.iter().any(|p| p.id == proof.id) {
             return false;
         }
-        self.next_seq = self.next_seq.max(seq + 1);
-        let e = Entry {
-            seq,
-            id,
-            kind,
-            len,
-            created_ms,
-            state: State::Due {
-                at: now_ms,
-                attempts: 0,
-            },
-        };
-        self.entries.insert(seq, e);
-        self.by_id.insert(id, seq);
-        self.by_priority.insert((Priority::of(kind), seq));
-        self.due.insert((now_ms, seq));
-        self.bytes += len;
+        self.staged.push(proof);
+        self.open_window(now_ms);
         true
     }
 
-    /// Removes a proof (acked, rejected or evicted). Returns its entry if it was pending.
-    pub fn remove(&mut self, id: &ProofId) -> Option<Entry> {
-        let seq = self.by_id.remove(id)?;
-        let e = self.entries.remove(&seq)?;
-        self.by_priority.remove(&(Priority::of(e.kind), seq));
-        match e.state {
-            State::Due { at, .. } => self.due.remove(&(at, seq)) | self.ready.remove(&seq),
-            State::InFlight { sent_ms, attempts } => self
-                .in_flight
-                .remove(&(resend_at(&self.cfg, sent_ms, attempts), seq)),
-        };
-        self.bytes -= e.len;
-        Some(e)
+    /// The oracle gave `id` a final verdict at `now_ms`: it leaves the outbox. A pending one is
+    /// deleted from the store by the next commit (which the first deletion staged opens the
+    /// window for); a staged one, never written, is just dropped. Returns its kind, or `None`
+    /// if it is not held (a duplicate ack, or never ours).
+    pub fn stage_deletion(&mut self, id: &ProofId, now_ms: u64) -> Option<Kind> {
+        if let Some(i) = self.staged.iter().position(|p| p.id == *id) {
+            let kind = self.staged.remove(i).kind;
+            if self.staged.is_empty() && self.staged_deletions.is_empty() {
+                self.commit_at = None;
+            }
+            return Some(kind);
+        }
+        // A proof in the commit being written is deleted by the next one (on disk by then, or,
+        // if that commit fails, deleting nothing).
+        let e = self.remove(id)?;
+        self.staged_deletions.push(*id);
+        self.open_window(now_ms);
+        Some(e.kind)
     }
 
-    /// The next proof to send now, if any is due and the in-flight limit allows: of those due,
-    /// the one signed first. The caller sends it and reports with [`Outbox::mark_sent`].
-    pub fn poll_send(&mut self, now_ms: u64) -> Option<Entry> {
+    /// What to write now, if a commit is due (its window passed, or [`COMMIT_BATCH`] proofs
+    /// are staged) or `force`d (at shutdown), something is staged and no commit is in flight.
+    /// Room is made for each staged proof in turn; the new rows take their room at once, and
+    /// are sent only after [`Outbox::handle_committed`].
+    pub fn poll_commit(&mut self, now_ms: u64, force: bool) -> Option<Commit> {
+        if self.committing.is_some() || !self.has_staged() {
+            return None;
+        }
+        let due = self.commit_at.is_some_and(|d| now_ms >= d) || self.staged.len() >= COMMIT_BATCH;
+        if !(due || force) {
+            return None;
+        }
+        let mut c = Commit::default();
+        let mut evicted_stored = Vec::new();
+        for p in std::mem::take(&mut self.staged) {
+            let victims = match self.make_room(p.kind, p.bytes.len()) {
+                Ok(v) => v,
+                Err(Full) => {
+                    c.refused.push((p.id, p.kind));
+                    continue;
+                }
+            };
+            for v in victims {
+                let Some(e) = self.remove(&v) else { continue };
+                c.evicted.push((v, e.kind));
+                // A victim from this very commit was never stored: it is just not written.
+                match c.writes.iter().position(|w| w.id == v) {
+                    Some(i) => {
+                        c.writes.remove(i);
+                    }
+                    None => evicted_stored.push(v),
+                }
+            }
+            let seq = self.next_seq;
+            c.writes.push(Write {
+                seq,
+                id: p.id,
+                kind: p.kind,
+                created_ms: p.created_ms,
+                bytes: p.bytes.clone(),
+            });
+            self.insert(seq, p, State::Writing);
+        }
+        c.deletions = std::mem::take(&mut self.staged_deletions);
+        c.deletions.extend(evicted_stored);
+        self.committing = Some(InFlightCommit {
+            seqs: c.writes.iter().map(|w| w.seq).collect(),
+            deletions: c.deletions.clone(),
+        });
+        self.commit_at = None;
+        Some(c)
+    }
+
+    /// The commit from [`Outbox::poll_commit`] is on disk: its new proofs are due for sending
+    /// at `now_ms`.
+    pub fn handle_committed(&mut self, now_ms: u64) {
+        let Some(c) = self.committing.take() else {
+            return;
+        };
+        for seq in c.seqs {
+            // Absent if acked while being written (its deletion is staged).
+            if let Some(e) = self.entries.get_mut(&seq)
+                && e.state == State::Writing
+            {
+                e.state = State::Due {
+                    at: now_ms,
+                    attempts: 0,
+                };
+                self.due.insert((now_ms, seq));
+            }
+        }
+    }
+
+    /// The commit from [`Outbox::poll_commit`] failed (started at `now_ms`) and wrote nothing:
+    /// its proofs are staged again, ahead of any staged since, its deletions too, and the
+    /// next attempt is due [`COMMIT_RETRY_MS`] later. What it evicted or refused stays so.
+    pub fn handle_commit_failed(&mut self, now_ms: u64) {
+        let Some(c) = self.committing.take() else {
+            return;
+        };
+        let mut staged = Vec::with_capacity(c.seqs.len() + self.staged.len());
+        for seq in c.seqs {
+            if let Some(e) = self.remove_seq(seq) {
+                staged.push(Proof {
+                    id: e.id,
+                    kind: e.kind,
+                    bytes: e.bytes,
+                    created_ms: e.created_ms,
+                });
+            }
+        }
+        staged.append(&mut self.staged);
+        self.staged = staged;
+        let mut deletions = c.deletions;
+        deletions.append(&mut self.staged_deletions);
+        self.staged_deletions = deletions;
+        self.commit_at = self
+            .has_staged()
+            .then_some(now_ms.saturating_add(COMMIT_RETRY_MS));
+    }
+
+    /// A proof loaded from the store at start-up (rows in any order), committed under `seq`
+    /// and due for sending at `now_ms`. A proof id already pending is ignored (returns false).
+    pub fn restore(&mut self, seq: u64, proof: Proof, now_ms: u64) -> bool {
+        if self.by_id.contains_key(&proof.id) {
+            return false;
+        }
+        self.insert(
+            seq,
+            proof,
+            State::Due {
+                at: now_ms,
+                attempts: 0,
+            },
+        );
+        self.due.insert((now_ms, seq));
+        true
+    }
+
+    /// The next proof to send now, if the broker connection is up, one is due and the
+    /// in-flight limit allows: of those due, the one signed first. The caller publishes its
+    /// [`Entry::envelope`] and reports with [`Outbox::mark_sent`].
+    pub fn poll_send(&mut self, now_ms: u64) -> Option<&Entry> {
+        if !self.online {
+            return None;
+        }
         self.requeue_expired(now_ms);
         if now_ms < self.hold_until {
             return None;
@@ -288,11 +462,11 @@ impl Outbox {
             return None;
         }
         let seq = self.ready.first()?;
-        Some(self.entries[seq])
+        self.entries.get(seq)
     }
 
     /// The proof was handed to the MQTT client at `now_ms`. Returns which attempt this was
-    /// (1 for the first send), or 0 if the proof is not pending.
+    /// (1 for the first send), or 0 if the proof is not pending or not yet committed.
     pub fn mark_sent(&mut self, id: &ProofId, now_ms: u64) -> u32 {
         let Some(&seq) = self.by_id.get(id) else {
             return 0;
@@ -301,6 +475,7 @@ impl Outbox {
             return 0;
         };
         let attempts = match e.state {
+            State::Writing => return 0,
             State::Due { at, attempts } => {
                 self.due.remove(&(at, seq));
                 self.ready.remove(&seq);
@@ -329,11 +504,12 @@ impl Outbox {
         attempts
     }
 
-    /// The connection to the broker was re-established: everything in flight may have been
+    /// The connection to the broker was (re-)established: everything in flight may have been
     /// dropped by the broker or the client, so it is all due again. Nothing is sent for one
     /// random delay within a short window (so a fleet does not resend in lockstep); then the
     /// whole backlog, in flight before or never sent, goes out oldest first.
     pub fn reconnected(&mut self, now_ms: u64) {
+        self.online = true;
         let seqs: Vec<(u64, u64)> = self.in_flight.iter().copied().collect();
         self.in_flight.clear();
         let spread = next_rand(&mut self.rng) % (self.cfg.reconnect_spread_ms + 1);
@@ -343,6 +519,7 @@ impl Outbox {
             if let Some(e) = self.entries.get_mut(&seq) {
                 let attempts = match e.state {
                     State::InFlight { attempts, .. } | State::Due { attempts, .. } => attempts,
+                    State::Writing => continue,
                 };
                 e.state = State::Due { at, attempts };
                 self.due.insert((at, seq));
@@ -350,15 +527,23 @@ impl Outbox {
         }
     }
 
+    /// The connection to the broker is down: nothing is sent, and no send or resend time is
+    /// reported by [`Outbox::poll_timeout`], until [`Outbox::reconnected`].
+    pub fn disconnected(&mut self) {
+        self.online = false;
+    }
+
     /// The clock the outbox is driven with moved by `delta_ms` (the driver's correction by the
     /// oracle's clock changed): every time it holds moves with it, so a proof due in 2 s is
-    /// still due in 2 s, not 30 s later. Signing times stay as they are.
+    /// still due in 2 s, not 30 s later, and so does the commit window. Signing times stay as
+    /// they are.
     pub fn clock_stepped(&mut self, delta_ms: i64) {
         let s = |t: u64| t.saturating_add_signed(delta_ms);
         self.due = self.due.iter().map(|&(t, q)| (s(t), q)).collect();
         self.in_flight = self.in_flight.iter().map(|&(t, q)| (s(t), q)).collect();
         for e in self.entries.values_mut() {
             e.state = match e.state {
+                State::Writing => State::Writing,
                 State::Due { at, attempts } => State::Due {
                     at: s(at),
                     attempts,
@@ -371,26 +556,107 @@ impl Outbox {
         }
         self.ready_since = s(self.ready_since);
         self.hold_until = s(self.hold_until);
+        self.commit_at = self.commit_at.map(s);
         self.burst = None;
     }
 
-    /// When something next becomes due (a scheduled send or a resend timeout).
+    /// When something next becomes due: the commit window of what is staged (unless a commit
+    /// is in flight), and, while connected, a scheduled send or a resend timeout.
     pub fn poll_timeout(&self) -> Option<u64> {
+        let commit = self
+            .commit_at
+            .filter(|_| self.committing.is_none() && self.has_staged());
+        let send = if self.online {
+            self.poll_send_timeout()
+        } else {
+            None
+        };
+        earliest(commit, send)
+    }
+
+    fn poll_send_timeout(&self) -> Option<u64> {
         let due = if self.in_flight.len() < self.cfg.max_in_flight {
             let ready = (!self.ready.is_empty()).then_some(self.ready_since);
-            match (ready, self.due.first().map(|d| d.0)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            earliest(ready, self.due.first().map(|d| d.0))
         } else {
             None
         };
         let resend = self.in_flight.first().map(|r| r.0);
-        let next = match (due, resend) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        earliest(due, resend).map(|t| t.max(self.hold_until))
+    }
+
+    fn has_staged(&self) -> bool {
+        !self.staged.is_empty() || !self.staged_deletions.is_empty()
+    }
+
+    fn open_window(&mut self, now_ms: u64) {
+        if self.commit_at.is_none() {
+            self.commit_at = Some(now_ms.saturating_add(self.commit_interval_ms));
+        }
+    }
+
+    /// The proofs to evict so that one more of `kind` and `len` bytes fits, oldest lowest
+    /// priority first, never a critical one and never one of higher priority than the newcomer.
+    /// Nothing is changed.
+    fn make_room(&self, kind: Kind, len: usize) -> Result<Vec<ProofId>, Full> {
+        let newcomer = Priority::of(kind);
+        let mut count = self.entries.len();
+        let mut bytes = self.bytes;
+        let mut victims = Vec::new();
+        let mut candidates = self.by_priority.iter();
+        while count + 1 > self.cfg.max_entries || bytes + len > self.cfg.max_bytes {
+            let Some(&(p, seq)) = candidates.next() else {
+                return Err(Full);
+            };
+            if p == Priority::Critical || p > newcomer {
+                return Err(Full);
+            }
+            let e = &self.entries[&seq];
+            victims.push(e.id);
+            count -= 1;
+            bytes -= e.bytes.len();
+        }
+        Ok(victims)
+    }
+
+    /// Indexes a proof under `seq` in `state` (a due one is put in `due` by the caller).
+    fn insert(&mut self, seq: u64, proof: Proof, state: State) {
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.by_id.insert(proof.id, seq);
+        self.by_priority.insert((Priority::of(proof.kind), seq));
+        self.bytes += proof.bytes.len();
+        self.entries.insert(
+            seq,
+            Entry {
+                seq,
+                id: proof.id,
+                kind: proof.kind,
+                created_ms: proof.created_ms,
+                bytes: proof.bytes,
+                state,
+            },
+        );
+    }
+
+    /// Takes a pending proof out of every index. Returns its entry if it was pending.
+    fn remove(&mut self, id: &ProofId) -> Option<Entry> {
+        let seq = *self.by_id.get(id)?;
+        self.remove_seq(seq)
+    }
+
+    fn remove_seq(&mut self, seq: u64) -> Option<Entry> {
+        let e = self.entries.remove(&seq)?;
+        self.by_id.remove(&e.id);
+        self.by_priority.remove(&(Priority::of(e.kind), seq));
+        match e.state {
+            State::Writing => false,
+            State::Due { at, .. } => self.due.remove(&(at, seq)) | self.ready.remove(&seq),
+            State::InFlight { sent_ms, attempts } => self
+                .in_flight
+                .remove(&(resend_at(&self.cfg, sent_ms, attempts), seq)),
         };
-        next.map(|t| t.max(self.hold_until))
+        self.bytes -= e.bytes.len();
+        Some(e)
     }
 
     fn requeue_expired(&mut self, now_ms: u64) {
@@ -403,11 +669,19 @@ impl Outbox {
                 // The attempt count stays, so the next resend backs off further.
                 let attempts = match e.state {
                     State::InFlight { attempts, .. } | State::Due { attempts, .. } => attempts,
+                    State::Writing => continue,
                 };
                 e.state = State::Due { at, attempts };
                 self.due.insert((at, seq));
             }
         }
+    }
+}
+
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -436,22 +710,14 @@ mod tests {
         ProofId::of(&n.to_le_bytes())
     }
 
-    #[test]
-    fn a_clock_step_moves_every_pending_time_with_it() {
-        let mut o = Outbox::new(small(), 7);
-        let t = 100_000;
-        o.insert(1, id(1), Kind::Heartbeat, 10, t, t + 2_000);
-        o.insert(2, id(2), Kind::Heartbeat, 10, t, t);
-        assert_eq!(o.poll_send(t).map(|e| e.seq), Some(2));
-        o.mark_sent(&id(2), t);
-        // The clock is set back 30 s: the first is still due 2 s from "now", the second's
-        // resend timeout still 1 s (plus jitter) after its send.
-        o.clock_stepped(-30_000);
-        let now = t - 30_000;
-        let resend = o.poll_timeout().unwrap();
-        assert!((now + 1_000..=now + 1_200).contains(&resend), "{resend}");
-        assert!(o.poll_send(now + 500).is_none());
-        assert_eq!(o.poll_send(now + 2_000).map(|e| e.seq), Some(1));
+    /// Proof `n`: its id is `id(n)`, its `len` bytes all `n`.
+    fn proof(n: u32, kind: Kind, len: usize, created_ms: u64) -> Proof {
+        Proof {
+            id: id(n),
+            kind,
+            bytes: vec![n.to_le_bytes()[0]; len],
+            created_ms,
+        }
     }
 
     fn small() -> OutboxConfig {
@@ -465,23 +731,321 @@ mod tests {
         }
     }
 
+    /// The `(seq, id)` of a commit's new rows.
+    fn rows(c: &Commit) -> Vec<(u64, ProofId)> {
+        c.writes.iter().map(|w| (w.seq, w.id)).collect()
+    }
+
+    /// Sends whatever is due from `from` to `to` (1 ms steps), acking nothing; the ids in order.
+    fn sends(o: &mut Outbox, from: u64, to: u64) -> Vec<ProofId> {
+        let mut out = Vec::new();
+        for t in from..=to {
+            while let Some(e) = o.poll_send(t) {
+                let id = e.id;
+                o.mark_sent(&id, t);
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_proof_is_committed_before_it_is_sent_and_its_deletion_after_the_ack() {
+        let mut o = Outbox::new(small(), 7).with_commit_interval(20);
+        assert!(o.stage(proof(1, Kind::Heartbeat, 10, 1_000), 1_000));
+        assert!(
+            !o.stage(proof(1, Kind::Heartbeat, 10, 1_000), 1_001),
+            "staged already"
+        );
+        assert_eq!((o.len(), o.bytes()), (0, 0), "staged is not pending yet");
+        assert_eq!(o.poll_timeout(), Some(1_020), "the commit window");
+        assert_eq!(o.poll_commit(1_019, false), None);
+        assert_eq!(o.poll_send(1_019), None);
+        let c = o.poll_commit(1_020, false).unwrap();
+        assert_eq!(
+            c,
+            Commit {
+                writes: vec![Write {
+                    seq: 1,
+                    id: id(1),
+                    kind: Kind::Heartbeat,
+                    created_ms: 1_000,
+                    bytes: vec![1; 10],
+                }],
+                ..Commit::default()
+            }
+        );
+        // Being written: it takes room, but is not sent before it is on disk.
+        assert_eq!((o.len(), o.bytes()), (1, 10));
+        assert!(
+            !o.stage(proof(1, Kind::Heartbeat, 10, 1_000), 1_021),
+            "pending"
+        );
+        assert_eq!(o.poll_send(1_021), None);
+        assert_eq!(o.poll_timeout(), None);
+        o.handle_committed(1_025);
+        assert_eq!(o.poll_timeout(), Some(1_025));
+        let e = o.poll_send(1_025).unwrap();
+        assert_eq!((e.seq, e.id, e.envelope()), (1, id(1), &[1u8; 10][..]));
+        assert_eq!(o.mark_sent(&id(1), 1_025), 1);
+        assert_eq!(o.in_flight(), 1);
+        // The final ack: gone from the outbox at once, deleted from the store by a commit.
+        assert_eq!(o.stage_deletion(&id(1), 1_100), Some(Kind::Heartbeat));
+        assert_eq!((o.len(), o.bytes(), o.in_flight()), (0, 0, 0));
+        assert_eq!(o.stage_deletion(&id(1), 1_101), None, "a duplicate ack");
+        assert_eq!(o.poll_timeout(), Some(1_120));
+        assert_eq!(o.poll_commit(1_119, false), None);
+        let c = o.poll_commit(1_120, false).unwrap();
+        assert_eq!(
+            c,
+            Commit {
+                deletions: vec![id(1)],
+                ..Commit::default()
+            }
+        );
+        o.handle_committed(1_130);
+        assert_eq!(o.poll_commit(5_000, true), None, "nothing left to write");
+        assert_eq!(o.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_failed_commit_stages_its_proofs_and_deletions_again_and_retries_in_a_second() {
+        let mut o = Outbox::new(small(), 7);
+        assert!(o.restore(1, proof(1, Kind::Witness, 10, 0), 0));
+        o.stage(proof(2, Kind::Heartbeat, 10, 100), 100);
+        o.stage(proof(3, Kind::Witness, 10, 100), 100);
+        assert_eq!(o.stage_deletion(&id(1), 100), Some(Kind::Witness));
+        let c = o.poll_commit(120, false).unwrap();
+        assert_eq!(rows(&c), [(2, id(2)), (3, id(3))]);
+        assert_eq!(c.deletions, [id(1)]);
+        // Signed while the commit is written: staged behind it.
+        o.stage(proof(4, Kind::Heartbeat, 10, 130), 130);
+        o.handle_commit_failed(120);
+        assert_eq!((o.len(), o.bytes()), (0, 0), "nothing was written");
+        assert_eq!(o.poll_send(10_000), None);
+        assert_eq!(o.poll_timeout(), Some(1_120));
+        assert_eq!(o.poll_commit(1_119, false), None);
+        let c = o.poll_commit(1_120, false).unwrap();
+        // In the same order; sequence numbers are not reused.
+        assert_eq!(rows(&c), [(4, id(2)), (5, id(3)), (6, id(4))]);
+        assert_eq!(c.writes[0].bytes, vec![2; 10]);
+        assert_eq!(c.deletions, [id(1)]);
+        o.handle_committed(1_130);
+        assert_eq!(sends(&mut o, 1_130, 1_130), [id(2), id(3)]);
+    }
+
+    #[test]
+    fn staging_into_a_full_outbox_evicts_stored_and_staged_heartbeats() {
+        let mut o = Outbox::new(small(), 1);
+        o.restore(1, proof(1, Kind::Heartbeat, 100, 0), 0);
+        o.restore(2, proof(2, Kind::Onboard, 100, 0), 0);
+        o.restore(3, proof(3, Kind::BandwidthReceipt, 100, 0), 0);
+        // Room for one more: the heartbeat fits; each witness then evicts the oldest heartbeat,
+        // first the stored one, then the one of this very commit.
+        o.stage(proof(4, Kind::Heartbeat, 100, 10), 10);
+        o.stage(proof(5, Kind::Witness, 100, 10), 10);
+        o.stage(proof(6, Kind::Witness, 100, 10), 10);
+        let c = o.poll_commit(30, false).unwrap();
+        assert_eq!(
+            c,
+            Commit {
+                writes: vec![
+                    Write {
+                        seq: 5,
+                        id: id(5),
+                        kind: Kind::Witness,
+                        created_ms: 10,
+                        bytes: vec![5; 100],
+                    },
+                    Write {
+                        seq: 6,
+                        id: id(6),
+                        kind: Kind::Witness,
+                        created_ms: 10,
+                        bytes: vec![6; 100],
+                    },
+                ],
+                // The stored victim is deleted in the same commit; the staged one never written.
+                deletions: vec![id(1)],
+                evicted: vec![(id(1), Kind::Heartbeat), (id(4), Kind::Heartbeat)],
+                refused: vec![],
+            }
+        );
+        assert_eq!((o.len(), o.bytes()), (4, 400));
+        assert!(!o.contains(&id(1)) && !o.contains(&id(4)));
+    }
+
+    #[test]
+    fn a_proof_that_would_evict_a_higher_priority_one_is_refused() {
+        let mut o = Outbox::new(small(), 1);
+        o.restore(1, proof(1, Kind::Onboard, 100, 0), 0);
+        o.restore(2, proof(2, Kind::Witness, 100, 0), 0);
+        o.restore(3, proof(3, Kind::BandwidthReceipt, 100, 0), 0);
+        o.restore(4, proof(4, Kind::BandwidthReceipt, 100, 0), 0);
+        // A heartbeat may not evict a witness; a witness may; an onboarding may evict the new
+        // witness; a receipt finds only critical proofs.
+        o.stage(proof(5, Kind::Heartbeat, 10, 10), 10);
+        o.stage(proof(6, Kind::Witness, 10, 10), 10);
+        o.stage(proof(7, Kind::Onboard, 10, 10), 10);
+        o.stage(proof(8, Kind::BandwidthReceipt, 10, 10), 10);
+        let c = o.poll_commit(30, false).unwrap();
+        assert_eq!(rows(&c), [(6, id(7))]);
+        assert_eq!(c.deletions, [id(2)]);
+        assert_eq!(c.evicted, [(id(2), Kind::Witness), (id(6), Kind::Witness)]);
+        assert_eq!(
+            c.refused,
+            [(id(5), Kind::Heartbeat), (id(8), Kind::BandwidthReceipt)]
+        );
+        o.handle_committed(30);
+        assert_eq!((o.len(), o.bytes()), (4, 310));
+    }
+
+    #[test]
+    fn an_ack_of_a_proof_not_yet_committed_drops_it_from_the_stage() {
+        let mut o = Outbox::new(small(), 1);
+        o.stage(proof(1, Kind::Heartbeat, 10, 0), 0);
+        o.stage(proof(2, Kind::Heartbeat, 10, 0), 0);
+        assert_eq!(o.stage_deletion(&id(1), 5), Some(Kind::Heartbeat));
+        let c = o.poll_commit(20, false).unwrap();
+        // Never written, so nothing to delete.
+        assert_eq!((rows(&c), c.deletions), (vec![(1, id(2))], vec![]));
+        // A stage emptied by an ack leaves nothing to commit and no deadline behind.
+        let mut o = Outbox::new(small(), 1);
+        o.stage(proof(1, Kind::Heartbeat, 10, 0), 0);
+        assert_eq!(o.stage_deletion(&id(1), 5), Some(Kind::Heartbeat));
+        assert_eq!(o.poll_timeout(), None);
+        assert_eq!(o.poll_commit(100, true), None);
+    }
+
+    #[test]
+    fn one_commit_at_a_time() {
+        let mut o = Outbox::new(small(), 1);
+        o.stage(proof(1, Kind::Heartbeat, 10, 0), 0);
+        let c = o.poll_commit(0, true).unwrap();
+        assert_eq!(rows(&c), [(1, id(1))]);
+        o.stage(proof(2, Kind::Heartbeat, 10, 5), 5);
+        assert_eq!(o.poll_commit(1_000, true), None, "the first is in flight");
+        assert_eq!(o.poll_timeout(), None);
+        // Acked while being written (in case it was): deleted by the next commit.
+        assert_eq!(o.stage_deletion(&id(1), 6), Some(Kind::Heartbeat));
+        o.handle_committed(10);
+        assert_eq!(o.poll_send(10), None);
+        assert_eq!(
+            o.poll_timeout(),
+            Some(25),
+            "the second's window, from its staging"
+        );
+        let c = o.poll_commit(25, false).unwrap();
+        assert_eq!((rows(&c), c.deletions), (vec![(2, id(2))], vec![id(1)]));
+        o.handle_committed(30);
+        // A report with no commit in flight changes nothing.
+        o.handle_commit_failed(30);
+        assert_eq!((o.len(), o.poll_timeout()), (1, Some(30)));
+    }
+
+    #[test]
+    fn a_full_batch_is_due_at_once() {
+        let cfg = OutboxConfig {
+            max_entries: 100,
+            max_bytes: 100_000,
+            ..small()
+        };
+        let mut o = Outbox::new(cfg, 1).with_commit_interval(500);
+        assert_eq!(COMMIT_BATCH, 64);
+        for n in 1..64 {
+            o.stage(proof(n, Kind::Heartbeat, 10, 0), 0);
+        }
+        assert_eq!(o.poll_commit(1, false), None, "63 wait for the window");
+        o.stage(proof(64, Kind::Heartbeat, 10, 1), 1);
+        assert_eq!(o.poll_commit(1, false).map(|c| c.writes.len()), Some(64));
+    }
+
+    #[test]
+    fn a_clock_step_moves_the_commit_window() {
+        let mut o = Outbox::new(small(), 1).with_commit_interval(300);
+        o.stage(proof(1, Kind::Heartbeat, 10, 1_000), 1_000);
+        assert_eq!(o.poll_timeout(), Some(1_300));
+        o.clock_stepped(-500);
+        assert_eq!(o.poll_timeout(), Some(800));
+        assert_eq!(o.poll_commit(799, false), None);
+        o.clock_stepped(200);
+        assert_eq!(o.poll_commit(999, false), None);
+        assert!(o.poll_commit(1_000, false).is_some());
+    }
+
+    #[test]
+    fn restored_rows_are_due_in_order_and_new_proofs_numbered_after_them() {
+        let mut o = Outbox::new(small(), 1);
+        assert!(o.restore(7, proof(7, Kind::Witness, 10, 5), 100));
+        assert!(o.restore(3, proof(3, Kind::Heartbeat, 20, 9), 100));
+        assert!(
+            !o.restore(9, proof(3, Kind::Heartbeat, 20, 9), 100),
+            "same id"
+        );
+        assert_eq!(
+            (o.len(), o.bytes(), o.oldest_created_ms()),
+            (2, 30, Some(5))
+        );
+        assert_eq!(o.poll_timeout(), Some(100));
+        assert_eq!(
+            o.get(&id(7)).map(|e| e.envelope().to_vec()),
+            Some(vec![7; 10])
+        );
+        assert_eq!(sends(&mut o, 100, 100), [id(3), id(7)]);
+        o.stage(proof(1, Kind::Heartbeat, 10, 100), 100);
+        let c = o.poll_commit(100, true).unwrap();
+        assert_eq!(rows(&c), [(8, id(1))]);
+    }
+
+    #[test]
+    fn nothing_is_sent_or_scheduled_while_disconnected_but_commits_go_on() {
+        let mut o = Outbox::new(small(), 1);
+        o.restore(1, proof(1, Kind::Heartbeat, 10, 0), 0);
+        o.disconnected();
+        o.stage(proof(2, Kind::Heartbeat, 10, 0), 0);
+        assert_eq!(o.poll_timeout(), Some(20), "the commit window alone");
+        assert_eq!(o.poll_send(50), None);
+        let c = o.poll_commit(20, false).unwrap();
+        o.handle_committed(20);
+        assert_eq!(rows(&c), [(2, id(2))]);
+        assert_eq!(o.poll_timeout(), None);
+        o.reconnected(50);
+        let t = o.poll_timeout().unwrap();
+        assert!((50..=150).contains(&t), "{t}");
+        assert_eq!(sends(&mut o, 50, 150), [id(1), id(2)]);
+    }
+
+    #[test]
+    fn a_clock_step_moves_every_pending_time_with_it() {
+        let mut o = Outbox::new(small(), 7);
+        let t = 100_000;
+        o.restore(1, proof(1, Kind::Heartbeat, 10, t), t + 2_000);
+        o.restore(2, proof(2, Kind::Heartbeat, 10, t), t);
+        assert_eq!(o.poll_send(t).map(|e| e.seq), Some(2));
+        o.mark_sent(&id(2), t);
+        // The clock is set back 30 s: the first is still due 2 s from "now", the second's
+        // resend timeout still 1 s (plus jitter) after its send.
+        o.clock_stepped(-30_000);
+        let now = t - 30_000;
+        let resend = o.poll_timeout().unwrap();
+        assert!((now + 1_000..=now + 1_200).contains(&resend), "{resend}");
+        assert!(o.poll_send(now + 500).is_none());
+        assert_eq!(o.poll_send(now + 2_000).map(|e| e.seq), Some(1));
+    }
+
     #[test]
     fn sends_in_order_respecting_the_in_flight_limit() {
         let mut o = Outbox::new(small(), 7);
         for n in 0..3 {
-            assert!(o.insert(u64::from(n) + 1, id(n), Kind::Witness, 100, 0, 0));
+            assert!(o.restore(u64::from(n) + 1, proof(n, Kind::Witness, 100, 0), 0));
         }
-        assert!(
-            !o.insert(9, id(0), Kind::Witness, 100, 0, 0),
-            "duplicate ids are ignored"
-        );
-        let a = o.poll_send(0).unwrap();
-        o.mark_sent(&a.id, 0);
-        let b = o.poll_send(0).unwrap();
-        o.mark_sent(&b.id, 0);
-        assert_eq!((a.id, b.id), (id(0), id(1)));
+        let a = o.poll_send(0).unwrap().id;
+        o.mark_sent(&a, 0);
+        let b = o.poll_send(0).unwrap().id;
+        o.mark_sent(&b, 0);
+        assert_eq!((a, b), (id(0), id(1)));
         assert!(o.poll_send(0).is_none(), "two in flight is the limit");
-        o.remove(&a.id);
+        o.stage_deletion(&a, 0);
         assert_eq!(o.poll_send(0).unwrap().id, id(2));
         assert_eq!(o.len(), 2);
         assert_eq!(o.bytes(), 200);
@@ -496,12 +1060,13 @@ mod tests {
             },
             3,
         );
-        o.insert(1, id(1), Kind::Witness, 10, 0, 0);
+        o.restore(1, proof(1, Kind::Witness, 10, 0), 0);
         let mut t = 0;
         let mut sends = Vec::new();
         while t < 40_000 {
             if let Some(e) = o.poll_send(t) {
-                o.mark_sent(&e.id, t);
+                let id = e.id;
+                o.mark_sent(&id, t);
                 sends.push(t);
             }
             t += 10;
@@ -524,32 +1089,13 @@ mod tests {
             3,
         );
         for n in 1..=3 {
-            o.insert(u64::from(n), id(n), Kind::Witness, 10, 0, 0);
-            let e = o.poll_send(0).unwrap();
-            o.mark_sent(&e.id, 0);
+            o.restore(u64::from(n), proof(n, Kind::Witness, 10, 0), 0);
+            let e = o.poll_send(0).unwrap().id;
+            o.mark_sent(&e, 0);
         }
         assert!(o.poll_send(50).is_none());
         o.reconnected(100);
-        let mut resent = 0;
-        for t in 100..=200 {
-            while let Some(e) = o.poll_send(t) {
-                o.mark_sent(&e.id, t);
-                resent += 1;
-            }
-        }
-        assert_eq!(resent, 3);
-    }
-
-    /// Sends whatever is due from `from` to `to` (1 ms steps), acking nothing; the ids in order.
-    fn sends(o: &mut Outbox, from: u64, to: u64) -> Vec<ProofId> {
-        let mut out = Vec::new();
-        for t in from..=to {
-            while let Some(e) = o.poll_send(t) {
-                o.mark_sent(&e.id, t);
-                out.push(e.id);
-            }
-        }
-        out
+        assert_eq!(sends(&mut o, 100, 200).len(), 3);
     }
 
     #[test]
@@ -564,16 +1110,16 @@ mod tests {
         for seed in [1, 3, 7, 42] {
             let mut o = Outbox::new(cfg.clone(), seed);
             // Signed and sent over a second, never acked: the broker went away unnoticed.
-            for (n, pid) in signed[..10].iter().enumerate() {
-                let t = n as u64 * 100;
-                o.insert(n as u64 + 1, *pid, Kind::Heartbeat, 10, t, t);
-                assert_eq!(o.poll_send(t).map(|e| e.id), Some(*pid));
-                o.mark_sent(pid, t);
+            for n in 1..=10 {
+                let t = u64::from(n - 1) * 100;
+                o.restore(u64::from(n), proof(n, Kind::Heartbeat, 10, t), t);
+                assert_eq!(o.poll_send(t).map(|e| e.id), Some(id(n)));
+                o.mark_sent(&id(n), t);
             }
             // Signed while disconnected: never sent.
-            for (n, pid) in signed.iter().enumerate().skip(10) {
-                let t = n as u64 * 100;
-                o.insert(n as u64 + 1, *pid, Kind::Heartbeat, 10, t, t);
+            for n in 11..=20 {
+                let t = u64::from(n - 1) * 100;
+                o.restore(u64::from(n), proof(n, Kind::Heartbeat, 10, t), t);
             }
             // Reconnected: the whole backlog, in flight or never sent, oldest first.
             o.reconnected(2_500);
@@ -581,17 +1127,17 @@ mod tests {
             // Sent together and never acked: the resend timeout (1 s, plus one jitter for the
             // burst) brings them back together, in order again.
             let mut b = Outbox::new(cfg.clone(), seed);
-            for (n, pid) in signed.iter().enumerate() {
-                b.insert(n as u64 + 1, *pid, Kind::Heartbeat, 10, 0, 0);
+            for n in 1..=20 {
+                b.restore(u64::from(n), proof(n, Kind::Heartbeat, 10, 0), 0);
             }
             assert_eq!(sends(&mut b, 0, 0), signed, "seed {seed}");
             assert_eq!(sends(&mut b, 1, 2_500), signed, "seed {seed}");
-            // A restart loads the rows (in any order) into a new index: sent in signing order.
+            // A restart loads the rows (in any order) into a new outbox: sent in signing order.
             let mut r = Outbox::new(cfg.clone(), seed);
             for n in [
                 5u32, 1, 20, 3, 2, 4, 19, 18, 17, 16, 6, 7, 8, 9, 10, 15, 14, 13, 12, 11,
             ] {
-                r.insert(u64::from(n), id(n), Kind::Heartbeat, 10, 0, 30_000);
+                r.restore(u64::from(n), proof(n, Kind::Heartbeat, 10, 0), 30_000);
             }
             assert_eq!(sends(&mut r, 30_000, 30_000), signed, "seed {seed}");
         }
@@ -600,29 +1146,29 @@ mod tests {
     #[test]
     fn eviction_takes_oldest_low_priority_first_and_never_critical() {
         let mut o = Outbox::new(small(), 1);
-        o.insert(1, id(1), Kind::Witness, 100, 0, 0);
-        o.insert(2, id(2), Kind::Heartbeat, 100, 0, 0);
-        o.insert(3, id(3), Kind::BandwidthReceipt, 100, 0, 0);
-        o.insert(4, id(4), Kind::Heartbeat, 100, 0, 0);
+        o.restore(1, proof(1, Kind::Witness, 100, 0), 0);
+        o.restore(2, proof(2, Kind::Heartbeat, 100, 0), 0);
+        o.restore(3, proof(3, Kind::BandwidthReceipt, 100, 0), 0);
+        o.restore(4, proof(4, Kind::Heartbeat, 100, 0), 0);
         // Full by count: a new witness evicts the oldest heartbeat.
         assert_eq!(o.make_room(Kind::Witness, 100), Ok(vec![id(2)]));
         // A heartbeat may not evict a witness, only heartbeats.
         assert_eq!(o.make_room(Kind::Heartbeat, 100), Ok(vec![id(2)]));
-        o.remove(&id(2));
-        o.remove(&id(4));
-        o.insert(5, id(5), Kind::Onboard, 100, 0, 0);
-        o.insert(6, id(6), Kind::BandwidthReceipt, 100, 0, 0);
+        o.stage_deletion(&id(2), 0);
+        o.stage_deletion(&id(4), 0);
+        o.restore(5, proof(5, Kind::Onboard, 100, 0), 0);
+        o.restore(6, proof(6, Kind::BandwidthReceipt, 100, 0), 0);
         // Now: witness, receipt, onboard, receipt. A heartbeat cannot displace any of them.
         assert_eq!(o.make_room(Kind::Heartbeat, 10), Err(Full));
         // A receipt may displace the witness.
         assert_eq!(o.make_room(Kind::BandwidthReceipt, 10), Ok(vec![id(1)]));
-        o.remove(&id(1));
+        o.stage_deletion(&id(1), 0);
         // Critical only: nothing can be evicted.
-        o.insert(7, id(7), Kind::Onboard, 100, 0, 0);
+        o.restore(7, proof(7, Kind::Onboard, 100, 0), 0);
         assert_eq!(o.make_room(Kind::BandwidthReceipt, 10), Err(Full));
         // Byte limit too.
         let mut o = Outbox::new(small(), 1);
-        o.insert(1, id(1), Kind::Heartbeat, 600, 0, 0);
+        o.restore(1, proof(1, Kind::Heartbeat, 600, 0), 0);
         assert_eq!(o.make_room(Kind::Witness, 500), Ok(vec![id(1)]));
         assert_eq!(o.make_room(Kind::Witness, 300), Ok(vec![]));
     }
@@ -631,14 +1177,18 @@ mod tests {
     fn poll_timeout_tracks_due_and_resends() {
         let mut o = Outbox::new(small(), 1);
         assert_eq!(o.poll_timeout(), None);
-        o.insert(1, id(1), Kind::Witness, 10, 0, 500);
+        o.restore(1, proof(1, Kind::Witness, 10, 0), 500);
         assert_eq!(o.poll_timeout(), Some(500));
-        let e = o.poll_send(500).unwrap();
-        o.mark_sent(&e.id, 500);
+        let e = o.poll_send(500).unwrap().id;
+        o.mark_sent(&e, 500);
         let t = o.poll_timeout().unwrap();
         assert!((1_500..=1_700).contains(&t), "{t}");
         assert_eq!(o.oldest_created_ms(), Some(0));
-        o.remove(&id(1));
-        assert_eq!(o.poll_timeout(), None);
+        o.stage_deletion(&id(1), 600);
+        assert_eq!(
+            o.poll_timeout(),
+            Some(620),
+            "the deletion's commit window alone"
+        );
     }
 }

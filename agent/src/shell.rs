@@ -1,15 +1,16 @@
 //! The daemon: a tokio shell around the sans-IO [`Core`] and [`Outbox`].
 //!
-//! One task owns the core, the outbox index and the pending envelopes; a second task polls the
-//! MQTT event loop and forwards what matters over a bounded channel; SQLite commits run on the
-//! blocking pool. The loop, each turn:
+//! One task owns the core and the outbox (which holds the proofs, staged and committed, with
+//! their bytes); a second task polls the MQTT event loop and forwards what matters over a
+//! bounded channel; SQLite commits run on the blocking pool. The loop, each turn:
 //!
-//! 1. waits for the earliest deadline (core, outbox, commit window, status), an MQTT event or
-//!    a network event;
+//! 1. waits for the earliest deadline (core, outbox with its commit window, status), an MQTT
+//!    event or a network event;
 //! 2. feeds the core (timeouts, seeds, acks, radio frames, GNSS fixes, gossiped witnesses);
-//! 3. collects newly signed proofs into a batch and **commits the batch to disk before any of
-//!    it is published**; proofs acked with a final verdict are deleted in the same kind of
-//!    batch (a transient one, `rate_limited`, leaves the proof to be resent);
+//! 3. stages newly signed proofs in the outbox, and writes the commit it hands out: **every
+//!    proof is on disk before any of it is published**; proofs acked with a final verdict are
+//!    deleted by the same kind of commit (a transient one, `rate_limited`, leaves the proof to
+//!    be resent); the shell logs and counts the evictions and refusals the commit reports;
 //! 4. publishes what the outbox says is due (new proofs, resends) while connected;
 //! 5. refreshes the status and the metrics.
 //!
@@ -22,12 +23,11 @@
 //! assembles the epoch's measurer set from MQTT, invites its assigned measurers over
 //! `/wisp/bw/1`, answers invitations (queueing tests for a measurer task that runs them one at
 //! a time) and measurers' requests (each accepted test runs in a task of its own), and puts
-//! every receipt those tasks hand back into the outbox batch like any other proof. Every test
+//! every receipt those tasks hand back into the outbox like any other proof. Every test
 //! that ends gets one INFO line (peer, role, directions, Mbit/s, RTTs, outcome); the latest
 //! one as prover (whichever measurer ran it) is kept for `/status`, the `wisp_backhaul_*`
 //! gauges and the signed status report.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,6 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
-use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{
     BackhaulOutcome, BackhaulSummary, BandwidthReceipt, DeviceHealth, Outcome, StatusReport,
@@ -48,6 +47,7 @@ use wisp_protocol::msg::{
 };
 use wisp_protocol::units::EpochNo;
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId, keyfile, topics};
+use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 
 use crate::VERSION;
 use crate::backhaul::{self, Backhaul, SetError};
@@ -61,7 +61,7 @@ use crate::core::{Core, CoreConfig, Event, Ignored, Proof};
 use crate::device::DeviceIo;
 use crate::metrics::{DirectionLabel, KindLabel, Metrics, ReasonLabel, RttLabel, WhyLabel};
 use crate::net::{self, NetEvent, NetHandle, Topic};
-use crate::outbox::Outbox;
+use crate::outbox::{Commit, Full, Outbox};
 use crate::status::{BackhaulStatus, Shared, Status};
 use crate::store::{Row, Store};
 use crate::wallclock::{self, system_ms, wall_ms};
@@ -201,11 +201,7 @@ struct Daemon {
     key: NodeKey,
     core: Core,
     outbox: Outbox,
-    envelopes: BTreeMap<ProofId, Vec<u8>>,
     store: Arc<Mutex<Store>>,
-    batch: Vec<Proof>,
-    batch_deadline: Option<u64>,
-    deletions: Vec<ProofId>,
     client: AsyncClient,
     connected: bool,
     /// What operators are told about the broker (WARN lines, `/readyz`).
@@ -621,12 +617,19 @@ pub async fn run_with(
 
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS random: {e}"))?;
-    let mut outbox = Outbox::new(cfg.outbox.clone(), u64::from_le_bytes(seed));
-    let mut envelopes = BTreeMap::new();
+    let mut outbox = Outbox::new(cfg.outbox.clone(), u64::from_le_bytes(seed))
+        .with_commit_interval(cfg.commit_interval_ms);
     for (row, bytes) in rows {
-        outbox.insert(row.seq, row.id, row.kind, row.len, row.created_ms, now);
-        envelopes.insert(row.id, bytes);
+        let proof = Proof {
+            id: row.id,
+            kind: row.kind,
+            bytes,
+            created_ms: row.created_ms,
+        };
+        outbox.restore(row.seq, proof, now);
     }
+    // Not connected yet: nothing is sent until the broker's ConnAck.
+    outbox.disconnected();
     let firmware = device.firmware_version();
     let mut core_cfg = CoreConfig::new(cfg.cell, Versions::new(VERSION, &firmware));
     core_cfg.radio = cfg.radio;
@@ -757,11 +760,7 @@ pub async fn run_with(
         key,
         core,
         outbox,
-        envelopes,
         store: Arc::new(Mutex::new(store)),
-        batch: Vec::new(),
-        batch_deadline: None,
-        deletions: Vec::new(),
         client,
         connected: false,
         broker: BrokerHealth::new(broker_url(&cfg.mqtt), REPORT_EVERY_MS),
@@ -834,9 +833,10 @@ impl Daemon {
         } else {
             self.core.poll_timeout()
         };
+        // The outbox's: its commit window, and its sends and resends while connected.
         for c in [
             core,
-            self.batch_deadline,
+            self.outbox.poll_timeout(),
             Some(self.next_status_ms),
             self.bw.as_ref().and_then(|b| b.state.invite_at()),
         ]
@@ -844,11 +844,6 @@ impl Daemon {
         .flatten()
         {
             t = t.min(c);
-        }
-        if self.connected
-            && let Some(o) = self.outbox.poll_timeout()
-        {
-            t = t.min(o);
         }
         t.max(now)
     }
@@ -890,6 +885,7 @@ impl Daemon {
                     None => debug!(broker = %self.broker.url(), "broker unreachable: {why}"),
                 }
                 self.connected = false;
+                self.outbox.disconnected();
                 self.metrics.mqtt_connected.set(0);
             }
             Incoming::Publish {
@@ -905,7 +901,7 @@ impl Daemon {
                     self.on_measurer_set(payload, now).await;
                 } else if topic == topics::acks(&self.key.id()) {
                     match self.core.handle_ack(&payload, now) {
-                        Ok(entries) => self.apply_ack(entries),
+                        Ok(entries) => self.apply_ack(entries, now),
                         Err(e) => {
                             warn!("refused an ack: {e}");
                             self.metrics
@@ -946,9 +942,7 @@ impl Daemon {
             let delta = offset - old;
             self.core.clock_stepped(delta);
             self.outbox.clock_stepped(delta);
-            let s = |t: u64| t.saturating_add_signed(delta);
-            self.batch_deadline = self.batch_deadline.map(s);
-            self.next_status_ms = s(self.next_status_ms);
+            self.next_status_ms = self.next_status_ms.saturating_add_signed(delta);
             if let Some(bw) = &mut self.bw {
                 bw.state.clock_stepped(delta);
             }
@@ -1204,8 +1198,8 @@ impl Daemon {
         }
     }
 
-    /// A bandwidth test ended: its receipts go into the batch, committed and sent like any
-    /// proof; a test of this node as prover becomes the one `/status` shows.
+    /// A bandwidth test ended: its receipts are staged in the outbox, committed and sent like
+    /// any proof; a test of this node as prover becomes the one `/status` shows.
     fn on_bw_done(&mut self, done: BwDone) {
         let now = wall_ms();
         if let Some(proved) = done.proved {
@@ -1223,15 +1217,23 @@ impl Daemon {
                     kind: Kind::BandwidthReceipt.name(),
                 })
                 .inc();
-            self.batch.push(Proof {
-                id: ProofId::of(&bytes),
-                kind: Kind::BandwidthReceipt,
-                bytes,
-                created_ms: now,
-            });
+            self.stage(
+                Proof {
+                    id: ProofId::of(&bytes),
+                    kind: Kind::BandwidthReceipt,
+                    bytes,
+                    created_ms: now,
+                },
+                now,
+            );
         }
-        if self.batch_deadline.is_none() && !self.batch.is_empty() {
-            self.batch_deadline = Some(now + self.cfg.commit_interval_ms);
+    }
+
+    /// Stages a signed proof in the outbox, for the next commit.
+    fn stage(&mut self, proof: Proof, now: u64) {
+        let (id, kind) = (proof.id, proof.kind);
+        if !self.outbox.stage(proof, now) {
+            debug!(proof = %id, %kind, "signed a proof the outbox already holds");
         }
     }
 
@@ -1298,7 +1300,7 @@ impl Daemon {
         net::status::encode_response(self.core.sign(&report).to_bytes(), &envelopes)
     }
 
-    fn apply_ack(&mut self, entries: Vec<wisp_protocol::msg::AckEntry>) {
+    fn apply_ack(&mut self, entries: Vec<wisp_protocol::msg::AckEntry>, now: u64) {
         for e in entries {
             if let Verdict::Rejected(reason) = e.verdict
                 && reason.is_transient()
@@ -1317,17 +1319,17 @@ impl Daemon {
                 }
                 continue;
             }
-            let Some(entry) = self.outbox.remove(&e.proof_id) else {
+            // Out of the outbox at once; deleted from the store by the next commit.
+            let Some(kind) = self.outbox.stage_deletion(&e.proof_id, now) else {
                 // Already acked (a duplicate ack after a resend), or never ours.
                 continue;
             };
-            self.envelopes.remove(&e.proof_id);
             match e.verdict {
                 Verdict::Accepted => {
                     self.metrics.proofs_accepted.inc();
                 }
                 Verdict::Rejected(reason) => {
-                    warn!(proof = %e.proof_id, kind = %entry.kind, %reason, "the oracle rejected a proof: {}", reason.describe());
+                    warn!(proof = %e.proof_id, %kind, %reason, "the oracle rejected a proof: {}", reason.describe());
                     self.metrics
                         .proofs_rejected
                         .get_or_create(&ReasonLabel {
@@ -1336,10 +1338,6 @@ impl Daemon {
                         .inc();
                 }
             }
-            self.deletions.push(e.proof_id);
-        }
-        if !self.deletions.is_empty() && self.batch_deadline.is_none() {
-            self.batch_deadline = Some(wall_ms() + self.cfg.commit_interval_ms);
         }
     }
 
@@ -1389,10 +1387,7 @@ impl Daemon {
                     kind: p.kind.name(),
                 })
                 .inc();
-            self.batch.push(p);
-            if self.batch_deadline.is_none() {
-                self.batch_deadline = Some(now + self.cfg.commit_interval_ms);
-            }
+            self.stage(p, now);
         }
         while let Some(ev) = self.core.poll_event() {
             match ev {
@@ -1432,89 +1427,56 @@ impl Daemon {
         }
     }
 
-    /// Commits the pending batch (new proofs, deletions, the heartbeat counter) in one durable
-    /// transaction, then hands the new proofs to the outbox.
+    /// Writes what the outbox hands out (new proofs, deletions, the heartbeat counter) in one
+    /// durable transaction, and reports the result back to it.
     async fn commit(&mut self, force: bool) -> anyhow::Result<()> {
         let now = wall_ms();
-        let due = self.batch_deadline.is_some_and(|d| now >= d) || self.batch.len() >= 64;
-        if (self.batch.is_empty() && self.deletions.is_empty()) || !(due || force) {
+        let Some(Commit {
+            writes,
+            deletions,
+            evicted,
+            refused,
+        }) = self.outbox.poll_commit(now, force)
+        else {
             return Ok(());
+        };
+        for (id, kind) in evicted {
+            warn!(proof = %id, %kind, "outbox full: evicted");
+            self.metrics
+                .outbox_evicted
+                .get_or_create(&KindLabel { kind: kind.name() })
+                .inc();
         }
-        let mut evict = Vec::new();
-        let mut accepted = Vec::new();
-        let mut seq = self.outbox.next_seq();
-        // Make room in the index (without changing it yet) for everything in the batch.
-        for p in std::mem::take(&mut self.batch) {
-            match self.outbox.make_room(p.kind, p.bytes.len()) {
-                Ok(victims) => {
-                    for v in victims {
-                        if let Some(e) = self.outbox.remove(&v) {
-                            self.envelopes.remove(&v);
-                            warn!(proof = %v, kind = %e.kind, "outbox full: evicted");
-                            self.metrics
-                                .outbox_evicted
-                                .get_or_create(&KindLabel {
-                                    kind: e.kind.name(),
-                                })
-                                .inc();
-                            // A victim from this very batch was never stored: just drop it.
-                            if let Some(i) = accepted
-                                .iter()
-                                .position(|(r, _): &(Row, Vec<u8>)| r.id == v)
-                            {
-                                accepted.remove(i);
-                            } else {
-                                evict.push(v);
-                            }
-                        }
-                    }
-                    let row = Row {
-                        seq,
-                        id: p.id,
-                        kind: p.kind,
-                        created_ms: p.created_ms,
-                        len: p.bytes.len(),
-                    };
-                    seq += 1;
-                    // Reserve the space now so later proofs of this batch see it taken.
-                    self.outbox.insert(
-                        row.seq,
-                        row.id,
-                        row.kind,
-                        row.len,
-                        row.created_ms,
-                        u64::MAX,
-                    );
-                    accepted.push((row, p.bytes));
-                }
-                Err(full) => {
-                    error!(kind = %p.kind, "{full}: proof dropped");
-                    self.metrics.outbox_refused.inc();
-                }
-            }
+        for (_, kind) in refused {
+            error!(%kind, "{Full}: proof dropped");
+            self.metrics.outbox_refused.inc();
         }
-        let gone: Vec<ProofId> = std::mem::take(&mut self.deletions)
-            .into_iter()
-            .chain(evict)
-            .collect();
         let hb = self.core.heartbeat_seq();
         let hb_ms = self.core.activity().last_heartbeat_ms.unwrap_or(0);
         let beacon_ms = self.core.activity().last_beacon_ms.unwrap_or(0);
         let store = self.store.clone();
-        let rows: Vec<(Row, Vec<u8>)> = accepted;
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            let refs: Vec<(Row, &[u8])> = rows
+        let r = tokio::task::spawn_blocking(move || {
+            let rows: Vec<(Row, &[u8])> = writes
                 .iter()
-                .map(|(r, b)| (r.clone(), b.as_slice()))
+                .map(|w| {
+                    let row = Row {
+                        seq: w.seq,
+                        id: w.id,
+                        kind: w.kind,
+                        created_ms: w.created_ms,
+                        len: w.bytes.len(),
+                    };
+                    (row, w.bytes.as_slice())
+                })
                 .collect();
-            let r = store
+            store
                 .lock()
                 .map_err(|_| anyhow::anyhow!("store lock poisoned"))
                 .and_then(|mut s| {
                     s.commit(
-                        &refs,
-                        &gone,
+                        &rows,
+                        &deletions,
                         &[
                             ("heartbeat_seq", hb),
                             (HEARTBEAT_MS, hb_ms),
@@ -1522,25 +1484,12 @@ impl Daemon {
                         ],
                     )
                     .map_err(anyhow::Error::from)
-                });
-            (r, rows, gone)
+                })
         })
         .await?;
-        let (r, rows, gone) = result;
         if let Err(e) = r {
-            // Nothing was written: take the proofs back out of the index and keep them for the
-            // next attempt, and keep the deletions too.
-            for (row, bytes) in rows {
-                self.outbox.remove(&row.id);
-                self.batch.push(Proof {
-                    id: row.id,
-                    kind: row.kind,
-                    bytes,
-                    created_ms: row.created_ms,
-                });
-            }
-            self.deletions.extend(gone);
-            self.batch_deadline = Some(now + 1_000);
+            // Nothing was written: the outbox stages it all again, deletions too.
+            self.outbox.handle_commit_failed(now);
             error!("outbox commit failed, retrying in 1 s: {e:#}");
             return Ok(());
         }
@@ -1548,35 +1497,22 @@ impl Daemon {
         self.metrics
             .outbox_commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        for (row, bytes) in rows {
-            // Committed: now due for sending.
-            self.outbox.remove(&row.id);
-            self.outbox
-                .insert(row.seq, row.id, row.kind, row.len, row.created_ms, now);
-            self.envelopes.insert(row.id, bytes);
-        }
-        self.batch_deadline = None;
+        // Committed: now due for sending.
+        self.outbox.handle_committed(now);
         Ok(())
     }
 
     fn publish_due(&mut self, now: u64) {
-        if !self.connected {
-            return;
-        }
+        // The outbox sends nothing while disconnected.
         let topic = topics::proofs(&self.key.id());
         while let Some(e) = self.outbox.poll_send(now) {
-            let Some(bytes) = self.envelopes.get(&e.id) else {
-                // Cannot happen: every indexed proof has its bytes. Drop it loudly rather than loop.
-                error!(proof = %e.id, "outbox entry without bytes");
-                self.outbox.remove(&e.id);
-                continue;
-            };
+            let (id, bytes) = (e.id, e.envelope().to_vec());
             match self
                 .client
-                .try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes.clone())
+                .try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes)
             {
                 Ok(()) => {
-                    if self.outbox.mark_sent(&e.id, now) > 1 {
+                    if self.outbox.mark_sent(&id, now) > 1 {
                         self.metrics.proofs_resent.inc();
                     }
                     self.metrics.proofs_published.inc();

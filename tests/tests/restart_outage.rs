@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use wisp_agent::core::{Core, CoreConfig};
+use wisp_agent::core::{Core, CoreConfig, Proof};
 use wisp_agent::outbox::{Outbox, OutboxConfig};
 use wisp_oracle::acks::AckBatcher;
 use wisp_oracle::engine::{BatchVerifier, Engine, Incoming, Prechecker, RateLimiter};
@@ -54,23 +54,34 @@ impl Process {
         core.handle_seed(seed, now).unwrap();
         let mut outbox = Outbox::new(OutboxConfig::default(), now);
         for (seq, (id, kind, bytes, created)) in &disk.rows {
-            outbox.insert(*seq, *id, *kind, bytes.len(), *created, now);
+            let proof = Proof {
+                id: *id,
+                kind: *kind,
+                bytes: bytes.clone(),
+                created_ms: *created,
+            };
+            outbox.restore(*seq, proof, now);
         }
         Process { core, outbox }
     }
 
-    /// Signs what is due and commits it (before anything of it is sent).
+    /// Signs what is due and commits it with the deletions of the acks since the last turn
+    /// (before anything of it is sent).
     fn turn(&mut self, disk: &mut Disk, now: u64) {
         self.core.handle_timeout(now);
         while let Some(p) = self.core.poll_proof() {
-            let seq = self.outbox.next_seq();
-            disk.rows
-                .insert(seq, (p.id, p.kind, p.bytes.clone(), p.created_ms));
-            self.outbox
-                .insert(seq, p.id, p.kind, p.bytes.len(), p.created_ms, now);
+            self.outbox.stage(p, now);
         }
-        disk.heartbeat_seq = self.core.heartbeat_seq();
-        disk.heartbeat_ms = self.core.activity().last_heartbeat_ms;
+        if let Some(c) = self.outbox.poll_commit(now, true) {
+            for w in c.writes {
+                disk.rows
+                    .insert(w.seq, (w.id, w.kind, w.bytes, w.created_ms));
+            }
+            disk.rows.retain(|_, (id, ..)| !c.deletions.contains(id));
+            disk.heartbeat_seq = self.core.heartbeat_seq();
+            disk.heartbeat_ms = self.core.activity().last_heartbeat_ms;
+            self.outbox.handle_committed(now);
+        }
     }
 }
 
@@ -140,9 +151,12 @@ fn restarts_and_broker_outages_cost_no_honest_heartbeat() {
             agent = Process::start(&node, &oracle_key, &seed, &disk, now);
             if connected {
                 agent.outbox.reconnected(now);
+            } else {
+                agent.outbox.disconnected();
             }
         }
         if was_connected && !connected {
+            agent.outbox.disconnected();
             to_oracle.retain(|(_, sent, _)| *sent + 2_000 < now);
             to_agent.clear();
         }
@@ -153,8 +167,9 @@ fn restarts_and_broker_outages_cost_no_honest_heartbeat() {
         agent.turn(&mut disk, now);
         if connected {
             while let Some(e) = agent.outbox.poll_send(now) {
-                agent.outbox.mark_sent(&e.id, now);
-                to_oracle.push_back((now + LATENCY_MS, now, disk.rows[&e.seq].2.clone()));
+                let (id, bytes) = (e.id, e.envelope().to_vec());
+                agent.outbox.mark_sent(&id, now);
+                to_oracle.push_back((now + LATENCY_MS, now, bytes));
             }
         }
         // The oracle judges what arrived, in arrival order, and acks it.
@@ -173,13 +188,10 @@ fn restarts_and_broker_outages_cost_no_honest_heartbeat() {
         while connected && to_agent.front().is_some_and(|(at, _)| *at <= now) {
             let (_, ack) = to_agent.pop_front().unwrap();
             // As the shell does: a transient verdict (`rate_limited`) leaves the proof to be
-            // resent; only a final one deletes it.
+            // resent; only a final one deletes it, by the next commit.
             for e in agent.core.handle_ack(&ack, now).unwrap() {
-                if !e.verdict.is_final() {
-                    continue;
-                }
-                if let Some(entry) = agent.outbox.remove(&e.proof_id) {
-                    disk.rows.remove(&entry.seq);
+                if e.verdict.is_final() {
+                    agent.outbox.stage_deletion(&e.proof_id, now);
                 }
             }
         }
