@@ -3,7 +3,9 @@
 //! - [`core`], [`clock`], [`trust`]: the sans-IO decision logic (heartbeats, beacon slot,
 //!   witnesses; the oracle's time; the pinned oracle key), from [`wisp_agent_core`], which the
 //!   simulator drives too.
-//! - [`outbox`]: the sans-IO outbox policy (send, resend with backoff and jitter, evict).
+//! - [`outbox`]: the sans-IO outbox: staged and committed proofs with their bytes, what to
+//!   commit and when, send, resend with backoff and jitter, evict; the shell only writes and
+//!   publishes.
 //! - [`store`]: the durable outbox (SQLite WAL, `synchronous=FULL`, batched commits).
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
 //! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.

@@ -146,7 +146,9 @@ pub fn summarize(counts: &[u64], elapsed: Duration) -> Option<Summary> {
     let mut full: Vec<u64> = counts[..n].to_vec();
     full.resize(n_time, 0);
     if full.is_empty() {
-        let bps = u128::from(sum(counts)) * 8 * 1_000_000 / elapsed.as_micros().max(1);
+        // Over at least 1 ms: the receipt carries whole milliseconds, at least one, and the
+        // oracle's bound divides by that span (a faster rate would be refused as implausible).
+        let bps = u128::from(sum(counts)) * 8 * 1_000_000 / elapsed.as_micros().max(1_000);
         let bps = u64::try_from(bps).unwrap_or(u64::MAX);
         return Some(Summary {
             median_bps: bps,
@@ -401,6 +403,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_test_shorter_than_a_millisecond_is_rated_over_one() {
+        // One byte in 1 µs: the receipt says 1 ms, so the rate is one byte per millisecond.
+        let s = summarize(&[1], Duration::from_micros(1)).unwrap();
+        assert_eq!(s.median_bps, 8_000);
+        let s = summarize(&[1_000], Duration::from_micros(1_500)).unwrap();
+        assert_eq!(s.median_bps, 1_000 * 8 * 1_000_000 / 1_500);
     }
 
     #[test]
