@@ -26,7 +26,8 @@ pub(super) struct Audit {
     pub(super) rejected: Vec<String>,
     /// Bandwidth tests that failed in an epoch in which their prover or measurer was killed:
     /// the receipt truthfully records a test the kill cut short (`test_failed`, nothing to
-    /// pay). Listed, not counted as honest proofs rejected.
+    /// pay; or `late_arrival` when the measurer's timeouts ran past the close). Listed, not
+    /// counted as honest proofs rejected.
     pub(super) cut_short: Vec<String>,
     /// Proofs refused `late_arrival` because their node was cut off when their epoch closed
     /// (an epoch is paid once). Listed, not counted.
@@ -136,6 +137,21 @@ pub(super) fn killed_during_test(run: &Run, p: &Stored, index: &BTreeMap<[u8; 32
     })
 }
 
+/// Whether stored proof `p` is the receipt of a failed test (no figure) cut short by a kill or
+/// a cut: its measurer waited out the test's timeouts, which may end after the epoch's close,
+/// so the receipt can arrive `late_arrival` instead of `test_failed`. Either way it pays
+/// nothing, and it says the truth.
+pub(super) fn failed_test_cut_short(
+    run: &Run,
+    p: &Stored,
+    index: &BTreeMap<[u8; 32], usize>,
+) -> bool {
+    let Ok(r) = wisp_protocol::envelope::open::<BandwidthReceipt>(&p.envelope) else {
+        return false;
+    };
+    matches!(r.msg.outcome, Outcome::Failed(_)) && killed_during_test(run, p, index)
+}
+
 /// Whether stored proof `p` is of an epoch whose close was due while its node was down or cut
 /// off (between the epoch's end and the end of its settle window).
 pub(super) fn cut_off_at_close(run: &Run, p: &Stored, index: &BTreeMap<[u8; 32], usize>) -> bool {
@@ -206,7 +222,12 @@ pub(super) fn audit(run: &Run) -> Result<Audit> {
         };
         let reason = Reason::from_code(code).name();
         let after = p.received_ms >= run.faults_from || p.epoch.is_some_and(|e| e >= fault_epoch);
-        if after && code == Reason::TestFailed.code() && killed_during_test(run, p, &index) {
+        let failed_late =
+            code == Reason::LateArrival.code() && failed_test_cut_short(run, p, &index);
+        if after
+            && (failed_late
+                || code == Reason::TestFailed.code() && killed_during_test(run, p, &index))
+        {
             a.cut_short.push(format!(
                 "{} {kind} of epoch {:?}: {reason} (its prover or measurer was killed or cut off in that epoch)",
                 name(&p.node),
@@ -509,7 +530,7 @@ pub(super) fn audit(run: &Run) -> Result<Audit> {
         ("payout is not the emission", &a.emission),
         ("honest nodes penalized", &a.penalized),
         (
-            "bandwidth tests cut short by a kill or a cut (recorded test_failed, not counted)",
+            "bandwidth tests cut short by a kill or a cut (recorded test_failed, or their failure receipt late_arrival; not counted)",
             &a.cut_short,
         ),
         (

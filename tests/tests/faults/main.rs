@@ -21,7 +21,8 @@
 //! - **no honest proof rejected**: every node is honest, so no proof of the epochs from the
 //!   first fault on may be rejected, at ingest or at the close, and no node penalized. (A
 //!   bandwidth test whose prover or measurer was killed or cut off in its epoch may fail: its
-//!   receipt says so truthfully, `test_failed`, pays nothing and is listed, not counted. A
+//!   receipt says so truthfully, `test_failed` — or `late_arrival` when the measurer's
+//!   timeouts end after the epoch's close —, pays nothing and is listed, not counted. A
 //!   proof of an epoch whose close came while its node was cut off arrives after the close
 //!   and is refused `late_arrival`: an epoch is paid once, so that is the partition's cost,
 //!   listed, not counted; any other `late_arrival` counts.) Those
