@@ -139,7 +139,7 @@ pub enum Cheater {
     /// to it [`REPLAY_DELAY`] later.
     Replay,
     /// On the map, honest but for its measurer, which signs [`LIE_PERMILLE`] thousandths of
-    /// every upload it measures (`wisp-sim cheat-agent`): the backhaul pool is shared, so
+    /// every upload it measures (`wisp-devnet cheat-agent`): the backhaul pool is shared, so
     /// shaving the others raises its own share.
     LyingMeasurer,
 }
