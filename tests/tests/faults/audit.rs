@@ -122,12 +122,24 @@ pub(super) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// Whether stored receipt `p` is of a test in an epoch during which its prover or its measurer
-/// was down (killed and not yet started again) or cut off.
-pub(super) fn killed_during_test(run: &Run, p: &Stored, index: &BTreeMap<[u8; 32], usize>) -> bool {
+/// Whether stored proof `p`, refused with `code`, is the receipt of a bandwidth test cut short
+/// by a kill or a cut: a test in an epoch during which its prover or its measurer was down
+/// (killed and not yet started again) or cut off, refused `test_failed`, or a failure receipt
+/// (no figure) refused `late_arrival` (its measurer waited out the test's timeouts, which may
+/// end after the epoch's close). Either way it pays nothing, and it says the truth.
+pub(super) fn cut_short_by_a_kill(
+    run: &Run,
+    p: &Stored,
+    code: u16,
+    index: &BTreeMap<[u8; 32], usize>,
+) -> bool {
     let Ok(r) = wisp_protocol::envelope::open::<BandwidthReceipt>(&p.envelope) else {
         return false;
     };
+    let failed = matches!(r.msg.outcome, Outcome::Failed(_));
+    if !(code == Reason::TestFailed.code() || code == Reason::LateArrival.code() && failed) {
+        return false;
+    }
     let from = run.genesis_ms + r.msg.epoch * EPOCH_MS;
     let to = from + EPOCH_MS;
     [r.msg.prover, r.msg.measurer].iter().any(|n| {
@@ -135,21 +147,6 @@ pub(super) fn killed_during_test(run: &Run, p: &Stored, index: &BTreeMap<[u8; 32
             .get(n.as_bytes())
             .is_some_and(|i| run.unreachable(*i, from, to))
     })
-}
-
-/// Whether stored proof `p` is the receipt of a failed test (no figure) cut short by a kill or
-/// a cut: its measurer waited out the test's timeouts, which may end after the epoch's close,
-/// so the receipt can arrive `late_arrival` instead of `test_failed`. Either way it pays
-/// nothing, and it says the truth.
-pub(super) fn failed_test_cut_short(
-    run: &Run,
-    p: &Stored,
-    index: &BTreeMap<[u8; 32], usize>,
-) -> bool {
-    let Ok(r) = wisp_protocol::envelope::open::<BandwidthReceipt>(&p.envelope) else {
-        return false;
-    };
-    matches!(r.msg.outcome, Outcome::Failed(_)) && killed_during_test(run, p, index)
 }
 
 /// Whether stored proof `p` is of an epoch whose close was due while its node was down or cut
@@ -222,12 +219,7 @@ pub(super) fn audit(run: &Run) -> Result<Audit> {
         };
         let reason = Reason::from_code(code).name();
         let after = p.received_ms >= run.faults_from || p.epoch.is_some_and(|e| e >= fault_epoch);
-        let failed_late =
-            code == Reason::LateArrival.code() && failed_test_cut_short(run, p, &index);
-        if after
-            && (failed_late
-                || code == Reason::TestFailed.code() && killed_during_test(run, p, &index))
-        {
+        if after && cut_short_by_a_kill(run, p, code, &index) {
             a.cut_short.push(format!(
                 "{} {kind} of epoch {:?}: {reason} (its prover or measurer was killed or cut off in that epoch)",
                 name(&p.node),
