@@ -1,4 +1,5 @@
-//! MQTT topic names.
+//! MQTT topic names: the builders, and [`parse`], which reads a topic name back into a
+//! [`Topic`] so that a subscriber dispatches with an exhaustive `match`.
 
 use alloc::format;
 use alloc::string::String;
@@ -47,18 +48,83 @@ pub fn rewards(epoch: u64) -> String {
     format!("wisp/v1/rewards/{epoch}")
 }
 
+/// A topic name (not a filter) of the wisp namespace, parsed: what [`parse`] returns, and what
+/// the builder functions above make ([`Topic`]'s `Display` gives the same string back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// `wisp/v1/proofs/{peer_id}`: a node's proofs ([`proofs`]).
+    Proofs(NodeId),
+    /// `wisp/v1/acks/{peer_id}`: the oracle's acks for a node ([`acks`]).
+    Acks(NodeId),
+    /// `wisp/v1/epoch`: the epoch seed ([`EPOCH`]).
+    Epoch,
+    /// `wisp/v1/clock`: the oracle's clock ([`CLOCK`]).
+    Clock,
+    /// `wisp/v1/measurers/{part}`: a part of the measurer set ([`measurers`]).
+    Measurers(usize),
+    /// `wisp/v1/status/{peer_id}`: a node's retained status ([`status`]).
+    Status(NodeId),
+    /// `wisp/v1/rewards/{epoch}`: an epoch's reward manifest ([`rewards`]).
+    Rewards(u64),
+}
+
+/// Parses a topic name: `None` for a topic outside the namespace, a filter, a malformed peer
+/// id, or a number not written the way the builders write it (leading zeros, a sign).
+pub fn parse(topic: &str) -> Option<Topic> {
+    match topic {
+        EPOCH => return Some(Topic::Epoch),
+        CLOCK => return Some(Topic::Clock),
+        _ => {}
+    }
+    let rest = topic.strip_prefix("wisp/v1/")?;
+    let (kind, arg) = rest.split_once('/')?;
+    match kind {
+        "proofs" => arg.parse().ok().map(Topic::Proofs),
+        "acks" => arg.parse().ok().map(Topic::Acks),
+        "status" => arg.parse().ok().map(Topic::Status),
+        "measurers" => number(arg)
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Topic::Measurers),
+        "rewards" => number(arg).map(Topic::Rewards),
+        _ => None,
+    }
+}
+
+/// A decimal number as `format!("{n}")` writes it: digits only, no leading zero.
+fn number(s: &str) -> Option<u64> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if canonical { s.parse().ok() } else { None }
+}
+
+impl core::fmt::Display for Topic {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Topic::Proofs(node) => f.write_str(&proofs(node)),
+            Topic::Acks(node) => f.write_str(&acks(node)),
+            Topic::Epoch => f.write_str(EPOCH),
+            Topic::Clock => f.write_str(CLOCK),
+            Topic::Measurers(part) => f.write_str(&measurers(*part)),
+            Topic::Status(node) => f.write_str(&status(node)),
+            Topic::Rewards(epoch) => f.write_str(&rewards(*epoch)),
+        }
+    }
+}
+
 /// The node a `wisp/v1/proofs/{peer_id}` topic names, if it is one.
 pub fn proofs_node(topic: &str) -> Option<NodeId> {
-    topic.strip_prefix("wisp/v1/proofs/")?.parse().ok()
+    match parse(topic)? {
+        Topic::Proofs(node) => Some(node),
+        _ => None,
+    }
 }
 
 /// The node a `wisp/v1/proofs/{peer_id}` (or acks/status) topic names, if it is well formed.
 pub fn node_of(topic: &str) -> Option<NodeId> {
-    let rest = topic
-        .strip_prefix("wisp/v1/proofs/")
-        .or_else(|| topic.strip_prefix("wisp/v1/acks/"))
-        .or_else(|| topic.strip_prefix("wisp/v1/status/"))?;
-    rest.parse().ok()
+    match parse(topic)? {
+        Topic::Proofs(node) | Topic::Acks(node) | Topic::Status(node) => Some(node),
+        Topic::Epoch | Topic::Clock | Topic::Measurers(_) | Topic::Rewards(_) => None,
+    }
 }
 
 /// Who a broker client is, for [`may_publish`] and [`may_subscribe`].
@@ -129,6 +195,8 @@ fn covers(pattern: &str, filter: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use alloc::string::ToString;
+
     use super::*;
     use crate::id::NodeKey;
 
@@ -144,6 +212,57 @@ mod tests {
         assert_eq!(node_of("wisp/v1/proofs/nonsense"), None);
         assert_eq!(node_of("other/topic"), None);
         assert_eq!(node_of(&alloc::format!("{}/extra", proofs(&id))), None);
+    }
+
+    #[test]
+    fn parse_reads_what_the_builders_write() {
+        let id = NodeKey::from_seed(&[4; 32]).id();
+        let cases = [
+            (proofs(&id), Topic::Proofs(id)),
+            (acks(&id), Topic::Acks(id)),
+            (EPOCH.into(), Topic::Epoch),
+            (CLOCK.into(), Topic::Clock),
+            (measurers(0), Topic::Measurers(0)),
+            (measurers(17), Topic::Measurers(17)),
+            (status(&id), Topic::Status(id)),
+            (rewards(0), Topic::Rewards(0)),
+            (rewards(u64::MAX), Topic::Rewards(u64::MAX)),
+        ];
+        for (name, topic) in cases {
+            assert_eq!(parse(&name), Some(topic), "{name}");
+            assert_eq!(topic.to_string(), name);
+        }
+    }
+
+    #[test]
+    fn parse_refuses_what_no_builder_writes() {
+        let id = NodeKey::from_seed(&[4; 32]).id();
+        for t in [
+            String::new(),
+            "wisp/v1".into(),
+            "wisp/v1/".into(),
+            "wisp/v1/epoch/".into(),
+            "wisp/v1/epoch/1".into(),
+            "wisp/v2/epoch".into(),
+            "wisp/v1/clocks".into(),
+            "wisp/v1/proofs/".into(),
+            "wisp/v1/proofs/nonsense".into(),
+            alloc::format!("{}/extra", proofs(&id)),
+            alloc::format!("wisp/v1/unknown/{id}"),
+            PROOFS_FILTER.into(),
+            PROOFS_SHARED_FILTER.into(),
+            MEASURERS_FILTER.into(),
+            "wisp/v1/measurers/".into(),
+            "wisp/v1/measurers/01".into(),
+            "wisp/v1/measurers/+1".into(),
+            "wisp/v1/measurers/-1".into(),
+            "wisp/v1/measurers/1/2".into(),
+            "wisp/v1/measurers/x".into(),
+            "wisp/v1/rewards/18446744073709551616".into(),
+            "wisp/v1/rewards/+".into(),
+        ] {
+            assert_eq!(parse(&t), None, "{t}");
+        }
     }
 
     #[test]
