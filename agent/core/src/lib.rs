@@ -9,6 +9,7 @@
 //! - [`trust`]: only the pinned oracle key is believed.
 #![warn(missing_docs)]
 
+pub mod bandwidth;
 pub mod clock;
 pub mod core;
 pub mod trust;

@@ -1,6 +1,7 @@
 //! Proof of backhaul: the QUIC bandwidth test between a measurer and a prover.
 //!
-//! Layout, sans-IO parts first:
+//! Layout, sans-IO parts first (`stats` and `stream` live in [`wisp_agent_core::bandwidth`] and
+//! are re-exported here under their old paths):
 //! - [`stats`]: 100 ms bins, warm-up, median and p10 of 1 s windows, RTT medians.
 //! - [`stream`]: the keyed ChaCha20 content, the receiver state machine (byte cap, time cap,
 //!   stall, wrong bytes, truncation) and the check of a receiver's report against what was sent.
@@ -8,8 +9,12 @@
 //!   measurer calls, and the refusal receipts.
 //! - [`wire`]: control frames on the test's QUIC connection.
 //! - [`quic`]: the dedicated, throughput-tuned quinn endpoint and the pinned certificate.
-//! - [`run`]: the thin async shells, [`Measurer::measure`] and [`Prover::handle_request`] /
-//!   [`Prover::run`].
+//!
+//! The thin async shells, each role in its own module: [`Measurer::measure`] (`measurer.rs`),
+//! [`Prover::handle_request`] / [`Prover::run`] (`prover.rs`), the content sender and receiver
+//! they share (`content.rs`), control-stream plumbing (`control.rs`), what they hand back
+//! ([`MeasureReport`], [`ProverReport`]; `report.rs`) and the test-only fault injection
+//! ([`Cheat`]; `cheat.rs`).
 //!
 //! One test, both directions:
 //!
@@ -30,23 +35,32 @@
 //!   ◀═ Cosigned{signatures} ═                    both keep the co-signed receipts
 //! ```
 
+mod cheat;
+mod content;
+mod control;
+mod measurer;
 pub mod negotiate;
+mod prover;
 pub mod quic;
-pub mod run;
-pub mod stats;
-pub mod stream;
+mod report;
 pub mod wire;
+
+/// The sans-IO statistics, from [`wisp_agent_core::bandwidth::stats`].
+pub use wisp_agent_core::bandwidth::stats;
+/// The sans-IO keyed content and receiver, from [`wisp_agent_core::bandwidth::stream`].
+pub use wisp_agent_core::bandwidth::stream;
 
 use std::time::Duration;
 
+pub use cheat::Cheat;
+pub use measurer::Measurer;
 pub use negotiate::{
     BwInvite, BwRequest, BwResponse, Directions, INVITE_TAG, InviteAnswer, InviteRefusal,
     NegotiateError, Negotiator, RefuseReason, SignedResponse,
 };
+pub use prover::{EpochView, Prover, ProverJob};
 pub use quic::{SocketBuffers, Tuning};
-pub use run::{
-    Cheat, DirectionDetail, EpochView, MeasureReport, Measurer, Prover, ProverJob, ProverReport,
-};
+pub use report::{DirectionDetail, MeasureReport, ProverReport};
 pub use stream::End;
 
 /// The longest a direction may last.

@@ -13,8 +13,7 @@ use super::stream::End;
 
 /// The largest control frame body.
 pub const MAX_FRAME: usize = 8192;
-/// The most bins a report may carry (8 s of 100 ms bins, plus the spare one).
-pub const MAX_REPORT_BINS: usize = 81;
+pub use super::stream::MAX_REPORT_BINS;
 
 /// How a receiver's direction ended, on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]

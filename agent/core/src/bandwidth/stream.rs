@@ -21,6 +21,9 @@ use wisp_protocol::msg::{BwFailure, Direction};
 
 use super::stats::{Bins, Summary, summarize};
 
+/// The most bins a report may carry (8 s of 100 ms bins, plus the spare one).
+pub const MAX_REPORT_BINS: usize = 81;
+
 const STREAM_CONTEXT: &str = "wisp/v1 bw stream";
 const COMMIT_CONTEXT: &str = "wisp/v1 bw secret commitment";
 
@@ -309,7 +312,7 @@ impl SendLog {
     pub fn record(&mut self, at: Duration, bytes: u64) {
         let i = usize::try_from(at.as_millis() / super::stats::BIN.as_millis())
             .unwrap_or(usize::MAX)
-            .min(super::wire::MAX_REPORT_BINS * 2);
+            .min(MAX_REPORT_BINS * 2);
         if self.bins.len() <= i {
             self.bins.resize(i + 1, 0);
         }
@@ -338,7 +341,7 @@ pub struct ClaimedReport {
 /// bytes that were never sent, so the receipt says [`BwFailure::BadContent`].
 pub fn check_report(report: &ClaimedReport, log: &SendLog, caps: &Caps, slack_bins: usize) -> bool {
     let sum = report.bins.iter().fold(0u64, |a, &b| a.saturating_add(b));
-    if report.bins.len() > super::wire::MAX_REPORT_BINS
+    if report.bins.len() > MAX_REPORT_BINS
         || sum != report.bytes
         || report.bytes > log.total
         || report.bytes > caps.bytes
