@@ -1,17 +1,20 @@
 //! The oracle service: the embedded broker (or an external one), MQTT ingest, storage,
 //! epochs, acks and the HTTP API.
 //!
-//! Threads: the tokio runtime runs the MQTT event loop (forwarding publishes over a bounded
-//! channel), the HTTP server and the timers; one **worker thread** owns the [`Engine`] and the
-//! writable [`Store`]: it takes batches of publishes, judges them (signatures verified on two
-//! threads), commits the rows in one transaction, and only then publishes the signed acks. It
-//! also opens epochs (a new signed seed, stored, then published retained) and closes them (one
-//! transaction, then the manifest is published retained), as the core's
-//! [`EpochCalendar`] decides; this module does the I/O.
+//! Tasks: everything runs on the tokio runtime, each stage a task joined to the next by a
+//! bounded channel. The MQTT task forwards publishes to the precheck stage, which batches
+//! them and checks their signatures; the **ingest worker** owns the [`Engine`] and the
+//! writable [`Store`]: it judges each batch, commits its rows in one transaction, and only
+//! then hands the verdicts to the acker, which signs and publishes them in commit order. The
+//! worker also opens epochs (a new signed seed, stored, then published retained) and closes
+//! them (one transaction, then the manifest is published retained), as the core's
+//! [`EpochCalendar`] decides; this module does the I/O. CPU-bound and blocking work
+//! (signatures, the engine, SQLite and PostgreSQL) runs in `spawn_blocking`; the tasks only
+//! wait, on their channels and timers — none polls.
 //!
 //! Submodules: `clock` ([`Clock`], [`wall_ms`]), `replay` ([`rebuild`]: the engine from the
-//! store at start) and `threads` (the precheck and acks threads around the worker,
-//! [`ThreadedVerifier`], the queue bounds).
+//! store at start), `stages` (the precheck and acker tasks around the worker,
+//! [`ThreadedVerifier`], the queue bounds) and `worker` (the ingest worker).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,30 +24,29 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
-use wisp_protocol::envelope::Envelope;
-use wisp_protocol::msg::{EpochSeed, MeasurerSet, OracleClock, Verdict};
+use wisp_protocol::msg::Verdict;
 use wisp_protocol::{NodeKey, keyfile, topics};
 use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 
 use crate::calendar::EpochCalendar;
 use crate::engine::{Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter};
-use crate::metrics::{Metrics, ReasonLabel};
+use crate::metrics::Metrics;
 use crate::settings::{BrokerMode, Settings};
-use crate::state::{MarkView, NodeView, Shared, Snapshot};
-use crate::store::{CrashPoint, Store};
+use crate::state::{Shared, Snapshot};
+use crate::store::Store;
 
 mod clock;
 mod replay;
-mod threads;
+mod stages;
+mod worker;
 
 pub use clock::{Clock, wall_ms};
 pub use replay::rebuild;
-pub use threads::ThreadedVerifier;
-use threads::{
-    ACK_QUEUE, STAGE_QUEUE, Stage, ToWorker, VERIFY_THREADS, publish, run_acker, run_prechecker,
-};
+pub use stages::ThreadedVerifier;
+use stages::{ACK_QUEUE, STAGE_QUEUE, ToWorker, VERIFY_THREADS, run_acker, run_prechecker};
+use worker::{Books, Worker};
 
 /// The database file.
 pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
@@ -77,8 +79,9 @@ fn is_guarded(topic: &str) -> bool {
 /// The measurer set parts' topics, [`topics::MEASURERS_FILTER`] without its wildcard.
 const MEASURERS_PREFIX: &str = "wisp/v1/measurers/";
 
-/// Judges a prechecked batch and commits its rows in one transaction, as the worker does. The
-/// acks in the result may be sent only once this returns.
+/// Judges a prechecked batch and commits its rows in one transaction, as the worker does
+/// (blocking: call it off the runtime). The acks in the result may be sent only once this
+/// returns.
 pub fn commit_batch(
     engine: &mut Engine,
     store: &mut Store,
@@ -160,15 +163,16 @@ pub async fn run(
     let key = load_key(&settings.key_file)?;
     // The PostgreSQL client blocks on a runtime of its own: open, replay and read the stores
     // off this one.
-    let (mut store, engine, reader) = {
+    let (store, engine, calendar, reader) = {
         let (settings, key) = (settings.clone(), key.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut store =
                 Store::open(&settings.storage).context("opening the oracle database")?;
             let engine = rebuild(&mut store, key, &settings.rules)?;
+            let calendar = load_calendar(&mut store, &settings)?;
             let reader = Store::open(&settings.storage).context("opening the oracle database")?;
             info!(backend = store.backend(), "storage open");
-            Ok((store, engine, reader))
+            Ok((store, engine, calendar, reader))
         })
         .await??
     };
@@ -343,379 +347,51 @@ pub async fn run(
     });
     info!(oracle = %key.id(), broker = %format!("{host}:{port}"), http = %http_addr, "wisp-oracle started");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(ACK_QUEUE);
-    let acker = {
-        let (key, client, handle, shared, clock) = (
-            engine.key().clone(),
-            client.clone(),
-            tokio::runtime::Handle::current(),
-            shared.clone(),
-            clock.clone(),
-        );
-        std::thread::Builder::new()
-            .name("acks".into())
-            .spawn(move || run_acker(ack_rx, key, client, handle, shared, clock))?
+    let (stop, stop_rx) = watch::channel(false);
+    let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE);
+    let acker = tokio::spawn(run_acker(
+        ack_rx,
+        engine.key().clone(),
+        client.clone(),
+        shared.clone(),
+        clock.clone(),
+    ));
+    let (stage_tx, stage_rx) = mpsc::channel(STAGE_QUEUE);
+    let pre = Prechecker::new(
+        RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000),
+        ThreadedVerifier::new(VERIFY_THREADS),
+    );
+    let prechecker = tokio::spawn(run_prechecker(
+        rx,
+        stage_tx,
+        pre,
+        settings.batch_max,
+        Duration::from_millis(settings.batch_window_ms),
+        stop_rx.clone(),
+    ));
+    let books = Books {
+        engine,
+        store,
+        calendar,
+        settings,
+        shared,
+        proofs_stored: None,
+        measurer_parts_published: 0,
     };
-    let (stage_tx, stage_rx) = std::sync::mpsc::sync_channel(STAGE_QUEUE);
-    let prechecker = {
-        let pre = Prechecker::new(
-            RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000),
-            ThreadedVerifier::new(VERIFY_THREADS),
-        );
-        let (handle, stop) = (tokio::runtime::Handle::current(), stop.clone());
-        let (batch_max, window) = (
-            settings.batch_max,
-            Duration::from_millis(settings.batch_window_ms),
-        );
-        std::thread::Builder::new()
-            .name("precheck".into())
-            .spawn(move || run_prechecker(rx, stage_tx, pre, handle, batch_max, window, stop))?
-    };
-    let worker = {
-        let stop = stop.clone();
-        let shared = shared.clone();
-        let handle = tokio::runtime::Handle::current();
-        let client = client.clone();
-        std::thread::Builder::new()
-            .name("ingest".into())
-            .spawn(move || {
-                let calendar = load_calendar(&mut store, &settings)?;
-                let mut w = Worker {
-                    calendar,
-                    epochs_due: (0, 0),
-                    engine,
-                    proofs_stored: None,
-                    store,
-                    client,
-                    handle,
-                    shared,
-                    settings,
-                    rx: stage_rx,
-                    last_snapshot: None,
-                    measurer_parts_published: 0,
-                    clock,
-                    next_clock_ms: 0,
-                    acker: ack_tx,
-                };
-                w.run(&stop)
-            })?
-    };
+    let worker = tokio::spawn(Worker::new(books, client, clock, stage_rx, ack_tx).run(stop_rx));
     shutdown.await;
     info!("shutting down");
-    stop.store(true, Ordering::Relaxed);
-    let result = tokio::task::spawn_blocking(move || worker.join()).await?;
-    let _ = tokio::task::spawn_blocking(move || prechecker.join()).await?;
-    // The worker is gone, so is its sender: the acker sends what it holds and stops.
-    let _ = tokio::task::spawn_blocking(move || acker.join()).await?;
+    // The worker finishes the batch it holds; the stages stop on their own as their
+    // neighbours go.
+    let _ = stop.send(true);
+    let result = worker.await;
+    let _ = prechecker.await;
+    // The worker is gone, so is its ack sender: the acker sends what it holds and stops.
+    let _ = acker.await;
     mqtt.abort();
     match result {
         Ok(r) => r,
         Err(_) => bail!("the ingest worker panicked"),
-    }
-}
-
-struct Worker {
-    engine: Engine,
-    store: Store,
-    client: AsyncClient,
-    handle: tokio::runtime::Handle,
-    shared: Arc<Shared>,
-    settings: Settings,
-    rx: std::sync::mpsc::Receiver<Stage>,
-    last_snapshot: Option<Instant>,
-    /// Rows in the proofs table: counted once (at the first snapshot), then kept by the
-    /// batches committed (the snapshot refreshes each second and must not count a growing
-    /// table each time).
-    proofs_stored: Option<u64>,
-    /// The epoch policy: genesis, the current epoch, each epoch's emission (read once from
-    /// the store and kept current, so the epoch check costs no query).
-    calendar: EpochCalendar,
-    /// When the epoch check next has work ([`EpochCalendar::poll_timeout`]), and the time it
-    /// was computed at (a clock that went back checks again at once).
-    epochs_due: (u64, u64),
-    /// How many `measurer_set` parts this process last published (retained).
-    measurer_parts_published: usize,
-    clock: Clock,
-    /// When the signed clock is published next (oracle ms).
-    next_clock_ms: u64,
-    /// To the acker thread: each committed batch's verdicts.
-    acker: std::sync::mpsc::SyncSender<Vec<(wisp_protocol::NodeId, wisp_protocol::msg::AckEntry)>>,
-}
-
-impl Worker {
-    fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
-        use std::sync::mpsc::RecvTimeoutError;
-        while !stop.load(Ordering::Relaxed) {
-            let now = self.clock.now_ms();
-            let (due, computed_at) = self.epochs_due;
-            if now >= due || now < computed_at {
-                self.epochs(now)?;
-                let due = self.calendar.poll_timeout(now, self.engine.next_close_at());
-                self.epochs_due = (due, now);
-            }
-            if now >= self.next_clock_ms {
-                self.publish_clock(now);
-            }
-            // At most 100 ms without a batch, so epochs and shutdown are timely.
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Stage::Connected) => self.on_connected()?,
-                Ok(Stage::Batch(batch)) => self.ingest(batch)?,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if self
-                .last_snapshot
-                .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
-            {
-                self.refresh_snapshot();
-            }
-        }
-        Ok(())
-    }
-
-    fn publish(&self, topic: String, retain: bool, payload: Vec<u8>) {
-        if retain
-            && is_guarded(&topic)
-            && let Ok(mut r) = self.shared.retained.lock()
-        {
-            r.insert(topic.clone(), payload.clone());
-        }
-        publish(&self.client, &self.handle, topic, retain, payload);
-    }
-
-    /// Publishes the signed clock, retained (a new subscriber learns that the oracle publishes
-    /// one, and sets its time by the next, live one).
-    fn publish_clock(&mut self, now: u64) {
-        let interval = self.settings.clock_interval_ms;
-        let msg = OracleClock {
-            now_ms: now,
-            interval_ms: interval,
-        };
-        let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
-        self.publish(topics::CLOCK.into(), true, bytes);
-        self.next_clock_ms = now + u64::from(interval);
-    }
-
-    /// Publishes an open epoch's measurer pool, retained, as signed `measurer_set` parts, and
-    /// clears retained parts beyond its count left by a larger earlier set.
-    fn publish_measurer_set(&mut self, epoch: u64) {
-        let Some(pool) = self.engine.measurer_pool(epoch) else {
-            return;
-        };
-        let Some(parts) = MeasurerSet::split(epoch, pool.eligible()) else {
-            error!(
-                epoch,
-                nodes = pool.eligible().len(),
-                "the measurer set exceeds the protocol's 1024 parts; not published"
-            );
-            return;
-        };
-        let count = parts.len();
-        let signed: Vec<Vec<u8>> = parts
-            .iter()
-            .map(|p| Envelope::sign(self.engine.key(), p).to_bytes())
-            .collect();
-        for (part, bytes) in signed.into_iter().enumerate() {
-            self.publish(topics::measurers(part), true, bytes);
-        }
-        // An empty retained payload deletes the broker's retained message.
-        for part in count..self.measurer_parts_published {
-            self.publish(topics::measurers(part), true, Vec::new());
-        }
-        self.measurer_parts_published = count;
-        info!(
-            epoch,
-            nodes = pool.eligible().len(),
-            parts = count,
-            "measurer set published"
-        );
-    }
-
-    fn on_connected(&mut self) -> anyhow::Result<()> {
-        info!("connected to the broker");
-        // The clock at once: agents waiting for it need not wait a whole interval.
-        self.next_clock_ms = 0;
-        let c = self.client.clone();
-        self.handle.block_on(async move {
-            c.subscribe(topics::PROOFS_FILTER, QoS::AtLeastOnce).await?;
-            // The oracle's own retained topics, to put right what anyone else publishes there.
-            for filter in [topics::EPOCH, topics::CLOCK, topics::MEASURERS_FILTER] {
-                c.subscribe(filter, QoS::AtLeastOnce).await?;
-            }
-            Ok::<(), rumqttc::ClientError>(())
-        })?;
-        // The retained seed and the latest manifest, again: harmless if the broker kept them,
-        // necessary if it did not (an embedded broker starts empty).
-        let epochs = self.store.epochs()?;
-        if let Some(current) = epochs.iter().rev().find(|e| e.closed_ms.is_none()) {
-            self.publish(topics::EPOCH.into(), true, current.seed.clone());
-            self.publish_measurer_set(current.epoch);
-        }
-        if let Some(closed) = epochs.iter().rev().find(|e| e.closed_ms.is_some()) {
-            for page in self.store.manifests(closed.epoch)? {
-                self.publish(topics::rewards(closed.epoch), true, page);
-            }
-        }
-        Ok(())
-    }
-
-    fn ingest(&mut self, batch: Vec<Checked>) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let out = commit_batch(&mut self.engine, &mut self.store, batch)?;
-        if let Some(n) = &mut self.proofs_stored {
-            *n += out.rows.len() as u64;
-        }
-        let m = &self.shared.metrics;
-        m.batch_seconds.observe(started.elapsed().as_secs_f64());
-        m.duplicates.inc_by(out.duplicates);
-        m.bad_topic.inc_by(out.bad_topic);
-        for (reason, n) in &out.verdicts {
-            m.verdict(*reason).inc_by(*n);
-        }
-        let mut unverified = 0;
-        for (reason, n) in &out.unverified {
-            m.unverified
-                .get_or_create(&ReasonLabel {
-                    reason: reason.name(),
-                })
-                .inc_by(*n);
-            unverified += n;
-        }
-        if unverified > 0 {
-            // No ack: nothing says the topic's node published these (see `engine`).
-            debug!(
-                unverified,
-                "publishes whose signatures did not verify dropped without an ack"
-            );
-        }
-        // Durable now: the acker thread signs and sends the acks while this one takes in the
-        // next batch.
-        if self.acker.send(out.acks).is_err() {
-            bail!("the ack thread stopped");
-        }
-        Ok(())
-    }
-
-    /// Opens the current epoch (if not yet) and closes settled ones, as the calendar decides;
-    /// the store is written before anything is published.
-    fn epochs(&mut self, now: u64) -> anyhow::Result<()> {
-        let due = self.calendar.poll(now);
-        if let Some(genesis) = due.genesis {
-            self.store.set_meta("genesis_ms", genesis)?;
-            self.calendar.handle_genesis_stored(genesis);
-        }
-        if let Some(opening) = due.open {
-            let current = opening.epoch;
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS random: {e}"))?;
-            let msg = EpochSeed {
-                epoch: current,
-                start_ms: opening.start_ms,
-                duration_ms: opening.duration_ms,
-                seed: seed.into(),
-                params: self.settings.params,
-            };
-            let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
-            self.store
-                .insert_epoch(current, &bytes, opening.emission, self.engine.next_seq())?;
-            self.calendar.handle_opened(&opening);
-            self.engine.open_epoch(msg);
-            self.publish(topics::EPOCH.into(), true, bytes);
-            self.publish_measurer_set(current);
-            self.shared
-                .metrics
-                .epoch
-                .set(i64::try_from(current).unwrap_or(i64::MAX));
-            info!(epoch = current, "epoch opened");
-        }
-        for epoch in self.engine.closable(now) {
-            let emission = self.calendar.emission(epoch);
-            let Some((closed, committed)) =
-                close_epoch(&mut self.engine, &mut self.store, epoch, now, emission)?
-            else {
-                continue;
-            };
-            if committed {
-                CrashPoint::CloseAfterCommit.reached();
-                for page in &closed.manifests {
-                    self.publish(topics::rewards(epoch), true, page.clone());
-                }
-                let paid: u64 = closed.rewards.entries.iter().map(|e| e.amount).sum();
-                info!(
-                    epoch,
-                    nodes = closed.rewards.entries.len(),
-                    paid,
-                    rejected = closed.outcome.rejections.len(),
-                    penalized = closed.outcome.penalties.len(),
-                    "epoch closed"
-                );
-                for (node, reason) in &closed.outcome.penalties {
-                    debug!(epoch, %node, reason = reason.name(), "penalty");
-                }
-                self.shared.metrics.epochs_closed.inc();
-                for (reason, n) in closed.outcome.rejection_counts() {
-                    self.shared.metrics.verdict(Some(reason)).inc_by(n);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn refresh_snapshot(&mut self) {
-        self.last_snapshot = Some(Instant::now());
-        let nodes = self
-            .engine
-            .registry()
-            .iter()
-            .map(|n| {
-                let (lat, lon) = n.cell.center();
-                NodeView {
-                    peer_id: n.id.to_string(),
-                    owner: n.owner.clone(),
-                    cell: n.cell.to_string(),
-                    lat,
-                    lon,
-                    last_heartbeat_ms: n.heartbeats.latest().map(|h| h.sent_ms),
-                    location_trust_bps: n.location_trust_bps,
-                    down_bps: n.capacity.down_bps,
-                    up_bps: n.capacity.up_bps,
-                    penalized_through: n.penalized_through,
-                    marks: n
-                        .marks
-                        .iter()
-                        .map(|m| MarkView {
-                            epoch: m.epoch,
-                            reason: m.reason.name(),
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        let snap = Snapshot {
-            oracle: self.engine.key().id().to_string(),
-            epoch: self.engine.open_epochs().map(|(e, _)| *e).max(),
-            open_epochs: self
-                .engine
-                .open_epochs()
-                .map(|(e, s)| (*e, s.len()))
-                .collect(),
-            nodes,
-            proofs_stored: match self.proofs_stored {
-                Some(n) => n,
-                None => {
-                    self.proofs_stored = self.store.proof_count().ok();
-                    self.proofs_stored.unwrap_or(0)
-                }
-            },
-        };
-        self.shared
-            .metrics
-            .nodes
-            .set(i64::try_from(snap.nodes.len()).unwrap_or(i64::MAX));
-        if let Ok(mut s) = self.shared.snapshot.write() {
-            *s = snap;
-        }
     }
 }
 

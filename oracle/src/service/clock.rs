@@ -1,7 +1,7 @@
 //! The oracle's clock: the wall clock, or a file clock for tests that replay a run.
 
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub fn wall_ms() -> u64 {
@@ -49,6 +49,16 @@ impl Clock {
                     None => LAST.load(Ordering::Relaxed),
                 }
             }
+        }
+    }
+
+    /// How long the service may wait on tokio's timers, which follow the monotonic clock,
+    /// before it reads this clock again: a step of the wall clock (NTP, an operator) is seen
+    /// within a second, a file clock (which moves only when a test writes it) within 100 ms.
+    pub fn recheck(&self) -> Duration {
+        match self {
+            Clock::Wall => Duration::from_secs(1),
+            Clock::File(_) => Duration::from_millis(100),
         }
     }
 }

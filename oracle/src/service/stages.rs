@@ -1,0 +1,389 @@
+//! The stages around the ingest worker, as tokio tasks joined by bounded channels: the
+//! precheck ahead of it (batching, signatures on several threads, rate limits) and the acker
+//! behind it (sealing and sending the acks of each committed batch).
+//!
+//! Their CPU-bound steps (a batch's signatures, an ack seal) run in `spawn_blocking`, so the
+//! runtime's threads stay free for the MQTT loop and the HTTP API.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, QoS};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{error, warn};
+use wisp_protocol::envelope;
+use wisp_protocol::msg::AckEntry;
+use wisp_protocol::{NodeId, NodeKey, topics};
+
+use super::clock::Clock;
+use crate::acks::AckBatcher;
+use crate::engine::{Checked, Incoming, Prechecker, SignatureCheck};
+use crate::state::Shared;
+
+/// Batch signature verification on every core: envelopes are split by their signer's first
+/// key byte, so each thread's key cache sees its own share of the signers.
+#[derive(Debug)]
+pub struct ThreadedVerifier {
+    keys: Vec<envelope::KeyCache>,
+}
+
+impl ThreadedVerifier {
+    /// One verifying thread per core (the calling thread is one of them), at most `max`.
+    pub fn new(max: usize) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, max.max(1));
+        Self {
+            keys: (0..threads)
+                .map(|_| envelope::KeyCache::new(crate::engine::KEY_CACHE))
+                .collect(),
+        }
+    }
+}
+
+impl SignatureCheck for ThreadedVerifier {
+    fn check(
+        &mut self,
+        envs: &[envelope::EnvelopeRef<'_>],
+    ) -> Vec<Result<(), envelope::EnvelopeError>> {
+        /// Below this, one thread is faster than handing work to others.
+        const MIN_SPLIT: usize = 64;
+        let n = self.keys.len();
+        if n == 1 || envs.len() < MIN_SPLIT {
+            return envelope::verify_batch_cached(envs, &mut self.keys[0]);
+        }
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, e) in envs.iter().enumerate() {
+            parts[usize::from(e.signer[0]) % n].push(i);
+        }
+        let results: Vec<Vec<Result<(), envelope::EnvelopeError>>> = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let mut caches = self.keys.iter_mut();
+            let first = caches.next();
+            for (part, keys) in parts.iter().skip(1).zip(caches) {
+                let batch: Vec<envelope::EnvelopeRef<'_>> = part.iter().map(|&i| envs[i]).collect();
+                handles.push(s.spawn(move || envelope::verify_batch_cached(&batch, keys)));
+            }
+            let batch: Vec<envelope::EnvelopeRef<'_>> = parts[0].iter().map(|&i| envs[i]).collect();
+            let mut out = vec![match first {
+                Some(keys) => envelope::verify_batch_cached(&batch, keys),
+                None => batch.iter().map(|e| e.verify()).collect(),
+            }];
+            for (h, part) in handles.into_iter().zip(parts.iter().skip(1)) {
+                out.push(
+                    h.join()
+                        .unwrap_or_else(|_| part.iter().map(|&i| envs[i].verify()).collect()),
+                );
+            }
+            out
+        });
+        let mut out: Vec<Result<(), envelope::EnvelopeError>> = vec![Ok(()); envs.len()];
+        for (part, rs) in parts.iter().zip(results) {
+            for (&i, r) in part.iter().zip(rs) {
+                out[i] = r;
+            }
+        }
+        out
+    }
+}
+
+/// From the MQTT loop to the precheck stage, in arrival order.
+pub(super) enum ToWorker {
+    Connected,
+    Publish(Incoming),
+}
+
+/// From the precheck stage to the worker, in arrival order.
+pub(super) enum Stage {
+    Connected,
+    Batch(Vec<Checked>),
+}
+
+/// A committed batch's verdicts, from the worker to the acker.
+pub(super) type AckBatch = Vec<(NodeId, AckEntry)>;
+
+/// Prechecked batches waiting for the worker (backpressure beyond: the MQTT channel fills).
+pub(super) const STAGE_QUEUE: usize = 2;
+
+/// What the precheck stage took from the MQTT loop for one batch.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// A (re)connection was announced meanwhile: the worker hears of it before the batch.
+    connected: bool,
+    batch: Vec<Incoming>,
+}
+
+/// Waits for the first message, then fills the batch with what arrives within `window` of
+/// it, up to `batch_max` publishes: a batch closes when full or when its window ends,
+/// whichever is first. A connection alone goes on at once. `None`: the MQTT loop is gone and
+/// nothing is left.
+async fn gather(
+    rx: &mut mpsc::Receiver<ToWorker>,
+    batch_max: usize,
+    window: Duration,
+) -> Option<Gathered> {
+    let mut g = Gathered::default();
+    match rx.recv().await? {
+        ToWorker::Connected => {
+            g.connected = true;
+            return Some(g);
+        }
+        ToWorker::Publish(m) => g.batch.push(m),
+    }
+    let deadline = tokio::time::sleep_until(Instant::now() + window);
+    tokio::pin!(deadline);
+    let mut buf = Vec::new();
+    while g.batch.len() < batch_max {
+        tokio::select! {
+            // What has arrived goes first: a window that ended while messages were waiting
+            // still takes them, up to the batch size.
+            biased;
+            n = rx.recv_many(&mut buf, batch_max - g.batch.len()) => {
+                if n == 0 {
+                    break;
+                }
+                for m in buf.drain(..) {
+                    match m {
+                        ToWorker::Publish(m) => g.batch.push(m),
+                        ToWorker::Connected => g.connected = true,
+                    }
+                }
+            }
+            () = &mut deadline => break,
+        }
+    }
+    Some(g)
+}
+
+/// The precheck stage: fills a batch from the MQTT loop ([`gather`]), checks its signatures
+/// (on several threads, off the runtime) and rate-limits what verified, and hands it to the
+/// worker — which judges and commits the previous batch meanwhile. Ends when `stop` is set,
+/// the MQTT loop is gone or the worker is.
+pub(super) async fn run_prechecker(
+    mut rx: mpsc::Receiver<ToWorker>,
+    tx: mpsc::Sender<Stage>,
+    mut pre: Prechecker<ThreadedVerifier>,
+    batch_max: usize,
+    window: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let gathered = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => return,
+            g = gather(&mut rx, batch_max, window) => g,
+        };
+        let Some(Gathered { connected, batch }) = gathered else {
+            return;
+        };
+        if connected && tx.send(Stage::Connected).await.is_err() {
+            return;
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let checked = tokio::task::spawn_blocking(move || {
+            let checked = pre.check(batch);
+            (pre, checked)
+        })
+        .await;
+        let checked = match checked {
+            Ok((p, checked)) => {
+                pre = p;
+                checked
+            }
+            Err(e) => {
+                error!("the signature check failed: {e}");
+                return;
+            }
+        };
+        if tx.send(Stage::Batch(checked)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves once `stop` is set (or its sender is gone).
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The borrow of the value is dropped at once: it must not be held across an await.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Most threads verifying signatures (this machine class has two cores; more rarely pays at
+/// the batch sizes of one oracle).
+pub(super) const VERIFY_THREADS: usize = 4;
+
+/// Committed batches whose acks wait for the acker (backpressure beyond).
+pub(super) const ACK_QUEUE: usize = 4;
+
+/// Most verdicts the acker merges from queued batches before it signs.
+const ACK_MERGE_MAX: usize = 16_384;
+
+/// Seals the acks of each committed batch (one per node, one signature for all) and hands them
+/// to the MQTT client, in batch order, until the worker drops its sender; what is queued then
+/// still goes out.
+pub(super) async fn run_acker(
+    mut rx: mpsc::Receiver<AckBatch>,
+    key: NodeKey,
+    client: AsyncClient,
+    shared: Arc<Shared>,
+    clock: Clock,
+) {
+    while let Some(first) = rx.recv().await {
+        // Batches committed while the last ones were signed go out together: a node with
+        // proofs in several of them gets one ack, so under load there are fewer signatures.
+        let mut batches = vec![first];
+        let mut queued = batches[0].len();
+        while queued < ACK_MERGE_MAX
+            && let Ok(more) = rx.try_recv()
+        {
+            queued += more.len();
+            batches.push(more);
+        }
+        let now_ms = clock.now_ms();
+        let key = key.clone();
+        let sealed = tokio::task::spawn_blocking(move || {
+            let mut acks = AckBatcher::new();
+            for (node, e) in batches.into_iter().flatten() {
+                acks.push(node, e.proof_id, e.verdict);
+            }
+            acks.flush(&key, now_ms)
+        })
+        .await;
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                error!("sealing acks failed: {e}");
+                return;
+            }
+        };
+        for (node, bytes) in sealed {
+            publish(&client, topics::acks(&node), false, bytes).await;
+            shared.metrics.acks_sent.inc();
+        }
+    }
+}
+
+/// Puts a publish into the client's request queue, waiting for room when it is full.
+pub(super) async fn publish(client: &AsyncClient, topic: String, retain: bool, payload: Vec<u8>) {
+    if let Err(e) = client
+        .publish(topic, QoS::AtLeastOnce, retain, payload)
+        .await
+    {
+        warn!("publish failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::RateLimiter;
+
+    const WINDOW: Duration = Duration::from_millis(50);
+
+    fn publish_msg(i: u8) -> ToWorker {
+        ToWorker::Publish(Incoming {
+            topic: "wisp/v1/proofs/x".into(),
+            payload: vec![i],
+            at_ms: 0,
+        })
+    }
+
+    /// The precheck stage between two channels, with `batch_max` and [`WINDOW`].
+    fn stage(
+        batch_max: usize,
+    ) -> (
+        mpsc::Sender<ToWorker>,
+        mpsc::Receiver<Stage>,
+        watch::Sender<bool>,
+    ) {
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (out_tx, out_rx) = mpsc::channel(STAGE_QUEUE);
+        let (stop, stop_rx) = watch::channel(false);
+        let pre = Prechecker::new(RateLimiter::new(1.0, 1.0, 16), ThreadedVerifier::new(1));
+        tokio::spawn(run_prechecker(
+            in_rx, out_tx, pre, batch_max, WINDOW, stop_rx,
+        ));
+        (in_tx, out_rx, stop)
+    }
+
+    /// The next stage message: the size of its batch (`None`: a connection) and when it came.
+    async fn next(rx: &mut mpsc::Receiver<Stage>) -> (Option<usize>, Instant) {
+        match rx.recv().await.expect("the stage stopped") {
+            Stage::Connected => (None, Instant::now()),
+            Stage::Batch(b) => (Some(b.len()), Instant::now()),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_closes_at_its_window() {
+        let (tx, mut rx, _stop) = stage(100);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            tx.send(publish_msg(i)).await.unwrap();
+        }
+        let late = tx.clone();
+        tokio::spawn(async move {
+            // Within the window: joins the batch. After it: the next batch.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            late.send(publish_msg(3)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            late.send(publish_msg(4)).await.unwrap();
+        });
+        assert_eq!(next(&mut rx).await, (Some(4), t0 + WINDOW));
+        // The next window starts at its first publish, not at the end of the last one.
+        assert_eq!(
+            next(&mut rx).await,
+            (Some(1), t0 + Duration::from_millis(120) + WINDOW)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_at_once() {
+        let (tx, mut rx, _stop) = stage(4);
+        let t0 = Instant::now();
+        for i in 0..10 {
+            tx.send(publish_msg(i)).await.unwrap();
+        }
+        assert_eq!(next(&mut rx).await, (Some(4), t0));
+        assert_eq!(next(&mut rx).await, (Some(4), t0));
+        // The rest waits for the window of its first publish.
+        assert_eq!(next(&mut rx).await, (Some(2), t0 + WINDOW));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_starts_at_the_first_publish() {
+        let (tx, mut rx, _stop) = stage(100);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let t1 = Instant::now();
+        tx.send(publish_msg(0)).await.unwrap();
+        assert_eq!(next(&mut rx).await, (Some(1), t1 + WINDOW));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_goes_on_at_once_and_before_the_batch_it_arrived_in() {
+        let (tx, mut rx, _stop) = stage(100);
+        let t0 = Instant::now();
+        tx.send(ToWorker::Connected).await.unwrap();
+        assert_eq!(next(&mut rx).await, (None, t0));
+        tx.send(publish_msg(0)).await.unwrap();
+        tx.send(ToWorker::Connected).await.unwrap();
+        tx.send(publish_msg(1)).await.unwrap();
+        assert_eq!(next(&mut rx).await, (None, t0 + WINDOW));
+        assert_eq!(next(&mut rx).await, (Some(2), t0 + WINDOW));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stage_ends_on_stop_and_when_the_mqtt_loop_is_gone() {
+        let (_tx, mut rx, stop) = stage(100);
+        stop.send(true).unwrap();
+        assert!(rx.recv().await.is_none());
+        let (tx, mut rx, _stop) = stage(100);
+        tx.send(publish_msg(0)).await.unwrap();
+        drop(tx);
+        // What was gathered still goes on.
+        assert_eq!(next(&mut rx).await.0, Some(1));
+        assert!(rx.recv().await.is_none());
+    }
+}
