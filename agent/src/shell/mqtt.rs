@@ -1,5 +1,5 @@
 //! MQTT: the client's options, the event-loop task and its bounded channel, what comes in
-//! (dispatched by topic) and the proofs going out.
+//! (dispatched on the parsed [`Topic`]) and the proofs going out.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use wisp_protocol::msg::Verdict;
-use wisp_protocol::topics;
+use wisp_protocol::topics::{self, Topic};
 use wisp_protocol::{Kind, NodeId, NodeKey};
 
 use super::{CLOCK_BLOB, Daemon, save_blob};
@@ -203,25 +203,27 @@ impl Daemon {
                 payload,
                 retain,
             } => {
-                if topic == topics::CLOCK {
-                    self.on_clock(&payload, retain).await;
-                } else if topic == topics::EPOCH {
-                    self.on_seed(payload, true, now).await;
-                } else if topic.starts_with("wisp/v1/measurers/") {
-                    self.on_measurer_set(payload, now).await;
-                } else if topic == topics::acks(&self.key.id()) {
-                    match self.core.handle_ack(&payload, now) {
-                        Ok(entries) => self.apply_ack(entries, now),
-                        Err(e) => {
-                            warn!("refused an ack: {e}");
-                            self.metrics
-                                .oracle_messages_refused
-                                .get_or_create(&WhyLabel { why: "ack" })
-                                .inc();
+                match topics::parse(&topic) {
+                    Some(Topic::Clock) => self.on_clock(&payload, retain).await,
+                    Some(Topic::Epoch) => self.on_seed(payload, true, now).await,
+                    Some(Topic::Measurers(_)) => self.on_measurer_set(payload, now).await,
+                    Some(Topic::Acks(node)) if node == self.key.id() => {
+                        match self.core.handle_ack(&payload, now) {
+                            Ok(entries) => self.apply_ack(entries, now),
+                            Err(e) => {
+                                warn!("refused an ack: {e}");
+                                self.metrics
+                                    .oracle_messages_refused
+                                    .get_or_create(&WhyLabel { why: "ack" })
+                                    .inc();
+                            }
                         }
                     }
-                } else {
-                    debug!("unexpected topic {topic}");
+                    // Not subscribed to: another node's acks, proofs, statuses, rewards.
+                    Some(
+                        Topic::Acks(_) | Topic::Proofs(_) | Topic::Status(_) | Topic::Rewards(_),
+                    )
+                    | None => debug!("unexpected topic {topic}"),
                 }
             }
         }
