@@ -1,0 +1,150 @@
+//! Configuration in two stages: a raw TOML file with `WISP_` environment overrides and command
+//! line flags on top, deserialized into [`RawConfig`]; then validated into [`Config`] with
+//! errors that name the key and say what is wrong.
+//!
+//! Environment variables: `WISP_<SECTION>__<KEY>` sets `[section] key`, e.g.
+//! `WISP_MQTT__URL=mqtt://broker:1883` or `WISP_OUTBOX__MAX_ENTRIES=5000`. Values are read as
+//! TOML scalars when they parse as one (numbers, booleans), else as strings.
+//!
+//! Layout: this file holds the resolved types and [`ConfigError`]; `raw.rs` the raw structs as
+//! deserialized, with [`RawConfig::load`] (file and environment); `resolve.rs` their validation,
+//! [`RawConfig::resolve`]; `tests.rs` the tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use wisp_protocol::{Cell, NodeId};
+
+use crate::core::RadioParams;
+use crate::outbox::OutboxConfig;
+
+mod raw;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+pub use raw::{
+    AddrList, RawBandwidth, RawConfig, RawDevice, RawHeartbeat, RawHttp, RawLocation, RawLog,
+    RawMqtt, RawNet, RawNode, RawOracle, RawOutbox, RawRadio,
+};
+
+/// Which hardware backend the daemon drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// No radio, no GNSS: the node heartbeats only.
+    None,
+    /// The simulated device (firmware `SimDevice`), its GNSS at the configured location.
+    Sim,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// MQTT settings, resolved.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// TLS on.
+    pub tls: bool,
+    /// Username and password.
+    pub credentials: Option<(String, String)>,
+    /// CA bundle for TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Keep-alive.
+    pub keep_alive_s: u64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Key file.
+    pub key_file: PathBuf,
+    /// Payout address.
+    pub owner: Option<String>,
+    /// Antenna height in decimetres.
+    pub antenna_height_dm: u16,
+    /// The pinned oracle.
+    pub oracle: NodeId,
+    /// The broker.
+    pub mqtt: MqttConfig,
+    /// Status server address.
+    pub http_listen: SocketAddr,
+    /// The radio.
+    pub radio: RadioParams,
+    /// The asserted cell from configured coordinates.
+    pub cell: Option<Cell>,
+    /// Outbox policy.
+    pub outbox: OutboxConfig,
+    /// Batch commit window.
+    pub commit_interval_ms: u64,
+    /// Heartbeat interval before the first seed.
+    pub heartbeat_interval_ms: u64,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+    /// Hardware backend.
+    pub device: DeviceKind,
+    /// The simulated device's shared air (`device.air`).
+    pub sim_air: Option<SocketAddr>,
+    /// The simulated device's real place, degrees (`device.position`).
+    pub sim_position: Option<(f64, f64)>,
+    /// What the simulated GNSS reports instead, degrees (`device.gnss_spoof`).
+    pub sim_gnss_spoof: Option<(f64, f64)>,
+    /// Maker name and certificate for onboarding with a secure-element attestation.
+    pub attestation: Option<(String, [u8; 64])>,
+    /// The libp2p network.
+    pub net: crate::net::NetConfig,
+    /// Proof of backhaul.
+    pub bandwidth: BandwidthConfig,
+}
+
+/// `[bandwidth]`, validated.
+#[derive(Debug, Clone)]
+pub struct BandwidthConfig {
+    /// Take part in bandwidth tests.
+    pub enabled: bool,
+    /// Measure others when assigned.
+    pub measurer: bool,
+    /// The measurer's test endpoint.
+    pub listen: SocketAddr,
+    /// The address put in requests instead of `listen`.
+    pub advertise: Option<SocketAddr>,
+    /// Test settings, both roles.
+    pub test: crate::bandwidth::BwConfig,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or an override is not valid TOML for our schema.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A key has an invalid value.
+    #[error("config key `{key}`: {why}")]
+    Invalid {
+        /// The key, `section.name`.
+        key: &'static str,
+        /// What is wrong and what is expected.
+        why: String,
+    },
+}

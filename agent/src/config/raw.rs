@@ -1,0 +1,300 @@
+//! The configuration as written: the TOML file's sections, with `WISP_` environment overrides
+//! applied on load.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[node]`
+    pub node: RawNode,
+    /// `[oracle]`
+    pub oracle: RawOracle,
+    /// `[mqtt]`
+    pub mqtt: RawMqtt,
+    /// `[http]`
+    pub http: RawHttp,
+    /// `[radio]`
+    pub radio: RawRadio,
+    /// `[location]`
+    pub location: RawLocation,
+    /// `[outbox]`
+    pub outbox: RawOutbox,
+    /// `[heartbeat]`
+    pub heartbeat: RawHeartbeat,
+    /// `[log]`
+    pub log: RawLog,
+    /// `[device]`
+    pub device: RawDevice,
+    /// `[net]`
+    pub net: RawNet,
+    /// `[bandwidth]`
+    pub bandwidth: RawBandwidth,
+}
+
+/// `[bandwidth]`: proof of backhaul.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBandwidth {
+    /// Take part in bandwidth tests at all: invite the assigned measurers and answer them
+    /// (default true; needs `[net]`).
+    pub enabled: Option<bool>,
+    /// Measure other nodes when the oracle's assignment names this one (default false: a
+    /// measurer must be reachable on UDP at `listen` or `advertise`).
+    pub measurer: Option<bool>,
+    /// The measurer's QUIC test endpoint, host:port (default 0.0.0.0:9312).
+    pub listen: Option<String>,
+    /// The address provers connect to, when `listen` is not reachable as is (unspecified IP,
+    /// port forwarding).
+    pub advertise: Option<String>,
+    /// Seconds per direction, at most 8 (default 5).
+    pub duration_s: Option<f64>,
+    /// Byte cap per direction in MiB, at least 1 (default 1024). A prover refuses tests asking
+    /// for more than its own cap.
+    pub byte_cap_mib: Option<u64>,
+}
+
+/// A list of multiaddrs: a TOML array, or one comma-separated string (for environment
+/// overrides such as `WISP_NET__BOOTSTRAP=/ip4/…/p2p/…,/ip4/…`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AddrList {
+    /// `["/ip4/…", "/ip4/…"]`
+    List(Vec<String>),
+    /// `"/ip4/…,/ip4/…"`
+    Csv(String),
+}
+
+impl AddrList {
+    pub(super) fn items(&self) -> Vec<String> {
+        match self {
+            AddrList::List(v) => v.clone(),
+            AddrList::Csv(s) => s
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+        }
+    }
+}
+
+/// `[net]`: the libp2p network.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawNet {
+    /// Run the network (default true).
+    pub enabled: Option<bool>,
+    /// Listen multiaddrs (default QUIC and TCP on 0.0.0.0 port 9311).
+    pub listen: Option<AddrList>,
+    /// Bootstrap peers, each `…/p2p/<peer id>` (default none).
+    pub bootstrap: Option<AddrList>,
+    /// Addresses peers reach this node at, taken as confirmed (default none: learned from
+    /// peers' observations and confirmed by autonat).
+    pub external_addresses: Option<AddrList>,
+    /// mDNS discovery on the LAN (default false).
+    pub mdns: Option<bool>,
+    /// Relay for nodes behind NAT (default false; set it on public nodes).
+    pub relay_server: Option<bool>,
+    /// Answer DHT queries: unset (default), unless autonat finds the node behind NAT; true,
+    /// always; false, only once an external address is confirmed (libp2p's own rule).
+    pub kad_server: Option<bool>,
+    /// Most established connections (default 128).
+    pub max_connections: Option<u32>,
+    /// Most connections to one peer (default 2).
+    pub max_connections_per_peer: Option<u32>,
+    /// Refuse new connections above this share of physical memory, percent (default 90).
+    pub max_memory_percent: Option<f64>,
+    /// Close unused connections after this many seconds (default 600).
+    pub idle_timeout_s: Option<u64>,
+    /// Request-response timeout in seconds (default 10).
+    pub request_timeout_s: Option<u64>,
+    /// The H3 resolution of the cell an anonymous peer's `/wisp/status/1` answer shows
+    /// (default 7; 0–12).
+    pub status_cell_resolution: Option<u8>,
+}
+
+/// `[device]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDevice {
+    /// `none` (no radio or GNSS) or `sim` (the simulated device).
+    pub kind: Option<String>,
+    /// The device maker's name, as the oracle knows it (for secure-element attestation).
+    pub maker: Option<String>,
+    /// The maker's certificate for this device's chip: 64-byte P-256 signature `r || s`, hex,
+    /// over the certificate digest of docs/PROTOCOL.md §5.1 (provisioned at the factory).
+    pub maker_certificate: Option<String>,
+    /// `sim` only: the shared simulated air of a devnet, `host:port` (UDP). Unset: the device
+    /// is alone on its air.
+    pub air: Option<String>,
+    /// `sim` only: where the simulated radio and GNSS really are, `"lat,lon"` in degrees.
+    /// Default: the centre of the asserted location's cell.
+    pub position: Option<String>,
+    /// `sim` only: the fix the simulated GNSS receiver reports instead of `position`,
+    /// `"lat,lon"` in degrees: a spoofed receiver, as a devnet's forged-location cheater has.
+    /// Unset: the receiver reports where the device is.
+    pub gnss_spoof: Option<String>,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawNode {
+    /// Directory for the key, the outbox database and runtime files.
+    pub data_dir: Option<PathBuf>,
+    /// Key file; default `<data_dir>/node.key`.
+    pub key_file: Option<PathBuf>,
+    /// Payout address for onboarding.
+    pub owner: Option<String>,
+    /// Antenna height above ground in metres.
+    pub antenna_height_m: Option<f64>,
+}
+
+/// `[oracle]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOracle {
+    /// The oracle's node id (PeerId string). Required.
+    pub public_key: Option<String>,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMqtt {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: Option<String>,
+    /// Username.
+    pub username: Option<String>,
+    /// Password (prefer `password_file`).
+    pub password: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// PEM CA bundle for `mqtts://` (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Keep-alive in seconds.
+    pub keep_alive_s: Option<u64>,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHttp {
+    /// Listen address of the status server.
+    pub listen: Option<String>,
+}
+
+/// `[radio]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRadio {
+    /// Centre frequency in MHz.
+    pub freq_mhz: Option<f64>,
+    /// Channel width in MHz.
+    pub width_mhz: Option<u16>,
+    /// Transmit power in dBm.
+    pub tx_power_dbm: Option<f64>,
+    /// Antenna gain in dBi.
+    pub antenna_gain_dbi: Option<f64>,
+}
+
+/// `[location]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLocation {
+    /// Latitude in degrees (used when there is no GNSS fix).
+    pub lat: Option<f64>,
+    /// Longitude in degrees.
+    pub lon: Option<f64>,
+}
+
+/// `[outbox]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOutbox {
+    /// Most proofs held.
+    pub max_entries: Option<usize>,
+    /// Most bytes held.
+    pub max_bytes: Option<usize>,
+    /// Resend when no ack arrived within this many seconds.
+    pub ack_timeout_s: Option<f64>,
+    /// Most proofs in flight.
+    pub max_in_flight: Option<usize>,
+    /// Longest wait before committing a batch, in milliseconds.
+    pub commit_interval_ms: Option<u64>,
+}
+
+/// `[heartbeat]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHeartbeat {
+    /// Interval in seconds until the oracle's epoch parameters say otherwise.
+    pub interval_s: Option<f64>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` or `json`.
+    pub format: Option<String>,
+    /// A tracing filter, e.g. `info` or `wisp_agent=debug`.
+    pub level: Option<String>,
+}
+
+impl RawConfig {
+    /// Reads `path` (if given; a missing file is an error) and applies `WISP_*` overrides from
+    /// `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<RawConfig, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        wisp_protocol::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
+            .map_err(ConfigError::Parse)?;
+        RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+}
+
+/// Keys whose values are strings, so environment overrides are never read as numbers.
+const STRING_KEYS: &[(&str, &str)] = &[
+    ("node", "data_dir"),
+    ("node", "key_file"),
+    ("node", "owner"),
+    ("oracle", "public_key"),
+    ("mqtt", "url"),
+    ("mqtt", "username"),
+    ("mqtt", "password"),
+    ("mqtt", "password_file"),
+    ("mqtt", "ca_file"),
+    ("http", "listen"),
+    ("log", "format"),
+    ("log", "level"),
+    ("device", "kind"),
+    ("device", "maker"),
+    ("device", "maker_certificate"),
+    ("device", "air"),
+    ("device", "position"),
+    ("device", "gnss_spoof"),
+    ("net", "listen"),
+    ("net", "bootstrap"),
+    ("net", "external_addresses"),
+    ("bandwidth", "listen"),
+    ("bandwidth", "advertise"),
+];

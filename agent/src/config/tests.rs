@@ -1,0 +1,194 @@
+//! Loading and validating configurations.
+
+use super::*;
+
+const ORACLE: &str = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5";
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_need_only_the_oracle_key() {
+    let raw = RawConfig::load(None, env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)])).unwrap();
+    let c = raw.resolve().unwrap();
+    assert_eq!(c.oracle.to_string(), ORACLE);
+    assert_eq!(c.mqtt.host, "127.0.0.1");
+    assert_eq!(c.mqtt.port, 1883);
+    assert_eq!(c.http_listen.to_string(), "127.0.0.1:9310");
+    assert_eq!(c.radio.freq_khz, 2_412_000);
+    assert_eq!(c.key_file, PathBuf::from("/var/lib/wisp/node.key"));
+    assert!(c.cell.is_none());
+    let err = RawConfig::load(None, env(&[]))
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("oracle.public_key"), "{err}");
+}
+
+#[test]
+fn file_then_env_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("agent.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[oracle]\npublic_key = \"{ORACLE}\"\n[mqtt]\nurl = \"mqtts://broker.example:8884\"\nusername = \"u\"\npassword = \"p\"\n\
+             [location]\nlat = 38.7\nlon = -9.1\n[outbox]\nmax_entries = 10\n"
+        ),
+    )
+    .unwrap();
+    let raw = RawConfig::load(
+        Some(&p),
+        env(&[
+            ("WISP_OUTBOX__MAX_ENTRIES", "99"),
+            ("WISP_LOG__FORMAT", "json"),
+            ("OTHER", "x"),
+        ]),
+    )
+    .unwrap();
+    let c = raw.resolve().unwrap();
+    assert_eq!(c.outbox.max_entries, 99);
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert!(c.mqtt.tls);
+    assert_eq!(
+        (c.mqtt.host.as_str(), c.mqtt.port),
+        ("broker.example", 8884)
+    );
+    assert_eq!(c.mqtt.credentials, Some(("u".into(), "p".into())));
+    assert_eq!(c.cell.unwrap().resolution(), 12);
+}
+
+#[test]
+fn net_defaults_and_overrides() {
+    let c = RawConfig::load(None, env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)]))
+        .unwrap()
+        .resolve()
+        .unwrap();
+    assert!(c.net.enabled);
+    assert_eq!(c.net.listen.len(), 2);
+    assert!(c.net.bootstrap.is_empty());
+    assert!(!c.net.mdns);
+    assert_eq!(c.net.kad_mode, crate::net::KadMode::Auto);
+    assert_eq!(c.net.idle_timeout.as_secs(), 600);
+    assert_eq!(c.net.status_cell_resolution, 7);
+    for (v, mode) in [
+        ("true", crate::net::KadMode::Server),
+        ("false", crate::net::KadMode::WhenConfirmed),
+    ] {
+        let c = RawConfig::load(
+            None,
+            env(&[
+                ("WISP_ORACLE__PUBLIC_KEY", ORACLE),
+                ("WISP_NET__KAD_SERVER", v),
+            ]),
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(c.net.kad_mode, mode, "kad_server = {v}");
+    }
+    let peer = ORACLE;
+    let c = RawConfig::load(
+        None,
+        env(&[
+            ("WISP_ORACLE__PUBLIC_KEY", ORACLE),
+            ("WISP_NET__LISTEN", "/ip4/127.0.0.1/tcp/0"),
+            (
+                "WISP_NET__BOOTSTRAP",
+                &format!(
+                    "/ip4/10.0.0.1/tcp/9311/p2p/{peer}, /ip4/10.0.0.2/udp/9311/quic-v1/p2p/{peer}"
+                ),
+            ),
+            ("WISP_NET__MDNS", "true"),
+            ("WISP_NET__RELAY_SERVER", "true"),
+            ("WISP_NET__ENABLED", "false"),
+            ("WISP_NET__STATUS_CELL_RESOLUTION", "5"),
+            (
+                "WISP_NET__EXTERNAL_ADDRESSES",
+                "/ip4/203.0.113.7/tcp/9311,/ip6/2001:db8::7/udp/9311/quic-v1",
+            ),
+        ]),
+    )
+    .unwrap()
+    .resolve()
+    .unwrap();
+    assert_eq!(c.net.listen.len(), 1);
+    assert_eq!(c.net.bootstrap.len(), 2);
+    assert_eq!(
+        crate::net::pick_public_ip(&c.net.external_addresses),
+        Some("203.0.113.7".parse().unwrap())
+    );
+    assert!(c.net.mdns && c.net.relay_server && !c.net.enabled);
+    assert_eq!(c.net.status_cell_resolution, 5);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let check = |pairs: &[(&str, &str)], key: &str| {
+        let mut all = env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)]);
+        all.extend(env(pairs));
+        let err = RawConfig::load(None, all)
+            .and_then(|r| r.resolve())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{err} should name {key}");
+    };
+    check(&[("WISP_MQTT__URL", "http://x")], "mqtt.url");
+    check(&[("WISP_MQTT__URL", "mqtt://x:notaport")], "mqtt.url");
+    check(&[("WISP_HTTP__LISTEN", "nowhere")], "http.listen");
+    check(&[("WISP_LOCATION__LAT", "10")], "location.lat");
+    check(
+        &[("WISP_LOCATION__LAT", "100"), ("WISP_LOCATION__LON", "0")],
+        "location.lat",
+    );
+    check(&[("WISP_RADIO__TX_POWER_DBM", "90")], "radio.tx_power_dbm");
+    check(&[("WISP_OUTBOX__MAX_ENTRIES", "0")], "outbox.max_entries");
+    check(&[("WISP_LOG__FORMAT", "xml")], "log.format");
+    check(&[("WISP_DEVICE__KIND", "gpu")], "device.kind");
+    check(&[("WISP_NODE__OWNER", "bad owner")], "node.owner");
+    check(&[("WISP_MQTT__PASSWORD", "p")], "mqtt.username");
+    check(&[("WISP_NET__LISTEN", "/ip4/1.2.3.4")], "net.listen");
+    check(&[("WISP_NET__LISTEN", "not an address")], "net.listen");
+    check(
+        &[("WISP_NET__BOOTSTRAP", "/ip4/1.2.3.4/tcp/1")],
+        "net.bootstrap",
+    );
+    check(&[("WISP_NET__IDLE_TIMEOUT_S", "1")], "net.idle_timeout_s");
+    check(
+        &[("WISP_NET__EXTERNAL_ADDRESSES", "/ip4/0.0.0.0/tcp/9311")],
+        "net.external_addresses",
+    );
+    check(
+        &[("WISP_NET__EXTERNAL_ADDRESSES", "/dns4/example.org/tcp/9311")],
+        "net.external_addresses",
+    );
+    check(&[("WISP_NET__MAX_CONNECTIONS", "0")], "net.max_connections");
+    check(
+        &[("WISP_NET__STATUS_CELL_RESOLUTION", "13")],
+        "net.status_cell_resolution",
+    );
+    // A numeric password is still a string.
+    let c = RawConfig::load(
+        None,
+        env(&[
+            ("WISP_ORACLE__PUBLIC_KEY", ORACLE),
+            ("WISP_MQTT__USERNAME", "u"),
+            ("WISP_MQTT__PASSWORD", "123456"),
+        ]),
+    )
+    .unwrap()
+    .resolve()
+    .unwrap();
+    assert_eq!(c.mqtt.credentials, Some(("u".into(), "123456".into())));
+    check(&[("WISP_ORACLE__PUBLIC_KEY", "nope")], "oracle.public_key");
+    // Unknown keys are typos, not silently ignored.
+    let err = RawConfig::load(None, env(&[("WISP_MQTT__URLL", "x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("urll"), "{err}");
+}
