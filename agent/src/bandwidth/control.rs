@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::BwConfig;
 use super::stream::Caps;
-use super::wire::{self, Ctl};
+use super::wire::{self, Ctl, WireError};
 
 /// Wait for single control answers (pong, report after the direction, co-signatures).
 pub(super) const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,7 +38,7 @@ pub(super) fn ms_u32(d: Duration) -> u32 {
 /// Spawns a task that reads control frames into a bounded queue (ended by an `Err`).
 pub(super) fn spawn_reader(
     mut recv: quinn::RecvStream,
-) -> (mpsc::Receiver<Result<Ctl, String>>, JoinHandle<()>) {
+) -> (mpsc::Receiver<Result<Ctl, WireError>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
     let h = tokio::spawn(async move {
         loop {
@@ -49,7 +49,7 @@ pub(super) fn spawn_reader(
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e.to_string())).await;
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
             }

@@ -15,6 +15,7 @@
 //! while the previous test's connection was still draining.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::CryptoRng;
@@ -37,7 +38,33 @@ use super::quic::{self, SocketBuffers};
 use super::report::{DirectionDetail, MeasureReport, outcome_of, to_ip_layer};
 use super::stats;
 use super::stream::{Caps, ClaimedReport, End, Keystream, SendLog, check_report, commitment};
-use super::wire::{self, Ctl, MAX_REPORT_BINS};
+use super::wire::{self, Ctl, MAX_REPORT_BINS, WireError};
+
+/// Why a measurer could not run a test, for a reason of its own: nothing about the prover was
+/// learnt and no receipt is signed ([`MeasureReport::local_error`]); the test may be tried again
+/// later. The texts are what the daemon logs.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum MeasurerError {
+    /// Its test endpoint could not be set up on the configured address.
+    #[error("the bandwidth test endpoint on {bind} (bandwidth.listen): {source}")]
+    Endpoint {
+        /// The configured address (`bandwidth.listen`).
+        bind: SocketAddr,
+        /// Why.
+        source: Arc<quic::EndpointError>,
+    },
+    /// Its endpoint listens on an unspecified IP and the node knows no public address yet.
+    #[error(
+        "no public address to give the prover: the node has no confirmed external address yet (set bandwidth.advertise, or net.external_addresses)"
+    )]
+    NoPublicAddress,
+    /// Its endpoint has no local address.
+    #[error("the bandwidth test endpoint has no address: {0}")]
+    NoAddress(Arc<std::io::Error>),
+    /// Its endpoint closed while it waited for the prover's connection.
+    #[error("the bandwidth test endpoint closed")]
+    EndpointClosed,
+}
 
 /// The measuring side.
 #[derive(Debug)]
@@ -58,7 +85,7 @@ pub struct Measurer {
 struct Session {
     conn: quinn::Connection,
     ctl: quinn::SendStream,
-    frames: mpsc::Receiver<Result<Ctl, String>>,
+    frames: mpsc::Receiver<Result<Ctl, WireError>>,
     pings: Pings,
 }
 
@@ -164,7 +191,7 @@ impl Measurer {
     /// No test: the measurer failed on its own side. No receipt, nothing blamed on the prover.
     fn local_failure(
         req: &BwRequest,
-        error: String,
+        error: MeasurerError,
         sockets: Option<SocketBuffers>,
     ) -> MeasureReport {
         tracing::warn!(
@@ -235,10 +262,10 @@ impl Measurer {
         let (endpoint, pin, sockets, own) = match self.endpoint_for_test(&mut kept) {
             Ok(x) => x,
             Err(e) => {
-                let error = format!(
-                    "the bandwidth test endpoint on {} (bandwidth.listen): {e}",
-                    self.bind
-                );
+                let error = MeasurerError::Endpoint {
+                    bind: self.bind,
+                    source: Arc::new(e),
+                };
                 return Self::local_failure(&req, error, None);
             }
         };
@@ -248,14 +275,14 @@ impl Measurer {
             (None, Ok(a)) if a.ip().is_unspecified() => match negotiator.public_ip().await {
                 Some(ip) => SocketAddr::new(ip, a.port()),
                 None => {
-                    let error = "no public address to give the prover: the node has no confirmed external address yet (set bandwidth.advertise, or net.external_addresses)";
-                    return Self::local_failure(&req, error.into(), Some(sockets));
+                    let error = MeasurerError::NoPublicAddress;
+                    return Self::local_failure(&req, error, Some(sockets));
                 }
             },
             (None, Ok(a)) => a,
             (None, Err(e)) => {
                 *kept = None;
-                let error = format!("the bandwidth test endpoint has no address: {e}");
+                let error = MeasurerError::NoAddress(Arc::new(e));
                 return Self::local_failure(&req, error, Some(sockets));
             }
         };
@@ -348,7 +375,7 @@ impl Measurer {
         endpoint: &quinn::Endpoint,
         req: &BwRequest,
         secret: &[u8; 32],
-    ) -> Result<Result<Session, String>, BwFailure> {
+    ) -> Result<Result<Session, MeasurerError>, BwFailure> {
         let deadline = Instant::now() + self.cfg.connect_timeout;
         // Connections that are not our prover's (wrong test id, an earlier test's certificate)
         // are closed and waited past.
@@ -357,7 +384,7 @@ impl Measurer {
                 .await
                 .ok_or(BwFailure::Timeout)?
             else {
-                return Ok(Err("the bandwidth test endpoint closed".into()));
+                return Ok(Err(MeasurerError::EndpointClosed));
             };
             let Ok(connecting) = incoming.accept() else {
                 continue;

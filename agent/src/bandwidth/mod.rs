@@ -53,12 +53,12 @@ pub use wisp_agent_core::bandwidth::stream;
 use std::time::Duration;
 
 pub use cheat::Cheat;
-pub use measurer::Measurer;
+pub use measurer::{Measurer, MeasurerError};
 pub use negotiate::{
     BwInvite, BwRequest, BwResponse, Directions, INVITE_TAG, InviteAnswer, InviteRefusal,
     NegotiateError, Negotiator, RefuseReason, SignedResponse,
 };
-pub use prover::{EpochView, Prover, ProverJob};
+pub use prover::{EpochView, Prover, ProverError, ProverJob};
 pub use quic::{SocketBuffers, Tuning};
 pub use report::{DirectionDetail, MeasureReport, ProverReport};
 pub use stream::End;

@@ -27,7 +27,7 @@ use super::quic;
 use super::report::ProverReport;
 use super::stats;
 use super::stream::{End, Keystream, ReceiverReport, SendLog, commitment};
-use super::wire::{self, Ctl, WireEnd};
+use super::wire::{self, Ctl, WireEnd, WireError};
 use super::{BwConfig, MAX_DURATION, MIN_BYTE_CAP};
 
 /// The prover's view of the current epoch, from the core.
@@ -57,6 +57,44 @@ impl ProverJob {
     pub fn request(&self) -> &BwRequest {
         &self.request
     }
+}
+
+/// Why a prover's session ended early ([`ProverReport::error`] carries its text).
+#[derive(Debug, thiserror::Error)]
+pub enum ProverError {
+    /// Its client endpoint could not be set up.
+    #[error(transparent)]
+    Endpoint(#[from] quic::EndpointError),
+    /// The connection to the measurer could not be started.
+    #[error(transparent)]
+    Connect(#[from] quinn::ConnectError),
+    /// The measurer did not accept the connection in time.
+    #[error("connect timed out")]
+    ConnectTimeout,
+    /// The connection failed, or the control stream could not be opened on it.
+    #[error(transparent)]
+    Connection(#[from] quinn::ConnectionError),
+    /// Reading or writing a control frame failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The measurer's secret does not match its commitment from the negotiation.
+    #[error("the measurer revealed no secret matching its commitment")]
+    BadReveal,
+    /// A pong or a report could not be written.
+    #[error("control stream lost")]
+    ControlLost,
+    /// The co-signatures could not be written.
+    #[error("control stream lost before co-signing")]
+    ControlLostBeforeCosign,
+    /// The measurer sent a frame out of turn.
+    #[error("unexpected control frame {0:?}")]
+    UnexpectedFrame(Box<Ctl>),
+    /// The measurer closed the control stream before asking for co-signatures.
+    #[error("control stream closed")]
+    ControlClosed,
+    /// The session outlasted its bound (negotiation to co-signature).
+    #[error("session timed out")]
+    Timeout,
 }
 
 /// The proving side.
@@ -189,12 +227,12 @@ impl Prover {
             error: None,
         };
         if let Err(e) = self.session(&job, &mut report).await {
-            report.error = Some(e);
+            report.error = Some(e.to_string());
         }
         report
     }
 
-    async fn session(&self, job: &ProverJob, out: &mut ProverReport) -> Result<(), String> {
+    async fn session(&self, job: &ProverJob, out: &mut ProverReport) -> Result<(), ProverError> {
         let req = &job.request;
         let bind = match (req.quic_addr, self.bind) {
             (SocketAddr::V6(_), SocketAddr::V4(b)) if b.ip().is_unspecified() => {
@@ -202,24 +240,19 @@ impl Prover {
             }
             _ => self.bind,
         };
-        let (endpoint, client, _bufs) =
-            quic::client(bind, &self.cfg.tuning, req.cert_sha256.0).map_err(|e| e.to_string())?;
-        let connecting = endpoint
-            .connect_with(client, req.quic_addr, quic::server_name())
-            .map_err(|e| e.to_string())?;
+        let (endpoint, client, _bufs) = quic::client(bind, &self.cfg.tuning, req.cert_sha256.0)?;
+        let connecting = endpoint.connect_with(client, req.quic_addr, quic::server_name())?;
         let conn = timeout(self.cfg.connect_timeout, connecting)
             .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
-        let (mut ctl, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            .map_err(|_| ProverError::ConnectTimeout)??;
+        let (mut ctl, recv) = conn.open_bi().await?;
         wire::write(
             &mut ctl,
             &Ctl::Hello {
                 test_id: req.test_id,
             },
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let (mut frames, _reader) = spawn_reader(recv);
         let secret = match timeout(CONTROL_TIMEOUT, frames.recv()).await {
             Ok(Some(Ok(Ctl::Reveal { secret })))
@@ -229,7 +262,7 @@ impl Prover {
             }
             _ => {
                 conn.close(2u32.into(), b"bad reveal");
-                return Err("the measurer revealed no secret matching its commitment".into());
+                return Err(ProverError::BadReveal);
             }
         };
         let caps = caps_of(
@@ -249,7 +282,7 @@ impl Prover {
                 f = frames.recv() => match f {
                     Some(Ok(Ctl::Ping { seq })) => {
                         if wire::write(&mut ctl, &Ctl::Pong { seq }).await.is_err() {
-                            break Err("control stream lost".to_string());
+                            break Err(ProverError::ControlLost);
                         }
                     }
                     Some(Ok(Ctl::Begin { direction })) if !seen.iter().any(|s| s.0 == direction)
@@ -292,14 +325,14 @@ impl Prover {
                             }
                         }
                         if wire::write(&mut ctl, &Ctl::Cosigned { signatures: sigs }).await.is_err() {
-                            break Err("control stream lost before co-signing".to_string());
+                            break Err(ProverError::ControlLostBeforeCosign);
                         }
                         let _ = ctl.finish();
                         break Ok(());
                     }
-                    Some(Ok(other)) => break Err(format!("unexpected control frame {other:?}")),
-                    Some(Err(e)) => break Err(e),
-                    None => break Err("control stream closed".to_string()),
+                    Some(Ok(other)) => break Err(ProverError::UnexpectedFrame(Box::new(other))),
+                    Some(Err(e)) => break Err(ProverError::Wire(e)),
+                    None => break Err(ProverError::ControlClosed),
                 },
                 Some((d, v)) = done_rx.recv() => {
                     if let (Seen::Received(r), Direction::Down) = (&v, d) {
@@ -316,12 +349,12 @@ impl Prover {
                             bins,
                         };
                         if wire::write(&mut ctl, &rep).await.is_err() {
-                            break Err("control stream lost".to_string());
+                            break Err(ProverError::ControlLost);
                         }
                     }
                     seen.push((d, v));
                 }
-                () = sleep_until(deadline) => break Err("session timed out".to_string()),
+                () = sleep_until(deadline) => break Err(ProverError::Timeout),
             }
         };
         for t in tasks {

@@ -7,7 +7,10 @@ use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{BwFailure, Direction, MAX_WIRE_OVERHEAD_PERMILLE, Measurement, Outcome};
 
 use super::control::ms_u32;
+use super::measurer::MeasurerError;
 use super::negotiate::RefuseReason;
+#[cfg(doc)]
+use super::prover::ProverError;
 use super::quic::SocketBuffers;
 use super::stats::{self, Summary};
 use super::stream::End;
@@ -70,7 +73,7 @@ pub struct MeasureReport {
     pub wire_bytes: u64,
     /// Why the measurer could not run the test for a reason of its own (its endpoint, its
     /// address); `receipts` is then empty: nothing about the prover was learnt.
-    pub local_error: Option<String>,
+    pub local_error: Option<MeasurerError>,
     /// The prover never answered the invitation (the request timed out, or its connection
     /// was lost or could not be made): `receipts` record a failed test, and the caller may
     /// rather try again later (a restarted prover is reached on a new connection).
@@ -84,7 +87,8 @@ pub struct ProverReport {
     pub test_id: [u8; 16],
     /// The receipts the prover co-signed, complete (measurer and prover signatures).
     pub receipts: Vec<Envelope>,
-    /// Why the session ended early, if it did.
+    /// Why the session ended early, if it did: the text of a [`ProverError`], kept as text
+    /// because it goes as is to the daemon's status and logs.
     pub error: Option<String>,
 }
 

@@ -102,9 +102,12 @@ pub enum Ctl {
 /// Why the control stream failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
-    /// The stream or connection failed.
+    /// Writing to the stream failed (the stream was stopped or the connection lost).
     #[error("control stream: {0}")]
-    Io(String),
+    Write(#[from] quinn::WriteError),
+    /// Reading from the stream failed (reset, connection lost, or a frame cut short).
+    #[error("control stream: {0}")]
+    Read(#[from] quinn::ReadExactError),
     /// The peer closed the control stream.
     #[error("control stream closed")]
     Closed,
@@ -123,9 +126,7 @@ pub async fn write(send: &mut quinn::SendStream, msg: &Ctl) -> Result<(), WireEr
     let mut frame = Vec::with_capacity(2 + body.len());
     frame.extend_from_slice(&len.to_le_bytes());
     frame.extend_from_slice(&body);
-    send.write_all(&frame)
-        .await
-        .map_err(|e| WireError::Io(e.to_string()))
+    Ok(send.write_all(&frame).await?)
 }
 
 /// Reads one frame.
@@ -134,16 +135,14 @@ pub async fn read(recv: &mut quinn::RecvStream) -> Result<Ctl, WireError> {
     match recv.read_exact(&mut len).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(WireError::Closed),
-        Err(e) => return Err(WireError::Io(e.to_string())),
+        Err(e) => return Err(e.into()),
     }
     let len = usize::from(u16::from_le_bytes(len));
     if len > MAX_FRAME {
         return Err(WireError::Bad);
     }
     let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| WireError::Io(e.to_string()))?;
+    recv.read_exact(&mut body).await?;
     decode_canonical(&body).map_err(|_| WireError::Bad)
 }
 
