@@ -5,10 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep, sleep_until, timeout};
-use wisp_protocol::msg::Direction;
+use tokio::time::{Instant, sleep_until, timeout};
 
-use super::cheat::Cheat;
+use super::cheat::CheatingSender;
 use super::stream::{Caps, Keystream, Receiver, ReceiverReport, SendLog};
 
 /// Bytes per write of test content.
@@ -18,18 +17,15 @@ pub(super) const CHUNK: usize = 64 * 1024;
 pub(super) const SENDER_GRACE: Duration = Duration::from_secs(2);
 
 /// Sends the keyed stream until the receiver stops it, the byte cap, or the time cap plus
-/// [`SENDER_GRACE`]. `cheat` injects faults.
+/// [`SENDER_GRACE`]. `cheat` injects faults (only with the `cheats` feature).
 pub(super) async fn send_content(
     mut send: quinn::SendStream,
     mut ks: Keystream,
     caps: Caps,
-    cheat: Option<Cheat>,
-    seed_for_garbage: [u8; 32],
+    mut cheat: Option<CheatingSender>,
 ) -> SendLog {
     let mut log = SendLog::default();
     let mut buf = vec![0u8; CHUNK];
-    let mut garbage = Keystream::new(&seed_for_garbage, &[0xee; 16], Direction::Up);
-    let mut first: Option<Vec<u8>> = None;
     let start = Instant::now();
     loop {
         let written = log.total;
@@ -41,27 +37,10 @@ pub(super) async fn send_content(
             .unwrap_or(CHUNK)
             .min(CHUNK);
         ks.fill(&mut buf[..n]);
-        match cheat {
-            Some(Cheat::Garbage { after }) if written >= after => garbage.fill(&mut buf[..n]),
-            Some(Cheat::Replay { after }) if written >= after => {
-                if let Some(f) = &first {
-                    let m = n.min(f.len());
-                    buf[..m].copy_from_slice(&f[..m]);
-                }
-            }
-            Some(Cheat::Truncate { after }) if written >= after => {
-                let _ = send.finish();
-                break;
-            }
-            Some(Cheat::Stall { after }) if written >= after => {
-                // Hold the stream open and silent past every deadline of the receiver.
-                sleep(caps.duration + caps.stall * 2 + SENDER_GRACE).await;
-                break;
-            }
-            _ => {}
-        }
-        if first.is_none() {
-            first = Some(buf[..n].to_vec());
+        if let Some(c) = &mut cheat
+            && !c.tamper(written, &mut buf[..n], &mut send, caps).await
+        {
+            break;
         }
         match send.write_all(&buf[..n]).await {
             Ok(()) => log.record(start.elapsed(), n as u64),

@@ -571,7 +571,7 @@ impl Measurer {
         };
         let ks = Keystream::new(secret, &req.test_id.0, Direction::Down);
         let sent_at = Instant::now();
-        let sender = tokio::spawn(send_content(send, ks, caps, None, [0; 32]));
+        let sender = tokio::spawn(send_content(send, ks, caps, None));
         let mut loaded = Vec::new();
         let mut wire = Vec::new();
         let mut tick = tokio::time::interval(self.cfg.ping_interval);

@@ -13,8 +13,8 @@
 //! The thin async shells, each role in its own module: [`Measurer::measure`] (`measurer.rs`),
 //! [`Prover::handle_request`] / [`Prover::run`] (`prover.rs`), the content sender and receiver
 //! they share (`content.rs`), control-stream plumbing (`control.rs`), what they hand back
-//! ([`MeasureReport`], [`ProverReport`]; `report.rs`) and the test-only fault injection
-//! ([`Cheat`]; `cheat.rs`).
+//! ([`MeasureReport`], [`ProverReport`]; `report.rs`) and the fault injection of tests and the
+//! benchmark (`Cheat`, `cheat.rs`, only with the `cheats` feature).
 //!
 //! One test, both directions:
 //!
@@ -52,6 +52,7 @@ pub use wisp_agent_core::bandwidth::stream;
 
 use std::time::Duration;
 
+#[cfg(feature = "cheats")]
 pub use cheat::Cheat;
 pub use measurer::{Measurer, MeasurerError};
 pub use negotiate::{

@@ -16,7 +16,7 @@ use wisp_protocol::msg::{BandwidthReceipt, Direction, MAX_WIRE_OVERHEAD_PERMILLE
 use wisp_protocol::schedule::is_assigned;
 use wisp_protocol::units::EpochNo;
 
-use super::cheat::Cheat;
+use super::cheat::{Cheat, CheatingSender};
 use super::content::{SENDER_GRACE, receive_content, send_content};
 use super::control::{CONTROL_TIMEOUT, caps_of, ms_u32, spawn_reader};
 use super::negotiate::{
@@ -127,7 +127,9 @@ impl Prover {
         }
     }
 
-    /// Fault injection: this prover cheats as told (tests and the benchmark only).
+    /// Fault injection: this prover cheats as told (tests and the benchmark only: the
+    /// `cheats` feature).
+    #[cfg(feature = "cheats")]
     pub fn with_cheat(mut self, cheat: Cheat) -> Self {
         self.cheat = Some(cheat);
         self
@@ -290,13 +292,13 @@ impl Prover {
                         let ks = Keystream::new(&secret, &req.test_id.0, direction);
                         let tx = done_tx.clone();
                         let conn2 = conn.clone();
-                        let cheat = self.cheat;
+                        let cheat = self.cheat.map(CheatingSender::new);
                         tasks.push(tokio::spawn(async move {
                             let v = match direction {
                                 Direction::Down => Seen::Received(receive_content(conn2, ks, caps).await),
                                 Direction::Up => {
                                     let Ok(send) = conn2.open_uni().await else { return };
-                                    Seen::Sent(send_content(send, ks, caps, cheat, [0x5a; 32]).await)
+                                    Seen::Sent(send_content(send, ks, caps, cheat).await)
                                 }
                             };
                             let _ = tx.send((direction, v)).await;
@@ -337,10 +339,8 @@ impl Prover {
                 Some((d, v)) = done_rx.recv() => {
                     if let (Seen::Received(r), Direction::Down) = (&v, d) {
                         let (bytes, bins) = match self.cheat {
-                            Some(Cheat::InflateReport { factor }) => {
-                                (r.bytes * factor, r.bins.iter().map(|b| b * factor).collect())
-                            }
-                            _ => (r.bytes, r.bins.clone()),
+                            Some(c) => c.report(r),
+                            None => (r.bytes, r.bins.clone()),
                         };
                         let rep = Ctl::Report {
                             end: WireEnd::from(r.end),
