@@ -480,3 +480,123 @@ impl Books {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Mutex, RwLock};
+
+    use rumqttc::MqttOptions;
+    use wisp_shell::broker_health::BrokerHealth;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::settings::RawSettings;
+    use crate::store::StorageConfig;
+
+    const EPOCH_MS: u64 = 10_000;
+    const SETTLE_MS: u32 = 1_000;
+    /// The genesis: the first start's clock, a whole number of epochs.
+    const T0: u64 = 1_800_000_000_000;
+
+    fn set_clock(file: &Path, t: u64) {
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, t.to_string()).unwrap();
+        std::fs::rename(&tmp, file).unwrap();
+    }
+
+    /// A worker on a fresh SQLite store and the file clock `dir/clock`, with a client whose
+    /// publishes only queue (what it publishes retained shows in `Shared::retained`).
+    fn worker(dir: &Path) -> (Worker, Arc<Shared>, rumqttc::EventLoop, mpsc::Sender<Stage>) {
+        let mut settings = RawSettings::load(None, Vec::<(String, String)>::new())
+            .unwrap()
+            .resolve()
+            .unwrap();
+        settings.storage = StorageConfig::Sqlite(dir.join("oracle.db"));
+        settings.epoch_ms = EPOCH_MS;
+        settings.params.settle_ms = SETTLE_MS;
+        let mut store = Store::open(&settings.storage).unwrap();
+        let key = NodeKey::from_seed(&[7; 32]);
+        let engine = super::super::rebuild(&mut store, key, &settings.rules).unwrap();
+        let calendar = super::super::load_calendar(&mut store, &settings).unwrap();
+        let shared = Arc::new(Shared {
+            snapshot: RwLock::new(Snapshot::default()),
+            reader: Mutex::new(Store::open(&settings.storage).unwrap()),
+            metrics: Metrics::new(),
+            connected: AtomicBool::new(false),
+            broker: Mutex::new(BrokerHealth::new("mqtt://test", 30_000)),
+            retained: Mutex::new(HashMap::new()),
+        });
+        let (client, eventloop) =
+            AsyncClient::new(MqttOptions::new("test", "127.0.0.1", 1), 10_000);
+        let (stage_tx, stage_rx) = mpsc::channel(2);
+        let (ack_tx, _) = mpsc::channel(4);
+        let books = Books {
+            engine,
+            store,
+            calendar,
+            settings,
+            shared: shared.clone(),
+            proofs_stored: None,
+            measurer_parts_published: 0,
+        };
+        let clock = Clock::File(dir.join("clock"));
+        let w = Worker::new(books, client, clock, stage_rx, ack_tx);
+        (w, shared, eventloop, stage_tx)
+    }
+
+    fn retained(shared: &Shared, topic: &str) -> Option<Vec<u8>> {
+        shared.retained.lock().unwrap().get(topic).cloned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn epochs_open_and_close_as_the_oracle_clock_reaches_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = dir.path().join("clock");
+        set_clock(&clock, T0);
+        let (w, shared, _eventloop, _stages) = worker(dir.path());
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(w.run(stop_rx));
+        let epoch = || shared.metrics.epoch.get();
+        let closed = || shared.metrics.epochs_closed.get();
+
+        // The first epoch opens at once, its seed and the signed clock published.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(epoch(), 0);
+        assert!(retained(&shared, topics::EPOCH).is_some());
+        let first_clock = retained(&shared, topics::CLOCK).unwrap();
+
+        // The file clock stands still while tokio's time passes: nothing new is due.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!((epoch(), closed()), (0, 0));
+        assert_eq!(retained(&shared, topics::CLOCK).unwrap(), first_clock);
+
+        // The next epoch opens within the file clock's recheck of its start.
+        set_clock(&clock, T0 + EPOCH_MS);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!((epoch(), closed()), (1, 0));
+        // The signed clock too is published again, on the oracle clock.
+        assert_ne!(retained(&shared, topics::CLOCK).unwrap(), first_clock);
+
+        // The first epoch closes once its settle window has passed, not before.
+        set_clock(&clock, T0 + EPOCH_MS + u64::from(SETTLE_MS) - 1);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(closed(), 0);
+        set_clock(&clock, T0 + EPOCH_MS + u64::from(SETTLE_MS));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(closed(), 1);
+
+        // A clock that went back and came forward again still opens the next epoch.
+        set_clock(&clock, T0 + 1);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!((epoch(), closed()), (1, 1));
+        set_clock(&clock, T0 + 2 * EPOCH_MS);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(epoch(), 2);
+
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+}
