@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use wisp_protocol::envelope::Envelope;
-use wisp_protocol::msg::{BackhaulOutcome, BackhaulSummary, BandwidthReceipt, Outcome};
+use wisp_protocol::msg::{BackhaulSummary, BandwidthReceipt, Outcome};
 use wisp_protocol::units::EpochNo;
 use wisp_protocol::{Kind, NodeId, ProofId};
 
@@ -19,7 +19,7 @@ use crate::bandwidth::{
     Prover, RefuseReason,
 };
 use crate::core::Proof;
-use crate::metrics::{DirectionLabel, KindLabel, Metrics, RttLabel, WhyLabel};
+use crate::metrics::{KindLabel, Metrics, WhyLabel};
 use crate::net::{self, NetHandle};
 use crate::status::BackhaulStatus;
 use crate::wallclock::wall_ms;
@@ -494,8 +494,8 @@ impl Daemon {
     pub(super) fn on_bw_done(&mut self, done: BwDone) {
         let now = wall_ms();
         if let Some(proved) = done.proved {
-            self.show_backhaul(&proved.summary);
             self.last_backhaul = Some(proved);
+            // The gauges and `/status` show it at once.
             self.refresh_gauges(now);
             // And on the retained MQTT status at this turn, not up to 30 s later.
             self.next_status_ms = now;
@@ -518,25 +518,5 @@ impl Daemon {
                 now,
             );
         }
-    }
-
-    /// Sets the `wisp_backhaul_*` gauges to a test of this node as prover (a direction without
-    /// a figure reads 0).
-    fn show_backhaul(&self, s: &BackhaulSummary) {
-        let m = &self.metrics;
-        for (direction, bps) in [("down", s.down_bps), ("up", s.up_bps)] {
-            m.backhaul_rate
-                .get_or_create(&DirectionLabel { direction })
-                .set(bps.map_or(0.0, |b| b as f64 / 8.0));
-        }
-        for (rtt, us) in [("idle", s.rtt_idle_us), ("loaded", s.rtt_loaded_us)] {
-            m.backhaul_rtt
-                .get_or_create(&RttLabel { rtt })
-                .set(us.map_or(0.0, |u| f64::from(u) / 1e6));
-        }
-        m.backhaul_ok
-            .set(i64::from(s.outcome == BackhaulOutcome::Ok));
-        m.backhaul_last_test
-            .set(i64::try_from(s.measured_ms / 1000).unwrap_or(i64::MAX));
     }
 }
