@@ -40,20 +40,7 @@ impl Devnet {
         cfg: &Path,
     ) -> Result<()> {
         let log = std::fs::File::create(self.log(name))?;
-        let child = self
-            .command(name, bin)
-            .args(args)
-            .arg(cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        self.procs.push(Proc {
-            name: name.to_string(),
-            child,
-        });
-        Ok(())
+        self.launch(name, bin, args, cfg, log, &[])
     }
 
     /// An error naming the first process that exited.
@@ -310,6 +297,20 @@ impl Devnet {
             .open(self.log(name))?;
         let extra: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(log, "--- restarted {}", extra.join(" "))?;
+        self.launch(name, bin, args, cfg, log, env)
+    }
+
+    /// Starts `bin` for process `name` (with `args`, then `cfg`), its output to `log` and `env`
+    /// added to its environment.
+    fn launch(
+        &mut self,
+        name: &str,
+        bin: &Path,
+        args: &[&str],
+        cfg: &Path,
+        log: std::fs::File,
+        env: &[(String, String)],
+    ) -> Result<()> {
         let child = self
             .command(name, bin)
             .args(args)
