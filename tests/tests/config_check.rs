@@ -1,8 +1,8 @@
-//! `wisp-agent config check` refuses every key file `wisp-agent run` refuses: both binaries
-//! are started for real on the same key states, and both must fail.
+//! `config check` refuses every key file `run` refuses, for both daemons: each binary is
+//! started for real on the same key states, and `run` and `check` must both fail.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,8 +78,26 @@ fn finish(cmd: &mut Command, stderr_file: &Path) -> (bool, String) {
     )
 }
 
+/// One daemon's commands on a data directory.
+struct Daemon {
+    /// The key file's name in the data directory.
+    key_file: &'static str,
+    /// The arguments that make a key.
+    keygen: &'static [&'static str],
+    /// The arguments that run the daemon.
+    run: &'static [&'static str],
+    /// The arguments that check its configuration.
+    check: &'static [&'static str],
+    /// The command with these arguments on a data directory.
+    command: fn(&Path, &[&str]) -> Command,
+}
+
+fn bin(name: &str) -> PathBuf {
+    wisp_tests::bin_dir(&[name]).join(name)
+}
+
 fn agent(data_dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wisp-agent"));
+    let mut cmd = Command::new(bin("wisp-agent"));
     cmd.args(args).envs([
         ("WISP_NODE__DATA_DIR", data_dir.display().to_string()),
         (
@@ -95,16 +113,40 @@ fn agent(data_dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-#[test]
-fn config_check_refuses_every_key_run_refuses() {
+fn oracle(data_dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("wisp-oracle"));
+    c.args(args)
+        .args(["--data-dir", &data_dir.display().to_string()]);
+    c
+}
+
+const AGENT: Daemon = Daemon {
+    key_file: "node.key",
+    keygen: &["keygen"],
+    run: &["run"],
+    check: &["config", "check"],
+    command: agent,
+};
+
+const ORACLE: Daemon = Daemon {
+    key_file: "oracle.key",
+    keygen: &["key"],
+    run: &["run"],
+    check: &["check"],
+    command: oracle,
+};
+
+/// No key yet (`run` creates one) and a good key pass the check; each bad key state fails
+/// `run` and `check` alike, and a key readable by others is named by its mode in both.
+fn check_refuses_every_key_run_refuses(d: &Daemon) {
     let scratch = tempfile::tempdir().unwrap();
     let log = scratch.path().join("stderr");
-    // No key yet (`run` creates one), then a good key: the check passes.
+    let cmd = |data: &Path, args: &[&str]| (d.command)(data, args);
     let data = tempfile::tempdir().unwrap();
-    let (ok, err) = finish(&mut agent(data.path(), &["config", "check"]), &log);
+    let (ok, err) = finish(&mut cmd(data.path(), d.check), &log);
     assert!(ok, "{err}");
-    assert!(finish(&mut agent(data.path(), &["keygen"]), &log).0);
-    let (ok, err) = finish(&mut agent(data.path(), &["config", "check"]), &log);
+    assert!(finish(&mut cmd(data.path(), d.keygen), &log).0);
+    let (ok, err) = finish(&mut cmd(data.path(), d.check), &log);
     assert!(ok, "{err}");
 
     for state in [
@@ -115,18 +157,28 @@ fn config_check_refuses_every_key_run_refuses() {
         KeyState::NotAKey,
     ] {
         let data = tempfile::tempdir().unwrap();
-        assert!(finish(&mut agent(data.path(), &["keygen"]), &log).0);
-        set_up(&data.path().join("node.key"), state);
-        let (run_ok, run_err) = finish(&mut agent(data.path(), &["run"]), &log);
+        assert!(finish(&mut cmd(data.path(), d.keygen), &log).0);
+        set_up(&data.path().join(d.key_file), state);
+        let (run_ok, run_err) = finish(&mut cmd(data.path(), d.run), &log);
         assert!(!run_ok, "{state:?}: run accepted the key");
-        let (check_ok, check_err) = finish(&mut agent(data.path(), &["config", "check"]), &log);
+        let (check_ok, check_err) = finish(&mut cmd(data.path(), d.check), &log);
         assert!(
             !check_ok,
-            "{state:?}: config check accepted a key run refuses ({run_err})"
+            "{state:?}: check accepted a key run refuses ({run_err})"
         );
         if matches!(state, KeyState::Readable | KeyState::SymlinkToReadable) {
             assert!(run_err.contains("644"), "{state:?}: {run_err}");
             assert!(check_err.contains("644"), "{state:?}: {check_err}");
         }
     }
+}
+
+#[test]
+fn the_agents_config_check_refuses_every_key_run_refuses() {
+    check_refuses_every_key_run_refuses(&AGENT);
+}
+
+#[test]
+fn the_oracles_check_refuses_every_key_run_refuses() {
+    check_refuses_every_key_run_refuses(&ORACLE);
 }
