@@ -3,9 +3,9 @@
 //! - [`core`], [`clock`], [`trust`]: the sans-IO decision logic (heartbeats, beacon slot,
 //!   witnesses; the oracle's time; the pinned oracle key), from [`wisp_agent_core`], which the
 //!   simulator drives too.
-//! - [`outbox`]: the sans-IO outbox: staged and committed proofs with their bytes, what to
-//!   commit and when, send, resend with backoff and jitter, evict; the shell only writes and
-//!   publishes.
+//! - [`outbox`]: the sans-IO outbox, also from [`wisp_agent_core`]: staged and committed proofs
+//!   with their bytes, what to commit and when, send, resend with backoff and jitter, evict; the
+//!   shell only writes and publishes.
 //! - [`store`]: the durable outbox (SQLite WAL, `synchronous=FULL`, batched commits).
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
 //! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
@@ -26,14 +26,13 @@ pub mod config;
 pub mod device;
 pub mod metrics;
 pub mod net;
-pub mod outbox;
 pub mod shell;
 pub mod status;
 pub mod store;
 pub mod wallclock;
 
 /// The sans-IO core's modules, under the names the daemon has always used.
-pub use wisp_agent_core::{clock, core, trust};
+pub use wisp_agent_core::{clock, core, outbox, trust};
 
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -7,9 +7,12 @@
 //! - [`core`]: what to sign and transmit, and when (heartbeats, the beacon slot, witnesses).
 //! - [`clock`]: the agent's view of the oracle's time, from its signed clock messages.
 //! - [`trust`]: only the pinned oracle key is believed.
+//! - [`outbox`]: staged and committed proofs with their bytes, what to commit and when, send,
+//!   resend with backoff and jitter, evict; the daemon only writes and publishes.
 #![warn(missing_docs)]
 
 pub mod bandwidth;
 pub mod clock;
 pub mod core;
+pub mod outbox;
 pub mod trust;
