@@ -318,7 +318,7 @@ impl RawSettings {
                 .map_err(|e| SettingsError::Parse(format!("{}: {e}", p.display())))?,
             None => toml::Table::new(),
         };
-        wisp_protocol::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
+        wisp_shell::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
             .map_err(SettingsError::Parse)?;
         RawSettings::deserialize(toml::Value::Table(table))
             .map_err(|e| SettingsError::Parse(e.to_string()))

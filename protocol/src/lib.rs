@@ -23,7 +23,6 @@
 //! - [`merkle`]: the reward manifest's Merkle tree and inclusion proofs.
 //! - [`topics`]: MQTT topic names, and who may publish and subscribe where ([`topics::may_publish`], [`topics::may_subscribe`]).
 //! - [`login`]: the broker password a node derives from its key, and its check.
-//! - `envconfig` (feature `config`): `WISP_*` environment overrides for the binaries' TOML.
 //! - [`exposition`]: the metrics text format every service's `/metrics` serves.
 //! - [`keyfile`] (feature `std`): PKCS#8 PEM key files, written atomically with mode 0600, and
 //!   the owner-only data directories (0700) and database files (0600) the shells create.
@@ -37,8 +36,6 @@
 extern crate alloc;
 
 pub mod bytes;
-#[cfg(feature = "config")]
-pub mod envconfig;
 pub mod envelope;
 pub mod exposition;
 pub mod geo;

@@ -4,7 +4,9 @@
 //!   chatter out of sight, or `WISP_LOG`/`RUST_LOG` as given.
 //! - [`broker_health`]: what operators are told when the MQTT broker cannot be reached (WARN
 //!   lines at a bounded rate, the reason for `/readyz`); sans-IO, time is an argument.
+//! - [`envconfig`]: `WISP_<SECTION>__<KEY>` environment overrides on the TOML configuration.
 #![warn(missing_docs)]
 
 pub mod broker_health;
+pub mod envconfig;
 pub mod logging;

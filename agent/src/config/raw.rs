@@ -265,7 +265,7 @@ impl RawConfig {
             }
             None => toml::Table::new(),
         };
-        wisp_protocol::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
+        wisp_shell::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
             .map_err(ConfigError::Parse)?;
         RawConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError::Parse(e.to_string()))

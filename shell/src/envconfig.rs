@@ -1,13 +1,10 @@
 //! `WISP_<SECTION>__<KEY>` environment overrides on a TOML configuration table, shared by
-//! every wisp binary (feature `config`).
+//! every wisp binary.
 //!
 //! `WISP_MQTT__URL=mqtt://broker:1883` sets `[mqtt] url`. A value is read as an integer, a
 //! float or a boolean when it parses as one, else as a string; keys listed as strings always
 //! stay strings (a numeric password is still a password). Variables without the prefix or
 //! without `__` are ignored.
-
-use alloc::format;
-use alloc::string::{String, ToString};
 
 /// Applies the overrides in `env` to `table`. Fails when a variable names a section that is
 /// not a table in the file.
