@@ -7,7 +7,7 @@
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`); the close is one transaction.
 //! - [`service`]: the embedded broker or an external one, the MQTT loop, the ingest worker
 //!   (commit, then ack), epoch seeds and closes as [`calendar`] decides (submodules: the
-//!   clock, the replay at start, the precheck and acks threads); [`http`]: the JSON API and
+//!   clock, the replay at start, the precheck, ingest and acks tasks); [`http`]: the JSON API and
 //!   dashboard; [`state`]: what the service shares with the API;
 //!   [`settings`]: TOML + `WISP_` environment; [`metrics`]: Prometheus. Broker trouble told
 //!   to operators and the default log filter are [`wisp_shell`]'s, shared with the agent.

@@ -378,13 +378,25 @@ pub async fn run(
         proofs_stored: None,
         measurer_parts_published: 0,
     };
-    let worker = tokio::spawn(Worker::new(books, client, clock, stage_rx, ack_tx).run(stop_rx));
-    shutdown.await;
-    info!("shutting down");
-    // The worker finishes the batch it holds; the stages stop on their own as their
-    // neighbours go.
-    let _ = stop.send(true);
-    let result = worker.await;
+    let mut worker = tokio::spawn(Worker::new(books, client, clock, stage_rx, ack_tx).run(stop_rx));
+    let shutdown = std::pin::pin!(shutdown);
+    // A worker that stops by itself (its store failed) stops the process: an oracle that
+    // serves its API but judges nothing would look healthy to a supervisor that could
+    // restart it.
+    let result = tokio::select! {
+        () = shutdown => {
+            info!("shutting down");
+            // The worker finishes the batch it holds; the stages stop on their own as their
+            // neighbours go.
+            let _ = stop.send(true);
+            (&mut worker).await
+        }
+        r = &mut worker => {
+            error!("the ingest worker stopped; wisp-oracle stops too");
+            let _ = stop.send(true);
+            r
+        }
+    };
     let _ = prechecker.await;
     // The worker is gone, so is its ack sender: the acker sends what it holds and stops.
     let _ = acker.await;
