@@ -6,6 +6,8 @@
 //! - [`outbox`]: the sans-IO outbox, also from [`wisp_agent_core`]: staged and committed proofs
 //!   with their bytes, what to commit and when, send, resend with backoff and jitter, evict; the
 //!   shell only writes and publishes.
+//! - [`backhaul`]: the sans-IO proof-of-backhaul decisions (who measures whom, invitations,
+//!   summaries), also from [`wisp_agent_core`].
 //! - [`store`]: the durable outbox (SQLite WAL, `synchronous=FULL`, batched commits).
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
 //! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
@@ -20,7 +22,6 @@
 #![warn(missing_docs)]
 
 pub mod air;
-pub mod backhaul;
 pub mod bandwidth;
 pub mod config;
 pub mod device;
@@ -32,7 +33,7 @@ pub mod store;
 pub mod wallclock;
 
 /// The sans-IO core's modules, under the names the daemon has always used.
-pub use wisp_agent_core::{clock, core, outbox, trust};
+pub use wisp_agent_core::{backhaul, clock, core, outbox, trust};
 
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -9,8 +9,13 @@
 //! - [`trust`]: only the pinned oracle key is believed.
 //! - [`outbox`]: staged and committed proofs with their bytes, what to commit and when, send,
 //!   resend with backoff and jitter, evict; the daemon only writes and publishes.
+//! - [`backhaul`]: proof of backhaul's decisions: who measures whom this epoch, the invitations
+//!   and the summaries of finished tests; the daemon sends, queues and runs the tests.
+//! - [`bandwidth`]: the bandwidth test's statistics, keyed content, address-free negotiation
+//!   bodies and epoch view; the daemon's QUIC shells drive them.
 #![warn(missing_docs)]
 
+pub mod backhaul;
 pub mod bandwidth;
 pub mod clock;
 pub mod core;

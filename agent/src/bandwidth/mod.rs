@@ -1,7 +1,8 @@
 //! Proof of backhaul: the QUIC bandwidth test between a measurer and a prover.
 //!
-//! Layout, sans-IO parts first (`stats` and `stream` live in [`wisp_agent_core::bandwidth`] and
-//! are re-exported here under their old paths):
+//! Layout, sans-IO parts first (`stats`, `stream`, the address-free bodies of `negotiate` and
+//! [`EpochView`] live in [`wisp_agent_core::bandwidth`] and are re-exported here under their old
+//! paths):
 //! - [`stats`]: 100 ms bins, warm-up, median and p10 of 1 s windows, RTT medians.
 //! - [`stream`]: the keyed ChaCha20 content, the receiver state machine (byte cap, time cap,
 //!   stall, wrong bytes, truncation) and the check of a receiver's report against what was sent.
@@ -59,10 +60,11 @@ pub use negotiate::{
     BwInvite, BwRequest, BwResponse, Directions, INVITE_TAG, InviteAnswer, InviteRefusal,
     NegotiateError, Negotiator, RefuseReason, SignedResponse,
 };
-pub use prover::{EpochView, Prover, ProverError, ProverJob};
+pub use prover::{Prover, ProverError, ProverJob};
 pub use quic::{SocketBuffers, Tuning};
 pub use report::{DirectionDetail, MeasureReport, ProverReport};
 pub use stream::End;
+pub use wisp_agent_core::bandwidth::EpochView;
 
 /// The longest a direction may last.
 pub const MAX_DURATION: Duration = Duration::from_secs(8);

@@ -14,7 +14,6 @@ use wisp_protocol::id::{NodeId, NodeKey};
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{BandwidthReceipt, Direction, MAX_WIRE_OVERHEAD_PERMILLE, Outcome};
 use wisp_protocol::schedule::is_assigned;
-use wisp_protocol::units::EpochNo;
 
 use super::cheat::{Cheat, CheatingSender};
 use super::content::{SENDER_GRACE, receive_content, send_content};
@@ -28,20 +27,7 @@ use super::report::ProverReport;
 use super::stats;
 use super::stream::{End, Keystream, ReceiverReport, SendLog, commitment};
 use super::wire::{self, Ctl, WireEnd, WireError};
-use super::{BwConfig, MAX_DURATION, MIN_BYTE_CAP};
-
-/// The prover's view of the current epoch, from the core.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EpochView {
-    /// The current epoch.
-    pub epoch: EpochNo,
-    /// Its seed.
-    pub seed: [u8; 32],
-    /// The nodes eligible to measure.
-    pub eligible: Vec<NodeId>,
-    /// Measurers per prover (`EpochParams::measurers_per_prover`).
-    pub measurers_per_prover: usize,
-}
+use super::{BwConfig, EpochView, MAX_DURATION, MIN_BYTE_CAP};
 
 /// An accepted test the prover must run with [`Prover::run`]; holds one of the prover's test
 /// slots until dropped.

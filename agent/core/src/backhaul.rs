@@ -1,6 +1,7 @@
 //! The daemon's proof of backhaul: who measures whom this epoch, and the decisions around the
-//! tests that [`crate::bandwidth`] runs. No I/O here: time and randomness come in as arguments,
-//! and the shell sends the invitations, queues the tests and outboxes the receipts.
+//! tests that the daemon's `wisp_agent::bandwidth` runs. No I/O here: time and randomness come
+//! in as arguments, and the shell sends the invitations, queues the tests and outboxes the
+//! receipts.
 //!
 //! 1. The oracle publishes the epoch's seed and, right after it, the epoch's measurer set
 //!    (`wisp/v1/measurers/{part}`, retained, oracle-signed). [`Backhaul::on_measurer_set`]
@@ -27,7 +28,8 @@ use wisp_protocol::schedule;
 use wisp_protocol::units::EpochNo;
 use wisp_protocol::{Kind, NodeId};
 
-use crate::bandwidth::{BwInvite, EpochView, INVITE_TAG, InviteRefusal, negotiate};
+use crate::bandwidth::EpochView;
+use crate::bandwidth::negotiate::{self, BwInvite, INVITE_TAG, InviteRefusal};
 use crate::trust::{OracleTrust, TrustError};
 
 /// The most provers a measurer queues.
