@@ -257,17 +257,9 @@ pub struct Settings {
 /// A settings problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Not valid TOML for this schema.
-    #[error("config: {0}")]
-    Parse(String),
+    /// The file could not be read, or it or an override is not valid TOML for the schema.
+    #[error(transparent)]
+    Load(#[from] wisp_shell::envconfig::LoadError),
     /// A key has a bad value.
     #[error("config key `{key}`: {why}")]
     Invalid {
@@ -308,20 +300,7 @@ impl RawSettings {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<RawSettings, SettingsError> {
-        let mut table = match path {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|source| SettingsError::Read {
-                    path: p.into(),
-                    source,
-                })?
-                .parse::<toml::Table>()
-                .map_err(|e| SettingsError::Parse(format!("{}: {e}", p.display())))?,
-            None => toml::Table::new(),
-        };
-        wisp_shell::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
-            .map_err(SettingsError::Parse)?;
-        RawSettings::deserialize(toml::Value::Table(table))
-            .map_err(|e| SettingsError::Parse(e.to_string()))
+        Ok(wisp_shell::envconfig::load(path, env, STRING_KEYS)?)
     }
 
     /// Validates.

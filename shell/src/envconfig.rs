@@ -1,10 +1,49 @@
-//! `WISP_<SECTION>__<KEY>` environment overrides on a TOML configuration table, shared by
-//! every wisp binary.
+//! A daemon's raw configuration: its TOML file with `WISP_<SECTION>__<KEY>` environment
+//! overrides applied ([`load`]), shared by every wisp binary.
 //!
 //! `WISP_MQTT__URL=mqtt://broker:1883` sets `[mqtt] url`. A value is read as an integer, a
 //! float or a boolean when it parses as one, else as a string; keys listed as strings always
 //! stay strings (a numeric password is still a password). Variables without the prefix or
 //! without `__` are ignored.
+
+use std::path::{Path, PathBuf};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {why}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why (in the message, not a source: a report of the chain would say it twice).
+        why: std::io::Error,
+    },
+    /// The file or an override is not valid TOML for the daemon's schema.
+    #[error("config: {0}")]
+    Parse(String),
+}
+
+/// Reads `path` (if given; a missing file is an error), applies the `WISP_*` overrides in
+/// `env` ([`apply_env_overrides`], `string_keys` always strings) and deserializes the result.
+pub fn load<T: serde::de::DeserializeOwned>(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    string_keys: &[(&str, &str)],
+) -> Result<T, LoadError> {
+    let mut table = match path {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|why| LoadError::Read {
+                path: p.into(),
+                why,
+            })?
+            .parse::<toml::Table>()
+            .map_err(|e| LoadError::Parse(format!("{}: {e}", p.display())))?,
+        None => toml::Table::new(),
+    };
+    apply_env_overrides(&mut table, env, string_keys).map_err(LoadError::Parse)?;
+    T::deserialize(toml::Value::Table(table)).map_err(|e| LoadError::Parse(e.to_string()))
+}
 
 /// Applies the overrides in `env` to `table`. Fails when a variable names a section that is
 /// not a table in the file.

@@ -128,17 +128,9 @@ pub struct BandwidthConfig {
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file or an override is not valid TOML for our schema.
-    #[error("config: {0}")]
-    Parse(String),
+    /// The file could not be read, or it or an override is not valid TOML for the schema.
+    #[error(transparent)]
+    Load(#[from] wisp_shell::envconfig::LoadError),
     /// A key has an invalid value.
     #[error("config key `{key}`: {why}")]
     Invalid {

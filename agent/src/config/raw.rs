@@ -254,21 +254,7 @@ impl RawConfig {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<RawConfig, ConfigError> {
-        let mut table = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.into(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?
-            }
-            None => toml::Table::new(),
-        };
-        wisp_shell::envconfig::apply_env_overrides(&mut table, env, STRING_KEYS)
-            .map_err(ConfigError::Parse)?;
-        RawConfig::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Parse(e.to_string()))
+        Ok(wisp_shell::envconfig::load(path, env, STRING_KEYS)?)
     }
 }
 
