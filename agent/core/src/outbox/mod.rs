@@ -514,16 +514,8 @@ impl Outbox {
         self.in_flight.clear();
         let spread = next_rand(&mut self.rng) % (self.cfg.reconnect_spread_ms + 1);
         self.hold_until = now_ms + spread;
-        let at = now_ms;
         for (_, seq) in seqs {
-            if let Some(e) = self.entries.get_mut(&seq) {
-                let attempts = match e.state {
-                    State::InFlight { attempts, .. } | State::Due { attempts, .. } => attempts,
-                    State::Writing => continue,
-                };
-                e.state = State::Due { at, attempts };
-                self.due.insert((at, seq));
-            }
+            self.due_again(seq, now_ms);
         }
     }
 
@@ -665,16 +657,23 @@ impl Outbox {
                 break;
             }
             self.in_flight.remove(&(at, seq));
-            if let Some(e) = self.entries.get_mut(&seq) {
-                // The attempt count stays, so the next resend backs off further.
-                let attempts = match e.state {
-                    State::InFlight { attempts, .. } | State::Due { attempts, .. } => attempts,
-                    State::Writing => continue,
-                };
-                e.state = State::Due { at, attempts };
-                self.due.insert((at, seq));
-            }
+            self.due_again(seq, at);
         }
+    }
+
+    /// Makes proof `seq`, already taken out of the in-flight index, due again at `at`. Its
+    /// attempt count stays, so the next resend backs off further. A proof still being written
+    /// is left alone.
+    fn due_again(&mut self, seq: u64, at: u64) {
+        let Some(e) = self.entries.get_mut(&seq) else {
+            return;
+        };
+        let attempts = match e.state {
+            State::InFlight { attempts, .. } | State::Due { attempts, .. } => attempts,
+            State::Writing => return,
+        };
+        e.state = State::Due { at, attempts };
+        self.due.insert((at, seq));
     }
 }
 

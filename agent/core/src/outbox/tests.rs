@@ -396,6 +396,29 @@ fn reconnect_makes_everything_in_flight_due_soon() {
 }
 
 #[test]
+fn a_proof_due_again_keeps_its_attempt_count_after_a_timeout_or_a_reconnect() {
+    let mut o = Outbox::new(small(), 3);
+    o.restore(1, proof(1, Kind::Witness, 10, 0), 0);
+    assert_eq!(o.poll_send(0).map(|e| e.id), Some(id(1)));
+    assert_eq!(o.mark_sent(&id(1), 0), 1);
+    // Not acked within the timeout (1 s plus at most a fifth of it): due again, second send.
+    let t = (1..=1_300)
+        .find(|&t| o.poll_send(t).is_some())
+        .expect("resent");
+    assert_eq!(o.mark_sent(&id(1), t), 2);
+    // The connection came back: due again at once (after the spread), third send, and the
+    // next resend waits the backoff of a third attempt (4 s), not a first one.
+    o.reconnected(t + 10);
+    let r = (t + 10..=t + 200)
+        .find(|&r| o.poll_send(r).is_some())
+        .expect("resent after the reconnect");
+    assert_eq!(o.mark_sent(&id(1), r), 3);
+    assert!(o.poll_send(r + 3_999).is_none());
+    assert_eq!(o.poll_send(r + 4_200).map(|e| e.id), Some(id(1)));
+    assert_eq!(o.mark_sent(&id(1), r + 4_200), 4);
+}
+
+#[test]
 fn a_backlog_goes_out_in_signing_order_after_an_outage_a_timeout_or_a_restart() {
     let cfg = OutboxConfig {
         max_entries: 100,
