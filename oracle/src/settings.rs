@@ -277,30 +277,14 @@ fn invalid(key: &'static str, why: impl Into<String>) -> SettingsError {
     }
 }
 
-const STRING_KEYS: &[(&str, &str)] = &[
-    ("oracle", "data_dir"),
-    ("oracle", "key_file"),
-    ("broker", "url"),
-    ("broker", "username"),
-    ("broker", "password"),
-    ("broker", "password_file"),
-    ("broker", "ca_file"),
-    ("broker", "listen"),
-    ("broker", "client_id"),
-    ("http", "listen"),
-    ("storage", "url"),
-    ("storage", "schema"),
-    ("log", "format"),
-    ("log", "level"),
-];
-
 impl RawSettings {
-    /// Reads `path` (if any) and applies `WISP_<SECTION>__<KEY>` overrides from `env`.
+    /// Reads `path` (if any) and applies `WISP_<SECTION>__<KEY>` overrides from `env`, each
+    /// read as the type of the key it sets.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<RawSettings, SettingsError> {
-        Ok(wisp_shell::envconfig::load(path, env, STRING_KEYS)?)
+        Ok(wisp_shell::envconfig::load(path, env)?)
     }
 
     /// Validates.

@@ -249,38 +249,11 @@ pub struct RawLog {
 
 impl RawConfig {
     /// Reads `path` (if given; a missing file is an error) and applies `WISP_*` overrides from
-    /// `env`.
+    /// `env`, each read as the type of the key it sets.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<RawConfig, ConfigError> {
-        Ok(wisp_shell::envconfig::load(path, env, STRING_KEYS)?)
+        Ok(wisp_shell::envconfig::load(path, env)?)
     }
 }
-
-/// Keys whose values are strings, so environment overrides are never read as numbers.
-const STRING_KEYS: &[(&str, &str)] = &[
-    ("node", "data_dir"),
-    ("node", "key_file"),
-    ("node", "owner"),
-    ("oracle", "public_key"),
-    ("mqtt", "url"),
-    ("mqtt", "username"),
-    ("mqtt", "password"),
-    ("mqtt", "password_file"),
-    ("mqtt", "ca_file"),
-    ("http", "listen"),
-    ("log", "format"),
-    ("log", "level"),
-    ("device", "kind"),
-    ("device", "maker"),
-    ("device", "maker_certificate"),
-    ("device", "air"),
-    ("device", "position"),
-    ("device", "gnss_spoof"),
-    ("net", "listen"),
-    ("net", "bootstrap"),
-    ("net", "external_addresses"),
-    ("bandwidth", "listen"),
-    ("bandwidth", "advertise"),
-];

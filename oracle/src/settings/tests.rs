@@ -243,3 +243,56 @@ fn overrides_and_errors() {
     assert!(err(&[("WISP_LOG__FORMAT", "xml")]).contains("log.format"));
     assert!(err(&[("WISP_EPOCH__BOGUS", "1")]).contains("bogus"));
 }
+
+#[test]
+fn overrides_are_read_as_their_keys_types() {
+    let id = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5";
+    let raw = RawSettings::load(
+        None,
+        env(&[
+            ("WISP_BROKER__CLIENT_ID", "0042"),
+            ("WISP_BROKER__PASSWORD", "123456"),
+            ("WISP_STORAGE__SCHEMA", "true"),
+            ("WISP_EPOCH__SLOT_COUNT", "12"),
+            ("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "60"),
+            // `[rules]` has a table inside: one `__` per level.
+            ("WISP_RULES__PERMISSIONLESS", "true"),
+            ("WISP_RULES__MAKERS__ACME", "02ab"),
+            ("WISP_RULES__DENY", &format!("[\"{id}\"]")),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(raw.broker.client_id.as_deref(), Some("0042"));
+    assert_eq!(raw.broker.password.as_deref(), Some("123456"));
+    assert_eq!(raw.storage.schema.as_deref(), Some("true"));
+    assert_eq!(raw.epoch.slot_count, Some(12));
+    assert_eq!(raw.epoch.heartbeat_interval_s, Some(60.0));
+    let rules = raw.rules.unwrap();
+    assert!(rules.permissionless);
+    assert_eq!(rules.makers["acme"], "02ab");
+    assert_eq!(rules.deny[0].to_string(), id);
+    // Keys the variables do not set keep their defaults.
+    assert_eq!(rules.clock_skew_ms, RulesConfig::default().clock_skew_ms);
+    // A bad value names the variable and what its key takes.
+    let check = |var: &str, value: &str, want: &str| {
+        let err = RawSettings::load(None, env(&[(var, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{var}: {want}")), "{err}");
+    };
+    check(
+        "WISP_EPOCH__WITNESS_LIMIT",
+        "many",
+        r#"expected an unsigned integer, got "many""#,
+    );
+    check("WISP_INGEST__RATE_PER_S", "fast", "expected a number");
+    check("WISP_RULES__PERMISSIONLESS", "1", "expected true or false");
+    check(
+        "WISP_RULES__RSSI_MARGIN_DECIDB",
+        "-40000",
+        "expected an integer from",
+    );
+    check("WISP_RULES__DENY", "nope", "expected a TOML array");
+    check("WISP_RULES__CLOCK_SKEW", "1", "unknown field `clock_skew`");
+    check("WISP_BROKER__URLL", "x", "unknown field `urll`");
+}
