@@ -77,7 +77,9 @@ pub struct Measurer {
     /// the whole of a test, so tests run one at a time (parallel tests would share, and
     /// understate, the measurer's link, and each swaps in its own certificate).
     endpoint: tokio::sync::Mutex<Option<(quinn::Endpoint, SocketBuffers)>>,
-    /// Fault injection: report this many thousandths of every upload measured.
+    /// Fault injection: report this many thousandths of every upload measured (only with the
+    /// `cheats` feature).
+    #[cfg(feature = "cheats")]
     shave_permille: Option<u32>,
 }
 
@@ -104,6 +106,7 @@ impl Measurer {
             bind,
             advertise,
             endpoint: tokio::sync::Mutex::new(None),
+            #[cfg(feature = "cheats")]
             shave_permille: None,
         }
     }
@@ -111,7 +114,8 @@ impl Measurer {
     /// Fault injection (a devnet's lying measurer, tests): this measurer signs `permille`
     /// thousandths of the bytes and rates it measured of every prover's upload. The prover
     /// co-signs it (it cannot see what arrived, only that no more than it sent is claimed);
-    /// the oracle's comparison of measurers has to catch it.
+    /// the oracle's comparison of measurers has to catch it. Only with the `cheats` feature.
+    #[cfg(feature = "cheats")]
     #[must_use]
     pub fn with_shaved_uploads(mut self, permille: u32) -> Self {
         self.shave_permille = Some(permille.min(1_000));
@@ -119,6 +123,7 @@ impl Measurer {
     }
 
     /// The outcome to sign for a direction: as measured, unless this measurer lies.
+    #[cfg(feature = "cheats")]
     fn reported(&self, direction: Direction, outcome: Outcome) -> Outcome {
         match (self.shave_permille, direction, outcome) {
             (Some(k), Direction::Up, Outcome::Measured(mut m)) => {
@@ -131,6 +136,12 @@ impl Measurer {
             }
             (_, _, o) => o,
         }
+    }
+
+    /// The outcome to sign for a direction: as measured.
+    #[cfg(not(feature = "cheats"))]
+    fn reported(&self, _direction: Direction, outcome: Outcome) -> Outcome {
+        outcome
     }
 
     fn sign(&self, r: &BandwidthReceipt) -> Envelope {

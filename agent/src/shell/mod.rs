@@ -117,12 +117,49 @@ pub async fn run(
 
 /// Fault injection for a devnet's cheaters and for tests: what the daemon does against the
 /// protocol. Nothing in `wisp-agent`'s command line or configuration sets any of it; the
-/// default is none.
+/// default is none. Only a build with the cargo feature `cheats` can inject a fault: without
+/// it, [`run_with`] refuses to start when one is asked for, rather than run honestly while its
+/// caller believes it cheats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// The measurer signs this many thousandths of every upload it measures
-    /// ([`crate::bandwidth::Measurer::with_shaved_uploads`]).
+    /// (`Measurer::with_shaved_uploads`, feature `cheats`).
     pub shave_uploads_permille: Option<u32>,
+}
+
+impl Faults {
+    /// Refuses the faults this build cannot inject.
+    fn check(self) -> anyhow::Result<()> {
+        self.check_injectable(cfg!(feature = "cheats"))
+    }
+
+    /// Refuses any fault unless `injectable` (the build has the `cheats` feature).
+    fn check_injectable(self, injectable: bool) -> anyhow::Result<()> {
+        match self.shave_uploads_permille {
+            Some(k) if !injectable => anyhow::bail!(
+                "fault injection asked for (a measurer signing {k} thousandths of every upload), \
+                 but this build of wisp-agent cannot inject faults: build it with the cargo \
+                 feature `cheats` (wisp-devnet does)"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// `m` with the measurer's faults injected.
+    fn measurer(self, m: crate::bandwidth::Measurer) -> crate::bandwidth::Measurer {
+        #[cfg(feature = "cheats")]
+        if let Some(k) = self.shave_uploads_permille {
+            tracing::warn!(permille = k, "fault injected: this measurer shaves uploads");
+            return m.with_shaved_uploads(k);
+        }
+        m
+    }
+}
+
+/// A sleep that ends at `deadline` (Unix ms) as seen at `now`: at once for a deadline already
+/// past. The daemon's deadlines are on the wall clock, its sleeps on tokio's.
+fn sleep_until(deadline: u64, now: u64) -> tokio::time::Sleep {
+    tokio::time::sleep(Duration::from_millis(deadline.saturating_sub(now)))
 }
 
 /// [`run`], with `faults` injected.
@@ -132,6 +169,7 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()>,
     faults: Faults,
 ) -> anyhow::Result<()> {
+    faults.check()?;
     let startup::Started {
         mut d,
         mut rx,

@@ -201,11 +201,7 @@ pub(super) async fn start(
             ));
             let queue = b.measurer.then(|| {
                 let (tx, rx) = mpsc::channel(backhaul::MAX_QUEUED);
-                let mut m = Measurer::new(key.clone(), b.test, b.listen, b.advertise);
-                if let Some(k) = faults.shave_uploads_permille {
-                    tracing::warn!(permille = k, "fault injected: this measurer shaves uploads");
-                    m = m.with_shaved_uploads(k);
-                }
+                let m = faults.measurer(Measurer::new(key.clone(), b.test, b.listen, b.advertise));
                 bw_tasks.spawn(measure_queue(
                     test_margin(&b.test),
                     m,

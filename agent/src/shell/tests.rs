@@ -125,3 +125,16 @@ async fn a_failed_invitation_says_why() {
     );
     assert_eq!((n.left(), pauses), (0, vec![Duration::from_secs(10)]));
 }
+
+#[test]
+fn a_build_without_fault_injection_refuses_a_fault_rather_than_ignore_it() {
+    use super::Faults;
+    let shave = Faults {
+        shave_uploads_permille: Some(100),
+    };
+    let refused = shave.check_injectable(false).unwrap_err().to_string();
+    assert!(refused.contains("100 thousandths"), "{refused}");
+    assert!(refused.contains("`cheats`"), "{refused}");
+    assert!(shave.check_injectable(true).is_ok());
+    assert!(Faults::default().check_injectable(false).is_ok());
+}
