@@ -190,5 +190,57 @@ fn errors_name_the_key() {
     let err = RawConfig::load(None, env(&[("WISP_MQTT__URLL", "x")]))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("urll"), "{err}");
+    assert!(
+        err.contains("WISP_MQTT__URLL: unknown field `urll`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn overrides_are_read_as_their_keys_types() {
+    // Every string key keeps its text, even one that looks like a number or a boolean.
+    let c = RawConfig::load(
+        None,
+        env(&[
+            ("WISP_NODE__OWNER", "0123"),
+            ("WISP_NODE__DATA_DIR", "1"),
+            ("WISP_MQTT__USERNAME", "true"),
+            ("WISP_MQTT__PASSWORD", "0.5"),
+            ("WISP_LOG__LEVEL", "7"),
+            ("WISP_BANDWIDTH__DURATION_S", "3"),
+            ("WISP_NET__MDNS", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.node.owner.as_deref(), Some("0123"));
+    assert_eq!(c.node.data_dir, Some(PathBuf::from("1")));
+    assert_eq!(c.mqtt.username.as_deref(), Some("true"));
+    assert_eq!(c.mqtt.password.as_deref(), Some("0.5"));
+    assert_eq!(c.log.level.as_deref(), Some("7"));
+    assert_eq!(c.bandwidth.duration_s, Some(3.0));
+    assert_eq!(c.net.mdns, Some(true));
+    // A bad value names the variable and what its key takes.
+    let check = |var: &str, value: &str, want: &str| {
+        let err = RawConfig::load(None, env(&[(var, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{var}: {want}")), "{err}");
+    };
+    check(
+        "WISP_MQTT__KEEP_ALIVE_S",
+        "abc",
+        r#"expected an unsigned integer, got "abc""#,
+    );
+    check(
+        "WISP_NET__STATUS_CELL_RESOLUTION",
+        "300",
+        "expected an unsigned integer of at most 255",
+    );
+    check("WISP_RADIO__FREQ_MHZ", "2.4 GHz", "expected a number");
+    check(
+        "WISP_NET__MDNS",
+        "yes",
+        r#"expected true or false, got "yes""#,
+    );
+    check("WISP_TYPO__URL", "x", "unknown field `typo`");
 }
