@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use wisp_oracle::service;
 use wisp_oracle::settings::{RawSettings, Settings};
+use wisp_oracle::store::crash;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -85,6 +86,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run(c) => {
             let s = settings(&c)?;
+            // Read once: the crash points are armed before anything runs.
+            let crash_at = std::env::var(crash::ENV).ok();
+            crash::arm(crash_at.as_deref())?;
             wisp_shell::logging::init(&s.log_level, s.log_json);
             service::run(s, async {
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

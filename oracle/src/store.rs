@@ -11,7 +11,8 @@
 //!
 //! Layout: this file holds the shared types and [`Store`], which dispatches to
 //! [`sqlite::SqliteStore`] or [`postgres::PgStore`]; each backend keeps its own SQL dialect
-//! and its list of migrations (recorded in `schema_migrations`).
+//! and its list of migrations (recorded in `schema_migrations`). [`crash`] holds the crash
+//! points the crash tests abort the process at (feature `failpoints`).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ use wisp_protocol::{NodeId, ProofId, Reason};
 
 use crate::engine::Row;
 
+pub mod crash;
 pub mod postgres;
 pub mod sqlite;
 
@@ -121,35 +123,6 @@ fn verdict_of(code: i64) -> Verdict {
         Verdict::Accepted
     } else {
         Verdict::Rejected(Reason::from_code(u16::try_from(code).unwrap_or(u16::MAX)))
-    }
-}
-
-/// Where the oracle may be made to crash, for tests (`WISP_ORACLE_CRASH_AT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// Inside the ingest transaction, before commit.
-    IngestBeforeCommit,
-    /// Inside the close transaction, after the rewards were written, before commit.
-    CloseMidTransaction,
-    /// After the close committed, before the manifest was published.
-    CloseAfterCommit,
-}
-
-impl CrashPoint {
-    fn name(self) -> &'static str {
-        match self {
-            CrashPoint::IngestBeforeCommit => "ingest-before-commit",
-            CrashPoint::CloseMidTransaction => "close-mid-transaction",
-            CrashPoint::CloseAfterCommit => "close-after-commit",
-        }
-    }
-
-    /// Aborts the process (as a power cut would stop it) if the environment asks for it here.
-    pub fn reached(self) {
-        if std::env::var("WISP_ORACLE_CRASH_AT").is_ok_and(|v| v == self.name()) {
-            eprintln!("crash point {} reached: aborting", self.name());
-            std::process::abort();
-        }
     }
 }
 

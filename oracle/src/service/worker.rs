@@ -30,7 +30,8 @@ use crate::engine::{Checked, Engine};
 use crate::metrics::ReasonLabel;
 use crate::settings::Settings;
 use crate::state::{MarkView, NodeView, Shared, Snapshot};
-use crate::store::{CrashPoint, Store};
+use crate::store::Store;
+use crate::store::crash::{self, crash_point};
 
 /// How often the API's snapshot of the engine is refreshed.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
@@ -400,7 +401,7 @@ impl Books {
         if !committed {
             return Ok(Vec::new());
         }
-        CrashPoint::CloseAfterCommit.reached();
+        crash_point!(crash::CLOSE_AFTER_COMMIT);
         let paid: u64 = closed.rewards.entries.iter().map(|e| e.amount).sum();
         info!(
             epoch,

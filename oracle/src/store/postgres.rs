@@ -11,9 +11,9 @@ use postgres::{Client, NoTls};
 use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
+use super::crash::{self, crash_point};
 use super::{
-    CrashPoint, EpochRow, ProofSummary, StoreError, i, id32, kind_of, reason_of, u, verdict_code,
-    verdict_of,
+    EpochRow, ProofSummary, StoreError, i, id32, kind_of, reason_of, u, verdict_code, verdict_of,
 };
 use crate::engine::Row;
 
@@ -216,7 +216,7 @@ impl PgStore {
                 &seq, &id, &node, &kind, &epoch, &received, &verdict, &envelope,
             ],
         )?;
-        CrashPoint::IngestBeforeCommit.reached();
+        crash_point!(crash::INGEST_BEFORE_COMMIT);
         tx.commit()?;
         Ok(())
     }
@@ -332,7 +332,7 @@ impl PgStore {
                                       $6::BIGINT[], $7::BIGINT[])",
             &[&e, &node, &owner, &amount, &coverage, &backhaul, &uptime],
         )?;
-        CrashPoint::CloseMidTransaction.reached();
+        crash_point!(crash::CLOSE_MID_TRANSACTION);
         let ids: Vec<&[u8]> = rejections
             .iter()
             .map(|(id, _)| id.as_bytes().as_slice())

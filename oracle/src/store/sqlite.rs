@@ -7,7 +7,8 @@ use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
-use super::{CrashPoint, EpochRow, ProofSummary, StoreError, i, u, verdict_code, verdict_of};
+use super::crash::{self, crash_point};
+use super::{EpochRow, ProofSummary, StoreError, i, u, verdict_code, verdict_of};
 use crate::engine::Row;
 
 /// The migrations, in order: each runs once, in one transaction, and is recorded in
@@ -150,7 +151,7 @@ impl SqliteStore {
                 ])?;
             }
         }
-        CrashPoint::IngestBeforeCommit.reached();
+        crash_point!(crash::INGEST_BEFORE_COMMIT);
         tx.commit()?;
         Ok(())
     }
@@ -265,7 +266,7 @@ impl SqliteStore {
                     i(e.uptime)
                 ])?;
             }
-            CrashPoint::CloseMidTransaction.reached();
+            crash_point!(crash::CLOSE_MID_TRANSACTION);
             let mut st = tx.prepare_cached(
                 "INSERT INTO close_rejections (epoch, id, reason) VALUES (?1, ?2, ?3)",
             )?;
