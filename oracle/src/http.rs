@@ -47,28 +47,6 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// Runs `f` on the read connection, off the async runtime (the PostgreSQL client blocks on a
-/// runtime of its own, which must not nest in this one).
-async fn read<T: Send + 'static>(
-    s: &Arc<Shared>,
-    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Response> {
-    let s = s.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let mut store = s
-            .reader
-            .lock()
-            .map_err(|_| "store lock poisoned".to_string())?;
-        f(&mut store).map_err(|e| e.to_string())
-    })
-    .await;
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(internal(e)),
-        Err(e) => Err(internal(e)),
-    }
-}
-
 /// Why the broker is not usable (its URL, the last error, the failed attempts), if it is not.
 fn broker_trouble(s: &Shared) -> Option<String> {
     if s.connected.load(Ordering::Relaxed) {
@@ -156,13 +134,15 @@ async fn node(State(s): State<Arc<Shared>>, Path(peer_id): Path<String>) -> Resp
         .read()
         .ok()
         .and_then(|x| x.nodes.iter().find(|n| n.peer_id == peer_id).cloned());
-    let (proofs, rewards) = match read(&s, move |store| {
-        Ok((store.node_proofs(&id, 100)?, store.node_rewards(&id, 50)?))
-    })
-    .await
-    {
+    let read = async {
+        Ok::<_, StoreError>((
+            s.reader.node_proofs(&id, 100).await?,
+            s.reader.node_rewards(&id, 50).await?,
+        ))
+    };
+    let (proofs, rewards) = match read.await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return internal(e),
     };
     if view.is_none() && proofs.is_empty() {
         return error(StatusCode::NOT_FOUND, format!("no node {peer_id}"));
@@ -201,25 +181,27 @@ fn epoch_state(e: &EpochRow) -> &'static str {
 }
 
 async fn epochs(State(s): State<Arc<Shared>>) -> Response {
-    match read(&s, |store| store.epochs()).await {
+    match s.reader.epochs().await {
         Ok(list) => Json(
             list.iter()
                 .map(|e| json!({ "epoch": e.epoch, "closed_ms": e.closed_ms, "emission": e.emission, "state": epoch_state(e) }))
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(r) => r,
+        Err(e) => internal(e),
     }
 }
 
 async fn rewards(State(s): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Response {
-    let (entries, pages) = match read(&s, move |store| {
-        Ok((store.rewards(epoch)?, store.manifests(epoch)?))
-    })
-    .await
-    {
+    let read = async {
+        Ok::<_, StoreError>((
+            s.reader.rewards(epoch).await?,
+            s.reader.manifests(epoch).await?,
+        ))
+    };
+    let (entries, pages) = match read.await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return internal(e),
     };
     if pages.is_empty() {
         return error(
@@ -240,14 +222,14 @@ async fn rewards(State(s): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Respon
 }
 
 async fn rejections(State(s): State<Arc<Shared>>) -> Response {
-    match read(&s, |store| store.rejection_counts()).await {
+    match s.reader.rejection_counts().await {
         Ok(c) => Json(
             c.iter()
                 .map(|(r, n)| json!({ "code": r.code(), "reason": r.name(), "description": r.describe(), "count": n }))
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(r) => r,
+        Err(e) => internal(e),
     }
 }
 
@@ -270,7 +252,7 @@ struct WitnessLinks {
 
 /// The beaconer → witness pairs of the last closed epoch of `epochs`, from its counted
 /// witnesses.
-fn witness_links_of(store: &mut Store, epochs: &[EpochRow]) -> Result<WitnessLinks, StoreError> {
+async fn witness_links_of(store: &Store, epochs: &[EpochRow]) -> Result<WitnessLinks, StoreError> {
     let Some(epoch) = epochs
         .iter()
         .rev()
@@ -279,7 +261,7 @@ fn witness_links_of(store: &mut Store, epochs: &[EpochRow]) -> Result<WitnessLin
     else {
         return Ok(WitnessLinks::default());
     };
-    let envelopes = store.counted_witnesses(epoch, WITNESSES_READ)?;
+    let envelopes = store.counted_witnesses(epoch, WITNESSES_READ).await?;
     let (links, truncated) = links_of(&envelopes, MAX_LINKS);
     Ok(WitnessLinks {
         epoch: Some(epoch),
@@ -289,14 +271,13 @@ fn witness_links_of(store: &mut Store, epochs: &[EpochRow]) -> Result<WitnessLin
 }
 
 async fn witness_links(State(s): State<Arc<Shared>>) -> Response {
-    let wl = match read(&s, |store| {
-        let epochs = store.epochs()?;
-        witness_links_of(store, &epochs)
-    })
-    .await
-    {
+    let read = async {
+        let epochs = s.reader.epochs().await?;
+        witness_links_of(&s.reader, &epochs).await
+    };
+    let wl = match read.await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return internal(e),
     };
     Json(json!({
         "epoch": wl.epoch,
@@ -358,20 +339,20 @@ struct Board {
 async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
     let snap = snapshot(&s);
     let broker_trouble = broker_trouble(&s);
-    let r = read(&s, |store| {
-        let mut epochs = store.epochs()?;
-        let links = witness_links_of(store, &epochs)?;
+    let store = &s.reader;
+    let read = async {
+        let mut epochs = store.epochs().await?;
+        let links = witness_links_of(store, &epochs).await?;
         epochs.drain(..epochs.len().saturating_sub(DASHBOARD_EPOCHS));
         let mut rewards = BTreeMap::new();
         for e in epochs.iter().filter(|e| e.closed_ms.is_some()) {
-            rewards.insert(e.epoch, store.rewards(e.epoch)?);
+            rewards.insert(e.epoch, store.rewards(e.epoch).await?);
         }
-        Ok((epochs, rewards, store.rejection_counts()?, links))
-    })
-    .await;
-    let (epochs, rewards, rejections, links) = match r {
+        Ok::<_, StoreError>((epochs, rewards, store.rejection_counts().await?, links))
+    };
+    let (epochs, rewards, rejections, links) = match read.await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return internal(e),
     };
     let board = Board {
         snap,

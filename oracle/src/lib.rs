@@ -4,7 +4,8 @@
 //!
 //! The service (binary `wisp-oracle`):
 //!
-//! - [`store`]: SQLite (WAL, `synchronous=FULL`); the close is one transaction.
+//! - [`store`]: SQLite (WAL, `synchronous=FULL`) or PostgreSQL behind one async API; the
+//!   close is one transaction.
 //! - [`service`]: the embedded broker or an external one, the MQTT loop, the ingest worker
 //!   (commit, then ack), epoch seeds and closes as [`calendar`] decides (submodules: the
 //!   clock, the replay at start, the precheck, ingest and acks tasks); [`http`]: the JSON API and

@@ -8,30 +8,34 @@
 //! then hands the verdicts to the acker, which signs and publishes them in commit order. The
 //! worker also opens epochs (a new signed seed, stored, then published retained) and closes
 //! them (one transaction, then the manifest is published retained), as the core's
-//! [`EpochCalendar`] decides; this module does the I/O. CPU-bound and blocking work
-//! (signatures, the engine, SQLite and PostgreSQL) runs in `spawn_blocking`; the tasks only
-//! wait, on their channels and timers — none polls.
+//! [`EpochCalendar`] decides; this module does the I/O. CPU-bound work (signatures, the
+//! engine) runs in `spawn_blocking`, and so do SQLite's calls, inside the [`Store`]; the
+//! store's PostgreSQL queries are awaited on the runtime. The tasks only wait, on their
+//! channels, timers and queries — none polls.
 //!
 //! Submodules: `clock` ([`Clock`], [`wall_ms`]), `replay` ([`rebuild`]: the engine from the
 //! store at start), `stages` (the precheck and acker tasks around the worker,
 //! [`ThreadedVerifier`], the queue bounds) and `worker` (the ingest worker).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
+use wisp_protocol::ProofId;
 use wisp_protocol::msg::Verdict;
 use wisp_protocol::{NodeKey, keyfile, topics};
 use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 
 use crate::calendar::EpochCalendar;
-use crate::engine::{Checked, Closed, Engine, Incoming, Ingested, Prechecker, RateLimiter};
+use crate::engine::{
+    Checked, Closed, Engine, Incoming, Ingested, Prechecker, Proof, RateLimiter, Screened,
+};
 use crate::metrics::Metrics;
 use crate::settings::{BrokerMode, Settings};
 use crate::state::{Shared, Snapshot};
@@ -79,58 +83,114 @@ fn is_guarded(topic: &str) -> bool {
 /// The measurer set parts' topics, [`topics::MEASURERS_FILTER`] without its wildcard.
 const MEASURERS_PREFIX: &str = "wisp/v1/measurers/";
 
-/// Judges a prechecked batch and commits its rows in one transaction, as the worker does
-/// (blocking: call it off the runtime). The acks in the result may be sent only once this
-/// returns.
-pub fn commit_batch(
-    engine: &mut Engine,
+/// Runs `f` on `state` in `spawn_blocking` and gives it back with the result: judging a
+/// batch, closing an epoch and replaying rows are CPU-bound, and stay off the runtime.
+pub(crate) async fn off_runtime<S: Send + 'static, T: Send + 'static>(
+    mut state: S,
+    f: impl FnOnce(&mut S) -> T + Send + 'static,
+) -> anyhow::Result<(S, T)> {
+    tokio::task::spawn_blocking(move || {
+        let out = f(&mut state);
+        (state, out)
+    })
+    .await
+    .map_err(|e| anyhow!("a blocking step of the oracle failed: {e}"))
+}
+
+/// The proofs of `batch` whose stored verdict [`Engine::ingest`] may ask for: authentic,
+/// unknown to the engine, of an epoch it does not hold open (the engine asks only for a late
+/// proof of a closed epoch, which may be a resend of one it forgot at the close). Read from
+/// the store in one query before the batch is judged; nearly every batch asks for none.
+fn stored_verdicts_wanted(engine: &Engine, batch: &[Checked]) -> Vec<ProofId> {
+    let open: HashSet<u64> = engine.open_epochs().map(|(e, _)| *e).collect();
+    batch
+        .iter()
+        .filter_map(|c| {
+            let Screened::Authentic { proof: Ok(p), .. } = &c.screened else {
+                return None;
+            };
+            let epoch = match p {
+                Proof::Beacon(b) | Proof::Witness(_, Some(b)) => b.msg.epoch,
+                Proof::Receipt(r) => r.msg.epoch,
+                Proof::Heartbeat(h) => h.msg.epoch,
+                Proof::Onboard(_) | Proof::Witness(_, None) => return None,
+            };
+            (!open.contains(&epoch) && engine.known(&c.id).is_none()).then_some(c.id)
+        })
+        .collect()
+}
+
+/// Judges a prechecked batch (in `spawn_blocking`) and commits its rows in one transaction,
+/// as the worker does. The acks in the result may be sent only once this returns. The engine
+/// is handed back with the result; on an error it is dropped (the worker stops).
+pub async fn commit_batch(
+    engine: Engine,
     store: &mut Store,
     batch: Vec<Checked>,
-) -> anyhow::Result<Ingested> {
-    let out = engine.ingest(batch, |id| store.verdict(id).ok().flatten());
+) -> anyhow::Result<(Engine, Ingested)> {
+    let wanted = stored_verdicts_wanted(&engine, &batch);
+    let stored = store
+        .verdicts(wanted)
+        .await
+        .context("reading the stored verdicts of resent proofs")?;
+    let (engine, out) = off_runtime(engine, move |e| {
+        e.ingest(batch, |id| stored.get(id).copied())
+    })
+    .await?;
     store
         .insert_rows(&out.rows)
+        .await
         .context("storing a batch of proofs")?;
     if out.unknown_nodes > 0 {
         store
             .add_unstored_refusals(wisp_protocol::Reason::UnknownNode, out.unknown_nodes)
+            .await
             .context("counting proofs of keys that never onboarded")?;
     }
-    Ok(out)
+    Ok((engine, out))
 }
 
 /// Closes a settled epoch as the worker does: the rules, the rewards and the signed manifest
-/// in one transaction, then the engine moves on. Returns the close and whether this call
-/// committed it (`false`: it was committed before, by a process that stopped before it could
-/// publish); `None` if the epoch is not open or has not settled.
-pub fn close_epoch(
-    engine: &mut Engine,
+/// (in `spawn_blocking`), stored in one transaction, then the engine moves on. Returns the
+/// engine with the close and whether this call committed it (`false`: it was committed
+/// before, by a process that stopped before it could publish); `None` if the epoch is not
+/// open or has not settled.
+pub async fn close_epoch(
+    engine: Engine,
     store: &mut Store,
     epoch: u64,
     now_ms: u64,
     emission: u64,
-) -> anyhow::Result<Option<(Closed, bool)>> {
-    let Some(closed) = engine.close(epoch, now_ms, emission) else {
-        return Ok(None);
+) -> anyhow::Result<(Engine, Option<(Closed, bool)>)> {
+    let (engine, closed) = off_runtime(engine, move |e| e.close(epoch, now_ms, emission)).await?;
+    let Some(closed) = closed else {
+        return Ok((engine, None));
     };
-    let committed = store.commit_close(
-        epoch,
-        now_ms,
-        engine.next_seq(),
-        &closed.rewards.entries,
-        &closed.outcome.rejections,
-        &closed.manifests,
-    )?;
-    engine.finish_close(epoch, &closed.outcome);
-    Ok(Some((closed, committed)))
+    let committed = store
+        .commit_close(
+            epoch,
+            now_ms,
+            engine.next_seq(),
+            &closed.rewards.entries,
+            &closed.outcome.rejections,
+            &closed.manifests,
+        )
+        .await?;
+    let (engine, closed) = off_runtime(engine, move |e| {
+        e.finish_close(epoch, &closed.outcome);
+        closed
+    })
+    .await?;
+    Ok((engine, Some((closed, committed))))
 }
 
 /// The epoch calendar as the store left it: the genesis (if set) and every stored epoch's
 /// emission.
-fn load_calendar(store: &mut Store, settings: &Settings) -> anyhow::Result<EpochCalendar> {
-    let genesis = store.meta("genesis_ms")?;
+async fn load_calendar(store: &Store, settings: &Settings) -> anyhow::Result<EpochCalendar> {
+    let genesis = store.meta("genesis_ms").await?;
     let stored = store
-        .epochs()?
+        .epochs()
+        .await?
         .iter()
         .map(|e| (e.epoch, e.emission))
         .collect::<Vec<_>>();
@@ -161,21 +221,15 @@ pub async fn run(
     keyfile::create_private_dir(&settings.data_dir)
         .with_context(|| format!("creating oracle.data_dir {}", settings.data_dir.display()))?;
     let key = load_key(&settings.key_file)?;
-    // The PostgreSQL client blocks on a runtime of its own: open, replay and read the stores
-    // off this one.
-    let (store, engine, calendar, reader) = {
-        let (settings, key) = (settings.clone(), key.clone());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut store =
-                Store::open(&settings.storage).context("opening the oracle database")?;
-            let engine = rebuild(&mut store, key, &settings.rules)?;
-            let calendar = load_calendar(&mut store, &settings)?;
-            let reader = Store::open(&settings.storage).context("opening the oracle database")?;
-            info!(backend = store.backend(), "storage open");
-            Ok((store, engine, calendar, reader))
-        })
-        .await??
-    };
+    let mut store = Store::open(&settings.storage)
+        .await
+        .context("opening the oracle database")?;
+    let engine = rebuild(&mut store, key.clone(), &settings.rules).await?;
+    let calendar = load_calendar(&store, &settings).await?;
+    let reader = Store::open(&settings.storage)
+        .await
+        .context("opening the oracle database")?;
+    info!(backend = store.backend(), "storage open");
 
     let metrics = Metrics::new();
     // The broker as operators name it, and where (and as whom) this process connects.
@@ -245,7 +299,7 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<ToWorker>(16_384);
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Snapshot::default()),
-        reader: Mutex::new(reader),
+        reader,
         metrics,
         connected: AtomicBool::new(false),
         broker: Mutex::new(BrokerHealth::new(
@@ -371,14 +425,14 @@ pub async fn run(
     ));
     let books = Books {
         engine,
-        store,
         calendar,
         settings,
         shared,
         proofs_stored: None,
         measurer_parts_published: 0,
     };
-    let mut worker = tokio::spawn(Worker::new(books, client, clock, stage_rx, ack_tx).run(stop_rx));
+    let mut worker =
+        tokio::spawn(Worker::new(books, store, client, clock, stage_rx, ack_tx).run(stop_rx));
     let shutdown = std::pin::pin!(shutdown);
     // A worker that stops by itself (its store failed) stops the process: an oracle that
     // serves its API but judges nothing would look healthy to a supervisor that could

@@ -67,8 +67,9 @@ pub struct Snapshot {
 pub struct Shared {
     /// Refreshed by the worker.
     pub snapshot: RwLock<Snapshot>,
-    /// A read connection to the database.
-    pub reader: Mutex<Store>,
+    /// A read connection to the database (its reads take `&self`: PostgreSQL pipelines
+    /// concurrent queries, SQLite runs them one at a time off the runtime).
+    pub reader: Store,
     /// Metrics.
     pub metrics: Metrics,
     /// Whether the MQTT connection is up.

@@ -14,6 +14,7 @@
 //! and its list of migrations (recorded in `schema_migrations`). [`crash`] holds the crash
 //! points the crash tests abort the process at (feature `failpoints`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use wisp_protocol::kind::Kind;
@@ -48,7 +49,11 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
     #[error("oracle database (PostgreSQL): {0}")]
-    Postgres(#[from] ::postgres::Error),
+    Postgres(#[from] tokio_postgres::Error),
+    /// The blocking task running a SQLite call failed (it panicked, or the runtime is
+    /// shutting down).
+    #[error("oracle database task: {0}")]
+    Task(String),
     /// The storage configuration cannot be used.
     #[error("storage configuration: {0}")]
     Config(String),
@@ -126,7 +131,63 @@ fn verdict_of(code: i64) -> Verdict {
     }
 }
 
-/// The database: one of the backends.
+/// Rows a replay reads at a time ([`Rows::next_chunk`]): memory stays bounded however large
+/// the table.
+pub const ROW_CHUNK: usize = 10_000;
+
+/// The stored proofs in arrival order, read a chunk at a time ([`Store::rows`]).
+#[derive(Debug)]
+pub struct Rows<'a>(RowsFrom<'a>);
+
+enum RowsFrom<'a> {
+    /// Chunks sent by the blocking task reading them (a queue of one).
+    Sqlite(tokio::sync::mpsc::Receiver<Result<Vec<Row>, StoreError>>),
+    /// A portal in a read transaction, committed once it is drained.
+    Postgres(Option<(tokio_postgres::Transaction<'a>, tokio_postgres::Portal)>),
+}
+
+impl std::fmt::Debug for RowsFrom<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RowsFrom::Sqlite(_) => "Sqlite",
+            RowsFrom::Postgres(_) => "Postgres",
+        })
+    }
+}
+
+impl<'a> Rows<'a> {
+    fn sqlite(rx: tokio::sync::mpsc::Receiver<Result<Vec<Row>, StoreError>>) -> Self {
+        Rows(RowsFrom::Sqlite(rx))
+    }
+
+    fn postgres(tx: tokio_postgres::Transaction<'a>, portal: tokio_postgres::Portal) -> Self {
+        Rows(RowsFrom::Postgres(Some((tx, portal))))
+    }
+
+    /// The next rows, at most [`ROW_CHUNK`] of them; `None` once all were read.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<Row>>, StoreError> {
+        match &mut self.0 {
+            RowsFrom::Sqlite(rx) => rx.recv().await.transpose(),
+            RowsFrom::Postgres(state) => {
+                let Some((tx, portal)) = state else {
+                    return Ok(None);
+                };
+                let chunk = postgres::next_chunk(tx, portal).await?;
+                if !chunk.is_empty() {
+                    return Ok(Some(chunk));
+                }
+                if let Some((tx, _)) = state.take() {
+                    tx.commit().await?;
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The database: one of the backends. Every call is async: PostgreSQL's are queries on the
+/// runtime, SQLite's run in `spawn_blocking` ([`sqlite`]). Reads take `&self`; writes and
+/// transactions `&mut self`.
 #[derive(Debug)]
 pub enum Store {
     /// SQLite.
@@ -146,18 +207,18 @@ macro_rules! dispatch {
 
 impl Store {
     /// Opens (creating and migrating if needed) the configured database.
-    pub fn open(cfg: &StorageConfig) -> Result<Store, StoreError> {
+    pub async fn open(cfg: &StorageConfig) -> Result<Store, StoreError> {
         Ok(match cfg {
-            StorageConfig::Sqlite(path) => Store::Sqlite(sqlite::SqliteStore::open(path)?),
+            StorageConfig::Sqlite(path) => Store::Sqlite(sqlite::SqliteStore::open(path).await?),
             StorageConfig::Postgres { url, schema } => {
-                Store::Postgres(postgres::PgStore::open(url, schema.as_deref())?)
+                Store::Postgres(postgres::PgStore::open(url, schema.as_deref()).await?)
             }
         })
     }
 
     /// Opens a SQLite file.
-    pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store::Sqlite(sqlite::SqliteStore::open(path)?))
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store::Sqlite(sqlite::SqliteStore::open(path).await?))
     }
 
     /// The backend's name, for logs.
@@ -169,51 +230,72 @@ impl Store {
     }
 
     /// A stored counter (None if never set).
-    pub fn meta(&mut self, key: &str) -> Result<Option<u64>, StoreError> {
-        dispatch!(self, s => s.meta(key))
+    pub async fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        dispatch!(self, s => s.meta(key).await)
     }
 
     /// Sets a counter.
-    pub fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
-        dispatch!(self, s => s.set_meta(key, value))
+    pub async fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_meta(key, value).await)
     }
 
     /// Stores a batch of proofs in one transaction (a proof id already stored is skipped).
-    pub fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
-        dispatch!(self, s => s.insert_rows(rows))
+    pub async fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert_rows(rows).await)
     }
 
     /// The stored verdict of a proof.
-    pub fn verdict(&mut self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
-        dispatch!(self, s => s.verdict(id))
+    pub async fn verdict(&self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
+        dispatch!(self, s => s.verdict(id).await)
     }
 
-    /// Every stored proof in arrival order, for replay.
-    pub fn for_each_row(&mut self, f: impl FnMut(Row)) -> Result<(), StoreError> {
-        dispatch!(self, s => s.for_each_row(f))
+    /// The stored verdicts of those of `ids` that are stored (one query for a batch).
+    pub async fn verdicts(
+        &self,
+        ids: Vec<ProofId>,
+    ) -> Result<HashMap<ProofId, Verdict>, StoreError> {
+        dispatch!(self, s => s.verdicts(ids).await)
+    }
+
+    /// Every stored proof in arrival order, for replay, a chunk at a time.
+    pub async fn rows(&mut self) -> Result<Rows<'_>, StoreError> {
+        match self {
+            Store::Sqlite(s) => Ok(s.rows()),
+            Store::Postgres(s) => s.rows().await,
+        }
+    }
+
+    /// Calls `f` on every stored proof in arrival order (on the calling task; see
+    /// [`Store::rows`] to handle them elsewhere).
+    pub async fn for_each_row(&mut self, mut f: impl FnMut(Row)) -> Result<(), StoreError> {
+        let mut rows = self.rows().await?;
+        while let Some(chunk) = rows.next_chunk().await? {
+            chunk.into_iter().for_each(&mut f);
+        }
+        Ok(())
     }
 
     /// Records a new epoch's signed seed and the arrival sequence number it opened at (kept
     /// as it is if the epoch is already stored).
-    pub fn insert_epoch(
+    pub async fn insert_epoch(
         &mut self,
         epoch: u64,
         seed: &[u8],
         emission: u64,
         opened_at_seq: u64,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.insert_epoch(epoch, seed, emission, opened_at_seq))
+        dispatch!(self, s => s.insert_epoch(epoch, seed, emission, opened_at_seq).await)
     }
 
     /// Every epoch, oldest first.
-    pub fn epochs(&mut self) -> Result<Vec<EpochRow>, StoreError> {
-        dispatch!(self, s => s.epochs())
+    pub async fn epochs(&self) -> Result<Vec<EpochRow>, StoreError> {
+        dispatch!(self, s => s.epochs().await)
     }
 
     /// Closes an epoch in one transaction: rewards, stateful rejections, manifest pages, and
     /// the closed mark. Refuses (returns false) if the epoch is already closed.
     #[allow(clippy::too_many_arguments)]
-    pub fn commit_close(
+    pub async fn commit_close(
         &mut self,
         epoch: u64,
         closed_ms: u64,
@@ -222,41 +304,44 @@ impl Store {
         rejections: &[(ProofId, Reason)],
         manifests: &[Vec<u8>],
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.commit_close(epoch, closed_ms, closed_at_seq, entries, rejections, manifests))
+        dispatch!(self, s => s.commit_close(epoch, closed_ms, closed_at_seq, entries, rejections, manifests).await)
     }
 
     /// An epoch's signed manifest pages.
-    pub fn manifests(&mut self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        dispatch!(self, s => s.manifests(epoch))
+    pub async fn manifests(&self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        dispatch!(self, s => s.manifests(epoch).await)
     }
 
     /// An epoch's rewards, by node id.
-    pub fn rewards(&mut self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
-        dispatch!(self, s => s.rewards(epoch))
+    pub async fn rewards(&self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
+        dispatch!(self, s => s.rewards(epoch).await)
     }
 
     /// A node's rewards, newest epoch first: `(epoch, entry)`.
-    pub fn node_rewards(
-        &mut self,
+    pub async fn node_rewards(
+        &self,
         node: &NodeId,
         limit: u32,
     ) -> Result<Vec<(u64, RewardEntry)>, StoreError> {
-        dispatch!(self, s => s.node_rewards(node, limit))
+        dispatch!(self, s => s.node_rewards(node, limit).await)
     }
 
     /// A node's latest proofs, newest first.
-    pub fn node_proofs(
-        &mut self,
+    pub async fn node_proofs(
+        &self,
         node: &NodeId,
         limit: u32,
     ) -> Result<Vec<ProofSummary>, StoreError> {
-        dispatch!(self, s => s.node_proofs(node, limit))
+        dispatch!(self, s => s.node_proofs(node, limit).await)
     }
 
     /// Rejection counts by reason code, ingest and close together.
-    pub fn rejection_counts(&mut self) -> Result<Vec<(Reason, u64)>, StoreError> {
-        let mut counts: Vec<(Reason, u64)> = dispatch!(self, s => s.rejection_counts())?;
-        let unstored = self.meta(&unstored_key(Reason::UnknownNode))?.unwrap_or(0);
+    pub async fn rejection_counts(&self) -> Result<Vec<(Reason, u64)>, StoreError> {
+        let mut counts: Vec<(Reason, u64)> = dispatch!(self, s => s.rejection_counts().await)?;
+        let unstored = self
+            .meta(&unstored_key(Reason::UnknownNode))
+            .await?
+            .unwrap_or(0);
         if unstored > 0 {
             match counts.iter_mut().find(|(r, _)| *r == Reason::UnknownNode) {
                 Some((_, n)) => *n += unstored,
@@ -271,25 +356,29 @@ impl Store {
 
     /// Counts `n` more authentic proofs refused for `reason` that were not stored (see
     /// [`crate::engine::Ingested::unknown_nodes`]); [`Store::rejection_counts`] includes them.
-    pub fn add_unstored_refusals(&mut self, reason: Reason, n: u64) -> Result<(), StoreError> {
+    pub async fn add_unstored_refusals(
+        &mut self,
+        reason: Reason,
+        n: u64,
+    ) -> Result<(), StoreError> {
         let key = unstored_key(reason);
-        let before = self.meta(&key)?.unwrap_or(0);
-        self.set_meta(&key, before.saturating_add(n))
+        let before = self.meta(&key).await?.unwrap_or(0);
+        self.set_meta(&key, before.saturating_add(n)).await
     }
 
     /// How many proofs are stored.
-    pub fn proof_count(&mut self) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.proof_count())
+    pub async fn proof_count(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.proof_count().await)
     }
 
     /// Up to `limit` witness envelopes of `epoch` that were counted (accepted at ingest and
     /// not refused at the close), in arrival order.
-    pub fn counted_witnesses(
-        &mut self,
+    pub async fn counted_witnesses(
+        &self,
         epoch: u64,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        dispatch!(self, s => s.counted_witnesses(epoch, limit))
+        dispatch!(self, s => s.counted_witnesses(epoch, limit).await)
     }
 }
 

@@ -50,6 +50,15 @@ fn serve(shared: Arc<Shared>) -> Server {
     Server { _rt: rt, addr }
 }
 
+/// Runs `f` on a runtime of its own (the store's calls are async; these tests are not).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// `GET path`: the status code and the body.
 fn get(server: &Server, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(server.addr).unwrap();
@@ -68,7 +77,7 @@ fn get(server: &Server, path: &str) -> (u16, String) {
 fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
     Arc::new(Shared {
         snapshot: RwLock::new(snap),
-        reader: Mutex::new(store),
+        reader: store,
         metrics: Metrics::new(),
         connected: AtomicBool::new(true),
         broker: Mutex::new(BrokerHealth::new("mqtt://127.0.0.1:1883", 60_000)),
@@ -82,56 +91,67 @@ fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
 /// paying everything, 8 is open.
 fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
     let fx = Fixture::grid(4, 4, RulesConfig::permissionless(), EpochParams::default());
-    let mut store = Store::open_sqlite(&dir.join("oracle.db")).unwrap();
+    let store = block_on(async {
+        let mut store = Store::open_sqlite(&dir.join("oracle.db")).await.unwrap();
 
-    let beacon = fx.beacon_msg(0);
-    let beacon_bytes = fx.sign(0, &beacon);
-    let rows: Vec<Row> = (1..3)
-        .map(|j| {
-            let envelope = fx.sign(j, &fx.witness_msg(j, &beacon_bytes, &beacon, 0));
-            Row {
-                seq: j as u64,
-                id: ProofId::of(&envelope),
-                node: fx.ids[j],
-                kind: Kind::Witness,
-                epoch: Some(EPOCH),
-                received_ms: START + 1_000,
-                verdict: Verdict::Accepted,
-                envelope,
-            }
-        })
-        .collect();
-    store.insert_rows(&rows).unwrap();
+        let beacon = fx.beacon_msg(0);
+        let beacon_bytes = fx.sign(0, &beacon);
+        let rows: Vec<Row> = (1..3)
+            .map(|j| {
+                let envelope = fx.sign(j, &fx.witness_msg(j, &beacon_bytes, &beacon, 0));
+                Row {
+                    seq: j as u64,
+                    id: ProofId::of(&envelope),
+                    node: fx.ids[j],
+                    kind: Kind::Witness,
+                    epoch: Some(EPOCH),
+                    received_ms: START + 1_000,
+                    verdict: Verdict::Accepted,
+                    envelope,
+                }
+            })
+            .collect();
+        store.insert_rows(&rows).await.unwrap();
 
-    store
-        .insert_epoch(UNPAID_EPOCH, b"seed-5", UNPAID_EMISSION, 0)
-        .unwrap();
-    assert!(
         store
-            .commit_close(UNPAID_EPOCH, START - 1, 0, &[], &[], &[vec![0]])
-            .unwrap()
-    );
-    store.insert_epoch(EPOCH, b"seed-7", EMISSION, 0).unwrap();
-    let entry = |i: usize, owner: &str, coverage: u64, backhaul: u64, uptime: u64| RewardEntry {
-        node: fx.ids[i],
-        owner: owner.into(),
-        amount: coverage + backhaul + uptime,
-        coverage,
-        backhaul,
-        uptime,
-    };
-    let entries = vec![
-        entry(0, "owner-zero", 400_000_000, 250_000_000, 100_000_000),
-        entry(1, "owner-one", 150_000_000, 50_000_000, 50_000_000),
-    ];
-    assert!(
+            .insert_epoch(UNPAID_EPOCH, b"seed-5", UNPAID_EMISSION, 0)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .commit_close(UNPAID_EPOCH, START - 1, 0, &[], &[], &[vec![0]])
+                .await
+                .unwrap()
+        );
         store
-            .commit_close(EPOCH, START + 3_600_000, 3, &entries, &[], &[vec![0]])
-            .unwrap()
-    );
-    store
-        .insert_epoch(OPEN_EPOCH, b"seed-8", EMISSION, 3)
-        .unwrap();
+            .insert_epoch(EPOCH, b"seed-7", EMISSION, 0)
+            .await
+            .unwrap();
+        let entry =
+            |i: usize, owner: &str, coverage: u64, backhaul: u64, uptime: u64| RewardEntry {
+                node: fx.ids[i],
+                owner: owner.into(),
+                amount: coverage + backhaul + uptime,
+                coverage,
+                backhaul,
+                uptime,
+            };
+        let entries = vec![
+            entry(0, "owner-zero", 400_000_000, 250_000_000, 100_000_000),
+            entry(1, "owner-one", 150_000_000, 50_000_000, 50_000_000),
+        ];
+        assert!(
+            store
+                .commit_close(EPOCH, START + 3_600_000, 3, &entries, &[], &[vec![0]])
+                .await
+                .unwrap()
+        );
+        store
+            .insert_epoch(OPEN_EPOCH, b"seed-8", EMISSION, 3)
+            .await
+            .unwrap();
+        store
+    });
 
     let view = |i: usize, owner: &str, trust: Option<u16>, down: Option<u64>| {
         let (lat, lon) = fx.cell(i).center();
@@ -300,7 +320,7 @@ fn the_page_as_served_holds_the_network() {
 #[test]
 fn an_empty_oracle_serves_a_whole_page() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("oracle.db")).unwrap();
+    let store = block_on(Store::open_sqlite(&dir.path().join("oracle.db"))).unwrap();
     let server = serve(shared(store, Snapshot::default()));
     let (code, html) = get(&server, "/");
     assert_eq!(code, 200);

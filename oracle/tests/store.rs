@@ -6,7 +6,7 @@
 mod pg;
 
 use wisp_oracle::engine::Row;
-use wisp_oracle::store::{StorageConfig, Store};
+use wisp_oracle::store::{ROW_CHUNK, StorageConfig, Store};
 use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{Kind, NodeId, ProofId, Reason};
 
@@ -35,19 +35,19 @@ fn entry(node: u8, amount: u64) -> RewardEntry {
     }
 }
 
-fn rows_of(store: &mut Store) -> Vec<Row> {
+async fn rows_of(store: &mut Store) -> Vec<Row> {
     let mut v = Vec::new();
-    store.for_each_row(|r| v.push(r)).unwrap();
+    store.for_each_row(|r| v.push(r)).await.unwrap();
     v
 }
 
 /// Everything the service relies on, in one scenario.
-fn semantics(cfg: &StorageConfig) {
-    let mut store = Store::open(cfg).unwrap();
-    assert_eq!(store.meta("genesis_ms").unwrap(), None);
-    store.set_meta("genesis_ms", 42).unwrap();
-    store.set_meta("genesis_ms", 43).unwrap();
-    assert_eq!(store.meta("genesis_ms").unwrap(), Some(43));
+async fn semantics(cfg: &StorageConfig) {
+    let mut store = Store::open(cfg).await.unwrap();
+    assert_eq!(store.meta("genesis_ms").await.unwrap(), None);
+    store.set_meta("genesis_ms", 42).await.unwrap();
+    store.set_meta("genesis_ms", 43).await.unwrap();
+    assert_eq!(store.meta("genesis_ms").await.unwrap(), Some(43));
 
     // Rows: stored in one batch, replayed in arrival order, a stored id is never stored twice.
     let rejected = Verdict::Rejected(Reason::WrongEpoch);
@@ -57,22 +57,31 @@ fn semantics(cfg: &StorageConfig) {
         row(3, 2, Some(5), rejected),
         row(4, 2, Some(5), Verdict::Accepted),
     ];
-    store.insert_rows(&rows[..2]).unwrap();
-    store.insert_rows(&rows[1..]).unwrap();
+    store.insert_rows(&rows[..2]).await.unwrap();
+    store.insert_rows(&rows[1..]).await.unwrap();
     let mut again = rows[3].clone();
     again.seq = 9;
-    store.insert_rows(&[again]).unwrap();
-    store.insert_rows(&[]).unwrap();
-    assert_eq!(rows_of(&mut store), rows);
-    assert_eq!(store.proof_count().unwrap(), 4);
-    assert_eq!(store.verdict(&rows[2].id).unwrap(), Some(rejected));
-    assert_eq!(store.verdict(&ProofId::of(b"never")).unwrap(), None);
+    store.insert_rows(&[again]).await.unwrap();
+    store.insert_rows(&[]).await.unwrap();
+    assert_eq!(rows_of(&mut store).await, rows);
+    assert_eq!(store.proof_count().await.unwrap(), 4);
+    assert_eq!(store.verdict(&rows[2].id).await.unwrap(), Some(rejected));
+    assert_eq!(store.verdict(&ProofId::of(b"never")).await.unwrap(), None);
+    let asked = vec![rows[2].id, ProofId::of(b"never"), rows[0].id];
+    let found = store.verdicts(asked).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[&rows[2].id], rejected);
+    assert_eq!(found[&rows[0].id], Verdict::Accepted);
+    assert!(store.verdicts(Vec::new()).await.unwrap().is_empty());
 
     // Epochs: a seed once; a close once, with everything in it.
-    store.insert_epoch(5, b"seed-5", 1_000, 3).unwrap();
-    store.insert_epoch(5, b"another seed", 2_000, 4).unwrap();
-    store.insert_epoch(6, b"seed-6", 1_000, 4).unwrap();
-    let epochs = store.epochs().unwrap();
+    store.insert_epoch(5, b"seed-5", 1_000, 3).await.unwrap();
+    store
+        .insert_epoch(5, b"another seed", 2_000, 4)
+        .await
+        .unwrap();
+    store.insert_epoch(6, b"seed-6", 1_000, 4).await.unwrap();
+    let epochs = store.epochs().await.unwrap();
     assert_eq!(epochs.len(), 2);
     assert_eq!(
         (
@@ -90,24 +99,26 @@ fn semantics(cfg: &StorageConfig) {
     assert!(
         store
             .commit_close(5, 50_000, 5, &entries, &rejections, &pages)
+            .await
             .unwrap()
     );
     assert!(
         !store
             .commit_close(5, 60_000, 6, &[entry(3, 1_000)], &[], &[])
+            .await
             .unwrap(),
         "an epoch closes once"
     );
-    let e5 = &store.epochs().unwrap()[0];
+    let e5 = &store.epochs().await.unwrap()[0];
     assert_eq!((e5.closed_ms, e5.closed_at_seq), (Some(50_000), Some(5)));
-    assert_eq!(store.rewards(5).unwrap(), entries);
-    assert_eq!(store.manifests(5).unwrap(), pages);
-    assert!(store.rewards(6).unwrap().is_empty());
-    assert!(store.manifests(6).unwrap().is_empty());
+    assert_eq!(store.rewards(5).await.unwrap(), entries);
+    assert_eq!(store.manifests(5).await.unwrap(), pages);
+    assert!(store.rewards(6).await.unwrap().is_empty());
+    assert!(store.manifests(6).await.unwrap().is_empty());
 
     // The API's views.
     let node2 = NodeId([2; 32]);
-    let proofs = store.node_proofs(&node2, 10).unwrap();
+    let proofs = store.node_proofs(&node2, 10).await.unwrap();
     assert_eq!(
         proofs.iter().map(|p| p.seq).collect::<Vec<_>>(),
         vec![4, 3],
@@ -115,51 +126,68 @@ fn semantics(cfg: &StorageConfig) {
     );
     assert_eq!(proofs[0].closed_reason, Some(Reason::HeartbeatReplay));
     assert_eq!(proofs[1].verdict, rejected);
-    assert_eq!(store.node_proofs(&node2, 1).unwrap().len(), 1);
+    assert_eq!(store.node_proofs(&node2, 1).await.unwrap().len(), 1);
     assert_eq!(
-        store.node_rewards(&node2, 10).unwrap(),
+        store.node_rewards(&node2, 10).await.unwrap(),
         vec![(5, entry(2, 400))]
     );
     let mut want = vec![(Reason::WrongEpoch, 1), (Reason::HeartbeatReplay, 1)];
     want.sort_by_key(|(r, _)| r.code());
-    assert_eq!(store.rejection_counts().unwrap(), want);
+    assert_eq!(store.rejection_counts().await.unwrap(), want);
 
     // Reopening migrates nothing twice and finds everything.
     drop(store);
-    let mut store = Store::open(cfg).unwrap();
-    assert_eq!(rows_of(&mut store), rows);
-    assert_eq!(store.rewards(5).unwrap(), entries);
-    assert_eq!(store.meta("genesis_ms").unwrap(), Some(43));
+    let mut store = Store::open(cfg).await.unwrap();
+    assert_eq!(rows_of(&mut store).await, rows);
+    assert_eq!(store.rewards(5).await.unwrap(), entries);
+    assert_eq!(store.meta("genesis_ms").await.unwrap(), Some(43));
+
+    // A replay reads more rows than one chunk holds, all of them, in order.
+    let many: Vec<Row> = (100..100 + ROW_CHUNK as u64 + 3)
+        .map(|seq| row(seq, 3, None, Verdict::Accepted))
+        .collect();
+    store.insert_rows(&many).await.unwrap();
+    let mut seqs = Vec::new();
+    let mut chunks = store.rows().await.unwrap();
+    while let Some(chunk) = chunks.next_chunk().await.unwrap() {
+        assert!(chunk.len() <= ROW_CHUNK);
+        seqs.extend(chunk.iter().map(|r| r.seq));
+    }
+    drop(chunks);
+    let want: Vec<u64> = rows.iter().chain(&many).map(|r| r.seq).collect();
+    assert_eq!(seqs, want);
 }
 
-#[test]
-fn sqlite_semantics() {
+#[tokio::test]
+async fn sqlite_semantics() {
     let dir = tempfile::tempdir().unwrap();
-    semantics(&StorageConfig::Sqlite(dir.path().join("oracle.db")));
+    semantics(&StorageConfig::Sqlite(dir.path().join("oracle.db"))).await;
 }
 
-#[test]
+#[tokio::test]
 #[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
-fn postgres_semantics() {
-    semantics(&pg::fresh());
+async fn postgres_semantics() {
+    semantics(&pg::fresh()).await;
 }
 
-#[test]
+#[tokio::test]
 #[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
-fn postgres_schemas_keep_parallel_oracles_apart() {
+async fn postgres_schemas_keep_parallel_oracles_apart() {
     let a = pg::fresh();
     let b = pg::fresh();
-    let mut sa = Store::open(&a).unwrap();
-    let mut sb = Store::open(&b).unwrap();
+    let mut sa = Store::open(&a).await.unwrap();
+    let sb = Store::open(&b).await.unwrap();
     sa.insert_rows(&[row(1, 1, None, Verdict::Accepted)])
+        .await
         .unwrap();
-    assert_eq!(sa.proof_count().unwrap(), 1);
-    assert_eq!(sb.proof_count().unwrap(), 0);
+    assert_eq!(sa.proof_count().await.unwrap(), 1);
+    assert_eq!(sb.proof_count().await.unwrap(), 0);
     assert!(matches!(
         Store::open(&StorageConfig::Postgres {
             url: pg::url(),
             schema: Some("Bad; DROP".into())
-        }),
+        })
+        .await,
         Err(wisp_oracle::store::StoreError::Config(_))
     ));
 }

@@ -1,14 +1,13 @@
-//! The ingest worker: an async task that owns the [`Engine`] and the writable [`Store`]
-//! ([`Books`]). It waits on four things at once — the next prechecked batch (or connection),
+//! The ingest worker: an async task that owns the [`Engine`] (in [`Books`]) and the writable
+//! [`Store`]. It waits on four things at once — the next prechecked batch (or connection),
 //! the next epoch deadline, the next signed-clock publish and the next snapshot — and does
-//! each in turn: the blocking work (judging and committing a batch, opening and closing
-//! epochs, reading the store) in `spawn_blocking`, the MQTT calls as plain `.await`s.
+//! each in turn: the CPU-bound work (judging a batch, closing an epoch, the snapshot) in
+//! `spawn_blocking`, the store's calls and the MQTT calls as plain `.await`s.
 //!
-//! The books move to the blocking pool for each step and come back with its result. The
-//! worker awaits each step before it takes the next, so batches commit in arrival order,
-//! their acks reach the acker in commit order, and the store (whose PostgreSQL client blocks
-//! on a runtime of its own) is only ever used off the runtime, by one thread at a time —
-//! without a second thread and queue to keep in step with this task.
+//! The books move to the blocking pool for each CPU-bound step and come back with its result.
+//! The worker awaits each step before it takes the next, so batches commit in arrival order,
+//! their acks reach the acker in commit order, and the store has one user — without a second
+//! task and queue to keep in step with this one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +23,9 @@ use wisp_protocol::{NodeKey, topics};
 
 use super::clock::Clock;
 use super::stages::{AckBatch, Stage, publish, stopped};
-use super::{close_epoch, commit_batch, is_guarded};
-use crate::calendar::EpochCalendar;
-use crate::engine::{Checked, Engine};
+use super::{close_epoch, commit_batch, is_guarded, off_runtime};
+use crate::calendar::{EpochCalendar, Opening};
+use crate::engine::{Checked, Closed, Engine, Ingested};
 use crate::metrics::ReasonLabel;
 use crate::settings::Settings;
 use crate::state::{MarkView, NodeView, Shared, Snapshot};
@@ -41,7 +40,10 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 /// replaced checked them, rather than a busy loop.
 const STILL_DUE_RETRY: Duration = Duration::from_millis(100);
 
-/// A publish decided by a blocking step, sent once the step's writes are stored.
+/// Why a step finds no books: an earlier step that had them failed.
+const LOST: &str = "the ingest worker lost its state in an earlier step";
+
+/// A publish decided by a step, sent once the step's writes are stored.
 pub(super) struct Publish {
     topic: String,
     retain: bool,
@@ -58,11 +60,9 @@ impl Publish {
     }
 }
 
-/// What the blocking steps work on: the engine, the writable store and what is kept in step
-/// with them.
+/// What the CPU-bound steps work on: the engine and what is kept in step with it.
 pub(super) struct Books {
     pub(super) engine: Engine,
-    pub(super) store: Store,
     /// The epoch policy: genesis, the current epoch, each epoch's emission (read once from
     /// the store and kept current, so the epoch check costs no query).
     pub(super) calendar: EpochCalendar,
@@ -77,8 +77,10 @@ pub(super) struct Books {
 }
 
 pub(super) struct Worker {
-    /// `None` only while a blocking step has them.
+    /// `None` only while a step has them.
     books: Option<Books>,
+    /// The writable store: only this task writes.
+    store: Store,
     key: NodeKey,
     client: AsyncClient,
     shared: Arc<Shared>,
@@ -98,6 +100,7 @@ pub(super) struct Worker {
 impl Worker {
     pub(super) fn new(
         books: Books,
+        store: Store,
         client: AsyncClient,
         clock: Clock,
         rx: mpsc::Receiver<Stage>,
@@ -108,6 +111,7 @@ impl Worker {
             shared: books.shared.clone(),
             clock_interval_ms: books.settings.clock_interval_ms,
             books: Some(books),
+            store,
             client,
             clock,
             rx,
@@ -171,18 +175,21 @@ impl Worker {
         &mut self,
         f: impl FnOnce(&mut Books) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        let mut books = self
-            .books
-            .take()
-            .context("the ingest worker lost its state in an earlier step")?;
-        let (books, out) = tokio::task::spawn_blocking(move || {
-            let out = f(&mut books);
-            (books, out)
-        })
-        .await
-        .map_err(|e| anyhow!("the ingest worker failed: {e}"))?;
+        let books = self.books.take().context(LOST)?;
+        let (books, out) = off_runtime(books, f)
+            .await
+            .map_err(|e| anyhow!("the ingest worker failed: {e}"))?;
         self.books = Some(books);
         Ok(out)
+    }
+
+    /// The books, between steps.
+    fn books(&self) -> anyhow::Result<&Books> {
+        self.books.as_ref().context(LOST)
+    }
+
+    fn books_mut(&mut self) -> anyhow::Result<&mut Books> {
+        self.books.as_mut().context(LOST)
     }
 
     /// Publishes in order, remembering what the oracle keeps retained on its guarded topics.
@@ -227,75 +234,118 @@ impl Worker {
         for filter in [topics::EPOCH, topics::CLOCK, topics::MEASURERS_FILTER] {
             self.client.subscribe(filter, QoS::AtLeastOnce).await?;
         }
-        let publishes = self.blocking(Books::republish).await??;
+        let publishes = self.republish().await?;
         self.publish_all(publishes).await;
         Ok(())
     }
 
-    async fn ingest(&mut self, batch: Vec<Checked>) -> anyhow::Result<()> {
-        let acks = self.blocking(move |b| b.ingest(batch)).await??;
-        // Durable now: the acker signs and sends the acks while this task takes in the next
-        // batch.
-        if self.acker.send(acks).await.is_err() {
-            bail!("the ack task stopped");
-        }
-        Ok(())
-    }
-
-    /// Opens the current epoch (if not yet) and closes settled ones, as the calendar decides;
-    /// each step's writes are stored before anything of it is published.
-    async fn epochs(&mut self, now: u64) -> anyhow::Result<()> {
-        let (publishes, closable) = self.blocking(move |b| b.open_due(now)).await??;
-        self.publish_all(publishes).await;
-        for epoch in closable {
-            let publishes = self.blocking(move |b| b.close(epoch, now)).await??;
-            self.publish_all(publishes).await;
-        }
-        let b = self
-            .books
-            .as_ref()
-            .context("the ingest worker lost its state")?;
-        self.epochs_due = (b.calendar.poll_timeout(now, b.engine.next_close_at()), now);
-        Ok(())
-    }
-
-    async fn refresh_snapshot(&mut self) -> anyhow::Result<()> {
-        self.last_snapshot = Some(Instant::now());
-        self.blocking(Books::refresh_snapshot).await
-    }
-}
-
-impl Books {
     /// The retained seed, measurer set and latest manifest, again after a (re)connection:
     /// harmless if the broker kept them, necessary if it did not (an embedded broker starts
     /// empty).
-    fn republish(&mut self) -> anyhow::Result<Vec<Publish>> {
+    async fn republish(&mut self) -> anyhow::Result<Vec<Publish>> {
         let mut out = Vec::new();
-        let epochs = self.store.epochs()?;
+        let epochs = self.store.epochs().await?;
         if let Some(current) = epochs.iter().rev().find(|e| e.closed_ms.is_none()) {
             out.push(Publish::retained(
                 topics::EPOCH.into(),
                 current.seed.clone(),
             ));
-            self.measurer_set(current.epoch, &mut out);
+            let epoch = current.epoch;
+            out.extend(self.blocking(move |b| b.measurer_set(epoch)).await?);
         }
         if let Some(closed) = epochs.iter().rev().find(|e| e.closed_ms.is_some()) {
-            for page in self.store.manifests(closed.epoch)? {
+            for page in self.store.manifests(closed.epoch).await? {
                 out.push(Publish::retained(topics::rewards(closed.epoch), page));
             }
         }
         Ok(out)
     }
 
-    /// Judges a batch, commits it and counts it; returns its acks, which may be sent now.
-    fn ingest(&mut self, batch: Vec<Checked>) -> anyhow::Result<AckBatch> {
+    /// Judges a batch, commits it and counts it, then hands its acks to the acker.
+    async fn ingest(&mut self, batch: Vec<Checked>) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
-        let out = commit_batch(&mut self.engine, &mut self.store, batch)?;
+        let mut books = self.books.take().context(LOST)?;
+        let (engine, out) = commit_batch(books.engine, &mut self.store, batch).await?;
+        books.engine = engine;
+        books.count_batch(&out, started.elapsed());
+        self.books = Some(books);
+        // Durable now: the acker signs and sends the acks while this task takes in the next
+        // batch.
+        if self.acker.send(out.acks).await.is_err() {
+            bail!("the ack task stopped");
+        }
+        Ok(())
+    }
+
+    /// Stores the genesis and opens the current epoch if the calendar says so (a new signed
+    /// seed, stored, then published with the measurer set), then closes the epochs settled at
+    /// `now`; each step's writes are stored before anything of it is published.
+    async fn epochs(&mut self, now: u64) -> anyhow::Result<()> {
+        let due = self.books()?.calendar.poll(now);
+        if let Some(genesis) = due.genesis {
+            self.store.set_meta("genesis_ms", genesis).await?;
+            self.books_mut()?.calendar.handle_genesis_stored(genesis);
+        }
+        if let Some(opening) = due.open {
+            let books = self.books()?;
+            let seed = books.seed(&opening)?;
+            let bytes = Envelope::sign(books.engine.key(), &seed).to_bytes();
+            let next_seq = books.engine.next_seq();
+            self.store
+                .insert_epoch(opening.epoch, &bytes, opening.emission, next_seq)
+                .await?;
+            let publishes = self
+                .blocking(move |b| b.opened(&opening, seed, bytes))
+                .await?;
+            self.publish_all(publishes).await;
+        }
+        let closable = self.books()?.engine.closable(now);
+        for epoch in closable {
+            let publishes = self.close(epoch, now).await?;
+            self.publish_all(publishes).await;
+        }
+        let b = self.books()?;
+        self.epochs_due = (b.calendar.poll_timeout(now, b.engine.next_close_at()), now);
+        Ok(())
+    }
+
+    /// Closes a settled epoch (one transaction); returns its manifest pages to publish if this
+    /// call committed it.
+    async fn close(&mut self, epoch: u64, now: u64) -> anyhow::Result<Vec<Publish>> {
+        let mut books = self.books.take().context(LOST)?;
+        let emission = books.calendar.emission(epoch);
+        let (engine, closed) =
+            close_epoch(books.engine, &mut self.store, epoch, now, emission).await?;
+        books.engine = engine;
+        let publishes = match closed {
+            Some((closed, true)) => {
+                crash_point!(crash::CLOSE_AFTER_COMMIT);
+                books.closed(epoch, closed)
+            }
+            _ => Vec::new(),
+        };
+        self.books = Some(books);
+        Ok(publishes)
+    }
+
+    async fn refresh_snapshot(&mut self) -> anyhow::Result<()> {
+        self.last_snapshot = Some(Instant::now());
+        if self.books()?.proofs_stored.is_none() {
+            // Counted once; if the count fails, it is tried again at the next snapshot.
+            self.books_mut()?.proofs_stored = self.store.proof_count().await.ok();
+        }
+        self.blocking(Books::refresh_snapshot).await
+    }
+}
+
+impl Books {
+    /// Counts a committed batch in the metrics and the stored rows.
+    fn count_batch(&mut self, out: &Ingested, took: Duration) {
         if let Some(n) = &mut self.proofs_stored {
             *n += out.rows.len() as u64;
         }
         let m = &self.shared.metrics;
-        m.batch_seconds.observe(started.elapsed().as_secs_f64());
+        m.batch_seconds.observe(took.as_secs_f64());
         m.duplicates.inc_by(out.duplicates);
         m.bad_topic.inc_by(out.bad_topic);
         for (reason, n) in &out.verdicts {
@@ -317,52 +367,44 @@ impl Books {
                 "publishes whose signatures did not verify dropped without an ack"
             );
         }
-        Ok(out.acks)
     }
 
-    /// Stores the genesis and opens the current epoch if the calendar says so (a new signed
-    /// seed, stored); returns what to publish (the seed, then the measurer set) and the
-    /// epochs settled at `now`, to close next.
-    fn open_due(&mut self, now: u64) -> anyhow::Result<(Vec<Publish>, Vec<u64>)> {
-        let mut out = Vec::new();
-        let due = self.calendar.poll(now);
-        if let Some(genesis) = due.genesis {
-            self.store.set_meta("genesis_ms", genesis)?;
-            self.calendar.handle_genesis_stored(genesis);
-        }
-        if let Some(opening) = due.open {
-            let current = opening.epoch;
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| anyhow!("OS random: {e}"))?;
-            let msg = EpochSeed {
-                epoch: current,
-                start_ms: opening.start_ms,
-                duration_ms: opening.duration_ms,
-                seed: seed.into(),
-                params: self.settings.params,
-            };
-            let bytes = Envelope::sign(self.engine.key(), &msg).to_bytes();
-            self.store
-                .insert_epoch(current, &bytes, opening.emission, self.engine.next_seq())?;
-            self.calendar.handle_opened(&opening);
-            self.engine.open_epoch(msg);
-            out.push(Publish::retained(topics::EPOCH.into(), bytes));
-            self.measurer_set(current, &mut out);
-            self.shared
-                .metrics
-                .epoch
-                .set(i64::try_from(current).unwrap_or(i64::MAX));
-            info!(epoch = current, "epoch opened");
-        }
-        Ok((out, self.engine.closable(now)))
+    /// A new epoch's seed, with fresh randomness from the OS.
+    fn seed(&self, opening: &Opening) -> anyhow::Result<EpochSeed> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| anyhow!("OS random: {e}"))?;
+        Ok(EpochSeed {
+            epoch: opening.epoch,
+            start_ms: opening.start_ms,
+            duration_ms: opening.duration_ms,
+            seed: seed.into(),
+            params: self.settings.params,
+        })
+    }
+
+    /// Opens an epoch whose signed seed is stored; returns what to publish: the seed, then the
+    /// measurer set.
+    fn opened(&mut self, opening: &Opening, seed: EpochSeed, signed: Vec<u8>) -> Vec<Publish> {
+        let current = opening.epoch;
+        self.calendar.handle_opened(opening);
+        self.engine.open_epoch(seed);
+        let mut out = vec![Publish::retained(topics::EPOCH.into(), signed)];
+        out.extend(self.measurer_set(current));
+        self.shared
+            .metrics
+            .epoch
+            .set(i64::try_from(current).unwrap_or(i64::MAX));
+        info!(epoch = current, "epoch opened");
+        out
     }
 
     /// An open epoch's measurer pool as signed `measurer_set` parts, retained, and empty
     /// retained messages (which delete the broker's) for parts beyond its count left by a
     /// larger earlier set.
-    fn measurer_set(&mut self, epoch: u64, out: &mut Vec<Publish>) {
+    fn measurer_set(&mut self, epoch: u64) -> Vec<Publish> {
+        let mut out = Vec::new();
         let Some(pool) = self.engine.measurer_pool(epoch) else {
-            return;
+            return out;
         };
         let Some(parts) = MeasurerSet::split(epoch, pool.eligible()) else {
             error!(
@@ -370,7 +412,7 @@ impl Books {
                 nodes = pool.eligible().len(),
                 "the measurer set exceeds the protocol's 1024 parts; not published"
             );
-            return;
+            return out;
         };
         let count = parts.len();
         for (part, p) in parts.iter().enumerate() {
@@ -387,21 +429,11 @@ impl Books {
             parts = count,
             "measurer set published"
         );
+        out
     }
 
-    /// Closes a settled epoch (one transaction); returns its manifest pages to publish if this
-    /// call committed it.
-    fn close(&mut self, epoch: u64, now: u64) -> anyhow::Result<Vec<Publish>> {
-        let emission = self.calendar.emission(epoch);
-        let Some((closed, committed)) =
-            close_epoch(&mut self.engine, &mut self.store, epoch, now, emission)?
-        else {
-            return Ok(Vec::new());
-        };
-        if !committed {
-            return Ok(Vec::new());
-        }
-        crash_point!(crash::CLOSE_AFTER_COMMIT);
+    /// Counts and logs an epoch this process closed; returns its manifest pages to publish.
+    fn closed(&mut self, epoch: u64, closed: Closed) -> Vec<Publish> {
         let paid: u64 = closed.rewards.entries.iter().map(|e| e.amount).sum();
         info!(
             epoch,
@@ -418,11 +450,11 @@ impl Books {
         for (reason, n) in closed.outcome.rejection_counts() {
             self.shared.metrics.verdict(Some(reason)).inc_by(n);
         }
-        Ok(closed
+        closed
             .manifests
             .into_iter()
             .map(|page| Publish::retained(topics::rewards(epoch), page))
-            .collect())
+            .collect()
     }
 
     /// The API's view of the engine.
@@ -464,13 +496,7 @@ impl Books {
                 .map(|(e, s)| (*e, s.len()))
                 .collect(),
             nodes,
-            proofs_stored: match self.proofs_stored {
-                Some(n) => n,
-                None => {
-                    self.proofs_stored = self.store.proof_count().ok();
-                    self.proofs_stored.unwrap_or(0)
-                }
-            },
+            proofs_stored: self.proofs_stored.unwrap_or(0),
         };
         self.shared
             .metrics
@@ -510,7 +536,7 @@ mod tests {
 
     /// A worker on a fresh SQLite store and the file clock `dir/clock`, with a client whose
     /// publishes only queue (what it publishes retained shows in `Shared::retained`).
-    fn worker(dir: &Path) -> (Worker, Arc<Shared>, rumqttc::EventLoop, mpsc::Sender<Stage>) {
+    async fn worker(dir: &Path) -> (Worker, Arc<Shared>, rumqttc::EventLoop, mpsc::Sender<Stage>) {
         let mut settings = RawSettings::load(None, Vec::<(String, String)>::new())
             .unwrap()
             .resolve()
@@ -518,13 +544,17 @@ mod tests {
         settings.storage = StorageConfig::Sqlite(dir.join("oracle.db"));
         settings.epoch_ms = EPOCH_MS;
         settings.params.settle_ms = SETTLE_MS;
-        let mut store = Store::open(&settings.storage).unwrap();
+        let mut store = Store::open(&settings.storage).await.unwrap();
         let key = NodeKey::from_seed(&[7; 32]);
-        let engine = super::super::rebuild(&mut store, key, &settings.rules).unwrap();
-        let calendar = super::super::load_calendar(&mut store, &settings).unwrap();
+        let engine = super::super::rebuild(&mut store, key, &settings.rules)
+            .await
+            .unwrap();
+        let calendar = super::super::load_calendar(&store, &settings)
+            .await
+            .unwrap();
         let shared = Arc::new(Shared {
             snapshot: RwLock::new(Snapshot::default()),
-            reader: Mutex::new(Store::open(&settings.storage).unwrap()),
+            reader: Store::open(&settings.storage).await.unwrap(),
             metrics: Metrics::new(),
             connected: AtomicBool::new(false),
             broker: Mutex::new(BrokerHealth::new("mqtt://test", 30_000)),
@@ -536,7 +566,6 @@ mod tests {
         let (ack_tx, _) = mpsc::channel(4);
         let books = Books {
             engine,
-            store,
             calendar,
             settings,
             shared: shared.clone(),
@@ -544,7 +573,7 @@ mod tests {
             measurer_parts_published: 0,
         };
         let clock = Clock::File(dir.join("clock"));
-        let w = Worker::new(books, client, clock, stage_rx, ack_tx);
+        let w = Worker::new(books, store, client, clock, stage_rx, ack_tx);
         (w, shared, eventloop, stage_tx)
     }
 
@@ -557,7 +586,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = dir.path().join("clock");
         set_clock(&clock, T0);
-        let (w, shared, _eventloop, _stages) = worker(dir.path());
+        let (w, shared, _eventloop, _stages) = worker(dir.path()).await;
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(w.run(stop_rx));
         let epoch = || shared.metrics.epoch.get();

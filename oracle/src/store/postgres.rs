@@ -1,19 +1,24 @@
-//! The PostgreSQL backend: the same tables and semantics as SQLite, through the synchronous
-//! `postgres` client (the store lives on the ingest worker thread; the HTTP API reads through
-//! `spawn_blocking`).
+//! The PostgreSQL backend: the same tables and semantics as SQLite, through the asynchronous
+//! `tokio-postgres` client: every method is a plain `.await` on the oracle's runtime, whose
+//! task drives the connection.
 //!
 //! The connection is plain TCP or a Unix socket (`NoTls`): the database is meant to run on the
 //! oracle's host or a private link. Durability is PostgreSQL's (`synchronous_commit = on`, the
 //! server's default): `insert_rows` returns after the commit is flushed, and only then does
 //! the service ack.
 
-use postgres::{Client, NoTls};
+use std::collections::HashMap;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+use tracing::error;
 use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
 use super::crash::{self, crash_point};
 use super::{
-    EpochRow, ProofSummary, StoreError, i, id32, kind_of, reason_of, u, verdict_code, verdict_of,
+    EpochRow, ProofSummary, ROW_CHUNK, Rows, StoreError, i, id32, kind_of, reason_of, u,
+    verdict_code, verdict_of,
 };
 use crate::engine::Row;
 
@@ -81,25 +86,12 @@ const SCHEMA_V3: &str =
 
 /// A PostgreSQL database.
 pub struct PgStore {
-    /// Always `Some` until dropped (see `Drop`).
-    client: Option<Client>,
+    client: Client,
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore").finish_non_exhaustive()
-    }
-}
-
-impl Drop for PgStore {
-    fn drop(&mut self) {
-        // The synchronous client closes its connection by blocking on its own runtime, which
-        // panics inside an async context; close it on a thread of its own.
-        if let Some(c) = self.client.take() {
-            let _ = std::thread::Builder::new()
-                .name("pg-close".into())
-                .spawn(move || drop(c));
-        }
     }
 }
 
@@ -114,73 +106,72 @@ fn valid_schema(name: &str) -> bool {
 }
 
 impl PgStore {
-    /// Connects, selects (creating if needed) `schema`, and migrates.
-    pub fn open(url: &str, schema: Option<&str>) -> Result<PgStore, StoreError> {
-        let mut client = Client::connect(url, NoTls)?;
-        if let Some(schema) = schema {
-            if !valid_schema(schema) {
-                return Err(StoreError::Config(format!(
-                    "storage.schema `{schema}`: use lower-case letters, digits and _"
-                )));
-            }
-            client.batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-            ))?;
+    /// Connects, selects (creating if needed) `schema`, and migrates. The connection is driven
+    /// by a task on the current runtime; if it fails, the error is logged there and every
+    /// later call returns an error.
+    pub async fn open(url: &str, schema: Option<&str>) -> Result<PgStore, StoreError> {
+        if let Some(schema) = schema
+            && !valid_schema(schema)
+        {
+            return Err(StoreError::Config(format!(
+                "storage.schema `{schema}`: use lower-case letters, digits and _"
+            )));
         }
-        client
+        let (mut client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                error!("the PostgreSQL connection failed: {e}");
+            }
+        });
+        if let Some(schema) = schema {
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+                ))
+                .await?;
+        }
+        if let Err(e) = client
             .batch_execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
             )
-            .or_else(|e| {
-                // Two oracles starting at once may race on creating this table; the loser sees
-                // a unique violation on the catalog and the table exists.
-                if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+            .await
+        {
+            // Two oracles starting at once may race on creating this table; the loser sees a
+            // unique violation on the catalog and the table exists.
+            if e.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+                return Err(e.into());
+            }
+        }
         for (version, sql) in MIGRATIONS {
-            let mut tx = client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
             let done: bool = tx
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
                     &[version],
-                )?
+                )
+                .await?
                 .try_get(0)?;
             if !done {
-                tx.batch_execute(sql)?;
+                tx.batch_execute(sql).await?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version) VALUES ($1)",
                     &[version],
-                )?;
+                )
+                .await?;
             }
-            tx.commit()?;
+            tx.commit().await?;
         }
-        Ok(PgStore {
-            client: Some(client),
-        })
-    }
-
-    fn c(&mut self) -> &mut Client {
-        // Only `Drop` takes the client.
-        #[allow(clippy::expect_used)]
-        self.client
-            .as_mut()
-            .expect("the client is present until drop")
-    }
-
-    /// The underlying client (for the leader lock, which lives as long as the session).
-    pub fn client(&mut self) -> &mut Client {
-        self.c()
+        Ok(PgStore { client })
     }
 
     /// A stored counter (None if never set).
-    pub fn meta(&mut self, key: &str) -> Result<Option<u64>, StoreError> {
+    pub async fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let row = self
-            .c()
-            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?;
+            .client
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+            .await?;
         Ok(match row {
             Some(r) => Some(u(r.try_get(0)?)),
             None => None,
@@ -188,16 +179,16 @@ impl PgStore {
     }
 
     /// Sets a counter.
-    pub fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
-        self.c().execute(
+    pub async fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.client.execute(
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             &[&key, &i(value)],
-        )?;
+        ).await?;
         Ok(())
     }
 
     /// Stores a batch of proofs in one transaction and one round trip (`UNNEST` of arrays).
-    pub fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+    pub async fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
         let seq: Vec<i64> = rows.iter().map(|r| i(r.seq)).collect();
         let id: Vec<&[u8]> = rows.iter().map(|r| r.id.as_bytes().as_slice()).collect();
         let node: Vec<&[u8]> = rows.iter().map(|r| r.node.as_bytes().as_slice()).collect();
@@ -206,7 +197,7 @@ impl PgStore {
         let received: Vec<i64> = rows.iter().map(|r| i(r.received_ms)).collect();
         let verdict: Vec<i64> = rows.iter().map(|r| verdict_code(r.verdict)).collect();
         let envelope: Vec<&[u8]> = rows.iter().map(|r| r.envelope.as_slice()).collect();
-        let mut tx = self.c().transaction()?;
+        let tx = self.client.transaction().await?;
         tx.execute(
             "INSERT INTO proofs (seq, id, node, kind, epoch, received_ms, verdict, envelope)
              SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::BIGINT[],
@@ -215,75 +206,89 @@ impl PgStore {
             &[
                 &seq, &id, &node, &kind, &epoch, &received, &verdict, &envelope,
             ],
-        )?;
+        )
+        .await?;
         crash_point!(crash::INGEST_BEFORE_COMMIT);
-        tx.commit()?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// The stored verdict of a proof.
-    pub fn verdict(&mut self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
-        let row = self.c().query_opt(
-            "SELECT verdict FROM proofs WHERE id = $1",
-            &[&id.as_bytes().as_slice()],
-        )?;
+    pub async fn verdict(&self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT verdict FROM proofs WHERE id = $1",
+                &[&id.as_bytes().as_slice()],
+            )
+            .await?;
         Ok(match row {
             Some(r) => Some(verdict_of(r.try_get(0)?)),
             None => None,
         })
     }
 
-    /// Every stored proof in arrival order, for replay (streamed, not collected).
-    pub fn for_each_row(&mut self, mut f: impl FnMut(Row)) -> Result<(), StoreError> {
-        let mut tx = self.c().transaction()?;
-        let portal = tx.bind(
-            "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs ORDER BY seq",
-            &[],
-        )?;
-        loop {
-            let rows = tx.query_portal(&portal, 10_000)?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in rows {
-                f(Row {
-                    seq: u(r.try_get(0)?),
-                    id: ProofId(id32(r.try_get::<_, &[u8]>(1)?, "proof id")?.into()),
-                    node: NodeId(id32(r.try_get::<_, &[u8]>(2)?, "node")?),
-                    kind: kind_of(r.try_get(3)?)?,
-                    epoch: r.try_get::<_, Option<i64>>(4)?.map(u),
-                    received_ms: u(r.try_get(5)?),
-                    verdict: verdict_of(r.try_get(6)?),
-                    envelope: r.try_get(7)?,
-                });
-            }
+    /// The stored verdicts of those of `ids` that are stored, in one round trip.
+    pub async fn verdicts(
+        &self,
+        ids: Vec<ProofId>,
+    ) -> Result<HashMap<ProofId, Verdict>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
         }
-        tx.commit()?;
-        Ok(())
+        let bytes: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
+        self.client
+            .query(
+                "SELECT id, verdict FROM proofs WHERE id = ANY($1::BYTEA[])",
+                &[&bytes],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    ProofId(id32(r.try_get::<_, &[u8]>(0)?, "proof id")?.into()),
+                    verdict_of(r.try_get(1)?),
+                ))
+            })
+            .collect()
+    }
+
+    /// Every stored proof in arrival order, for replay: a portal in a transaction, read
+    /// [`ROW_CHUNK`] rows at a time (streamed, not collected).
+    pub async fn rows(&mut self) -> Result<Rows<'_>, StoreError> {
+        let tx = self.client.transaction().await?;
+        let portal = tx
+            .bind(
+                "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs ORDER BY seq",
+                &[],
+            )
+            .await?;
+        Ok(Rows::postgres(tx, portal))
     }
 
     /// Records a new epoch's signed seed.
-    pub fn insert_epoch(
+    pub async fn insert_epoch(
         &mut self,
         epoch: u64,
         seed: &[u8],
         emission: u64,
         opened_at_seq: u64,
     ) -> Result<(), StoreError> {
-        self.c().execute(
+        self.client.execute(
             "INSERT INTO epochs (epoch, seed, emission, opened_at_seq) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             &[&i(epoch), &seed, &i(emission), &i(opened_at_seq)],
-        )?;
+        ).await?;
         Ok(())
     }
 
     /// Every epoch, oldest first.
-    pub fn epochs(&mut self) -> Result<Vec<EpochRow>, StoreError> {
-        self.c()
+    pub async fn epochs(&self) -> Result<Vec<EpochRow>, StoreError> {
+        self.client
             .query(
                 "SELECT epoch, seed, closed_ms, closed_at_seq, emission, opened_at_seq FROM epochs ORDER BY epoch",
                 &[],
-            )?
+            )
+            .await?
             .into_iter()
             .map(|r| {
                 Ok(EpochRow {
@@ -299,7 +304,7 @@ impl PgStore {
     }
 
     /// Closes an epoch in one transaction; false if it was already closed.
-    pub fn commit_close(
+    pub async fn commit_close(
         &mut self,
         epoch: u64,
         closed_ms: u64,
@@ -308,11 +313,11 @@ impl PgStore {
         rejections: &[(ProofId, Reason)],
         manifests: &[Vec<u8>],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.c().transaction()?;
+        let tx = self.client.transaction().await?;
         let updated = tx.execute(
             "UPDATE epochs SET closed_ms = $2, closed_at_seq = $3 WHERE epoch = $1 AND closed_ms IS NULL",
             &[&i(epoch), &i(closed_ms), &i(closed_at_seq)],
-        )?;
+        ).await?;
         if updated != 1 {
             return Ok(false);
         }
@@ -331,7 +336,8 @@ impl PgStore {
              SELECT $1, * FROM UNNEST($2::BYTEA[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[],
                                       $6::BIGINT[], $7::BIGINT[])",
             &[&e, &node, &owner, &amount, &coverage, &backhaul, &uptime],
-        )?;
+        )
+        .await?;
         crash_point!(crash::CLOSE_MID_TRANSACTION);
         let ids: Vec<&[u8]> = rejections
             .iter()
@@ -345,71 +351,77 @@ impl PgStore {
             "INSERT INTO close_rejections (epoch, id, reason)
              SELECT $1, * FROM UNNEST($2::BYTEA[], $3::BIGINT[])",
             &[&e, &ids, &reasons],
-        )?;
+        )
+        .await?;
         let pages: Vec<i64> = (0..manifests.len() as u64).map(i).collect();
         let envs: Vec<&[u8]> = manifests.iter().map(Vec::as_slice).collect();
         tx.execute(
             "INSERT INTO manifests (epoch, page, envelope)
              SELECT $1, * FROM UNNEST($2::BIGINT[], $3::BYTEA[])",
             &[&e, &pages, &envs],
-        )?;
-        tx.commit()?;
+        )
+        .await?;
+        tx.commit().await?;
         Ok(true)
     }
 
     /// An epoch's signed manifest pages.
-    pub fn manifests(&mut self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.c()
+    pub async fn manifests(&self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.client
             .query(
                 "SELECT envelope FROM manifests WHERE epoch = $1 ORDER BY page",
                 &[&i(epoch)],
-            )?
+            )
+            .await?
             .into_iter()
             .map(|r| Ok(r.try_get(0)?))
             .collect()
     }
 
     /// An epoch's rewards, by node id.
-    pub fn rewards(&mut self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
-        self.c()
+    pub async fn rewards(&self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
+        self.client
             .query(
                 "SELECT node, owner, amount, coverage, backhaul, uptime FROM rewards WHERE epoch = $1 ORDER BY node",
                 &[&i(epoch)],
-            )?
+            )
+            .await?
             .iter()
             .map(reward_entry)
             .collect()
     }
 
     /// A node's rewards, newest epoch first.
-    pub fn node_rewards(
-        &mut self,
+    pub async fn node_rewards(
+        &self,
         node: &NodeId,
         limit: u32,
     ) -> Result<Vec<(u64, RewardEntry)>, StoreError> {
-        self.c()
+        self.client
             .query(
                 "SELECT node, owner, amount, coverage, backhaul, uptime, epoch FROM rewards WHERE node = $1 ORDER BY epoch DESC LIMIT $2",
                 &[&node.as_bytes().as_slice(), &i64::from(limit)],
-            )?
+            )
+            .await?
             .iter()
             .map(|r| Ok((u(r.try_get(6)?), reward_entry(r)?)))
             .collect()
     }
 
     /// A node's latest proofs, newest first.
-    pub fn node_proofs(
-        &mut self,
+    pub async fn node_proofs(
+        &self,
         node: &NodeId,
         limit: u32,
     ) -> Result<Vec<ProofSummary>, StoreError> {
-        self.c()
+        self.client
             .query(
                 "SELECT p.seq, p.id, p.kind, p.epoch, p.received_ms, p.verdict, c.reason
                  FROM proofs p LEFT JOIN close_rejections c ON c.id = p.id
                  WHERE p.node = $1 ORDER BY p.seq DESC LIMIT $2",
                 &[&node.as_bytes().as_slice(), &i64::from(limit)],
-            )?
+            )
+            .await?
             .iter()
             .map(|r| {
                 Ok(ProofSummary {
@@ -426,8 +438,8 @@ impl PgStore {
     }
 
     /// Rejection counts by reason code, ingest and close together.
-    pub fn rejection_counts(&mut self) -> Result<Vec<(Reason, u64)>, StoreError> {
-        self.c()
+    pub async fn rejection_counts(&self) -> Result<Vec<(Reason, u64)>, StoreError> {
+        self.client
             .query(
                 "SELECT reason, SUM(n)::BIGINT FROM (
                      SELECT verdict AS reason, COUNT(*) AS n FROM proofs WHERE verdict > 0 GROUP BY verdict
@@ -435,19 +447,20 @@ impl PgStore {
                      SELECT reason, COUNT(*) FROM close_rejections GROUP BY reason
                  ) AS t GROUP BY reason ORDER BY reason",
                 &[],
-            )?
+            )
+            .await?
             .iter()
             .map(|r| Ok((reason_of(r.try_get(0)?), u(r.try_get(1)?))))
             .collect()
     }
 
     /// Counted witness envelopes of an epoch, in arrival order.
-    pub fn counted_witnesses(
-        &mut self,
+    pub async fn counted_witnesses(
+        &self,
         epoch: u64,
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.c()
+        self.client
             .query(
                 "SELECT envelope FROM proofs
                  WHERE epoch = $1 AND kind = $2 AND verdict = 0
@@ -458,22 +471,47 @@ impl PgStore {
                     &i64::from(wisp_protocol::Kind::Witness.as_u8()),
                     &i64::from(limit),
                 ],
-            )?
+            )
+            .await?
             .into_iter()
             .map(|r| Ok(r.try_get(0)?))
             .collect()
     }
 
     /// How many proofs are stored.
-    pub fn proof_count(&mut self) -> Result<u64, StoreError> {
+    pub async fn proof_count(&self) -> Result<u64, StoreError> {
         Ok(u(self
-            .c()
-            .query_one("SELECT COUNT(*) FROM proofs", &[])?
+            .client
+            .query_one("SELECT COUNT(*) FROM proofs", &[])
+            .await?
             .try_get(0)?))
     }
 }
 
-fn reward_entry(r: &postgres::Row) -> Result<RewardEntry, StoreError> {
+/// The next [`ROW_CHUNK`] rows of a replay's portal.
+pub(super) async fn next_chunk(
+    tx: &tokio_postgres::Transaction<'_>,
+    portal: &tokio_postgres::Portal,
+) -> Result<Vec<Row>, StoreError> {
+    tx.query_portal(portal, i32::try_from(ROW_CHUNK).unwrap_or(i32::MAX))
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Row {
+                seq: u(r.try_get(0)?),
+                id: ProofId(id32(r.try_get::<_, &[u8]>(1)?, "proof id")?.into()),
+                node: NodeId(id32(r.try_get::<_, &[u8]>(2)?, "node")?),
+                kind: kind_of(r.try_get(3)?)?,
+                epoch: r.try_get::<_, Option<i64>>(4)?.map(u),
+                received_ms: u(r.try_get(5)?),
+                verdict: verdict_of(r.try_get(6)?),
+                envelope: r.try_get(7)?,
+            })
+        })
+        .collect()
+}
+
+fn reward_entry(r: &tokio_postgres::Row) -> Result<RewardEntry, StoreError> {
     Ok(RewardEntry {
         node: NodeId(id32(r.try_get::<_, &[u8]>(0)?, "node")?),
         owner: r.try_get(1)?,

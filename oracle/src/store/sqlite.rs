@@ -1,6 +1,14 @@
 //! The SQLite backend: WAL mode, `synchronous=FULL`, one connection per [`SqliteStore`].
+//!
+//! rusqlite's calls block (on the disk, and on `fsync` at each commit), so every method runs
+//! them in `spawn_blocking`, with the connection behind a mutex: callers only await, and
+//! never block the runtime.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use wisp_protocol::kind::Kind;
@@ -8,7 +16,7 @@ use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
 use super::crash::{self, crash_point};
-use super::{EpochRow, ProofSummary, StoreError, i, u, verdict_code, verdict_of};
+use super::{EpochRow, ProofSummary, ROW_CHUNK, Rows, StoreError, i, u, verdict_code, verdict_of};
 use crate::engine::Row;
 
 /// The migrations, in order: each runs once, in one transaction, and is recorded in
@@ -70,15 +78,15 @@ const SCHEMA_V2: &str = "ALTER TABLE epochs ADD COLUMN opened_at_seq INTEGER;";
 const SCHEMA_V3: &str =
     "CREATE INDEX IF NOT EXISTS proofs_verdict ON proofs (verdict) WHERE verdict > 0;";
 
-/// A SQLite database.
+/// The connection and the blocking calls on it.
 #[derive(Debug)]
-pub struct SqliteStore {
+struct Conn {
     conn: Connection,
 }
 
-impl SqliteStore {
+impl Conn {
     /// Opens (creating, mode 0600, and migrating if needed) the database file.
-    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+    fn open(path: &Path) -> Result<Conn, StoreError> {
         // Created owner-only before SQLite opens it: its `-wal` and `-shm` files take its mode.
         wisp_protocol::keyfile::create_private_file(path).map_err(|source| StoreError::Create {
             path: path.to_path_buf(),
@@ -107,11 +115,11 @@ impl SqliteStore {
             }
             tx.commit()?;
         }
-        Ok(SqliteStore { conn })
+        Ok(Conn { conn })
     }
 
     /// A stored counter (None if never set).
-    pub fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
         Ok(self
             .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
@@ -122,7 +130,7 @@ impl SqliteStore {
     }
 
     /// Sets a counter.
-    pub fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+    fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, i(value)],
@@ -131,7 +139,7 @@ impl SqliteStore {
     }
 
     /// Stores a batch of proofs in one transaction.
-    pub fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+    fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached(
@@ -157,7 +165,7 @@ impl SqliteStore {
     }
 
     /// The stored verdict of a proof.
-    pub fn verdict(&self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
+    fn verdict(&self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
         Ok(self
             .conn
             .prepare_cached("SELECT verdict FROM proofs WHERE id = ?1")?
@@ -166,8 +174,26 @@ impl SqliteStore {
             .map(verdict_of))
     }
 
-    /// Every stored proof in arrival order, for replay.
-    pub fn for_each_row(&self, mut f: impl FnMut(Row)) -> Result<(), StoreError> {
+    /// Every stored proof in arrival order, for replay, sent in chunks of [`ROW_CHUNK`]; stops
+    /// early when the receiver is gone.
+    fn send_rows(&self, out: &mpsc::Sender<Result<Vec<Row>, StoreError>>) {
+        let mut chunk = Vec::with_capacity(ROW_CHUNK);
+        let r = self.rows_into(|row| {
+            chunk.push(row);
+            if chunk.len() < ROW_CHUNK {
+                return true;
+            }
+            out.blocking_send(Ok(std::mem::take(&mut chunk))).is_ok()
+        });
+        let _ = match r {
+            Ok(()) if chunk.is_empty() => return,
+            Ok(()) => out.blocking_send(Ok(chunk)),
+            Err(e) => out.blocking_send(Err(e)),
+        };
+    }
+
+    /// Calls `f` on every stored proof in arrival order while it returns true.
+    fn rows_into(&self, mut f: impl FnMut(Row) -> bool) -> Result<(), StoreError> {
         let mut st = self.conn.prepare(
             "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs ORDER BY seq",
         )?;
@@ -185,7 +211,7 @@ impl SqliteStore {
                 .ok()
                 .and_then(Kind::from_u8)
                 .ok_or(StoreError::Corrupt("kind"))?;
-            f(Row {
+            let more = f(Row {
                 seq: u(r.get(0)?),
                 id: ProofId(id.into()),
                 node: NodeId(node),
@@ -195,12 +221,15 @@ impl SqliteStore {
                 verdict: verdict_of(r.get(6)?),
                 envelope: r.get(7)?,
             });
+            if !more {
+                break;
+            }
         }
         Ok(())
     }
 
     /// Records a new epoch's signed seed.
-    pub fn insert_epoch(
+    fn insert_epoch(
         &mut self,
         epoch: u64,
         seed: &[u8],
@@ -215,7 +244,7 @@ impl SqliteStore {
     }
 
     /// Every epoch, oldest first.
-    pub fn epochs(&self) -> Result<Vec<EpochRow>, StoreError> {
+    fn epochs(&self) -> Result<Vec<EpochRow>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT epoch, seed, closed_ms, closed_at_seq, emission, opened_at_seq FROM epochs ORDER BY epoch",
         )?;
@@ -234,7 +263,7 @@ impl SqliteStore {
 
     /// Closes an epoch in one transaction: rewards, stateful rejections, manifest pages, and
     /// the closed mark. Refuses (returns false) if the epoch is already closed.
-    pub fn commit_close(
+    fn commit_close(
         &mut self,
         epoch: u64,
         closed_ms: u64,
@@ -289,7 +318,7 @@ impl SqliteStore {
     }
 
     /// An epoch's signed manifest pages.
-    pub fn manifests(&self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    fn manifests(&self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut st = self
             .conn
             .prepare_cached("SELECT envelope FROM manifests WHERE epoch = ?1 ORDER BY page")?;
@@ -298,7 +327,7 @@ impl SqliteStore {
     }
 
     /// An epoch's rewards, by node id.
-    pub fn rewards(&self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
+    fn rewards(&self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT node, owner, amount, coverage, backhaul, uptime FROM rewards WHERE epoch = ?1 ORDER BY node",
         )?;
@@ -307,7 +336,7 @@ impl SqliteStore {
     }
 
     /// A node's rewards, newest epoch first: `(epoch, entry)`.
-    pub fn node_rewards(
+    fn node_rewards(
         &self,
         node: &NodeId,
         limit: u32,
@@ -322,7 +351,7 @@ impl SqliteStore {
     }
 
     /// A node's latest proofs, newest first.
-    pub fn node_proofs(&self, node: &NodeId, limit: u32) -> Result<Vec<ProofSummary>, StoreError> {
+    fn node_proofs(&self, node: &NodeId, limit: u32) -> Result<Vec<ProofSummary>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT p.seq, p.id, p.kind, p.epoch, p.received_ms, p.verdict, c.reason
              FROM proofs p LEFT JOIN close_rejections c ON c.id = p.id
@@ -353,7 +382,7 @@ impl SqliteStore {
     }
 
     /// Rejection counts by reason code, ingest and close together.
-    pub fn rejection_counts(&self) -> Result<Vec<(Reason, u64)>, StoreError> {
+    fn rejection_counts(&self) -> Result<Vec<(Reason, u64)>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT reason, SUM(n) FROM (
                  SELECT verdict AS reason, COUNT(*) AS n FROM proofs WHERE verdict > 0 GROUP BY verdict
@@ -371,7 +400,7 @@ impl SqliteStore {
     }
 
     /// Counted witness envelopes of an epoch, in arrival order.
-    pub fn counted_witnesses(&self, epoch: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+    fn counted_witnesses(&self, epoch: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT envelope FROM proofs
              WHERE epoch = ?1 AND kind = ?2 AND verdict = 0
@@ -386,13 +415,203 @@ impl SqliteStore {
     }
 
     /// How many proofs are stored.
-    pub fn proof_count(&self) -> Result<u64, StoreError> {
+    fn proof_count(&self) -> Result<u64, StoreError> {
         Ok(u(self.conn.query_row(
             "SELECT COUNT(*) FROM proofs",
             [],
             |r| r.get(0),
         )?))
     }
+}
+
+/// A SQLite database.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Conn>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating, mode 0600, and migrating if needed) the database file.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        let conn = blocking(move || Conn::open(&path)).await?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection in `spawn_blocking`.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        blocking(move || {
+            let mut c = conn
+                .lock()
+                .map_err(|_| StoreError::Task("an earlier call panicked".into()))?;
+            f(&mut c)
+        })
+        .await
+    }
+
+    /// A stored counter (None if never set).
+    pub async fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |c| c.meta(&key)).await
+    }
+
+    /// Sets a counter.
+    pub async fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(move |c| c.set_meta(&key, value)).await
+    }
+
+    /// Stores a batch of proofs in one transaction.
+    pub async fn insert_rows(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+        // Copied for the blocking thread: a batch's rows are small next to its `fsync`.
+        let rows = rows.to_vec();
+        self.run(move |c| c.insert_rows(&rows)).await
+    }
+
+    /// The stored verdict of a proof.
+    pub async fn verdict(&self, id: &ProofId) -> Result<Option<Verdict>, StoreError> {
+        let id = *id;
+        self.run(move |c| c.verdict(&id)).await
+    }
+
+    /// The stored verdicts of those of `ids` that are stored.
+    pub async fn verdicts(
+        &self,
+        ids: Vec<ProofId>,
+    ) -> Result<HashMap<ProofId, Verdict>, StoreError> {
+        self.run(move |c| {
+            let mut out = HashMap::new();
+            for id in ids {
+                if let Some(v) = c.verdict(&id)? {
+                    out.insert(id, v);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every stored proof in arrival order, for replay: read by a blocking task that sends
+    /// chunks through a queue of one, so memory stays bounded however large the table.
+    pub fn rows(&mut self) -> Rows<'_> {
+        let (tx, rx) = mpsc::channel(1);
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || match conn.lock() {
+            Ok(c) => c.send_rows(&tx),
+            Err(_) => {
+                let _ = tx.blocking_send(Err(StoreError::Task("an earlier call panicked".into())));
+            }
+        });
+        Rows::sqlite(rx)
+    }
+
+    /// Records a new epoch's signed seed.
+    pub async fn insert_epoch(
+        &mut self,
+        epoch: u64,
+        seed: &[u8],
+        emission: u64,
+        opened_at_seq: u64,
+    ) -> Result<(), StoreError> {
+        let seed = seed.to_vec();
+        self.run(move |c| c.insert_epoch(epoch, &seed, emission, opened_at_seq))
+            .await
+    }
+
+    /// Every epoch, oldest first.
+    pub async fn epochs(&self) -> Result<Vec<EpochRow>, StoreError> {
+        self.run(|c| c.epochs()).await
+    }
+
+    /// Closes an epoch in one transaction: rewards, stateful rejections, manifest pages, and
+    /// the closed mark. Refuses (returns false) if the epoch is already closed.
+    pub async fn commit_close(
+        &mut self,
+        epoch: u64,
+        closed_ms: u64,
+        closed_at_seq: u64,
+        entries: &[RewardEntry],
+        rejections: &[(ProofId, Reason)],
+        manifests: &[Vec<u8>],
+    ) -> Result<bool, StoreError> {
+        let (entries, rejections, manifests) =
+            (entries.to_vec(), rejections.to_vec(), manifests.to_vec());
+        self.run(move |c| {
+            c.commit_close(
+                epoch,
+                closed_ms,
+                closed_at_seq,
+                &entries,
+                &rejections,
+                &manifests,
+            )
+        })
+        .await
+    }
+
+    /// An epoch's signed manifest pages.
+    pub async fn manifests(&self, epoch: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.run(move |c| c.manifests(epoch)).await
+    }
+
+    /// An epoch's rewards, by node id.
+    pub async fn rewards(&self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
+        self.run(move |c| c.rewards(epoch)).await
+    }
+
+    /// A node's rewards, newest epoch first: `(epoch, entry)`.
+    pub async fn node_rewards(
+        &self,
+        node: &NodeId,
+        limit: u32,
+    ) -> Result<Vec<(u64, RewardEntry)>, StoreError> {
+        let node = *node;
+        self.run(move |c| c.node_rewards(&node, limit)).await
+    }
+
+    /// A node's latest proofs, newest first.
+    pub async fn node_proofs(
+        &self,
+        node: &NodeId,
+        limit: u32,
+    ) -> Result<Vec<ProofSummary>, StoreError> {
+        let node = *node;
+        self.run(move |c| c.node_proofs(&node, limit)).await
+    }
+
+    /// Rejection counts by reason code, ingest and close together.
+    pub async fn rejection_counts(&self) -> Result<Vec<(Reason, u64)>, StoreError> {
+        self.run(|c| c.rejection_counts()).await
+    }
+
+    /// Counted witness envelopes of an epoch, in arrival order.
+    pub async fn counted_witnesses(
+        &self,
+        epoch: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.run(move |c| c.counted_witnesses(epoch, limit)).await
+    }
+
+    /// How many proofs are stored.
+    pub async fn proof_count(&self) -> Result<u64, StoreError> {
+        self.run(|c| c.proof_count()).await
+    }
+}
+
+/// Runs `f` in `spawn_blocking`; a panic there is an error here.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 fn reward_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RewardEntry> {

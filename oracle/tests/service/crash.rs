@@ -237,29 +237,32 @@ struct Outcome {
 }
 
 fn outcome_of(storage: &Storage) -> Outcome {
-    let mut store = storage.open();
-    let mut epochs = BTreeMap::new();
-    for e in store.epochs().unwrap() {
-        epochs.insert(
-            e.epoch,
-            (
-                e.closed_ms,
-                store.rewards(e.epoch).unwrap(),
-                store.manifests(e.epoch).unwrap(),
-            ),
-        );
-    }
-    let mut proofs = BTreeMap::new();
-    store
-        .for_each_row(|r| {
-            assert!(
-                proofs.insert(r.id, (r.epoch, r.verdict)).is_none(),
-                "proof {} stored twice",
-                r.id
+    block_on(async {
+        let mut store = storage.open().await;
+        let mut epochs = BTreeMap::new();
+        for e in store.epochs().await.unwrap() {
+            epochs.insert(
+                e.epoch,
+                (
+                    e.closed_ms,
+                    store.rewards(e.epoch).await.unwrap(),
+                    store.manifests(e.epoch).await.unwrap(),
+                ),
             );
-        })
-        .unwrap();
-    Outcome { epochs, proofs }
+        }
+        let mut proofs = BTreeMap::new();
+        store
+            .for_each_row(|r| {
+                assert!(
+                    proofs.insert(r.id, (r.epoch, r.verdict)).is_none(),
+                    "proof {} stored twice",
+                    r.id
+                );
+            })
+            .await
+            .unwrap();
+        Outcome { epochs, proofs }
+    })
 }
 
 /// Where a run stores its data: SQLite in the data directory, or a fresh PostgreSQL schema.
@@ -293,8 +296,8 @@ impl Storage {
         }
     }
 
-    fn open(&self) -> wisp_oracle::store::Store {
-        wisp_oracle::store::Store::open(&self.cfg).unwrap()
+    async fn open(&self) -> wisp_oracle::store::Store {
+        wisp_oracle::store::Store::open(&self.cfg).await.unwrap()
     }
 }
 
@@ -564,29 +567,31 @@ fn run_schedule(
                 run.kill();
                 run.set_clock(t);
                 run.crash_at("close-mid-transaction");
-                let mut store = run.storage.open();
-                let e = store
-                    .epochs()
-                    .unwrap()
-                    .into_iter()
-                    .find(|e| e.epoch == epoch)
-                    .unwrap();
+                let (closed_ms, rewards) = block_on(async {
+                    let store = run.storage.open().await;
+                    let e = store
+                        .epochs()
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .find(|e| e.epoch == epoch)
+                        .unwrap();
+                    (e.closed_ms, store.rewards(epoch).await.unwrap())
+                });
                 assert_eq!(
-                    e.closed_ms, None,
+                    closed_ms, None,
                     "a crash mid-close left epoch {epoch} closed"
                 );
-                assert!(
-                    store.rewards(epoch).unwrap().is_empty(),
-                    "a crash mid-close left rewards"
-                );
-                drop(store);
+                assert!(rewards.is_empty(), "a crash mid-close left rewards");
                 run.crash_at("close-after-commit");
-                let mut store = run.storage.open();
+                let manifests = block_on(async {
+                    let store = run.storage.open().await;
+                    store.manifests(epoch).await.unwrap()
+                });
                 assert!(
-                    !store.manifests(epoch).unwrap().is_empty(),
+                    !manifests.is_empty(),
                     "the close committed before the crash"
                 );
-                drop(store);
                 run.start();
             }
             _ => run.set_clock(t),
