@@ -129,7 +129,7 @@ impl Negotiator for TcpNegotiator {
             read_body(&mut s).await
         };
         go.await
-            .map_err(|e| NegotiateError::Unreachable(format!("{e:#}")))
+            .map_err(|e| NegotiateError::unreachable(format!("{e:#}")))
     }
 }
 

@@ -177,7 +177,7 @@ async fn honest_test_in_both_directions_is_cosigned() {
     }
     // The prover holds the same co-signed receipts.
     let prover = prover.unwrap();
-    assert_eq!(prover.error, None);
+    assert!(prover.error.is_none(), "{:?}", prover.error);
     let mine: Vec<Vec<u8>> = report.receipts.iter().map(|e| e.to_bytes()).collect();
     let theirs: Vec<Vec<u8>> = prover.receipts.iter().map(|e| e.to_bytes()).collect();
     assert_eq!(mine, theirs);
@@ -433,7 +433,8 @@ async fn a_measurer_on_a_fixed_port_serves_every_queued_prover() {
             );
             assert_eq!(cosigners, vec![key.id()]);
         }
-        assert_eq!(prover.unwrap().error, None);
+        let error = prover.unwrap().error;
+        assert!(error.is_none(), "{error:?}");
     }
 }
 
@@ -471,8 +472,8 @@ struct Gone;
 
 impl Negotiator for Gone {
     async fn request(&self, _peer: NodeId, _body: Vec<u8>) -> Result<Vec<u8>, NegotiateError> {
-        Err(NegotiateError::Unreachable(
-            "IO error on outbound stream: connection lost".into(),
+        Err(NegotiateError::unreachable(
+            "IO error on outbound stream: connection lost",
         ))
     }
 }

@@ -21,6 +21,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wisp_protocol::bytes::ByteArray;
@@ -57,18 +58,26 @@ pub struct BwRequest {
 }
 
 /// Why a negotiation produced no response.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NegotiateError {
-    /// The peer could not be reached, or the request failed; the transport's account of why
-    /// (no address known, the dial error, the connection closing).
-    #[error("{0}")]
-    Unreachable(String),
+    /// The peer could not be reached, or the request failed: the transport's own error (no
+    /// address known, the dial error, the connection closing), kept as its source. Made with
+    /// [`NegotiateError::unreachable`].
+    #[error(transparent)]
+    Unreachable(Arc<dyn std::error::Error + Send + Sync>),
     /// The peer did not answer in time.
     #[error("no answer in time")]
     Timeout,
     /// The answer was larger than [`MAX_BODY`].
     #[error("response body of {0} bytes exceeds the limit")]
     Oversize(usize),
+}
+
+impl NegotiateError {
+    /// The peer could not be reached, for the transport's reason `why`.
+    pub fn unreachable(why: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        NegotiateError::Unreachable(Arc::from(why.into()))
+    }
 }
 
 /// The measurer's side of the `/wisp/bw/1` channel: send a request body, get the response body.
@@ -110,6 +119,19 @@ pub fn refusal_receipt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_peer_keeps_the_transports_error() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = NegotiateError::unreachable(io);
+        // The transport's own text, as before, and its error still there to inspect.
+        assert_eq!(e.to_string(), "refused");
+        let NegotiateError::Unreachable(inner) = &e else {
+            panic!("{e:?}")
+        };
+        let io = inner.downcast_ref::<std::io::Error>().unwrap();
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
 
     #[test]
     fn an_invite_is_never_read_as_a_request_nor_the_other_way() {

@@ -45,7 +45,7 @@ impl ProverJob {
     }
 }
 
-/// Why a prover's session ended early ([`ProverReport::error`] carries its text).
+/// Why a prover's session ended early ([`ProverReport::error`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ProverError {
     /// Its client endpoint could not be set up.
@@ -215,7 +215,7 @@ impl Prover {
             error: None,
         };
         if let Err(e) = self.session(&job, &mut report).await {
-            report.error = Some(e.to_string());
+            report.error = Some(e);
         }
         report
     }

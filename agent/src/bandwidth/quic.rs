@@ -113,9 +113,15 @@ pub enum EndpointError {
         /// The error.
         source: std::io::Error,
     },
-    /// Certificate generation or TLS configuration failed.
+    /// The test's self-signed certificate could not be generated.
     #[error("tls setup: {0}")]
-    Tls(String),
+    Certificate(rcgen::Error),
+    /// rustls refused the TLS configuration (protocol versions, certificate and key).
+    #[error("tls setup: {0}")]
+    Tls(rustls::Error),
+    /// The TLS configuration has no cipher suite that QUIC can start a connection with.
+    #[error("tls setup: {0}")]
+    NoInitialCipherSuite(quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
 /// A UDP socket with enlarged buffers, bound to `addr`, non-blocking (as quinn wants it).
@@ -177,20 +183,19 @@ pub fn server_endpoint(
 /// A server configuration with a fresh self-signed certificate, and the certificate's SHA-256
 /// (which the prover pins).
 pub fn server_config(tuning: &Tuning) -> Result<(ServerConfig, [u8; 32]), EndpointError> {
-    let tls = |e: &dyn std::fmt::Display| EndpointError::Tls(e.to_string());
-    let ck =
-        rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()]).map_err(|e| tls(&e))?;
+    let ck = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
+        .map_err(EndpointError::Certificate)?;
     let cert = CertificateDer::from(ck.cert.der().to_vec());
     let fingerprint: [u8; 32] = Sha256::digest(cert.as_ref()).into();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
     let mut crypto = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls(&e))?
+        .map_err(EndpointError::Tls)?
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
-        .map_err(|e| tls(&e))?;
+        .map_err(EndpointError::Tls)?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicServerConfig::try_from(crypto).map_err(|e| tls(&e))?;
+    let crypto = QuicServerConfig::try_from(crypto).map_err(EndpointError::NoInitialCipherSuite)?;
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(tuning.transport()));
     Ok((config, fingerprint))
@@ -203,16 +208,15 @@ pub fn client(
     tuning: &Tuning,
     pin: [u8; 32],
 ) -> Result<(Endpoint, ClientConfig, SocketBuffers), EndpointError> {
-    let tls = |e: &dyn std::fmt::Display| EndpointError::Tls(e.to_string());
     let p = provider();
     let mut crypto = rustls::ClientConfig::builder_with_provider(p.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls(&e))?
+        .map_err(EndpointError::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider: p }))
         .with_no_client_auth();
     crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(crypto).map_err(|e| tls(&e))?;
+    let crypto = QuicClientConfig::try_from(crypto).map_err(EndpointError::NoInitialCipherSuite)?;
     let mut config = ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(tuning.transport()));
     let (socket, bufs) = udp_socket(bind, tuning.socket_buffer)?;

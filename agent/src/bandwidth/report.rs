@@ -9,7 +9,6 @@ use wisp_protocol::msg::{BwFailure, Direction, MAX_WIRE_OVERHEAD_PERMILLE, Measu
 use super::control::ms_u32;
 use super::measurer::MeasurerError;
 use super::negotiate::RefuseReason;
-#[cfg(doc)]
 use super::prover::ProverError;
 use super::quic::SocketBuffers;
 use super::stats::{self, Summary};
@@ -81,15 +80,14 @@ pub struct MeasureReport {
 }
 
 /// What a prover hands back.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ProverReport {
     /// The test id.
     pub test_id: [u8; 16],
     /// The receipts the prover co-signed, complete (measurer and prover signatures).
     pub receipts: Vec<Envelope>,
-    /// Why the session ended early, if it did: the text of a [`ProverError`], kept as text
-    /// because it goes as is to the daemon's status and logs.
-    pub error: Option<String>,
+    /// Why the session ended early, if it did. The daemon's status and logs show its text.
+    pub error: Option<ProverError>,
 }
 
 /// Scales a measured direction's figures to the IP layer (see

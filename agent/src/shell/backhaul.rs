@@ -51,7 +51,7 @@ impl Negotiator for NetNegotiator {
             .await
             .map_err(|e| match e {
                 net::NetError::Timeout(_) => NegotiateError::Timeout,
-                other => NegotiateError::Unreachable(other.to_string()),
+                other => NegotiateError::unreachable(other),
             })
     }
 
@@ -388,7 +388,9 @@ impl Daemon {
         let (epoch, directions) = (job.request().epoch, job.request().directions);
         self.bw_tasks.spawn(async move {
             let report = prover.run(job).await;
-            let why = if report.error.is_some() {
+            // The status document and the log line show the error's text.
+            let error = report.error.map(|e| e.to_string());
+            let why = if error.is_some() {
                 "proved_error"
             } else {
                 "proved"
@@ -400,20 +402,11 @@ impl Daemon {
                 directions.list(),
                 &decode_receipts(&report.receipts),
             );
-            log_test_end(
-                "prover",
-                from,
-                directions,
-                &summary,
-                report.error.as_deref(),
-            );
+            log_test_end("prover", from, directions, &summary, error.as_deref());
             metrics.bw_tests.get_or_create(&WhyLabel { why }).inc();
             let done = BwDone {
                 receipts: report.receipts,
-                proved: Some(BackhaulStatus {
-                    summary,
-                    error: report.error,
-                }),
+                proved: Some(BackhaulStatus { summary, error }),
             };
             let _ = receipts.send(done).await;
         });

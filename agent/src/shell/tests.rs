@@ -52,8 +52,8 @@ fn busy() -> Result<Vec<u8>, NegotiateError> {
 async fn a_failed_invitation_says_why() {
     let measurer = NodeKey::from_seed(&[2; 32]).id();
     let unreachable = || {
-        Err(NegotiateError::Unreachable(
-            "dialling 12D3KooW… failed: Connection refused (os error 111)".into(),
+        Err(NegotiateError::unreachable(
+            "dialling 12D3KooW… failed: Connection refused (os error 111)",
         ))
     };
     // (answers, outcome)
