@@ -1,23 +1,49 @@
 //! The agent's view of the hotspot hardware: any [`wisp_firmware::device::Device`] bundle (real
 //! drivers or the simulated device) adapted to what the daemon needs.
+//!
+//! Health is what the daemon saw, never assumed: each part's [`Check`] changes only when the
+//! part is used (a transmission, a fix, an attestation), and stays not checked until then.
 
 use std::fmt::Debug;
+use std::net::SocketAddr;
 
 use wisp_firmware::clock::Clock;
 use wisp_firmware::device::{Device, StatusIndicator};
 use wisp_firmware::led::Pattern;
 use wisp_firmware::radio::{Channel, Radio};
+use wisp_firmware::se::{AttestError, MakerTooLong, SecureElement};
 use wisp_protocol::msg::GnssFix;
 use wisp_protocol::units::DeciDb;
 
 use crate::air::{AirLink, Station};
 use crate::config::{Config, DeviceKind};
 use crate::core::TxFrame;
-use crate::status::DeviceStatus;
+use crate::status::{Check, DeviceChecks};
 use crate::wallclock::wall_ms;
 
 /// A secure element's attestation: `(serial, device public key x‖y, signature r‖s)`.
 pub type DeviceAttestation = ([u8; 9], [u8; 64], [u8; 64]);
+
+/// Why the device did not do what the daemon asked. Drivers' errors are only `Debug`, so their
+/// account is kept as that text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// The radio failed to transmit; the driver's error.
+    #[error("the radio failed to transmit: {0}")]
+    Radio(String),
+    /// The secure element failed to attest; the driver's error.
+    #[error("the secure element failed: {0}")]
+    SecureElement(String),
+    /// The maker name is too long to be attested (the element was not asked).
+    #[error(transparent)]
+    MakerTooLong(#[from] MakerTooLong),
+    /// The devnet's simulated air could not be sent to.
+    #[error("the simulated air at {0} is unreachable")]
+    AirUnreachable(SocketAddr),
+    /// This device has no such part (a node without a radio).
+    #[error("this node has no {0}")]
+    NotSupported(&'static str),
+}
 
 /// A frame the radio received.
 #[derive(Debug, Clone)]
@@ -42,13 +68,13 @@ pub struct RxFrame {
 /// What the daemon needs from the hardware. Real boards and the simulator implement it.
 pub trait DeviceIo: Send {
     /// Transmits a beacon frame.
-    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String>;
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), DeviceError>;
     /// The next received frame, if any.
     fn poll_received(&mut self) -> Option<RxFrame>;
     /// A new GNSS fix, if any.
     fn poll_fix(&mut self) -> Option<GnssFix>;
-    /// Health for the status.
-    fn health(&self) -> DeviceStatus;
+    /// Each part's last check, for the status.
+    fn health(&self) -> DeviceChecks;
     /// Backend name and version, reported in heartbeats.
     fn firmware_version(&self) -> String;
     /// The secure element's attestation of `node_public_key` for `maker`: `(serial, device
@@ -57,7 +83,7 @@ pub trait DeviceIo: Send {
         &mut self,
         node_public_key: &[u8; 32],
         maker: &str,
-    ) -> Option<Result<DeviceAttestation, String>> {
+    ) -> Option<Result<DeviceAttestation, DeviceError>> {
         let _ = (node_public_key, maker);
         None
     }
@@ -67,14 +93,14 @@ pub trait DeviceIo: Send {
     }
 }
 
-/// A node without radio or GNSS hardware (a backhaul-only node, or a test). Transmits fail and
-/// are counted; nothing is ever received.
+/// A node without radio or GNSS hardware (a backhaul-only node, or a test). Transmits fail as
+/// not supported; nothing is ever received, and nothing is ever checked.
 #[derive(Debug, Default)]
 pub struct NoDevice;
 
 impl DeviceIo for NoDevice {
-    fn transmit(&mut self, _frame: &TxFrame) -> Result<(), String> {
-        Err("no radio on this node".into())
+    fn transmit(&mut self, _frame: &TxFrame) -> Result<(), DeviceError> {
+        Err(DeviceError::NotSupported("radio"))
     }
     fn poll_received(&mut self) -> Option<RxFrame> {
         None
@@ -82,8 +108,8 @@ impl DeviceIo for NoDevice {
     fn poll_fix(&mut self) -> Option<GnssFix> {
         None
     }
-    fn health(&self) -> DeviceStatus {
-        DeviceStatus::default()
+    fn health(&self) -> DeviceChecks {
+        DeviceChecks::default()
     }
     fn firmware_version(&self) -> String {
         "none".into()
@@ -107,8 +133,7 @@ pub struct Board<D> {
     dev: D,
     name: String,
     fix: Option<GnssFix>,
-    gnss_ok: bool,
-    radio_ok: bool,
+    checks: DeviceChecks,
 }
 
 impl<D: Device> Board<D> {
@@ -118,8 +143,7 @@ impl<D: Device> Board<D> {
             dev,
             name: name.into(),
             fix: None,
-            gnss_ok: false,
-            radio_ok: true,
+            checks: DeviceChecks::default(),
         }
     }
 
@@ -134,8 +158,9 @@ where
     D: Device + Send,
     <D::Radio as Radio>::Error: Debug,
     <<D as Device>::Led as StatusIndicator>::Error: Debug,
+    <D::SecureElement as SecureElement>::Error: Debug,
 {
-    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String> {
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), DeviceError> {
         let r = self
             .dev
             .radio()
@@ -143,8 +168,8 @@ where
                 Channel::new(frame.freq_khz, frame.width_mhz),
                 &frame.payload,
             )
-            .map_err(|e| format!("{e:?}"));
-        self.radio_ok = r.is_ok();
+            .map_err(|e| DeviceError::Radio(format!("{e:?}")));
+        self.checks.radio = Check::of(&r);
         r
     }
 
@@ -159,7 +184,7 @@ where
             }),
             Ok(None) => None,
             Err(e) => {
-                self.radio_ok = false;
+                self.checks.radio = Check::Failed;
                 tracing::warn!("radio receive failed: {e:?}");
                 None
             }
@@ -170,7 +195,7 @@ where
         let polled = self.dev.poll();
         match polled.fix {
             Ok(Some(f)) => {
-                self.gnss_ok = true;
+                self.checks.gnss = Check::Passed;
                 let fix = GnssFix {
                     lat_e7: f.lat_e7,
                     lon_e7: f.lon_e7,
@@ -188,22 +213,40 @@ where
             }
             Ok(None) => None,
             Err(_) => {
-                self.gnss_ok = false;
+                self.checks.gnss = Check::Failed;
                 None
             }
         }
     }
 
-    fn health(&self) -> DeviceStatus {
-        DeviceStatus {
-            gnss_ok: self.gnss_ok,
-            radio_ok: self.radio_ok,
-            secure_element_ok: true,
-        }
+    fn health(&self) -> DeviceChecks {
+        self.checks
     }
 
     fn firmware_version(&self) -> String {
         self.name.clone()
+    }
+
+    /// Attests with the key in slot 0. A maker name too long to attest leaves the element's
+    /// check as it was: the element was not asked.
+    fn attest(
+        &mut self,
+        node_public_key: &[u8; 32],
+        maker: &str,
+    ) -> Option<Result<DeviceAttestation, DeviceError>> {
+        let r =
+            match wisp_firmware::se::attest(self.dev.secure_element(), 0, node_public_key, maker) {
+                Ok(a) => {
+                    self.checks.secure_element = Check::Passed;
+                    Ok((a.serial, a.device_public_key, a.signature))
+                }
+                Err(AttestError::MakerTooLong(e)) => Err(e.into()),
+                Err(AttestError::Device(e)) => {
+                    self.checks.secure_element = Check::Failed;
+                    Err(DeviceError::SecureElement(format!("{e:?}")))
+                }
+            };
+        Some(r)
     }
 
     fn set_health(&mut self, h: Health) {
@@ -298,14 +341,14 @@ impl SimBoard {
 }
 
 impl DeviceIo for SimBoard {
-    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String> {
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), DeviceError> {
         self.sync_clock();
         let r = self.board.transmit(frame);
         let sent: Vec<_> = self.board.device_mut().drain_transmitted().collect();
         if let Some(air) = self.air.as_mut() {
             for t in sent {
                 if !air.transmit(t.channel.freq_khz, t.channel.width_mhz, &t.payload) {
-                    return Err(format!("the simulated air at {} is unreachable", air.air()));
+                    return Err(DeviceError::AirUnreachable(air.air()));
                 }
             }
         }
@@ -320,7 +363,7 @@ impl DeviceIo for SimBoard {
         self.sync_clock();
         self.board.poll_fix()
     }
-    fn health(&self) -> DeviceStatus {
+    fn health(&self) -> DeviceChecks {
         self.board.health()
     }
     fn firmware_version(&self) -> String {
@@ -333,14 +376,8 @@ impl DeviceIo for SimBoard {
         &mut self,
         node_public_key: &[u8; 32],
         maker: &str,
-    ) -> Option<Result<DeviceAttestation, String>> {
-        use wisp_firmware::device::Device as _;
-        let se = self.board.device_mut().secure_element();
-        Some(
-            wisp_firmware::se::attest(se, 0, node_public_key, maker)
-                .map(|a| (a.serial, a.device_public_key, a.signature))
-                .map_err(|e| format!("{e:?}")),
-        )
+    ) -> Option<Result<DeviceAttestation, DeviceError>> {
+        self.board.attest(node_public_key, maker)
     }
 }
 
@@ -397,6 +434,77 @@ mod tests {
     use crate::core::{Core, CoreConfig};
 
     const T0: u64 = 1_800_000_000_000;
+
+    fn frame(len: usize) -> TxFrame {
+        TxFrame {
+            payload: vec![7; len],
+            freq_khz: 2_412_000,
+            width_mhz: 20,
+        }
+    }
+
+    #[test]
+    fn health_says_only_what_was_checked() {
+        use crate::status::{DeviceChecks, DeviceStatus};
+        let checks = |gnss, radio, secure_element| DeviceChecks {
+            gnss,
+            radio,
+            secure_element,
+        };
+        let mut board = SimBoard::new(&[2; 32], Some((387_000_000, -91_000_000))).unwrap();
+        // Nothing used yet: nothing checked, nothing ok on the wire.
+        assert_eq!(board.health(), DeviceChecks::default());
+        let wire = board.health().health();
+        assert!(!wire.gnss_ok && !wire.radio_ok && !wire.secure_element_ok);
+
+        board.transmit(&frame(100)).unwrap();
+        assert_eq!(board.health().radio, Check::Passed);
+        let too_long = board.transmit(&frame(300)).unwrap_err();
+        assert!(matches!(too_long, DeviceError::Radio(_)), "{too_long:?}");
+        assert_eq!(board.health().radio, Check::Failed);
+
+        assert!(board.poll_fix().is_some());
+        assert_eq!(board.health().gnss, Check::Passed);
+
+        let node = NodeKey::from_seed(&[2; 32]).id();
+        // A maker name too long to attest is refused before the element is asked: not checked.
+        let maker = "m".repeat(300);
+        let refused = board.attest(node.as_bytes(), &maker).unwrap().unwrap_err();
+        assert!(
+            matches!(refused, DeviceError::MakerTooLong(_)),
+            "{refused:?}"
+        );
+        assert_eq!(board.health().secure_element, Check::NotChecked);
+        board.attest(node.as_bytes(), "acme").unwrap().unwrap();
+        assert_eq!(
+            board.health(),
+            checks(Check::Passed, Check::Failed, Check::Passed)
+        );
+
+        // `/status` shows the checks and, as the signed report does, ok only where one passed.
+        let status = DeviceStatus::from(board.health());
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            serde_json::json!({
+                "gnss_ok": true,
+                "radio_ok": false,
+                "secure_element_ok": true,
+                "checks": {"gnss": "passed", "radio": "failed", "secure_element": "passed"},
+            })
+        );
+        let wire = board.health().health();
+        assert!(wire.gnss_ok && !wire.radio_ok && wire.secure_element_ok);
+    }
+
+    #[test]
+    fn a_node_without_a_device_checks_nothing_and_says_so() {
+        let mut none = NoDevice;
+        let e = none.transmit(&frame(100)).unwrap_err();
+        assert_eq!(e, DeviceError::NotSupported("radio"));
+        assert_eq!(e.to_string(), "this node has no radio");
+        assert!(none.attest(&[0; 32], "acme").is_none());
+        assert_eq!(none.health(), crate::status::DeviceChecks::default());
+    }
 
     #[test]
     fn a_received_frame_keeps_the_radios_time_through_to_the_witness() {

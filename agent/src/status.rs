@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use wisp_protocol::msg::{BackhaulSummary, GnssFix};
+use wisp_protocol::msg::{BackhaulSummary, DeviceHealth, GnssFix};
 
 use crate::metrics::Metrics;
 
@@ -90,15 +90,87 @@ pub struct BackhaulStatus {
     pub error: Option<String>,
 }
 
-/// Device health in the status.
+/// Device health in the status: what was checked, part by part, and the same as the signed
+/// status report's flags (each `true` only when its part's last check passed).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeviceStatus {
-    /// The GNSS delivers fixes.
+    /// The GNSS receiver's last check passed: it delivered a fix.
     pub gnss_ok: bool,
-    /// The radio works.
+    /// The radio's last check passed: its last transmission went out.
     pub radio_ok: bool,
-    /// A secure element answers.
+    /// The secure element's last check passed: its last attestation was signed.
     pub secure_element_ok: bool,
+    /// Each part's last check, `"not_checked"` for a part nothing has exercised since the
+    /// start (or that the device does not have).
+    #[serde(default)]
+    pub checks: DeviceChecks,
+}
+
+impl From<DeviceChecks> for DeviceStatus {
+    fn from(checks: DeviceChecks) -> Self {
+        let h = checks.health();
+        DeviceStatus {
+            gnss_ok: h.gnss_ok,
+            radio_ok: h.radio_ok,
+            secure_element_ok: h.secure_element_ok,
+            checks,
+        }
+    }
+}
+
+/// How a part of the device fared when it was last used: the only evidence of its health the
+/// agent has (nothing probes the parts on a schedule).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Not exercised since the agent started, or not on this device.
+    #[default]
+    NotChecked,
+    /// It worked the last time it was used.
+    Passed,
+    /// It failed the last time it was used.
+    Failed,
+}
+
+impl Check {
+    /// The outcome of one use of the part.
+    pub fn of<T, E>(result: &Result<T, E>) -> Check {
+        if result.is_ok() {
+            Check::Passed
+        } else {
+            Check::Failed
+        }
+    }
+
+    /// Whether the last check passed (not checked is not passed).
+    pub fn passed(self) -> bool {
+        self == Check::Passed
+    }
+}
+
+/// The last check of each part of the device ([`crate::device::DeviceIo::health`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceChecks {
+    /// The GNSS receiver: passed on a fix, failed on a read error.
+    pub gnss: Check,
+    /// The radio: passed on a transmission that went out, failed on one that did not or on a
+    /// receive error.
+    pub radio: Check,
+    /// The secure element: passed on an attestation signed, failed when the element did not
+    /// sign.
+    pub secure_element: Check,
+}
+
+impl DeviceChecks {
+    /// The flags of the signed status report: `true` only for a part whose last check passed,
+    /// so a part never checked reads as not ok, as one that is absent or failing does.
+    pub fn health(&self) -> DeviceHealth {
+        DeviceHealth {
+            gnss_ok: self.gnss.passed(),
+            radio_ok: self.radio.passed(),
+            secure_element_ok: self.secure_element.passed(),
+        }
+    }
 }
 
 /// What the server reads; the daemon writes it.
@@ -218,5 +290,39 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
             format!("not ready: {}\n", missing.join(", ")),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_from_before_the_checks_still_reads() {
+        let old = r#"{"gnss_ok":true,"radio_ok":true,"secure_element_ok":false}"#;
+        let s: DeviceStatus = serde_json::from_str(old).unwrap();
+        assert!(s.gnss_ok && s.radio_ok && !s.secure_element_ok);
+        assert_eq!(s.checks, DeviceChecks::default());
+    }
+
+    #[test]
+    fn only_a_passed_check_is_ok() {
+        for (check, ok) in [
+            (Check::NotChecked, false),
+            (Check::Failed, false),
+            (Check::Passed, true),
+        ] {
+            let h = DeviceChecks {
+                gnss: check,
+                radio: check,
+                secure_element: check,
+            }
+            .health();
+            assert_eq!(
+                (h.gnss_ok, h.radio_ok, h.secure_element_ok),
+                (ok, ok, ok),
+                "{check:?}"
+            );
+        }
     }
 }

@@ -37,10 +37,10 @@ use wisp_agent::bandwidth::{BwResponse, RefuseReason, SignedResponse};
 use wisp_agent::config::RawConfig;
 use wisp_agent::core::TxFrame;
 use wisp_agent::device::Board;
-use wisp_agent::device::{DeviceIo, RxFrame};
+use wisp_agent::device::{DeviceError, DeviceIo, RxFrame};
 use wisp_agent::net::{self, NetConfig, Topic};
 use wisp_agent::shell;
-use wisp_agent::status::DeviceStatus;
+use wisp_agent::status::DeviceChecks;
 use wisp_agent::wallclock::wall_ms;
 use wisp_firmware::device::SimDevice;
 use wisp_firmware::radio::RadioFrame;
@@ -111,7 +111,7 @@ struct MediumRadio {
 }
 
 impl DeviceIo for MediumRadio {
-    fn transmit(&mut self, frame: &TxFrame) -> Result<(), String> {
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), DeviceError> {
         let sent: Vec<_> = {
             let mut b = self.board.lock().unwrap();
             b.transmit(frame)?;
@@ -129,7 +129,7 @@ impl DeviceIo for MediumRadio {
     fn poll_fix(&mut self) -> Option<GnssFix> {
         None
     }
-    fn health(&self) -> DeviceStatus {
+    fn health(&self) -> DeviceChecks {
         self.board.lock().unwrap().health()
     }
     fn firmware_version(&self) -> String {

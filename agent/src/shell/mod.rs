@@ -46,7 +46,7 @@ use wisp_shell::broker_health::BrokerHealth;
 use crate::clock::ClockSync;
 use crate::config::Config;
 use crate::core::{Core, Event, Ignored, Proof};
-use crate::device::DeviceIo;
+use crate::device::{DeviceError, DeviceIo};
 use crate::metrics::{KindLabel, Metrics, WhyLabel};
 use crate::net::{NetEvent, NetHandle, Topic};
 use crate::outbox::{Commit, Full, Outbox};
@@ -366,6 +366,8 @@ impl Daemon {
                 Ok(()) => {
                     self.metrics.beacons_transmitted.inc();
                 }
+                // A node without a radio has no beacon to send: nothing to warn about.
+                Err(e @ DeviceError::NotSupported(_)) => debug!("beacon not transmitted: {e}"),
                 Err(e) => warn!("beacon not transmitted: {e}"),
             }
         }

@@ -6,7 +6,7 @@
 use rumqttc::QoS;
 use wisp_protocol::NodeId;
 use wisp_protocol::geo::Cell;
-use wisp_protocol::msg::{BackhaulOutcome, DeviceHealth, GnssFix, StatusReport, Versions};
+use wisp_protocol::msg::{BackhaulOutcome, GnssFix, StatusReport, Versions};
 use wisp_protocol::topics;
 use wisp_protocol::units::EpochNo;
 
@@ -15,7 +15,7 @@ use crate::VERSION;
 use crate::core::{Activity, WitnessSeen};
 use crate::metrics::{DirectionLabel, Metrics, RttLabel};
 use crate::net;
-use crate::status::{BackhaulStatus, DeviceStatus, Status};
+use crate::status::{BackhaulStatus, DeviceChecks, Status};
 
 /// What this node says about itself at one moment, read from the daemon once.
 pub(super) struct Snapshot<'a> {
@@ -41,7 +41,7 @@ pub(super) struct Snapshot<'a> {
     /// The broker, `host:port`.
     broker: String,
     broker_error: Option<String>,
-    device: DeviceStatus,
+    device: DeviceChecks,
     p2p_peers: usize,
     p2p_listen: &'a [String],
     witnessed_by: &'a [WitnessSeen],
@@ -80,7 +80,7 @@ impl Snapshot<'_> {
             broker_connected: self.broker_connected,
             broker: self.broker.clone(),
             broker_error: self.broker_error.clone(),
-            device: self.device.clone(),
+            device: self.device.into(),
             p2p_peers: self.p2p_peers,
             p2p_listen: self.p2p_listen.to_vec(),
             witnessed_by: self
@@ -98,7 +98,6 @@ impl Snapshot<'_> {
     /// [`net::status::for_anonymous_peer`] makes them fit for a peer.
     fn report(&self) -> (StatusReport, Vec<Vec<u8>>) {
         let a = self.activity;
-        let h = &self.device;
         let report = StatusReport {
             epoch: self.epoch,
             sent_ms: self.now,
@@ -114,11 +113,7 @@ impl Snapshot<'_> {
             last_heartbeat_ms: a.last_heartbeat_ms,
             broker_connected: self.broker_connected,
             peers: u16::try_from(self.p2p_peers).unwrap_or(u16::MAX),
-            health: DeviceHealth {
-                gnss_ok: h.gnss_ok,
-                radio_ok: h.radio_ok,
-                secure_element_ok: h.secure_element_ok,
-            },
+            health: self.device.health(),
             witnessed_by: self.witnessed_by.iter().map(|w| w.witness).collect(),
             backhaul: self.backhaul.map(|b| b.summary),
         };
