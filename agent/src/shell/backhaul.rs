@@ -68,7 +68,7 @@ impl Negotiator for NetNegotiator {
 /// then, the prover is not to blame), is tried again this many times, [`BUSY_RETRY`] apart;
 /// the receipts of the attempts before the last are not kept.
 const BUSY_ATTEMPTS: u32 = 4;
-const BUSY_RETRY: Duration = Duration::from_secs(15);
+pub(super) const BUSY_RETRY: Duration = Duration::from_secs(15);
 
 /// A test waiting in the measurer's queue: the prover, the epoch, the attempt, and when the
 /// epoch ends (Unix ms).
@@ -130,19 +130,10 @@ pub(super) async fn measure_queue(
             || report.unanswered;
         if retry && attempt + 1 < BUSY_ATTEMPTS {
             debug!(%prover, epoch, attempt, "prover busy, unanswered, or measurer not ready: trying again later");
-            let requeue = requeue.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(BUSY_RETRY).await;
-                let Some(requeue) = requeue.upgrade() else {
-                    return; // the daemon stopped
-                };
-                if requeue
-                    .try_send((prover, epoch, attempt + 1, end_ms))
-                    .is_err()
-                {
-                    warn!(%prover, epoch, "measurer queue full: a test is not retried");
-                }
-            });
+            tokio::spawn(retry_later(
+                requeue.clone(),
+                (prover, epoch, attempt + 1, end_ms),
+            ));
             continue;
         }
         // Our own receipts, just signed: decode the payloads, no need to verify again.
@@ -177,6 +168,19 @@ pub(super) async fn measure_queue(
         if receipts.send(done).await.is_err() {
             return;
         }
+    }
+}
+
+/// Puts `test` back in the measurer's queue [`BUSY_RETRY`] from now, unless the daemon stopped
+/// meanwhile (the queue's last sender is gone) or the queue is full.
+pub(super) async fn retry_later(requeue: mpsc::WeakSender<QueuedTest>, test: QueuedTest) {
+    tokio::time::sleep(BUSY_RETRY).await;
+    let Some(requeue) = requeue.upgrade() else {
+        return; // the daemon stopped
+    };
+    if requeue.try_send(test).is_err() {
+        let (prover, epoch, ..) = test;
+        warn!(%prover, epoch, "measurer queue full: a test is not retried");
     }
 }
 
@@ -300,6 +304,18 @@ pub(super) async fn invite<F: std::future::Future<Output = ()>>(
     Invited::Failed(why)
 }
 
+/// Invites `measurer` [`invite`] after `after`, pausing on the tokio clock between attempts.
+pub(super) async fn invite_after(
+    negotiator: &impl Negotiator,
+    measurer: NodeId,
+    epoch: EpochNo,
+    after: Duration,
+    budget: Duration,
+) -> Invited {
+    tokio::time::sleep(after).await;
+    invite(negotiator, measurer, epoch, budget, tokio::time::sleep).await
+}
+
 /// Invites one measurer after `after`, and logs and counts how that ended.
 async fn send_invite(
     net: NetHandle,
@@ -309,16 +325,7 @@ async fn send_invite(
     budget: Duration,
     metrics: Arc<Metrics>,
 ) {
-    tokio::time::sleep(after).await;
-    let why = match invite(
-        &NetNegotiator(net),
-        measurer,
-        epoch,
-        budget,
-        tokio::time::sleep,
-    )
-    .await
-    {
+    let why = match invite_after(&NetNegotiator(net), measurer, epoch, after, budget).await {
         Invited::Queued => {
             info!(%measurer, epoch, "bandwidth test: invitation queued");
             "queued"

@@ -181,8 +181,7 @@ pub async fn run_with(
     tokio::pin!(shutdown);
     loop {
         let now = wall_ms();
-        let deadline = d.next_deadline(now);
-        let sleep = tokio::time::sleep(Duration::from_millis(deadline.saturating_sub(now)));
+        let sleep = sleep_until(d.next_deadline(now), now);
         tokio::select! {
             () = &mut shutdown => break,
             () = sleep => {}

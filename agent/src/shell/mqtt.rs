@@ -110,51 +110,106 @@ pub(super) fn offline_status(key: &NodeKey) -> Vec<u8> {
 
 /// Polls the MQTT event loop in a task of its own and forwards what matters over a bounded
 /// channel: connections, failed attempts (with [`refusal_hint`]) and publishes. The task
-/// reconnects with exponential backoff and jitter, and ends when the daemon disconnects or
-/// drops the receiver.
+/// reconnects with exponential backoff and jitter ([`Backoff`]), and ends when the daemon
+/// disconnects or drops the receiver.
 pub(super) fn spawn_event_loop(
-    mut eventloop: EventLoop,
+    eventloop: EventLoop,
 ) -> (mpsc::Receiver<Incoming>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Incoming>(256);
-    let mqtt_task = tokio::spawn(async move {
-        let mut backoff_ms = 500u64;
-        loop {
-            match eventloop.poll().await {
-                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                    backoff_ms = 500;
-                    if tx.send(Incoming::Connected).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    let msg = Incoming::Publish {
-                        topic: p.topic,
-                        payload: p.payload.to_vec(),
-                        retain: p.retain,
-                    };
-                    if tx.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-                Ok(_) => {}
-                Err(e) => {
-                    if tx
-                        .send(Incoming::Disconnected(refusal_hint(&e)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    // Back off with jitter so a fleet does not reconnect in lockstep.
-                    let jitter = wall_ms() % (backoff_ms / 2 + 1);
-                    tokio::time::sleep(Duration::from_millis(backoff_ms + jitter)).await;
-                    backoff_ms = (backoff_ms * 2).min(30_000);
+    let mqtt_task = tokio::spawn(forward_events(eventloop, wall_ms, tx));
+    (rx, mqtt_task)
+}
+
+/// What the event-loop task polls: rumqttc's [`EventLoop`], or a script in tests.
+pub(super) trait PollEvents: Send {
+    /// The next event, or the error that ended a connection attempt or a connection.
+    fn poll(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<MqttEvent, rumqttc::ConnectionError>> + Send;
+}
+
+impl PollEvents for EventLoop {
+    fn poll(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<MqttEvent, rumqttc::ConnectionError>> + Send {
+        EventLoop::poll(self)
+    }
+}
+
+/// The wait before reconnecting: 500 ms after the first failure, doubled after each further
+/// one up to 30 s, plus a jitter of up to half the wait so that a fleet does not reconnect in
+/// lockstep; back to 500 ms once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Backoff {
+    next_ms: u64,
+}
+
+impl Backoff {
+    /// The first wait.
+    pub(super) const FIRST_MS: u64 = 500;
+    /// The longest wait, jitter aside.
+    pub(super) const MAX_MS: u64 = 30_000;
+
+    pub(super) fn new() -> Self {
+        Backoff {
+            next_ms: Self::FIRST_MS,
+        }
+    }
+
+    /// Connected: the next failure waits the first wait again.
+    pub(super) fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    /// The wait after a failure, its jitter drawn from `entropy`; the next wait doubles.
+    pub(super) fn next_wait(&mut self, entropy: u64) -> Duration {
+        let jitter = entropy % (self.next_ms / 2 + 1);
+        let wait = Duration::from_millis(self.next_ms + jitter);
+        self.next_ms = (self.next_ms * 2).min(Self::MAX_MS);
+        wait
+    }
+}
+
+/// The event-loop task: polls `events`, forwards to `tx`, and after a failure waits as
+/// [`Backoff`] says, its jitter drawn from `entropy` (the wall clock in the daemon).
+pub(super) async fn forward_events(
+    mut events: impl PollEvents,
+    mut entropy: impl FnMut() -> u64 + Send,
+    tx: mpsc::Sender<Incoming>,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        match events.poll().await {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                backoff.reset();
+                if tx.send(Incoming::Connected).await.is_err() {
+                    return;
                 }
             }
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                let msg = Incoming::Publish {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                    retain: p.retain,
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(e) => {
+                if tx
+                    .send(Incoming::Disconnected(refusal_hint(&e)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(backoff.next_wait(entropy())).await;
+            }
         }
-    });
-    (rx, mqtt_task)
+    }
 }
 
 impl Daemon {
