@@ -15,7 +15,8 @@ use wisp_agent::trust::OracleTrust;
 use wisp_agent::wallclock;
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{Attestation, Band, Onboard, Verdict};
-use wisp_protocol::{keyfile, topics};
+use wisp_protocol::topics;
+use wisp_shell::keyfile;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -258,12 +259,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("  key_file        {}", cfg.key_file.display());
             println!("  node            {key}");
             println!("  oracle          {}", cfg.oracle);
-            println!(
-                "  broker          {}://{}:{}",
-                if cfg.mqtt.tls { "mqtts" } else { "mqtt" },
-                cfg.mqtt.host,
-                cfg.mqtt.port
-            );
+            println!("  broker          {}", cfg.mqtt.broker.url());
             println!("  status server   {}", cfg.http_listen);
             println!(
                 "  radio           {} kHz, {} MHz wide, {:?} tx, {:?} antenna",
@@ -352,7 +348,7 @@ fn credentials(cfg: &Config, password_file: &str) -> anyhow::Result<()> {
     let key = keyfile::load(&cfg.key_file).context("the key file (`run` would refuse it too)")?;
     let user = key.id().to_string();
     let password = wisp_protocol::login::password(&key, &cfg.oracle);
-    if let Some((configured, _)) = &cfg.mqtt.credentials {
+    if let Some((configured, _)) = &cfg.mqtt.broker.login {
         eprintln!(
             "note: mqtt.username is set (`{configured}`): the agent logs in with it, not with \
              this login; unset mqtt.username and mqtt.password to use this one"
@@ -512,7 +508,7 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
                 }
             }
             Ok(_) => {}
-            Err(e) => bail!("broker {}:{}: {e}", cfg.mqtt.host, cfg.mqtt.port),
+            Err(e) => bail!("broker {}: {e}", cfg.mqtt.broker.url()),
         }
     }
 }

@@ -376,7 +376,7 @@ impl Metrics {
     /// the OpenMetrics output with counter families named with their `_total` suffix, and
     /// without the `# UNIT` and `# EOF` lines that format lacks.
     pub fn encode_prometheus(&self) -> String {
-        wisp_protocol::exposition::openmetrics_to_prometheus(&self.encode())
+        wisp_shell::exposition::openmetrics_to_prometheus(&self.encode())
     }
 }
 

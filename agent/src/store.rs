@@ -54,7 +54,7 @@ impl Store {
     /// Opens (creating if needed, mode 0600) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         // Created owner-only before SQLite opens it: its `-wal` and `-shm` files take its mode.
-        wisp_protocol::keyfile::create_private_file(path).map_err(StoreError::Create)?;
+        wisp_shell::keyfile::create_private_file(path).map_err(StoreError::Create)?;
         let conn = Connection::open(path)?;
         // WAL + FULL: a commit is durable once `commit` returns (fsync of the WAL).
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -3,18 +3,12 @@
 //! `now_ms`.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What is added to the system clock to get the oracle's time, ms ([`crate::clock`]). One per
 /// process: the agents of one process (tests, a devnet in one process) share its clock.
 static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
 
-/// Milliseconds since the Unix epoch, from the system clock as it is.
-pub fn system_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use wisp_shell::clock::system_ms;
 
 /// Milliseconds since the Unix epoch on the oracle's clock: the system clock corrected by the
 /// offset learnt from the oracle's signed clock (none until one has come). Every timestamp the

@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use wisp_protocol::{NodeKey, keyfile, login};
+use wisp_protocol::{NodeKey, login};
+use wisp_shell::keyfile;
 
 /// Runs `wisp-agent <args>` with only `env` (and the data directory) in its environment.
 fn agent(data_dir: &Path, oracle: &NodeKey, env: &[(&str, &str)], args: &[&str]) -> Output {

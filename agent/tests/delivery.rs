@@ -12,7 +12,7 @@ use wisp_protocol::msg::{Ack, AckEntry, Verdict, seal_acks};
 use wisp_protocol::{NodeKey, ProofId, topics};
 
 fn node_id(data_dir: &std::path::Path) -> wisp_protocol::NodeId {
-    wisp_protocol::keyfile::load(&data_dir.join("node.key"))
+    wisp_shell::keyfile::load(&data_dir.join("node.key"))
         .unwrap()
         .id()
 }

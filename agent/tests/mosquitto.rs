@@ -24,7 +24,7 @@ fn retained_status_is_online_then_offline_and_the_last_will_fires_on_a_crash() {
     let env = agent_env_at(dir.path(), &addr, &oracle.key);
     let agent = Agent::spawn(dir.path(), &env);
     let _ = agent.http_addr();
-    let me = wisp_protocol::keyfile::load(&dir.path().join("node.key"))
+    let me = wisp_shell::keyfile::load(&dir.path().join("node.key"))
         .unwrap()
         .id();
     let topic = topics::status(&me);

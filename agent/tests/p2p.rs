@@ -284,7 +284,7 @@ async fn spawn_node(dir: &Path, env: Vec<(String, String)>, device: MediumRadio)
         .lines()
         .map(|l| l.parse().unwrap())
         .collect();
-    let id = wisp_protocol::keyfile::load(&dir.join("node.key"))
+    let id = wisp_shell::keyfile::load(&dir.join("node.key"))
         .unwrap()
         .id();
     Node {

@@ -71,7 +71,7 @@ fn an_anonymous_peer_sees_a_coarse_cell_and_never_the_fix() {
         .unwrap()
         .parse()
         .unwrap();
-    let peer = wisp_protocol::keyfile::load(&dir.path().join("node.key"))
+    let peer = wisp_shell::keyfile::load(&dir.path().join("node.key"))
         .unwrap()
         .id();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -117,7 +117,7 @@ fn main() {
         assert!(Instant::now() < deadline, "oracle did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let okey = wisp_protocol::keyfile::load(&dir.path().join("oracle.key")).unwrap();
+    let okey = wisp_shell::keyfile::load(&dir.path().join("oracle.key")).unwrap();
 
     let nodes: Vec<NodeKey> = (0..nodes_n as u32)
         .map(|i| NodeKey::from_seed(blake3::hash(&i.to_le_bytes()).as_bytes()))

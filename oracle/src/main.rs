@@ -110,7 +110,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             // The key as `run` would load it: one `run` refuses fails the check too (also a
             // symlink to nothing, which `run` cannot create a key through).
             if s.key_file.symlink_metadata().is_ok() {
-                wisp_protocol::keyfile::load(&s.key_file)
+                wisp_shell::keyfile::load(&s.key_file)
                     .context("the oracle key file (`run` would refuse it too)")?;
             }
             println!(

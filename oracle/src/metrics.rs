@@ -147,7 +147,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        wisp_protocol::exposition::openmetrics_to_prometheus(&out)
+        wisp_shell::exposition::openmetrics_to_prometheus(&out)
     }
 }
 

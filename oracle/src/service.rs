@@ -29,8 +29,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 use wisp_protocol::ProofId;
 use wisp_protocol::msg::Verdict;
-use wisp_protocol::{NodeKey, keyfile, topics};
+use wisp_protocol::{NodeKey, topics};
 use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
+use wisp_shell::keyfile;
 
 use crate::calendar::EpochCalendar;
 use crate::engine::{
@@ -202,15 +203,6 @@ async fn load_calendar(store: &Store, settings: &Settings) -> anyhow::Result<Epo
     ))
 }
 
-/// Whether `host` (a name or an address) is this machine: a password sent there in the clear
-/// does not cross a network.
-fn host_is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Runs the oracle until `shutdown` resolves.
 pub async fn run(
     settings: Settings,
@@ -260,7 +252,7 @@ pub async fn run(
         (None, BrokerMode::External(b)) => {
             let mut o = MqttOptions::new(settings.client_id.clone(), host.clone(), port);
             if let Some((user, password)) = &b.login {
-                if !b.tls && !host_is_loopback(&b.host) {
+                if !b.tls && !b.is_loopback() {
                     warn!(
                         broker = %b.url(),
                         "the broker password goes over the network in the clear: use mqtts://"
@@ -270,19 +262,7 @@ pub async fn run(
             }
             // As the agent does: the CA bundle given, else the system's roots (through the
             // ring provider installed above).
-            if b.tls {
-                let transport = match &b.ca_file {
-                    Some(f) => {
-                        let ca = std::fs::read(f)
-                            .with_context(|| format!("reading broker.ca_file {}", f.display()))?;
-                        rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
-                            ca,
-                            alpn: None,
-                            client_auth: None,
-                        })
-                    }
-                    None => rumqttc::Transport::tls_with_default_config(),
-                };
+            if let Some(transport) = b.transport().map_err(|e| anyhow!("broker.{e}"))? {
                 o.set_transport(transport);
             }
             o

@@ -41,8 +41,8 @@ pub struct RawOracle {
     pub key_file: Option<PathBuf>,
 }
 
-/// `[broker]`
-#[derive(Clone, Default, Deserialize)]
+/// `[broker]` (`{:?}` shows no password: [`Password`])
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawBroker {
     /// An external broker, `mqtt://host:port` or `mqtts://host:port`; unset: run the embedded
@@ -51,7 +51,7 @@ pub struct RawBroker {
     /// The username on an external broker.
     pub username: Option<String>,
     /// The password on an external broker (prefer `password_file`).
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// A file holding the password on an external broker (its trailing newline is not part
     /// of it).
     pub password_file: Option<PathBuf>,
@@ -66,26 +66,6 @@ pub struct RawBroker {
     pub client_id: Option<String>,
     /// Connections the embedded broker takes from one IP address at once.
     pub max_connections_per_ip: Option<usize>,
-}
-
-// By hand: the password stays out of every `{:?}`.
-impl std::fmt::Debug for RawBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawBroker")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field(
-                "password",
-                &self.password.as_ref().map(|_| Password::REDACTED),
-            )
-            .field("password_file", &self.password_file)
-            .field("ca_file", &self.ca_file)
-            .field("listen", &self.listen)
-            .field("max_payload", &self.max_payload)
-            .field("client_id", &self.client_id)
-            .field("max_connections_per_ip", &self.max_connections_per_ip)
-            .finish()
-    }
 }
 
 /// `[epoch]`
@@ -159,55 +139,10 @@ pub enum BrokerMode {
     /// Run rumqttd in-process on this address.
     Embedded(SocketAddr),
     /// Connect to an external broker.
-    External(ExternalBroker),
+    External(Broker),
 }
 
-/// An external broker (`broker.url` and its credentials).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalBroker {
-    /// Host.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// `mqtts://`: TLS, the broker's certificate checked against `ca_file` or the system's
-    /// roots.
-    pub tls: bool,
-    /// Username and password, if the broker wants a login.
-    pub login: Option<(String, Password)>,
-    /// The CA bundle (PEM) for TLS; `None`: the system's roots.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl ExternalBroker {
-    /// The broker as operators name it, `mqtt://host:port` or `mqtts://host:port`.
-    pub fn url(&self) -> String {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        if self.host.contains(':') {
-            format!("{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            format!("{scheme}://{}:{}", self.host, self.port)
-        }
-    }
-}
-
-/// A password: `{:?}` never shows it (settings are printed by `config check`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    const REDACTED: &'static str = "<redacted>";
-
-    /// The password itself, for the broker login only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(Self::REDACTED)
-    }
-}
+pub use wisp_shell::broker::{Broker, Password};
 
 /// The validated settings.
 #[derive(Debug, Clone)]
@@ -479,105 +414,26 @@ impl RawSettings {
     }
 }
 
-/// `broker.url` (`mqtt://` or `mqtts://`) and the login and CA that go with it.
-fn resolve_external(raw: &RawBroker, url: &str) -> Result<ExternalBroker, SettingsError> {
-    let expected = || {
-        invalid(
-            "broker.url",
-            format!("`{url}`: expected mqtt://host:port or mqtts://host:port"),
-        )
-    };
-    let (tls, rest) = match url.split_once("://") {
-        Some(("mqtts", rest)) => (true, rest),
-        Some(("mqtt", rest)) => (false, rest),
-        _ => return Err(expected()),
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('@') {
-        return Err(invalid(
-            "broker.url",
-            "no login in the URL: set broker.username and broker.password_file",
-        ));
-    }
-    if rest.contains(['/', '?', '#']) {
-        return Err(expected());
-    }
-    // `[v6]:port`, `host:port`, or a host alone (the scheme's port).
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p)),
-        _ => (rest, None),
-    };
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| invalid("broker.url", format!("`{p}` is not a port")))?,
-        None if tls => 8883,
-        None => 1883,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(invalid("broker.url", format!("`{url}`: missing host")));
-    }
-    let password = match (&raw.password, &raw.password_file) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "broker.password",
-                "set password or password_file, not both",
-            ));
-        }
-        (Some(p), None) => Some(p.clone()),
-        (None, Some(f)) => {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| invalid("broker.password_file", format!("{}: {e}", f.display())))?;
-            // The line's end is not part of the password; anything else is.
-            let p = text.strip_suffix('\n').unwrap_or(&text);
-            let p = p.strip_suffix('\r').unwrap_or(p);
-            if p.is_empty() {
-                return Err(invalid(
-                    "broker.password_file",
-                    format!("{} is empty", f.display()),
-                ));
-            }
-            Some(p.to_string())
-        }
-        (None, None) => None,
-    };
-    let login = match (&raw.username, password) {
-        (Some(u), _) if u.is_empty() => {
-            return Err(invalid(
-                "broker.username",
-                "empty: leave it unset for no login",
-            ));
-        }
-        (Some(u), p) => Some((u.clone(), Password(p.unwrap_or_default()))),
-        (None, Some(_)) => {
-            return Err(invalid("broker.username", "a password needs a username"));
-        }
-        (None, None) => None,
-    };
-    if let Some(f) = &raw.ca_file {
-        if !tls {
-            return Err(invalid("broker.ca_file", "only used with mqtts:// URLs"));
-        }
-        // Checked here so that `config check` catches it: at connect time it would only be a
-        // failed attempt, retried.
-        let pem = std::fs::read_to_string(f)
-            .map_err(|e| invalid("broker.ca_file", format!("{}: {e}", f.display())))?;
-        if !pem.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(invalid(
-                "broker.ca_file",
-                format!("{}: no PEM certificate in it", f.display()),
-            ));
-        }
-    }
-    Ok(ExternalBroker {
-        host: host.to_string(),
-        port,
-        tls,
-        login,
-        ca_file: raw.ca_file.clone(),
+/// `broker.url` (`mqtt://` or `mqtts://`) and the login and CA that go with it, read as the
+/// agent reads its `[mqtt]` ([`wisp_shell::broker`]).
+fn resolve_external(raw: &RawBroker, url: &str) -> Result<Broker, SettingsError> {
+    Broker::resolve(&wisp_shell::broker::BrokerKeys {
+        url,
+        username: raw.username.as_deref(),
+        password: raw.password.as_ref(),
+        password_file: raw.password_file.as_deref(),
+        ca_file: raw.ca_file.as_deref(),
+    })
+    .map_err(|e| {
+        let key = match e.key {
+            "url" => "broker.url",
+            "username" => "broker.username",
+            "password" => "broker.password",
+            "password_file" => "broker.password_file",
+            "ca_file" => "broker.ca_file",
+            _ => "broker",
+        };
+        invalid(key, e.why)
     })
 }
 

@@ -23,13 +23,10 @@
 //! - [`merkle`]: the reward manifest's Merkle tree and inclusion proofs.
 //! - [`topics`]: MQTT topic names, and who may publish and subscribe where ([`topics::may_publish`], [`topics::may_subscribe`]).
 //! - [`login`]: the broker password a node derives from its key, and its check.
-//! - [`exposition`]: the metrics text format every service's `/metrics` serves.
-//! - [`keyfile`] (feature `std`): PKCS#8 PEM key files, written atomically with mode 0600, and
-//!   the owner-only data directories (0700) and database files (0600) the shells create.
 //!
 //! Nothing here reads the clock, a socket or an unseeded RNG: time and randomness are inputs,
 //! so the agent, the oracle and the simulator compute identical results from identical inputs.
-//! The only I/O is [`keyfile`], which the shells call at start-up. The byte-level format is
+//! There is no I/O at all: key files live in `wisp-shell`. The byte-level format is
 //! specified in `docs/PROTOCOL.md`.
 #![warn(missing_docs)]
 
@@ -37,11 +34,8 @@ extern crate alloc;
 
 pub mod bytes;
 pub mod envelope;
-pub mod exposition;
 pub mod geo;
 pub mod id;
-#[cfg(feature = "std")]
-pub mod keyfile;
 pub mod kind;
 pub mod login;
 pub mod merkle;

@@ -25,14 +25,16 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rumqttc::{Client, ConnectionError, Event, MqttOptions, Packet, QoS};
 use wisp_devnet::devnet::http_get;
 use wisp_protocol::envelope::{Envelope, EnvelopeRef};
 use wisp_protocol::msg::{Heartbeat, Versions};
 use wisp_protocol::topics::{self, Client as Who};
-use wisp_protocol::{Kind, NodeId, NodeKey, keyfile, login};
+use wisp_protocol::{Kind, NodeId, NodeKey, login};
+use wisp_shell::clock::system_ms;
+use wisp_shell::keyfile;
 
 const SHIPPED_CONF: &str = include_str!("../../deploy/mosquitto/wisp.conf");
 const SHIPPED_ACL: &str = include_str!("../../deploy/mosquitto/wisp.acl");
@@ -271,12 +273,6 @@ fn templated_conf(dir: &Path, port: u16) -> String {
     conf
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Accepted heartbeats of `node` in the oracle's API.
 fn accepted_heartbeats(api: SocketAddr, node: &str) -> usize {
     let Ok(body) = http_get(api, &format!("/v1/nodes/{node}")) else {
@@ -360,7 +356,7 @@ fn on_the_shipped_mosquitto_config_nodes_log_in_and_speak_only_for_themselves() 
 
     // The oracle's login (step 2), the test observer's and a monitor's.
     let passwd = d.join("wisp.passwd");
-    let secret = |who: &str| format!("{who}-{}-{}", std::process::id(), now_ms());
+    let secret = |who: &str| format!("{who}-{}-{}", std::process::id(), system_ms());
     let (oracle_pw, observer_pw, monitor_pw) =
         (secret("oracle"), secret("observer"), secret("monitor"));
     run(Command::new("mosquitto_passwd")
@@ -562,7 +558,7 @@ fn on_the_shipped_mosquitto_config_nodes_log_in_and_speak_only_for_themselves() 
             observer.count(&topics::acks(&a_id)),
             observer.count(&topics::proofs(&a_id)),
         );
-        let forged = format!("forged by mallory {}", now_ms()).into_bytes();
+        let forged = format!("forged by mallory {}", system_ms()).into_bytes();
         let forgeries = [
             (topics::proofs(&a_id), false),
             (format!("wisp/v1/proofs/{b}"), false),
@@ -586,7 +582,7 @@ fn on_the_shipped_mosquitto_config_nodes_log_in_and_speak_only_for_themselves() 
                 epoch: 0,
                 seq: 1,
                 uptime_s: 1,
-                sent_ms: now_ms(),
+                sent_ms: system_ms(),
                 fix: None,
                 cell: None,
                 versions: Versions::new("0.1.0", "test"),

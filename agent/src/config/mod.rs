@@ -49,16 +49,9 @@ pub enum LogFormat {
 /// MQTT settings, resolved.
 #[derive(Debug, Clone)]
 pub struct MqttConfig {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// TLS on.
-    pub tls: bool,
-    /// Username and password.
-    pub credentials: Option<(String, String)>,
-    /// CA bundle for TLS.
-    pub ca_file: Option<PathBuf>,
+    /// The broker: URL, login (its password never in `{:?}`) and CA, as the oracle reads its
+    /// own (`wisp_shell::broker`).
+    pub broker: wisp_shell::broker::Broker,
     /// Keep-alive.
     pub keep_alive_s: u64,
 }

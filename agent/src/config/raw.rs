@@ -171,8 +171,8 @@ pub struct RawMqtt {
     pub url: Option<String>,
     /// Username.
     pub username: Option<String>,
-    /// Password (prefer `password_file`).
-    pub password: Option<String>,
+    /// Password (prefer `password_file`); `{:?}` never shows it.
+    pub password: Option<wisp_shell::broker::Password>,
     /// A file holding the password.
     pub password_file: Option<PathBuf>,
     /// PEM CA bundle for `mqtts://` (default: the system's roots).

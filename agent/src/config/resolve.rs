@@ -414,63 +414,26 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
 }
 
 fn resolve_mqtt(raw: &RawMqtt) -> Result<MqttConfig, ConfigError> {
-    let url = raw.url.as_deref().unwrap_or("mqtt://127.0.0.1:1883");
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        return Err(invalid(
-            "mqtt.url",
-            format!("`{url}`: expected mqtt://host:port or mqtts://host:port"),
-        ));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| invalid("mqtt.url", format!("`{p}` is not a port")))?,
-        ),
-        None => (rest, if tls { 8883 } else { 1883 }),
-    };
-    if host.is_empty() {
-        return Err(invalid("mqtt.url", "missing host"));
-    }
-    let password = match (&raw.password, &raw.password_file) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "mqtt.password",
-                "set password or password_file, not both",
-            ));
-        }
-        (Some(p), None) => Some(p.clone()),
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| invalid("mqtt.password_file", format!("{}: {e}", f.display())))?
-                .trim_end()
-                .to_string(),
-        ),
-        (None, None) => None,
-    };
-    let credentials = match (&raw.username, password) {
-        (Some(u), Some(p)) => Some((u.clone(), p)),
-        (Some(u), None) => Some((u.clone(), String::new())),
-        (None, Some(_)) => return Err(invalid("mqtt.username", "a password needs a username")),
-        (None, None) => None,
-    };
-    if raw.ca_file.is_some() && !tls {
-        return Err(invalid("mqtt.ca_file", "only used with mqtts:// URLs"));
-    }
+    let broker = wisp_shell::broker::Broker::resolve(&wisp_shell::broker::BrokerKeys {
+        url: raw.url.as_deref().unwrap_or("mqtt://127.0.0.1:1883"),
+        username: raw.username.as_deref(),
+        password: raw.password.as_ref(),
+        password_file: raw.password_file.as_deref(),
+        ca_file: raw.ca_file.as_deref(),
+    })
+    .map_err(|e| {
+        let key = match e.key {
+            "url" => "mqtt.url",
+            "username" => "mqtt.username",
+            "password" => "mqtt.password",
+            "password_file" => "mqtt.password_file",
+            "ca_file" => "mqtt.ca_file",
+            _ => "mqtt",
+        };
+        invalid(key, e.why)
+    })?;
     Ok(MqttConfig {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
-        tls,
-        credentials,
-        ca_file: raw.ca_file.clone(),
+        broker,
         keep_alive_s: raw.keep_alive_s.unwrap_or(60).clamp(5, 3600),
     })
 }

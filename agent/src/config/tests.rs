@@ -16,8 +16,8 @@ fn defaults_need_only_the_oracle_key() {
     let raw = RawConfig::load(None, env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)])).unwrap();
     let c = raw.resolve().unwrap();
     assert_eq!(c.oracle.to_string(), ORACLE);
-    assert_eq!(c.mqtt.host, "127.0.0.1");
-    assert_eq!(c.mqtt.port, 1883);
+    assert_eq!(c.mqtt.broker.host, "127.0.0.1");
+    assert_eq!(c.mqtt.broker.port, 1883);
     assert_eq!(c.http_listen.to_string(), "127.0.0.1:9310");
     assert_eq!(c.radio.freq_khz, 2_412_000);
     assert_eq!(c.key_file, PathBuf::from("/var/lib/wisp/node.key"));
@@ -54,12 +54,13 @@ fn file_then_env_overrides() {
     let c = raw.resolve().unwrap();
     assert_eq!(c.outbox.max_entries, 99);
     assert_eq!(c.log_format, LogFormat::Json);
-    assert!(c.mqtt.tls);
+    assert!(c.mqtt.broker.tls);
     assert_eq!(
-        (c.mqtt.host.as_str(), c.mqtt.port),
+        (c.mqtt.broker.host.as_str(), c.mqtt.broker.port),
         ("broker.example", 8884)
     );
-    assert_eq!(c.mqtt.credentials, Some(("u".into(), "p".into())));
+    let (user, password) = c.mqtt.broker.login.clone().unwrap();
+    assert_eq!((user.as_str(), password.expose()), ("u", "p"));
     assert_eq!(c.cell.unwrap().resolution(), 12);
 }
 
@@ -184,7 +185,8 @@ fn errors_name_the_key() {
     .unwrap()
     .resolve()
     .unwrap();
-    assert_eq!(c.mqtt.credentials, Some(("u".into(), "123456".into())));
+    let (user, password) = c.mqtt.broker.login.clone().unwrap();
+    assert_eq!((user.as_str(), password.expose()), ("u", "123456"));
     check(&[("WISP_ORACLE__PUBLIC_KEY", "nope")], "oracle.public_key");
     // Unknown keys are typos, not silently ignored.
     let err = RawConfig::load(None, env(&[("WISP_MQTT__URLL", "x")]))
@@ -215,7 +217,7 @@ fn overrides_are_read_as_their_keys_types() {
     assert_eq!(c.node.owner.as_deref(), Some("0123"));
     assert_eq!(c.node.data_dir, Some(PathBuf::from("1")));
     assert_eq!(c.mqtt.username.as_deref(), Some("true"));
-    assert_eq!(c.mqtt.password.as_deref(), Some("0.5"));
+    assert_eq!(c.mqtt.password.as_ref().map(|p| p.expose()), Some("0.5"));
     assert_eq!(c.log.level.as_deref(), Some("7"));
     assert_eq!(c.bandwidth.duration_s, Some(3.0));
     assert_eq!(c.net.mdns, Some(true));

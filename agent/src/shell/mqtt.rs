@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
-use rumqttc::{
-    Event as MqttEvent, EventLoop, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
-};
+use rumqttc::{Event as MqttEvent, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use wisp_protocol::msg::Verdict;
@@ -42,7 +39,8 @@ pub fn mqtt_options(
     let id = key.id();
     // A stable client id with a persistent session: the broker keeps our subscriptions and
     // queued acks while we are away.
-    let mut o = MqttOptions::new(format!("wisp-agent-{id}"), cfg.host.clone(), cfg.port);
+    let b = &cfg.broker;
+    let mut o = MqttOptions::new(format!("wisp-agent-{id}"), b.host.clone(), b.port);
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_s));
     o.set_clean_session(false);
     o.set_request_channel_capacity(64);
@@ -58,23 +56,11 @@ pub fn mqtt_options(
             true,
         ));
     }
-    match &cfg.credentials {
-        Some((u, p)) => o.set_credentials(u.clone(), p.clone()),
+    match &b.login {
+        Some((u, p)) => o.set_credentials(u.clone(), p.expose().to_string()),
         None => o.set_credentials(id.to_string(), wisp_protocol::login::password(key, oracle)),
     };
-    if cfg.tls {
-        let transport = match &cfg.ca_file {
-            Some(f) => {
-                let ca = std::fs::read(f)
-                    .with_context(|| format!("reading mqtt.ca_file {}", f.display()))?;
-                Transport::tls_with_config(TlsConfiguration::Simple {
-                    ca,
-                    alpn: None,
-                    client_auth: None,
-                })
-            }
-            None => Transport::tls_with_default_config(),
-        };
+    if let Some(transport) = b.transport().map_err(|e| anyhow::anyhow!("mqtt.{e}"))? {
         o.set_transport(transport);
     }
     Ok(o)
@@ -98,8 +84,7 @@ pub(super) fn refusal_hint(e: &rumqttc::ConnectionError) -> String {
 
 /// The broker as configured, `mqtt://host:port` or `mqtts://host:port`.
 pub fn broker_url(cfg: &MqttConfig) -> String {
-    let scheme = if cfg.tls { "mqtts" } else { "mqtt" };
-    format!("{scheme}://{}:{}", cfg.host, cfg.port)
+    cfg.broker.url()
 }
 
 pub(super) fn offline_status(key: &NodeKey) -> Vec<u8> {

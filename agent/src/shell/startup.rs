@@ -11,9 +11,10 @@ use anyhow::Context as _;
 use rumqttc::AsyncClient;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
+use wisp_protocol::NodeKey;
 use wisp_protocol::msg::Versions;
-use wisp_protocol::{NodeKey, keyfile};
 use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
+use wisp_shell::keyfile;
 
 use super::backhaul::{BwDone, BwIo, NetNegotiator, measure_queue, test_margin};
 use super::mqtt::{self, Incoming, broker_url, mqtt_options, offline_status};
@@ -186,6 +187,12 @@ pub(super) async fn start(
         heartbeat_seq,
         "wisp-agent started"
     );
+    if !cfg.mqtt.broker.tls && !cfg.mqtt.broker.is_loopback() {
+        warn!(
+            broker = %broker_url(&cfg.mqtt),
+            "the broker login goes over the network in the clear: use mqtts://"
+        );
+    }
 
     let (receipts_tx, receipts_rx) = mpsc::channel::<BwDone>(64);
     // Every bandwidth task lives in this set, so none outlives the daemon (they hold the

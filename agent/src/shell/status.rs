@@ -177,7 +177,10 @@ impl Daemon {
             activity: self.core.activity(),
             heartbeat_seq: self.core.heartbeat_seq(),
             broker_connected: self.connected,
-            broker: format!("{}:{}", self.cfg.mqtt.host, self.cfg.mqtt.port),
+            broker: format!(
+                "{}:{}",
+                self.cfg.mqtt.broker.host, self.cfg.mqtt.broker.port
+            ),
             broker_error: self.broker.reason(),
             device: self.device.health(),
             p2p_peers: self.p2p_peers,

@@ -222,7 +222,7 @@ fn overrides_and_errors() {
     .unwrap();
     assert_eq!(
         s.broker,
-        BrokerMode::External(ExternalBroker {
+        BrokerMode::External(Broker {
             host: "10.0.0.1".into(),
             port: 1884,
             tls: false,
@@ -263,7 +263,10 @@ fn overrides_are_read_as_their_keys_types() {
     )
     .unwrap();
     assert_eq!(raw.broker.client_id.as_deref(), Some("0042"));
-    assert_eq!(raw.broker.password.as_deref(), Some("123456"));
+    assert_eq!(
+        raw.broker.password.as_ref().map(|p| p.expose()),
+        Some("123456")
+    );
     assert_eq!(raw.storage.schema.as_deref(), Some("true"));
     assert_eq!(raw.epoch.slot_count, Some(12));
     assert_eq!(raw.epoch.heartbeat_interval_s, Some(60.0));

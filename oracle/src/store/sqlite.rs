@@ -88,7 +88,7 @@ impl Conn {
     /// Opens (creating, mode 0600, and migrating if needed) the database file.
     fn open(path: &Path) -> Result<Conn, StoreError> {
         // Created owner-only before SQLite opens it: its `-wal` and `-shm` files take its mode.
-        wisp_protocol::keyfile::create_private_file(path).map_err(|source| StoreError::Create {
+        wisp_shell::keyfile::create_private_file(path).map_err(|source| StoreError::Create {
             path: path.to_path_buf(),
             source,
         })?;

@@ -398,7 +398,7 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     fn new(data: &Path, key: &NodeKey, storage: &'a Storage) -> Run<'a> {
         std::fs::create_dir_all(data).unwrap();
-        wisp_protocol::keyfile::save_new(&data.join("oracle.key"), key).unwrap();
+        wisp_shell::keyfile::save_new(&data.join("oracle.key"), key).unwrap();
         let clock = data.join("clock");
         std::fs::write(&clock, T0.to_string()).unwrap();
         Run {

@@ -116,7 +116,7 @@ impl Oracle {
     }
 
     fn key(data: &Path) -> NodeKey {
-        wisp_protocol::keyfile::load(&data.join("oracle.key")).unwrap()
+        wisp_shell::keyfile::load(&data.join("oracle.key")).unwrap()
     }
 
     fn get(&self, path: &str) -> serde_json::Value {

@@ -51,7 +51,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use rusqlite::Connection;
@@ -59,6 +59,7 @@ use wisp_devnet::devnet::{Devnet, Options, http_get};
 use wisp_protocol::envelope::EnvelopeRef;
 use wisp_protocol::msg::{BandwidthReceipt, Beacon, Heartbeat, Outcome, Witness};
 use wisp_protocol::{Kind, NodeId, Reason};
+use wisp_shell::clock::system_ms;
 
 mod audit;
 mod netns;
@@ -85,12 +86,6 @@ const INNER: &str = "WISP_FAULTS_NETNS_INNER";
 /// The bridge's address in a partition test: the oracle, its broker, the air and the agents
 /// not in a namespace listen on it.
 const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 fn bin_dir() -> Result<PathBuf> {
     Ok(wisp_tests::bin_dir(&["wisp-agent", "wisp-oracle"]))
@@ -119,7 +114,7 @@ fn seed() -> u64 {
     std::env::var("WISP_FAULT_SEED")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| now_ms() ^ u64::from(std::process::id()).rotate_left(32))
+        .unwrap_or_else(|| system_ms() ^ u64::from(std::process::id()).rotate_left(32))
 }
 
 /// A devnet under test, and when its faults began and ended.
@@ -211,7 +206,7 @@ impl Run {
             [],
             |r| r.get::<_, i64>(0),
         )?)?;
-        self.faults_from = now_ms();
+        self.faults_from = system_ms();
         Ok(())
     }
 
@@ -222,11 +217,11 @@ impl Run {
 
     /// The start of the next epoch, Unix ms.
     fn next_boundary(&self) -> u64 {
-        self.genesis_ms + (self.epoch_at(now_ms()) + 1) * EPOCH_MS
+        self.genesis_ms + (self.epoch_at(system_ms()) + 1) * EPOCH_MS
     }
 
     fn sleep_until(&self, t: u64) {
-        let now = now_ms();
+        let now = system_ms();
         if t > now {
             std::thread::sleep(Duration::from_millis(t - now));
         }
@@ -235,7 +230,7 @@ impl Run {
     /// Runs until [`EPOCHS_AFTER`] epochs begun after the last fault have closed and every
     /// agent was then seen with an empty outbox.
     fn settle(&mut self) -> Result<()> {
-        self.faults_to = now_ms();
+        self.faults_to = system_ms();
         let first = self.epoch_at(self.faults_to) + 1;
         let n = self.net.agents.len();
         let mut drained = vec![false; n];
@@ -287,11 +282,11 @@ impl Run {
     /// Kills agent `i` and starts it again after `down`, with `env` added.
     fn bounce_agent(&mut self, i: usize, down: Duration, env: &[(&str, &str)]) -> Result<()> {
         self.net.kill_agent(i)?;
-        let killed = now_ms();
+        let killed = system_ms();
         self.say(&format!("agent-{i} killed (SIGKILL)"));
         std::thread::sleep(down);
         self.net.restart_agent(i, env)?;
-        self.downtimes.push((i, killed, now_ms()));
+        self.downtimes.push((i, killed, system_ms()));
         self.say(&format!(
             "agent-{i} started again after {} ms {}",
             down.as_millis(),
@@ -313,7 +308,7 @@ impl Run {
         for &i in agents {
             ns.set_link(i, false)?;
         }
-        let cut = now_ms();
+        let cut = system_ms();
         self.say(&format!(
             "agents {agents:?} cut off (links down) in epoch {}",
             self.epoch_at(cut)
@@ -322,7 +317,7 @@ impl Run {
         for &i in agents {
             ns.set_link(i, true)?;
         }
-        let healed = now_ms();
+        let healed = system_ms();
         for &i in agents {
             self.downtimes.push((i, cut, healed));
         }
@@ -454,7 +449,7 @@ fn agents_killed_and_restarted_at_random_moments_cost_nothing() {
             let j = usize::try_from(rng.below(i as u64 + 1))?;
             agents.swap(i, j);
         }
-        let t0 = now_ms();
+        let t0 = system_ms();
         let mut plan: Vec<(u64, usize, u64)> = agents
             .iter()
             .take(3)
@@ -484,15 +479,15 @@ fn agents_killed_and_restarted_at_random_moments_cost_nothing() {
             run.sleep_until(at);
             if kill {
                 run.net.kill_agent(i)?;
-                killed_at.insert(i, now_ms());
+                killed_at.insert(i, system_ms());
                 run.say(&format!(
                     "agent-{i} killed (SIGKILL) in epoch {}",
-                    run.epoch_at(now_ms())
+                    run.epoch_at(system_ms())
                 ));
             } else {
                 run.net.restart_agent(i, &[])?;
                 let down = killed_at.remove(&i).unwrap_or(at);
-                run.downtimes.push((i, down, now_ms()));
+                run.downtimes.push((i, down, system_ms()));
                 run.say(&format!("agent-{i} started again"));
             }
         }
@@ -517,7 +512,7 @@ fn oracle_killed_in_ingest_and_in_epoch_close_costs_nothing() {
         run.net.kill_oracle()?;
         run.say(&format!(
             "oracle killed (SIGKILL) mid-epoch {}",
-            run.epoch_at(now_ms())
+            run.epoch_at(system_ms())
         ));
         std::thread::sleep(Duration::from_secs(2));
         // 2. Inside an ingest transaction, before its commit: the resent backlog's first batch.
@@ -532,7 +527,7 @@ fn oracle_killed_in_ingest_and_in_epoch_close_costs_nothing() {
         //    the few milliseconds the worker takes to notice and commit it.
         let due = run.next_boundary() + SETTLE_MS;
         run.sleep_until(due + rng.below(15));
-        let killed_at = now_ms();
+        let killed_at = system_ms();
         run.net.kill_oracle()?;
         let epoch = run.epoch_at(due) - 1;
         run.say(&format!(
@@ -573,7 +568,7 @@ fn an_agent_with_its_clock_30_s_ahead_costs_nothing() {
     fault_test("clock-skew", |run, _| {
         // Agent 1 restarts with its wall clock 30 s ahead (its monotonic clock untouched) and
         // keeps it to the end.
-        let restarted = now_ms();
+        let restarted = system_ms();
         run.bounce_agent(
             1,
             Duration::from_secs(1),
@@ -595,14 +590,14 @@ fn an_agent_with_its_clock_30_s_ahead_costs_nothing() {
                 && hb > restarted
             {
                 ensure!(
-                    hb <= now_ms() + 2_000,
+                    hb <= system_ms() + 2_000,
                     "agent-1's heartbeat is stamped {:.1} s ahead of the real clock",
-                    (hb as f64 - now_ms() as f64) / 1000.0
+                    (hb as f64 - system_ms() as f64) / 1000.0
                 );
                 run.say(&format!(
                     "agent-1's clock is {:.1} s ahead; it corrects by it, and its last heartbeat is stamped {:+.1} s from the real clock",
                     -offset as f64 / 1000.0,
-                    (hb as f64 - now_ms() as f64) / 1000.0
+                    (hb as f64 - system_ms() as f64) / 1000.0
                 ));
                 break;
             }

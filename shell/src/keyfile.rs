@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use pkcs8::LineEnding;
 
-use crate::id::NodeKey;
+use wisp_protocol::NodeKey;
 
 /// Key files are small; anything larger is not a key file.
 const MAX_KEY_FILE: u64 = 4096;

@@ -4,9 +4,7 @@
 //! Prometheus text format 0.0.4, where a counter's family is named with its `_total` suffix and
 //! there are no `# UNIT` or `# EOF` lines.
 
-use alloc::collections::BTreeSet;
-use alloc::format;
-use alloc::string::String;
+use std::collections::BTreeSet;
 
 /// Converts OpenMetrics text to the Prometheus text format 0.0.4.
 pub fn openmetrics_to_prometheus(openmetrics: &str) -> String {

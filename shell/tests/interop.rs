@@ -13,9 +13,9 @@ use std::process::{Command, Output};
 
 use wisp_protocol::bytes::ByteArray;
 use wisp_protocol::envelope::{self, Envelope, encode_payload, signed_bytes};
-use wisp_protocol::keyfile;
 use wisp_protocol::msg::{GnssFix, Heartbeat, Versions};
 use wisp_protocol::{Cell, Kind, NodeKey};
+use wisp_shell::keyfile;
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
 /// 1.3.101.112 }, BIT STRING (0 unused bits) }, followed by the raw 32-byte key.
