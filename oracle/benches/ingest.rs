@@ -22,12 +22,7 @@ use wisp_protocol::msg::{Ack, Band, EpochSeed, Heartbeat, Onboard, SealedAckRef,
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeId, NodeKey, topics};
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use wisp_shell::clock::system_ms as wall_ms;
 
 /// User + system CPU seconds of a process so far.
 fn cpu_s(pid: &str) -> f64 {

@@ -61,11 +61,7 @@ pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
 /// Loads the oracle key, creating it (0600) on first start (and its directory, 0700, if
 /// missing).
 pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
-    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        keyfile::create_private_dir(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-    let (key, created) = keyfile::load_or_create(path, &mut rng)?;
+    let (key, created) = keyfile::open_or_create(path)?;
     if created {
         info!(oracle = %key.id(), path = %path.display(), "created a new oracle key");
     }

@@ -223,6 +223,19 @@ pub fn load_or_create<R: rand_core::CryptoRng + ?Sized>(
     }
 }
 
+/// A daemon's key at start-up: loads the key at `path`, or creates one from the operating
+/// system's random source (and the directory that holds it, 0700, if missing) when there is no
+/// file. Returns the key and whether it was created. The agent and the oracle both start so.
+pub fn open_or_create(path: &Path) -> Result<(NodeKey, bool), KeyFileError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir).map_err(|source| KeyFileError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    load_or_create(path, &mut rand_core::UnwrapErr(getrandom::SysRng))
+}
+
 /// Creates `dir` and any missing parents with mode 0700, as the shells create their data
 /// directories: these hold the key, the database, its journal and the addresses a process
 /// listens on, and nobody but the owner has business reading them. A directory that exists
@@ -362,6 +375,24 @@ mod tests {
         assert_eq!(load(&path).unwrap().id(), NodeKey::from_seed(&[4; 32]).id());
         // The stale files are not ours to delete.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn a_daemon_key_is_created_once_in_an_owner_only_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("data/node.key");
+        let (a, created) = open_or_create(&path).unwrap();
+        assert!(created);
+        let (b, created) = open_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(a.id(), b.id());
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&root.path().join("data")), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        // Where no directory can be made, the error names it.
+        fs::write(root.path().join("file"), b"").unwrap();
+        let e = open_or_create(&root.path().join("file/node.key")).unwrap_err();
+        assert!(e.to_string().contains("file"), "{e}");
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub fn bin_dir(needed: &[&str]) -> PathBuf {
     for b in needed {
         assert!(
             dir.join(b).is_file(),
-            "{} is missing: run `cargo test --workspace` (it builds the binaries) or \
-             `cargo build --workspace --bins` first",
+            "{} is missing: run `cargo test --workspace` first (it builds the binaries with \
+             the test features: the oracle's crash points, the agent's cheats)",
             dir.join(b).display()
         );
     }

@@ -37,11 +37,7 @@ use crate::wallclock::{system_ms, wall_ms};
 
 /// Loads the node key, creating it on first start (and its directory, 0700, if missing).
 pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        keyfile::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-    let (key, created) = keyfile::load_or_create(path, &mut rng)?;
+    let (key, created) = keyfile::open_or_create(path)?;
     if created {
         info!(peer_id = %key.id(), path = %path.display(), "created a new node key");
     }

@@ -1,14 +1,10 @@
 //! The oracle's clock: the wall clock, or a file clock for tests that replay a run.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// Milliseconds since the Unix epoch.
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+/// Milliseconds since the Unix epoch, from the system clock.
+pub use wisp_shell::clock::system_ms as wall_ms;
 
 /// The oracle's clock: the wall clock, or (for tests that must replay the same run with and
 /// without crashes) a file holding the current Unix ms, named by `WISP_ORACLE_CLOCK_FILE`.

@@ -331,12 +331,7 @@ fn onboard_as(node: &NodeKey, lat: f64, measurer: bool) -> Vec<u8> {
     .to_bytes()
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use wisp_shell::clock::system_ms as wall_ms;
 
 fn heartbeat_at(epoch: u64, seq: u64, sent_ms: u64) -> Heartbeat {
     Heartbeat {
