@@ -727,9 +727,9 @@ fn print_status(s: &Status) {
     println!("last witness     {}", ago(now, s.last_witness_ms));
     println!(
         "device           gnss {}, radio {}, secure element {}",
-        ok(s.device.gnss_ok),
-        ok(s.device.radio_ok),
-        ok(s.device.secure_element_ok)
+        check(s.device.checks.gnss),
+        check(s.device.checks.radio),
+        check(s.device.checks.secure_element)
     );
     println!(
         "backhaul         {}",
@@ -755,6 +755,21 @@ fn print_status(s: &Status) {
     }
 }
 
+/// A flag of a peer's signed status: true only for a part whose last check passed.
 fn ok(b: bool) -> &'static str {
-    if b { "ok" } else { "absent/failing" }
+    if b {
+        "ok"
+    } else {
+        "not ok (absent, failing or not checked yet)"
+    }
+}
+
+/// A part's last check, from the local status.
+fn check(c: wisp_agent::status::Check) -> &'static str {
+    use wisp_agent::status::Check;
+    match c {
+        Check::Passed => "ok",
+        Check::Failed => "failing",
+        Check::NotChecked => "not checked yet",
+    }
 }

@@ -60,7 +60,10 @@ fn check(url: &str, error_words: &[&str]) {
     // this machine or over TLS it is not.
     let in_the_clear = url.starts_with("mqtt://") && !url.starts_with("mqtt://127.0.0.1");
     assert_eq!(
-        stderr.lines().filter(|l| l.contains("in the clear")).count(),
+        stderr
+            .lines()
+            .filter(|l| l.contains("in the clear"))
+            .count(),
         usize::from(in_the_clear),
         "{url}"
     );

@@ -76,14 +76,15 @@ impl Message for Heartbeat {
     }
 }
 
-/// Device health flags in a status report.
+/// Device health flags in a status report: each is true only when its part's last check
+/// passed, so false means absent, failing or not checked since the agent started.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct DeviceHealth {
-    /// The GNSS receiver delivers fixes.
+    /// The GNSS receiver's last read delivered a fix.
     pub gnss_ok: bool,
-    /// The radio transmits and receives.
+    /// The radio's last transmission went out.
     pub radio_ok: bool,
-    /// The secure element answers (false also when there is none).
+    /// The secure element signed the last attestation asked of it.
     pub secure_element_ok: bool,
 }
 
