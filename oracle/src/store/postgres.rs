@@ -233,9 +233,6 @@ impl PgStore {
         &self,
         ids: Vec<ProofId>,
     ) -> Result<HashMap<ProofId, Verdict>, StoreError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
         let bytes: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
         self.client
             .query(
