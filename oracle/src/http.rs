@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -122,7 +123,20 @@ fn entry_json(epoch: u64, e: &RewardEntry) -> serde_json::Value {
     json!({ "epoch": epoch, "amount": e.amount, "coverage": e.coverage, "backhaul": e.backhaul, "uptime": e.uptime, "owner": e.owner })
 }
 
-async fn node(State(s): State<Arc<Shared>>, Path(peer_id): Path<String>) -> Response {
+/// A path parameter that does not parse (not UTF-8, not a number, out of range) is the
+/// client's error: a 400 in the API's JSON error shape, as the OpenAPI document says.
+fn bad_path(rejection: &PathRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, rejection.body_text())
+}
+
+async fn node(
+    State(s): State<Arc<Shared>>,
+    peer_id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let peer_id = match peer_id {
+        Ok(Path(p)) => p,
+        Err(e) => return bad_path(&e),
+    };
     let Ok(id) = peer_id.parse::<NodeId>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -192,7 +206,14 @@ async fn epochs(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn rewards(State(s): State<Arc<Shared>>, Path(epoch): Path<u64>) -> Response {
+async fn rewards(
+    State(s): State<Arc<Shared>>,
+    epoch: Result<Path<u64>, PathRejection>,
+) -> Response {
+    let epoch = match epoch {
+        Ok(Path(e)) => e,
+        Err(e) => return bad_path(&e),
+    };
     let read = async {
         Ok::<_, StoreError>((
             s.reader.rewards(epoch).await?,
@@ -335,6 +356,13 @@ struct Board {
     links: WitnessLinks,
 }
 
+/// What the dashboard may load: its own inline style and script, and `/` again for the refresh.
+/// Nothing from elsewhere: the page works on a LAN without the internet and tells no third
+/// party of a visit, and markup that ever got past the escaping could not load anything either.
+const DASHBOARD_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+    script-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
 /// `GET /`: the dashboard, complete as served (its script only re-fetches it).
 async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
     let snap = snapshot(&s);
@@ -363,7 +391,10 @@ async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
         links,
     };
     (
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP),
+        ],
         Html(dashboard::page(&board)),
     )
         .into_response()

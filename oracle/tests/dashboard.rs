@@ -2,194 +2,20 @@
 //! API, so the HTML as served holds the status, nodes, rewards, epochs and the map; every string
 //! from the outside is escaped. The router runs on an ephemeral port and is asked over plain
 //! HTTP/1.1, as a browser with JavaScript off would.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod common;
+mod seeded;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, RwLock};
-
-use common::{EPOCH, Fixture, START};
-use wisp_oracle::RulesConfig;
-use wisp_oracle::engine::Row;
+use common::{EPOCH, START};
+use seeded::{
+    EMISSION, HOSTILE, OPEN_EPOCH, UNPAID_EMISSION, UNPAID_EPOCH, block_on, get, network, serve,
+    shared,
+};
 use wisp_oracle::http::dashboard::{MapFrame, amount, escape, short_id, utc};
-use wisp_oracle::metrics::Metrics;
-use wisp_oracle::state::{MarkView, NodeView, Shared, Snapshot};
+use wisp_oracle::state::Snapshot;
 use wisp_oracle::store::Store;
-use wisp_protocol::msg::{EpochParams, RewardEntry, Verdict};
-use wisp_protocol::{Kind, ProofId, Reason};
-use wisp_shell::broker_health::BrokerHealth;
-
-/// An owner string written to attack the page.
-const HOSTILE: &str = "<script>alert(\"x\")</script>&'";
-/// The emission of the epoch that paid nobody: it must not appear in its row.
-const UNPAID_EMISSION: u64 = 777_000_000;
-const UNPAID_EPOCH: u64 = EPOCH - 2;
-const OPEN_EPOCH: u64 = EPOCH + 1;
-const EMISSION: u64 = 1_000_000_000;
-
-/// The router on an ephemeral port, on a runtime of its own.
-struct Server {
-    _rt: tokio::runtime::Runtime,
-    addr: SocketAddr,
-}
-
-fn serve(shared: Arc<Shared>) -> Server {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, wisp_oracle::http::router(shared)).await });
-    Server { _rt: rt, addr }
-}
-
-/// Runs `f` on a runtime of its own (the store's calls are async; these tests are not).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-/// `GET path`: the status code and the body.
-fn get(server: &Server, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(server.addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
-}
-
-fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
-    Arc::new(Shared {
-        snapshot: RwLock::new(snap),
-        reader: store,
-        metrics: Metrics::new(),
-        connected: AtomicBool::new(true),
-        broker: Mutex::new(BrokerHealth::new("mqtt://127.0.0.1:1883", 60_000)),
-        retained: Mutex::new(std::collections::HashMap::new()),
-    })
-}
-
-/// Four nodes 250 m apart on a west–east line. Node 0 is paid in the last closed epoch, node 1
-/// too but its location is not trusted, node 2 (with a hostile owner) is not paid, node 3 serves
-/// a penalty. Nodes 1 and 2 witnessed node 0's beacon. Epoch 5 closed paying nobody, 7 closed
-/// paying everything, 8 is open.
-fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
-    let fx = Fixture::grid(4, 4, RulesConfig::permissionless(), EpochParams::default());
-    let store = block_on(async {
-        let mut store = Store::open_sqlite(&dir.join("oracle.db")).await.unwrap();
-
-        let beacon = fx.beacon_msg(0);
-        let beacon_bytes = fx.sign(0, &beacon);
-        let rows: Vec<Row> = (1..3)
-            .map(|j| {
-                let envelope = fx.sign(j, &fx.witness_msg(j, &beacon_bytes, &beacon, 0));
-                Row {
-                    seq: j as u64,
-                    id: ProofId::of(&envelope),
-                    node: fx.ids[j],
-                    kind: Kind::Witness,
-                    epoch: Some(EPOCH),
-                    received_ms: START + 1_000,
-                    verdict: Verdict::Accepted,
-                    envelope,
-                }
-            })
-            .collect();
-        store.insert_rows(&rows).await.unwrap();
-
-        store
-            .insert_epoch(UNPAID_EPOCH, b"seed-5", UNPAID_EMISSION, 0)
-            .await
-            .unwrap();
-        assert!(
-            store
-                .commit_close(UNPAID_EPOCH, START - 1, 0, &[], &[], &[vec![0]])
-                .await
-                .unwrap()
-        );
-        store
-            .insert_epoch(EPOCH, b"seed-7", EMISSION, 0)
-            .await
-            .unwrap();
-        let entry =
-            |i: usize, owner: &str, coverage: u64, backhaul: u64, uptime: u64| RewardEntry {
-                node: fx.ids[i],
-                owner: owner.into(),
-                amount: coverage + backhaul + uptime,
-                coverage,
-                backhaul,
-                uptime,
-            };
-        let entries = vec![
-            entry(0, "owner-zero", 400_000_000, 250_000_000, 100_000_000),
-            entry(1, "owner-one", 150_000_000, 50_000_000, 50_000_000),
-        ];
-        assert!(
-            store
-                .commit_close(EPOCH, START + 3_600_000, 3, &entries, &[], &[vec![0]])
-                .await
-                .unwrap()
-        );
-        store
-            .insert_epoch(OPEN_EPOCH, b"seed-8", EMISSION, 3)
-            .await
-            .unwrap();
-        store
-    });
-
-    let view = |i: usize, owner: &str, trust: Option<u16>, down: Option<u64>| {
-        let (lat, lon) = fx.cell(i).center();
-        NodeView {
-            peer_id: fx.ids[i].to_string(),
-            owner: owner.into(),
-            cell: fx.cell(i).to_string(),
-            lat,
-            lon,
-            last_heartbeat_ms: Some(START),
-            location_trust_bps: trust,
-            down_bps: down,
-            up_bps: down.map(|d| d / 5),
-            penalized_through: None,
-            marks: Vec::new(),
-        }
-    };
-    let snap = Snapshot {
-        oracle: "oracle-under-test".into(),
-        epoch: Some(OPEN_EPOCH),
-        open_epochs: vec![(OPEN_EPOCH, 4)],
-        nodes: vec![
-            view(0, "owner-zero", Some(10_000), Some(52_300_000)),
-            view(1, "owner-one", Some(0), None),
-            view(2, HOSTILE, None, Some(8_000_000)),
-            NodeView {
-                penalized_through: Some(OPEN_EPOCH),
-                marks: vec![MarkView {
-                    epoch: EPOCH,
-                    reason: Reason::WrongEpoch.name(),
-                }],
-                ..view(3, "owner-three", Some(10_000), None)
-            },
-        ],
-        proofs_stored: 2,
-    };
-    (fx, shared(store, snap))
-}
+use wisp_protocol::Reason;
 
 /// Every coordinate in the map is a finite number.
 fn numbers_are_finite(html: &str) {
@@ -439,4 +265,173 @@ fn the_projection_fits_zero_one_or_many_nodes() {
         ),
         one
     );
+}
+
+/// Runs `cmd`, killing it after `limit`: a browser that hangs must fail the test, not stall it.
+fn run_for(mut cmd: std::process::Command, limit: std::time::Duration) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    // Read both pipes on threads so a chatty browser cannot block on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut v).map(|_| v)
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut v).map(|_| v)
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap().unwrap(),
+        stderr: err.join().unwrap().unwrap(),
+    }
+}
+
+/// Headless Chromium with a fresh profile and nothing of its own on the network, then `args`.
+fn chromium(bin: &str, profile: &std::path::Path, args: &[String]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args);
+    let out = run_for(cmd, std::time::Duration::from_secs(90));
+    assert!(
+        out.status.success(),
+        "chromium {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The URLs Chromium's network log (`--log-net-log`) shows requested on behalf of pages of
+/// `site` (scheme and host).
+fn page_requests(netlog: &std::path::Path, site: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(netlog).unwrap();
+    let log: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: not a complete network log: {e}", netlog.display()));
+    let start_job = &log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"];
+    assert!(
+        start_job.is_u64(),
+        "no URL_REQUEST_START_JOB in the log's constants"
+    );
+    let key = format!("{site} {site}");
+    let mut urls: Vec<String> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| &e["type"] == start_job)
+        .filter(|e| e["params"]["network_isolation_key"] == key.as_str())
+        .filter_map(|e| e["params"]["url"].as_str().map(String::from))
+        .collect();
+    urls.sort_unstable();
+    urls.dedup();
+    urls
+}
+
+/// The dashboard in a real browser: scripts run, the seeded nodes are in the DOM, nothing is
+/// loaded from elsewhere (Chromium's network log), and a screenshot is kept to look at.
+#[test]
+#[ignore = "needs Chromium: WISP_TEST_CHROMIUM=/usr/bin/chromium (.ci/run sets it)"]
+fn chromium_renders_the_dashboard() {
+    let bin = std::env::var("WISP_TEST_CHROMIUM").unwrap_or_else(|_| {
+        panic!(
+            "set WISP_TEST_CHROMIUM to a Chromium binary (e.g. /usr/bin/chromium) to run this test"
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (fx, shared) = network(dir.path());
+    let server = serve(shared);
+    let origin = format!("http://{}", server.addr);
+    let url = format!("{origin}/");
+
+    // The DOM after the page's scripts ran: the refresh note only a script writes.
+    let netlog = dir.path().join("netlog.json");
+    let out = chromium(
+        &bin,
+        &dir.path().join("profile-dom"),
+        &[
+            format!("--log-net-log={}", netlog.display()),
+            "--dump-dom".into(),
+            url.clone(),
+        ],
+    );
+    let dom = String::from_utf8(out.stdout).unwrap();
+    assert!(dom.contains("oracle-under-test"), "{dom}");
+    assert!(
+        dom.contains("Updates every 10 s"),
+        "the page's script did not run: {dom}"
+    );
+    for id in &fx.ids {
+        let id = id.to_string();
+        assert!(dom.contains(&id), "node {id} is not in the rendered page");
+        assert!(
+            dom.contains(&format!(">{}</text>", short_id(&id))),
+            "{id} on the map"
+        );
+    }
+    assert!(dom.contains(&format!("Rewards of epoch {EPOCH}")));
+    // The hostile owner is a text node (the DOM serializer escapes only `&`, `<` and `>` there).
+    assert!(dom.contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;&amp;'"));
+    assert!(!dom.contains("<script>alert"));
+
+    // Every request made for the page (its network isolation key is the page's site; Chromium's
+    // own traffic, such as its update checks, has another) went to the oracle.
+    let requests = page_requests(&netlog, &format!("http://{}", server.addr.ip()));
+    assert!(
+        requests.contains(&url),
+        "the page itself is in the log: {requests:?}"
+    );
+    let elsewhere: Vec<_> = requests
+        .iter()
+        .filter(|u| !u.starts_with(&format!("{origin}/")))
+        .collect();
+    assert!(elsewhere.is_empty(), "the dashboard loaded {elsewhere:?}");
+
+    // A screenshot to look at, kept with the test's output.
+    let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wisp-dashboard.png");
+    let _ = std::fs::remove_file(&png);
+    chromium(
+        &bin,
+        &dir.path().join("profile-shot"),
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1280,900".into(),
+            "--hide-scrollbars".into(),
+            url,
+        ],
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+        "{png:?}"
+    );
+    println!("dashboard screenshot: {}", png.display());
 }

@@ -1,0 +1,489 @@
+//! The OpenAPI document (`oracle/src/openapi.json`, served at `/openapi.json`) against the
+//! router and its handlers: every route is documented and every documented path is served, and
+//! the answers of a seeded oracle and of an empty one (status code, content type, body) are
+//! what the document says, for every documented path.
+//!
+//! The schemas are checked by the small validator below, for the subset of OpenAPI 3.0 the
+//! document uses. A keyword it does not know fails the test, so the document cannot grow a
+//! construct that nothing here checks. `.ci/run` also points schemathesis at a live devnet
+//! oracle with this document (`.ci/schemathesis.sh`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod seeded;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use common::EPOCH;
+use seeded::{OPEN_EPOCH, Reply, UNPAID_EPOCH, block_on, network, request, serve, shared};
+use serde_json::Value;
+use wisp_oracle::state::Snapshot;
+use wisp_oracle::store::Store;
+
+const DOC: &str = include_str!("../src/openapi.json");
+const HTTP_RS: &str = include_str!("../src/http.rs");
+
+fn doc() -> Value {
+    serde_json::from_str(DOC).expect("openapi.json is JSON")
+}
+
+/// The paths of the router, read from the `.route("…", …)` calls of `http::router`. Axum's
+/// `{name}` captures are OpenAPI's path templates already.
+fn routes() -> BTreeSet<String> {
+    let start = HTTP_RS.find("pub fn router(").expect("http::router");
+    let body = &HTTP_RS[start..start + HTTP_RS[start..].find("\n}\n").unwrap()];
+    body.match_indices(".route(\"")
+        .map(|(at, m)| {
+            let rest = &body[at + m.len()..];
+            rest[..rest.find('"').unwrap()].to_string()
+        })
+        .collect()
+}
+
+fn documented() -> BTreeSet<String> {
+    doc()["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Follows a local `$ref` (`#/components/…`) to what it names.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let target = doc
+                .pointer(r.strip_prefix('#').expect("local $ref"))
+                .unwrap_or_else(|| panic!("dangling $ref {r}"));
+            resolve(doc, target)
+        }
+        None => v,
+    }
+}
+
+/// The schema keywords the validator knows. Annotations are not checked; `pattern` is checked
+/// for the patterns of [`pattern_holds`] only.
+const KEYWORDS: &[&str] = &[
+    "$ref",
+    "type",
+    "nullable",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "enum",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "allOf",
+    "pattern",
+    "format",
+    "description",
+    "example",
+];
+
+/// The document's string patterns, as code (no regex engine in this test).
+fn pattern_holds(pattern: &str, s: &str) -> bool {
+    let lower_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    match pattern {
+        "^[0-9a-f]{64}$" => s.len() == 64 && lower_hex(s),
+        "^[0-9]+$" => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
+        "^([0-9a-f]{2})*$" => s.len() % 2 == 0 && lower_hex(s),
+        other => panic!("pattern {other} is not known to this validator: add it to pattern_holds"),
+    }
+}
+
+/// Checks `v` against `schema` (OpenAPI 3.0 semantics: `null` only where `nullable`), adding a
+/// line per violation to `errors`, each with where in the value it is.
+fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
+    let obj = schema.as_object().expect("a schema is an object");
+    for k in obj.keys() {
+        assert!(
+            KEYWORDS.contains(&k.as_str()),
+            "schema keyword `{k}` at {at} is not checked by this validator"
+        );
+    }
+    if obj.contains_key("$ref") {
+        assert_eq!(
+            obj.len(),
+            1,
+            "siblings of $ref are ignored in OpenAPI 3.0: {at}"
+        );
+        return validate(doc, resolve(doc, schema), v, at, errors);
+    }
+    if v.is_null() {
+        if obj.get("nullable") != Some(&Value::Bool(true)) {
+            errors.push(format!("{at}: null, not nullable"));
+        }
+        return;
+    }
+    for sub in obj
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        validate(doc, sub, v, at, errors);
+    }
+    if let Some(t) = obj.get("type").and_then(Value::as_str) {
+        let ok = match t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_u64() || v.is_i64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            other => panic!("type {other} at {at}"),
+        };
+        if !ok {
+            errors.push(format!("{at}: {v} is not of type {t}"));
+            return;
+        }
+    }
+    if let Some(options) = obj.get("enum").and_then(Value::as_array) {
+        if !options.contains(v) {
+            errors.push(format!("{at}: {v} is not one of {options:?}"));
+        }
+    }
+    if let Some(n) = v.as_f64() {
+        if let Some(min) = obj.get("minimum").and_then(Value::as_f64) {
+            if n < min {
+                errors.push(format!("{at}: {v} < minimum {min}"));
+            }
+        }
+        if let Some(max) = obj.get("maximum").and_then(Value::as_f64) {
+            if n > max {
+                errors.push(format!("{at}: {v} > maximum {max}"));
+            }
+        }
+    }
+    if let (Some(p), Some(s)) = (obj.get("pattern").and_then(Value::as_str), v.as_str()) {
+        if !pattern_holds(p, s) {
+            errors.push(format!("{at}: {s:?} does not match {p}"));
+        }
+    }
+    if let Some(items) = v.as_array() {
+        let count = items.len() as u64;
+        if obj
+            .get("minItems")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| count < m)
+        {
+            errors.push(format!("{at}: {count} items, fewer than minItems"));
+        }
+        if obj
+            .get("maxItems")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| count > m)
+        {
+            errors.push(format!("{at}: {count} items, more than maxItems"));
+        }
+        if let Some(item) = obj.get("items") {
+            for (i, x) in items.iter().enumerate() {
+                validate(doc, item, x, &format!("{at}/{i}"), errors);
+            }
+        }
+    }
+    if let Some(fields) = v.as_object() {
+        let props = obj.get("properties").and_then(Value::as_object);
+        for name in obj
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = name.as_str().unwrap();
+            if !fields.contains_key(name) {
+                errors.push(format!("{at}: required `{name}` missing"));
+            }
+        }
+        for (name, x) in fields {
+            match props.and_then(|p| p.get(name)) {
+                Some(s) => validate(doc, s, x, &format!("{at}/{name}"), errors),
+                None if obj.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    errors.push(format!("{at}: `{name}` is not in the schema"));
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// Checks a reply to `GET <template>` against the document: its status code is documented,
+/// its content type is the documented one, and a JSON body fits the schema.
+fn conforms(doc: &Value, template: &str, reply: &Reply) -> Result<(), String> {
+    let op = &doc["paths"][template]["get"];
+    assert!(op.is_object(), "no GET {template} in the document");
+    let Some(response) = op["responses"].get(reply.code.to_string()) else {
+        return Err(format!("status {} is not documented", reply.code));
+    };
+    let response = resolve(doc, response);
+    let Some(content) = response.get("content").and_then(Value::as_object) else {
+        return Err(format!(
+            "status {}: the document gives no content",
+            reply.code
+        ));
+    };
+    let media = reply.content_type.as_deref().unwrap_or("");
+    let media = media.split(';').next().unwrap().trim();
+    let Some(documented) = content.get(media) else {
+        let want: Vec<_> = content.keys().collect();
+        return Err(format!("content type `{media}`, documented {want:?}"));
+    };
+    let schema = &documented["schema"];
+    let value = if media == "application/json" {
+        serde_json::from_str(&reply.body).map_err(|e| format!("not JSON ({e})"))?
+    } else {
+        Value::String(reply.body.clone())
+    };
+    let mut errors = Vec::new();
+    validate(doc, schema, &value, "", &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_path_is_a_route() {
+    let routes = routes();
+    assert!(
+        routes.len() >= 12,
+        "the router's routes were not found: {routes:?}"
+    );
+    let documented = documented();
+    let undocumented: Vec<_> = routes.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&routes).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from openapi.json: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "openapi.json lists paths the router does not serve: {unserved:?}"
+    );
+    // Only GET is served, and only GET is documented.
+    for (path, item) in doc()["paths"].as_object().unwrap() {
+        let methods: Vec<_> = item.as_object().unwrap().keys().collect();
+        assert_eq!(methods, ["get"], "{path}");
+    }
+    assert_eq!(
+        HTTP_RS.matches(", get(").count(),
+        routes.len(),
+        "a route with another method"
+    );
+}
+
+/// The requests sent for each documented path: concrete paths and the status each must get.
+fn cases(ids: &[String], unknown_id: &str, seeded: bool) -> Vec<(&'static str, String, u16)> {
+    let mut c: Vec<(&'static str, String, u16)> = [
+        "/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v1/status",
+        "/v1/nodes",
+        "/v1/epochs",
+        "/v1/rejections",
+        "/v1/witness-links",
+    ]
+    .into_iter()
+    .map(|p| (p, p.to_string(), 200))
+    .collect();
+    let node = "/v1/nodes/{peer_id}";
+    for id in ids {
+        c.push((
+            node,
+            format!("/v1/nodes/{id}"),
+            if seeded { 200 } else { 404 },
+        ));
+    }
+    c.push((node, format!("/v1/nodes/{unknown_id}"), 404));
+    for bad in ["not-a-peer-id", "%FF%FE", "12D3KooW", "%20"] {
+        c.push((node, format!("/v1/nodes/{bad}"), 400));
+    }
+    let rewards = "/v1/epochs/{epoch}/rewards";
+    let closed = if seeded { 200 } else { 404 };
+    c.push((rewards, format!("/v1/epochs/{EPOCH}/rewards"), closed));
+    c.push((
+        rewards,
+        format!("/v1/epochs/{UNPAID_EPOCH}/rewards"),
+        closed,
+    ));
+    c.push((rewards, format!("/v1/epochs/{OPEN_EPOCH}/rewards"), 404));
+    c.push((rewards, format!("/v1/epochs/{}/rewards", u64::MAX), 404));
+    for bad in ["x", "-1", "1.5", "18446744073709551616", "%FF"] {
+        c.push((rewards, format!("/v1/epochs/{bad}/rewards"), 400));
+    }
+    c
+}
+
+/// Sends every case to `server` and checks each reply against the document; returns the
+/// replies by concrete path.
+fn check_all(
+    server: &seeded::Server,
+    cases: &[(&'static str, String, u16)],
+) -> Vec<(String, Reply)> {
+    let doc = doc();
+    let covered: BTreeSet<String> = cases.iter().map(|(t, ..)| t.to_string()).collect();
+    assert_eq!(
+        covered,
+        documented(),
+        "a documented path without a case here"
+    );
+    let mut failures = Vec::new();
+    let mut replies = Vec::new();
+    for (template, path, want) in cases {
+        let reply = request(server, path);
+        if reply.code != *want {
+            failures.push(format!(
+                "GET {path}: {} (want {want}): {}",
+                reply.code, reply.body
+            ));
+        } else if let Err(e) = conforms(&doc, template, &reply) {
+            failures.push(format!("GET {path}: {e}\n{}", reply.body));
+        }
+        replies.push((path.clone(), reply));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    replies
+}
+
+fn json_of(replies: &[(String, Reply)], path: &str) -> Value {
+    let (_, r) = replies.iter().find(|(p, _)| p == path).unwrap();
+    serde_json::from_str(&r.body).unwrap()
+}
+
+#[test]
+fn a_seeded_oracle_answers_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fx, shared) = network(dir.path());
+    let server = serve(shared.clone());
+    let ids: Vec<String> = fx.ids.iter().map(ToString::to_string).collect();
+    let unknown = common::key(99).id().to_string();
+    let replies = check_all(&server, &cases(&ids, &unknown, true));
+
+    // The schemas were checked against data, not against empty lists.
+    assert_eq!(json_of(&replies, "/v1/nodes").as_array().unwrap().len(), 4);
+    let detail = json_of(&replies, &format!("/v1/nodes/{}", ids[1]));
+    assert!(!detail["proofs"].as_array().unwrap().is_empty(), "{detail}");
+    assert!(
+        !detail["rewards"].as_array().unwrap().is_empty(),
+        "{detail}"
+    );
+    let marked = json_of(&replies, &format!("/v1/nodes/{}", ids[3]));
+    assert!(
+        !marked["node"]["marks"].as_array().unwrap().is_empty(),
+        "{marked}"
+    );
+    let rewards = json_of(&replies, &format!("/v1/epochs/{EPOCH}/rewards"));
+    assert_eq!(rewards["entries"].as_array().unwrap().len(), 2, "{rewards}");
+    assert_eq!(json_of(&replies, "/v1/epochs").as_array().unwrap().len(), 3);
+    let links = json_of(&replies, "/v1/witness-links");
+    assert_eq!(links["links"].as_array().unwrap().len(), 2, "{links}");
+    // The bad requests say what is wrong.
+    let bad = json_of(&replies, "/v1/epochs/x/rewards");
+    assert!(bad["error"].as_str().unwrap().contains("`x`"), "{bad}");
+
+    // Without the broker, the probes answer 503 as documented.
+    shared.connected.store(false, Ordering::Relaxed);
+    let doc = doc();
+    for probe in ["/healthz", "/readyz"] {
+        let reply = request(&server, probe);
+        assert_eq!(reply.code, 503, "{probe}");
+        conforms(&doc, probe, &reply).unwrap();
+    }
+}
+
+#[test]
+fn an_empty_oracle_answers_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = block_on(Store::open_sqlite(&dir.path().join("oracle.db"))).unwrap();
+    let server = serve(shared(store, Snapshot::default()));
+    let some = common::key(1).id().to_string();
+    let unknown = common::key(99).id().to_string();
+    let replies = check_all(&server, &cases(&[some], &unknown, false));
+    assert!(json_of(&replies, "/v1/status")["epoch"].is_null());
+    assert!(json_of(&replies, "/v1/witness-links")["epoch"].is_null());
+}
+
+#[test]
+fn the_document_is_the_one_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = block_on(Store::open_sqlite(&dir.path().join("oracle.db"))).unwrap();
+    let server = serve(shared(store, Snapshot::default()));
+    let reply = request(&server, "/openapi.json");
+    assert_eq!(serde_json::from_str::<Value>(&reply.body).unwrap(), doc());
+    // Every $ref resolves, and the router's fallback (an empty 404) is not a documented answer.
+    let text = DOC;
+    for (at, _) in text.match_indices("\"$ref\": \"") {
+        let r = &text[at + 9..];
+        let r = &r[..r.find('"').unwrap()];
+        assert!(doc().pointer(&r[1..]).is_some(), "dangling {r}");
+    }
+    let fallback = request(&server, "/v1/not-a-route");
+    assert_eq!((fallback.code, fallback.body.as_str()), (404, ""));
+}
+
+#[test]
+fn the_validator_catches_what_it_should() {
+    let doc = doc();
+    let check = |schema: Value, value: Value, want: &[&str]| {
+        let mut errors = Vec::new();
+        validate(&doc, &schema, &value, "", &mut errors);
+        assert_eq!(errors.len(), want.len(), "{schema} {value}: {errors:?}");
+        for (e, w) in errors.iter().zip(want) {
+            assert!(e.contains(w), "{e} lacks {w}");
+        }
+    };
+    use serde_json::json;
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    check(error.clone(), json!({ "error": "x" }), &[]);
+    check(error.clone(), json!({}), &["required `error`"]);
+    check(
+        error.clone(),
+        json!({ "error": 1 }),
+        &["not of type string"],
+    );
+    check(
+        error.clone(),
+        json!({ "error": "x", "more": 1 }),
+        &["`more` is not in"],
+    );
+    check(error, Value::Null, &["not nullable"]);
+    let n = json!({ "type": "integer", "minimum": 0, "nullable": true });
+    check(n.clone(), Value::Null, &[]);
+    check(n.clone(), json!(-1), &["minimum"]);
+    check(n, json!(1.5), &["not of type integer"]);
+    check(
+        json!({ "type": "string", "enum": ["open", "closed"] }),
+        json!("shut"),
+        &["one of"],
+    );
+    check(
+        json!({ "type": "string", "pattern": "^[0-9]+$" }),
+        json!("12a"),
+        &["does not match"],
+    );
+    check(
+        json!({ "type": "array", "maxItems": 1, "items": { "type": "boolean" } }),
+        json!([true, 0]),
+        &["more than maxItems", "/1: 0 is not of type boolean"],
+    );
+    let epoch = json!({ "$ref": "#/components/schemas/Epoch" });
+    let e = json!({ "epoch": 1, "closed_ms": null, "emission": 5, "state": "open" });
+    check(epoch.clone(), e, &[]);
+    check(
+        epoch,
+        json!({ "epoch": 1, "closed_ms": null, "emission": 5 }),
+        &["`state`"],
+    );
+}

@@ -1,0 +1,223 @@
+//! A seeded oracle for the HTTP tests (`dashboard.rs`, `openapi.rs`): a real SQLite store with
+//! stored proofs, a closed epoch that paid, one that paid nobody and an open one, and a worker
+//! snapshot of four onboarded nodes; the router serves it on an ephemeral port and is asked
+//! over plain HTTP/1.1.
+// Test support: a panic is the right answer to a broken fixture; each test crate uses a part.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::common::{EPOCH, Fixture, START};
+use wisp_oracle::RulesConfig;
+use wisp_oracle::engine::Row;
+use wisp_oracle::metrics::Metrics;
+use wisp_oracle::state::{MarkView, NodeView, Shared, Snapshot};
+use wisp_oracle::store::Store;
+use wisp_protocol::msg::{EpochParams, RewardEntry, Verdict};
+use wisp_protocol::{Kind, ProofId, Reason};
+use wisp_shell::broker_health::BrokerHealth;
+
+/// An owner string written to attack the page.
+pub const HOSTILE: &str = "<script>alert(\"x\")</script>&'";
+/// The emission of the epoch that paid nobody: it must not appear in its row.
+pub const UNPAID_EMISSION: u64 = 777_000_000;
+pub const UNPAID_EPOCH: u64 = EPOCH - 2;
+pub const OPEN_EPOCH: u64 = EPOCH + 1;
+pub const EMISSION: u64 = 1_000_000_000;
+
+/// The router on an ephemeral port, on a runtime of its own.
+pub struct Server {
+    _rt: tokio::runtime::Runtime,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+pub fn serve(shared: Arc<Shared>) -> Server {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, wisp_oracle::http::router(shared)).await });
+    Server { _rt: rt, addr }
+}
+
+/// Runs `f` on a runtime of its own (the store's calls are async; these tests are not).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub code: u16,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: String,
+}
+
+/// `GET path` (already percent-encoded where it needs to be).
+pub fn request(server: &Server, path: &str) -> Reply {
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let content_type = head.lines().skip(1).find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("content-type")
+            .then(|| value.trim().to_string())
+    });
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    Reply {
+        code,
+        content_type,
+        body: body.to_string(),
+    }
+}
+
+/// `GET path`: the status code and the body.
+pub fn get(server: &Server, path: &str) -> (u16, String) {
+    let r = request(server, path);
+    (r.code, r.body)
+}
+
+pub fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
+    Arc::new(Shared {
+        snapshot: RwLock::new(snap),
+        reader: store,
+        metrics: Metrics::new(),
+        connected: AtomicBool::new(true),
+        broker: Mutex::new(BrokerHealth::new("mqtt://127.0.0.1:1883", 60_000)),
+        retained: Mutex::new(std::collections::HashMap::new()),
+    })
+}
+
+/// Four nodes 250 m apart on a west–east line. Node 0 is paid in the last closed epoch, node 1
+/// too but its location is not trusted, node 2 (with a hostile owner) is not paid, node 3 serves
+/// a penalty. Nodes 1 and 2 witnessed node 0's beacon. Epoch 5 closed paying nobody, 7 closed
+/// paying everything, 8 is open.
+pub fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
+    let fx = Fixture::grid(4, 4, RulesConfig::permissionless(), EpochParams::default());
+    let store = block_on(async {
+        let mut store = Store::open_sqlite(&dir.join("oracle.db")).await.unwrap();
+
+        let beacon = fx.beacon_msg(0);
+        let beacon_bytes = fx.sign(0, &beacon);
+        let rows: Vec<Row> = (1..3)
+            .map(|j| {
+                let envelope = fx.sign(j, &fx.witness_msg(j, &beacon_bytes, &beacon, 0));
+                Row {
+                    seq: j as u64,
+                    id: ProofId::of(&envelope),
+                    node: fx.ids[j],
+                    kind: Kind::Witness,
+                    epoch: Some(EPOCH),
+                    received_ms: START + 1_000,
+                    verdict: Verdict::Accepted,
+                    envelope,
+                }
+            })
+            .collect();
+        store.insert_rows(&rows).await.unwrap();
+
+        store
+            .insert_epoch(UNPAID_EPOCH, b"seed-5", UNPAID_EMISSION, 0)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .commit_close(UNPAID_EPOCH, START - 1, 0, &[], &[], &[vec![0]])
+                .await
+                .unwrap()
+        );
+        store
+            .insert_epoch(EPOCH, b"seed-7", EMISSION, 0)
+            .await
+            .unwrap();
+        let entry =
+            |i: usize, owner: &str, coverage: u64, backhaul: u64, uptime: u64| RewardEntry {
+                node: fx.ids[i],
+                owner: owner.into(),
+                amount: coverage + backhaul + uptime,
+                coverage,
+                backhaul,
+                uptime,
+            };
+        let entries = vec![
+            entry(0, "owner-zero", 400_000_000, 250_000_000, 100_000_000),
+            entry(1, "owner-one", 150_000_000, 50_000_000, 50_000_000),
+        ];
+        assert!(
+            store
+                .commit_close(EPOCH, START + 3_600_000, 3, &entries, &[], &[vec![0]])
+                .await
+                .unwrap()
+        );
+        store
+            .insert_epoch(OPEN_EPOCH, b"seed-8", EMISSION, 3)
+            .await
+            .unwrap();
+        store
+    });
+
+    let view = |i: usize, owner: &str, trust: Option<u16>, down: Option<u64>| {
+        let (lat, lon) = fx.cell(i).center();
+        NodeView {
+            peer_id: fx.ids[i].to_string(),
+            owner: owner.into(),
+            cell: fx.cell(i).to_string(),
+            lat,
+            lon,
+            last_heartbeat_ms: Some(START),
+            location_trust_bps: trust,
+            down_bps: down,
+            up_bps: down.map(|d| d / 5),
+            penalized_through: None,
+            marks: Vec::new(),
+        }
+    };
+    let snap = Snapshot {
+        oracle: "oracle-under-test".into(),
+        epoch: Some(OPEN_EPOCH),
+        open_epochs: vec![(OPEN_EPOCH, 4)],
+        nodes: vec![
+            view(0, "owner-zero", Some(10_000), Some(52_300_000)),
+            view(1, "owner-one", Some(0), None),
+            view(2, HOSTILE, None, Some(8_000_000)),
+            NodeView {
+                penalized_through: Some(OPEN_EPOCH),
+                marks: vec![MarkView {
+                    epoch: EPOCH,
+                    reason: Reason::WrongEpoch.name(),
+                }],
+                ..view(3, "owner-three", Some(10_000), None)
+            },
+        ],
+        proofs_stored: 2,
+    };
+    (fx, shared(store, snap))
+}
