@@ -11,6 +11,7 @@
 //!   lines at a bounded rate, the reason for `/readyz`); sans-IO, time is an argument.
 //! - [`envconfig`]: a daemon's raw configuration, its TOML file with `WISP_<SECTION>__<KEY>`
 //!   environment overrides.
+//! - [`http_get`]: a bounded HTTP GET on a std socket, for reading a local daemon's JSON API.
 #![warn(missing_docs)]
 
 pub mod broker;
@@ -18,5 +19,6 @@ pub mod broker_health;
 pub mod clock;
 pub mod envconfig;
 pub mod exposition;
+pub mod http_get;
 pub mod keyfile;
 pub mod logging;

@@ -4,17 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+/// A GET on the oracle's API: the body, if the status is 200 (`wisp_shell::http_get::get`,
+/// re-exported for the devnet's users).
+pub use wisp_shell::http_get::get as http_get;
 
 use super::{AgentInfo, Cheater, Devnet};
-
-/// Largest HTTP response the summary reads from the oracle, bytes.
-const MAX_RESPONSE: usize = 4 << 20;
 
 /// One node's reward for one epoch, by category.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -190,30 +188,6 @@ impl Summary {
         }
         s
     }
-}
-
-/// A GET on loopback; the body, if the status is 200.
-pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.take(MAX_RESPONSE as u64 + 1).read_to_end(&mut buf)?;
-    if buf.len() > MAX_RESPONSE {
-        bail!("GET {path}: response over {MAX_RESPONSE} bytes");
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("GET {path}: no HTTP header"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        bail!("GET {path}: HTTP {status}");
-    }
-    Ok(body.to_string())
 }
 
 impl Devnet {
