@@ -1,5 +1,8 @@
-//! `wisp-oracle`: the rewards oracle service.
+//! `wisp-oracle`: the rewards oracle service, and the operator's commands that read a running
+//! one's API or check its signed manifests offline ([`cli`]).
 #![allow(clippy::print_stdout)]
+
+mod cli;
 
 use std::path::PathBuf;
 
@@ -36,6 +39,21 @@ struct Common {
     http_listen: Option<String>,
 }
 
+/// Where the operator commands find a running oracle's HTTP API.
+#[derive(Args, Debug, Clone)]
+struct ApiArgs {
+    /// The oracle's HTTP API, http://host:port. Default: the address a running oracle wrote to
+    /// `<data_dir>/http.addr`.
+    #[arg(long)]
+    api: Option<String>,
+    /// Configuration file (TOML) giving `oracle.data_dir`, as `run` reads it.
+    #[arg(long, short = 'c', env = "WISP_ORACLE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `oracle.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the oracle (embedded broker unless --broker is given).
@@ -44,6 +62,76 @@ enum Cmd {
     Key(Common),
     /// Validate the configuration.
     Check(Common),
+    /// List the hotspots: peer id, status, cell, owner, last heartbeat, trust, latest reward.
+    Nodes {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON (`/v1/nodes`) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One hotspot: place, trust, recent proofs with their verdicts, rewards per epoch.
+    Node {
+        /// The node's peer id.
+        peer_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON (`/v1/nodes/{peer_id}`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One epoch: its emission, the rewards by node and category, its manifest pages.
+    Epoch {
+        /// The epoch number.
+        epoch: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON (`/v1/epochs/{epoch}/rewards`).
+        #[arg(long)]
+        json: bool,
+        /// Write each signed manifest page to this directory as
+        /// `epoch-<n>-page-<p>.manifest`, for `verify-manifest`.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Check saved reward manifest pages offline: the oracle's signature on the raw bytes,
+    /// then the entries, the total and the Merkle root. Give every page of the epoch.
+    VerifyManifest {
+        /// Manifest page files (the envelope bytes as published; see `epoch --out`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The oracle's peer id (`wisp-oracle key` prints it; agents pin it).
+        #[arg(long, value_name = "PEER_ID")]
+        oracle: String,
+    },
+}
+
+/// Runs an operator command (no runtime: each is a few blocking requests or file reads);
+/// `None` for the daemon's commands.
+fn operator(cmd: &Cmd) -> Option<anyhow::Result<String>> {
+    let locate = |a: &ApiArgs| {
+        cli::Api::locate(a.api.as_deref(), || {
+            let c = Common {
+                config: a.config.clone(),
+                data_dir: a.data_dir.clone(),
+                broker: None,
+                http_listen: None,
+            };
+            Ok(settings(&c)?.data_dir)
+        })
+    };
+    Some(match cmd {
+        Cmd::Run(_) | Cmd::Key(_) | Cmd::Check(_) => return None,
+        Cmd::Nodes { api, json } => locate(api).and_then(|a| cli::nodes(&a, *json)),
+        Cmd::Node { peer_id, api, json } => locate(api).and_then(|a| cli::node(&a, peer_id, *json)),
+        Cmd::Epoch {
+            epoch,
+            api,
+            json,
+            out,
+        } => locate(api).and_then(|a| cli::epoch(&a, *epoch, *json, out.as_deref())),
+        Cmd::VerifyManifest { files, oracle } => cli::verify::verify(files, oracle),
+    })
 }
 
 fn settings(c: &Common) -> anyhow::Result<Settings> {
@@ -62,6 +150,18 @@ fn settings(c: &Common) -> anyhow::Result<Settings> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(result) = operator(&cli.cmd) {
+        return match result {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -121,6 +221,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 s.http_listen
             );
             Ok(())
+        }
+        Cmd::Nodes { .. } | Cmd::Node { .. } | Cmd::Epoch { .. } | Cmd::VerifyManifest { .. } => {
+            unreachable!("operator commands run in `operator`, without the runtime")
         }
     }
 }
