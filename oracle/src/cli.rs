@@ -23,6 +23,15 @@ pub(crate) struct Api {
     addr: SocketAddr,
 }
 
+/// An epoch's rewards with its manifest pages take about 300 bytes of JSON per paid node, and
+/// the node list as much per node: 64 MiB is room for some 200,000 nodes, and a slow link gets
+/// 60 s for it.
+const LIMITS: Limits = Limits {
+    connect: std::time::Duration::from_secs(5),
+    total: std::time::Duration::from_secs(60),
+    max_response: 64 << 20,
+};
+
 /// What to tell an operator whose API address is missing or unreachable.
 const START_HINT: &str =
     "start the oracle (`wisp-oracle run`) or pass --api http://host:port of a running one";
@@ -59,7 +68,7 @@ impl Api {
     /// GET `path`: the body if the status is 200; otherwise an error with the API's own
     /// message (its JSON `error`).
     fn get(&self, path: &str) -> anyhow::Result<String> {
-        let r = http_get::fetch(self.addr, path, &Limits::default()).map_err(|e| match e {
+        let r = http_get::fetch(self.addr, path, &LIMITS).map_err(|e| match e {
             http_get::Error::Connect { .. } => anyhow::anyhow!(
                 "the oracle's API at http://{} is not reachable ({e}): {START_HINT}",
                 self.addr

@@ -153,8 +153,13 @@ fn main() -> std::process::ExitCode {
     if let Some(result) = operator(&cli.cmd) {
         return match result {
             Ok(text) => {
-                print!("{text}");
-                std::process::ExitCode::SUCCESS
+                use std::io::Write as _;
+                // A closed pipe (`| head`) is not worth a panic; nothing else can be said.
+                let mut out = std::io::stdout().lock();
+                match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                    Ok(()) => std::process::ExitCode::SUCCESS,
+                    Err(_) => std::process::ExitCode::FAILURE,
+                }
             }
             Err(e) => {
                 eprintln!("error: {e:#}");
