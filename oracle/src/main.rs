@@ -63,6 +63,10 @@ enum Cmd {
     /// Validate the configuration.
     Check(Common),
     /// List the hotspots: peer id, status, cell, owner, last heartbeat, trust, latest reward.
+    ///
+    /// STATUS is `penalized` (caught cheating, its penalty not over), `marked` (caught within
+    /// the strike window), `silent` (no heartbeat yet) or `ok`. The reward is the last closed
+    /// epoch's.
     Nodes {
         #[command(flatten)]
         api: ApiArgs,
