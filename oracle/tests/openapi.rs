@@ -94,7 +94,7 @@ fn pattern_holds(pattern: &str, s: &str) -> bool {
     match pattern {
         "^[0-9a-f]{64}$" => s.len() == 64 && lower_hex(s),
         "^[0-9]+$" => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
-        "^([0-9a-f]{2})*$" => s.len() % 2 == 0 && lower_hex(s),
+        "^([0-9a-f]{2})*$" => s.len().is_multiple_of(2) && lower_hex(s),
         other => panic!("pattern {other} is not known to this validator: add it to pattern_holds"),
     }
 }
@@ -146,27 +146,27 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<S
             return;
         }
     }
-    if let Some(options) = obj.get("enum").and_then(Value::as_array) {
-        if !options.contains(v) {
-            errors.push(format!("{at}: {v} is not one of {options:?}"));
-        }
+    if let Some(options) = obj.get("enum").and_then(Value::as_array)
+        && !options.contains(v)
+    {
+        errors.push(format!("{at}: {v} is not one of {options:?}"));
     }
     if let Some(n) = v.as_f64() {
-        if let Some(min) = obj.get("minimum").and_then(Value::as_f64) {
-            if n < min {
-                errors.push(format!("{at}: {v} < minimum {min}"));
-            }
+        if let Some(min) = obj.get("minimum").and_then(Value::as_f64)
+            && n < min
+        {
+            errors.push(format!("{at}: {v} < minimum {min}"));
         }
-        if let Some(max) = obj.get("maximum").and_then(Value::as_f64) {
-            if n > max {
-                errors.push(format!("{at}: {v} > maximum {max}"));
-            }
+        if let Some(max) = obj.get("maximum").and_then(Value::as_f64)
+            && n > max
+        {
+            errors.push(format!("{at}: {v} > maximum {max}"));
         }
     }
-    if let (Some(p), Some(s)) = (obj.get("pattern").and_then(Value::as_str), v.as_str()) {
-        if !pattern_holds(p, s) {
-            errors.push(format!("{at}: {s:?} does not match {p}"));
-        }
+    if let (Some(p), Some(s)) = (obj.get("pattern").and_then(Value::as_str), v.as_str())
+        && !pattern_holds(p, s)
+    {
+        errors.push(format!("{at}: {s:?} does not match {p}"));
     }
     if let Some(items) = v.as_array() {
         let count = items.len() as u64;
