@@ -2,7 +2,7 @@
 //! blamed for what, and who is not.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use wisp_oracle::config::RulesConfig;
 use wisp_oracle::links::{self, Judgement, Observation};
@@ -136,6 +136,48 @@ fn liars_are_misplaced_and_their_sparse_honest_neighbour_is_not() {
     assert!(!j.misplaced.contains(&node(900)));
     // What the liars explain is not the honest witnesses' word.
     assert!(j.far_heard.is_empty(), "{:?}", j.far_heard);
+}
+
+#[test]
+fn two_cheaters_just_started_are_in_doubt_and_their_common_neighbour_is_not_blamed() {
+    // The corner of a small network: a false place (800) and a relay heard both ways (801)
+    // have just started, each contradicted both ways by two honest partners only (too few to
+    // be misplaced). Node 5 heard both: two far beaconers, which would strike it, though one
+    // false place each explains its links better than its own word.
+    let obs = town();
+    let mut contradicted = Vec::new();
+    for (cheater, honest) in [(800, 5), (800, 6), (801, 5), (801, 7)] {
+        contradicted.push((cheater, honest));
+        contradicted.push((honest, cheater));
+    }
+    let j = judge(&obs, &contradicted);
+    assert!(j.misplaced.is_empty(), "{:?}", j.misplaced);
+    for honest in [5, 6, 7] {
+        assert!(
+            !j.far_heard.contains_key(&node(honest)),
+            "{:?}",
+            j.far_heard
+        );
+        assert!(!j.relayed.contains_key(&node(honest)), "{:?}", j.relayed);
+    }
+}
+
+#[test]
+fn a_witness_in_doubt_still_answers_for_the_beaconers_it_heard_from_afar() {
+    // Node 950 reports two town nodes from afar, and they hear it back from afar too (a
+    // relay that also transmits): 950 is in doubt, its partners are not, so it answers for
+    // both; the honest town nodes do not answer for hearing it.
+    let obs = town();
+    let mut contradicted = Vec::new();
+    for honest in [10, 11] {
+        contradicted.push((honest, 950));
+        contradicted.push((950, honest));
+    }
+    let j = judge(&obs, &contradicted);
+    assert!(j.misplaced.is_empty(), "{:?}", j.misplaced);
+    assert_eq!(j.far_heard.get(&node(950)).map(BTreeSet::len), Some(2));
+    assert!(!j.far_heard.contains_key(&node(10)), "{:?}", j.far_heard);
+    assert!(!j.far_heard.contains_key(&node(11)), "{:?}", j.far_heard);
 }
 
 #[test]

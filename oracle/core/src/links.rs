@@ -23,8 +23,11 @@
 //!   them, all from farther than it says; a relay's far links are one-way, since the far end
 //!   never hears the relay). Nodes are judged in order of their share of bad partners, and a
 //!   link explained by a node already judged no longer counts against its other end: the
-//!   honest neighbours of several liars keep their place. Then the links those nodes explain
-//!   are set aside, and what is left is each witness's word ([`Judgement::far_heard`]): the
+//!   honest neighbours of several liars keep their place. A node contradicted both ways by
+//!   two partners or more, a third of its partners, but too few to be misplaced (a liar in its
+//!   first epochs) is in doubt: its links are no witness's word either, so the honest
+//!   neighbour of two cheaters just started is not blamed for hearing both. Then the links
+//!   those nodes explain are set aside, and what is left is each witness's word ([`Judgement::far_heard`]): the
 //!   beaconers it claims to have heard from afar. A relay brings in beacons of ever other
 //!   nodes, and the epoch close counts them over a window of epochs; the honest neighbour of a
 //!   liar has the one implausible partner, the liar, again and again; the beaconer a relay
@@ -358,6 +361,20 @@ pub fn judge(
             out.misplaced.insert(*node);
         }
     }
+    // In doubt: a node contradicted, both ways, by two partners or more that are at least a
+    // third of its partners (those already misplaced left out), without enough of them to be
+    // misplaced yet (a liar in its first epochs, heard by few). One false place explains all
+    // those links better than two witnesses each reporting a far beacon, so the links of a
+    // beaconer in doubt are no witness's word: the honest neighbour of two cheaters that
+    // have just started is not blamed for hearing both before either can be misplaced.
+    let in_doubt: BTreeSet<NodeId> = tally
+        .iter()
+        .filter(|(node, t)| {
+            let bad = t.bad.iter().filter(|p| !out.misplaced.contains(p)).count();
+            !out.misplaced.contains(node) && bad >= 2 && bad * 3 >= t.partners.len()
+        })
+        .map(|(node, _)| *node)
+        .collect();
     // What is left is the witnesses' word: a beacon it says it heard farther than any radio
     // here reaches (a beacon's far witnesses say nothing against the beaconer, so a relay
     // cannot frame the nodes it relays).
@@ -386,7 +403,7 @@ pub fn judge(
         .flat_map(|o| [o.tx, o.rx])
         .collect();
     for (tx, rx) in far_links {
-        if out.misplaced.contains(&tx) || out.misplaced.contains(&rx) {
+        if out.misplaced.contains(&tx) || out.misplaced.contains(&rx) || in_doubt.contains(&tx) {
             continue;
         }
         let one_way = !directed.contains_key(&(rx, tx));
