@@ -39,21 +39,35 @@ for _ in $(seq 300); do
 done
 [ -n "$url" ] || { echo "the devnet's oracle did not start"; cat "$work/devnet.log"; exit 1; }
 
-# Wait for a closed epoch with rewards: the first close comes one epoch and a grace period in.
-closed=
+# Wait for a closed epoch that paid someone: the first close comes one epoch and a grace
+# period in.
+paid_epoch() { # the last closed epoch with reward entries, if any
+    python3 -c '
+import json, sys, urllib.request
+url = sys.argv[1]
+get = lambda p: json.load(urllib.request.urlopen(url + p, timeout=5))
+closed = [e["epoch"] for e in get("/v1/epochs") if e["state"] == "closed"]
+paid = [e for e in closed if get(f"/v1/epochs/{e}/rewards")["entries"]]
+print(paid[-1] if paid else "")
+' "$url" 2>/dev/null || true
+}
+paid=
 for _ in $(seq 120); do
-    if curl -fsS "$url/v1/epochs" | grep -q '"state":"closed"'; then closed=1; break; fi
+    paid=$(paid_epoch)
+    [ -n "$paid" ] && break
     sleep 1
 done
-[ -n "$closed" ] || { echo "no epoch closed within 120 s"; cat "$work/devnet.log"; exit 1; }
-echo "oracle $url: $(curl -fsS "$url/v1/nodes" | grep -o '"peer_id"' | wc -l) nodes, epochs $(curl -fsS "$url/v1/epochs")"
+[ -n "$paid" ] || { echo "no epoch paid within 120 s"; cat "$work/devnet.log"; exit 1; }
+echo "oracle $url: $(curl -fsS "$url/v1/nodes" | grep -o '"peer_id"' | wc -l) nodes; epoch $paid closed and paid"
 
 # Deterministic inputs (--seed), a bounded budget, every phase (examples, coverage, fuzzing,
 # stateful: the document's links feed real peer ids and epochs into the detail paths). Loaded
 # from its URL, schemathesis leaves /openapi.json itself out: oracle/tests/openapi.rs checks it.
+# Run from the scratch directory: schemathesis keeps caches in the current directory.
+cd "$work"
 schemathesis run "$url/openapi.json" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,negative_data_rejection \
     --mode all --seed 1 --max-time "${SCHEMATHESIS_SECONDS:-60}" --max-examples 100 \
     --workers 2 --request-timeout 10 --no-color \
-    --report junit --report-dir "$work/report" \
+    --report junit --report-dir report \
     --generation-database none
