@@ -19,7 +19,7 @@ use serde_json::json;
 use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, Reason};
 
-use crate::state::{Shared, Snapshot};
+use crate::state::{Role, Shared, Snapshot};
 use crate::store::{EpochRow, Store, StoreError};
 
 /// The routes.
@@ -73,8 +73,21 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// Ready when proofs can arrive: connected to the broker. When not, the body says why.
+/// This process's role among the oracle processes of its database.
+fn role(s: &Shared) -> Role {
+    s.role.lock().map_or(Role::Alone, |r| *r)
+}
+
+/// Ready when proofs can arrive: connected to the broker, and leading if it shares its
+/// database with other oracle processes. When not, the body says why.
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    if role(&s) == Role::Standby {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: standing by, another oracle process leads\n",
+        )
+            .into_response();
+    }
     match broker_trouble(&s) {
         None => (StatusCode::OK, "ready\n").into_response(),
         Some(why) => (
@@ -110,6 +123,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         "nodes": snap.nodes.len(),
         "proofs_stored": snap.proofs_stored,
         "broker_connected": s.connected.load(Ordering::Relaxed),
+        "role": role(&s).name(),
     }))
     .into_response()
 }

@@ -39,10 +39,11 @@ use crate::engine::{
 };
 use crate::metrics::Metrics;
 use crate::settings::{BrokerMode, Settings};
-use crate::state::{Shared, Snapshot};
+use crate::state::{Role, Shared, Snapshot};
 use crate::store::Store;
 
 mod clock;
+mod lease;
 mod replay;
 mod stages;
 mod worker;
@@ -212,8 +213,6 @@ pub async fn run(
     let mut store = Store::open(&settings.storage)
         .await
         .context("opening the oracle database")?;
-    let engine = rebuild(&mut store, key.clone(), &settings.rules).await?;
-    let calendar = load_calendar(&store, &settings).await?;
     let reader = Store::open(&settings.storage)
         .await
         .context("opening the oracle database")?;
@@ -286,6 +285,11 @@ pub async fn run(
             REPORT_EVERY_MS,
         )),
         retained: Mutex::new(HashMap::new()),
+        role: Mutex::new(if settings.cluster.is_some() {
+            Role::Standby
+        } else {
+            Role::Alone
+        }),
     });
     let guard_client = client.clone();
 
@@ -309,10 +313,14 @@ pub async fn run(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if is_guarded(&p.topic) => {
+                    // Only the leader puts its retained messages back: one that lost the
+                    // lease would put back what its successor replaced.
+                    let leads = s2.role.lock().is_ok_and(|r| *r != Role::Standby);
                     let ours = s2
                         .retained
                         .lock()
                         .ok()
+                        .filter(|_| leads)
                         .and_then(|r| r.get(&p.topic).cloned());
                     if let Some(ours) = ours.filter(|o| o.as_slice() != p.payload.as_ref()) {
                         if p.retain {
@@ -377,6 +385,25 @@ pub async fn run(
     });
     info!(oracle = %key.id(), broker = %format!("{host}:{port}"), http = %http_addr, "wisp-oracle started");
 
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Several processes on one database: stand by until this one holds the leader lease. The
+    // state is rebuilt only then, from everything the previous leader committed.
+    let mut lease = None;
+    if let Some(cluster) = &settings.cluster {
+        let Some(keeper) = lease::wait(&settings.storage, cluster, &mut shutdown).await? else {
+            info!("shutting down");
+            mqtt.abort();
+            return Ok(());
+        };
+        store.set_fence(keeper.fence())?;
+        if let Ok(mut r) = shared.role.lock() {
+            *r = Role::Leader;
+        }
+        lease = Some(keeper);
+    }
+    let engine = rebuild(&mut store, key.clone(), &settings.rules).await?;
+    let calendar = load_calendar(&store, &settings).await?;
+
     let (stop, stop_rx) = watch::channel(false);
     let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE);
     let acker = tokio::spawn(run_acker(
@@ -403,23 +430,37 @@ pub async fn run(
         engine,
         calendar,
         settings,
-        shared,
+        shared: shared.clone(),
         proofs_stored: None,
         measurer_parts_published: 0,
     };
     let mut worker =
         tokio::spawn(Worker::new(books, store, client, clock, stage_rx, ack_tx).run(stop_rx));
-    let shutdown = std::pin::pin!(shutdown);
+    let lost = async {
+        match &lease {
+            Some(k) => k.lost().await,
+            None => std::future::pending().await,
+        }
+    };
     // A worker that stops by itself (its store failed) stops the process: an oracle that
     // serves its API but judges nothing would look healthy to a supervisor that could
-    // restart it.
+    // restart it. So does a leader that lost its lease (its store refuses every write now).
     let result = tokio::select! {
-        () = shutdown => {
+        () = &mut shutdown => {
             info!("shutting down");
             // The worker finishes the batch it holds; the stages stop on their own as their
             // neighbours go.
             let _ = stop.send(true);
             (&mut worker).await
+        }
+        why = lost => {
+            if let Ok(mut r) = shared.role.lock() {
+                *r = Role::Standby;
+            }
+            error!("{why}; wisp-oracle stops (restart it to stand by)");
+            let _ = stop.send(true);
+            let _ = (&mut worker).await;
+            Ok(Err(anyhow!("{why}")))
         }
         r = &mut worker => {
             error!("the ingest worker stopped; wisp-oracle stops too");
@@ -427,6 +468,12 @@ pub async fn run(
             r
         }
     };
+    if let Some(k) = lease {
+        // A clean stop hands the lease on at once (after a failure it expires by itself).
+        if matches!(result, Ok(Ok(()))) {
+            k.release().await;
+        }
+    }
     let _ = prechecker.await;
     // The worker is gone, so is its ack sender: the acker sends what it holds and stops.
     let _ = acker.await;

@@ -29,6 +29,32 @@ pub struct RawSettings {
     pub log: RawLog,
     /// `[rules]`
     pub rules: Option<RulesConfig>,
+    /// `[cluster]`
+    pub cluster: RawCluster,
+}
+
+/// `[cluster]`: several oracle processes on one PostgreSQL database and one external broker.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCluster {
+    /// Share the database with other oracle processes: the holder of the leader lease judges,
+    /// opens and closes epochs and publishes; the others stand by and take over when its
+    /// lease expires (default false).
+    pub enabled: Option<bool>,
+    /// This process's name in the lease (default: the host name and the process id).
+    pub name: Option<String>,
+    /// The lease, seconds (default 10): a standby takes over at most this long after the
+    /// leader last renewed it, plus a third of it (how often standbys try).
+    pub lease_s: Option<f64>,
+}
+
+/// The validated `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// This process's name in the lease.
+    pub name: String,
+    /// The lease, ms.
+    pub lease_ms: u64,
 }
 
 /// `[oracle]`
@@ -187,6 +213,8 @@ pub struct Settings {
     pub rules: Rules,
     /// The database.
     pub storage: crate::store::StorageConfig,
+    /// Several processes on one database, one of them leading (None: this process alone).
+    pub cluster: Option<Cluster>,
 }
 
 /// A settings problem, naming the key.
@@ -367,11 +395,49 @@ impl RawSettings {
                 "only for a postgres:// storage.url",
             ));
         }
+        let cluster = if self.cluster.enabled.unwrap_or(false) {
+            if !matches!(storage, crate::store::StorageConfig::Postgres { .. }) {
+                return Err(invalid(
+                    "cluster.enabled",
+                    "needs a postgres:// storage.url: the processes share its lease and rows",
+                ));
+            }
+            if !matches!(broker, BrokerMode::External(_)) {
+                return Err(invalid(
+                    "cluster.enabled",
+                    "needs an external broker (broker.url) that every process connects to",
+                ));
+            }
+            let name = match &self.cluster.name {
+                Some(n) => n.clone(),
+                None => default_cluster_name(),
+            };
+            if name.is_empty() || name.len() > 100 {
+                return Err(invalid("cluster.name", "1 to 100 characters"));
+            }
+            let lease_ms = secs("cluster.lease_s", self.cluster.lease_s, 10.0, 1.0, 300.0)?;
+            Some(Cluster { name, lease_ms })
+        } else {
+            for (key, set) in [
+                ("cluster.name", self.cluster.name.is_some()),
+                ("cluster.lease_s", self.cluster.lease_s.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(key, "only with cluster.enabled = true"));
+                }
+            }
+            None
+        };
+        // Every process of a cluster connects with an id of its own: a broker drops the older
+        // of two connections with one id.
         let client_id = self
             .broker
             .client_id
             .clone()
-            .unwrap_or_else(|| "wisp-oracle".into());
+            .unwrap_or_else(|| match &cluster {
+                Some(c) => format!("wisp-oracle-{}", c.name),
+                None => "wisp-oracle".into(),
+            });
         // MQTT 3.1.1 guarantees 1..=23 characters; brokers accept more, but not empty ones
         // with a persistent session.
         if client_id.is_empty() || client_id.len() > 128 {
@@ -382,6 +448,7 @@ impl RawSettings {
             return Err(invalid("broker.max_connections_per_ip", "at least 1"));
         }
         Ok(Settings {
+            cluster,
             client_id,
             max_connections_per_ip,
             storage,
@@ -412,6 +479,16 @@ impl RawSettings {
             rules,
         })
     }
+}
+
+/// The host name and the process id: distinct for every process of a cluster.
+fn default_cluster_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "oracle".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// `broker.url` (`mqtt://` or `mqtts://`) and the login and CA that go with it, read as the

@@ -79,4 +79,28 @@ pub struct Shared {
     /// What the oracle last published, retained, on each of its topics (seed, clock, measurer
     /// set parts): anything else that arrives there is put right at once.
     pub retained: Mutex<HashMap<String, Vec<u8>>>,
+    /// Alone, or one of several processes on one database: leading or standing by.
+    pub role: Mutex<Role>,
+}
+
+/// What this process does among the oracle processes of one database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The only oracle process of its database.
+    Alone,
+    /// Holds the leader lease: judges, opens and closes epochs, publishes.
+    Leader,
+    /// Waits for the lease; serves the API from the database meanwhile.
+    Standby,
+}
+
+impl Role {
+    /// The role's name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Alone => "alone",
+            Role::Leader => "leader",
+            Role::Standby => "standby",
+        }
+    }
 }

@@ -24,6 +24,7 @@ use wisp_protocol::{NodeId, ProofId, Reason};
 use crate::engine::Row;
 
 pub mod crash;
+pub mod lease;
 pub mod postgres;
 pub mod sqlite;
 
@@ -57,6 +58,17 @@ pub enum StoreError {
     /// The storage configuration cannot be used.
     #[error("storage configuration: {0}")]
     Config(String),
+    /// This process lost the leader lease: another took it over, so this one may write
+    /// nothing more (see [`lease`]).
+    #[error(
+        "the leader lease moved on: {holder} with token {token} no longer holds it, another oracle process leads now"
+    )]
+    Fenced {
+        /// This process's name in the lease.
+        holder: String,
+        /// The token it held.
+        token: u64,
+    },
     /// A row holds something this build cannot read.
     #[error("oracle database holds an invalid row: {0}")]
     Corrupt(&'static str),
@@ -219,6 +231,63 @@ impl Store {
     /// Opens a SQLite file.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
         Ok(Store::Sqlite(sqlite::SqliteStore::open(path).await?))
+    }
+
+    /// Takes the leader lease for `lease_ms` if it is free or expired (PostgreSQL only; see
+    /// [`lease`]); the fencing token, or `None` while another process holds it.
+    pub async fn acquire_lease(
+        &mut self,
+        holder: &str,
+        lease_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Postgres(s) => s.acquire_lease(holder, lease_ms).await,
+            Store::Sqlite(_) => Err(lease_needs_postgres()),
+        }
+    }
+
+    /// Extends the lease this store took; false if it was taken over.
+    pub async fn renew_lease(&self, lease_ms: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Postgres(s) => s.renew_lease(lease_ms).await,
+            Store::Sqlite(_) => Err(lease_needs_postgres()),
+        }
+    }
+
+    /// Gives up the lease this store took, if any (a clean stop: a standby takes over at once).
+    pub async fn release_lease(&mut self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(s) => s.release_lease().await,
+            Store::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// Who holds the lease, by the database.
+    pub async fn lease(&self) -> Result<Option<lease::LeaseRow>, StoreError> {
+        match self {
+            Store::Postgres(s) => s.lease().await,
+            Store::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// The lease this store took, if any.
+    pub fn fence(&self) -> Option<&lease::Fence> {
+        match self {
+            Store::Postgres(s) => s.fence(),
+            Store::Sqlite(_) => None,
+        }
+    }
+
+    /// Makes every later write of this store check `fence`, a lease another connection took.
+    pub fn set_fence(&mut self, fence: Option<lease::Fence>) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(s) => {
+                s.set_fence(fence);
+                Ok(())
+            }
+            Store::Sqlite(_) if fence.is_none() => Ok(()),
+            Store::Sqlite(_) => Err(lease_needs_postgres()),
+        }
     }
 
     /// The backend's name, for logs.
@@ -385,6 +454,10 @@ impl Store {
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         dispatch!(self, s => s.counted_witnesses(epoch, limit).await)
     }
+}
+
+fn lease_needs_postgres() -> StoreError {
+    StoreError::Config("a leader lease needs PostgreSQL (cluster.enabled, storage.url)".into())
 }
 
 fn kind_of(code: i64) -> Result<Kind, StoreError> {

@@ -191,3 +191,71 @@ async fn postgres_schemas_keep_parallel_oracles_apart() {
         Err(wisp_oracle::store::StoreError::Config(_))
     ));
 }
+
+/// The leader lease: one holder at a time; taken over only once expired, with a new fencing
+/// token; the old holder's writes refused from then on, whichever connection it writes on, and
+/// a takeover waits for a write transaction of the holder in progress.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
+async fn postgres_the_leader_lease_fences_a_holder_that_was_overtaken() {
+    use wisp_oracle::store::StoreError;
+    let cfg = pg::fresh();
+    let mut a = Store::open(&cfg).await.unwrap();
+    let mut a_writer = Store::open(&cfg).await.unwrap();
+    let mut b = Store::open(&cfg).await.unwrap();
+    assert_eq!(a.lease().await.unwrap(), None);
+    let t1 = a.acquire_lease("a", 60_000).await.unwrap().unwrap();
+    a_writer.set_fence(a.fence().cloned()).unwrap();
+    assert_eq!(b.acquire_lease("b", 60_000).await.unwrap(), None);
+    assert!(a.renew_lease(60_000).await.unwrap());
+    a_writer
+        .insert_rows(&[row(1, 1, None, Verdict::Accepted)])
+        .await
+        .unwrap();
+    let held = a.lease().await.unwrap().unwrap();
+    assert_eq!((held.holder.as_str(), held.token), ("a", t1));
+    assert!(held.expires_in_ms > 50_000, "{held:?}");
+
+    // a lets it lapse (a short renewal), b takes it over with the next token.
+    assert!(a.renew_lease(1).await.unwrap());
+    let mut t2 = None;
+    for _ in 0..100 {
+        t2 = b.acquire_lease("b", 60_000).await.unwrap();
+        if t2.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(t2, Some(t1 + 1));
+    assert!(!a.renew_lease(60_000).await.unwrap(), "a renewed b's lease");
+    for r in [
+        a_writer
+            .insert_rows(&[row(2, 1, None, Verdict::Accepted)])
+            .await,
+        a_writer.set_meta("genesis_ms", 5).await,
+        a_writer.insert_epoch(1, b"seed", 10, 2).await,
+    ] {
+        assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
+    }
+    assert!(a_writer.commit_close(0, 1, 1, &[], &[], &[]).await.is_err());
+    assert_eq!(
+        b.proof_count().await.unwrap(),
+        1,
+        "a wrote after it lost the lease"
+    );
+    b.insert_rows(&[row(3, 2, None, Verdict::Accepted)])
+        .await
+        .unwrap();
+    // b hands it on at a clean stop: free at once.
+    b.release_lease().await.unwrap();
+    assert_eq!(a.acquire_lease("a", 60_000).await.unwrap(), Some(t1 + 2));
+    // The lease needs PostgreSQL.
+    let dir = tempfile::tempdir().unwrap();
+    let mut lite = Store::open(&StorageConfig::Sqlite(dir.path().join("o.db")))
+        .await
+        .unwrap();
+    assert!(matches!(
+        lite.acquire_lease("a", 1).await,
+        Err(StoreError::Config(_))
+    ));
+}

@@ -86,6 +86,9 @@ pub(super) struct Worker {
     shared: Arc<Shared>,
     clock: Clock,
     clock_interval_ms: u32,
+    /// The proofs' topic filter: shared by the processes of a cluster (the broker hands each
+    /// proof to one of them; only the leader subscribes today).
+    proofs_filter: &'static str,
     rx: mpsc::Receiver<Stage>,
     /// To the acker: each committed batch's verdicts.
     acker: mpsc::Sender<AckBatch>,
@@ -110,6 +113,11 @@ impl Worker {
             key: books.engine.key().clone(),
             shared: books.shared.clone(),
             clock_interval_ms: books.settings.clock_interval_ms,
+            proofs_filter: if books.settings.cluster.is_some() {
+                topics::PROOFS_SHARED_FILTER
+            } else {
+                topics::PROOFS_FILTER
+            },
             books: Some(books),
             store,
             client,
@@ -228,7 +236,7 @@ impl Worker {
         // The clock at once: agents waiting for it need not wait a whole interval.
         self.next_clock_ms = 0;
         self.client
-            .subscribe(topics::PROOFS_FILTER, QoS::AtLeastOnce)
+            .subscribe(self.proofs_filter, QoS::AtLeastOnce)
             .await?;
         // The oracle's own retained topics, to put right what anyone else publishes there.
         for filter in [topics::EPOCH, topics::CLOCK, topics::MEASURERS_FILTER] {
@@ -559,6 +567,7 @@ mod tests {
             connected: AtomicBool::new(false),
             broker: Mutex::new(BrokerHealth::new("mqtt://test", 30_000)),
             retained: Mutex::new(HashMap::new()),
+            role: Mutex::new(crate::state::Role::Alone),
         });
         let (client, eventloop) =
             AsyncClient::new(MqttOptions::new("test", "127.0.0.1", 1), 10_000);

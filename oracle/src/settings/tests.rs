@@ -299,3 +299,40 @@ fn overrides_are_read_as_their_keys_types() {
     check("WISP_RULES__CLOCK_SKEW", "1", "unknown field `clock_skew`");
     check("WISP_BROKER__URLL", "x", "unknown field `urll`");
 }
+
+#[test]
+fn a_cluster_needs_postgres_and_an_external_broker_and_names_each_process() {
+    let resolve = |vars: &[(&str, &str)]| RawSettings::load(None, env(vars)).unwrap().resolve();
+    let pg = ("WISP_STORAGE__URL", "postgres://postgres@127.0.0.1/test");
+    let broker = ("WISP_BROKER__URL", "mqtt://127.0.0.1:1883");
+    let on = ("WISP_CLUSTER__ENABLED", "true");
+    assert_eq!(resolve(&[]).unwrap().cluster, None);
+    let err = |vars: &[(&str, &str)]| resolve(vars).unwrap_err().to_string();
+    assert!(
+        err(&[on, broker]).contains("cluster.enabled"),
+        "{}",
+        err(&[on, broker])
+    );
+    assert!(err(&[on, broker]).contains("postgres"));
+    assert!(err(&[on, pg]).contains("external broker"));
+    assert!(err(&[("WISP_CLUSTER__LEASE_S", "5")]).contains("cluster.lease_s"));
+    assert!(err(&[on, pg, broker, ("WISP_CLUSTER__LEASE_S", "0.1")]).contains("cluster.lease_s"));
+    assert!(err(&[on, pg, broker, ("WISP_CLUSTER__NAME", "")]).contains("cluster.name"));
+    let s = resolve(&[on, pg, broker, ("WISP_CLUSTER__NAME", "east-1")]).unwrap();
+    assert_eq!(
+        s.cluster,
+        Some(Cluster {
+            name: "east-1".into(),
+            lease_ms: 10_000
+        })
+    );
+    // Each process connects to the broker with an id of its own.
+    assert_eq!(s.client_id, "wisp-oracle-east-1");
+    // By default, the host name and the process id.
+    let s = resolve(&[on, pg, broker]).unwrap();
+    let name = s.cluster.unwrap().name;
+    assert!(
+        name.ends_with(&format!("-{}", std::process::id())),
+        "{name}"
+    );
+}

@@ -16,6 +16,7 @@ use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
 use super::crash::{self, crash_point};
+use super::lease::{self, Fence, LeaseRow};
 use super::{
     EpochRow, ProofSummary, ROW_CHUNK, Rows, StoreError, i, id32, kind_of, reason_of, u,
     verdict_code, verdict_of,
@@ -25,7 +26,12 @@ use crate::engine::Row;
 /// The migrations, in order: each runs once, in one transaction, recorded in
 /// `schema_migrations`. Concurrent starts (several oracles on one database) serialize on an
 /// advisory lock.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, lease::SCHEMA),
+];
 
 /// Held (transaction-scoped) while migrating.
 const MIGRATION_LOCK: i64 = 0x0077_6973_706d_6967; // "wispmig"
@@ -87,6 +93,8 @@ const SCHEMA_V3: &str =
 /// A PostgreSQL database.
 pub struct PgStore {
     client: Client,
+    /// The leader lease this process holds, once it holds one: every write checks it.
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -163,7 +171,10 @@ impl PgStore {
             }
             tx.commit().await?;
         }
-        Ok(PgStore { client })
+        Ok(PgStore {
+            client,
+            fence: None,
+        })
     }
 
     /// A stored counter (None if never set).
@@ -180,10 +191,13 @@ impl PgStore {
 
     /// Sets a counter.
     pub async fn set_meta(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
-        self.client.execute(
+        let tx = self.client.transaction().await?;
+        lease::check(&tx, self.fence.as_ref()).await?;
+        tx.execute(
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             &[&key, &i(value)],
         ).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -198,6 +212,7 @@ impl PgStore {
         let verdict: Vec<i64> = rows.iter().map(|r| verdict_code(r.verdict)).collect();
         let envelope: Vec<&[u8]> = rows.iter().map(|r| r.envelope.as_slice()).collect();
         let tx = self.client.transaction().await?;
+        lease::check(&tx, self.fence.as_ref()).await?;
         tx.execute(
             "INSERT INTO proofs (seq, id, node, kind, epoch, received_ms, verdict, envelope)
              SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::BIGINT[],
@@ -271,10 +286,13 @@ impl PgStore {
         emission: u64,
         opened_at_seq: u64,
     ) -> Result<(), StoreError> {
-        self.client.execute(
+        let tx = self.client.transaction().await?;
+        lease::check(&tx, self.fence.as_ref()).await?;
+        tx.execute(
             "INSERT INTO epochs (epoch, seed, emission, opened_at_seq) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             &[&i(epoch), &seed, &i(emission), &i(opened_at_seq)],
         ).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -311,6 +329,7 @@ impl PgStore {
         manifests: &[Vec<u8>],
     ) -> Result<bool, StoreError> {
         let tx = self.client.transaction().await?;
+        lease::check(&tx, self.fence.as_ref()).await?;
         let updated = tx.execute(
             "UPDATE epochs SET closed_ms = $2, closed_at_seq = $3 WHERE epoch = $1 AND closed_ms IS NULL",
             &[&i(epoch), &i(closed_ms), &i(closed_at_seq)],
@@ -506,6 +525,57 @@ pub(super) async fn next_chunk(
             })
         })
         .collect()
+}
+
+impl PgStore {
+    /// Takes the leader lease for `lease_ms` if it is free or expired. On success every later
+    /// write of this store checks it ([`lease`]); the fencing token is returned.
+    pub async fn acquire_lease(
+        &mut self,
+        holder: &str,
+        lease_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let token = lease::acquire(&self.client, holder, lease_ms).await?;
+        if let Some(token) = token {
+            self.fence = Some(Fence {
+                holder: holder.to_string(),
+                token,
+            });
+        }
+        Ok(token)
+    }
+
+    /// Extends the lease this store holds; false if it is not held or was taken over.
+    pub async fn renew_lease(&self, lease_ms: u64) -> Result<bool, StoreError> {
+        match &self.fence {
+            Some(f) => lease::renew(&self.client, f, lease_ms).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Gives up the lease this store holds, if any.
+    pub async fn release_lease(&mut self) -> Result<(), StoreError> {
+        if let Some(f) = self.fence.take() {
+            lease::release(&self.client, &f).await?;
+        }
+        Ok(())
+    }
+
+    /// The lease row.
+    pub async fn lease(&self) -> Result<Option<LeaseRow>, StoreError> {
+        lease::read(&self.client).await
+    }
+
+    /// Checks writes against the lease `fence` holds, which another connection took (the
+    /// worker's store holds what its lease keeper's took).
+    pub fn set_fence(&mut self, fence: Option<Fence>) {
+        self.fence = fence;
+    }
+
+    /// The lease this store holds, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
+    }
 }
 
 fn reward_entry(r: &tokio_postgres::Row) -> Result<RewardEntry, StoreError> {

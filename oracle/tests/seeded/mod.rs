@@ -113,6 +113,7 @@ pub fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
         connected: AtomicBool::new(true),
         broker: Mutex::new(BrokerHealth::new("mqtt://127.0.0.1:1883", 60_000)),
         retained: Mutex::new(std::collections::HashMap::new()),
+        role: Mutex::new(wisp_oracle::state::Role::Alone),
     })
 }
 

@@ -213,15 +213,15 @@ fn sigkill_during_ingest_loses_no_acked_proof_and_counts_none_twice() {
 // same pre-signed proofs, so a run is a function of its inputs: the rewards and the signed
 // manifests of the crashing run must equal those of the clean run byte for byte.
 
-const EPOCH_MS: u64 = 10_000;
-const SETTLE_MS: u64 = 1_500;
-const STEP_MS: u64 = 1_000;
-const EPOCHS: u64 = 3;
+pub(super) const EPOCH_MS: u64 = 10_000;
+pub(super) const SETTLE_MS: u64 = 1_500;
+pub(super) const STEP_MS: u64 = 1_000;
+pub(super) const EPOCHS: u64 = 3;
 /// The clock at step 0: epoch 0 starts at `T0 - 500` (genesis is the clock rounded down).
-const T0: u64 = 1_800_000_000_500;
+pub(super) const T0: u64 = 1_800_000_000_500;
 
 /// An epoch as stored: closed_ms, rewards and signed manifest pages.
-type StoredEpoch = (
+pub(super) type StoredEpoch = (
     Option<u64>,
     Vec<wisp_protocol::msg::RewardEntry>,
     Vec<Vec<u8>>,
@@ -229,14 +229,14 @@ type StoredEpoch = (
 
 /// What a run leaves in its store, for comparison.
 #[derive(Debug, PartialEq, Eq)]
-struct Outcome {
+pub(super) struct Outcome {
     /// Per epoch.
-    epochs: BTreeMap<u64, StoredEpoch>,
+    pub(super) epochs: BTreeMap<u64, StoredEpoch>,
     /// Every stored proof: id → (epoch, verdict).
-    proofs: BTreeMap<ProofId, (Option<u64>, Verdict)>,
+    pub(super) proofs: BTreeMap<ProofId, (Option<u64>, Verdict)>,
 }
 
-fn outcome_of(storage: &Storage) -> Outcome {
+pub(super) fn outcome_of(storage: &Storage) -> Outcome {
     block_on(async {
         let mut store = storage.open().await;
         let mut epochs = BTreeMap::new();
@@ -266,22 +266,22 @@ fn outcome_of(storage: &Storage) -> Outcome {
 }
 
 /// Where a run stores its data: SQLite in the data directory, or a fresh PostgreSQL schema.
-struct Storage {
+pub(super) struct Storage {
     cfg: StorageConfig,
 }
 
 impl Storage {
-    fn sqlite(dir: &Path) -> Storage {
+    pub(super) fn sqlite(dir: &Path) -> Storage {
         Storage {
             cfg: StorageConfig::Sqlite(dir.join("oracle.db")),
         }
     }
 
-    fn postgres() -> Storage {
+    pub(super) fn postgres() -> Storage {
         Storage { cfg: pg::fresh() }
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub(super) fn env(&self) -> Vec<(String, String)> {
         match &self.cfg {
             StorageConfig::Sqlite(_) => vec![],
             StorageConfig::Postgres { url, schema } => {
@@ -296,20 +296,20 @@ impl Storage {
         }
     }
 
-    async fn open(&self) -> wisp_oracle::store::Store {
+    pub(super) async fn open(&self) -> wisp_oracle::store::Store {
         wisp_oracle::store::Store::open(&self.cfg).await.unwrap()
     }
 }
 
-struct Schedule {
-    nodes: Vec<NodeKey>,
-    onboards: Vec<Vec<u8>>,
+pub(super) struct Schedule {
+    pub(super) nodes: Vec<NodeKey>,
+    pub(super) onboards: Vec<Vec<u8>>,
     /// Per step: the heartbeats sent at it, with the sending node's index.
-    steps: Vec<Vec<(usize, Vec<u8>)>>,
+    pub(super) steps: Vec<Vec<(usize, Vec<u8>)>>,
 }
 
 impl Schedule {
-    fn new(n: usize) -> Schedule {
+    pub(super) fn new(n: usize) -> Schedule {
         let nodes: Vec<NodeKey> = (0..n as u32)
             .map(|i| NodeKey::from_seed(blake3::hash(&(i + 5000).to_le_bytes()).as_bytes()))
             .collect();
@@ -366,7 +366,7 @@ impl Schedule {
         }
     }
 
-    fn all(&self) -> impl Iterator<Item = &Vec<u8>> {
+    pub(super) fn all(&self) -> impl Iterator<Item = &Vec<u8>> {
         self.onboards
             .iter()
             .chain(self.steps.iter().flatten().map(|(_, p)| p))
@@ -386,7 +386,7 @@ impl Lcg {
     }
 }
 
-struct Run<'a> {
+pub(super) struct Run<'a> {
     data: PathBuf,
     clock: PathBuf,
     port: u16,
@@ -396,7 +396,7 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(data: &Path, key: &NodeKey, storage: &'a Storage) -> Run<'a> {
+    pub(super) fn new(data: &Path, key: &NodeKey, storage: &'a Storage) -> Run<'a> {
         std::fs::create_dir_all(data).unwrap();
         wisp_shell::keyfile::save_new(&data.join("oracle.key"), key).unwrap();
         let clock = data.join("clock");
@@ -543,7 +543,7 @@ fn epoch_closed(run: &Run<'_>, epoch: u64) -> bool {
 }
 
 /// Runs the whole schedule; with `seed`, kills the oracle repeatedly. Returns the acks seen.
-fn run_schedule(
+pub(super) fn run_schedule(
     run: &mut Run<'_>,
     key: &NodeKey,
     s: &Schedule,

@@ -27,6 +27,7 @@ use wisp_protocol::{Cell, Kind, NodeId, NodeKey, ProofId, Reason, envelope, topi
 mod pg;
 
 mod broker;
+mod cluster;
 mod crash;
 mod measurers;
 mod proofs;
