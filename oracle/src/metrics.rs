@@ -38,6 +38,10 @@ pub struct Metrics {
     pub acks_sent: Counter,
     /// Retained messages of the oracle's topics that someone else replaced, put back.
     pub retained_restored: Counter,
+    /// Proofs this standby verified and handed to the leader (a cluster's intake).
+    pub handed: Counter,
+    /// Handed proofs the leader took from the intake.
+    pub taken: Counter,
     /// Time to judge and store a batch.
     pub batch_seconds: Histogram,
     /// Epochs closed.
@@ -70,6 +74,8 @@ impl Metrics {
             unverified: Family::default(),
             acks_sent: Counter::default(),
             retained_restored: Counter::default(),
+            handed: Counter::default(),
+            taken: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             epochs_closed: Counter::default(),
             epoch: Gauge::default(),
@@ -102,6 +108,16 @@ impl Metrics {
             "retained_restored",
             "Messages on the oracle's retained topics (seed, clock, measurer sets) published by anyone else, answered by publishing the oracle's own again",
             m.retained_restored.clone(),
+        );
+        registry.register(
+            "handed",
+            "Proofs whose signatures this standby verified, handed to the leader through the database",
+            m.handed.clone(),
+        );
+        registry.register(
+            "taken",
+            "Proofs verified by standbys that this leader took from the database to judge",
+            m.taken.clone(),
         );
         registry.register_with_unit(
             "batch",

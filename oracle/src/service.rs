@@ -40,9 +40,11 @@ use crate::engine::{
 use crate::metrics::Metrics;
 use crate::settings::{BrokerMode, Settings};
 use crate::state::{Role, Shared, Snapshot};
-use crate::store::Store;
+use crate::store::intake::Listener;
+use crate::store::{StorageConfig, Store};
 
 mod clock;
+mod intake;
 mod lease;
 mod replay;
 mod stages;
@@ -51,7 +53,9 @@ mod worker;
 pub use clock::{Clock, wall_ms};
 pub use replay::rebuild;
 pub use stages::ThreadedVerifier;
-use stages::{ACK_QUEUE, STAGE_QUEUE, ToWorker, VERIFY_THREADS, run_acker, run_prechecker};
+use stages::{
+    ACK_QUEUE, STAGE_QUEUE, ToWorker, VERIFY_THREADS, VerifiedElsewhere, run_acker, run_prechecker,
+};
 use worker::{Books, Worker};
 
 /// The database file.
@@ -272,6 +276,8 @@ pub async fn run(
     o.set_request_channel_capacity(4096);
     let (client, mut eventloop) = AsyncClient::new(o, 4096);
     let (tx, rx) = mpsc::channel::<ToWorker>(16_384);
+    // A standby that starts to lead tells its worker of a connection made while it stood by.
+    let inject = tx.clone();
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Snapshot::default()),
         reader,
@@ -386,11 +392,44 @@ pub async fn run(
     info!(oracle = %key.id(), broker = %format!("{host}:{port}"), http = %http_addr, "wisp-oracle started");
 
     let mut shutdown = std::pin::pin!(shutdown);
-    // Several processes on one database: stand by until this one holds the leader lease. The
-    // state is rebuilt only then, from everything the previous leader committed.
+    let window = Duration::from_millis(settings.batch_window_ms);
+    let limiter = || RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000);
+    let (mut rx, mut pre) = (
+        rx,
+        Prechecker::new(limiter(), ThreadedVerifier::new(VERIFY_THREADS)),
+    );
+    // Several processes on one database: stand by until this one holds the leader lease,
+    // verifying meanwhile the proofs the broker hands this process and passing them to the
+    // leader. The state is rebuilt only then, from everything the previous leader committed.
     let mut lease = None;
     if let Some(cluster) = &settings.cluster {
-        let Some(keeper) = lease::wait(&settings.storage, cluster, &mut shutdown).await? else {
+        let (fwd_stop, fwd_stop_rx) = watch::channel(false);
+        let parts = intake::Forwarder { rx, store, pre };
+        let mut fwd = tokio::spawn(intake::forward(
+            parts,
+            client.clone(),
+            shared.clone(),
+            settings.batch_max,
+            window,
+            fwd_stop_rx,
+        ));
+        let keeper = tokio::select! {
+            k = lease::wait(&settings.storage, cluster, &mut shutdown) => k?,
+            r = &mut fwd => {
+                let why = match r {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Ok(Ok(_)) => "it stopped".into(),
+                    Err(e) => e.to_string(),
+                };
+                bail!("handing verified proofs to the leader failed: {why}");
+            }
+        };
+        let _ = fwd_stop.send(true);
+        let parts = fwd
+            .await
+            .map_err(|e| anyhow!("the standby's stage failed: {e}"))??;
+        (rx, store, pre) = (parts.rx, parts.store, parts.pre);
+        let Some(keeper) = keeper else {
             info!("shutting down");
             mqtt.abort();
             return Ok(());
@@ -399,8 +438,12 @@ pub async fn run(
         if let Ok(mut r) = shared.role.lock() {
             *r = Role::Leader;
         }
+        if shared.connected.load(Ordering::Relaxed) {
+            let _ = inject.send(ToWorker::Connected).await;
+        }
         lease = Some(keeper);
     }
+    drop(inject);
     let engine = rebuild(&mut store, key.clone(), &settings.rules).await?;
     let calendar = load_calendar(&store, &settings).await?;
 
@@ -414,16 +457,40 @@ pub async fn run(
         clock.clone(),
     ));
     let (stage_tx, stage_rx) = mpsc::channel(STAGE_QUEUE);
-    let pre = Prechecker::new(
-        RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000),
-        ThreadedVerifier::new(VERIFY_THREADS),
-    );
+    // A leader also takes the proofs standbys verified, judged without verifying them again.
+    let mut intake_stage = None;
+    if let (Some(_), StorageConfig::Postgres { url, .. }) = (&settings.cluster, &settings.storage) {
+        let listener = Listener::open(url)
+            .await
+            .context("listening for the proofs standbys hand over")?;
+        let mut taker = Store::open(&settings.storage)
+            .await
+            .context("opening the oracle database")?;
+        taker.set_fence(store.fence().cloned())?;
+        let (itx, irx) = mpsc::channel(16_384);
+        let checker = tokio::spawn(run_prechecker(
+            irx,
+            stage_tx.clone(),
+            Prechecker::new(limiter(), VerifiedElsewhere),
+            settings.batch_max,
+            window,
+            stop_rx.clone(),
+        ));
+        let drain = tokio::spawn(intake::drain(
+            listener,
+            taker,
+            itx,
+            shared.clone(),
+            stop_rx.clone(),
+        ));
+        intake_stage = Some((drain, checker));
+    }
     let prechecker = tokio::spawn(run_prechecker(
         rx,
         stage_tx,
         pre,
         settings.batch_max,
-        Duration::from_millis(settings.batch_window_ms),
+        window,
         stop_rx.clone(),
     ));
     let books = Books {
@@ -439,6 +506,17 @@ pub async fn run(
     let lost = async {
         match &lease {
             Some(k) => k.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let (mut drain, intake_checker) = intake_stage.unzip();
+    let drained = async {
+        match drain.as_mut() {
+            Some(d) => match d.await {
+                Ok(Ok(())) => "it stopped".to_string(),
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(e) => e.to_string(),
+            },
             None => std::future::pending().await,
         }
     };
@@ -462,6 +540,12 @@ pub async fn run(
             let _ = (&mut worker).await;
             Ok(Err(anyhow!("{why}")))
         }
+        why = drained => {
+            error!("taking the proofs standbys hand over failed: {why}; wisp-oracle stops");
+            let _ = stop.send(true);
+            let _ = (&mut worker).await;
+            Ok(Err(anyhow!("taking the proofs standbys hand over failed: {why}")))
+        }
         r = &mut worker => {
             error!("the ingest worker stopped; wisp-oracle stops too");
             let _ = stop.send(true);
@@ -475,6 +559,9 @@ pub async fn run(
         }
     }
     let _ = prechecker.await;
+    if let Some(c) = intake_checker {
+        let _ = c.await;
+    }
     // The worker is gone, so is its ack sender: the acker sends what it holds and stops.
     let _ = acker.await;
     mqtt.abort();

@@ -24,6 +24,7 @@ use wisp_protocol::{NodeId, ProofId, Reason};
 use crate::engine::Row;
 
 pub mod crash;
+pub mod intake;
 pub mod lease;
 pub mod postgres;
 pub mod sqlite;
@@ -286,6 +287,23 @@ impl Store {
                 Ok(())
             }
             Store::Sqlite(_) if fence.is_none() => Ok(()),
+            Store::Sqlite(_) => Err(lease_needs_postgres()),
+        }
+    }
+
+    /// Hands publishes whose signatures this standby verified to the leader (PostgreSQL only;
+    /// see [`intake`]).
+    pub async fn push_intake(&mut self, rows: &[intake::Handed]) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(s) => s.push_intake(rows).await,
+            Store::Sqlite(_) => Err(lease_needs_postgres()),
+        }
+    }
+
+    /// Takes up to `limit` handed publishes, oldest first, if this store's lease holds.
+    pub async fn take_intake(&mut self, limit: usize) -> Result<Vec<intake::Handed>, StoreError> {
+        match self {
+            Store::Postgres(s) => s.take_intake(limit).await,
             Store::Sqlite(_) => Err(lease_needs_postgres()),
         }
     }

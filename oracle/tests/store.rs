@@ -193,8 +193,8 @@ async fn postgres_schemas_keep_parallel_oracles_apart() {
 }
 
 /// The leader lease: one holder at a time; taken over only once expired, with a new fencing
-/// token; the old holder's writes refused from then on, whichever connection it writes on, and
-/// a takeover waits for a write transaction of the holder in progress.
+/// token; the old holder's writes (and takes from the intake) refused from then on, whichever
+/// connection it writes on.
 #[tokio::test]
 #[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
 async fn postgres_the_leader_lease_fences_a_holder_that_was_overtaken() {
@@ -246,6 +246,24 @@ async fn postgres_the_leader_lease_fences_a_holder_that_was_overtaken() {
     b.insert_rows(&[row(3, 2, None, Verdict::Accepted)])
         .await
         .unwrap();
+    // The intake: standbys hand verified publishes over (no lease needed to add); the holder
+    // takes them oldest first, once; an overtaken holder takes nothing.
+    use wisp_oracle::store::intake::Handed;
+    let handed = |n: u8| Handed {
+        topic: format!("wisp/v1/proofs/{n}"),
+        payload: vec![n; 3],
+        at_ms: u64::from(n),
+    };
+    let mut standby = Store::open(&cfg).await.unwrap();
+    standby.push_intake(&[handed(1), handed(2)]).await.unwrap();
+    standby.push_intake(&[handed(3)]).await.unwrap();
+    assert!(matches!(
+        a_writer.take_intake(10).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(b.take_intake(2).await.unwrap(), vec![handed(1), handed(2)]);
+    assert_eq!(b.take_intake(10).await.unwrap(), vec![handed(3)]);
+    assert_eq!(b.take_intake(10).await.unwrap(), vec![]);
     // b hands it on at a clean stop: free at once.
     b.release_lease().await.unwrap();
     assert_eq!(a.acquire_lease("a", 60_000).await.unwrap(), Some(t1 + 2));

@@ -88,6 +88,19 @@ impl SignatureCheck for ThreadedVerifier {
     }
 }
 
+/// The signature check of publishes a standby verified before it handed them over (a
+/// cluster's intake): they are not checked again.
+pub(super) struct VerifiedElsewhere;
+
+impl SignatureCheck for VerifiedElsewhere {
+    fn check(
+        &mut self,
+        envs: &[envelope::EnvelopeRef<'_>],
+    ) -> Vec<Result<(), envelope::EnvelopeError>> {
+        vec![Ok(()); envs.len()]
+    }
+}
+
 /// From the MQTT loop to the precheck stage, in arrival order.
 pub(super) enum ToWorker {
     Connected,
@@ -108,17 +121,17 @@ pub(super) const STAGE_QUEUE: usize = 2;
 
 /// What the precheck stage took from the MQTT loop for one batch.
 #[derive(Debug, Default)]
-struct Gathered {
+pub(super) struct Gathered {
     /// A (re)connection was announced meanwhile: the worker hears of it before the batch.
-    connected: bool,
-    batch: Vec<Incoming>,
+    pub(super) connected: bool,
+    pub(super) batch: Vec<Incoming>,
 }
 
 /// Waits for the first message, then fills the batch with what arrives within `window` of
 /// it, up to `batch_max` publishes: a batch closes when full or when its window ends,
 /// whichever is first. A connection alone goes on at once. `None`: the MQTT loop is gone and
 /// nothing is left.
-async fn gather(
+pub(super) async fn gather(
     rx: &mut mpsc::Receiver<ToWorker>,
     batch_max: usize,
     window: Duration,
@@ -160,10 +173,10 @@ async fn gather(
 /// (on several threads, off the runtime) and rate-limits what verified, and hands it to the
 /// worker — which judges and commits the previous batch meanwhile. Ends when `stop` is set,
 /// the MQTT loop is gone or the worker is.
-pub(super) async fn run_prechecker(
+pub(super) async fn run_prechecker<V: SignatureCheck + Send + 'static>(
     mut rx: mpsc::Receiver<ToWorker>,
     tx: mpsc::Sender<Stage>,
-    mut pre: Prechecker<ThreadedVerifier>,
+    mut pre: Prechecker<V>,
     batch_max: usize,
     window: Duration,
     mut stop: watch::Receiver<bool>,

@@ -16,6 +16,7 @@ use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
 use super::crash::{self, crash_point};
+use super::intake::{self, Handed};
 use super::lease::{self, Fence, LeaseRow};
 use super::{
     EpochRow, ProofSummary, ROW_CHUNK, Rows, StoreError, i, id32, kind_of, reason_of, u,
@@ -31,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, lease::SCHEMA),
+    (5, intake::SCHEMA),
 ];
 
 /// Held (transaction-scoped) while migrating.
@@ -575,6 +577,16 @@ impl PgStore {
     /// The lease this store holds, if any.
     pub fn fence(&self) -> Option<&Fence> {
         self.fence.as_ref()
+    }
+
+    /// Hands verified publishes to the leader ([`intake`]).
+    pub async fn push_intake(&mut self, rows: &[Handed]) -> Result<(), StoreError> {
+        intake::push(&mut self.client, rows).await
+    }
+
+    /// Takes up to `limit` handed publishes, oldest first, if this store's lease holds.
+    pub async fn take_intake(&mut self, limit: usize) -> Result<Vec<Handed>, StoreError> {
+        intake::take(&mut self.client, self.fence.as_ref(), limit).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! Three oracle processes on one PostgreSQL database and one Mosquitto: the holder of the
-//! leader lease judges and closes epochs, the others stand by. The leader is SIGKILLed in the
+//! leader lease judges and closes epochs, the others stand by and verify the proofs the
+//! broker's shared subscription hands them, for the leader to judge. The leader is SIGKILLed in the
 //! middle of an epoch, again just as an epoch closes, and paused past its lease (it must stop
 //! when it resumes, writing nothing); every proof is acked and stored once, every epoch closed
 //! once, and the rewards and signed manifests equal, byte for byte, those of one oracle that
@@ -267,6 +268,23 @@ fn cluster_schedule(
             "{what}: the takeover took {took:?}"
         );
     }
+    // The broker shared the proofs out: the standbys verified some and handed them over.
+    let handed: u64 = cluster
+        .procs
+        .iter()
+        .flatten()
+        .map(|o| o.counter("wisp_oracle_handed_total"))
+        .sum();
+    let taken: u64 = cluster
+        .procs
+        .iter()
+        .flatten()
+        .map(|o| o.counter("wisp_oracle_taken_total"))
+        .sum();
+    println!(
+        "since the last restarts: {handed} proofs handed over by standbys, {taken} taken by the leader"
+    );
+    assert!(handed > 0 && taken > 0, "handed {handed}, taken {taken}");
     let acks = c.acks.lock().unwrap().clone();
     for i in 0..3 {
         if cluster.procs[i].is_some() {
