@@ -474,6 +474,18 @@ impl Store {
     }
 }
 
+/// Refuses a database migrated by a newer build: this one would misread, or write what the
+/// newer one cannot read. An upgrade rolled back must restore the database as well.
+fn refuse_newer_schema(newest: Option<i64>, known: Option<i64>) -> Result<(), StoreError> {
+    match (newest, known) {
+        (Some(n), Some(k)) if n > k => Err(StoreError::Config(format!(
+            "the database's schema is version {n}, newer than this wisp-oracle knows ({k}): \
+             run the newer wisp-oracle, or restore the database from before the upgrade"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn lease_needs_postgres() -> StoreError {
     StoreError::Config("a leader lease needs PostgreSQL (cluster.enabled, storage.url)".into())
 }

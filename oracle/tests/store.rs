@@ -277,3 +277,50 @@ async fn postgres_the_leader_lease_fences_a_holder_that_was_overtaken() {
         Err(StoreError::Config(_))
     ));
 }
+
+/// A database a newer build migrated is refused, naming both versions, on either backend.
+async fn newer_schema_refused(cfg: &StorageConfig, raise: &str) {
+    drop(Store::open(cfg).await.unwrap());
+    match cfg {
+        StorageConfig::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path).unwrap();
+            c.execute_batch(raise).unwrap();
+        }
+        StorageConfig::Postgres { url, schema } => {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let schema = schema.as_deref().unwrap();
+            client
+                .batch_execute(&format!("SET search_path TO {schema}; {raise}"))
+                .await
+                .unwrap();
+        }
+    }
+    let err = Store::open(cfg).await.unwrap_err().to_string();
+    assert!(
+        err.contains("version 999") && err.contains("newer"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    newer_schema_refused(
+        &StorageConfig::Sqlite(dir.path().join("oracle.db")),
+        "INSERT INTO schema_migrations (version) VALUES (999)",
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
+async fn postgres_a_newer_schema_is_refused() {
+    newer_schema_refused(
+        &pg::fresh(),
+        "INSERT INTO schema_migrations (version) VALUES (999)",
+    )
+    .await;
+}

@@ -152,6 +152,11 @@ impl PgStore {
                 return Err(e.into());
             }
         }
+        let newest: Option<i64> = client
+            .query_one("SELECT max(version) FROM schema_migrations", &[])
+            .await?
+            .try_get(0)?;
+        super::refuse_newer_schema(newest, MIGRATIONS.iter().map(|(v, _)| *v).max())?;
         for (version, sql) in MIGRATIONS {
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

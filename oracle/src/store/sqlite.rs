@@ -99,6 +99,11 @@ impl Conn {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
         )?;
+        let newest: Option<i64> =
+            conn.query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })?;
+        super::refuse_newer_schema(newest, MIGRATIONS.iter().map(|(v, _)| *v).max())?;
         for (version, sql) in MIGRATIONS {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let done: bool = tx.query_row(
