@@ -2,8 +2,10 @@
 //!
 //! `GET /` dashboard (rendered here, in [`dashboard`], from the same reads as the JSON
 //! handlers) · `/healthz` · `/readyz` · `/metrics` · `/openapi.json` · `/v1/status` ·
-//! `/v1/nodes` · `/v1/nodes/{peer_id}` · `/v1/epochs` · `/v1/epochs/{epoch}/rewards` ·
-//! `/v1/rejections` · `/v1/witness-links`.
+//! `/v1/summary` · `/v1/nodes` · `/v1/nodes/{peer_id}` · `/v1/epochs` ·
+//! `/v1/epochs/{epoch}/rewards` · `/v1/epochs/{epoch}/rewards/{peer_id}` · `/v1/rejections` ·
+//! `/v1/witness-links`. [`monitor`] holds what a network monitor reads: the node list's filters
+//! and pages, one entry's Merkle inclusion proof, the summary, and a node's status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,10 +33,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/status", get(status))
-        .route("/v1/nodes", get(nodes))
+        .route("/v1/summary", get(monitor::summary))
+        .route("/v1/nodes", get(monitor::nodes))
         .route("/v1/nodes/{peer_id}", get(node))
         .route("/v1/epochs", get(epochs))
         .route("/v1/epochs/{epoch}/rewards", get(rewards))
+        .route(
+            "/v1/epochs/{epoch}/rewards/{peer_id}",
+            get(monitor::reward_proof),
+        )
         .route("/v1/rejections", get(rejections))
         .route("/v1/witness-links", get(witness_links))
         .with_state(shared)
@@ -126,11 +133,6 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         "role": role(&s).name(),
     }))
     .into_response()
-}
-
-async fn nodes(State(s): State<Arc<Shared>>) -> Response {
-    let snap = snapshot(&s);
-    Json(snap.nodes).into_response()
 }
 
 fn entry_json(epoch: u64, e: &RewardEntry) -> serde_json::Value {
@@ -417,3 +419,4 @@ async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
 const OPENAPI: &str = include_str!("openapi.json");
 
 pub mod dashboard;
+pub mod monitor;

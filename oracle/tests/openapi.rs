@@ -28,11 +28,21 @@ fn doc() -> Value {
     serde_json::from_str(DOC).expect("openapi.json is JSON")
 }
 
+/// The body of `http::router`, with each `.route(` call on one line whatever rustfmt made of
+/// it.
+fn router_body() -> String {
+    let start = HTTP_RS.find("pub fn router(").expect("http::router");
+    let body = &HTTP_RS[start..start + HTTP_RS[start..].find("\n}\n").unwrap()];
+    body.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(".route( ", ".route(")
+}
+
 /// The paths of the router, read from the `.route("…", …)` calls of `http::router`. Axum's
 /// `{name}` captures are OpenAPI's path templates already.
 fn routes() -> BTreeSet<String> {
-    let start = HTTP_RS.find("pub fn router(").expect("http::router");
-    let body = &HTTP_RS[start..start + HTTP_RS[start..].find("\n}\n").unwrap()];
+    let body = router_body();
     body.match_indices(".route(\"")
         .map(|(at, m)| {
             let rest = &body[at + m.len()..];
@@ -272,7 +282,7 @@ fn every_route_is_documented_and_every_documented_path_is_a_route() {
         assert_eq!(methods, ["get"], "{path}");
     }
     assert_eq!(
-        HTTP_RS.matches(", get(").count(),
+        router_body().matches(" get(").count(),
         routes.len(),
         "a route with another method"
     );
@@ -287,6 +297,7 @@ fn cases(ids: &[String], unknown_id: &str, seeded: bool) -> Vec<(&'static str, S
         "/metrics",
         "/openapi.json",
         "/v1/status",
+        "/v1/summary",
         "/v1/nodes",
         "/v1/epochs",
         "/v1/rejections",
@@ -295,6 +306,35 @@ fn cases(ids: &[String], unknown_id: &str, seeded: bool) -> Vec<(&'static str, S
     .into_iter()
     .map(|p| (p, p.to_string(), 200))
     .collect();
+    let list = "/v1/nodes";
+    for status in ["paid", "unpaid", "untrusted", "penalized"] {
+        c.push((list, format!("/v1/nodes?status={status}"), 200));
+    }
+    for ok in [
+        "limit=1",
+        "limit=1000&after=x",
+        "after=",
+        "owner=owner-zero&limit=2",
+    ] {
+        c.push((list, format!("/v1/nodes?{ok}"), 200));
+    }
+    for bad in [
+        "status=gone",
+        "status=",
+        "cell=zz",
+        "cell=8C2A1072B59A5FF",
+        "cell=8c2a1072b59a5f",
+        "cell=ffffffffffffffff",
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=1.5",
+        "limit=+5",
+        "limit=",
+        "limit=1&limit=2",
+    ] {
+        c.push((list, format!("/v1/nodes?{bad}"), 400));
+    }
     let node = "/v1/nodes/{peer_id}";
     for id in ids {
         c.push((
@@ -319,6 +359,31 @@ fn cases(ids: &[String], unknown_id: &str, seeded: bool) -> Vec<(&'static str, S
     c.push((rewards, format!("/v1/epochs/{}/rewards", u64::MAX), 404));
     for bad in ["x", "-1", "1.5", "18446744073709551616", "%FF"] {
         c.push((rewards, format!("/v1/epochs/{bad}/rewards"), 400));
+    }
+    let proof = "/v1/epochs/{epoch}/rewards/{peer_id}";
+    // The first two nodes are paid in EPOCH; the others, and every node in the other epochs,
+    // have no entry.
+    for (i, id) in ids.iter().enumerate() {
+        let paid = seeded && i < 2;
+        let want = if paid { 200 } else { 404 };
+        c.push((proof, format!("/v1/epochs/{EPOCH}/rewards/{id}"), want));
+        c.push((
+            proof,
+            format!("/v1/epochs/{UNPAID_EPOCH}/rewards/{id}"),
+            404,
+        ));
+        c.push((proof, format!("/v1/epochs/{OPEN_EPOCH}/rewards/{id}"), 404));
+    }
+    c.push((
+        proof,
+        format!("/v1/epochs/{EPOCH}/rewards/{unknown_id}"),
+        404,
+    ));
+    for bad in ["not-a-peer-id", "%FF%FE", "12D3KooW"] {
+        c.push((proof, format!("/v1/epochs/{EPOCH}/rewards/{bad}"), 400));
+    }
+    for bad in ["x", "-1", "18446744073709551616"] {
+        c.push((proof, format!("/v1/epochs/{bad}/rewards/{unknown_id}"), 400));
     }
     c
 }
@@ -389,6 +454,60 @@ fn a_seeded_oracle_answers_as_documented() {
     // The bad requests say what is wrong.
     let bad = json_of(&replies, "/v1/epochs/x/rewards");
     assert!(bad["error"].as_str().unwrap().contains("`x`"), "{bad}");
+    let bad = json_of(&replies, "/v1/nodes?status=gone");
+    assert!(bad["error"].as_str().unwrap().contains("`gone`"), "{bad}");
+
+    // Node 0 is paid, 1 untrusted (though paid), 2 unpaid, 3 penalized: the dashboard's colours.
+    for (status, want) in [
+        ("paid", 0),
+        ("untrusted", 1),
+        ("unpaid", 2),
+        ("penalized", 3),
+    ] {
+        let list = json_of(&replies, &format!("/v1/nodes?status={status}"));
+        let got: Vec<_> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| &n["peer_id"])
+            .collect();
+        assert_eq!(got, [&Value::from(ids[want].clone())], "{status}");
+    }
+    let summary = json_of(&replies, "/v1/summary");
+    let counts = &summary["nodes"];
+    assert_eq!(
+        [
+            &counts["total"],
+            &counts["paid"],
+            &counts["unpaid"],
+            &counts["untrusted"],
+            &counts["penalized"]
+        ],
+        [4, 1, 1, 1, 1],
+        "{summary}"
+    );
+    let last = &summary["last_closed_epoch"];
+    assert_eq!(last["epoch"], EPOCH, "{summary}");
+    assert_eq!(last["emission"], seeded::EMISSION, "{summary}");
+    assert_eq!(last["nodes_paid"], 2, "{summary}");
+    assert_eq!(
+        [
+            &last["coverage"],
+            &last["backhaul"],
+            &last["uptime"],
+            &last["paid"]
+        ],
+        ["550000000", "300000000", "150000000", "1000000000"],
+        "{summary}"
+    );
+
+    nodes_are_filtered_and_paged(&server, &fx);
+    for id in &ids[..2] {
+        inclusion_proof_verifies(&json_of(
+            &replies,
+            &format!("/v1/epochs/{EPOCH}/rewards/{id}"),
+        ));
+    }
 
     // Without the broker, the probes answer 503 as documented.
     shared.connected.store(false, Ordering::Relaxed);
@@ -398,6 +517,115 @@ fn a_seeded_oracle_answers_as_documented() {
         assert_eq!(reply.code, 503, "{probe}");
         conforms(&doc, probe, &reply).unwrap();
     }
+}
+
+/// The cell and owner filters, and pages that follow their `Link` to the end.
+fn nodes_are_filtered_and_paged(server: &seeded::Server, fx: &common::Fixture) {
+    let list = |path: &str| -> (Vec<String>, Option<String>) {
+        let r = request(server, path);
+        assert_eq!(r.code, 200, "{path}: {}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        let ids = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["peer_id"].as_str().unwrap().to_string());
+        (ids.collect(), r.link)
+    };
+    let mut all: Vec<String> = fx.ids.iter().map(ToString::to_string).collect();
+    // Without paging parameters, the whole list in the snapshot's order, and no Link.
+    assert_eq!(list("/v1/nodes"), (all.clone(), None));
+    all.sort();
+    // Pages of 3 by peer id: the first says where the next starts, the last says nothing.
+    let (first, link) = list("/v1/nodes?limit=3");
+    assert_eq!(first, all[..3]);
+    let link = link.expect("a Link to the next page");
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+        .unwrap();
+    assert_eq!(next, format!("/v1/nodes?limit=3&after={}", all[2]));
+    assert_eq!(list(next), (all[3..].to_vec(), None));
+    assert_eq!(list(&format!("/v1/nodes?after={}", all[3])), (vec![], None));
+    // A filter is carried into the next page's link.
+    let (page, link) = list("/v1/nodes?limit=1&status=paid");
+    assert_eq!((page.len(), link), (1, None));
+    // The hostile owner, percent-encoded.
+    let (hostile, _) = list("/v1/nodes?owner=%3Cscript%3Ealert(%22x%22)%3C%2Fscript%3E%26%27");
+    assert_eq!(hostile, [fx.ids[2].to_string()]);
+    // A node's own cell finds it; a coarse ancestor finds every node near it.
+    let cell = fx.cell(0);
+    assert_eq!(
+        list(&format!("/v1/nodes?cell={cell}")).0,
+        [fx.ids[0].to_string()]
+    );
+    let coarse = cell.parent(cell.resolution().saturating_sub(4));
+    let (near, _) = list(&format!("/v1/nodes?cell={coarse}"));
+    assert!(near.contains(&fx.ids[0].to_string()), "{coarse}: {near:?}");
+    let in_coarse = (0..4)
+        .filter(|i| fx.cell(*i).parent(coarse.resolution()) == coarse)
+        .count();
+    assert_eq!(near.len(), in_coarse);
+    if in_coarse > 1 {
+        let (_, link) = list(&format!("/v1/nodes?cell={coarse}&limit=1"));
+        let link = link.expect("a Link to the next page");
+        assert!(
+            link.ends_with(&format!("&cell={coarse}>; rel=\"next\"")),
+            "{link}"
+        );
+    }
+}
+
+/// Checks a `/v1/epochs/{epoch}/rewards/{peer_id}` answer as anyone would with the oracle's
+/// public key alone: the page's signature, the entry in it, and the Merkle path to its root.
+fn inclusion_proof_verifies(r: &Value) {
+    use wisp_protocol::msg::{MANIFEST_PAGE_MAX, RewardManifest};
+    let unhex = |s: &Value| -> Vec<u8> {
+        let s = s.as_str().unwrap();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let hash = |s: &Value| -> [u8; 32] { unhex(s).try_into().unwrap() };
+    let page = wisp_protocol::envelope::open::<RewardManifest>(&unhex(&r["manifest_page_hex"]))
+        .expect("a signed manifest page");
+    assert_eq!(
+        page.signer,
+        seeded::oracle_key().id(),
+        "signed by the oracle"
+    );
+    let m = page.msg;
+    let index = r["index"].as_u64().unwrap() as usize;
+    assert_eq!(m.page as usize, index / MANIFEST_PAGE_MAX);
+    assert_eq!(r["entry_count"], m.entry_count);
+    let entry = &m.entries[index % MANIFEST_PAGE_MAX];
+    assert_eq!(r["entry"]["peer_id"], entry.node.to_string());
+    assert_eq!(r["entry"]["amount"], entry.amount);
+    let leaf = entry.leaf();
+    assert_eq!(hash(&r["leaf"]), leaf);
+    assert_eq!(hash(&r["merkle_root"]), m.root.0);
+    let proof: Vec<[u8; 32]> = r["proof"].as_array().unwrap().iter().map(hash).collect();
+    let count = m.entry_count as usize;
+    assert!(
+        wisp_protocol::merkle::verify(&leaf, index, count, &proof, &m.root.0),
+        "{r}"
+    );
+    // A tampered entry or proof does not verify.
+    let mut forged = entry.clone();
+    forged.amount += 1;
+    assert!(!wisp_protocol::merkle::verify(
+        &forged.leaf(),
+        index,
+        count,
+        &proof,
+        &m.root.0
+    ));
+    let mut bent = proof.clone();
+    bent[0][0] ^= 1;
+    assert!(!wisp_protocol::merkle::verify(
+        &leaf, index, count, &bent, &m.root.0
+    ));
 }
 
 #[test]
@@ -410,6 +638,7 @@ fn an_empty_oracle_answers_as_documented() {
     let replies = check_all(&server, &cases(&[some], &unknown, false));
     assert!(json_of(&replies, "/v1/status")["epoch"].is_null());
     assert!(json_of(&replies, "/v1/witness-links")["epoch"].is_null());
+    assert!(json_of(&replies, "/v1/summary")["last_closed_epoch"].is_null());
 }
 
 #[test]

@@ -205,55 +205,8 @@ impl MapFrame {
     }
 }
 
-/// How a node fared, for its colour on the map and in the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Serving a penalty for cheating: it earns nothing (takes precedence).
-    Penalized,
-    /// Its location trust is 0: its coverage earns nothing.
-    Untrusted,
-    /// Paid in the last closed epoch.
-    Paid,
-    /// Not paid in the last closed epoch.
-    Unpaid,
-}
-
-impl State {
-    /// The state of `node` during epoch `now` (the current one), given its reward in the
-    /// last closed epoch.
-    fn of(node: &NodeView, reward: Option<&RewardEntry>, now: Option<u64>) -> State {
-        if node
-            .penalized_through
-            .is_some_and(|p| now.is_none_or(|now| p >= now))
-        {
-            State::Penalized
-        } else if node.location_trust_bps == Some(0) {
-            State::Untrusted
-        } else if reward.is_some_and(|r| r.amount > 0) {
-            State::Paid
-        } else {
-            State::Unpaid
-        }
-    }
-
-    fn class(self) -> &'static str {
-        match self {
-            State::Penalized => "penalized",
-            State::Untrusted => "untrusted",
-            State::Paid => "paid",
-            State::Unpaid => "unpaid",
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            State::Penalized => "penalized for cheating",
-            State::Untrusted => "location not trusted",
-            State::Paid => "paid in the last closed epoch",
-            State::Unpaid => "not paid in the last closed epoch",
-        }
-    }
-}
+/// How a node fared, for its colour on the map and in the table (one definition, the API's).
+use super::monitor::NodeStatus as State;
 
 /// A pixel coordinate for SVG (finite by construction of [`MapFrame`]; 0 otherwise, so
 /// the document never holds `NaN`).
@@ -400,7 +353,7 @@ fn map(
         let state = State::of(n, reward_of(paid, n), now);
         o.push_str(&format!(
             "<circle class=\"{}\" cx=\"{}\" cy=\"{}\" r=\"5\"><title>{} — {}</title></circle>",
-            state.class(),
+            state.name(),
             px(x),
             px(y),
             escape(&n.peer_id),
@@ -457,7 +410,7 @@ fn map(
     ] {
         o.push_str(&format!(
             "<span class=\"dot {}\"></span> {} &nbsp; ",
-            s.class(),
+            s.name(),
             s.describe()
         ));
     }
@@ -496,7 +449,7 @@ fn nodes(o: &mut String, b: &Board, last: Option<u64>, paid: &Paid<'_>) {
             .collect();
         o.push_str(&format!(
             "<tr><td title=\"{id}\"><span class=\"dot {}\" title=\"{}\"></span> <a href=\"/v1/nodes/{id}\"><code>{}</code></a></td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
-            state.class(),
+            state.name(),
             state.describe(),
             escape(short_id(&n.peer_id)),
             escape(&n.owner),

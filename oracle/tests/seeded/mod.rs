@@ -16,8 +16,8 @@ use wisp_oracle::engine::Row;
 use wisp_oracle::metrics::Metrics;
 use wisp_oracle::state::{MarkView, NodeView, Shared, Snapshot};
 use wisp_oracle::store::Store;
-use wisp_protocol::msg::{EpochParams, RewardEntry, Verdict};
-use wisp_protocol::{Kind, ProofId, Reason};
+use wisp_protocol::msg::{EpochParams, MANIFEST_PAGE_MAX, RewardEntry, RewardManifest, Verdict};
+use wisp_protocol::{Kind, NodeKey, ProofId, Reason};
 use wisp_shell::broker_health::BrokerHealth;
 
 /// An owner string written to attack the page.
@@ -27,6 +27,40 @@ pub const UNPAID_EMISSION: u64 = 777_000_000;
 pub const UNPAID_EPOCH: u64 = EPOCH - 2;
 pub const OPEN_EPOCH: u64 = EPOCH + 1;
 pub const EMISSION: u64 = 1_000_000_000;
+
+/// The key the seeded oracle signs its manifests with.
+pub fn oracle_key() -> NodeKey {
+    crate::common::key(60)
+}
+
+/// The signed manifest pages of `entries` (sorted by node, as the store returns them), paged
+/// as the oracle pages them.
+pub fn manifest_pages(epoch: u64, emission: u64, entries: &[RewardEntry]) -> Vec<Vec<u8>> {
+    let leaves: Vec<[u8; 32]> = entries.iter().map(RewardEntry::leaf).collect();
+    let root = wisp_protocol::merkle::root(&leaves);
+    let chunks: Vec<&[RewardEntry]> = if entries.is_empty() {
+        vec![&[]]
+    } else {
+        entries.chunks(MANIFEST_PAGE_MAX).collect()
+    };
+    let page_count = chunks.len() as u32;
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(page, chunk)| {
+            let m = RewardManifest {
+                epoch,
+                emission,
+                entry_count: entries.len() as u32,
+                root: wisp_protocol::bytes::ByteArray(root),
+                page: page as u32,
+                page_count,
+                entries: chunk.to_vec(),
+            };
+            crate::common::sign_with(&oracle_key(), &m)
+        })
+        .collect()
+}
 
 /// The router on an ephemeral port, on a runtime of its own.
 pub struct Server {
@@ -67,6 +101,8 @@ pub struct Reply {
     pub content_type: Option<String>,
     /// The body.
     pub body: String,
+    /// The `Link` header, if any.
+    pub link: Option<String>,
 }
 
 /// `GET path` (already percent-encoded where it needs to be).
@@ -81,11 +117,15 @@ pub fn request(server: &Server, path: &str) -> Reply {
     s.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let content_type = head.lines().skip(1).find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("content-type")
-            .then(|| value.trim().to_string())
-    });
+    let header = |want: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case(want)
+                .then(|| value.trim().to_string())
+        })
+    };
+    let content_type = header("content-type");
+    let link = header("link");
     assert!(
         !head
             .to_ascii_lowercase()
@@ -96,6 +136,7 @@ pub fn request(server: &Server, path: &str) -> Reply {
         code,
         content_type,
         body: body.to_string(),
+        link,
     }
 }
 
@@ -151,7 +192,14 @@ pub fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
             .unwrap();
         assert!(
             store
-                .commit_close(UNPAID_EPOCH, START - 1, 0, &[], &[], &[vec![0]])
+                .commit_close(
+                    UNPAID_EPOCH,
+                    START - 1,
+                    0,
+                    &[],
+                    &[],
+                    &manifest_pages(UNPAID_EPOCH, UNPAID_EMISSION, &[]),
+                )
                 .await
                 .unwrap()
         );
@@ -168,13 +216,15 @@ pub fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
                 backhaul,
                 uptime,
             };
-        let entries = vec![
+        let mut entries = vec![
             entry(0, "owner-zero", 400_000_000, 250_000_000, 100_000_000),
             entry(1, "owner-one", 150_000_000, 50_000_000, 50_000_000),
         ];
+        entries.sort_by_key(|e| e.node);
+        let pages = manifest_pages(EPOCH, EMISSION, &entries);
         assert!(
             store
-                .commit_close(EPOCH, START + 3_600_000, 3, &entries, &[], &[vec![0]])
+                .commit_close(EPOCH, START + 3_600_000, 3, &entries, &[], &pages)
                 .await
                 .unwrap()
         );
