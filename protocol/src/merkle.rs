@@ -256,4 +256,38 @@ mod tests {
         assert_eq!(ACKS.tree(Vec::new()).root(), [0; 32]);
         assert!(ACKS.tree(Vec::new()).proof(0).is_none());
     }
+
+    proptest::proptest! {
+        /// For any tree size and any leaf, the leaf's proof verifies against the root, and the
+        /// same proof with one bit of one sibling flipped, or for a leaf with one bit flipped,
+        /// does not.
+        #[test]
+        fn every_leaf_proves_and_a_tampered_proof_does_not(
+            n in 1usize..300,
+            pick in proptest::prelude::any::<usize>(),
+            bit in 0usize..256,
+            salt in proptest::prelude::any::<u64>(),
+        ) {
+            let l: Vec<[u8; 32]> = (0..n)
+                .map(|i| leaf_hash(&[salt.to_le_bytes(), (i as u64).to_le_bytes()].concat()))
+                .collect();
+            let tree = REWARDS.tree(l.clone());
+            let root = tree.root();
+            for (i, leaf) in l.iter().enumerate() {
+                let p = tree.proof(i).unwrap();
+                proptest::prop_assert!(verify(leaf, i, n, &p, &root), "n={} i={}", n, i);
+            }
+            let i = pick % n;
+            let p = tree.proof(i).unwrap();
+            let mut leaf = l[i];
+            leaf[bit / 8] ^= 1 << (bit % 8);
+            proptest::prop_assert!(!verify(&leaf, i, n, &p, &root));
+            if !p.is_empty() {
+                let mut bent = p.clone();
+                let k = pick / n % bent.len();
+                bent[k][bit / 8] ^= 1 << (bit % 8);
+                proptest::prop_assert!(!verify(&l[i], i, n, &bent, &root));
+            }
+        }
+    }
 }
