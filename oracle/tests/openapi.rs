@@ -596,7 +596,7 @@ fn inclusion_proof_verifies(r: &Value) {
         "signed by the oracle"
     );
     let m = page.msg;
-    let index = r["index"].as_u64().unwrap() as usize;
+    let index = usize::try_from(r["index"].as_u64().unwrap()).unwrap();
     assert_eq!(m.page as usize, index / MANIFEST_PAGE_MAX);
     assert_eq!(r["entry_count"], m.entry_count);
     let entry = &m.entries[index % MANIFEST_PAGE_MAX];

@@ -43,7 +43,7 @@ pub fn manifest_pages(epoch: u64, emission: u64, entries: &[RewardEntry]) -> Vec
     } else {
         entries.chunks(MANIFEST_PAGE_MAX).collect()
     };
-    let page_count = chunks.len() as u32;
+    let page_count = u32::try_from(chunks.len()).unwrap();
     chunks
         .iter()
         .enumerate()
@@ -51,9 +51,9 @@ pub fn manifest_pages(epoch: u64, emission: u64, entries: &[RewardEntry]) -> Vec
             let m = RewardManifest {
                 epoch,
                 emission,
-                entry_count: entries.len() as u32,
+                entry_count: u32::try_from(entries.len()).unwrap(),
                 root: wisp_protocol::bytes::ByteArray(root),
-                page: page as u32,
+                page: u32::try_from(page).unwrap(),
                 page_count,
                 entries: chunk.to_vec(),
             };
