@@ -32,6 +32,16 @@ mod load;
 
 use load::{Broker, Load};
 
+/// The oracle process, killed however the bench ends (a failed run leaves none behind).
+struct Oracle(std::process::Child);
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn main() {
     // `WISP_BENCH_NODES` and `WISP_BENCH_PER_NODE` change the size (2,000 × 25 by default).
     let env = |k: &str, d: u64| {
@@ -54,7 +64,7 @@ fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let mut oracle = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-oracle"))
+    let oracle = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-oracle"))
         .args(["run", "--data-dir", &dir.path().display().to_string()])
         .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{port}"))
         .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
@@ -68,6 +78,7 @@ fn main() {
         )
         .env("WISP_BROKER__MAX_CONNECTIONS_PER_IP", "100000")
         .spawn()
+        .map(Oracle)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
@@ -87,10 +98,9 @@ fn main() {
     let proofs = load.sign_heartbeats(&nodes, per_node);
     // Raw verification rate of this machine on the same envelopes.
     let (one, two) = load::raw_verify_rates(&proofs);
-    let (secs, cpu) = load.publish_timed(proofs, &[oracle.id().to_string()]);
+    let (secs, cpu) = load.publish_timed(proofs, &[oracle.0.id().to_string()]);
     drop(load);
-    let _ = oracle.kill();
-    let _ = oracle.wait();
+    drop(oracle);
     let e2e = total as f64 / secs;
     let (oracle_cpu, self_cpu) = (cpu[0].unwrap_or(f64::NAN), cpu[1].unwrap_or(f64::NAN));
     let per_k = |cpu: f64| cpu / (total as f64 / 1000.0);
