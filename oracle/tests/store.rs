@@ -324,3 +324,20 @@ async fn postgres_a_newer_schema_is_refused() {
     )
     .await;
 }
+
+/// Oracles starting together on a new schema all open it: the loser of the race to create the
+/// schema (or the migrations' table) goes on.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
+async fn postgres_oracles_starting_together_on_a_new_schema_all_open_it() {
+    let cfg = pg::fresh();
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let cfg = cfg.clone();
+            tokio::spawn(async move { Store::open(&cfg).await.map(|_| ()) })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+}

@@ -134,10 +134,19 @@ impl PgStore {
             }
         });
         if let Some(schema) = schema {
+            // Several oracles starting at once on a new schema race on creating it (as on the
+            // table below): the loser sees a unique violation on the catalog, and the schema
+            // exists.
+            if let Err(e) = client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                && e.code() != Some(&SqlState::UNIQUE_VIOLATION)
+                && e.code() != Some(&SqlState::DUPLICATE_SCHEMA)
+            {
+                return Err(e.into());
+            }
             client
-                .batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-                ))
+                .batch_execute(&format!("SET search_path TO {schema}"))
                 .await?;
         }
         if let Err(e) = client
