@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 mod cluster;
 #[path = "ingest/load.rs"]
 mod load;
+// The libpq-to-URL reading of the oracle's tests.
+#[path = "../tests/pg/mod.rs"]
+mod pg;
 
 use load::{Broker, Load};
 

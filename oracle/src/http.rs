@@ -222,6 +222,28 @@ async fn epochs(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
+/// A closed epoch's reward entries and signed manifest pages, from the database; a 404 for an
+/// epoch not closed.
+async fn closed_rewards(
+    s: &Shared,
+    epoch: u64,
+) -> Result<(Vec<RewardEntry>, Vec<Vec<u8>>), Response> {
+    let read = async {
+        Ok::<_, StoreError>((
+            s.reader.rewards(epoch).await?,
+            s.reader.manifests(epoch).await?,
+        ))
+    };
+    let (entries, pages) = read.await.map_err(internal)?;
+    if pages.is_empty() {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("epoch {epoch} is not closed"),
+        ));
+    }
+    Ok((entries, pages))
+}
+
 async fn rewards(
     State(s): State<Arc<Shared>>,
     epoch: Result<Path<u64>, PathRejection>,
@@ -230,22 +252,10 @@ async fn rewards(
         Ok(Path(e)) => e,
         Err(e) => return bad_path(&e),
     };
-    let read = async {
-        Ok::<_, StoreError>((
-            s.reader.rewards(epoch).await?,
-            s.reader.manifests(epoch).await?,
-        ))
-    };
-    let (entries, pages) = match read.await {
+    let (entries, pages) = match closed_rewards(&s, epoch).await {
         Ok(x) => x,
-        Err(e) => return internal(e),
+        Err(r) => return r,
     };
-    if pages.is_empty() {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("epoch {epoch} is not closed"),
-        );
-    }
     let leaves: Vec<[u8; 32]> = entries.iter().map(RewardEntry::leaf).collect();
     let root = wisp_protocol::merkle::root(&leaves);
     Json(json!({

@@ -39,7 +39,7 @@ impl Setup {
             .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
             .expect("WISP_BENCH_MOSQUITTO is host:port");
         Some(Setup {
-            url: url_of(&pg),
+            url: crate::pg::url_of("WISP_BENCH_POSTGRES", &pg),
             conninfo: pg,
             broker: Broker {
                 host,
@@ -65,38 +65,6 @@ impl Setup {
             rows
         })
     }
-}
-
-/// A libpq `key=value` string as a `postgres://` URL (as oracle/tests/pg/mod.rs does).
-fn url_of(v: &str) -> String {
-    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
-        return v.to_string();
-    }
-    let (mut host, mut port, mut user, mut password, mut db) = (
-        "127.0.0.1".to_string(),
-        "5432".to_string(),
-        "postgres".to_string(),
-        None,
-        "postgres".to_string(),
-    );
-    for kv in v.split_whitespace() {
-        let (k, val) = kv
-            .split_once('=')
-            .unwrap_or_else(|| panic!("WISP_BENCH_POSTGRES: `{kv}` is not key=value"));
-        match k {
-            "host" => host = val.into(),
-            "port" => port = val.into(),
-            "user" => user = val.into(),
-            "password" => password = Some(val.to_string()),
-            "dbname" => db = val.into(),
-            other => panic!("WISP_BENCH_POSTGRES: key `{other}` is not supported here"),
-        }
-    }
-    let auth = match password {
-        Some(p) => format!("{user}:{p}"),
-        None => user,
-    };
-    format!("postgres://{auth}@{host}:{port}/{db}")
 }
 
 /// What one cluster run measured.

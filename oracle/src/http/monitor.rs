@@ -272,22 +272,10 @@ pub(super) async fn reward_proof(
             format!("`{peer_id}` is not an ed25519 peer id"),
         );
     };
-    let read = async {
-        Ok::<_, StoreError>((
-            s.reader.rewards(epoch).await?,
-            s.reader.manifests(epoch).await?,
-        ))
-    };
-    let (entries, pages) = match read.await {
+    let (entries, pages) = match super::closed_rewards(&s, epoch).await {
         Ok(x) => x,
-        Err(e) => return internal(e),
+        Err(r) => return r,
     };
-    if pages.is_empty() {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("epoch {epoch} is not closed"),
-        );
-    }
     let Some(index) = entries.iter().position(|e| e.node == id) else {
         return error(
             StatusCode::NOT_FOUND,

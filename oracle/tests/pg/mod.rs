@@ -14,8 +14,13 @@ pub fn url() -> String {
              WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test' (.ci/run starts one)"
         )
     });
+    url_of("WISP_TEST_POSTGRES", &v)
+}
+
+/// `v` (a `postgres://` URL, or libpq `key=value` pairs) as a URL; errors name `var`.
+pub fn url_of(var: &str, v: &str) -> String {
     if v.starts_with("postgres://") || v.starts_with("postgresql://") {
-        return v;
+        return v.to_string();
     }
     let mut host = "127.0.0.1".to_string();
     let (mut port, mut user, mut password, mut db) = (
@@ -27,14 +32,14 @@ pub fn url() -> String {
     for kv in v.split_whitespace() {
         let (k, val) = kv
             .split_once('=')
-            .unwrap_or_else(|| panic!("WISP_TEST_POSTGRES: `{kv}` is not key=value"));
+            .unwrap_or_else(|| panic!("{var}: `{kv}` is not key=value"));
         match k {
             "host" => host = val.into(),
             "port" => port = val.into(),
             "user" => user = val.into(),
             "password" => password = Some(val.to_string()),
             "dbname" => db = val.into(),
-            other => panic!("WISP_TEST_POSTGRES: key `{other}` is not supported here"),
+            other => panic!("{var}: key `{other}` is not supported here"),
         }
     }
     let auth = match password {
