@@ -212,6 +212,7 @@ fn entry(bssid: u8, signal_mbm: Option<i32>, seen_ms_ago: u32, payload: &[u8]) -
         freq_mhz: 2_437,
         signal_mbm,
         seen_ms_ago: Some(seen_ms_ago),
+        last_seen_boottime_ns: None,
         ies: Vec::new(),
         beacon_ies,
     }

@@ -24,6 +24,8 @@
 //! the last digit), so a fix has one canonical encoding in signed heartbeats. 1e-7° is 1.1 cm.
 
 pub mod sentence;
+#[cfg(feature = "linux")]
+pub mod tty;
 
 use heapless::Vec;
 

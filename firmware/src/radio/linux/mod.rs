@@ -110,6 +110,17 @@ impl LinuxRadio {
         })
     }
 
+    /// Opens a new control connection and re-reads the access point's frequency, keeping the
+    /// receive queue: for when hostapd restarted (a WiFi reload re-creates its socket, and the
+    /// old connection then fails with `ECONNREFUSED`). On error the old connection is kept.
+    pub fn reconnect(&mut self) -> Result<(), LinuxRadioError> {
+        let ctrl = HostapdCtrl::connect(&self.config.hostapd_ctrl, self.config.timeout)?;
+        let freq_mhz = ctrl.freq_mhz()?;
+        self.ctrl = ctrl;
+        self.ap_channel = Channel::new(freq_mhz.saturating_mul(1_000), 20);
+        Ok(())
+    }
+
     /// The access point's channel (frequency from hostapd; width reported as 20 MHz, the
     /// primary channel beacons are sent on).
     pub fn ap_channel(&self) -> Channel {

@@ -31,8 +31,13 @@ pub struct ScanEntry {
     pub freq_mhz: u32,
     /// Signal in mBm (1/100 dBm), when the driver reports dBm.
     pub signal_mbm: Option<i32>,
-    /// How long ago the entry was last updated, ms.
+    /// How long ago the entry was last updated, ms, when the kernel built the dump
+    /// (`NL80211_BSS_SEEN_MS_AGO`, jiffies resolution). [`rebase_ages`] replaces it with the
+    /// age at a later, known instant.
     pub seen_ms_ago: Option<u32>,
+    /// When the entry was last updated, ns of `CLOCK_BOOTTIME`
+    /// (`NL80211_BSS_LAST_SEEN_BOOTTIME`, kernels ≥ 3.19).
+    pub last_seen_boottime_ns: Option<u64>,
     /// `NL80211_BSS_INFORMATION_ELEMENTS`: from the last beacon or probe response.
     pub ies: Vec<u8>,
     /// `NL80211_BSS_BEACON_IES`: from the last beacon, when the kernel kept them apart.
@@ -56,12 +61,42 @@ pub fn scan_entry_from_bss(attrs: &[Nl80211BssInfo]) -> Option<ScanEntry> {
             }
             Nl80211BssInfo::SignalMbm(s) => entry.signal_mbm = Some(*s),
             Nl80211BssInfo::SeenMsAgo(ms) => entry.seen_ms_ago = Some(*ms),
+            Nl80211BssInfo::LastSeenBootTime(ns) => entry.last_seen_boottime_ns = Some(*ns),
             Nl80211BssInfo::RawInformationElements(ies) => entry.ies.clone_from(ies),
             Nl80211BssInfo::RawBeaconInformationElements(ies) => entry.beacon_ies.clone_from(ies),
             _ => {}
         }
     }
     (has_bssid && has_freq).then_some(entry)
+}
+
+/// Now on `CLOCK_BOOTTIME` (monotonic, counting suspend), in ns: the clock of
+/// [`ScanEntry::last_seen_boottime_ns`].
+pub fn boottime_ns() -> io::Result<u64> {
+    use nix::time::{ClockId, clock_gettime};
+    let t = clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(io::Error::from)?;
+    let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec()).unwrap_or(0);
+    Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+}
+
+/// Sets each entry's [`ScanEntry::seen_ms_ago`] to its age at `boottime_now_ns` (a
+/// [`boottime_ns`] reading), from [`ScanEntry::last_seen_boottime_ns`] where the kernel gave
+/// it; entries without it keep the kernel's own age at dump time.
+///
+/// Read the wall clock right next to `boottime_now_ns` and pass it as the scan's `now_ms` to
+/// `LinuxRadio::handle_scan`: each frame's receive time is then that wall time minus the
+/// age, i.e. the last beacon the kernel received from that BSS mapped onto the wall clock.
+/// The mapping assumes the wall clock did not step (NTP) during the age, at most the radio's
+/// `max_entry_age_ms`; jiffies-based ages are coarser (1–10 ms) and include the time the dump
+/// spent in transit.
+pub fn rebase_ages(entries: &mut [ScanEntry], boottime_now_ns: u64) {
+    for entry in entries {
+        if let Some(seen) = entry.last_seen_boottime_ns {
+            let age_ms = boottime_now_ns.saturating_sub(seen) / 1_000_000;
+            entry.seen_ms_ago = Some(u32::try_from(age_ms).unwrap_or(u32::MAX));
+        }
+    }
 }
 
 /// Errors of a scan.
@@ -226,7 +261,35 @@ mod tests {
             (entry.ies.as_slice(), entry.beacon_ies.as_slice()),
             (&[0, 1, b'x'][..], &[0, 1, b'y'][..])
         );
+        assert_eq!(entry.last_seen_boottime_ns, None);
         assert_eq!(scan_entry_from_bss(&attrs[1..]), None, "no BSSID");
         assert_eq!(scan_entry_from_bss(&attrs[..1]), None, "no frequency");
+    }
+
+    #[test]
+    fn ages_are_rebased_on_the_boottime_clock() {
+        let seen_at = 5_000_000_000;
+        let mut entries = [
+            scan_entry_from_bss(&[
+                Nl80211BssInfo::Bssid([2, 0, 0, 0, 0, 1]),
+                Nl80211BssInfo::Frequency(2_437),
+                Nl80211BssInfo::SeenMsAgo(40),
+                Nl80211BssInfo::LastSeenBootTime(seen_at),
+            ])
+            .unwrap(),
+            scan_entry_from_bss(&[
+                Nl80211BssInfo::Bssid([2, 0, 0, 0, 0, 2]),
+                Nl80211BssInfo::Frequency(2_437),
+                Nl80211BssInfo::SeenMsAgo(70),
+            ])
+            .unwrap(),
+        ];
+        // Read 1.2345 s after the beacon: the dump's 40 ms is replaced, the other kept.
+        rebase_ages(&mut entries, seen_at + 1_234_500_000);
+        assert_eq!(entries[0].seen_ms_ago, Some(1_234));
+        assert_eq!(entries[1].seen_ms_ago, Some(70));
+        // The clock itself runs and is positive.
+        let (a, b) = (boottime_ns().unwrap(), boottime_ns().unwrap());
+        assert!(a > 0 && b >= a);
     }
 }
