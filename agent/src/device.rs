@@ -15,6 +15,8 @@ use wisp_firmware::se::{AttestError, MakerTooLong, SecureElement};
 use wisp_protocol::msg::GnssFix;
 use wisp_protocol::units::DeciDb;
 
+pub mod linux;
+
 use crate::air::{AirLink, Station};
 use crate::config::{Config, DeviceKind};
 use crate::core::TxFrame;
@@ -116,6 +118,19 @@ impl DeviceIo for NoDevice {
     }
 }
 
+/// A firmware fix as signed heartbeats carry it. Without a date (a receiver sending GGA only)
+/// the fix time is `wall_ms`, the device's clock when the fix was taken from it.
+pub(crate) fn gnss_fix(f: &wisp_firmware::gnss::Fix, wall_ms: u64) -> GnssFix {
+    GnssFix {
+        lat_e7: f.lat_e7,
+        lon_e7: f.lon_e7,
+        alt_mm: f.alt_mm,
+        hdop_centi: f.hdop_centi,
+        satellites: f.satellites,
+        utc_ms: f.utc.unix_ms().unwrap_or(wall_ms),
+    }
+}
+
 /// What the LED should show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -196,18 +211,7 @@ where
         match polled.fix {
             Ok(Some(f)) => {
                 self.checks.gnss = Check::Passed;
-                let fix = GnssFix {
-                    lat_e7: f.lat_e7,
-                    lon_e7: f.lon_e7,
-                    alt_mm: f.alt_mm,
-                    hdop_centi: f.hdop_centi,
-                    satellites: f.satellites,
-                    // Without a date (GGA only) the fix time is the device's wall clock.
-                    utc_ms: f
-                        .utc
-                        .unix_ms()
-                        .unwrap_or_else(|| self.dev.clock().wall_ms()),
-                };
+                let fix = gnss_fix(&f, self.dev.clock().wall_ms());
                 self.fix = Some(fix);
                 Some(fix)
             }
@@ -385,6 +389,13 @@ impl DeviceIo for SimBoard {
 pub fn open(cfg: &Config, key: &wisp_protocol::NodeKey) -> anyhow::Result<Box<dyn DeviceIo>> {
     Ok(match cfg.device {
         DeviceKind::None => Box::new(NoDevice),
+        DeviceKind::Linux => {
+            let linux = cfg
+                .linux
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("device.kind = \"linux\" without its keys"))?;
+            Box::new(linux::LinuxDevice::open(linux, cfg.radio.freq_khz)?)
+        }
         DeviceKind::Sim => {
             // Degrees × 1e7 of a valid cell centre fit an i32.
             #[allow(clippy::cast_possible_truncation)]
@@ -450,6 +461,7 @@ mod tests {
             gnss,
             radio,
             secure_element,
+            receive: Check::NotChecked,
         };
         let mut board = SimBoard::new(&[2; 32], Some((387_000_000, -91_000_000))).unwrap();
         // Nothing used yet: nothing checked, nothing ok on the wire.
@@ -489,7 +501,12 @@ mod tests {
                 "gnss_ok": true,
                 "radio_ok": false,
                 "secure_element_ok": true,
-                "checks": {"gnss": "passed", "radio": "failed", "secure_element": "passed"},
+                "checks": {
+                    "gnss": "passed",
+                    "radio": "failed",
+                    "secure_element": "passed",
+                    "receive": "not_checked",
+                },
             })
         );
         let wire = board.health().health();

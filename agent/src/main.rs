@@ -269,6 +269,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "  location        {}",
                 cfg.cell.map_or("from GNSS".to_string(), |c| c.to_string())
             );
+            match &cfg.linux {
+                Some(l) => println!("  device          linux: {l}"),
+                None => println!("  device          {:?}", cfg.device),
+            }
             println!(
                 "  outbox          {} proofs / {} bytes max",
                 cfg.outbox.max_entries, cfg.outbox.max_bytes

@@ -153,12 +153,17 @@ impl Check {
 pub struct DeviceChecks {
     /// The GNSS receiver: passed on a fix, failed on a read error.
     pub gnss: Check,
-    /// The radio: passed on a transmission that went out, failed on one that did not or on a
-    /// receive error.
+    /// The radio: passed on a transmission that went out (on the Linux device also when
+    /// hostapd answered at start), failed on one that did not or on a receive error.
     pub radio: Check,
     /// The secure element: passed on an attestation signed, failed when the element did not
     /// sign.
     pub secure_element: Check,
+    /// The radio's receive path, on devices that scan for beacons (`device.kind = "linux"`):
+    /// passed on a completed nl80211 scan, failed on one the kernel refused or did not finish.
+    /// Not in the signed report's flags (`radio_ok` is the transmit side).
+    #[serde(default)]
+    pub receive: Check,
 }
 
 impl DeviceChecks {
@@ -316,6 +321,7 @@ mod tests {
                 gnss: check,
                 radio: check,
                 secure_element: check,
+                receive: check,
             }
             .health();
             assert_eq!(

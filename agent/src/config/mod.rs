@@ -24,8 +24,8 @@ mod resolve;
 mod tests;
 
 pub use raw::{
-    AddrList, RawBandwidth, RawConfig, RawDevice, RawHeartbeat, RawHttp, RawLocation, RawLog,
-    RawMqtt, RawNet, RawNode, RawOracle, RawOutbox, RawRadio,
+    AddrList, FreqList, RawBandwidth, RawConfig, RawDevice, RawHeartbeat, RawHttp, RawLocation,
+    RawLog, RawMqtt, RawNet, RawNode, RawOracle, RawOutbox, RawRadio,
 };
 
 /// Which hardware backend the daemon drives.
@@ -35,6 +35,64 @@ pub enum DeviceKind {
     None,
     /// The simulated device (firmware `SimDevice`), its GNSS at the configured location.
     Sim,
+    /// The router's own hardware, as [`LinuxDeviceConfig`] says.
+    Linux,
+}
+
+/// `device.kind = "linux"`: which parts of the router the daemon drives. Each is optional; at
+/// least one is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinuxDeviceConfig {
+    /// hostapd's control socket: beacons are transmitted (`device.hostapd_ctrl`).
+    pub hostapd_ctrl: Option<PathBuf>,
+    /// nl80211 scans: beacons are received.
+    pub scan: Option<ScanConfig>,
+    /// An NMEA receiver on a serial port.
+    pub gnss: Option<GnssTtyConfig>,
+}
+
+/// The parts, one line (`wisp-agent config check`).
+impl std::fmt::Display for LinuxDeviceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.hostapd_ctrl {
+            parts.push(format!("beacons out through hostapd at {}", p.display()));
+        }
+        if let Some(s) = &self.scan {
+            parts.push(format!(
+                "beacons in by scanning {} ({:?} MHz) every {} s",
+                s.interface,
+                s.freqs_mhz,
+                s.interval.as_secs_f64()
+            ));
+        }
+        if let Some(g) = &self.gnss {
+            parts.push(format!("GNSS on {} at {} baud", g.path.display(), g.baud));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// nl80211 scans for receiving beacons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanConfig {
+    /// The wireless interface (`device.scan_interface`).
+    pub interface: String,
+    /// It runs the access point (`device.scan_ap`).
+    pub ap_mode: bool,
+    /// Time between scans (`device.scan_interval_s`).
+    pub interval: std::time::Duration,
+    /// Frequencies scanned, MHz (`device.scan_freqs_mhz`).
+    pub freqs_mhz: Vec<u32>,
+}
+
+/// A GNSS receiver on a serial port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GnssTtyConfig {
+    /// The device (`device.gnss_tty`).
+    pub path: PathBuf,
+    /// Its baud rate (`device.gnss_baud`).
+    pub baud: u32,
 }
 
 /// Log output format.
@@ -95,6 +153,8 @@ pub struct Config {
     pub sim_position: Option<(f64, f64)>,
     /// What the simulated GNSS reports instead, degrees (`device.gnss_spoof`).
     pub sim_gnss_spoof: Option<(f64, f64)>,
+    /// The Linux device's parts, for `device.kind = "linux"`.
+    pub linux: Option<LinuxDeviceConfig>,
     /// Maker name and certificate for onboarding with a secure-element attestation.
     pub attestation: Option<(String, [u8; 64])>,
     /// The libp2p network.

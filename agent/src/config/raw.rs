@@ -118,12 +118,43 @@ pub struct RawNet {
     pub status_cell_resolution: Option<u8>,
 }
 
+/// A list of frequencies in MHz: a TOML array, or one comma-separated string (for environment
+/// overrides such as `WISP_DEVICE__SCAN_FREQS_MHZ=2412,2437`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FreqList {
+    /// `[2412, 2437]`
+    List(Vec<u32>),
+    /// `"2412,2437"`
+    Csv(String),
+}
+
 /// `[device]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawDevice {
-    /// `none` (no radio or GNSS) or `sim` (the simulated device).
+    /// `none` (no radio or GNSS), `sim` (the simulated device) or `linux` (the router's own
+    /// WiFi and serial GNSS, each part optional).
     pub kind: Option<String>,
+    /// `linux` only: hostapd's control socket for the access point that carries the beacons,
+    /// e.g. `/var/run/hostapd/wlan0` (hostapd's `ctrl_interface` directory, then the
+    /// interface). Unset: no beacons are transmitted.
+    pub hostapd_ctrl: Option<PathBuf>,
+    /// `linux` only: the wireless interface whose nl80211 scans receive neighbours' beacons,
+    /// e.g. `wlan0`. Needs `hostapd_ctrl`. Unset: nothing is received.
+    pub scan_interface: Option<String>,
+    /// `linux` only: the scan interface runs the access point, so scans are asked for with
+    /// `NL80211_SCAN_FLAG_AP` (default true).
+    pub scan_ap: Option<bool>,
+    /// `linux` only: seconds between scans, 2 to 3600 (default 10).
+    pub scan_interval_s: Option<f64>,
+    /// `linux` only: the frequencies scanned, MHz (default: `radio.freq_mhz` alone).
+    pub scan_freqs_mhz: Option<FreqList>,
+    /// `linux` only: the GNSS receiver's serial device, e.g. `/dev/ttyUSB0`, read as NMEA 0183.
+    /// Unset: no GNSS (the node uses `location`).
+    pub gnss_tty: Option<PathBuf>,
+    /// `linux` only: the GNSS serial port's baud rate (default 9600).
+    pub gnss_baud: Option<u32>,
     /// The device maker's name, as the oracle knows it (for secure-element attestation).
     pub maker: Option<String>,
     /// The maker's certificate for this device's chip: 64-byte P-256 signature `r || s`, hex,

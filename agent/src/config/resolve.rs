@@ -7,8 +7,9 @@ use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeId};
 
 use super::{
-    AddrList, BandwidthConfig, Config, ConfigError, DeviceKind, LogFormat, MqttConfig,
-    RawBandwidth, RawConfig, RawMqtt, RawNet,
+    AddrList, BandwidthConfig, Config, ConfigError, DeviceKind, FreqList, GnssTtyConfig,
+    LinuxDeviceConfig, LogFormat, MqttConfig, RawBandwidth, RawConfig, RawDevice, RawMqtt, RawNet,
+    ScanConfig,
 };
 use crate::core::RadioParams;
 use crate::outbox::OutboxConfig;
@@ -169,10 +170,11 @@ impl RawConfig {
         let device = match self.device.kind.as_deref().unwrap_or("none") {
             "none" => DeviceKind::None,
             "sim" => DeviceKind::Sim,
+            "linux" => DeviceKind::Linux,
             other => {
                 return Err(invalid(
                     "device.kind",
-                    format!("`{other}`: expected `none` or `sim`"),
+                    format!("`{other}`: expected `none`, `sim` or `linux`"),
                 ));
             }
         };
@@ -220,7 +222,9 @@ impl RawConfig {
                 "device.air, device.position and device.gnss_spoof apply to device.kind = \"sim\" only",
             ));
         }
+        let linux = resolve_linux(&self.device, device, radio.freq_khz)?;
         Ok(Config {
+            linux,
             net,
             bandwidth,
             attestation,
@@ -244,6 +248,151 @@ impl RawConfig {
             log_level: self.log.level.clone().unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// The `linux` device's keys: set only with `device.kind = "linux"`, which needs one part.
+// The interval is range-checked before it is cast.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn resolve_linux(
+    raw: &RawDevice,
+    kind: DeviceKind,
+    radio_freq_khz: u32,
+) -> Result<Option<LinuxDeviceConfig>, ConfigError> {
+    if kind != DeviceKind::Linux {
+        let set = [
+            ("device.hostapd_ctrl", raw.hostapd_ctrl.is_some()),
+            ("device.scan_interface", raw.scan_interface.is_some()),
+            ("device.scan_ap", raw.scan_ap.is_some()),
+            ("device.scan_interval_s", raw.scan_interval_s.is_some()),
+            ("device.scan_freqs_mhz", raw.scan_freqs_mhz.is_some()),
+            ("device.gnss_tty", raw.gnss_tty.is_some()),
+            ("device.gnss_baud", raw.gnss_baud.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
+            return Err(invalid(key, "applies to device.kind = \"linux\" only"));
+        }
+        return Ok(None);
+    }
+    let hostapd_ctrl = match &raw.hostapd_ctrl {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(invalid(
+                "device.hostapd_ctrl",
+                "a path, e.g. /var/run/hostapd/wlan0",
+            ));
+        }
+        p => p.clone(),
+    };
+    let scan = match raw.scan_interface.as_deref() {
+        None => {
+            let stray = [
+                ("device.scan_ap", raw.scan_ap.is_some()),
+                ("device.scan_interval_s", raw.scan_interval_s.is_some()),
+                ("device.scan_freqs_mhz", raw.scan_freqs_mhz.is_some()),
+            ];
+            if let Some((key, _)) = stray.iter().find(|(_, is_set)| *is_set) {
+                return Err(invalid(key, "needs device.scan_interface"));
+            }
+            None
+        }
+        Some(interface) => {
+            // IFNAMSIZ is 16 with the NUL; the kernel refuses '/' and whitespace.
+            if interface.is_empty()
+                || interface.len() > 15
+                || interface.bytes().any(|b| {
+                    b == b'/' || b == b':' || b.is_ascii_whitespace() || !b.is_ascii_graphic()
+                })
+            {
+                return Err(invalid(
+                    "device.scan_interface",
+                    format!("`{interface}`: a network interface name, e.g. wlan0"),
+                ));
+            }
+            if hostapd_ctrl.is_none() {
+                return Err(invalid(
+                    "device.scan_interface",
+                    "needs device.hostapd_ctrl: received beacons go through the same radio as transmitted ones",
+                ));
+            }
+            let secs = raw.scan_interval_s.unwrap_or(10.0);
+            if !(2.0..=3600.0).contains(&secs) {
+                return Err(invalid(
+                    "device.scan_interval_s",
+                    "between 2 and 3600 seconds",
+                ));
+            }
+            let freqs_mhz = match &raw.scan_freqs_mhz {
+                None => vec![(radio_freq_khz + 500) / 1_000],
+                Some(list) => freq_list(list)?,
+            };
+            Some(ScanConfig {
+                interface: interface.to_string(),
+                ap_mode: raw.scan_ap.unwrap_or(true),
+                interval: std::time::Duration::from_millis((secs * 1000.0).round() as u64),
+                freqs_mhz,
+            })
+        }
+    };
+    let gnss = match &raw.gnss_tty {
+        None => {
+            if raw.gnss_baud.is_some() {
+                return Err(invalid("device.gnss_baud", "needs device.gnss_tty"));
+            }
+            None
+        }
+        Some(path) if path.as_os_str().is_empty() => {
+            return Err(invalid("device.gnss_tty", "a path, e.g. /dev/ttyUSB0"));
+        }
+        Some(path) => {
+            let baud = raw.gnss_baud.unwrap_or(9_600);
+            if wisp_firmware::gnss::tty::baud_rate(baud).is_none() {
+                return Err(invalid(
+                    "device.gnss_baud",
+                    wisp_firmware::gnss::tty::TtyError::Baud(baud).to_string(),
+                ));
+            }
+            Some(GnssTtyConfig {
+                path: path.clone(),
+                baud,
+            })
+        }
+    };
+    if hostapd_ctrl.is_none() && scan.is_none() && gnss.is_none() {
+        return Err(invalid(
+            "device.kind",
+            "`linux` needs at least one part: device.hostapd_ctrl (beacons out), device.scan_interface (beacons in) or device.gnss_tty (GNSS)",
+        ));
+    }
+    Ok(Some(LinuxDeviceConfig {
+        hostapd_ctrl,
+        scan,
+        gnss,
+    }))
+}
+
+fn freq_list(list: &FreqList) -> Result<Vec<u32>, ConfigError> {
+    let key = "device.scan_freqs_mhz";
+    let freqs: Vec<u32> = match list {
+        FreqList::List(v) => v.clone(),
+        FreqList::Csv(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|x| {
+                x.parse::<u32>()
+                    .map_err(|_| invalid(key, format!("`{x}`: expected a frequency in MHz")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if freqs.is_empty() || freqs.len() > 64 {
+        return Err(invalid(key, "1 to 64 frequencies in MHz"));
+    }
+    if let Some(f) = freqs.iter().find(|f| !(2_400..=7_125).contains(*f)) {
+        return Err(invalid(
+            key,
+            format!("{f} MHz is not a WiFi channel frequency (2400 to 7125 MHz)"),
+        ));
+    }
+    Ok(freqs)
 }
 
 // The duration is range-checked before it is cast.

@@ -246,3 +246,138 @@ fn overrides_are_read_as_their_keys_types() {
     );
     check("WISP_TYPO__URL", "x", "unknown field `typo`");
 }
+
+#[test]
+fn the_linux_device_takes_its_parts_and_names_bad_keys() {
+    let load = |pairs: &[(&str, &str)]| {
+        let mut all = env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)]);
+        all.extend(env(pairs));
+        RawConfig::load(None, all).and_then(|r| r.resolve())
+    };
+    // Every part, with defaults where unset.
+    let c = load(&[
+        ("WISP_DEVICE__KIND", "linux"),
+        ("WISP_DEVICE__HOSTAPD_CTRL", "/var/run/hostapd/wlan0"),
+        ("WISP_DEVICE__SCAN_INTERFACE", "wlan0"),
+        ("WISP_DEVICE__GNSS_TTY", "/dev/ttyUSB0"),
+        ("WISP_RADIO__FREQ_MHZ", "2437"),
+    ])
+    .unwrap();
+    assert_eq!(c.device, DeviceKind::Linux);
+    let linux = c.linux.unwrap();
+    assert_eq!(
+        linux.hostapd_ctrl,
+        Some(PathBuf::from("/var/run/hostapd/wlan0"))
+    );
+    assert_eq!(
+        linux.scan,
+        Some(ScanConfig {
+            interface: "wlan0".into(),
+            ap_mode: true,
+            interval: std::time::Duration::from_secs(10),
+            freqs_mhz: vec![2_437],
+        })
+    );
+    assert_eq!(
+        linux.gnss,
+        Some(GnssTtyConfig {
+            path: PathBuf::from("/dev/ttyUSB0"),
+            baud: 9_600
+        })
+    );
+    // Overrides, the frequency list from a comma-separated variable; GNSS alone is a device.
+    let c = load(&[
+        ("WISP_DEVICE__KIND", "linux"),
+        ("WISP_DEVICE__HOSTAPD_CTRL", "/run/hostapd/phy0-ap0"),
+        ("WISP_DEVICE__SCAN_INTERFACE", "phy0-ap0"),
+        ("WISP_DEVICE__SCAN_AP", "false"),
+        ("WISP_DEVICE__SCAN_INTERVAL_S", "2.5"),
+        ("WISP_DEVICE__SCAN_FREQS_MHZ", "2412, 5180"),
+    ])
+    .unwrap();
+    let scan = c.linux.unwrap().scan.unwrap();
+    assert!(!scan.ap_mode);
+    assert_eq!(scan.interval, std::time::Duration::from_millis(2_500));
+    assert_eq!(scan.freqs_mhz, [2_412, 5_180]);
+    let c = load(&[
+        ("WISP_DEVICE__KIND", "linux"),
+        ("WISP_DEVICE__GNSS_TTY", "/dev/ttyS1"),
+        ("WISP_DEVICE__GNSS_BAUD", "115200"),
+    ])
+    .unwrap();
+    let linux = c.linux.unwrap();
+    assert!(linux.hostapd_ctrl.is_none() && linux.scan.is_none());
+    assert_eq!(linux.gnss.unwrap().baud, 115_200);
+    // Neither kind has linux keys otherwise.
+    assert!(load(&[]).unwrap().linux.is_none());
+
+    let check = |pairs: &[(&str, &str)], key: &str, why: &str| {
+        let err = load(pairs).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("config key `{key}`")) && err.contains(why),
+            "{err} should name {key} and say {why}"
+        );
+    };
+    let linux = ("WISP_DEVICE__KIND", "linux");
+    let tty = ("WISP_DEVICE__GNSS_TTY", "/dev/ttyUSB0");
+    let hostapd = ("WISP_DEVICE__HOSTAPD_CTRL", "/var/run/hostapd/wlan0");
+    check(&[linux], "device.kind", "at least one part");
+    check(&[tty], "device.gnss_tty", "device.kind = \"linux\" only");
+    check(
+        &[("WISP_DEVICE__KIND", "sim"), hostapd],
+        "device.hostapd_ctrl",
+        "\"linux\" only",
+    );
+    check(
+        &[linux, tty, ("WISP_DEVICE__GNSS_BAUD", "9601")],
+        "device.gnss_baud",
+        "not a standard rate",
+    );
+    check(
+        &[linux, hostapd, ("WISP_DEVICE__GNSS_BAUD", "9600")],
+        "device.gnss_baud",
+        "needs device.gnss_tty",
+    );
+    check(
+        &[linux, ("WISP_DEVICE__SCAN_INTERFACE", "wlan0"), tty],
+        "device.scan_interface",
+        "needs device.hostapd_ctrl",
+    );
+    check(
+        &[linux, hostapd, ("WISP_DEVICE__SCAN_INTERFACE", "wlan 0")],
+        "device.scan_interface",
+        "network interface name",
+    );
+    check(
+        &[linux, hostapd, ("WISP_DEVICE__SCAN_INTERVAL_S", "5")],
+        "device.scan_interval_s",
+        "needs device.scan_interface",
+    );
+    let scan = ("WISP_DEVICE__SCAN_INTERFACE", "wlan0");
+    check(
+        &[
+            linux,
+            hostapd,
+            scan,
+            ("WISP_DEVICE__SCAN_INTERVAL_S", "0.5"),
+        ],
+        "device.scan_interval_s",
+        "between 2 and 3600",
+    );
+    check(
+        &[
+            linux,
+            hostapd,
+            scan,
+            ("WISP_DEVICE__SCAN_FREQS_MHZ", "2412,fast"),
+        ],
+        "device.scan_freqs_mhz",
+        "`fast`",
+    );
+    check(
+        &[linux, hostapd, scan, ("WISP_DEVICE__SCAN_FREQS_MHZ", "915")],
+        "device.scan_freqs_mhz",
+        "915 MHz is not a WiFi channel",
+    );
+    check(&[("WISP_DEVICE__KIND", "usb")], "device.kind", "`linux`");
+}

@@ -1,0 +1,406 @@
+//! `device.kind = "linux"`: the router's own hardware, each part optional.
+//!
+//! - **Beacons out**: [`LinuxRadio`] sets the wisp vendor element through hostapd's control
+//!   socket (`device.hostapd_ctrl`). hostapd must answer `STATUS` with its frequency when the
+//!   device opens; a restarted hostapd is reconnected to once per failed transmission.
+//! - **Beacons in**: a task on the daemon's tokio runtime ([`scan_loop`]) asks nl80211 for a
+//!   scan every `device.scan_interval_s` and hands each result through a bounded channel;
+//!   [`DeviceIo::poll_received`] passes it to [`LinuxRadio::handle_scan`], which keeps one
+//!   frame per new beacon.
+//! - **GNSS**: a thread reads the receiver's tty (opened raw at `device.gnss_baud`) into an
+//!   [`NmeaParser`]; the newest fix waits in a one-slot mailbox for [`DeviceIo::poll_fix`].
+//!
+//! # Receive times
+//!
+//! A scan reports, per BSS, when the kernel last received a frame from it
+//! (`NL80211_BSS_LAST_SEEN_BOOTTIME`, else the coarser `SEEN_MS_AGO`). Right after the dump the
+//! task reads `CLOCK_BOOTTIME` and the agent's wall clock back to back; a frame's `rx_ms` is
+//! that wall time minus the entry's age. It is the time of the *last* beacon carrying the
+//! element before the scan, not of the first: the element stays on air until replaced, so a
+//! neighbour heard at the start of its slot is stamped up to one scan interval later. It is
+//! off by a wall-clock step (NTP) during the age (at most the radio's 15 s entry limit).
+//!
+//! # Health
+//!
+//! Only what was done: `radio` passes when hostapd answered at open and on each beacon that
+//! went out, fails on one that did not; `receive` passes on a completed scan and fails on a
+//! refused or unfinished one; `gnss` passes on a fix and fails when the port closes, errs, or
+//! yields 2 KiB without one valid NMEA sentence (a wrong baud rate). A receiver that speaks
+//! valid NMEA without a fix leaves `gnss` not checked.
+
+use std::future::Future;
+use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use wisp_firmware::gnss::{Fix, NmeaParser};
+use wisp_firmware::radio::linux::nl80211::{self, Nl80211Scanner, ScanEntry};
+use wisp_firmware::radio::linux::{LinuxRadio, LinuxRadioConfig, LinuxRadioError};
+use wisp_firmware::radio::{Channel, Radio};
+use wisp_protocol::msg::GnssFix;
+use wisp_protocol::units::DeciDb;
+
+use super::{DeviceError, DeviceIo, RxFrame, gnss_fix};
+use crate::config::{LinuxDeviceConfig, ScanConfig};
+use crate::core::TxFrame;
+use crate::status::{Check, DeviceChecks};
+use crate::wallclock::wall_ms;
+
+/// Scans waiting for the daemon. The task waits when both are taken (the daemon polls at least
+/// once a second, scans come every 2 s or more).
+const SCAN_QUEUE: usize = 2;
+/// Longest wait for one scan to finish: a one-channel AP scan takes well under a second, all
+/// channels a few seconds.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from the GNSS port without one valid sentence before it is called failed.
+const GNSS_GARBAGE_LIMIT: usize = 2_048;
+
+/// One scan's outcome, as [`scan_loop`] hands it to the device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scan {
+    /// The interface's BSS table, each entry's age taken at `wall_ms`.
+    Done {
+        /// The entries.
+        entries: Vec<ScanEntry>,
+        /// The agent's wall clock when the ages were taken.
+        wall_ms: u64,
+    },
+    /// The kernel refused the scan or it did not finish.
+    Failed(String),
+}
+
+/// Where scans come from: nl80211 on a router; constructed entries in tests.
+pub trait ScanSource: Send + 'static {
+    /// Scans `freqs_mhz` and returns the BSS table.
+    fn scan(
+        &mut self,
+        freqs_mhz: &[u32],
+    ) -> impl Future<Output = Result<Vec<ScanEntry>, String>> + Send;
+}
+
+impl ScanSource for Nl80211Scanner {
+    async fn scan(&mut self, freqs_mhz: &[u32]) -> Result<Vec<ScanEntry>, String> {
+        Nl80211Scanner::scan(self, freqs_mhz)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Scans every `interval` (the first at once) and sends each outcome to `tx`, until the
+/// receiver is dropped. A scan that overruns the interval delays the next rather than
+/// bunching them up.
+pub async fn scan_loop(
+    mut source: impl ScanSource,
+    interval: Duration,
+    freqs_mhz: Vec<u32>,
+    tx: mpsc::Sender<Scan>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let outcome = match source.scan(&freqs_mhz).await {
+            Ok(mut entries) => {
+                // Both clocks back to back: the ages and the wall time are of one instant.
+                let boot = nl80211::boottime_ns();
+                let wall_ms = wall_ms();
+                if let Ok(boot) = boot {
+                    nl80211::rebase_ages(&mut entries, boot);
+                }
+                Scan::Done { entries, wall_ms }
+            }
+            Err(e) => Scan::Failed(e),
+        };
+        if tx.send(outcome).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What the GNSS reader thread leaves for the daemon.
+#[derive(Debug, Default)]
+struct GnssMailbox {
+    /// The newest fix not yet taken.
+    fix: Option<Fix>,
+    check: Check,
+}
+
+type Shared = Arc<Mutex<GnssMailbox>>;
+
+fn lock(m: &Mutex<GnssMailbox>) -> std::sync::MutexGuard<'_, GnssMailbox> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reads NMEA from `port` into the mailbox until the port ends, fails, or the device is gone.
+fn read_nmea(mut port: impl Read, mailbox: &Weak<Mutex<GnssMailbox>>, name: &str) {
+    let mut parser = NmeaParser::new();
+    let mut buf = [0u8; 256];
+    let mut read_total = 0usize;
+    let mut spoke = false;
+    loop {
+        let r = port.read(&mut buf);
+        let Some(mailbox) = mailbox.upgrade() else {
+            return;
+        };
+        let mut m = lock(&mailbox);
+        let n = match r {
+            Ok(0) => {
+                tracing::warn!(port = name, "the GNSS port closed");
+                m.check = Check::Failed;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(port = name, "reading the GNSS port failed: {e}");
+                m.check = Check::Failed;
+                return;
+            }
+        };
+        parser.push_each(&buf[..n], |fix| {
+            m.fix = Some(fix);
+            m.check = Check::Passed;
+        });
+        let stats = parser.stats();
+        read_total = read_total.saturating_add(n);
+        if !spoke && stats.sentences_ok > 0 {
+            spoke = true;
+            tracing::info!(port = name, "the GNSS receiver speaks NMEA");
+        } else if !spoke && read_total >= GNSS_GARBAGE_LIMIT && m.check != Check::Failed {
+            tracing::warn!(
+                port = name,
+                checksum_errors = stats.checksum_errors,
+                "no valid NMEA sentence in the first {GNSS_GARBAGE_LIMIT} bytes: check device.gnss_baud"
+            );
+            m.check = Check::Failed;
+        }
+    }
+}
+
+/// Starts the GNSS reader on `port`, a named thread: a tty read blocks, and the daemon's
+/// runtime has one thread. It ends at the first read after the device is dropped, or when the
+/// port ends.
+fn spawn_gnss(port: impl Read + Send + 'static, name: String) -> std::io::Result<Shared> {
+    let mailbox = Shared::default();
+    let weak = Arc::downgrade(&mailbox);
+    std::thread::Builder::new()
+        .name("wisp-gnss".into())
+        .spawn(move || read_nmea(port, &weak, &name))?;
+    Ok(mailbox)
+}
+
+/// The router's hardware as the daemon's [`DeviceIo`]. See the [module docs](self).
+#[derive(Debug)]
+pub struct LinuxDevice {
+    radio: Option<LinuxRadio>,
+    scans: Option<(mpsc::Receiver<Scan>, JoinHandle<()>)>,
+    gnss: Option<Shared>,
+    checks: DeviceChecks,
+    scan_failures: u64,
+}
+
+impl Drop for LinuxDevice {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.scans {
+            task.abort();
+        }
+    }
+}
+
+/// The interface index of `name` (`/sys/class/net/<name>/ifindex`).
+fn if_index(name: &str) -> anyhow::Result<u32> {
+    let path = format!("/sys/class/net/{name}/ifindex");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("device.scan_interface: no network interface `{name}`"))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{path}: not an interface index"))
+}
+
+impl LinuxDevice {
+    /// Opens the configured parts: connects to hostapd (it must answer), starts the scan task
+    /// on the current tokio runtime, opens the GNSS tty and starts its reader. `radio_freq_khz`
+    /// is the declared frequency (`radio.freq_mhz`), compared with the access point's.
+    pub fn open(cfg: &LinuxDeviceConfig, radio_freq_khz: u32) -> anyhow::Result<Self> {
+        let radio = match &cfg.hostapd_ctrl {
+            None => None,
+            Some(path) => Some(open_radio(path, radio_freq_khz)?),
+        };
+        let mut device = Self::with_radio(radio);
+        if let Some(scan) = &cfg.scan {
+            let index = if_index(&scan.interface)?;
+            let scanner = Nl80211Scanner::new(index, scan.ap_mode, SCAN_TIMEOUT)
+                .context("device.scan_interface: cannot open the nl80211 sockets")?;
+            tracing::info!(
+                interface = scan.interface,
+                interval_s = scan.interval.as_secs_f64(),
+                freqs_mhz = ?scan.freqs_mhz,
+                "scanning for beacons"
+            );
+            device = device.scanning(scanner, scan);
+        }
+        if let Some(g) = &cfg.gnss {
+            let port =
+                wisp_firmware::gnss::tty::open(&g.path, g.baud).context("device.gnss_tty")?;
+            tracing::info!(tty = %g.path.display(), baud = g.baud, "reading GNSS");
+            device = device
+                .reading_gnss(port, g.path.display().to_string())
+                .context("device.gnss_tty: cannot start the reader thread")?;
+        }
+        Ok(device)
+    }
+
+    /// A device with `radio` (connected to hostapd, which answered: the radio check passes)
+    /// or none, and no other part yet.
+    pub fn with_radio(radio: Option<LinuxRadio>) -> Self {
+        let checks = DeviceChecks {
+            radio: if radio.is_some() {
+                Check::Passed
+            } else {
+                Check::NotChecked
+            },
+            ..DeviceChecks::default()
+        };
+        Self {
+            radio,
+            scans: None,
+            gnss: None,
+            checks,
+            scan_failures: 0,
+        }
+    }
+
+    /// Receives by scanning `source` at `cfg`'s interval and frequencies, in a task on the
+    /// current tokio runtime (panics outside one, like `tokio::spawn`). Scans reach the core
+    /// only through the radio: without one they are taken and dropped.
+    #[must_use]
+    pub fn scanning(mut self, source: impl ScanSource, cfg: &ScanConfig) -> Self {
+        let (tx, rx) = mpsc::channel(SCAN_QUEUE);
+        let task = tokio::spawn(scan_loop(source, cfg.interval, cfg.freqs_mhz.clone(), tx));
+        if let Some((_, old)) = self.scans.replace((rx, task)) {
+            old.abort();
+        }
+        self
+    }
+
+    /// Reads NMEA from `port` (a tty opened by [`wisp_firmware::gnss::tty::open`], or any
+    /// byte stream) on a thread; `name` names it in logs.
+    pub fn reading_gnss(
+        mut self,
+        port: impl Read + Send + 'static,
+        name: String,
+    ) -> std::io::Result<Self> {
+        self.gnss = Some(spawn_gnss(port, name)?);
+        Ok(self)
+    }
+
+    /// Hands waiting scans to the radio.
+    fn take_scans(&mut self) {
+        let Some((rx, _)) = self.scans.as_mut() else {
+            return;
+        };
+        while let Ok(scan) = rx.try_recv() {
+            match scan {
+                Scan::Done { entries, wall_ms } => {
+                    if self.scan_failures > 0 {
+                        tracing::info!(failed = self.scan_failures, "nl80211 scans work again");
+                        self.scan_failures = 0;
+                    }
+                    self.checks.receive = Check::Passed;
+                    if let Some(radio) = self.radio.as_mut() {
+                        let new = radio.handle_scan(&entries, wall_ms);
+                        tracing::debug!(entries = entries.len(), new, "scan");
+                    }
+                }
+                Scan::Failed(why) => {
+                    self.checks.receive = Check::Failed;
+                    // The first failure of a run says why; the rest would repeat it.
+                    if self.scan_failures == 0 {
+                        tracing::warn!("nl80211 scan failed: {why}");
+                    } else {
+                        tracing::debug!("nl80211 scan failed: {why}");
+                    }
+                    self.scan_failures = self.scan_failures.saturating_add(1);
+                }
+            }
+        }
+    }
+}
+
+fn open_radio(path: &std::path::Path, radio_freq_khz: u32) -> anyhow::Result<LinuxRadio> {
+    let radio = LinuxRadio::new(LinuxRadioConfig::new(path)).with_context(|| {
+        format!(
+            "device.hostapd_ctrl: hostapd did not answer at {} (is it running, with \
+             ctrl_interface set to that directory, and may this user open the socket?)",
+            path.display()
+        )
+    })?;
+    let ap = radio.ap_channel().freq_khz;
+    if ap / 1_000 != radio_freq_khz / 1_000 {
+        tracing::warn!(
+            ap_mhz = ap / 1_000,
+            declared_mhz = radio_freq_khz / 1_000,
+            "the access point is not on radio.freq_mhz: beacons will be refused until they agree"
+        );
+    }
+    tracing::info!(ctrl = %path.display(), ap_mhz = ap / 1_000, "beacons through hostapd");
+    Ok(radio)
+}
+
+impl DeviceIo for LinuxDevice {
+    /// Blocks for at most a few hostapd round trips (1 s each at worst): once per epoch.
+    fn transmit(&mut self, frame: &TxFrame) -> Result<(), DeviceError> {
+        let Some(radio) = self.radio.as_mut() else {
+            return Err(DeviceError::NotSupported("radio"));
+        };
+        let channel = Channel::new(frame.freq_khz, frame.width_mhz);
+        let mut r = radio.transmit(channel, &frame.payload);
+        // hostapd restarted (a WiFi reload): its socket is new; connect again, once.
+        if matches!(r, Err(LinuxRadioError::Hostapd(_))) && radio.reconnect().is_ok() {
+            r = radio.transmit(channel, &frame.payload);
+        }
+        let r = r.map_err(|e| DeviceError::Radio(e.to_string()));
+        self.checks.radio = Check::of(&r);
+        r
+    }
+
+    fn poll_received(&mut self) -> Option<RxFrame> {
+        self.take_scans();
+        let radio = self.radio.as_mut()?;
+        match radio.receive() {
+            Ok(Some(f)) => Some(RxFrame {
+                payload: f.payload.to_vec(),
+                rssi: DeciDb(f.rssi_ddbm),
+                snr: DeciDb(f.snr_ddb),
+                freq_khz: f.freq_khz,
+                rx_ms: f.rx_time_ms,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                self.checks.receive = Check::Failed;
+                tracing::warn!("radio receive failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn poll_fix(&mut self) -> Option<GnssFix> {
+        let mut m = lock(self.gnss.as_ref()?);
+        m.fix.take().map(|f| gnss_fix(&f, wall_ms()))
+    }
+
+    fn health(&self) -> DeviceChecks {
+        let mut checks = self.checks;
+        if let Some(g) = &self.gnss {
+            checks.gnss = lock(g).check;
+        }
+        checks
+    }
+
+    fn firmware_version(&self) -> String {
+        "linux".into()
+    }
+}
