@@ -143,7 +143,7 @@ pub(crate) fn nodes(api: &Api, json: bool) -> anyhow::Result<String> {
         let id = n["peer_id"].as_str().unwrap_or("?");
         rows.push(vec![
             id.to_string(),
-            node_status(n, current).to_string(),
+            text(&n["status"]),
             text(&n["cell"]),
             format!(
                 "{:.5},{:.5}",
@@ -185,23 +185,6 @@ pub(crate) fn nodes(api: &Api, json: bool) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// A node's status in one word: caught and still penalized, caught before, not heard from, or
-/// in good standing.
-fn node_status(n: &Value, current: Option<u64>) -> &'static str {
-    let penalized = n["penalized_through"]
-        .as_u64()
-        .is_some_and(|t| current.is_none_or(|c| t >= c));
-    if penalized {
-        "penalized"
-    } else if n["marks"].as_array().is_some_and(|m| !m.is_empty()) {
-        "marked"
-    } else if n["last_heartbeat_ms"].is_null() {
-        "silent"
-    } else {
-        "ok"
-    }
-}
-
 /// `wisp-oracle node <peer-id>`.
 pub(crate) fn node(api: &Api, peer_id: &str, json: bool) -> anyhow::Result<String> {
     let id: NodeId = peer_id.parse().map_err(|e| {
@@ -219,6 +202,7 @@ pub(crate) fn node(api: &Api, peer_id: &str, json: bool) -> anyhow::Result<Strin
     let _ = writeln!(out, "node            {id}");
     if n.is_object() {
         let _ = writeln!(out, "owner           {}", text(&n["owner"]));
+        let _ = writeln!(out, "status          {}", text(&n["status"]));
         let _ = writeln!(
             out,
             "place           cell {} (centre {:.5}, {:.5})",

@@ -177,6 +177,11 @@ async fn node(
     if view.is_none() && proofs.is_empty() {
         return error(StatusCode::NOT_FOUND, format!("no node {peer_id}"));
     }
+    let now = s.snapshot.read().ok().and_then(|x| x.epoch);
+    let view = match monitor::listed(&s.reader, view.into_iter().collect(), now).await {
+        Ok(mut l) => l.pop().map(|(l, _)| l),
+        Err(e) => return internal(e),
+    };
     let proofs_json: Vec<_> = proofs
         .iter()
         .map(|p| {

@@ -14,8 +14,9 @@
 //! channels, timers and queries — none polls.
 //!
 //! Submodules: `clock` ([`Clock`], [`wall_ms`]), `replay` ([`rebuild`]: the engine from the
-//! store at start), `stages` (the precheck and acker tasks around the worker,
-//! [`ThreadedVerifier`], the queue bounds) and `worker` (the ingest worker).
+//! store at start; [`Follower`]: a standby's engine kept up with the leader's commits),
+//! `stages` (the precheck and acker tasks around the worker, [`ThreadedVerifier`], the queue
+//! bounds) and `worker` (the ingest worker).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -51,7 +52,7 @@ mod stages;
 mod worker;
 
 pub use clock::{Clock, wall_ms};
-pub use replay::rebuild;
+pub use replay::{Follower, rebuild};
 pub use stages::ThreadedVerifier;
 use stages::{
     ACK_QUEUE, STAGE_QUEUE, ToWorker, VERIFY_THREADS, VerifiedElsewhere, run_acker, run_prechecker,
@@ -402,8 +403,19 @@ pub async fn run(
     // verifying meanwhile the proofs the broker hands this process and passing them to the
     // leader. The state is rebuilt only then, from everything the previous leader committed.
     let mut lease = None;
+    let mut followed = None;
     if let Some(cluster) = &settings.cluster {
         let (fwd_stop, fwd_stop_rx) = watch::channel(false);
+        // Meanwhile it follows what the leader commits, for its API and to take over with
+        // little left to replay.
+        let follower = tokio::spawn(replay::follow(
+            Follower::new(key.clone(), &settings.rules),
+            Store::open(&settings.storage)
+                .await
+                .context("opening the oracle database")?,
+            shared.clone(),
+            fwd_stop_rx.clone(),
+        ));
         let parts = intake::Forwarder { rx, store, pre };
         let mut fwd = tokio::spawn(intake::forward(
             parts,
@@ -428,6 +440,7 @@ pub async fn run(
         let parts = fwd
             .await
             .map_err(|e| anyhow!("the standby's stage failed: {e}"))??;
+        followed = follower.await.ok();
         (rx, store, pre) = (parts.rx, parts.store, parts.pre);
         let Some(keeper) = keeper else {
             info!("shutting down");
@@ -444,7 +457,10 @@ pub async fn run(
         lease = Some(keeper);
     }
     drop(inject);
-    let engine = rebuild(&mut store, key.clone(), &settings.rules).await?;
+    let engine = followed
+        .unwrap_or_else(|| Follower::new(key.clone(), &settings.rules))
+        .finish(&mut store)
+        .await?;
     let calendar = load_calendar(&store, &settings).await?;
 
     let (stop, stop_rx) = watch::channel(false);

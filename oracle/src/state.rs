@@ -8,6 +8,7 @@ use std::sync::{Mutex, RwLock};
 use serde::Serialize;
 use wisp_shell::broker_health::BrokerHealth;
 
+use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -62,6 +63,47 @@ pub struct Snapshot {
     pub proofs_stored: u64,
 }
 
+impl Snapshot {
+    /// The API's view of an engine: the leader's, or the one a standby keeps by following
+    /// the database.
+    pub fn of(engine: &Engine, proofs_stored: u64) -> Snapshot {
+        let nodes = engine
+            .registry()
+            .iter()
+            .map(|n| {
+                let (lat, lon) = n.cell.center();
+                NodeView {
+                    peer_id: n.id.to_string(),
+                    owner: n.owner.clone(),
+                    cell: n.cell.to_string(),
+                    lat,
+                    lon,
+                    last_heartbeat_ms: n.heartbeats.latest().map(|h| h.sent_ms),
+                    location_trust_bps: n.location_trust_bps,
+                    down_bps: n.capacity.down_bps,
+                    up_bps: n.capacity.up_bps,
+                    penalized_through: n.penalized_through,
+                    marks: n
+                        .marks
+                        .iter()
+                        .map(|m| MarkView {
+                            epoch: m.epoch,
+                            reason: m.reason.name(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Snapshot {
+            oracle: engine.key().id().to_string(),
+            epoch: engine.open_epochs().map(|(e, _)| *e).max(),
+            open_epochs: engine.open_epochs().map(|(e, s)| (*e, s.len())).collect(),
+            nodes,
+            proofs_stored,
+        }
+    }
+}
+
 /// State shared with the HTTP server.
 #[derive(Debug)]
 pub struct Shared {
@@ -81,6 +123,18 @@ pub struct Shared {
     pub retained: Mutex<HashMap<String, Vec<u8>>>,
     /// Alone, or one of several processes on one database: leading or standing by.
     pub role: Mutex<Role>,
+}
+
+impl Shared {
+    /// Makes `snap` the one the API serves, and counts its nodes in the metrics.
+    pub fn publish(&self, snap: Snapshot) {
+        self.metrics
+            .nodes
+            .set(i64::try_from(snap.nodes.len()).unwrap_or(i64::MAX));
+        if let Ok(mut s) = self.snapshot.write() {
+            *s = snap;
+        }
+    }
 }
 
 /// What this process does among the oracle processes of one database.

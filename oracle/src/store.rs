@@ -148,6 +148,32 @@ fn verdict_of(code: i64) -> Verdict {
 /// the table.
 pub const ROW_CHUNK: usize = 10_000;
 
+/// Arrival sequence numbers from just after `after` (from the first if `None`) through
+/// `through`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange {
+    /// The last sequence number not wanted.
+    pub after: Option<u64>,
+    /// The last sequence number wanted.
+    pub through: u64,
+}
+
+impl SeqRange {
+    /// Every row.
+    pub const ALL: SeqRange = SeqRange {
+        after: None,
+        through: u64::MAX,
+    };
+
+    /// The bounds as the databases' signed integers (`seq > after AND seq <= through`).
+    fn bounds(self) -> (i64, i64) {
+        let after = self
+            .after
+            .map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        (after, i64::try_from(self.through).unwrap_or(i64::MAX))
+    }
+}
+
 /// The stored proofs in arrival order, read a chunk at a time ([`Store::rows`]).
 #[derive(Debug)]
 pub struct Rows<'a>(RowsFrom<'a>);
@@ -351,10 +377,21 @@ impl Store {
 
     /// Every stored proof in arrival order, for replay, a chunk at a time.
     pub async fn rows(&mut self) -> Result<Rows<'_>, StoreError> {
+        self.rows_in(SeqRange::ALL).await
+    }
+
+    /// The stored proofs of `range` in arrival order, a chunk at a time: what a follower
+    /// replays since it last looked.
+    pub async fn rows_in(&mut self, range: SeqRange) -> Result<Rows<'_>, StoreError> {
         match self {
-            Store::Sqlite(s) => Ok(s.rows()),
-            Store::Postgres(s) => s.rows().await,
+            Store::Sqlite(s) => Ok(s.rows(range)),
+            Store::Postgres(s) => s.rows(range).await,
         }
+    }
+
+    /// The highest arrival sequence number stored, if any row is.
+    pub async fn last_seq(&self) -> Result<Option<u64>, StoreError> {
+        dispatch!(self, s => s.last_seq().await)
     }
 
     /// Calls `f` on every stored proof in arrival order (on the calling task; see

@@ -325,7 +325,7 @@ fn operator_commands_read_a_running_oracle_and_check_its_manifests() {
         assert!(header.contains(col), "{col} missing: {header}");
     }
     let row = table.lines().find(|l| l.starts_with(&id)).unwrap();
-    assert!(row.contains("owner-cli") && row.contains(" ok "), "{row}");
+    assert!(row.contains("owner-cli") && row.contains(" paid "), "{row}");
     assert!(row.trim_end().ends_with(&emission.to_string()), "{row}");
     let json: serde_json::Value =
         serde_json::from_str(&ok(&["nodes", "--api", &api, "--json"])).unwrap();
@@ -338,6 +338,7 @@ fn operator_commands_read_a_running_oracle_and_check_its_manifests() {
         "{detail}"
     );
     assert!(detail.contains("owner-cli"), "{detail}");
+    assert!(detail.contains("status          paid"), "{detail}");
     let hb_row = detail
         .lines()
         .find(|l| l.contains(" heartbeat ") && l.contains(" accepted"))

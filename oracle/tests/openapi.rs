@@ -307,7 +307,7 @@ fn cases(ids: &[String], unknown_id: &str, seeded: bool) -> Vec<(&'static str, S
     .map(|p| (p, p.to_string(), 200))
     .collect();
     let list = "/v1/nodes";
-    for status in ["paid", "unpaid", "untrusted", "penalized"] {
+    for status in ["paid", "unpaid", "untrusted", "penalized", "paid,penalized"] {
         c.push((list, format!("/v1/nodes?status={status}"), 200));
     }
     for ok in [
@@ -321,6 +321,8 @@ fn cases(ids: &[String], unknown_id: &str, seeded: bool) -> Vec<(&'static str, S
     for bad in [
         "status=gone",
         "status=",
+        "status=paid,",
+        "status=paid,gone",
         "cell=zz",
         "cell=8C2A1072B59A5FF",
         "cell=8c2a1072b59a5f",
@@ -472,7 +474,21 @@ fn a_seeded_oracle_answers_as_documented() {
             .map(|n| &n["peer_id"])
             .collect();
         assert_eq!(got, [&Value::from(ids[want].clone())], "{status}");
+        // Each node's status is in the list too.
+        assert_eq!(list[0]["status"], status, "{list}");
     }
+    // Several statuses at once, separated by commas.
+    let list = json_of(&replies, "/v1/nodes?status=paid,penalized");
+    let got: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["peer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got.len(), 2, "{list}");
+    assert!(got.contains(&ids[0].as_str()) && got.contains(&ids[3].as_str()));
+    let bad = json_of(&replies, "/v1/nodes?status=paid,gone");
+    assert!(bad["error"].as_str().unwrap().contains("`gone`"), "{bad}");
     let summary = json_of(&replies, "/v1/summary");
     let counts = &summary["nodes"];
     assert_eq!(

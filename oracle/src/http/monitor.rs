@@ -11,7 +11,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wisp_protocol::geo::Cell;
 use wisp_protocol::msg::{MANIFEST_PAGE_MAX, RewardEntry};
@@ -92,6 +92,40 @@ impl NodeStatus {
     }
 }
 
+/// A node as the API lists it: what the snapshot holds, and its status.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Listed {
+    #[serde(flatten)]
+    node: NodeView,
+    status: &'static str,
+}
+
+/// `nodes` with their statuses in the current epoch, read against the last closed epoch's
+/// rewards; each with the status itself, to filter on.
+pub(super) async fn listed(
+    store: &Store,
+    nodes: Vec<NodeView>,
+    now: Option<u64>,
+) -> Result<Vec<(Listed, NodeStatus)>, StoreError> {
+    let epochs = store.epochs().await?;
+    let paid = last_paid(store, &epochs)
+        .await?
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    let st = statuses(&nodes, &paid, now);
+    Ok(nodes
+        .into_iter()
+        .zip(st)
+        .map(|(node, status)| {
+            let listed = Listed {
+                node,
+                status: status.name(),
+            };
+            (listed, status)
+        })
+        .collect())
+}
+
 /// The last closed epoch of `epochs` (oldest first) and its rewards by node.
 async fn last_paid(
     store: &Store,
@@ -164,16 +198,25 @@ pub(super) async fn nodes(
         Ok(Query(q)) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let status = match q.status.as_deref().map(|x| (x, NodeStatus::parse(x))) {
-        Some((x, None)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("status `{x}` is none of paid, unpaid, untrusted, penalized"),
-            );
+    // One status, or several separated by commas.
+    let mut wanted = Vec::new();
+    for x in q
+        .status
+        .as_deref()
+        .map(|x| x.split(','))
+        .into_iter()
+        .flatten()
+    {
+        match NodeStatus::parse(x) {
+            Some(st) => wanted.push(st),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("status `{x}` is none of paid, unpaid, untrusted, penalized"),
+                );
+            }
         }
-        Some((_, st)) => st,
-        None => None,
-    };
+    }
     let cell = match q.cell.as_deref().map(|x| (x, parse_cell(x))) {
         Some((x, None)) => {
             return error(
@@ -198,39 +241,36 @@ pub(super) async fn nodes(
     };
 
     let snap = snapshot(&s);
-    let now = snap.epoch;
     let mut nodes = snap.nodes;
-    if let Some(want) = status {
-        let paid = match s.reader.epochs().await {
-            Ok(epochs) => last_paid(&s.reader, &epochs).await,
-            Err(e) => Err(e),
-        };
-        let paid = match paid {
-            Ok(p) => p.map(|(_, r)| r).unwrap_or_default(),
-            Err(e) => return internal(e),
-        };
-        let st = statuses(&nodes, &paid, now);
-        let mut keep = st.iter().map(|x| *x == want);
-        nodes.retain(|_| keep.next().unwrap_or(false));
-    }
     nodes.retain(|n| {
         q.owner.as_ref().is_none_or(|o| &n.owner == o)
             && cell.is_none_or(|c| {
                 parse_cell(&n.cell).is_some_and(|nc| nc.parent(c.resolution()) == c)
             })
     });
+    let mut nodes: Vec<Listed> = match listed(&s.reader, nodes, snap.epoch).await {
+        Ok(l) => l
+            .into_iter()
+            .filter(|(_, st)| wanted.is_empty() || wanted.contains(st))
+            .map(|(l, _)| l)
+            .collect(),
+        Err(e) => return internal(e),
+    };
     if !paging {
         return Json(nodes).into_response();
     }
-    nodes.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+    nodes.sort_by(|a, b| a.node.peer_id.cmp(&b.node.peer_id));
     if let Some(after) = &q.after {
-        nodes.retain(|n| &n.peer_id > after);
+        nodes.retain(|n| &n.node.peer_id > after);
     }
     let more = nodes.len() > limit;
     nodes.truncate(limit);
     let mut headers = Vec::new();
     if let Some(last) = nodes.last().filter(|_| more) {
-        let mut next = format!("/v1/nodes?limit={limit}&after={}", encode(&last.peer_id));
+        let mut next = format!(
+            "/v1/nodes?limit={limit}&after={}",
+            encode(&last.node.peer_id)
+        );
         for (k, v) in [
             ("status", &q.status),
             ("cell", &q.cell),

@@ -28,7 +28,7 @@ use crate::calendar::{EpochCalendar, Opening};
 use crate::engine::{Checked, Closed, Engine, Ingested};
 use crate::metrics::ReasonLabel;
 use crate::settings::Settings;
-use crate::state::{MarkView, NodeView, Shared, Snapshot};
+use crate::state::{Shared, Snapshot};
 use crate::store::Store;
 use crate::store::crash::{self, crash_point};
 
@@ -467,52 +467,8 @@ impl Books {
 
     /// The API's view of the engine.
     fn refresh_snapshot(&mut self) {
-        let nodes = self
-            .engine
-            .registry()
-            .iter()
-            .map(|n| {
-                let (lat, lon) = n.cell.center();
-                NodeView {
-                    peer_id: n.id.to_string(),
-                    owner: n.owner.clone(),
-                    cell: n.cell.to_string(),
-                    lat,
-                    lon,
-                    last_heartbeat_ms: n.heartbeats.latest().map(|h| h.sent_ms),
-                    location_trust_bps: n.location_trust_bps,
-                    down_bps: n.capacity.down_bps,
-                    up_bps: n.capacity.up_bps,
-                    penalized_through: n.penalized_through,
-                    marks: n
-                        .marks
-                        .iter()
-                        .map(|m| MarkView {
-                            epoch: m.epoch,
-                            reason: m.reason.name(),
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        let snap = Snapshot {
-            oracle: self.engine.key().id().to_string(),
-            epoch: self.engine.open_epochs().map(|(e, _)| *e).max(),
-            open_epochs: self
-                .engine
-                .open_epochs()
-                .map(|(e, s)| (*e, s.len()))
-                .collect(),
-            nodes,
-            proofs_stored: self.proofs_stored.unwrap_or(0),
-        };
-        self.shared
-            .metrics
-            .nodes
-            .set(i64::try_from(snap.nodes.len()).unwrap_or(i64::MAX));
-        if let Ok(mut s) = self.shared.snapshot.write() {
-            *s = snap;
-        }
+        let snap = Snapshot::of(&self.engine, self.proofs_stored.unwrap_or(0));
+        self.shared.publish(snap);
     }
 }
 

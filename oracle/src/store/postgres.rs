@@ -19,7 +19,7 @@ use super::crash::{self, crash_point};
 use super::intake::{self, Handed};
 use super::lease::{self, Fence, LeaseRow};
 use super::{
-    EpochRow, ProofSummary, ROW_CHUNK, Rows, StoreError, i, id32, kind_of, reason_of, u,
+    EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, id32, kind_of, reason_of, u,
     verdict_code, verdict_of,
 };
 use crate::engine::Row;
@@ -281,14 +281,15 @@ impl PgStore {
             .collect()
     }
 
-    /// Every stored proof in arrival order, for replay: a portal in a transaction, read
-    /// [`ROW_CHUNK`] rows at a time (streamed, not collected).
-    pub async fn rows(&mut self) -> Result<Rows<'_>, StoreError> {
+    /// The stored proofs of `range` in arrival order, for replay: a portal in a transaction,
+    /// read [`ROW_CHUNK`] rows at a time (streamed, not collected).
+    pub async fn rows(&mut self, range: SeqRange) -> Result<Rows<'_>, StoreError> {
         let tx = self.client.transaction().await?;
+        let (after, through) = range.bounds();
         let portal = tx
             .bind(
-                "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs ORDER BY seq",
-                &[],
+                "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                &[&after, &through],
             )
             .await?;
         Ok(Rows::postgres(tx, portal))
@@ -508,6 +509,16 @@ impl PgStore {
             .into_iter()
             .map(|r| Ok(r.try_get(0)?))
             .collect()
+    }
+
+    /// The highest arrival sequence number stored.
+    pub async fn last_seq(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .client
+            .query_one("SELECT MAX(seq) FROM proofs", &[])
+            .await?
+            .try_get::<_, Option<i64>>(0)?
+            .map(u))
     }
 
     /// How many proofs are stored.

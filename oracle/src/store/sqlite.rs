@@ -16,7 +16,9 @@ use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
 use super::crash::{self, crash_point};
-use super::{EpochRow, ProofSummary, ROW_CHUNK, Rows, StoreError, i, u, verdict_code, verdict_of};
+use super::{
+    EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, u, verdict_code, verdict_of,
+};
 use crate::engine::Row;
 
 /// The migrations, in order: each runs once, in one transaction, and is recorded in
@@ -181,9 +183,9 @@ impl Conn {
 
     /// Every stored proof in arrival order, for replay, sent in chunks of [`ROW_CHUNK`]; stops
     /// early when the receiver is gone.
-    fn send_rows(&self, out: &mpsc::Sender<Result<Vec<Row>, StoreError>>) {
+    fn send_rows(&self, range: SeqRange, out: &mpsc::Sender<Result<Vec<Row>, StoreError>>) {
         let mut chunk = Vec::with_capacity(ROW_CHUNK);
-        let r = self.rows_into(|row| {
+        let r = self.rows_into(range, |row| {
             chunk.push(row);
             if chunk.len() < ROW_CHUNK {
                 return true;
@@ -197,12 +199,13 @@ impl Conn {
         };
     }
 
-    /// Calls `f` on every stored proof in arrival order while it returns true.
-    fn rows_into(&self, mut f: impl FnMut(Row) -> bool) -> Result<(), StoreError> {
+    /// Calls `f` on every stored proof of `range` in arrival order while it returns true.
+    fn rows_into(&self, range: SeqRange, mut f: impl FnMut(Row) -> bool) -> Result<(), StoreError> {
         let mut st = self.conn.prepare(
-            "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs ORDER BY seq",
+            "SELECT seq, id, node, kind, epoch, received_ms, verdict, envelope FROM proofs WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
         )?;
-        let mut rows = st.query([])?;
+        let (after, through) = range.bounds();
+        let mut rows = st.query(params![after, through])?;
         while let Some(r) = rows.next()? {
             let id: [u8; 32] = r
                 .get::<_, Vec<u8>>(1)?
@@ -419,6 +422,16 @@ impl Conn {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The highest arrival sequence number stored.
+    fn last_seq(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT MAX(seq) FROM proofs", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?
+            .map(u))
+    }
+
     /// How many proofs are stored.
     fn proof_count(&self) -> Result<u64, StoreError> {
         Ok(u(self.conn.query_row(
@@ -502,13 +515,14 @@ impl SqliteStore {
         .await
     }
 
-    /// Every stored proof in arrival order, for replay: read by a blocking task that sends
-    /// chunks through a queue of one, so memory stays bounded however large the table.
-    pub fn rows(&mut self) -> Rows<'_> {
+    /// The stored proofs of `range` in arrival order, for replay: read by a blocking task
+    /// that sends chunks through a queue of one, so memory stays bounded however large the
+    /// table.
+    pub fn rows(&mut self, range: SeqRange) -> Rows<'_> {
         let (tx, rx) = mpsc::channel(1);
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || match conn.lock() {
-            Ok(c) => c.send_rows(&tx),
+            Ok(c) => c.send_rows(range, &tx),
             Err(_) => {
                 let _ = tx.blocking_send(Err(StoreError::Task("an earlier call panicked".into())));
             }
@@ -607,6 +621,11 @@ impl SqliteStore {
     /// How many proofs are stored.
     pub async fn proof_count(&self) -> Result<u64, StoreError> {
         self.run(|c| c.proof_count()).await
+    }
+
+    /// The highest arrival sequence number stored.
+    pub async fn last_seq(&self) -> Result<Option<u64>, StoreError> {
+        self.run(|c| c.last_seq()).await
     }
 }
 

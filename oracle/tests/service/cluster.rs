@@ -285,6 +285,20 @@ fn cluster_schedule(
         "since the last restarts: {handed} proofs handed over by standbys, {taken} taken by the leader"
     );
     assert!(handed > 0 && taken > 0, "handed {handed}, taken {taken}");
+    // Every process lists the nodes as the leader does: the standbys follow its commits (each
+    // list is refreshed every second, so both are read again until they agree).
+    let leader = cluster.await_leader(None);
+    let nodes = |i: usize| cluster.procs[i].as_ref().unwrap().get("/v1/nodes");
+    for i in (0..3).filter(|i| *i != leader) {
+        let (mut got, mut want) = (serde_json::Value::Null, serde_json::Value::Null);
+        assert!(
+            wait_for(Duration::from_secs(10), || {
+                (got, want) = (nodes(i), nodes(leader));
+                got == want && want.as_array().map(Vec::len) == Some(s.nodes.len())
+            }),
+            "standby {i} lists {got}, the leader {want}"
+        );
+    }
     let acks = c.acks.lock().unwrap().clone();
     for i in 0..3 {
         if cluster.procs[i].is_some() {
