@@ -16,6 +16,7 @@
 //! | [`se`] | [`se::SecureElement`], the [`se::Atecc608`] I²C driver, [`se::SoftSecureElement`] and device attestation |
 //! | [`radio`] | the [`radio::Radio`] trait, [`radio::RadioFrame`], the WiFi vendor-IE codec ([`radio::ie`]) and, with `linux`, hostapd + nl80211 |
 //! | [`clock`] | the [`clock::Clock`] trait (monotonic and wall milliseconds) |
+//! | `i2cdev` | (feature `linux`) Linux i2c-dev as an embedded-hal `I2c` bus (`I2C_RDWR`), and a sleeping `DelayNs` |
 //! | [`device`] | the [`device::Device`] bundle the agent takes, [`device::Hardware`], and (feature `sim`) `device::SimDevice` |
 //!
 //! # Invariants
@@ -32,7 +33,8 @@
 //! # Features
 //!
 //! - `std` (default): `std::error::Error` impls and a std clock.
-//! - `linux`: hostapd control-socket beacon transmit and nl80211 scan receive (`radio::linux`).
+//! - `linux`: hostapd control-socket beacon transmit and nl80211 scan receive (`radio::linux`),
+//!   the GNSS tty (`gnss::tty`) and i2c-dev for the secure element (`i2cdev`).
 //! - `sim`: `device::SimDevice` with an in-memory radio, settable GNSS and recorded pins.
 //!
 //! Without default features the crate is `#![no_std]` and allocation-free.
@@ -47,6 +49,8 @@ pub mod button;
 pub mod clock;
 pub mod device;
 pub mod gnss;
+#[cfg(feature = "linux")]
+pub mod i2cdev;
 pub mod led;
 pub mod radio;
 pub mod se;
