@@ -385,6 +385,20 @@ impl DeviceIo for SimBoard {
     }
 }
 
+/// What attesting needs of the configured backend: on `linux`, only the secure element (no
+/// hostapd, scans or GNSS); on the others, [`open`].
+pub fn open_for_attestation(
+    cfg: &Config,
+    key: &wisp_protocol::NodeKey,
+) -> anyhow::Result<Box<dyn DeviceIo>> {
+    match (&cfg.device, &cfg.linux) {
+        (DeviceKind::Linux, Some(linux)) => {
+            Ok(Box::new(linux::LinuxDevice::open_secure_element(linux)?))
+        }
+        _ => open(cfg, key),
+    }
+}
+
 /// The configured hardware backend (`device.kind`), for `key`.
 pub fn open(cfg: &Config, key: &wisp_protocol::NodeKey) -> anyhow::Result<Box<dyn DeviceIo>> {
     Ok(match cfg.device {

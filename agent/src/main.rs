@@ -159,7 +159,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Device(c) => {
             let cfg = load_config(&c)?;
             let key = shell::load_key(&cfg.key_file)?;
-            let mut device = wisp_agent::device::open(&cfg, &key)?;
+            let mut device = wisp_agent::device::open_for_attestation(&cfg, &key)?;
             let maker = cfg.attestation.as_ref().map_or("-", |(m, _)| m.as_str());
             match device.attest(
                 key.id().as_bytes(),
@@ -420,7 +420,7 @@ async fn onboard(cfg: &Config, wait_s: u64) -> anyhow::Result<()> {
         attestation: match &cfg.attestation {
             None => None,
             Some((maker, certificate)) => {
-                let mut device = wisp_agent::device::open(cfg, &key)?;
+                let mut device = wisp_agent::device::open_for_attestation(cfg, &key)?;
                 let (serial, device_key, device_sig) = device
                     .attest(key.id().as_bytes(), maker)
                     .context("device.maker is set, but this device has no secure element")?

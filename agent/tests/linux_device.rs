@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wisp_agent::config::{GnssTtyConfig, LinuxDeviceConfig, ScanConfig};
+use wisp_agent::config::{GnssTtyConfig, LinuxDeviceConfig, ScanConfig, SecureElementConfig};
 use wisp_agent::core::{Core, CoreConfig, TxFrame};
 use wisp_agent::device::linux::{LinuxDevice, ScanSource};
 use wisp_agent::device::{DeviceError, DeviceIo, RxFrame};
@@ -129,6 +129,7 @@ fn gnss_only(path: &Path, baud: u32) -> LinuxDeviceConfig {
             path: path.to_path_buf(),
             baud,
         }),
+        secure_element: None,
     }
 }
 
@@ -252,6 +253,7 @@ fn beacons_go_out_through_hostapd_and_a_restarted_hostapd_is_found_again() {
         hostapd_ctrl: Some(fake.path.clone()),
         scan: None,
         gnss: None,
+        secure_element: None,
     };
     let mut device = LinuxDevice::open(&cfg, 2_437_000).unwrap();
     assert_eq!(fake.received(), ["STATUS"], "the frequency read at open");
@@ -538,6 +540,7 @@ async fn real_nl80211_sockets_on_an_interface_that_cannot_scan() {
             freqs_mhz: vec![2_437],
         }),
         gnss: None,
+        secure_element: None,
     };
     match LinuxDevice::open(&cfg, 2_437_000) {
         Err(e) => {
@@ -567,4 +570,75 @@ async fn real_nl80211_sockets_on_an_interface_that_cannot_scan() {
         text.contains("device.scan_interface") && text.contains("wlz9"),
         "{text}"
     );
+}
+
+#[test]
+fn the_secure_element_is_asked_only_to_attest_and_says_how_it_went() {
+    // No I2C bus here: /dev/null opens like an adapter and refuses every transfer, as a bus
+    // without the chip's driver would.
+    let cfg = LinuxDeviceConfig {
+        hostapd_ctrl: Some(PathBuf::from("/tmp/wisp-no-hostapd-here")),
+        scan: None,
+        gnss: None,
+        secure_element: Some(SecureElementConfig {
+            bus: PathBuf::from("/dev/null"),
+            address: 0x60,
+        }),
+    };
+    // Attesting opens the element alone: the missing hostapd is not touched.
+    let mut device = LinuxDevice::open_secure_element(&cfg).unwrap();
+    assert_eq!(device.health().secure_element, Check::NotChecked);
+    let node = NodeKey::from_seed(&[2; 32]).id();
+    let e = device.attest(node.as_bytes(), "acme").unwrap().unwrap_err();
+    assert!(matches!(e, DeviceError::SecureElement(_)), "{e:?}");
+    assert_eq!(device.health().secure_element, Check::Failed);
+    // A maker name too long to attest: refused before the chip is asked.
+    let e = device
+        .attest(node.as_bytes(), &"m".repeat(300))
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, DeviceError::MakerTooLong(_)), "{e:?}");
+
+    // Without one configured there is nothing to attest with.
+    let none = LinuxDeviceConfig {
+        secure_element: None,
+        ..cfg.clone()
+    };
+    let mut device = LinuxDevice::open_secure_element(&none).unwrap();
+    assert!(device.attest(node.as_bytes(), "acme").is_none());
+    // A missing adapter is named.
+    let missing = LinuxDeviceConfig {
+        secure_element: Some(SecureElementConfig {
+            bus: PathBuf::from("/dev/i2c-99"),
+            address: 0x60,
+        }),
+        ..cfg
+    };
+    let e = LinuxDevice::open_secure_element(&missing).unwrap_err();
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("device.se_i2c") && text.contains("/dev/i2c-99"),
+        "{text}"
+    );
+
+    // `wisp-agent device` on such a node: the chip's failure, not hostapd's absence.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-agent"))
+        .arg("device")
+        .envs([
+            ("WISP_NODE__DATA_DIR", dir.path().to_str().unwrap()),
+            (
+                "WISP_ORACLE__PUBLIC_KEY",
+                &NodeKey::from_seed(&[100; 32]).id().to_string(),
+            ),
+            ("WISP_DEVICE__KIND", "linux"),
+            ("WISP_DEVICE__HOSTAPD_CTRL", "/tmp/wisp-no-hostapd-here"),
+            ("WISP_DEVICE__SE_I2C", "/dev/null"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("secure element"), "{stderr}");
+    assert!(!stderr.contains("hostapd"), "{stderr}");
 }

@@ -24,8 +24,8 @@ mod resolve;
 mod tests;
 
 pub use raw::{
-    AddrList, FreqList, RawBandwidth, RawConfig, RawDevice, RawHeartbeat, RawHttp, RawLocation,
-    RawLog, RawMqtt, RawNet, RawNode, RawOracle, RawOutbox, RawRadio,
+    AddrList, FreqList, I2cAddress, RawBandwidth, RawConfig, RawDevice, RawHeartbeat, RawHttp,
+    RawLocation, RawLog, RawMqtt, RawNet, RawNode, RawOracle, RawOutbox, RawRadio,
 };
 
 /// Which hardware backend the daemon drives.
@@ -49,6 +49,17 @@ pub struct LinuxDeviceConfig {
     pub scan: Option<ScanConfig>,
     /// An NMEA receiver on a serial port.
     pub gnss: Option<GnssTtyConfig>,
+    /// An ATECC608 secure element on an I²C adapter.
+    pub secure_element: Option<SecureElementConfig>,
+}
+
+/// The secure element's bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureElementConfig {
+    /// The i2c-dev adapter (`device.se_i2c`).
+    pub bus: PathBuf,
+    /// The 7-bit address (`device.se_address`).
+    pub address: u8,
 }
 
 /// The parts, one line (`wisp-agent config check`).
@@ -68,6 +79,13 @@ impl std::fmt::Display for LinuxDeviceConfig {
         }
         if let Some(g) = &self.gnss {
             parts.push(format!("GNSS on {} at {} baud", g.path.display(), g.baud));
+        }
+        if let Some(se) = &self.secure_element {
+            parts.push(format!(
+                "secure element on {} at 0x{:02x}",
+                se.bus.display(),
+                se.address
+            ));
         }
         f.write_str(&parts.join("; "))
     }

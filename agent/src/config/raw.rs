@@ -129,6 +129,42 @@ pub enum FreqList {
     Csv(String),
 }
 
+/// An I²C address: a TOML integer (`0x60` or `96`), or a string (`"0x60"`, as an environment
+/// override reads it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum I2cAddress {
+    /// `0x60`
+    Number(u64),
+    /// `"0x60"` or `"96"`
+    Text(String),
+}
+
+impl std::fmt::Display for I2cAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            I2cAddress::Number(n) => write!(f, "{n:#04x}"),
+            I2cAddress::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl I2cAddress {
+    /// The value, if it is a number that fits a byte.
+    pub(super) fn value(&self) -> Option<u8> {
+        match self {
+            I2cAddress::Number(n) => u8::try_from(*n).ok(),
+            I2cAddress::Text(t) => {
+                let t = t.trim();
+                match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                    Some(hex) => u8::from_str_radix(hex, 16).ok(),
+                    None => t.parse().ok(),
+                }
+            }
+        }
+    }
+}
+
 /// `[device]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -155,6 +191,11 @@ pub struct RawDevice {
     pub gnss_tty: Option<PathBuf>,
     /// `linux` only: the GNSS serial port's baud rate (default 9600).
     pub gnss_baud: Option<u32>,
+    /// `linux` only: the I²C adapter of the ATECC608 secure element, e.g. `/dev/i2c-1` (the
+    /// `i2c-dev` module). Unset: no secure element (onboarding without attestation).
+    pub se_i2c: Option<PathBuf>,
+    /// `linux` only: the secure element's 7-bit I²C address (default 0x60, the ATECC608's).
+    pub se_address: Option<I2cAddress>,
     /// The device maker's name, as the oracle knows it (for secure-element attestation).
     pub maker: Option<String>,
     /// The maker's certificate for this device's chip: 64-byte P-256 signature `r || s`, hex,

@@ -9,7 +9,7 @@ use wisp_protocol::{Cell, NodeId};
 use super::{
     AddrList, BandwidthConfig, Config, ConfigError, DeviceKind, FreqList, GnssTtyConfig,
     LinuxDeviceConfig, LogFormat, MqttConfig, RawBandwidth, RawConfig, RawDevice, RawMqtt, RawNet,
-    ScanConfig,
+    ScanConfig, SecureElementConfig,
 };
 use crate::core::RadioParams;
 use crate::outbox::OutboxConfig;
@@ -267,6 +267,8 @@ fn resolve_linux(
             ("device.scan_freqs_mhz", raw.scan_freqs_mhz.is_some()),
             ("device.gnss_tty", raw.gnss_tty.is_some()),
             ("device.gnss_baud", raw.gnss_baud.is_some()),
+            ("device.se_i2c", raw.se_i2c.is_some()),
+            ("device.se_address", raw.se_address.is_some()),
         ];
         if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
             return Err(invalid(key, "applies to device.kind = \"linux\" only"));
@@ -356,16 +358,47 @@ fn resolve_linux(
             })
         }
     };
-    if hostapd_ctrl.is_none() && scan.is_none() && gnss.is_none() {
+    let secure_element = match &raw.se_i2c {
+        None => {
+            if raw.se_address.is_some() {
+                return Err(invalid("device.se_address", "needs device.se_i2c"));
+            }
+            None
+        }
+        Some(bus) if bus.as_os_str().is_empty() => {
+            return Err(invalid("device.se_i2c", "a path, e.g. /dev/i2c-1"));
+        }
+        Some(bus) => {
+            let address = match &raw.se_address {
+                None => wisp_firmware::se::atecc::DEFAULT_ADDRESS,
+                // 0x00-0x07 and 0x78-0x7F are reserved by the I²C specification.
+                Some(a) => a
+                    .value()
+                    .filter(|v| (0x08..=0x77).contains(v))
+                    .ok_or_else(|| {
+                        invalid(
+                            "device.se_address",
+                            format!("`{a}`: a 7-bit address between 0x08 and 0x77, e.g. 0x60"),
+                        )
+                    })?,
+            };
+            Some(SecureElementConfig {
+                bus: bus.clone(),
+                address,
+            })
+        }
+    };
+    if hostapd_ctrl.is_none() && scan.is_none() && gnss.is_none() && secure_element.is_none() {
         return Err(invalid(
             "device.kind",
-            "`linux` needs at least one part: device.hostapd_ctrl (beacons out), device.scan_interface (beacons in) or device.gnss_tty (GNSS)",
+            "`linux` needs at least one part: device.hostapd_ctrl (beacons out), device.scan_interface (beacons in), device.gnss_tty (GNSS) or device.se_i2c (secure element)",
         ));
     }
     Ok(Some(LinuxDeviceConfig {
         hostapd_ctrl,
         scan,
         gnss,
+        secure_element,
     }))
 }
 

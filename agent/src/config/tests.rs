@@ -380,4 +380,73 @@ fn the_linux_device_takes_its_parts_and_names_bad_keys() {
         "915 MHz is not a WiFi channel",
     );
     check(&[("WISP_DEVICE__KIND", "usb")], "device.kind", "`linux`");
+    // The secure element: its address defaults to the ATECC608's, reserved ones are refused.
+    let c = load(&[linux, ("WISP_DEVICE__SE_I2C", "/dev/i2c-1")]).unwrap();
+    assert_eq!(
+        c.linux.unwrap().secure_element,
+        Some(SecureElementConfig {
+            bus: PathBuf::from("/dev/i2c-1"),
+            address: 0x60
+        })
+    );
+    let c = load(&[
+        linux,
+        ("WISP_DEVICE__SE_I2C", "/dev/i2c-0"),
+        ("WISP_DEVICE__SE_ADDRESS", "0x35"),
+    ])
+    .unwrap();
+    assert_eq!(c.linux.unwrap().secure_element.unwrap().address, 0x35);
+    check(
+        &[
+            linux,
+            ("WISP_DEVICE__SE_I2C", "/dev/i2c-1"),
+            ("WISP_DEVICE__SE_ADDRESS", "0x78"),
+        ],
+        "device.se_address",
+        "`0x78`: a 7-bit address between 0x08 and 0x77",
+    );
+    check(
+        &[
+            linux,
+            ("WISP_DEVICE__SE_I2C", "/dev/i2c-1"),
+            ("WISP_DEVICE__SE_ADDRESS", "sixty"),
+        ],
+        "device.se_address",
+        "`sixty`",
+    );
+    check(
+        &[linux, tty, ("WISP_DEVICE__SE_ADDRESS", "0x60")],
+        "device.se_address",
+        "needs device.se_i2c",
+    );
+    check(
+        &[("WISP_DEVICE__SE_I2C", "/dev/i2c-1")],
+        "device.se_i2c",
+        "\"linux\" only",
+    );
+}
+
+#[test]
+fn the_linux_device_reads_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("agent.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[oracle]\npublic_key = \"{ORACLE}\"\n[device]\nkind = \"linux\"\n\
+             hostapd_ctrl = \"/var/run/hostapd/wlan0\"\nscan_interface = \"wlan0\"\n\
+             scan_freqs_mhz = [2412, 2437, 2462]\ngnss_tty = \"/dev/ttyS1\"\ngnss_baud = 38400\n\
+             se_i2c = \"/dev/i2c-1\"\nse_address = 0x61\n"
+        ),
+    )
+    .unwrap();
+    let linux = RawConfig::load(Some(&p), env(&[]))
+        .unwrap()
+        .resolve()
+        .unwrap()
+        .linux
+        .unwrap();
+    assert_eq!(linux.scan.unwrap().freqs_mhz, [2_412, 2_437, 2_462]);
+    assert_eq!(linux.gnss.unwrap().baud, 38_400);
+    assert_eq!(linux.secure_element.unwrap().address, 0x61);
 }

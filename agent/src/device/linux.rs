@@ -9,6 +9,8 @@
 //!   frame per new beacon.
 //! - **GNSS**: a thread reads the receiver's tty (opened raw at `device.gnss_baud`) into an
 //!   [`NmeaParser`]; the newest fix waits in a one-slot mailbox for [`DeviceIo::poll_fix`].
+//! - **Secure element**: an ATECC608 on an i2c-dev adapter (`device.se_i2c`), asked only to
+//!   attest (`wisp-agent device`, `onboard`); each attestation blocks for its few tens of ms.
 //!
 //! # Receive times
 //!
@@ -26,7 +28,8 @@
 //! went out, fails on one that did not; `receive` passes on a completed scan and fails on a
 //! refused or unfinished one; `gnss` passes on a fix and fails when the port closes, errs, or
 //! yields 2 KiB without one valid NMEA sentence (a wrong baud rate). A receiver that speaks
-//! valid NMEA without a fix leaves `gnss` not checked.
+//! valid NMEA without a fix leaves `gnss` not checked. `secure_element` passes on a signed
+//! attestation and fails when the chip did not sign.
 
 use std::future::Future;
 use std::io::Read;
@@ -37,14 +40,16 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wisp_firmware::gnss::{Fix, NmeaParser};
+use wisp_firmware::i2cdev::{I2cDev, SleepDelay};
 use wisp_firmware::radio::linux::nl80211::{self, Nl80211Scanner, ScanEntry};
 use wisp_firmware::radio::linux::{LinuxRadio, LinuxRadioConfig, LinuxRadioError};
 use wisp_firmware::radio::{Channel, Radio};
+use wisp_firmware::se::{Atecc608, AteccConfig, AttestError};
 use wisp_protocol::msg::GnssFix;
 use wisp_protocol::units::DeciDb;
 
-use super::{DeviceError, DeviceIo, RxFrame, gnss_fix};
-use crate::config::{LinuxDeviceConfig, ScanConfig};
+use super::{DeviceAttestation, DeviceError, DeviceIo, RxFrame, gnss_fix};
+use crate::config::{LinuxDeviceConfig, ScanConfig, SecureElementConfig};
 use crate::core::TxFrame;
 use crate::status::{Check, DeviceChecks};
 use crate::wallclock::wall_ms;
@@ -198,6 +203,7 @@ pub struct LinuxDevice {
     radio: Option<LinuxRadio>,
     scans: Option<(mpsc::Receiver<Scan>, JoinHandle<()>)>,
     gnss: Option<Shared>,
+    secure_element: Option<Atecc608<I2cDev, SleepDelay>>,
     checks: DeviceChecks,
     scan_failures: u64,
 }
@@ -242,6 +248,9 @@ impl LinuxDevice {
             );
             device = device.scanning(scanner, scan);
         }
+        if let Some(se) = &cfg.secure_element {
+            device = device.with_secure_element(se)?;
+        }
         if let Some(g) = &cfg.gnss {
             let port =
                 wisp_firmware::gnss::tty::open(&g.path, g.baud).context("device.gnss_tty")?;
@@ -251,6 +260,28 @@ impl LinuxDevice {
                 .context("device.gnss_tty: cannot start the reader thread")?;
         }
         Ok(device)
+    }
+
+    /// Only the secure element of `cfg` (none if it has none): what attesting needs, without
+    /// hostapd, scans or GNSS (`wisp-agent device`, `onboard`).
+    pub fn open_secure_element(cfg: &LinuxDeviceConfig) -> anyhow::Result<Self> {
+        let device = Self::with_radio(None);
+        match &cfg.secure_element {
+            Some(se) => device.with_secure_element(se),
+            None => Ok(device),
+        }
+    }
+
+    /// Adds the ATECC608 on `se`'s adapter (opened, not yet spoken to: the first attestation
+    /// is the check).
+    pub fn with_secure_element(mut self, se: &SecureElementConfig) -> anyhow::Result<Self> {
+        let bus = I2cDev::open(&se.bus).context("device.se_i2c")?;
+        let config = AteccConfig {
+            address: se.address,
+            ..AteccConfig::default()
+        };
+        self.secure_element = Some(Atecc608::new(bus, SleepDelay, config));
+        Ok(self)
     }
 
     /// A device with `radio` (connected to hostapd, which answered: the radio check passes)
@@ -268,6 +299,7 @@ impl LinuxDevice {
             radio,
             scans: None,
             gnss: None,
+            secure_element: None,
             checks,
             scan_failures: 0,
         }
@@ -402,5 +434,27 @@ impl DeviceIo for LinuxDevice {
 
     fn firmware_version(&self) -> String {
         "linux".into()
+    }
+
+    /// Attests with the key in slot 0. A maker name too long to attest leaves the element's
+    /// check as it was: the element was not asked.
+    fn attest(
+        &mut self,
+        node_public_key: &[u8; 32],
+        maker: &str,
+    ) -> Option<Result<DeviceAttestation, DeviceError>> {
+        let se = self.secure_element.as_mut()?;
+        let r = match wisp_firmware::se::attest(se, 0, node_public_key, maker) {
+            Ok(a) => {
+                self.checks.secure_element = Check::Passed;
+                Ok((a.serial, a.device_public_key, a.signature))
+            }
+            Err(AttestError::MakerTooLong(e)) => Err(e.into()),
+            Err(AttestError::Device(e)) => {
+                self.checks.secure_element = Check::Failed;
+                Err(DeviceError::SecureElement(format!("{e:?}")))
+            }
+        };
+        Some(r)
     }
 }
