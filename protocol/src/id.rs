@@ -130,6 +130,48 @@ impl<'de> Deserialize<'de> for NodeId {
     }
 }
 
+/// A subscriber's public identity: an ed25519 key like a node's, in its own type so that code
+/// cannot pass a subscriber where a hotspot is meant (the two roles sign the same usage receipt,
+/// [`crate::msg::UsageReceipt`], and must never be confused).
+///
+/// A subscriber signs with a [`NodeKey`] (its client's key, which is also its libp2p identity
+/// when it talks to a hotspot), so it is displayed as the PeerId string of that key. On the
+/// wire it is the raw 32 bytes, exactly as a [`NodeId`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SubscriberId(pub NodeId);
+
+impl SubscriberId {
+    /// The subscriber whose client holds `key`.
+    pub fn of(key: &NodeKey) -> Self {
+        Self(key.id())
+    }
+
+    /// The key as an envelope signer id (envelopes name every signer as a [`NodeId`]).
+    pub const fn key(&self) -> &NodeId {
+        &self.0
+    }
+}
+
+impl fmt::Display for SubscriberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for SubscriberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubscriberId({})", self.0)
+    }
+}
+
+impl FromStr for SubscriberId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
 /// A node's (or the oracle's) secret signing key. Zeroized on drop; never printed.
 #[derive(Clone)]
 pub struct NodeKey(SigningKey);

@@ -12,9 +12,9 @@
 //!   canonical encodings and no small-order key or `R`), canonical decoding, per-kind size
 //!   limits, and [`ProofId`] (BLAKE3 of the bytes).
 //! - [`msg`]: the payloads (`Onboard`, `EpochSeed`, `Beacon`, `Witness`, `BandwidthReceipt`,
-//!   `Heartbeat`, `Ack`, `RewardManifest`, `StatusReport`), all integers and bytes (no floats),
-//!   encoded with postcard.
-//! - [`id`]: node identity (ed25519, displayed as the libp2p PeerId string).
+//!   `Heartbeat`, `Ack`, `RewardManifest`, `StatusReport`, `UsageReceipt`, `CreditGrant`), all
+//!   integers and bytes (no floats), encoded with postcard.
+//! - [`id`]: node and subscriber identity (ed25519, displayed as the libp2p PeerId string).
 //! - [`reason`]: the stable rejection codes the oracle stores, counts and acks, and which of
 //!   them are transient ("not judged now": resend later) rather than final.
 //! - [`schedule`]: beacon slots, nonces and measurer assignment derived from the epoch seed.
@@ -48,7 +48,7 @@ pub mod units;
 
 pub use envelope::{Envelope, EnvelopeError, Opened, ProofId};
 pub use geo::Cell;
-pub use id::{NodeId, NodeKey};
+pub use id::{NodeId, NodeKey, SubscriberId};
 pub use kind::Kind;
 pub use reason::Reason;
 

@@ -190,6 +190,11 @@ reasons! {
     CoLocated = 805, "co_located";
     /// Beacons between the node and its partners took far longer both ways than radio does: relayed.
     LinksRelayed = 806, "links_relayed";
+    // 10xx: usage (subscribers' receipts); 9xx is reserved for transient verdicts.
+    /// The usage receipt lacks the hotspot's co-signature: only the subscriber signed it.
+    UsageMissingCosignature = 1000, "usage_missing_cosignature";
+    /// The usage receipt is not signed by the subscriber it names and co-signed by the hotspot it names (roles swapped, another key, or one key in both roles).
+    UsageRoleMismatch = 1001, "usage_role_mismatch";
 }
 
 /// Codes reserved for transient verdicts: a receiver that does not know one still treats it
@@ -214,7 +219,8 @@ impl Reason {
     /// become right: an agent learns epochs only from the oracle's seeds, and the oracle opens
     /// an epoch before it publishes its seed. `timestamp_out_of_window` and `late_arrival` only
     /// get worse with time. The beacon, witness, bandwidth, heartbeat and onboarding reasons
-    /// (3xx–7xx) judge what the proof claims against signed facts and the node's record;
+    /// (3xx–7xx) and the usage reasons (10xx) judge what the proof claims against signed facts
+    /// and the node's record;
     /// `reassert_too_soon` among them refuses the move itself, which the operator makes again
     /// once it is allowed (it can be days), rather than the agent resending until then. The
     /// 8xx reasons are the close's judgement of a node over a whole epoch.

@@ -493,6 +493,8 @@ fn open_any(bytes: &[u8]) -> Result<(), EnvelopeError> {
         Kind::StatusReport => env.decode::<StatusReport>().map(drop),
         Kind::MeasurerSet => env.decode::<MeasurerSet>().map(drop),
         Kind::OracleClock => env.decode::<OracleClock>().map(drop),
+        Kind::UsageReceipt => env.decode::<UsageReceipt>().map(drop),
+        Kind::CreditGrant => env.decode::<CreditGrant>().map(drop),
     }
 }
 

@@ -23,8 +23,8 @@ use wisp_protocol::envelope::{
     encode_payload,
 };
 use wisp_protocol::msg::{
-    AckRoot, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, MeasurerSet, Onboard, OracleClock,
-    RewardManifest, StatusReport, Witness,
+    AckRoot, BandwidthReceipt, Beacon, CreditGrant, EpochSeed, Heartbeat, MeasurerSet, Onboard,
+    OracleClock, RewardManifest, StatusReport, UsageReceipt, Witness,
 };
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId};
 
@@ -53,6 +53,8 @@ fn decode_as_claimed(env: &EnvelopeRef<'_>) -> Result<(), EnvelopeError> {
         Kind::StatusReport => env.decode::<StatusReport>().map(drop),
         Kind::MeasurerSet => env.decode::<MeasurerSet>().map(drop),
         Kind::OracleClock => env.decode::<OracleClock>().map(drop),
+        Kind::UsageReceipt => env.decode::<UsageReceipt>().map(drop),
+        Kind::CreditGrant => env.decode::<CreditGrant>().map(drop),
     }
 }
 
@@ -136,7 +138,10 @@ pub fn fuzz_sealed_ack(data: &[u8]) {
     let Ok(opened) = wisp_protocol::msg::open_sealed_ack(data) else {
         return;
     };
-    assert!(opened.ack.check().is_ok(), "an opened ack breaks its checks");
+    assert!(
+        opened.ack.check().is_ok(),
+        "an opened ack breaks its checks"
+    );
     assert!(
         data.ends_with(&encode_payload(&opened.ack)),
         "an opened ack is not the canonical tail of its bytes"

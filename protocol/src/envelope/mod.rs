@@ -348,6 +348,19 @@ impl<'a> EnvelopeRef<'a> {
         self.cosignatures().map(|(k, _)| NodeId(*k)).collect()
     }
 
+    /// Whether `node` may send this envelope on its own proofs topic: its signer; for a
+    /// bandwidth receipt also its co-signer (measurer and prover both send it); for a usage
+    /// receipt only its co-signer, the hotspot (a subscriber has no broker login, and its
+    /// receipt is its hotspot's proof). Says nothing about the signatures' validity.
+    pub fn sent_by(&self, node: &NodeId) -> bool {
+        let cosigned = || self.cosignatures().any(|(k, _)| k == node.as_bytes());
+        match self.kind {
+            Kind::UsageReceipt => cosigned(),
+            Kind::BandwidthReceipt => self.signer == node.as_bytes() || cosigned(),
+            _ => self.signer == node.as_bytes(),
+        }
+    }
+
     /// Every `(key, signature)` pair: the signer first, then the co-signers.
     pub fn signatures(&self) -> impl Iterator<Item = (&'a [u8; 32], &'a [u8; 64])> + 'a {
         core::iter::once((self.signer, self.signature)).chain(self.cosignatures())

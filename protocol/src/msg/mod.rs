@@ -13,6 +13,7 @@ mod heartbeat;
 mod onboard;
 mod radio;
 mod rewards;
+mod usage;
 
 pub use ack::{
     ACK_BATCH_MAX, ACK_MAX_ENTRIES, Ack, AckEntry, AckRoot, OpenedAck, SEALED_ACK_MAX_LEN,
@@ -33,6 +34,7 @@ pub use heartbeat::{
 pub use onboard::{Attestation, BANDS_MAX, Band, MAKER_MAX, OWNER_MAX, Onboard};
 pub use radio::{Beacon, Witness};
 pub use rewards::{MANIFEST_PAGE_MAX, RewardEntry, RewardManifest};
+pub use usage::{CREDIT_MEMO_MAX, CreditGrant, USAGE_BYTES_MAX, UsageReceipt};
 
 use alloc::string::String;
 
