@@ -39,6 +39,8 @@ fn test_vectors_match() {
     for file in [
         include_str!("vectors/beacon.hex"),
         include_str!("vectors/witness.hex"),
+        include_str!("vectors/usage_receipt.hex"),
+        include_str!("vectors/credit_grant.hex"),
     ] {
         assert!(
             DOC.contains(file.trim()),

@@ -3,9 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use wisp_protocol::envelope::{self, Envelope, signed_bytes};
-use wisp_protocol::msg::{Beacon, Witness};
+use wisp_protocol::msg::{Beacon, CreditGrant, UsageReceipt, Witness};
 use wisp_protocol::units::DeciDb;
-use wisp_protocol::{Cell, Kind, NodeKey};
+use wisp_protocol::{Cell, Kind, NodeKey, SubscriberId};
 
 fn beacon() -> (NodeKey, Beacon) {
     let key = NodeKey::from_seed(&[0x01; 32]);
@@ -60,4 +60,63 @@ fn witness_vector() {
     let expected = include_str!("vectors/witness.hex").trim();
     assert_eq!(hex::encode(&bytes), expected);
     assert_eq!(envelope::open::<Witness>(&bytes).unwrap().msg, w);
+}
+
+/// The receipt of docs/PROTOCOL.md §9: subscriber `03 03 … 03` signs, the hotspot (the node
+/// key `01 01 … 01`) co-signs.
+#[test]
+fn usage_receipt_vector() {
+    let (sub, hot) = (
+        NodeKey::from_seed(&[0x03; 32]),
+        NodeKey::from_seed(&[0x01; 32]),
+    );
+    let r = UsageReceipt {
+        session: [0x5e; 16].into(),
+        hotspot: hot.id(),
+        subscriber: SubscriberId::of(&sub),
+        epoch: 42,
+        seq: 7,
+        bytes_down: 52_428_800,
+        bytes_up: 3_145_728,
+        signed_ms: 1_795_000_060_000,
+        start_ms: Some(1_795_000_000_000),
+    };
+    let mut env = Envelope::sign(&sub, &r);
+    env.cosign(&hot);
+    let bytes = env.to_bytes();
+    println!("subscriber {}", hex::encode(sub.id().0));
+    println!("payload    {}", hex::encode(&env.payload));
+    println!("envelope   {}", hex::encode(&bytes));
+    println!("proof id   {}", env.proof_id());
+    let expected = include_str!("vectors/usage_receipt.hex").trim();
+    assert_eq!(hex::encode(&bytes), expected);
+    let opened = envelope::open::<UsageReceipt>(&bytes).unwrap();
+    assert_eq!(opened.msg, r);
+    assert_eq!(opened.cosigners, [hot.id()]);
+}
+
+/// The grant of docs/PROTOCOL.md §9: the oracle key `09 09 … 09` grants the subscriber above
+/// one million data credits.
+#[test]
+fn credit_grant_vector() {
+    let (oracle, sub) = (
+        NodeKey::from_seed(&[0x09; 32]),
+        NodeKey::from_seed(&[0x03; 32]),
+    );
+    let g = CreditGrant {
+        grant: [0x61; 16].into(),
+        subscriber: SubscriberId::of(&sub),
+        amount_dc: 1_000_000,
+        issued_ms: 1_795_000_000_000,
+        memo: "devnet".into(),
+    };
+    let env = Envelope::sign(&oracle, &g);
+    let bytes = env.to_bytes();
+    println!("oracle     {}", hex::encode(oracle.id().0));
+    println!("payload    {}", hex::encode(&env.payload));
+    println!("envelope   {}", hex::encode(&bytes));
+    println!("proof id   {}", env.proof_id());
+    let expected = include_str!("vectors/credit_grant.hex").trim();
+    assert_eq!(hex::encode(&bytes), expected);
+    assert_eq!(CreditGrant::open_from(&bytes, &oracle.id()).unwrap().msg, g);
 }
