@@ -32,6 +32,12 @@ fn main() -> std::io::Result<()> {
     let (beaconer, witness, measurer, prover, oracle) = (key(1), key(2), key(3), key(4), key(9));
     let mut measured = Envelope::sign(&measurer, &samples::receipt(&measurer, &prover, true));
     measured.cosign(&prover);
+    let subscriber = key(5);
+    let mut usage = Envelope::sign(
+        &subscriber,
+        &samples::usage_receipt(&subscriber, &prover, true),
+    );
+    usage.cosign(&prover);
     let seeds: Vec<Seed> = vec![
         // Whole envelopes, one or two per kind.
         signed("onboard", 1, &samples::onboard(false)),
@@ -54,6 +60,12 @@ fn main() -> std::io::Result<()> {
         signed("ack_root", 9, &samples::ack_root(3)),
         signed("reward_manifest", 9, &samples::manifest(3)),
         signed("status_report", 1, &samples::status(3)),
+        ("envelope", "usage_receipt.bin".into(), usage.to_bytes()),
+        signed(
+            "credit_grant",
+            9,
+            &samples::credit_grant(&subscriber, "devnet"),
+        ),
         // Bare payloads.
         payload("onboard", "plain", &samples::onboard(false)),
         payload("onboard", "attested", &samples::onboard(true)),
@@ -80,6 +92,26 @@ fn main() -> std::io::Result<()> {
         payload("reward_manifest", "forty", &samples::manifest(40)),
         payload("status_report", "none_witnessed", &samples::status(0)),
         payload("status_report", "three_witnessed", &samples::status(3)),
+        payload(
+            "usage_receipt",
+            "started",
+            &samples::usage_receipt(&subscriber, &prover, true),
+        ),
+        payload(
+            "usage_receipt",
+            "no_start",
+            &samples::usage_receipt(&subscriber, &prover, false),
+        ),
+        payload(
+            "credit_grant",
+            "devnet",
+            &samples::credit_grant(&subscriber, "devnet"),
+        ),
+        payload(
+            "credit_grant",
+            "no_memo",
+            &samples::credit_grant(&subscriber, ""),
+        ),
         // The beacon bytes a witness embeds.
         (
             "witness_beacon",
@@ -99,7 +131,10 @@ fn main() -> std::io::Result<()> {
         samples::ack(prover.id(), 3),
     ];
     let mut seeds = seeds;
-    for (i, bytes) in seal_acks(&oracle, 1_790_000_100_000, &batch).into_iter().enumerate() {
+    for (i, bytes) in seal_acks(&oracle, 1_790_000_100_000, &batch)
+        .into_iter()
+        .enumerate()
+    {
         seeds.push(("ack", format!("sealed_{i}_of_3.bin"), bytes));
     }
     for bytes in seal_acks(&oracle, 1_790_000_100_000, &batch[..1]) {

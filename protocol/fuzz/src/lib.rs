@@ -384,6 +384,33 @@ pub mod samples {
         }
     }
 
+    /// A usage receipt of `subscriber`'s session with `hotspot` (to be co-signed by the
+    /// hotspot), with or without a start time.
+    pub fn usage_receipt(subscriber: &NodeKey, hotspot: &NodeKey, started: bool) -> UsageReceipt {
+        UsageReceipt {
+            session: ByteArray([0x5e; 16]),
+            hotspot: hotspot.id(),
+            subscriber: wisp_protocol::SubscriberId::of(subscriber),
+            epoch: 7,
+            seq: 12,
+            bytes_down: 52_428_800,
+            bytes_up: 3_145_728,
+            signed_ms: 1_790_000_060_000,
+            start_ms: started.then_some(1_790_000_000_000),
+        }
+    }
+
+    /// A grant of one million data credits to `subscriber`.
+    pub fn credit_grant(subscriber: &NodeKey, memo: &str) -> CreditGrant {
+        CreditGrant {
+            grant: ByteArray([0x61; 16]),
+            subscriber: wisp_protocol::SubscriberId::of(subscriber),
+            amount_dc: 1_000_000,
+            issued_ms: 1_790_000_000_000,
+            memo: memo.into(),
+        }
+    }
+
     /// One manifest page of `n` entries, sorted by node id.
     pub fn manifest(n: usize) -> RewardManifest {
         let mut entries: Vec<RewardEntry> = (0..n)
