@@ -4,7 +4,8 @@
 //!   probe response ([`hostapd`]). [`LinuxRadio::transmit`] sets it over the control socket and
 //!   asks hostapd to rebuild the beacon; it stays on air until replaced.
 //! - **Receive**: neighbours' beacons show up in nl80211 scan results ([`nl80211`]). The agent
-//!   runs [`nl80211::Nl80211Scanner::scan`] on its tokio runtime and hands the entries to
+//!   runs [`nl80211::Nl80211Scanner::scan`] on its tokio runtime, rebases the entries' ages on
+//!   `CLOCK_BOOTTIME` read next to its wall clock ([`nl80211::rebase_ages`]) and hands them to
 //!   [`LinuxRadio::handle_scan`], which extracts wisp elements into the receive queue that
 //!   [`Radio::receive`] drains.
 //!
