@@ -11,12 +11,13 @@
 use wisp_protocol::bytes::ByteArray;
 use wisp_protocol::envelope::{self, Envelope, Message};
 use wisp_protocol::msg::{
-    Ack, AckEntry, Attestation, Band, BandwidthReceipt, Beacon, Direction, EpochParams, EpochSeed,
-    GnssFix, Heartbeat, MEASURER_SET_PART_MAX, Measurement, MeasurerSet, OracleClock, Outcome,
-    RewardEntry, RewardManifest, Verdict, Versions, Witness, open_sealed_ack, seal_acks,
+    Ack, AckEntry, Attestation, Band, BandwidthReceipt, Beacon, CreditGrant, Direction,
+    EpochParams, EpochSeed, GnssFix, Heartbeat, MEASURER_SET_PART_MAX, Measurement, MeasurerSet,
+    OracleClock, Outcome, RewardEntry, RewardManifest, UsageReceipt, Verdict, Versions, Witness,
+    open_sealed_ack, seal_acks,
 };
 use wisp_protocol::units::DeciDb;
-use wisp_protocol::{Cell, NodeId, NodeKey, ProofId, topics};
+use wisp_protocol::{Cell, NodeId, NodeKey, ProofId, SubscriberId, topics};
 
 /// A PUBLISH packet's length in MQTT 3.1.1: fixed header byte, remaining length (1–4 bytes),
 /// topic (2-byte length + name), packet id (QoS 1 and 2 only), payload.
@@ -203,6 +204,25 @@ fn main() {
         &proofs,
         true,
     );
+    let subscriber = key(3);
+    let usage = UsageReceipt {
+        session: ByteArray([0x5e; 16]),
+        hotspot: node.id(),
+        subscriber: SubscriberId::of(&subscriber),
+        epoch: 493_055,
+        seq: 1_200,
+        bytes_down: 2_147_483_648,
+        bytes_up: 134_217_728,
+        signed_ms: t0 + 1_830_000,
+        start_ms: Some(t0),
+    };
+    row(
+        "usage receipt, signed by the subscriber, co-signed by the hotspot",
+        signed(&subscriber, &usage, Some(&node)).len(),
+        2,
+        &proofs,
+        true,
+    );
     println!(
         "\nEach PUBLISH is answered by a PUBACK of {PUBACK_LEN} bytes (both ways: agent → broker, broker → oracle).\n"
     );
@@ -306,6 +326,17 @@ fn main() {
         1,
         &topics::rewards(493_055),
         true,
+    );
+    let grant = CreditGrant {
+        grant: ByteArray([0x61; 16]),
+        subscriber: SubscriberId::of(&subscriber),
+        amount_dc: 1_000_000,
+        issued_ms: t0,
+        memo: "invoice 2026-0042".into(),
+    };
+    println!(
+        "\nA credit grant (the operator's input to the oracle, not an MQTT message) is {} bytes.",
+        signed(&oracle, &grant, None).len()
     );
     println!(
         "\nThe PeerId in a topic is {} characters (`{}`).",
