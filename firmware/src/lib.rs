@@ -17,6 +17,7 @@
 //! | [`radio`] | the [`radio::Radio`] trait, [`radio::RadioFrame`], the WiFi vendor-IE codec ([`radio::ie`]) and, with `linux`, hostapd + nl80211 |
 //! | [`clock`] | the [`clock::Clock`] trait (monotonic and wall milliseconds) |
 //! | `i2cdev` | (feature `linux`) Linux i2c-dev as an embedded-hal `I2c` bus (`I2C_RDWR`), and a sleeping `DelayNs` |
+//! | `gpiocdev` | (feature `linux`) GPIO lines through the character device (uAPI v2) as embedded-hal `OutputPin` / `InputPin` |
 //! | [`device`] | the [`device::Device`] bundle the agent takes, [`device::Hardware`], and (feature `sim`) `device::SimDevice` |
 //!
 //! # Invariants
@@ -34,7 +35,8 @@
 //!
 //! - `std` (default): `std::error::Error` impls and a std clock.
 //! - `linux`: hostapd control-socket beacon transmit and nl80211 scan receive (`radio::linux`),
-//!   the GNSS tty (`gnss::tty`) and i2c-dev for the secure element (`i2cdev`).
+//!   the GNSS tty (`gnss::tty`), i2c-dev for the secure element (`i2cdev`) and GPIO lines for
+//!   the LED and button (`gpiocdev`).
 //! - `sim`: `device::SimDevice` with an in-memory radio, settable GNSS and recorded pins.
 //!
 //! Without default features the crate is `#![no_std]` and allocation-free.
@@ -49,6 +51,8 @@ pub mod button;
 pub mod clock;
 pub mod device;
 pub mod gnss;
+#[cfg(feature = "linux")]
+pub mod gpiocdev;
 #[cfg(feature = "linux")]
 pub mod i2cdev;
 pub mod led;
