@@ -226,8 +226,8 @@ proptest! {
             envelope::open::<UsageReceipt>(&half).map_err(|e| e.reason()),
             Err(Reason::UsageMissingCosignature)
         );
-        prop_assert_eq!(UsageReceipt::open_unsigned_by_hotspot(&half).unwrap().msg, r.clone());
-        prop_assert!(UsageReceipt::open_unsigned_by_hotspot(&dual(&r, &s, &h)).is_err());
+        prop_assert_eq!(UsageReceipt::open_for_cosigning(&half).unwrap().msg, r.clone());
+        prop_assert!(UsageReceipt::open_for_cosigning(&dual(&r, &s, &h)).is_err());
     }
 
     /// Every strict prefix and every extension of a valid receipt is refused.

@@ -119,7 +119,7 @@ impl UsageReceipt {
     /// Verifies and decodes a receipt the subscriber signed but the hotspot has not co-signed
     /// yet (the hotspot's view before it adds its signature; [`envelope::open`] refuses such a
     /// receipt). The roles and fields are checked as in a complete receipt.
-    pub fn open_unsigned_by_hotspot(bytes: &[u8]) -> Result<Opened<Self>, EnvelopeError> {
+    pub fn open_for_cosigning(bytes: &[u8]) -> Result<Opened<Self>, EnvelopeError> {
         let env = envelope::EnvelopeRef::parse(bytes)?;
         if env.kind != Kind::UsageReceipt {
             return Err(EnvelopeError::WrongKind {
