@@ -13,7 +13,7 @@ use wisp_protocol::msg::{
     BandwidthReceipt, CREDIT_MEMO_MAX, CreditGrant, Direction, Heartbeat, Measurement, Outcome,
     USAGE_BYTES_MAX, UsageReceipt, Versions,
 };
-use wisp_protocol::{Kind, NodeId, NodeKey, Reason, SubscriberId};
+use wisp_protocol::{Kind, NodeId, NodeKey, Reason, SubscriberId, topics};
 
 fn key() -> impl Strategy<Value = NodeKey> {
     any::<[u8; 32]>().prop_map(|s| NodeKey::from_seed(&s))
@@ -240,6 +240,37 @@ proptest! {
         let mut long = bytes.clone();
         long.extend_from_slice(&extra);
         prop_assert!(envelope::open::<UsageReceipt>(&long).is_err());
+    }
+
+    /// Any single flipped bit anywhere in a co-signed receipt or a grant makes it fail.
+    #[test]
+    fn any_bit_flip_is_detected((r, s, h) in receipt(), (g, op) in grant(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let bytes = dual(&r, &s, &h);
+        let mut t = bytes.clone();
+        let i = pos.index(t.len());
+        t[i] ^= 1 << bit;
+        prop_assert!(envelope::open::<UsageReceipt>(&t).is_err(), "receipt flip at {} bit {}", i, bit);
+        let gb = Envelope::sign(&op, &g).to_bytes();
+        let mut t = gb.clone();
+        let i = pos.index(t.len());
+        t[i] ^= 1 << bit;
+        prop_assert!(CreditGrant::open_from(&t, &op.id()).is_err(), "grant flip at {} bit {}", i, bit);
+    }
+
+    /// The broker's ACL and the proofs topic rule agree: the one node a usage receipt may come
+    /// from (its hotspot) may publish on its own proofs topic, and a subscriber logged in as a
+    /// node could publish only on its own topic, where the receipt is refused.
+    #[test]
+    fn topics_agree_with_the_roles((r, s, h) in receipt()) {
+        let bytes = dual(&r, &s, &h);
+        let env = EnvelopeRef::parse(&bytes).unwrap();
+        for k in [&s, &h] {
+            let topic = topics::proofs(&k.id());
+            prop_assert!(topics::may_publish(&topics::Client::Node(k.id()), &topic));
+            prop_assert_eq!(topics::proofs_node(&topic), Some(k.id()));
+            prop_assert_eq!(env.sent_by(&k.id()), k.id() == h.id());
+        }
+        prop_assert!(!topics::may_publish(&topics::Client::Node(s.id()), &topics::proofs(&h.id())));
     }
 
     /// A properly signed payload with a trailing byte is not canonical.
