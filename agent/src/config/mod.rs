@@ -24,7 +24,7 @@ mod resolve;
 mod tests;
 
 pub use raw::{
-    AddrList, FreqList, I2cAddress, RawBandwidth, RawConfig, RawDevice, RawHeartbeat, RawHttp,
+    AddrList, I2cAddress, NumberList, RawBandwidth, RawConfig, RawDevice, RawHeartbeat, RawHttp,
     RawLocation, RawLog, RawMqtt, RawNet, RawNode, RawOracle, RawOutbox, RawRadio,
 };
 
@@ -51,6 +51,19 @@ pub struct LinuxDeviceConfig {
     pub gnss: Option<GnssTtyConfig>,
     /// An ATECC608 secure element on an I²C adapter.
     pub secure_element: Option<SecureElementConfig>,
+    /// An RGB status LED on three GPIO lines.
+    pub led: Option<LedConfig>,
+}
+
+/// The status LED's lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedConfig {
+    /// The GPIO chip (`device.led_gpiochip`).
+    pub chip: PathBuf,
+    /// Red, green and blue line offsets (`device.led_lines`).
+    pub lines: [u32; 3],
+    /// Lit when low (`device.led_active_low`).
+    pub active_low: bool,
 }
 
 /// The secure element's bus.
@@ -79,6 +92,13 @@ impl std::fmt::Display for LinuxDeviceConfig {
         }
         if let Some(g) = &self.gnss {
             parts.push(format!("GNSS on {} at {} baud", g.path.display(), g.baud));
+        }
+        if let Some(led) = &self.led {
+            parts.push(format!(
+                "LED on {} lines {:?}",
+                led.chip.display(),
+                led.lines
+            ));
         }
         if let Some(se) = &self.secure_element {
             parts.push(format!(

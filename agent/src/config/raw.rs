@@ -118,11 +118,11 @@ pub struct RawNet {
     pub status_cell_resolution: Option<u8>,
 }
 
-/// A list of frequencies in MHz: a TOML array, or one comma-separated string (for environment
-/// overrides such as `WISP_DEVICE__SCAN_FREQS_MHZ=2412,2437`).
+/// A list of numbers (frequencies, GPIO lines): a TOML array, or one comma-separated string
+/// (for environment overrides such as `WISP_DEVICE__SCAN_FREQS_MHZ=2412,2437`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum FreqList {
+pub enum NumberList {
     /// `[2412, 2437]`
     List(Vec<u32>),
     /// `"2412,2437"`
@@ -185,7 +185,7 @@ pub struct RawDevice {
     /// `linux` only: seconds between scans, 2 to 3600 (default 10).
     pub scan_interval_s: Option<f64>,
     /// `linux` only: the frequencies scanned, MHz (default: `radio.freq_mhz` alone).
-    pub scan_freqs_mhz: Option<FreqList>,
+    pub scan_freqs_mhz: Option<NumberList>,
     /// `linux` only: the GNSS receiver's serial device, e.g. `/dev/ttyUSB0`, read as NMEA 0183.
     /// Unset: no GNSS (the node uses `location`).
     pub gnss_tty: Option<PathBuf>,
@@ -196,6 +196,12 @@ pub struct RawDevice {
     pub se_i2c: Option<PathBuf>,
     /// `linux` only: the secure element's 7-bit I²C address (default 0x60, the ATECC608's).
     pub se_address: Option<I2cAddress>,
+    /// `linux` only: the GPIO chip of the status LED, e.g. `/dev/gpiochip0`. Unset: no LED.
+    pub led_gpiochip: Option<PathBuf>,
+    /// `linux` only: the LED's red, green and blue lines on `led_gpiochip`, e.g. `[4, 5, 6]`.
+    pub led_lines: Option<NumberList>,
+    /// `linux` only: the LED lights when its lines are low (common anode; default false).
+    pub led_active_low: Option<bool>,
     /// The device maker's name, as the oracle knows it (for secure-element attestation).
     pub maker: Option<String>,
     /// The maker's certificate for this device's chip: 64-byte P-256 signature `r || s`, hex,

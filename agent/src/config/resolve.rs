@@ -7,9 +7,9 @@ use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeId};
 
 use super::{
-    AddrList, BandwidthConfig, Config, ConfigError, DeviceKind, FreqList, GnssTtyConfig,
-    LinuxDeviceConfig, LogFormat, MqttConfig, RawBandwidth, RawConfig, RawDevice, RawMqtt, RawNet,
-    ScanConfig, SecureElementConfig,
+    AddrList, BandwidthConfig, Config, ConfigError, DeviceKind, GnssTtyConfig, LedConfig,
+    LinuxDeviceConfig, LogFormat, MqttConfig, NumberList, RawBandwidth, RawConfig, RawDevice,
+    RawMqtt, RawNet, ScanConfig, SecureElementConfig,
 };
 use crate::core::RadioParams;
 use crate::outbox::OutboxConfig;
@@ -269,6 +269,9 @@ fn resolve_linux(
             ("device.gnss_baud", raw.gnss_baud.is_some()),
             ("device.se_i2c", raw.se_i2c.is_some()),
             ("device.se_address", raw.se_address.is_some()),
+            ("device.led_gpiochip", raw.led_gpiochip.is_some()),
+            ("device.led_lines", raw.led_lines.is_some()),
+            ("device.led_active_low", raw.led_active_low.is_some()),
         ];
         if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
             return Err(invalid(key, "applies to device.kind = \"linux\" only"));
@@ -388,10 +391,16 @@ fn resolve_linux(
             })
         }
     };
-    if hostapd_ctrl.is_none() && scan.is_none() && gnss.is_none() && secure_element.is_none() {
+    let led = resolve_led(raw)?;
+    if hostapd_ctrl.is_none()
+        && scan.is_none()
+        && gnss.is_none()
+        && secure_element.is_none()
+        && led.is_none()
+    {
         return Err(invalid(
             "device.kind",
-            "`linux` needs at least one part: device.hostapd_ctrl (beacons out), device.scan_interface (beacons in), device.gnss_tty (GNSS) or device.se_i2c (secure element)",
+            "`linux` needs at least one part: device.hostapd_ctrl (beacons out), device.scan_interface (beacons in), device.gnss_tty (GNSS), device.se_i2c (secure element) or device.led_gpiochip (status LED)",
         ));
     }
     Ok(Some(LinuxDeviceConfig {
@@ -399,23 +408,67 @@ fn resolve_linux(
         scan,
         gnss,
         secure_element,
+        led,
     }))
 }
 
-fn freq_list(list: &FreqList) -> Result<Vec<u32>, ConfigError> {
-    let key = "device.scan_freqs_mhz";
-    let freqs: Vec<u32> = match list {
-        FreqList::List(v) => v.clone(),
-        FreqList::Csv(s) => s
+fn resolve_led(raw: &RawDevice) -> Result<Option<LedConfig>, ConfigError> {
+    let (chip, lines) = match (&raw.led_gpiochip, &raw.led_lines) {
+        (None, None) => {
+            if raw.led_active_low.is_some() {
+                return Err(invalid(
+                    "device.led_active_low",
+                    "needs device.led_gpiochip",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(chip), Some(lines)) => (chip, lines),
+        _ => {
+            return Err(invalid(
+                "device.led_gpiochip",
+                "set device.led_gpiochip and device.led_lines together",
+            ));
+        }
+    };
+    if chip.as_os_str().is_empty() {
+        return Err(invalid(
+            "device.led_gpiochip",
+            "a path, e.g. /dev/gpiochip0",
+        ));
+    }
+    let lines = number_list("device.led_lines", lines, "a GPIO line offset")?;
+    let lines: [u32; 3] = lines.try_into().map_err(|_| {
+        invalid(
+            "device.led_lines",
+            "three line offsets, red, green and blue, e.g. [4, 5, 6]",
+        )
+    })?;
+    Ok(Some(LedConfig {
+        chip: chip.clone(),
+        lines,
+        active_low: raw.led_active_low.unwrap_or(false),
+    }))
+}
+
+fn number_list(key: &'static str, list: &NumberList, what: &str) -> Result<Vec<u32>, ConfigError> {
+    match list {
+        NumberList::List(v) => Ok(v.clone()),
+        NumberList::Csv(s) => s
             .split(',')
             .map(str::trim)
             .filter(|x| !x.is_empty())
             .map(|x| {
                 x.parse::<u32>()
-                    .map_err(|_| invalid(key, format!("`{x}`: expected a frequency in MHz")))
+                    .map_err(|_| invalid(key, format!("`{x}`: expected {what}")))
             })
-            .collect::<Result<_, _>>()?,
-    };
+            .collect(),
+    }
+}
+
+fn freq_list(list: &NumberList) -> Result<Vec<u32>, ConfigError> {
+    let key = "device.scan_freqs_mhz";
+    let freqs = number_list(key, list, "a frequency in MHz")?;
     if freqs.is_empty() || freqs.len() > 64 {
         return Err(invalid(key, "1 to 64 frequencies in MHz"));
     }

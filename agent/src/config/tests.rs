@@ -424,6 +424,39 @@ fn the_linux_device_takes_its_parts_and_names_bad_keys() {
         "device.se_i2c",
         "\"linux\" only",
     );
+    // The LED: three lines on one chip.
+    let c = load(&[
+        linux,
+        ("WISP_DEVICE__LED_GPIOCHIP", "/dev/gpiochip0"),
+        ("WISP_DEVICE__LED_LINES", "4,5,6"),
+        ("WISP_DEVICE__LED_ACTIVE_LOW", "true"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.linux.unwrap().led,
+        Some(LedConfig {
+            chip: PathBuf::from("/dev/gpiochip0"),
+            lines: [4, 5, 6],
+            active_low: true
+        })
+    );
+    let chip = ("WISP_DEVICE__LED_GPIOCHIP", "/dev/gpiochip0");
+    check(&[linux, chip], "device.led_gpiochip", "together");
+    check(
+        &[linux, chip, ("WISP_DEVICE__LED_LINES", "4,5")],
+        "device.led_lines",
+        "three line offsets",
+    );
+    check(
+        &[linux, chip, ("WISP_DEVICE__LED_LINES", "4,5,red")],
+        "device.led_lines",
+        "`red`",
+    );
+    check(
+        &[linux, tty, ("WISP_DEVICE__LED_ACTIVE_LOW", "true")],
+        "device.led_active_low",
+        "needs device.led_gpiochip",
+    );
 }
 
 #[test]

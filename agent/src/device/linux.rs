@@ -11,6 +11,9 @@
 //!   [`NmeaParser`]; the newest fix waits in a one-slot mailbox for [`DeviceIo::poll_fix`].
 //! - **Secure element**: an ATECC608 on an i2c-dev adapter (`device.se_i2c`), asked only to
 //!   attest (`wisp-agent device`, `onboard`); each attestation blocks for its few tens of ms.
+//! - **Status LED**: three GPIO lines (`device.led_gpiochip`, `device.led_lines`) driven by a
+//!   task ([`led_loop`]) that ticks the firmware's `StatusLed` at its own deadlines and takes
+//!   each new [`Health`] through a watch channel.
 //!
 //! # Receive times
 //!
@@ -37,10 +40,12 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use wisp_firmware::gnss::{Fix, NmeaParser};
+use wisp_firmware::gpiocdev::GpioLine;
 use wisp_firmware::i2cdev::{I2cDev, SleepDelay};
+use wisp_firmware::led::{Pattern, Polarity, RgbOutput, RgbPins, StatusLed};
 use wisp_firmware::radio::linux::nl80211::{self, Nl80211Scanner, ScanEntry};
 use wisp_firmware::radio::linux::{LinuxRadio, LinuxRadioConfig, LinuxRadioError};
 use wisp_firmware::radio::{Channel, Radio};
@@ -48,8 +53,8 @@ use wisp_firmware::se::{Atecc608, AteccConfig, AttestError};
 use wisp_protocol::msg::GnssFix;
 use wisp_protocol::units::DeciDb;
 
-use super::{DeviceAttestation, DeviceError, DeviceIo, RxFrame, gnss_fix};
-use crate::config::{LinuxDeviceConfig, ScanConfig, SecureElementConfig};
+use super::{DeviceAttestation, DeviceError, DeviceIo, Health, RxFrame, gnss_fix};
+use crate::config::{LedConfig, LinuxDeviceConfig, ScanConfig, SecureElementConfig};
 use crate::core::TxFrame;
 use crate::status::{Check, DeviceChecks};
 use crate::wallclock::wall_ms;
@@ -121,6 +126,46 @@ pub async fn scan_loop(
         };
         if tx.send(outcome).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Drives `led` until the sender of `patterns` is dropped: ticks it at each of its deadlines
+/// (tokio time since the start) and switches to each pattern sent. A failing output is logged
+/// once per run of failures.
+pub async fn led_loop<O: RgbOutput>(mut led: StatusLed<O>, mut patterns: watch::Receiver<Pattern>)
+where
+    O::Error: std::fmt::Debug,
+{
+    let origin = tokio::time::Instant::now();
+    let mut failing = false;
+    loop {
+        let now = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match led.tick(now) {
+            Ok(()) => failing = false,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("the status LED failed: {e:?}");
+                }
+                failing = true;
+            }
+        }
+        let next = led.poll_timeout();
+        let wait = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(origin + Duration::from_millis(t)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = wait => {}
+            changed = patterns.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let pattern = *patterns.borrow_and_update();
+                led.set_pattern(pattern);
+            }
         }
     }
 }
@@ -204,6 +249,7 @@ pub struct LinuxDevice {
     scans: Option<(mpsc::Receiver<Scan>, JoinHandle<()>)>,
     gnss: Option<Shared>,
     secure_element: Option<Atecc608<I2cDev, SleepDelay>>,
+    led: Option<(watch::Sender<Pattern>, JoinHandle<()>)>,
     checks: DeviceChecks,
     scan_failures: u64,
 }
@@ -211,6 +257,9 @@ pub struct LinuxDevice {
 impl Drop for LinuxDevice {
     fn drop(&mut self) {
         if let Some((_, task)) = &self.scans {
+            task.abort();
+        }
+        if let Some((_, task)) = &self.led {
             task.abort();
         }
     }
@@ -251,6 +300,9 @@ impl LinuxDevice {
         if let Some(se) = &cfg.secure_element {
             device = device.with_secure_element(se)?;
         }
+        if let Some(led) = &cfg.led {
+            device = device.with_led(led)?;
+        }
         if let Some(g) = &cfg.gnss {
             let port =
                 wisp_firmware::gnss::tty::open(&g.path, g.baud).context("device.gnss_tty")?;
@@ -270,6 +322,37 @@ impl LinuxDevice {
             Some(se) => device.with_secure_element(se),
             None => Ok(device),
         }
+    }
+
+    /// Adds the status LED on `led`'s lines, driven by a task on the current tokio runtime.
+    pub fn with_led(self, led: &LedConfig) -> anyhow::Result<Self> {
+        let line = |i: usize| {
+            GpioLine::output(&led.chip, led.lines[i], "wisp-agent led").context("device.led_lines")
+        };
+        let polarity = if led.active_low {
+            Polarity::ActiveLow
+        } else {
+            Polarity::ActiveHigh
+        };
+        let pins = RgbPins::new(line(0)?, line(1)?, line(2)?, polarity);
+        tracing::info!(chip = %led.chip.display(), lines = ?led.lines, "status LED");
+        Ok(self.driving_led(StatusLed::new(pins)))
+    }
+
+    /// Drives `led` (any output; tests: recorded pins) from [`DeviceIo::set_health`], in a task
+    /// on the current tokio runtime. It shows the booting pattern until the first health.
+    #[must_use]
+    pub fn driving_led<O>(mut self, led: StatusLed<O>) -> Self
+    where
+        O: RgbOutput + Send + 'static,
+        O::Error: std::fmt::Debug,
+    {
+        let (tx, rx) = watch::channel(led.pattern());
+        let task = tokio::spawn(led_loop(led, rx));
+        if let Some((_, old)) = self.led.replace((tx, task)) {
+            old.abort();
+        }
+        self
     }
 
     /// Adds the ATECC608 on `se`'s adapter (opened, not yet spoken to: the first attestation
@@ -300,6 +383,7 @@ impl LinuxDevice {
             scans: None,
             gnss: None,
             secure_element: None,
+            led: None,
             checks,
             scan_failures: 0,
         }
@@ -434,6 +518,17 @@ impl DeviceIo for LinuxDevice {
 
     fn firmware_version(&self) -> String {
         "linux".into()
+    }
+
+    fn set_health(&mut self, health: Health) {
+        if let Some((tx, _)) = &self.led {
+            let pattern = match health {
+                Health::Online => Pattern::Online,
+                Health::Degraded => Pattern::Degraded,
+                Health::Offline => Pattern::Offline,
+            };
+            tx.send_if_modified(|p| std::mem::replace(p, pattern) != pattern);
+        }
     }
 
     /// Attests with the key in slot 0. A maker name too long to attest leaves the element's
