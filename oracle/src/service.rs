@@ -55,7 +55,7 @@ pub use clock::{Clock, wall_ms};
 pub use replay::{Follower, rebuild};
 pub use stages::ThreadedVerifier;
 use stages::{
-    ACK_QUEUE, STAGE_QUEUE, ToWorker, VERIFY_THREADS, VerifiedElsewhere, run_acker, run_prechecker,
+    ACK_QUEUE, STAGE_QUEUE, ToWorker, VERIFY_THREADS, Verifier, run_acker, run_prechecker,
 };
 use worker::{Books, Worker};
 
@@ -397,7 +397,10 @@ pub async fn run(
     let limiter = || RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000);
     let (mut rx, mut pre) = (
         rx,
-        Prechecker::new(limiter(), ThreadedVerifier::new(VERIFY_THREADS)),
+        Prechecker::new(
+            limiter(),
+            Verifier::new(ThreadedVerifier::new(VERIFY_THREADS)),
+        ),
     );
     // Several processes on one database: stand by until this one holds the leader lease,
     // verifying meanwhile the proofs the broker hands this process and passing them to the
@@ -473,8 +476,10 @@ pub async fn run(
         clock.clone(),
     ));
     let (stage_tx, stage_rx) = mpsc::channel(STAGE_QUEUE);
-    // A leader also takes the proofs standbys verified, judged without verifying them again.
-    let mut intake_stage = None;
+    // A leader also takes the proofs standbys verified: rate-limited with its own (one
+    // allowance per node), judged without verifying them again.
+    let mut drain = None;
+    let mut intake = None;
     if let (Some(_), StorageConfig::Postgres { url, .. }) = (&settings.cluster, &settings.storage) {
         let listener = Listener::open(url)
             .await
@@ -484,25 +489,18 @@ pub async fn run(
             .context("opening the oracle database")?;
         taker.set_fence(store.fence().cloned())?;
         let (itx, irx) = mpsc::channel(16_384);
-        let checker = tokio::spawn(run_prechecker(
-            irx,
-            stage_tx.clone(),
-            Prechecker::new(limiter(), VerifiedElsewhere),
-            settings.batch_max,
-            window,
-            stop_rx.clone(),
-        ));
-        let drain = tokio::spawn(intake::drain(
+        drain = Some(tokio::spawn(intake::drain(
             listener,
             taker,
             itx,
             shared.clone(),
             stop_rx.clone(),
-        ));
-        intake_stage = Some((drain, checker));
+        )));
+        intake = Some(irx);
     }
     let prechecker = tokio::spawn(run_prechecker(
         rx,
+        intake,
         stage_tx,
         pre,
         settings.batch_max,
@@ -525,7 +523,6 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
-    let (mut drain, intake_checker) = intake_stage.unzip();
     let drained = async {
         match drain.as_mut() {
             Some(d) => match d.await {
@@ -575,9 +572,6 @@ pub async fn run(
         }
     }
     let _ = prechecker.await;
-    if let Some(c) = intake_checker {
-        let _ = c.await;
-    }
     // The worker is gone, so is its ack sender: the acker sends what it holds and stops.
     let _ = acker.await;
     mqtt.abort();

@@ -88,16 +88,35 @@ impl SignatureCheck for ThreadedVerifier {
     }
 }
 
-/// The signature check of publishes a standby verified before it handed them over (a
-/// cluster's intake): they are not checked again.
-pub(super) struct VerifiedElsewhere;
+/// The precheck's signature check: [`ThreadedVerifier`], or none for the publishes a standby
+/// verified before it handed them over (a cluster's intake). One prechecker, and so one rate
+/// limit per node, serves both: a node's proofs count against one allowance however the
+/// broker shares them out among the processes.
+#[derive(Debug)]
+pub(super) struct Verifier {
+    threads: ThreadedVerifier,
+    /// The batch being checked was verified by a standby.
+    verified_elsewhere: bool,
+}
 
-impl SignatureCheck for VerifiedElsewhere {
+impl Verifier {
+    pub(super) fn new(threads: ThreadedVerifier) -> Self {
+        Self {
+            threads,
+            verified_elsewhere: false,
+        }
+    }
+}
+
+impl SignatureCheck for Verifier {
     fn check(
         &mut self,
         envs: &[envelope::EnvelopeRef<'_>],
     ) -> Vec<Result<(), envelope::EnvelopeError>> {
-        vec![Ok(()); envs.len()]
+        if self.verified_elsewhere {
+            return vec![Ok(()); envs.len()];
+        }
+        self.threads.check(envs)
     }
 }
 
@@ -171,21 +190,37 @@ pub(super) async fn gather(
 
 /// The precheck stage: fills a batch from the MQTT loop ([`gather`]), checks its signatures
 /// (on several threads, off the runtime) and rate-limits what verified, and hands it to the
-/// worker — which judges and commits the previous batch meanwhile. Ends when `stop` is set,
-/// the MQTT loop is gone or the worker is.
-pub(super) async fn run_prechecker<V: SignatureCheck + Send + 'static>(
+/// worker — which judges and commits the previous batch meanwhile. A cluster's leader also
+/// gathers, from `intake`, the proofs standbys verified: the same rate limit, no second
+/// signature check. Ends when `stop` is set or the MQTT loop is gone.
+pub(super) async fn run_prechecker(
     mut rx: mpsc::Receiver<ToWorker>,
+    mut intake: Option<mpsc::Receiver<ToWorker>>,
     tx: mpsc::Sender<Stage>,
-    mut pre: Prechecker<V>,
+    mut pre: Prechecker<Verifier>,
     batch_max: usize,
     window: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let gathered = tokio::select! {
+        let from_intake = async {
+            match intake.as_mut() {
+                Some(rx) => gather(rx, batch_max, window).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (gathered, verified_elsewhere) = tokio::select! {
             biased;
             () = stopped(&mut stop) => return,
-            g = gather(&mut rx, batch_max, window) => g,
+            g = gather(&mut rx, batch_max, window) => (g, false),
+            g = from_intake => match g {
+                Some(g) => (Some(g), true),
+                None => {
+                    // Its sender, the intake's drain, stopped: the service stops for that.
+                    intake = None;
+                    continue;
+                }
+            },
         };
         let Some(Gathered { connected, batch }) = gathered else {
             return;
@@ -196,6 +231,7 @@ pub(super) async fn run_prechecker<V: SignatureCheck + Send + 'static>(
         if batch.is_empty() {
             continue;
         }
+        pre.verifier_mut().verified_elsewhere = verified_elsewhere;
         let checked = tokio::task::spawn_blocking(move || {
             let checked = pre.check(batch);
             (pre, checked)
@@ -314,9 +350,12 @@ mod tests {
         let (in_tx, in_rx) = mpsc::channel(64);
         let (out_tx, out_rx) = mpsc::channel(STAGE_QUEUE);
         let (stop, stop_rx) = watch::channel(false);
-        let pre = Prechecker::new(RateLimiter::new(1.0, 1.0, 16), ThreadedVerifier::new(1));
+        let pre = Prechecker::new(
+            RateLimiter::new(1.0, 1.0, 16),
+            Verifier::new(ThreadedVerifier::new(1)),
+        );
         tokio::spawn(run_prechecker(
-            in_rx, out_tx, pre, batch_max, WINDOW, stop_rx,
+            in_rx, None, out_tx, pre, batch_max, WINDOW, stop_rx,
         ));
         (in_tx, out_rx, stop)
     }
@@ -398,5 +437,67 @@ mod tests {
         // What was gathered still goes on.
         assert_eq!(next(&mut rx).await.0, Some(1));
         assert!(rx.recv().await.is_none());
+    }
+
+    /// A node's signed heartbeat number `seq`, as a publish on its proofs topic.
+    fn heartbeat_from(key: &NodeKey, seq: u64) -> ToWorker {
+        let hb = wisp_protocol::msg::Heartbeat {
+            epoch: 1,
+            seq,
+            uptime_s: seq,
+            sent_ms: 1_000 * seq,
+            fix: None,
+            cell: None,
+            versions: wisp_protocol::msg::Versions::new("test", "none"),
+            peers: 0,
+        };
+        ToWorker::Publish(Incoming {
+            topic: topics::proofs(&key.id()),
+            payload: envelope::Envelope::sign(key, &hb).to_bytes(),
+            at_ms: 0,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_has_one_allowance_for_its_own_and_its_handed_over_proofs() {
+        // A leader's stage: its own share of the proofs and the intake's, one precheck.
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (intake_tx, intake_rx) = mpsc::channel(64);
+        let (out_tx, mut out_rx) = mpsc::channel(STAGE_QUEUE);
+        let (_stop, stop_rx) = watch::channel(false);
+        let pre = Prechecker::new(
+            RateLimiter::new(0.001, 2.0, 16),
+            Verifier::new(ThreadedVerifier::new(1)),
+        );
+        tokio::spawn(run_prechecker(
+            in_rx,
+            Some(intake_rx),
+            out_tx,
+            pre,
+            100,
+            WINDOW,
+            stop_rx,
+        ));
+        let key = NodeKey::from_seed(&[3; 32]);
+        let mut refused = 0;
+        let mut authentic = 0;
+        for seq in 1..=4 {
+            let sent = if seq % 2 == 0 { &in_tx } else { &intake_tx };
+            sent.send(heartbeat_from(&key, seq)).await.unwrap();
+            let Some(Stage::Batch(b)) = out_rx.recv().await else {
+                panic!("no batch");
+            };
+            for c in b {
+                match c.screened {
+                    crate::engine::Screened::Refused(wisp_protocol::Reason::RateLimited) => {
+                        refused += 1;
+                    }
+                    crate::engine::Screened::Authentic { .. } => authentic += 1,
+                    crate::engine::Screened::Refused(r) => panic!("refused as {r:?}"),
+                }
+            }
+        }
+        // A burst of two in all, not two from each source.
+        assert_eq!((authentic, refused), (2, 2));
     }
 }

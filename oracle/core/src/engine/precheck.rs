@@ -166,6 +166,12 @@ impl<V: SignatureCheck> Prechecker<V> {
         &self.verifier
     }
 
+    /// The signature check, to change (a service that prechecks publishes from two sources
+    /// with one rate limit).
+    pub fn verifier_mut(&mut self) -> &mut V {
+        &mut self.verifier
+    }
+
     /// Checks a batch: the signatures of all that pass the cheap checks in one batch, then the
     /// rate limit of each authentic one's node, in arrival order, then the embedded beacons of
     /// the witnesses among them in a second batch. Nothing that failed to verify touches a
