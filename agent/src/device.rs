@@ -67,6 +67,18 @@ pub struct RxFrame {
     pub rx_ms: u64,
 }
 
+impl From<&wisp_firmware::radio::RadioFrame> for RxFrame {
+    fn from(f: &wisp_firmware::radio::RadioFrame) -> Self {
+        RxFrame {
+            payload: f.payload.to_vec(),
+            rssi: DeciDb(f.rssi_ddbm),
+            snr: DeciDb(f.snr_ddb),
+            freq_khz: f.freq_khz,
+            rx_ms: f.rx_time_ms,
+        }
+    }
+}
+
 /// What the daemon needs from the hardware. Real boards and the simulator implement it.
 pub trait DeviceIo: Send {
     /// Transmits a beacon frame.
@@ -190,13 +202,7 @@ where
 
     fn poll_received(&mut self) -> Option<RxFrame> {
         match self.dev.radio().receive() {
-            Ok(Some(f)) => Some(RxFrame {
-                payload: f.payload.to_vec(),
-                rssi: DeciDb(f.rssi_ddbm),
-                snr: DeciDb(f.snr_ddb),
-                freq_khz: f.freq_khz,
-                rx_ms: f.rx_time_ms,
-            }),
+            Ok(Some(f)) => Some(RxFrame::from(&f)),
             Ok(None) => None,
             Err(e) => {
                 self.checks.radio = Check::Failed;

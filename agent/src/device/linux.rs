@@ -51,7 +51,6 @@ use wisp_firmware::radio::linux::{LinuxRadio, LinuxRadioConfig, LinuxRadioError}
 use wisp_firmware::radio::{Channel, Radio};
 use wisp_firmware::se::{Atecc608, AteccConfig, AttestError};
 use wisp_protocol::msg::GnssFix;
-use wisp_protocol::units::DeciDb;
 
 use super::{DeviceAttestation, DeviceError, DeviceIo, Health, RxFrame, gnss_fix};
 use crate::config::{LedConfig, LinuxDeviceConfig, ScanConfig, SecureElementConfig};
@@ -487,13 +486,7 @@ impl DeviceIo for LinuxDevice {
         self.take_scans();
         let radio = self.radio.as_mut()?;
         match radio.receive() {
-            Ok(Some(f)) => Some(RxFrame {
-                payload: f.payload.to_vec(),
-                rssi: DeciDb(f.rssi_ddbm),
-                snr: DeciDb(f.snr_ddb),
-                freq_khz: f.freq_khz,
-                rx_ms: f.rx_time_ms,
-            }),
+            Ok(Some(f)) => Some(RxFrame::from(&f)),
             Ok(None) => None,
             Err(e) => {
                 self.checks.receive = Check::Failed;
