@@ -4,6 +4,7 @@
 //! PostgreSQL `#[ignore]`d (needs `WISP_TEST_POSTGRES`).
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod pg;
 
 use wisp_oracle::engine::{BatchVerifier, Engine, Incoming, Prechecker, RateLimiter};
@@ -13,9 +14,7 @@ use wisp_oracle::store::{StorageConfig, Store};
 use wisp_oracle::{Registry, Rules, RulesConfig};
 use wisp_protocol::bytes::ByteArray;
 use wisp_protocol::envelope::Envelope;
-use wisp_protocol::msg::{
-    Band, Beacon, EpochParams, EpochSeed, Heartbeat, Onboard, Versions, Witness,
-};
+use wisp_protocol::msg::{Beacon, EpochParams, EpochSeed, Heartbeat, Onboard, Versions, Witness};
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeKey, schedule, topics};
 
@@ -33,21 +32,15 @@ fn oracle() -> NodeKey {
     NodeKey::from_seed(&[1; 32])
 }
 
+/// Node `i`'s onboard: each node 0.002° north and 0.001° east of the one before, one owner in
+/// four, every third a measurer.
 fn onboard(i: usize, issued_ms: u64) -> Onboard {
     let step = 0.002 * f64::from(u32::try_from(i).unwrap());
+    let cell = Cell::from_degrees(38.7 + step, -9.1 + step / 2.0, 12).unwrap();
     Onboard {
         owner: format!("owner-{}", i % 4),
-        cell: Cell::from_degrees(38.7 + step, -9.1 + step / 2.0, 12).unwrap(),
-        antenna_gain: DeciDb(30),
-        antenna_height_dm: 100,
-        bands: vec![Band {
-            low_khz: 2_400_000,
-            high_khz: 2_483_500,
-            max_eirp: DeciDb(360),
-        }],
         measurer: i.is_multiple_of(3),
-        issued_ms,
-        attestation: None,
+        ..common::onboard_msg(cell, issued_ms)
     }
 }
 
