@@ -7,61 +7,29 @@
 mod common;
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::sync_channel;
 use std::time::Duration;
 
+use common::linux::{FakeHostapd, nmea_bursts, pty};
 use common::*;
 use wisp_firmware::radio::ie;
 use wisp_protocol::envelope::{self, Envelope};
 use wisp_protocol::msg::{Beacon, EpochParams, EpochSeed};
 use wisp_protocol::{NodeKey, schedule};
 
-const NMEA: &str = include_str!("fixtures/nmea/nmea1-head.log");
-
 #[test]
 fn the_daemon_beacons_through_hostapd_and_reads_gnss_from_a_tty() {
     // hostapd on channel 6, answering as 2.10 does; every command is passed on.
-    let ctrl = PathBuf::from(format!("/tmp/wisp-daemon-hostapd-{}", std::process::id()));
-    let _ = std::fs::remove_file(&ctrl);
-    let server = UnixDatagram::bind(&ctrl).unwrap();
-    let (commands_tx, commands) = sync_channel::<String>(256);
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((n, from)) = server.recv_from(&mut buf) {
-            let command = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let reply = match command.split_once(' ').map_or(command.as_str(), |(c, _)| c) {
-                "PING" => "PONG\n",
-                "STATUS" => "state=ENABLED\nfreq=2437\nchannel=6\n",
-                "SET" | "UPDATE_BEACON" => "OK\n",
-                _ => "UNKNOWN COMMAND\n",
-            };
-            let _ = server.send_to(reply.as_bytes(), from.as_pathname().unwrap());
-            let _ = commands_tx.try_send(command);
-        }
-    });
+    let hostapd = FakeHostapd::start();
+    let ctrl = hostapd.path.clone();
 
     // The GNSS receiver: the log's four seconds, over and over, a burst a second.
-    let pair = nix::pty::openpty(None, None).unwrap();
-    let tty = std::fs::read_link(format!("/proc/self/fd/{}", pair.slave.as_raw_fd())).unwrap();
-    let mut receiver = std::fs::File::from(pair.master);
+    let (mut receiver, slave, tty) = pty();
     let stop = Arc::new(AtomicBool::new(false));
     let stop_feed = Arc::clone(&stop);
     let feeder = std::thread::spawn(move || {
-        let mut bursts = vec![String::new()];
-        for line in NMEA.lines() {
-            let last = bursts.last_mut().unwrap();
-            last.push_str(line);
-            last.push_str("\r\n");
-            if line.starts_with("$GPGGA") {
-                bursts.push(String::new());
-            }
-        }
-        bursts.retain(|b| !b.is_empty());
+        let bursts = nmea_bursts();
         for burst in bursts.iter().cycle() {
             if stop_feed.load(Ordering::Relaxed) {
                 break;
@@ -69,7 +37,7 @@ fn the_daemon_beacons_through_hostapd_and_reads_gnss_from_a_tty() {
             receiver.write_all(burst.as_bytes()).unwrap();
             std::thread::sleep(Duration::from_secs(1));
         }
-        drop(pair.slave);
+        drop(slave);
     });
 
     // A known node key, and an epoch whose beacon slot for it opens a few seconds from now.
@@ -142,8 +110,8 @@ fn the_daemon_beacons_through_hostapd_and_reads_gnss_from_a_tty() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let beacon = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let command = commands
-            .recv_timeout(left)
+        let command = hostapd
+            .next_command(left)
             .expect("no beacon through hostapd");
         if let Some(hex) = command.strip_prefix("SET vendor_elements ") {
             let elements = hex::decode(hex).unwrap();
@@ -157,7 +125,7 @@ fn the_daemon_beacons_through_hostapd_and_reads_gnss_from_a_tty() {
     let (start, end) = schedule::beacon_window(&seed, &key.id());
     assert!((start..end).contains(&opened.msg.tx_ms));
     assert_eq!(
-        commands.recv_timeout(Duration::from_secs(5)).unwrap(),
+        hostapd.next_command(Duration::from_secs(5)).unwrap(),
         "UPDATE_BEACON"
     );
     assert!(wait_for(Duration::from_secs(5), || agent
@@ -168,5 +136,4 @@ fn the_daemon_beacons_through_hostapd_and_reads_gnss_from_a_tty() {
     assert!(agent.stop().success());
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
-    let _ = std::fs::remove_file(&ctrl);
 }

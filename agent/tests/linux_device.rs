@@ -7,15 +7,12 @@
 // Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::VecDeque;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -27,7 +24,6 @@ use wisp_agent::status::Check;
 use wisp_agent::wallclock::wall_ms;
 use wisp_firmware::gnss::NmeaParser;
 use wisp_firmware::radio::ie;
-use wisp_firmware::radio::linux::hostapd::HostapdCtrl;
 use wisp_firmware::radio::linux::nl80211::{self, ScanEntry, scan_entry_from_bss};
 use wisp_firmware::radio::linux::{LinuxRadio, LinuxRadioConfig};
 use wisp_protocol::envelope::{self, Envelope};
@@ -36,90 +32,7 @@ use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, Kind, NodeKey, schedule};
 use wl_nl80211::Nl80211BssInfo;
 
-const NMEA: &str = include_str!("fixtures/nmea/nmea1-head.log");
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A fake hostapd 2.10 on channel 6 at a real Unix datagram socket; records each command.
-struct FakeHostapd {
-    path: PathBuf,
-    commands: Receiver<String>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl FakeHostapd {
-    fn start() -> Self {
-        let path = PathBuf::from(format!(
-            "/tmp/wisp-agent-fake-hostapd-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        Self::start_at(path)
-    }
-
-    fn start_at(path: PathBuf) -> Self {
-        let _ = std::fs::remove_file(&path);
-        let server = UnixDatagram::bind(&path).unwrap();
-        let (tx, commands) = sync_channel(64);
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let (n, from) = server.recv_from(&mut buf).unwrap();
-                let command = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let to = from.as_pathname().unwrap().to_path_buf();
-                let _ = tx.try_send(command.clone());
-                let reply = match command.split_once(' ').map_or(command.as_str(), |(c, _)| c) {
-                    "PING" => "PONG\n",
-                    "STATUS" => "state=ENABLED\nphy=phy0\nfreq=2437\nchannel=6\nssid[0]=wisp\n",
-                    "SET" | "UPDATE_BEACON" | "TERMINATE" => "OK\n",
-                    _ => "UNKNOWN COMMAND\n",
-                };
-                server.send_to(reply.as_bytes(), &to).unwrap();
-                if command == "TERMINATE" {
-                    return;
-                }
-            }
-        });
-        Self {
-            path,
-            commands,
-            thread: Some(thread),
-        }
-    }
-
-    fn received(&self) -> Vec<String> {
-        self.commands.try_iter().collect()
-    }
-
-    /// Stops it as hostapd stops: the socket file goes away.
-    fn stop(mut self) -> PathBuf {
-        self.terminate();
-        self.path.clone()
-    }
-
-    fn terminate(&mut self) {
-        if let Some(t) = self.thread.take() {
-            if let Ok(ctrl) = HostapdCtrl::connect(&self.path, Duration::from_secs(1)) {
-                let _ = ctrl.request("TERMINATE");
-            }
-            t.join().unwrap();
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-impl Drop for FakeHostapd {
-    fn drop(&mut self) {
-        self.terminate();
-    }
-}
-
-/// A pseudo-terminal pair: the master end (the receiver's side) and the slave's path.
-fn pty() -> (std::fs::File, std::os::fd::OwnedFd, PathBuf) {
-    let pair = nix::pty::openpty(None, None).unwrap();
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", pair.slave.as_raw_fd())).unwrap();
-    (std::fs::File::from(pair.master), pair.slave, path)
-}
+use common::linux::{FakeHostapd, NMEA, nmea_bursts, pty};
 
 fn gnss_only(path: &Path, baud: u32) -> LinuxDeviceConfig {
     LinuxDeviceConfig {
@@ -161,16 +74,7 @@ fn gnss_fixes_arrive_from_a_tty_fed_at_the_receivers_pace() {
 
     // One burst per second (the receiver's 1 Hz), each written at 9600 baud 8N1 (960 bytes/s,
     // one sentence at a time), as a UART delivers it.
-    let mut bursts: Vec<String> = vec![String::new()];
-    for line in NMEA.lines() {
-        let last = bursts.last_mut().unwrap();
-        last.push_str(line);
-        last.push_str("\r\n");
-        if line.starts_with("$GPGGA") {
-            bursts.push(String::new());
-        }
-    }
-    bursts.retain(|b| !b.is_empty());
+    let bursts = nmea_bursts();
     assert_eq!(bursts.len(), 4);
     let writer = std::thread::spawn(move || {
         let start = std::time::Instant::now();

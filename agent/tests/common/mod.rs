@@ -16,6 +16,8 @@ use wisp_protocol::envelope::{self, Envelope, EnvelopeRef};
 use wisp_protocol::msg::{EpochParams, EpochSeed, GnssFix, Heartbeat, Verdict};
 use wisp_protocol::{Kind, NodeKey, ProofId, topics};
 
+pub mod linux;
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
