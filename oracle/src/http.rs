@@ -159,11 +159,11 @@ async fn node(
             format!("`{peer_id}` is not an ed25519 peer id"),
         );
     };
-    let view = s
-        .snapshot
-        .read()
-        .ok()
-        .and_then(|x| x.nodes.iter().find(|n| n.peer_id == peer_id).cloned());
+    // The node as the snapshot holds it, and the current epoch (for its status), read once.
+    let (view, now) = s.snapshot.read().ok().map_or((None, None), |x| {
+        let view = x.nodes.iter().find(|n| n.peer_id == peer_id).cloned();
+        (view, x.epoch)
+    });
     let read = async {
         Ok::<_, StoreError>((
             s.reader.node_proofs(&id, 100).await?,
@@ -177,7 +177,6 @@ async fn node(
     if view.is_none() && proofs.is_empty() {
         return error(StatusCode::NOT_FOUND, format!("no node {peer_id}"));
     }
-    let now = s.snapshot.read().ok().and_then(|x| x.epoch);
     let view = match monitor::listed(&s.reader, view.into_iter().collect(), now).await {
         Ok(mut l) => l.pop().map(|(l, _)| l),
         Err(e) => return internal(e),
