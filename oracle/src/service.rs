@@ -394,17 +394,17 @@ pub async fn run(
 
     let mut shutdown = std::pin::pin!(shutdown);
     let window = Duration::from_millis(settings.batch_window_ms);
-    let limiter = || RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000);
     let (mut rx, mut pre) = (
         rx,
         Prechecker::new(
-            limiter(),
+            RateLimiter::new(settings.rate_per_s, settings.burst, 1_000_000),
             Verifier::new(ThreadedVerifier::new(VERIFY_THREADS)),
         ),
     );
     // Several processes on one database: stand by until this one holds the leader lease,
     // verifying meanwhile the proofs the broker hands this process and passing them to the
-    // leader. The state is rebuilt only then, from everything the previous leader committed.
+    // leader. The state it takes over with is its follower's, finished with what the previous
+    // leader committed since its last look.
     let mut lease = None;
     let mut followed = None;
     if let Some(cluster) = &settings.cluster {
