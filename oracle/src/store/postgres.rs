@@ -156,8 +156,14 @@ impl PgStore {
             .await
         {
             // Two oracles starting at once may race on creating this table; the loser sees a
-            // unique violation on the catalog and the table exists.
-            if e.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+            // unique violation on the catalog, or the table or its row type already existing
+            // (`duplicate_table`, `duplicate_object`), and the table exists.
+            let raced = [
+                SqlState::UNIQUE_VIOLATION,
+                SqlState::DUPLICATE_TABLE,
+                SqlState::DUPLICATE_OBJECT,
+            ];
+            if !e.code().is_some_and(|c| raced.contains(c)) {
                 return Err(e.into());
             }
         }
