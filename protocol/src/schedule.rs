@@ -54,6 +54,14 @@ pub fn slot_window(epoch: &EpochSeed, slot: u32) -> (u64, u64) {
     (start, start + len)
 }
 
+/// When a node transmits its beacon, in ms after its slot starts: a quarter of a second in (a
+/// quarter of the slot if that is shorter), so that small clock errors on either side keep the
+/// beacon inside the slot. Every node uses the same offset, so a receiver knows when each
+/// slot's beacons go on air without knowing who beacons in it.
+pub fn beacon_tx_offset_ms(slot_len_ms: u64) -> u64 {
+    (slot_len_ms / 4).min(250)
+}
+
 /// The node's beacon window in this epoch.
 pub fn beacon_window(epoch: &EpochSeed, node: &NodeId) -> (u64, u64) {
     slot_window(

@@ -217,3 +217,48 @@ impl Message for CreditGrant {
         check_str("memo", &self.memo, CREDIT_MEMO_MAX)
     }
 }
+
+/// The libp2p protocol on which a subscriber's client sends its receipts to the hotspot that
+/// serves it and reads the hotspot's [`UsageAnswer`] (one request, one answer per stream).
+pub const USAGE_PROTOCOL: &str = "/wisp/usage/1";
+
+/// The largest request on [`USAGE_PROTOCOL`]: one receipt envelope the subscriber signed, not
+/// yet co-signed, as [`UsageReceipt::open_for_cosigning`] reads it.
+pub const USAGE_REQUEST_MAX: usize = 512;
+
+/// The largest [`UsageAnswer`] in postcard: the tag and three varints.
+pub const USAGE_ANSWER_MAX: usize = 64;
+
+/// What a hotspot answers to a receipt its subscriber sent on [`USAGE_PROTOCOL`], encoded with
+/// postcard (canonical form as every payload).
+///
+/// The hotspot compares the receipt's cumulative counters with its own per-client counters for
+/// the session. Only a receipt it agrees with is co-signed and kept (the latest one goes to the
+/// oracle); a client that keeps sending receipts the hotspot cannot agree with, or none, stops
+/// being served.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum UsageAnswer {
+    /// The counters agree within the hotspot's tolerance: receipt `seq` is co-signed and the
+    /// session goes on.
+    Agreed {
+        /// The receipt's sequence number.
+        seq: u64,
+    },
+    /// The counters do not agree: the hotspot's own totals for the session, so that an honest
+    /// client whose counts drifted can sign again. Nothing is co-signed.
+    Disputed {
+        /// The receipt's sequence number.
+        seq: u64,
+        /// Bytes the hotspot delivered to the subscriber in the session, by its counters.
+        bytes_down: u64,
+        /// Bytes the hotspot received from the subscriber in the session, by its counters.
+        bytes_up: u64,
+    },
+    /// The receipt is not acceptable at all (wrong hotspot, a key in the wrong role, a sequence
+    /// that went back, a session the hotspot no longer serves): the reason's code (§8). The
+    /// session ends.
+    Refused {
+        /// A [`Reason`] code.
+        reason: u16,
+    },
+}

@@ -39,11 +39,11 @@ impl Core {
         let (start, end) = schedule::beacon_window(&seed, &self.id);
         // Beaconed in this epoch's slot before a restart: not again.
         let sent = self.beaconed_in(&seed);
-        self.beacon_at_ms = self.cfg.cell.filter(|_| !sent).map(|_| {
-            // Transmit a quarter of a second into the slot (or a quarter of the slot if it is
-            // shorter), so that small clock errors on either side keep us inside it.
-            start + ((end - start) / 4).min(250)
-        });
+        self.beacon_at_ms = self
+            .cfg
+            .cell
+            .filter(|_| !sent)
+            .map(|_| start + schedule::beacon_tx_offset_ms(end - start));
         if self.cfg.cell.is_none() {
             self.event(Event::BeaconMissed { epoch: seed.epoch });
         }
