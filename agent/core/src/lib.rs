@@ -13,6 +13,8 @@
 //!   and the summaries of finished tests; the daemon sends, queues and runs the tests.
 //! - [`bandwidth`]: the bandwidth test's statistics, keyed content, address-free negotiation
 //!   bodies and epoch view; the daemon's QUIC shells drive them.
+//! - [`usage`]: proof of usage, the hotspot's side: subscribers' receipts checked against the
+//!   router's counters, co-signed, one per session per epoch for the outbox, and whom to block.
 #![warn(missing_docs)]
 
 pub mod backhaul;
@@ -21,3 +23,4 @@ pub mod clock;
 pub mod core;
 pub mod outbox;
 pub mod trust;
+pub mod usage;

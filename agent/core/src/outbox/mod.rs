@@ -26,9 +26,10 @@
 //! accepts heartbeats in any order, so this is tidiness, not correctness.)
 //!
 //! **When full** (entries or bytes), room is made at commit time by evicting the oldest proofs
-//! of the lowest priority first: heartbeats (a later one supersedes them), then beacons and
-//! witnesses. Onboarding messages and bandwidth receipts are never evicted; a new proof that
-//! would need that is refused instead. The commit reports both, for the shell to log and count.
+//! of the lowest priority first: heartbeats (a later one supersedes them), then beacons,
+//! witnesses and usage receipts (cumulative: a session's next receipt carries what a lost one
+//! counted, so losing one only moves its pay to a later epoch). Onboarding messages and
+//! bandwidth receipts are never evicted; a new proof that would need that is refused instead. The commit reports both, for the shell to log and count.
 //!
 //! Call order, each turn of the shell: [`Outbox::stage`] and [`Outbox::stage_deletion`] as
 //! proofs are signed and acked; [`Outbox::poll_commit`], write, then
@@ -67,7 +68,9 @@ impl Priority {
     pub fn of(kind: Kind) -> Priority {
         match kind {
             Kind::Heartbeat | Kind::StatusReport => Priority::Low,
-            Kind::Beacon | Kind::Witness => Priority::Normal,
+            // A usage receipt is cumulative over its session: the next one (the next epoch's)
+            // repeats its totals, so it may go before what nothing replaces.
+            Kind::Beacon | Kind::Witness | Kind::UsageReceipt => Priority::Normal,
             _ => Priority::Critical,
         }
     }

@@ -198,6 +198,22 @@ fn a_proof_that_would_evict_a_higher_priority_one_is_refused() {
 }
 
 #[test]
+fn usage_receipts_give_way_to_critical_proofs_but_not_to_heartbeats() {
+    let mut o = Outbox::new(small(), 1);
+    for n in 1..=4 {
+        o.restore(u64::from(n), proof(n, Kind::UsageReceipt, 100, 0), 0);
+    }
+    // Cumulative receipts: the next one repeats a lost one's totals, so a bandwidth receipt
+    // evicts the oldest; a heartbeat is worth less and is refused.
+    o.stage(proof(5, Kind::Heartbeat, 10, 10), 10);
+    o.stage(proof(6, Kind::BandwidthReceipt, 10, 10), 10);
+    let c = o.poll_commit(30, false).unwrap();
+    assert_eq!(rows(&c), [(5, id(6))]);
+    assert_eq!(c.evicted, [(id(1), Kind::UsageReceipt)]);
+    assert_eq!(c.refused, [(id(5), Kind::Heartbeat)]);
+}
+
+#[test]
 fn an_ack_of_a_proof_not_yet_committed_drops_it_from_the_stage() {
     let mut o = Outbox::new(small(), 1);
     o.stage(proof(1, Kind::Heartbeat, 10, 0), 0);
