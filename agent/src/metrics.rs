@@ -31,6 +31,13 @@ pub struct WhyLabel {
     pub why: &'static str,
 }
 
+/// What became of something (a usage receipt).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// A short fixed identifier.
+    pub outcome: &'static str,
+}
+
 /// A direction of a bandwidth test, seen from this node as prover.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabel {
@@ -132,6 +139,16 @@ pub struct Metrics {
     pub backhaul_ok: Gauge,
     /// When it ended, Unix seconds.
     pub backhaul_last_test: Gauge,
+    /// Subscribers' usage receipts answered, by outcome (`agreed`, `disputed`, `refused`).
+    pub usage_receipts: Family<OutcomeLabel, Counter>,
+    /// Usage receipts refused, by reason.
+    pub usage_refused: Family<ReasonLabel, Counter>,
+    /// Clients tracked, each with at most one session.
+    pub usage_sessions: Gauge,
+    /// Decisions to block a client, by why (`uncovered`, `unsigned`, `refused`).
+    pub usage_blocks: Family<WhyLabel, Counter>,
+    /// Clients evicted to make room for a new one.
+    pub usage_sessions_evicted: Counter,
 }
 
 impl Metrics {
@@ -175,6 +192,11 @@ impl Metrics {
             backhaul_rtt: Family::default(),
             backhaul_ok: Gauge::default(),
             backhaul_last_test: Gauge::default(),
+            usage_receipts: Family::default(),
+            usage_refused: Family::default(),
+            usage_sessions: Gauge::default(),
+            usage_blocks: Family::default(),
+            usage_sessions_evicted: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -355,6 +377,31 @@ impl Metrics {
             "When this node's latest bandwidth test as prover ended (Unix time)",
             m.backhaul_last_test.clone(),
         );
+        registry.register(
+            "usage_receipts",
+            "Subscribers' usage receipts answered over /wisp/usage/1, by outcome (agreed ones are co-signed)",
+            m.usage_receipts.clone(),
+        );
+        registry.register(
+            "usage_refused",
+            "Usage receipts refused, by reason",
+            m.usage_refused.clone(),
+        );
+        registry.register(
+            "usage_sessions",
+            "Clients whose usage is tracked, each with at most one session",
+            m.usage_sessions.clone(),
+        );
+        registry.register(
+            "usage_blocks",
+            "Decisions to stop serving a client, by why",
+            m.usage_blocks.clone(),
+        );
+        registry.register(
+            "usage_sessions_evicted",
+            "Clients evicted from the usage table to make room for a new one",
+            m.usage_sessions_evicted.clone(),
+        );
         let info: Family<BuildLabel, Gauge> = Family::default();
         info.get_or_create(&BuildLabel {
             version: version.to_string(),
@@ -362,6 +409,34 @@ impl Metrics {
         .set(1);
         registry.register("build_info", "Agent version", info);
         Metrics { registry, ..m }
+    }
+
+    /// Counts the answer to a usage receipt.
+    pub fn record_usage_answer(&self, answer: &wisp_protocol::msg::UsageAnswer) {
+        use wisp_protocol::msg::UsageAnswer;
+        let outcome = match answer {
+            UsageAnswer::Agreed { .. } => "agreed",
+            UsageAnswer::Disputed { .. } => "disputed",
+            UsageAnswer::Refused { reason } => {
+                let reason = wisp_protocol::Reason::from_code(*reason).name();
+                self.usage_refused
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc();
+                "refused"
+            }
+        };
+        self.usage_receipts
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts a decision of the usage core (only blocks are counted).
+    pub fn record_usage_decision(&self, decision: &wisp_agent_core::usage::Decision) {
+        if let wisp_agent_core::usage::Decision::Block(_, why) = decision {
+            self.usage_blocks
+                .get_or_create(&WhyLabel { why: why.name() })
+                .inc();
+        }
     }
 
     /// The OpenMetrics text exposition (ends with `# EOF`).
@@ -464,6 +539,16 @@ mod tests {
             .set(0.041);
         m.backhaul_ok.set(1);
         m.backhaul_last_test.set(1_790_000_090);
+        m.record_usage_answer(&wisp_protocol::msg::UsageAnswer::Agreed { seq: 1 });
+        m.record_usage_answer(&wisp_protocol::msg::UsageAnswer::Refused {
+            reason: wisp_protocol::Reason::UsageRoleMismatch.code(),
+        });
+        m.record_usage_decision(&wisp_agent_core::usage::Decision::Block(
+            wisp_protocol::SubscriberId(wisp_protocol::NodeId([7; 32])),
+            wisp_agent_core::usage::BlockWhy::Uncovered { bytes: 1 },
+        ));
+        m.usage_sessions.set(1);
+        m.usage_sessions_evicted.inc();
         let text = m.encode_prometheus();
         assert!(
             text.contains("# TYPE wisp_proofs_signed_total counter\n"),
@@ -486,6 +571,16 @@ mod tests {
             text.contains("wisp_backhaul_rtt_seconds{rtt=\"loaded\"} 0.041"),
             "{text}"
         );
+        for line in [
+            "wisp_usage_receipts_total{outcome=\"agreed\"} 1",
+            "wisp_usage_receipts_total{outcome=\"refused\"} 1",
+            "wisp_usage_refused_total{reason=\"usage_role_mismatch\"} 1",
+            "wisp_usage_blocks_total{why=\"uncovered\"} 1",
+            "wisp_usage_sessions 1",
+            "wisp_usage_sessions_evicted_total 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         if let Ok(path) = std::env::var("WISP_METRICS_SAMPLE") {
             std::fs::write(path, text).unwrap();
         }

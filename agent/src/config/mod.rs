@@ -25,7 +25,7 @@ mod tests;
 
 pub use raw::{
     AddrList, I2cAddress, NumberList, RawBandwidth, RawConfig, RawDevice, RawHeartbeat, RawHttp,
-    RawLocation, RawLog, RawMqtt, RawNet, RawNode, RawOracle, RawOutbox, RawRadio,
+    RawLocation, RawLog, RawMqtt, RawNet, RawNode, RawOracle, RawOutbox, RawRadio, RawUsage,
 };
 
 /// Which hardware backend the daemon drives.
@@ -199,6 +199,19 @@ pub struct Config {
     pub net: crate::net::NetConfig,
     /// Proof of backhaul.
     pub bandwidth: BandwidthConfig,
+    /// Proof of usage.
+    pub usage: UsageSettings,
+}
+
+/// `[usage]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageSettings {
+    /// Check, co-sign and send subscribers' receipts (`usage.enabled`).
+    pub enabled: bool,
+    /// The core's policy: tolerance, slack, grace and the session bound.
+    pub policy: wisp_agent_core::usage::UsageConfig,
+    /// The enforcement hook, run as `<hook> block|serve <client>` (`usage.hook`).
+    pub hook: Option<PathBuf>,
 }
 
 /// `[bandwidth]`, validated.

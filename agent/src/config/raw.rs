@@ -35,6 +35,36 @@ pub struct RawConfig {
     pub net: RawNet,
     /// `[bandwidth]`
     pub bandwidth: RawBandwidth,
+    /// `[usage]`
+    pub usage: RawUsage,
+}
+
+/// `[usage]`: proof of usage, the hotspot's side (subscribers' receipts on `/wisp/usage/1`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUsage {
+    /// Check, co-sign and send subscribers' usage receipts, and decide whom to block
+    /// (default false: needs `[net]` and the router's per-client counters).
+    pub enabled: Option<bool>,
+    /// Relative tolerance between a receipt's totals and the hotspot's own counts, basis
+    /// points of its own count, 0 to 10000 (default 200: 2 %).
+    pub tolerance_bps: Option<u32>,
+    /// Absolute tolerance in bytes per direction, and the unsigned usage a client may carry
+    /// indefinitely (default 1048576: 1 MiB).
+    pub slack_bytes: Option<u64>,
+    /// Unsigned usage beyond this blocks the client at once; at least `slack_bytes`
+    /// (default 16777216: 16 MiB).
+    pub grace_bytes: Option<u64>,
+    /// Unsigned usage above `slack_bytes` for this many milliseconds blocks the client,
+    /// 1000 to 3600000 (default 60000).
+    pub grace_ms: Option<u64>,
+    /// The enforcement hook: an absolute path to a program run as `<hook> block <client>` or
+    /// `<hook> serve <client>`, the client as its subscriber's PeerId string (default none:
+    /// decisions are logged and counted, not enforced).
+    pub hook: Option<PathBuf>,
+    /// Most clients tracked at once, each with at most one session, 1 to 65536 (default 256);
+    /// a new client beyond it evicts the one idle longest.
+    pub max_sessions: Option<usize>,
 }
 
 /// `[bandwidth]`: proof of backhaul.

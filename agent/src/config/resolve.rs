@@ -9,7 +9,7 @@ use wisp_protocol::{Cell, NodeId};
 use super::{
     AddrList, BandwidthConfig, Config, ConfigError, DeviceKind, GnssTtyConfig, LedConfig,
     LinuxDeviceConfig, LogFormat, MqttConfig, NumberList, RawBandwidth, RawConfig, RawDevice,
-    RawMqtt, RawNet, ScanConfig, SecureElementConfig,
+    RawMqtt, RawNet, RawUsage, ScanConfig, SecureElementConfig, UsageSettings,
 };
 use crate::core::RadioParams;
 use crate::outbox::OutboxConfig;
@@ -203,6 +203,7 @@ impl RawConfig {
         };
         let net = resolve_net(&self.net)?;
         let bandwidth = resolve_bandwidth(&self.bandwidth)?;
+        let usage = resolve_usage(&self.usage)?;
         let sim_air = match self.device.air.as_deref() {
             None => None,
             Some(a) => Some(
@@ -227,6 +228,7 @@ impl RawConfig {
             linux,
             net,
             bandwidth,
+            usage,
             attestation,
             device,
             sim_air,
@@ -533,6 +535,55 @@ fn resolve_bandwidth(raw: &RawBandwidth) -> Result<BandwidthConfig, ConfigError>
         listen,
         advertise,
         test,
+    })
+}
+
+fn resolve_usage(raw: &RawUsage) -> Result<UsageSettings, ConfigError> {
+    use wisp_agent_core::usage::UsageConfig;
+    let d = UsageConfig::default();
+    let policy = UsageConfig {
+        tolerance_bps: raw.tolerance_bps.unwrap_or(d.tolerance_bps),
+        slack_bytes: raw.slack_bytes.unwrap_or(d.slack_bytes),
+        grace_bytes: raw.grace_bytes.unwrap_or(d.grace_bytes),
+        grace_ms: raw.grace_ms.unwrap_or(d.grace_ms),
+        max_sessions: raw.max_sessions.unwrap_or(d.max_sessions),
+    };
+    if policy.tolerance_bps > 10_000 {
+        return Err(invalid(
+            "usage.tolerance_bps",
+            "between 0 and 10000 basis points (100 %)",
+        ));
+    }
+    if policy.grace_bytes < policy.slack_bytes {
+        return Err(invalid(
+            "usage.grace_bytes",
+            format!(
+                "{} is below usage.slack_bytes ({}): the grace must allow what the slack does",
+                policy.grace_bytes, policy.slack_bytes
+            ),
+        ));
+    }
+    if !(1_000..=3_600_000).contains(&policy.grace_ms) {
+        return Err(invalid(
+            "usage.grace_ms",
+            "between 1000 and 3600000 milliseconds",
+        ));
+    }
+    if !(1..=65_536).contains(&policy.max_sessions) {
+        return Err(invalid("usage.max_sessions", "between 1 and 65536"));
+    }
+    if let Some(h) = &raw.hook
+        && !h.is_absolute()
+    {
+        return Err(invalid(
+            "usage.hook",
+            format!("`{}`: expected an absolute path to a program", h.display()),
+        ));
+    }
+    Ok(UsageSettings {
+        enabled: raw.enabled.unwrap_or(false),
+        policy,
+        hook: raw.hook.clone(),
     })
 }
 

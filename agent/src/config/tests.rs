@@ -483,3 +483,74 @@ fn the_linux_device_reads_from_a_file() {
     assert_eq!(linux.gnss.unwrap().baud, 38_400);
     assert_eq!(linux.secure_element.unwrap().address, 0x61);
 }
+
+#[test]
+fn usage_defaults_overrides_and_errors() {
+    let resolve = |pairs: &[(&str, &str)]| {
+        let mut all = env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE)]);
+        all.extend(env(pairs));
+        RawConfig::load(None, all).and_then(|r| r.resolve())
+    };
+    let c = resolve(&[]).unwrap();
+    assert_eq!(
+        c.usage,
+        UsageSettings {
+            enabled: false,
+            policy: wisp_agent_core::usage::UsageConfig {
+                tolerance_bps: 200,
+                slack_bytes: 1 << 20,
+                grace_bytes: 16 << 20,
+                grace_ms: 60_000,
+                max_sessions: 256,
+            },
+            hook: None,
+        }
+    );
+    let c = resolve(&[
+        ("WISP_USAGE__ENABLED", "true"),
+        ("WISP_USAGE__TOLERANCE_BPS", "500"),
+        ("WISP_USAGE__SLACK_BYTES", "4096"),
+        ("WISP_USAGE__GRACE_BYTES", "4096"),
+        ("WISP_USAGE__GRACE_MS", "1000"),
+        ("WISP_USAGE__HOOK", "/usr/libexec/wisp/usage-hook"),
+        ("WISP_USAGE__MAX_SESSIONS", "1"),
+    ])
+    .unwrap();
+    assert!(c.usage.enabled);
+    assert_eq!(
+        (
+            c.usage.policy.tolerance_bps,
+            c.usage.policy.slack_bytes,
+            c.usage.policy.grace_bytes,
+            c.usage.policy.grace_ms,
+            c.usage.policy.max_sessions
+        ),
+        (500, 4096, 4096, 1000, 1)
+    );
+    assert_eq!(
+        c.usage.hook.as_deref(),
+        Some(std::path::Path::new("/usr/libexec/wisp/usage-hook"))
+    );
+    for (pairs, key) in [
+        (
+            &[("WISP_USAGE__TOLERANCE_BPS", "10001")][..],
+            "usage.tolerance_bps",
+        ),
+        (
+            &[
+                ("WISP_USAGE__SLACK_BYTES", "2000"),
+                ("WISP_USAGE__GRACE_BYTES", "1999"),
+            ][..],
+            "usage.grace_bytes",
+        ),
+        (&[("WISP_USAGE__GRACE_MS", "999")][..], "usage.grace_ms"),
+        (
+            &[("WISP_USAGE__MAX_SESSIONS", "0")][..],
+            "usage.max_sessions",
+        ),
+        (&[("WISP_USAGE__HOOK", "usage-hook")][..], "usage.hook"),
+    ] {
+        let err = resolve(pairs).unwrap_err().to_string();
+        assert!(err.contains(key), "{err} should name {key}");
+    }
+}
