@@ -105,6 +105,10 @@ pub trait DeviceIo: Send {
     fn set_health(&mut self, health: Health) {
         let _ = health;
     }
+    /// A new epoch began: a radio that receives by scanning times its scans by its slots.
+    fn set_epoch(&mut self, seed: &wisp_protocol::msg::EpochSeed) {
+        let _ = seed;
+    }
 }
 
 /// A node without radio or GNSS hardware (a backhaul-only node, or a test). Transmits fail as

@@ -18,14 +18,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 use wisp_agent::config::{GnssTtyConfig, LinuxDeviceConfig, ScanConfig, SecureElementConfig};
 use wisp_agent::core::{Core, CoreConfig, TxFrame};
-use wisp_agent::device::linux::{LinuxDevice, ScanSource};
+use wisp_agent::device::linux::{LinuxDevice, ScanSource, SlotClock};
 use wisp_agent::device::{DeviceError, DeviceIo, Health, RxFrame};
 use wisp_agent::status::Check;
 use wisp_agent::wallclock::wall_ms;
 use wisp_firmware::gnss::NmeaParser;
 use wisp_firmware::radio::ie;
 use wisp_firmware::radio::linux::nl80211::{self, ScanEntry, scan_entry_from_bss};
-use wisp_firmware::radio::linux::{LinuxRadio, LinuxRadioConfig};
+use wisp_firmware::radio::linux::{BEACON_ON_AIR, LinuxRadio, LinuxRadioConfig};
 use wisp_protocol::envelope::{self, Envelope};
 use wisp_protocol::msg::{Beacon, EpochParams, EpochSeed, Versions, Witness};
 use wisp_protocol::units::DeciDb;
@@ -151,8 +151,9 @@ fn a_wrong_baud_rate_shows_as_a_failed_gnss() {
     assert!(format!("{e:#}").contains("/nonexistent/tty"), "{e:#}");
 }
 
-#[test]
-fn beacons_go_out_through_hostapd_and_a_restarted_hostapd_is_found_again() {
+// A tokio test: each beacon's end is a task on the runtime (paused: none runs here).
+#[tokio::test(start_paused = true)]
+async fn beacons_go_out_through_hostapd_and_a_restarted_hostapd_is_found_again() {
     let fake = FakeHostapd::start();
     let cfg = LinuxDeviceConfig {
         hostapd_ctrl: Some(fake.path.clone()),
@@ -208,6 +209,161 @@ fn beacons_go_out_through_hostapd_and_a_restarted_hostapd_is_found_again() {
     assert!(text.contains(&cfg.hostapd_ctrl.unwrap().display().to_string()));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_beacon_goes_off_air_when_its_window_ends() {
+    let fake = FakeHostapd::start();
+    // The operator's own element (a vendor-specific one) is what stays.
+    let own = vec![0xdd, 0x04, 0x00, 0x11, 0x22, 0x01];
+    let radio = LinuxRadio::new(LinuxRadioConfig {
+        other_vendor_elements: own.clone(),
+        ..LinuxRadioConfig::new(&fake.path)
+    })
+    .unwrap();
+    let mut device = LinuxDevice::with_radio(Some(radio));
+    assert_eq!(fake.received(), ["STATUS"]);
+    let frame = |payload: &[u8]| TxFrame {
+        payload: payload.to_vec(),
+        freq_khz: 2_437_000,
+        width_mhz: 20,
+    };
+    let off_air = format!("SET vendor_elements {}", hex::encode(&own));
+    let short = Duration::from_millis(300);
+
+    device.transmit(&frame(b"beacon-1")).unwrap();
+    assert_eq!(fake.received().len(), 2, "SET and UPDATE_BEACON");
+    // On air for the whole window: nothing is sent to hostapd before it ends.
+    tokio::time::sleep(BEACON_ON_AIR - Duration::from_millis(1)).await;
+    assert_eq!(fake.next_command(short), None, "still on air");
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(
+        fake.next_command(Duration::from_secs(5)).as_deref(),
+        Some(off_air.as_str())
+    );
+    assert_eq!(
+        fake.next_command(Duration::from_secs(5)).as_deref(),
+        Some("UPDATE_BEACON")
+    );
+
+    // A newer beacon inside the window of an earlier one: the earlier one's end does not cut
+    // the newer one short; the newer one's end takes it off.
+    device.transmit(&frame(b"beacon-2")).unwrap();
+    tokio::time::sleep(BEACON_ON_AIR / 2).await;
+    device.transmit(&frame(b"beacon-3")).unwrap();
+    assert_eq!(fake.received().len(), 4);
+    tokio::time::sleep(BEACON_ON_AIR / 2 + Duration::from_millis(1)).await;
+    assert_eq!(fake.next_command(short), None, "beacon-3 is still on air");
+    tokio::time::sleep(BEACON_ON_AIR / 2).await;
+    assert_eq!(
+        fake.next_command(Duration::from_secs(5)).as_deref(),
+        Some(off_air.as_str())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn scans_fall_in_each_slots_on_air_window_once_an_epoch_is_known() {
+    let fake = FakeHostapd::start();
+    let radio = LinuxRadio::new(LinuxRadioConfig::new(&fake.path)).unwrap();
+    let scanner = FakeScanner::new();
+    let scan_cfg = ScanConfig {
+        interface: "wlan0".into(),
+        ap_mode: true,
+        interval: Duration::from_secs(10),
+        freqs_mhz: vec![2_437],
+    };
+    let mut device = LinuxDevice::with_radio(Some(radio)).scanning(scanner.clone(), &scan_cfg);
+    // No epoch yet: the configured interval, the first scan at once.
+    assert!(
+        next_frame(&mut device, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    assert_eq!(scanner.calls().len(), 1);
+
+    // An epoch of 60 ten-second slots, 400 ms into slot 5 now. Every beacon goes out 250 ms
+    // into its slot and is on air for 1.5 s: the scans come 1 s into each slot.
+    let wall = scanner.wall_ms();
+    let seed = EpochSeed {
+        epoch: 7,
+        start_ms: wall - 50_400,
+        duration_ms: 600_000,
+        seed: [3; 32].into(),
+        params: EpochParams {
+            slot_count: 60,
+            ..EpochParams::default()
+        },
+    };
+    let clock = SlotClock::of(&seed);
+    assert_eq!((clock.slot_ms, clock.scan_offset_ms), (10_000, 1_000));
+    assert_eq!(clock.next_scan_ms(wall), seed.start_ms + 51_000);
+    assert_eq!(clock.next_scan_ms(seed.start_ms), seed.start_ms + 1_000);
+    assert_eq!(
+        clock.next_scan_ms(seed.start_ms + 1_000),
+        seed.start_ms + 11_000,
+        "strictly after"
+    );
+    let set_at = Instant::now();
+    device.set_epoch(&seed);
+    assert!(
+        next_frame(&mut device, Duration::from_millis(25_000))
+            .await
+            .is_none()
+    );
+    let calls = scanner.calls();
+    assert_eq!(calls.len(), 4, "three slots passed: {calls:?}");
+    for (i, call) in calls[1..].iter().enumerate() {
+        // 1 s into slots 5, 6 and 7, on the scanner's clock (tokio time), within the timer
+        // wheel's 1 ms.
+        let due = seed.start_ms + 51_000 + 10_000 * u64::try_from(i).unwrap();
+        assert!(
+            call.2.abs_diff(due) <= 1,
+            "scan {i} at {} for {due}",
+            call.2
+        );
+        let want = 600 + 10_000 * u128::try_from(i).unwrap();
+        assert!(
+            (call.0 - set_at).as_millis().abs_diff(want) <= 1,
+            "{call:?}"
+        );
+        // Inside the on-air window of the slot's beacons, [250 ms, 1,750 ms) into it.
+        let into_slot = (call.2 - seed.start_ms) % 10_000;
+        assert!((250..1_750).contains(&into_slot), "{into_slot}");
+    }
+    // A new epoch (the next seed) moves the scans to its slots at once.
+    let next = EpochSeed {
+        epoch: 8,
+        start_ms: scanner.wall_ms() + 3_000,
+        duration_ms: 60_000,
+        params: EpochParams {
+            slot_count: 30,
+            ..EpochParams::default()
+        },
+        ..seed
+    };
+    let set_at = Instant::now();
+    device.set_epoch(&next);
+    assert!(
+        next_frame(&mut device, Duration::from_millis(8_500))
+            .await
+            .is_none()
+    );
+    let calls = scanner.calls();
+    assert_eq!(calls.len(), 7, "{calls:?}");
+    for (i, call) in calls[4..].iter().enumerate() {
+        // 2 s slots: 1 s into slots 0, 1 and 2 of the new epoch.
+        let due = next.start_ms + 1_000 + 2_000 * u64::try_from(i).unwrap();
+        assert!(
+            call.2.abs_diff(due) <= 1,
+            "scan {i} at {} for {due}",
+            call.2
+        );
+        let want = 4_000 + 2_000 * u128::try_from(i).unwrap();
+        assert!(
+            (call.0 - set_at).as_millis().abs_diff(want) <= 1,
+            "{call:?}"
+        );
+    }
+}
+
 /// One scripted scan: the BSSes' attributes, or the scan's error.
 type ScriptedScan = Result<Vec<Vec<Nl80211BssInfo>>, String>;
 /// (tokio time, frequencies asked for, wall clock) of a scan call.
@@ -219,6 +375,9 @@ type ScanCall = (Instant, Vec<u32>, u64);
 struct FakeScanner {
     script: Arc<Mutex<VecDeque<ScriptedScan>>>,
     calls: Arc<Mutex<Vec<ScanCall>>>,
+    /// The wall clock when it was made, and the tokio instant of the same moment: its clock
+    /// follows (paused) tokio time from there.
+    epoch: (u64, Instant),
 }
 
 impl FakeScanner {
@@ -226,7 +385,13 @@ impl FakeScanner {
         Self {
             script: Arc::default(),
             calls: Arc::default(),
+            epoch: (wall_ms(), Instant::now()),
         }
+    }
+
+    /// Its wall clock, Unix ms: the real one when it was made plus the tokio time since.
+    fn wall_ms(&self) -> u64 {
+        self.epoch.0 + u64::try_from((Instant::now() - self.epoch.1).as_millis()).unwrap()
     }
 
     fn push(&self, scan: ScriptedScan) {
@@ -243,7 +408,7 @@ impl ScanSource for FakeScanner {
         self.calls
             .lock()
             .unwrap()
-            .push((Instant::now(), freqs_mhz.to_vec(), wall_ms()));
+            .push((Instant::now(), freqs_mhz.to_vec(), self.wall_ms()));
         let next = self.script.lock().unwrap().pop_front();
         match next.unwrap_or_else(|| Ok(Vec::new())) {
             Ok(bsses) => Ok(bsses
@@ -252,6 +417,10 @@ impl ScanSource for FakeScanner {
                 .collect()),
             Err(e) => Err(e),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.wall_ms()
     }
 }
 

@@ -3,8 +3,12 @@
 //! - **Beacons out**: [`LinuxRadio`] sets the wisp vendor element through hostapd's control
 //!   socket (`device.hostapd_ctrl`). hostapd must answer `STATUS` with its frequency when the
 //!   device opens; a restarted hostapd is reconnected to once per failed transmission.
+//!   Each transmission ends [`BEACON_ON_AIR`] after it began: a task puts the operator's own
+//!   elements back over a control connection of its own.
 //! - **Beacons in**: a task on the daemon's tokio runtime ([`scan_loop`]) asks nl80211 for a
-//!   scan every `device.scan_interval_s` and hands each result through a bounded channel;
+//!   scan once per beacon slot, in the middle of the slot's on-air window ([`SlotClock`], from
+//!   the epoch seed the daemon hands over with [`DeviceIo::set_epoch`]); before the first seed,
+//!   every `device.scan_interval_s`. Each result goes through a bounded channel;
 //!   [`DeviceIo::poll_received`] passes it to [`LinuxRadio::handle_scan`], which keeps one
 //!   frame per new beacon.
 //! - **GNSS**: a thread reads the receiver's tty (opened raw at `device.gnss_baud`) into an
@@ -20,10 +24,14 @@
 //! A scan reports, per BSS, when the kernel last received a frame from it
 //! (`NL80211_BSS_LAST_SEEN_BOOTTIME`, else the coarser `SEEN_MS_AGO`). Right after the dump the
 //! task reads `CLOCK_BOOTTIME` and the agent's wall clock back to back; a frame's `rx_ms` is
-//! that wall time minus the entry's age. It is the time of the *last* beacon carrying the
-//! element before the scan, not of the first: the element stays on air until replaced, so a
-//! neighbour heard at the start of its slot is stamped up to one scan interval later. It is
-//! off by a wall-clock step (NTP) during the age (at most the radio's 15 s entry limit).
+//! that wall time minus the entry's age. It is the time of the *last* frame carrying the
+//! element before the scan, not of the first. Since every transmission ends [`BEACON_ON_AIR`]
+//! (1.5 s) after `tx_ms`, that frame went out at most 1.5 s (and one beacon interval) after
+//! `tx_ms`, within the oracle's 2 s `max_witness_lag_ms` whenever the receiver scanned; the
+//! slot-aligned scan lands about 0.75 s after it. A scan outside the window does not see the
+//! element at all (the kernel keeps each BSS's latest elements), so no late stamp is possible.
+//! The time is off by a wall-clock step (NTP) during the age (at most the radio's 15 s entry
+//! limit).
 //!
 //! # Health
 //!
@@ -36,6 +44,7 @@
 
 use std::future::Future;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -47,10 +56,13 @@ use wisp_firmware::gpiocdev::GpioLine;
 use wisp_firmware::i2cdev::{I2cDev, SleepDelay};
 use wisp_firmware::led::{Pattern, Polarity, RgbOutput, RgbPins, StatusLed};
 use wisp_firmware::radio::linux::nl80211::{self, Nl80211Scanner, ScanEntry};
-use wisp_firmware::radio::linux::{LinuxRadio, LinuxRadioConfig, LinuxRadioError};
+use wisp_firmware::radio::linux::{
+    BEACON_ON_AIR, LinuxRadio, LinuxRadioConfig, LinuxRadioError, end_transmission,
+};
 use wisp_firmware::radio::{Channel, Radio};
 use wisp_firmware::se::{Atecc608, AteccConfig, AttestError};
-use wisp_protocol::msg::GnssFix;
+use wisp_protocol::msg::{EpochSeed, GnssFix};
+use wisp_protocol::schedule;
 
 use super::{DeviceAttestation, DeviceError, DeviceIo, Health, RxFrame, gnss_fix};
 use crate::config::{LedConfig, LinuxDeviceConfig, ScanConfig, SecureElementConfig};
@@ -88,6 +100,12 @@ pub trait ScanSource: Send + 'static {
         &mut self,
         freqs_mhz: &[u32],
     ) -> impl Future<Output = Result<Vec<ScanEntry>, String>> + Send;
+
+    /// The wall clock (Unix ms) scans are timed by against the beacon slots: the agent's
+    /// ([`wall_ms`]); a test's follows paused tokio time.
+    fn now_ms(&self) -> u64 {
+        wall_ms()
+    }
 }
 
 impl ScanSource for Nl80211Scanner {
@@ -98,19 +116,88 @@ impl ScanSource for Nl80211Scanner {
     }
 }
 
-/// Scans every `interval` (the first at once) and sends each outcome to `tx`, until the
-/// receiver is dropped. A scan that overruns the interval delays the next rather than
-/// bunching them up.
+/// When an epoch's beacons are on air, for scanning: every node transmits at the same offset
+/// into its slot ([`schedule::beacon_tx_offset_ms`]) and takes the element off
+/// [`BEACON_ON_AIR`] later, so one scan per slot, in the middle of that window, hears every
+/// beacon of the slot, and nothing is heard between the windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotClock {
+    /// The epoch's start, Unix ms.
+    pub start_ms: u64,
+    /// One slot's length, ms (at least 1).
+    pub slot_ms: u64,
+    /// From a slot's start to its scan, ms: the transmit offset plus half the on-air time.
+    pub scan_offset_ms: u64,
+}
+
+impl SlotClock {
+    /// The scan times of `seed`'s epoch. Past the epoch's end they go on at the same pace
+    /// until the next seed replaces them.
+    pub fn of(seed: &EpochSeed) -> Self {
+        let slot_ms = (seed.duration_ms / u64::from(seed.params.slot_count.max(1))).max(1);
+        let on_air_ms = u64::try_from(BEACON_ON_AIR.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            start_ms: seed.start_ms,
+            slot_ms,
+            scan_offset_ms: schedule::beacon_tx_offset_ms(slot_ms) + on_air_ms / 2,
+        }
+    }
+
+    /// The first scan time strictly after `now_ms` (Unix ms).
+    pub fn next_scan_ms(&self, now_ms: u64) -> u64 {
+        let first = self.start_ms.saturating_add(self.scan_offset_ms);
+        if now_ms < first {
+            return first;
+        }
+        let passed = (now_ms - first) / self.slot_ms + 1;
+        first.saturating_add(passed.saturating_mul(self.slot_ms))
+    }
+}
+
+/// Scans and sends each outcome to `tx`, until the receiver is dropped: once per beacon slot
+/// at the time `clock` gives (see [`SlotClock`]; a new one takes effect at once), and while it
+/// holds none, every `interval` (the first at once). A scan that overruns the wait delays the
+/// next rather than bunching them up.
 pub async fn scan_loop(
     mut source: impl ScanSource,
     interval: Duration,
     freqs_mhz: Vec<u32>,
+    mut clock: watch::Receiver<Option<SlotClock>>,
     tx: mpsc::Sender<Scan>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    let mut clock_open = true;
+    // The slot time of the last scan: a timer that fires a little before the wall clock gets
+    // there must not scan the same slot twice.
+    let mut last_ms = 0;
     loop {
-        ticker.tick().await;
+        let slots = *clock.borrow_and_update();
+        let mut target = None;
+        let wait = match slots {
+            Some(c) => {
+                let now = source.now_ms();
+                let at = c.next_scan_ms(now.max(last_ms));
+                target = Some(at);
+                Duration::from_millis(at - now)
+            }
+            None if first => Duration::ZERO,
+            None => interval,
+        };
+        if clock_open {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                changed = clock.changed() => {
+                    // A new schedule: wait again by it. A closed one (the device is gone)
+                    // keeps the last.
+                    clock_open = changed.is_ok();
+                    continue;
+                }
+            }
+        } else {
+            tokio::time::sleep(wait).await;
+        }
+        first = false;
+        last_ms = target.unwrap_or(last_ms);
         let outcome = match source.scan(&freqs_mhz).await {
             Ok(mut entries) => {
                 // Both clocks back to back: the ages and the wall time are of one instant.
@@ -245,7 +332,11 @@ fn spawn_gnss(port: impl Read + Send + 'static, name: String) -> std::io::Result
 #[derive(Debug)]
 pub struct LinuxDevice {
     radio: Option<LinuxRadio>,
+    /// Counts transmissions: a task ending one does nothing once a newer one began.
+    transmissions: Arc<AtomicU64>,
     scans: Option<(mpsc::Receiver<Scan>, JoinHandle<()>)>,
+    /// The scan task's schedule.
+    slot_clock: watch::Sender<Option<SlotClock>>,
     gnss: Option<Shared>,
     secure_element: Option<Atecc608<I2cDev, SleepDelay>>,
     led: Option<(watch::Sender<Pattern>, JoinHandle<()>)>,
@@ -379,7 +470,9 @@ impl LinuxDevice {
         };
         Self {
             radio,
+            transmissions: Arc::new(AtomicU64::new(0)),
             scans: None,
+            slot_clock: watch::Sender::new(None),
             gnss: None,
             secure_element: None,
             led: None,
@@ -394,7 +487,13 @@ impl LinuxDevice {
     #[must_use]
     pub fn scanning(mut self, source: impl ScanSource, cfg: &ScanConfig) -> Self {
         let (tx, rx) = mpsc::channel(SCAN_QUEUE);
-        let task = tokio::spawn(scan_loop(source, cfg.interval, cfg.freqs_mhz.clone(), tx));
+        let task = tokio::spawn(scan_loop(
+            source,
+            cfg.interval,
+            cfg.freqs_mhz.clone(),
+            self.slot_clock.subscribe(),
+            tx,
+        ));
         if let Some((_, old)) = self.scans.replace((rx, task)) {
             old.abort();
         }
@@ -410,6 +509,26 @@ impl LinuxDevice {
     ) -> std::io::Result<Self> {
         self.gnss = Some(spawn_gnss(port, name)?);
         Ok(self)
+    }
+
+    /// Takes the element off air [`BEACON_ON_AIR`] from now, unless another transmission began
+    /// by then; on the current tokio runtime, the hostapd exchange on a blocking thread. A
+    /// failure is logged: the element then stays until the next beacon replaces it, and late
+    /// scans of it would be refused as `witness_lag`.
+    fn end_transmission_later(&self, config: LinuxRadioConfig) {
+        let this = self.transmissions.fetch_add(1, Ordering::SeqCst) + 1;
+        let transmissions = Arc::clone(&self.transmissions);
+        tokio::spawn(async move {
+            tokio::time::sleep(BEACON_ON_AIR).await;
+            if transmissions.load(Ordering::SeqCst) != this {
+                return;
+            }
+            match tokio::task::spawn_blocking(move || end_transmission(&config)).await {
+                Ok(Ok(())) => tracing::debug!("beacon off air"),
+                Ok(Err(e)) => tracing::warn!("could not take the beacon off air: {e}"),
+                Err(e) => tracing::warn!("could not take the beacon off air: {e}"),
+            }
+        });
     }
 
     /// Hands waiting scans to the radio.
@@ -477,9 +596,19 @@ impl DeviceIo for LinuxDevice {
         if matches!(r, Err(LinuxRadioError::Hostapd(_))) && radio.reconnect().is_ok() {
             r = radio.transmit(channel, &frame.payload);
         }
+        if r.is_ok() {
+            let config = radio.config().clone();
+            self.end_transmission_later(config);
+        }
         let r = r.map_err(|e| DeviceError::Radio(e.to_string()));
         self.checks.radio = Check::of(&r);
         r
+    }
+
+    fn set_epoch(&mut self, seed: &EpochSeed) {
+        let clock = SlotClock::of(seed);
+        self.slot_clock
+            .send_if_modified(|c| c.replace(clock) != Some(clock));
     }
 
     fn poll_received(&mut self) -> Option<RxFrame> {

@@ -251,6 +251,9 @@ impl Daemon {
     async fn on_seed(&mut self, payload: Vec<u8>, from_broker: bool, now: u64) {
         match self.core.handle_seed(&payload, now) {
             Ok(true) => {
+                if let Some(seed) = self.core.epoch() {
+                    self.device.set_epoch(seed);
+                }
                 if let (Some(bw), Some(seed)) = (&mut self.bw, self.core.epoch()) {
                     bw.state.on_seed(seed, now, random_u64());
                 }

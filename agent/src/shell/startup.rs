@@ -76,7 +76,7 @@ pub(super) struct Started {
 /// Opens and starts everything the daemon's loop needs (the rustls provider first).
 pub(super) async fn start(
     cfg: Config,
-    device: Box<dyn DeviceIo>,
+    mut device: Box<dyn DeviceIo>,
     faults: Faults,
 ) -> anyhow::Result<Started> {
     // TLS to the broker uses rustls with the ring provider. Installed explicitly, because a
@@ -166,6 +166,9 @@ pub(super) async fn start(
         && let Err(e) = core.resume_seed(&bytes, now)
     {
         warn!("ignoring the saved epoch seed: {e}");
+    }
+    if let Some(seed) = core.epoch() {
+        device.set_epoch(seed);
     }
 
     let (client, eventloop) = AsyncClient::new(

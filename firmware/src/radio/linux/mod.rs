@@ -2,7 +2,9 @@
 //!
 //! - **Transmit**: hostapd's `vendor_elements` carries the wisp element in every beacon and
 //!   probe response ([`hostapd`]). [`LinuxRadio::transmit`] sets it over the control socket and
-//!   asks hostapd to rebuild the beacon; it stays on air until replaced.
+//!   asks hostapd to rebuild the beacon. It stays on air until [`end_transmission`] puts the
+//!   operator's own elements back: the agent does so [`BEACON_ON_AIR`] after sending, so that
+//!   every frame carrying a beacon goes out within that time of the beacon's `tx_ms`.
 //! - **Receive**: neighbours' beacons show up in nl80211 scan results ([`nl80211`]). The agent
 //!   runs [`nl80211::Nl80211Scanner::scan`] on its tokio runtime, rebases the entries' ages on
 //!   `CLOCK_BOOTTIME` read next to its wall clock ([`nl80211::rebase_ages`]) and hands them to
@@ -79,6 +81,30 @@ pub enum LinuxRadioError {
     Hostapd(#[from] HostapdError),
 }
 
+/// How long a beacon's element stays on air: the agent ends each transmission this long after
+/// it began ([`end_transmission`]).
+///
+/// A scan reports when the kernel *last* received a frame from a BSS, and the element rides in
+/// every beacon hostapd sends (about ten a second) for as long as it is set. Were it left on
+/// air until the next beacon, a neighbour that scans a minute later would stamp it a minute
+/// late and the oracle would refuse the witness (`witness_lag`: more than 2 s between `tx_ms`
+/// and `rx_ms`). Taken off after 1.5 s, every frame that carries it was sent within 1.5 s of
+/// `tx_ms` (plus one beacon interval of about 0.1 s), whatever the receiver's scan cadence;
+/// a receiver must scan inside that window to hear it, which the agent does by scanning in the
+/// middle of each beacon slot's window.
+pub const BEACON_ON_AIR: Duration = Duration::from_millis(1_500);
+
+/// Takes the wisp element off air: sets hostapd's vendor elements back to the operator's own
+/// (`config.other_vendor_elements`) and rebuilds the beacon, over a control connection of its
+/// own (so a task may call it while [`LinuxRadio`] is busy elsewhere). Blocks for at most two
+/// hostapd round trips plus the connect, each bounded by `config.timeout`.
+pub fn end_transmission(config: &LinuxRadioConfig) -> Result<(), LinuxRadioError> {
+    let ctrl = HostapdCtrl::connect(&config.hostapd_ctrl, config.timeout)?;
+    ctrl.set_vendor_elements(&config.other_vendor_elements)?;
+    ctrl.update_beacon()?;
+    Ok(())
+}
+
 // BSSIDs remembered for de-duplication; beyond this the table is reset (a rare, harmless
 // repeat of already-reported beacons, in exchange for a hard memory bound).
 const MAX_TRACKED_BSS: usize = 512;
@@ -131,6 +157,11 @@ impl LinuxRadio {
     /// Frames dropped because the receive queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// The settings it was opened with (for [`end_transmission`]).
+    pub fn config(&self) -> &LinuxRadioConfig {
+        &self.config
     }
 
     /// The hostapd client, for other control commands.
