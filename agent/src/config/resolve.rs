@@ -201,9 +201,16 @@ impl RawConfig {
                 ));
             }
         };
-        let net = resolve_net(&self.net)?;
+        let mut net = resolve_net(&self.net)?;
         let bandwidth = resolve_bandwidth(&self.bandwidth)?;
         let usage = resolve_usage(&self.usage)?;
+        net.usage = usage.enabled;
+        if usage.enabled && !net.enabled {
+            return Err(invalid(
+                "usage.enabled",
+                "receipts arrive over libp2p: set net.enabled = true too",
+            ));
+        }
         let sim_air = match self.device.air.as_deref() {
             None => None,
             Some(a) => Some(
@@ -696,6 +703,8 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
         idle_timeout: std::time::Duration::from_secs(idle),
         request_timeout: std::time::Duration::from_secs(request),
         status_cell_resolution,
+        // Set from `[usage]` by `resolve`.
+        usage: false,
     })
 }
 

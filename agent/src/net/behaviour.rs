@@ -21,6 +21,9 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/wisp/kad/1");
 pub const STATUS_PROTOCOL: StreamProtocol = StreamProtocol::new("/wisp/status/1");
 /// Bandwidth-test negotiation.
 pub const BW_PROTOCOL: StreamProtocol = StreamProtocol::new("/wisp/bw/1");
+/// Subscribers' usage receipts, answered by the hotspot that serves them
+/// ([`wisp_protocol::msg::USAGE_PROTOCOL`]).
+pub const USAGE_PROTOCOL: StreamProtocol = StreamProtocol::new(wisp_protocol::msg::USAGE_PROTOCOL);
 /// Identify's protocol version string: peers of other networks are told apart by it.
 pub const IDENTIFY_VERSION: &str = "/wisp/1";
 
@@ -53,6 +56,8 @@ pub struct Behaviour {
     pub status: request_response::Behaviour<BytesCodec>,
     /// `/wisp/bw/1`.
     pub bw: request_response::Behaviour<BytesCodec>,
+    /// `/wisp/usage/1`, when proof of usage is enabled (`usage.enabled`).
+    pub usage: Toggle<request_response::Behaviour<BytesCodec>>,
     /// Learns whether we are reachable.
     pub autonat: autonat::Behaviour,
     /// Reach peers behind NAT through relays.
@@ -153,6 +158,15 @@ impl Behaviour {
                     response: BW_MAX_BODY,
                 },
             ),
+            usage: Toggle::from(cfg.usage.then(|| {
+                rr(
+                    USAGE_PROTOCOL,
+                    Limits {
+                        request: wisp_protocol::msg::USAGE_REQUEST_MAX,
+                        response: wisp_protocol::msg::USAGE_ANSWER_MAX,
+                    },
+                )
+            })),
             autonat: autonat::Behaviour::new(id, autonat::Config::default()),
             relay,
             dcutr: dcutr::Behaviour::new(id),

@@ -8,6 +8,8 @@
 //! - [`codec`]: size-limited request-response bodies.
 //! - [`status`]: the `/wisp/status/1` response (a signed report and the witnesses of the
 //!   node's beacon) and its verification.
+//! - [`usage`]: `/wisp/usage/1`, subscribers' usage receipts in and the hotspot's answers out
+//!   (a channel of its own, [`Network::usage`]).
 //! - `task.rs`: the task that owns the swarm, its event loop and what it keeps (pending
 //!   requests, the address book, relays, gossip waiting for a verdict).
 //!
@@ -21,6 +23,7 @@ pub mod codec;
 pub mod gossip;
 pub mod status;
 mod task;
+pub mod usage;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -41,6 +44,9 @@ use task::Task;
 const COMMAND_QUEUE: usize = 256;
 /// Depth of the event channel to the daemon.
 const EVENT_QUEUE: usize = 512;
+/// Depth of the channel of usage receipts to the daemon (each holds one request of at most
+/// 512 bytes and counts against [`MAX_PENDING_INBOUND`] until answered).
+const USAGE_QUEUE: usize = 64;
 /// Most outbound requests waiting for a response (or for a peer lookup).
 const MAX_PENDING_OUTBOUND: usize = 128;
 /// Most inbound requests waiting for the daemon's answer.
@@ -88,6 +94,8 @@ pub struct NetConfig {
     /// The H3 resolution of the asserted cell in the `/wisp/status/1` answer
     /// (at most [`wisp_protocol::geo::ASSERT_RESOLUTION`]; see [`status::for_anonymous_peer`]).
     pub status_cell_resolution: u8,
+    /// Answer subscribers' usage receipts on `/wisp/usage/1` (`usage.enabled`).
+    pub usage: bool,
 }
 
 impl Default for NetConfig {
@@ -115,6 +123,7 @@ impl Default for NetConfig {
             // About 5 km² (edges of ~1.4 km): a town or a city district, enough to place a
             // node on a coverage map, not to find the building.
             status_cell_resolution: 7,
+            usage: false,
         }
     }
 }
@@ -197,6 +206,7 @@ pub enum NetError {
 enum Proto {
     Status,
     Bw,
+    Usage,
 }
 
 enum Command {
@@ -454,6 +464,9 @@ pub struct Network {
     pub handle: NetHandle,
     /// Events out.
     pub events: mpsc::Receiver<NetEvent>,
+    /// Usage receipts out, for the daemon to judge and answer (nothing arrives unless
+    /// [`NetConfig::usage`]).
+    pub usage: mpsc::Receiver<usage::UsageRequest>,
     /// The task; ends when every [`NetHandle`] is dropped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -519,12 +532,14 @@ pub fn start(
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let (usage_tx, usage_rx) = mpsc::channel(USAGE_QUEUE);
     let (resp_tx, resp_rx) = mpsc::channel(MAX_PENDING_INBOUND);
     let mut task = Task {
         swarm,
         oracle,
         resp_tx,
         events: ev_tx,
+        usage: usage_tx,
         metrics,
         outbound: HashMap::new(),
         lookups: HashMap::new(),
@@ -564,6 +579,7 @@ pub fn start(
     Ok(Network {
         handle,
         events: ev_rx,
+        usage: usage_rx,
         task,
     })
 }

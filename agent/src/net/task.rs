@@ -38,6 +38,7 @@ pub(super) struct Task {
     pub(super) oracle: NodeId,
     pub(super) resp_tx: mpsc::Sender<(u64, Vec<u8>)>,
     pub(super) events: mpsc::Sender<NetEvent>,
+    pub(super) usage: mpsc::Sender<super::usage::UsageRequest>,
     pub(super) metrics: Option<Arc<Metrics>>,
     pub(super) outbound: HashMap<OutboundRequestId, (PeerId, Reply)>,
     pub(super) lookups: HashMap<PeerId, Vec<Lookup>>,
@@ -141,6 +142,10 @@ impl Task {
         let r = match proto {
             Proto::Status => b.status.send_response(ch, body),
             Proto::Bw => b.bw.send_response(ch, body),
+            Proto::Usage => match b.usage.as_mut() {
+                Some(u) => u.send_response(ch, body),
+                None => Err(body),
+            },
         };
         if r.is_err() {
             debug!(?proto, "response not sent: the requester left");
@@ -211,6 +216,16 @@ impl Task {
         let id = match proto {
             Proto::Status => b.status.send_request(&peer, body),
             Proto::Bw => b.bw.send_request(&peer, body),
+            Proto::Usage => match b.usage.as_mut() {
+                Some(u) => u.send_request(&peer, body),
+                None => {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        why: "usage.enabled is false: /wisp/usage/1 is off".into(),
+                    }));
+                    return;
+                }
+            },
         };
         self.outbound.insert(id, (peer, reply));
         if let Some(e) = dial_error {
@@ -470,6 +485,7 @@ impl Task {
             }
             BehaviourEvent::Status(e) => self.on_request_response(Proto::Status, e),
             BehaviourEvent::Bw(e) => self.on_request_response(Proto::Bw, e),
+            BehaviourEvent::Usage(e) => self.on_request_response(Proto::Usage, e),
             _ => {}
         }
     }
@@ -561,6 +577,32 @@ impl Task {
         }
     }
 
+    /// A usage receipt goes to the daemon on its own channel; one from a peer whose id is no
+    /// Ed25519 key (so no subscriber) is refused here, and one that does not fit is dropped,
+    /// so the requester's stream fails.
+    fn on_usage_request(&mut self, id: u64, peer: PeerId, body: Vec<u8>, responder: Responder) {
+        let Ok(subscriber) = NodeId::from_peer_id(&peer) else {
+            let refused = super::usage::encode_answer(&wisp_protocol::msg::UsageAnswer::Refused {
+                reason: wisp_protocol::Reason::UsageRoleMismatch.code(),
+            });
+            self.respond(id, refused);
+            return;
+        };
+        let req = super::usage::UsageRequest {
+            peer,
+            subscriber: wisp_protocol::SubscriberId(subscriber),
+            body,
+            responder,
+        };
+        if self.usage.try_send(req).is_err() {
+            self.inbound.remove(&id);
+            debug!(%peer, "usage receipt dropped: the daemon is behind");
+            if let Some(m) = &self.metrics {
+                m.net_events_dropped.inc();
+            }
+        }
+    }
+
     fn on_request_response(&mut self, proto: Proto, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -579,6 +621,10 @@ impl Task {
                         id,
                         tx: self.resp_tx.clone(),
                     };
+                    if matches!(proto, Proto::Usage) {
+                        self.on_usage_request(id, peer, request, responder);
+                        return;
+                    }
                     self.emit(match proto {
                         Proto::Status => NetEvent::StatusRequest { peer, responder },
                         Proto::Bw => NetEvent::BwRequest {
@@ -586,6 +632,7 @@ impl Task {
                             body: request,
                             responder,
                         },
+                        Proto::Usage => unreachable!("handled above"),
                     });
                 }
                 request_response::Message::Response {
