@@ -116,7 +116,8 @@ fn stored_verdicts_wanted(engine: &Engine, batch: &[Checked]) -> Vec<ProofId> {
                 Proof::Beacon(b) | Proof::Witness(_, Some(b)) => b.msg.epoch,
                 Proof::Receipt(r) => r.msg.epoch,
                 Proof::Heartbeat(h) => h.msg.epoch,
-                Proof::Onboard(_) | Proof::Witness(_, None) => return None,
+                Proof::Usage(u) => u.msg.epoch,
+                Proof::Onboard(_) | Proof::Witness(_, None) | Proof::Grant(_) => return None,
             };
             (!open.contains(&epoch) && engine.known(&c.id).is_none()).then_some(c.id)
         })

@@ -345,6 +345,7 @@ proptest! {
             coverage_share_bps: a,
             backhaul_share_bps: b - a,
             uptime_share_bps: 10_000 - b,
+            usage_share_bps: 0,
             ..RulesConfig::permissionless()
         }
         .validate()

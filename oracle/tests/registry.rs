@@ -298,9 +298,10 @@ fn rules_load_from_toml_with_defaults_for_missing_keys() {
         permissionless = false
         clock_skew_ms = 1500
         deny = ["{}"]
-        coverage_share_bps = 7000
+        coverage_share_bps = 6000
         backhaul_share_bps = 2000
         uptime_share_bps = 1000
+        usage_share_bps = 1000
 
         [makers]
         acme = "{}"

@@ -164,13 +164,18 @@ impl Kind {
     /// or peer-to-peer only).
     ///
     /// A usage receipt is a proof of its hotspot's and travels on the hotspot's proofs topic
-    /// (docs/PROTOCOL.md §5.10), but it is not accepted there yet: until the oracle's usage
-    /// rules exist it is refused as `unexpected_kind`, so it is not listed here. A credit
-    /// grant is the operator's input to the oracle and never travels over MQTT.
+    /// (docs/PROTOCOL.md §5.10): its topic is matched against the co-signer, not the signer
+    /// ([`crate::envelope::EnvelopeRef::sent_by`]). A credit grant is the operator's input to
+    /// the oracle and never travels over MQTT: on a proofs topic it is `unexpected_kind`.
     pub const fn is_proof(self) -> bool {
         matches!(
             self,
-            Kind::Onboard | Kind::Beacon | Kind::Witness | Kind::BandwidthReceipt | Kind::Heartbeat
+            Kind::Onboard
+                | Kind::Beacon
+                | Kind::Witness
+                | Kind::BandwidthReceipt
+                | Kind::Heartbeat
+                | Kind::UsageReceipt
         )
     }
 }
@@ -203,6 +208,12 @@ mod tests {
         }
         assert_eq!(Kind::from_u8(0), None);
         assert_eq!(Kind::from_u8(14), None);
+    }
+
+    #[test]
+    fn usage_receipts_are_proofs_and_grants_are_not() {
+        assert!(Kind::UsageReceipt.is_proof());
+        assert!(!Kind::CreditGrant.is_proof());
     }
 
     #[test]

@@ -195,6 +195,24 @@ reasons! {
     UsageMissingCosignature = 1000, "usage_missing_cosignature";
     /// The usage receipt is not signed by the subscriber it names and co-signed by the hotspot it names (roles swapped, another key, or one key in both roles).
     UsageRoleMismatch = 1001, "usage_role_mismatch";
+    /// The session id is bound to another subscriber and hotspot: a receipt replayed to a second hotspot, or a colluding subscriber reusing a session.
+    UsageSessionConflict = 1002, "usage_session_conflict";
+    /// The receipt's seq is not above that of the session's last accepted receipt: a replay or an older receipt.
+    UsageStaleSeq = 1003, "usage_stale_seq";
+    /// A cumulative counter of the receipt is below that of the session's last accepted receipt.
+    UsageCountersDecreased = 1004, "usage_counters_decreased";
+    /// The subscriber shares an owner with the hotspot (it is the owner's key, or a node of the same owner): self-dealing is not paid.
+    UsageSelfDealing = 1005, "usage_self_dealing";
+    /// The subscriber holds no data credits: never granted any, or its balance is spent.
+    UsageNoCredit = 1006, "usage_no_credit";
+    /// The subscriber already has as many sessions as the oracle keeps for one subscriber.
+    UsageSessionLimit = 1007, "usage_session_limit";
+    /// The hotspot's sessions carried more bytes than its verified backhaul could in the epoch; the excess is not paid (recorded at close).
+    UsageExceedsBackhaul = 1008, "usage_exceeds_backhaul";
+    /// The subscriber's balance did not cover the epoch's usage: its sessions were paid pro rata to what it held (recorded at close).
+    UsageCreditShort = 1009, "usage_credit_short";
+    /// A credit grant with the same grant id was already applied: each grant credits once.
+    UsageGrantReused = 1010, "usage_grant_reused";
 }
 
 /// Codes reserved for transient verdicts: a receiver that does not know one still treats it

@@ -438,6 +438,6 @@ fn kinds_and_cosigner_limits() {
     assert_eq!(CreditGrant::KIND, Kind::CreditGrant);
     assert_eq!(Kind::UsageReceipt.max_cosigners(), 1);
     assert_eq!(Kind::CreditGrant.max_cosigners(), 0);
-    // Not on the proofs topic until the oracle's usage rules exist; grants never.
-    assert!(!Kind::UsageReceipt.is_proof() && !Kind::CreditGrant.is_proof());
+    // A receipt is its hotspot's proof; a grant never travels on the proofs topic.
+    assert!(Kind::UsageReceipt.is_proof() && !Kind::CreditGrant.is_proof());
 }

@@ -219,12 +219,16 @@ pub struct RulesConfig {
     pub latency_floor_bps: u16,
 
     // ---- rewards ----
-    /// Share of each epoch's emission for coverage (beacons and witnesses). Default 6 000.
+    /// Share of each epoch's emission for coverage (beacons and witnesses). Default 5 500.
     pub coverage_share_bps: u16,
     /// Share for backhaul (bandwidth receipts). Default 2 500.
     pub backhaul_share_bps: u16,
-    /// Share for uptime (heartbeats). Default 1 500. The three shares must sum to 10 000.
+    /// Share for uptime (heartbeats). Default 1 000.
     pub uptime_share_bps: u16,
+    /// Share for usage (subscribers' data credits burned on a hotspot). Default 1 000. The four
+    /// shares must sum to 10 000. The usage pool is also capped by what was burned
+    /// (`usage_payout_cap_bps`); what the cap leaves goes to the other pools by their shares.
+    pub usage_share_bps: u16,
     /// Share of the expected heartbeats a node needs for uptime rewards. Default 5 000.
     pub uptime_min_share_bps: u16,
     /// Witnesses per beacon at full reward (N of HIP-15). Default 4.
@@ -235,6 +239,30 @@ pub struct RulesConfig {
     pub density_resolution: u8,
     /// Earning nodes a density hex pays in full; more share that many nodes' worth. Default 4.
     pub density_target: u16,
+
+    // ---- usage (proof of usage, data credits) ----
+    /// Data credits burned per MiB (2^20 bytes, both directions summed) a subscriber uses.
+    /// Default 1.
+    pub usage_dc_per_mib: u64,
+    /// The token value of one data credit, in the token's smallest unit: what a subscriber (or
+    /// the operator) pays for one DC. The usage pool pays at most `burned DC × this ×
+    /// usage_payout_cap_bps`. Default 1 000.
+    pub usage_reward_per_dc: u64,
+    /// The most of the value of the DC burned on a hotspot that the usage pool pays back,
+    /// basis points. Default 5 000; below 10 000, burning one's own credits on one's own
+    /// hotspot always loses value (`rewards`), so 10 000 is refused.
+    pub usage_payout_cap_bps: u16,
+    /// The backhaul assumed, per direction, for a hotspot without a verified rating of that
+    /// direction this epoch, bits per second: the most its sessions are paid for. Default
+    /// 10 Mbit/s, small on purpose, so that unverified hotspots cannot claim much.
+    pub usage_default_backhaul_bps: u64,
+    /// Most sessions the oracle keeps per subscriber; a new one beyond is `usage_session_limit`.
+    /// Default 64.
+    pub usage_sessions_per_subscriber: u16,
+    /// Epochs a session is kept after its last accepted receipt; then it is forgotten. Default
+    /// 24. A receipt of a forgotten session counts its totals again, which only the subscriber
+    /// who signed it can cause and pays for.
+    pub usage_session_retention_epochs: u32,
 }
 
 impl Default for RulesConfig {
@@ -312,14 +340,21 @@ impl Default for RulesConfig {
                 },
             ],
             latency_floor_bps: 5_000,
-            coverage_share_bps: 6_000,
+            coverage_share_bps: 5_500,
             backhaul_share_bps: 2_500,
-            uptime_share_bps: 1_500,
+            uptime_share_bps: 1_000,
+            usage_share_bps: 1_000,
             uptime_min_share_bps: 5_000,
             witness_redundancy: 4,
             witness_decay_bps: 8_000,
             density_resolution: 8,
             density_target: 4,
+            usage_dc_per_mib: 1,
+            usage_reward_per_dc: 1_000,
+            usage_payout_cap_bps: 5_000,
+            usage_default_backhaul_bps: 10_000_000,
+            usage_sessions_per_subscriber: 64,
+            usage_session_retention_epochs: 24,
         }
     }
 }
@@ -327,8 +362,10 @@ impl Default for RulesConfig {
 /// A configuration mistake, naming the key.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
-    /// The three pool shares do not add up to the whole emission.
-    #[error("coverage_share_bps + backhaul_share_bps + uptime_share_bps = {sum}, must be 10000")]
+    /// The four pool shares do not add up to the whole emission.
+    #[error(
+        "coverage_share_bps + backhaul_share_bps + uptime_share_bps + usage_share_bps = {sum}, must be 10000"
+    )]
     SharesSum {
         /// The sum found.
         sum: u32,
@@ -396,7 +433,8 @@ impl RulesConfig {
     pub fn validate(&self) -> Result<Rules, ConfigError> {
         let shares = u32::from(self.coverage_share_bps)
             + u32::from(self.backhaul_share_bps)
-            + u32::from(self.uptime_share_bps);
+            + u32::from(self.uptime_share_bps)
+            + u32::from(self.usage_share_bps);
         if shares != u32::from(BPS) {
             return Err(ConfigError::SharesSum { sum: shares });
         }
@@ -410,6 +448,27 @@ impl RulesConfig {
         ] {
             check_bps(key, value)?;
         }
+        if self.usage_payout_cap_bps >= BPS {
+            return Err(out_of_range(
+                "usage_payout_cap_bps",
+                self.usage_payout_cap_bps,
+                "must be below 10000 (at 100 % burning one's own credits would pay)",
+            ));
+        }
+        positive("usage_dc_per_mib", self.usage_dc_per_mib)?;
+        positive(
+            "usage_default_backhaul_bps",
+            self.usage_default_backhaul_bps,
+        )?;
+        positive(
+            "usage_sessions_per_subscriber",
+            u64::from(self.usage_sessions_per_subscriber),
+        )?;
+        positive(
+            "usage_session_retention_epochs",
+            u64::from(self.usage_session_retention_epochs),
+        )?;
+        check_bps("usage_share_bps", self.usage_share_bps)?;
         for band in &self.location_trust {
             check_bps("location_trust.multiplier_bps", band.multiplier_bps)?;
         }
@@ -640,140 +699,4 @@ impl Rules {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_need_a_maker_or_permissionless() {
-        assert_eq!(
-            RulesConfig::default().validate().unwrap_err(),
-            ConfigError::NoWayToOnboard
-        );
-        let rules = Rules::permissionless();
-        assert!(rules.config().permissionless);
-    }
-
-    #[test]
-    fn lookups_follow_the_tables() {
-        let r = Rules::permissionless();
-        assert_eq!(r.trust_for_distance(0.0), Some(10_000));
-        assert_eq!(r.trust_for_distance(150.0), Some(10_000));
-        assert_eq!(r.trust_for_distance(150.5), Some(2_500));
-        assert_eq!(r.trust_for_distance(1_000.0), Some(2_500));
-        assert_eq!(r.trust_for_distance(1_000.1), None);
-        assert_eq!(r.bandwidth_multiplier(2_000_000_000), 4);
-        assert_eq!(r.bandwidth_multiplier(1_000_000_000), 4);
-        assert_eq!(r.bandwidth_multiplier(999_999_999), 3);
-        assert_eq!(r.bandwidth_multiplier(100_000_000), 2);
-        assert_eq!(r.bandwidth_multiplier(25_000_000), 1);
-        assert_eq!(r.bandwidth_multiplier(24_999_999), 0);
-        assert_eq!(r.latency_multiplier_bps(50_000), 10_000);
-        assert_eq!(r.latency_multiplier_bps(50_001), 7_500);
-        assert_eq!(r.latency_multiplier_bps(100_000), 7_500);
-        assert_eq!(r.latency_multiplier_bps(100_001), 5_000);
-    }
-
-    #[test]
-    fn mistakes_name_their_key() {
-        let base = RulesConfig::permissionless;
-        let cases: Vec<(RulesConfig, &str)> = vec![
-            (
-                RulesConfig {
-                    uptime_share_bps: 1_000,
-                    ..base()
-                },
-                "must be 10000",
-            ),
-            (
-                RulesConfig {
-                    witness_decay_bps: 10_001,
-                    ..base()
-                },
-                "witness_decay_bps",
-            ),
-            (
-                RulesConfig {
-                    witness_redundancy: 0,
-                    ..base()
-                },
-                "witness_redundancy",
-            ),
-            (
-                RulesConfig {
-                    rtt_signal_m_per_us: 299_792.458,
-                    ..base()
-                },
-                "rtt_signal_m_per_us",
-            ),
-            (
-                RulesConfig {
-                    rtt_signal_m_per_us: f64::NAN,
-                    ..base()
-                },
-                "rtt_signal_m_per_us",
-            ),
-            (
-                RulesConfig {
-                    location_trust: vec![],
-                    ..base()
-                },
-                "location_trust",
-            ),
-            (
-                RulesConfig {
-                    bandwidth_tiers: vec![
-                        BandwidthTier {
-                            min_bps: 1,
-                            multiplier: 1,
-                        },
-                        BandwidthTier {
-                            min_bps: 2,
-                            multiplier: 2,
-                        },
-                    ],
-                    ..base()
-                },
-                "bandwidth_tiers",
-            ),
-            (
-                RulesConfig {
-                    makers: [("acme".to_string(), "04zz".to_string())].into(),
-                    ..base()
-                },
-                "makers.acme: not hex",
-            ),
-            (
-                RulesConfig {
-                    makers: [("acme".to_string(), "0401".to_string())].into(),
-                    ..base()
-                },
-                "not a P-256",
-            ),
-            (
-                RulesConfig {
-                    rssi_margin_decidb: -1,
-                    ..base()
-                },
-                "rssi_margin_decidb",
-            ),
-            (
-                RulesConfig {
-                    constant_rssi_witnesses: 1,
-                    ..base()
-                },
-                "constant_rssi_witnesses",
-            ),
-            (
-                RulesConfig {
-                    density_resolution: 16,
-                    ..base()
-                },
-                "density_resolution",
-            ),
-        ];
-        for (cfg, needle) in cases {
-            let err = cfg.validate().unwrap_err().to_string();
-            assert!(err.contains(needle), "{err:?} should mention {needle:?}");
-        }
-    }
-}
+mod tests;

@@ -8,7 +8,9 @@
 //!
 //! 1. [`Prechecker::check`] — the checks that need none of the engine's state, cheapest
 //!    refusal first: the topic names a node → size limit and envelope framing → the kind is a
-//!    proof → the signer is the topic's node → every signature, in one batch
+//!    proof → the topic's node sent it (`EnvelopeRef::sent_by`: its signer; a bandwidth
+//!    receipt's co-signer too; a usage receipt's co-signer only, the hotspot, since its signer
+//!    is a subscriber without a topic) → every signature, in one batch
 //!    ([`SignatureCheck`]) → that node's rate limit → canonical decode → a witness's embedded
 //!    beacon: its signature in a second batch (each distinct beacon once; a bounded cache
 //!    remembers the beacons already opened) and its decode. Each publish comes out
@@ -21,7 +23,7 @@
 //!    [`EpochState`]. Authentic proofs are stored with their verdict (rejections too, for the
 //!    node's history); nothing here verifies a signature or parses the same bytes twice.
 //!
-//! **Only an envelope whose signatures verified, signed by the topic's node, is rate limited
+//! **Only an envelope whose signatures verified, (co-)signed by the topic's node, is rate limited
 //! or acked.** Anyone who can publish on a node's topic can put anything there; if garbage
 //! spent the node's allowance, or drew acks to its topic, the node would pay for it (its
 //! genuine proofs refused `rate_limited`). So whatever did not verify is dropped without an ack
@@ -44,14 +46,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use wisp_protocol::envelope::{self, EnvelopeRef, Opened};
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{
-    AckEntry, BandwidthReceipt, Beacon, EpochSeed, Heartbeat, Onboard, Verdict, Witness,
+    AckEntry, BandwidthReceipt, Beacon, CreditGrant, EpochSeed, Heartbeat, Onboard, UsageReceipt,
+    Verdict, Witness,
 };
-use wisp_protocol::{NodeId, NodeKey, ProofId, Reason};
+use wisp_protocol::{NodeId, NodeKey, ProofId, Reason, SubscriberId};
 
 use crate::epoch::{Arrival, EpochOutcome, EpochState, Push};
 use crate::registry::{Change, Registry};
 use crate::rewards::{self, EpochRewards};
 use crate::rules::{Candidates, Checker, MeasurerCache, MeasurerPool};
+use crate::usage::{Balance, Ledger};
 
 mod precheck;
 
@@ -77,7 +81,8 @@ pub struct Row {
     pub seq: u64,
     /// The proof id.
     pub id: ProofId,
-    /// The signer.
+    /// The node that sent it: the topic's node (the signer, a bandwidth receipt's co-signer,
+    /// a usage receipt's hotspot), or the oracle's own key for a credit grant.
     pub node: NodeId,
     /// The kind.
     pub kind: Kind,
@@ -139,6 +144,10 @@ pub enum Proof {
     Receipt(Opened<BandwidthReceipt>),
     /// A heartbeat.
     Heartbeat(Opened<Heartbeat>),
+    /// A subscriber's usage receipt, co-signed by the hotspot that sent it.
+    Usage(Opened<UsageReceipt>),
+    /// The operator's grant of data credits ([`Engine::submit_grant`]; never from MQTT).
+    Grant(Opened<CreditGrant>),
 }
 
 impl Proof {
@@ -161,6 +170,10 @@ impl Proof {
             }
             Kind::BandwidthReceipt => Proof::Receipt(d(env)?),
             Kind::Heartbeat => Proof::Heartbeat(d(env)?),
+            Kind::UsageReceipt => Proof::Usage(d(env)?),
+            // Only stored grants reach this: the precheck refuses the kind on a proofs topic
+            // (`Kind::is_proof`), and `Engine::submit_grant` checks the signer.
+            Kind::CreditGrant => Proof::Grant(d(env)?),
             _ => return Err(Reason::UnexpectedKind),
         })
     }
@@ -250,6 +263,8 @@ pub struct Engine {
     candidates: Candidates,
     /// Per open epoch: its measurer pool, fixed when it opened, and the assignments judged.
     measurers: BTreeMap<u64, MeasurerCache>,
+    /// Subscribers' data credits and usage sessions.
+    ledger: Ledger,
 }
 
 impl Engine {
@@ -269,6 +284,7 @@ impl Engine {
             seen: HashMap::new(),
             epoch_ids: BTreeMap::new(),
             next_seq: 1,
+            ledger: Ledger::new(),
         }
     }
 
@@ -280,6 +296,56 @@ impl Engine {
     /// The oracle's key.
     pub fn key(&self) -> &NodeKey {
         &self.key
+    }
+
+    /// The ledger of data credits and usage sessions.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// A subscriber's data credits, for the API: `None` when it was never granted any.
+    pub fn balance(&self, subscriber: &SubscriberId) -> Option<Balance> {
+        self.ledger.balance(subscriber, self.registry.rules())
+    }
+
+    /// Submits the operator's grant of data credits (the envelope bytes of a
+    /// [`CreditGrant`], from the admin interface; grants never come from MQTT, where the
+    /// precheck refuses them as `unexpected_kind`), arriving at oracle time `at_ms`.
+    ///
+    /// `Err` when the envelope does not open as a grant signed by this oracle's key (nothing
+    /// changed, nothing to store). Otherwise its verdict, with the row to store when it is new
+    /// (`None`: the same envelope was submitted before, and the verdict is the one it got).
+    /// Accepted: the subscriber's balance grew by `amount_dc`; `usage_grant_reused`: another
+    /// envelope with this grant id was applied, nothing changed. Like a proof's, the row is
+    /// stored with its arrival number and replayed after a restart ([`Engine::replay`]), so a
+    /// grant survives restarts and credits once.
+    pub fn submit_grant(
+        &mut self,
+        envelope: Vec<u8>,
+        at_ms: u64,
+    ) -> Result<(Verdict, Option<Row>), Reason> {
+        let opened = CreditGrant::open_from(&envelope, &self.key.id()).map_err(|e| e.reason())?;
+        if let Some(v) = self.seen.get(&opened.id).copied() {
+            return Ok((v, None));
+        }
+        let seq = self.next_seq;
+        let id = opened.id;
+        let (epoch, verdict) = self.judge(&Proof::Grant(opened), Arrival::new(seq, at_ms));
+        self.next_seq += 1;
+        self.remember(id, epoch, verdict);
+        Ok((
+            verdict,
+            Some(Row {
+                seq,
+                id,
+                node: self.key.id(),
+                kind: Kind::CreditGrant,
+                epoch,
+                received_ms: at_ms,
+                verdict,
+                envelope,
+            }),
+        ))
     }
 
     /// Open epochs (current and settling).
@@ -576,6 +642,26 @@ impl Engine {
                 });
                 (Some(epoch), r)
             }
+            Proof::Usage(u) => {
+                let epoch = u.msg.epoch;
+                let ledger = &mut self.ledger;
+                let r = epoch_state(open, closed, epoch).and_then(|state| {
+                    let fact = ledger.check(registry, state.seed(), u, now)?;
+                    let pushed = state.push_usage(arrival, &fact)?;
+                    if pushed == Push::Queued {
+                        ledger.accept(&fact);
+                    }
+                    Ok(pushed)
+                });
+                (Some(epoch), r)
+            }
+            Proof::Grant(g) => {
+                let r = self
+                    .ledger
+                    .apply_grant(g, &self.key.id())
+                    .map(|()| Push::Queued);
+                (None, r)
+            }
         };
         (epoch, verdict(result))
     }
@@ -585,7 +671,9 @@ impl Engine {
     /// once the result is durably stored.
     pub fn close(&self, epoch: u64, now_ms: u64, emission: u64) -> Option<Closed> {
         let state = self.open.get(&epoch)?;
-        let outcome = state.close(&self.registry, now_ms).ok()?;
+        let outcome = state
+            .close_with(&self.registry, &self.ledger, now_ms)
+            .ok()?;
         let rewards = rewards::compute(&self.registry, &outcome, emission);
         let manifests = rewards
             .manifest_pages()
@@ -599,10 +687,13 @@ impl Engine {
         })
     }
 
-    /// Applies a stored close: location trust and history move on, the epoch's proofs leave
-    /// memory (duplicates of them are answered from the store, later ones are late).
+    /// Applies a stored close: location trust and history move on, the usage is burned from
+    /// the subscribers' credits, the epoch's proofs leave memory (duplicates of them are
+    /// answered from the store, later ones are late).
     pub fn finish_close(&mut self, epoch: u64, outcome: &EpochOutcome) {
         self.registry.apply_epoch(outcome);
+        self.ledger
+            .apply_close(epoch, &outcome.usage, self.registry.rules());
         self.open.remove(&epoch);
         self.measurers.remove(&epoch);
         self.closed.insert(epoch);

@@ -50,6 +50,11 @@
 //!    named by the
 //!    commonest, or as a disagreeing measurer. A penalty keeps the node on probation
 //!    (`penalized`) for `penalty_epochs` after it.
+//! 8. **Usage** ([`crate::usage`]): per session its highest-seq receipt of the epoch is
+//!    counted; the bytes beyond the hotspot's verified backhaul are not paid
+//!    (`usage_exceeds_backhaul`), the rest is priced and burned from its subscriber's credits
+//!    (`usage_credit_short` when they fall short). Judged after standing: a hotspot that earns
+//!    nothing this epoch burns nothing either.
 //!
 //! **Order.** Every result is a function of the set of `(fact, arrival)` pairs pushed: facts
 //! are stored by proof id, a duplicate keeps the earlier arrival, and every "first to arrive"
@@ -64,6 +69,7 @@ use wisp_protocol::{NodeId, ProofId, Reason};
 
 use crate::facts::{BeaconFact, GnssEvidence, HeartbeatFact, ReceiptFact, WitnessFact};
 pub use crate::facts::{DirectionFacts, EpochOutcome, Level, LocationEvidence, Mark, NodeFacts};
+use crate::usage::{SessionId, UsageFact};
 
 mod close;
 
@@ -142,6 +148,9 @@ pub struct EpochState {
     colocated: BTreeMap<ProofId, (NodeId, NodeId)>,
     /// Refusals only a dishonest node produces, per (proof, node it implicates).
     evidence: BTreeMap<(ProofId, NodeId), Reason>,
+    /// Per session, its latest accepted usage receipt of the epoch (the highest seq: the
+    /// ledger accepts a session's receipts only in increasing seq).
+    usage: BTreeMap<SessionId, (Arrival, UsageFact)>,
 }
 
 /// Inserts or deduplicates; a duplicate keeps the earlier arrival.
@@ -182,6 +191,7 @@ impl EpochState {
             contradicted: BTreeMap::new(),
             colocated: BTreeMap::new(),
             evidence: BTreeMap::new(),
+            usage: BTreeMap::new(),
         }
     }
 
@@ -200,7 +210,11 @@ impl EpochState {
 
     /// Proofs stored (all kinds, duplicates counted once).
     pub fn len(&self) -> usize {
-        self.beacons.len() + self.witnesses.len() + self.receipts.len() + self.heartbeats.len()
+        self.beacons.len()
+            + self.witnesses.len()
+            + self.receipts.len()
+            + self.heartbeats.len()
+            + self.usage.len()
     }
 
     /// Whether nothing was pushed.
@@ -306,5 +320,29 @@ impl EpochState {
             stored,
             closes_at,
         ))
+    }
+
+    /// Adds a usage receipt the ledger accepted ([`crate::usage::Ledger::check`]): it becomes
+    /// its session's counted receipt of the epoch (the ledger accepts a session's receipts in
+    /// increasing seq only). One that arrives after the settle window is not stored
+    /// ([`Push::Late`]), so that it never becomes its session's latest.
+    pub fn push_usage(&mut self, arrival: Arrival, fact: &UsageFact) -> Result<Push, Reason> {
+        self.epoch_ok(fact.epoch)?;
+        if arrival.at_ms > self.closes_at() {
+            return Ok(Push::Late);
+        }
+        match self.usage.get(&fact.session) {
+            Some((_, f)) if f.id == fact.id => Ok(Push::Duplicate),
+            Some((_, f)) if f.seq > fact.seq => Ok(Push::Duplicate),
+            _ => {
+                self.usage.insert(fact.session, (arrival, *fact));
+                Ok(Push::Queued)
+            }
+        }
+    }
+
+    /// The usage receipt counted so far for each session with one this epoch, by session id.
+    pub fn usage(&self) -> impl Iterator<Item = &UsageFact> {
+        self.usage.values().map(|(_, f)| f)
     }
 }

@@ -12,6 +12,7 @@ use wisp_protocol::units::{DeciDb, EpochNo, UnixMs};
 use wisp_protocol::{NodeId, ProofId, Reason};
 
 use crate::links::BandModel;
+use crate::usage::UsageOutcome;
 
 /// A beacon that passed every stateless rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,7 +205,9 @@ pub struct EpochOutcome {
     /// Proofs refused by the stateful rules, sorted by proof id. Each proof appears at most
     /// once; pushed proofs not listed here were counted.
     pub rejections: Vec<(ProofId, Reason)>,
-    /// Proofs counted but flagged (a heartbeat's `gnss_mismatch`), sorted by proof id.
+    /// Proofs counted but flagged (a heartbeat's `gnss_mismatch`, a usage receipt's
+    /// `usage_exceeds_backhaul`, `usage_credit_short` or the penalty of its hotspot), sorted by
+    /// proof id.
     pub flagged: Vec<(ProofId, Reason)>,
     /// Nodes that earn nothing this epoch, with why (caught this epoch, or `penalized` for an
     /// earlier one), sorted by node id.
@@ -224,6 +227,8 @@ pub struct EpochOutcome {
     /// recent first (the constant-signal rule reads them across epochs); the registry keeps
     /// the others'.
     pub recent_levels: Vec<(NodeId, Vec<Level>)>,
+    /// Usage counted, burned and paid for ([`crate::usage::settle`]); the ledger applies it.
+    pub usage: UsageOutcome,
 }
 
 impl EpochOutcome {

@@ -27,6 +27,10 @@
 //!   inflated levels, and groups of nodes nobody outside hears.
 //! - [`rewards`]: integer pools, units and largest-remainder allocation whose amounts sum to
 //!   the emission exactly; manifest pages, Merkle root and inclusion proofs.
+//! - [`usage`]: proof of usage — the [`Ledger`] of subscribers' data credits (grants applied
+//!   once, burns at close), the ingest rules of usage receipts (sessions bound to one
+//!   subscriber and hotspot, increasing seq and counters, no self-dealing) and the close's
+//!   backhaul cap and burns.
 //! - [`acks`]: batching verdicts into oracle-signed acks.
 //! - [`calendar`]: [`EpochCalendar`], the epoch policy as decisions — the genesis, which
 //!   epoch is current and must be opened, each epoch's emission, the next deadline.
@@ -58,6 +62,7 @@ pub mod links;
 pub mod registry;
 pub mod rewards;
 pub mod rules;
+pub mod usage;
 
 pub use calendar::{Due, EpochCalendar, Opening};
 pub use config::{ConfigError, Rules, RulesConfig};
@@ -67,3 +72,4 @@ pub use rewards::{EpochRewards, InclusionProof};
 pub use rules::{
     BeaconFact, Checker, GnssEvidence, HeartbeatFact, MeasurerPool, ReceiptFact, WitnessFact,
 };
+pub use usage::{Balance, Ledger, UsageOutcome};

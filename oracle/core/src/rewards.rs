@@ -17,17 +17,36 @@
 //!      distance: [`crate::epoch::NodeFacts::site`]) are paid as one hotspot: each gets its units
 //!      divided by their number, and the site counts once towards its hex's density.
 //!    - A node the epoch penalized ([`EpochOutcome::penalties`]) has no units in any pool.
+//!    - Usage: the data credits burned on the hotspot this epoch
+//!      ([`crate::usage::HotspotUsage::burned_dc`]); a penalized hotspot burns none.
 //!
 //!    Units are fixed-point integers ([`UNIT`] per whole unit); every division rounds down.
-//! 2. **Pools.** `backhaul = ⌊E · share_b⌋`, `uptime = ⌊E · share_u⌋`, and coverage gets the
-//!    rest, so the rounding remainders of the split go to coverage (the network's purpose).
+//! 2. **Pools.** `backhaul = ⌊E · share_b⌋`, `uptime = ⌊E · share_u⌋`,
+//!    `usage = ⌊E · share_usage⌋`, and coverage gets the rest, so the rounding remainders of the
+//!    split go to coverage (the network's purpose).
 //!    Coverage is then parted ([`split_coverage`]): nodes whose group of paid witness links
 //!    holds fewer than `trusted_cluster_min` sites are paid from `isolated_pool_bps` of it —
 //!    nobody outside such a group can confirm its coverage, and a ring of identities looks
 //!    the same — and the others from the rest. A
 //!    pool nobody earned is shared among the pools that have earners in proportion to their
 //!    shares, its rounding remainder to the first earning pool in the order coverage,
-//!    backhaul, uptime. If nobody earned anything, nothing is paid.
+//!    backhaul, uptime, usage. If nobody earned anything, nothing is paid.
+//!
+//!    **The usage pool is capped** by what was burned: with `B` credits burned in the epoch,
+//!    `p = usage_reward_per_dc` (a credit's value) and `c = usage_payout_cap_bps`, it is
+//!    `min(⌊E · share_usage⌋, ⌊B · p · c / 10 000⌋)`, and each hotspot gets
+//!    `⌊pool · b_h / B⌋` for the `b_h` credits burned on it — rounded down, not by largest
+//!    remainder, so that the bound below holds exactly. What the cap and the rounding leave
+//!    goes to the other pools with earners by their shares (remainder to the first, as
+//!    above); only when no other pool has earners is it left unpaid ([`Pools::unpaid`]).
+//!
+//!    **Self-dealing does not pay.** Whoever burns `b_h` credits on a hotspot (its owner as
+//!    its own subscriber, say) gets back from the usage pool at most
+//!    `⌊pool · b_h / B⌋ ≤ b_h · p · c / 10 000`, which is less than `b_h · p`, the value of
+//!    the credits burned, whenever `c < 10 000` (validation refuses more) and `b_h > 0`: usage
+//!    rewards are always worth less than the credits that earned them. (The usage is also
+//!    refused outright when the subscriber shares the hotspot's owner, `usage_self_dealing`,
+//!    but that check only sees owners it can link.)
 //! 3. **Allocation** of each pool by largest remainder: each node gets
 //!    `⌊pool · units / total⌋`, and the units left over go one each to the nodes with the
 //!    largest remainders `pool · units mod total`, ties to the smaller node id. A pool's amounts
@@ -111,15 +130,21 @@ pub struct Pools {
     pub backhaul: u64,
     /// Uptime pool.
     pub uptime: u64,
+    /// Usage pool, after its cap: what the hotspots are paid for the credits burned on them.
+    pub usage: u64,
+    /// What the usage cap left when no other pool had earners: not paid (0 otherwise).
+    pub unpaid: u64,
 }
 
 impl Pools {
-    /// The sum of the pools.
+    /// The sum of the pools paid ([`Pools::unpaid`] left out): the emission whenever someone
+    /// earned and not only usage did.
     pub fn total(&self) -> u128 {
         u128::from(self.coverage)
             + u128::from(self.coverage_isolated)
             + u128::from(self.backhaul)
             + u128::from(self.uptime)
+            + u128::from(self.usage)
     }
 }
 
@@ -214,46 +239,65 @@ fn backhaul_units(rules: &Rules, facts: &NodeFacts) -> u64 {
     tiers * u64::from(rules.latency_multiplier_bps(rtt))
 }
 
-/// Splits `emission` into the three pools by the configured shares, then moves the pools
-/// without earners (`earners[i]` false, in the order coverage, backhaul, uptime) to those with
-/// earners (see the module documentation). With no earners at all, the plain split is returned.
+/// Adds `moved` to the pools among `amounts` that have earners, in proportion to their
+/// `shares`, the rounding remainder (and everything, when their shares are all 0) to the first
+/// of them. Returns `false`, changing nothing, when none has earners.
+fn spread(amounts: &mut [u128], earners: &[bool], shares: &[u16], moved: u128) -> bool {
+    let Some(first) = (0..amounts.len()).find(|i| earners[*i]) else {
+        return false;
+    };
+    let share_total: u128 = (0..amounts.len())
+        .filter(|i| earners[*i])
+        .map(|i| u128::from(shares[i]))
+        .sum();
+    let mut given = 0u128;
+    for i in 0..amounts.len() {
+        if earners[i] {
+            let add = (moved * u128::from(shares[i]))
+                .checked_div(share_total)
+                .unwrap_or(0);
+            amounts[i] += add;
+            given += add;
+        }
+    }
+    amounts[first] += moved - given;
+    true
+}
+
+/// Splits `emission` into the coverage, backhaul and uptime pools by the configured shares,
+/// with nobody earning usage (its share goes to the others): [`split_all_pools`] with
+/// `earners = [coverage, backhaul, uptime, false]`.
 pub fn split_pools(rules: &Rules, emission: u64, earners: [bool; 3]) -> Pools {
+    split_all_pools(rules, emission, [earners[0], earners[1], earners[2], false])
+}
+
+/// Splits `emission` into the four pools by the configured shares, then moves the pools
+/// without earners (`earners[i]` false, in the order coverage, backhaul, uptime, usage) to
+/// those with earners (see the module documentation). With no earners at all, the plain split
+/// is returned. The usage pool is not capped here ([`compute`] does it).
+pub fn split_all_pools(rules: &Rules, emission: u64, earners: [bool; 4]) -> Pools {
     let cfg = rules.config();
     let e = u128::from(emission);
     let part = |bps: u16| e * u128::from(bps) / u128::from(BPS);
     let backhaul = part(cfg.backhaul_share_bps);
     let uptime = part(cfg.uptime_share_bps);
-    let mut amounts = [e - backhaul - uptime, backhaul, uptime];
+    let usage = part(cfg.usage_share_bps);
+    let mut amounts = [e - backhaul - uptime - usage, backhaul, uptime, usage];
     let shares = [
         cfg.coverage_share_bps,
         cfg.backhaul_share_bps,
         cfg.uptime_share_bps,
+        cfg.usage_share_bps,
     ];
     if earners.iter().any(|x| *x) && earners.iter().any(|x| !*x) {
         let mut moved = 0u128;
-        for i in 0..3 {
+        for i in 0..4 {
             if !earners[i] {
                 moved += amounts[i];
                 amounts[i] = 0;
             }
         }
-        let share_total: u128 = (0..3)
-            .filter(|i| earners[*i])
-            .map(|i| u128::from(shares[i]))
-            .sum();
-        let first = (0..3).find(|i| earners[*i]).unwrap_or(0);
-        let mut given = 0u128;
-        for i in 0..3 {
-            if earners[i] {
-                // With every earning pool at share 0, `first` takes it all below.
-                let add = (moved * u128::from(shares[i]))
-                    .checked_div(share_total)
-                    .unwrap_or(0);
-                amounts[i] += add;
-                given += add;
-            }
-        }
-        amounts[first] += moved - given;
+        spread(&mut amounts, &earners, &shares, moved);
     }
     // Each amount is at most the emission, a u64.
     let to_u64 = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
@@ -262,7 +306,59 @@ pub fn split_pools(rules: &Rules, emission: u64, earners: [bool; 3]) -> Pools {
         coverage_isolated: 0,
         backhaul: to_u64(amounts[1]),
         uptime: to_u64(amounts[2]),
+        usage: to_u64(amounts[3]),
+        unpaid: 0,
     }
+}
+
+/// Caps the usage pool of `pools` at [`crate::usage::payout_cap`] of the `burned` credits and
+/// pays it to the hotspots in `burned` (hotspot, credits burned on it) by
+/// `⌊pool · b_h / B⌋`; what the cap and the rounding leave goes to the other pools with
+/// earners (`earners`: coverage, backhaul, uptime) by their shares, or is left unpaid.
+/// Returns the pools and one amount per hotspot, in input order.
+pub fn pay_usage(
+    rules: &Rules,
+    mut pools: Pools,
+    burned: &[(NodeId, u64)],
+    earners: [bool; 3],
+) -> (Pools, Vec<u64>) {
+    if burned.is_empty() {
+        // Nobody earns usage: its share already went to the others (or nobody earned at all).
+        return (pools, Vec::new());
+    }
+    let total: u128 = burned.iter().map(|(_, b)| u128::from(*b)).sum();
+    let pool = u128::from(pools.usage).min(crate::usage::payout_cap(rules, total));
+    let amounts: Vec<u64> = burned
+        .iter()
+        .map(|(_, b)| {
+            let a = (pool * u128::from(*b)).checked_div(total).unwrap_or(0);
+            // At most `pool`, a u64.
+            u64::try_from(a).unwrap_or(0)
+        })
+        .collect();
+    let paid: u128 = amounts.iter().map(|a| u128::from(*a)).sum();
+    let left = u128::from(pools.usage) - paid;
+    let cfg = rules.config();
+    let mut others = [
+        u128::from(pools.coverage),
+        u128::from(pools.backhaul),
+        u128::from(pools.uptime),
+    ];
+    let shares = [
+        cfg.coverage_share_bps,
+        cfg.backhaul_share_bps,
+        cfg.uptime_share_bps,
+    ];
+    let to_u64 = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+    if spread(&mut others, &earners, &shares, left) {
+        pools.coverage = to_u64(others[0]);
+        pools.backhaul = to_u64(others[1]);
+        pools.uptime = to_u64(others[2]);
+    } else {
+        pools.unpaid = to_u64(left);
+    }
+    pools.usage = to_u64(paid);
+    (pools, amounts)
 }
 
 /// Parts the coverage pool between nodes in trusted groups and isolated ones: the isolated
@@ -370,6 +466,9 @@ pub struct EpochRewards {
     pub pools: Pools,
     /// Every node's units (nodes with none left out).
     pub units: BTreeMap<NodeId, NodeUnits>,
+    /// Per hotspot paid from the usage pool, what it was paid (in its entry's `backhaul`:
+    /// the manifest's entries have no usage column).
+    pub usage: BTreeMap<NodeId, u64>,
     /// Nodes paid something, sorted by node id; the amounts sum to `emission` exactly unless
     /// nobody earned (then it is empty).
     pub entries: Vec<RewardEntry>,
@@ -390,19 +489,49 @@ pub fn compute(registry: &Registry, outcome: &EpochOutcome, emission: u64) -> Ep
     let coverage_isolated = column(|u| if u.isolated { u.coverage } else { 0 });
     let backhaul = column(|u| u.backhaul);
     let uptime = column(|u| u.uptime);
+    let rules = registry.rules();
+    let burned: Vec<(NodeId, u64)> = outcome
+        .usage
+        .hotspots
+        .iter()
+        .filter(|(id, h)| {
+            h.burned_dc > 0
+                && registry.get(id).is_some()
+                && !rules.is_denied(id)
+                && !outcome.is_penalized(id)
+        })
+        .map(|(id, h)| (*id, h.burned_dc))
+        .collect();
     let earners = [
         !coverage.is_empty() || !coverage_isolated.is_empty(),
         !backhaul.is_empty(),
         !uptime.is_empty(),
     ];
+    let all = split_all_pools(
+        rules,
+        emission,
+        [earners[0], earners[1], earners[2], !burned.is_empty()],
+    );
+    let (all, usage_paid) = pay_usage(rules, all, &burned, earners);
     let pools = split_coverage(
-        registry.rules(),
-        split_pools(registry.rules(), emission, earners),
+        rules,
+        all,
         !coverage.is_empty(),
         !coverage_isolated.is_empty(),
         [earners[1], earners[2]],
     );
+    let usage: BTreeMap<NodeId, u64> = burned
+        .iter()
+        .zip(usage_paid)
+        .filter(|(_, a)| *a > 0)
+        .map(|((id, _), a)| (*id, a))
+        .collect();
     let mut paid: BTreeMap<NodeId, [u64; 3]> = BTreeMap::new();
+    // The usage pool's payments go in the backhaul column (slot 1): the manifest entry has no
+    // usage column, and `amount` must be the sum of the three (docs/PROTOCOL.md §5.8).
+    for (id, amount) in &usage {
+        paid.entry(*id).or_default()[1] += amount;
+    }
     // Both parts of the coverage pool pay coverage (slot 0).
     for (slot, pool, list) in [
         (0, pools.coverage, &coverage),
@@ -434,6 +563,7 @@ pub fn compute(registry: &Registry, outcome: &EpochOutcome, emission: u64) -> Ep
         emission,
         pools,
         units,
+        usage,
         entries,
     }
 }

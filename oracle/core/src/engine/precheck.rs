@@ -317,9 +317,9 @@ fn cheap_checks<'a>(node: &NodeId, payload: &'a [u8]) -> Result<EnvelopeRef<'a>,
     if !env.kind.is_proof() {
         return Err(Reason::UnexpectedKind);
     }
-    let signed_by_node = env.signer == node.as_bytes()
-        || (env.kind == Kind::BandwidthReceipt && env.cosigner_ids().contains(node));
-    if !signed_by_node {
+    // The signer; a bandwidth receipt's co-signer too; a usage receipt's co-signer only (the
+    // hotspot: its signer is a subscriber, who has no topic).
+    if !env.sent_by(node) {
         return Err(Reason::TopicMismatch);
     }
     Ok(env)

@@ -15,6 +15,7 @@ use crate::config::BPS;
 use crate::facts::GnssEvidence;
 use crate::links::{self, Observation};
 use crate::registry::Registry;
+use crate::usage::{Ledger, UsageFact};
 
 /// One witness node's reading of a beaconer this epoch: (arrival seq, proof id, RSSI, band).
 type Reading = (u64, ProofId, DeciDb, u8);
@@ -94,6 +95,18 @@ impl EpochState {
     /// which must be at or after [`EpochState::closes_at`]. The state is not consumed, so a
     /// close can be repeated (it gives the same outcome).
     pub fn close(&self, registry: &Registry, now_ms: UnixMs) -> Result<EpochOutcome, CloseError> {
+        self.close_with(registry, &Ledger::new(), now_ms)
+    }
+
+    /// [`EpochState::close`] with the ledger of data credits whose balances the usage burns
+    /// from, and whose sessions' counted totals the usage is measured against
+    /// ([`crate::usage::settle`]). `close` uses an empty ledger: nothing is burned.
+    pub fn close_with(
+        &self,
+        registry: &Registry,
+        ledger: &Ledger,
+        now_ms: UnixMs,
+    ) -> Result<EpochOutcome, CloseError> {
         let closes_at = self.closes_at();
         if now_ms < closes_at {
             return Err(CloseError::TooEarly { closes_at });
@@ -614,6 +627,24 @@ impl EpochState {
             }
         }
 
+        // Usage, after standing: a hotspot that earns nothing burns nothing.
+        let counted: Vec<UsageFact> = self.usage().copied().collect();
+        let earns = |h: &NodeId| -> Result<(), Reason> {
+            if let Some(r) = penalties.get(h) {
+                return Err(*r);
+            }
+            crate::rules::Checker::known(registry, h).map(|_| ())
+        };
+        let (usage, usage_flags) = crate::usage::settle(
+            &counted,
+            ledger,
+            &nodes,
+            earns,
+            registry.rules(),
+            self.seed.duration_ms,
+        );
+        flagged.extend(usage_flags);
+
         rejections.sort_unstable();
         flagged.sort_unstable();
         Ok(EpochOutcome {
@@ -627,6 +658,7 @@ impl EpochState {
             level_offsets,
             pair_offsets,
             recent_levels,
+            usage,
         })
     }
 }
