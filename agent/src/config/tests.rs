@@ -517,6 +517,7 @@ fn usage_defaults_overrides_and_errors() {
     ])
     .unwrap();
     assert!(c.usage.enabled);
+    assert!(c.net.usage, "the network answers /wisp/usage/1");
     assert_eq!(
         (
             c.usage.policy.tolerance_bps,
@@ -549,6 +550,13 @@ fn usage_defaults_overrides_and_errors() {
             "usage.max_sessions",
         ),
         (&[("WISP_USAGE__HOOK", "usage-hook")][..], "usage.hook"),
+        (
+            &[
+                ("WISP_USAGE__ENABLED", "true"),
+                ("WISP_NET__ENABLED", "false"),
+            ][..],
+            "usage.enabled",
+        ),
     ] {
         let err = resolve(pairs).unwrap_err().to_string();
         assert!(err.contains(key), "{err} should name {key}");
