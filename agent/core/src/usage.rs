@@ -422,8 +422,9 @@ impl Usage {
     /// this co-signature (its own reason; `oversize` beyond
     /// [`USAGE_REQUEST_MAX`]); a receipt naming another hotspot, or sent by a peer that is not
     /// its subscriber (`usage_role_mismatch`); one signed more than an epoch away from ours
-    /// (`wrong_epoch`); a `seq` that does not rise, or totals below the session's last agreed
-    /// ones (`field_out_of_range`); a session that already ended (`denied`). A refusal
+    /// (`wrong_epoch`); a `seq` that does not rise (`usage_stale_seq`), or totals below the
+    /// session's last agreed ones (`usage_counters_decreased`), as the oracle would refuse
+    /// them; a session that already ended (`denied`). A refusal
     /// ends the sending client's session and blocks it.
     ///
     /// From a peer without counters: `Disputed` with zeros (the hotspot counted nothing for
@@ -512,12 +513,12 @@ impl Usage {
             sent_seq: 0,
         });
         if r.seq <= s.last_seq {
-            return Err(Reason::FieldOutOfRange);
+            return Err(Reason::UsageStaleSeq);
         }
         if let Some(a) = &s.agreed
             && (claim.down < a.claim.down || claim.up < a.claim.up)
         {
-            return Err(Reason::FieldOutOfRange);
+            return Err(Reason::UsageCountersDecreased);
         }
         s.last_seq = r.seq;
         let own = c.own();

@@ -288,22 +288,22 @@ fn a_sequence_that_does_not_rise_or_totals_that_fall_are_refused() {
         (
             "seq back",
             receipt(1, 1, 4, 20_000, 2_000),
-            Reason::FieldOutOfRange,
+            Reason::UsageStaleSeq,
         ),
         (
             "seq again",
             receipt(1, 1, 5, 20_000, 2_000),
-            Reason::FieldOutOfRange,
+            Reason::UsageStaleSeq,
         ),
         (
             "down falls",
             receipt(1, 1, 6, 9_000, 1_000),
-            Reason::FieldOutOfRange,
+            Reason::UsageCountersDecreased,
         ),
         (
             "up falls",
             receipt(1, 1, 6, 10_000, 900),
-            Reason::FieldOutOfRange,
+            Reason::UsageCountersDecreased,
         ),
     ] {
         let mut u = usage();
