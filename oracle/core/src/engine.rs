@@ -19,8 +19,9 @@
 //!    never stored), or authentic and decoded once, here, for good.
 //! 2. [`Engine::ingest`] — dedupe by proof id (a duplicate gets its original verdict again) →
 //!    the epoch it names is open (`wrong_epoch`), or closed (`late_arrival`, unless the store
-//!    holds it: a resend) → stateless checks ([`Checker`]) → queued in its epoch's
-//!    [`EpochState`]. Authentic proofs are stored with their verdict (rejections too, for the
+//!    holds it: a resend) → stateless checks ([`Checker`]; for a usage receipt the ledger's,
+//!    [`Ledger::check`]) → queued in its epoch's [`EpochState`]. The operator's credit grants
+//!    take another door, [`Engine::submit_grant`], and the same rows. Authentic proofs are stored with their verdict (rejections too, for the
 //!    node's history); nothing here verifies a signature or parses the same bytes twice.
 //!
 //! **Only an envelope whose signatures verified, (co-)signed by the topic's node, is rate limited

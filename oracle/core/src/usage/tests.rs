@@ -627,3 +627,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn receipts_spend_the_hotspots_allowance_not_the_subscribers() {
+    let mut w = World::new(RulesConfig::permissionless());
+    // An allowance of one proof: the hotspot's second receipt waits, whoever signed it.
+    w.pre = Prechecker::new(RateLimiter::new(0.001, 1.0, 16), BatchVerifier::new());
+    let a = w.receipt(0, 0, 0xA, 1, 1, 10);
+    let b = w.receipt(1, 0, 0xB, 1, 1, 10);
+    let c = w.receipt(1, 1, 0xC, 1, 1, 10);
+    assert_eq!(w.send(hot(0).id(), a), Verdict::Accepted);
+    assert_eq!(w.send(hot(0).id(), b), rejected(Reason::RateLimited));
+    // Subscriber 1 signed both; hotspot 1 has its own allowance.
+    assert_eq!(w.send(hot(1).id(), c), Verdict::Accepted);
+}
