@@ -22,10 +22,13 @@
 //! starts where the other's last agreed totals end, so usage nobody signed for carries over to
 //! the next session and a client cannot shed it by starting a new one.
 //!
-//! **Agreement.** A receipt is agreed when each of its totals is within
-//! `own × tolerance_bps / 10 000 + slack_bytes` of the hotspot's own total in that direction,
-//! so the hotspot never co-signs more than it counted plus the tolerance. Only agreed receipts
-//! are co-signed; the latest per session is kept.
+//! **Agreement.** With `tol(x) = x × tolerance_bps / 10 000 + slack_bytes`, a receipt is agreed
+//! when, in each direction, its total is at most `own + tol(own)`, `own` the hotspot's total
+//! now, and at least `lagged − tol(lagged)`, `lagged` its total as of the earliest counter
+//! report of the last [`LAG_MS`] (the receipt was signed before it arrived). So the hotspot
+//! never co-signs more than it counted plus the tolerance. Only agreed receipts are co-signed;
+//! the latest per session is kept. The driver should report fresh counters just before it
+//! hands over a receipt.
 //!
 //! **One receipt per session per epoch.** At each epoch change ([`Usage::handle_epoch`]), and
 //! when a session ends (replaced, refused, its client gone or evicted), the latest agreed
@@ -34,11 +37,11 @@
 //! oracle pays each epoch the increase over the session's previous receipt.
 //!
 //! **Decisions.** A client's *uncovered* usage is what the hotspot counted in the current
-//! session beyond the session's last agreed totals (both directions together). It is blocked
-//! when that exceeds `grace_bytes`, when it has stayed above `slack_bytes` for `grace_ms`
-//! (a client that stops signing, or keeps signing less than it used), or when one of its
-//! receipts is refused (its session ends). A blocked client is served again once a receipt is
-//! agreed that leaves at most `slack_bytes` uncovered (after a refusal, in a new session).
+//! session since it last agreed to a receipt (both directions together; everything, before
+//! the first). It is blocked when that exceeds `grace_bytes`, when it has stayed above
+//! `slack_bytes` for `grace_ms` (a client that stops signing, or keeps signing less than it
+//! used), or when one of its receipts is refused (its session ends). A blocked client is served
+//! again once a receipt is agreed (after a refusal, in a new session).
 //! Decisions are transitions: a new client is served (the router's default) until it is
 //! blocked, and a blocked client that is forgotten (gone, evicted) is announced `Serve` so the
 //! router holds no rule for a client this state no longer knows.
@@ -81,8 +84,19 @@ pub const DEFAULT_TOLERANCE_BPS: u32 = 200;
 /// between the client signing a receipt and the hotspot reading it (~80 ms), and the
 /// association's own traffic (DHCP, ARP) before the session starts.
 pub const DEFAULT_SLACK_BYTES: u64 = 1 << 20;
-/// Default of [`UsageConfig::grace_bytes`]: 16 MiB uncovered blocks at once.
-pub const DEFAULT_GRACE_BYTES: u64 = 16 << 20;
+/// Default of [`UsageConfig::grace_bytes`]: 64 MiB counted since the last agreed receipt
+/// blocks at once. A client signs at most once a second (wisp-client's default
+/// `receipt_min_interval_ms`), so this serves about 500 Mbit/s.
+pub const DEFAULT_GRACE_BYTES: u64 = 64 << 20;
+/// How far back a receipt may lag the hotspot's counters: a client signs, the receipt travels,
+/// and the driver reads the counters when it arrives, so an honest receipt is below the
+/// hotspot's current count by what flowed meanwhile. A receipt is agreed down to the count the
+/// driver reported this long before (its earliest report within it), less the tolerance; a
+/// client can so leave out at most this long's traffic, which its next cumulative receipt
+/// carries (and the next session inherits).
+pub const LAG_MS: u64 = 2_000;
+/// Counter reports kept per client for [`LAG_MS`].
+pub const LAG_SAMPLES: usize = 8;
 /// Default of [`UsageConfig::grace_ms`]: 60 s above the slack without an agreed receipt blocks.
 pub const DEFAULT_GRACE_MS: u64 = 60_000;
 /// Default of [`UsageConfig::max_sessions`]: more clients than a home or street hotspot
@@ -204,6 +218,8 @@ pub struct UsageStats {
 struct Agreed {
     seq: u64,
     claim: Counts,
+    /// The hotspot's own totals for the session when it agreed.
+    own: Counts,
     id: ProofId,
     bytes: Vec<u8>,
     cosigned_ms: u64,
@@ -223,6 +239,9 @@ struct Session {
 struct Client {
     /// The router's cumulative counters, as last reported.
     counted: Counts,
+    /// `(when, lifetime counts)` of the reports of the last [`LAG_MS`], oldest first (at most
+    /// [`LAG_SAMPLES`]).
+    samples: VecDeque<(u64, Counts)>,
     /// What the router counted before its counters last started afresh.
     carried: Counts,
     /// Where the current (or next) session's accounting starts, in `carried + counted`.
@@ -244,6 +263,7 @@ impl Client {
     fn new(counted: Counts, now_ms: u64) -> Self {
         Self {
             counted,
+            samples: VecDeque::from([(now_ms, counted)]),
             carried: Counts::default(),
             base: Counts::default(),
             session: None,
@@ -269,16 +289,36 @@ impl Client {
         self.lifetime().saturating_sub(self.base)
     }
 
-    fn covered(&self) -> Counts {
-        self.session
-            .as_ref()
-            .and_then(|s| s.agreed.as_ref())
-            .map(|a| a.claim)
-            .unwrap_or_default()
+    /// The hotspot's totals for the current session as of the earliest report of the last
+    /// [`LAG_MS`]: the least a receipt arriving now may honestly claim.
+    fn own_lagged(&self) -> Counts {
+        self.samples.front().map_or(self.own(), |(_, lifetime)| {
+            lifetime.saturating_sub(self.base)
+        })
     }
 
+    fn record(&mut self, now_ms: u64) {
+        let lifetime = self.lifetime();
+        while self.samples.len() >= LAG_SAMPLES
+            || self
+                .samples
+                .front()
+                .is_some_and(|(t, _)| t.saturating_add(LAG_MS) < now_ms)
+        {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((now_ms, lifetime));
+    }
+
+    /// What the hotspot counted in the session since it last agreed to a receipt.
     fn uncovered(&self) -> u64 {
-        self.own().saturating_sub(self.covered()).total()
+        let agreed = self
+            .session
+            .as_ref()
+            .and_then(|s| s.agreed.as_ref())
+            .map(|a| a.own)
+            .unwrap_or_default();
+        self.own().saturating_sub(agreed).total()
     }
 
     fn set_blocked(&mut self, why: Option<BlockWhy>) {
@@ -396,6 +436,7 @@ impl Usage {
                     c.active_ms = now_ms;
                 }
                 c.counted = counted;
+                c.record(now_ms);
             }
             None => {
                 if self.clients.len() >= self.cfg.max_sessions {
@@ -522,7 +563,12 @@ impl Usage {
         }
         s.last_seq = r.seq;
         let own = c.own();
-        if !(within(claim.down, own.down, &cfg) && within(claim.up, own.up, &cfg)) {
+        let lagged = c.own_lagged();
+        let agrees = |claim: u64, lagged: u64, own: u64| {
+            claim >= lagged.saturating_sub(tolerance(lagged, &cfg))
+                && claim <= own.saturating_add(tolerance(own, &cfg))
+        };
+        if !(agrees(claim.down, lagged.down, own.down) && agrees(claim.up, lagged.up, own.up)) {
             self.evaluate(&from, now_ms);
             return Ok(UsageAnswer::Disputed {
                 seq: r.seq,
@@ -538,15 +584,16 @@ impl Usage {
             s.agreed = Some(Agreed {
                 seq: r.seq,
                 claim,
+                own,
                 id: ProofId::of(&cosigned),
                 bytes: cosigned,
                 cosigned_ms: now_ms,
             });
         }
-        if c.uncovered() <= cfg.slack_bytes {
-            c.covered_ms = now_ms;
-            c.set_blocked(None);
-        }
+        // Agreeing covers everything counted so far: the tolerance and the lag are accepted
+        // with the receipt, and the next cumulative receipt carries what it left out.
+        c.covered_ms = now_ms;
+        c.set_blocked(None);
         self.evaluate(&from, now_ms);
         Ok(UsageAnswer::Agreed { seq: r.seq })
     }
@@ -694,13 +741,12 @@ impl Usage {
     }
 }
 
-/// Whether `claim` is within the tolerance of `own`.
-fn within(claim: u64, own: u64, cfg: &UsageConfig) -> bool {
+/// The tolerance around the hotspot's count `own`: `tolerance_bps` of it plus `slack_bytes`.
+fn tolerance(own: u64, cfg: &UsageConfig) -> u64 {
     let rel = u128::from(own) * u128::from(cfg.tolerance_bps) / 10_000;
-    let tol = u64::try_from(rel)
+    u64::try_from(rel)
         .unwrap_or(u64::MAX)
-        .saturating_add(cfg.slack_bytes);
-    claim.abs_diff(own) <= tol
+        .saturating_add(cfg.slack_bytes)
 }
 
 /// `bytes` (a receipt [`UsageReceipt::open_for_cosigning`] accepted) with `key`'s

@@ -498,10 +498,12 @@ fn a_new_session_ends_the_old_one_and_inherits_its_uncovered_usage() {
     u.handle_counters(client(1), 10_000, 0, T0);
     let a = receipt(1, 1, 1, 10_000, 0);
     assert_eq!(send(&mut u, 1, &a, T0), UsageAnswer::Agreed { seq: 1 });
-    u.handle_counters(client(1), 50_000, 0, T0 + 1);
+    // Later than the lag a receipt may have.
+    let t = T0 + 5_000;
+    u.handle_counters(client(1), 50_000, 0, t);
     // Session 2 starts where session 1's agreed totals end: 40 kB are its to sign.
     assert_eq!(
-        send(&mut u, 1, &receipt(1, 2, 1, 5_000, 0), T0 + 2),
+        send(&mut u, 1, &receipt(1, 2, 1, 5_000, 0), t),
         UsageAnswer::Disputed {
             seq: 1,
             bytes_down: 40_000,
@@ -511,11 +513,11 @@ fn a_new_session_ends_the_old_one_and_inherits_its_uncovered_usage() {
     // Session 1 ended with the first receipt of session 2: its receipt went out then.
     assert_eq!(proofs(&mut u), vec![a.msg]);
     assert_eq!(
-        send(&mut u, 1, &receipt(1, 2, 2, 40_000, 0), T0 + 3),
+        send(&mut u, 1, &receipt(1, 2, 2, 40_000, 0), t + 1),
         UsageAnswer::Agreed { seq: 2 }
     );
     assert_eq!(
-        send(&mut u, 1, &receipt(1, 1, 2, 50_000, 0), T0 + 4),
+        send(&mut u, 1, &receipt(1, 1, 2, 50_000, 0), t + 2),
         UsageAnswer::Refused {
             reason: Reason::Denied.code()
         },
@@ -586,4 +588,55 @@ fn the_cosignature_is_by_the_hotspot_key_only() {
     );
     assert!(!env.sent_by(client(1).key()));
     let _: NodeId = env.signer_id();
+}
+
+#[test]
+fn a_receipt_may_lag_the_counters_by_what_flowed_in_the_last_two_seconds() {
+    let mut u = usage();
+    // 1 MB a second; the driver reads the counters each second and as a receipt arrives.
+    for s in 0..=10 {
+        u.handle_counters(client(1), s * 1_000_000, 0, T0 + s * 1_000);
+    }
+    let now = T0 + 10_500;
+    u.handle_counters(client(1), 10_500_000, 0, now);
+    // Reports of the last 2 s: at 9 s (9 MB), 10 s and now. Tolerance at 9 MB: 91 kB.
+    for (seq, claim, agreed) in [
+        (1, 8_900_000, false),
+        (2, 8_910_000, true),
+        (3, 10_500_000, true),
+        (4, 10_606_000, true),
+        (5, 10_606_001, false),
+    ] {
+        let got = send(&mut u, 1, &receipt(1, 1, seq, claim, 0), now);
+        assert_eq!(
+            matches!(got, UsageAnswer::Agreed { .. }),
+            agreed,
+            "{claim}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_client_that_signs_at_its_pace_is_never_blocked_however_fast_it_goes() {
+    // The defaults: 64 MiB of grace, 2 % and 1 MiB of tolerance.
+    let mut u = Usage::new(hot(), UsageConfig::default());
+    u.handle_epoch(EPOCH, T0);
+    // 10 MB/s, far above the slack, for a minute; the receipt signed each second arrives
+    // 100 ms later, when the hotspot has counted 1 MB more.
+    let mut seq = 0;
+    for s in 1..=60u64 {
+        let t = T0 + s * 1_000;
+        let signed = s * 10_000_000;
+        u.handle_counters(client(1), signed, 0, t);
+        u.handle_counters(client(1), signed + 1_000_000, 0, t + 100);
+        seq += 1;
+        assert_eq!(
+            send(&mut u, 1, &receipt(1, 1, seq, signed, 0), t + 100),
+            UsageAnswer::Agreed { seq },
+            "second {s}"
+        );
+        u.handle_timeout(t + 500);
+    }
+    assert_eq!(decisions(&mut u), vec![]);
+    assert_eq!(u.stats().blocks, 0);
 }

@@ -52,8 +52,9 @@ pub struct RawUsage {
     /// Absolute tolerance in bytes per direction, and the unsigned usage a client may carry
     /// indefinitely (default 1048576: 1 MiB).
     pub slack_bytes: Option<u64>,
-    /// Unsigned usage beyond this blocks the client at once; at least `slack_bytes`
-    /// (default 16777216: 16 MiB).
+    /// Usage counted since the client's last agreed receipt beyond this blocks it at once; at
+    /// least `slack_bytes` (default 67108864: 64 MiB, about 500 Mbit/s for a client signing
+    /// once a second).
     pub grace_bytes: Option<u64>,
     /// Unsigned usage above `slack_bytes` for this many milliseconds blocks the client,
     /// 1000 to 3600000 (default 60000).

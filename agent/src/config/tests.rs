@@ -499,7 +499,7 @@ fn usage_defaults_overrides_and_errors() {
             policy: wisp_agent_core::usage::UsageConfig {
                 tolerance_bps: 200,
                 slack_bytes: 1 << 20,
-                grace_bytes: 16 << 20,
+                grace_bytes: 64 << 20,
                 grace_ms: 60_000,
                 max_sessions: 256,
             },
