@@ -15,12 +15,13 @@ use serde_json::Value;
 use wisp_protocol::NodeId;
 use wisp_shell::http_get::{self, Limits};
 
+pub(crate) mod credit;
 pub(crate) mod verify;
 
 /// A running oracle's HTTP API.
 #[derive(Debug)]
 pub(crate) struct Api {
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 /// An epoch's rewards with its manifest pages take about 300 bytes of JSON per paid node, and
@@ -33,7 +34,7 @@ const LIMITS: Limits = Limits {
 };
 
 /// What to tell an operator whose API address is missing or unreachable.
-const START_HINT: &str =
+pub(crate) const START_HINT: &str =
     "start the oracle (`wisp-oracle run`) or pass --api http://host:port of a running one";
 
 impl Api {

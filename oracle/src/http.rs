@@ -4,18 +4,20 @@
 //! handlers) · `/healthz` · `/readyz` · `/metrics` · `/openapi.json` · `/v1/status` ·
 //! `/v1/summary` · `/v1/nodes` · `/v1/nodes/{peer_id}` · `/v1/epochs` ·
 //! `/v1/epochs/{epoch}/rewards` · `/v1/epochs/{epoch}/rewards/{peer_id}` · `/v1/rejections` ·
-//! `/v1/witness-links`. [`monitor`] holds what a network monitor reads: the node list's filters
+//! `/v1/witness-links` · `/v1/subscribers/{peer_id}` · `POST /v1/credits`. [`credits`] holds
+//! the data credits' two (the operator's grants in, a subscriber's balance out). [`monitor`] holds what a network monitor reads: the node list's filters
 //! and pages, one entry's Merkle inclusion proof, the summary, and a node's status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use wisp_protocol::msg::{RewardEntry, Verdict};
@@ -44,6 +46,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/rejections", get(rejections))
         .route("/v1/witness-links", get(witness_links))
+        .route("/v1/subscribers/{peer_id}", get(credits::subscriber))
+        .route(
+            "/v1/credits",
+            post(credits::grant).layer(DefaultBodyLimit::max(credits::GRANT_BODY_MAX)),
+        )
         .with_state(shared)
 }
 
@@ -432,5 +439,6 @@ async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
 
 const OPENAPI: &str = include_str!("openapi.json");
 
+pub mod credits;
 pub mod dashboard;
 pub mod monitor;

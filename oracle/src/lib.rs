@@ -29,5 +29,5 @@ pub use wisp_oracle_core::{
 };
 /// The pure core's modules, under the names the service has always used.
 pub use wisp_oracle_core::{
-    acks, calendar, config, engine, epoch, facts, links, registry, rewards, rules,
+    acks, calendar, config, engine, epoch, facts, links, registry, rewards, rules, usage,
 };

@@ -98,6 +98,12 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Data credits: grant a subscriber credits (signed with the oracle key of the data
+    /// directory), or only sign a grant.
+    Credit {
+        #[command(subcommand)]
+        cmd: CreditCmd,
+    },
     /// Check saved reward manifest pages offline: the oracle's signature on the raw bytes,
     /// then the entries, the total and the Merkle root. Give every page of the epoch.
     VerifyManifest {
@@ -108,6 +114,45 @@ enum Cmd {
         #[arg(long, value_name = "PEER_ID")]
         oracle: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum CreditCmd {
+    /// Sign a grant and post it to the running oracle (`POST /v1/credits`). The grant has a
+    /// fresh random id: running this twice grants twice.
+    Grant {
+        #[command(flatten)]
+        grant: GrantArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a grant and print its envelope in hex, without posting it (post the bytes to
+    /// `/v1/credits` later; the oracle applies a grant once, however often it is posted).
+    Sign {
+        #[command(flatten)]
+        grant: GrantArgs,
+        /// Configuration file (TOML) giving `oracle.data_dir`, as `run` reads it.
+        #[arg(long, short = 'c', env = "WISP_ORACLE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides `oracle.data_dir` (where the oracle key is).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// What a credit grant says.
+#[derive(Args, Debug, Clone)]
+struct GrantArgs {
+    /// The subscriber's peer id (its client's key).
+    subscriber: String,
+    /// Data credits to grant, at least 1.
+    amount_dc: u64,
+    /// A note for the ledger (an invoice number): at most 64 characters of printable ASCII.
+    #[arg(long, default_value = "")]
+    memo: String,
 }
 
 /// Runs an operator command (no runtime: each is a few blocking requests or file reads);
@@ -135,7 +180,36 @@ fn operator(cmd: &Cmd) -> Option<anyhow::Result<String>> {
             out,
         } => locate(api).and_then(|a| cli::epoch(&a, *epoch, *json, out.as_deref())),
         Cmd::VerifyManifest { files, oracle } => cli::verify::verify(files, oracle),
+        Cmd::Credit { cmd } => credit(cmd),
     })
+}
+
+/// `wisp-oracle credit …`: the key comes from the data directory `run` would use.
+fn credit(cmd: &CreditCmd) -> anyhow::Result<String> {
+    let settings_of = |config: &Option<PathBuf>, data_dir: &Option<PathBuf>| {
+        settings(&Common {
+            config: config.clone(),
+            data_dir: data_dir.clone(),
+            broker: None,
+            http_listen: None,
+        })
+    };
+    match cmd {
+        CreditCmd::Grant { grant, api, json } => {
+            let s = settings_of(&api.config, &api.data_dir)?;
+            let a = cli::Api::locate(api.api.as_deref(), || Ok(s.data_dir.clone()))?;
+            let g = grant;
+            cli::credit::grant(&a, &s.key_file, &g.subscriber, g.amount_dc, &g.memo, *json)
+        }
+        CreditCmd::Sign {
+            grant,
+            config,
+            data_dir,
+        } => {
+            let s = settings_of(config, data_dir)?;
+            cli::credit::sign_only(&s.key_file, &grant.subscriber, grant.amount_dc, &grant.memo)
+        }
+    }
 }
 
 fn settings(c: &Common) -> anyhow::Result<Settings> {
@@ -231,7 +305,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Nodes { .. } | Cmd::Node { .. } | Cmd::Epoch { .. } | Cmd::VerifyManifest { .. } => {
+        Cmd::Nodes { .. }
+        | Cmd::Node { .. }
+        | Cmd::Epoch { .. }
+        | Cmd::VerifyManifest { .. }
+        | Cmd::Credit { .. } => {
             unreachable!("operator commands run in `operator`, without the runtime")
         }
     }

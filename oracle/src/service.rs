@@ -40,11 +40,12 @@ use crate::engine::{
 };
 use crate::metrics::Metrics;
 use crate::settings::{BrokerMode, Settings};
-use crate::state::{Role, Shared, Snapshot};
+use crate::state::{GRANT_QUEUE, Role, Shared, Snapshot};
 use crate::store::intake::Listener;
 use crate::store::{StorageConfig, Store};
 
 mod clock;
+mod credits;
 mod intake;
 mod lease;
 mod replay;
@@ -280,6 +281,9 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<ToWorker>(16_384);
     // A standby that starts to lead tells its worker of a connection made while it stood by.
     let inject = tx.clone();
+    // Credit grants from the API to the worker (unread while this process stands by: the API
+    // answers 503 then).
+    let (grant_tx, grant_rx) = mpsc::channel(GRANT_QUEUE);
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Snapshot::default()),
         reader,
@@ -298,6 +302,7 @@ pub async fn run(
         } else {
             Role::Alone
         }),
+        grants: grant_tx,
     });
     let guard_client = client.clone();
 
@@ -516,8 +521,9 @@ pub async fn run(
         proofs_stored: None,
         measurer_parts_published: 0,
     };
-    let mut worker =
-        tokio::spawn(Worker::new(books, store, client, clock, stage_rx, ack_tx).run(stop_rx));
+    let mut worker = tokio::spawn(
+        Worker::new(books, store, client, clock, stage_rx, grant_rx, ack_tx).run(stop_rx),
+    );
     let lost = async {
         match &lease {
             Some(k) => k.lost().await,

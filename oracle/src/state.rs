@@ -3,14 +3,19 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use wisp_protocol::SubscriberId;
+use wisp_protocol::msg::Verdict;
 use wisp_shell::broker_health::BrokerHealth;
 
+use crate::Rules;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::usage::{Balance, Ledger};
 
 /// A node as the API lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +66,33 @@ pub struct Snapshot {
     pub nodes: Vec<NodeView>,
     /// Proofs stored.
     pub proofs_stored: u64,
+    /// Subscribers' data credits (`/v1/subscribers/{peer_id}`).
+    #[serde(skip)]
+    pub credits: Credits,
+}
+
+/// Subscribers' data credits as the API reads them: the engine's ledger as of the snapshot,
+/// shared (not copied) by the API's readers.
+#[derive(Debug, Clone, Default)]
+pub struct Credits {
+    ledger: Arc<Ledger>,
+    /// The rules the pending credits are priced with; `None` only in an empty snapshot.
+    rules: Option<Arc<Rules>>,
+}
+
+impl Credits {
+    /// The credits of `ledger`, priced with `rules`.
+    pub fn new(ledger: Ledger, rules: Rules) -> Credits {
+        Credits {
+            ledger: Arc::new(ledger),
+            rules: Some(Arc::new(rules)),
+        }
+    }
+
+    /// A subscriber's balance; `None` for one never granted credits.
+    pub fn balance(&self, subscriber: &SubscriberId) -> Option<Balance> {
+        self.ledger.balance(subscriber, self.rules.as_deref()?)
+    }
 }
 
 impl Snapshot {
@@ -100,6 +132,9 @@ impl Snapshot {
             open_epochs: engine.open_epochs().map(|(e, s)| (*e, s.len())).collect(),
             nodes,
             proofs_stored,
+            // A copy of the ledger each second, as of the node list: one account per funded
+            // subscriber and their live sessions, a small fraction of the nodes' views.
+            credits: Credits::new(engine.ledger().clone(), engine.registry().rules().clone()),
         }
     }
 }
@@ -123,6 +158,42 @@ pub struct Shared {
     pub retained: Mutex<HashMap<String, Vec<u8>>>,
     /// Alone, or one of several processes on one database: leading or standing by.
     pub role: Mutex<Role>,
+    /// To the ingest worker: the operator's credit grants (`POST /v1/credits`), judged and
+    /// stored there like a proof. Nobody takes them while this process stands by.
+    pub grants: mpsc::Sender<GrantRequest>,
+}
+
+/// Credit grants waiting for the ingest worker: the API waits for each answer, so a few
+/// operators' requests at once are all this holds.
+pub const GRANT_QUEUE: usize = 16;
+
+/// An operator's credit grant for the ingest worker, with where its answer goes.
+#[derive(Debug)]
+pub struct GrantRequest {
+    /// The envelope bytes as posted (at most the kind's envelope size).
+    pub envelope: Vec<u8>,
+    /// The worker's answer.
+    pub reply: oneshot::Sender<GrantAnswer>,
+}
+
+/// What the ingest worker made of a grant.
+#[derive(Debug, Clone)]
+pub enum GrantAnswer {
+    /// Judged, and stored if new: `accepted` (credited), or `usage_grant_reused` (another
+    /// envelope with its grant id was applied before: nothing changed). A repeat of an envelope
+    /// already judged gets that verdict again.
+    Judged {
+        /// The verdict.
+        verdict: Verdict,
+        /// Whom it credits.
+        subscriber: SubscriberId,
+        /// The subscriber's balance after it.
+        balance: Option<Balance>,
+        /// This envelope was judged before: nothing was stored or changed now.
+        duplicate: bool,
+    },
+    /// Not a credit grant signed by this oracle's key: why (nothing stored).
+    Refused(String),
 }
 
 impl Shared {

@@ -16,7 +16,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use common::EPOCH;
-use seeded::{OPEN_EPOCH, Reply, UNPAID_EPOCH, block_on, network, request, serve, shared};
+use seeded::{
+    GRANTED_DC, OPEN_EPOCH, Reply, UNPAID_EPOCH, block_on, grant_bytes, network, oracle_key, post,
+    request, serve, shared, subscriber,
+};
 use serde_json::Value;
 use wisp_oracle::state::Snapshot;
 use wisp_oracle::store::Store;
@@ -57,6 +60,17 @@ fn documented() -> BTreeSet<String> {
         .unwrap()
         .keys()
         .cloned()
+        .collect()
+}
+
+/// The one path served for POST, and only for POST: the operator's credit grants.
+const POST_ONLY: &str = "/v1/credits";
+
+/// The documented paths a GET is sent to.
+fn documented_get() -> BTreeSet<String> {
+    documented()
+        .into_iter()
+        .filter(|p| p != POST_ONLY)
         .collect()
 }
 
@@ -228,8 +242,13 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<S
 /// Checks a reply to `GET <template>` against the document: its status code is documented,
 /// its content type is the documented one, and a JSON body fits the schema.
 fn conforms(doc: &Value, template: &str, reply: &Reply) -> Result<(), String> {
-    let op = &doc["paths"][template]["get"];
-    assert!(op.is_object(), "no GET {template} in the document");
+    conforms_to(doc, "get", template, reply)
+}
+
+/// [`conforms`] for a reply to `method`.
+fn conforms_to(doc: &Value, method: &str, template: &str, reply: &Reply) -> Result<(), String> {
+    let op = &doc["paths"][template][method];
+    assert!(op.is_object(), "no {method} {template} in the document");
     let Some(response) = op["responses"].get(reply.code.to_string()) else {
         return Err(format!("status {} is not documented", reply.code));
     };
@@ -276,14 +295,20 @@ fn every_route_is_documented_and_every_documented_path_is_a_route() {
         "routes missing from openapi.json: {undocumented:?}; \
          openapi.json lists paths the router does not serve: {unserved:?}"
     );
-    // Only GET is served, and only GET is documented.
+    // Only GET is served and documented, but for the credit grants' POST.
     for (path, item) in doc()["paths"].as_object().unwrap() {
         let methods: Vec<_> = item.as_object().unwrap().keys().collect();
-        assert_eq!(methods, ["get"], "{path}");
+        let want = if path == POST_ONLY { "post" } else { "get" };
+        assert_eq!(methods, [want], "{path}");
     }
+    let body = router_body();
+    let methods = (
+        body.matches(" get(").count(),
+        body.matches(" post(").count(),
+    );
     assert_eq!(
-        router_body().matches(" get(").count(),
-        routes.len(),
+        methods,
+        (routes.len() - 1, 1),
         "a route with another method"
     );
 }
@@ -387,6 +412,17 @@ fn cases(ids: &[String], unknown_id: &str, seeded: bool) -> Vec<(&'static str, S
     for bad in ["x", "-1", "18446744073709551616"] {
         c.push((proof, format!("/v1/epochs/{bad}/rewards/{unknown_id}"), 400));
     }
+    let sub = "/v1/subscribers/{peer_id}";
+    let funded = subscriber().id().to_string();
+    c.push((
+        sub,
+        format!("/v1/subscribers/{funded}"),
+        if seeded { 200 } else { 404 },
+    ));
+    c.push((sub, format!("/v1/subscribers/{unknown_id}"), 404));
+    for bad in ["not-a-peer-id", "%FF%FE", "12D3KooW", "%20"] {
+        c.push((sub, format!("/v1/subscribers/{bad}"), 400));
+    }
     c
 }
 
@@ -400,7 +436,7 @@ fn check_all(
     let covered: BTreeSet<String> = cases.iter().map(|(t, ..)| t.to_string()).collect();
     assert_eq!(
         covered,
-        documented(),
+        documented_get(),
         "a documented path without a case here"
     );
     let mut failures = Vec::new();
@@ -437,6 +473,8 @@ fn a_seeded_oracle_answers_as_documented() {
 
     // The schemas were checked against data, not against empty lists.
     assert_eq!(json_of(&replies, "/v1/nodes").as_array().unwrap().len(), 4);
+    let balance = json_of(&replies, &format!("/v1/subscribers/{}", subscriber().id()));
+    assert_eq!(balance["balance_dc"], GRANTED_DC, "{balance}");
     let detail = json_of(&replies, &format!("/v1/nodes/{}", ids[1]));
     assert!(!detail["proofs"].as_array().unwrap().is_empty(), "{detail}");
     assert!(
@@ -655,6 +693,34 @@ fn an_empty_oracle_answers_as_documented() {
     assert!(json_of(&replies, "/v1/status")["epoch"].is_null());
     assert!(json_of(&replies, "/v1/witness-links")["epoch"].is_null());
     assert!(json_of(&replies, "/v1/summary")["last_closed_epoch"].is_null());
+}
+
+/// `POST /v1/credits` as documented: garbage and another key's grant are 400s, an oversized body
+/// a 413 (before the worker sees it), and this oracle's grant a 503 here, where no ingest worker
+/// takes grants (`tests/usage.rs` posts to a real oracle).
+#[test]
+fn credit_grants_are_answered_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = block_on(Store::open_sqlite(&dir.path().join("oracle.db"))).unwrap();
+    let oracle = oracle_key().id().to_string();
+    let server = serve(shared(
+        store,
+        Snapshot {
+            oracle,
+            ..Snapshot::default()
+        },
+    ));
+    for (body, want) in [
+        (Vec::new(), 400),
+        (b"not an envelope".to_vec(), 400),
+        (grant_bytes(&common::key(7), 2, 10), 400),
+        (vec![0u8; 385], 413),
+        (grant_bytes(&oracle_key(), 3, 10), 503),
+    ] {
+        let reply = post(&server, POST_ONLY, &body);
+        assert_eq!(reply.code, want, "{}", reply.body);
+        conforms_to(&doc(), "post", POST_ONLY, &reply).unwrap();
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The ingest worker: an async task that owns the [`Engine`] (in [`Books`]) and the writable
-//! [`Store`]. It waits on four things at once — the next prechecked batch (or connection),
-//! the next epoch deadline, the next signed-clock publish and the next snapshot — and does
+//! [`Store`]. It waits on five things at once — the next prechecked batch (or connection),
+//! the next operator's credit grant (from the API), the next epoch deadline, the next
+//! signed-clock publish and the next snapshot — and does
 //! each in turn: the CPU-bound work (judging a batch, closing an epoch, the snapshot) in
 //! `spawn_blocking`, the store's calls and the MQTT calls as plain `.await`s.
 //!
@@ -28,7 +29,7 @@ use crate::calendar::{EpochCalendar, Opening};
 use crate::engine::{Checked, Closed, Engine, Ingested};
 use crate::metrics::ReasonLabel;
 use crate::settings::Settings;
-use crate::state::{Shared, Snapshot};
+use crate::state::{GrantRequest, Shared, Snapshot};
 use crate::store::Store;
 use crate::store::crash::{self, crash_point};
 
@@ -90,6 +91,8 @@ pub(super) struct Worker {
     /// proof to one of them; only the leader subscribes today).
     proofs_filter: &'static str,
     rx: mpsc::Receiver<Stage>,
+    /// The operator's credit grants, from the API.
+    grants: mpsc::Receiver<GrantRequest>,
     /// To the acker: each committed batch's verdicts.
     acker: mpsc::Sender<AckBatch>,
     /// When the epoch check next has work ([`EpochCalendar::poll_timeout`]), and the time it
@@ -107,6 +110,7 @@ impl Worker {
         client: AsyncClient,
         clock: Clock,
         rx: mpsc::Receiver<Stage>,
+        grants: mpsc::Receiver<GrantRequest>,
         acker: mpsc::Sender<AckBatch>,
     ) -> Self {
         Self {
@@ -123,6 +127,7 @@ impl Worker {
             client,
             clock,
             rx,
+            grants,
             acker,
             epochs_due: (0, 0),
             next_clock_ms: 0,
@@ -171,6 +176,7 @@ impl Worker {
                     Some(Stage::Batch(batch)) => self.ingest(batch).await?,
                     None => return Ok(()),
                 },
+                Some(request) = self.grants.recv() => self.grant(request).await?,
                 () = tokio::time::sleep(epochs_in.min(recheck)) => {}
                 () = tokio::time::sleep(clock_in.min(recheck)) => {}
                 () = tokio::time::sleep_until(snapshot_at) => {}
@@ -281,6 +287,28 @@ impl Worker {
         // batch.
         if self.acker.send(out.acks).await.is_err() {
             bail!("the ack task stopped");
+        }
+        Ok(())
+    }
+
+    /// Judges an operator's credit grant and stores its row, between batches (so it takes its
+    /// place in the arrival order like a proof), then answers the API and refreshes the
+    /// snapshot, so the balance it returns is the one `/v1/subscribers` serves next.
+    async fn grant(&mut self, request: GrantRequest) -> anyhow::Result<()> {
+        let now = self.clock.now_ms();
+        let mut books = self.books.take().context(LOST)?;
+        let (engine, answer, stored) =
+            super::credits::submit_grant(books.engine, &mut self.store, request.envelope, now)
+                .await?;
+        books.engine = engine;
+        if stored && let Some(n) = &mut books.proofs_stored {
+            *n += 1;
+        }
+        self.books = Some(books);
+        // The API may have given up waiting; the grant is stored all the same.
+        let _ = request.reply.send(answer);
+        if stored {
+            self.refresh_snapshot().await?;
         }
         Ok(())
     }
@@ -501,6 +529,7 @@ mod tests {
     /// A worker on a fresh SQLite store and the file clock `dir/clock`, with a client whose
     /// publishes only queue (what it publishes retained shows in `Shared::retained`).
     async fn worker(dir: &Path) -> (Worker, Arc<Shared>, rumqttc::EventLoop, mpsc::Sender<Stage>) {
+        let (grant_tx, grant_rx) = mpsc::channel(1);
         let mut settings = RawSettings::load(None, Vec::<(String, String)>::new())
             .unwrap()
             .resolve()
@@ -524,6 +553,7 @@ mod tests {
             broker: Mutex::new(BrokerHealth::new("mqtt://test", 30_000)),
             retained: Mutex::new(HashMap::new()),
             role: Mutex::new(crate::state::Role::Alone),
+            grants: grant_tx,
         });
         let (client, eventloop) =
             AsyncClient::new(MqttOptions::new("test", "127.0.0.1", 1), 10_000);
@@ -538,7 +568,7 @@ mod tests {
             measurer_parts_published: 0,
         };
         let clock = Clock::File(dir.join("clock"));
-        let w = Worker::new(books, store, client, clock, stage_rx, ack_tx);
+        let w = Worker::new(books, store, client, clock, stage_rx, grant_rx, ack_tx);
         (w, shared, eventloop, stage_tx)
     }
 

@@ -1,6 +1,6 @@
 //! A seeded oracle for the HTTP tests (`dashboard.rs`, `openapi.rs`): a real SQLite store with
 //! stored proofs, a closed epoch that paid, one that paid nobody and an open one, and a worker
-//! snapshot of four onboarded nodes; the router serves it on an ephemeral port and is asked
+//! snapshot of four onboarded nodes and one funded subscriber; the router serves it on an ephemeral port and is asked
 //! over plain HTTP/1.1.
 // Test support: a panic is the right answer to a broken fixture; each test crate uses a part.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
@@ -14,8 +14,9 @@ use crate::common::{EPOCH, Fixture, START};
 use wisp_oracle::RulesConfig;
 use wisp_oracle::engine::Row;
 use wisp_oracle::metrics::Metrics;
-use wisp_oracle::state::{MarkView, NodeView, Shared, Snapshot};
+use wisp_oracle::state::{Credits, MarkView, NodeView, Shared, Snapshot};
 use wisp_oracle::store::Store;
+use wisp_oracle::usage::Ledger;
 use wisp_protocol::msg::{EpochParams, MANIFEST_PAGE_MAX, RewardEntry, RewardManifest, Verdict};
 use wisp_protocol::{Kind, NodeKey, ProofId, Reason};
 use wisp_shell::broker_health::BrokerHealth;
@@ -107,12 +108,34 @@ pub struct Reply {
 
 /// `GET path` (already percent-encoded where it needs to be).
 pub fn request(server: &Server, path: &str) -> Reply {
+    exchange(server, "GET", path, None)
+}
+
+/// `POST path` with `body` as `application/octet-stream`.
+pub fn post(server: &Server, path: &str, body: &[u8]) -> Reply {
+    exchange(server, "POST", path, Some(body))
+}
+
+fn exchange(server: &Server, method: &str, path: &str, body: Option<&[u8]>) -> Reply {
     let mut s = TcpStream::connect(server.addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    match body {
+        None => write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap(),
+        Some(b) => {
+            write!(
+                s,
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                 Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            )
+            .unwrap();
+            // The server may answer (413) and close before it read all of a large body.
+            let _ = s.write_all(b);
+        }
+    }
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
@@ -155,6 +178,8 @@ pub fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
         broker: Mutex::new(BrokerHealth::new("mqtt://127.0.0.1:1883", 60_000)),
         retained: Mutex::new(std::collections::HashMap::new()),
         role: Mutex::new(wisp_oracle::state::Role::Alone),
+        // No worker takes grants here: a grant posted gets the worker-less 503.
+        grants: tokio::sync::mpsc::channel(1).0,
     })
 }
 
@@ -269,6 +294,36 @@ pub fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
             },
         ],
         proofs_stored: 2,
+        credits: credits(),
     };
     (fx, shared(store, snap))
+}
+
+/// The subscriber the seeded oracle granted [`GRANTED_DC`].
+pub fn subscriber() -> NodeKey {
+    NodeKey::from_seed(&[50; 32])
+}
+
+/// What [`subscriber`] was granted.
+pub const GRANTED_DC: u64 = 5_000;
+
+/// A credit grant signed by `signer` for [`subscriber`].
+pub fn grant_bytes(signer: &NodeKey, id: u8, amount_dc: u64) -> Vec<u8> {
+    let msg = wisp_protocol::msg::CreditGrant {
+        grant: [id; 16].into(),
+        subscriber: wisp_protocol::SubscriberId::of(&subscriber()),
+        amount_dc,
+        issued_ms: START,
+        memo: "seeded".into(),
+    };
+    crate::common::sign_with(signer, &msg)
+}
+
+/// The ledger of the seeded oracle: [`subscriber`] granted [`GRANTED_DC`].
+fn credits() -> Credits {
+    let oracle = oracle_key();
+    let mut ledger = Ledger::new();
+    let grant = crate::common::open(&grant_bytes(&oracle, 1, GRANTED_DC));
+    ledger.apply_grant(&grant, &oracle.id()).unwrap();
+    Credits::new(ledger, wisp_oracle::Rules::permissionless())
 }

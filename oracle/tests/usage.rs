@@ -1,0 +1,253 @@
+//! Data credits against a real oracle: the `wisp-oracle` binary with its embedded broker,
+//! grants issued with `wisp-oracle credit grant` and `credit sign` as an operator would, posted
+//! to `POST /v1/credits`, and the balance read at `GET /v1/subscribers/{peer_id}` — once per
+//! grant however often it is posted, never from a grant another key signed, and still there
+//! after a restart (the grant's row is replayed like a proof's).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wisp_protocol::envelope::Envelope;
+use wisp_protocol::msg::CreditGrant;
+use wisp_protocol::{NodeKey, SubscriberId};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wisp-oracle");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The running oracle, killed when dropped.
+struct Oracle {
+    child: Child,
+    api: SocketAddr,
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_oracle(data: &Path) -> Oracle {
+    // A restart must not read the address its predecessor wrote.
+    let _ = std::fs::remove_file(data.join("http.addr"));
+    let broker = free_port();
+    let child = Command::new(BIN)
+        .args(["run", "--data-dir", &data.display().to_string()])
+        .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{broker}"))
+        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
+        .env("WISP_EPOCH__DURATION_S", "3")
+        .env("WISP_EPOCH__SETTLE_S", "1")
+        .env("WISP_EPOCH__SLOT_COUNT", "3")
+        .env("WISP_LOG", "warn,rumqttd=off")
+        .env_remove("WISP_ORACLE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut o = Oracle {
+        child,
+        api: "127.0.0.1:1".parse().unwrap(),
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            std::fs::read_to_string(data.join("http.addr"))
+                .ok()
+                .and_then(|a| a.trim().parse().ok())
+                .is_some_and(|a| {
+                    o.api = a;
+                    true
+                })
+        }),
+        "the oracle did not start"
+    );
+    // Its first snapshot names its key (the API refuses other keys' grants by it).
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            get(&o, "/v1/status").1["oracle"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        }),
+        "the oracle's API did not come up"
+    );
+    o
+}
+
+fn cli(data: &Path, args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--data-dir", &data.display().to_string()])
+        .env_remove("WISP_ORACLE_CONFIG")
+        .output()
+        .unwrap();
+    println!(
+        "wisp-oracle {args:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The status and JSON body of an HTTP exchange (`body`: a POST of octet-stream).
+fn exchange(o: &Oracle, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
+    let mut s = TcpStream::connect(o.api).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        o.api,
+        body.len()
+    )
+    .unwrap();
+    // A 413 may come, and the connection close, before all of a large body was sent.
+    let _ = s.write_all(body);
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn get(o: &Oracle, path: &str) -> (u16, Value) {
+    exchange(o, "GET", path, None)
+}
+
+fn post(o: &Oracle, body: &[u8]) -> (u16, Value) {
+    exchange(o, "POST", "/v1/credits", Some(body))
+}
+
+fn balance(o: &Oracle, sub: &str) -> (u16, Value) {
+    get(o, &format!("/v1/subscribers/{sub}"))
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn grants_credit_once_only_with_the_oracle_key_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("oracle");
+    let sub = NodeKey::from_seed(&[9; 32]).id().to_string();
+    let oracle = spawn_oracle(&data);
+
+    // Never granted: 404; not a peer id: 400.
+    assert_eq!(balance(&oracle, &sub).0, 404);
+    assert_eq!(balance(&oracle, "not-a-peer-id").0, 400);
+
+    // The operator grants with the CLI, which signs with the data directory's key.
+    let out = cli(
+        &data,
+        &["credit", "grant", &sub, "1000", "--memo", "invoice 1"],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("granted 1000 DC"));
+    let (code, b) = balance(&oracle, &sub);
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(
+        b,
+        serde_json::json!({ "subscriber": sub, "balance_dc": 1000, "burned_dc": 0, "pending_dc": 0 })
+    );
+
+    // A signed grant posted twice credits once; the second answer says it is a duplicate.
+    let out = cli(&data, &["credit", "sign", &sub, "250"]);
+    assert!(out.status.success());
+    let signed = unhex(String::from_utf8(out.stdout).unwrap().trim());
+    let (code, first) = post(&oracle, &signed);
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(
+        (first["verdict"].as_str(), first["duplicate"].as_bool()),
+        (Some("accepted"), Some(false))
+    );
+    assert_eq!(first["balance_dc"], 1250);
+    let (code, again) = post(&oracle, &signed);
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(
+        (again["verdict"].as_str(), again["duplicate"].as_bool()),
+        (Some("accepted"), Some(true))
+    );
+    assert_eq!(balance(&oracle, &sub).1["balance_dc"], 1250);
+
+    // Another envelope with the same grant id credits nothing either.
+    let mut same_id = wisp_protocol::envelope::open::<CreditGrant>(&signed)
+        .unwrap()
+        .msg;
+    same_id.memo = "resent".into();
+    let key = wisp_shell::keyfile::load(&data.join("oracle.key")).unwrap();
+    let (code, reused) = post(&oracle, &Envelope::sign(&key, &same_id).to_bytes());
+    assert_eq!(code, 200, "{reused}");
+    assert_eq!(reused["reason"], "usage_grant_reused");
+    assert_eq!(reused["balance_dc"], 1250);
+
+    // A grant another key signed is refused and credits nothing.
+    let stranger = NodeKey::from_seed(&[3; 32]);
+    let forged = CreditGrant {
+        grant: [7; 16].into(),
+        subscriber: sub.parse::<SubscriberId>().unwrap(),
+        amount_dc: 1_000_000,
+        issued_ms: wisp_shell::clock::system_ms(),
+        memo: String::new(),
+    };
+    let (code, why) = post(&oracle, &Envelope::sign(&stranger, &forged).to_bytes());
+    assert_eq!(code, 400, "{why}");
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("not by this oracle")
+    );
+    // An oversized body is refused before it is read; bytes that are no envelope are a 400.
+    assert_eq!(post(&oracle, &vec![0u8; 64 << 10]).0, 413);
+    assert_eq!(post(&oracle, b"hello").0, 400);
+    assert_eq!(balance(&oracle, &sub).1["balance_dc"], 1250);
+
+    // The CLI says what the oracle refused.
+    let out = cli(&data, &["credit", "grant", &sub, "0"]);
+    assert!(!out.status.success());
+
+    // A restart replays the stored grants: the balance is the same, and a resent envelope
+    // is still a duplicate.
+    drop(oracle);
+    let oracle = spawn_oracle(&data);
+    assert!(
+        wait_for(
+            Duration::from_secs(10),
+            || balance(&oracle, &sub).1["balance_dc"] == 1250
+        ),
+        "after a restart: {}",
+        balance(&oracle, &sub).1
+    );
+    let (code, after) = post(&oracle, &signed);
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["duplicate"], true);
+    assert_eq!(balance(&oracle, &sub).1["balance_dc"], 1250);
+}
