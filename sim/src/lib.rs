@@ -24,10 +24,11 @@
 //! - [`oracle`]: the oracle's own engine (wisp-oracle-core's `Prechecker` and `Engine`, as
 //!   the service runs them) fed every proof that reaches it, in arrival order.
 //! - [`sim`]: the run itself (events and what each does).
+//! - [`usage`]: the usage model (subscribers, sessions, usage cheaters; off by default).
 //! - [`stats`], [`report`], [`plot`]: the tally, Markdown/JSON report, SVG plots.
 //!
 //! **This crate depends on the pure crates only** (wisp-protocol, wisp-agent-core,
-//! wisp-oracle-core): no daemon, broker, database or network stack is linked in. The devnet,
+//! wisp-oracle-core, and wisp-client without its `cli` feature): no daemon, broker, database or network stack is linked in. The devnet,
 //! which runs the real binaries, is the `wisp-devnet` crate (`sim/devnet/`).
 #![warn(missing_docs)]
 
@@ -43,6 +44,7 @@ pub mod rng;
 pub mod scenario;
 pub mod sim;
 pub mod stats;
+pub mod usage;
 pub mod world;
 
 use anyhow::Result;

@@ -341,6 +341,18 @@ impl Oracle {
         judged
     }
 
+    /// The operator's grant of data credits (a signed [`CreditGrant`] envelope) at oracle time
+    /// `at_ms`, through the engine's own `submit_grant`. Not recorded in [`Log`].
+    ///
+    /// [`CreditGrant`]: wisp_protocol::msg::CreditGrant
+    pub fn submit_grant(&mut self, envelope: Vec<u8>, at_ms: u64) -> anyhow::Result<Judged> {
+        let (verdict, _) = self
+            .engine
+            .submit_grant(envelope, at_ms)
+            .map_err(|r| anyhow::anyhow!("grant refused: {}", r.name()))?;
+        Ok(verdict)
+    }
+
     /// Closes epoch `epoch` at oracle time `now_ms` (after judging what arrived before).
     pub fn close(
         &mut self,

@@ -189,6 +189,9 @@ pub struct Report {
     pub fairness: Option<Fairness>,
     /// The targets, checked against this run (empty without a baseline).
     pub targets: Vec<TargetCheck>,
+    /// The usage model's figures (with `[usage]` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::UsageReport>,
     /// Coverage: res-8 hexes with an honest hotspot, and those where one earned coverage.
     pub coverage_hexes: (u32, u32),
     /// Share of hotspots that earned coverage in at least one epoch.
@@ -451,10 +454,17 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
         out.cheaters_vs_fair = ratio(cheater_reward as f64, cheater_fair as f64);
         out
     });
-    let targets = fairness
+    let mut targets = fairness
         .as_ref()
         .map(|f| targets(&rows, f))
         .unwrap_or_default();
+    let usage = run
+        .usage
+        .as_ref()
+        .map(|u| crate::usage::report(u, fair.and_then(|f| f.usage.as_ref())));
+    if let (Some(u), Some(_)) = (&usage, fair) {
+        targets.extend(crate::usage::targets(u));
+    }
     let honest_hexes: BTreeSet<u64> = honest_nodes.iter().map(|i| run.nodes[*i].2).collect();
     let earning_hexes: BTreeSet<u64> = honest_nodes
         .iter()
@@ -492,6 +502,7 @@ pub fn build(sc: &Scenario, run: &RunOutput, fair: Option<&RunOutput>) -> Report
         archetypes: rows,
         fairness,
         targets,
+        usage,
         coverage_hexes: (
             u32::try_from(honest_hexes.len()).unwrap_or(u32::MAX),
             u32::try_from(earning_hexes.len()).unwrap_or(u32::MAX),
@@ -586,6 +597,9 @@ impl Report {
             self.coverage_hexes.0,
             pct(self.coverage_nodes_share)
         );
+        if let Some(u) = &self.usage {
+            s.push_str(&u.markdown());
+        }
         if !self.targets.is_empty() {
             let _ = writeln!(s, "\n## Targets\n");
             let _ = writeln!(s, "| target | value | limit | met |\n|---|---:|---:|---|");

@@ -38,6 +38,8 @@ pub struct Scenario {
     pub oracle: OracleCfg,
     /// What the report computes.
     pub report: ReportCfg,
+    /// The usage model (off by default).
+    pub usage: crate::usage::UsageCfg,
 }
 
 impl Default for Scenario {
@@ -56,6 +58,7 @@ impl Default for Scenario {
             cheaters: CheatersCfg::default(),
             oracle: OracleCfg::default(),
             report: ReportCfg::default(),
+            usage: crate::usage::UsageCfg::default(),
         }
     }
 }

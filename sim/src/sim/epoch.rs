@@ -93,6 +93,10 @@ impl Sim<'_> {
             self.q
                 .schedule(epoch_start_us + self.dur_us / 2, Ev::Bandwidth(e));
         }
+        if self.usage.is_some() {
+            let at = epoch_start_us + self.dur_us * 3 / 5;
+            self.q.schedule(at, Ev::Usage(e));
+        }
         if e + 1 < self.epochs {
             self.q
                 .schedule((e + 1) * self.dur_us, Ev::EpochStart(e + 1));
@@ -149,6 +153,7 @@ impl Sim<'_> {
             return;
         };
         self.account(e, &closed);
+        self.usage_close(e, &closed);
     }
 
     fn account(&mut self, e: u64, c: &Closed) {
@@ -220,7 +225,8 @@ impl Sim<'_> {
                 .outcome
                 .nodes
                 .get(&entry.node)
-                .is_some_and(|f| f.down.is_some() || f.up.is_some());
+                .is_some_and(|f| f.down.is_some() || f.up.is_some())
+                || c.rewards.usage.contains_key(&entry.node);
             if (entry.coverage > 0 && counted[0] + counted[1] == 0)
                 || (entry.uptime > 0 && counted[3] == 0)
                 || (entry.backhaul > 0 && !backhaul_ok)

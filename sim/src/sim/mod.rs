@@ -16,6 +16,7 @@
 //! | 7   | `Bandwidth`  | a round of bandwidth tests with the rendezvous measurers |
 //! | 8/9 | `Crash`/`Restart` | an agent dies and comes back with its persisted sequence number |
 //! | 10  | `Backdate`   | a fake-heartbeat cheater sends a whole epoch's back-dated heartbeats |
+//! | 11  | `Usage`      | the epoch's subscriber sessions (only with `[usage]`, see [`crate::usage`]) |
 //!
 //! Every processed event is recorded in the [`EventLog`], and so is every oracle verdict.
 //!
@@ -23,7 +24,8 @@
 //! handlers live by concern in `setup` (building the world, onboarding), `cores` (starting,
 //! stopping, applying a core's outputs), `epoch` (seeds, closes, the invariants), `air`
 //! (transmissions and receptions), `delivery` (proofs to the oracle, verdicts), `cheats`
-//! (relays, forged readings, replays, back-dating) and `bandwidth` (bandwidth test rounds).
+//! (relays, forged readings, replays, back-dating), `bandwidth` (bandwidth test rounds) and
+//! `usage` (subscribers' sessions and the usage part of a close).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ mod cores;
 mod delivery;
 mod epoch;
 mod setup;
+mod usage;
 
 /// Unix time (ms) of simulated time zero.
 pub const T0_MS: u64 = 1_800_000_000_000;
@@ -133,6 +136,7 @@ enum Ev {
     Crash(u32),
     Restart(u32),
     Backdate(u32, u64),
+    Usage(u64),
 }
 
 #[derive(Debug, Default)]
@@ -183,6 +187,8 @@ pub struct RunOutput {
     pub verified: (u64, u64),
     /// The oracle's input and answers, when [`Sim::recording`] asked for them.
     pub oracle_log: Option<crate::oracle::Log>,
+    /// What the usage model measured (with `[usage]` only).
+    pub usage: Option<crate::usage::UsageTally>,
 }
 
 /// The simulation of one scenario.
@@ -206,6 +212,7 @@ pub struct Sim<'a> {
     epochs: u64,
     dur_us: u64,
     progress: Option<indicatif::ProgressBar>,
+    usage: Option<usage::UsageRt>,
 }
 
 impl std::fmt::Debug for Sim<'_> {
@@ -322,6 +329,7 @@ impl<'a> Sim<'a> {
             hotspots: self.world.hotspots,
             verified: self.oracle.verified(),
             oracle_log: self.oracle.take_log(),
+            usage: self.usage.take().map(|u| u.tally),
             stats: self.stats,
             ids: self.world.nodes.iter().map(|n| n.id).collect(),
             nodes,
@@ -401,6 +409,10 @@ impl<'a> Sim<'a> {
             Ev::Backdate(n, e) => {
                 self.log.record(t, seq, 10, &[u64::from(n), e]);
                 self.backdate(n, e);
+            }
+            Ev::Usage(e) => {
+                self.log.record(t, seq, 11, &[e]);
+                self.usage_round(e);
             }
         }
     }

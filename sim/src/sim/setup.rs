@@ -40,6 +40,12 @@ impl<'a> Sim<'a> {
         if record {
             oracle.record();
         }
+        let (usage, owners) = if sc.usage.enabled() {
+            let (u, o) = super::usage::plan(sc, &world, honest_only);
+            (Some(u), o)
+        } else {
+            (None, BTreeMap::new())
+        };
         // Onboarding: every identity signs an Onboard and publishes it at time zero.
         let onboards: Vec<Vec<u8>> = world
             .nodes
@@ -47,7 +53,10 @@ impl<'a> Sim<'a> {
             .map(|n| {
                 let p = &world.profiles[n.profile];
                 let msg = Onboard {
-                    owner: format!("owner-{}", n.idx),
+                    owner: owners
+                        .get(&n.idx)
+                        .cloned()
+                        .unwrap_or_else(|| format!("owner-{}", n.idx)),
                     cell: n.cell,
                     antenna_gain: deci(n.declared_gain_dbi),
                     antenna_height_dm: 100,
@@ -78,6 +87,9 @@ impl<'a> Sim<'a> {
             refused.len(),
             refused.first()
         );
+        if let Some(u) = &usage {
+            u.grant(sc, &mut oracle, &oracle_key)?;
+        }
         let mut stats = Stats::new(world.nodes.len());
         stats.signatures += onboards.len() as u64;
         let xs: Vec<f64> = world.nodes.iter().map(|n| n.phys.x).collect();
@@ -121,6 +133,7 @@ impl<'a> Sim<'a> {
             epochs,
             dur_us,
             progress: None,
+            usage,
             world,
         };
         sim.rt = (0..sim.world.nodes.len())
