@@ -2,19 +2,28 @@
 //! grants issued with `wisp-oracle credit grant` and `credit sign` as an operator would, posted
 //! to `POST /v1/credits`, and the balance read at `GET /v1/subscribers/{peer_id}` — once per
 //! grant however often it is posted, never from a grant another key signed, and still there
-//! after a restart (the grant's row is replayed like a proof's).
+//! after a restart (the grant's row is replayed like a proof's). Then a hotspot onboarded over
+//! MQTT sends a co-signed usage receipt of a funded subscriber: accepted, pending in the balance,
+//! and burned at the epoch's close.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use wisp_protocol::envelope::Envelope;
-use wisp_protocol::msg::CreditGrant;
-use wisp_protocol::{NodeKey, SubscriberId};
+use wisp_protocol::envelope::{self, Envelope};
+use wisp_protocol::msg::{
+    Band, CreditGrant, EpochSeed, Onboard, UsageReceipt, Verdict, open_sealed_ack,
+};
+use wisp_protocol::units::DeciDb;
+use wisp_protocol::{Cell, NodeKey, ProofId, SubscriberId, topics};
+use wisp_shell::clock::system_ms;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wisp-oracle");
 
@@ -41,6 +50,7 @@ fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 struct Oracle {
     child: Child,
     api: SocketAddr,
+    broker: u16,
 }
 
 impl Drop for Oracle {
@@ -71,6 +81,7 @@ fn spawn_oracle(data: &Path) -> Oracle {
     let mut o = Oracle {
         child,
         api: "127.0.0.1:1".parse().unwrap(),
+        broker,
     };
     assert!(
         wait_for(Duration::from_secs(20), || {
@@ -83,6 +94,14 @@ fn spawn_oracle(data: &Path) -> Oracle {
                 })
         }),
         "the oracle did not start"
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || TcpStream::connect((
+            "127.0.0.1",
+            broker
+        ))
+        .is_ok()),
+        "the oracle's broker did not start"
     );
     // Its first snapshot names its key (the API refuses other keys' grants by it).
     assert!(
@@ -250,4 +269,175 @@ fn grants_credit_once_only_with_the_oracle_key_and_survive_a_restart() {
     assert_eq!(code, 200, "{after}");
     assert_eq!(after["duplicate"], true);
     assert_eq!(balance(&oracle, &sub).1["balance_dc"], 1250);
+}
+
+/// What a hotspot's connection saw: the current seed and the acks.
+#[derive(Default)]
+struct Seen {
+    seed: Option<EpochSeed>,
+    acks: BTreeMap<ProofId, Verdict>,
+}
+
+/// A hotspot logged in to the embedded broker with its key.
+struct Hotspot {
+    key: NodeKey,
+    client: AsyncClient,
+    seen: Arc<Mutex<Seen>>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Hotspot {
+    fn connect(broker: u16, oracle: &NodeKey, key: NodeKey) -> Hotspot {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut o = MqttOptions::new(format!("wisp-test-{}", key.id()), "127.0.0.1", broker);
+        o.set_credentials(
+            key.id().to_string(),
+            wisp_protocol::login::password(&key, &oracle.id()),
+        );
+        let (client, mut events) = AsyncClient::new(o, 100);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (s, c) = (seen.clone(), client.clone());
+        let subs = [topics::acks(&key.id()), topics::EPOCH.to_string()];
+        rt.spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for t in &subs {
+                            c.subscribe(t.clone(), QoS::AtLeastOnce).await.unwrap();
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let mut s = s.lock().unwrap();
+                        if let Ok(o) = envelope::open::<EpochSeed>(&p.payload) {
+                            s.seed = Some(o.msg);
+                        } else if let Ok(o) = open_sealed_ack(&p.payload) {
+                            for e in o.ack.entries {
+                                s.acks.insert(e.proof_id, e.verdict);
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        let h = Hotspot {
+            key,
+            client,
+            seen,
+            rt,
+        };
+        assert!(
+            wait_for(Duration::from_secs(10), || h.seed().is_some()),
+            "no epoch seed"
+        );
+        h
+    }
+
+    fn seed(&self) -> Option<EpochSeed> {
+        self.seen.lock().unwrap().seed.clone()
+    }
+
+    /// Publishes `bytes` on the hotspot's proofs topic and waits for the oracle's verdict.
+    fn send(&self, bytes: Vec<u8>) -> Verdict {
+        let id = ProofId::of(&bytes);
+        let (c, topic) = (self.client.clone(), topics::proofs(&self.key.id()));
+        self.rt.block_on(async move {
+            c.publish(topic, QoS::AtLeastOnce, false, bytes)
+                .await
+                .unwrap();
+        });
+        let mut v = None;
+        assert!(
+            wait_for(Duration::from_secs(10), || {
+                v = self.seen.lock().unwrap().acks.get(&id).copied();
+                v.is_some()
+            }),
+            "no ack for {id}"
+        );
+        v.unwrap()
+    }
+}
+
+fn onboard(key: &NodeKey) -> Vec<u8> {
+    let msg = Onboard {
+        owner: "owner-usage".into(),
+        cell: Cell::from_degrees(38.7, -9.1, 12).unwrap(),
+        antenna_gain: DeciDb(30),
+        antenna_height_dm: 50,
+        bands: vec![Band {
+            low_khz: 2_400_000,
+            high_khz: 2_483_500,
+            max_eirp: DeciDb(200),
+        }],
+        measurer: false,
+        issued_ms: system_ms(),
+        attestation: None,
+    };
+    Envelope::sign(key, &msg).to_bytes()
+}
+
+#[test]
+fn a_cosigned_usage_receipt_over_mqtt_is_pending_then_burned() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("oracle");
+    let subscriber = NodeKey::from_seed(&[11; 32]);
+    let sub = subscriber.id().to_string();
+    let oracle = spawn_oracle(&data);
+    let okey = wisp_shell::keyfile::load(&data.join("oracle.key")).unwrap();
+    let hotspot = Hotspot::connect(oracle.broker, &okey, NodeKey::from_seed(&[12; 32]));
+    assert_eq!(hotspot.send(onboard(&hotspot.key)), Verdict::Accepted);
+    assert!(
+        cli(&data, &["credit", "grant", &sub, "100"])
+            .status
+            .success()
+    );
+
+    // 2 MiB down and 1 MiB up, within what the default backhaul carries in a 3 s epoch: 3 DC
+    // at the default price of 1 DC per MiB.
+    let seed = hotspot.seed().unwrap();
+    let receipt = UsageReceipt {
+        session: [5; 16].into(),
+        hotspot: hotspot.key.id(),
+        subscriber: SubscriberId::of(&subscriber),
+        epoch: seed.epoch,
+        seq: 1,
+        bytes_down: 2 << 20,
+        bytes_up: 1 << 20,
+        signed_ms: system_ms(),
+        start_ms: None,
+    };
+    let mut env = Envelope::sign(&subscriber, &receipt);
+    env.cosign(&hotspot.key);
+    assert_eq!(hotspot.send(env.to_bytes()), Verdict::Accepted);
+    // Pending in the API's next snapshot (refreshed each second), unless the 3 s epoch closed
+    // before it and burned them.
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let b = balance(&oracle, &sub).1;
+            b["pending_dc"] == 3 || b["burned_dc"] == 3
+        }),
+        "neither pending nor burned: {}",
+        balance(&oracle, &sub).1
+    );
+
+    // The epoch closes: the credits are burned.
+    assert!(
+        wait_for(
+            Duration::from_secs(20),
+            || balance(&oracle, &sub).1["burned_dc"] == 3
+        ),
+        "not burned: {}",
+        balance(&oracle, &sub).1
+    );
+    let b = balance(&oracle, &sub).1;
+    assert_eq!(
+        (b["balance_dc"].as_u64(), b["pending_dc"].as_u64()),
+        (Some(97), Some(0)),
+        "{b}"
+    );
 }
