@@ -460,7 +460,10 @@ pub fn allocate(pool: u64, units: &[(NodeId, u64)]) -> Vec<u64> {
 pub struct EpochRewards {
     /// The epoch.
     pub epoch: EpochNo,
-    /// The emission.
+    /// The emission the manifest signs, which its entries sum to: the epoch's, less what the
+    /// usage pool's cap left unpaid when no other pool had earners to take it
+    /// ([`Pools::unpaid`]). Signing the whole emission then would make a manifest whose total
+    /// check fails (`wisp-oracle verify-manifest`).
     pub emission: u64,
     /// The pools after moving those without earners.
     pub pools: Pools,
@@ -560,7 +563,7 @@ pub fn compute(registry: &Registry, outcome: &EpochOutcome, emission: u64) -> Ep
         .collect();
     EpochRewards {
         epoch: outcome.epoch,
-        emission,
+        emission: emission.saturating_sub(pools.unpaid),
         pools,
         units,
         usage,
