@@ -254,6 +254,9 @@ pub struct UsageReport {
     pub honest_paid: u128,
     /// Usage paid per honest hotspot paid any (mean).
     pub honest_paid_mean: f64,
+    /// Usage paid to the same honest hotspots in the fair baseline (the usage pool is a share
+    /// of the emission, so what cheaters are paid from it is not paid to them).
+    pub honest_paid_fair: Option<u128>,
     /// Per archetype.
     pub archetypes: Vec<UsageRow>,
 }
@@ -353,6 +356,14 @@ pub fn report(main: &UsageTally, fair: Option<&UsageTally>) -> UsageReport {
         pool_paid: main.pool_paid,
         honest_hotspots_paid: honest.len(),
         honest_paid,
+        honest_paid_fair: fair.map(|f| {
+            f.paid
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !u32::try_from(*i).is_ok_and(|i| in_instance.contains(&i)))
+                .map(|(_, p)| *p)
+                .sum()
+        }),
         honest_paid_mean: if honest.is_empty() {
             0.0
         } else {
@@ -397,14 +408,18 @@ impl UsageReport {
         let _ = writeln!(
             s,
             "{} subscribers, {} sessions, {} receipts sent; {} DC burned, usage pool paid {}; \
-             {} honest hotspots paid usage, {:.0} each on average.",
+             {} honest hotspots paid usage, {:.0} each on average ({} in all; {} in the fair \
+             baseline).",
             self.subscribers,
             self.sessions,
             self.receipts,
             self.burned_dc,
             self.pool_paid,
             self.honest_hotspots_paid,
-            self.honest_paid_mean
+            self.honest_paid_mean,
+            self.honest_paid,
+            self.honest_paid_fair
+                .map_or("no baseline".to_string(), |f| f.to_string())
         );
         let _ = writeln!(
             s,
