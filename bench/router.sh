@@ -4,7 +4,7 @@
 # simulated device under qemu with its resident memory and CPU.
 #
 # Installs what it needs when missing: the Rust targets (rustup), a cross C compiler for the
-# C parts (ring, aws-lc-sys, bundled SQLite) through `ziglang` and `cargo-zigbuild` (PyPI),
+# C parts (ring, blake3, bundled SQLite) through `ziglang` and `cargo-zigbuild` (PyPI),
 # and qemu-user-static (Debian). A cold release build takes tens of minutes on 2 cores (LTO,
 # one codegen unit, opt-level z: the release profile in Cargo.toml).
 #
@@ -44,10 +44,13 @@ for target in $TARGETS; do
         tail -n 15 "/tmp/router-$target.log" | sed 's/^/   /'
         continue
     fi
-    bin="target/$target/release/wisp-agent"
+    bin="${CARGO_TARGET_DIR:-target}/$target/release/wisp-agent"
     bytes=$(stat -c %s "$bin")
     echo "   built in $((SECONDS - start)) s: $bin, $bytes bytes ($(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }') MiB)"
     file "$bin" | sed 's/^/   /'
+    # What the flash holds: OpenWrt's root filesystem is an xz-compressed squashfs.
+    echo "   xz -9 compressed: $(xz -9 -c "$bin" | wc -c) bytes"
+    size -A "$bin" 2>/dev/null | awk '$1 ~ /^\.(text|rodata|eh_frame|eh_frame_hdr|data\.rel\.ro)$/ { printf "   %-14s %9d bytes\n", $1, $2 }' || true
     qemu=$(qemu_for "$target")
     if [ -z "$qemu" ] || ! command -v "$qemu" >/dev/null; then
         echo "   no qemu-user for $target: not run"
