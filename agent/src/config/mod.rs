@@ -118,7 +118,8 @@ pub struct ScanConfig {
     pub interface: String,
     /// It runs the access point (`device.scan_ap`).
     pub ap_mode: bool,
-    /// Time between scans (`device.scan_interval_s`).
+    /// Time between scans before the first epoch seed (`device.scan_interval_s`); then one per
+    /// beacon slot.
     pub interval: std::time::Duration,
     /// Frequencies scanned, MHz (`device.scan_freqs_mhz`).
     pub freqs_mhz: Vec<u32>,

@@ -213,7 +213,8 @@ pub struct RawDevice {
     /// `linux` only: the scan interface runs the access point, so scans are asked for with
     /// `NL80211_SCAN_FLAG_AP` (default true).
     pub scan_ap: Option<bool>,
-    /// `linux` only: seconds between scans, 2 to 3600 (default 10).
+    /// `linux` only: seconds between scans before the first epoch seed, 2 to 3600 (default
+    /// 10); from the first seed on, one scan per beacon slot.
     pub scan_interval_s: Option<f64>,
     /// `linux` only: the frequencies scanned, MHz (default: `radio.freq_mhz` alone).
     pub scan_freqs_mhz: Option<NumberList>,
