@@ -212,8 +212,7 @@ async fn beacons_go_out_through_hostapd_and_a_restarted_hostapd_is_found_again()
 #[tokio::test(start_paused = true)]
 async fn a_beacon_goes_off_air_when_its_window_ends() {
     let fake = FakeHostapd::start();
-    // The operator's own element (a vendor-specific one) is what stays.
-    let own = vec![0xdd, 0x04, 0x00, 0x11, 0x22, 0x01];
+    let own = vec![0xdd, 0x04, 0x00, 0x11, 0x22, 0x01]; // The operator's element stays.
     let radio = LinuxRadio::new(LinuxRadioConfig {
         other_vendor_elements: own.clone(),
         ..LinuxRadioConfig::new(&fake.path)
@@ -311,8 +310,7 @@ async fn scans_fall_in_each_slots_on_air_window_once_an_epoch_is_known() {
     let calls = scanner.calls();
     assert_eq!(calls.len(), 4, "three slots passed: {calls:?}");
     for (i, call) in calls[1..].iter().enumerate() {
-        // 1 s into slots 5, 6 and 7, on the scanner's clock (tokio time), within the timer
-        // wheel's 1 ms.
+        // 1 s into slots 5, 6 and 7 on the scanner's (tokio) clock, to the timer's 1 ms.
         let due = seed.start_ms + 51_000 + 10_000 * u64::try_from(i).unwrap();
         assert!(
             call.2.abs_diff(due) <= 1,
