@@ -13,8 +13,8 @@
 //! honest hotspots closest to its home. A hotspot's sessions together carry at most what its
 //! backhaul link carries in an epoch: beyond that each is scaled down pro rata.
 //!
-//! **A session** is one epoch long: the subscriber's side is wisp-client's [`Session`]
-//! (`wisp_client::session`, pure without its `cli` feature), the hotspot's side the agent
+//! **A session** is one epoch long: the subscriber's side is wisp-client's
+//! [`Session`](wisp_client::Session) (pure without its `cli` feature), the hotspot's side the agent
 //! core's [`Usage`](wisp_agent_core::usage::Usage) fed the router's counters; the client signs,
 //! the hotspot co-signs, and when the client leaves the hotspot's latest co-signed receipt goes
 //! to the oracle on the hotspot's proof topic, the same ingest path as every other proof
