@@ -59,6 +59,9 @@ use crate::rules::{Candidates, Checker, MeasurerCache, MeasurerPool};
 use crate::usage::{Balance, Ledger};
 
 mod precheck;
+// Proof of usage through the engine (here, not under `usage`, which the engine uses).
+#[cfg(test)]
+mod usage_tests;
 
 pub use precheck::{
     BatchVerifier, Checked, KEY_CACHE, Prechecker, RateLimiter, Screened, SignatureCheck,

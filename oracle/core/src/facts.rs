@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 
 use wisp_protocol::msg::Direction;
 use wisp_protocol::units::{DeciDb, EpochNo, UnixMs};
-use wisp_protocol::{NodeId, ProofId, Reason};
+use wisp_protocol::{NodeId, ProofId, Reason, SubscriberId};
 
 use crate::links::BandModel;
-use crate::usage::UsageOutcome;
 
 /// A beacon that passed every stateless rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,5 +245,37 @@ impl EpochOutcome {
         self.penalties
             .binary_search_by(|(n, _)| n.cmp(node))
             .is_ok()
+    }
+}
+
+/// A session id, as the subscriber's client chose it.
+pub type SessionId = [u8; 16];
+
+/// One hotspot's usage in a closed epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HotspotUsage {
+    /// Bytes its sessions used this epoch (both directions).
+    pub bytes: u64,
+    /// Of them, the bytes its verified backhaul could carry: those priced.
+    pub paid_bytes: u64,
+    /// Data credits burned on it (what the usage pool pays it in proportion to).
+    pub burned_dc: u64,
+}
+
+/// The usage part of an epoch's outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageOutcome {
+    /// Per hotspot with counted usage.
+    pub hotspots: BTreeMap<NodeId, HotspotUsage>,
+    /// Per subscriber, the credits burned at this close.
+    pub burns: BTreeMap<SubscriberId, u64>,
+    /// Per counted session, the totals (down, up) now counted.
+    pub counted: Vec<(SessionId, u64, u64)>,
+}
+
+impl UsageOutcome {
+    /// Credits burned at this close, in total.
+    pub fn burned_dc(&self) -> u128 {
+        self.burns.values().map(|b| u128::from(*b)).sum()
     }
 }

@@ -27,6 +27,7 @@
 //!   inflated levels, and groups of nodes nobody outside hears.
 //! - [`rewards`]: integer pools, units and largest-remainder allocation whose amounts sum to
 //!   the emission exactly; manifest pages, Merkle root and inclusion proofs.
+//! - [`share`]: the largest-remainder allocation itself, below both `rewards` and `usage`.
 //! - [`usage`]: proof of usage — the [`Ledger`] of subscribers' data credits (grants applied
 //!   once, burns at close), the ingest rules of usage receipts (sessions bound to one
 //!   subscriber and hotspot, increasing seq and counters, no self-dealing) and the close's
@@ -62,6 +63,7 @@ pub mod links;
 pub mod registry;
 pub mod rewards;
 pub mod rules;
+pub mod share;
 pub mod usage;
 
 pub use calendar::{Due, EpochCalendar, Opening};

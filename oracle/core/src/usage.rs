@@ -49,13 +49,11 @@ use wisp_protocol::msg::{CreditGrant, EpochSeed, UsageReceipt};
 use wisp_protocol::units::UnixMs;
 use wisp_protocol::{NodeId, ProofId, Reason, SubscriberId};
 
+pub use crate::facts::{HotspotUsage, SessionId, UsageOutcome};
+
 use crate::config::{BPS, Rules};
-use crate::facts::NodeFacts;
 use crate::registry::Registry;
 use crate::rules::Checker;
-
-/// A session id, as the subscriber's client chose it.
-pub type SessionId = [u8; 16];
 
 /// Bytes in one MiB, the unit of the price.
 pub const MIB: u64 = 1 << 20;
@@ -117,35 +115,6 @@ pub struct UsageFact {
     pub bytes_down: u64,
     /// Bytes the subscriber sent in the session so far.
     pub bytes_up: u64,
-}
-
-/// One hotspot's usage in a closed epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HotspotUsage {
-    /// Bytes its sessions used this epoch (both directions).
-    pub bytes: u64,
-    /// Of them, the bytes its verified backhaul could carry: those priced.
-    pub paid_bytes: u64,
-    /// Data credits burned on it (what the usage pool pays it in proportion to).
-    pub burned_dc: u64,
-}
-
-/// The usage part of an epoch's outcome.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UsageOutcome {
-    /// Per hotspot with counted usage.
-    pub hotspots: BTreeMap<NodeId, HotspotUsage>,
-    /// Per subscriber, the credits burned at this close.
-    pub burns: BTreeMap<SubscriberId, u64>,
-    /// Per counted session, the totals (down, up) now counted.
-    pub counted: Vec<(SessionId, u64, u64)>,
-}
-
-impl UsageOutcome {
-    /// Credits burned at this close, in total.
-    pub fn burned_dc(&self) -> u128 {
-        self.burns.values().map(|b| u128::from(*b)).sum()
-    }
 }
 
 /// Subscribers' accounts, applied grants and sessions. Changed only by accepted grants and
@@ -363,13 +332,14 @@ fn cap_pro_rata(amounts: &mut [u128], cap: u128) -> bool {
 }
 
 /// The usage part of an epoch's close (see the module documentation): `counted` is each
-/// session's highest-seq receipt of the epoch, `nodes` the epoch's facts (the backhaul
-/// ratings), `earns` whether a hotspot earns this epoch (`Err` with the reason otherwise).
-/// Returns the outcome and the receipts' flags.
+/// session's highest-seq receipt of the epoch, `rated_bps` a hotspot's verified backhaul this
+/// epoch (the medians of its rated directions, down and up, from the epoch's facts), `earns`
+/// whether a hotspot earns this epoch (`Err` with the reason otherwise). Returns the outcome
+/// and the receipts' flags.
 pub fn settle(
     counted: &[UsageFact],
     ledger: &Ledger,
-    nodes: &BTreeMap<NodeId, NodeFacts>,
+    rated_bps: impl Fn(&NodeId) -> (Option<u64>, Option<u64>),
     earns: impl Fn(&NodeId) -> Result<(), Reason>,
     rules: &Rules,
     duration_ms: u64,
@@ -396,12 +366,10 @@ pub fn settle(
     let mut dues: BTreeMap<SubscriberId, Vec<(usize, NodeId, u64)>> = BTreeMap::new();
     let mib = u128::from(MIB);
     for (hotspot, list) in by_hotspot {
-        let facts = nodes.get(&hotspot);
-        let rated = |d: Option<crate::facts::DirectionFacts>| {
-            d.map_or(cfg.usage_default_backhaul_bps, |d| d.median_bps)
-        };
-        let cap_down = capacity_bytes(rated(facts.and_then(|f| f.down)), duration_ms);
-        let cap_up = capacity_bytes(rated(facts.and_then(|f| f.up)), duration_ms);
+        let (down_bps, up_bps) = rated_bps(&hotspot);
+        let rated = |bps: Option<u64>| bps.unwrap_or(cfg.usage_default_backhaul_bps);
+        let cap_down = capacity_bytes(rated(down_bps), duration_ms);
+        let cap_up = capacity_bytes(rated(up_bps), duration_ms);
         let mut downs: Vec<u128> = list.iter().map(|x| x.1).collect();
         let mut ups: Vec<u128> = list.iter().map(|x| x.2).collect();
         let used: u128 = downs.iter().chain(&ups).sum();
@@ -430,7 +398,7 @@ pub fn settle(
             list.iter().map(|x| x.2).collect()
         } else {
             let keyed: Vec<(NodeId, u64)> = list.iter().map(|x| (x.1, x.2)).collect();
-            crate::rewards::allocate(balance, &keyed)
+            crate::share::allocate(balance, &keyed)
         };
         let mut burned = 0u64;
         for ((i, hotspot, due), b) in list.iter().zip(burns) {
@@ -456,6 +424,3 @@ pub fn payout_cap(rules: &Rules, burned_dc: u128) -> u128 {
     burned_dc * u128::from(cfg.usage_reward_per_dc) * u128::from(cfg.usage_payout_cap_bps)
         / u128::from(BPS)
 }
-
-#[cfg(test)]
-mod tests;

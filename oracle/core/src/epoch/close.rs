@@ -635,10 +635,15 @@ impl EpochState {
             }
             crate::rules::Checker::known(registry, h).map(|_| ())
         };
+        let rated_bps = |h: &NodeId| {
+            nodes.get(h).map_or((None, None), |f| {
+                (f.down.map(|d| d.median_bps), f.up.map(|d| d.median_bps))
+            })
+        };
         let (usage, usage_flags) = crate::usage::settle(
             &counted,
             ledger,
-            &nodes,
+            rated_bps,
             earns,
             registry.rules(),
             self.seed.duration_ms,

@@ -8,10 +8,15 @@ use wisp_protocol::msg::{Band, EpochParams, Onboard};
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeKey, topics};
 
-use super::*;
+use wisp_protocol::msg::{CreditGrant, EpochSeed, UsageReceipt};
+use wisp_protocol::{NodeId, ProofId, Reason, SubscriberId};
+
+use crate::config::Rules;
 use crate::config::RulesConfig;
 use crate::engine::{BatchVerifier, Closed, Engine, Incoming, Prechecker, RateLimiter, Row};
+use crate::registry::Registry;
 use crate::rewards::{self, Pools};
+use crate::usage::*;
 use wisp_protocol::msg::Verdict;
 
 const START: u64 = 1_800_000_000_000;
@@ -542,7 +547,7 @@ fn a_hotspot_that_earns_nothing_burns_nothing() {
             Ok(())
         }
     };
-    let (out, flags) = settle(&counted, &ledger, &BTreeMap::new(), earns, &rules, HOUR);
+    let (out, flags) = settle(&counted, &ledger, |_| (None, None), earns, &rules, HOUR);
     assert_eq!(out.burns[&SubscriberId::of(&sub(0))], 10);
     assert!(!out.hotspots.contains_key(&penalized));
     assert_eq!(out.hotspots[&hot(1).id()].burned_dc, 10);
