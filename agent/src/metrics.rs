@@ -149,6 +149,13 @@ pub struct Metrics {
     pub usage_blocks: Family<WhyLabel, Counter>,
     /// Clients evicted to make room for a new one.
     pub usage_sessions_evicted: Counter,
+    /// Co-signed usage receipts handed to the outbox (one per session per epoch).
+    pub usage_receipts_sent: Counter,
+    /// Counter reads that failed, by why (`bad_line`, `exit_status`, `timeout`, `too_long`,
+    /// `run`).
+    pub usage_counter_errors: Family<WhyLabel, Counter>,
+    /// Enforcement hook runs, by outcome (`ok`, `failed`, `dropped`).
+    pub usage_hook_runs: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -197,6 +204,9 @@ impl Metrics {
             usage_sessions: Gauge::default(),
             usage_blocks: Family::default(),
             usage_sessions_evicted: Counter::default(),
+            usage_receipts_sent: Counter::default(),
+            usage_counter_errors: Family::default(),
+            usage_hook_runs: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -401,6 +411,21 @@ impl Metrics {
             "usage_sessions_evicted",
             "Clients evicted from the usage table to make room for a new one",
             m.usage_sessions_evicted.clone(),
+        );
+        registry.register(
+            "usage_receipts_sent",
+            "Co-signed usage receipts handed to the outbox (one per session per epoch)",
+            m.usage_receipts_sent.clone(),
+        );
+        registry.register(
+            "usage_counter_errors",
+            "Failed reads of the per-client usage counters, by why (a bad line of the counter program's output, its exit status, ...)",
+            m.usage_counter_errors.clone(),
+        );
+        registry.register(
+            "usage_hook_runs",
+            "Runs of the usage enforcement hook, by outcome (failed ones are retried with the next decision)",
+            m.usage_hook_runs.clone(),
         );
         let info: Family<BuildLabel, Gauge> = Family::default();
         info.get_or_create(&BuildLabel {

@@ -211,8 +211,25 @@ pub struct UsageSettings {
     pub enabled: bool,
     /// The core's policy: tolerance, slack, grace and the session bound.
     pub policy: wisp_agent_core::usage::UsageConfig,
-    /// The enforcement hook, run as `<hook> block|serve <client>` (`usage.hook`).
+    /// The enforcement hook, run as `<hook> block|serve <peer id> <address or -> <reason>`
+    /// (`usage.hook`).
     pub hook: Option<PathBuf>,
+    /// Where the per-client counters come from (`usage.counters`).
+    pub counters: CounterSource,
+    /// How often the counters are read besides just before each receipt, milliseconds
+    /// (`usage.counters_interval_ms`).
+    pub counters_interval_ms: u64,
+}
+
+/// Where the usage driver reads each client's cumulative byte counters (`usage.counters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CounterSource {
+    /// The agent's own test endpoint, `/wisp/usage-data/1`, counts what it serves per peer
+    /// (`"endpoint"`, the default: devnets and tests).
+    Endpoint,
+    /// A program printing one line `<ip-or-mac> <down> <up>` per client, cumulative bytes
+    /// (`"command"` with `usage.counters_command`): nftables or nl80211 counters on a router.
+    Command(PathBuf),
 }
 
 /// `[bandwidth]`, validated.

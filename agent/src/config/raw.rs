@@ -66,6 +66,17 @@ pub struct RawUsage {
     /// Most clients tracked at once, each with at most one session, 1 to 65536 (default 256);
     /// a new client beyond it evicts the one idle longest.
     pub max_sessions: Option<usize>,
+    /// Where each client's cumulative byte counters come from: `"endpoint"` (default: the
+    /// agent's test endpoint `/wisp/usage-data/1` counts what it serves per peer) or
+    /// `"command"` (`counters_command` prints them).
+    pub counters: Option<String>,
+    /// With `counters = "command"`: an absolute path to a program printing one line
+    /// `<ip-or-mac> <down> <up>` per client (cumulative bytes, at most 64 KiB of output,
+    /// within 5 s), e.g. from `nft -j list set …` or nl80211 station statistics.
+    pub counters_command: Option<PathBuf>,
+    /// How often the counters are read, besides just before each receipt, 200 to 600000
+    /// milliseconds (default 5000).
+    pub counters_interval_ms: Option<u64>,
 }
 
 /// `[bandwidth]`: proof of backhaul.

@@ -7,9 +7,9 @@ use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeId};
 
 use super::{
-    AddrList, BandwidthConfig, Config, ConfigError, DeviceKind, GnssTtyConfig, LedConfig,
-    LinuxDeviceConfig, LogFormat, MqttConfig, NumberList, RawBandwidth, RawConfig, RawDevice,
-    RawMqtt, RawNet, RawUsage, ScanConfig, SecureElementConfig, UsageSettings,
+    AddrList, BandwidthConfig, Config, ConfigError, CounterSource, DeviceKind, GnssTtyConfig,
+    LedConfig, LinuxDeviceConfig, LogFormat, MqttConfig, NumberList, RawBandwidth, RawConfig,
+    RawDevice, RawMqtt, RawNet, RawUsage, ScanConfig, SecureElementConfig, UsageSettings,
 };
 use crate::core::RadioParams;
 use crate::outbox::OutboxConfig;
@@ -587,10 +587,41 @@ fn resolve_usage(raw: &RawUsage) -> Result<UsageSettings, ConfigError> {
             format!("`{}`: expected an absolute path to a program", h.display()),
         ));
     }
+    let counters = match (raw.counters.as_deref(), &raw.counters_command) {
+        (None | Some("endpoint"), None) => CounterSource::Endpoint,
+        (Some("command"), Some(p)) if p.is_absolute() => CounterSource::Command(p.clone()),
+        (Some("command"), _) => {
+            return Err(invalid(
+                "usage.counters_command",
+                "counters = \"command\" needs an absolute path to a program",
+            ));
+        }
+        (None | Some("endpoint"), Some(_)) => {
+            return Err(invalid(
+                "usage.counters_command",
+                "set only with counters = \"command\"",
+            ));
+        }
+        (Some(o), _) => {
+            return Err(invalid(
+                "usage.counters",
+                format!("`{o}`: expected \"endpoint\" or \"command\""),
+            ));
+        }
+    };
+    let counters_interval_ms = raw.counters_interval_ms.unwrap_or(5_000);
+    if !(200..=600_000).contains(&counters_interval_ms) {
+        return Err(invalid(
+            "usage.counters_interval_ms",
+            "between 200 and 600000 milliseconds",
+        ));
+    }
     Ok(UsageSettings {
         enabled: raw.enabled.unwrap_or(false),
         policy,
         hook: raw.hook.clone(),
+        counters,
+        counters_interval_ms,
     })
 }
 

@@ -504,6 +504,8 @@ fn usage_defaults_overrides_and_errors() {
                 max_sessions: 256,
             },
             hook: None,
+            counters: CounterSource::Endpoint,
+            counters_interval_ms: 5_000,
         }
     );
     let c = resolve(&[
@@ -514,8 +516,21 @@ fn usage_defaults_overrides_and_errors() {
         ("WISP_USAGE__GRACE_MS", "1000"),
         ("WISP_USAGE__HOOK", "/usr/libexec/wisp/usage-hook"),
         ("WISP_USAGE__MAX_SESSIONS", "1"),
+        ("WISP_USAGE__COUNTERS", "command"),
+        (
+            "WISP_USAGE__COUNTERS_COMMAND",
+            "/usr/libexec/wisp/usage-counters",
+        ),
+        ("WISP_USAGE__COUNTERS_INTERVAL_MS", "200"),
     ])
     .unwrap();
+    assert_eq!(
+        (c.usage.counters.clone(), c.usage.counters_interval_ms),
+        (
+            CounterSource::Command("/usr/libexec/wisp/usage-counters".into()),
+            200
+        )
+    );
     assert!(c.usage.enabled);
     assert!(c.net.usage, "the network answers /wisp/usage/1");
     assert_eq!(
@@ -550,6 +565,26 @@ fn usage_defaults_overrides_and_errors() {
             "usage.max_sessions",
         ),
         (&[("WISP_USAGE__HOOK", "usage-hook")][..], "usage.hook"),
+        (&[("WISP_USAGE__COUNTERS", "nft")][..], "usage.counters"),
+        (
+            &[("WISP_USAGE__COUNTERS", "command")][..],
+            "usage.counters_command",
+        ),
+        (
+            &[
+                ("WISP_USAGE__COUNTERS", "command"),
+                ("WISP_USAGE__COUNTERS_COMMAND", "nft-counters"),
+            ][..],
+            "usage.counters_command",
+        ),
+        (
+            &[("WISP_USAGE__COUNTERS_COMMAND", "/bin/true")][..],
+            "usage.counters_command",
+        ),
+        (
+            &[("WISP_USAGE__COUNTERS_INTERVAL_MS", "100")][..],
+            "usage.counters_interval_ms",
+        ),
         (
             &[
                 ("WISP_USAGE__ENABLED", "true"),

@@ -24,6 +24,9 @@ pub const BW_PROTOCOL: StreamProtocol = StreamProtocol::new("/wisp/bw/1");
 /// Subscribers' usage receipts, answered by the hotspot that serves them
 /// ([`wisp_protocol::msg::USAGE_PROTOCOL`]).
 pub const USAGE_PROTOCOL: StreamProtocol = StreamProtocol::new(wisp_protocol::msg::USAGE_PROTOCOL);
+/// The test endpoint for proof of usage ([`wisp_protocol::msg::USAGE_DATA_PROTOCOL`]).
+pub const USAGE_DATA_PROTOCOL: StreamProtocol =
+    StreamProtocol::new(wisp_protocol::msg::USAGE_DATA_PROTOCOL);
 /// Identify's protocol version string: peers of other networks are told apart by it.
 pub const IDENTIFY_VERSION: &str = "/wisp/1";
 
@@ -58,6 +61,8 @@ pub struct Behaviour {
     pub bw: request_response::Behaviour<BytesCodec>,
     /// `/wisp/usage/1`, when proof of usage is enabled (`usage.enabled`).
     pub usage: Toggle<request_response::Behaviour<BytesCodec>>,
+    /// `/wisp/usage-data/1`, the usage test endpoint, with `usage.enabled`.
+    pub usage_data: Toggle<request_response::Behaviour<BytesCodec>>,
     /// Learns whether we are reachable.
     pub autonat: autonat::Behaviour,
     /// Reach peers behind NAT through relays.
@@ -164,6 +169,15 @@ impl Behaviour {
                     Limits {
                         request: wisp_protocol::msg::USAGE_REQUEST_MAX,
                         response: wisp_protocol::msg::USAGE_ANSWER_MAX,
+                    },
+                )
+            })),
+            usage_data: Toggle::from(cfg.usage.then(|| {
+                rr(
+                    USAGE_DATA_PROTOCOL,
+                    Limits {
+                        request: super::usage_data::REQUEST_MAX,
+                        response: super::usage_data::RESPONSE_MAX,
                     },
                 )
             })),

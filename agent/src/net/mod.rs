@@ -10,6 +10,8 @@
 //!   node's beacon) and its verification.
 //! - [`usage`]: `/wisp/usage/1`, subscribers' usage receipts in and the hotspot's answers out
 //!   (a channel of its own, [`Network::usage`]).
+//! - [`usage_data`]: `/wisp/usage-data/1`, the usage test endpoint, answered by the task itself
+//!   and counted per peer ([`Network::usage_data`]).
 //! - `task.rs`: the task that owns the swarm, its event loop and what it keeps (pending
 //!   requests, the address book, relays, gossip waiting for a verdict).
 //!
@@ -24,6 +26,7 @@ pub mod gossip;
 pub mod status;
 mod task;
 pub mod usage;
+pub mod usage_data;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -207,6 +210,7 @@ enum Proto {
     Status,
     Bw,
     Usage,
+    UsageData,
 }
 
 enum Command {
@@ -232,6 +236,7 @@ enum Command {
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     PeerAddrs(PeerId, oneshot::Sender<Vec<Multiaddr>>),
     DhtServing(oneshot::Sender<bool>),
+    RemoteAddrs(oneshot::Sender<Vec<(PeerId, Multiaddr)>>),
 }
 
 /// Answers one inbound request. Dropping it without answering lets the request time out on
@@ -272,6 +277,7 @@ impl std::fmt::Debug for Command {
             Command::ConnectedPeers(_) => "ConnectedPeers",
             Command::PeerAddrs(..) => "PeerAddrs",
             Command::DhtServing(_) => "DhtServing",
+            Command::RemoteAddrs(_) => "RemoteAddrs",
         })
     }
 }
@@ -426,6 +432,12 @@ impl NetHandle {
         self.ask(|r| Command::PeerAddrs(peer, r)).await
     }
 
+    /// The connected peers with the remote address of their first connection (bounded by
+    /// `net.max_connections`): the usage driver maps a router's per-address counters to peers.
+    pub async fn remote_addrs(&self) -> Result<Vec<(PeerId, Multiaddr)>, NetError> {
+        self.ask(Command::RemoteAddrs).await
+    }
+
     /// Whether the node answers DHT queries now (see [`KadMode`]).
     pub async fn dht_serving(&self) -> Result<bool, NetError> {
         self.ask(Command::DhtServing).await
@@ -467,6 +479,8 @@ pub struct Network {
     /// Usage receipts out, for the daemon to judge and answer (nothing arrives unless
     /// [`NetConfig::usage`]).
     pub usage: mpsc::Receiver<usage::UsageRequest>,
+    /// The usage test endpoint's counters and blocks (with [`NetConfig::usage`]).
+    pub usage_data: Option<Arc<usage_data::Endpoint>>,
     /// The task; ends when every [`NetHandle`] is dropped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -534,12 +548,15 @@ pub fn start(
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let (usage_tx, usage_rx) = mpsc::channel(USAGE_QUEUE);
     let (resp_tx, resp_rx) = mpsc::channel(MAX_PENDING_INBOUND);
+    let endpoint = cfg.usage.then(|| Arc::new(usage_data::Endpoint::default()));
     let mut task = Task {
         swarm,
         oracle,
         resp_tx,
         events: ev_tx,
         usage: usage_tx,
+        endpoint: endpoint.clone(),
+        remotes: HashMap::new(),
         metrics,
         outbound: HashMap::new(),
         lookups: HashMap::new(),
@@ -580,6 +597,7 @@ pub fn start(
         handle,
         events: ev_rx,
         usage: usage_rx,
+        usage_data: endpoint,
         task,
     })
 }

@@ -39,6 +39,10 @@ pub(super) struct Task {
     pub(super) resp_tx: mpsc::Sender<(u64, Vec<u8>)>,
     pub(super) events: mpsc::Sender<NetEvent>,
     pub(super) usage: mpsc::Sender<super::usage::UsageRequest>,
+    /// The usage test endpoint, with `usage.enabled`.
+    pub(super) endpoint: Option<Arc<super::usage_data::Endpoint>>,
+    /// The remote address of each connected peer's first connection.
+    pub(super) remotes: HashMap<PeerId, Multiaddr>,
     pub(super) metrics: Option<Arc<Metrics>>,
     pub(super) outbound: HashMap<OutboundRequestId, (PeerId, Reply)>,
     pub(super) lookups: HashMap<PeerId, Vec<Lookup>>,
@@ -146,6 +150,10 @@ impl Task {
                 Some(u) => u.send_response(ch, body),
                 None => Err(body),
             },
+            Proto::UsageData => match b.usage_data.as_mut() {
+                Some(u) => u.send_response(ch, body),
+                None => Err(body),
+            },
         };
         if r.is_err() {
             debug!(?proto, "response not sent: the requester left");
@@ -226,6 +234,16 @@ impl Task {
                     return;
                 }
             },
+            Proto::UsageData => match b.usage_data.as_mut() {
+                Some(u) => u.send_request(&peer, body),
+                None => {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        why: "usage.enabled is false: /wisp/usage-data/1 is off".into(),
+                    }));
+                    return;
+                }
+            },
         };
         self.outbound.insert(id, (peer, reply));
         if let Some(e) = dial_error {
@@ -280,6 +298,9 @@ impl Task {
             }
             Command::PeerAddrs(peer, r) => {
                 let _ = r.send(self.book.get(&peer).cloned().unwrap_or_default());
+            }
+            Command::RemoteAddrs(r) => {
+                let _ = r.send(self.remotes.iter().map(|(p, a)| (*p, a.clone())).collect());
             }
             Command::DhtServing(r) => {
                 let _ = r.send(self.swarm.behaviour().kad.mode() == kad::Mode::Server);
@@ -372,14 +393,28 @@ impl Task {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "p2p listening");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                self.remotes
+                    .entry(peer_id)
+                    .or_insert_with(|| endpoint.get_remote_address().clone());
                 self.dial_errors.remove(&peer_id);
                 if let Some(warned) = self.bootstrap.get_mut(&peer_id) {
                     *warned = false;
                 }
                 self.update_peers();
             }
-            SwarmEvent::ConnectionClosed { .. } => self.update_peers(),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.remotes.remove(&peer_id);
+                }
+                self.update_peers();
+            }
             SwarmEvent::Behaviour(b) => self.on_behaviour(b),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, "dial failed: {error}");
@@ -486,6 +521,7 @@ impl Task {
             BehaviourEvent::Status(e) => self.on_request_response(Proto::Status, e),
             BehaviourEvent::Bw(e) => self.on_request_response(Proto::Bw, e),
             BehaviourEvent::Usage(e) => self.on_request_response(Proto::Usage, e),
+            BehaviourEvent::UsageData(e) => self.on_request_response(Proto::UsageData, e),
             _ => {}
         }
     }
@@ -591,6 +627,7 @@ impl Task {
         let req = super::usage::UsageRequest {
             peer,
             subscriber: wisp_protocol::SubscriberId(subscriber),
+            remote: self.remotes.get(&peer).cloned(),
             body,
             responder,
         };
@@ -609,6 +646,17 @@ impl Task {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    if proto == Proto::UsageData {
+                        // Answered here at once: the endpoint counts and refuses by itself.
+                        if let (Some(e), Some(b)) = (
+                            self.endpoint.clone(),
+                            self.swarm.behaviour_mut().usage_data.as_mut(),
+                        ) && b.send_response(channel, e.serve(peer, &request)).is_err()
+                        {
+                            debug!(%peer, "usage data not sent: the requester left");
+                        }
+                        return;
+                    }
                     if self.inbound.len() >= MAX_PENDING_INBOUND {
                         // Dropping the channel fails the request on the requester's side.
                         warn!(%peer, "too many unanswered requests; one dropped");
@@ -632,7 +680,7 @@ impl Task {
                             body: request,
                             responder,
                         },
-                        Proto::Usage => unreachable!("handled above"),
+                        Proto::Usage | Proto::UsageData => unreachable!("handled above"),
                     });
                 }
                 request_response::Message::Response {

@@ -23,6 +23,9 @@ pub struct UsageRequest {
     pub peer: PeerId,
     /// The same key as a subscriber: the receipt must name it (the core checks).
     pub subscriber: SubscriberId,
+    /// The remote address of the peer's connection, when known: the router counts traffic
+    /// per client address, which the usage driver maps to this peer.
+    pub remote: Option<libp2p::Multiaddr>,
     /// The receipt envelope as sent (at most [`USAGE_REQUEST_MAX`] bytes: the codec refused
     /// anything longer).
     pub body: Vec<u8>,

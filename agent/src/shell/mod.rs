@@ -60,6 +60,7 @@ mod startup;
 mod status;
 #[cfg(test)]
 mod tests;
+pub mod usage;
 
 use backhaul::{BwDone, BwIo};
 use mqtt::offline_status;
@@ -104,6 +105,8 @@ struct Daemon {
     bw_tasks: tokio::task::JoinSet<()>,
     /// The oracle's time.
     clock: ClockSync,
+    /// The epoch, for the usage driver (with `usage.enabled`).
+    usage_epoch: Option<tokio::sync::watch::Sender<Option<u64>>>,
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -176,6 +179,7 @@ pub async fn run_with(
         mqtt_task,
         mut net_events,
         mut receipts_rx,
+        mut usage_rx,
     } = startup::start(cfg, device, faults).await?;
 
     tokio::pin!(shutdown);
@@ -191,6 +195,7 @@ pub async fn run_with(
             },
             Some(ev) = next_net_event(&mut net_events) => d.on_net(ev).await,
             Some(done) = receipts_rx.recv() => d.on_bw_done(done),
+            Some(p) = next_usage_proof(&mut usage_rx) => d.on_usage_proof(p),
         }
         d.turn().await?;
     }
@@ -199,6 +204,9 @@ pub async fn run_with(
     d.bw_tasks.shutdown().await;
     while let Ok(done) = receipts_rx.try_recv() {
         d.on_bw_done(done);
+    }
+    while let Some(p) = usage_rx.as_mut().and_then(|r| r.try_recv().ok()) {
+        d.on_usage_proof(p);
     }
     d.collect(wall_ms());
     d.commit(true).await?;
@@ -256,6 +264,9 @@ impl Daemon {
                 }
                 if let (Some(bw), Some(seed)) = (&mut self.bw, self.core.epoch()) {
                     bw.state.on_seed(seed, now, random_u64());
+                }
+                if let (Some(tx), Some(seed)) = (&self.usage_epoch, self.core.epoch()) {
+                    tx.send_replace(Some(seed.epoch));
                 }
                 if from_broker && let Some(n) = &self.net {
                     let _ = n.try_publish(Topic::Seed, payload.clone());
@@ -329,6 +340,18 @@ impl Daemon {
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
+    }
+
+    /// A subscriber's receipt the usage driver co-signed: into the outbox like every proof.
+    fn on_usage_proof(&mut self, p: Proof) {
+        self.metrics
+            .proofs_signed
+            .get_or_create(&KindLabel {
+                kind: p.kind.name(),
+            })
+            .inc();
+        let now = wall_ms();
+        self.stage(p, now);
     }
 
     /// Stages a signed proof in the outbox, for the next commit.
@@ -541,6 +564,13 @@ impl Daemon {
 async fn next_net_event(
     rx: &mut Option<tokio::sync::mpsc::Receiver<NetEvent>>,
 ) -> Option<NetEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_usage_proof(rx: &mut Option<mpsc::Receiver<Proof>>) -> Option<Proof> {
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,

@@ -71,6 +71,8 @@ pub(super) struct Started {
     pub(super) net_events: Option<mpsc::Receiver<NetEvent>>,
     /// What the bandwidth tasks hand back.
     pub(super) receipts_rx: mpsc::Receiver<BwDone>,
+    /// The usage driver's co-signed receipts, with `usage.enabled`.
+    pub(super) usage_rx: Option<mpsc::Receiver<Proof>>,
 }
 
 /// Opens and starts everything the daemon's loop needs (the rustls provider first).
@@ -113,6 +115,7 @@ pub(super) async fn start(
             )
         })?;
     let http_addr = listener.local_addr()?;
+    let mut usage_net = None;
     let (net, net_events, p2p_listen) = if cfg.net.enabled {
         let n = net::start(&key, &cfg.net, cfg.oracle, Some(metrics.clone())).with_context(
             || "starting the libp2p network (check net.listen; set net.enabled = false to run without it)",
@@ -120,6 +123,7 @@ pub(super) async fn start(
         let listen = wait_for_listeners(&n.handle, cfg.net.listen.len()).await;
         let _ = std::fs::remove_file(p2p_addr_path(&cfg.data_dir));
         std::fs::write(p2p_addr_path(&cfg.data_dir), listen.join("\n") + "\n")?;
+        usage_net = Some((n.usage, n.usage_data));
         (Some(n.handle), Some(n.events), listen)
     } else {
         (None, None, Vec::new())
@@ -240,7 +244,25 @@ pub(super) async fn start(
         _ => None,
     };
 
+    // Proof of usage: the driver lives in the same set, so it stops with the daemon.
+    let (mut usage_epoch, mut usage_rx) = (None, None);
+    if let (true, Some(n), Some((requests, endpoint))) = (cfg.usage.enabled, &net, usage_net) {
+        let (epoch_tx, epoch) = tokio::sync::watch::channel(core.epoch().map(|s| s.epoch));
+        let (proofs, rx) = mpsc::channel(64);
+        let io = super::usage::UsageIo {
+            requests,
+            net: n.clone(),
+            endpoint,
+            epoch,
+            proofs,
+            metrics: metrics.clone(),
+        };
+        bw_tasks.spawn(super::usage::run(key.clone(), cfg.usage.clone(), io));
+        usage_epoch = Some(epoch_tx);
+        usage_rx = Some(rx);
+    }
     let d = Daemon {
+        usage_epoch,
         key,
         core,
         outbox,
@@ -268,6 +290,7 @@ pub(super) async fn start(
         mqtt_task,
         net_events,
         receipts_rx,
+        usage_rx,
     })
 }
 

@@ -35,8 +35,8 @@ pub use onboard::{Attestation, BANDS_MAX, Band, MAKER_MAX, OWNER_MAX, Onboard};
 pub use radio::{Beacon, Witness};
 pub use rewards::{MANIFEST_PAGE_MAX, RewardEntry, RewardManifest};
 pub use usage::{
-    CREDIT_MEMO_MAX, CreditGrant, USAGE_ANSWER_MAX, USAGE_BYTES_MAX, USAGE_PROTOCOL,
-    USAGE_REQUEST_MAX, UsageAnswer, UsageReceipt,
+    CREDIT_MEMO_MAX, CreditGrant, USAGE_ANSWER_MAX, USAGE_BYTES_MAX, USAGE_DATA_PROTOCOL,
+    USAGE_PROTOCOL, USAGE_REQUEST_MAX, UsageAnswer, UsageReceipt,
 };
 
 use alloc::string::String;

@@ -222,6 +222,12 @@ impl Message for CreditGrant {
 /// serves it and reads the hotspot's [`UsageAnswer`] (one request, one answer per stream).
 pub const USAGE_PROTOCOL: &str = "/wisp/usage/1";
 
+/// The libp2p protocol of a hotspot's test endpoint for proof of usage: a subscriber's client
+/// asks for bytes down (and sends bytes up) so that there is traffic to count and sign for
+/// (devnets and tests; real subscribers' traffic is counted by the router). Each request and
+/// response is length-prefixed; the agent bounds their sizes.
+pub const USAGE_DATA_PROTOCOL: &str = "/wisp/usage-data/1";
+
 /// The largest request on [`USAGE_PROTOCOL`]: one receipt envelope the subscriber signed, not
 /// yet co-signed, as [`UsageReceipt::open_for_cosigning`] reads it.
 pub const USAGE_REQUEST_MAX: usize = 512;
