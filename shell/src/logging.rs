@@ -18,12 +18,21 @@
 //!   by the agent itself, with the dial error.
 //!
 //! An explicit filter in the environment (`WISP_LOG`, else `RUST_LOG`) replaces all of this.
+//!
+//! Filters are comma-separated `target=level` directives and at most one bare level, the
+//! default (`info`, `wisp_agent=debug,libp2p=warn`, `warn,wisp_oracle::service=debug`): a
+//! target matches every target it starts (`libp2p` covers `libp2p_kad::behaviour`), the longest
+//! matching directive wins, and a target no directive matches logs nothing. This is
+//! `tracing_subscriber`'s `Targets` filter, not its `EnvFilter`: no span or field directives, so
+//! no regular expression engine in the router binary (README, "Binary size"). [`parse_filter`]
+//! refuses what it cannot honour rather than ignore it.
 
 use std::fmt;
+use std::str::FromStr as _;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Metadata, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, ParseError};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt as _};
 
@@ -54,6 +63,72 @@ pub fn default_directives(level: &str) -> String {
         }
     }
     out
+}
+
+/// A log filter [`parse_filter`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("log filter `{directive}`: {reason}")]
+pub struct FilterError {
+    /// The directive at fault.
+    pub directive: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Parses a log filter (the module docs give its syntax). Spaces around directives and empty
+/// ones are ignored; a level that is not `off`, `error`, `warn`, `info`, `debug` or `trace`, a
+/// target with characters no Rust path has, more than one default level, and span or field
+/// directives (which only `EnvFilter` honours) are errors.
+pub fn parse_filter(filter: &str) -> Result<Targets, FilterError> {
+    let err = |directive: &str, reason: &str| FilterError {
+        directive: directive.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut directives = Vec::new();
+    let mut defaults = 0;
+    for d in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if d.contains(['[', ']', '{', '}']) {
+            return Err(err(
+                d,
+                "span and field directives are not supported; use target=level",
+            ));
+        }
+        let (target, level) = match d.split_once('=') {
+            Some((t, l)) => (t.trim(), Some(l.trim())),
+            None => (d, None),
+        };
+        let level_ok = |l: &str| l.parse::<tracing_subscriber::filter::LevelFilter>().is_ok();
+        if level.is_some_and(|l| !level_ok(l)) {
+            return Err(err(
+                d,
+                "the level must be off, error, warn, info, debug or trace",
+            ));
+        }
+        let is_path = |t: &str| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '-'))
+        };
+        if level.is_none() && level_ok(target) {
+            defaults += 1;
+            if defaults > 1 {
+                return Err(err(d, "more than one default level"));
+            }
+        } else if !is_path(target) {
+            return Err(err(
+                d,
+                "a target is a module path (letters, digits, `_`, `::`, `-`)",
+            ));
+        }
+        directives.push(match level {
+            Some(l) => format!("{target}={l}"),
+            None => target.to_string(),
+        });
+    }
+    if directives.is_empty() {
+        return Err(err(filter, "no directive (e.g. `info`)"));
+    }
+    Targets::from_str(&directives.join(",")).map_err(|e| err(filter, &e.to_string()))
 }
 
 /// Dependencies' routine messages, `(target, start of the message)`: the embedded broker's
@@ -130,14 +205,14 @@ pub fn subscriber<W>(
     level: &str,
     json: bool,
     writer: W,
-) -> Result<impl Subscriber + Send + Sync + 'static, ParseError>
+) -> Result<impl Subscriber + Send + Sync + 'static, FilterError>
 where
     W: for<'a> MakeWriter<'a> + Clone + Send + Sync + 'static,
 {
     let quiet = explicit.is_none();
     let filter = match explicit {
-        Some(d) => EnvFilter::try_new(d)?,
-        None => EnvFilter::try_new(default_directives(level))?,
+        Some(d) => parse_filter(d)?,
+        None => parse_filter(&default_directives(level))?,
     };
     let text = (!json).then(|| {
         tracing_subscriber::fmt::layer()
@@ -288,6 +363,48 @@ mod tests {
             assert!(out.contains(seen), "{seen} missing from:\n{out}");
         }
         assert!(!logged(Some("error")).contains("wisp-oracle started"));
+    }
+
+    #[test]
+    fn filters_keep_the_target_level_syntax() {
+        use tracing::Level;
+        let f = parse_filter("wisp_agent=debug,libp2p=warn").unwrap();
+        assert!(f.would_enable("wisp_agent::net::task", &Level::DEBUG));
+        assert!(!f.would_enable("wisp_agent::net::task", &Level::TRACE));
+        assert!(f.would_enable("libp2p_kad::behaviour", &Level::WARN));
+        assert!(!f.would_enable("libp2p_kad::behaviour", &Level::INFO));
+        // No default level: targets no directive names log nothing.
+        assert!(!f.would_enable("rumqttc::state", &Level::ERROR));
+        let f = parse_filter(" info , libp2p_gossipsub=error,").unwrap();
+        assert!(f.would_enable("rumqttc::state", &Level::INFO));
+        assert!(!f.would_enable("rumqttc::state", &Level::DEBUG));
+        assert!(!f.would_enable("libp2p_gossipsub::behaviour", &Level::WARN));
+        // A bare target logs everything it says.
+        assert!(
+            parse_filter("wisp_agent")
+                .unwrap()
+                .would_enable("wisp_agent", &Level::TRACE)
+        );
+        assert!(parse_filter(&default_directives("debug")).is_ok());
+    }
+
+    #[test]
+    fn a_bad_filter_is_an_error_that_names_it() {
+        for (filter, reason) in [
+            ("wisp_agent=loud", "the level must be"),
+            ("info,debug", "more than one default level"),
+            ("wisp_agent[conn]=debug", "span and field directives"),
+            ("wisp_agent[{peer}]=debug", "span and field directives"),
+            ("wisp agent=info", "a target is a module path"),
+            ("=info", "a target is a module path"),
+            ("", "no directive"),
+            (" , ", "no directive"),
+        ] {
+            let e = parse_filter(filter).unwrap_err();
+            assert!(e.to_string().contains(reason), "{filter}: {e}");
+            assert!(filter.contains(&e.directive), "{filter}: {e}");
+        }
+        assert!(subscriber(Some("wisp_agent=loud"), "info", false, Buf::default()).is_err());
     }
 
     #[test]
