@@ -393,10 +393,23 @@ impl Driver {
                     .collect()
             }
         };
+        let mut new = false;
         for (s, d, u) in counts {
             self.usage.handle_counters(s, d, u, now);
             if !self.peers.contains_key(&s) {
                 self.learn(s, s.0.to_peer_id(), None);
+                new = true;
+            }
+        }
+        if new {
+            // The hook is given each client's address: ask the network for the new ones'.
+            for (p, a) in self.io.net.remote_addrs().await.unwrap_or_default() {
+                if let Ok(id) = NodeId::from_peer_id(&p)
+                    && let Some(e) = self.peers.get_mut(&SubscriberId(id))
+                    && e.1.is_none()
+                {
+                    e.1 = Some(a);
+                }
             }
         }
     }
