@@ -348,7 +348,7 @@ pub(crate) fn epoch(
         text(&r["total"]),
         entries.len()
     );
-    for cat in ["coverage", "backhaul", "uptime"] {
+    for cat in ["coverage", "backhaul", "uptime", "usage"] {
         let sum: u128 = entries
             .iter()
             .filter_map(|e| e[cat].as_u64())
@@ -363,7 +363,7 @@ pub(crate) fn epoch(
         .map(|e| {
             let mut row = vec![text(&e["peer_id"]), text(&e["owner"])];
             row.extend(
-                ["amount", "coverage", "backhaul", "uptime"]
+                ["amount", "coverage", "backhaul", "uptime", "usage"]
                     .iter()
                     .map(|k| e[k].to_string()),
             );
@@ -373,9 +373,9 @@ pub(crate) fn epoch(
     out.push('\n');
     out.push_str(&table(
         &[
-            "PEER ID", "OWNER", "AMOUNT", "COVERAGE", "BACKHAUL", "UPTIME",
+            "PEER ID", "OWNER", "AMOUNT", "COVERAGE", "BACKHAUL", "UPTIME", "USAGE",
         ],
-        &[2, 3, 4, 5],
+        &[2, 3, 4, 5, 6],
         &rows,
     ));
     Ok(out)

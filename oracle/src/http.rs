@@ -143,7 +143,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
 }
 
 fn entry_json(epoch: u64, e: &RewardEntry) -> serde_json::Value {
-    json!({ "epoch": epoch, "amount": e.amount, "coverage": e.coverage, "backhaul": e.backhaul, "uptime": e.uptime, "owner": e.owner })
+    json!({ "epoch": epoch, "amount": e.amount, "coverage": e.coverage, "backhaul": e.backhaul, "uptime": e.uptime, "usage": e.usage, "owner": e.owner })
 }
 
 /// A path parameter that does not parse (not UTF-8, not a number, out of range) is the
@@ -273,7 +273,7 @@ async fn rewards(
         "epoch": epoch,
         "merkle_root": wisp_protocol::bytes::ByteArray(root).to_string(),
         "total": entries.iter().map(|e| u128::from(e.amount)).sum::<u128>().to_string(),
-        "entries": entries.iter().map(|e| json!({"peer_id": e.node.to_string(), "owner": e.owner, "amount": e.amount, "coverage": e.coverage, "backhaul": e.backhaul, "uptime": e.uptime})).collect::<Vec<_>>(),
+        "entries": entries.iter().map(|e| json!({"peer_id": e.node.to_string(), "owner": e.owner, "amount": e.amount, "coverage": e.coverage, "backhaul": e.backhaul, "uptime": e.uptime, "usage": e.usage})).collect::<Vec<_>>(),
         "manifest_pages_hex": pages.iter().map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>()).collect::<Vec<_>>(),
     }))
     .into_response()

@@ -461,6 +461,7 @@ fn pages(key: &NodeKey, n: usize, edit: impl Fn(&mut RewardManifest)) -> Vec<Vec
             coverage: 0,
             backhaul: 0,
             uptime: 1_000 + i as u64,
+            usage: 0,
         })
         .collect();
     let leaves: Vec<[u8; 32]> = entries.iter().map(RewardEntry::leaf).collect();

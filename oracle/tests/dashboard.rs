@@ -100,7 +100,8 @@ fn the_page_as_served_holds_the_network() {
     assert!(html.contains(&utc(START)));
     assert!(html.contains(&format!("{} ({EPOCH})", Reason::WrongEpoch.name())));
 
-    // Rewards of the last closed epoch, per node and per category, with the totals.
+    // Rewards of the last closed epoch, per node and per category (usage in its own column),
+    // with the totals.
     assert!(html.contains(&format!("Rewards of epoch {EPOCH}")));
     for figure in [
         750_000_000,
@@ -108,6 +109,8 @@ fn the_page_as_served_holds_the_network() {
         250_000_000,
         100_000_000,
         550_000_000,
+        280_000_000,
+        20_000_000,
         EMISSION,
     ] {
         assert!(html.contains(&format!(">{}<", amount(figure))), "{figure}");

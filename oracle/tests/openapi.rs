@@ -549,9 +549,16 @@ fn a_seeded_oracle_answers_as_documented() {
             &last["coverage"],
             &last["backhaul"],
             &last["uptime"],
+            &last["usage"],
             &last["paid"]
         ],
-        ["550000000", "300000000", "150000000", "1000000000"],
+        [
+            "550000000",
+            "280000000",
+            "150000000",
+            "20000000",
+            "1000000000"
+        ],
         "{summary}"
     );
 

@@ -216,7 +216,7 @@ proptest! {
         prop_assert_eq!(r.total_paid(), u128::from(emission));
         for e in &r.entries {
             prop_assert!(!w.cheaters.contains(&e.node));
-            prop_assert_eq!(e.amount, e.coverage + e.backhaul + e.uptime);
+            prop_assert_eq!(e.amount, e.coverage + e.backhaul + e.uptime + e.usage);
             prop_assert!(e.amount > 0);
         }
         prop_assert_eq!(r.pools.total(), u128::from(emission));

@@ -24,6 +24,7 @@ fn row(seq: u64, node: u8, epoch: Option<u64>, verdict: Verdict) -> Row {
     }
 }
 
+/// An entry paid `amount`, a quarter of it (rounded down) from the usage pool.
 fn entry(node: u8, amount: u64) -> RewardEntry {
     RewardEntry {
         node: NodeId([node; 32]),
@@ -31,7 +32,8 @@ fn entry(node: u8, amount: u64) -> RewardEntry {
         amount,
         coverage: 0,
         backhaul: 0,
-        uptime: amount,
+        uptime: amount - amount / 4,
+        usage: amount / 4,
     }
 }
 
@@ -340,4 +342,85 @@ async fn postgres_oracles_starting_together_on_a_new_schema_all_open_it() {
     for o in opens {
         o.await.unwrap().unwrap();
     }
+}
+
+/// Runs `sql` on the database of `cfg` directly (for PostgreSQL, in its schema).
+async fn raw_sql(cfg: &StorageConfig, sql: &str) {
+    match cfg {
+        StorageConfig::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path).unwrap();
+            c.execute_batch(sql).unwrap();
+        }
+        StorageConfig::Postgres { url, schema } => {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let schema = schema.as_deref().unwrap();
+            client
+                .batch_execute(&format!("SET search_path TO {schema}; {sql}"))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A database whose rewards were written before the usage column existed (`downgrade` takes a
+/// fresh one back there and writes such a row): the migration adds the column, the old row
+/// reads usage 0, and new closes store it.
+async fn rewards_before_the_usage_column_read_zero(cfg: &StorageConfig, downgrade: &str) {
+    drop(Store::open(cfg).await.unwrap());
+    raw_sql(cfg, downgrade).await;
+    let mut store = Store::open(cfg).await.unwrap();
+    let old = RewardEntry {
+        node: NodeId([1; 32]),
+        owner: "owner-1".into(),
+        amount: 900,
+        coverage: 500,
+        backhaul: 300,
+        uptime: 100,
+        usage: 0,
+    };
+    assert_eq!(store.rewards(4).await.unwrap(), vec![old.clone()]);
+    assert_eq!(
+        store.node_rewards(&NodeId([1; 32]), 10).await.unwrap(),
+        vec![(4, old)]
+    );
+    store.insert_epoch(5, b"seed-5", 1_000, 1).await.unwrap();
+    assert!(
+        store
+            .commit_close(5, 50_000, 1, &[entry(2, 1_000)], &[], &[])
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.rewards(5).await.unwrap()[0].usage, 250);
+}
+
+/// The rows a build before the usage column wrote: `rewards` without it, the migration not
+/// recorded. `version` is the migration that adds the column on this backend.
+fn downgrade_sql(version: u32, blob: &str) -> String {
+    format!(
+        "ALTER TABLE rewards DROP COLUMN usage;
+         DELETE FROM schema_migrations WHERE version = {version};
+         INSERT INTO rewards (epoch, node, owner, amount, coverage, backhaul, uptime)
+         VALUES (4, {blob}, 'owner-1', 900, 500, 300, 100);"
+    )
+}
+
+#[tokio::test]
+async fn sqlite_rewards_before_the_usage_column_read_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = format!("X'{}'", "01".repeat(32));
+    rewards_before_the_usage_column_read_zero(
+        &StorageConfig::Sqlite(dir.path().join("oracle.db")),
+        &downgrade_sql(4, &blob),
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
+async fn postgres_rewards_before_the_usage_column_read_zero() {
+    let blob = format!("'\\x{}'::BYTEA", "01".repeat(32));
+    rewards_before_the_usage_column_read_zero(&pg::fresh(), &downgrade_sql(6, &blob)).await;
 }

@@ -440,4 +440,23 @@ fn a_cosigned_usage_receipt_over_mqtt_is_pending_then_burned() {
         (Some(97), Some(0)),
         "{b}"
     );
+    // The hotspot is paid for the burned credits in its entry's usage column, and nothing
+    // from the backhaul pool (it carried traffic but had no bandwidth receipts).
+    let (code, node) = get(&oracle, &format!("/v1/nodes/{}", hotspot.key.id()));
+    assert_eq!(code, 200, "{node}");
+    let paid: Vec<&Value> = node["rewards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["usage"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(paid.len(), 1, "{node}");
+    assert_eq!(paid[0]["backhaul"], 0, "{node}");
+    assert_eq!(paid[0]["amount"], paid[0]["usage"], "{node}");
+    let epoch = paid[0]["epoch"].as_u64().unwrap();
+    let (_, rewards) = get(&oracle, &format!("/v1/epochs/{epoch}/rewards"));
+    assert_eq!(
+        rewards["entries"][0]["usage"], paid[0]["usage"],
+        "{rewards}"
+    );
 }

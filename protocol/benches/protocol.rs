@@ -186,8 +186,9 @@ fn manifest() -> RewardManifest {
             owner: format!("{:044}", i * 7_919),
             amount: 1_250_000 + i,
             coverage: 800_000 + i,
-            backhaul: 300_000,
+            backhaul: 250_000,
             uptime: 150_000,
+            usage: 50_000,
         })
         .collect();
     entries.sort_by_key(|e| e.node);

@@ -308,6 +308,7 @@ fn main() {
             coverage: 1_600,
             backhaul: 250,
             uptime: 150,
+            usage: 0,
         })
         .collect();
     entries.sort_by_key(|e| e.node);

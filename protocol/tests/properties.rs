@@ -331,14 +331,16 @@ fn manifest() -> impl Strategy<Value = RewardManifest> {
         any::<u32>(),
         any::<u32>(),
         any::<u32>(),
+        any::<u32>(),
     )
-        .prop_map(|(node, owner, c, b, u)| RewardEntry {
+        .prop_map(|(node, owner, c, b, u, g)| RewardEntry {
             node,
             owner,
-            amount: u64::from(c) + u64::from(b) + u64::from(u),
+            amount: u64::from(c) + u64::from(b) + u64::from(u) + u64::from(g),
             coverage: c.into(),
             backhaul: b.into(),
             uptime: u.into(),
+            usage: g.into(),
         });
     (
         any::<u64>(),
@@ -824,10 +826,11 @@ fn manifest_pages_must_agree_with_the_entry_count() {
     let entry = |i: u8| RewardEntry {
         node: NodeKey::from_seed(&[i; 32]).id(),
         owner: "o".into(),
-        amount: 3,
+        amount: 4,
         coverage: 1,
         backhaul: 1,
         uptime: 1,
+        usage: 1,
     };
     let mut entries: Vec<RewardEntry> = (1..=3).map(entry).collect();
     entries.sort_by_key(|e| e.node);

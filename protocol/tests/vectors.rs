@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use wisp_protocol::envelope::{self, Envelope, signed_bytes};
-use wisp_protocol::msg::{Beacon, CreditGrant, UsageReceipt, Witness};
+use wisp_protocol::msg::{Beacon, CreditGrant, RewardEntry, UsageReceipt, Witness};
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, Kind, NodeKey, SubscriberId};
 
@@ -119,4 +119,30 @@ fn credit_grant_vector() {
     let expected = include_str!("vectors/credit_grant.hex").trim();
     assert_eq!(hex::encode(&bytes), expected);
     assert_eq!(CreditGrant::open_from(&bytes, &oracle.id()).unwrap().msg, g);
+}
+
+/// The reward entry of docs/PROTOCOL.md §9 and its Merkle leaf (§6.4): the node `01 01 … 01`
+/// paid from all four pools.
+#[test]
+fn reward_entry_vector() {
+    let e = RewardEntry {
+        node: NodeKey::from_seed(&[0x01; 32]).id(),
+        owner: "devnet-owner".into(),
+        amount: 1_000_000,
+        coverage: 550_000,
+        backhaul: 250_000,
+        uptime: 100_000,
+        usage: 100_000,
+    };
+    let payload = envelope::encode_payload(&e);
+    println!("payload    {}", hex::encode(&payload));
+    println!("leaf       {}", hex::encode(e.leaf()));
+    assert_eq!(
+        hex::encode(&payload),
+        include_str!("vectors/reward_entry.hex").trim()
+    );
+    assert_eq!(
+        hex::encode(e.leaf()),
+        include_str!("vectors/reward_leaf.hex").trim()
+    );
 }

@@ -242,19 +242,19 @@ fn fair_of(fair: &RunOutput, i: usize) -> u128 {
 }
 
 /// One line per identity, as CSV with a header: index, peer id, archetype, sparse, reward and its
-/// coverage, backhaul and uptime parts, fair reward (empty without a baseline), proofs
+/// coverage, backhaul, uptime and usage parts, fair reward (empty without a baseline), proofs
 /// counted and refused, flagged, the epochs penalized by reason and the refusals by reason
 /// (both as `reason:count`, spaces between).
 pub fn nodes_csv(run: &RunOutput, fair: Option<&RunOutput>) -> String {
     use std::fmt::Write as _;
     let mut s = String::from(
-        "idx,peer_id,archetype,sparse,reward,coverage,backhaul,uptime,fair,counted,refused,flagged,penalties,refusals\n",
+        "idx,peer_id,archetype,sparse,reward,coverage,backhaul,uptime,usage,fair,counted,refused,flagged,penalties,refusals\n",
     );
     for (i, (n, (arch, sparse, _))) in run.stats.nodes.iter().zip(&run.nodes).enumerate() {
         let refused: u32 = n.rejected.values().sum();
         let _ = writeln!(
             s,
-            "{i},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{i},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             run.ids.get(i).map_or(String::new(), ToString::to_string),
             arch.name(),
             u8::from(*sparse),
@@ -262,6 +262,7 @@ pub fn nodes_csv(run: &RunOutput, fair: Option<&RunOutput>) -> String {
             n.coverage,
             n.backhaul,
             n.uptime,
+            n.usage,
             fair.map_or(String::new(), |f| fair_of(f, i).to_string()),
             n.counted,
             refused,

@@ -20,6 +20,8 @@ pub struct NodeStats {
     pub backhaul: u128,
     /// Uptime part of it.
     pub uptime: u128,
+    /// Usage part of it (the usage pool: data credits burned for traffic it carried).
+    pub usage: u128,
     /// Proofs refused, by reason.
     pub rejected: BTreeMap<Reason, u32>,
     /// Proofs counted at close.

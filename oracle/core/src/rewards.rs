@@ -433,8 +433,7 @@ pub struct EpochRewards {
     pub pools: Pools,
     /// Every node's units (nodes with none left out).
     pub units: BTreeMap<NodeId, NodeUnits>,
-    /// Per hotspot paid from the usage pool, what it was paid (in its entry's `backhaul`:
-    /// the manifest's entries have no usage column).
+    /// Per hotspot paid from the usage pool, what it was paid (its entry's `usage`).
     pub usage: BTreeMap<NodeId, u64>,
     /// Nodes paid something, sorted by node id; the amounts sum to `emission` exactly unless
     /// nobody earned (then it is empty).
@@ -493,11 +492,10 @@ pub fn compute(registry: &Registry, outcome: &EpochOutcome, emission: u64) -> Ep
         .filter(|(_, a)| *a > 0)
         .map(|((id, _), a)| (*id, a))
         .collect();
-    let mut paid: BTreeMap<NodeId, [u64; 3]> = BTreeMap::new();
-    // The usage pool's payments go in the backhaul column (slot 1): the manifest entry has no
-    // usage column, and `amount` must be the sum of the three (docs/PROTOCOL.md §5.8).
+    // Slots: coverage, backhaul, uptime, usage (the entry's columns, docs/PROTOCOL.md §5.8).
+    let mut paid: BTreeMap<NodeId, [u64; 4]> = BTreeMap::new();
     for (id, amount) in &usage {
-        paid.entry(*id).or_default()[1] += amount;
+        paid.entry(*id).or_default()[3] += amount;
     }
     // Both parts of the coverage pool pay coverage (slot 0).
     for (slot, pool, list) in [
@@ -513,16 +511,17 @@ pub fn compute(registry: &Registry, outcome: &EpochOutcome, emission: u64) -> Ep
     let entries = paid
         .into_iter()
         .filter(|(_, a)| a.iter().any(|x| *x > 0))
-        .map(|(node, [coverage, backhaul, uptime])| RewardEntry {
+        .map(|(node, [coverage, backhaul, uptime, usage])| RewardEntry {
             node,
             owner: registry
                 .get(&node)
                 .map(|r| r.owner.clone())
                 .unwrap_or_default(),
-            amount: coverage + backhaul + uptime,
+            amount: coverage + backhaul + uptime + usage,
             coverage,
             backhaul,
             uptime,
+            usage,
         })
         .collect();
     EpochRewards {

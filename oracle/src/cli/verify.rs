@@ -57,6 +57,16 @@ pub(crate) fn verify(files: &[PathBuf], oracle: &str) -> anyhow::Result<String> 
         "  total        {} = emission {}",
         entries.total, m.emission
     );
+    let by =
+        |f: fn(&RewardEntry) -> u64| entries.all.iter().map(|e| u128::from(f(e))).sum::<u128>();
+    let _ = writeln!(
+        out,
+        "  by category  coverage {}, backhaul {}, uptime {}, usage {}",
+        by(|e| e.coverage),
+        by(|e| e.backhaul),
+        by(|e| e.uptime),
+        by(|e| e.usage)
+    );
     let _ = writeln!(
         out,
         "  merkle root  {} (recomputed from the entries: equal to the signed root)",

@@ -482,32 +482,34 @@ fn rewards(o: &mut String, last: Option<(&u64, &Vec<RewardEntry>)>) {
         "<h2>Rewards of epoch {epoch}</h2>\n<p class=\"muted\"><a href=\"/v1/epochs/{epoch}/rewards\">/v1/epochs/{epoch}/rewards</a>: entries, Merkle root, signed manifest</p>\n"
     ));
     if entries.is_empty() {
-        o.push_str("<p>nothing paid: no node earned coverage, backhaul or uptime</p>\n");
+        o.push_str("<p>nothing paid: no node earned coverage, backhaul, uptime or usage</p>\n");
         return;
     }
     let mut sorted: Vec<&RewardEntry> = entries.iter().collect();
     sorted.sort_by(|a, b| b.amount.cmp(&a.amount).then(a.node.cmp(&b.node)));
-    o.push_str("<table id=\"rewards\"><thead><tr><th>node</th><th>owner</th><th class=\"n\">coverage</th><th class=\"n\">backhaul</th><th class=\"n\">uptime</th><th class=\"n\">total</th></tr></thead><tbody>\n");
+    o.push_str("<table id=\"rewards\"><thead><tr><th>node</th><th>owner</th><th class=\"n\">coverage</th><th class=\"n\">backhaul</th><th class=\"n\">uptime</th><th class=\"n\">usage</th><th class=\"n\">total</th></tr></thead><tbody>\n");
     for e in sorted.iter().take(TABLE_ROWS) {
         let id = e.node.to_string();
         o.push_str(&format!(
-            "<tr><td title=\"{}\"><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
+            "<tr><td title=\"{}\"><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
             escape(&id),
             escape(short_id(&id)),
             escape(&e.owner),
             amount(e.coverage),
             amount(e.backhaul),
             amount(e.uptime),
+            amount(e.usage),
             amount(e.amount),
         ));
     }
-    let [c, bh, u, t] = totals(entries);
+    let [c, bh, u, g, t] = totals(entries);
     o.push_str(&format!(
-        "</tbody><tfoot><tr><td>{} nodes</td><td></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></tfoot></table>\n",
+        "</tbody><tfoot><tr><td>{} nodes</td><td></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr></tfoot></table>\n",
         entries.len(),
         amount(c),
         amount(bh),
         amount(u),
+        amount(g),
         amount(t),
     ));
     if entries.len() > TABLE_ROWS {
@@ -518,41 +520,43 @@ fn rewards(o: &mut String, last: Option<(&u64, &Vec<RewardEntry>)>) {
     }
 }
 
-/// Coverage, backhaul, uptime and total of some entries (saturating: a display only).
-fn totals(entries: &[RewardEntry]) -> [u64; 4] {
-    entries.iter().fold([0u64; 4], |[c, b, u, t], e| {
+/// Coverage, backhaul, uptime, usage and total of some entries (saturating: a display only).
+fn totals(entries: &[RewardEntry]) -> [u64; 5] {
+    entries.iter().fold([0u64; 5], |[c, b, u, g, t], e| {
         [
             c.saturating_add(e.coverage),
             b.saturating_add(e.backhaul),
             u.saturating_add(e.uptime),
+            g.saturating_add(e.usage),
             t.saturating_add(e.amount),
         ]
     })
 }
 
 fn epochs(o: &mut String, b: &Board) {
-    o.push_str("<h2>Epochs</h2>\n<table id=\"epochs\"><thead><tr><th>epoch</th><th>state</th><th>closed (UTC)</th><th class=\"n\">emission</th><th class=\"n\">coverage</th><th class=\"n\">backhaul</th><th class=\"n\">uptime</th><th class=\"n\">nodes paid</th></tr></thead><tbody>\n");
+    o.push_str("<h2>Epochs</h2>\n<table id=\"epochs\"><thead><tr><th>epoch</th><th>state</th><th>closed (UTC)</th><th class=\"n\">emission</th><th class=\"n\">coverage</th><th class=\"n\">backhaul</th><th class=\"n\">uptime</th><th class=\"n\">usage</th><th class=\"n\">nodes paid</th></tr></thead><tbody>\n");
     for e in b.epochs.iter().rev() {
         let closed = e.closed_ms.map_or_else(|| "—".into(), utc);
         let row = match b.rewards.get(&e.epoch) {
             None => format!(
-                "<td class=\"n muted\" title=\"open: the emission of {} is allocated when the epoch closes\">—</td><td></td><td></td><td></td><td></td>",
+                "<td class=\"n muted\" title=\"open: the emission of {} is allocated when the epoch closes\">—</td><td></td><td></td><td></td><td></td><td></td>",
                 amount(e.emission)
             ),
             // Amounts sum to the emission exactly unless nobody earned anything; then
             // nothing is paid and the emission is not allocated at all.
             Some(entries) if entries.iter().all(|r| r.amount == 0) => format!(
-                "<td class=\"n muted\" title=\"nothing paid: no node earned coverage, backhaul or uptime in this epoch, so its emission of {} was not allocated\">—</td><td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">0</td>",
+                "<td class=\"n muted\" title=\"nothing paid: no node earned coverage, backhaul, uptime or usage in this epoch, so its emission of {} was not allocated\">—</td><td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">0</td>",
                 amount(e.emission)
             ),
             Some(entries) => {
-                let [c, bh, u, _] = totals(entries);
+                let [c, bh, u, g, _] = totals(entries);
                 format!(
-                    "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+                    "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
                     amount(e.emission),
                     amount(c),
                     amount(bh),
                     amount(u),
+                    amount(g),
                     entries.iter().filter(|r| r.amount > 0).count(),
                 )
             }

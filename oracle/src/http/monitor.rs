@@ -336,7 +336,7 @@ pub(super) async fn reward_proof(
         "epoch": epoch,
         "index": index,
         "entry_count": entries.len(),
-        "entry": { "peer_id": e.node.to_string(), "owner": e.owner, "amount": e.amount, "coverage": e.coverage, "backhaul": e.backhaul, "uptime": e.uptime },
+        "entry": { "peer_id": e.node.to_string(), "owner": e.owner, "amount": e.amount, "coverage": e.coverage, "backhaul": e.backhaul, "uptime": e.uptime, "usage": e.usage },
         "leaf": hex(&e.leaf()),
         "merkle_root": hex(&tree.root()),
         "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
@@ -382,6 +382,7 @@ pub(super) async fn summary(State(s): State<Arc<Shared>>) -> Response {
             "coverage": sum(|e| e.coverage).to_string(),
             "backhaul": sum(|e| e.backhaul).to_string(),
             "uptime": sum(|e| e.uptime).to_string(),
+            "usage": sum(|e| e.usage).to_string(),
         })
     });
     rejections.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.code().cmp(&b.0.code())));

@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3),
     (4, lease::SCHEMA),
     (5, intake::SCHEMA),
+    (6, SCHEMA_V6),
 ];
 
 /// Held (transaction-scoped) while migrating.
@@ -91,6 +92,11 @@ const SCHEMA_V2: &str = "ALTER TABLE epochs ADD COLUMN opened_at_seq BIGINT;";
 /// (`rejection_counts`, asked by the API and the dashboard).
 const SCHEMA_V3: &str =
     "CREATE INDEX IF NOT EXISTS proofs_verdict ON proofs (verdict) WHERE verdict > 0;";
+
+/// What each reward entry was paid from the usage pool, a column of its own in the manifest
+/// (docs/PROTOCOL.md §5.8). Rows closed before this migration read 0: the usage pool did not
+/// exist, or its pay was counted in `backhaul`.
+const SCHEMA_V6: &str = "ALTER TABLE rewards ADD COLUMN usage BIGINT NOT NULL DEFAULT 0;";
 
 /// A PostgreSQL database.
 pub struct PgStore {
@@ -370,11 +376,14 @@ impl PgStore {
         let coverage: Vec<i64> = entries.iter().map(|x| i(x.coverage)).collect();
         let backhaul: Vec<i64> = entries.iter().map(|x| i(x.backhaul)).collect();
         let uptime: Vec<i64> = entries.iter().map(|x| i(x.uptime)).collect();
+        let usage: Vec<i64> = entries.iter().map(|x| i(x.usage)).collect();
         tx.execute(
-            "INSERT INTO rewards (epoch, node, owner, amount, coverage, backhaul, uptime)
+            "INSERT INTO rewards (epoch, node, owner, amount, coverage, backhaul, uptime, usage)
              SELECT $1, * FROM UNNEST($2::BYTEA[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[],
-                                      $6::BIGINT[], $7::BIGINT[])",
-            &[&e, &node, &owner, &amount, &coverage, &backhaul, &uptime],
+                                      $6::BIGINT[], $7::BIGINT[], $8::BIGINT[])",
+            &[
+                &e, &node, &owner, &amount, &coverage, &backhaul, &uptime, &usage,
+            ],
         )
         .await?;
         crash_point!(crash::CLOSE_MID_TRANSACTION);
@@ -421,7 +430,7 @@ impl PgStore {
     pub async fn rewards(&self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
         self.client
             .query(
-                "SELECT node, owner, amount, coverage, backhaul, uptime FROM rewards WHERE epoch = $1 ORDER BY node",
+                "SELECT node, owner, amount, coverage, backhaul, uptime, usage FROM rewards WHERE epoch = $1 ORDER BY node",
                 &[&i(epoch)],
             )
             .await?
@@ -438,12 +447,12 @@ impl PgStore {
     ) -> Result<Vec<(u64, RewardEntry)>, StoreError> {
         self.client
             .query(
-                "SELECT node, owner, amount, coverage, backhaul, uptime, epoch FROM rewards WHERE node = $1 ORDER BY epoch DESC LIMIT $2",
+                "SELECT node, owner, amount, coverage, backhaul, uptime, usage, epoch FROM rewards WHERE node = $1 ORDER BY epoch DESC LIMIT $2",
                 &[&node.as_bytes().as_slice(), &i64::from(limit)],
             )
             .await?
             .iter()
-            .map(|r| Ok((u(r.try_get(6)?), reward_entry(r)?)))
+            .map(|r| Ok((u(r.try_get(7)?), reward_entry(r)?)))
             .collect()
     }
 
@@ -629,5 +638,6 @@ fn reward_entry(r: &tokio_postgres::Row) -> Result<RewardEntry, StoreError> {
         coverage: u(r.try_get(3)?),
         backhaul: u(r.try_get(4)?),
         uptime: u(r.try_get(5)?),
+        usage: u(r.try_get(6)?),
     })
 }

@@ -24,7 +24,12 @@ use crate::engine::Row;
 /// The migrations, in order: each runs once, in one transaction, and is recorded in
 /// `schema_migrations`. The first is written so that a database created before migrations
 /// were recorded takes it as a no-op.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, SCHEMA_V4),
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -79,6 +84,11 @@ const SCHEMA_V2: &str = "ALTER TABLE epochs ADD COLUMN opened_at_seq INTEGER;";
 /// (`rejection_counts`, asked by the API and the dashboard).
 const SCHEMA_V3: &str =
     "CREATE INDEX IF NOT EXISTS proofs_verdict ON proofs (verdict) WHERE verdict > 0;";
+
+/// What each reward entry was paid from the usage pool, a column of its own in the manifest
+/// (docs/PROTOCOL.md §5.8). Rows closed before this migration read 0: the usage pool did not
+/// exist, or its pay was counted in `backhaul`.
+const SCHEMA_V4: &str = "ALTER TABLE rewards ADD COLUMN usage INTEGER NOT NULL DEFAULT 0;";
 
 /// The connection and the blocking calls on it.
 #[derive(Debug)]
@@ -290,7 +300,7 @@ impl Conn {
         }
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO rewards (epoch, node, owner, amount, coverage, backhaul, uptime) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO rewards (epoch, node, owner, amount, coverage, backhaul, uptime, usage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for e in entries {
                 st.execute(params![
@@ -300,7 +310,8 @@ impl Conn {
                     i(e.amount),
                     i(e.coverage),
                     i(e.backhaul),
-                    i(e.uptime)
+                    i(e.uptime),
+                    i(e.usage)
                 ])?;
             }
             crash_point!(crash::CLOSE_MID_TRANSACTION);
@@ -337,7 +348,7 @@ impl Conn {
     /// An epoch's rewards, by node id.
     fn rewards(&self, epoch: u64) -> Result<Vec<RewardEntry>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT node, owner, amount, coverage, backhaul, uptime FROM rewards WHERE epoch = ?1 ORDER BY node",
+            "SELECT node, owner, amount, coverage, backhaul, uptime, usage FROM rewards WHERE epoch = ?1 ORDER BY node",
         )?;
         let rows = st.query_map([i(epoch)], reward_entry)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -350,10 +361,10 @@ impl Conn {
         limit: u32,
     ) -> Result<Vec<(u64, RewardEntry)>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT node, owner, amount, coverage, backhaul, uptime, epoch FROM rewards WHERE node = ?1 ORDER BY epoch DESC LIMIT ?2",
+            "SELECT node, owner, amount, coverage, backhaul, uptime, usage, epoch FROM rewards WHERE node = ?1 ORDER BY epoch DESC LIMIT ?2",
         )?;
         let rows = st.query_map(params![node.as_bytes().as_slice(), limit], |r| {
-            Ok((u(r.get(6)?), reward_entry(r)?))
+            Ok((u(r.get(7)?), reward_entry(r)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -651,5 +662,6 @@ fn reward_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RewardEntry> {
         coverage: u(r.get(3)?),
         backhaul: u(r.get(4)?),
         uptime: u(r.get(5)?),
+        usage: u(r.get(6)?),
     })
 }

@@ -233,17 +233,22 @@ pub fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
             .await
             .unwrap();
         let entry =
-            |i: usize, owner: &str, coverage: u64, backhaul: u64, uptime: u64| RewardEntry {
+            |i: usize, owner: &str, [coverage, backhaul, uptime, usage]: [u64; 4]| RewardEntry {
                 node: fx.ids[i],
                 owner: owner.into(),
-                amount: coverage + backhaul + uptime,
+                amount: coverage + backhaul + uptime + usage,
                 coverage,
                 backhaul,
                 uptime,
+                usage,
             };
         let mut entries = vec![
-            entry(0, "owner-zero", 400_000_000, 250_000_000, 100_000_000),
-            entry(1, "owner-one", 150_000_000, 50_000_000, 50_000_000),
+            entry(0, "owner-zero", [400_000_000, 250_000_000, 100_000_000, 0]),
+            entry(
+                1,
+                "owner-one",
+                [150_000_000, 30_000_000, 50_000_000, 20_000_000],
+            ),
         ];
         entries.sort_by_key(|e| e.node);
         let pages = manifest_pages(EPOCH, EMISSION, &entries);

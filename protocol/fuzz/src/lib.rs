@@ -421,10 +421,11 @@ pub mod samples {
                 RewardEntry {
                     node: NodeId(id),
                     owner: format!("owner{i:040}"),
-                    amount: 1_000 + 600 + 400,
+                    amount: 1_000 + 400 + 400 + 200,
                     coverage: 1_000,
-                    backhaul: 600,
+                    backhaul: 400,
                     uptime: 400,
+                    usage: 200,
                 }
             })
             .collect();

@@ -15,7 +15,8 @@ use super::{OWNER_MAX, invalid};
 /// The most entries in one manifest page.
 pub const MANIFEST_PAGE_MAX: usize = 1024;
 
-/// One node's reward for an epoch, with its breakdown. `amount = coverage + backhaul + uptime`.
+/// One node's reward for an epoch, with its breakdown by pool:
+/// `amount = coverage + backhaul + uptime + usage`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct RewardEntry {
     /// The node.
@@ -30,6 +31,9 @@ pub struct RewardEntry {
     pub backhaul: u64,
     /// From the uptime pool (heartbeats).
     pub uptime: u64,
+    /// From the usage pool (usage receipts: the subscribers' data credits burned for traffic
+    /// the node carried).
+    pub usage: u64,
 }
 
 impl RewardEntry {
@@ -92,7 +96,8 @@ impl Message for RewardManifest {
             let sum = e
                 .coverage
                 .checked_add(e.backhaul)
-                .and_then(|s| s.checked_add(e.uptime));
+                .and_then(|s| s.checked_add(e.uptime))
+                .and_then(|s| s.checked_add(e.usage));
             if sum != Some(e.amount) {
                 return Err(invalid(
                     "amount",

@@ -220,16 +220,23 @@ impl Sim<'_> {
             };
             let counted = c.counted.get(&i).copied().unwrap_or_default();
             // No reward without a counted proof of its kind: coverage needs a counted beacon
-            // or witness, uptime a counted heartbeat, backhaul a counted receipt about it.
+            // or witness, uptime a counted heartbeat, backhaul a counted receipt about it,
+            // usage credits burned for its sessions.
             let backhaul_ok = c
                 .outcome
                 .nodes
                 .get(&entry.node)
-                .is_some_and(|f| f.down.is_some() || f.up.is_some())
-                || c.rewards.usage.contains_key(&entry.node);
+                .is_some_and(|f| f.down.is_some() || f.up.is_some());
+            let usage_ok = c
+                .outcome
+                .usage
+                .hotspots
+                .get(&entry.node)
+                .is_some_and(|h| h.burned_dc > 0);
             if (entry.coverage > 0 && counted[0] + counted[1] == 0)
                 || (entry.uptime > 0 && counted[3] == 0)
                 || (entry.backhaul > 0 && !backhaul_ok)
+                || (entry.usage > 0 && !usage_ok)
             {
                 self.stats
                     .violations
@@ -243,6 +250,7 @@ impl Sim<'_> {
             s.coverage += u128::from(entry.coverage);
             s.backhaul += u128::from(entry.backhaul);
             s.uptime += u128::from(entry.uptime);
+            s.usage += u128::from(entry.usage);
             if entry.coverage > 0 {
                 s.coverage_epochs += 1;
             }

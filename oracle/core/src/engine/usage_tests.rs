@@ -436,7 +436,8 @@ fn usage_burns_at_close_across_epochs_and_pays_the_hotspot() {
     assert_eq!(c.rewards.pools.usage, 5_000);
     assert_eq!(c.rewards.pools.unpaid, 995_000);
     let e = c.rewards.entry(&hot(0).id()).unwrap();
-    assert_eq!((e.amount, e.backhaul), (5_000, 5_000));
+    // Usage pay has its own column; the backhaul column holds the backhaul pool's alone.
+    assert_eq!((e.amount, e.usage, e.backhaul), (5_000, 5_000, 0));
     // The manifest signs what was paid, so its entries still sum to its emission.
     assert_eq!(c.rewards.emission, 5_000);
     assert_eq!(
