@@ -247,6 +247,27 @@ pub struct BandwidthConfig {
     pub test: crate::bandwidth::BwConfig,
 }
 
+/// A key that turns on a part of the daemon a cargo feature provides (default off): refused in a
+/// build without the feature (the router build leaves some out) rather than ignored.
+fn needs_feature(
+    key: &'static str,
+    on: Option<bool>,
+    feature: &str,
+    built: bool,
+) -> Result<bool, ConfigError> {
+    let on = on.unwrap_or(false);
+    if on && !built {
+        return Err(ConfigError::Invalid {
+            key,
+            why: format!(
+                "this build of wisp-agent has no `{feature}` (a cargo feature, left out of the \
+                 router build); set it to false or use a build with `--features {feature}`"
+            ),
+        });
+    }
+    Ok(on)
+}
+
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -721,8 +721,13 @@ fn resolve_net(raw: &RawNet) -> Result<crate::net::NetConfig, ConfigError> {
         listen,
         bootstrap,
         external_addresses,
-        relay_server: raw.relay_server.unwrap_or(d.relay_server),
-        mdns: raw.mdns.unwrap_or(d.mdns),
+        relay_server: super::needs_feature(
+            "net.relay_server",
+            raw.relay_server,
+            "relay-server",
+            cfg!(feature = "relay-server"),
+        )?,
+        mdns: super::needs_feature("net.mdns", raw.mdns, "mdns", cfg!(feature = "mdns"))?,
         kad_mode: match raw.kad_server {
             None => d.kad_mode,
             Some(true) => crate::net::KadMode::Server,

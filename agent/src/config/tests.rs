@@ -94,6 +94,7 @@ fn net_defaults_and_overrides() {
         assert_eq!(c.net.kad_mode, mode, "kad_server = {v}");
     }
     let peer = ORACLE;
+    let on_if = |built: bool| if built { "true" } else { "false" };
     let c = RawConfig::load(
         None,
         env(&[
@@ -105,8 +106,12 @@ fn net_defaults_and_overrides() {
                     "/ip4/10.0.0.1/tcp/9311/p2p/{peer}, /ip4/10.0.0.2/udp/9311/quic-v1/p2p/{peer}"
                 ),
             ),
-            ("WISP_NET__MDNS", "true"),
-            ("WISP_NET__RELAY_SERVER", "true"),
+            // On where the build has them (a_key_the_build_lacks_is_refused covers the rest).
+            ("WISP_NET__MDNS", on_if(cfg!(feature = "mdns"))),
+            (
+                "WISP_NET__RELAY_SERVER",
+                on_if(cfg!(feature = "relay-server")),
+            ),
             ("WISP_NET__ENABLED", "false"),
             ("WISP_NET__STATUS_CELL_RESOLUTION", "5"),
             (
@@ -124,8 +129,56 @@ fn net_defaults_and_overrides() {
         crate::net::pick_public_ip(&c.net.external_addresses),
         Some("203.0.113.7".parse().unwrap())
     );
-    assert!(c.net.mdns && c.net.relay_server && !c.net.enabled);
+    assert_eq!(c.net.mdns, cfg!(feature = "mdns"));
+    assert_eq!(c.net.relay_server, cfg!(feature = "relay-server"));
+    assert!(!c.net.enabled);
     assert_eq!(c.net.status_cell_resolution, 5);
+}
+
+#[test]
+fn a_key_the_build_lacks_is_refused() {
+    let e = needs_feature("net.mdns", Some(true), "mdns", false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConfigError::Invalid {
+                key: "net.mdns",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("`mdns`"), "{e}");
+    assert!(!needs_feature("net.mdns", Some(false), "mdns", false).unwrap());
+    assert!(!needs_feature("net.mdns", None, "mdns", false).unwrap());
+    assert!(needs_feature("net.mdns", Some(true), "mdns", true).unwrap());
+    // Through the whole configuration, in this build: refused exactly when it lacks the feature.
+    for (var, key, feature, built) in [
+        ("WISP_NET__MDNS", "net.mdns", "mdns", cfg!(feature = "mdns")),
+        (
+            "WISP_NET__RELAY_SERVER",
+            "net.relay_server",
+            "relay-server",
+            cfg!(feature = "relay-server"),
+        ),
+    ] {
+        let r = RawConfig::load(
+            None,
+            env(&[("WISP_ORACLE__PUBLIC_KEY", ORACLE), (var, "true")]),
+        )
+        .unwrap()
+        .resolve();
+        match r {
+            Ok(_) => assert!(built, "{key} = true passed a build without `{feature}`"),
+            Err(e) => {
+                assert!(!built, "{key}: {e}");
+                assert!(
+                    e.to_string().contains(key) && e.to_string().contains(feature),
+                    "{e}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

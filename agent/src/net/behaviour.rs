@@ -1,15 +1,26 @@
 //! The composed libp2p behaviour: one field per concern, composed with the derive.
+//!
+//! Four concerns are cargo features of wisp-agent (all in the default build, none in the
+//! router build; `agent/Cargo.toml`): `nat` (autonat, the relay client and dcutr), `mdns`
+//! and `relay-server`. A configuration that asks for one a build lacks is refused
+//! (`config::resolve`), and so is a [`NetConfig`] that does here.
 // The derive generates `BehaviourEvent` with one undocumented variant per field.
 #![allow(missing_docs)]
 
 use std::time::Duration;
 
+#[cfg(feature = "mdns")]
+use libp2p::mdns;
+#[cfg(any(feature = "nat", feature = "relay-server"))]
+use libp2p::relay;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, autonat, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns,
-    memory_connection_limits, ping, relay, request_response,
+    StreamProtocol, connection_limits, gossipsub, identify, identity, kad,
+    memory_connection_limits, ping, request_response,
 };
+#[cfg(feature = "nat")]
+use libp2p::{autonat, dcutr};
 
 use super::NetConfig;
 use super::codec::{BytesCodec, Limits};
@@ -63,15 +74,21 @@ pub struct Behaviour {
     pub usage: Toggle<request_response::Behaviour<BytesCodec>>,
     /// `/wisp/usage-data/1`, the usage test endpoint, with `usage.enabled`.
     pub usage_data: Toggle<request_response::Behaviour<BytesCodec>>,
-    /// Learns whether we are reachable.
+    /// Learns whether we are reachable (feature `nat`).
+    #[cfg(feature = "nat")]
     pub autonat: autonat::Behaviour,
-    /// Reach peers behind NAT through relays.
+    /// Reach peers behind NAT through relays (feature `nat`).
+    #[cfg(feature = "nat")]
     pub relay: relay::client::Behaviour,
-    /// Upgrade relayed connections to direct ones (hole punching).
+    /// Upgrade relayed connections to direct ones (hole punching; feature `nat`).
+    #[cfg(feature = "nat")]
     pub dcutr: dcutr::Behaviour,
-    /// LAN discovery, when enabled.
+    /// LAN discovery, when enabled (feature `mdns`).
+    #[cfg(feature = "mdns")]
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    /// Relaying for nodes behind NAT, on public nodes that offer it (`net.relay_server`).
+    /// Relaying for nodes behind NAT, on public nodes that offer it (`net.relay_server`;
+    /// feature `relay-server`).
+    #[cfg(feature = "relay-server")]
     pub relay_server: Toggle<relay::Behaviour>,
 }
 
@@ -80,13 +97,26 @@ pub const RELAY_HOP_PROTOCOL: StreamProtocol =
     StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
 
 impl Behaviour {
-    /// Builds the behaviours for `key` with the relay client the transport was built with.
+    /// Builds the behaviours for `key` with the relay client the transport was built with
+    /// (feature `nat`). Refuses `cfg.mdns` or `cfg.relay_server` in a build without them.
     pub fn new(
         key: &identity::Keypair,
-        relay: relay::client::Behaviour,
+        #[cfg(feature = "nat")] relay: relay::client::Behaviour,
         cfg: &NetConfig,
     ) -> Result<Self, String> {
         let id = key.public().to_peer_id();
+        for (wanted, built, feature) in [
+            (cfg.mdns, cfg!(feature = "mdns"), "mdns"),
+            (
+                cfg.relay_server,
+                cfg!(feature = "relay-server"),
+                "relay-server",
+            ),
+        ] {
+            if wanted && !built {
+                return Err(format!("this build has no `{feature}` (a cargo feature)"));
+            }
+        }
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(cfg.max_connections))
             .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
@@ -129,6 +159,7 @@ impl Behaviour {
                     .with_max_concurrent_streams(32),
             )
         };
+        #[cfg(feature = "mdns")]
         let mdns = if cfg.mdns {
             Some(
                 mdns::tokio::Behaviour::new(mdns::Config::default(), id)
@@ -181,10 +212,15 @@ impl Behaviour {
                     },
                 )
             })),
+            #[cfg(feature = "nat")]
             autonat: autonat::Behaviour::new(id, autonat::Config::default()),
+            #[cfg(feature = "nat")]
             relay,
+            #[cfg(feature = "nat")]
             dcutr: dcutr::Behaviour::new(id),
+            #[cfg(feature = "mdns")]
             mdns: Toggle::from(mdns),
+            #[cfg(feature = "relay-server")]
             relay_server: Toggle::from(
                 cfg.relay_server
                     .then(|| relay::Behaviour::new(id, relay::Config::default())),

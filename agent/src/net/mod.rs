@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`behaviour`]: the composed behaviour (identify, ping, Kademlia `/wisp/kad/1`, gossipsub,
 //!   `/wisp/status/1`, `/wisp/bw/1`, autonat, relay client, dcutr, mdns, connection and memory
-//!   limits), one field per concern.
+//!   limits), one field per concern; NAT traversal, mDNS and the relay server are cargo
+//!   features.
 //! - [`gossip`]: topics, the validator run before anything is forwarded, scoring.
 //! - [`codec`]: size-limited request-response bodies.
 //! - [`status`]: the `/wisp/status/1` response (a signed report and the witnesses of the
@@ -505,7 +506,7 @@ pub fn start(
     let local = keypair.public().to_peer_id();
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let c = cfg.clone();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -526,13 +527,20 @@ pub fn start(
                 .authenticate(noise)
                 .multiplex(yamux::Config::default()))
         })
-        .map_err(|e| setup(&e))?
+        .map_err(|e| setup(&e))?;
+    let behaviour_error = |e: String| -> Box<dyn std::error::Error + Send + Sync> { e.into() };
+    // With NAT traversal the transport gets a relay client too, and the behaviour its half.
+    #[cfg(feature = "nat")]
+    let mut swarm = swarm
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| setup(&e))?
-        .with_behaviour(|k, relay| {
-            Behaviour::new(k, relay, &c)
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
-        })
+        .with_behaviour(|k, relay| Behaviour::new(k, relay, &c).map_err(behaviour_error))
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|s| s.with_idle_connection_timeout(c.idle_timeout))
+        .build();
+    #[cfg(not(feature = "nat"))]
+    let mut swarm = swarm
+        .with_behaviour(|k| Behaviour::new(k, &c).map_err(behaviour_error))
         .map_err(|e| setup(&e))?
         .with_swarm_config(|s| s.with_idle_connection_timeout(c.idle_timeout))
         .build();
@@ -571,6 +579,7 @@ pub fn start(
         private: false,
         circuit: None,
         keys: wisp_protocol::envelope::KeyCache::new(GOSSIP_KEYS),
+        #[cfg(feature = "nat")]
         kad_mode: cfg.kad_mode,
         dial_errors: HashMap::new(),
         bootstrap: HashMap::new(),

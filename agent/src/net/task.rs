@@ -8,19 +8,21 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 use futures::StreamExt as _;
 use libp2p::gossipsub::MessageAcceptance;
+#[cfg(feature = "mdns")]
+use libp2p::mdns;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use wisp_protocol::NodeId;
 
 use super::behaviour::{self, Behaviour, BehaviourEvent};
 use super::{
-    Command, GOSSIP_BATCH, GOSSIP_DRAIN, KadMode, MAX_ADDRESS_BOOK, MAX_ADDRS_PER_PEER,
-    MAX_PENDING_INBOUND, MAX_PENDING_OUTBOUND, MAX_RELAYS, MAX_UNPUBLISHED, NetError, NetEvent,
-    Proto, Responder, Topic, gossip, ip_of, peer_of,
+    Command, GOSSIP_BATCH, GOSSIP_DRAIN, MAX_ADDRESS_BOOK, MAX_ADDRS_PER_PEER, MAX_PENDING_INBOUND,
+    MAX_PENDING_OUTBOUND, MAX_RELAYS, MAX_UNPUBLISHED, NetError, NetEvent, Proto, Responder, Topic,
+    gossip, ip_of, peer_of,
 };
 use crate::metrics::Metrics;
 
@@ -64,8 +66,9 @@ pub(super) struct Task {
     pub(super) private: bool,
     /// The relay this node listens through (and the listener), once it asked for one.
     pub(super) circuit: Option<(PeerId, libp2p::core::transport::ListenerId)>,
-    /// When to answer DHT queries.
-    pub(super) kad_mode: KadMode,
+    /// When to answer DHT queries (only autonat's verdict changes it: feature `nat`).
+    #[cfg(feature = "nat")]
+    pub(super) kad_mode: super::KadMode,
     /// The last dial error of each peer a request waited for, so that a request failing for
     /// want of a connection says why; cleared by a connection to the peer (at most
     /// [`MAX_PENDING_OUTBOUND`] peers).
@@ -493,10 +496,11 @@ impl Task {
                     }
                 }
             }
+            #[cfg(feature = "nat")]
             BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { new, .. }) => {
                 self.private = matches!(new, libp2p::autonat::NatStatus::Private);
                 info!(status = ?new, "reachability");
-                if self.kad_mode == KadMode::Auto {
+                if self.kad_mode == super::KadMode::Auto {
                     let mode = if self.private {
                         kad::Mode::Client
                     } else {
@@ -510,6 +514,7 @@ impl Task {
                 }
                 self.reserve_relay();
             }
+            #[cfg(feature = "mdns")]
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
                 for (peer, addr) in list {
                     self.learn(peer, addr.clone());
