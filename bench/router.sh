@@ -8,13 +8,20 @@
 # and qemu-user-static (Debian). A cold release build takes tens of minutes on 2 cores (LTO,
 # one codegen unit, opt-level z: the release profile in Cargo.toml).
 #
+# The build is the router build: `--no-default-features --features router` (agent/Cargo.toml;
+# FEATURES adds to it, e.g. FEATURES=router,nat for NAT traversal), with the unwind tables
+# discarded at link time (.cargo/config.toml). A panic must still print its message and abort:
+# `keygen` writing its peer id to /dev/full is one (println! panics on a failed write).
+#
 # Run from the repository root:
 #   bench/router.sh                                   # aarch64 only
 #   TARGETS="aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf" bench/router.sh
 #   RUN_S=60 bench/router.sh                           # the simulated run's length
+#   FEATURES=router,nat bench/router.sh                # another feature set
 set -euo pipefail
 TARGETS=${TARGETS:-aarch64-unknown-linux-musl}
 RUN_S=${RUN_S:-60}
+FEATURES=${FEATURES:-router}
 
 command -v cargo-zigbuild >/dev/null || pip install -q ziglang cargo-zigbuild
 if ! command -v qemu-aarch64-static >/dev/null; then
@@ -39,18 +46,22 @@ for target in $TARGETS; do
         continue
     fi
     start=$SECONDS
-    if ! cargo zigbuild --release -p wisp-agent --target "$target" >"/tmp/router-$target.log" 2>&1; then
+    if ! cargo zigbuild --release -p wisp-agent --no-default-features --features "$FEATURES" \
+        --target "$target" >"/tmp/router-$target.log" 2>&1; then
         echo "   build failed after $((SECONDS - start)) s (last lines of /tmp/router-$target.log):"
         tail -n 15 "/tmp/router-$target.log" | sed 's/^/   /'
         continue
     fi
     bin="${CARGO_TARGET_DIR:-target}/$target/release/wisp-agent"
     bytes=$(stat -c %s "$bin")
-    echo "   built in $((SECONDS - start)) s: $bin, $bytes bytes ($(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }') MiB)"
+    echo "   features $FEATURES, built in $((SECONDS - start)) s: $bin, $bytes bytes ($(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }') MiB)"
     file "$bin" | sed 's/^/   /'
     # What the flash holds: OpenWrt's root filesystem is an xz-compressed squashfs.
     echo "   xz -9 compressed: $(xz -9 -c "$bin" | wc -c) bytes"
     size -A "$bin" 2>/dev/null | awk '$1 ~ /^\.(text|rodata|eh_frame|eh_frame_hdr|data\.rel\.ro)$/ { printf "   %-14s %9d bytes\n", $1, $2 }' || true
+    if size -A "$bin" 2>/dev/null | grep -q '^\.eh_frame'; then
+        echo "   unwind tables present (.cargo/config.toml not applied to $target?)"
+    fi
     qemu=$(qemu_for "$target")
     if [ -z "$qemu" ] || ! command -v "$qemu" >/dev/null; then
         echo "   no qemu-user for $target: not run"
@@ -75,6 +86,16 @@ public_key = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5"
 [http]
 listen = "127.0.0.1:0"
 EOF
+    # A panic without unwind tables: its message, then an abort (SIGABRT: status 134). Run by
+    # an inner shell whose own "Aborted" notice stays out of the report.
+    status=$(sh -c '"$@" >/dev/full 2>"$0"; echo $?' "$dir/panic.log" \
+        "$qemu" "$bin" keygen --config "$dir/agent.toml" 2>/dev/null)
+    if [ "$status" -eq 134 ] && grep -q "panicked at" "$dir/panic.log"; then
+        echo "   a panic (keygen > /dev/full): $(grep -m1 -o 'failed printing to stdout.*' "$dir/panic.log"), aborted (status 134)"
+    else
+        echo "   a panic did not print and abort as expected (status $status):"
+        sed 's/^/   /' "$dir/panic.log"
+    fi
     "$qemu" "$bin" run --config "$dir/agent.toml" >"$dir/agent.log" 2>&1 &
     pid=$!
     sleep 5
