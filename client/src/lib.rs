@@ -21,13 +21,13 @@
 //! - [`balance`]: [`Balance`], the oracle's answer to `GET /v1/subscribers/{peer_id}`, and its
 //!   bounded parser.
 //! - `src/main.rs` (feature `cli`, on by default): the `wisp-client` binary — `key`, `id`,
-//!   `sign` and `balance` — with the key file, the clock and the HTTP request.
-//!
-//! TODO: `wisp-client run`, the libp2p driver of a [`Session`] (dial the hotspot, send each
-//! receipt from [`Session::poll_receipt`] as one request on
-//! [`USAGE_PROTOCOL`](wisp_protocol::msg::USAGE_PROTOCOL), feed each answer to
-//! [`Session::handle_answer_bytes`], wake at [`Session::poll_timeout`]). It waits for the
-//! hotspot's side of the protocol in the agent.
+//!   `sign`, `balance` and `run` — with the key file, the clock and the HTTP request.
+//! - `src/run.rs` (feature `cli`): `wisp-client run`, the libp2p driver of a [`Session`]: it
+//!   dials the hotspot over the agent's own network code (`wisp_agent::net`), pulls traffic
+//!   through its test endpoint (`/wisp/usage-data/1`), sends each receipt from
+//!   [`Session::poll_receipt`] as one request on
+//!   [`USAGE_PROTOCOL`](wisp_protocol::msg::USAGE_PROTOCOL) and feeds each answer back. The
+//!   library itself links no libp2p and no tokio.
 #![warn(missing_docs)]
 
 pub mod balance;

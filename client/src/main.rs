@@ -6,6 +6,9 @@
 //! - `sign`: signs one usage receipt and prints its envelope in hex, not co-signed (for tests
 //!   and scripts; a hotspot opens it with `UsageReceipt::open_for_cosigning`).
 //! - `balance`: asks the oracle for the subscriber's balance of data credits.
+//! - `run`: a session with a hotspot over libp2p, pulling traffic through its test endpoint
+//!   and signing receipts as the session asks (`run.rs`); exits 1 when the hotspot refuses or
+//!   blocks the subscriber.
 //!
 //! The data directory is `--data-dir`, else `$WISP_CLIENT_DATA_DIR`, else
 //! `$XDG_DATA_HOME/wisp-client`, else `~/.local/share/wisp-client`: a subscriber's client runs
@@ -24,6 +27,8 @@ use wisp_protocol::NodeId;
 use wisp_protocol::bytes::ByteArray;
 use wisp_protocol::msg::UsageReceipt;
 use wisp_shell::{http_get, keyfile};
+
+mod run;
 
 /// The key file's name in the data directory.
 const KEY_FILE: &str = "subscriber.key";
@@ -72,6 +77,33 @@ enum Cmd {
         #[arg(long)]
         start_ms: Option<u64>,
     },
+    /// Use a hotspot: pull traffic through its test endpoint over libp2p and sign receipts.
+    Run {
+        /// The hotspot's multiaddr with `/p2p/<peer id>` (e.g. one line of its `p2p.addr`).
+        #[arg(long)]
+        hotspot: libp2p::Multiaddr,
+        /// The subscriber's key file (default: `subscriber.key` in the data directory).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Bytes to pull down.
+        #[arg(long, default_value_t = 16 << 20)]
+        bytes: u64,
+        /// Bytes to send up, spread over the run.
+        #[arg(long, default_value_t = 0)]
+        up: u64,
+        /// Stop after this many seconds, whatever was moved.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// The epoch to state in receipts (default: the hotspot's, from its signed status).
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// Sign a receipt every this many bytes (down and up together).
+        #[arg(long, default_value_t = 4 << 20)]
+        receipt_every_bytes: u64,
+        /// Never sign sooner than this many milliseconds after the last receipt.
+        #[arg(long, default_value_t = 1_000)]
+        receipt_min_interval_ms: u64,
+    },
     /// Ask the oracle for the subscriber's balance of data credits.
     Balance {
         /// The oracle's API, `http://HOST:PORT`.
@@ -115,6 +147,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.peer_id());
         }
         Cmd::Id => println!("{}", load_key(&key_file)?.peer_id()),
+        Cmd::Run {
+            hotspot,
+            key,
+            bytes,
+            up,
+            duration,
+            epoch,
+            receipt_every_bytes,
+            receipt_min_interval_ms,
+        } => {
+            let key = load_key(&key.unwrap_or(key_file))?;
+            let args = run::RunArgs {
+                hotspot,
+                bytes,
+                up,
+                duration: duration.map(Duration::from_secs),
+                epoch,
+                receipt_every_bytes: receipt_every_bytes.max(1),
+                receipt_min_interval_ms,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let o = rt.block_on(run::run(key, args))?;
+            match o.agreed {
+                Some((seq, d, u)) => println!(
+                    "transferred {} bytes down, {} up; {} receipts signed; co-signed: seq {seq}, \
+                     {d} bytes down, {u} up",
+                    o.down, o.up, o.receipts
+                ),
+                None => println!(
+                    "transferred {} bytes down, {} up; {} receipts signed; none co-signed",
+                    o.down, o.up, o.receipts
+                ),
+            }
+        }
         Cmd::Sign {
             hotspot,
             session,
