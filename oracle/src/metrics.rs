@@ -54,6 +54,8 @@ pub struct Metrics {
     pub broker_refused: Family<ReasonLabel, Counter>,
     /// Client connections to the embedded broker open now.
     pub broker_connections: Gauge,
+    /// Publishes read from the broker and not yet taken by the precheck stage.
+    pub mqtt_backlog: Gauge,
 }
 
 impl Default for Metrics {
@@ -82,6 +84,7 @@ impl Metrics {
             nodes: Gauge::default(),
             broker_refused: Family::default(),
             broker_connections: Gauge::default(),
+            mqtt_backlog: Gauge::default(),
         };
         registry.register(
             "proofs",
@@ -141,6 +144,11 @@ impl Metrics {
             "broker_connections",
             "Client connections to the embedded broker open now",
             m.broker_connections.clone(),
+        );
+        registry.register(
+            "mqtt_backlog",
+            "Publishes read from the broker and not yet taken by the precheck stage (at most what the broker holds for the oracle's session)",
+            m.mqtt_backlog.clone(),
         );
         Metrics { registry, ..m }
     }

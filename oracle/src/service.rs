@@ -2,7 +2,7 @@
 //! epochs, acks and the HTTP API.
 //!
 //! Tasks: everything runs on the tokio runtime, each stage a task joined to the next by a
-//! bounded channel. The MQTT task forwards publishes to the precheck stage, which batches
+//! bounded channel. The MQTT tasks forward publishes to the precheck stage, which batches
 //! them and checks their signatures; the **ingest worker** owns the [`Engine`] and the
 //! writable [`Store`]: it judges each batch, commits its rows in one transaction, and only
 //! then hands the verdicts to the acker, which signs and publishes them in commit order. The
@@ -13,7 +13,8 @@
 //! store's PostgreSQL queries are awaited on the runtime. The tasks only wait, on their
 //! channels, timers and queries — none polls.
 //!
-//! Submodules: `clock` ([`Clock`], [`wall_ms`]), `replay` ([`rebuild`]: the engine from the
+//! Submodules: `clock` ([`Clock`], [`wall_ms`]), `mqtt` (the connection's event loop, which
+//! never waits on the service, and the forwarder that waits for room in its queue), `replay` ([`rebuild`]: the engine from the
 //! store at start; [`Follower`]: a standby's engine kept up with the leader's commits),
 //! `stages` (the precheck and acker tasks around the worker, [`ThreadedVerifier`], the queue
 //! bounds) and `worker` (the ingest worker).
@@ -22,12 +23,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 use wisp_protocol::ProofId;
 use wisp_protocol::msg::Verdict;
 use wisp_protocol::{NodeKey, topics};
@@ -35,9 +36,7 @@ use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
 use wisp_shell::keyfile;
 
 use crate::calendar::EpochCalendar;
-use crate::engine::{
-    Checked, Closed, Engine, Incoming, Ingested, Prechecker, Proof, RateLimiter, Screened,
-};
+use crate::engine::{Checked, Closed, Engine, Ingested, Prechecker, Proof, RateLimiter, Screened};
 use crate::metrics::Metrics;
 use crate::settings::{BrokerMode, Settings};
 use crate::state::{GRANT_QUEUE, Role, Shared, Snapshot};
@@ -48,6 +47,7 @@ mod clock;
 mod credits;
 mod intake;
 mod lease;
+mod mqtt;
 mod replay;
 mod stages;
 mod worker;
@@ -277,7 +277,7 @@ pub async fn run(
     o.set_max_packet_size(settings.max_payload, settings.max_payload);
     o.set_inflight(1000);
     o.set_request_channel_capacity(4096);
-    let (client, mut eventloop) = AsyncClient::new(o, 4096);
+    let (client, eventloop) = AsyncClient::new(o, 4096);
     let (tx, rx) = mpsc::channel::<ToWorker>(16_384);
     // A standby that starts to lead tells its worker of a connection made while it stood by.
     let inject = tx.clone();
@@ -304,81 +304,8 @@ pub async fn run(
         }),
         grants: grant_tx,
     });
-    let guard_client = client.clone();
-
-    let s2 = shared.clone();
     let clock = Clock::from_env();
-    let mqtt_clock = clock.clone();
-    let mqtt = tokio::spawn(async move {
-        // Rate limiting of the broker's WARN lines runs on a monotonic clock of its own.
-        let started = Instant::now();
-        let mono_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    if let Some(line) = s2.broker.lock().ok().and_then(|mut b| b.handle_connected())
-                    {
-                        info!("{line}");
-                    }
-                    s2.connected.store(true, Ordering::Relaxed);
-                    if tx.send(ToWorker::Connected).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) if is_guarded(&p.topic) => {
-                    // Only the leader puts its retained messages back: one that lost the
-                    // lease would put back what its successor replaced.
-                    let leads = s2.role.lock().is_ok_and(|r| *r != Role::Standby);
-                    let ours = s2
-                        .retained
-                        .lock()
-                        .ok()
-                        .filter(|_| leads)
-                        .and_then(|r| r.get(&p.topic).cloned());
-                    if let Some(ours) = ours.filter(|o| o.as_slice() != p.payload.as_ref()) {
-                        if p.retain {
-                            // Held from before this connection (the oracle's own older one
-                            // after a restart, or a forgery): put right all the same.
-                            debug!(topic = %p.topic, "a stale retained message on the oracle's topic: publishing the oracle's own again");
-                        } else {
-                            s2.metrics.retained_restored.inc();
-                            warn!(topic = %p.topic, "someone else published on the oracle's retained topic: publishing the oracle's own again");
-                        }
-                        // Not awaited here: this task drives the connection the publish needs.
-                        let c = guard_client.clone();
-                        tokio::spawn(async move {
-                            let _ = c.publish(p.topic, QoS::AtLeastOnce, true, ours).await;
-                        });
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let msg = Incoming {
-                        topic: p.topic,
-                        payload: p.payload.to_vec(),
-                        at_ms: mqtt_clock.now_ms(),
-                    };
-                    if tx.send(ToWorker::Publish(msg)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    // Every failed attempt comes here (a refused port, a name that does not
-                    // resolve, a lost connection); at most one line per 30 s is logged.
-                    s2.connected.store(false, Ordering::Relaxed);
-                    let line = s2
-                        .broker
-                        .lock()
-                        .ok()
-                        .and_then(|mut b| b.handle_failure(&e.to_string(), mono_ms()));
-                    if let Some(line) = line {
-                        warn!("{line}");
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    });
+    let mqtt = mqtt::spawn(eventloop, client.clone(), shared.clone(), tx, clock.clone());
 
     let listener = tokio::net::TcpListener::bind(settings.http_listen)
         .await

@@ -197,6 +197,24 @@ pub enum GrantAnswer {
 }
 
 impl Shared {
+    /// A process's shared state for the service's unit tests: `reader` as the API's
+    /// connection, nothing published yet, not connected, with `role`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(reader: Store, role: Role) -> (Shared, mpsc::Receiver<GrantRequest>) {
+        let (grants, grant_rx) = mpsc::channel(1);
+        let shared = Shared {
+            snapshot: RwLock::new(Snapshot::default()),
+            reader,
+            metrics: Metrics::new(),
+            connected: AtomicBool::new(false),
+            broker: Mutex::new(BrokerHealth::new("mqtt://test", 30_000)),
+            retained: Mutex::new(HashMap::new()),
+            role: Mutex::new(role),
+            grants,
+        };
+        (shared, grant_rx)
+    }
+
     /// Makes `snap` the one the API serves, and counts its nodes in the metrics.
     pub fn publish(&self, snap: Snapshot) {
         self.metrics

@@ -502,16 +502,11 @@ impl Books {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::path::Path;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{Mutex, RwLock};
 
     use rumqttc::MqttOptions;
-    use wisp_shell::broker_health::BrokerHealth;
 
     use super::*;
-    use crate::metrics::Metrics;
     use crate::settings::RawSettings;
     use crate::store::StorageConfig;
 
@@ -529,7 +524,6 @@ mod tests {
     /// A worker on a fresh SQLite store and the file clock `dir/clock`, with a client whose
     /// publishes only queue (what it publishes retained shows in `Shared::retained`).
     async fn worker(dir: &Path) -> (Worker, Arc<Shared>, rumqttc::EventLoop, mpsc::Sender<Stage>) {
-        let (grant_tx, grant_rx) = mpsc::channel(1);
         let mut settings = RawSettings::load(None, Vec::<(String, String)>::new())
             .unwrap()
             .resolve()
@@ -545,16 +539,11 @@ mod tests {
         let calendar = super::super::load_calendar(&store, &settings)
             .await
             .unwrap();
-        let shared = Arc::new(Shared {
-            snapshot: RwLock::new(Snapshot::default()),
-            reader: Store::open(&settings.storage).await.unwrap(),
-            metrics: Metrics::new(),
-            connected: AtomicBool::new(false),
-            broker: Mutex::new(BrokerHealth::new("mqtt://test", 30_000)),
-            retained: Mutex::new(HashMap::new()),
-            role: Mutex::new(crate::state::Role::Alone),
-            grants: grant_tx,
-        });
+        let (shared, grant_rx) = Shared::for_tests(
+            Store::open(&settings.storage).await.unwrap(),
+            crate::state::Role::Alone,
+        );
+        let shared = Arc::new(shared);
         let (client, eventloop) =
             AsyncClient::new(MqttOptions::new("test", "127.0.0.1", 1), 10_000);
         let (stage_tx, stage_rx) = mpsc::channel(2);
