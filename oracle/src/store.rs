@@ -326,6 +326,16 @@ impl Store {
         }
     }
 
+    /// Hands one verified row to the leader in a single statement, so on a connection shared
+    /// with other readers (`&self`: the API's reader on a standby); PostgreSQL only, see
+    /// [`intake`].
+    pub async fn hand_over(&self, row: &intake::Handed) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(s) => s.hand_over(row).await,
+            Store::Sqlite(_) => Err(lease_needs_postgres()),
+        }
+    }
+
     /// Takes up to `limit` handed publishes, oldest first, if this store's lease holds.
     pub async fn take_intake(&mut self, limit: usize) -> Result<Vec<intake::Handed>, StoreError> {
         match self {

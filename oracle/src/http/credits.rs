@@ -8,9 +8,15 @@
 //! again, or another one with its id, credits nothing more. The body is limited to the kind's
 //! envelope size before it is read.
 //!
-//! A standby (cluster mode) answers 503: only the leader's worker judges and writes, and
-//! standbys hand proofs over through the database's intake, which takes MQTT proofs only. The
-//! operator posts to the leader (`/v1/status` says `"role": "leader"`).
+//! **Any process of a cluster takes a grant.** Only the leader's worker judges and writes; a
+//! standby checks the envelope as the leader would (a `credit_grant`, the signature over the
+//! raw bytes, signed by this oracle's key) and hands it to the leader through the database's
+//! intake, the way standbys hand over proofs (the leader takes intake rows only while its
+//! lease holds). It then waits for the grant's row to be committed and answers as the leader
+//! would, `duplicate` meaning "stored before this post", with the balance its own follower
+//! has replayed. A grant not committed within the wait (no leader, or a leader that died
+//! holding it) gets a 202, nothing promised: posting the same envelope again is safe, and
+//! once the grant is stored the answer is a 200 with `duplicate: true`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +32,12 @@ use tokio::sync::oneshot;
 use wisp_protocol::envelope;
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{CreditGrant, Verdict};
-use wisp_protocol::{NodeId, SubscriberId};
+use wisp_protocol::{NodeId, ProofId, SubscriberId};
 
 use super::{bad_path, error, role};
 use crate::state::{GrantAnswer, GrantRequest, Role, Shared};
+use crate::store::intake::{GRANT_TOPIC, Handed};
+use crate::usage::Balance;
 
 /// The largest body `POST /v1/credits` reads: the envelope limit of a `credit_grant`.
 pub const GRANT_BODY_MAX: usize = Kind::CreditGrant.max_envelope_len();
@@ -77,11 +85,7 @@ pub(super) async fn grant(
         );
     }
     if role(&s) == Role::Standby {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "standing by: another oracle process leads; post the grant to the leader's API \
-             (its /v1/status says \"role\": \"leader\")",
-        );
+        return forward(&s, body.to_vec(), opened.msg.subscriber).await;
     }
     let (reply, answer) = oneshot::channel();
     let request = GrantRequest {
@@ -113,23 +117,112 @@ pub(super) async fn grant(
             subscriber,
             balance,
             duplicate,
-        } => {
-            let (verdict, reason) = match verdict {
-                Verdict::Accepted => ("accepted", None),
-                Verdict::Rejected(r) => ("rejected", Some(r.name())),
-            };
-            let mut body = json!({
-                "verdict": verdict,
-                "duplicate": duplicate,
-                "subscriber": subscriber.to_string(),
-                "balance_dc": balance.map_or(0, |b| b.balance_dc),
-            });
-            if let Some(r) = reason {
-                body["reason"] = json!(r);
-            }
-            Json(body).into_response()
+        } => judged(verdict, subscriber, balance, duplicate),
+    }
+}
+
+/// How often a standby reads whether the grant it handed over was committed, and whether its
+/// follower replayed it.
+const COMMIT_POLL: Duration = Duration::from_millis(100);
+
+/// A subscriber's balance in this process's snapshot.
+fn snapshot_balance(s: &Shared, subscriber: &SubscriberId) -> Option<Balance> {
+    s.snapshot
+        .read()
+        .ok()
+        .and_then(|snap| snap.credits.balance(subscriber))
+}
+
+/// A standby's part: hands the verified grant to the leader through the intake, unless it is
+/// stored already, and answers once its row is committed (see the module documentation).
+async fn forward(s: &Shared, envelope: Vec<u8>, subscriber: SubscriberId) -> Response {
+    let oracle = s.snapshot.read().ok().map(|x| x.oracle.clone());
+    if oracle.and_then(|o| o.parse::<NodeId>().ok()).is_none() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standing by, and not yet following the leader (no oracle key known): nothing was \
+             stored; try again",
+        );
+    }
+    let id = ProofId::of(&envelope);
+    let before = snapshot_balance(s, &subscriber);
+    let stored = match s.reader.verdict(&id).await {
+        Ok(v) => v,
+        Err(e) => return super::internal(e),
+    };
+    let duplicate = stored.is_some();
+    if !duplicate {
+        let row = Handed {
+            topic: GRANT_TOPIC.into(),
+            payload: envelope,
+            // Not read: the leader judges a grant at its own time, as one posted to it.
+            at_ms: 0,
+        };
+        if let Err(e) = s.reader.hand_over(&row).await {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("handing the grant to the leader failed: {e}; nothing was stored"),
+            );
+        }
+        s.metrics.handed.inc();
+    }
+    let deadline = tokio::time::Instant::now() + GRANT_WAIT;
+    let mut verdict = stored;
+    while verdict.is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(COMMIT_POLL).await;
+        verdict = match s.reader.verdict(&id).await {
+            Ok(v) => v,
+            Err(e) => return super::internal(e),
+        };
+    }
+    let Some(verdict) = verdict else {
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "state": "handed",
+                "proof_id": id.to_string(),
+                "message": "handed to the leader, not committed within the wait (no leader, or \
+                            a takeover): post the same envelope again, which is safe; once \
+                            stored the answer is 200 with duplicate: true",
+            })),
+        )
+            .into_response();
+    };
+    // An accepted grant changes the balance once this process's follower replays it.
+    if !duplicate && verdict == Verdict::Accepted {
+        while snapshot_balance(s, &subscriber) == before && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(COMMIT_POLL).await;
         }
     }
+    judged(
+        verdict,
+        subscriber,
+        snapshot_balance(s, &subscriber),
+        duplicate,
+    )
+}
+
+/// The answer to a judged grant.
+fn judged(
+    verdict: Verdict,
+    subscriber: SubscriberId,
+    balance: Option<Balance>,
+    duplicate: bool,
+) -> Response {
+    let (verdict, reason) = match verdict {
+        Verdict::Accepted => ("accepted", None),
+        Verdict::Rejected(r) => ("rejected", Some(r.name())),
+    };
+    let mut body = json!({
+        "verdict": verdict,
+        "duplicate": duplicate,
+        "subscriber": subscriber.to_string(),
+        "balance_dc": balance.map_or(0, |b| b.balance_dc),
+    });
+    if let Some(r) = reason {
+        body["reason"] = json!(r);
+    }
+    Json(body).into_response()
 }
 
 /// `GET /v1/subscribers/{peer_id}`: a subscriber's data credits, from the engine the API

@@ -3,7 +3,10 @@
 //! A standby checks what it gets as the leader would before judging (sizes, topic, signatures,
 //! rate limit) and hands what verified to the leader through the database ([`forward`]); the
 //! leader takes those rows and judges them with its own, without verifying them again
-//! ([`drain`]). Verification, the costly part of ingest, is thus shared by every process;
+//! ([`drain`]). An operator's credit grant posted to a standby's API comes the same way, as a
+//! row with the topic [`GRANT_TOPIC`] (`crate::http`'s credits module writes it); the leader
+//! hands it to its worker as a grant. Verification, the costly part of ingest, is thus shared
+//! by every process;
 //! judging and committing stay with the one leader, so each proof is judged and stored once
 //! and a node's proofs are judged in the order they reach it.
 
@@ -11,15 +14,15 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 use wisp_protocol::topics;
 
 use super::stages::{Gathered, ToWorker, gather, stopped};
 use crate::engine::{Incoming, Prechecker, Screened, SignatureCheck};
-use crate::state::Shared;
+use crate::state::{GrantRequest, Shared};
 use crate::store::Store;
-use crate::store::intake::{Handed, Listener};
+use crate::store::intake::{GRANT_TOPIC, Handed, Listener};
 
 /// Most rows the leader takes at once (one batch of the worker).
 const TAKE_MAX: usize = 4096;
@@ -121,6 +124,19 @@ pub(super) async fn drain(
         }
         shared.metrics.taken.inc_by(rows.len() as u64);
         for r in rows {
+            if r.topic == GRANT_TOPIC {
+                // An operator's grant a standby verified: the worker judges and stores it as
+                // one posted here. Its answer goes nowhere: the standby reads the stored row.
+                let (reply, _) = oneshot::channel();
+                let request = GrantRequest {
+                    envelope: r.payload,
+                    reply,
+                };
+                if shared.grants.send(request).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
             let msg = Incoming {
                 topic: r.topic,
                 payload: r.payload,

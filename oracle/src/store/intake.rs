@@ -20,6 +20,11 @@ use super::{StoreError, i, u};
 /// The channel a standby notifies when it adds rows.
 pub const CHANNEL: &str = "wisp_intake";
 
+/// The topic of a handed row that holds an operator's credit grant (`POST /v1/credits` on a
+/// standby), not a proof: the leader gives it to its worker as a grant. No MQTT topic is
+/// spelled so (`wisp/v1/…`), so a proof never passes for a grant, nor a grant for a proof.
+pub const GRANT_TOPIC: &str = "wisp-oracle/credit-grant";
+
 /// The migration that creates the intake.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS intake (
@@ -57,6 +62,23 @@ pub(super) async fn push(client: &mut Client, rows: &[Handed]) -> Result<(), Sto
     .await?;
     tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Adds one verified row and wakes the leader, in one statement (so one implicit transaction)
+/// on a shared connection: the API's reader on a standby, which cannot open a transaction
+/// (that needs the connection to itself).
+pub(super) async fn push_one(client: &Client, row: &Handed) -> Result<(), StoreError> {
+    client
+        .execute(
+            &format!(
+                "WITH added AS (INSERT INTO intake (topic, payload, at_ms) VALUES ($1, $2, $3)
+                                RETURNING seq)
+                 SELECT pg_notify('{CHANNEL}', '') FROM added"
+            ),
+            &[&row.topic, &row.payload, &i(row.at_ms)],
+        )
+        .await?;
     Ok(())
 }
 

@@ -624,6 +624,11 @@ impl PgStore {
         intake::push(&mut self.client, rows).await
     }
 
+    /// Hands one verified row to the leader on this shared connection ([`intake`]).
+    pub async fn hand_over(&self, row: &Handed) -> Result<(), StoreError> {
+        intake::push_one(&self.client, row).await
+    }
+
     /// Takes up to `limit` handed publishes, oldest first, if this store's lease holds.
     pub async fn take_intake(&mut self, limit: usize) -> Result<Vec<Handed>, StoreError> {
         intake::take(&mut self.client, self.fence.as_ref(), limit).await

@@ -374,3 +374,151 @@ fn postgres_three_oracles_on_one_broker_one_leader_killed_and_paused_pay_as_one_
         lease.token
     );
 }
+
+/// POSTs `body` to `o`'s API: the status and the JSON answer.
+fn post(o: &Oracle, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let addr = std::fs::read_to_string(o.data.join("http.addr")).unwrap();
+    let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let code = r.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = r.split_once("\r\n\r\n").unwrap().1;
+    (code, serde_json::from_str(body).unwrap_or(body.into()))
+}
+
+/// An operator's grant of `amount_dc` to `subscriber`, grant id `id`, signed by `by`.
+fn grant(by: &NodeKey, id: u8, subscriber: &NodeKey, amount_dc: u64) -> Vec<u8> {
+    let g = wisp_protocol::msg::CreditGrant {
+        grant: [id; 16].into(),
+        subscriber: wisp_protocol::SubscriberId::of(subscriber),
+        amount_dc,
+        issued_ms: T0,
+        memo: "cluster".into(),
+    };
+    Envelope::sign(by, &g).to_bytes()
+}
+
+/// A grant posted to a standby is checked there, handed to the leader through the database's
+/// intake, judged and stored once by the leader, and answered by the standby once committed:
+/// accepted with the new balance, then a duplicate, then another envelope with its id refused;
+/// a stranger's grant is refused by the standby itself and never reaches the leader.
+#[test]
+#[ignore = "needs PostgreSQL and Mosquitto: WISP_TEST_POSTGRES, WISP_TEST_MOSQUITTO (.ci/run sets them)"]
+fn postgres_a_standby_hands_a_credit_grant_to_the_leader_and_answers_once_committed() {
+    let _serial = serial();
+    let mosquitto = std::env::var("WISP_TEST_MOSQUITTO").unwrap_or_else(|_| {
+        panic!("set WISP_TEST_MOSQUITTO to a Mosquitto address, e.g. 127.0.0.1:1883 (.ci/run starts one)")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key = NodeKey::from_seed(&[43; 32]);
+    let storage = Storage::postgres();
+    let mut cluster = Cluster::new(dir.path(), &key, &storage, &mosquitto);
+    cluster.start(0);
+    let leader = cluster.await_leader(None);
+    cluster.start(1);
+    let standby = 1 - leader;
+    assert!(
+        wait_for(Duration::from_secs(30), || cluster
+            .roles(None)
+            .get(&standby)
+            == Some(&"standby".to_string())),
+        "{:?}",
+        cluster.roles(None)
+    );
+    let (lead, stand) = (
+        cluster.procs[leader].as_ref().unwrap(),
+        cluster.procs[standby].as_ref().unwrap(),
+    );
+    let sub = NodeKey::from_seed(&[44; 32]);
+    let path = format!("/v1/subscribers/{}", wisp_protocol::SubscriberId::of(&sub));
+    // The standby knows the oracle's key once its follower has run.
+    assert!(wait_for(Duration::from_secs(10), || {
+        stand.get("/v1/status")["oracle"] == key.id().to_string()
+    }));
+
+    let first = grant(&key, 1, &sub, 500);
+    let (code, answer) = post(stand, "/v1/credits", &first);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        (
+            &answer["verdict"],
+            &answer["duplicate"],
+            &answer["balance_dc"]
+        ),
+        (&"accepted".into(), &false.into(), &500.into()),
+        "{answer}"
+    );
+    assert_eq!(lead.get(&path)["balance_dc"], 500);
+    assert!(stand.counter("wisp_oracle_handed_total") >= 1);
+    assert!(lead.counter("wisp_oracle_taken_total") >= 1);
+
+    // The same envelope again: stored already, nothing more credited.
+    let (code, answer) = post(stand, "/v1/credits", &first);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        (&answer["duplicate"], &answer["balance_dc"]),
+        (&true.into(), &500.into()),
+        "{answer}"
+    );
+    // Another envelope with the same grant id: judged by the leader, refused.
+    let (code, answer) = post(stand, "/v1/credits", &grant(&key, 1, &sub, 900));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        (&answer["verdict"], &answer["reason"], &answer["balance_dc"]),
+        (
+            &"rejected".into(),
+            &Reason::UsageGrantReused.name().into(),
+            &500.into()
+        ),
+        "{answer}"
+    );
+    // A grant signed by another key is refused by the standby: nothing handed over.
+    let handed = stand.counter("wisp_oracle_handed_total");
+    let stranger = NodeKey::from_seed(&[45; 32]);
+    let (code, answer) = post(stand, "/v1/credits", &grant(&stranger, 2, &sub, 700));
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(stand.counter("wisp_oracle_handed_total"), handed);
+    // The leader takes grants itself as before.
+    let (code, answer) = post(lead, "/v1/credits", &grant(&key, 3, &sub, 25));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["balance_dc"], 525, "{answer}");
+    assert!(wait_for(
+        Duration::from_secs(10),
+        || stand.get(&path)["balance_dc"] == 525
+    ));
+    for i in [0, 1] {
+        cluster.kill(i);
+    }
+
+    // Stored once each: the accepted grant, the refused one, the leader's own.
+    let grants: Vec<Verdict> = block_on(async {
+        let mut store = storage.open().await;
+        let mut v = Vec::new();
+        store
+            .for_each_row(|r| {
+                if r.kind == Kind::CreditGrant {
+                    v.push(r.verdict);
+                }
+            })
+            .await
+            .unwrap();
+        v
+    });
+    assert_eq!(
+        grants,
+        [
+            Verdict::Accepted,
+            Verdict::Rejected(Reason::UsageGrantReused),
+            Verdict::Accepted
+        ]
+    );
+}
