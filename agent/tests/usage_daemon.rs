@@ -157,7 +157,7 @@ impl Subscriber {
             HANG,
             self.net
                 .handle
-                .usage_data_request(self.hot, CHUNK_MAX as u32, &up),
+                .usage_data_request(self.hot, u32::try_from(CHUNK_MAX).unwrap(), &up),
         )
         .await
         .unwrap()

@@ -31,8 +31,9 @@
 //! Layout: `startup` (the key, the data directory's files, everything opened before the
 //! loop), this module (the loop: feeding the core, committing, the network's events), `mqtt`
 //! (the client's options and task, incoming messages dispatched by topic, publishing),
-//! `backhaul` (the bandwidth tasks and `/wisp/bw/1`) and `status` (the status snapshot and
-//! what is made from it).
+//! `backhaul` (the bandwidth tasks and `/wisp/bw/1`), `status` (the status snapshot and
+//! what is made from it) and [`usage`] (proof of usage's driver, a task of its own with
+//! `usage.enabled`: the daemon hands it the epoch and stages the receipts it co-signs).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
