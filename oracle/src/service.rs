@@ -281,8 +281,8 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<ToWorker>(16_384);
     // A standby that starts to lead tells its worker of a connection made while it stood by.
     let inject = tx.clone();
-    // Credit grants from the API to the worker (unread while this process stands by: the API
-    // answers 503 then).
+    // Credit grants from the API to the worker (unread while this process stands by: a
+    // standby's API hands grants to the leader through the intake instead).
     let (grant_tx, grant_rx) = mpsc::channel(GRANT_QUEUE);
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Snapshot::default()),

@@ -9,11 +9,12 @@
 //! event loop hands each publish to the forwarder without waiting, and the forwarder waits for
 //! the precheck stage.
 //!
-//! **What sits between them** is what the broker delivered and the service has not taken yet:
-//! at most what the broker holds for this session (the embedded broker's log, 4 segments of
-//! 16 MiB; Mosquitto's `max_queued_messages` and `max_queued_bytes`), counted in
-//! `wisp_oracle_mqtt_backlog`. The client acknowledges each publish as it reads it, as before:
-//! a proof is the oracle's only once it is acked after commit, and an agent resends what was
+//! **What sits between them** is what the broker delivered and the service has not taken yet,
+//! counted in `wisp_oracle_mqtt_backlog`: at most what the broker holds for this session (the
+//! embedded broker's log, 4 segments of 16 MiB; Mosquitto's `max_queued_messages`, 100,000 in
+//! deploy/mosquitto/wisp.conf) and at most [`BACKLOG_MAX`] publishes, beyond which the event
+//! loop waits as it used to. The client acknowledges each publish as it reads it, as before: a
+//! proof is the oracle's only once it is acked after commit, and an agent resends what was
 //! not. (Acknowledging only once handed on would bound it by the in-flight window instead, but
 //! rumqttd then stops acknowledging the oracle's own publishes, the acks among them, while
 //! publishes to the oracle are unacknowledged: the same deadlock one step further.)
@@ -32,6 +33,11 @@ use super::stages::ToWorker;
 use crate::engine::Incoming;
 use crate::state::{Role, Shared};
 
+/// Most publishes read and not yet taken: above what the brokers hold for a session (the
+/// embedded broker's 64 MiB log is about 200,000 heartbeats; Mosquitto as shipped queues
+/// 100,000). The channel's memory is taken as it fills, not up front.
+pub(super) const BACKLOG_MAX: usize = 1 << 19;
+
 /// What the event loop hands the forwarder, in the order it read them.
 enum Read {
     /// The connection is up (again).
@@ -49,8 +55,7 @@ pub(super) fn spawn(
     tx: mpsc::Sender<ToWorker>,
     clock: Clock,
 ) -> tokio::task::JoinHandle<()> {
-    // Bounded by what the broker holds for this session (the module's docs).
-    let (read_tx, read_rx) = mpsc::unbounded_channel();
+    let (read_tx, read_rx) = mpsc::channel(BACKLOG_MAX);
     let forwarder = tokio::spawn(forward(read_rx, shared.clone(), tx));
     tokio::spawn(async move {
         // Rate limiting of the broker's WARN lines runs on a monotonic clock of its own.
@@ -97,7 +102,7 @@ pub(super) fn spawn(
                 }
             };
             shared.metrics.mqtt_backlog.inc();
-            if read_tx.send(read).is_err() {
+            if read_tx.send(read).await.is_err() {
                 break;
             }
         }
@@ -106,11 +111,7 @@ pub(super) fn spawn(
 }
 
 /// Hands each publish to the service's queue, in the order read, waiting for room.
-async fn forward(
-    mut rx: mpsc::UnboundedReceiver<Read>,
-    shared: Arc<Shared>,
-    tx: mpsc::Sender<ToWorker>,
-) {
+async fn forward(mut rx: mpsc::Receiver<Read>, shared: Arc<Shared>, tx: mpsc::Sender<ToWorker>) {
     while let Some(read) = rx.recv().await {
         let msg = match read {
             Read::Connected => ToWorker::Connected,
@@ -166,7 +167,7 @@ mod tests {
     use crate::state::Role;
     use crate::store::{StorageConfig, Store};
 
-    const N: usize = 2_000;
+    const N: u32 = 2_000;
 
     fn options(id: &str, b: &broker::Embedded) -> MqttOptions {
         let mut o = MqttOptions::new(id, b.internal.ip().to_string(), b.internal.port());
@@ -219,15 +220,15 @@ mod tests {
             .subscribe("wisp/v1/acks/+", QoS::AtLeastOnce)
             .await
             .unwrap();
-        let (read_tx, mut read_rx) = mpsc::unbounded_channel();
+        let (read_tx, mut read_rx) = mpsc::channel(N as usize + 8);
         tokio::spawn(async move {
             loop {
                 match reader_loop.poll().await {
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = read_tx.send(None);
+                        let _ = read_tx.send(None).await;
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = read_tx.send(Some(p.payload));
+                        let _ = read_tx.send(Some(p.payload)).await;
                     }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -249,7 +250,7 @@ mod tests {
         });
         let sent = tokio::spawn(async move {
             for i in 0..N {
-                let payload = (i as u32).to_be_bytes().to_vec();
+                let payload = i.to_be_bytes().to_vec();
                 node.publish("wisp/v1/proofs/n", QoS::AtLeastOnce, false, payload)
                     .await
                     .unwrap();
@@ -262,7 +263,7 @@ mod tests {
             let oracle = oracle.clone();
             async move {
                 for i in 0..N {
-                    let payload = (i as u32).to_be_bytes().to_vec();
+                    let payload = i.to_be_bytes().to_vec();
                     oracle
                         .publish("wisp/v1/acks/n", QoS::AtLeastOnce, false, payload)
                         .await
@@ -274,13 +275,13 @@ mod tests {
             let got = tokio::time::timeout(Duration::from_secs(20), read_rx.recv())
                 .await
                 .unwrap_or_else(|_| panic!("only {i} of the oracle's {N} publishes went out"));
-            assert_eq!(got.unwrap().unwrap().as_ref(), (i as u32).to_be_bytes());
+            assert_eq!(got.unwrap().unwrap().as_ref(), i.to_be_bytes());
         }
         publishing.await.unwrap();
 
         // Now the worker catches up: every proof arrives, in order, once.
         let mut next = 0u32;
-        while next < N as u32 {
+        while next < N {
             let got = tokio::time::timeout(Duration::from_secs(20), rx.recv())
                 .await
                 .unwrap_or_else(|_| panic!("only {next} of {N} proofs reached the worker"));
