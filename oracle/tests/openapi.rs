@@ -544,23 +544,15 @@ fn a_seeded_oracle_answers_as_documented() {
     assert_eq!(last["epoch"], EPOCH, "{summary}");
     assert_eq!(last["emission"], seeded::EMISSION, "{summary}");
     assert_eq!(last["nodes_paid"], 2, "{summary}");
-    assert_eq!(
-        [
-            &last["coverage"],
-            &last["backhaul"],
-            &last["uptime"],
-            &last["usage"],
-            &last["paid"]
-        ],
-        [
-            "550000000",
-            "280000000",
-            "150000000",
-            "20000000",
-            "1000000000"
-        ],
-        "{summary}"
-    );
+    let split = ["coverage", "backhaul", "uptime", "usage", "paid"].map(|k| &last[k]);
+    let want = [
+        "550000000",
+        "280000000",
+        "150000000",
+        "20000000",
+        "1000000000",
+    ];
+    assert_eq!(split, want, "{summary}");
 
     nodes_are_filtered_and_paged(&server, &fx);
     for id in &ids[..2] {

@@ -25,6 +25,8 @@ pub struct Reward {
     pub backhaul: u64,
     /// Uptime.
     pub uptime: u64,
+    /// Usage (subscribers' co-signed traffic).
+    pub usage: u64,
 }
 
 /// What the devnet has done so far, from the oracle's API and the air.
@@ -81,7 +83,7 @@ impl Summary {
         let last = self.last_epoch.get(&a.peer_id).cloned().unwrap_or_default();
         let cheated_for = match c {
             Cheater::Replay => last.coverage,
-            _ => last.coverage + last.backhaul + last.uptime,
+            _ => last.coverage + last.backhaul + last.uptime + last.usage,
         };
         self.epochs_closed > 0
             && cheated_for == 0
@@ -122,15 +124,15 @@ impl Summary {
         }
         let _ = writeln!(
             s,
-            "  {:<9} {:<14} {:>12} {:>12} {:>12} {:>10} {:>10}",
-            "node", "peer", "coverage", "backhaul", "uptime", "down Mb/s", "up Mb/s"
+            "  {:<9} {:<14} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
+            "node", "peer", "coverage", "backhaul", "uptime", "usage", "down Mb/s", "up Mb/s"
         );
         for a in agents {
             let r = self.totals.get(&a.peer_id).cloned().unwrap_or_default();
             let last = self
                 .last_epoch
                 .get(&a.peer_id)
-                .map_or(0, |r| r.coverage + r.backhaul + r.uptime);
+                .map_or(0, |r| r.coverage + r.backhaul + r.uptime + r.usage);
             let (down, up) = self.bandwidth.get(&a.peer_id).copied().unwrap_or_default();
             let mbps =
                 |b: Option<u64>| b.map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1e6));
@@ -140,12 +142,13 @@ impl Summary {
                 .unwrap_or("");
             let _ = write!(
                 s,
-                "  {:<9} …{:<13} {:>12} {:>12} {:>12} {:>10} {:>10}",
+                "  {:<9} …{:<13} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
                 a.name,
                 short,
                 r.coverage,
                 r.backhaul,
                 r.uptime,
+                r.usage,
                 mbps(down),
                 mbps(up)
             );
@@ -220,6 +223,7 @@ impl Devnet {
                         coverage: x["coverage"].as_u64().unwrap_or(0),
                         backhaul: x["backhaul"].as_u64().unwrap_or(0),
                         uptime: x["uptime"].as_u64().unwrap_or(0),
+                        usage: x["usage"].as_u64().unwrap_or(0),
                     })
                     .collect();
                 self.paid_seen.insert(n, list);
@@ -237,6 +241,7 @@ impl Devnet {
                 t.coverage += r.coverage;
                 t.backhaul += r.backhaul;
                 t.uptime += r.uptime;
+                t.usage += r.usage;
             }
         }
         let rej: serde_json::Value =
