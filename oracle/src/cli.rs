@@ -271,7 +271,7 @@ pub(crate) fn node(api: &Api, peer_id: &str, json: bool) -> anyhow::Result<Strin
         .into_iter()
         .flatten()
         .map(|r| {
-            ["epoch", "amount", "coverage", "backhaul", "uptime"]
+            ["epoch", "amount", "coverage", "backhaul", "uptime", "usage"]
                 .iter()
                 .map(|k| r[k].to_string())
                 .collect()
@@ -279,8 +279,8 @@ pub(crate) fn node(api: &Api, peer_id: &str, json: bool) -> anyhow::Result<Strin
         .collect();
     let _ = writeln!(out, "\nrewards per epoch ({}):", rewards.len());
     out.push_str(&table(
-        &["EPOCH", "AMOUNT", "COVERAGE", "BACKHAUL", "UPTIME"],
-        &[0, 1, 2, 3, 4],
+        &["EPOCH", "AMOUNT", "COVERAGE", "BACKHAUL", "UPTIME", "USAGE"],
+        &[0, 1, 2, 3, 4, 5],
         &rewards,
     ));
     Ok(out)

@@ -350,7 +350,7 @@ fn operator_commands_read_a_running_oracle_and_check_its_manifests() {
     assert!(
         detail.lines().any(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            w.len() == 5 && w[0] == epoch.to_string() && w[1] == emission.to_string()
+            w.len() == 6 && w[0] == epoch.to_string() && w[1] == emission.to_string()
         }),
         "no reward row for epoch {epoch}: {detail}"
     );
