@@ -7,44 +7,20 @@
 //! and burned at the epoch's close.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use wisp_protocol::envelope::{self, Envelope};
-use wisp_protocol::msg::{
-    Band, CreditGrant, EpochSeed, Onboard, UsageReceipt, Verdict, open_sealed_ack,
-};
-use wisp_protocol::units::DeciDb;
-use wisp_protocol::{Cell, NodeKey, ProofId, SubscriberId, topics};
+use wisp_protocol::envelope::Envelope;
+use wisp_protocol::msg::{CreditGrant, UsageReceipt, Verdict};
+use wisp_protocol::{NodeKey, SubscriberId};
 use wisp_shell::clock::system_ms;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wisp-oracle");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
+mod live;
+use live::{BIN, NodeConn, free_port, onboard, wait_for};
 
 /// The running oracle, killed when dropped.
 struct Oracle {
@@ -271,116 +247,6 @@ fn grants_credit_once_only_with_the_oracle_key_and_survive_a_restart() {
     assert_eq!(balance(&oracle, &sub).1["balance_dc"], 1250);
 }
 
-/// What a hotspot's connection saw: the current seed and the acks.
-#[derive(Default)]
-struct Seen {
-    seed: Option<EpochSeed>,
-    acks: BTreeMap<ProofId, Verdict>,
-}
-
-/// A hotspot logged in to the embedded broker with its key.
-struct Hotspot {
-    key: NodeKey,
-    client: AsyncClient,
-    seen: Arc<Mutex<Seen>>,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Hotspot {
-    fn connect(broker: u16, oracle: &NodeKey, key: NodeKey) -> Hotspot {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut o = MqttOptions::new(format!("wisp-test-{}", key.id()), "127.0.0.1", broker);
-        o.set_credentials(
-            key.id().to_string(),
-            wisp_protocol::login::password(&key, &oracle.id()),
-        );
-        let (client, mut events) = AsyncClient::new(o, 100);
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let (s, c) = (seen.clone(), client.clone());
-        let subs = [topics::acks(&key.id()), topics::EPOCH.to_string()];
-        rt.spawn(async move {
-            loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for t in &subs {
-                            c.subscribe(t.clone(), QoS::AtLeastOnce).await.unwrap();
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let mut s = s.lock().unwrap();
-                        if let Ok(o) = envelope::open::<EpochSeed>(&p.payload) {
-                            s.seed = Some(o.msg);
-                        } else if let Ok(o) = open_sealed_ack(&p.payload) {
-                            for e in o.ack.entries {
-                                s.acks.insert(e.proof_id, e.verdict);
-                            }
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        let h = Hotspot {
-            key,
-            client,
-            seen,
-            rt,
-        };
-        assert!(
-            wait_for(Duration::from_secs(10), || h.seed().is_some()),
-            "no epoch seed"
-        );
-        h
-    }
-
-    fn seed(&self) -> Option<EpochSeed> {
-        self.seen.lock().unwrap().seed.clone()
-    }
-
-    /// Publishes `bytes` on the hotspot's proofs topic and waits for the oracle's verdict.
-    fn send(&self, bytes: Vec<u8>) -> Verdict {
-        let id = ProofId::of(&bytes);
-        let (c, topic) = (self.client.clone(), topics::proofs(&self.key.id()));
-        self.rt.block_on(async move {
-            c.publish(topic, QoS::AtLeastOnce, false, bytes)
-                .await
-                .unwrap();
-        });
-        let mut v = None;
-        assert!(
-            wait_for(Duration::from_secs(10), || {
-                v = self.seen.lock().unwrap().acks.get(&id).copied();
-                v.is_some()
-            }),
-            "no ack for {id}"
-        );
-        v.unwrap()
-    }
-}
-
-fn onboard(key: &NodeKey) -> Vec<u8> {
-    let msg = Onboard {
-        owner: "owner-usage".into(),
-        cell: Cell::from_degrees(38.7, -9.1, 12).unwrap(),
-        antenna_gain: DeciDb(30),
-        antenna_height_dm: 50,
-        bands: vec![Band {
-            low_khz: 2_400_000,
-            high_khz: 2_483_500,
-            max_eirp: DeciDb(200),
-        }],
-        measurer: false,
-        issued_ms: system_ms(),
-        attestation: None,
-    };
-    Envelope::sign(key, &msg).to_bytes()
-}
-
 #[test]
 fn a_cosigned_usage_receipt_over_mqtt_is_pending_then_burned() {
     let dir = tempfile::tempdir().unwrap();
@@ -389,8 +255,11 @@ fn a_cosigned_usage_receipt_over_mqtt_is_pending_then_burned() {
     let sub = subscriber.id().to_string();
     let oracle = spawn_oracle(&data);
     let okey = wisp_shell::keyfile::load(&data.join("oracle.key")).unwrap();
-    let hotspot = Hotspot::connect(oracle.broker, &okey, NodeKey::from_seed(&[12; 32]));
-    assert_eq!(hotspot.send(onboard(&hotspot.key)), Verdict::Accepted);
+    let hotspot = NodeConn::connect(oracle.broker, &okey, NodeKey::from_seed(&[12; 32]));
+    assert_eq!(
+        hotspot.send(onboard(&hotspot.key, "owner-usage")),
+        Verdict::Accepted
+    );
     assert!(
         cli(&data, &["credit", "grant", &sub, "100"])
             .status

@@ -23,8 +23,11 @@ use wisp_protocol::msg::{
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, Kind, NodeId, NodeKey, ProofId, Reason, envelope, topics};
 
+#[path = "../live/mod.rs"]
+mod live;
 #[path = "../pg/mod.rs"]
 mod pg;
+use live::{free_port, wait_for};
 
 mod broker;
 mod cluster;
@@ -49,25 +52,6 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 struct Oracle {
