@@ -152,6 +152,17 @@ fn bad_path(rejection: &PathRejection) -> Response {
     error(StatusCode::BAD_REQUEST, rejection.body_text())
 }
 
+/// A peer id from a path (a node's or a subscriber's): one that does not parse is a 400 in
+/// the API's JSON error shape.
+fn peer<T: std::str::FromStr>(peer_id: &str) -> Result<T, Box<Response>> {
+    peer_id.parse().map_err(|_| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("`{peer_id}` is not an ed25519 peer id"),
+        ))
+    })
+}
+
 async fn node(
     State(s): State<Arc<Shared>>,
     peer_id: Result<Path<String>, PathRejection>,
@@ -160,11 +171,9 @@ async fn node(
         Ok(Path(p)) => p,
         Err(e) => return bad_path(&e),
     };
-    let Ok(id) = peer_id.parse::<NodeId>() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("`{peer_id}` is not an ed25519 peer id"),
-        );
+    let id = match peer::<NodeId>(&peer_id) {
+        Ok(id) => id,
+        Err(r) => return *r,
     };
     // The node as the snapshot holds it, and the current epoch (for its status), read once.
     let (view, now) = s.snapshot.read().ok().map_or((None, None), |x| {

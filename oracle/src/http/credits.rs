@@ -34,7 +34,7 @@ use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{CreditGrant, Verdict};
 use wisp_protocol::{NodeId, ProofId, SubscriberId};
 
-use super::{bad_path, error, role};
+use super::{bad_path, error, peer, role};
 use crate::state::{GrantAnswer, GrantRequest, Role, Shared};
 use crate::store::intake::{GRANT_TOPIC, Handed};
 use crate::usage::Balance;
@@ -235,11 +235,9 @@ pub(super) async fn subscriber(
         Ok(Path(p)) => p,
         Err(e) => return bad_path(&e),
     };
-    let Ok(id) = peer_id.parse::<SubscriberId>() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("`{peer_id}` is not an ed25519 peer id"),
-        );
+    let id = match peer::<SubscriberId>(&peer_id) {
+        Ok(id) => id,
+        Err(r) => return *r,
     };
     let balance = s
         .snapshot

@@ -17,7 +17,7 @@ use wisp_protocol::geo::Cell;
 use wisp_protocol::msg::{MANIFEST_PAGE_MAX, RewardEntry};
 use wisp_protocol::{NodeId, merkle};
 
-use super::{bad_path, error, internal, snapshot};
+use super::{bad_path, error, internal, peer, snapshot};
 use crate::state::{NodeView, Shared};
 use crate::store::{EpochRow, Store, StoreError};
 
@@ -306,11 +306,9 @@ pub(super) async fn reward_proof(
         Ok(Path(p)) => p,
         Err(e) => return bad_path(&e),
     };
-    let Ok(id) = peer_id.parse::<NodeId>() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("`{peer_id}` is not an ed25519 peer id"),
-        );
+    let id = match peer::<NodeId>(&peer_id) {
+        Ok(id) => id,
+        Err(r) => return *r,
     };
     let (entries, pages) = match super::closed_rewards(&s, epoch).await {
         Ok(x) => x,
