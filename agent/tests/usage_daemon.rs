@@ -4,7 +4,8 @@
 //! An honest subscriber's receipts are agreed and one co-signed receipt per session per epoch
 //! reaches the outbox's channel; a subscriber that stops signing is blocked (the endpoint
 //! refuses it, the hook is called with `block`); one that inflates its receipt is disputed with
-//! the hotspot's totals, and one that replays a `seq` is refused and blocked.
+//! the hotspot's totals, and one that replays a `seq` is refused and blocked. One that leaves
+//! ends its session, and its receipt goes out at once.
 //!
 //! Real sockets rule out paused tokio time (the runtime would jump its timers while waiting on
 //! I/O), so nothing here depends on a timer: blocking is triggered by bytes (`grace_bytes`),
@@ -347,4 +348,27 @@ async fn receipts_are_cosigned_one_per_session_per_epoch_and_cheaters_are_blocke
     assert!(!carol.pull().await, "a refused subscriber is still served");
     // Alice, honest, is still served.
     assert!(alice.pull().await);
+
+    // A subscriber that leaves (its last connection closes) ends its session: its latest
+    // agreed receipt goes to the outbox at once, not at the epoch's end.
+    let mut dave = subscriber(5, &hot).await;
+    let mut session = Session::new(
+        dave.key.clone(),
+        hot.key.id(),
+        [0xd4; 16],
+        EPOCH + 3,
+        now_ms(),
+        policy,
+    )
+    .unwrap();
+    honest_run(&mut dave, &mut session, 1 << 20).await;
+    let agreed = session.status().agreed.unwrap();
+    dave.net.task.abort();
+    let p = next_proof(&mut hot).await;
+    let o = open::<UsageReceipt>(&p.bytes).unwrap();
+    assert_eq!(o.msg.subscriber, dave.key.id());
+    assert_eq!(
+        (o.msg.seq, o.msg.bytes_down),
+        (agreed.seq, agreed.totals.bytes_down)
+    );
 }

@@ -415,6 +415,9 @@ impl Task {
             } => {
                 if num_established == 0 {
                     self.remotes.remove(&peer_id);
+                    if let Some(e) = &self.endpoint {
+                        e.forget(&peer_id);
+                    }
                 }
                 self.update_peers();
             }

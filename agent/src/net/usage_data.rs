@@ -101,6 +101,15 @@ impl Endpoint {
         self.lock().blocked.contains(peer)
     }
 
+    /// Forgets `peer`'s counts: its last connection closed, so it left (the usage driver then
+    /// ends its session). Blocks stay until the driver lifts them.
+    pub(super) fn forget(&self, peer: &PeerId) {
+        let mut i = self.lock();
+        if i.counts.remove(peer).is_some() {
+            i.order.retain(|p| p != peer);
+        }
+    }
+
     /// The response to `request` from `peer`, counting what it carries.
     pub(super) fn serve(&self, peer: PeerId, request: &[u8]) -> Vec<u8> {
         let Some((want, up)) = request

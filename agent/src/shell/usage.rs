@@ -393,6 +393,27 @@ impl Driver {
                     .collect()
             }
         };
+        // The endpoint forgets a peer when its last connection closes: a client it no longer
+        // counts has left, and its session ends (its receipt, if new, is sent).
+        if only.is_none() && matches!(self.cfg.counters, CounterSource::Endpoint) {
+            let gone: Vec<SubscriberId> = self
+                .peers
+                .keys()
+                .filter(|k| !counts.iter().any(|(s, ..)| s == *k))
+                .copied()
+                .collect();
+            for s in &gone {
+                self.usage.handle_client_gone(s, now);
+            }
+            // Applied while their addresses are still known (a blocked client that left is
+            // served again: the hook lifts its rule).
+            while let Some(d) = self.usage.poll_decision() {
+                self.apply(d);
+            }
+            for s in &gone {
+                self.peers.remove(s);
+            }
+        }
         let mut new = false;
         for (s, d, u) in counts {
             self.usage.handle_counters(s, d, u, now);
