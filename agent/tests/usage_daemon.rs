@@ -71,8 +71,9 @@ struct Hotspot {
     _driver: tokio::task::JoinHandle<()>,
 }
 
-/// A hotspot with its usage driver; the hook appends its arguments to `hook_log`.
-async fn hotspot(dir: &Path) -> (Hotspot, std::path::PathBuf) {
+/// A hotspot with its usage driver counting with `counters`; the hook appends its arguments
+/// to `hook_log`.
+async fn hotspot(dir: &Path, counters: CounterSource) -> (Hotspot, std::path::PathBuf) {
     let key = NodeKey::from_seed(&[1; 32]);
     let mut n = start_net(&key);
     let addr = listen_addr(&n).await;
@@ -93,7 +94,7 @@ async fn hotspot(dir: &Path) -> (Hotspot, std::path::PathBuf) {
             ..UsageConfig::default()
         },
         hook: Some(hook),
-        counters: CounterSource::Endpoint,
+        counters,
         counters_interval_ms: 200,
     };
     let (epoch, epoch_rx) = watch::channel(Some(EPOCH));
@@ -241,7 +242,7 @@ async fn hook_line(log: &Path, want: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_are_cosigned_one_per_session_per_epoch_and_cheaters_are_blocked() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut hot, log) = hotspot(dir.path()).await;
+    let (mut hot, log) = hotspot(dir.path(), CounterSource::Endpoint).await;
 
     // An honest subscriber: a receipt every 512 KiB, all agreed.
     let mut alice = subscriber(2, &hot).await;
@@ -371,4 +372,65 @@ async fn receipts_are_cosigned_one_per_session_per_epoch_and_cheaters_are_blocke
         (o.msg.seq, o.msg.bytes_down),
         (agreed.seq, agreed.totals.bytes_down)
     );
+}
+
+/// The `command` counter source with a real program: its lines are mapped to the peer whose
+/// connection comes from the address, a bad line is skipped, an honest receipt is agreed and
+/// a client the router counts far beyond its receipts is blocked, the hook given its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_program_is_mapped_to_peers_by_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = dir.path().join("counts");
+    let program = dir.path().join("counters.sh");
+    std::fs::write(&program, format!("#!/bin/sh\ncat '{}'\n", counts.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let write = |down: u64, up: u64| {
+        let text = format!("not-an-address 1 2\n127.0.0.1 {down} {up}\n");
+        std::fs::write(&counts, text).unwrap();
+    };
+    write(0, 0);
+    let (hot, log) = hotspot(dir.path(), CounterSource::Command(program)).await;
+
+    // The router counted 1 MiB down and 64 KiB up for 127.0.0.1, where the subscriber's
+    // connection comes from: its receipt for that is agreed.
+    let erin = subscriber(6, &hot).await;
+    let policy = Policy {
+        receipt_every_bytes: 512 << 10,
+        receipt_min_interval_ms: 0,
+        ..Policy::default()
+    };
+    let mut session = Session::new(
+        erin.key.clone(),
+        hot.key.id(),
+        [0xe5; 16],
+        EPOCH,
+        now_ms(),
+        policy,
+    )
+    .unwrap();
+    // The first request opens the connection the address is mapped through.
+    assert!(
+        erin.net
+            .handle
+            .usage_data_request(hot.peer, 0, &[])
+            .await
+            .is_ok()
+    );
+    write(1 << 20, 64 << 10);
+    session.handle_counters(1 << 20, 64 << 10, now_ms());
+    let r = session
+        .poll_receipt(now_ms())
+        .expect("a receipt after 1 MiB");
+    let a = erin.send(r).await;
+    assert!(
+        matches!(session.handle_answer(a), AnswerOutcome::Agreed { .. }),
+        "{a:?}"
+    );
+
+    // Then the router counts 64 MiB more that the subscriber does not sign for: blocked, and
+    // the hook is given the client's address.
+    write(65 << 20, 64 << 10);
+    let line = hook_line(&log, &erin.peer().to_string()).await;
+    assert_eq!(line, format!("block {} 127.0.0.1 uncovered", erin.peer()));
 }

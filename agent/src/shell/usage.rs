@@ -57,9 +57,6 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Decisions waiting for the hook; beyond it one is dropped and counted (the core keeps it).
 const HOOK_QUEUE: usize = 256;
-/// A counter program's output is reused for receipts within this long (a client signs at
-/// most once a second; many clients must not run the program many times a second).
-const COMMAND_FRESH: Duration = Duration::from_millis(500);
 
 /// What the driver talks to.
 #[derive(Debug)]
@@ -230,8 +227,6 @@ struct Driver {
     /// (bounded by the core's `max_sessions`, twice).
     peers: BTreeMap<SubscriberId, (PeerId, Option<Multiaddr>)>,
     stats: UsageStats,
-    /// When the counter program last ran (Unix ms) and what it gave, mapped to clients.
-    command: Option<(u64, Vec<ClientCounts>)>,
 }
 
 /// Runs the driver for the hotspot `key` with `cfg` until the network's receipt channel
@@ -250,7 +245,6 @@ pub async fn run(key: NodeKey, cfg: UsageSettings, io: UsageIo) {
         hook,
         peers: BTreeMap::new(),
         stats: UsageStats::default(),
-        command: None,
     };
     d.run().await;
 }
@@ -374,21 +368,14 @@ impl Driver {
                     .collect()
             }
             CounterSource::Command(program) => {
-                let fresh_ms = u64::try_from(COMMAND_FRESH.as_millis()).unwrap_or(500);
-                let cached = self
-                    .command
-                    .as_ref()
-                    .filter(|(at, _)| only.is_some() && now.saturating_sub(*at) < fresh_ms);
-                let all = match cached {
-                    Some((_, c)) => c.clone(),
-                    None => {
-                        let program = program.clone();
-                        let c = self.read_command(&program).await;
-                        self.command = Some((now, c.clone()));
-                        c
-                    }
-                };
-                all.into_iter()
+                // Run afresh for every receipt too: the hotspot must not judge a receipt
+                // against counts older than the client's (an earlier run's counts, at
+                // 100 Mbit/s half a second old, are megabytes short: an honest receipt would be
+                // disputed). A client signs at most once a second.
+                let program = program.clone();
+                self.read_command(&program)
+                    .await
+                    .into_iter()
                     .filter(|(s, ..)| only.is_none_or(|o| o == *s))
                     .collect()
             }
