@@ -38,14 +38,6 @@ use crate::state::{Role, Shared};
 /// 100,000). The channel's memory is taken as it fills, not up front.
 pub(super) const BACKLOG_MAX: usize = 1 << 19;
 
-/// What the event loop hands the forwarder, in the order it read them.
-enum Read {
-    /// The connection is up (again).
-    Connected,
-    /// A proof (or anything else not on the oracle's own topics), to hand on.
-    Proof(Incoming),
-}
-
 /// Runs the connection until the service's queue closes: the event loop task, and the
 /// forwarder until `tx`'s receiver is gone.
 pub(super) fn spawn(
@@ -73,13 +65,13 @@ pub(super) fn spawn(
                         info!("{line}");
                     }
                     shared.connected.store(true, Ordering::Relaxed);
-                    Read::Connected
+                    ToWorker::Connected
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if is_guarded(&p.topic) => {
                     guard(&shared, &client, &p);
                     continue;
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => Read::Proof(Incoming {
+                Ok(Event::Incoming(Packet::Publish(p))) => ToWorker::Publish(Incoming {
                     topic: p.topic,
                     payload: p.payload.to_vec(),
                     at_ms: clock.now_ms(),
@@ -111,12 +103,12 @@ pub(super) fn spawn(
 }
 
 /// Hands each publish to the service's queue, in the order read, waiting for room.
-async fn forward(mut rx: mpsc::Receiver<Read>, shared: Arc<Shared>, tx: mpsc::Sender<ToWorker>) {
-    while let Some(read) = rx.recv().await {
-        let msg = match read {
-            Read::Connected => ToWorker::Connected,
-            Read::Proof(m) => ToWorker::Publish(m),
-        };
+async fn forward(
+    mut rx: mpsc::Receiver<ToWorker>,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<ToWorker>,
+) {
+    while let Some(msg) = rx.recv().await {
         if tx.send(msg).await.is_err() {
             return;
         }
