@@ -152,6 +152,16 @@ impl Subscriber {
         self.net.handle.local_peer_id()
     }
 
+    /// A session with `hot` in `epoch`: a receipt every 512 KiB, as soon as it is due.
+    fn session(&self, hot: &Hotspot, id: [u8; 16], epoch: u64) -> Session {
+        let policy = Policy {
+            receipt_every_bytes: 512 << 10,
+            receipt_min_interval_ms: 0,
+            ..Policy::default()
+        };
+        Session::new(self.key.clone(), hot.key.id(), id, epoch, now_ms(), policy).unwrap()
+    }
+
     /// Pulls one chunk down (and sends 4 KiB up); false when blocked.
     async fn pull(&mut self) -> bool {
         let up = vec![7u8; 4096];
@@ -246,20 +256,7 @@ async fn receipts_are_cosigned_one_per_session_per_epoch_and_cheaters_are_blocke
 
     // An honest subscriber: a receipt every 512 KiB, all agreed.
     let mut alice = subscriber(2, &hot).await;
-    let policy = Policy {
-        receipt_every_bytes: 512 << 10,
-        receipt_min_interval_ms: 0,
-        ..Policy::default()
-    };
-    let mut session = Session::new(
-        alice.key.clone(),
-        hot.key.id(),
-        [0xa1; 16],
-        EPOCH,
-        now_ms(),
-        policy,
-    )
-    .unwrap();
+    let mut session = alice.session(&hot, [0xa1; 16], EPOCH);
     let agreed = honest_run(&mut alice, &mut session, 2 << 20).await;
     assert!(agreed >= 3, "{agreed} receipts agreed");
     let first = session.status().agreed.unwrap();
@@ -353,15 +350,7 @@ async fn receipts_are_cosigned_one_per_session_per_epoch_and_cheaters_are_blocke
     // A subscriber that leaves (its last connection closes) ends its session: its latest
     // agreed receipt goes to the outbox at once, not at the epoch's end.
     let mut dave = subscriber(5, &hot).await;
-    let mut session = Session::new(
-        dave.key.clone(),
-        hot.key.id(),
-        [0xd4; 16],
-        EPOCH + 3,
-        now_ms(),
-        policy,
-    )
-    .unwrap();
+    let mut session = dave.session(&hot, [0xd4; 16], EPOCH + 3);
     honest_run(&mut dave, &mut session, 1 << 20).await;
     let agreed = session.status().agreed.unwrap();
     dave.net.task.abort();
@@ -395,20 +384,7 @@ async fn a_counter_program_is_mapped_to_peers_by_address() {
     // The router counted 1 MiB down and 64 KiB up for 127.0.0.1, where the subscriber's
     // connection comes from: its receipt for that is agreed.
     let erin = subscriber(6, &hot).await;
-    let policy = Policy {
-        receipt_every_bytes: 512 << 10,
-        receipt_min_interval_ms: 0,
-        ..Policy::default()
-    };
-    let mut session = Session::new(
-        erin.key.clone(),
-        hot.key.id(),
-        [0xe5; 16],
-        EPOCH,
-        now_ms(),
-        policy,
-    )
-    .unwrap();
+    let mut session = erin.session(&hot, [0xe5; 16], EPOCH);
     // The first request opens the connection the address is mapped through.
     assert!(
         erin.net

@@ -283,23 +283,7 @@ async fn postgres_the_leader_lease_fences_a_holder_that_was_overtaken() {
 /// A database a newer build migrated is refused, naming both versions, on either backend.
 async fn newer_schema_refused(cfg: &StorageConfig, raise: &str) {
     drop(Store::open(cfg).await.unwrap());
-    match cfg {
-        StorageConfig::Sqlite(path) => {
-            let c = rusqlite::Connection::open(path).unwrap();
-            c.execute_batch(raise).unwrap();
-        }
-        StorageConfig::Postgres { url, schema } => {
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            let schema = schema.as_deref().unwrap();
-            client
-                .batch_execute(&format!("SET search_path TO {schema}; {raise}"))
-                .await
-                .unwrap();
-        }
-    }
+    raw_sql(cfg, raise).await;
     let err = Store::open(cfg).await.unwrap_err().to_string();
     assert!(
         err.contains("version 999") && err.contains("newer"),
