@@ -37,11 +37,14 @@ pub enum Kind {
     UsageReceipt = 12,
     /// The oracle operator grants a subscriber prepaid data credits ([`crate::msg::CreditGrant`]).
     CreditGrant = 13,
+    /// An allow-listed carrier's cumulative usage of one of its sessions on a hotspot
+    /// ([`crate::msg::CarrierReport`]).
+    CarrierReport = 14,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Onboard,
         Kind::EpochSeed,
         Kind::Beacon,
@@ -55,6 +58,7 @@ impl Kind {
         Kind::OracleClock,
         Kind::UsageReceipt,
         Kind::CreditGrant,
+        Kind::CarrierReport,
     ];
 
     /// The kind for a wire byte.
@@ -73,6 +77,7 @@ impl Kind {
             11 => Kind::OracleClock,
             12 => Kind::UsageReceipt,
             13 => Kind::CreditGrant,
+            14 => Kind::CarrierReport,
             _ => return None,
         })
     }
@@ -98,6 +103,7 @@ impl Kind {
             Kind::OracleClock => "oracle_clock",
             Kind::UsageReceipt => "usage_receipt",
             Kind::CreditGrant => "credit_grant",
+            Kind::CarrierReport => "carrier_report",
         }
     }
 
@@ -120,6 +126,7 @@ impl Kind {
             Kind::OracleClock => b"wisp/v1/oracle_clock\0",
             Kind::UsageReceipt => b"wisp/v1/usage_receipt\0",
             Kind::CreditGrant => b"wisp/v1/credit_grant\0",
+            Kind::CarrierReport => b"wisp/v1/carrier_report\0",
         }
     }
 
@@ -144,6 +151,7 @@ impl Kind {
             Kind::OracleClock => 128,
             Kind::UsageReceipt => 512,
             Kind::CreditGrant => 384,
+            Kind::CarrierReport => 384,
         }
     }
 
@@ -166,7 +174,8 @@ impl Kind {
     /// A usage receipt is a proof of its hotspot's and travels on the hotspot's proofs topic
     /// (docs/PROTOCOL.md §5.10): its topic is matched against the co-signer, not the signer
     /// ([`crate::envelope::EnvelopeRef::sent_by`]). A credit grant is the operator's input to
-    /// the oracle and never travels over MQTT: on a proofs topic it is `unexpected_kind`.
+    /// the oracle and a carrier report a carrier's (both over its HTTP API); neither travels
+    /// over MQTT: on a proofs topic they are `unexpected_kind`.
     pub const fn is_proof(self) -> bool {
         matches!(
             self,
@@ -207,13 +216,14 @@ mod tests {
             assert_eq!(Kind::from_u8(k.as_u8()), Some(k));
         }
         assert_eq!(Kind::from_u8(0), None);
-        assert_eq!(Kind::from_u8(14), None);
+        assert_eq!(Kind::from_u8(15), None);
     }
 
     #[test]
     fn usage_receipts_are_proofs_and_grants_are_not() {
         assert!(Kind::UsageReceipt.is_proof());
         assert!(!Kind::CreditGrant.is_proof());
+        assert!(!Kind::CarrierReport.is_proof());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   canonical encodings and no small-order key or `R`), canonical decoding, per-kind size
 //!   limits, and [`ProofId`] (BLAKE3 of the bytes).
 //! - [`msg`]: the payloads (`Onboard`, `EpochSeed`, `Beacon`, `Witness`, `BandwidthReceipt`,
-//!   `Heartbeat`, `Ack`, `RewardManifest`, `StatusReport`, `UsageReceipt`, `CreditGrant`), all
+//!   `Heartbeat`, `Ack`, `RewardManifest`, `StatusReport`, `UsageReceipt`, `CreditGrant`,
+//!   `CarrierReport`), all
 //!   integers and bytes (no floats), encoded with postcard.
 //! - [`id`]: node and subscriber identity (ed25519, displayed as the libp2p PeerId string).
 //! - [`reason`]: the stable rejection codes the oracle stores, counts and acks, and which of

@@ -190,7 +190,7 @@ reasons! {
     CoLocated = 805, "co_located";
     /// Beacons between the node and its partners took far longer both ways than radio does: relayed.
     LinksRelayed = 806, "links_relayed";
-    // 10xx: usage (subscribers' receipts); 9xx is reserved for transient verdicts.
+    // 10xx: usage (subscribers' receipts, carriers' reports); 9xx is reserved for transient verdicts.
     /// The usage receipt lacks the hotspot's co-signature: only the subscriber signed it.
     UsageMissingCosignature = 1000, "usage_missing_cosignature";
     /// The usage receipt is not signed by the subscriber it names and co-signed by the hotspot it names (roles swapped, another key, or one key in both roles).
@@ -213,6 +213,8 @@ reasons! {
     UsageCreditShort = 1009, "usage_credit_short";
     /// A credit grant with the same grant id was already applied: each grant credits once.
     UsageGrantReused = 1010, "usage_grant_reused";
+    /// The carrier report is signed by a key that is not on the oracle's allow-list of carriers.
+    UsageCarrierUnknown = 1011, "usage_carrier_unknown";
 }
 
 /// Codes reserved for transient verdicts: a receiver that does not know one still treats it

@@ -41,6 +41,7 @@ fn test_vectors_match() {
         include_str!("vectors/witness.hex"),
         include_str!("vectors/usage_receipt.hex"),
         include_str!("vectors/credit_grant.hex"),
+        include_str!("vectors/carrier_report.hex"),
         include_str!("vectors/reward_entry.hex"),
         include_str!("vectors/reward_leaf.hex"),
     ] {

@@ -497,6 +497,7 @@ fn open_any(bytes: &[u8]) -> Result<(), EnvelopeError> {
         Kind::OracleClock => env.decode::<OracleClock>().map(drop),
         Kind::UsageReceipt => env.decode::<UsageReceipt>().map(drop),
         Kind::CreditGrant => env.decode::<CreditGrant>().map(drop),
+        Kind::CarrierReport => env.decode::<CarrierReport>().map(drop),
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use wisp_protocol::envelope::{self, Envelope, signed_bytes};
-use wisp_protocol::msg::{Beacon, CreditGrant, RewardEntry, UsageReceipt, Witness};
+use wisp_protocol::msg::{Beacon, CarrierReport, CreditGrant, RewardEntry, UsageReceipt, Witness};
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, Kind, NodeKey, SubscriberId};
 
@@ -119,6 +119,37 @@ fn credit_grant_vector() {
     let expected = include_str!("vectors/credit_grant.hex").trim();
     assert_eq!(hex::encode(&bytes), expected);
     assert_eq!(CreditGrant::open_from(&bytes, &oracle.id()).unwrap().msg, g);
+}
+
+/// The carrier report of docs/PROTOCOL.md §9: the carrier `06 06 … 06` reports 100 MiB down
+/// and 10 MiB up of a session on the hotspot `01 01 … 01`.
+#[test]
+fn carrier_report_vector() {
+    let (carrier, hot) = (
+        NodeKey::from_seed(&[0x06; 32]),
+        NodeKey::from_seed(&[0x01; 32]),
+    );
+    let r = CarrierReport {
+        session: [0xca; 16].into(),
+        hotspot: hot.id(),
+        carrier: carrier.id(),
+        epoch: 42,
+        seq: 3,
+        bytes_down: 104_857_600,
+        bytes_up: 10_485_760,
+        signed_ms: 1_795_000_060_000,
+        start_ms: Some(1_795_000_000_000),
+    };
+    let env = Envelope::sign(&carrier, &r);
+    let bytes = env.to_bytes();
+    println!("carrier    {}", hex::encode(carrier.id().0));
+    println!("payload    {}", hex::encode(&env.payload));
+    println!("envelope   {}", hex::encode(&bytes));
+    println!("proof id   {}", env.proof_id());
+    let expected = include_str!("vectors/carrier_report.hex").trim();
+    assert_eq!(hex::encode(&bytes), expected);
+    let opened = CarrierReport::open_from(&bytes, |k| *k == carrier.id()).unwrap();
+    assert_eq!(opened.msg, r);
 }
 
 /// The reward entry of docs/PROTOCOL.md §9 and its Merkle leaf (§6.4): the node `01 01 … 01`

@@ -66,6 +66,11 @@ fn main() -> std::io::Result<()> {
             9,
             &samples::credit_grant(&subscriber, "devnet"),
         ),
+        signed(
+            "carrier_report",
+            6,
+            &samples::carrier_report(&key(6), &prover, true),
+        ),
         // Bare payloads.
         payload("onboard", "plain", &samples::onboard(false)),
         payload("onboard", "attested", &samples::onboard(true)),
@@ -111,6 +116,16 @@ fn main() -> std::io::Result<()> {
             "credit_grant",
             "no_memo",
             &samples::credit_grant(&subscriber, ""),
+        ),
+        payload(
+            "carrier_report",
+            "started",
+            &samples::carrier_report(&key(6), &prover, true),
+        ),
+        payload(
+            "carrier_report",
+            "no_start",
+            &samples::carrier_report(&key(6), &prover, false),
         ),
         // The beacon bytes a witness embeds.
         (

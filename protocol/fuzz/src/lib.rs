@@ -23,8 +23,8 @@ use wisp_protocol::envelope::{
     encode_payload,
 };
 use wisp_protocol::msg::{
-    AckRoot, BandwidthReceipt, Beacon, CreditGrant, EpochSeed, Heartbeat, MeasurerSet, Onboard,
-    OracleClock, RewardManifest, StatusReport, UsageReceipt, Witness,
+    AckRoot, BandwidthReceipt, Beacon, CarrierReport, CreditGrant, EpochSeed, Heartbeat,
+    MeasurerSet, Onboard, OracleClock, RewardManifest, StatusReport, UsageReceipt, Witness,
 };
 use wisp_protocol::{Kind, NodeId, NodeKey, ProofId};
 
@@ -55,6 +55,7 @@ fn decode_as_claimed(env: &EnvelopeRef<'_>) -> Result<(), EnvelopeError> {
         Kind::OracleClock => env.decode::<OracleClock>().map(drop),
         Kind::UsageReceipt => env.decode::<UsageReceipt>().map(drop),
         Kind::CreditGrant => env.decode::<CreditGrant>().map(drop),
+        Kind::CarrierReport => env.decode::<CarrierReport>().map(drop),
     }
 }
 
@@ -395,6 +396,21 @@ pub mod samples {
             seq: 12,
             bytes_down: 52_428_800,
             bytes_up: 3_145_728,
+            signed_ms: 1_790_000_060_000,
+            start_ms: started.then_some(1_790_000_000_000),
+        }
+    }
+
+    /// A report by `carrier` of a session on `hotspot`, with or without a start time.
+    pub fn carrier_report(carrier: &NodeKey, hotspot: &NodeKey, started: bool) -> CarrierReport {
+        CarrierReport {
+            session: ByteArray([0xca; 16]),
+            hotspot: hotspot.id(),
+            carrier: carrier.id(),
+            epoch: 7,
+            seq: 3,
+            bytes_down: 104_857_600,
+            bytes_up: 10_485_760,
             signed_ms: 1_790_000_060_000,
             start_ms: started.then_some(1_790_000_000_000),
         }

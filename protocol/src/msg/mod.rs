@@ -8,6 +8,7 @@
 
 mod ack;
 mod bandwidth;
+mod carrier;
 mod epoch;
 mod heartbeat;
 mod onboard;
@@ -23,6 +24,7 @@ pub use bandwidth::{
     BandwidthReceipt, BwFailure, Direction, MAX_WIRE_OVERHEAD_PERMILLE, Measurement, Outcome,
     RATE_BIN_MS, RATE_WINDOW_MS, rate_span_ms,
 };
+pub use carrier::CarrierReport;
 pub use epoch::{
     AssemblyError, EpochParams, EpochSeed, MEASURER_SET_PART_MAX, MEASURER_SET_PARTS_MAX,
     MeasurerSet, MeasurerSetAssembly, OracleClock,

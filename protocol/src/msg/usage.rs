@@ -32,6 +32,36 @@ pub const USAGE_BYTES_MAX: u64 = 1 << 48;
 /// The longest [`CreditGrant::memo`], in bytes of printable ASCII.
 pub const CREDIT_MEMO_MAX: usize = 64;
 
+/// The bounds every cumulative account of a session meets, a subscriber's receipt or a
+/// carrier's report alike: `seq` from 1, each counter at most [`USAGE_BYTES_MAX`], the start
+/// (when stated) not after the signature.
+pub(super) fn check_session_fields(
+    seq: u64,
+    bytes_down: u64,
+    bytes_up: u64,
+    signed_ms: UnixMs,
+    start_ms: Option<UnixMs>,
+) -> Result<(), EnvelopeError> {
+    if seq == 0 {
+        return Err(invalid("seq", "starts at 1", Reason::FieldOutOfRange));
+    }
+    if bytes_down > USAGE_BYTES_MAX || bytes_up > USAGE_BYTES_MAX {
+        return Err(invalid(
+            "bytes",
+            "above USAGE_BYTES_MAX",
+            Reason::FieldOutOfRange,
+        ));
+    }
+    if start_ms.is_some_and(|s| s > signed_ms) {
+        return Err(invalid(
+            "start_ms",
+            "after signed_ms",
+            Reason::FieldOutOfRange,
+        ));
+    }
+    Ok(())
+}
+
 /// A subscriber's account of one session with one hotspot so far, co-signed by the hotspot.
 ///
 /// The counters are **cumulative** over the session: each receipt the client signs repeats the
@@ -66,24 +96,13 @@ impl UsageReceipt {
     /// The checks that need no signer: sequence, byte and time bounds. [`Message::check`] runs
     /// them after the role checks; a hotspot may run them before it co-signs.
     pub fn check_fields(&self) -> Result<(), EnvelopeError> {
-        if self.seq == 0 {
-            return Err(invalid("seq", "starts at 1", Reason::FieldOutOfRange));
-        }
-        if self.bytes_down > USAGE_BYTES_MAX || self.bytes_up > USAGE_BYTES_MAX {
-            return Err(invalid(
-                "bytes",
-                "above USAGE_BYTES_MAX",
-                Reason::FieldOutOfRange,
-            ));
-        }
-        if self.start_ms.is_some_and(|s| s > self.signed_ms) {
-            return Err(invalid(
-                "start_ms",
-                "after signed_ms",
-                Reason::FieldOutOfRange,
-            ));
-        }
-        Ok(())
+        check_session_fields(
+            self.seq,
+            self.bytes_down,
+            self.bytes_up,
+            self.signed_ms,
+            self.start_ms,
+        )
     }
 
     /// The role checks alone, for a receipt that may still lack the hotspot's signature: the
