@@ -316,7 +316,10 @@ pub async fn run(
             )
         })?;
     let http_addr = listener.local_addr()?;
-    std::fs::write(settings.data_dir.join("http.addr"), http_addr.to_string())?;
+    wisp_shell::keyfile::replace_file(
+        &settings.data_dir.join("http.addr"),
+        http_addr.to_string().as_bytes(),
+    )?;
     let router = crate::http::router(shared.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {

@@ -266,6 +266,20 @@ pub fn create_private_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Replaces `path` with `contents` so that a reader sees the old file or the whole new one,
+/// never a part: written to a temporary file beside it, then renamed over it. For the small
+/// files a daemon writes for others to read while it runs (the addresses it listens on);
+/// nothing here is fsync'd, as these are rewritten at every start.
+pub fn replace_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    fs::write(&tmp, contents)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +309,20 @@ mod tests {
         fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
         create_private_dir(&open).unwrap();
         assert_eq!(mode(&open), 0o755);
+    }
+
+    #[test]
+    fn replace_file_leaves_the_whole_new_contents_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("http.addr");
+        replace_file(&path, b"127.0.0.1:1").unwrap();
+        replace_file(&path, b"127.0.0.1:22").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"127.0.0.1:22");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("http.addr")]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! wisp-shell: what the daemons (`wisp-agent`, `wisp-oracle`) share around their cores.
 //!
 //! - [`keyfile`]: PKCS#8 PEM key files, written atomically with mode 0600, and the owner-only
-//!   data directories (0700) and database files (0600) the daemons create.
+//!   data directories (0700) and database files (0600) the daemons create, and the address
+//!   files they replace whole (a reader never sees half of one).
 //! - [`clock`]: the system clock in Unix ms, the one place a daemon reads it.
 //! - [`exposition`]: the metrics text format every service's `/metrics` serves.
 //! - [`logging`]: the log subscriber — the configured level with dependencies' routine
