@@ -263,6 +263,15 @@ pub struct RulesConfig {
     /// 24. A receipt of a forgotten session counts its totals again, which only the subscriber
     /// who signed it can cause and pays for.
     pub usage_session_retention_epochs: u32,
+    /// Offload partners (carriers, roaming federations) whose signed `carrier_report`s of
+    /// their sessions on hotspots are accepted (docs/PROTOCOL.md §5.12): their keys as PeerId
+    /// strings. A report by any other key is `usage_carrier_unknown`. A carrier pays from its
+    /// own balance of data credits, granted like a subscriber's. Default none.
+    pub usage_carriers: Vec<String>,
+    /// Most sessions the oracle keeps per carrier (a carrier accounts many subscribers'
+    /// sessions, so its limit is apart from `usage_sessions_per_subscriber`); a new one beyond
+    /// is `usage_session_limit`. Default 16 384.
+    pub usage_sessions_per_carrier: u32,
 }
 
 impl Default for RulesConfig {
@@ -355,6 +364,8 @@ impl Default for RulesConfig {
             usage_default_backhaul_bps: 10_000_000,
             usage_sessions_per_subscriber: 64,
             usage_session_retention_epochs: 24,
+            usage_carriers: Vec::new(),
+            usage_sessions_per_carrier: 16_384,
         }
     }
 }
@@ -418,6 +429,14 @@ pub enum ConfigError {
         "permissionless = false but no makers are trusted: no node could onboard; add [makers] or set permissionless = true"
     )]
     NoWayToOnboard,
+    /// An entry of `usage_carriers` that is not a key, or is listed twice.
+    #[error("usage_carriers: {key:?} {why}")]
+    CarrierKey {
+        /// The entry as written.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 impl RulesConfig {
@@ -467,6 +486,10 @@ impl RulesConfig {
         positive(
             "usage_session_retention_epochs",
             u64::from(self.usage_session_retention_epochs),
+        )?;
+        positive(
+            "usage_sessions_per_carrier",
+            u64::from(self.usage_sessions_per_carrier),
         )?;
         check_bps("usage_share_bps", self.usage_share_bps)?;
         for band in &self.location_trust {
@@ -607,10 +630,27 @@ impl RulesConfig {
         if !self.permissionless && makers.is_empty() {
             return Err(ConfigError::NoWayToOnboard);
         }
+        let mut carriers = BTreeSet::new();
+        for key in &self.usage_carriers {
+            let id = key
+                .trim()
+                .parse::<NodeId>()
+                .map_err(|e| ConfigError::CarrierKey {
+                    key: key.clone(),
+                    why: format!("is not an Ed25519 PeerId: {e}"),
+                })?;
+            if !carriers.insert(id) {
+                return Err(ConfigError::CarrierKey {
+                    key: key.clone(),
+                    why: "is listed twice".into(),
+                });
+            }
+        }
         Ok(Rules {
             config: self.clone(),
             makers,
             deny: self.deny.iter().copied().collect(),
+            carriers,
         })
     }
 }
@@ -644,6 +684,7 @@ pub struct Rules {
     config: RulesConfig,
     makers: BTreeMap<String, p256::ecdsa::VerifyingKey>,
     deny: BTreeSet<NodeId>,
+    carriers: BTreeSet<NodeId>,
 }
 
 impl Rules {
@@ -662,6 +703,11 @@ impl Rules {
     /// The trusted P-256 key of `maker`, if any.
     pub fn maker_key(&self, maker: &str) -> Option<&p256::ecdsa::VerifyingKey> {
         self.makers.get(maker)
+    }
+
+    /// Whether `key` is on the allow-list of carriers (`usage_carriers`).
+    pub fn is_carrier(&self, key: &NodeId) -> bool {
+        self.carriers.contains(key)
     }
 
     /// Whether `node` is on the deny list.

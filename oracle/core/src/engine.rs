@@ -21,7 +21,7 @@
 //!    the epoch it names is open (`wrong_epoch`), or closed (`late_arrival`, unless the store
 //!    holds it: a resend) → stateless checks ([`Checker`]; for a usage receipt the ledger's,
 //!    [`Ledger::check`]) → queued in its epoch's [`EpochState`]. The operator's credit grants
-//!    take another door, [`Engine::submit_grant`], and the same rows. Authentic proofs are stored with their verdict (rejections too, for the
+//!    take another door, [`Engine::submit_grant`], and the same rows; so do allow-listed carriers' usage reports, [`Engine::submit_carrier`], judged by the ledger's rules for receipts. Authentic proofs are stored with their verdict (rejections too, for the
 //!    node's history); nothing here verifies a signature or parses the same bytes twice.
 //!
 //! **Only an envelope whose signatures verified, (co-)signed by the topic's node, is rate limited
@@ -47,8 +47,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use wisp_protocol::envelope::{self, EnvelopeRef, Opened};
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{
-    AckEntry, BandwidthReceipt, Beacon, CreditGrant, EpochSeed, Heartbeat, Onboard, UsageReceipt,
-    Verdict, Witness,
+    AckEntry, BandwidthReceipt, Beacon, CarrierReport, CreditGrant, EpochSeed, Heartbeat, Onboard,
+    UsageReceipt, Verdict, Witness,
 };
 use wisp_protocol::{NodeId, NodeKey, ProofId, Reason, SubscriberId};
 
@@ -56,8 +56,9 @@ use crate::epoch::{Arrival, EpochOutcome, EpochState, Push};
 use crate::registry::{Change, Registry};
 use crate::rewards::{self, EpochRewards};
 use crate::rules::{Candidates, Checker, MeasurerCache, MeasurerPool};
-use crate::usage::{Balance, Ledger};
+use crate::usage::{Balance, Claim, Ledger};
 
+mod carrier;
 mod precheck;
 // Proof of usage through the engine (here, not under `usage`, which the engine uses).
 #[cfg(test)]
@@ -86,7 +87,8 @@ pub struct Row {
     /// The proof id.
     pub id: ProofId,
     /// The node that sent it: the topic's node (the signer, a bandwidth receipt's co-signer,
-    /// a usage receipt's hotspot), or the oracle's own key for a credit grant.
+    /// a usage receipt's hotspot), the oracle's own key for a credit grant, the carrier for a
+    /// carrier report.
     pub node: NodeId,
     /// The kind.
     pub kind: Kind,
@@ -152,6 +154,8 @@ pub enum Proof {
     Usage(Opened<UsageReceipt>),
     /// The operator's grant of data credits ([`Engine::submit_grant`]; never from MQTT).
     Grant(Opened<CreditGrant>),
+    /// An allow-listed carrier's usage report ([`Engine::submit_carrier`]; never from MQTT).
+    Carrier(Opened<CarrierReport>),
 }
 
 impl Proof {
@@ -178,6 +182,8 @@ impl Proof {
             // Only stored grants reach this: the precheck refuses the kind on a proofs topic
             // (`Kind::is_proof`), and `Engine::submit_grant` checks the signer.
             Kind::CreditGrant => Proof::Grant(d(env)?),
+            // Likewise: only stored reports, which `Engine::submit_carrier` let in.
+            Kind::CarrierReport => Proof::Carrier(d(env)?),
             _ => return Err(Reason::UnexpectedKind),
         })
     }
@@ -237,6 +243,25 @@ fn note_refusal(open: &mut BTreeMap<u64, EpochState>, proof: &Proof, epoch: u64,
         }
         _ => {}
     }
+}
+
+/// Judges a usage claim (a subscriber's receipt or a carrier's report) in its open epoch:
+/// the ledger's rules, then the epoch keeps it as its session's latest.
+fn judge_claim(
+    ledger: &mut Ledger,
+    registry: &Registry,
+    open: &mut BTreeMap<u64, EpochState>,
+    closed: &BTreeSet<u64>,
+    claim: &Claim,
+    arrival: Arrival,
+) -> Result<Push, Reason> {
+    let state = epoch_state(open, closed, claim.epoch)?;
+    let fact = ledger.check_claim(registry, state.seed(), claim, arrival.at_ms)?;
+    let pushed = state.push_usage(arrival, &fact)?;
+    if pushed == Push::Queued {
+        ledger.accept(&fact);
+    }
+    Ok(pushed)
 }
 
 /// Acks and counts an authentic publish refused before the rules (never stored).
@@ -646,18 +671,16 @@ impl Engine {
                 });
                 (Some(epoch), r)
             }
+            // A subscriber's receipt and a carrier's report: one rule set, one path.
             Proof::Usage(u) => {
-                let epoch = u.msg.epoch;
-                let ledger = &mut self.ledger;
-                let r = epoch_state(open, closed, epoch).and_then(|state| {
-                    let fact = ledger.check(registry, state.seed(), u, now)?;
-                    let pushed = state.push_usage(arrival, &fact)?;
-                    if pushed == Push::Queued {
-                        ledger.accept(&fact);
-                    }
-                    Ok(pushed)
-                });
-                (Some(epoch), r)
+                let claim = Claim::of_receipt(u);
+                let r = judge_claim(&mut self.ledger, registry, open, closed, &claim, arrival);
+                (Some(claim.epoch), r)
+            }
+            Proof::Carrier(c) => {
+                let claim = Claim::of_carrier(c);
+                let r = judge_claim(&mut self.ledger, registry, open, closed, &claim, arrival);
+                (Some(claim.epoch), r)
             }
             Proof::Grant(g) => {
                 let r = self

@@ -30,8 +30,9 @@
 //! - [`share`]: the largest-remainder allocation itself, below both `rewards` and `usage`.
 //! - [`usage`]: proof of usage — the [`Ledger`] of subscribers' data credits (grants applied
 //!   once, burns at close), the ingest rules of usage receipts (sessions bound to one
-//!   subscriber and hotspot, increasing seq and counters, no self-dealing) and the close's
-//!   backhaul cap and burns.
+//!   subscriber and hotspot, increasing seq and counters, no self-dealing), which judge an
+//!   allow-listed carrier's reports too (a [`usage::Claim`] either way, the carrier paying
+//!   from its own account), and the close's backhaul cap and burns.
 //! - [`acks`]: batching verdicts into oracle-signed acks.
 //! - [`calendar`]: [`EpochCalendar`], the epoch policy as decisions — the genesis, which
 //!   epoch is current and must be opened, each epoch's emission, the next deadline.

@@ -2,7 +2,10 @@
 //! pass at ingest, and what an epoch's close burns and pays for.
 //!
 //! **At ingest** ([`Ledger::check`]), in order, a co-signed receipt (roles and fields already
-//! checked by the protocol, `docs/PROTOCOL.md` §5.10) is refused when:
+//! checked by the protocol, `docs/PROTOCOL.md` §5.10) is refused when the rules below say so.
+//! An allow-listed carrier's report (§5.12) is judged by the very same rules
+//! ([`Ledger::check_carrier`]) with the carrier in the subscriber's place: both become a
+//! [`Claim`], and the one rule set judges claims. It is refused when:
 //!
 //! 1. its hotspot has not onboarded or is denied (`unknown_node`, `denied`): the hotspot is
 //!    the co-signer, whose topic it came on;
@@ -22,7 +25,8 @@
 //! 6. its `seq` is not above the session's last accepted one (`usage_stale_seq`), or a
 //!    counter is below the last accepted one's (`usage_counters_decreased`);
 //! 7. it opens a new session for a subscriber that already holds
-//!    `usage_sessions_per_subscriber` of them (`usage_session_limit`).
+//!    `usage_sessions_per_subscriber` of them, or a carrier that holds
+//!    `usage_sessions_per_carrier` (`usage_session_limit`).
 //!
 //! An accepted receipt becomes its session's latest. **At close** ([`settle`]) the receipt
 //! counted per session is its highest-seq one of the epoch, and the epoch's usage of the
@@ -32,7 +36,8 @@
 //! each session keeps its pro-rata part and its receipt is flagged `usage_exceeds_backhaul`.
 //! The paid bytes cost `usage_dc_per_mib` per MiB (rounded down per session). A subscriber
 //! whose balance is short pays all it holds, shared among its sessions pro rata (largest
-//! remainder), and those receipts are flagged `usage_credit_short`; a balance never goes
+//! remainder), and those receipts are flagged `usage_credit_short` (a carrier pays from its own
+//! account the same way, [`settle`] does not tell them apart); a balance never goes
 //! below zero. A hotspot that earns nothing this epoch (penalized, or no longer registered)
 //! burns and earns nothing either: its receipts are flagged with the reason.
 //!
@@ -45,7 +50,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use wisp_protocol::envelope::Opened;
-use wisp_protocol::msg::{CreditGrant, EpochSeed, UsageReceipt};
+use wisp_protocol::msg::{CarrierReport, CreditGrant, EpochSeed, UsageReceipt};
 use wisp_protocol::units::UnixMs;
 use wisp_protocol::{NodeId, ProofId, Reason, SubscriberId};
 
@@ -96,14 +101,85 @@ pub struct Session {
     pub counted: (u64, u64),
 }
 
-/// A usage receipt that passed the ingest rules: what its epoch keeps.
+/// Who accounted a session's usage, and so which session limit applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reporter {
+    /// The subscriber signed the receipt and its hotspot co-signed it.
+    Subscriber,
+    /// An allow-listed carrier signed the report.
+    Carrier,
+}
+
+/// A session's cumulative account as the ingest rules judge it: a subscriber's co-signed
+/// receipt or a carrier's report, whose checks on the wire already passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The envelope's proof id.
+    pub id: ProofId,
+    /// The session.
+    pub session: SessionId,
+    /// Whose account pays: the subscriber, or the carrier's key as an account.
+    pub payer: SubscriberId,
+    /// Who accounted it.
+    pub reporter: Reporter,
+    /// The hotspot.
+    pub hotspot: NodeId,
+    /// The epoch it names.
+    pub epoch: u64,
+    /// Its seq.
+    pub seq: u64,
+    /// Bytes delivered to the subscriber in the session so far.
+    pub bytes_down: u64,
+    /// Bytes the subscriber sent in the session so far.
+    pub bytes_up: u64,
+    /// When it was signed.
+    pub signed_ms: UnixMs,
+}
+
+impl Claim {
+    /// A subscriber's co-signed receipt.
+    pub fn of_receipt(r: &Opened<UsageReceipt>) -> Claim {
+        let m = &r.msg;
+        Claim {
+            id: r.id,
+            session: m.session.0,
+            payer: m.subscriber,
+            reporter: Reporter::Subscriber,
+            hotspot: m.hotspot,
+            epoch: m.epoch,
+            seq: m.seq,
+            bytes_down: m.bytes_down,
+            bytes_up: m.bytes_up,
+            signed_ms: m.signed_ms,
+        }
+    }
+
+    /// A carrier's report: the carrier pays, from the account of its key.
+    pub fn of_carrier(r: &Opened<CarrierReport>) -> Claim {
+        let m = &r.msg;
+        Claim {
+            id: r.id,
+            session: m.session.0,
+            payer: SubscriberId(m.carrier),
+            reporter: Reporter::Carrier,
+            hotspot: m.hotspot,
+            epoch: m.epoch,
+            seq: m.seq,
+            bytes_down: m.bytes_down,
+            bytes_up: m.bytes_up,
+            signed_ms: m.signed_ms,
+        }
+    }
+}
+
+/// A usage receipt (or carrier report) that passed the ingest rules: what its epoch keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsageFact {
     /// The receipt's proof id.
     pub id: ProofId,
     /// Its session.
     pub session: SessionId,
-    /// The subscriber.
+    /// Whose account pays: the subscriber, or a carrier's.
     pub subscriber: SubscriberId,
     /// The hotspot.
     pub hotspot: NodeId,
@@ -177,7 +253,30 @@ impl Ledger {
         receipt: &Opened<UsageReceipt>,
         now_ms: UnixMs,
     ) -> Result<UsageFact, Reason> {
-        let r = &receipt.msg;
+        self.check_claim(registry, seed, &Claim::of_receipt(receipt), now_ms)
+    }
+
+    /// The same rules for an allow-listed carrier's report (the allow-list is checked where
+    /// the report is opened, [`CarrierReport::open_from`]): the carrier pays from its own
+    /// account and holds at most `usage_sessions_per_carrier` sessions.
+    pub fn check_carrier(
+        &self,
+        registry: &Registry,
+        seed: &EpochSeed,
+        report: &Opened<CarrierReport>,
+        now_ms: UnixMs,
+    ) -> Result<UsageFact, Reason> {
+        self.check_claim(registry, seed, &Claim::of_carrier(report), now_ms)
+    }
+
+    /// The ingest rules (see the module documentation) for a receipt's or a report's claim.
+    pub fn check_claim(
+        &self,
+        registry: &Registry,
+        seed: &EpochSeed,
+        r: &Claim,
+        now_ms: UnixMs,
+    ) -> Result<UsageFact, Reason> {
         let hotspot = Checker::known(registry, &r.hotspot)?;
         if r.epoch != seed.epoch {
             return Err(Reason::WrongEpoch);
@@ -191,21 +290,21 @@ impl Ledger {
         }
         let owner_key = hotspot.owner.parse::<NodeId>().ok();
         let same_owner = registry
-            .get(r.subscriber.key())
+            .get(r.payer.key())
             .is_some_and(|n| n.owner == hotspot.owner);
-        if owner_key.as_ref() == Some(r.subscriber.key()) || same_owner {
+        if owner_key.as_ref() == Some(r.payer.key()) || same_owner {
             return Err(Reason::UsageSelfDealing);
         }
         if self
             .accounts
-            .get(&r.subscriber)
+            .get(&r.payer)
             .is_none_or(|a| a.balance_dc == 0)
         {
             return Err(Reason::UsageNoCredit);
         }
-        match self.sessions.get(&r.session.0) {
+        match self.sessions.get(&r.session) {
             Some(s) => {
-                if s.subscriber != r.subscriber || s.hotspot != r.hotspot {
+                if s.subscriber != r.payer || s.hotspot != r.hotspot {
                     return Err(Reason::UsageSessionConflict);
                 }
                 if r.seq <= s.last_seq {
@@ -216,20 +315,23 @@ impl Ledger {
                 }
             }
             None => {
-                let held = self
-                    .by_subscriber
-                    .get(&r.subscriber)
-                    .map_or(0, BTreeSet::len);
-                let max = usize::from(registry.rules().config().usage_sessions_per_subscriber);
+                let held = self.by_subscriber.get(&r.payer).map_or(0, BTreeSet::len);
+                let cfg = registry.rules().config();
+                let max = match r.reporter {
+                    Reporter::Subscriber => usize::from(cfg.usage_sessions_per_subscriber),
+                    Reporter::Carrier => {
+                        usize::try_from(cfg.usage_sessions_per_carrier).unwrap_or(usize::MAX)
+                    }
+                };
                 if held >= max {
                     return Err(Reason::UsageSessionLimit);
                 }
             }
         }
         Ok(UsageFact {
-            id: receipt.id,
-            session: r.session.0,
-            subscriber: r.subscriber,
+            id: r.id,
+            session: r.session,
+            subscriber: r.payer,
             hotspot: r.hotspot,
             epoch: r.epoch,
             seq: r.seq,

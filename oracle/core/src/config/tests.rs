@@ -142,9 +142,50 @@ fn mistakes_name_their_key() {
             },
             "density_resolution",
         ),
+        (
+            RulesConfig {
+                usage_sessions_per_carrier: 0,
+                ..base()
+            },
+            "usage_sessions_per_carrier",
+        ),
+        (
+            RulesConfig {
+                usage_carriers: vec!["12D3KooWnot-a-key".into()],
+                ..base()
+            },
+            "usage_carriers: \"12D3KooWnot-a-key\" is not an Ed25519 PeerId",
+        ),
+        (
+            RulesConfig {
+                usage_carriers: vec![carrier(), carrier()],
+                ..base()
+            },
+            "is listed twice",
+        ),
     ];
     for (cfg, needle) in cases {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains(needle), "{err:?} should mention {needle:?}");
     }
+}
+
+fn carrier() -> String {
+    wisp_protocol::NodeKey::from_seed(&[6; 32]).id().to_string()
+}
+
+#[test]
+fn carriers_are_allow_listed_by_key() {
+    let other = wisp_protocol::NodeKey::from_seed(&[7; 32]).id();
+    let rules = RulesConfig {
+        // Surrounding spaces are not part of a key.
+        usage_carriers: vec![format!(" {} ", carrier())],
+        ..RulesConfig::permissionless()
+    }
+    .validate()
+    .unwrap();
+    assert!(rules.is_carrier(&carrier().parse().unwrap()));
+    assert!(!rules.is_carrier(&other));
+    // None by default.
+    assert!(!Rules::permissionless().is_carrier(&other));
 }

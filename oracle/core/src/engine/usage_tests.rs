@@ -19,6 +19,9 @@ use crate::rewards::{self, Pools};
 use crate::usage::*;
 use wisp_protocol::msg::Verdict;
 
+// Carriers' reports, on this module's world.
+mod carrier;
+
 const START: u64 = 1_800_000_000_000;
 const HOUR: u64 = 3_600_000;
 
