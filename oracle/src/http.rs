@@ -205,7 +205,7 @@ async fn node(
                 (Verdict::Accepted, Some(r)) => ("rejected_at_close", Some(r.name())),
                 (Verdict::Accepted, None) => ("accepted", None),
             };
-            json!({ "proof_id": p.id.to_string(), "kind": p.kind.name(), "epoch": p.epoch, "received_ms": p.received_ms, "verdict": verdict, "reason": reason })
+            json!({ "proof_id": p.id.to_string(), "kind": p.kind.name(), "epoch": p.epoch, "received_ms": p.received_ms, "verdict": verdict, "reason": reason, "flag": p.flag.map(|r| r.name()) })
         })
         .collect();
     let last_heartbeat = proofs

@@ -41,7 +41,7 @@ use crate::metrics::Metrics;
 use crate::settings::{BrokerMode, Settings};
 use crate::state::{GRANT_QUEUE, Role, Shared, Snapshot};
 use crate::store::intake::Listener;
-use crate::store::{StorageConfig, Store};
+use crate::store::{CloseMarks, StorageConfig, Store};
 
 mod clock;
 mod credits;
@@ -177,7 +177,10 @@ pub async fn close_epoch(
             now_ms,
             engine.next_seq(),
             &closed.rewards.entries,
-            &closed.outcome.rejections,
+            CloseMarks {
+                rejected: &closed.outcome.rejections,
+                flagged: &closed.outcome.flagged,
+            },
             &closed.manifests,
         )
         .await?;

@@ -101,6 +101,16 @@ pub struct EpochRow {
     pub opened_at_seq: Option<u64>,
 }
 
+/// What an epoch's close says of single proofs: refused (`close_rejections`, not counted) or
+/// flagged (`close_flags`, counted, perhaps in part).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CloseMarks<'a> {
+    /// Proofs refused at the close, with the reason.
+    pub rejected: &'a [(ProofId, Reason)],
+    /// Proofs counted but flagged, with the reason.
+    pub flagged: &'a [(ProofId, Reason)],
+}
+
 /// A stored proof, as the HTTP API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofSummary {
@@ -118,6 +128,10 @@ pub struct ProofSummary {
     pub verdict: Verdict,
     /// A rejection at epoch close, if any.
     pub closed_reason: Option<Reason>,
+    /// A flag at epoch close on a proof counted anyway (a heartbeat's `gnss_mismatch`, a
+    /// usage receipt paid only in part: `usage_exceeds_backhaul`, `usage_credit_short`); the
+    /// lowest code if several.
+    pub flag: Option<Reason>,
 }
 
 fn i(v: u64) -> i64 {
@@ -431,8 +445,8 @@ impl Store {
         dispatch!(self, s => s.epochs().await)
     }
 
-    /// Closes an epoch in one transaction: rewards, stateful rejections, manifest pages, and
-    /// the closed mark. Refuses (returns false) if the epoch is already closed.
+    /// Closes an epoch in one transaction: rewards, stateful rejections, flags, manifest
+    /// pages, and the closed mark. Refuses (returns false) if the epoch is already closed.
     #[allow(clippy::too_many_arguments)]
     pub async fn commit_close(
         &mut self,
@@ -440,10 +454,10 @@ impl Store {
         closed_ms: u64,
         closed_at_seq: u64,
         entries: &[RewardEntry],
-        rejections: &[(ProofId, Reason)],
+        marks: CloseMarks<'_>,
         manifests: &[Vec<u8>],
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.commit_close(epoch, closed_ms, closed_at_seq, entries, rejections, manifests).await)
+        dispatch!(self, s => s.commit_close(epoch, closed_ms, closed_at_seq, entries, marks, manifests).await)
     }
 
     /// An epoch's signed manifest pages.

@@ -6,7 +6,7 @@
 mod pg;
 
 use wisp_oracle::engine::Row;
-use wisp_oracle::store::{ROW_CHUNK, StorageConfig, Store};
+use wisp_oracle::store::{CloseMarks, ROW_CHUNK, StorageConfig, Store};
 use wisp_protocol::msg::{RewardEntry, Verdict};
 use wisp_protocol::{Kind, NodeId, ProofId, Reason};
 
@@ -97,16 +97,27 @@ async fn semantics(cfg: &StorageConfig) {
     assert_eq!(epochs[0].closed_ms, None);
     let entries = vec![entry(1, 600), entry(2, 400)];
     let rejections = vec![(rows[3].id, Reason::HeartbeatReplay)];
+    // A flag twice (kept once) and a higher one: the API shows the lowest code (1008 < 1009).
+    let flagged = vec![
+        (rows[2].id, Reason::UsageCreditShort),
+        (rows[2].id, Reason::UsageExceedsBackhaul),
+        (rows[2].id, Reason::UsageExceedsBackhaul),
+    ];
+    let lowest = Reason::UsageExceedsBackhaul;
     let pages = vec![b"page-0".to_vec(), b"page-1".to_vec()];
+    let marks = CloseMarks {
+        rejected: &rejections,
+        flagged: &flagged,
+    };
     assert!(
         store
-            .commit_close(5, 50_000, 5, &entries, &rejections, &pages)
+            .commit_close(5, 50_000, 5, &entries, marks, &pages)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .commit_close(5, 60_000, 6, &[entry(3, 1_000)], &[], &[])
+            .commit_close(5, 60_000, 6, &[entry(3, 1_000)], CloseMarks::default(), &[])
             .await
             .unwrap(),
         "an epoch closes once"
@@ -127,6 +138,7 @@ async fn semantics(cfg: &StorageConfig) {
         "newest first"
     );
     assert_eq!(proofs[0].closed_reason, Some(Reason::HeartbeatReplay));
+    assert_eq!((proofs[0].flag, proofs[1].flag), (None, Some(lowest)));
     assert_eq!(proofs[1].verdict, rejected);
     assert_eq!(store.node_proofs(&node2, 1).await.unwrap().len(), 1);
     assert_eq!(
@@ -239,7 +251,12 @@ async fn postgres_the_leader_lease_fences_a_holder_that_was_overtaken() {
     ] {
         assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
     }
-    assert!(a_writer.commit_close(0, 1, 1, &[], &[], &[]).await.is_err());
+    assert!(
+        a_writer
+            .commit_close(0, 1, 1, &[], CloseMarks::default(), &[])
+            .await
+            .is_err()
+    );
     assert_eq!(
         b.proof_count().await.unwrap(),
         1,
@@ -373,7 +390,7 @@ async fn rewards_before_the_usage_column_read_zero(cfg: &StorageConfig, downgrad
     store.insert_epoch(5, b"seed-5", 1_000, 1).await.unwrap();
     assert!(
         store
-            .commit_close(5, 50_000, 1, &[entry(2, 1_000)], &[], &[])
+            .commit_close(5, 50_000, 1, &[entry(2, 1_000)], CloseMarks::default(), &[])
             .await
             .unwrap()
     );

@@ -19,7 +19,7 @@ use super::crash::{self, crash_point};
 use super::intake::{self, Handed};
 use super::lease::{self, Fence, LeaseRow};
 use super::{
-    EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, id32, kind_of, reason_of, u,
+    CloseMarks, EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, id32, kind_of, reason_of, u,
     verdict_code, verdict_of,
 };
 use crate::engine::Row;
@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, lease::SCHEMA),
     (5, intake::SCHEMA),
     (6, SCHEMA_V6),
+    (7, SCHEMA_V7),
 ];
 
 /// Held (transaction-scoped) while migrating.
@@ -97,6 +98,18 @@ const SCHEMA_V3: &str =
 /// (docs/PROTOCOL.md §5.8). Rows closed before this migration read 0: the usage pool did not
 /// exist, or its pay was counted in `backhaul`.
 const SCHEMA_V6: &str = "ALTER TABLE rewards ADD COLUMN usage BIGINT NOT NULL DEFAULT 0;";
+
+/// Proofs an epoch's close counted but flagged (a heartbeat's `gnss_mismatch`, a usage receipt
+/// paid in part), read by proof id for the API. Epochs closed before this migration have none.
+const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS close_flags (
+    epoch BIGINT NOT NULL,
+    id BYTEA NOT NULL,
+    reason BIGINT NOT NULL,
+    PRIMARY KEY (epoch, id, reason)
+);
+CREATE INDEX IF NOT EXISTS close_flags_id ON close_flags (id);
+";
 
 /// A PostgreSQL database.
 pub struct PgStore {
@@ -354,9 +367,10 @@ impl PgStore {
         closed_ms: u64,
         closed_at_seq: u64,
         entries: &[RewardEntry],
-        rejections: &[(ProofId, Reason)],
+        marks: CloseMarks<'_>,
         manifests: &[Vec<u8>],
     ) -> Result<bool, StoreError> {
+        let rejections = marks.rejected;
         let tx = self.client.transaction().await?;
         lease::check(&tx, self.fence.as_ref()).await?;
         let updated = tx.execute(
@@ -398,6 +412,23 @@ impl PgStore {
         tx.execute(
             "INSERT INTO close_rejections (epoch, id, reason)
              SELECT $1, * FROM UNNEST($2::BYTEA[], $3::BIGINT[])",
+            &[&e, &ids, &reasons],
+        )
+        .await?;
+        let ids: Vec<&[u8]> = marks
+            .flagged
+            .iter()
+            .map(|(id, _)| id.as_bytes().as_slice())
+            .collect();
+        let reasons: Vec<i64> = marks
+            .flagged
+            .iter()
+            .map(|(_, r)| i64::from(r.code()))
+            .collect();
+        tx.execute(
+            "INSERT INTO close_flags (epoch, id, reason)
+             SELECT $1, * FROM UNNEST($2::BYTEA[], $3::BIGINT[])
+             ON CONFLICT DO NOTHING",
             &[&e, &ids, &reasons],
         )
         .await?;
@@ -464,7 +495,8 @@ impl PgStore {
     ) -> Result<Vec<ProofSummary>, StoreError> {
         self.client
             .query(
-                "SELECT p.seq, p.id, p.kind, p.epoch, p.received_ms, p.verdict, c.reason
+                "SELECT p.seq, p.id, p.kind, p.epoch, p.received_ms, p.verdict, c.reason,
+                        (SELECT min(f.reason) FROM close_flags f WHERE f.id = p.id)
                  FROM proofs p LEFT JOIN close_rejections c ON c.id = p.id
                  WHERE p.node = $1 ORDER BY p.seq DESC LIMIT $2",
                 &[&node.as_bytes().as_slice(), &i64::from(limit)],
@@ -480,6 +512,7 @@ impl PgStore {
                     received_ms: u(r.try_get(4)?),
                     verdict: verdict_of(r.try_get(5)?),
                     closed_reason: r.try_get::<_, Option<i64>>(6)?.map(reason_of),
+                    flag: r.try_get::<_, Option<i64>>(7)?.map(reason_of),
                 })
             })
             .collect()

@@ -17,7 +17,8 @@ use wisp_protocol::{NodeId, ProofId, Reason};
 
 use super::crash::{self, crash_point};
 use super::{
-    EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, u, verdict_code, verdict_of,
+    CloseMarks, EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, u, verdict_code,
+    verdict_of,
 };
 use crate::engine::Row;
 
@@ -29,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
+    (5, SCHEMA_V5),
 ];
 
 const SCHEMA_V1: &str = "
@@ -89,6 +91,18 @@ const SCHEMA_V3: &str =
 /// (docs/PROTOCOL.md §5.8). Rows closed before this migration read 0: the usage pool did not
 /// exist, or its pay was counted in `backhaul`.
 const SCHEMA_V4: &str = "ALTER TABLE rewards ADD COLUMN usage INTEGER NOT NULL DEFAULT 0;";
+
+/// Proofs an epoch's close counted but flagged (a heartbeat's `gnss_mismatch`, a usage receipt
+/// paid in part), read by proof id for the API. Epochs closed before this migration have none.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS close_flags (
+    epoch INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    reason INTEGER NOT NULL,
+    PRIMARY KEY (epoch, id, reason)
+);
+CREATE INDEX IF NOT EXISTS close_flags_id ON close_flags (id);
+";
 
 /// The connection and the blocking calls on it.
 #[derive(Debug)]
@@ -287,9 +301,10 @@ impl Conn {
         closed_ms: u64,
         closed_at_seq: u64,
         entries: &[RewardEntry],
-        rejections: &[(ProofId, Reason)],
+        marks: (&[(ProofId, Reason)], &[(ProofId, Reason)]),
         manifests: &[Vec<u8>],
     ) -> Result<bool, StoreError> {
+        let (rejections, flagged) = marks;
         let tx = self.conn.transaction()?;
         let updated = tx.execute(
             "UPDATE epochs SET closed_ms = ?2, closed_at_seq = ?3 WHERE epoch = ?1 AND closed_ms IS NULL",
@@ -319,6 +334,16 @@ impl Conn {
                 "INSERT INTO close_rejections (epoch, id, reason) VALUES (?1, ?2, ?3)",
             )?;
             for (id, r) in rejections {
+                st.execute(params![
+                    i(epoch),
+                    id.as_bytes().as_slice(),
+                    i64::from(r.code())
+                ])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO close_flags (epoch, id, reason) VALUES (?1, ?2, ?3)",
+            )?;
+            for (id, r) in flagged {
                 st.execute(params![
                     i(epoch),
                     id.as_bytes().as_slice(),
@@ -372,7 +397,8 @@ impl Conn {
     /// A node's latest proofs, newest first.
     fn node_proofs(&self, node: &NodeId, limit: u32) -> Result<Vec<ProofSummary>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT p.seq, p.id, p.kind, p.epoch, p.received_ms, p.verdict, c.reason
+            "SELECT p.seq, p.id, p.kind, p.epoch, p.received_ms, p.verdict, c.reason,
+                    (SELECT min(f.reason) FROM close_flags f WHERE f.id = p.id)
              FROM proofs p LEFT JOIN close_rejections c ON c.id = p.id
              WHERE p.node = ?1 ORDER BY p.seq DESC LIMIT ?2",
         )?;
@@ -394,6 +420,9 @@ impl Conn {
                 verdict: verdict_of(r.get(5)?),
                 closed_reason: r
                     .get::<_, Option<i64>>(6)?
+                    .map(|c| Reason::from_code(u16::try_from(c).unwrap_or(u16::MAX))),
+                flag: r
+                    .get::<_, Option<i64>>(7)?
                     .map(|c| Reason::from_code(u16::try_from(c).unwrap_or(u16::MAX))),
             })
         })?;
@@ -567,18 +596,22 @@ impl SqliteStore {
         closed_ms: u64,
         closed_at_seq: u64,
         entries: &[RewardEntry],
-        rejections: &[(ProofId, Reason)],
+        marks: CloseMarks<'_>,
         manifests: &[Vec<u8>],
     ) -> Result<bool, StoreError> {
-        let (entries, rejections, manifests) =
-            (entries.to_vec(), rejections.to_vec(), manifests.to_vec());
+        let (entries, rejections, flagged, manifests) = (
+            entries.to_vec(),
+            marks.rejected.to_vec(),
+            marks.flagged.to_vec(),
+            manifests.to_vec(),
+        );
         self.run(move |c| {
             c.commit_close(
                 epoch,
                 closed_ms,
                 closed_at_seq,
                 &entries,
-                &rejections,
+                (&rejections, &flagged),
                 &manifests,
             )
         })

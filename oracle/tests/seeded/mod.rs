@@ -15,7 +15,7 @@ use wisp_oracle::RulesConfig;
 use wisp_oracle::engine::Row;
 use wisp_oracle::metrics::Metrics;
 use wisp_oracle::state::{Credits, MarkView, NodeView, Shared, Snapshot};
-use wisp_oracle::store::Store;
+use wisp_oracle::store::{CloseMarks, Store};
 use wisp_oracle::usage::Ledger;
 use wisp_protocol::msg::{EpochParams, MANIFEST_PAGE_MAX, RewardEntry, RewardManifest, Verdict};
 use wisp_protocol::{Kind, NodeKey, ProofId, Reason};
@@ -222,7 +222,7 @@ pub fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
                     START - 1,
                     0,
                     &[],
-                    &[],
+                    CloseMarks::default(),
                     &manifest_pages(UNPAID_EPOCH, UNPAID_EMISSION, &[]),
                 )
                 .await
@@ -254,7 +254,14 @@ pub fn network(dir: &std::path::Path) -> (Fixture, Arc<Shared>) {
         let pages = manifest_pages(EPOCH, EMISSION, &entries);
         assert!(
             store
-                .commit_close(EPOCH, START + 3_600_000, 3, &entries, &[], &pages)
+                .commit_close(
+                    EPOCH,
+                    START + 3_600_000,
+                    3,
+                    &entries,
+                    CloseMarks::default(),
+                    &pages,
+                )
                 .await
                 .unwrap()
         );
