@@ -118,6 +118,7 @@ fn stored_verdicts_wanted(engine: &Engine, batch: &[Checked]) -> Vec<ProofId> {
                 Proof::Receipt(r) => r.msg.epoch,
                 Proof::Heartbeat(h) => h.msg.epoch,
                 Proof::Usage(u) => u.msg.epoch,
+                Proof::Carrier(c) => c.msg.epoch,
                 Proof::Onboard(_) | Proof::Witness(_, None) | Proof::Grant(_) => return None,
             };
             (!open.contains(&epoch) && engine.known(&c.id).is_none()).then_some(c.id)

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use wisp_protocol::SubscriberId;
 use wisp_protocol::msg::Verdict;
+use wisp_protocol::{Reason, SubscriberId};
 use wisp_shell::broker_health::BrokerHealth;
 
 use crate::Rules;
@@ -89,6 +89,11 @@ impl Credits {
         }
     }
 
+    /// The rules the snapshot's engine judges with; `None` only in an empty snapshot.
+    pub fn rules(&self) -> Option<&Rules> {
+        self.rules.as_deref()
+    }
+
     /// A subscriber's balance; `None` for one never granted credits.
     pub fn balance(&self, subscriber: &SubscriberId) -> Option<Balance> {
         self.ledger.balance(subscriber, self.rules.as_deref()?)
@@ -158,16 +163,18 @@ pub struct Shared {
     pub retained: Mutex<HashMap<String, Vec<u8>>>,
     /// Alone, or one of several processes on one database: leading or standing by.
     pub role: Mutex<Role>,
-    /// To the ingest worker: the operator's credit grants (`POST /v1/credits`), judged and
-    /// stored there like a proof. Nobody takes them while this process stands by.
+    /// To the ingest worker: the operator's credit grants (`POST /v1/credits`) and carriers'
+    /// usage reports (`POST /v1/usage/carrier`), judged and stored there like a proof. Nobody
+    /// takes them while this process stands by.
     pub grants: mpsc::Sender<GrantRequest>,
 }
 
-/// Credit grants waiting for the ingest worker: the API waits for each answer, so a few
-/// operators' requests at once are all this holds.
+/// Credit grants and carrier reports waiting for the ingest worker: the API waits for each
+/// answer, so a few requests at once are all this holds.
 pub const GRANT_QUEUE: usize = 16;
 
-/// An operator's credit grant for the ingest worker, with where its answer goes.
+/// An operator's credit grant or a carrier's usage report for the ingest worker (which tells
+/// them apart by the envelope's kind), with where its answer goes.
 #[derive(Debug)]
 pub struct GrantRequest {
     /// The envelope bytes as posted (at most the kind's envelope size).
@@ -176,24 +183,31 @@ pub struct GrantRequest {
     pub reply: oneshot::Sender<GrantAnswer>,
 }
 
-/// What the ingest worker made of a grant.
+/// What the ingest worker made of a grant or a carrier report.
 #[derive(Debug, Clone)]
 pub enum GrantAnswer {
-    /// Judged, and stored if new: `accepted` (credited), or `usage_grant_reused` (another
-    /// envelope with its grant id was applied before: nothing changed). A repeat of an envelope
-    /// already judged gets that verdict again.
+    /// Judged, and stored if new: for a grant `accepted` (credited), or `usage_grant_reused`
+    /// (another envelope with its grant id was applied before: nothing changed); for a
+    /// carrier report the verdict of the usage rules. A repeat of an envelope already judged
+    /// gets that verdict again.
     Judged {
         /// The verdict.
         verdict: Verdict,
-        /// Whom it credits.
+        /// Whom it credits, or the carrier's account that pays.
         subscriber: SubscriberId,
         /// The subscriber's balance after it.
         balance: Option<Balance>,
         /// This envelope was judged before: nothing was stored or changed now.
         duplicate: bool,
     },
-    /// Not a credit grant signed by this oracle's key: why (nothing stored).
-    Refused(String),
+    /// Not a credit grant signed by this oracle's key, or not a carrier report signed by an
+    /// allow-listed carrier: the reason and why (nothing stored).
+    Refused {
+        /// The reason code.
+        reason: Reason,
+        /// What is wrong, for the operator.
+        why: String,
+    },
 }
 
 impl Shared {

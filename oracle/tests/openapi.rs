@@ -66,11 +66,14 @@ fn documented() -> BTreeSet<String> {
 /// The one path served for POST, and only for POST: the operator's credit grants.
 const POST_ONLY: &str = "/v1/credits";
 
+/// The other: carriers' usage reports.
+const CARRIER: &str = "/v1/usage/carrier";
+
 /// The documented paths a GET is sent to.
 fn documented_get() -> BTreeSet<String> {
     documented()
         .into_iter()
-        .filter(|p| p != POST_ONLY)
+        .filter(|p| p != POST_ONLY && p != CARRIER)
         .collect()
 }
 
@@ -295,10 +298,14 @@ fn every_route_is_documented_and_every_documented_path_is_a_route() {
         "routes missing from openapi.json: {undocumented:?}; \
          openapi.json lists paths the router does not serve: {unserved:?}"
     );
-    // Only GET is served and documented, but for the credit grants' POST.
+    // Only GET is served and documented, but for the credit grants' and carrier reports' POST.
     for (path, item) in doc()["paths"].as_object().unwrap() {
         let methods: Vec<_> = item.as_object().unwrap().keys().collect();
-        let want = if path == POST_ONLY { "post" } else { "get" };
+        let want = if path == POST_ONLY || path == CARRIER {
+            "post"
+        } else {
+            "get"
+        };
         assert_eq!(methods, [want], "{path}");
     }
     let body = router_body();
@@ -308,7 +315,7 @@ fn every_route_is_documented_and_every_documented_path_is_a_route() {
     );
     assert_eq!(
         methods,
-        (routes.len() - 1, 1),
+        (routes.len() - 2, 2),
         "a route with another method"
     );
 }
@@ -719,6 +726,74 @@ fn credit_grants_are_answered_as_documented() {
         let reply = post(&server, POST_ONLY, &body);
         assert_eq!(reply.code, want, "{}", reply.body);
         conforms_to(&doc(), "post", POST_ONLY, &reply).unwrap();
+    }
+}
+
+/// `POST /v1/usage/carrier` as documented: garbage and a report signed by another key than
+/// the carrier it names are 400s, a carrier off the allow-list a 403 with its reason, an
+/// oversized body a 413, and an allow-listed carrier's report a 503 here, where no ingest
+/// worker takes it (`tests/usage.rs` posts to a real oracle).
+#[test]
+fn carrier_reports_are_answered_as_documented() {
+    use wisp_oracle::RulesConfig;
+    use wisp_oracle::state::Credits;
+    use wisp_oracle::usage::Ledger;
+    use wisp_protocol::msg::CarrierReport;
+    let dir = tempfile::tempdir().unwrap();
+    let store = block_on(Store::open_sqlite(&dir.path().join("oracle.db"))).unwrap();
+    let (carrier, stranger) = (common::key(60), common::key(61));
+    let rules = RulesConfig {
+        usage_carriers: vec![carrier.id().to_string()],
+        ..RulesConfig::permissionless()
+    }
+    .validate()
+    .unwrap();
+    let server = serve(shared(
+        store,
+        Snapshot {
+            oracle: oracle_key().id().to_string(),
+            credits: Credits::new(Ledger::new(), rules),
+            ..Snapshot::default()
+        },
+    ));
+    let report = |signer: &wisp_protocol::NodeKey, named: &wisp_protocol::NodeKey| {
+        let msg = CarrierReport {
+            session: [0xca; 16].into(),
+            hotspot: common::key(1).id(),
+            carrier: named.id(),
+            epoch: EPOCH,
+            seq: 1,
+            bytes_down: 1 << 20,
+            bytes_up: 0,
+            signed_ms: 1_800_000_000_000,
+            start_ms: None,
+        };
+        common::sign_with(signer, &msg)
+    };
+    for (body, want, reason) in [
+        (Vec::new(), 400, None),
+        (b"not an envelope".to_vec(), 400, None),
+        (
+            grant_bytes(&oracle_key(), 3, 10),
+            400,
+            Some("unexpected_kind"),
+        ),
+        (report(&stranger, &carrier), 400, Some("signer_mismatch")),
+        (
+            report(&stranger, &stranger),
+            403,
+            Some("usage_carrier_unknown"),
+        ),
+        (vec![0u8; 385], 413, None),
+        (report(&carrier, &carrier), 503, None),
+    ] {
+        let reply = post(&server, CARRIER, &body);
+        assert_eq!(reply.code, want, "{}", reply.body);
+        conforms_to(&doc(), "post", CARRIER, &reply).unwrap();
+        if let Some(r) = reason {
+            let body: Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(body["reason"], r, "{body}");
+        }
     }
 }
 

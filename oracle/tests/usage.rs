@@ -4,7 +4,9 @@
 //! grant however often it is posted, never from a grant another key signed, and still there
 //! after a restart (the grant's row is replayed like a proof's). Then a hotspot onboarded over
 //! MQTT sends a co-signed usage receipt of a funded subscriber: accepted, pending in the balance,
-//! and burned at the epoch's close.
+//! and burned at the epoch's close. And an allow-listed carrier, funded like a subscriber, posts
+//! signed usage reports to `POST /v1/usage/carrier`: the hotspot is paid for them at the close,
+//! and a carrier off the list is refused.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::io::{Read as _, Write as _};
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wisp_protocol::envelope::Envelope;
-use wisp_protocol::msg::{CreditGrant, UsageReceipt, Verdict};
+use wisp_protocol::msg::{CarrierReport, CreditGrant, UsageReceipt, Verdict};
 use wisp_protocol::{NodeKey, SubscriberId};
 use wisp_shell::clock::system_ms;
 
@@ -37,11 +39,17 @@ impl Drop for Oracle {
 }
 
 fn spawn_oracle(data: &Path) -> Oracle {
+    spawn_oracle_with(data, &[])
+}
+
+/// The oracle with more `WISP_…` variables set.
+fn spawn_oracle_with(data: &Path, vars: &[(&str, &str)]) -> Oracle {
     // A restart must not read the address its predecessor wrote.
     let _ = std::fs::remove_file(data.join("http.addr"));
     let broker = free_port();
     let child = Command::new(BIN)
         .args(["run", "--data-dir", &data.display().to_string()])
+        .envs(vars.iter().copied())
         .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{broker}"))
         .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
         .env("WISP_EPOCH__DURATION_S", "3")
@@ -328,4 +336,137 @@ fn a_cosigned_usage_receipt_over_mqtt_is_pending_then_burned() {
         rewards["entries"][0]["usage"], paid[0]["usage"],
         "{rewards}"
     );
+}
+
+#[test]
+fn an_allow_listed_carriers_report_pays_the_hotspot_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("oracle");
+    let (carrier, stranger) = (NodeKey::from_seed(&[21; 32]), NodeKey::from_seed(&[22; 32]));
+    let cid = carrier.id().to_string();
+    let allow = format!("[\"{cid}\"]");
+    let oracle = spawn_oracle_with(
+        &data,
+        &[
+            ("WISP_RULES__PERMISSIONLESS", "true"),
+            ("WISP_RULES__USAGE_CARRIERS", &allow),
+        ],
+    );
+    let okey = wisp_shell::keyfile::load(&data.join("oracle.key")).unwrap();
+    let hotspot = NodeConn::connect(oracle.broker, &okey, NodeKey::from_seed(&[23; 32]));
+    assert_eq!(
+        hotspot.send(onboard(&hotspot.key, "owner-carrier")),
+        Verdict::Accepted
+    );
+    // The operator funds the carrier's key as it funds a subscriber.
+    assert!(
+        cli(&data, &["credit", "grant", &cid, "100"])
+            .status
+            .success()
+    );
+    let report = |signer: &NodeKey, named: &NodeKey, session: u8| {
+        let seed = hotspot.seed().unwrap();
+        let r = CarrierReport {
+            session: [session; 16].into(),
+            hotspot: hotspot.key.id(),
+            carrier: named.id(),
+            epoch: seed.epoch,
+            seq: 1,
+            bytes_down: 2 << 20,
+            bytes_up: 1 << 20,
+            signed_ms: system_ms(),
+            start_ms: None,
+        };
+        Envelope::sign(signer, &r).to_bytes()
+    };
+    let post_report = |bytes: &[u8]| exchange(&oracle, "POST", "/v1/usage/carrier", Some(bytes));
+
+    // Off the allow-list: 403 with its reason, nothing stored, no account.
+    let (code, why) = post_report(&report(&stranger, &stranger, 1));
+    assert_eq!(code, 403, "{why}");
+    assert_eq!(why["reason"], "usage_carrier_unknown", "{why}");
+    // Signed by another key than the carrier it names: 400.
+    let (code, why) = post_report(&report(&stranger, &carrier, 1));
+    assert_eq!(code, 400, "{why}");
+    assert_eq!(why["reason"], "signer_mismatch", "{why}");
+    // Not a report, and too big.
+    assert_eq!(post_report(b"hello").0, 400);
+    assert_eq!(post_report(&vec![0u8; 4096]).0, 413);
+
+    // 2 MiB down and 1 MiB up: 3 DC. An epoch of 3 s may turn between reading the seed and
+    // posting; a report it made late is refused and the next session tries again.
+    let mut accepted = None;
+    for session in 10..15 {
+        let bytes = report(&carrier, &carrier, session);
+        let (code, answer) = post_report(&bytes);
+        assert_eq!(code, 200, "{answer}");
+        assert_eq!(answer["subscriber"], cid.as_str(), "{answer}");
+        if answer["verdict"] == "accepted" {
+            assert_eq!(answer["duplicate"], false, "{answer}");
+            accepted = Some(bytes);
+            break;
+        }
+        assert!(
+            matches!(
+                answer["reason"].as_str(),
+                Some("wrong_epoch" | "timestamp_out_of_window" | "late_arrival")
+            ),
+            "{answer}"
+        );
+    }
+    let accepted = accepted.expect("no report accepted in five epochs");
+    // The same envelope again: judged once.
+    let (code, again) = post_report(&accepted);
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(
+        (again["verdict"].as_str(), again["duplicate"].as_bool()),
+        (Some("accepted"), Some(true))
+    );
+
+    // The close burns the carrier's credits and pays the hotspot from the usage pool.
+    assert!(
+        wait_for(
+            Duration::from_secs(20),
+            || balance(&oracle, &cid).1["burned_dc"] == 3
+        ),
+        "not burned: {}",
+        balance(&oracle, &cid).1
+    );
+    assert_eq!(balance(&oracle, &cid).1["balance_dc"], 97);
+    assert_eq!(balance(&oracle, &stranger.id().to_string()).0, 404);
+    let (code, node) = get(&oracle, &format!("/v1/nodes/{}", hotspot.key.id()));
+    assert_eq!(code, 200, "{node}");
+    let paid: Vec<&Value> = node["rewards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["usage"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(paid.len(), 1, "{node}");
+    // At most half the value of the 3 DC burned (1 000 units each by default).
+    let usage = paid[0]["usage"].as_u64().unwrap();
+    assert!(usage <= 1_500, "{node}");
+    assert_eq!(paid[0]["amount"], paid[0]["usage"], "{node}");
+
+    // A restart replays the stored report: nothing burned twice, and a resend is a duplicate.
+    drop(oracle);
+    let oracle = spawn_oracle_with(
+        &data,
+        &[
+            ("WISP_RULES__PERMISSIONLESS", "true"),
+            ("WISP_RULES__USAGE_CARRIERS", &allow),
+        ],
+    );
+    assert!(
+        wait_for(
+            Duration::from_secs(10),
+            || balance(&oracle, &cid).1["burned_dc"] == 3
+        ),
+        "after a restart: {}",
+        balance(&oracle, &cid).1
+    );
+    let (code, after) = exchange(&oracle, "POST", "/v1/usage/carrier", Some(&accepted));
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["duplicate"], true, "{after}");
+    assert_eq!(balance(&oracle, &cid).1["balance_dc"], 97);
 }

@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use wisp_protocol::envelope;
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{CreditGrant, Verdict};
-use wisp_protocol::{NodeId, ProofId, SubscriberId};
+use wisp_protocol::{NodeId, ProofId, Reason, SubscriberId};
 
 use super::{bad_path, error, peer, role};
 use crate::state::{GrantAnswer, GrantRequest, Role, Shared};
@@ -87,31 +87,40 @@ pub(super) async fn grant(
     if role(&s) == Role::Standby {
         return forward(&s, body.to_vec(), opened.msg.subscriber).await;
     }
+    match to_worker(&s, body.to_vec()).await {
+        Ok(answer) => answered(answer),
+        Err(response) => response,
+    }
+}
+
+/// Hands an envelope (a grant or a carrier report) to the ingest worker and waits for its
+/// answer; a 503 when the worker does not take it or answer within the wait.
+pub(super) async fn to_worker(s: &Shared, envelope: Vec<u8>) -> Result<GrantAnswer, Response> {
     let (reply, answer) = oneshot::channel();
-    let request = GrantRequest {
-        envelope: body.to_vec(),
-        reply,
-    };
+    let request = GrantRequest { envelope, reply };
     let taken = tokio::time::timeout(GRANT_WAIT, s.grants.send(request)).await;
     if !matches!(taken, Ok(Ok(()))) {
-        return error(
+        return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the ingest worker is not taking grants now (starting, stopping or busy): \
+            "the ingest worker is not taking envelopes now (starting, stopping or busy): \
              nothing was stored; try again",
-        );
+        ));
     }
-    let answer = match tokio::time::timeout(GRANT_WAIT, answer).await {
-        Ok(Ok(a)) => a,
-        _ => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the ingest worker did not answer: the grant may or may not be stored; posting \
-                 the same envelope again is safe (a grant applies once)",
-            );
-        }
-    };
+    match tokio::time::timeout(GRANT_WAIT, answer).await {
+        Ok(Ok(a)) => Ok(a),
+        _ => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the ingest worker did not answer: the envelope may or may not be stored; posting \
+             the same envelope again is safe (each is judged once)",
+        )),
+    }
+}
+
+/// The response to the worker's answer: a refusal is a 403 for a carrier off the
+/// allow-list, a 400 otherwise, with its reason code.
+pub(super) fn answered(answer: GrantAnswer) -> Response {
     match answer {
-        GrantAnswer::Refused(why) => error(StatusCode::BAD_REQUEST, why),
+        GrantAnswer::Refused { reason, why } => refusal(reason, why),
         GrantAnswer::Judged {
             verdict,
             subscriber,
@@ -119,6 +128,21 @@ pub(super) async fn grant(
             duplicate,
         } => judged(verdict, subscriber, balance, duplicate),
     }
+}
+
+/// An envelope refused before it was judged (nothing stored): `{"error", "reason"}`, 403 when
+/// the signer is not allowed (`usage_carrier_unknown`), else 400.
+pub(super) fn refusal(reason: Reason, why: impl Into<String>) -> Response {
+    let code = if reason == Reason::UsageCarrierUnknown {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (
+        code,
+        Json(json!({ "error": why.into(), "reason": reason.name() })),
+    )
+        .into_response()
 }
 
 /// How often a standby reads whether the grant it handed over was committed, and whether its
@@ -133,9 +157,9 @@ fn snapshot_balance(s: &Shared, subscriber: &SubscriberId) -> Option<Balance> {
         .and_then(|snap| snap.credits.balance(subscriber))
 }
 
-/// A standby's part: hands the verified grant to the leader through the intake, unless it is
+/// A standby's part: hands the verified grant (or carrier report) to the leader through the intake, unless it is
 /// stored already, and answers once its row is committed (see the module documentation).
-async fn forward(s: &Shared, envelope: Vec<u8>, subscriber: SubscriberId) -> Response {
+pub(super) async fn forward(s: &Shared, envelope: Vec<u8>, subscriber: SubscriberId) -> Response {
     let oracle = s.snapshot.read().ok().map(|x| x.oracle.clone());
     if oracle.and_then(|o| o.parse::<NodeId>().ok()).is_none() {
         return error(
@@ -161,7 +185,7 @@ async fn forward(s: &Shared, envelope: Vec<u8>, subscriber: SubscriberId) -> Res
         if let Err(e) = s.reader.hand_over(&row).await {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("handing the grant to the leader failed: {e}; nothing was stored"),
+                format!("handing the envelope to the leader failed: {e}; nothing was stored"),
             );
         }
         s.metrics.handed.inc();
@@ -188,7 +212,8 @@ async fn forward(s: &Shared, envelope: Vec<u8>, subscriber: SubscriberId) -> Res
         )
             .into_response();
     };
-    // An accepted grant changes the balance once this process's follower replays it.
+    // An accepted grant or report changes the balance once this process's follower replays
+    // it.
     if !duplicate && verdict == Verdict::Accepted {
         while snapshot_balance(s, &subscriber) == before && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(COMMIT_POLL).await;
@@ -202,7 +227,7 @@ async fn forward(s: &Shared, envelope: Vec<u8>, subscriber: SubscriberId) -> Res
     )
 }
 
-/// The answer to a judged grant.
+/// The answer to a judged grant or carrier report.
 fn judged(
     verdict: Verdict,
     subscriber: SubscriberId,

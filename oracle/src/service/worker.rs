@@ -291,15 +291,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Judges an operator's credit grant and stores its row, between batches (so it takes its
-    /// place in the arrival order like a proof), then answers the API and refreshes the
-    /// snapshot, so the balance it returns is the one `/v1/subscribers` serves next.
+    /// Judges an operator's credit grant or a carrier's usage report and stores its row,
+    /// between batches (so it takes its place in the arrival order like a proof), then answers
+    /// the API and refreshes the snapshot, so the balance it returns is the one
+    /// `/v1/subscribers` serves next.
     async fn grant(&mut self, request: GrantRequest) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
         let mut books = self.books.take().context(LOST)?;
         let (engine, answer, stored) =
-            super::credits::submit_grant(books.engine, &mut self.store, request.envelope, now)
-                .await?;
+            super::credits::submit(books.engine, &mut self.store, request.envelope, now).await?;
         books.engine = engine;
         if stored && let Some(n) = &mut books.proofs_stored {
             *n += 1;

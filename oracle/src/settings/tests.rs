@@ -336,3 +336,35 @@ fn a_cluster_needs_postgres_and_an_external_broker_and_names_each_process() {
         "{name}"
     );
 }
+
+#[test]
+fn carriers_are_allow_listed_by_peer_id_and_a_bad_one_stops_the_start() {
+    let carrier = wisp_protocol::NodeKey::from_seed(&[6; 32]).id();
+    let resolve = |list: &str| {
+        RawSettings::load(
+            None,
+            env(&[
+                ("WISP_RULES__PERMISSIONLESS", "true"),
+                ("WISP_RULES__USAGE_CARRIERS", list),
+            ]),
+        )
+        .unwrap()
+        .resolve()
+    };
+    let s = resolve(&format!("[\"{carrier}\"]")).unwrap();
+    assert!(s.rules.is_carrier(&carrier));
+    assert!(!resolve("[]").unwrap().rules.is_carrier(&carrier));
+    // A malformed key, or one listed twice, is named in the error.
+    let err = resolve("[\"12D3KooWnope\"]").unwrap_err().to_string();
+    assert!(
+        err.contains("usage_carriers: \"12D3KooWnope\" is not an Ed25519 PeerId"),
+        "{err}"
+    );
+    let err = resolve(&format!("[\"{carrier}\", \"{carrier}\"]"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("\"{carrier}\" is listed twice")),
+        "{err}"
+    );
+}
