@@ -301,10 +301,10 @@ impl Conn {
         closed_ms: u64,
         closed_at_seq: u64,
         entries: &[RewardEntry],
-        marks: (&[(ProofId, Reason)], &[(ProofId, Reason)]),
+        marks: CloseMarks<'_>,
         manifests: &[Vec<u8>],
     ) -> Result<bool, StoreError> {
-        let (rejections, flagged) = marks;
+        let (rejections, flagged) = (marks.rejected, marks.flagged);
         let tx = self.conn.transaction()?;
         let updated = tx.execute(
             "UPDATE epochs SET closed_ms = ?2, closed_at_seq = ?3 WHERE epoch = ?1 AND closed_ms IS NULL",
@@ -611,7 +611,10 @@ impl SqliteStore {
                 closed_ms,
                 closed_at_seq,
                 &entries,
-                (&rejections, &flagged),
+                CloseMarks {
+                    rejected: &rejections,
+                    flagged: &flagged,
+                },
                 &manifests,
             )
         })
