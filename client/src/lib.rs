@@ -22,7 +22,7 @@
 //!   bounded parser.
 //! - `src/main.rs` (feature `cli`, on by default): the `wisp-client` binary — `key`, `id`,
 //!   `sign`, `balance` and `run` — with the key file, the clock and the HTTP request.
-//! - `src/run.rs` (feature `cli`): `wisp-client run`, the libp2p driver of a [`Session`]: it
+//! - [`run`] (feature `cli`): `wisp-client run`, the libp2p driver of a [`Session`]: it
 //!   dials the hotspot over the agent's own network code (`wisp_agent::net`), pulls traffic
 //!   through its test endpoint (`/wisp/usage-data/1`), sends each receipt from
 //!   [`Session::poll_receipt`] as one request on
@@ -32,6 +32,8 @@
 
 pub mod balance;
 pub mod key;
+#[cfg(feature = "cli")]
+pub mod run;
 pub mod session;
 
 pub use balance::{BALANCE_RESPONSE_MAX, Balance, BalanceError, balance_path, parse_balance};

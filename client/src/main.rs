@@ -28,7 +28,7 @@ use wisp_protocol::bytes::ByteArray;
 use wisp_protocol::msg::UsageReceipt;
 use wisp_shell::{http_get, keyfile};
 
-mod run;
+use wisp_client::run;
 
 /// The key file's name in the data directory.
 const KEY_FILE: &str = "subscriber.key";
@@ -103,6 +103,9 @@ enum Cmd {
         /// Never sign sooner than this many milliseconds after the last receipt.
         #[arg(long, default_value_t = 1_000)]
         receipt_min_interval_ms: u64,
+        /// Pull at most this many KiB per second (default: as fast as the hotspot serves).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        rate_kib_s: Option<u64>,
     },
     /// Ask the oracle for the subscriber's balance of data credits.
     Balance {
@@ -156,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             epoch,
             receipt_every_bytes,
             receipt_min_interval_ms,
+            rate_kib_s,
         } => {
             let key = load_key(&key.unwrap_or(key_file))?;
             let args = run::RunArgs {
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 epoch,
                 receipt_every_bytes: receipt_every_bytes.max(1),
                 receipt_min_interval_ms,
+                rate_bytes_per_s: rate_kib_s.map(|k| k.saturating_mul(1024)),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -7,23 +7,30 @@
 //! [`EPOCH_REFRESH`]; `--epoch` overrides it. The run stops after `--bytes` down or
 //! `--duration`, signs a last receipt for what is left, and fails (exit status 1) when the
 //! hotspot blocks it, refuses a receipt or disputes it beyond the client's tolerance.
+//! `--rate-kib-s` paces the traffic (a subscriber's demand, not a load test).
+//!
+//! With the cargo feature `cheats`, [`run_claiming`] runs a client that signs more than it
+//! used: a devnet's colluding subscriber, whose receipts a hotspot with no tolerance left
+//! co-signs. It burns the subscriber's own credits; the oracle caps what it pays for them.
 
 use std::time::{Duration, Instant};
 
+use crate::{AnswerOutcome, Policy, Session, SubscriberKey};
 use anyhow::{Context as _, anyhow, bail};
 use libp2p::Multiaddr;
 use wisp_agent::net::usage_data::{CHUNK_MAX, DataAnswer};
 use wisp_agent::net::{self, NetConfig, NetHandle};
-use wisp_client::{AnswerOutcome, Policy, Session, SubscriberKey};
 use wisp_protocol::msg::UsageAnswer;
 use wisp_protocol::{NodeId, Reason};
 
-/// How often the hotspot's epoch is asked again.
-pub(crate) const EPOCH_REFRESH: Duration = Duration::from_secs(30);
+/// How often the hotspot's epoch is asked again: a hotspot refuses a receipt more than one
+/// epoch away from its own, so this is half the shortest epoch a network runs (20 s, a
+/// devnet's).
+pub const EPOCH_REFRESH: Duration = Duration::from_secs(10);
 
 /// What `run` is asked to do.
-#[derive(Debug)]
-pub(crate) struct RunArgs {
+#[derive(Debug, Clone)]
+pub struct RunArgs {
     /// The hotspot's address with `/p2p/<peer id>`.
     pub hotspot: Multiaddr,
     /// Bytes to pull down.
@@ -38,11 +45,13 @@ pub(crate) struct RunArgs {
     pub receipt_every_bytes: u64,
     /// Never sign sooner than this after the last receipt.
     pub receipt_min_interval_ms: u64,
+    /// Pull at most this many bytes per second down (none: as fast as the hotspot serves).
+    pub rate_bytes_per_s: Option<u64>,
 }
 
 /// What a run moved and what the hotspot co-signed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Outcome {
+pub struct Outcome {
     /// Bytes received.
     pub down: u64,
     /// Bytes sent.
@@ -70,7 +79,30 @@ async fn epoch_of(net: &NetHandle, hotspot: libp2p::PeerId) -> anyhow::Result<u6
 }
 
 /// Runs one session with the hotspot; `Err` says why the hotspot stopped serving.
-pub(crate) async fn run(key: SubscriberKey, args: RunArgs) -> anyhow::Result<Outcome> {
+/// Runs a session with the hotspot until `args.bytes` are down or `args.duration` is over;
+/// the receipts state what was counted.
+pub async fn run(key: SubscriberKey, args: RunArgs) -> anyhow::Result<Outcome> {
+    drive(key, args, 1_000).await
+}
+
+/// Like [`run`], but every receipt states `claim_permille` thousandths of what was counted:
+/// fault injection for devnets and tests (feature `cheats`).
+#[cfg(feature = "cheats")]
+pub async fn run_claiming(
+    key: SubscriberKey,
+    args: RunArgs,
+    claim_permille: u64,
+) -> anyhow::Result<Outcome> {
+    drive(key, args, claim_permille).await
+}
+
+/// The smallest request a paced run makes.
+const PACED_CHUNK_MIN: u64 = 16 * 1024;
+
+async fn drive(key: SubscriberKey, args: RunArgs, claim_permille: u64) -> anyhow::Result<Outcome> {
+    let claim = |n: u64| {
+        u64::try_from(u128::from(n) * u128::from(claim_permille) / 1000).unwrap_or(u64::MAX)
+    };
     let peer = net::peer_of(&args.hotspot)
         .ok_or_else(|| anyhow!("--hotspot needs /p2p/<peer id> at the end of the address"))?;
     let hot_id = NodeId::from_peer_id(&peer)
@@ -97,9 +129,11 @@ pub(crate) async fn run(key: SubscriberKey, args: RunArgs) -> anyhow::Result<Out
     };
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| anyhow!("the random source failed: {e}"))?;
+    // Receipts fall due by what they state: a claiming run signs as often as an honest one.
+    let every = claim(args.receipt_every_bytes).max(1);
     let d = Policy::default();
     let policy = Policy {
-        receipt_every_bytes: args.receipt_every_bytes,
+        receipt_every_bytes: every,
         receipt_min_interval_ms: args.receipt_min_interval_ms,
         receipt_every_ms: d.receipt_every_ms.max(args.receipt_min_interval_ms),
         ..d
@@ -116,14 +150,24 @@ pub(crate) async fn run(key: SubscriberKey, args: RunArgs) -> anyhow::Result<Out
     };
     let mut result = Ok(());
     while out.down < args.bytes && args.duration.is_none_or(|d| started.elapsed() < d) {
-        let want = u32::try_from((args.bytes - out.down).min(CHUNK_MAX as u64)).unwrap_or(0);
+        // A paced run asks for a quarter of a second's worth at a time, when it is due.
+        let chunk = args.rate_bytes_per_s.map_or(CHUNK_MAX as u64, |r| {
+            (r / 4).clamp(PACED_CHUNK_MIN, CHUNK_MAX as u64)
+        });
+        if let Some(rate) = args.rate_bytes_per_s.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(out.down as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let want = u32::try_from((args.bytes - out.down).min(chunk)).unwrap_or(0);
         // An honest client does not run ahead of its receipts: with a receipt's worth unsigned
         // and the next one not allowed yet, it waits for it rather than pull more (the hotspot
         // blocks usage nobody signs for).
         let st = session.status();
         let unsigned = (st.counted.bytes_down + st.counted.bytes_up)
             .saturating_sub(st.signed.bytes_down + st.signed.bytes_up);
-        if unsigned >= args.receipt_every_bytes
+        if unsigned >= every
             && let Some(t) = session.poll_timeout()
         {
             tokio::time::sleep(Duration::from_millis(t.saturating_sub(now_ms()))).await;
@@ -153,7 +197,7 @@ pub(crate) async fn run(key: SubscriberKey, args: RunArgs) -> anyhow::Result<Out
                 session.handle_epoch(epoch);
             }
         }
-        session.handle_counters(out.down, out.up, now_ms());
+        session.handle_counters(claim(out.down), claim(out.up), now_ms());
         exchange(&h, peer, &mut session, &mut out).await?;
     }
     // A last receipt for what the periodic ones left out.
@@ -191,7 +235,7 @@ async fn exchange(
             _ => {}
         }
         if let AnswerOutcome::Ended(why) = outcome
-            && !matches!(why, wisp_client::EndReason::Closed)
+            && !matches!(why, crate::EndReason::Closed)
         {
             bail!("the hotspot ended the session: {why:?} (answer {answer:?})");
         }

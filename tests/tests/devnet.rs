@@ -1,10 +1,12 @@
 //! End to end: `wisp-devnet run` starts the real `wisp-oracle` and `wisp-agent` binaries as
-//! processes on loopback, their simulated devices on one shared simulated air, and every honest
-//! node is paid for coverage, backhaul and uptime, while four cheaters (a forged location,
-//! relayed beacons, replayed beacons, a measurer that signs a tenth of what it measured) lose
-//! their reward; then everything stops and no process is left. (The lying measurer is judged
-//! only on a prover's direction three measurers tested in one epoch, and struck after two
-//! disagreements: about 10–12 epochs of 20 s here.)
+//! processes on loopback, their simulated devices on one shared simulated air, and six
+//! subscribers, each the real `wisp-client run` with a grant of data credits, use the six
+//! honest hotspots. Every honest node is paid for coverage, backhaul, uptime and usage, while
+//! five cheaters (a forged location, relayed beacons, replayed beacons, a measurer that signs a
+//! tenth of what it measured, a hotspot co-signing its colluding subscriber's
+//! ten-thousandfold usage claims) lose their reward; then everything stops and no process is
+//! left. (The lying measurer is judged only on a prover's direction three measurers tested in
+//! one epoch, and struck after two disagreements: about 10–12 epochs of 20 s here.)
 //!
 //! The binaries come from the same `cargo test --workspace` build (target/debug next to this
 //! test's directory).
@@ -17,7 +19,7 @@ use std::process::Command;
 mod pg;
 
 fn bin_dir() -> PathBuf {
-    wisp_tests::bin_dir(&["wisp-devnet", "wisp-agent", "wisp-oracle"])
+    wisp_tests::bin_dir(&["wisp-devnet", "wisp-agent", "wisp-oracle", "wisp-client"])
 }
 
 /// Processes whose command line mentions `needle`.
@@ -46,12 +48,14 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
             "--epoch-s",
             "20",
             "--for-s",
-            "480",
+            "600",
             "--until-paid",
             "--every-s",
             "20",
             "--cheaters",
-            "fake_location,relay,replay,lying_measurer",
+            "fake_location,relay,replay,lying_measurer,inflated_counters",
+            "--subscribers",
+            "6",
             "--bin-dir",
         ])
         .arg(&bins)
@@ -68,7 +72,8 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
         "devnet failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- oracle.log\n{}",
         logs("oracle")
     );
-    // The final table: six honest agents, each paid in all three categories.
+    // The final table: six honest agents, each paid in all four categories (each has a
+    // subscriber).
     let final_part = stdout
         .split("final, after")
         .nth(1)
@@ -80,14 +85,15 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
     assert_eq!(rows.len(), 6, "{final_part}");
     for row in rows {
         let cols: Vec<&str> = row.split_whitespace().collect();
-        let paid: Vec<u64> = cols[2..5].iter().map(|c| c.parse().unwrap_or(0)).collect();
+        // node, peer, coverage, backhaul, uptime, usage, down Mb/s, up Mb/s
+        let paid: Vec<u64> = cols[2..6].iter().map(|c| c.parse().unwrap_or(0)).collect();
         assert!(
             paid.iter().all(|p| *p > 0),
             "not paid in every category: {row}"
         );
         // The measured backhaul is shown.
         assert!(
-            cols[5..7]
+            cols[6..8]
                 .iter()
                 .any(|c| c.parse::<f64>().is_ok_and(|m| m > 0.0)),
             "no Mbit/s: {row}"
@@ -98,12 +104,18 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
     let cheaters: Vec<&str> = final_part
         .lines()
         .filter(|l| {
-            ["[fake_location:", "[relay:", "[replay:", "[lying_measurer:"]
-                .iter()
-                .any(|k| l.contains(k))
+            [
+                "[fake_location:",
+                "[relay:",
+                "[replay:",
+                "[lying_measurer:",
+                "[inflated_counters:",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
         })
         .collect();
-    assert_eq!(cheaters.len(), 4, "{final_part}");
+    assert_eq!(cheaters.len(), 5, "{final_part}");
     for row in cheaters {
         assert!(row.contains(": caught ·"), "a cheater not caught: {row}");
     }
@@ -113,7 +125,8 @@ fn a_devnet_pays_every_honest_node_in_every_category_catches_its_cheaters_and_st
 }
 
 /// The same happy path on the production services: the agents and the oracle on
-/// **Mosquitto**, the oracle's database on **PostgreSQL** (a schema of the run's own). A
+/// **Mosquitto**, the oracle's database on **PostgreSQL** (a schema of the run's own), two
+/// subscribers' usage paid from the credits ledger there. A
 /// monitor subscribed to `wisp/v1/status/+` sees every agent online; an agent killed with
 /// SIGKILL is marked offline by its last will. `.ci/run` sets `WISP_TEST_MOSQUITTO`
 /// (`host:port`) and `WISP_TEST_POSTGRES`; without them the test fails, naming them.
@@ -172,6 +185,7 @@ fn a_devnet_on_mosquitto_and_postgres_pays_every_node_and_a_killed_agents_last_w
     let opts = Options {
         broker: Some(mosquitto.clone()),
         postgres: Some(postgres),
+        subscribers: 2,
         ..Options::new(4, 20, data.path().join("net"), bin_dir())
     };
     let mut net = Devnet::start(opts, &mut |s| eprintln!("{s}")).expect("the devnet started");

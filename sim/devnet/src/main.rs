@@ -3,9 +3,10 @@
 //! devnet's lying measurer.
 //!
 //! ```text
-//! wisp-devnet run [--nodes N] [--epoch-s S] [--cheaters LIST] [--data-dir DIR] [--for-s S]
-//!                 [--until-paid]
+//! wisp-devnet run [--nodes N] [--epoch-s S] [--cheaters LIST] [--subscribers N]
+//!                 [--data-dir DIR] [--for-s S] [--until-paid]
 //! wisp-devnet cheat-agent -c <agent.toml> --shave-uploads PERMILLE
+//! wisp-devnet cheat-client --key <subscriber.key> --hotspot ADDR --claim-permille PERMILLE
 //! ```
 
 use std::io::Write;
@@ -60,10 +61,17 @@ enum Cmd {
         /// Hotspots that cheat for real, in addition to --nodes: a comma-separated list of
         /// fake_location (a spoofed GNSS, a place asserted 3 km away), relay (3 km away, its
         /// beacons relayed to and from the map over the internet), replay (3 km away, the
-        /// map's beacons recorded and played back to it), or `all`. With --until-paid, the run
-        /// also waits until every cheater has lost its reward.
+        /// map's beacons recorded and played back to it), lying_measurer (signs a tenth of the
+        /// uploads it measures), inflated_counters (co-signs a colluding subscriber's
+        /// ten-thousandfold claims), or `all`. With --until-paid, the run also waits until every
+        /// cheater has lost its reward.
         #[arg(long, value_name = "LIST", default_value = "")]
         cheaters: String,
+        /// Subscribers (real `wisp-client run` processes, each with its own key and a grant of
+        /// data credits), on the honest hotspots in turn. With --until-paid, the run also
+        /// waits until every hotspot with a subscriber has been paid for usage.
+        #[arg(long, default_value_t = 2)]
+        subscribers: u32,
         /// An MQTT broker already running, HOST:PORT (e.g. Mosquitto), instead of the oracle's
         /// embedded one.
         #[arg(long, value_name = "HOST:PORT")]
@@ -83,6 +91,25 @@ enum Cmd {
         #[arg(long, value_name = "PERMILLE")]
         shave_uploads: u32,
     },
+    /// Run a subscriber's client (as `wisp-client run`) that claims more than it used: a
+    /// devnet's colluding subscriber. For devnets and tests, never for a real network.
+    CheatClient {
+        /// The subscriber's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The hotspot's multiaddr with `/p2p/<peer id>`.
+        #[arg(long)]
+        hotspot: String,
+        /// Receipts state this many thousandths of what was used.
+        #[arg(long, value_name = "PERMILLE")]
+        claim_permille: u64,
+        /// Pull at most this many KiB per second.
+        #[arg(long, default_value_t = 128)]
+        rate_kib_s: u64,
+        /// Sign a receipt every this many bytes (of what was used).
+        #[arg(long, default_value_t = 1 << 20)]
+        receipt_every_bytes: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -98,6 +125,7 @@ fn main() -> Result<()> {
             until_paid,
             every_s,
             cheaters,
+            subscribers,
             broker,
             postgres,
         } => devnet(
@@ -107,7 +135,7 @@ fn main() -> Result<()> {
             bin_dir,
             seed,
             (for_s, until_paid, every_s),
-            &cheaters,
+            (&cheaters, subscribers),
             broker,
             postgres,
         ),
@@ -115,7 +143,53 @@ fn main() -> Result<()> {
             config,
             shave_uploads,
         } => cheat_agent(&config, shave_uploads),
+        Cmd::CheatClient {
+            key,
+            hotspot,
+            claim_permille,
+            rate_kib_s,
+            receipt_every_bytes,
+        } => cheat_client(
+            &key,
+            &hotspot,
+            claim_permille,
+            rate_kib_s,
+            receipt_every_bytes,
+        ),
     }
+}
+
+/// A subscriber's client, claiming `claim_permille` thousandths of what it uses, until it is
+/// stopped or the hotspot ends the session.
+#[allow(clippy::print_stdout)]
+fn cheat_client(
+    key: &std::path::Path,
+    hotspot: &str,
+    claim_permille: u64,
+    rate_kib_s: u64,
+    receipt_every_bytes: u64,
+) -> Result<()> {
+    use wisp_client::run::{RunArgs, run_claiming};
+    let key = wisp_shell::keyfile::load(key)?;
+    let args = RunArgs {
+        hotspot: hotspot
+            .parse()
+            .with_context(|| format!("--hotspot {hotspot}"))?,
+        bytes: u64::MAX,
+        up: 0,
+        duration: None,
+        epoch: None,
+        receipt_every_bytes: receipt_every_bytes.max(1),
+        receipt_min_interval_ms: 1_000,
+        rate_bytes_per_s: Some(rate_kib_s.max(1).saturating_mul(1024)),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(run_claiming(key.into(), args, claim_permille))?;
+    println!("{out:?}");
+    Ok(())
 }
 
 // The devnet's summary is its output.
@@ -160,7 +234,7 @@ fn devnet(
     bin_dir: Option<PathBuf>,
     seed: u64,
     (for_s, until_paid, every_s): (Option<u64>, bool, u64),
-    cheaters: &str,
+    (cheaters, subscribers): (&str, u32),
     broker: Option<String>,
     postgres: Option<String>,
 ) -> Result<()> {
@@ -189,6 +263,7 @@ fn devnet(
     let opts = Options {
         seed,
         cheaters,
+        subscribers,
         broker,
         postgres,
         ..Options::new(nodes, epoch_s, data_dir.clone(), bin_dir)
@@ -249,7 +324,7 @@ fn devnet(
     let paid = result?;
     if until_paid && !paid {
         bail!(
-            "not every honest node was paid for coverage, backhaul and uptime, or not every cheater lost its reward, in time"
+            "not every honest node was paid for coverage, backhaul, uptime and (with a subscriber) usage, or not every cheater lost its reward, in time"
         );
     }
     Ok(())

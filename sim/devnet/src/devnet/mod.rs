@@ -10,8 +10,14 @@
 //! map forwards beacons over the internet to a hotspot far away, and its beacons back), and
 //! replayed beacons (a recorder on the map plays them back to a hotspot far away seconds
 //! later), and a lying measurer (the real agent daemon, hosted by `wisp-devnet cheat-agent`, whose
-//! measurer shaves what it measures). [`Summary::caught`] tells whether each has lost its
-//! reward, and why.
+//! measurer shaves what it measures), and inflated usage (a hotspot that co-signs whatever its
+//! colluding subscriber claims, and a subscriber, `wisp-devnet cheat-client`, that claims
+//! [`CLAIM_PERMILLE`] thousandths of what it used). [`Summary::caught`] tells whether each has
+//! lost its reward, and why.
+//!
+//! With `subscribers`, that many subscribers, each the real `wisp-client run` with its own key
+//! and a grant of data credits, use the honest hotspots in turn, [`SUBSCRIBER_RATE_KIB_S`]
+//! each, and sign receipts for it; their hotspots are paid for usage.
 //!
 //! [`Devnet::start`] writes the configurations, starts the air and the processes and onboards
 //! every agent; [`Devnet::poll`] reads the oracle's API into a [`Summary`]; [`Devnet::stop`]
@@ -20,6 +26,7 @@
 //!
 //! Layout: this file holds the options, the cheaters and the [`Devnet`] handle; `start`
 //! places the hotspots, writes the configurations and starts everything ([`Devnet::start`]);
+//! `subscribers` grants the subscribers credits and starts their clients;
 //! `procs` spawns, stops, kills and restarts the processes; `summary` reads the oracle's API
 //! into a [`Summary`] ([`Devnet::poll`]) and renders it.
 
@@ -37,10 +44,11 @@ use crate::air::AirStats;
 
 mod procs;
 mod start;
+mod subscribers;
 mod summary;
 
 pub use start::place;
-pub use summary::{Reward, Summary, http_get};
+pub use summary::{Reward, Summary, http_get, usage_cap};
 
 /// Metres between neighbouring hotspots on the devnet's map (a grid): well within 2.4 GHz
 /// reach, so each hears its neighbours.
@@ -72,6 +80,18 @@ pub const MAX_ROUND_TRIP_MS: u32 = 150;
 /// The replayer's delay: beacons recorded on the map, played back this much later.
 pub const REPLAY_DELAY: Duration = Duration::from_secs(8);
 
+/// What each devnet subscriber pulls through its hotspot, KiB/s: a subscriber's demand, light
+/// enough for a dozen processes on one machine.
+pub const SUBSCRIBER_RATE_KIB_S: u64 = 128;
+
+/// The data credits granted to each subscriber at the start: years of its demand.
+pub const SUBSCRIBER_GRANT_DC: u64 = 10_000_000;
+
+/// What an inflated-usage cheater's subscriber claims of what it used, thousandths:
+/// ten-thousandfold, 10 Gbit/s at [`SUBSCRIBER_RATE_KIB_S`], beyond any backhaul its hotspot
+/// is rated for on loopback.
+pub const CLAIM_PERMILLE: u64 = 10_000_000;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -87,6 +107,8 @@ pub struct Options {
     pub seed: u64,
     /// Hotspots that cheat, one per entry, in addition to the `nodes` honest ones.
     pub cheaters: Vec<Cheater>,
+    /// Subscribers (`wisp-client run`), spread over the honest hotspots.
+    pub subscribers: u32,
     /// An MQTT broker already running (`host:port`, e.g. Mosquitto) instead of the oracle's
     /// embedded one.
     pub broker: Option<String>,
@@ -113,6 +135,7 @@ impl Options {
             bin_dir,
             seed: 1,
             cheaters: Vec::new(),
+            subscribers: 0,
             broker: None,
             postgres: None,
             host: Ipv4Addr::LOCALHOST,
@@ -142,6 +165,12 @@ pub enum Cheater {
     /// every upload it measures (`wisp-devnet cheat-agent`): the backhaul pool is shared, so
     /// shaving the others raises its own share.
     LyingMeasurer,
+    /// On the map, honest but for usage: its `usage.slack_bytes` co-signs any receipt, and
+    /// its colluding subscriber (`wisp-devnet cheat-client`) claims [`CLAIM_PERMILLE`]
+    /// thousandths of what it used. The oracle pays at most what the hotspot's backhaul could
+    /// carry and at most half the value of the credits burned, so the pair loses what it
+    /// burns.
+    InflatedCounters,
 }
 
 /// What a lying measurer signs of what it measured, thousandths.
@@ -149,11 +178,12 @@ pub const LIE_PERMILLE: u32 = 100;
 
 impl Cheater {
     /// Every kind, in the order of their names.
-    pub const ALL: [Cheater; 4] = [
+    pub const ALL: [Cheater; 5] = [
         Cheater::FakeLocation,
         Cheater::Relay,
         Cheater::Replay,
         Cheater::LyingMeasurer,
+        Cheater::InflatedCounters,
     ];
 
     /// The name `--cheaters` takes.
@@ -163,6 +193,7 @@ impl Cheater {
             Cheater::Relay => "relay",
             Cheater::Replay => "replay",
             Cheater::LyingMeasurer => "lying_measurer",
+            Cheater::InflatedCounters => "inflated_counters",
         }
     }
 
@@ -194,6 +225,7 @@ impl Cheater {
             ],
             // Its own mark: a penalty for anything else is not catching what it did.
             Cheater::LyingMeasurer => &["measurer_disagrees"],
+            Cheater::InflatedCounters => &["usage_exceeds_backhaul"],
         }
     }
 
@@ -239,6 +271,19 @@ pub struct AgentInfo {
     pub cheater: Option<Cheater>,
 }
 
+/// One subscriber.
+#[derive(Clone, Debug)]
+pub struct SubscriberInfo {
+    /// Its name (`sub-<k>`), also its process's.
+    pub name: String,
+    /// Its peer id (its key's).
+    pub peer_id: String,
+    /// The hotspot it uses, by peer id.
+    pub hotspot: String,
+    /// Whether it colludes with an inflated-usage cheater.
+    pub colluder: bool,
+}
+
 /// A running devnet.
 #[derive(Debug)]
 pub struct Devnet {
@@ -252,6 +297,8 @@ pub struct Devnet {
     pub air: SocketAddr,
     /// The agents.
     pub agents: Vec<AgentInfo>,
+    /// The subscribers.
+    pub subscribers: Vec<SubscriberInfo>,
     air_stop: Arc<AtomicBool>,
     air_stats: Arc<AirStats>,
     air_thread: Option<std::thread::JoinHandle<()>>,

@@ -69,7 +69,12 @@ fn plan(opts: &Options) -> (Vec<Plan>, Vec<Relay>) {
     let fakes = opts
         .cheaters
         .iter()
-        .filter(|c| matches!(c, Cheater::FakeLocation | Cheater::LyingMeasurer))
+        .filter(|c| {
+            matches!(
+                c,
+                Cheater::FakeLocation | Cheater::LyingMeasurer | Cheater::InflatedCounters
+            )
+        })
         .count();
     let grid = opts.nodes + u32::try_from(fakes).unwrap_or(0);
     let mut out: Vec<Plan> = (0..opts.nodes)
@@ -93,6 +98,7 @@ fn plan(opts: &Options) -> (Vec<Plan>, Vec<Relay>) {
                 Cheater::Relay => "relay",
                 Cheater::Replay => "replay",
                 Cheater::LyingMeasurer => "liar",
+                Cheater::InflatedCounters => "inflate",
             }
         );
         let (position, asserted) = match c {
@@ -109,7 +115,7 @@ fn plan(opts: &Options) -> (Vec<Plan>, Vec<Relay>) {
                 let p = offset(CENTRE, step, -FAR_M);
                 (p, p)
             }
-            Cheater::LyingMeasurer => {
+            Cheater::LyingMeasurer | Cheater::InflatedCounters => {
                 let p = place(on_grid, grid);
                 on_grid += 1;
                 (p, p)
@@ -207,6 +213,7 @@ impl Devnet {
             broker: broker.clone(),
             air,
             agents: Vec::new(),
+            subscribers: Vec::new(),
             air_stop,
             air_stats,
             air_thread: Some(air_thread),
@@ -307,6 +314,12 @@ impl Devnet {
             } else {
                 String::new()
             };
+            // Every hotspot serves subscribers; an inflater co-signs whatever they claim.
+            let usage = if p.cheater == Some(Cheater::InflatedCounters) {
+                "[usage]\nenabled = true\nslack_bytes = 1099511627776\ngrace_bytes = 1099511627776\n"
+            } else {
+                "[usage]\nenabled = true\n"
+            };
             let cfg = opts.data_dir.join(format!("{name}.toml"));
             let ip = opts.agent_addr(i);
             let boot = bootstrap
@@ -321,7 +334,7 @@ impl Devnet {
                      [http]\nlisten = \"{ip}:0\"\n[location]\nlat = {lat:.7}\nlon = {lon:.7}\n\
                      [device]\nkind = \"sim\"\nair = \"{air}\"\nposition = \"{position}\"\n{spoof}[heartbeat]\ninterval_s = {}\n\
                      [net]\nlisten = [\"/ip4/{ip}/udp/0/quic-v1\"]\n{boot}kad_server = true\n\
-                     [bandwidth]\nmeasurer = true\nlisten = \"{ip}:0\"\nduration_s = 1\nbyte_cap_mib = 64\n",
+                     [bandwidth]\nmeasurer = true\nlisten = \"{ip}:0\"\nduration_s = 1\nbyte_cap_mib = 64\n{usage}",
                     toml_str(&dir.to_string_lossy()),
                     (e / 6.0).max(5.0),
                 ),
@@ -412,6 +425,7 @@ impl Devnet {
                 a.name, a.peer_id, a.position.0, a.position.1
             ));
         }
+        net.start_subscribers(&oracle_cfg, say)?;
         Ok(net)
     }
 }

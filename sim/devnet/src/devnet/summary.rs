@@ -55,42 +55,59 @@ pub struct Summary {
     pub cheater_reasons: BTreeMap<String, BTreeMap<String, u64>>,
     /// Per node (peer id): the last epoch of its penalty, if it was caught.
     pub penalized_through: BTreeMap<String, u64>,
+    /// Per hotspot with a subscriber (peer id): the data credits its subscribers have burned.
+    pub burned_dc: BTreeMap<String, u64>,
+}
+
+/// The most the usage pool pays for `burned_dc` credits: their value times the payout cap
+/// (the oracle's default rules, which the devnet's oracle runs).
+pub fn usage_cap(burned_dc: u64) -> u128 {
+    let r = wisp_oracle_core::config::RulesConfig::default();
+    u128::from(burned_dc) * u128::from(r.usage_reward_per_dc) * u128::from(r.usage_payout_cap_bps)
+        / 10_000
 }
 
 impl Summary {
-    /// True when every honest agent was paid in all three categories and the oracle shows its
-    /// measured backhaul.
+    /// True when every honest agent was paid in all three categories (and for usage, if a
+    /// subscriber uses it) and the oracle shows its measured backhaul.
     pub fn all_paid(&self, agents: &[AgentInfo]) -> bool {
         agents.iter().filter(|a| a.cheater.is_none()).all(|a| {
-            self.totals
+            let served = self.burned_dc.contains_key(&a.peer_id);
+            self.totals.get(&a.peer_id).is_some_and(|r| {
+                r.coverage > 0 && r.backhaul > 0 && r.uptime > 0 && (!served || r.usage > 0)
+            }) && self
+                .bandwidth
                 .get(&a.peer_id)
-                .is_some_and(|r| r.coverage > 0 && r.backhaul > 0 && r.uptime > 0)
-                && self
-                    .bandwidth
-                    .get(&a.peer_id)
-                    .is_some_and(|(d, u)| d.is_some() || u.is_some())
+                .is_some_and(|(d, u)| d.is_some() || u.is_some())
         })
     }
 
     /// Whether `a`, a cheater, has lost its reward: it earned nothing in the last closed
     /// epoch (a replayer: no coverage; its backhaul and uptime are real), and the oracle
-    /// refused or marked it with a reason its way of cheating explains.
+    /// refused or marked it with a reason its way of cheating explains. An inflated-usage
+    /// cheater's coverage, backhaul and uptime are real; it is caught when its receipts are
+    /// marked and all the usage it was ever paid is at most the payout cap's share of the
+    /// credits its colluder burned: the pair lost at least half of what it spent.
     pub fn caught(&self, a: &AgentInfo) -> bool {
         let Some(c) = a.cheater else {
             return false;
         };
+        let marked = self
+            .cheater_reasons
+            .get(&a.peer_id)
+            .is_some_and(|r| r.keys().any(|k| c.expected_reasons().contains(&k.as_str())));
+        if c == Cheater::InflatedCounters {
+            let burned = self.burned_dc.get(&a.peer_id).copied().unwrap_or(0);
+            let paid = self.totals.get(&a.peer_id).map_or(0, |r| r.usage);
+            return marked && burned > 0 && u128::from(paid) <= usage_cap(burned);
+        }
         // A replayer's backhaul and uptime are real; what it cheats for is coverage.
         let last = self.last_epoch.get(&a.peer_id).cloned().unwrap_or_default();
         let cheated_for = match c {
             Cheater::Replay => last.coverage,
             _ => last.coverage + last.backhaul + last.uptime + last.usage,
         };
-        self.epochs_closed > 0
-            && cheated_for == 0
-            && self
-                .cheater_reasons
-                .get(&a.peer_id)
-                .is_some_and(|r| r.keys().any(|k| c.expected_reasons().contains(&k.as_str())))
+        self.epochs_closed > 0 && cheated_for == 0 && marked
     }
 
     /// True when every cheater has been caught ([`Summary::caught`]).
@@ -167,10 +184,26 @@ impl Summary {
                     })
                     .unwrap_or_default();
                 let pen = self
-                    .penalized_through
+                    .burned_dc
                     .get(&a.peer_id)
-                    .map(|t| format!("penalized through epoch {t}; "))
-                    .unwrap_or_default();
+                    .filter(|_| c == Cheater::InflatedCounters)
+                    .map(|b| {
+                        format!(
+                            "its subscriber burned {b} DC, worth {}, pays back at most {}; ",
+                            u128::from(*b)
+                                * u128::from(
+                                    wisp_oracle_core::config::RulesConfig::default()
+                                        .usage_reward_per_dc
+                                ),
+                            usage_cap(*b)
+                        )
+                    })
+                    .unwrap_or_default()
+                    + &self
+                        .penalized_through
+                        .get(&a.peer_id)
+                        .map(|t| format!("penalized through epoch {t}; "))
+                        .unwrap_or_default();
                 let _ = write!(
                     s,
                     "  [{}: {} · last epoch paid {last} · {pen}{}]",
@@ -276,7 +309,10 @@ impl Devnet {
             let v: serde_json::Value = serde_json::from_str(&body)?;
             let reasons = sum.cheater_reasons.entry(a.peer_id.clone()).or_default();
             for p in v["proofs"].as_array().into_iter().flatten() {
-                if let Some(r) = p["reason"].as_str() {
+                for r in [&p["reason"], &p["flag"]]
+                    .into_iter()
+                    .filter_map(|r| r.as_str())
+                {
                     *reasons.entry(r.to_string()).or_default() += 1;
                 }
             }
@@ -288,6 +324,19 @@ impl Devnet {
             if sum.penalized_through.contains_key(&a.peer_id) {
                 *reasons.entry("penalized".to_string()).or_default() += 1;
             }
+        }
+        // What each hotspot's subscribers have burned.
+        for sub in &self.subscribers {
+            let body = http_get(
+                self.oracle_http,
+                &format!("/v1/subscribers/{}", sub.peer_id),
+            );
+            let burned = body
+                .ok()
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["burned_dc"].as_u64())
+                .unwrap_or(0);
+            *sum.burned_dc.entry(sub.hotspot.clone()).or_default() += burned;
         }
         sum.air = (
             self.air_stats.transmissions.load(Ordering::Relaxed),
