@@ -11,10 +11,10 @@
 use wisp_protocol::bytes::ByteArray;
 use wisp_protocol::envelope::{self, Envelope, Message};
 use wisp_protocol::msg::{
-    Ack, AckEntry, Attestation, Band, BandwidthReceipt, Beacon, CreditGrant, Direction,
-    EpochParams, EpochSeed, GnssFix, Heartbeat, MEASURER_SET_PART_MAX, Measurement, MeasurerSet,
-    OracleClock, Outcome, RewardEntry, RewardManifest, UsageReceipt, Verdict, Versions, Witness,
-    open_sealed_ack, seal_acks,
+    Ack, AckEntry, Attestation, Band, BandwidthReceipt, Beacon, CarrierReport, CreditGrant,
+    Direction, EpochParams, EpochSeed, GnssFix, Heartbeat, MEASURER_SET_PART_MAX, Measurement,
+    MeasurerSet, OracleClock, Outcome, RewardEntry, RewardManifest, UsageReceipt, Verdict,
+    Versions, Witness, open_sealed_ack, seal_acks,
 };
 use wisp_protocol::units::DeciDb;
 use wisp_protocol::{Cell, NodeId, NodeKey, ProofId, SubscriberId, topics};
@@ -338,6 +338,22 @@ fn main() {
     println!(
         "\nA credit grant (the operator's input to the oracle, not an MQTT message) is {} bytes.",
         signed(&oracle, &grant, None).len()
+    );
+    let carrier = NodeKey::from_seed(&[0x66; 32]);
+    let report = CarrierReport {
+        session: ByteArray([0xca; 16]),
+        hotspot: node.id(),
+        carrier: carrier.id(),
+        epoch: 493_055,
+        seq: 12,
+        bytes_down: 734_003_200,
+        bytes_up: 52_428_800,
+        signed_ms: t0,
+        start_ms: Some(t0 - 3_600_000),
+    };
+    println!(
+        "A carrier's usage report (posted to the oracle's API, not an MQTT message) is {} bytes.",
+        signed(&carrier, &report, None).len()
     );
     println!(
         "\nThe PeerId in a topic is {} characters (`{}`).",

@@ -3,9 +3,10 @@
 //! A standby checks what it gets as the leader would before judging (sizes, topic, signatures,
 //! rate limit) and hands what verified to the leader through the database ([`forward`]); the
 //! leader takes those rows and judges them with its own, without verifying them again
-//! ([`drain`]). An operator's credit grant posted to a standby's API comes the same way, as a
-//! row with the topic [`GRANT_TOPIC`] (`crate::http`'s credits module writes it); the leader
-//! hands it to its worker as a grant. Verification, the costly part of ingest, is thus shared
+//! ([`drain`]). An operator's credit grant or a carrier's usage report posted to a standby's API
+//! comes the same way, as a row with the topic [`GRANT_TOPIC`] (`crate::http`'s credits module
+//! writes it); the leader hands it to its worker, which tells the two apart by the envelope's
+//! kind. Verification, the costly part of ingest, is thus shared
 //! by every process;
 //! judging and committing stay with the one leader, so each proof is judged and stored once
 //! and a node's proofs are judged in the order they reach it.

@@ -21,7 +21,8 @@ use super::{StoreError, i, u};
 pub const CHANNEL: &str = "wisp_intake";
 
 /// The topic of a handed row that holds an operator's credit grant (`POST /v1/credits` on a
-/// standby), not a proof: the leader gives it to its worker as a grant. No MQTT topic is
+/// standby) or a carrier's usage report (`POST /v1/usage/carrier`), not a proof: the leader
+/// gives it to its worker, which reads the envelope's kind. No MQTT topic is
 /// spelled so (`wisp/v1/…`), so a proof never passes for a grant, nor a grant for a proof.
 pub const GRANT_TOPIC: &str = "wisp-oracle/credit-grant";
 
