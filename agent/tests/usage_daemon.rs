@@ -5,15 +5,17 @@
 //! reaches the outbox's channel; a subscriber that stops signing is blocked (the endpoint
 //! refuses it, the hook is called with `block`); one that inflates its receipt is disputed with
 //! the hotspot's totals, and one that replays a `seq` is refused and blocked. One that leaves
-//! ends its session, and its receipt goes out at once.
+//! ends its session, and its receipt goes out at once, with either counter source. One that
+//! stops signing is blocked once `grace_ms` has passed since it was last covered, not before.
 //!
 //! Real sockets rule out paused tokio time (the runtime would jump its timers while waiting on
-//! I/O), so nothing here depends on a timer: blocking is triggered by bytes (`grace_bytes`),
-//! and timeouts only bound a hang.
+//! I/O), so nothing here depends on a timer: blocking is triggered by bytes (`grace_bytes`) or
+//! by a clock the test steps (`grace_ms`), and timeouts only bound a hang.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
@@ -23,7 +25,7 @@ use wisp_agent::core::Proof;
 use wisp_agent::metrics::Metrics;
 use wisp_agent::net::usage_data::{CHUNK_MAX, DataAnswer};
 use wisp_agent::net::{self, NetConfig, Network};
-use wisp_agent::shell::usage::{UsageIo, run};
+use wisp_agent::shell::usage::{Clock, UsageIo, run};
 use wisp_agent_core::usage::UsageConfig;
 use wisp_client::{AnswerOutcome, Policy, Session, SubscriberKey};
 use wisp_protocol::bytes::ByteArray;
@@ -67,13 +69,29 @@ struct Hotspot {
     addr: Multiaddr,
     epoch: watch::Sender<Option<u64>>,
     proofs: mpsc::Receiver<Proof>,
-    _net: Network,
+    net: Network,
     _driver: tokio::task::JoinHandle<()>,
 }
 
 /// A hotspot with its usage driver counting with `counters`; the hook appends its arguments
 /// to `hook_log`.
 async fn hotspot(dir: &Path, counters: CounterSource) -> (Hotspot, std::path::PathBuf) {
+    hotspot_with(
+        dir,
+        counters,
+        UsageConfig::default().grace_ms,
+        Clock::wall(),
+    )
+    .await
+}
+
+/// [`hotspot`] with `grace_ms` and the driver's `clock`.
+async fn hotspot_with(
+    dir: &Path,
+    counters: CounterSource,
+    grace_ms: u64,
+    clock: Clock,
+) -> (Hotspot, std::path::PathBuf) {
     let key = NodeKey::from_seed(&[1; 32]);
     let mut n = start_net(&key);
     let addr = listen_addr(&n).await;
@@ -91,22 +109,15 @@ async fn hotspot(dir: &Path, counters: CounterSource) -> (Hotspot, std::path::Pa
         policy: UsageConfig {
             slack_bytes: 256 << 10,
             grace_bytes: GRACE,
+            grace_ms,
             ..UsageConfig::default()
         },
         hook: Some(hook),
         counters,
         counters_interval_ms: 200,
     };
-    let (epoch, epoch_rx) = watch::channel(Some(EPOCH));
-    let (proofs_tx, proofs) = mpsc::channel(64);
-    let io = UsageIo {
-        requests: std::mem::replace(&mut n.usage, mpsc::channel(1).1),
-        net: n.handle.clone(),
-        endpoint: n.usage_data.clone(),
-        epoch: epoch_rx,
-        proofs: proofs_tx,
-        metrics: Arc::new(Metrics::new("test")),
-    };
+    let (mut io, link) = UsageIo::new(&mut n, Some(EPOCH), Arc::new(Metrics::new("test")));
+    io.clock = clock;
     let driver = tokio::spawn(run(key.clone(), settings, io));
     let peer = n.handle.local_peer_id();
     (
@@ -114,9 +125,9 @@ async fn hotspot(dir: &Path, counters: CounterSource) -> (Hotspot, std::path::Pa
             key,
             peer,
             addr,
-            epoch,
-            proofs,
-            _net: n,
+            epoch: link.epoch,
+            proofs: link.proofs,
+            net: n,
             _driver: driver,
         },
         log,
@@ -369,16 +380,7 @@ async fn receipts_are_cosigned_one_per_session_per_epoch_and_cheaters_are_blocke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_program_is_mapped_to_peers_by_address() {
     let dir = tempfile::tempdir().unwrap();
-    let counts = dir.path().join("counts");
-    let program = dir.path().join("counters.sh");
-    std::fs::write(&program, format!("#!/bin/sh\ncat '{}'\n", counts.display())).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let write = |down: u64, up: u64| {
-        let text = format!("not-an-address 1 2\n127.0.0.1 {down} {up}\n");
-        std::fs::write(&counts, text).unwrap();
-    };
-    write(0, 0);
+    let (program, write) = counter_program(dir.path());
     let (hot, log) = hotspot(dir.path(), CounterSource::Command(program)).await;
 
     // The router counted 1 MiB down and 64 KiB up for 127.0.0.1, where the subscriber's
@@ -409,4 +411,164 @@ async fn a_counter_program_is_mapped_to_peers_by_address() {
     write(65 << 20, 64 << 10);
     let line = hook_line(&log, &erin.peer().to_string()).await;
     assert_eq!(line, format!("block {} 127.0.0.1 uncovered", erin.peer()));
+}
+
+/// A counter program printing a bad line and `127.0.0.1 <down> <up>`, and what sets the two
+/// numbers (0 and 0 at first).
+fn counter_program(dir: &Path) -> (std::path::PathBuf, impl Fn(u64, u64)) {
+    let counts = dir.join("counts");
+    let program = dir.join("counters.sh");
+    std::fs::write(&program, format!("#!/bin/sh\ncat '{}'\n", counts.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let write = move |down: u64, up: u64| {
+        let text = format!("not-an-address 1 2\n127.0.0.1 {down} {up}\n");
+        std::fs::write(&counts, text).unwrap();
+    };
+    write(0, 0);
+    (program, write)
+}
+
+/// Signs a receipt for what the router counted and checks it is agreed.
+async fn agree(s: &Subscriber, session: &mut Session, down: u64, up: u64) -> u64 {
+    session.handle_counters(down, up, now_ms());
+    let r = session.poll_receipt(now_ms()).expect("a receipt is due");
+    let a = s.send(r).await;
+    match session.handle_answer(a) {
+        AnswerOutcome::Agreed { .. } => session.status().agreed.unwrap().seq,
+        o => panic!("an honest receipt was not agreed: {o:?} ({a:?})"),
+    }
+}
+
+/// With the `command` counter source, a subscriber that leaves (its last connection closes)
+/// ends its session: its last agreed receipt reaches the outbox at once. The router keeps
+/// counting its address; when it comes back, a new session is judged on what the router
+/// counted since, not charged again for what it signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_leaves_ends_its_session_with_a_counter_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let (program, write) = counter_program(dir.path());
+    let (mut hot, _log) = hotspot(dir.path(), CounterSource::Command(program)).await;
+
+    let gina = subscriber(9, &hot).await;
+    let mut session = gina.session(&hot, [0x96; 16], EPOCH);
+    // The first request opens the connection the address is mapped through.
+    assert!(
+        gina.net
+            .handle
+            .usage_data_request(hot.peer, 0, &[])
+            .await
+            .is_ok()
+    );
+    write(2 << 20, 64 << 10);
+    let seq = agree(&gina, &mut session, 2 << 20, 64 << 10).await;
+
+    // It leaves: its receipt goes out now, not at the epoch's end.
+    gina.net.task.abort();
+    let p = next_proof(&mut hot).await;
+    let o = open::<UsageReceipt>(&p.bytes).unwrap();
+    assert_eq!(o.cosigners, vec![hot.key.id()]);
+    assert_eq!(o.msg.subscriber, gina.key.id());
+    assert_eq!(
+        (o.msg.seq, o.msg.bytes_down, o.msg.bytes_up),
+        (seq, 2 << 20, 64 << 10)
+    );
+
+    // It comes back with a new session; the router counted 1 MiB more for its address. The
+    // new session's receipt for that 1 MiB is agreed (charged the 2 MiB again, it would be
+    // disputed), and it goes out when the epoch ends.
+    let gina = subscriber(9, &hot).await;
+    let mut session = gina.session(&hot, [0x97; 16], EPOCH);
+    assert!(
+        gina.net
+            .handle
+            .usage_data_request(hot.peer, 0, &[])
+            .await
+            .is_ok()
+    );
+    write(3 << 20, 64 << 10);
+    let seq = agree(&gina, &mut session, 1 << 20, 0).await;
+    hot.epoch.send_replace(Some(EPOCH + 1));
+    let p = next_proof(&mut hot).await;
+    let o = open::<UsageReceipt>(&p.bytes).unwrap();
+    assert_eq!(
+        (o.msg.session, o.msg.seq, o.msg.bytes_down),
+        (ByteArray([0x97; 16]), seq, 1 << 20)
+    );
+}
+
+/// A clock the test steps, counting the driver's readings.
+#[derive(Clone, Default)]
+struct StepClock {
+    now: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
+}
+
+impl StepClock {
+    fn clock(&self) -> Clock {
+        let c = self.clone();
+        Clock::new(move || {
+            c.reads.fetch_add(1, Ordering::SeqCst);
+            c.now.load(Ordering::SeqCst)
+        })
+    }
+
+    /// Sets the time to `t` and returns once the driver has run a whole turn at `t`: it reads
+    /// the clock at the start of each turn, so the second reading after the step starts the
+    /// turn after one that began at `t`.
+    async fn step(&self, t: u64) {
+        self.now.store(t, Ordering::SeqCst);
+        let r = self.reads.load(Ordering::SeqCst);
+        tokio::time::timeout(HANG, async {
+            while self.reads.load(Ordering::SeqCst) < r + 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the driver stopped turning");
+    }
+}
+
+/// `usage.grace_ms`: a subscriber that signed, then pulls more than `slack_bytes` (less than
+/// `grace_bytes`) and stops signing, is still served after a whole turn of the driver at
+/// `grace_ms - 1` ms past the moment it was last covered, and blocked at `grace_ms`, the hook
+/// called with `block … unsigned`. The driver's clock is stepped by the test; the sockets are
+/// real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_signing_is_blocked_after_grace_ms() {
+    const GRACE_MS: u64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = StepClock::default();
+    let t0 = now_ms();
+    clock.now.store(t0, Ordering::SeqCst);
+    let (hot, log) =
+        hotspot_with(dir.path(), CounterSource::Endpoint, GRACE_MS, clock.clock()).await;
+    let endpoint = hot.net.usage_data.clone().unwrap();
+
+    // Its receipts are agreed while the driver's time stands at t0: covered at t0.
+    let mut hana = subscriber(10, &hot).await;
+    let mut session = hana.session(&hot, [0x4a; 16], EPOCH);
+    assert!(honest_run(&mut hana, &mut session, 1 << 20).await >= 1);
+    let signed = hana.down;
+    // Then 1 MiB more, unsigned: above the 256 KiB slack, below the 3 MiB grace.
+    while hana.down < signed + (1 << 20) {
+        assert!(hana.pull().await);
+    }
+    assert!(hana.down - signed < GRACE);
+
+    // The counters are read (the excess is seen) and time passes up to a millisecond short of
+    // the grace: served.
+    clock.step(t0 + 200).await;
+    clock.step(t0 + GRACE_MS - 1).await;
+    assert!(
+        !endpoint.is_blocked(&hana.peer()),
+        "blocked before grace_ms"
+    );
+    assert!(hana.pull().await, "blocked before grace_ms");
+
+    // At the grace: blocked, the endpoint refuses it, the hook is told why.
+    clock.step(t0 + GRACE_MS).await;
+    let line = hook_line(&log, &hana.peer().to_string()).await;
+    assert_eq!(line, format!("block {} 127.0.0.1 unsigned", hana.peer()));
+    assert!(!hana.pull().await, "served after grace_ms");
 }

@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
 use wisp_agent::config::{CounterSource, UsageSettings};
 use wisp_agent::metrics::Metrics;
 use wisp_agent::net::{self, NetConfig};
@@ -65,16 +64,8 @@ async fn an_honest_run_is_cosigned_and_one_that_never_signs_is_blocked() {
     };
     settings.policy.slack_bytes = 256 << 10;
     settings.policy.grace_bytes = GRACE;
-    let (epoch, epoch_rx) = watch::channel(Some(7));
-    let (proofs_tx, mut proofs) = mpsc::channel(16);
-    let io = UsageIo {
-        requests: std::mem::replace(&mut n.usage, mpsc::channel(1).1),
-        net: n.handle.clone(),
-        endpoint: n.usage_data.clone(),
-        epoch: epoch_rx,
-        proofs: proofs_tx,
-        metrics: Arc::new(Metrics::new("test")),
-    };
+    let (io, link) = UsageIo::new(&mut n, Some(7), Arc::new(Metrics::new("test")));
+    let (epoch, mut proofs) = (link.epoch, link.proofs);
     let _driver = tokio::spawn(run(key.clone(), settings, io));
 
     let alice = tempfile::tempdir().unwrap();

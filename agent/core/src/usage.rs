@@ -386,6 +386,18 @@ impl Usage {
         self.clients.get(client).map(Client::own)
     }
 
+    /// What `client`'s current session counted beyond its last agreed receipt (everything,
+    /// before one), if it is tracked: what a next session would start with. A driver whose
+    /// router keeps counting a client that left carries this over when it comes back.
+    pub fn unsigned_counts(&self, client: &ClientRef) -> Option<Counts> {
+        let c = self.clients.get(client)?;
+        let claim = c.session.as_ref().and_then(|s| s.agreed.as_ref());
+        Some(
+            c.own()
+                .saturating_sub(claim.map(|a| a.claim).unwrap_or_default()),
+        )
+    }
+
     fn out_cap(&self) -> usize {
         self.cfg.max_sessions.saturating_mul(2)
     }

@@ -12,7 +12,8 @@
 //! - [`usage`]: `/wisp/usage/1`, subscribers' usage receipts in and the hotspot's answers out
 //!   (a channel of its own, [`Network::usage`]).
 //! - [`usage_data`]: `/wisp/usage-data/1`, the usage test endpoint, answered by the task itself
-//!   and counted per peer ([`Network::usage_data`]).
+//!   and counted per peer ([`Network::usage_data`]); the peers whose last connection closed go
+//!   to the usage driver on a channel of their own ([`Network::usage_left`]).
 //! - `task.rs`: the task that owns the swarm, its event loop and what it keeps (pending
 //!   requests, the address book, relays, gossip waiting for a verdict).
 //!
@@ -51,6 +52,9 @@ const EVENT_QUEUE: usize = 512;
 /// Depth of the channel of usage receipts to the daemon (each holds one request of at most
 /// 512 bytes and counts against [`MAX_PENDING_INBOUND`] until answered).
 const USAGE_QUEUE: usize = 64;
+/// Depth of the channel of peers whose last connection closed, to the usage driver. One that
+/// does not fit is dropped and counted; the driver also finds them at its next counter read.
+const USAGE_LEFT_QUEUE: usize = 256;
 /// Most outbound requests waiting for a response (or for a peer lookup).
 const MAX_PENDING_OUTBOUND: usize = 128;
 /// Most inbound requests waiting for the daemon's answer.
@@ -482,6 +486,9 @@ pub struct Network {
     pub usage: mpsc::Receiver<usage::UsageRequest>,
     /// The usage test endpoint's counters and blocks (with [`NetConfig::usage`]).
     pub usage_data: Option<Arc<usage_data::Endpoint>>,
+    /// Peers whose last connection closed, for the usage driver: a subscriber that leaves
+    /// ends its session (nothing arrives unless [`NetConfig::usage`]).
+    pub usage_left: mpsc::Receiver<PeerId>,
     /// The task; ends when every [`NetHandle`] is dropped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -557,6 +564,7 @@ pub fn start(
     let (usage_tx, usage_rx) = mpsc::channel(USAGE_QUEUE);
     let (resp_tx, resp_rx) = mpsc::channel(MAX_PENDING_INBOUND);
     let endpoint = cfg.usage.then(|| Arc::new(usage_data::Endpoint::default()));
+    let (left_tx, left_rx) = mpsc::channel(USAGE_LEFT_QUEUE);
     let mut task = Task {
         swarm,
         oracle,
@@ -564,6 +572,7 @@ pub fn start(
         events: ev_tx,
         usage: usage_tx,
         endpoint: endpoint.clone(),
+        usage_left: cfg.usage.then_some(left_tx),
         remotes: HashMap::new(),
         metrics,
         outbound: HashMap::new(),
@@ -607,6 +616,7 @@ pub fn start(
         events: ev_rx,
         usage: usage_rx,
         usage_data: endpoint,
+        usage_left: left_rx,
         task,
     })
 }

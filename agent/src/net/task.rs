@@ -43,6 +43,8 @@ pub(super) struct Task {
     pub(super) usage: mpsc::Sender<super::usage::UsageRequest>,
     /// The usage test endpoint, with `usage.enabled`.
     pub(super) endpoint: Option<Arc<super::usage_data::Endpoint>>,
+    /// Peers whose last connection closed, to the usage driver, with `usage.enabled`.
+    pub(super) usage_left: Option<mpsc::Sender<PeerId>>,
     /// The remote address of each connected peer's first connection.
     pub(super) remotes: HashMap<PeerId, Multiaddr>,
     pub(super) metrics: Option<Arc<Metrics>>,
@@ -417,6 +419,15 @@ impl Task {
                     self.remotes.remove(&peer_id);
                     if let Some(e) = &self.endpoint {
                         e.forget(&peer_id);
+                    }
+                    if let Some(left) = &self.usage_left
+                        && left.try_send(peer_id).is_err()
+                    {
+                        // The driver finds it gone at its next counter read anyway.
+                        debug!(peer = %peer_id, "usage driver behind: a peer's leaving not handed over");
+                        if let Some(m) = &self.metrics {
+                            m.net_events_dropped.inc();
+                        }
                     }
                 }
                 self.update_peers();

@@ -115,15 +115,17 @@ pub(super) async fn start(
             )
         })?;
     let http_addr = listener.local_addr()?;
-    let mut usage_net = None;
+    let mut usage_io = None;
     let (net, net_events, p2p_listen) = if cfg.net.enabled {
-        let n = net::start(&key, &cfg.net, cfg.oracle, Some(metrics.clone())).with_context(
+        let mut n = net::start(&key, &cfg.net, cfg.oracle, Some(metrics.clone())).with_context(
             || "starting the libp2p network (check net.listen; set net.enabled = false to run without it)",
         )?;
         let listen = wait_for_listeners(&n.handle, cfg.net.listen.len()).await;
         let _ = std::fs::remove_file(p2p_addr_path(&cfg.data_dir));
         std::fs::write(p2p_addr_path(&cfg.data_dir), listen.join("\n") + "\n")?;
-        usage_net = Some((n.usage, n.usage_data));
+        if cfg.usage.enabled {
+            usage_io = Some(super::usage::UsageIo::new(&mut n, None, metrics.clone()));
+        }
         (Some(n.handle), Some(n.events), listen)
     } else {
         (None, None, Vec::new())
@@ -246,20 +248,11 @@ pub(super) async fn start(
 
     // Proof of usage: the driver lives in the same set, so it stops with the daemon.
     let (mut usage_epoch, mut usage_rx) = (None, None);
-    if let (true, Some(n), Some((requests, endpoint))) = (cfg.usage.enabled, &net, usage_net) {
-        let (epoch_tx, epoch) = tokio::sync::watch::channel(core.epoch().map(|s| s.epoch));
-        let (proofs, rx) = mpsc::channel(64);
-        let io = super::usage::UsageIo {
-            requests,
-            net: n.clone(),
-            endpoint,
-            epoch,
-            proofs,
-            metrics: metrics.clone(),
-        };
+    if let Some((io, link)) = usage_io {
+        link.epoch.send_replace(core.epoch().map(|s| s.epoch));
         bw_tasks.spawn(super::usage::run(key.clone(), cfg.usage.clone(), io));
-        usage_epoch = Some(epoch_tx);
-        usage_rx = Some(rx);
+        usage_epoch = Some(link.epoch);
+        usage_rx = Some(link.proofs);
     }
     let d = Daemon {
         usage_epoch,

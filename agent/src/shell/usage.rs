@@ -14,6 +14,16 @@
 //!    peer gets no more bytes) and handed to the enforcement hook;
 //! 3. it sleeps until the next counter read, the core's timeout or the next input.
 //!
+//! **Clients that leave.** When a peer's last libp2p connection closes
+//! ([`UsageIo::left`]; and, in case that signal was dropped, a client no longer counted by the
+//! endpoint or no longer connected at a periodic counter read) its session ends at once
+//! ([`Usage::handle_client_gone`]): its latest agreed receipt goes out and a block is lifted.
+//! A router goes on counting an address after its client's connection closed, so with
+//! `command` counters the driver keeps, per client that left, the router's counts then and
+//! what it had not signed for; if it comes back, the core is given its counts since then plus
+//! that, as if its session had been replaced (a reconnection neither sheds unsigned usage nor
+//! is charged again for what it signed).
+//!
 //! **Counters** (`usage.counters`): `endpoint` reads what the agent's own test endpoint
 //! (`/wisp/usage-data/1`) served each peer; `command` runs a program that prints one line
 //! `<ip-or-mac> <down> <up>` per client (cumulative bytes) and maps each address to the peer
@@ -37,7 +47,7 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
-use wisp_agent_core::usage::{Decision, Usage, UsageStats};
+use wisp_agent_core::usage::{Counts, Decision, Usage, UsageStats};
 use wisp_protocol::msg::UsageAnswer;
 use wisp_protocol::{NodeId, NodeKey, Reason, SubscriberId};
 
@@ -46,23 +56,59 @@ use crate::core::Proof;
 use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel, WhyLabel};
 use crate::net::usage::UsageRequest;
 use crate::net::usage_data::Endpoint;
-use crate::net::{NetHandle, ip_of};
+use crate::net::{NetHandle, Network, ip_of};
 use crate::wallclock::wall_ms;
 
-/// The most bytes a counter program may print.
-pub const COMMAND_OUTPUT_MAX: usize = 64 * 1024;
-/// How long a counter program may run.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+mod counters;
+use counters::run_counters;
+pub use counters::{
+    COMMAND_OUTPUT_MAX, COMMAND_TIMEOUT, ClientAddr, CounterError, CounterLine, parse_arp,
+    parse_counters,
+};
+
 /// How long a hook may run.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Decisions waiting for the hook; beyond it one is dropped and counted (the core keeps it).
 const HOOK_QUEUE: usize = 256;
+/// Co-signed receipts waiting for the daemon (the driver waits when it is full).
+const PROOF_QUEUE: usize = 64;
 
-/// What the driver talks to.
+/// The driver's clock, ms since the Unix epoch: [`Clock::wall`] in the daemon. Tests give
+/// their own to step time (real sockets rule out paused tokio time).
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The daemon's wall clock ([`wall_ms`]: the oracle's time).
+    pub fn wall() -> Self {
+        Self(Arc::new(wall_ms))
+    }
+
+    /// A clock reading `f`. The driver reads it once at the start of each turn, and for each
+    /// receipt and epoch.
+    pub fn new(f: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// The time now, ms.
+    pub fn now(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// What the driver talks to. Made by [`UsageIo::new`].
 #[derive(Debug)]
 pub struct UsageIo {
     /// Receipts from `/wisp/usage/1` ([`crate::net::Network::usage`]).
     pub requests: mpsc::Receiver<UsageRequest>,
+    /// Peers whose last connection closed ([`crate::net::Network::usage_left`]).
+    pub left: mpsc::Receiver<PeerId>,
     /// The network, for the peers' remote addresses (`command` counters).
     pub net: NetHandle,
     /// The test endpoint ([`crate::net::Network::usage_data`]).
@@ -73,6 +119,43 @@ pub struct UsageIo {
     pub proofs: mpsc::Sender<Proof>,
     /// Metrics (`wisp_usage_*`).
     pub metrics: Arc<Metrics>,
+    /// The time ([`Clock::wall`]).
+    pub clock: Clock,
+}
+
+/// The daemon's ends of a driver's [`UsageIo`].
+#[derive(Debug)]
+pub struct UsageLink {
+    /// The current epoch: the daemon sends each new one.
+    pub epoch: watch::Sender<Option<u64>>,
+    /// Co-signed receipts, for the daemon to stage in the outbox.
+    pub proofs: mpsc::Receiver<Proof>,
+}
+
+impl UsageIo {
+    /// The driver's side of `net` (started with [`crate::net::NetConfig::usage`]): its usage
+    /// receipts and leaving peers are taken out of it (it keeps closed channels), the handle
+    /// and endpoint are shared. `epoch` is the current epoch, if any; the clock is the wall
+    /// clock. Returns the daemon's ends too.
+    pub fn new(net: &mut Network, epoch: Option<u64>, metrics: Arc<Metrics>) -> (Self, UsageLink) {
+        let (epoch_tx, epoch_rx) = watch::channel(epoch);
+        let (proofs_tx, proofs_rx) = mpsc::channel(PROOF_QUEUE);
+        let io = UsageIo {
+            requests: std::mem::replace(&mut net.usage, mpsc::channel(1).1),
+            left: std::mem::replace(&mut net.usage_left, mpsc::channel(1).1),
+            net: net.handle.clone(),
+            endpoint: net.usage_data.clone(),
+            epoch: epoch_rx,
+            proofs: proofs_tx,
+            metrics,
+            clock: Clock::wall(),
+        };
+        let link = UsageLink {
+            epoch: epoch_tx,
+            proofs: proofs_rx,
+        };
+        (io, link)
+    }
 }
 
 /// One call of the enforcement hook.
@@ -88,135 +171,25 @@ pub struct HookCall {
     pub reason: String,
 }
 
-/// Why a counter read failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CounterError {
-    /// The program did not start or its output could not be read.
-    #[error("running {0}: {1}")]
-    Run(PathBuf, std::io::Error),
-    /// It ran over [`COMMAND_TIMEOUT`].
-    #[error("{0} ran over {COMMAND_TIMEOUT:?}; it was killed")]
-    Timeout(PathBuf),
-    /// It printed more than [`COMMAND_OUTPUT_MAX`] bytes.
-    #[error("{0} printed more than {COMMAND_OUTPUT_MAX} bytes")]
-    TooLong(PathBuf),
-    /// It failed.
-    #[error("{0} exited with {1}")]
-    Status(PathBuf, std::process::ExitStatus),
-}
-
-/// A client address in a counter line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClientAddr {
-    /// An IP address.
-    Ip(IpAddr),
-    /// A MAC address.
-    Mac([u8; 6]),
-}
-
-/// A counter line: the client's address, its cumulative bytes down and up.
-pub type CounterLine = (ClientAddr, u64, u64);
-
-/// Parses a counter program's output: one line `<ip-or-mac> <down> <up>` per client; blank
-/// lines and `#` comments are skipped. Returns the good lines and, for each bad one, its
-/// number and why.
-pub fn parse_counters(text: &str) -> (Vec<CounterLine>, Vec<(usize, String)>) {
-    let mut good = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let parsed = match f.as_slice() {
-            [a, d, u] => parse_addr(a)
-                .ok_or_else(|| format!("`{a}` is neither an IP nor a MAC address"))
-                .and_then(|a| {
-                    let n = |s: &str| {
-                        s.parse::<u64>()
-                            .map_err(|_| format!("`{s}` is not a byte count"))
-                    };
-                    Ok((a, n(d)?, n(u)?))
-                }),
-            _ => Err(format!("{} fields, expected 3", f.len())),
-        };
-        match parsed {
-            Ok(g) => good.push(g),
-            Err(why) => bad.push((i + 1, why)),
-        }
-    }
-    (good, bad)
-}
-
-fn parse_addr(s: &str) -> Option<ClientAddr> {
-    if let Ok(ip) = s.parse() {
-        return Some(ClientAddr::Ip(ip));
-    }
-    let mut mac = [0u8; 6];
-    let mut parts = s.split([':', '-']);
-    for b in &mut mac {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(ClientAddr::Mac(mac))
-}
-
-/// The kernel's ARP table (`/proc/net/arp`): each MAC with its IP.
-pub fn parse_arp(text: &str) -> Vec<([u8; 6], IpAddr)> {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let ip = f.first()?.parse().ok()?;
-            match parse_addr(f.get(3)?)? {
-                ClientAddr::Mac(m) if m != [0; 6] => Some((m, ip)),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-/// Runs the counter program, bounded in time and output.
-async fn run_counters(program: &Path) -> Result<String, CounterError> {
-    use tokio::io::AsyncReadExt as _;
-    let mut child = tokio::process::Command::new(program)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| CounterError::Run(program.into(), e))?;
-    let mut out = child
-        .stdout
-        .take()
-        .ok_or_else(|| CounterError::Run(program.into(), std::io::ErrorKind::BrokenPipe.into()))?;
-    let read = async {
-        let mut buf = Vec::new();
-        (&mut out)
-            .take(COMMAND_OUTPUT_MAX as u64 + 1)
-            .read_to_end(&mut buf)
-            .await?;
-        let status = child.wait().await?;
-        std::io::Result::Ok((buf, status))
-    };
-    let (buf, status) = tokio::time::timeout(COMMAND_TIMEOUT, read)
-        .await
-        .map_err(|_| CounterError::Timeout(program.into()))?
-        .map_err(|e| CounterError::Run(program.into(), e))?;
-    if buf.len() > COMMAND_OUTPUT_MAX {
-        return Err(CounterError::TooLong(program.into()));
-    }
-    if !status.success() {
-        return Err(CounterError::Status(program.into(), status));
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
 /// A client's cumulative bytes down and up.
 type ClientCounts = (SubscriberId, u64, u64);
+
+/// What the driver knows of a client.
+struct Known {
+    peer: PeerId,
+    /// The remote address of its connection, when known.
+    remote: Option<Multiaddr>,
+    /// The counter program's last counts for it (`command` counters), as the router gave them.
+    raw: Option<Counts>,
+}
+
+/// A `command` client that left: the router's counts for it then, and what it had not signed
+/// for. If it comes back, the core is given `unsigned` plus what the router counted since.
+#[derive(Clone, Copy)]
+struct Carry {
+    router: Counts,
+    unsigned: Counts,
+}
 
 struct Driver {
     usage: Usage,
@@ -225,7 +198,9 @@ struct Driver {
     hook: Option<mpsc::Sender<HookCall>>,
     /// Each client's peer and remote address, learned from its receipts and connections
     /// (bounded by the core's `max_sessions`, twice).
-    peers: BTreeMap<SubscriberId, (PeerId, Option<Multiaddr>)>,
+    peers: BTreeMap<SubscriberId, Known>,
+    /// `command` clients that left (bounded as `peers`).
+    carried: BTreeMap<SubscriberId, Carry>,
     stats: UsageStats,
 }
 
@@ -244,6 +219,7 @@ pub async fn run(key: NodeKey, cfg: UsageSettings, io: UsageIo) {
         io,
         hook,
         peers: BTreeMap::new(),
+        carried: BTreeMap::new(),
         stats: UsageStats::default(),
     };
     d.run().await;
@@ -251,13 +227,13 @@ pub async fn run(key: NodeKey, cfg: UsageSettings, io: UsageIo) {
 
 impl Driver {
     async fn run(mut self) {
-        let mut next_read = wall_ms();
-        let mut epoch_open = true;
+        let mut next_read = self.io.clock.now();
+        let (mut epoch_open, mut left_open) = (true, true);
         if let Some(e) = *self.io.epoch.borrow_and_update() {
-            self.usage.handle_epoch(e, wall_ms());
+            self.usage.handle_epoch(e, self.io.clock.now());
         }
         loop {
-            let now = wall_ms();
+            let now = self.io.clock.now();
             if now >= next_read {
                 self.read_counters(None, now).await;
                 next_read = now + self.cfg.counters_interval_ms;
@@ -281,10 +257,14 @@ impl Driver {
                 c = self.io.epoch.changed(), if epoch_open => match c {
                     Ok(()) => {
                         if let Some(e) = *self.io.epoch.borrow_and_update() {
-                            self.usage.handle_epoch(e, wall_ms());
+                            self.usage.handle_epoch(e, self.io.clock.now());
                         }
                     }
                     Err(_) => epoch_open = false,
+                },
+                p = self.io.left.recv(), if left_open => match p {
+                    Some(p) => self.on_left(p).await,
+                    None => left_open = false,
                 },
                 () = sleep => {}
             }
@@ -294,7 +274,7 @@ impl Driver {
 
     /// Judges one receipt, with the client's counters read just before.
     async fn on_receipt(&mut self, r: UsageRequest) {
-        let now = wall_ms();
+        let now = self.io.clock.now();
         self.learn(r.subscriber, r.peer, r.remote.clone());
         let Some(epoch) = *self.io.epoch.borrow() else {
             warn!(peer = %r.peer, "usage receipt before the first epoch seed: refused");
@@ -346,10 +326,87 @@ impl Driver {
                 self.peers.remove(&g);
             }
         }
-        let e = self.peers.entry(sub).or_insert((peer, None));
-        e.0 = peer;
+        let e = self.peers.entry(sub).or_insert(Known {
+            peer,
+            remote: None,
+            raw: None,
+        });
+        e.peer = peer;
         if remote.is_some() {
-            e.1 = remote;
+            e.remote = remote;
+        }
+    }
+
+    /// `peer`'s last connection closed: the client left, unless it is connected again.
+    async fn on_left(&mut self, peer: PeerId) {
+        let Ok(id) = NodeId::from_peer_id(&peer) else {
+            return;
+        };
+        let s = SubscriberId(id);
+        if self.peers.get(&s).is_none_or(|k| k.peer != peer) {
+            return;
+        }
+        let remotes = self.io.net.remote_addrs().await.unwrap_or_default();
+        if !remotes.iter().any(|(p, _)| *p == peer) {
+            let now = self.io.clock.now();
+            self.client_gone(s, now);
+        }
+    }
+
+    /// `s` left: its session ends (its receipt, if new, goes out; a block is lifted, while its
+    /// address is still known). With `command` counters, what it had not signed for is kept.
+    fn client_gone(&mut self, s: SubscriberId, now: u64) {
+        if let (Some(router), Some(unsigned)) = (
+            self.peers.get(&s).and_then(|k| k.raw),
+            self.usage.unsigned_counts(&s),
+        ) {
+            let cap = self.cfg.policy.max_sessions.saturating_mul(2);
+            if !self.carried.contains_key(&s) && self.carried.len() >= cap {
+                // Forget a client that is not back, else any.
+                let gone = self
+                    .carried
+                    .keys()
+                    .find(|c| self.usage.own_counts(c).is_none())
+                    .or_else(|| self.carried.keys().next())
+                    .copied();
+                if let Some(g) = gone {
+                    self.carried.remove(&g);
+                }
+            }
+            self.carried.insert(s, Carry { router, unsigned });
+        }
+        debug!(peer = %s.0.to_peer_id(), "usage client left: its session ends");
+        self.usage.handle_client_gone(&s, now);
+        while let Some(d) = self.usage.poll_decision() {
+            self.apply(d);
+        }
+        self.peers.remove(&s);
+    }
+
+    /// The counts to give the core for `s`, whose router counts are `raw`: for a client that
+    /// left and came back, what it had not signed for plus what the router counted since.
+    fn carry_over(&mut self, s: SubscriberId, raw: Counts) -> Counts {
+        let Some(c) = self.carried.get_mut(&s) else {
+            return raw;
+        };
+        if raw.down < c.router.down || raw.up < c.router.up {
+            // The router counts afresh (the client re-associated).
+            if self.usage.own_counts(&s).is_some() {
+                // Back already: the core takes the drop as a restart and carries its count.
+                self.carried.remove(&s);
+                return raw;
+            }
+            c.router = Counts::default();
+        }
+        Counts {
+            down: c
+                .unsigned
+                .down
+                .saturating_add(raw.down.saturating_sub(c.router.down)),
+            up: c
+                .unsigned
+                .up
+                .saturating_add(raw.up.saturating_sub(c.router.up)),
         }
     }
 
@@ -373,15 +430,30 @@ impl Driver {
                 // 100 Mbit/s half a second old, are megabytes short: an honest receipt would be
                 // disputed). A client signs at most once a second.
                 let program = program.clone();
-                self.read_command(&program)
-                    .await
+                let (counts, connected) = self.read_command(&program).await;
+                if only.is_none()
+                    && let Some(connected) = connected
+                {
+                    // A client with no connection left has left (its leaving, signalled on
+                    // `left`, may have been dropped).
+                    let gone: Vec<SubscriberId> = self
+                        .peers
+                        .iter()
+                        .filter(|(_, k)| !connected.contains(&k.peer))
+                        .map(|(s, _)| *s)
+                        .collect();
+                    for s in gone {
+                        self.client_gone(s, now);
+                    }
+                }
+                counts
                     .into_iter()
                     .filter(|(s, ..)| only.is_none_or(|o| o == *s))
                     .collect()
             }
         };
         // The endpoint forgets a peer when its last connection closes: a client it no longer
-        // counts has left, and its session ends (its receipt, if new, is sent).
+        // counts has left (its leaving, signalled on `left`, may have been dropped).
         if only.is_none() && matches!(self.cfg.counters, CounterSource::Endpoint) {
             let gone: Vec<SubscriberId> = self
                 .peers
@@ -389,16 +461,8 @@ impl Driver {
                 .filter(|k| !counts.iter().any(|(s, ..)| s == *k))
                 .copied()
                 .collect();
-            for s in &gone {
-                self.usage.handle_client_gone(s, now);
-            }
-            // Applied while their addresses are still known (a blocked client that left is
-            // served again: the hook lifts its rule).
-            while let Some(d) = self.usage.poll_decision() {
-                self.apply(d);
-            }
-            for s in &gone {
-                self.peers.remove(s);
+            for s in gone {
+                self.client_gone(s, now);
             }
         }
         let mut new = false;
@@ -414,16 +478,18 @@ impl Driver {
             for (p, a) in self.io.net.remote_addrs().await.unwrap_or_default() {
                 if let Ok(id) = NodeId::from_peer_id(&p)
                     && let Some(e) = self.peers.get_mut(&SubscriberId(id))
-                    && e.1.is_none()
+                    && e.remote.is_none()
                 {
-                    e.1 = Some(a);
+                    e.remote = Some(a);
                 }
             }
         }
     }
 
-    /// Runs the counter program and maps its lines to clients.
-    async fn read_command(&mut self, program: &Path) -> Vec<ClientCounts> {
+    /// Runs the counter program and maps its lines to clients (for one that left and came
+    /// back, [`Driver::carry_over`]). Returns the counts and the connected peers (`None`
+    /// when the network did not say).
+    async fn read_command(&mut self, program: &Path) -> (Vec<ClientCounts>, Option<Vec<PeerId>>) {
         let m = self.io.metrics.clone();
         let err = |why: &'static str| {
             m.usage_counter_errors
@@ -440,7 +506,7 @@ impl Driver {
                     CounterError::Status(..) => "exit_status",
                     CounterError::Run(..) => "run",
                 });
-                return Vec::new();
+                return (Vec::new(), None);
             }
         };
         let (lines, bad) = parse_counters(&text);
@@ -448,7 +514,11 @@ impl Driver {
             warn!(program = %program.display(), line = n, "bad usage counter line: {why}");
             err("bad_line");
         }
-        let remotes = self.io.net.remote_addrs().await.unwrap_or_default();
+        let remotes = self.io.net.remote_addrs().await.ok();
+        let connected = remotes
+            .as_ref()
+            .map(|r| r.iter().map(|(p, _)| *p).collect());
+        let remotes = remotes.unwrap_or_default();
         let mut by_ip: HashMap<IpAddr, Option<PeerId>> = HashMap::new();
         for (p, a) in &remotes {
             if let Some(ip) = ip_of(a) {
@@ -487,11 +557,17 @@ impl Driver {
                     .iter()
                     .find(|(p, _)| p == peer)
                     .map(|(_, a)| a.clone());
-                self.learn(SubscriberId(id), *peer, remote);
-                out.push((SubscriberId(id), d, u));
+                let s = SubscriberId(id);
+                self.learn(s, *peer, remote);
+                let raw = Counts { down: d, up: u };
+                if let Some(k) = self.peers.get_mut(&s) {
+                    k.raw = Some(raw);
+                }
+                let c = self.carry_over(s, raw);
+                out.push((s, c.down, c.up));
             }
         }
-        out
+        (out, connected)
     }
 
     /// Hands the core's outputs on; false when the daemon is gone.
@@ -535,7 +611,7 @@ impl Driver {
             Decision::Serve(s) => ("serve", s, "agreed".to_string()),
         };
         let (peer, remote) = match self.peers.get(&sub) {
-            Some((p, r)) => (*p, r.clone()),
+            Some(k) => (k.peer, k.remote.clone()),
             None => (sub.0.to_peer_id(), None),
         };
         if let Some(e) = &self.io.endpoint {
@@ -610,43 +686,5 @@ async fn run_hook_once(hook: &Path, c: &HookCall) -> Result<(), String> {
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok(s)) if s.success() => Ok(()),
         Ok(Ok(s)) => Err(format!("exit status {s}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counter_lines_good_and_bad() {
-        let (good, bad) = parse_counters(
-            "# addr down up\n10.0.0.2 100 20\n\naa:bb:cc:dd:ee:0f 5 6\nfe80::1 1 2\n\
-             10.0.0.3 x 1\n10.0.0.4 1\nnot-an-addr 1 2\n10.0.0.5 1 2 3\n",
-        );
-        assert_eq!(
-            good,
-            vec![
-                (ClientAddr::Ip("10.0.0.2".parse().unwrap()), 100, 20),
-                (ClientAddr::Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x0f]), 5, 6),
-                (ClientAddr::Ip("fe80::1".parse().unwrap()), 1, 2),
-            ]
-        );
-        let lines: Vec<usize> = bad.iter().map(|(n, _)| *n).collect();
-        assert_eq!(lines, vec![6, 7, 8, 9], "{bad:?}");
-        assert!(bad[0].1.contains("`x` is not a byte count"), "{bad:?}");
-    }
-
-    #[test]
-    fn arp_table() {
-        let t = "IP address       HW type     Flags       HW address            Mask     Device\n\
-                 192.168.1.20     0x1         0x2         aa:bb:cc:dd:ee:ff     *        wlan0\n\
-                 192.168.1.21     0x1         0x0         00:00:00:00:00:00     *        wlan0\n";
-        assert_eq!(
-            parse_arp(t),
-            vec![(
-                [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff],
-                "192.168.1.20".parse().unwrap()
-            )]
-        );
     }
 }
