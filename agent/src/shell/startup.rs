@@ -121,8 +121,10 @@ pub(super) async fn start(
             || "starting the libp2p network (check net.listen; set net.enabled = false to run without it)",
         )?;
         let listen = wait_for_listeners(&n.handle, cfg.net.listen.len()).await;
-        let _ = std::fs::remove_file(p2p_addr_path(&cfg.data_dir));
-        std::fs::write(p2p_addr_path(&cfg.data_dir), listen.join("\n") + "\n")?;
+        wisp_shell::keyfile::replace_file(
+            &p2p_addr_path(&cfg.data_dir),
+            (listen.join("\n") + "\n").as_bytes(),
+        )?;
         if cfg.usage.enabled {
             usage_io = Some(super::usage::UsageIo::new(&mut n, None, metrics.clone()));
         }
@@ -130,7 +132,10 @@ pub(super) async fn start(
     } else {
         (None, None, Vec::new())
     };
-    std::fs::write(http_addr_path(&cfg.data_dir), http_addr.to_string())?;
+    wisp_shell::keyfile::replace_file(
+        &http_addr_path(&cfg.data_dir),
+        http_addr.to_string().as_bytes(),
+    )?;
     let router = crate::status::router(shared.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
