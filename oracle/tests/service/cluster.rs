@@ -66,6 +66,13 @@ impl<'a> Cluster<'a> {
             ("WISP_CLUSTER__ENABLED", "true".into()),
             ("WISP_CLUSTER__NAME", self.names[i].clone()),
             ("WISP_CLUSTER__LEASE_S", LEASE_S.to_string()),
+            // The default rules, with one carrier allowed (its reports go through a standby
+            // in the grants' test).
+            ("WISP_RULES__PERMISSIONLESS", "true".into()),
+            (
+                "WISP_RULES__USAGE_CARRIERS",
+                format!("[\"{}\"]", carrier().id()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -407,10 +414,34 @@ fn grant(by: &NodeKey, id: u8, subscriber: &NodeKey, amount_dc: u64) -> Vec<u8> 
     Envelope::sign(by, &g).to_bytes()
 }
 
+/// The carrier the cluster's oracles allow.
+fn carrier() -> NodeKey {
+    NodeKey::from_seed(&[46; 32])
+}
+
+/// A report by `by` naming itself as carrier, in `epoch`, of a session on a hotspot that never
+/// onboarded.
+fn report(by: &NodeKey, epoch: u64) -> Vec<u8> {
+    let r = wisp_protocol::msg::CarrierReport {
+        session: [0xca; 16].into(),
+        hotspot: NodeKey::from_seed(&[47; 32]).id(),
+        carrier: by.id(),
+        epoch,
+        seq: 1,
+        bytes_down: 1 << 20,
+        bytes_up: 0,
+        signed_ms: T0,
+        start_ms: None,
+    };
+    Envelope::sign(by, &r).to_bytes()
+}
+
 /// A grant posted to a standby is checked there, handed to the leader through the database's
 /// intake, judged and stored once by the leader, and answered by the standby once committed:
 /// accepted with the new balance, then a duplicate, then another envelope with its id refused;
-/// a stranger's grant is refused by the standby itself and never reaches the leader.
+/// a stranger's grant is refused by the standby itself and never reaches the leader. A carrier
+/// report goes the same way (judged by the leader, stored once, a resend a duplicate), and one
+/// by a key off the allow-list is refused by the standby.
 #[test]
 #[ignore = "needs PostgreSQL and Mosquitto: WISP_TEST_POSTGRES, WISP_TEST_MOSQUITTO (.ci/run sets them)"]
 fn postgres_a_standby_hands_a_credit_grant_to_the_leader_and_answers_once_committed() {
@@ -495,6 +526,33 @@ fn postgres_a_standby_hands_a_credit_grant_to_the_leader_and_answers_once_commit
         Duration::from_secs(10),
         || stand.get(&path)["balance_dc"] == 525
     ));
+
+    // A carrier's report through the standby: handed over, judged by the leader (its hotspot
+    // never onboarded), stored once.
+    let epoch = lead.get("/v1/status")["epoch"].as_u64().unwrap();
+    let first = report(&carrier(), epoch);
+    let (code, answer) = post(stand, "/v1/usage/carrier", &first);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        (&answer["verdict"], &answer["reason"], &answer["duplicate"]),
+        (
+            &"rejected".into(),
+            &Reason::UnknownNode.name().into(),
+            &false.into()
+        ),
+        "{answer}"
+    );
+    assert_eq!(answer["subscriber"], carrier().id().to_string(), "{answer}");
+    let (code, answer) = post(stand, "/v1/usage/carrier", &first);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["duplicate"], true, "{answer}");
+    // Off the allow-list: refused by the standby, nothing handed over.
+    let handed = stand.counter("wisp_oracle_handed_total");
+    let stranger = NodeKey::from_seed(&[48; 32]);
+    let (code, answer) = post(stand, "/v1/usage/carrier", &report(&stranger, epoch));
+    assert_eq!(code, 403, "{answer}");
+    assert_eq!(answer["reason"], "usage_carrier_unknown", "{answer}");
+    assert_eq!(stand.counter("wisp_oracle_handed_total"), handed);
     for i in [0, 1] {
         cluster.kill(i);
     }
@@ -521,4 +579,14 @@ fn postgres_a_standby_hands_a_credit_grant_to_the_leader_and_answers_once_commit
             Verdict::Accepted
         ]
     );
+    let reports: usize = block_on(async {
+        let mut store = storage.open().await;
+        let mut n = 0;
+        store
+            .for_each_row(|r| n += usize::from(r.kind == Kind::CarrierReport))
+            .await
+            .unwrap();
+        n
+    });
+    assert_eq!(reports, 1);
 }
