@@ -19,8 +19,8 @@ use super::crash::{self, crash_point};
 use super::intake::{self, Handed};
 use super::lease::{self, Fence, LeaseRow};
 use super::{
-    CloseMarks, EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, id32, kind_of, reason_of, u,
-    verdict_code, verdict_of,
+    CloseMarks, EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, id32, kind_of,
+    reason_of, u, verdict_code, verdict_of,
 };
 use crate::engine::Row;
 
