@@ -255,7 +255,12 @@ pub(crate) fn node(api: &Api, peer_id: &str, json: bool) -> anyhow::Result<Strin
                     .as_u64()
                     .map_or_else(|| "-".into(), |t| ago(t, now)),
                 text(&p["verdict"]),
-                p["reason"].as_str().unwrap_or("").to_string(),
+                // A refusal's reason, or the flag on a proof counted anyway.
+                match (p["reason"].as_str(), p["flag"].as_str()) {
+                    (Some(r), _) => r.to_string(),
+                    (None, Some(f)) => format!("flagged {f}"),
+                    (None, None) => String::new(),
+                },
                 text(&p["proof_id"]),
             ]
         })
