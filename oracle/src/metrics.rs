@@ -56,6 +56,8 @@ pub struct Metrics {
     pub broker_connections: Gauge,
     /// Publishes read from the broker and not yet taken by the precheck stage.
     pub mqtt_backlog: Gauge,
+    /// Carriers' usage reports answered at `POST /v1/usage/carrier`, by verdict.
+    pub carrier_reports: Family<VerdictLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +87,7 @@ impl Metrics {
             broker_refused: Family::default(),
             broker_connections: Gauge::default(),
             mqtt_backlog: Gauge::default(),
+            carrier_reports: Family::default(),
         };
         registry.register(
             "proofs",
@@ -149,6 +152,11 @@ impl Metrics {
             "mqtt_backlog",
             "Publishes read from the broker and not yet taken by the precheck stage (at most what the broker holds for the oracle's session)",
             m.mqtt_backlog.clone(),
+        );
+        registry.register(
+            "carrier_reports",
+            "Carriers' usage reports answered at POST /v1/usage/carrier, by verdict: accepted, the reason of a refusal or rejection, or handed (a standby passed it to the leader)",
+            m.carrier_reports.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -441,6 +441,19 @@ fn carrier_reports(storage: &[(&str, &str)]) {
         (again["verdict"].as_str(), again["duplicate"].as_bool()),
         (Some("accepted"), Some(true))
     );
+    // Each answer counted by its verdict (the repeat too; the 413 never reached the handler).
+    let metrics = wisp_shell::http_get::get(oracle.api, "/metrics").unwrap();
+    for (verdict, n) in [
+        ("accepted", 2),
+        ("usage_carrier_unknown", 1),
+        ("signer_mismatch", 1),
+    ] {
+        let line = format!("wisp_oracle_carrier_reports_total{{verdict=\"{verdict}\"}} {n}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
 
     // The close burns the carrier's credits and pays the hotspot from the usage pool.
     assert!(

@@ -13,6 +13,9 @@
 //! `duplicate`, the carrier account's `balance_dc`; the account's pending credits are at
 //! `GET /v1/subscribers/{carrier}`). A standby hands it to the leader through the database's
 //! intake, as it does grants, and answers once it is committed.
+//!
+//! Each answer counts in `wisp_oracle_carrier_reports_total{verdict}`: `accepted`, the reason
+//! of a refusal or a rejection, or `handed` on a standby.
 
 use std::sync::Arc;
 
@@ -23,12 +26,21 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use wisp_protocol::envelope;
 use wisp_protocol::kind::Kind;
-use wisp_protocol::msg::CarrierReport;
+use wisp_protocol::msg::{CarrierReport, Verdict};
 use wisp_protocol::{Reason, SubscriberId};
 
 use super::credits::{answered, forward, refusal, to_worker};
 use super::{error, role};
-use crate::state::{Role, Shared};
+use crate::metrics::VerdictLabel;
+use crate::state::{GrantAnswer, Role, Shared};
+
+/// Counts one answer in `carrier_reports{verdict}`.
+fn count(s: &Shared, verdict: &'static str) {
+    s.metrics
+        .carrier_reports
+        .get_or_create(&VerdictLabel { verdict })
+        .inc();
+}
 
 /// The largest body `POST /v1/usage/carrier` reads: the envelope limit of a `carrier_report`.
 pub const CARRIER_BODY_MAX: usize = Kind::CarrierReport.max_envelope_len();
@@ -54,6 +66,7 @@ pub(super) async fn report(
     let opened = match envelope::open::<CarrierReport>(&body) {
         Ok(o) => o,
         Err(e) => {
+            count(&s, e.reason().name());
             return refusal(e.reason(), format!("not a carrier report envelope: {e}"));
         }
     };
@@ -63,6 +76,7 @@ pub(super) async fn report(
         .ok()
         .and_then(|snap| snap.credits.rules().map(|r| r.is_carrier(&opened.signer)));
     if allowed == Some(false) {
+        count(&s, Reason::UsageCarrierUnknown.name());
         return refusal(
             Reason::UsageCarrierUnknown,
             format!(
@@ -73,10 +87,24 @@ pub(super) async fn report(
     }
     let account = SubscriberId(opened.msg.carrier);
     if role(&s) == Role::Standby {
+        count(&s, "handed");
         return forward(&s, body.to_vec(), account).await;
     }
     match to_worker(&s, body.to_vec()).await {
-        Ok(answer) => answered(answer),
+        Ok(answer) => {
+            count(
+                &s,
+                match &answer {
+                    GrantAnswer::Refused { reason, .. } => reason.name(),
+                    GrantAnswer::Judged {
+                        verdict: Verdict::Rejected(r),
+                        ..
+                    } => r.name(),
+                    GrantAnswer::Judged { .. } => "accepted",
+                },
+            );
+            answered(answer)
+        }
         Err(response) => response,
     }
 }
