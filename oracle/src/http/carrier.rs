@@ -22,14 +22,13 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
 use axum::response::Response;
 use wisp_protocol::envelope;
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{CarrierReport, Verdict};
 use wisp_protocol::{Reason, SubscriberId};
 
-use super::credits::{answered, forward, refusal, to_worker};
+use super::credits::{answered, envelope_body, forward, refusal, to_worker};
 use super::{error, role};
 use crate::metrics::VerdictLabel;
 use crate::state::{GrantAnswer, Role, Shared};
@@ -50,15 +49,9 @@ pub(super) async fn report(
     State(s): State<Arc<Shared>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
+    let body = match envelope_body(body, "a carrier report", CARRIER_BODY_MAX) {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a carrier report envelope is at most {CARRIER_BODY_MAX} bytes"),
-            );
-        }
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err((code, why)) => return error(code, why),
     };
     // Refused here what needs no engine, so garbage never waits in the worker's queue: not a
     // report signed by the carrier it names, or a carrier the rules do not allow. The worker

@@ -51,15 +51,9 @@ pub(super) async fn grant(
     State(s): State<Arc<Shared>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
+    let body = match envelope_body(body, "a credit grant", GRANT_BODY_MAX) {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a credit grant envelope is at most {GRANT_BODY_MAX} bytes"),
-            );
-        }
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err((code, why)) => return error(code, why),
     };
     // Refused here what needs no engine (not a grant, or a key other than the one the snapshot
     // names), so garbage never waits in the worker's queue; the worker checks the key again.
@@ -114,6 +108,26 @@ pub(super) async fn to_worker(s: &Shared, envelope: Vec<u8>) -> Result<GrantAnsw
              the same envelope again is safe (each is judged once)",
         )),
     }
+}
+
+/// The body of a POST of one envelope, read within `max` bytes (the route's body limit), or
+/// the error to answer: a 413 naming `what` and its limit when over, a 400 when it could not
+/// be read.
+pub(super) fn envelope_body(
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+    max: usize,
+) -> Result<Bytes, (StatusCode, String)> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{what} envelope is at most {max} bytes"),
+            )
+        } else {
+            (StatusCode::BAD_REQUEST, e.body_text())
+        }
+    })
 }
 
 /// The response to the worker's answer: a refusal is a 403 for a carrier off the
