@@ -173,6 +173,18 @@ impl Subscriber {
         Session::new(self.key.clone(), hot.key.id(), id, epoch, now_ms(), policy).unwrap()
     }
 
+    /// Opens the connection to `hot` that a counter program's address is mapped through,
+    /// with a request for nothing.
+    async fn connect(&self, hot: &Hotspot) {
+        assert!(
+            self.net
+                .handle
+                .usage_data_request(hot.peer, 0, &[])
+                .await
+                .is_ok()
+        );
+    }
+
     /// Pulls one chunk down (and sends 4 KiB up); false when blocked.
     async fn pull(&mut self) -> bool {
         let up = vec![7u8; 4096];
@@ -388,13 +400,7 @@ async fn a_counter_program_is_mapped_to_peers_by_address() {
     let erin = subscriber(6, &hot).await;
     let mut session = erin.session(&hot, [0xe5; 16], EPOCH);
     // The first request opens the connection the address is mapped through.
-    assert!(
-        erin.net
-            .handle
-            .usage_data_request(hot.peer, 0, &[])
-            .await
-            .is_ok()
-    );
+    erin.connect(&hot).await;
     write(1 << 20, 64 << 10);
     session.handle_counters(1 << 20, 64 << 10, now_ms());
     let r = session
@@ -453,13 +459,7 @@ async fn a_subscriber_that_leaves_ends_its_session_with_a_counter_program() {
     let gina = subscriber(9, &hot).await;
     let mut session = gina.session(&hot, [0x96; 16], EPOCH);
     // The first request opens the connection the address is mapped through.
-    assert!(
-        gina.net
-            .handle
-            .usage_data_request(hot.peer, 0, &[])
-            .await
-            .is_ok()
-    );
+    gina.connect(&hot).await;
     write(2 << 20, 64 << 10);
     let seq = agree(&gina, &mut session, 2 << 20, 64 << 10).await;
 
@@ -479,13 +479,7 @@ async fn a_subscriber_that_leaves_ends_its_session_with_a_counter_program() {
     // disputed), and it goes out when the epoch ends.
     let gina = subscriber(9, &hot).await;
     let mut session = gina.session(&hot, [0x97; 16], EPOCH);
-    assert!(
-        gina.net
-            .handle
-            .usage_data_request(hot.peer, 0, &[])
-            .await
-            .is_ok()
-    );
+    gina.connect(&hot).await;
     write(3 << 20, 64 << 10);
     let seq = agree(&gina, &mut session, 1 << 20, 0).await;
     hot.epoch.send_replace(Some(EPOCH + 1));
