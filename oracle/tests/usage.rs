@@ -150,6 +150,23 @@ fn balance(o: &Oracle, sub: &str) -> (u16, Value) {
     get(o, &format!("/v1/subscribers/{sub}"))
 }
 
+/// A hotspot (key seed `[seed; 32]`) onboarded for `owner` on `o`, once the operator has
+/// granted `payer` (a subscriber or a carrier) 100 DC.
+fn funded_hotspot(o: &Oracle, data: &Path, seed: u8, owner: &str, payer: &str) -> NodeConn {
+    let okey = wisp_shell::keyfile::load(&data.join("oracle.key")).unwrap();
+    let hotspot = NodeConn::connect(o.broker, &okey, NodeKey::from_seed(&[seed; 32]));
+    assert_eq!(
+        hotspot.send(onboard(&hotspot.key, owner)),
+        Verdict::Accepted
+    );
+    assert!(
+        cli(data, &["credit", "grant", payer, "100"])
+            .status
+            .success()
+    );
+    hotspot
+}
+
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -263,17 +280,7 @@ fn a_cosigned_usage_receipt_over_mqtt_is_pending_then_burned() {
     let subscriber = NodeKey::from_seed(&[11; 32]);
     let sub = subscriber.id().to_string();
     let oracle = spawn_oracle(&data);
-    let okey = wisp_shell::keyfile::load(&data.join("oracle.key")).unwrap();
-    let hotspot = NodeConn::connect(oracle.broker, &okey, NodeKey::from_seed(&[12; 32]));
-    assert_eq!(
-        hotspot.send(onboard(&hotspot.key, "owner-usage")),
-        Verdict::Accepted
-    );
-    assert!(
-        cli(&data, &["credit", "grant", &sub, "100"])
-            .status
-            .success()
-    );
+    let hotspot = funded_hotspot(&oracle, &data, 12, "owner-usage", &sub);
 
     // 2 MiB down and 1 MiB up, within what the default backhaul carries in a 3 s epoch: 3 DC
     // at the default price of 1 DC per MiB.
@@ -371,18 +378,8 @@ fn carrier_reports(storage: &[(&str, &str)]) {
     ];
     vars.extend_from_slice(storage);
     let oracle = spawn_oracle_with(&data, &vars);
-    let okey = wisp_shell::keyfile::load(&data.join("oracle.key")).unwrap();
-    let hotspot = NodeConn::connect(oracle.broker, &okey, NodeKey::from_seed(&[23; 32]));
-    assert_eq!(
-        hotspot.send(onboard(&hotspot.key, "owner-carrier")),
-        Verdict::Accepted
-    );
     // The operator funds the carrier's key as it funds a subscriber.
-    assert!(
-        cli(&data, &["credit", "grant", &cid, "100"])
-            .status
-            .success()
-    );
+    let hotspot = funded_hotspot(&oracle, &data, 23, "owner-carrier", &cid);
     let report = |signer: &NodeKey, named: &NodeKey, session: u8| {
         let seed = hotspot.seed().unwrap();
         let r = CarrierReport {
