@@ -48,7 +48,7 @@ mod subscribers;
 mod summary;
 
 pub use start::place;
-pub use summary::{Reward, Summary, http_get, usage_cap};
+pub use summary::{Reward, Summary, burn_value, http_get, usage_cap};
 
 /// Metres between neighbouring hotspots on the devnet's map (a grid): well within 2.4 GHz
 /// reach, so each hears its neighbours.

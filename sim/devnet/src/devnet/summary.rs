@@ -62,9 +62,14 @@ pub struct Summary {
 /// The most the usage pool pays for `burned_dc` credits: their value times the payout cap
 /// (the oracle's default rules, which the devnet's oracle runs).
 pub fn usage_cap(burned_dc: u64) -> u128 {
-    let r = wisp_oracle_core::config::RulesConfig::default();
-    u128::from(burned_dc) * u128::from(r.usage_reward_per_dc) * u128::from(r.usage_payout_cap_bps)
-        / 10_000
+    let cap = wisp_oracle_core::config::RulesConfig::default().usage_payout_cap_bps;
+    burn_value(burned_dc) * u128::from(cap) / 10_000
+}
+
+/// What `burned_dc` credits were worth to whoever bought them (the oracle's default rules).
+pub fn burn_value(burned_dc: u64) -> u128 {
+    let per_dc = wisp_oracle_core::config::RulesConfig::default().usage_reward_per_dc;
+    u128::from(burned_dc) * u128::from(per_dc)
 }
 
 impl Summary {
@@ -183,30 +188,26 @@ impl Summary {
                             .join(", ")
                     })
                     .unwrap_or_default();
-                let pen = self
+                let burned = self
                     .burned_dc
                     .get(&a.peer_id)
                     .filter(|_| c == Cheater::InflatedCounters)
-                    .map(|b| {
+                    .map(|&b| {
                         format!(
                             "its subscriber burned {b} DC, worth {}, pays back at most {}; ",
-                            u128::from(*b)
-                                * u128::from(
-                                    wisp_oracle_core::config::RulesConfig::default()
-                                        .usage_reward_per_dc
-                                ),
-                            usage_cap(*b)
+                            burn_value(b),
+                            usage_cap(b)
                         )
                     })
-                    .unwrap_or_default()
-                    + &self
-                        .penalized_through
-                        .get(&a.peer_id)
-                        .map(|t| format!("penalized through epoch {t}; "))
-                        .unwrap_or_default();
+                    .unwrap_or_default();
+                let pen = self
+                    .penalized_through
+                    .get(&a.peer_id)
+                    .map(|t| format!("penalized through epoch {t}; "))
+                    .unwrap_or_default();
                 let _ = write!(
                     s,
-                    "  [{}: {} · last epoch paid {last} · {pen}{}]",
+                    "  [{}: {} · last epoch paid {last} · {burned}{pen}{}]",
                     c.name(),
                     if self.caught(a) {
                         "caught"
