@@ -566,3 +566,73 @@ async fn a_subscriber_that_stops_signing_is_blocked_after_grace_ms() {
     assert_eq!(line, format!("block {} 127.0.0.1 unsigned", hana.peer()));
     assert!(!hana.pull().await, "served after grace_ms");
 }
+
+/// With a counter program, a subscriber that leaves with unsigned usage and comes back after
+/// the router started counting its address afresh (it re-associated) answers for what it left
+/// unsigned plus what the router counted since, and its grace runs on from when it was last
+/// covered: blocked at `grace_ms` after its last agreed receipt although it came back since.
+/// A receipt for all of it then serves it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_subscriber_keeps_its_unsigned_usage_and_its_grace_across_a_counter_reset() {
+    const GRACE_MS: u64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let (program, write) = counter_program(dir.path());
+    let clock = StepClock::default();
+    let t0 = now_ms();
+    clock.now.store(t0, Ordering::SeqCst);
+    let (mut hot, log) = hotspot_with(
+        dir.path(),
+        CounterSource::Command(program),
+        GRACE_MS,
+        clock.clock(),
+    )
+    .await;
+    let endpoint = hot.net.usage_data.clone().unwrap();
+
+    // Covered at t0; then the router counts 1 MiB it never signs for (above the 256 KiB
+    // slack, below the 3 MiB grace), read at t0 + 200.
+    let ivy = subscriber(11, &hot).await;
+    let mut session = ivy.session(&hot, [0xa1; 16], EPOCH);
+    ivy.connect(&hot).await;
+    write(2 << 20, 64 << 10);
+    agree(&ivy, &mut session, 2 << 20, 64 << 10).await;
+    write(3 << 20, 64 << 10);
+    clock.step(t0 + 200).await;
+
+    // It leaves at t0 + 300: its last agreed receipt goes out.
+    clock.step(t0 + 300).await;
+    ivy.net.task.abort();
+    assert_eq!(
+        open::<UsageReceipt>(&next_proof(&mut hot).await.bytes)
+            .unwrap()
+            .msg
+            .bytes_down,
+        2 << 20
+    );
+
+    // It re-associated: the router counts its address from zero, 100 KiB so far. Back at
+    // t0 + 500, it is served: its grace is not over.
+    write(100 << 10, 0);
+    let ivy = subscriber(11, &hot).await;
+    let mut session = ivy.session(&hot, [0xa2; 16], EPOCH);
+    ivy.connect(&hot).await;
+    clock.step(t0 + 500).await;
+    clock.step(t0 + GRACE_MS - 1).await;
+    assert!(!endpoint.is_blocked(&ivy.peer()), "blocked before grace_ms");
+
+    // At t0 + grace_ms, not t0 + 500 + grace_ms: blocked for what it did not sign.
+    clock.step(t0 + GRACE_MS).await;
+    assert!(
+        endpoint.is_blocked(&ivy.peer()),
+        "the grace started afresh when it came back"
+    );
+    let line = hook_line(&log, &format!("block {}", ivy.peer())).await;
+    assert_eq!(line, format!("block {} 127.0.0.1 unsigned", ivy.peer()));
+
+    // Its new session must sign for the 1 MiB it left unsigned and the 100 KiB since: a
+    // receipt for that is agreed, and it is served again.
+    agree(&ivy, &mut session, (1 << 20) + (100 << 10), 0).await;
+    let line = hook_line(&log, &format!("serve {}", ivy.peer())).await;
+    assert_eq!(line, format!("serve {} 127.0.0.1 agreed", ivy.peer()));
+    assert!(!endpoint.is_blocked(&ivy.peer()));
+}

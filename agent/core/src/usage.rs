@@ -460,6 +460,32 @@ impl Usage {
         self.evaluate(&client, now_ms);
     }
 
+    /// `client`, not tracked (it left, or was evicted), comes back with `counts` to answer for:
+    /// what it had not signed for when it left plus what the router counted since, as the
+    /// driver kept them. `covered_ms` is [`Usage::covered_since`] as it left: the grace for
+    /// its unsigned usage runs on from then, so leaving and coming back does not restart it.
+    /// A tracked client is given `counts` as by [`Usage::handle_counters`].
+    pub fn handle_return(
+        &mut self,
+        client: ClientRef,
+        counts: Counts,
+        covered_ms: u64,
+        now_ms: u64,
+    ) {
+        let new = !self.clients.contains_key(&client);
+        self.handle_counters(client, counts.down, counts.up, now_ms);
+        if new && let Some(c) = self.clients.get_mut(&client) {
+            c.covered_ms = covered_ms.min(now_ms);
+            self.evaluate(&client, now_ms);
+        }
+    }
+
+    /// When `client`'s uncovered usage was last at most `slack_bytes`, if it is tracked: the
+    /// moment its grace runs from.
+    pub fn covered_since(&self, client: &ClientRef) -> Option<u64> {
+        self.clients.get(client).map(|c| c.covered_ms)
+    }
+
     /// `client` left (disassociated): its session ends (its receipt, if new, is sent) and it is
     /// forgotten; if it was blocked, it is announced served.
     pub fn handle_client_gone(&mut self, client: &ClientRef, now_ms: u64) {

@@ -574,6 +574,47 @@ fn a_client_that_leaves_sends_its_receipt_and_is_released() {
     assert_eq!(u.sessions(), 0);
 }
 
+/// A client that leaves with unsigned usage above the slack and comes back keeps its grace:
+/// blocked `grace_ms` after it was last covered, not `grace_ms` after it came back. Without
+/// the carried time it would be served again each time it reconnected.
+#[test]
+fn a_client_that_comes_back_keeps_the_grace_it_had_used() {
+    let mut u = usage();
+    u.handle_counters(client(1), 10_000, 0, T0);
+    assert_eq!(
+        send(&mut u, 1, &receipt(1, 1, 1, 10_000, 0), T0),
+        UsageAnswer::Agreed { seq: 1 }
+    );
+    // 5 kB more, unsigned (above the 1 kB slack), then it leaves at T0 + 6 s.
+    u.handle_counters(client(1), 15_000, 0, T0 + 1_000);
+    let covered = u.covered_since(&client(1)).unwrap();
+    assert_eq!(covered, T0, "last covered when it signed");
+    u.handle_client_gone(&client(1), T0 + 6_000);
+    assert_eq!(u.covered_since(&client(1)), None);
+    // Back at T0 + 8 s with those 5 kB to answer for: served until T0 + 10 s.
+    let owed = wisp_agent_core::usage::Counts { down: 5_000, up: 0 };
+    u.handle_return(client(1), owed, covered, T0 + 8_000);
+    assert!(!u.is_blocked(&client(1)));
+    assert_eq!(u.poll_timeout(), Some(T0 + 10_000));
+    u.handle_timeout(T0 + 9_999);
+    assert!(!u.is_blocked(&client(1)));
+    u.handle_timeout(T0 + 10_000);
+    assert!(
+        matches!(decisions(&mut u)[..], [Decision::Block(c, BlockWhy::Unsigned { since_ms, .. })] if c == client(1) && since_ms == T0)
+    );
+
+    // One that comes back covered (nothing above the slack) starts its grace afresh, and a
+    // time from the future is taken as now.
+    u.handle_return(client(2), Default::default(), T0 + 60_000, T0 + 20_000);
+    assert_eq!(u.covered_since(&client(2)), Some(T0 + 20_000));
+    u.handle_return(client(3), owed, T0 + 60_000, T0 + 20_000);
+    assert_eq!(u.covered_since(&client(3)), Some(T0 + 20_000));
+    // Given to a client still tracked, the time is not taken: its own stands.
+    u.handle_return(client(3), owed, T0, T0 + 21_000);
+    assert_eq!(u.covered_since(&client(3)), Some(T0 + 20_000));
+    assert!(!u.is_blocked(&client(3)));
+}
+
 #[test]
 fn the_cosignature_is_by_the_hotspot_key_only() {
     let mut u = usage();

@@ -22,7 +22,8 @@
 //! `command` counters the driver keeps, per client that left, the router's counts then and
 //! what it had not signed for; if it comes back, the core is given its counts since then plus
 //! that, as if its session had been replaced (a reconnection neither sheds unsigned usage nor
-//! is charged again for what it signed).
+//! is charged again for what it signed), and the grace for its unsigned usage runs on from
+//! when it was last covered (a reconnection does not restart it).
 //!
 //! **Counters** (`usage.counters`): `endpoint` reads what the agent's own test endpoint
 //! (`/wisp/usage-data/1`) served each peer; `command` runs a program that prints one line
@@ -183,12 +184,15 @@ struct Known {
     raw: Option<Counts>,
 }
 
-/// A `command` client that left: the router's counts for it then, and what it had not signed
-/// for. If it comes back, the core is given `unsigned` plus what the router counted since.
+/// A `command` client that left: the router's counts for it then, what it had not signed
+/// for, and since when (the core's [`Usage::covered_since`]). If it comes back, the core is
+/// given `unsigned` plus what the router counted since, and its grace runs on from
+/// `covered_ms` ([`Usage::handle_return`]).
 #[derive(Clone, Copy)]
 struct Carry {
     router: Counts,
     unsigned: Counts,
+    covered_ms: u64,
 }
 
 struct Driver {
@@ -356,9 +360,10 @@ impl Driver {
     /// `s` left: its session ends (its receipt, if new, goes out; a block is lifted, while its
     /// address is still known). With `command` counters, what it had not signed for is kept.
     fn client_gone(&mut self, s: SubscriberId, now: u64) {
-        if let (Some(router), Some(unsigned)) = (
+        if let (Some(router), Some(unsigned), Some(covered_ms)) = (
             self.peers.get(&s).and_then(|k| k.raw),
             self.usage.unsigned_counts(&s),
+            self.usage.covered_since(&s),
         ) {
             let cap = self.cfg.policy.max_sessions.saturating_mul(2);
             if !self.carried.contains_key(&s) && self.carried.len() >= cap {
@@ -373,7 +378,14 @@ impl Driver {
                     self.carried.remove(&g);
                 }
             }
-            self.carried.insert(s, Carry { router, unsigned });
+            self.carried.insert(
+                s,
+                Carry {
+                    router,
+                    unsigned,
+                    covered_ms,
+                },
+            );
         }
         debug!(peer = %s.0.to_peer_id(), "usage client left: its session ends");
         self.usage.handle_client_gone(&s, now);
@@ -467,7 +479,14 @@ impl Driver {
         }
         let mut new = false;
         for (s, d, u) in counts {
-            self.usage.handle_counters(s, d, u, now);
+            match self.carried.get(&s) {
+                // Back after it left: its grace runs on from when it was last covered.
+                Some(c) if self.usage.own_counts(&s).is_none() => {
+                    let counts = Counts { down: d, up: u };
+                    self.usage.handle_return(s, counts, c.covered_ms, now);
+                }
+                _ => self.usage.handle_counters(s, d, u, now),
+            }
             if !self.peers.contains_key(&s) {
                 self.learn(s, s.0.to_peer_id(), None);
                 new = true;
