@@ -15,6 +15,7 @@ use wisp_firmware::se::{AttestError, MakerTooLong, SecureElement};
 use wisp_protocol::msg::GnssFix;
 use wisp_protocol::units::DeciDb;
 
+pub mod button;
 pub mod linux;
 
 use crate::air::{AirLink, Station};
@@ -486,6 +487,7 @@ mod tests {
             radio,
             secure_element,
             receive: Check::NotChecked,
+            button: Check::NotChecked,
         };
         let mut board = SimBoard::new(&[2; 32], Some((387_000_000, -91_000_000))).unwrap();
         // Nothing used yet: nothing checked, nothing ok on the wire.

@@ -164,6 +164,10 @@ pub struct DeviceChecks {
     /// Not in the signed report's flags (`radio_ok` is the transmit side).
     #[serde(default)]
     pub receive: Check,
+    /// The button, on devices with one (`device.button_gpiochip`): passed on a read of its
+    /// line, failed on a read error. Not in the signed report's flags.
+    #[serde(default)]
+    pub button: Check,
 }
 
 impl DeviceChecks {
@@ -322,6 +326,7 @@ mod tests {
                 radio: check,
                 secure_element: check,
                 receive: check,
+                button: check,
             }
             .health();
             assert_eq!(

@@ -18,6 +18,7 @@ use wisp_protocol::{Cell, NodeId};
 use crate::core::RadioParams;
 use crate::outbox::OutboxConfig;
 
+mod gpio;
 mod raw;
 mod resolve;
 #[cfg(test)]
@@ -53,6 +54,23 @@ pub struct LinuxDeviceConfig {
     pub secure_element: Option<SecureElementConfig>,
     /// An RGB status LED on three GPIO lines.
     pub led: Option<LedConfig>,
+    /// A button on a GPIO line.
+    pub button: Option<ButtonConfig>,
+}
+
+/// The button's line and what a press runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ButtonConfig {
+    /// The GPIO chip (`device.button_gpiochip`).
+    pub chip: PathBuf,
+    /// The line offset (`device.button_line`).
+    pub line: u32,
+    /// Pressed drives the line high (`device.button_active_high`); by default pressed pulls it
+    /// low against the line's internal pull-up (a button to ground).
+    pub active_high: bool,
+    /// Run as `<hook> short|long|very_long` for each press (`device.button_hook`); unset,
+    /// presses are only logged.
+    pub hook: Option<PathBuf>,
 }
 
 /// The status LED's lines.
@@ -98,6 +116,16 @@ impl std::fmt::Display for LinuxDeviceConfig {
                 "LED on {} lines {:?}",
                 led.chip.display(),
                 led.lines
+            ));
+        }
+        if let Some(b) = &self.button {
+            parts.push(format!(
+                "button on {} line {}{}",
+                b.chip.display(),
+                b.line,
+                b.hook
+                    .as_ref()
+                    .map_or_else(String::new, |h| format!(" running {}", h.display()))
             ));
         }
         if let Some(se) = &self.secure_element {

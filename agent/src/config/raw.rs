@@ -245,6 +245,16 @@ pub struct RawDevice {
     pub led_lines: Option<NumberList>,
     /// `linux` only: the LED lights when its lines are low (common anode; default false).
     pub led_active_low: Option<bool>,
+    /// `linux` only: the GPIO chip of the button, e.g. `/dev/gpiochip0`. Unset: no button.
+    pub button_gpiochip: Option<PathBuf>,
+    /// `linux` only: the button's line offset on `button_gpiochip`.
+    pub button_line: Option<u32>,
+    /// `linux` only: pressing drives the line high (default false: pressing pulls it low
+    /// against the internal pull-up, a button to ground).
+    pub button_active_high: Option<bool>,
+    /// `linux` only: the program run as `<hook> short|long|very_long` for each press. Unset:
+    /// presses are only logged.
+    pub button_hook: Option<PathBuf>,
     /// The device maker's name, as the oracle knows it (for secure-element attestation).
     pub maker: Option<String>,
     /// The maker's certificate for this device's chip: 64-byte P-256 signature `r || s`, hex,

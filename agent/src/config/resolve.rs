@@ -8,8 +8,8 @@ use wisp_protocol::{Cell, NodeId};
 
 use super::{
     AddrList, BandwidthConfig, Config, ConfigError, CounterSource, DeviceKind, GnssTtyConfig,
-    LedConfig, LinuxDeviceConfig, LogFormat, MqttConfig, NumberList, RawBandwidth, RawConfig,
-    RawDevice, RawMqtt, RawNet, RawUsage, ScanConfig, SecureElementConfig, UsageSettings,
+    LinuxDeviceConfig, LogFormat, MqttConfig, NumberList, RawBandwidth, RawConfig, RawDevice,
+    RawMqtt, RawNet, RawUsage, ScanConfig, SecureElementConfig, UsageSettings,
 };
 use crate::core::RadioParams;
 use crate::outbox::OutboxConfig;
@@ -36,7 +36,7 @@ fn degrees_pair(key: &'static str, v: Option<&str>) -> Result<Option<(f64, f64)>
     }
 }
 
-fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         why: why.into(),
@@ -281,6 +281,13 @@ fn resolve_linux(
             ("device.led_gpiochip", raw.led_gpiochip.is_some()),
             ("device.led_lines", raw.led_lines.is_some()),
             ("device.led_active_low", raw.led_active_low.is_some()),
+            ("device.button_gpiochip", raw.button_gpiochip.is_some()),
+            ("device.button_line", raw.button_line.is_some()),
+            (
+                "device.button_active_high",
+                raw.button_active_high.is_some(),
+            ),
+            ("device.button_hook", raw.button_hook.is_some()),
         ];
         if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
             return Err(invalid(key, "applies to device.kind = \"linux\" only"));
@@ -400,16 +407,18 @@ fn resolve_linux(
             })
         }
     };
-    let led = resolve_led(raw)?;
+    let led = super::gpio::resolve_led(raw)?;
+    let button = super::gpio::resolve_button(raw)?;
     if hostapd_ctrl.is_none()
         && scan.is_none()
         && gnss.is_none()
         && secure_element.is_none()
         && led.is_none()
+        && button.is_none()
     {
         return Err(invalid(
             "device.kind",
-            "`linux` needs at least one part: device.hostapd_ctrl (beacons out), device.scan_interface (beacons in), device.gnss_tty (GNSS), device.se_i2c (secure element) or device.led_gpiochip (status LED)",
+            "`linux` needs at least one part: device.hostapd_ctrl (beacons out), device.scan_interface (beacons in), device.gnss_tty (GNSS), device.se_i2c (secure element), device.led_gpiochip (status LED) or device.button_gpiochip (button)",
         ));
     }
     Ok(Some(LinuxDeviceConfig {
@@ -418,49 +427,15 @@ fn resolve_linux(
         gnss,
         secure_element,
         led,
+        button,
     }))
 }
 
-fn resolve_led(raw: &RawDevice) -> Result<Option<LedConfig>, ConfigError> {
-    let (chip, lines) = match (&raw.led_gpiochip, &raw.led_lines) {
-        (None, None) => {
-            if raw.led_active_low.is_some() {
-                return Err(invalid(
-                    "device.led_active_low",
-                    "needs device.led_gpiochip",
-                ));
-            }
-            return Ok(None);
-        }
-        (Some(chip), Some(lines)) => (chip, lines),
-        _ => {
-            return Err(invalid(
-                "device.led_gpiochip",
-                "set device.led_gpiochip and device.led_lines together",
-            ));
-        }
-    };
-    if chip.as_os_str().is_empty() {
-        return Err(invalid(
-            "device.led_gpiochip",
-            "a path, e.g. /dev/gpiochip0",
-        ));
-    }
-    let lines = number_list("device.led_lines", lines, "a GPIO line offset")?;
-    let lines: [u32; 3] = lines.try_into().map_err(|_| {
-        invalid(
-            "device.led_lines",
-            "three line offsets, red, green and blue, e.g. [4, 5, 6]",
-        )
-    })?;
-    Ok(Some(LedConfig {
-        chip: chip.clone(),
-        lines,
-        active_low: raw.led_active_low.unwrap_or(false),
-    }))
-}
-
-fn number_list(key: &'static str, list: &NumberList, what: &str) -> Result<Vec<u32>, ConfigError> {
+pub(super) fn number_list(
+    key: &'static str,
+    list: &NumberList,
+    what: &str,
+) -> Result<Vec<u32>, ConfigError> {
     match list {
         NumberList::List(v) => Ok(v.clone()),
         NumberList::Csv(s) => s

@@ -510,6 +510,46 @@ fn the_linux_device_takes_its_parts_and_names_bad_keys() {
         "device.led_active_low",
         "needs device.led_gpiochip",
     );
+    // The button: a line on a chip, alone enough for a `linux` device; its hook optional.
+    let bchip = ("WISP_DEVICE__BUTTON_GPIOCHIP", "/dev/gpiochip1");
+    let c = load(&[linux, bchip, ("WISP_DEVICE__BUTTON_LINE", "17")]).unwrap();
+    assert_eq!(
+        c.linux.unwrap().button,
+        Some(ButtonConfig {
+            chip: PathBuf::from("/dev/gpiochip1"),
+            line: 17,
+            active_high: false,
+            hook: None
+        })
+    );
+    let c = load(&[
+        linux,
+        bchip,
+        ("WISP_DEVICE__BUTTON_LINE", "17"),
+        ("WISP_DEVICE__BUTTON_ACTIVE_HIGH", "true"),
+        ("WISP_DEVICE__BUTTON_HOOK", "/etc/wisp/button.sh"),
+    ])
+    .unwrap();
+    let b = c.linux.unwrap().button.unwrap();
+    assert!(b.active_high);
+    assert_eq!(b.hook, Some(PathBuf::from("/etc/wisp/button.sh")));
+    check(&[linux, bchip], "device.button_gpiochip", "together");
+    check(
+        &[linux, tty, ("WISP_DEVICE__BUTTON_HOOK", "/x.sh")],
+        "device.button_hook",
+        "needs device.button_gpiochip",
+    );
+    check(
+        &[
+            linux,
+            bchip,
+            ("WISP_DEVICE__BUTTON_LINE", "3"),
+            ("WISP_DEVICE__BUTTON_HOOK", ""),
+        ],
+        "device.button_hook",
+        "a program",
+    );
+    check(&[bchip], "device.button_gpiochip", "\"linux\" only");
 }
 
 #[test]

@@ -44,6 +44,7 @@
 
 use std::future::Future;
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -51,6 +52,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use wisp_firmware::button::Button;
 use wisp_firmware::gnss::{Fix, NmeaParser};
 use wisp_firmware::gpiocdev::GpioLine;
 use wisp_firmware::i2cdev::{I2cDev, SleepDelay};
@@ -64,8 +66,9 @@ use wisp_firmware::se::{Atecc608, AteccConfig, AttestError};
 use wisp_protocol::msg::{EpochSeed, GnssFix};
 use wisp_protocol::schedule;
 
+use super::button::LineCheck;
 use super::{DeviceAttestation, DeviceError, DeviceIo, Health, RxFrame, gnss_fix};
-use crate::config::{LedConfig, LinuxDeviceConfig, ScanConfig, SecureElementConfig};
+use crate::config::{ButtonConfig, LedConfig, LinuxDeviceConfig, ScanConfig, SecureElementConfig};
 use crate::core::TxFrame;
 use crate::status::{Check, DeviceChecks};
 use crate::wallclock::wall_ms;
@@ -340,6 +343,8 @@ pub struct LinuxDevice {
     gnss: Option<Shared>,
     secure_element: Option<Atecc608<I2cDev, SleepDelay>>,
     led: Option<(watch::Sender<Pattern>, JoinHandle<()>)>,
+    /// The button's sampler and hook tasks, and its line's check.
+    button: Option<(Vec<JoinHandle<()>>, LineCheck)>,
     checks: DeviceChecks,
     scan_failures: u64,
 }
@@ -350,6 +355,9 @@ impl Drop for LinuxDevice {
             task.abort();
         }
         if let Some((_, task)) = &self.led {
+            task.abort();
+        }
+        for task in self.button.iter().flat_map(|(t, _)| t) {
             task.abort();
         }
     }
@@ -393,6 +401,9 @@ impl LinuxDevice {
         if let Some(led) = &cfg.led {
             device = device.with_led(led)?;
         }
+        if let Some(b) = &cfg.button {
+            device = device.with_button(b)?;
+        }
         if let Some(g) = &cfg.gnss {
             let port =
                 wisp_firmware::gnss::tty::open(&g.path, g.baud).context("device.gnss_tty")?;
@@ -427,6 +438,38 @@ impl LinuxDevice {
         let pins = RgbPins::new(line(0)?, line(1)?, line(2)?, polarity);
         tracing::info!(chip = %led.chip.display(), lines = ?led.lines, "status LED");
         Ok(self.driving_led(StatusLed::new(pins)))
+    }
+
+    /// Adds the button on `b`'s line, sampled by a task on the current tokio runtime; each
+    /// press runs `b.hook` ([`super::button`]).
+    pub fn with_button(self, b: &ButtonConfig) -> anyhow::Result<Self> {
+        // Requested as active-high either way: the kernel inverts an active-low line.
+        let line = GpioLine::input(
+            &b.chip,
+            b.line,
+            "wisp-agent button",
+            !b.active_high,
+            !b.active_high,
+        )
+        .context("device.button_line")?;
+        let cfg = wisp_firmware::button::ButtonConfig {
+            active: wisp_firmware::button::ActiveLevel::High,
+            ..Default::default()
+        };
+        tracing::info!(chip = %b.chip.display(), line = b.line, hook = ?b.hook, "button");
+        Ok(self.with_button_pin(Button::new(line, cfg), b.hook.clone()))
+    }
+
+    /// Samples `button` (any input; tests: a simulated pin) and runs `hook` for each press.
+    #[must_use]
+    pub fn with_button_pin<P>(mut self, button: Button<P>, hook: Option<PathBuf>) -> Self
+    where
+        P: embedded_hal::digital::InputPin + Send + 'static,
+    {
+        if let Some((old, _)) = self.button.replace(super::button::spawn(button, hook)) {
+            old.iter().for_each(JoinHandle::abort);
+        }
+        self
     }
 
     /// Drives `led` (any output; tests: recorded pins) from [`DeviceIo::set_health`], in a task
@@ -476,6 +519,7 @@ impl LinuxDevice {
             gnss: None,
             secure_element: None,
             led: None,
+            button: None,
             checks,
             scan_failures: 0,
         }
@@ -634,6 +678,9 @@ impl DeviceIo for LinuxDevice {
         let mut checks = self.checks;
         if let Some(g) = &self.gnss {
             checks.gnss = lock(g).check;
+        }
+        if let Some((_, b)) = &self.button {
+            checks.button = b.get();
         }
         checks
     }
