@@ -5,8 +5,10 @@
 //! `/v1/summary` · `/v1/nodes` · `/v1/nodes/{peer_id}` · `/v1/epochs` ·
 //! `/v1/epochs/{epoch}/rewards` · `/v1/epochs/{epoch}/rewards/{peer_id}` · `/v1/rejections` ·
 //! `/v1/witness-links` · `/v1/subscribers/{peer_id}` · `POST /v1/credits` ·
-//! `POST /v1/usage/carrier`. [`credits`] holds the data credits' two (the operator's grants in,
-//! a subscriber's balance out), [`carrier`] allow-listed carriers' usage reports in. [`monitor`] holds what a network monitor reads: the node list's filters
+//! `POST /v1/usage/carrier` · `POST /v1/usage/carrier/batch`. [`credits`] holds the data
+//! credits' two (the operator's grants in, a subscriber's balance out), [`carrier`]
+//! allow-listed carriers' usage reports in, one a request, [`batch`] many a request, both
+//! behind [`limit`], the rate limit per carrier. [`monitor`] holds what a network monitor reads: the node list's filters
 //! and pages, one entry's Merkle inclusion proof, the summary, and a node's status.
 
 use std::collections::BTreeMap;
@@ -55,6 +57,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/v1/usage/carrier",
             post(carrier::report).layer(DefaultBodyLimit::max(carrier::CARRIER_BODY_MAX)),
+        )
+        .route(
+            "/v1/usage/carrier/batch",
+            post(batch::reports).layer(DefaultBodyLimit::max(batch::BATCH_BODY_MAX)),
         )
         .with_state(shared)
 }
@@ -453,7 +459,9 @@ async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
 
 const OPENAPI: &str = include_str!("openapi.json");
 
+pub mod batch;
 pub mod carrier;
 pub mod credits;
 pub mod dashboard;
+pub mod limit;
 pub mod monitor;

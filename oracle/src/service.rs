@@ -307,6 +307,10 @@ pub async fn run(
             Role::Alone
         }),
         grants: grant_tx,
+        carrier_limit: crate::http::limit::CarrierLimit::new(
+            settings.carrier_rate_per_s,
+            settings.carrier_burst,
+        ),
     });
     let clock = Clock::from_env();
     let mqtt = mqtt::spawn(eventloop, client.clone(), shared.clone(), tx, clock.clone());

@@ -147,6 +147,10 @@ pub struct RawStorage {
 pub struct RawHttp {
     /// The API and dashboard address.
     pub listen: Option<String>,
+    /// Carriers' reports a second each carrier key may post, sustained (default 50).
+    pub carrier_reports_per_s: Option<f64>,
+    /// Carriers' reports one carrier key may post at once (default 500).
+    pub carrier_burst: Option<f64>,
 }
 
 /// `[log]`
@@ -205,6 +209,10 @@ pub struct Settings {
     pub batch_window_ms: u64,
     /// HTTP address.
     pub http_listen: SocketAddr,
+    /// Carriers' reports a second per carrier key (`POST /v1/usage/carrier` and its batch).
+    pub carrier_rate_per_s: f64,
+    /// Carriers' reports one carrier key may post at once.
+    pub carrier_burst: f64,
     /// JSON logs.
     pub log_json: bool,
     /// Log filter.
@@ -443,6 +451,20 @@ impl RawSettings {
         if client_id.is_empty() || client_id.len() > 128 {
             return Err(invalid("broker.client_id", "1 to 128 characters"));
         }
+        let carrier_rate_per_s = self
+            .http
+            .carrier_reports_per_s
+            .unwrap_or(crate::http::limit::DEFAULT_RATE_PER_S);
+        if !(carrier_rate_per_s > 0.0 && carrier_rate_per_s.is_finite()) {
+            return Err(invalid("http.carrier_reports_per_s", "a number > 0"));
+        }
+        let carrier_burst = self
+            .http
+            .carrier_burst
+            .unwrap_or(crate::http::limit::DEFAULT_BURST);
+        if !(carrier_burst >= 1.0 && carrier_burst.is_finite()) {
+            return Err(invalid("http.carrier_burst", "a number ≥ 1"));
+        }
         let max_connections_per_ip = self.broker.max_connections_per_ip.unwrap_or(256);
         if max_connections_per_ip == 0 {
             return Err(invalid("broker.max_connections_per_ip", "at least 1"));
@@ -474,6 +496,8 @@ impl RawSettings {
                 .unwrap_or("127.0.0.1:9320")
                 .parse()
                 .map_err(|e| invalid("http.listen", format!("{e}; expected host:port")))?,
+            carrier_rate_per_s,
+            carrier_burst,
             log_json,
             log_level: self.log.level.clone().unwrap_or_else(|| "info".into()),
             rules,

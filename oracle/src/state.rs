@@ -13,6 +13,7 @@ use wisp_shell::broker_health::BrokerHealth;
 
 use crate::Rules;
 use crate::engine::Engine;
+use crate::http::limit::CarrierLimit;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::usage::{Balance, Ledger};
@@ -167,6 +168,9 @@ pub struct Shared {
     /// usage reports (`POST /v1/usage/carrier`), judged and stored there like a proof. Nobody
     /// takes them while this process stands by.
     pub grants: mpsc::Sender<GrantRequest>,
+    /// The per-carrier rate limit of carriers' reports (`[http] carrier_reports_per_s`,
+    /// `carrier_burst`).
+    pub carrier_limit: CarrierLimit,
 }
 
 /// Credit grants and carrier reports waiting for the ingest worker: the API waits for each
@@ -225,6 +229,7 @@ impl Shared {
             retained: Mutex::new(HashMap::new()),
             role: Mutex::new(role),
             grants,
+            carrier_limit: CarrierLimit::default(),
         };
         (shared, grant_rx)
     }

@@ -68,14 +68,18 @@ fn documented() -> BTreeSet<String> {
 /// The one path served for POST, and only for POST: the operator's credit grants.
 const POST_ONLY: &str = "/v1/credits";
 
-/// The other: carriers' usage reports.
+/// The other: carriers' usage reports, one a request and many.
 const CARRIER: &str = "/v1/usage/carrier";
+const CARRIER_BATCH: &str = "/v1/usage/carrier/batch";
+
+/// The paths served for POST only.
+const POSTS: [&str; 3] = [POST_ONLY, CARRIER, CARRIER_BATCH];
 
 /// The documented paths a GET is sent to.
 fn documented_get() -> BTreeSet<String> {
     documented()
         .into_iter()
-        .filter(|p| p != POST_ONLY && p != CARRIER)
+        .filter(|p| !POSTS.contains(&p.as_str()))
         .collect()
 }
 
@@ -135,10 +139,10 @@ fn every_route_is_documented_and_every_documented_path_is_a_route() {
         "routes missing from openapi.json: {undocumented:?}; \
          openapi.json lists paths the router does not serve: {unserved:?}"
     );
-    // Only GET is served and documented, but for the credit grants' and carrier reports' POST.
+    // Only GET is served and documented, but for the credit grants' and carrier reports' POSTs.
     for (path, item) in doc()["paths"].as_object().unwrap() {
         let methods: Vec<_> = item.as_object().unwrap().keys().collect();
-        let want = if path == POST_ONLY || path == CARRIER {
+        let want = if POSTS.contains(&path.as_str()) {
             "post"
         } else {
             "get"
@@ -152,7 +156,7 @@ fn every_route_is_documented_and_every_documented_path_is_a_route() {
     );
     assert_eq!(
         methods,
-        (routes.len() - 2, 2),
+        (routes.len() - POSTS.len(), POSTS.len()),
         "a route with another method"
     );
 }
@@ -650,4 +654,90 @@ fn the_document_is_the_one_served() {
     }
     let fallback = request(&server, "/v1/not-a-route");
     assert_eq!((fallback.code, fallback.body.as_str()), (404, ""));
+}
+
+/// The batch of carrier reports: each item answered as the single endpoint answers it, the
+/// batch's own refusals, and a carrier over its rate (its bucket drained here) a 429 with
+/// `Retry-After`, alone and in a batch.
+#[test]
+fn carrier_batches_and_rate_limits_are_answered_as_documented() {
+    use wisp_oracle::RulesConfig;
+    use wisp_oracle::state::Credits;
+    use wisp_oracle::usage::Ledger;
+    use wisp_protocol::msg::CarrierReport;
+    let dir = tempfile::tempdir().unwrap();
+    let store = block_on(Store::open_sqlite(&dir.path().join("oracle.db"))).unwrap();
+    let (carrier, stranger) = (common::key(60), common::key(61));
+    let rules = RulesConfig {
+        usage_carriers: vec![carrier.id().to_string()],
+        ..RulesConfig::permissionless()
+    }
+    .validate()
+    .unwrap();
+    let shared = shared(
+        store,
+        Snapshot {
+            oracle: oracle_key().id().to_string(),
+            credits: Credits::new(Ledger::new(), rules),
+            ..Snapshot::default()
+        },
+    );
+    // The carrier's burst spent: its next report is over its rate.
+    while shared.carrier_limit.check(&carrier.id()).is_ok() {}
+    let server = serve(shared);
+    let report = |signer: &wisp_protocol::NodeKey, named: &wisp_protocol::NodeKey| {
+        let msg = CarrierReport {
+            session: [0xcb; 16].into(),
+            hotspot: common::key(1).id(),
+            carrier: named.id(),
+            epoch: EPOCH,
+            seq: 1,
+            bytes_down: 1 << 20,
+            bytes_up: 0,
+            signed_ms: 1_800_000_000_000,
+            start_ms: None,
+        };
+        common::sign_with(signer, &msg)
+    };
+    let items = |envelopes: &[String]| {
+        serde_json::json!({ "reports": envelopes })
+            .to_string()
+            .into_bytes()
+    };
+    let hex = |b: Vec<u8>| hex::encode(b);
+    for (body, want, statuses) in [
+        (b"[]".to_vec(), 400, vec![]),
+        (items(&vec!["00".to_string(); 257]), 413, vec![]),
+        (vec![b' '; 200_000], 413, vec![]),
+        (
+            items(&[
+                hex(report(&stranger, &stranger)),
+                hex(report(&stranger, &carrier)),
+                "zz".to_string(),
+                hex(vec![0; 385]),
+                hex(report(&carrier, &carrier)),
+                hex(report(&stranger, &stranger)),
+            ]),
+            200,
+            vec![403, 400, 400, 413, 429, 429],
+        ),
+    ] {
+        let reply = post(&server, CARRIER_BATCH, &body);
+        assert_eq!(reply.code, want, "{}", reply.body);
+        conforms_to(&doc(), "post", CARRIER_BATCH, &reply).unwrap();
+        if want == 200 {
+            let v: Value = serde_json::from_str(&reply.body).unwrap();
+            let got: Vec<u64> = v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["status"].as_u64().unwrap())
+                .collect();
+            assert_eq!(got, statuses, "{v}");
+            assert_eq!(v["results"][4]["reason"], "rate_limited", "{v}");
+        }
+    }
+    let reply = post(&server, CARRIER, &report(&carrier, &carrier));
+    assert_eq!(reply.code, 429, "{}", reply.body);
+    conforms_to(&doc(), "post", CARRIER, &reply).unwrap();
 }

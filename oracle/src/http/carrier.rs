@@ -14,15 +14,26 @@
 //! `GET /v1/subscribers/{carrier}`). A standby hands it to the leader through the database's
 //! intake, as it does grants, and answers once it is committed.
 //!
+//! **A rate per carrier.** A listed carrier's reports pass a token bucket of its key
+//! (`[http] carrier_reports_per_s`, `carrier_burst`; [`super::limit`]): over it, a 429 with
+//! `Retry-After` and the reason `rate_limited`, and nothing stored.
+//!
 //! Each answer counts in `wisp_oracle_carrier_reports_total{verdict}`: `accepted`, the reason
-//! of a refusal or a rejection, or `handed` on a standby.
+//! of a refusal or a rejection, `rate_limited`, or `handed` on a standby.
+//!
+//! `POST /v1/usage/carrier/batch` (`batch.rs`) judges many reports in one body, each through
+//! [`judge`] as this endpoint does.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use wisp_protocol::envelope;
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{CarrierReport, Verdict};
@@ -33,8 +44,31 @@ use super::{error, role};
 use crate::metrics::VerdictLabel;
 use crate::state::{GrantAnswer, Role, Shared};
 
+/// The verdict label and reason of a report refused for its carrier's rate.
+pub const RATE_LIMITED: &str = "rate_limited";
+
+/// A 429 for a carrier over its rate: `Retry-After` in whole seconds (at least 1), and the
+/// same in the body with the reason.
+pub(super) fn rate_limited(carrier: &wisp_protocol::NodeId, wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, secs.to_string())],
+        Json(json!({
+            "error": format!(
+                "carrier {carrier} is over its rate of reports ([http] carrier_reports_per_s, \
+                 carrier_burst): nothing was stored; post it again after {secs} s"
+            ),
+            "reason": RATE_LIMITED,
+            "retry_after_s": secs,
+        })),
+    )
+        .into_response()
+}
+
 /// Counts one answer in `carrier_reports{verdict}`.
-fn count(s: &Shared, verdict: &'static str) {
+pub(super) fn count(s: &Shared, verdict: &'static str) {
     s.metrics
         .carrier_reports
         .get_or_create(&VerdictLabel { verdict })
@@ -53,13 +87,19 @@ pub(super) async fn report(
         Ok(b) => b,
         Err((code, why)) => return error(code, why),
     };
+    judge(&s, body).await
+}
+
+/// One report judged: the whole answer of `POST /v1/usage/carrier`, and each item of a batch
+/// (`batch.rs`), so both judge alike.
+pub(super) async fn judge(s: &Shared, body: Bytes) -> Response {
     // Refused here what needs no engine, so garbage never waits in the worker's queue: not a
     // report signed by the carrier it names, or a carrier the rules do not allow. The worker
     // checks both again.
     let opened = match envelope::open::<CarrierReport>(&body) {
         Ok(o) => o,
         Err(e) => {
-            count(&s, e.reason().name());
+            count(s, e.reason().name());
             return refusal(e.reason(), format!("not a carrier report envelope: {e}"));
         }
     };
@@ -69,7 +109,7 @@ pub(super) async fn report(
         .ok()
         .and_then(|snap| snap.credits.rules().map(|r| r.is_carrier(&opened.signer)));
     if allowed == Some(false) {
-        count(&s, Reason::UsageCarrierUnknown.name());
+        count(s, Reason::UsageCarrierUnknown.name());
         return refusal(
             Reason::UsageCarrierUnknown,
             format!(
@@ -78,15 +118,21 @@ pub(super) async fn report(
             ),
         );
     }
-    let account = SubscriberId(opened.msg.carrier);
-    if role(&s) == Role::Standby {
-        count(&s, "handed");
-        return forward(&s, body.to_vec(), account).await;
+    // After the allow-list, so only listed carriers hold a bucket; before the worker, so
+    // nothing rate-limited is stored.
+    if let Err(wait) = s.carrier_limit.check(&opened.signer) {
+        count(s, RATE_LIMITED);
+        return rate_limited(&opened.signer, wait);
     }
-    match to_worker(&s, body.to_vec()).await {
+    let account = SubscriberId(opened.msg.carrier);
+    if role(s) == Role::Standby {
+        count(s, "handed");
+        return forward(s, body.to_vec(), account).await;
+    }
+    match to_worker(s, body.to_vec()).await {
         Ok(answer) => {
             count(
-                &s,
+                s,
                 match &answer {
                     GrantAnswer::Refused { reason, .. } => reason.name(),
                     GrantAnswer::Judged {

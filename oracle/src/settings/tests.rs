@@ -17,6 +17,7 @@ fn defaults_run_an_embedded_broker_on_localhost() {
         BrokerMode::Embedded("127.0.0.1:1883".parse().unwrap())
     );
     assert_eq!(s.http_listen.to_string(), "127.0.0.1:9320");
+    assert_eq!((s.carrier_rate_per_s, s.carrier_burst), (50.0, 500.0));
     assert_eq!(s.epoch_ms, 3_600_000);
     assert_eq!(s.params.settle_ms, 600_000);
 }
@@ -240,6 +241,10 @@ fn overrides_and_errors() {
     assert!(err(&[("WISP_BROKER__URL", "http://x")]).contains("broker.url"));
     assert!(err(&[("WISP_EPOCH__DURATION_S", "0")]).contains("epoch.duration_s"));
     assert!(err(&[("WISP_HTTP__LISTEN", "x")]).contains("http.listen"));
+    assert!(
+        err(&[("WISP_HTTP__CARRIER_REPORTS_PER_S", "0")]).contains("http.carrier_reports_per_s")
+    );
+    assert!(err(&[("WISP_HTTP__CARRIER_BURST", "0.5")]).contains("http.carrier_burst"));
     assert!(err(&[("WISP_LOG__FORMAT", "xml")]).contains("log.format"));
     assert!(err(&[("WISP_EPOCH__BOGUS", "1")]).contains("bogus"));
 }
