@@ -20,8 +20,12 @@
 //!   signs more than it counted plus a tolerance ([`Policy`]).
 //! - [`balance`]: [`Balance`], the oracle's answer to `GET /v1/subscribers/{peer_id}`, and its
 //!   bounded parser.
+//! - [`carrier`]: an offload partner's side of carrier reports (§5.12): FreeRADIUS `detail`
+//!   accounting read into sessions, mapped to hotspots and signed as cumulative
+//!   `carrier_report`s, with the ledger that keeps sequence numbers unique across runs.
 //! - `src/main.rs` (feature `cli`, on by default): the `wisp-client` binary — `key`, `id`,
-//!   `sign`, `balance` and `run` — with the key file, the clock and the HTTP request.
+//!   `sign`, `balance`, `run` and `carrier` (`src/carrier_cli.rs`) — with the key files, the
+//!   clock and the HTTP requests.
 //! - [`run`] (feature `cli`): `wisp-client run`, the libp2p driver of a [`Session`]: it
 //!   dials the hotspot over the agent's own network code (`wisp_agent::net`), pulls traffic
 //!   through its test endpoint (`/wisp/usage-data/1`), sends each receipt from
@@ -31,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod balance;
+pub mod carrier;
 pub mod key;
 #[cfg(feature = "cli")]
 pub mod run;

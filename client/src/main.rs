@@ -6,6 +6,9 @@
 //! - `sign`: signs one usage receipt and prints its envelope in hex, not co-signed (for tests
 //!   and scripts; a hotspot opens it with `UsageReceipt::open_for_cosigning`).
 //! - `balance`: asks the oracle for the subscriber's balance of data credits.
+//! - `carrier`: an offload partner's tool — `carrier key`, `carrier id`, and `carrier report`,
+//!   which signs RADIUS accounting as carrier reports and posts them to the oracle
+//!   (`carrier_cli.rs`).
 //! - `run`: a session with a hotspot over libp2p, pulling traffic through its test endpoint
 //!   and signing receipts as the session asks (`run.rs`); exits 1 when the hotspot refuses or
 //!   blocks the subscriber.
@@ -29,6 +32,8 @@ use wisp_protocol::msg::UsageReceipt;
 use wisp_shell::{http_get, keyfile};
 
 use wisp_client::run;
+
+mod carrier_cli;
 
 /// The key file's name in the data directory.
 const KEY_FILE: &str = "subscriber.key";
@@ -107,6 +112,10 @@ enum Cmd {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         rate_kib_s: Option<u64>,
     },
+    /// An offload partner's tool: its key, and RADIUS accounting signed and posted as
+    /// carrier reports (its key is `carrier.key` in the data directory).
+    #[command(subcommand)]
+    Carrier(carrier_cli::CarrierCmd),
     /// Ask the oracle for the subscriber's balance of data credits.
     Balance {
         /// The oracle's API, `http://HOST:PORT`.
@@ -150,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.peer_id());
         }
         Cmd::Id => println!("{}", load_key(&key_file)?.peer_id()),
+        Cmd::Carrier(cmd) => carrier_cli::run(&dir, cmd)?,
         Cmd::Run {
             hotspot,
             key,
