@@ -2,14 +2,14 @@
 //! writes, one a request.
 //!
 //! A record is a timestamp line at the start of a line, then one `Attribute = value` line
-//! each, indented, and a blank line after it:
+//! each, indented (FreeRADIUS writes a tab), and a blank line after it:
 //!
 //! ```text
 //! Sun Dec  6 12:05:00 2026
-//! 	Acct-Status-Type = Interim-Update
-//! 	Acct-Session-Id = "5f3a0001"
-//! 	Acct-Output-Octets = 52428800
-//! 	Timestamp = 1796558700
+//!     Acct-Status-Type = Interim-Update
+//!     Acct-Session-Id = "5f3a0001"
+//!     Acct-Output-Octets = 52428800
+//!     Timestamp = 1796558700
 //! ```
 //!
 //! Values in double quotes lose them (with `\"` and `\\` unescaped); others are kept as
