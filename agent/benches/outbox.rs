@@ -1,7 +1,7 @@
 //! Outbox and footprint figures, printed: `cargo bench -p wisp-agent --bench outbox`.
 //!
-//! 1. Durable commit throughput of the SQLite outbox (WAL, synchronous=FULL) for batches of
-//!    1, 16 and 64 heartbeat-sized envelopes, on the disk under the working directory's tempdir.
+//! 1. Durable commit throughput of the outbox log (one record and one fdatasync per commit) for
+//!    batches of 1, 16 and 64 heartbeat-sized envelopes, on the disk under the system tempdir.
 //! 2. The agent's resident memory with an idle broker connection: the real binary against an
 //!    embedded broker, after it settled.
 #![allow(
@@ -17,7 +17,7 @@ use wisp_protocol::{Kind, ProofId};
 
 fn commit_throughput(batch: usize, total: usize) -> (f64, f64) {
     let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-    let mut store = Store::open(&dir.path().join("outbox.db")).unwrap();
+    let mut store = Store::open(&dir.path().join(wisp_agent::store::FILE_NAME)).unwrap();
     let envelopes: Vec<Vec<u8>> = (0..total)
         .map(|i| format!("{i:0170}").into_bytes())
         .collect();
@@ -93,7 +93,7 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let total = if quick { 64 } else { 2_000 };
     println!(
-        "outbox commit throughput (SQLite WAL, synchronous=FULL, 170-byte envelopes, {total} proofs):"
+        "outbox commit throughput (append-only log, fdatasync per commit, 170-byte envelopes, {total} proofs):"
     );
     for batch in [1usize, 16, 64] {
         let (commits, proofs) = commit_throughput(batch, total);

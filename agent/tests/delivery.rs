@@ -143,7 +143,8 @@ fn a_rate_limited_proof_stays_in_the_outbox_and_is_resent_until_accepted() {
 
     // Every heartbeat signed is accounted for: still in the outbox, or delivered until the
     // oracle accepted it (a third copy). None was deleted on a `rate_limited` ack.
-    let store = wisp_agent::store::Store::open(&dir.path().join("outbox.db")).unwrap();
+    let store =
+        wisp_agent::store::Store::open(&dir.path().join(wisp_agent::store::FILE_NAME)).unwrap();
     let last = store.meta("heartbeat_seq").unwrap();
     let pending: Vec<ProofId> = store.load().unwrap().iter().map(|(r, _)| r.id).collect();
     let seen = oracle.seen.lock().unwrap();
@@ -188,14 +189,14 @@ fn the_data_directory_and_the_outbox_are_the_owners_alone() {
     let data = root.path().join("var/wisp");
     let env = agent_env(&data, broker, &oracle.key);
     let agent = Agent::spawn(&data, &env);
-    // A proof committed and acked: the outbox's write-ahead log exists.
+    // A proof committed and acked: the outbox log exists.
     assert!(wait_for(Duration::from_secs(20), || agent
         .metric("wisp_proofs_accepted_total")
         >= 1.0));
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&root.path().join("var")), 0o700);
     assert_eq!(mode(&data), 0o700);
-    for f in ["outbox.db", "outbox.db-wal", "node.key"] {
+    for f in [wisp_agent::store::FILE_NAME, "node.key"] {
         assert_eq!(mode(&data.join(f)), 0o600, "{f}");
     }
     assert!(agent.stop().success());
@@ -231,7 +232,8 @@ fn sigkill_at_random_moments_loses_no_signed_proof() {
     assert!(agent.stop().success());
     // Everything the agent committed (heartbeat seq 1..=last) reached the oracle: once per
     // sequence number (one proof id each), no gaps.
-    let store = wisp_agent::store::Store::open(&dir.path().join("outbox.db")).unwrap();
+    let store =
+        wisp_agent::store::Store::open(&dir.path().join(wisp_agent::store::FILE_NAME)).unwrap();
     let last = store.meta("heartbeat_seq").unwrap();
     let pending = store.load().unwrap().len();
     let seen = oracle.seen.lock().unwrap();

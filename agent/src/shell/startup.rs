@@ -44,9 +44,29 @@ pub fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
     Ok(key)
 }
 
-/// The agent's database file in the data directory.
+/// The agent's outbox log in the data directory.
 pub fn store_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("outbox.db")
+    data_dir.join(crate::store::FILE_NAME)
+}
+
+/// The outbox of agents before the log (SQLite), which this agent cannot read.
+pub(super) const LEGACY_OUTBOX: &str = "outbox.db";
+
+/// Opens the outbox log in `data_dir`, refusing a directory that still holds an older agent's
+/// SQLite outbox: its pending proofs and heartbeat counter would be silently left behind.
+pub(super) fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
+    let legacy = data_dir.join(LEGACY_OUTBOX);
+    if legacy.exists() {
+        anyhow::bail!(
+            "{} is the outbox of an older agent (SQLite), which this agent cannot read. Run the \
+             previous version until its outbox is empty (`outbox_depth` 0 in `wisp-agent \
+             status`), then remove {LEGACY_OUTBOX} (and its -wal and -shm files), or move them \
+             away; removed while proofs are pending, those proofs are lost",
+            legacy.display()
+        );
+    }
+    Store::open(&store_path(data_dir))
+        .with_context(|| format!("opening the outbox log in {}", data_dir.display()))
 }
 
 /// The file where a running agent writes its libp2p listen addresses (one multiaddr with
@@ -89,8 +109,7 @@ pub(super) async fn start(
     keyfile::create_private_dir(&cfg.data_dir)
         .with_context(|| format!("creating data_dir {}", cfg.data_dir.display()))?;
     let key = load_key(&cfg.key_file)?;
-    let store = Store::open(&store_path(&cfg.data_dir))
-        .with_context(|| format!("opening the outbox database in {}", cfg.data_dir.display()))?;
+    let store = open_store(&cfg.data_dir)?;
     let heartbeat_seq = store.meta("heartbeat_seq")?;
     // When the last heartbeat was signed (0: never, or stored by an older agent).
     let heartbeat_ms = store.meta(HEARTBEAT_MS)?;

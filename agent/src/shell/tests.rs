@@ -300,3 +300,19 @@ async fn the_loop_wakes_at_its_deadline_and_not_before() {
     advance_to(start, Duration::from_millis(250)).await;
     assert_eq!(rx.try_recv().ok(), Some(now + 250));
 }
+
+#[test]
+fn an_older_agents_sqlite_outbox_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    super::startup::open_store(dir.path()).unwrap();
+    std::fs::write(dir.path().join("outbox.db"), b"SQLite format 3\0").unwrap();
+    let e = format!("{:#}", super::startup::open_store(dir.path()).unwrap_err());
+    assert!(e.contains("outbox.db"), "{e}");
+    assert!(
+        e.contains("Run the previous version until its outbox is empty"),
+        "{e}"
+    );
+    assert!(e.contains("lost"), "{e}");
+    std::fs::remove_file(dir.path().join("outbox.db")).unwrap();
+    super::startup::open_store(dir.path()).unwrap();
+}

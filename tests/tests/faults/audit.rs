@@ -339,28 +339,16 @@ pub(super) fn audit(run: &Run) -> Result<Audit> {
     let mut signed_text = String::new();
     for (i, agent) in net.agents.iter().enumerate() {
         let id = node_id(&agent.peer_id)?;
-        let adb = Connection::open(net.agent_db(i)?)?;
-        let last: u64 = adb
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'heartbeat_seq'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(to_u64)
-            .unwrap_or(0);
+        let adb = wisp_agent::store::Store::open(&net.agent_db(i)?)?;
+        let last = adb.meta("heartbeat_seq")?;
         let mut pending = Vec::new();
         let mut waiting = 0usize;
-        {
-            let mut st = adb.prepare("SELECT envelope FROM outbox")?;
-            let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-            for env in rows {
-                let env = env?;
-                waiting += 1;
-                if let Ok(e) = EnvelopeRef::parse(&env)
-                    && let Ok(h) = e.decode::<Heartbeat>()
-                {
-                    pending.push(h.msg.seq);
-                }
+        for (_, env) in adb.load()? {
+            waiting += 1;
+            if let Ok(e) = EnvelopeRef::parse(&env)
+                && let Ok(h) = e.decode::<Heartbeat>()
+            {
+                pending.push(h.msg.seq);
             }
         }
         let stored = stored_seqs.get(&id).cloned().unwrap_or_default();

@@ -109,9 +109,9 @@ impl Devnet {
         self.opts.data_dir.join("oracle").join("oracle.db")
     }
 
-    /// Agent `i`'s outbox database.
+    /// Agent `i`'s outbox log (open it with `wisp_agent::store::Store::open`, the agent stopped).
     pub fn agent_db(&self, i: usize) -> Result<PathBuf> {
-        Ok(self.agent(i)?.data_dir.join("outbox.db"))
+        Ok(self.agent(i)?.data_dir.join(wisp_agent::store::FILE_NAME))
     }
 
     /// The log of process `name` (`oracle`, `agent-<i>`); restarts append to it.
