@@ -411,6 +411,13 @@ fn print_result(file: &Path, p: &Planned, r: &Value) -> bool {
             );
             false
         }
+        (Some(202), _) => {
+            println!(
+                "{at}: handed to the leading oracle, not committed yet: run again (the same \
+                 envelope is posted, a duplicate once stored)"
+            );
+            false
+        }
         (status, _) => {
             println!(
                 "{at}: HTTP {}: {}",

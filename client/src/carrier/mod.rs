@@ -376,7 +376,8 @@ pub struct SessionLedger {
     pub down: u64,
     /// The last bytes up reported.
     pub up: u64,
-    /// Each record reported, by its digest ([`digest`]): the envelope signed for it, in hex.
+    /// Each record reported, by its digest (a hash of its session, status, counters and
+    /// timestamp line): the envelope signed for it, in hex.
     pub reports: BTreeMap<String, String>,
 }
 

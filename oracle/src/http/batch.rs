@@ -2,7 +2,7 @@
 //!
 //! The body is JSON, `{"reports": ["<envelope hex>", …]}`: at most [`BATCH_ITEMS_MAX`]
 //! envelopes and [`BATCH_BODY_MAX`] bytes, else a 413 before any is judged. Each envelope is
-//! judged in order by [`carrier::judge`], the single endpoint's own path (its signature
+//! judged in order by `carrier::judge`, the single endpoint's own path (its signature
 //! checked over its raw bytes before anything is decoded, the allow-list, the carrier's rate,
 //! the worker), and the answer lists one result per envelope, in order: that endpoint's
 //! status and JSON body for it, with `status` added. An item that is not hex, or longer than

@@ -22,7 +22,7 @@
 //! of a refusal or a rejection, `rate_limited`, or `handed` on a standby.
 //!
 //! `POST /v1/usage/carrier/batch` (`batch.rs`) judges many reports in one body, each through
-//! [`judge`] as this endpoint does.
+//! `judge` as this endpoint does.
 
 use std::sync::Arc;
 use std::time::Duration;
