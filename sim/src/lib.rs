@@ -24,7 +24,8 @@
 //! - [`oracle`]: the oracle's own engine (wisp-oracle-core's `Prechecker` and `Engine`, as
 //!   the service runs them) fed every proof that reaches it, in arrival order.
 //! - [`sim`]: the run itself (events and what each does).
-//! - [`usage`]: the usage model (subscribers, sessions, usage cheaters; off by default).
+//! - [`usage`]: the usage model (subscribers, sessions, usage cheaters; off by default), and
+//!   [`carrier`]: its carriers' reports and their cheaters (off by default).
 //! - [`stats`], [`report`], [`plot`]: the tally, Markdown/JSON report, SVG plots.
 //!
 //! **This crate depends on the pure crates only** (wisp-protocol, wisp-agent-core,
@@ -33,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod backhaul;
+pub mod carrier;
 pub mod cheaters;
 pub mod engine;
 pub mod faults;

@@ -140,6 +140,10 @@ pub struct Verdict {
     pub kind: Kind,
     /// `None`: accepted so far; `Some`: refused with this reason.
     pub reason: Option<Reason>,
+    /// Refused by the precheck, with this reason, before the engine judged it; `reason` is
+    /// `None` unless that refusal was acked (a publish that did not verify is dropped without
+    /// an ack: nothing says the node sent it).
+    pub dropped: Option<Reason>,
     /// The proof id.
     pub id: ProofId,
 }
@@ -293,6 +297,10 @@ impl Oracle {
         let mut judged: Vec<Verdict> = Vec::with_capacity(checked.len());
         for c in &checked {
             let node = c.node.and_then(|n| self.ids.get(&n).copied());
+            let dropped = match &c.screened {
+                Screened::Refused(r) => Some(*r),
+                Screened::Authentic { .. } => None,
+            };
             let (kind, subject) = match &c.screened {
                 Screened::Authentic { kind, proof } => {
                     let subject = match proof {
@@ -311,6 +319,7 @@ impl Oracle {
                 subject: subject.unwrap_or(unknown),
                 kind,
                 reason: None,
+                dropped,
                 id: c.id,
             });
         }
@@ -350,6 +359,20 @@ impl Oracle {
             .engine
             .submit_grant(envelope, at_ms)
             .map_err(|r| anyhow::anyhow!("grant refused: {}", r.name()))?;
+        Ok(verdict)
+    }
+
+    /// A carrier's usage report (a signed [`CarrierReport`] envelope) posted at oracle time
+    /// `at_ms`, through the engine's own `submit_carrier`, the entry point of the service's
+    /// `POST /v1/usage/carrier`. Flush first (the buffer's verdicts are the caller's to
+    /// record), so that it is judged after what arrived before. `Err`: refused at the
+    /// door (not signed by the carrier it names, or a carrier off the allow-list). Not
+    /// recorded in [`Log`] (a [`Log`] replays MQTT publishes, and reports never come that way).
+    ///
+    /// [`CarrierReport`]: wisp_protocol::msg::CarrierReport
+    pub fn submit_carrier(&mut self, envelope: Vec<u8>, at_ms: u64) -> Result<Judged, Reason> {
+        debug_assert!(self.buffer.is_empty(), "flush before a carrier report");
+        let (verdict, _, _) = self.engine.submit_carrier(envelope, at_ms, None)?;
         Ok(verdict)
     }
 

@@ -28,6 +28,9 @@
 //! baseline, where its subscriber is an honest customer (someone else's money) with the
 //! honest demand on it; for a replaying hotspot, what the hotspot whose receipts it replays
 //! earns there (what it would have earned by carrying that traffic itself).
+//!
+//! **Carriers** (`carriers`, off by default) and their two archetypes are in
+//! [`crate::carrier`].
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +64,20 @@ pub struct UsageCfg {
     pub replayed_receipt: u32,
     /// How far above its backhaul an inflating hotspot claims. Default 20.
     pub inflation: f64,
+    /// Carriers (offload partners) on the oracle's `usage_carriers` allow-list. Default 0: no
+    /// carrier, and a scenario runs exactly as before.
+    pub carriers: u32,
+    /// Share of honest subscribers whose sessions a carrier accounts (and reports) instead of
+    /// the subscriber signing receipts; with `carriers = 0` nobody is offloaded. Default 0.3.
+    pub carrier_share: f64,
+    /// Data credits the operator grants each carrier at time zero. Default 100 000 000.
+    pub carrier_credits_dc: u64,
+    /// Hotspots signing carrier reports about themselves with a key not on the allow-list.
+    /// Default 0.
+    pub forged_carrier: u32,
+    /// Allow-listed carriers colluding with a hotspot, reporting `inflation` × its backhaul.
+    /// Default 0.
+    pub inflated_carrier: u32,
 }
 
 impl Default for UsageCfg {
@@ -79,6 +96,11 @@ impl Default for UsageCfg {
             colluding_subscriber: 0,
             replayed_receipt: 0,
             inflation: 20.0,
+            carriers: 0,
+            carrier_share: 0.3,
+            carrier_credits_dc: 100_000_000,
+            forged_carrier: 0,
+            inflated_carrier: 0,
         }
     }
 }
@@ -96,6 +118,8 @@ impl UsageCfg {
             + self.inflated_counters
             + self.colluding_subscriber
             + self.replayed_receipt
+            + self.forged_carrier
+            + self.inflated_carrier
     }
 }
 
@@ -114,16 +138,22 @@ pub enum UsageArchetype {
     ColludingSubscriber,
     /// A hotspot sends an honest hotspot's co-signed receipts again, as its own.
     ReplayedReceipt,
+    /// A hotspot signs carrier reports of usage on itself with a key not on the allow-list.
+    ForgedCarrier,
+    /// An allow-listed carrier colluding with a hotspot reports `inflation` × its backhaul.
+    InflatedCarrier,
 }
 
 impl UsageArchetype {
     /// Every archetype, in report order.
-    pub const ALL: [UsageArchetype; 5] = [
+    pub const ALL: [UsageArchetype; 7] = [
         UsageArchetype::SelfDealing,
         UsageArchetype::SelfDealingUnlinked,
         UsageArchetype::InflatedCounters,
         UsageArchetype::ColludingSubscriber,
         UsageArchetype::ReplayedReceipt,
+        UsageArchetype::ForgedCarrier,
+        UsageArchetype::InflatedCarrier,
     ];
 
     /// The JSON name.
@@ -134,6 +164,8 @@ impl UsageArchetype {
             UsageArchetype::InflatedCounters => "inflated_counters",
             UsageArchetype::ColludingSubscriber => "colluding_subscriber",
             UsageArchetype::ReplayedReceipt => "replayed_receipt",
+            UsageArchetype::ForgedCarrier => "forged_carrier",
+            UsageArchetype::InflatedCarrier => "inflated_carrier",
         }
     }
 
@@ -145,6 +177,8 @@ impl UsageArchetype {
             UsageArchetype::InflatedCounters => cfg.inflated_counters,
             UsageArchetype::ColludingSubscriber => cfg.colluding_subscriber,
             UsageArchetype::ReplayedReceipt => cfg.replayed_receipt,
+            UsageArchetype::ForgedCarrier => cfg.forged_carrier,
+            UsageArchetype::InflatedCarrier => cfg.inflated_carrier,
         }
     }
 
@@ -177,6 +211,8 @@ pub struct Instance {
     pub source: Option<u32>,
     /// Its subscriber, by index into the run's subscribers (none for a replayer).
     pub subscriber: Option<usize>,
+    /// Its colluding carrier, by index into the run's carriers (inflated_carrier only).
+    pub carrier: Option<usize>,
 }
 
 /// What a run's usage model measured.
@@ -206,6 +242,10 @@ pub struct UsageTally {
     pub burned_dc: u128,
     /// The oracle's value of one DC (`usage_reward_per_dc`).
     pub reward_per_dc: u64,
+    /// Per carrier (empty without carriers).
+    pub carriers: Vec<crate::carrier::CarrierTally>,
+    /// Forged carrier reports and what the oracle answered them.
+    pub forged: crate::carrier::ForgedTally,
 }
 
 /// One usage archetype's row of the report.
@@ -259,6 +299,9 @@ pub struct UsageReport {
     pub honest_paid_fair: Option<u128>,
     /// Per archetype.
     pub archetypes: Vec<UsageRow>,
+    /// Carriers' figures (absent without carriers or forged reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carriers: Option<crate::carrier::CarriersReport>,
 }
 
 /// The usage report of a main run and its fair baseline.
@@ -300,6 +343,10 @@ pub fn report(main: &UsageTally, fair: Option<&UsageTally>) -> UsageReport {
                     .sum::<u128>();
                 if let Some(s) = inst.subscriber {
                     burned += main.burned.get(s).copied().unwrap_or(0) * value;
+                }
+                // A colluding carrier's credits are the cheater's money too.
+                if let Some(c) = inst.carrier {
+                    burned += main.carriers.get(c).map_or(0, |c| c.burned_dc) * value;
                 }
                 if let Some(f) = fair {
                     let twin = f.instances.get(*k);
@@ -370,6 +417,7 @@ pub fn report(main: &UsageTally, fair: Option<&UsageTally>) -> UsageReport {
             honest_paid as f64 / honest.len() as f64
         },
         archetypes,
+        carriers: crate::carrier::report(main),
     }
 }
 
@@ -395,6 +443,9 @@ pub fn targets(r: &UsageReport) -> Vec<crate::report::TargetCheck> {
                 met: row.paid == 0 || row.paid < row.burned_value,
             });
         }
+    }
+    if let Some(c) = &r.carriers {
+        out.extend(crate::carrier::targets(c));
     }
     out
 }
@@ -445,6 +496,9 @@ impl UsageReport {
                     r.paid_vs_burned.map_or("–".into(), |x| format!("{x:.3}"))
                 );
             }
+        }
+        if let Some(c) = &self.carriers {
+            s.push_str(&c.markdown());
         }
         s
     }

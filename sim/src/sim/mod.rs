@@ -16,7 +16,7 @@
 //! | 7   | `Bandwidth`  | a round of bandwidth tests with the rendezvous measurers |
 //! | 8/9 | `Crash`/`Restart` | an agent dies and comes back with its persisted sequence number |
 //! | 10  | `Backdate`   | a fake-heartbeat cheater sends a whole epoch's back-dated heartbeats |
-//! | 11  | `Usage`      | the epoch's subscriber sessions (only with `[usage]`, see [`crate::usage`]) |
+//! | 11  | `Usage`      | the epoch's subscriber sessions and carrier reports (only with `[usage]`, see [`crate::usage`], [`crate::carrier`]) |
 //!
 //! Every processed event is recorded in the [`EventLog`], and so is every oracle verdict.
 //!
@@ -25,7 +25,8 @@
 //! stopping, applying a core's outputs), `epoch` (seeds, closes, the invariants), `air`
 //! (transmissions and receptions), `delivery` (proofs to the oracle, verdicts), `cheats`
 //! (relays, forged readings, replays, back-dating), `bandwidth` (bandwidth test rounds) and
-//! `usage` (subscribers' sessions and the usage part of a close).
+//! `usage` (subscribers' sessions and the usage part of a close) with `carrier` (carriers'
+//! reports, forged ones included, and their part of a close).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ use crate::world::World;
 
 mod air;
 mod bandwidth;
+mod carrier;
 mod cheats;
 mod cores;
 mod delivery;

@@ -25,11 +25,18 @@ impl<'a> Sim<'a> {
         record: bool,
     ) -> Result<Sim<'a>> {
         let world = World::build(sc, honest_only)?;
-        let rules = sc
-            .oracle
-            .rules
-            .validate()
-            .context("oracle.rules: invalid rules")?;
+        let (usage, owners) = if sc.usage.enabled() {
+            let (u, o) = super::usage::plan(sc, &world, honest_only);
+            (Some(u), o)
+        } else {
+            (None, BTreeMap::new())
+        };
+        // The run's carriers join the allow-list the scenario's rules give.
+        let mut rules = sc.oracle.rules.clone();
+        if let Some(u) = &usage {
+            rules.usage_carriers.extend(u.carriers.allow_list());
+        }
+        let rules = rules.validate().context("oracle.rules: invalid rules")?;
         let oracle_key = oracle_key(sc.seed);
         let mut oracle = Oracle::new(
             oracle_key.clone(),
@@ -40,12 +47,6 @@ impl<'a> Sim<'a> {
         if record {
             oracle.record();
         }
-        let (usage, owners) = if sc.usage.enabled() {
-            let (u, o) = super::usage::plan(sc, &world, honest_only);
-            (Some(u), o)
-        } else {
-            (None, BTreeMap::new())
-        };
         // Onboarding: every identity signs an Onboard and publishes it at time zero.
         let onboards: Vec<Vec<u8>> = world
             .nodes

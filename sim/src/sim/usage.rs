@@ -1,6 +1,7 @@
 //! The usage model in the run (event 11, `Usage`): subscribers' grants at time zero, one round
 //! of sessions per epoch through wisp-client's `Session` and the agent core's `Usage`, the
-//! cheaters' lying inputs, and the usage part of each close. See [`crate::usage`].
+//! cheaters' lying inputs, and the usage part of each close. See [`crate::usage`]; carriers'
+//! reports are in `carrier.rs` ([`crate::carrier`]).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::CreditGrant;
 use wisp_protocol::{NodeId, SubscriberId};
 
+use super::carrier::CarrierRt;
 use super::{Sim, T0_MS};
 use crate::cheaters::Archetype;
 use crate::oracle::{Closed, Oracle};
@@ -23,24 +25,28 @@ use crate::world::World;
 
 /// One subscriber.
 #[derive(Debug)]
-struct Sub {
+pub(super) struct Sub {
     key: SubscriberKey,
     id: SubscriberId,
     /// Hotspots it may use, nearest first.
     nearby: Vec<u32>,
     /// The cheater instance it belongs to.
     instance: Option<usize>,
+    /// The carrier that accounts its sessions (offloaded), by index into the run's carriers.
+    pub(super) carrier: Option<usize>,
 }
 
 /// The usage model's state in a run.
 #[derive(Debug)]
 pub(super) struct UsageRt {
-    subs: Vec<Sub>,
+    pub(super) subs: Vec<Sub>,
     by_id: BTreeMap<SubscriberId, usize>,
     cores: BTreeMap<u32, Usage>,
     pub(super) tally: UsageTally,
     /// Whether the cheaters cheat (not in the fair baseline).
-    cheat: bool,
+    pub(super) cheat: bool,
+    /// The carriers (empty without them).
+    pub(super) carriers: CarrierRt,
 }
 
 fn key_of(seed: u64, i: u64) -> SubscriberKey {
@@ -54,7 +60,7 @@ fn key_of(seed: u64, i: u64) -> SubscriberKey {
 }
 
 /// `list[draw mod len]` (the list is not empty).
-fn pick<T: Copy>(list: &[T], draw: u64) -> T {
+pub(super) fn pick<T: Copy>(list: &[T], draw: u64) -> T {
     list[usize::try_from(draw % list.len() as u64).unwrap_or(0)]
 }
 
@@ -68,9 +74,9 @@ fn whole(bytes: f64) -> u64 {
 
 /// One session of an epoch's round: hotspot, subscriber index, session id, and the bytes
 /// (down, up) both the router and the client count.
-type Planned = (u32, usize, [u8; 16], (u64, u64));
+pub(super) type Planned = (u32, usize, [u8; 16], (u64, u64));
 
-fn id16(seed: u64, parts: &[u64]) -> [u8; 16] {
+pub(super) fn id16(seed: u64, parts: &[u64]) -> [u8; 16] {
     let mut h = blake3::Hasher::new_derive_key("wisp-sim usage id");
     h.update(&seed.to_le_bytes());
     for p in parts {
@@ -107,6 +113,7 @@ pub(super) fn plan(
                 hotspots,
                 source: None,
                 subscriber: None,
+                carrier: None,
             });
         }
     }
@@ -138,8 +145,10 @@ pub(super) fn plan(
             key,
             nearby: near.into_iter().take(k).map(|x| x.1).collect(),
             instance: None,
+            carrier: None,
         });
     }
+    let mut carriers = CarrierRt::plan(cfg, seed, &mut subs);
     let mut owners = BTreeMap::new();
     for (n, inst) in instances.iter_mut().enumerate() {
         if inst.archetype == UsageArchetype::ReplayedReceipt {
@@ -155,11 +164,15 @@ pub(super) fn plan(
             owners.insert(*h, key.peer_id());
         }
         inst.subscriber = Some(subs.len());
+        if inst.archetype == UsageArchetype::InflatedCarrier {
+            inst.carrier = Some(carriers.colluding(seed, n));
+        }
         subs.push(Sub {
             id: key.id(),
             key,
             nearby: inst.hotspots.clone(),
             instance: Some(n),
+            carrier: inst.carrier,
         });
     }
     let by_id = subs.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
@@ -170,6 +183,7 @@ pub(super) fn plan(
         honest: subs.iter().map(|s| s.instance.is_none()).collect(),
         instances,
         reward_per_dc: sc.oracle.rules.usage_reward_per_dc,
+        carriers: carriers.tallies(cfg.carrier_credits_dc, &subs),
         ..UsageTally::default()
     };
     (
@@ -179,6 +193,7 @@ pub(super) fn plan(
             cores: BTreeMap::new(),
             tally,
             cheat: !honest_only,
+            carriers,
         },
         owners,
     )
@@ -208,7 +223,7 @@ impl UsageRt {
                 "grant {i} refused: {verdict:?}"
             );
         }
-        Ok(())
+        self.carriers.grant(sc, oracle, key)
     }
 }
 
@@ -330,7 +345,8 @@ impl Sim<'_> {
                 sessions.push((h, i, sid, b));
             }
         }
-        // The cheaters, each on its own hotspots.
+        // The cheaters, each on its own hotspots; a forger's sessions are its forged reports.
+        let mut forged: Vec<Planned> = Vec::new();
         if u.cheat {
             for (n, inst) in u.tally.instances.iter().enumerate() {
                 let Some(si) = inst.subscriber else { continue };
@@ -340,7 +356,10 @@ impl Sim<'_> {
                         continue;
                     }
                     let (d, up) = self.link_bytes(*h);
-                    let b = if inst.archetype == UsageArchetype::InflatedCounters {
+                    let b = if matches!(
+                        inst.archetype,
+                        UsageArchetype::InflatedCounters | UsageArchetype::InflatedCarrier
+                    ) {
                         (
                             whole(d as f64 * cfg.inflation),
                             whole(up as f64 * cfg.inflation),
@@ -348,10 +367,20 @@ impl Sim<'_> {
                     } else {
                         (d, up)
                     };
-                    sessions.push((*h, si, sid, b));
+                    if inst.archetype == UsageArchetype::ForgedCarrier {
+                        forged.push((*h, n, sid, b));
+                    } else {
+                        sessions.push((*h, si, sid, b));
+                    }
                 }
             }
         }
+        // Offloaded subscribers' sessions (an inflating carrier's too) are their carriers' to
+        // report.
+        let (carried, sessions): (Vec<Planned>, Vec<Planned>) = sessions
+            .into_iter()
+            .partition(|p| u.subs[p.1].carrier.is_some());
+        u.carriers.note(e, &sessions, &carried, &u.subs);
         let mut sent: Vec<(u32, Vec<u8>)> = Vec::new();
         for (h, si, sid, bytes) in sessions {
             let node = &self.world.nodes[h as usize];
@@ -392,6 +421,7 @@ impl Sim<'_> {
             }
         }
         self.record_verdicts(&verdicts);
+        self.carrier_round(&mut u, e, t_ms, carried, forged);
         self.usage = Some(u);
     }
 
@@ -433,5 +463,6 @@ impl Sim<'_> {
         }
         self.log.record_bytes(&paid.to_le_bytes());
         self.log.record_bytes(&burned.to_le_bytes());
+        self.carrier_close(e, c);
     }
 }
