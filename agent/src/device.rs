@@ -532,6 +532,7 @@ mod tests {
                     "radio": "failed",
                     "secure_element": "passed",
                     "receive": "not_checked",
+                    "button": "not_checked",
                 },
             })
         );

@@ -3,7 +3,7 @@
 //! protocol against a fake hostapd on a real Unix socket, and nl80211 replaced at its socket
 //! boundary (scan results built from the netlink attributes the kernel sends) on the way from a
 //! scan to a signed witness. The real nl80211 sockets are opened once, on an interface that
-//! cannot scan.
+//! cannot scan. The GPIO parts (LED, button) are in `linux_gpio.rs`.
 // Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use wisp_agent::config::{GnssTtyConfig, LinuxDeviceConfig, ScanConfig, SecureElementConfig};
 use wisp_agent::core::{Core, CoreConfig, TxFrame};
 use wisp_agent::device::linux::{LinuxDevice, ScanSource, SlotClock};
-use wisp_agent::device::{DeviceError, DeviceIo, Health, RxFrame};
+use wisp_agent::device::{DeviceError, DeviceIo, RxFrame};
 use wisp_agent::status::Check;
 use wisp_agent::wallclock::wall_ms;
 use wisp_firmware::gnss::NmeaParser;
@@ -44,6 +44,7 @@ fn gnss_only(path: &Path, baud: u32) -> LinuxDeviceConfig {
         }),
         secure_element: None,
         led: None,
+        button: None,
     }
 }
 
@@ -161,6 +162,7 @@ async fn beacons_go_out_through_hostapd_and_a_restarted_hostapd_is_found_again()
         gnss: None,
         secure_element: None,
         led: None,
+        button: None,
     };
     let mut device = LinuxDevice::open(&cfg, 2_437_000).unwrap();
     assert_eq!(fake.received(), ["STATUS"], "the frequency read at open");
@@ -615,6 +617,7 @@ async fn real_nl80211_sockets_on_an_interface_that_cannot_scan() {
         gnss: None,
         secure_element: None,
         led: None,
+        button: None,
     };
     match LinuxDevice::open(&cfg, 2_437_000) {
         Err(e) => {
@@ -659,6 +662,7 @@ fn the_secure_element_is_asked_only_to_attest_and_says_how_it_went() {
             address: 0x60,
         }),
         led: None,
+        button: None,
     };
     // Attesting opens the element alone: the missing hostapd is not touched.
     let mut device = LinuxDevice::open_secure_element(&cfg).unwrap();
@@ -716,84 +720,4 @@ fn the_secure_element_is_asked_only_to_attest_and_says_how_it_went() {
     assert!(!out.status.success());
     assert!(stderr.contains("secure element"), "{stderr}");
     assert!(!stderr.contains("hostapd"), "{stderr}");
-}
-
-/// A GPIO line that records each level written, with the (paused) tokio time.
-struct RecordedPin(usize, Arc<Mutex<Vec<(Instant, usize, bool)>>>);
-
-impl embedded_hal::digital::ErrorType for RecordedPin {
-    type Error = std::convert::Infallible;
-}
-
-impl embedded_hal::digital::OutputPin for RecordedPin {
-    fn set_low(&mut self) -> Result<(), Self::Error> {
-        self.1.lock().unwrap().push((Instant::now(), self.0, false));
-        Ok(())
-    }
-    fn set_high(&mut self) -> Result<(), Self::Error> {
-        self.1.lock().unwrap().push((Instant::now(), self.0, true));
-        Ok(())
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_status_led_follows_health_at_its_own_pace() {
-    use wisp_firmware::led::{Polarity, RgbPins, StatusLed};
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let pin = |i| RecordedPin(i, Arc::clone(&log));
-    let pins = RgbPins::new(pin(0), pin(1), pin(2), Polarity::ActiveHigh);
-    let mut device = LinuxDevice::with_radio(None).driving_led(StatusLed::new(pins));
-    let lit = || {
-        let mut rgb = [false; 3];
-        for &(_, i, level) in log.lock().unwrap().iter() {
-            rgb[i] = level;
-        }
-        rgb
-    };
-    let writes = || log.lock().unwrap().len();
-    let sleep = |ms| tokio::time::sleep(Duration::from_millis(ms));
-
-    sleep(50).await;
-    assert!(writes() > 0, "booting is shown at once");
-    device.set_health(Health::Online);
-    sleep(50).await;
-    assert_eq!(lit(), [false, true, false], "solid green");
-    // Solid: nothing to do until the health changes (no polling while it stays).
-    let n = writes();
-    device.set_health(Health::Online);
-    sleep(60_000).await;
-    assert_eq!(writes(), n);
-
-    // Degraded: amber, 1 s on, 1 s off.
-    device.set_health(Health::Degraded);
-    let at = |ms| tokio::time::sleep_until(Instant::now() + Duration::from_millis(ms));
-    at(500).await;
-    assert!(lit()[0], "on");
-    at(1_000).await;
-    assert!(!lit()[0], "off after a second");
-    at(1_000).await;
-    assert!(lit()[0], "on again");
-    device.set_health(Health::Offline);
-    sleep(50).await;
-    assert_eq!(lit(), [true, false, false], "solid red");
-
-    // The device gone, the task stops writing.
-    drop(device);
-    let n = writes();
-    sleep(10_000).await;
-    assert_eq!(writes(), n);
-
-    // No GPIO chip here: a file that is not one refuses the lines, and the error says which.
-    let e = LinuxDevice::with_radio(None)
-        .with_led(&wisp_agent::config::LedConfig {
-            chip: PathBuf::from("/dev/null"),
-            lines: [4, 5, 6],
-            active_low: false,
-        })
-        .unwrap_err();
-    let text = format!("{e:#}");
-    assert!(
-        text.contains("device.led_lines") && text.contains("line 4 of /dev/null"),
-        "{text}"
-    );
 }
