@@ -9,31 +9,14 @@
     clippy::field_reassign_with_default
 )]
 
+mod common;
+
 use wisp_sim::report::TARGET_VS_FAIR;
-use wisp_sim::scenario::{PlacementKind, Scenario};
+use wisp_sim::scenario::Scenario;
 
 fn tiny() -> Scenario {
-    let mut sc = Scenario::default();
-    sc.name = "carriers-test".into();
-    sc.seed = 5;
-    sc.nodes = 60;
-    sc.days = 4.0 / 24.0;
-    sc.epoch.duration_ms = 3_600_000;
-    sc.epoch.slot_count = 20;
-    sc.epoch.heartbeat_interval_ms = 600_000;
-    sc.epoch.settle_ms = 120_000;
-    sc.placement.kind = PlacementKind::Clustered;
-    sc.placement.width_km = 3.0;
-    sc.placement.height_km = 3.0;
-    sc.placement.cities = 1;
-    sc.placement.city_sigma_km = 0.4;
-    sc.placement.suburb_sigma_km = 1.0;
-    sc.radio.max_receivers_per_beacon = 8;
-    sc.backhaul.test_every_epochs = 1;
-    sc.report.fair_baseline = true;
+    let mut sc = common::tiny_usage("carriers-test", 5);
     let u = &mut sc.usage;
-    u.subscribers = 80;
-    u.peak_hour = 2.0;
     u.carriers = 2;
     u.carrier_share = 0.5;
     // Three forgers: one of each forgery (an unlisted key, the hotspot's own key, a listed

@@ -9,32 +9,15 @@
     clippy::field_reassign_with_default
 )]
 
+mod common;
+
 use wisp_sim::report::TARGET_VS_FAIR;
-use wisp_sim::scenario::{PlacementKind, Scenario};
+use wisp_sim::scenario::Scenario;
 use wisp_sim::usage::UsageArchetype;
 
 fn tiny() -> Scenario {
-    let mut sc = Scenario::default();
-    sc.name = "usage-test".into();
-    sc.seed = 3;
-    sc.nodes = 60;
-    sc.days = 4.0 / 24.0;
-    sc.epoch.duration_ms = 3_600_000;
-    sc.epoch.slot_count = 20;
-    sc.epoch.heartbeat_interval_ms = 600_000;
-    sc.epoch.settle_ms = 120_000;
-    sc.placement.kind = PlacementKind::Clustered;
-    sc.placement.width_km = 3.0;
-    sc.placement.height_km = 3.0;
-    sc.placement.cities = 1;
-    sc.placement.city_sigma_km = 0.4;
-    sc.placement.suburb_sigma_km = 1.0;
-    sc.radio.max_receivers_per_beacon = 8;
-    sc.backhaul.test_every_epochs = 1;
-    sc.report.fair_baseline = true;
+    let mut sc = common::tiny_usage("usage-test", 3);
     let u = &mut sc.usage;
-    u.subscribers = 80;
-    u.peak_hour = 2.0;
     u.self_dealing = 1;
     u.self_dealing_unlinked = 1;
     u.inflated_counters = 1;
