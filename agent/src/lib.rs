@@ -10,7 +10,8 @@
 //!   summaries), also from [`wisp_agent_core`].
 //! - [`store`]: the durable outbox (SQLite WAL, `synchronous=FULL`, batched commits).
 //! - [`config`]: TOML + `WISP_` environment + flags, validated.
-//! - [`metrics`], [`status`]: Prometheus metrics and the HTTP status server.
+//! - [`metrics`], [`status`]: Prometheus metrics and the status routes; [`http`]: the minimal
+//!   HTTP/1.1 server they are served by.
 //! - the log subscriber and the broker trouble reports are [`wisp_shell`]'s, shared with the
 //!   oracle.
 //! - [`air`]: the shared simulated air of a devnet (UDP to the air service).
@@ -25,6 +26,7 @@ pub mod air;
 pub mod bandwidth;
 pub mod config;
 pub mod device;
+pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod shell;

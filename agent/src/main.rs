@@ -2,11 +2,10 @@
 #![allow(clippy::print_stdout)]
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand};
+use cli::{Cmd, Common, Exit};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use wisp_agent::config::{Config, RawConfig};
 use wisp_agent::shell;
@@ -18,93 +17,7 @@ use wisp_protocol::msg::{Attestation, Band, Onboard, Verdict};
 use wisp_protocol::topics;
 use wisp_shell::keyfile;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "wisp-agent",
-    version,
-    about = "wisp hotspot agent: proves coverage, backhaul and location to the rewards oracle"
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Args, Debug, Clone, Default)]
-struct Common {
-    /// Configuration file (TOML). `WISP_<SECTION>__<KEY>` environment variables override it.
-    #[arg(long, short = 'c', env = "WISP_CONFIG")]
-    config: Option<PathBuf>,
-    /// Overrides `node.data_dir`.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Overrides `mqtt.url` (mqtt://host:port or mqtts://host:port).
-    #[arg(long)]
-    broker: Option<String>,
-    /// Overrides `http.listen`.
-    #[arg(long)]
-    http_listen: Option<String>,
-    /// Overrides `log.format` (text or json).
-    #[arg(long)]
-    log_format: Option<String>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Run the daemon.
-    Run(Common),
-    /// Create the node key if there is none, and print the node's peer id.
-    Keygen(Common),
-    /// Sign an Onboard message (owner, location, antenna, bands) and send it to the oracle.
-    Onboard {
-        #[command(flatten)]
-        common: Common,
-        /// Seconds to wait for the oracle's ack.
-        #[arg(long, default_value_t = 30)]
-        wait_s: u64,
-    },
-    /// Print the device's secure-element serial and public key (what a maker certifies).
-    Device(Common),
-    /// Print the node's login for an external broker's password file (username: the peer
-    /// id; password: signed with the node key for the configured oracle), as a
-    /// `mosquitto_passwd` command ready to paste. Needs the node key and `oracle.public_key`.
-    Credentials {
-        #[command(flatten)]
-        common: Common,
-        /// The broker's password file, in the printed command.
-        #[arg(long, default_value = "/etc/mosquitto/wisp.passwd")]
-        password_file: String,
-    },
-    /// Show the local agent's status, or with --peer any node's signed status over libp2p.
-    Status {
-        #[command(flatten)]
-        common: Common,
-        /// Ask this node (peer id, 12D3KooW…) over `/wisp/status/1` instead of the local agent.
-        #[arg(long)]
-        peer: Option<String>,
-        /// Without --peer: the status server, host:port (default: the running agent's, from
-        /// the data directory). With --peer: the node's multiaddr (default: find it through
-        /// net.bootstrap and the DHT).
-        #[arg(long)]
-        addr: Option<String>,
-        /// Seconds to wait for a remote answer.
-        #[arg(long, default_value_t = 30)]
-        timeout_s: u64,
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Configuration commands.
-    Config {
-        #[command(subcommand)]
-        cmd: ConfigCmd,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum ConfigCmd {
-    /// Validate the configuration and print the resolved values.
-    Check(Common),
-}
+mod cli;
 
 fn load_config(c: &Common) -> anyhow::Result<Config> {
     let mut raw = RawConfig::load(c.config.as_deref(), std::env::vars())?;
@@ -124,7 +37,17 @@ fn load_config(c: &Common) -> anyhow::Result<Config> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cmd = match cli::parse(std::env::args_os(), std::env::var_os("WISP_CONFIG")) {
+        Ok(cmd) => cmd,
+        Err(Exit::Help(text) | Exit::Version(text)) => {
+            print!("{text}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(Exit::Usage(text)) => {
+            eprint!("{text}");
+            return std::process::ExitCode::from(cli::USAGE_ERROR);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,7 +58,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(dispatch(cli)) {
+    match rt.block_on(dispatch(cmd)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -144,8 +67,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    match cli.cmd {
+async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
         Cmd::Run(c) => {
             let cfg = load_config(&c)?;
             wisp_shell::logging::init(
@@ -240,9 +163,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Config {
-            cmd: ConfigCmd::Check(c),
-        } => {
+        Cmd::ConfigCheck(c) => {
             let cfg = load_config(&c)?;
             // The key as `run` would load it: a key `run` refuses (readable by others, also
             // through a symlink, or a symlink to nothing, which `run` cannot create a key

@@ -5,14 +5,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use wisp_protocol::msg::{BackhaulSummary, DeviceHealth, GnssFix};
 
+use crate::http::{Request, Response};
 use crate::metrics::Metrics;
 
 /// The `/status` document.
@@ -221,65 +217,70 @@ impl Shared {
     }
 }
 
-/// The HTTP routes.
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/status", get(status))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(shared)
+/// A route's handler.
+type Handler = fn(&Shared, &Request) -> Response;
+
+/// The paths served, each with its handler.
+const ROUTES: [(&str, Handler); 4] = [
+    ("/status", status),
+    ("/metrics", metrics),
+    ("/healthz", healthz),
+    ("/readyz", readyz),
+];
+
+/// Answers a request to the status server ([`crate::http::serve`]): 404 for an unknown path,
+/// 405 for a method other than GET or HEAD.
+pub fn respond(shared: &Shared, req: &Request) -> Response {
+    let Some((_, route)) = ROUTES.iter().find(|(path, _)| *path == req.path) else {
+        return Response::not_found();
+    };
+    if !req.is_read() {
+        return Response::method_not_allowed();
+    }
+    route(shared, req)
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Json<Status> {
-    Json(s.snapshot())
+fn status(s: &Shared, _: &Request) -> Response {
+    match serde_json::to_vec(&s.snapshot()) {
+        Ok(body) => Response::new(200, "application/json", body),
+        Err(e) => Response::text(500, format!("cannot encode the status: {e}\n")),
+    }
 }
 
 /// OpenMetrics for scrapers that ask for it, the Prometheus text format otherwise.
-async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let wants_openmetrics = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
+fn metrics(s: &Shared, req: &Request) -> Response {
+    let wants_openmetrics = req
+        .header("accept")
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     if wants_openmetrics {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
+        Response::new(
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             s.metrics.encode(),
         )
-            .into_response()
     } else {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+        Response::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
             s.metrics.encode_prometheus(),
         )
-            .into_response()
     }
 }
 
 /// Healthy while the daemon loop turned within the last 10 s (it turns at least every second).
-async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+fn healthz(s: &Shared, _: &Request) -> Response {
     let age = s
         .mono_ms()
         .saturating_sub(s.last_tick_ms.load(Ordering::Relaxed));
     if age <= 10_000 {
-        (StatusCode::OK, "ok\n").into_response()
+        Response::text(200, "ok\n")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("daemon loop stalled for {age} ms\n"),
-        )
-            .into_response()
+        Response::text(503, format!("daemon loop stalled for {age} ms\n"))
     }
 }
 
 /// Ready when proofs can be delivered: connected to the broker with an epoch seed.
-async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+fn readyz(s: &Shared, _: &Request) -> Response {
     let st = s.snapshot();
     let mut missing = Vec::new();
     if !st.broker_connected {
@@ -292,19 +293,105 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
         missing.push("no epoch seed from the oracle yet".into());
     }
     if missing.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+        Response::text(200, "ready\n")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", missing.join(", ")),
-        )
-            .into_response()
+        Response::text(503, format!("not ready: {}\n", missing.join(", ")))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
     use super::*;
+
+    /// One request to the server at `addr`: the status line, the `Content-Type` and the body.
+    async fn ask(addr: std::net::SocketAddr, request: &str) -> (String, String, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.lines();
+        let status = lines.next().unwrap().to_string();
+        let content_type = lines
+            .find_map(|l| l.strip_prefix("Content-Type: "))
+            .unwrap_or_default()
+            .to_string();
+        (status, content_type, body.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_routes_answer_over_tcp() {
+        let shared = Shared::new(Arc::new(Metrics::new("test")));
+        shared.tick();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = shared.clone();
+        tokio::spawn(crate::http::serve(listener, move |r| respond(&s, r)));
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+
+        let (status, ty, body) = ask(addr, &get("/status")).await;
+        assert_eq!(
+            (status.as_str(), ty.as_str()),
+            ("HTTP/1.1 200 OK", "application/json")
+        );
+        assert_eq!(
+            serde_json::from_str::<Status>(&body).unwrap(),
+            Status::default()
+        );
+
+        let (status, ty, body) = ask(addr, &get("/metrics")).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(ty, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(!body.contains("# EOF"), "{body}");
+        let openmetrics = "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text; \
+                           version=1.0.0\r\n\r\n";
+        let (status, ty, body) = ask(addr, openmetrics).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            ty,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert!(body.ends_with("# EOF\n"), "{body}");
+
+        let text = "text/plain; charset=utf-8".to_string();
+        let ok = |b: &str| ("HTTP/1.1 200 OK".to_string(), text.clone(), b.to_string());
+        assert_eq!(ask(addr, &get("/healthz")).await, ok("ok\n"));
+        let (status, ty, body) = ask(addr, &get("/readyz")).await;
+        assert_eq!(
+            (status.as_str(), &ty),
+            ("HTTP/1.1 503 Service Unavailable", &text)
+        );
+        assert!(body.contains("no epoch seed"), "{body}");
+        {
+            let mut st = shared.status.write().unwrap();
+            st.broker_connected = true;
+            st.epoch = Some(7);
+        }
+        assert_eq!(ask(addr, &get("/readyz")).await, ok("ready\n"));
+
+        let (status, ..) = ask(addr, "POST /status HTTP/1.1\r\n\r\n").await;
+        assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+        let (status, ..) = ask(addr, &get("/")).await;
+        assert_eq!(status, "HTTP/1.1 404 Not Found");
+    }
+
+    #[test]
+    fn a_stalled_loop_is_unhealthy() {
+        let shared = Shared::new(Arc::new(Metrics::new("test")));
+        let req = crate::http::parse_head(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+        // The origin 11 s in the past: the last turn (at 0) is 11 s old.
+        let stalled = Shared {
+            origin: std::time::Instant::now() - std::time::Duration::from_secs(11),
+            status: RwLock::new(Status::default()),
+            metrics: shared.metrics.clone(),
+            last_tick_ms: AtomicU64::new(0),
+        };
+        assert_eq!(respond(&stalled, &req).status, 503);
+        shared.tick();
+        assert_eq!(respond(&shared, &req).status, 200);
+    }
 
     #[test]
     fn a_status_from_before_the_checks_still_reads() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rumqttc::AsyncClient;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use wisp_protocol::NodeKey;
 use wisp_protocol::msg::Versions;
 use wisp_shell::broker_health::{BrokerHealth, REPORT_EVERY_MS};
@@ -155,12 +155,10 @@ pub(super) async fn start(
         &http_addr_path(&cfg.data_dir),
         http_addr.to_string().as_bytes(),
     )?;
-    let router = crate::status::router(shared.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            error!("status server stopped: {e}");
-        }
-    });
+    let status = shared.clone();
+    tokio::spawn(crate::http::serve(listener, move |req| {
+        crate::status::respond(&status, req)
+    }));
 
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS random: {e}"))?;
