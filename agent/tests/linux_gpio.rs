@@ -4,11 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use wisp_agent::device::button::SharedPin;
 use wisp_agent::device::linux::LinuxDevice;
 use wisp_agent::device::{DeviceIo, Health};
 use wisp_agent::status::Check;
@@ -94,23 +94,6 @@ async fn the_status_led_follows_health_at_its_own_pace() {
     );
 }
 
-/// A button the test presses.
-#[derive(Clone, Default)]
-struct PressedPin(Arc<AtomicBool>);
-
-impl embedded_hal::digital::ErrorType for PressedPin {
-    type Error = std::convert::Infallible;
-}
-
-impl embedded_hal::digital::InputPin for PressedPin {
-    fn is_high(&mut self) -> Result<bool, Self::Error> {
-        Ok(self.0.load(Ordering::SeqCst))
-    }
-    fn is_low(&mut self) -> Result<bool, Self::Error> {
-        Ok(!self.0.load(Ordering::SeqCst))
-    }
-}
-
 /// The device samples its button: the line's reads pass its check, and a press and a 3 s hold
 /// run the hook, a real program, with `short` and `long`. No GPIO chip here: a file that is
 /// not one refuses the line, and the error names the key.
@@ -126,7 +109,7 @@ async fn the_button_runs_the_hook_for_each_press_and_its_reads_are_its_health() 
     .unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let pin = PressedPin::default();
+    let pin = SharedPin::default();
     let cfg = ButtonConfig {
         active: ActiveLevel::High,
         ..ButtonConfig::default()
@@ -137,13 +120,13 @@ async fn the_button_runs_the_hook_for_each_press_and_its_reads_are_its_health() 
     assert_eq!(device.health().button, Check::Passed, "the line was read");
 
     let presses = || std::fs::read_to_string(&log).unwrap_or_default();
-    pin.0.store(true, Ordering::SeqCst);
+    pin.press(true);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    pin.0.store(false, Ordering::SeqCst);
+    pin.press(false);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    pin.0.store(true, Ordering::SeqCst);
+    pin.press(true);
     tokio::time::sleep(Duration::from_millis(3_500)).await;
-    pin.0.store(false, Ordering::SeqCst);
+    pin.press(false);
     tokio::time::timeout(Duration::from_secs(30), async {
         while presses().lines().count() < 2 {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -22,7 +22,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use embedded_hal::digital::InputPin;
@@ -70,6 +70,53 @@ impl LineCheck {
             2 => Check::Failed,
             _ => Check::NotChecked,
         }
+    }
+}
+
+/// An input line whose level another task sets: a simulated button (tests, a simulated
+/// board). Reads fail while the line is broken.
+#[derive(Debug, Clone, Default)]
+pub struct SharedPin {
+    down: Arc<AtomicBool>,
+    broken: Arc<AtomicBool>,
+}
+
+impl SharedPin {
+    /// Holds the button down (`true`) or lets it go.
+    pub fn press(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes reads fail (`true`) or work again.
+    pub fn break_line(&self, broken: bool) {
+        self.broken.store(broken, Ordering::SeqCst);
+    }
+}
+
+/// The error of a [`SharedPin`] that is broken.
+#[derive(Debug)]
+pub struct BrokenLine;
+
+impl embedded_hal::digital::Error for BrokenLine {
+    fn kind(&self) -> embedded_hal::digital::ErrorKind {
+        embedded_hal::digital::ErrorKind::Other
+    }
+}
+
+impl embedded_hal::digital::ErrorType for SharedPin {
+    type Error = BrokenLine;
+}
+
+/// High while pressed: use it with [`ActiveLevel::High`](wisp_firmware::button::ActiveLevel).
+impl InputPin for SharedPin {
+    fn is_high(&mut self) -> Result<bool, BrokenLine> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(BrokenLine);
+        }
+        Ok(self.down.load(Ordering::SeqCst))
+    }
+    fn is_low(&mut self) -> Result<bool, BrokenLine> {
+        self.is_high().map(|h| !h)
     }
 }
 
@@ -173,45 +220,11 @@ pub fn spawn<P: InputPin + Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-
     use wisp_firmware::button::{ActiveLevel, ButtonConfig};
 
     use super::*;
 
-    /// A pin the test presses; reads fail while `broken`.
-    #[derive(Clone, Default)]
-    struct Pin {
-        down: Arc<AtomicBool>,
-        broken: Arc<AtomicBool>,
-    }
-
-    #[derive(Debug)]
-    struct Broken;
-
-    impl embedded_hal::digital::Error for Broken {
-        fn kind(&self) -> embedded_hal::digital::ErrorKind {
-            embedded_hal::digital::ErrorKind::Other
-        }
-    }
-
-    impl embedded_hal::digital::ErrorType for Pin {
-        type Error = Broken;
-    }
-
-    impl InputPin for Pin {
-        fn is_high(&mut self) -> Result<bool, Broken> {
-            if self.broken.load(Ordering::SeqCst) {
-                return Err(Broken);
-            }
-            Ok(self.down.load(Ordering::SeqCst))
-        }
-        fn is_low(&mut self) -> Result<bool, Broken> {
-            self.is_high().map(|h| !h)
-        }
-    }
-
-    fn start(pin: &Pin) -> (mpsc::Receiver<ButtonEvent>, LineCheck) {
+    fn start(pin: &SharedPin) -> (mpsc::Receiver<ButtonEvent>, LineCheck) {
         let cfg = ButtonConfig {
             active: ActiveLevel::High,
             ..ButtonConfig::default()
@@ -226,16 +239,16 @@ mod tests {
         (rx, check)
     }
 
-    async fn hold(pin: &Pin, ms: u64) {
-        pin.down.store(true, Ordering::SeqCst);
+    async fn hold(pin: &SharedPin, ms: u64) {
+        pin.press(true);
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        pin.down.store(false, Ordering::SeqCst);
+        pin.press(false);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn presses_are_told_apart_by_how_long_they_are_held() {
-        let pin = Pin::default();
+        let pin = SharedPin::default();
         let (mut rx, check) = start(&pin);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(check.get(), Check::Passed);
@@ -260,9 +273,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_long_press_is_sent_while_the_button_is_still_held() {
-        let pin = Pin::default();
+        let pin = SharedPin::default();
         let (mut rx, _check) = start(&pin);
-        pin.down.store(true, Ordering::SeqCst);
+        pin.press(true);
         tokio::time::sleep(Duration::from_millis(2_900)).await;
         assert!(rx.try_recv().is_err(), "long before 3 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -271,21 +284,21 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failing_line_fails_the_check_and_recovers() {
-        let pin = Pin::default();
+        let pin = SharedPin::default();
         let (_rx, check) = start(&pin);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(check.get(), Check::Passed);
-        pin.broken.store(true, Ordering::SeqCst);
+        pin.break_line(true);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(check.get(), Check::Failed);
-        pin.broken.store(false, Ordering::SeqCst);
+        pin.break_line(false);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(check.get(), Check::Passed);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_sampler_stops_when_nobody_listens() {
-        let pin = Pin::default();
+        let pin = SharedPin::default();
         let cfg = ButtonConfig::default();
         let (tx, rx) = mpsc::channel(1);
         let task = tokio::spawn(button_loop(Button::new(pin, cfg), tx, LineCheck::default()));
