@@ -15,10 +15,10 @@
 //! again with its sequence number: a second run over the same file posts the same envelopes,
 //! which the oracle answers as duplicates.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Subcommand;
@@ -221,12 +221,7 @@ struct Http {
 impl Http {
     /// The oracle's current epoch, from `GET /v1/status`.
     fn epoch(&self) -> anyhow::Result<u64> {
-        let limits = http_get::Limits {
-            connect: self.timeout.min(Duration::from_secs(2)),
-            total: self.timeout,
-            max_response: 64 << 10,
-        };
-        let r = http_get::fetch(self.addr, "/v1/status", &limits)
+        let r = http_get::fetch(self.addr, "/v1/status", &self.limits(64 << 10))
             .with_context(|| format!("cannot read the epoch from the oracle at {}", self.url))?;
         if r.status != 200 {
             bail!(
@@ -320,60 +315,30 @@ impl Http {
 
     /// POSTs `body` as JSON: the status, `Retry-After` in seconds if given, and the body.
     fn post(&self, path: &str, body: &[u8]) -> anyhow::Result<(u16, Option<u64>, String)> {
-        let addr = self.addr;
-        let mut s = TcpStream::connect_timeout(&addr, self.timeout.min(Duration::from_secs(2)))
-            .with_context(|| format!("the oracle's API at {} is not reachable", self.url))?;
-        let deadline = Instant::now() + self.timeout;
-        s.set_write_timeout(Some(self.timeout))?;
-        write!(
-            s,
-            "POST {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )?;
-        s.write_all(body)?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-                .with_context(|| {
-                    format!("POST {path}: no complete answer within {:?}", self.timeout)
-                })?;
-            s.set_read_timeout(Some(left))?;
-            match s.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).with_context(|| format!("POST {path} to {}", self.url)),
-            }
-            if buf.len() > ANSWER_MAX {
-                bail!("POST {path}: an answer over {ANSWER_MAX} bytes");
-            }
+        let r = http_get::post(
+            self.addr,
+            path,
+            "application/json",
+            body,
+            &self.limits(ANSWER_MAX),
+        )
+        .map_err(|e| match e {
+            http_get::Error::Connect { .. } => anyhow::Error::new(e)
+                .context(format!("the oracle's API at {} is not reachable", self.url)),
+            e => e.into(),
+        })?;
+        let retry_after = r.header("retry-after").and_then(|v| v.parse().ok());
+        Ok((r.status, retry_after, r.body))
+    }
+
+    /// The bounds of one exchange: the configured timeout (at most 2 s of it to connect), and
+    /// answers of at most `max_response` bytes.
+    fn limits(&self, max_response: usize) -> http_get::Limits {
+        http_get::Limits {
+            connect: self.timeout.min(Duration::from_secs(2)),
+            total: self.timeout,
+            max_response,
         }
-        let end = buf
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .with_context(|| format!("POST {path}: the answer is not HTTP"))?;
-        let head = String::from_utf8_lossy(&buf[..end]);
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse::<u16>().ok())
-            .with_context(|| format!("POST {path}: no status in the answer"))?;
-        let retry_after = head.lines().find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("retry-after")
-                .then(|| value.trim().parse().ok())
-                .flatten()
-        });
-        Ok((
-            status,
-            retry_after,
-            String::from_utf8_lossy(&buf[end + 4..]).into_owned(),
-        ))
     }
 }
 

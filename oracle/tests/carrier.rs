@@ -8,10 +8,8 @@
 //! `wisp-oracle`: `cargo build -p wisp-client` first (`cargo test --workspace` builds it).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -21,94 +19,22 @@ use wisp_protocol::msg::{CarrierReport, Verdict};
 use wisp_shell::clock::system_ms;
 
 mod live;
-use live::{BIN, NodeConn, free_port, onboard, wait_for};
-
-/// The running oracle, killed when dropped.
-struct Oracle {
-    child: Child,
-    api: SocketAddr,
-    broker: u16,
-    data: PathBuf,
-}
-
-impl Drop for Oracle {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use live::{BIN, NodeConn, Oracle, onboard, wait_for};
 
 /// An oracle on SQLite with epochs of `epoch_s`, allow-listing `carriers`, with more `vars`.
 fn spawn(data: &Path, epoch_s: u32, carriers: &[&str], vars: &[(&str, &str)]) -> Oracle {
-    let broker = free_port();
     let allow = serde_json::to_string(carriers).unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "--data-dir", &data.display().to_string()])
-        .envs(vars.iter().copied())
-        .env("WISP_RULES__PERMISSIONLESS", "true")
-        .env("WISP_RULES__USAGE_CARRIERS", &allow)
-        .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{broker}"))
-        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
-        .env("WISP_EPOCH__DURATION_S", epoch_s.to_string())
-        .env("WISP_EPOCH__SETTLE_S", "1")
-        .env("WISP_EPOCH__SLOT_COUNT", "3")
-        .env("WISP_LOG", "warn,rumqttd=off")
-        .env_remove("WISP_ORACLE_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut o = Oracle {
-        child,
-        api: "127.0.0.1:1".parse().unwrap(),
-        broker,
-        data: data.to_path_buf(),
-    };
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            std::fs::read_to_string(data.join("http.addr"))
-                .ok()
-                .and_then(|a| a.trim().parse().ok())
-                .is_some_and(|a| {
-                    o.api = a;
-                    true
-                })
-        }),
-        "the oracle did not start"
-    );
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", broker)).is_ok()
-                && status(&o)["epoch"].as_u64().is_some()
-        }),
-        "the oracle's broker or API did not come up"
-    );
-    o
+    let mut all = vec![
+        ("WISP_RULES__PERMISSIONLESS", "true"),
+        ("WISP_RULES__USAGE_CARRIERS", allow.as_str()),
+    ];
+    all.extend_from_slice(vars);
+    live::spawn_oracle(data, epoch_s, &all)
 }
 
 /// The status, the headers and the JSON body of a POST.
 fn post(o: &Oracle, path: &str, body: &[u8]) -> (u16, String, Value) {
-    let mut s = TcpStream::connect(o.api).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        o.api,
-        body.len()
-    )
-    .unwrap();
-    let _ = s.write_all(body);
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (
-        code,
-        head.to_ascii_lowercase(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+    o.exchange("POST", path, "application/json", body)
 }
 
 fn get(o: &Oracle, path: &str) -> Value {
@@ -270,21 +196,15 @@ fn client_bin() -> PathBuf {
 }
 
 fn client(data: &Path, args: &[&str]) -> Output {
-    let out = Command::new(client_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("WISP_CLIENT_DATA_DIR")
-        .env_remove("WISP_ORACLE_URL")
-        .output()
-        .unwrap();
-    println!(
-        "wisp-client {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    live::logged(
+        Command::new(client_bin())
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .env_remove("WISP_CLIENT_DATA_DIR")
+            .env_remove("WISP_ORACLE_URL"),
+        &format!("wisp-client {args:?}"),
+    )
 }
 
 const FIXTURE: &str = concat!(

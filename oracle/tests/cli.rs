@@ -7,8 +7,7 @@
     clippy::cast_possible_truncation
 )]
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use wisp_protocol::NodeKey;
@@ -21,41 +20,6 @@ use wisp_shell::clock::system_ms;
 
 mod live;
 use live::{BIN, NodeConn, free_port, onboard, wait_for};
-
-/// The running oracle, killed when dropped.
-struct Oracle(Child);
-
-impl Drop for Oracle {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_oracle(data: &Path, broker: u16) -> Oracle {
-    let child = Command::new(BIN)
-        .args(["run", "--data-dir", &data.display().to_string()])
-        .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{broker}"))
-        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
-        .env("WISP_EPOCH__DURATION_S", "3")
-        .env("WISP_EPOCH__SETTLE_S", "1")
-        .env("WISP_EPOCH__SLOT_COUNT", "3")
-        .env("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "0.5")
-        .env("WISP_LOG", "warn,rumqttd=off")
-        .env_remove("WISP_ORACLE_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let o = Oracle(child);
-    assert!(
-        wait_for(Duration::from_secs(20), || data.join("http.addr").exists()
-            && std::net::TcpStream::connect(("127.0.0.1", broker)).is_ok()),
-        "the oracle did not start"
-    );
-    o
-}
 
 /// Heartbeat `seq` of `epoch`, signed now.
 fn heartbeat(key: &NodeKey, epoch: u64, seq: u64) -> Vec<u8> {
@@ -109,10 +73,13 @@ fn fails(args: &[&str]) -> String {
 #[test]
 fn operator_commands_read_a_running_oracle_and_check_its_manifests() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _oracle = spawn_oracle(dir.path(), port);
+    let oracle = live::spawn_oracle(
+        dir.path(),
+        3,
+        &[("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "0.5")],
+    );
     let okey = wisp_shell::keyfile::load(&dir.path().join("oracle.key")).unwrap();
-    let node = NodeConn::connect(port, &okey, NodeKey::from_seed(&[7; 32]));
+    let node = NodeConn::connect(oracle.broker, &okey, NodeKey::from_seed(&[7; 32]));
     let id = node.key.id().to_string();
     assert_eq!(
         node.send(onboard(&node.key, "owner-cli")),

@@ -14,6 +14,8 @@ mod schema;
 mod seeded;
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::EPOCH;
@@ -23,8 +25,12 @@ use seeded::{
     request, serve, shared, subscriber,
 };
 use serde_json::Value;
-use wisp_oracle::state::Snapshot;
+use wisp_oracle::RulesConfig;
+use wisp_oracle::state::{Credits, Shared, Snapshot};
 use wisp_oracle::store::Store;
+use wisp_oracle::usage::Ledger;
+use wisp_protocol::NodeKey;
+use wisp_protocol::msg::CarrierReport;
 
 const DOC: &str = include_str!("../src/openapi.json");
 const HTTP_RS: &str = include_str!("../src/http.rs");
@@ -570,47 +576,53 @@ fn credit_grants_are_answered_as_documented() {
     }
 }
 
-/// `POST /v1/usage/carrier` as documented: garbage and a report signed by another key than
-/// the carrier it names are 400s, a carrier off the allow-list a 403 with its reason, an
-/// oversized body a 413, and an allow-listed carrier's report a 503 here, where no ingest
-/// worker takes it (`tests/usage.rs` posts to a real oracle).
-#[test]
-fn carrier_reports_are_answered_as_documented() {
-    use wisp_oracle::RulesConfig;
-    use wisp_oracle::state::Credits;
-    use wisp_oracle::usage::Ledger;
-    use wisp_protocol::msg::CarrierReport;
-    let dir = tempfile::tempdir().unwrap();
-    let store = block_on(Store::open_sqlite(&dir.path().join("oracle.db"))).unwrap();
-    let (carrier, stranger) = (common::key(60), common::key(61));
+/// An oracle's state on a fresh store in `dir` whose rules allow-list `carrier` (permissionless
+/// otherwise), with no credits granted: the carrier endpoints' tests start from it.
+fn carrier_shared(dir: &Path, carrier: &NodeKey) -> Arc<Shared> {
+    let store = block_on(Store::open_sqlite(&dir.join("oracle.db"))).unwrap();
     let rules = RulesConfig {
         usage_carriers: vec![carrier.id().to_string()],
         ..RulesConfig::permissionless()
     }
     .validate()
     .unwrap();
-    let server = serve(shared(
+    shared(
         store,
         Snapshot {
             oracle: oracle_key().id().to_string(),
             credits: Credits::new(Ledger::new(), rules),
             ..Snapshot::default()
         },
-    ));
-    let report = |signer: &wisp_protocol::NodeKey, named: &wisp_protocol::NodeKey| {
-        let msg = CarrierReport {
-            session: [0xca; 16].into(),
-            hotspot: common::key(1).id(),
-            carrier: named.id(),
-            epoch: EPOCH,
-            seq: 1,
-            bytes_down: 1 << 20,
-            bytes_up: 0,
-            signed_ms: 1_800_000_000_000,
-            start_ms: None,
-        };
-        common::sign_with(signer, &msg)
+    )
+}
+
+/// A report of 1 MiB down in session `[session; 16]` of [`EPOCH`], naming `named` as the
+/// carrier and signed by `signer`.
+fn carrier_report(signer: &NodeKey, named: &NodeKey, session: u8) -> Vec<u8> {
+    let msg = CarrierReport {
+        session: [session; 16].into(),
+        hotspot: common::key(1).id(),
+        carrier: named.id(),
+        epoch: EPOCH,
+        seq: 1,
+        bytes_down: 1 << 20,
+        bytes_up: 0,
+        signed_ms: 1_800_000_000_000,
+        start_ms: None,
     };
+    common::sign_with(signer, &msg)
+}
+
+/// `POST /v1/usage/carrier` as documented: garbage and a report signed by another key than
+/// the carrier it names are 400s, a carrier off the allow-list a 403 with its reason, an
+/// oversized body a 413, and an allow-listed carrier's report a 503 here, where no ingest
+/// worker takes it (`tests/usage.rs` posts to a real oracle).
+#[test]
+fn carrier_reports_are_answered_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let (carrier, stranger) = (common::key(60), common::key(61));
+    let server = serve(carrier_shared(dir.path(), &carrier));
+    let report = |signer: &NodeKey, named: &NodeKey| carrier_report(signer, named, 0xca);
     for (body, want, reason) in [
         (Vec::new(), 400, None),
         (b"not an envelope".to_vec(), 400, None),
@@ -661,44 +673,13 @@ fn the_document_is_the_one_served() {
 /// `Retry-After`, alone and in a batch.
 #[test]
 fn carrier_batches_and_rate_limits_are_answered_as_documented() {
-    use wisp_oracle::RulesConfig;
-    use wisp_oracle::state::Credits;
-    use wisp_oracle::usage::Ledger;
-    use wisp_protocol::msg::CarrierReport;
     let dir = tempfile::tempdir().unwrap();
-    let store = block_on(Store::open_sqlite(&dir.path().join("oracle.db"))).unwrap();
     let (carrier, stranger) = (common::key(60), common::key(61));
-    let rules = RulesConfig {
-        usage_carriers: vec![carrier.id().to_string()],
-        ..RulesConfig::permissionless()
-    }
-    .validate()
-    .unwrap();
-    let shared = shared(
-        store,
-        Snapshot {
-            oracle: oracle_key().id().to_string(),
-            credits: Credits::new(Ledger::new(), rules),
-            ..Snapshot::default()
-        },
-    );
+    let shared = carrier_shared(dir.path(), &carrier);
     // The carrier's burst spent: its next report is over its rate.
     while shared.carrier_limit.check(&carrier.id()).is_ok() {}
     let server = serve(shared);
-    let report = |signer: &wisp_protocol::NodeKey, named: &wisp_protocol::NodeKey| {
-        let msg = CarrierReport {
-            session: [0xcb; 16].into(),
-            hotspot: common::key(1).id(),
-            carrier: named.id(),
-            epoch: EPOCH,
-            seq: 1,
-            bytes_down: 1 << 20,
-            bytes_up: 0,
-            signed_ms: 1_800_000_000_000,
-            start_ms: None,
-        };
-        common::sign_with(signer, &msg)
-    };
+    let report = |signer: &NodeKey, named: &NodeKey| carrier_report(signer, named, 0xcb);
     let items = |envelopes: &[String]| {
         serde_json::json!({ "reports": envelopes })
             .to_string()

@@ -9,10 +9,8 @@
 //! and a carrier off the list is refused.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -23,127 +21,35 @@ use wisp_shell::clock::system_ms;
 
 mod live;
 mod pg;
-use live::{BIN, NodeConn, free_port, onboard, wait_for};
+use live::{BIN, NodeConn, Oracle, onboard, wait_for};
 
-/// The running oracle, killed when dropped.
-struct Oracle {
-    child: Child,
-    api: SocketAddr,
-    broker: u16,
-}
-
-impl Drop for Oracle {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The oracle with epochs of 3 s.
 fn spawn_oracle(data: &Path) -> Oracle {
-    spawn_oracle_with(data, &[])
-}
-
-/// The oracle with more `WISP_…` variables set.
-fn spawn_oracle_with(data: &Path, vars: &[(&str, &str)]) -> Oracle {
-    // A restart must not read the address its predecessor wrote.
-    let _ = std::fs::remove_file(data.join("http.addr"));
-    let broker = free_port();
-    let child = Command::new(BIN)
-        .args(["run", "--data-dir", &data.display().to_string()])
-        .envs(vars.iter().copied())
-        .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{broker}"))
-        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
-        .env("WISP_EPOCH__DURATION_S", "3")
-        .env("WISP_EPOCH__SETTLE_S", "1")
-        .env("WISP_EPOCH__SLOT_COUNT", "3")
-        .env("WISP_LOG", "warn,rumqttd=off")
-        .env_remove("WISP_ORACLE_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut o = Oracle {
-        child,
-        api: "127.0.0.1:1".parse().unwrap(),
-        broker,
-    };
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            std::fs::read_to_string(data.join("http.addr"))
-                .ok()
-                .and_then(|a| a.trim().parse().ok())
-                .is_some_and(|a| {
-                    o.api = a;
-                    true
-                })
-        }),
-        "the oracle did not start"
-    );
-    assert!(
-        wait_for(Duration::from_secs(20), || TcpStream::connect((
-            "127.0.0.1",
-            broker
-        ))
-        .is_ok()),
-        "the oracle's broker did not start"
-    );
-    // Its first snapshot names its key (the API refuses other keys' grants by it).
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            get(&o, "/v1/status").1["oracle"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty())
-        }),
-        "the oracle's API did not come up"
-    );
-    o
+    live::spawn_oracle(data, 3, &[])
 }
 
 fn cli(data: &Path, args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--data-dir", &data.display().to_string()])
-        .env_remove("WISP_ORACLE_CONFIG")
-        .output()
-        .unwrap();
-    println!(
-        "wisp-oracle {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    live::logged(
+        Command::new(BIN)
+            .args(args)
+            .args(["--data-dir", &data.display().to_string()])
+            .env_remove("WISP_ORACLE_CONFIG"),
+        &format!("wisp-oracle {args:?}"),
+    )
 }
 
-/// The status and JSON body of an HTTP exchange (`body`: a POST of octet-stream).
-fn exchange(o: &Oracle, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
-    let mut s = TcpStream::connect(o.api).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        o.api,
-        body.len()
-    )
-    .unwrap();
-    // A 413 may come, and the connection close, before all of a large body was sent.
-    let _ = s.write_all(body);
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+/// The status and JSON body of a request, with `body` (if any) as octet-stream.
+fn exchange(o: &Oracle, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    let (code, _, json) = o.exchange(method, path, "application/octet-stream", body);
+    (code, json)
 }
 
 fn get(o: &Oracle, path: &str) -> (u16, Value) {
-    exchange(o, "GET", path, None)
+    exchange(o, "GET", path, b"")
 }
 
 fn post(o: &Oracle, body: &[u8]) -> (u16, Value) {
-    exchange(o, "POST", "/v1/credits", Some(body))
+    exchange(o, "POST", "/v1/credits", body)
 }
 
 fn balance(o: &Oracle, sub: &str) -> (u16, Value) {
@@ -377,7 +283,7 @@ fn carrier_reports(storage: &[(&str, &str)]) {
         ("WISP_RULES__USAGE_CARRIERS", allow.as_str()),
     ];
     vars.extend_from_slice(storage);
-    let oracle = spawn_oracle_with(&data, &vars);
+    let oracle = live::spawn_oracle(&data, 3, &vars);
     // The operator funds the carrier's key as it funds a subscriber.
     let hotspot = funded_hotspot(&oracle, &data, 23, "owner-carrier", &cid);
     let report = |signer: &NodeKey, named: &NodeKey, session: u8| {
@@ -395,7 +301,7 @@ fn carrier_reports(storage: &[(&str, &str)]) {
         };
         Envelope::sign(signer, &r).to_bytes()
     };
-    let post_report = |bytes: &[u8]| exchange(&oracle, "POST", "/v1/usage/carrier", Some(bytes));
+    let post_report = |bytes: &[u8]| exchange(&oracle, "POST", "/v1/usage/carrier", bytes);
 
     // Off the allow-list: 403 with its reason, nothing stored, no account.
     let (code, why) = post_report(&report(&stranger, &stranger, 1));
@@ -479,7 +385,7 @@ fn carrier_reports(storage: &[(&str, &str)]) {
 
     // A restart replays the stored report: nothing burned twice, and a resend is a duplicate.
     drop(oracle);
-    let oracle = spawn_oracle_with(&data, &vars);
+    let oracle = live::spawn_oracle(&data, 3, &vars);
     assert!(
         wait_for(
             Duration::from_secs(10),
@@ -488,7 +394,7 @@ fn carrier_reports(storage: &[(&str, &str)]) {
         "after a restart: {}",
         balance(&oracle, &cid).1
     );
-    let (code, after) = exchange(&oracle, "POST", "/v1/usage/carrier", Some(&accepted));
+    let (code, after) = exchange(&oracle, "POST", "/v1/usage/carrier", &accepted);
     assert_eq!(code, 200, "{after}");
     assert_eq!(after["duplicate"], true, "{after}");
     assert_eq!(balance(&oracle, &cid).1["balance_dc"], 97);

@@ -1,5 +1,7 @@
 //! A minimal HTTP GET over a std [`TcpStream`], for reading a local daemon's JSON API: the
 //! oracle's operator commands and the devnet use it, so neither needs an HTTP client crate.
+//! [`post`] sends a body the same way: the oracle's credit grants and the carrier tool's
+//! reports.
 //!
 //! Everything is bounded: the connection attempt, the whole exchange ([`Limits::total`], one
 //! deadline however slowly the bytes drip) and the response size ([`Limits::max_response`]).
@@ -34,21 +36,35 @@ impl Default for Limits {
     }
 }
 
-/// A response: its status code and its body.
+/// A response: its status code, its headers and its body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     /// The HTTP status code.
     pub status: u16,
+    /// The headers, names and values trimmed, in the order sent.
+    pub headers: Vec<(String, String)>,
     /// The body (invalid UTF-8 replaced).
     pub body: String,
+}
+
+impl Response {
+    /// The value of the first header named `name` (in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Why a GET failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The path is not a `/`-rooted string of visible ASCII.
-    #[error("GET {path:?}: not a request path (visible ASCII starting with `/`)")]
+    #[error("{method} {path:?}: not a request path (visible ASCII starting with `/`)")]
     BadPath {
+        /// The request's method.
+        method: &'static str,
         /// The path given.
         path: String,
     },
@@ -61,8 +77,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The exchange failed after connecting.
-    #[error("GET {path} from {addr}: {source}")]
+    #[error("{method} {path} from {addr}: {source}")]
     Io {
+        /// The request's method.
+        method: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The path.
@@ -71,8 +89,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The response did not arrive within [`Limits::total`].
-    #[error("GET {path} from {addr}: no complete response within {after:?}")]
+    #[error("{method} {path} from {addr}: no complete response within {after:?}")]
     Timeout {
+        /// The request's method.
+        method: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The path.
@@ -81,8 +101,10 @@ pub enum Error {
         after: Duration,
     },
     /// The response is larger than [`Limits::max_response`].
-    #[error("GET {path} from {addr}: response over {max} bytes")]
+    #[error("{method} {path} from {addr}: response over {max} bytes")]
     TooLarge {
+        /// The request's method.
+        method: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The path.
@@ -91,8 +113,10 @@ pub enum Error {
         max: usize,
     },
     /// What came back is not an HTTP response, or a shorter one than its header announced.
-    #[error("GET {path} from {addr}: {why}")]
+    #[error("{method} {path} from {addr}: {why}")]
     Malformed {
+        /// The request's method.
+        method: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The path.
@@ -128,10 +152,37 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<String, Error> {
 
 /// GET `path` from `addr` within `limits`; the response whatever its status.
 pub fn fetch(addr: SocketAddr, path: &str, limits: &Limits) -> Result<Response, Error> {
+    exchange(addr, "GET", path, None, limits)
+}
+
+/// POST `body` as `content_type` (a constant such as `application/json`) to `path` on `addr`
+/// within `limits`; the response whatever its status.
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &'static str,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Response, Error> {
+    exchange(addr, "POST", path, Some((content_type, body)), limits)
+}
+
+/// One request, with a body of a content type if given, and its whole response.
+fn exchange(
+    addr: SocketAddr,
+    method: &'static str,
+    path: &str,
+    body: Option<(&'static str, &[u8])>,
+    limits: &Limits,
+) -> Result<Response, Error> {
     if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::BadPath { path: path.into() });
+        return Err(Error::BadPath {
+            method,
+            path: path.into(),
+        });
     }
     let io = |source| Error::Io {
+        method,
         addr,
         path: path.into(),
         source,
@@ -140,16 +191,25 @@ pub fn fetch(addr: SocketAddr, path: &str, limits: &Limits) -> Result<Response, 
         .map_err(|source| Error::Connect { addr, source })?;
     let deadline = Instant::now() + limits.total;
     let timeout = || Error::Timeout {
+        method,
         addr,
         path: path.into(),
         after: limits.total,
     };
     s.set_write_timeout(Some(limits.total)).map_err(io)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io)?;
+    let mut request =
+        format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n");
+    if let Some((content_type, body)) = body {
+        request += &format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    request += "Connection: close\r\n\r\n";
+    s.write_all(request.as_bytes()).map_err(io)?;
+    if let Some((_, body)) = body {
+        s.write_all(body).map_err(io)?;
+    }
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 << 10];
     loop {
@@ -174,6 +234,7 @@ pub fn fetch(addr: SocketAddr, path: &str, limits: &Limits) -> Result<Response, 
         }
         if buf.len() > limits.max_response {
             return Err(Error::TooLarge {
+                method,
                 addr,
                 path: path.into(),
                 max: limits.max_response,
@@ -181,13 +242,14 @@ pub fn fetch(addr: SocketAddr, path: &str, limits: &Limits) -> Result<Response, 
         }
     }
     parse(&buf).map_err(|why| Error::Malformed {
+        method,
         addr,
         path: path.into(),
         why,
     })
 }
 
-/// The status and body of a whole response.
+/// The status, headers and body of a whole response.
 fn parse(buf: &[u8]) -> Result<Response, &'static str> {
     let end = buf
         .windows(4)
@@ -204,21 +266,25 @@ fn parse(buf: &[u8]) -> Result<Response, &'static str> {
         }
         _ => return Err("no HTTP status line in the response"),
     };
+    let mut headers = Vec::new();
     for line in lines {
-        if let Some((name, value)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("content-length")
-        {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
             let len: usize = value
-                .trim()
                 .parse()
                 .map_err(|_| "a Content-Length that is not a number")?;
             if len != body.len() {
                 return Err("the response is shorter or longer than its Content-Length");
             }
         }
+        headers.push((name.to_string(), value.to_string()));
     }
     Ok(Response {
         status,
+        headers,
         body: String::from_utf8_lossy(body).into_owned(),
     })
 }
@@ -231,10 +297,11 @@ mod tests {
     use std::net::{SocketAddr, TcpListener};
     use std::time::Duration;
 
-    use super::{Error, Limits, fetch, get};
+    use super::{Error, Limits, fetch, get, post};
 
     /// A server on an ephemeral loopback port that answers one connection with `reply` after
-    /// reading the request, which the returned handle gives back.
+    /// reading the request (its head, and the body its `Content-Length` announces), which the
+    /// returned handle gives back.
     fn serve_once(reply: Vec<u8>) -> (SocketAddr, std::thread::JoinHandle<String>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
@@ -242,7 +309,7 @@ mod tests {
             let (mut s, _) = l.accept().unwrap();
             let mut req = Vec::new();
             let mut b = [0u8; 1024];
-            while !req.ends_with(b"\r\n\r\n") {
+            while !whole(&req) {
                 let n = s.read(&mut b).unwrap();
                 assert!(n > 0, "request cut short");
                 req.extend_from_slice(&b[..n]);
@@ -252,6 +319,19 @@ mod tests {
             String::from_utf8(req).unwrap()
         });
         (addr, h)
+    }
+
+    /// Whether `req` holds a request's head and all of the body it announces.
+    fn whole(req: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(req);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let announced = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |n| n.parse().unwrap());
+        body.len() >= announced
     }
 
     fn ok(body: &str) -> Vec<u8> {
@@ -288,6 +368,36 @@ mod tests {
             (404, "{\"error\":\"no node x\"}")
         );
         h.join().unwrap();
+    }
+
+    #[test]
+    fn a_post_sends_its_body_with_type_and_length_and_gets_the_headers_back() {
+        let reply =
+            b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 2\r\nRetry-After: 3\r\n\r\n{}";
+        let (addr, h) = serve_once(reply.to_vec());
+        let r = post(
+            addr,
+            "/v1/x",
+            "application/json",
+            b"{\"a\":1}",
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (429, "{}"));
+        assert_eq!(r.header("retry-after"), Some("3"));
+        assert_eq!(r.header("Content-Length"), Some("2"));
+        assert_eq!(r.header("x-absent"), None);
+        let req = h.join().unwrap();
+        assert!(req.starts_with("POST /v1/x HTTP/1.0\r\n"), "{req}");
+        assert!(req.ends_with("\r\n\r\n{\"a\":1}"), "{req}");
+        assert!(
+            req.contains("\r\nContent-Type: application/json\r\n"),
+            "{req}"
+        );
+        assert!(req.contains("\r\nContent-Length: 7\r\n"), "{req}");
+
+        let e = post(addr, "/a b", "application/json", b"", &Limits::default()).unwrap_err();
+        assert!(e.to_string().starts_with("POST \"/a b\""), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!   lines at a bounded rate, the reason for `/readyz`); sans-IO, time is an argument.
 //! - [`envconfig`]: a daemon's raw configuration, its TOML file with `WISP_<SECTION>__<KEY>`
 //!   environment overrides.
-//! - [`http_get`]: a bounded HTTP GET on a std socket, for reading a local daemon's JSON API.
+//! - [`http_get`]: a bounded HTTP GET (and POST) on a std socket, for a local daemon's JSON API.
 #![warn(missing_docs)]
 
 pub mod broker;

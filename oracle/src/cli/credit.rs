@@ -4,27 +4,29 @@
 //! oracle's `POST /v1/credits`, `sign` prints the envelope in hex for posting later (or from
 //! another machine: `curl --data-binary`).
 //!
-//! The POST is a plain HTTP/1.0 exchange over a std socket, bounded in time and size like
-//! [`wisp_shell::http_get`], which speaks GET only.
+//! The POST is [`wisp_shell::http_get::post`]: a plain HTTP/1.0 exchange over a std socket,
+//! bounded in time and size.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use wisp_protocol::envelope::Envelope;
 use wisp_protocol::msg::{CREDIT_MEMO_MAX, CreditGrant};
 use wisp_protocol::{NodeKey, SubscriberId};
+use wisp_shell::http_get::{self, Limits};
 
 use super::{Api, START_HINT};
 
-/// The exchange with the oracle: connect, then send and read everything.
-const CONNECT: Duration = Duration::from_secs(5);
-const TOTAL: Duration = Duration::from_secs(30);
-/// The answer is a few short JSON fields.
-const RESPONSE_MAX: usize = 64 << 10;
+/// The exchange with the oracle: 5 s to connect, 30 s to send and read everything, and an
+/// answer of at most 64 KiB (it is a few short JSON fields).
+const LIMITS: Limits = Limits {
+    connect: Duration::from_secs(5),
+    total: Duration::from_secs(30),
+    max_response: 64 << 10,
+};
 
 /// A grant of `amount_dc` to `subscriber`, signed with the oracle key at `key_file`: its
 /// envelope bytes and grant id.
@@ -117,48 +119,12 @@ pub(crate) fn grant(
 
 /// POSTs `body` as `application/octet-stream`; the status and the body of the answer.
 fn post(addr: SocketAddr, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, CONNECT).with_context(|| {
-        format!("the oracle's API at http://{addr} is not reachable: {START_HINT}")
+    let octets = "application/octet-stream";
+    let r = http_get::post(addr, path, octets, body, &LIMITS).map_err(|e| match e {
+        http_get::Error::Connect { .. } => anyhow::Error::new(e).context(format!(
+            "the oracle's API at http://{addr} is not reachable: {START_HINT}"
+        )),
+        e => e.into(),
     })?;
-    let deadline = Instant::now() + TOTAL;
-    s.set_write_timeout(Some(TOTAL))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    s.write_all(body)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .with_context(|| format!("POST {path}: no complete answer within {TOTAL:?}"))?;
-        s.set_read_timeout(Some(left))?;
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).with_context(|| format!("POST {path} to http://{addr}")),
-        }
-        if buf.len() > RESPONSE_MAX {
-            bail!("POST {path}: an answer over {RESPONSE_MAX} bytes");
-        }
-    }
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .with_context(|| format!("POST {path}: the answer is not HTTP"))?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .with_context(|| format!("POST {path}: no status in the answer"))?;
-    Ok((
-        status,
-        String::from_utf8_lossy(&buf[end + 4..]).into_owned(),
-    ))
+    Ok((r.status, r.body))
 }

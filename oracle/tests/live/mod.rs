@@ -1,13 +1,22 @@
 //! What the tests that run the real `wisp-oracle` binary share: the binary, a free port, a
-//! polling wait, and a node's MQTT connection logged in to the embedded broker as itself (the
-//! seed, acks and manifest pages it sees) with an onboarding to send first.
+//! polling wait, the running oracle (spawned on a data directory, killed when dropped) with a
+//! raw HTTP exchange with its API, and a node's MQTT connection logged in to the embedded broker
+//! as itself (the seed, acks and manifest pages it sees) with an onboarding to send first.
+//!
+//! Each test crate that declares `mod live;` compiles all of it and uses a part, hence the
+//! `dead_code` allowance.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
 use wisp_protocol::envelope::{self, Envelope};
 use wisp_protocol::msg::{Band, EpochSeed, Onboard, RewardManifest, Verdict, open_sealed_ack};
 use wisp_protocol::units::DeciDb;
@@ -35,6 +44,127 @@ pub(crate) fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// Runs `cmd` to its end and prints its exit status and output under `what` (the test's output
+/// shows them when it fails).
+pub(crate) fn logged(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap();
+    println!(
+        "{what}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A running `wisp-oracle run`, killed (and reaped) when dropped.
+pub(crate) struct Oracle {
+    child: Child,
+    /// Its HTTP API, as it wrote it to `http.addr` in its data directory.
+    pub(crate) api: SocketAddr,
+    /// The port of its embedded broker.
+    pub(crate) broker: u16,
+    /// Its data directory (its key is `oracle.key` there).
+    pub(crate) data: PathBuf,
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `wisp-oracle run` on SQLite in `data`, with epochs of `epoch_s` (settled after 1 s, 3 slots),
+/// its broker on a free port, its API on an ephemeral one, no config file, and then the `WISP_…`
+/// variables `vars` (set last, so they may override these). Returns once the broker accepts
+/// connections and the API's status names the oracle's key and the open epoch.
+pub(crate) fn spawn_oracle(data: &Path, epoch_s: u32, vars: &[(&str, &str)]) -> Oracle {
+    // A restart must not read the address its predecessor wrote.
+    let _ = std::fs::remove_file(data.join("http.addr"));
+    let broker = free_port();
+    let child = Command::new(BIN)
+        .args(["run", "--data-dir", &data.display().to_string()])
+        .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{broker}"))
+        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
+        .env("WISP_EPOCH__DURATION_S", epoch_s.to_string())
+        .env("WISP_EPOCH__SETTLE_S", "1")
+        .env("WISP_EPOCH__SLOT_COUNT", "3")
+        .env("WISP_LOG", "warn,rumqttd=off")
+        .envs(vars.iter().copied())
+        .env_remove("WISP_ORACLE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut o = Oracle {
+        child,
+        api: "127.0.0.1:1".parse().unwrap(),
+        broker,
+        data: data.to_path_buf(),
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            std::fs::read_to_string(data.join("http.addr"))
+                .ok()
+                .and_then(|a| a.trim().parse().ok())
+                .is_some_and(|a| {
+                    o.api = a;
+                    true
+                })
+        }),
+        "the oracle did not start"
+    );
+    // Its first snapshot names its key (the API refuses other keys' grants by it).
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", broker)).is_ok() && {
+                let status = wisp_shell::http_get::get(o.api, "/v1/status").unwrap_or_default();
+                let status: Value = serde_json::from_str(&status).unwrap_or(Value::Null);
+                status["oracle"].as_str().is_some_and(|s| !s.is_empty())
+                    && status["epoch"].as_u64().is_some()
+            }
+        }),
+        "the oracle's broker or API did not come up"
+    );
+    o
+}
+
+impl Oracle {
+    /// One HTTP/1.0 exchange with the API, `body` sent as `content_type`: the status, the head
+    /// in lower case (for its headers) and the body as JSON (`Null` if it is not).
+    pub(crate) fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, String, Value) {
+        let mut s = TcpStream::connect(self.api).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.api,
+            body.len()
+        )
+        .unwrap();
+        // A 413 may come, and the connection close, before all of a large body was sent.
+        let _ = s.write_all(body);
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (
+            code,
+            head.to_ascii_lowercase(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
 }
 
 /// What a node's connection saw: the current seed, acks, and manifest pages by epoch.
