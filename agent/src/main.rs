@@ -75,6 +75,16 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
                 &cfg.log_level,
                 matches!(cfg.log_format, wisp_agent::config::LogFormat::Json),
             );
+            let (wanted, built) = (
+                tracing::level_filters::LevelFilter::current(),
+                tracing::level_filters::STATIC_MAX_LEVEL,
+            );
+            if wanted > built {
+                tracing::warn!(
+                    "log level {wanted} asked for, but this build logs at most {built}: finer \
+                     events were compiled out (the router build; README \"Binary size\")"
+                );
+            }
             let key = shell::load_key(&cfg.key_file)?;
             let device = wisp_agent::device::open(&cfg, &key)?;
             shell::run(cfg, device, shutdown_signal()).await
