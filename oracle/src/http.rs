@@ -463,5 +463,4 @@ pub mod batch;
 pub mod carrier;
 pub mod credits;
 pub mod dashboard;
-pub mod limit;
 pub mod monitor;

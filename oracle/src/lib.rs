@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod carrier_limit;
 pub mod http;
 pub mod metrics;
 pub mod service;

@@ -307,7 +307,7 @@ pub async fn run(
             Role::Alone
         }),
         grants: grant_tx,
-        carrier_limit: crate::http::limit::CarrierLimit::new(
+        carrier_limit: crate::carrier_limit::CarrierLimit::new(
             settings.carrier_rate_per_s,
             settings.carrier_burst,
         ),

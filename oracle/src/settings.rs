@@ -454,14 +454,14 @@ impl RawSettings {
         let carrier_rate_per_s = self
             .http
             .carrier_reports_per_s
-            .unwrap_or(crate::http::limit::DEFAULT_RATE_PER_S);
+            .unwrap_or(crate::carrier_limit::DEFAULT_RATE_PER_S);
         if !(carrier_rate_per_s > 0.0 && carrier_rate_per_s.is_finite()) {
             return Err(invalid("http.carrier_reports_per_s", "a number > 0"));
         }
         let carrier_burst = self
             .http
             .carrier_burst
-            .unwrap_or(crate::http::limit::DEFAULT_BURST);
+            .unwrap_or(crate::carrier_limit::DEFAULT_BURST);
         if !(carrier_burst >= 1.0 && carrier_burst.is_finite()) {
             return Err(invalid("http.carrier_burst", "a number ≥ 1"));
         }

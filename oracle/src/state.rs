@@ -13,7 +13,7 @@ use wisp_shell::broker_health::BrokerHealth;
 
 use crate::Rules;
 use crate::engine::Engine;
-use crate::http::limit::CarrierLimit;
+use crate::carrier_limit::CarrierLimit;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::usage::{Balance, Ledger};

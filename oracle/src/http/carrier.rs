@@ -15,7 +15,7 @@
 //! intake, as it does grants, and answers once it is committed.
 //!
 //! **A rate per carrier.** A listed carrier's reports pass a token bucket of its key
-//! (`[http] carrier_reports_per_s`, `carrier_burst`; [`super::limit`]): over it, a 429 with
+//! (`[http] carrier_reports_per_s`, `carrier_burst`; [`crate::carrier_limit`]): over it, a 429 with
 //! `Retry-After` and the reason `rate_limited`, and nothing stored.
 //!
 //! Each answer counts in `wisp_oracle_carrier_reports_total{verdict}`: `accepted`, the reason

@@ -180,7 +180,7 @@ pub fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
         role: Mutex::new(wisp_oracle::state::Role::Alone),
         // No worker takes grants here: a grant posted gets the worker-less 503.
         grants: tokio::sync::mpsc::channel(1).0,
-        carrier_limit: wisp_oracle::http::limit::CarrierLimit::default(),
+        carrier_limit: wisp_oracle::carrier_limit::CarrierLimit::default(),
     })
 }
 
