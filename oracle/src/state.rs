@@ -12,8 +12,8 @@ use wisp_protocol::{Reason, SubscriberId};
 use wisp_shell::broker_health::BrokerHealth;
 
 use crate::Rules;
-use crate::engine::Engine;
 use crate::carrier_limit::CarrierLimit;
+use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::usage::{Balance, Ledger};
