@@ -15,7 +15,7 @@
 #
 # Run from the repository root:
 #   bench/router.sh                                   # aarch64 only
-#   TARGETS="aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf" bench/router.sh
+#   TARGETS="aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl" bench/router.sh
 #   RUN_S=60 bench/router.sh                           # the simulated run's length
 #   FEATURES=router,nat bench/router.sh                # another feature set
 set -euo pipefail
@@ -40,14 +40,23 @@ qemu_for() { # qemu_for TARGET
 
 for target in $TARGETS; do
     echo "== $target"
+    # Without a prebuilt standard library for the target (rustup has none for tier-3 MIPS, and
+    # the registry here had none for armv7), std is built from the toolchain's own sources
+    # (`rust-src`) with cargo's `-Zbuild-std`, which a stable toolchain runs only with
+    # RUSTC_BOOTSTRAP=1: the same compiler and std sources, built with the release profile.
+    build_std=()
     if ! rustup target list --installed | grep -qx "$target" \
         && ! rustup target add "$target" >/dev/null 2>&1; then
-        echo "   no Rust standard library for $target from rustup here: skipped"
-        continue
+        if ! rustup component add rust-src >/dev/null 2>&1; then
+            echo "   no Rust standard library for $target from rustup, and no rust-src to build one: skipped"
+            continue
+        fi
+        echo "   no prebuilt standard library for $target from rustup: std built from rust-src (-Zbuild-std)"
+        build_std=(-Zbuild-std=std,panic_abort)
     fi
     start=$SECONDS
-    if ! cargo zigbuild --release -p wisp-agent --no-default-features --features "$FEATURES" \
-        --target "$target" >"/tmp/router-$target.log" 2>&1; then
+    if ! env ${build_std:+RUSTC_BOOTSTRAP=1} cargo zigbuild --release -p wisp-agent --no-default-features \
+        --features "$FEATURES" --target "$target" "${build_std[@]}" >"/tmp/router-$target.log" 2>&1; then
         echo "   build failed after $((SECONDS - start)) s (last lines of /tmp/router-$target.log):"
         tail -n 15 "/tmp/router-$target.log" | sed 's/^/   /'
         continue
