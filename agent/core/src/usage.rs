@@ -55,9 +55,10 @@
 //! Call order, each turn of the driver:
 //! 1. inputs: [`Usage::handle_epoch`] when the epoch changes (before the receipts of the new
 //!    epoch; [`Usage::handle_receipt`] also advances it), [`Usage::handle_counters`] as the
-//!    router's counters are read, [`Usage::handle_receipt`] for each receipt (send back its
-//!    answer), [`Usage::handle_client_gone`] when a client leaves, and
-//!    [`Usage::handle_timeout`] once [`Usage::poll_timeout`] is due;
+//!    router's counters are read ([`Usage::handle_return`] for a client back after it left),
+//!    [`Usage::handle_receipt`] for each receipt (send back its answer),
+//!    [`Usage::handle_client_gone`] when a client leaves, and [`Usage::handle_timeout`] once
+//!    [`Usage::poll_timeout`] is due;
 //! 2. outputs: [`Usage::poll_proof`] into the outbox (staged like every proof) and
 //!    [`Usage::poll_decision`] to the enforcement hook, each until `None`;
 //! 3. sleep until [`Usage::poll_timeout`] or the next input.
@@ -68,13 +69,12 @@ use wisp_protocol::bytes::ByteArray;
 use wisp_protocol::envelope::{Envelope, EnvelopeRef};
 use wisp_protocol::kind::Kind;
 use wisp_protocol::msg::{USAGE_REQUEST_MAX, UsageAnswer, UsageReceipt};
-use wisp_protocol::{NodeId, NodeKey, ProofId, Reason, SubscriberId};
+use wisp_protocol::{NodeId, NodeKey, ProofId, Reason};
 
 use crate::core::Proof;
 
-/// A client as this state knows it: the subscriber's key, which is its client's libp2p
-/// identity (the driver maps the router's per-address counters to it).
-pub type ClientRef = SubscriberId;
+mod types;
+pub use types::{BlockWhy, ClientRef, Counts, Decision};
 
 /// Default of [`UsageConfig::tolerance_bps`]: 2 %. Both ends count IP bytes, but not at the
 /// same instant and not the same retransmissions; a few percent covers that and gives a
@@ -131,68 +131,6 @@ impl Default for UsageConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
-}
-
-/// Byte counts in both directions, seen from the subscriber.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Bytes delivered to the subscriber.
-    pub down: u64,
-    /// Bytes the subscriber sent.
-    pub up: u64,
-}
-
-impl Counts {
-    fn saturating_sub(self, o: Counts) -> Counts {
-        Counts {
-            down: self.down.saturating_sub(o.down),
-            up: self.up.saturating_sub(o.up),
-        }
-    }
-
-    fn total(self) -> u64 {
-        self.down.saturating_add(self.up)
-    }
-}
-
-/// Why a client is to be blocked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockWhy {
-    /// Its uncovered usage exceeded `grace_bytes`.
-    Uncovered {
-        /// The uncovered bytes, both directions.
-        bytes: u64,
-    },
-    /// Its uncovered usage stayed above `slack_bytes` for `grace_ms`: it stopped signing, or
-    /// signs less than it uses.
-    Unsigned {
-        /// The uncovered bytes, both directions.
-        bytes: u64,
-        /// Since when (the last time its usage was covered).
-        since_ms: u64,
-    },
-    /// One of its receipts was refused, with this reason; its session ended.
-    Refused(Reason),
-}
-
-impl BlockWhy {
-    /// A short fixed name, for logs and metric labels.
-    pub fn name(&self) -> &'static str {
-        match self {
-            BlockWhy::Uncovered { .. } => "uncovered",
-            BlockWhy::Unsigned { .. } => "unsigned",
-            BlockWhy::Refused(_) => "refused",
-        }
-    }
-}
-
-/// What to tell the enforcement hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Serve the client again (it was blocked, or it is forgotten while blocked).
-    Serve(ClientRef),
-    /// Stop serving the client.
-    Block(ClientRef, BlockWhy),
 }
 
 /// Counts since the state was made, for metrics.
@@ -460,10 +398,8 @@ impl Usage {
         self.evaluate(&client, now_ms);
     }
 
-    /// `client`, not tracked (it left, or was evicted), comes back with `counts` to answer for:
-    /// what it had not signed for when it left plus what the router counted since, as the
-    /// driver kept them. `covered_ms` is [`Usage::covered_since`] as it left: the grace for
-    /// its unsigned usage runs on from then, so leaving and coming back does not restart it.
+    /// `client`, not tracked, comes back owing `counts` (unsigned when it left, plus counted
+    /// since); its grace runs on from `covered_ms`, its [`Usage::covered_since`] as it left.
     /// A tracked client is given `counts` as by [`Usage::handle_counters`].
     pub fn handle_return(
         &mut self,
@@ -480,8 +416,7 @@ impl Usage {
         }
     }
 
-    /// When `client`'s uncovered usage was last at most `slack_bytes`, if it is tracked: the
-    /// moment its grace runs from.
+    /// When `client`'s uncovered usage was last at most `slack_bytes` (its grace runs from then).
     pub fn covered_since(&self, client: &ClientRef) -> Option<u64> {
         self.clients.get(client).map(|c| c.covered_ms)
     }
