@@ -8,7 +8,7 @@
 //! `POST /v1/usage/carrier` · `POST /v1/usage/carrier/batch`. [`credits`] holds the data
 //! credits' two (the operator's grants in, a subscriber's balance out), [`carrier`]
 //! allow-listed carriers' usage reports in, one a request, [`batch`] many a request, both
-//! behind [`limit`], the rate limit per carrier. [`monitor`] holds what a network monitor reads: the node list's filters
+//! behind [`crate::carrier_limit`], the rate limit per carrier. [`monitor`] holds what a network monitor reads: the node list's filters
 //! and pages, one entry's Merkle inclusion proof, the summary, and a node's status.
 
 use std::collections::BTreeMap;
