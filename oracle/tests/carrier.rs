@@ -114,7 +114,7 @@ fn a_batch_is_judged_item_by_item_and_a_carrier_over_its_rate_gets_429s() {
     assert_eq!(post(&o, path, b"[]").0, 400);
     let many = json!({ "reports": vec!["00"; 257] }).to_string();
     let (code, _, why) = post(&o, path, many.as_bytes());
-    assert_eq!(code, 413, "{why}");
+    assert_eq!(code, 400, "{why}");
     assert!(
         why["error"].as_str().unwrap().contains("at most 256"),
         "{why}"

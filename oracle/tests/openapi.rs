@@ -688,7 +688,7 @@ fn carrier_batches_and_rate_limits_are_answered_as_documented() {
     let hex = |b: Vec<u8>| hex::encode(b);
     for (body, want, statuses) in [
         (b"[]".to_vec(), 400, vec![]),
-        (items(&vec!["00".to_string(); 257]), 413, vec![]),
+        (items(&vec!["00".to_string(); 257]), 400, vec![]),
         (vec![b' '; 200_000], 413, vec![]),
         (
             items(&[

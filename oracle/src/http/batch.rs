@@ -1,7 +1,7 @@
 //! Many carrier reports in one request: `POST /v1/usage/carrier/batch`.
 //!
-//! The body is JSON, `{"reports": ["<envelope hex>", …]}`: at most [`BATCH_ITEMS_MAX`]
-//! envelopes and [`BATCH_BODY_MAX`] bytes, else a 413 before any is judged. Each envelope is
+//! The body is JSON, `{"reports": ["<envelope hex>", …]}`: at most [`BATCH_BODY_MAX`] bytes
+//! (else a 413) and [`BATCH_ITEMS_MAX`] envelopes (else a 400), checked before any is judged. Each envelope is
 //! judged in order by `carrier::judge`, the single endpoint's own path (its signature
 //! checked over its raw bytes before anything is decoded, the allow-list, the carrier's rate,
 //! the worker), and the answer lists one result per envelope, in order: that endpoint's
@@ -71,8 +71,9 @@ pub(super) async fn reports(
         }
     };
     if batch.reports.len() > BATCH_ITEMS_MAX {
+        // A 400, not a 413: the body fit; what it says breaks the schema's `maxItems`.
         return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::BAD_REQUEST,
             format!(
                 "a batch holds at most {BATCH_ITEMS_MAX} carrier reports, not {}: split it",
                 batch.reports.len()
