@@ -3,6 +3,7 @@
 //! why only authentic envelopes are rate limited or acked).
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use wisp_protocol::envelope::{self, EnvelopeError, EnvelopeRef, Opened};
 use wisp_protocol::kind::{Kind, MAX_ENVELOPE_LEN};
@@ -37,6 +38,12 @@ impl RateLimiter {
 
     /// Takes one token for `node` at `now_ms`.
     pub fn allow(&mut self, node: &NodeId, now_ms: u64) -> bool {
+        self.take(node, now_ms).is_ok()
+    }
+
+    /// Takes one token for `node` at `now_ms`: `Err` is how long until one is there (nothing
+    /// taken; at least 1 ms, at most a day). A clock that goes back refills nothing.
+    pub fn take(&mut self, node: &NodeId, now_ms: u64) -> Result<(), Duration> {
         if !self.buckets.contains_key(node) {
             if self.buckets.len() >= self.max_nodes
                 && let Some(old) = self.order.pop_front()
@@ -47,17 +54,28 @@ impl RateLimiter {
             self.buckets.insert(*node, (self.burst, now_ms));
         }
         let Some((tokens, last)) = self.buckets.get_mut(node) else {
-            return true;
+            return Ok(());
         };
         let elapsed = now_ms.saturating_sub(*last) as f64 / 1000.0;
         *tokens = (*tokens + elapsed * self.rate_per_s).min(self.burst);
         *last = now_ms.max(*last);
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            let wait_s = (1.0 - *tokens) / self.rate_per_s;
+            Err(Duration::from_secs_f64(wait_s.clamp(0.001, 86_400.0)))
         }
+    }
+
+    /// Nodes holding a bucket (at most `max_nodes`).
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether no node holds a bucket.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
     }
 }
 
