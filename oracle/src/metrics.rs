@@ -42,6 +42,10 @@ pub struct Metrics {
     pub handed: Counter,
     /// Handed proofs the leader took from the intake.
     pub taken: Counter,
+    /// Publishes the leader took from dead members' broker sessions (`service/reaper.rs`).
+    pub reaped: Counter,
+    /// Dead members' broker sessions the leader reaped.
+    pub members_reaped: Counter,
     /// Time to judge and store a batch.
     pub batch_seconds: Histogram,
     /// Epochs closed.
@@ -80,6 +84,8 @@ impl Metrics {
             retained_restored: Counter::default(),
             handed: Counter::default(),
             taken: Counter::default(),
+            reaped: Counter::default(),
+            members_reaped: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             epochs_closed: Counter::default(),
             epoch: Gauge::default(),
@@ -124,6 +130,16 @@ impl Metrics {
             "taken",
             "Proofs verified by standbys that this leader took from the database to judge",
             m.taken.clone(),
+        );
+        registry.register(
+            "reaped",
+            "Publishes this leader took from the broker sessions of cluster members not seen for cluster.reap_after_s, to judge as its own",
+            m.reaped.clone(),
+        );
+        registry.register(
+            "members_reaped",
+            "Broker sessions of dead cluster members this leader emptied and discarded",
+            m.members_reaped.clone(),
         );
         registry.register_with_unit(
             "batch",

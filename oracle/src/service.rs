@@ -47,7 +47,9 @@ mod clock;
 mod credits;
 mod intake;
 mod lease;
+mod members;
 mod mqtt;
+mod reaper;
 mod replay;
 mod stages;
 mod worker;
@@ -311,8 +313,38 @@ pub async fn run(
             settings.carrier_rate_per_s,
             settings.carrier_burst,
         ),
+        leaving: AtomicBool::new(false),
+        unsubacked: tokio::sync::Notify::new(),
     });
     let clock = Clock::from_env();
+    // A cluster's stopping process watches the queue empty; its leader's reaper feeds it.
+    let pipeline = tx.downgrade();
+    let membership = match (&settings.cluster, &settings.broker) {
+        (Some(c), BrokerMode::External(b)) => {
+            let reaper = (c.reap_after_ms > 0).then(|| reaper::Reaper {
+                broker: b.clone(),
+                max_payload: settings.max_payload,
+                tx: tx.clone(),
+                clock: clock.clone(),
+                reaped: shared.metrics.reaped.clone(),
+                filter: topics::PROOFS_SHARED_FILTER,
+            });
+            let me = crate::store::members::Member {
+                name: c.name.clone(),
+                client_id: settings.client_id.clone(),
+                username: b.login.as_ref().map(|(user, _)| user.clone()),
+            };
+            Some(members::AbortOnDrop(tokio::spawn(members::keep(
+                members::Membership {
+                    me,
+                    cluster: c.clone(),
+                    shared: shared.clone(),
+                    reaper,
+                },
+            ))))
+        }
+        _ => None,
+    };
     let mqtt = mqtt::spawn(eventloop, client.clone(), shared.clone(), tx, clock.clone());
 
     let listener = tokio::net::TcpListener::bind(settings.http_listen)
@@ -336,8 +368,18 @@ pub async fn run(
     });
     info!(oracle = %key.id(), broker = %format!("{host}:{port}"), http = %http_addr, "wisp-oracle started");
 
-    let mut shutdown = std::pin::pin!(shutdown);
     let window = Duration::from_millis(settings.batch_window_ms);
+    // A cluster's process that stops on purpose first leaves the broker's share group, while
+    // its pipeline runs on (`service/members.rs`, `leave`).
+    let leaving = (settings.cluster.clone()).map(|c| (c, client.clone(), shared.clone()));
+    let shutdown = async move {
+        shutdown.await;
+        if let Some((c, client, shared)) = leaving {
+            let filter = topics::PROOFS_SHARED_FILTER;
+            members::leave(&shared, &client, &c, filter, &pipeline, window).await;
+        }
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
     let (mut rx, mut pre) = (
         rx,
         Prechecker::new(
@@ -391,7 +433,8 @@ pub async fn run(
         (rx, store, pre) = (parts.rx, parts.store, parts.pre);
         let Some(keeper) = keeper else {
             info!("shutting down");
-            mqtt.abort();
+            drop(membership);
+            disconnect(&client, mqtt).await;
             return Ok(());
         };
         store.set_fence(keeper.fence())?;
@@ -459,6 +502,7 @@ pub async fn run(
         proofs_stored: None,
         measurer_parts_published: 0,
     };
+    let client_end = client.clone();
     let mut worker = tokio::spawn(
         Worker::new(books, store, client, clock, stage_rx, grant_rx, ack_tx).run(stop_rx),
     );
@@ -517,12 +561,26 @@ pub async fn run(
         }
     }
     let _ = prechecker.await;
+    drop(membership);
     // The worker is gone, so is its ack sender: the acker sends what it holds and stops.
     let _ = acker.await;
-    mqtt.abort();
+    disconnect(&client_end, mqtt).await;
     match result {
         Ok(r) => r,
         Err(_) => bail!("the ingest worker panicked"),
+    }
+}
+
+/// Ends the MQTT connection cleanly: a DISCONNECT after what the client queued (the last
+/// acks), within 2 s; the broker keeps a persistent session for the next start.
+async fn disconnect(client: &AsyncClient, mut mqtt: tokio::task::JoinHandle<()>) {
+    let sent = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = client.disconnect().await;
+        let _ = (&mut mqtt).await;
+    })
+    .await;
+    if sent.is_err() {
+        mqtt.abort();
     }
 }
 

@@ -46,6 +46,10 @@ pub struct RawCluster {
     /// The lease, seconds (default 10): a standby takes over at most this long after the
     /// leader last renewed it, plus a third of it (how often standbys try).
     pub lease_s: Option<f64>,
+    /// Seconds a member may go unseen before the leader takes its broker session over, hands
+    /// what the broker queued for it to its own pipeline and discards the session (default
+    /// 120; 0: never).
+    pub reap_after_s: Option<f64>,
 }
 
 /// The validated `[cluster]`.
@@ -55,6 +59,9 @@ pub struct Cluster {
     pub name: String,
     /// The lease, ms.
     pub lease_ms: u64,
+    /// How long a member may go unseen before the leader reaps its broker session, ms (0:
+    /// never).
+    pub reap_after_ms: u64,
 }
 
 /// `[oracle]`
@@ -424,11 +431,17 @@ impl RawSettings {
                 return Err(invalid("cluster.name", "1 to 100 characters"));
             }
             let lease_ms = secs("cluster.lease_s", self.cluster.lease_s, 10.0, 1.0, 300.0)?;
-            Some(Cluster { name, lease_ms })
+            let reap_after_ms = reap_after_ms(self.cluster.reap_after_s, lease_ms)?;
+            Some(Cluster {
+                name,
+                lease_ms,
+                reap_after_ms,
+            })
         } else {
             for (key, set) in [
                 ("cluster.name", self.cluster.name.is_some()),
                 ("cluster.lease_s", self.cluster.lease_s.is_some()),
+                ("cluster.reap_after_s", self.cluster.reap_after_s.is_some()),
             ] {
                 if set {
                     return Err(invalid(key, "only with cluster.enabled = true"));
@@ -503,6 +516,32 @@ impl RawSettings {
             rules,
         })
     }
+}
+
+/// The longest `cluster.reap_after_s`: Mosquitto's shipped `persistent_client_expiration`
+/// (14 days), after which the broker has dropped the session itself.
+const REAP_AFTER_MAX_S: f64 = 14.0 * 86_400.0;
+
+/// `cluster.reap_after_s` in ms: 0 (never reap), or at least the lease (members are seen every
+/// third of it, so a shorter wait would reap live ones) and at most [`REAP_AFTER_MAX_S`].
+// Range-checked before the cast.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn reap_after_ms(v: Option<f64>, lease_ms: u64) -> Result<u64, SettingsError> {
+    let v = v.unwrap_or(120.0);
+    if v == 0.0 {
+        return Ok(0);
+    }
+    let lease_s = lease_ms as f64 / 1000.0;
+    if !(v.is_finite() && v >= lease_s && v <= REAP_AFTER_MAX_S) {
+        return Err(invalid(
+            "cluster.reap_after_s",
+            format!(
+                "{v}: 0 (never reap) or from cluster.lease_s ({lease_s}) to {REAP_AFTER_MAX_S} seconds: \
+                 members are seen every third of the lease, so a shorter wait reaps live ones"
+            ),
+        ));
+    }
+    Ok((v * 1000.0).round() as u64)
 }
 
 /// The host name and the process id: distinct for every process of a cluster.

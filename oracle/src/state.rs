@@ -171,6 +171,11 @@ pub struct Shared {
     /// The per-carrier rate limit of carriers' reports (`[http] carrier_reports_per_s`,
     /// `carrier_burst`).
     pub carrier_limit: CarrierLimit,
+    /// A cluster's process stopping on purpose has left (or is leaving) the shared
+    /// subscription: it must not subscribe again, whatever (re)connection it sees.
+    pub leaving: AtomicBool,
+    /// Told of every `UNSUBACK` the broker sends this process's connection.
+    pub unsubacked: tokio::sync::Notify,
 }
 
 /// Credit grants and carrier reports waiting for the ingest worker: the API waits for each
@@ -230,6 +235,8 @@ impl Shared {
             role: Mutex::new(role),
             grants,
             carrier_limit: CarrierLimit::default(),
+            leaving: AtomicBool::new(false),
+            unsubacked: tokio::sync::Notify::new(),
         };
         (shared, grant_rx)
     }

@@ -26,6 +26,7 @@ use crate::engine::Row;
 pub mod crash;
 pub mod intake;
 pub mod lease;
+pub mod members;
 pub mod postgres;
 pub mod sqlite;
 

@@ -425,3 +425,75 @@ async fn postgres_rewards_before_the_usage_column_read_zero() {
     let blob = format!("'\\x{}'::BYTEA", "01".repeat(32));
     rewards_before_the_usage_column_read_zero(&pg::fresh(), &downgrade_sql(6, &blob)).await;
 }
+
+/// A cluster's members: a member seen is live; one unseen for the wait is stale to the others
+/// (never to itself), counted alive by none, and marked reaped once; a member seen again is
+/// live again and can no longer be marked reaped; one that left is neither alive nor stale.
+/// SQLite has no members.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: WISP_TEST_POSTGRES='host=127.0.0.1 user=postgres dbname=test'"]
+async fn postgres_members_are_seen_go_stale_and_are_reaped_once() {
+    use wisp_oracle::store::members::Member;
+    let cfg = pg::fresh();
+    let store = Store::open(&cfg).await.unwrap();
+    let member = |name: &str, user: Option<&str>| Member {
+        name: name.into(),
+        client_id: format!("wisp-oracle-{name}"),
+        username: user.map(Into::into),
+    };
+    let (a, b, c) = (
+        member("a", Some("oracle-a")),
+        member("b", None),
+        member("c", None),
+    );
+    for m in [&a, &b, &c] {
+        store.member_seen(m).await.unwrap();
+    }
+    assert_eq!(store.members_alive_besides("a", 60_000).await.unwrap(), 2);
+    store.member_left("c").await.unwrap();
+    assert_eq!(store.members_alive_besides("a", 60_000).await.unwrap(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    store.member_seen(&a).await.unwrap();
+    // b and c unseen for 300 ms; c left, so only b is stale, and only to others.
+    assert_eq!(
+        store.stale_members("a", 200).await.unwrap(),
+        vec![b.clone()]
+    );
+    assert_eq!(store.stale_members("b", 200).await.unwrap(), vec![]);
+    assert_eq!(store.members_alive_besides("a", 200).await.unwrap(), 0);
+    assert!(store.member_reaped("b", 200).await.unwrap());
+    assert!(
+        !store.member_reaped("b", 200).await.unwrap(),
+        "reaped twice"
+    );
+    assert_eq!(store.stale_members("a", 200).await.unwrap(), vec![]);
+    // Back: live again, and not reaped while seen.
+    store.member_seen(&b).await.unwrap();
+    assert!(!store.member_reaped("b", 200).await.unwrap());
+    let rows = store.members().await.unwrap();
+    let states: Vec<(&str, &str, Option<&str>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.member.name.as_str(),
+                r.state.as_str(),
+                r.member.username.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a", "live", Some("oracle-a")),
+            ("b", "live", None),
+            ("c", "left", None)
+        ]
+    );
+    assert!(rows.iter().all(|r| r.unseen_ms >= 0));
+    let sqlite = tempfile::tempdir().unwrap();
+    let s = Store::open_sqlite(&sqlite.path().join("oracle.db"))
+        .await
+        .unwrap();
+    assert!(s.members().await.unwrap().is_empty());
+    assert!(s.member_seen(&a).await.is_err());
+}

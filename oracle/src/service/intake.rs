@@ -55,7 +55,8 @@ pub(super) async fn forward<V: SignatureCheck + Send + 'static>(
         let Some(Gathered { connected, batch }) = gathered else {
             return Ok(parts);
         };
-        if connected {
+        // A process that is stopping has left the share group: it stays out.
+        if connected && !shared.leaving.load(std::sync::atomic::Ordering::Relaxed) {
             client
                 .subscribe(topics::PROOFS_SHARED_FILTER, QoS::AtLeastOnce)
                 .await?;

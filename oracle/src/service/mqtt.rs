@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -76,6 +76,14 @@ pub(super) fn spawn(
                     payload: p.payload.to_vec(),
                     at_ms: clock.now_ms(),
                 }),
+                // A stopping cluster process waits for it (`service/members.rs`, `leave`):
+                // what the broker delivered before it is read by then.
+                Ok(Event::Incoming(Packet::UnsubAck(_))) => {
+                    shared.unsubacked.notify_waiters();
+                    continue;
+                }
+                // The service's clean stop: the DISCONNECT is sent, nothing more to read.
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => continue,
                 Err(e) => {
                     // Every failed attempt comes here (a refused port, a name that does not

@@ -88,7 +88,7 @@ pub(super) struct Worker {
     clock: Clock,
     clock_interval_ms: u32,
     /// The proofs' topic filter: shared by the processes of a cluster (the broker hands each
-    /// proof to one of them; only the leader subscribes today).
+    /// proof to one of them; standbys subscribe in `service/intake.rs`).
     proofs_filter: &'static str,
     rx: mpsc::Receiver<Stage>,
     /// The operator's credit grants, from the API.
@@ -241,9 +241,16 @@ impl Worker {
         info!("connected to the broker");
         // The clock at once: agents waiting for it need not wait a whole interval.
         self.next_clock_ms = 0;
-        self.client
-            .subscribe(self.proofs_filter, QoS::AtLeastOnce)
-            .await?;
+        // A cluster process that is stopping has left the share group: it stays out.
+        if !self
+            .shared
+            .leaving
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.client
+                .subscribe(self.proofs_filter, QoS::AtLeastOnce)
+                .await?;
+        }
         // The oracle's own retained topics, to put right what anyone else publishes there.
         for filter in [topics::EPOCH, topics::CLOCK, topics::MEASURERS_FILTER] {
             self.client.subscribe(filter, QoS::AtLeastOnce).await?;

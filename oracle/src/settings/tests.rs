@@ -328,7 +328,8 @@ fn a_cluster_needs_postgres_and_an_external_broker_and_names_each_process() {
         s.cluster,
         Some(Cluster {
             name: "east-1".into(),
-            lease_ms: 10_000
+            lease_ms: 10_000,
+            reap_after_ms: 120_000,
         })
     );
     // Each process connects to the broker with an id of its own.
@@ -339,6 +340,49 @@ fn a_cluster_needs_postgres_and_an_external_broker_and_names_each_process() {
     assert!(
         name.ends_with(&format!("-{}", std::process::id())),
         "{name}"
+    );
+}
+
+#[test]
+fn reaping_a_dead_members_session_waits_at_least_a_lease_and_zero_turns_it_off() {
+    let resolve = |vars: &[(&str, &str)]| RawSettings::load(None, env(vars)).unwrap().resolve();
+    let base = [
+        ("WISP_STORAGE__URL", "postgres://postgres@127.0.0.1/test"),
+        ("WISP_BROKER__URL", "mqtt://127.0.0.1:1883"),
+        ("WISP_CLUSTER__ENABLED", "true"),
+        ("WISP_CLUSTER__LEASE_S", "5"),
+    ];
+    let check = |reap: &str, want: Result<u64, &str>| {
+        let mut vars = base.to_vec();
+        vars.push(("WISP_CLUSTER__REAP_AFTER_S", reap));
+        match (resolve(&vars), want) {
+            (Ok(s), Ok(ms)) => assert_eq!(s.cluster.unwrap().reap_after_ms, ms, "{reap}"),
+            (Err(e), Err(why)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("cluster.reap_after_s") && e.contains(why),
+                    "{reap}: {e}"
+                );
+            }
+            (got, want) => panic!("{reap}: got {got:?}, want {want:?}"),
+        }
+    };
+    check("0", Ok(0));
+    check("5", Ok(5_000));
+    check("2.5", Err("shorter wait reaps live ones"));
+    check("-1", Err("0 (never reap)"));
+    check("1209601", Err("1209600"));
+    check("1209600", Ok(1_209_600_000));
+    // The default, and refused without a cluster.
+    assert_eq!(
+        resolve(&base).unwrap().cluster.unwrap().reap_after_ms,
+        120_000
+    );
+    let err = resolve(&[("WISP_CLUSTER__REAP_AFTER_S", "60")]).unwrap_err();
+    assert!(err.to_string().contains("cluster.reap_after_s"), "{err}");
+    assert!(
+        err.to_string().contains("only with cluster.enabled"),
+        "{err}"
     );
 }
 

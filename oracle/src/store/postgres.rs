@@ -18,6 +18,7 @@ use wisp_protocol::{NodeId, ProofId, Reason};
 use super::crash::{self, crash_point};
 use super::intake::{self, Handed};
 use super::lease::{self, Fence, LeaseRow};
+use super::members;
 use super::{
     CloseMarks, EpochRow, ProofSummary, ROW_CHUNK, Rows, SeqRange, StoreError, i, id32, kind_of,
     reason_of, u, verdict_code, verdict_of,
@@ -35,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, intake::SCHEMA),
     (6, SCHEMA_V6),
     (7, SCHEMA_V7),
+    (8, members::SCHEMA),
 ];
 
 /// Held (transaction-scoped) while migrating.
@@ -665,6 +667,11 @@ impl PgStore {
     /// Takes up to `limit` handed publishes, oldest first, if this store's lease holds.
     pub async fn take_intake(&mut self, limit: usize) -> Result<Vec<Handed>, StoreError> {
         intake::take(&mut self.client, self.fence.as_ref(), limit).await
+    }
+
+    /// The connection, for single statements that need no transaction ([`members`]).
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 }
 

@@ -181,6 +181,8 @@ pub fn shared(store: Store, snap: Snapshot) -> Arc<Shared> {
         // No worker takes grants here: a grant posted gets the worker-less 503.
         grants: tokio::sync::mpsc::channel(1).0,
         carrier_limit: wisp_oracle::carrier_limit::CarrierLimit::default(),
+        leaving: AtomicBool::new(false),
+        unsubacked: tokio::sync::Notify::new(),
     })
 }
 

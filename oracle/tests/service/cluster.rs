@@ -13,21 +13,28 @@ use super::crash::{
 use super::*;
 
 /// The lease of these tests, seconds: short, so that takeovers are quick.
-const LEASE_S: f64 = 1.5;
+pub(super) const LEASE_S: f64 = 1.5;
 
 /// The processes of one cluster.
-struct Cluster<'a> {
+pub(super) struct Cluster<'a> {
     dirs: Vec<PathBuf>,
-    names: Vec<String>,
-    procs: Vec<Option<Oracle>>,
+    pub(super) names: Vec<String>,
+    pub(super) procs: Vec<Option<Oracle>>,
     clock: PathBuf,
     port: u16,
     url: String,
     storage: &'a Storage,
+    /// More settings for every process, as environment variables.
+    pub(super) extra: Vec<(String, String)>,
 }
 
 impl<'a> Cluster<'a> {
-    fn new(root: &Path, key: &NodeKey, storage: &'a Storage, mosquitto: &str) -> Cluster<'a> {
+    pub(super) fn new(
+        root: &Path,
+        key: &NodeKey,
+        storage: &'a Storage,
+        mosquitto: &str,
+    ) -> Cluster<'a> {
         let port: u16 = mosquitto
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
@@ -50,10 +57,16 @@ impl<'a> Cluster<'a> {
             port,
             url: format!("mqtt://{mosquitto}"),
             storage,
+            extra: Vec::new(),
         }
     }
 
-    fn start(&mut self, i: usize) {
+    /// Each process's broker client id (`wisp-oracle-<cluster.name>`).
+    pub(super) fn client_id(&self, i: usize) -> String {
+        format!("wisp-oracle-{}", self.names[i])
+    }
+
+    pub(super) fn start(&mut self, i: usize) {
         let mut env: Vec<(String, String)> = [
             ("WISP_ORACLE_CLOCK_FILE", self.clock.display().to_string()),
             ("WISP_EPOCH__DURATION_S", (EPOCH_MS / 1000).to_string()),
@@ -78,6 +91,7 @@ impl<'a> Cluster<'a> {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         env.extend(self.storage.env());
+        env.extend(self.extra.iter().cloned());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.procs[i] = Some(Oracle::spawn_with(
             &self.dirs[i],
@@ -88,7 +102,7 @@ impl<'a> Cluster<'a> {
     }
 
     /// The roles the running processes report, by index.
-    fn roles(&self, skip: Option<usize>) -> BTreeMap<usize, String> {
+    pub(super) fn roles(&self, skip: Option<usize>) -> BTreeMap<usize, String> {
         self.procs
             .iter()
             .enumerate()
@@ -102,7 +116,7 @@ impl<'a> Cluster<'a> {
 
     /// Waits for exactly one leader among the running processes (`skip`: one that is paused,
     /// whose API cannot answer), and returns it.
-    fn await_leader(&self, skip: Option<usize>) -> usize {
+    pub(super) fn await_leader(&self, skip: Option<usize>) -> usize {
         let mut leader = None;
         assert!(
             wait_for(Duration::from_secs(30), || {
@@ -121,7 +135,7 @@ impl<'a> Cluster<'a> {
         leader.unwrap()
     }
 
-    fn kill(&mut self, i: usize) {
+    pub(super) fn kill(&mut self, i: usize) {
         self.procs[i].take().unwrap().kill9();
     }
 
@@ -134,6 +148,37 @@ impl<'a> Cluster<'a> {
     /// Any running process: every one serves the stored epochs.
     fn any(&self) -> &Oracle {
         self.procs.iter().flatten().next().unwrap()
+    }
+}
+
+/// The broker keeps a persistent session, and its place in the proofs' share group, for every
+/// client id a test's process used: on a broker kept across runs, a dead one would take its
+/// share of a later test's proofs. Each is ended with a clean session once its process is gone.
+impl Drop for Cluster<'_> {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            drop(p.take());
+        }
+        for i in 0..self.names.len() {
+            forget_session(self.port, &self.client_id(i));
+        }
+    }
+}
+
+/// Ends the broker's session of `client_id`: a clean-session connection under it.
+pub(super) fn forget_session(port: u16, client_id: &str) {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_clean_session(true);
+    let (client, mut conn) = rumqttc::Client::new(o, 10);
+    for ev in conn.iter().take(20) {
+        match ev {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = client.disconnect();
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 
@@ -155,7 +200,7 @@ fn deliver(c: &Client, proofs: &[(&NodeKey, &Vec<u8>)]) {
     );
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(super) fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
@@ -316,7 +361,7 @@ fn cluster_schedule(
 }
 
 /// Deletes a retained message (an empty retained publish) on the broker at `port`.
-fn clear_retained(port: u16, topic: &str) {
+pub(super) fn clear_retained(port: u16, topic: &str) {
     let mut o = MqttOptions::new(format!("test-clear-{}", free_port()), "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(5));
     let (client, mut conn) = rumqttc::Client::new(o, 10);

@@ -32,6 +32,7 @@ use live::{free_port, wait_for};
 mod broker;
 mod cluster;
 mod crash;
+mod leaving;
 mod measurers;
 mod proofs;
 
