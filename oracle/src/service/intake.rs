@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 use wisp_protocol::topics;
 
-use super::stages::{Gathered, ToWorker, gather, stopped};
+use super::stages::{Gathered, ToWorker, stopped};
 use crate::engine::{Incoming, Prechecker, Screened, SignatureCheck};
 use crate::state::{GrantRequest, Shared};
 use crate::store::Store;
@@ -47,14 +47,19 @@ pub(super) async fn forward<V: SignatureCheck + Send + 'static>(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Forwarder<V>> {
     loop {
-        let gathered = tokio::select! {
+        // A stop ends the wait for the first publish, but not the batch it starts: what was
+        // taken from the queue is handed over, never dropped (it was acknowledged to the
+        // broker). A standby that starts to lead gets a full queue of proofs from its broker
+        // session at once, and used to lose the batch being gathered.
+        let first = tokio::select! {
             biased;
             () = stopped(&mut stop) => return Ok(parts),
-            g = gather(&mut parts.rx, batch_max, window) => g,
+            m = parts.rx.recv() => m,
         };
-        let Some(Gathered { connected, batch }) = gathered else {
+        let Some(first) = first else {
             return Ok(parts);
         };
+        let Gathered { connected, batch } = fill(&mut parts.rx, first, batch_max, window).await;
         // A process that is stopping has left the share group: it stays out.
         if connected && !shared.leaving.load(std::sync::atomic::Ordering::Relaxed) {
             client
@@ -98,6 +103,45 @@ pub(super) async fn forward<V: SignatureCheck + Send + 'static>(
         parts.store.push_intake(&handed).await?;
         shared.metrics.handed.inc_by(handed.len() as u64);
     }
+}
+
+/// The batch `first` starts, as `stages::gather` fills it: what arrives within `window` of
+/// it, up to `batch_max` publishes; a connection alone goes on at once.
+async fn fill(
+    rx: &mut mpsc::Receiver<ToWorker>,
+    first: ToWorker,
+    batch_max: usize,
+    window: Duration,
+) -> Gathered {
+    let mut g = Gathered::default();
+    match first {
+        ToWorker::Connected => {
+            g.connected = true;
+            return g;
+        }
+        ToWorker::Publish(m) => g.batch.push(m),
+    }
+    let deadline = tokio::time::sleep(window);
+    tokio::pin!(deadline);
+    let mut buf = Vec::new();
+    while g.batch.len() < batch_max {
+        tokio::select! {
+            biased;
+            n = rx.recv_many(&mut buf, batch_max - g.batch.len()) => {
+                if n == 0 {
+                    break;
+                }
+                for m in buf.drain(..) {
+                    match m {
+                        ToWorker::Publish(m) => g.batch.push(m),
+                        ToWorker::Connected => g.connected = true,
+                    }
+                }
+            }
+            () = &mut deadline => break,
+        }
+    }
+    g
 }
 
 /// The leader's stage: takes the rows standbys handed over, oldest first, and sends them on to

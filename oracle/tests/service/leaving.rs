@@ -241,3 +241,64 @@ fn postgres_cluster_a_killed_standbys_queued_proofs_are_reaped_and_judged_withou
 fn postgres_cluster_a_killed_leaders_queued_proofs_are_reaped_and_judged_without_resends() {
     a_killed_members_queued_proofs_are_reaped(true, 52);
 }
+
+/// The last live member stopped with SIGTERM keeps its place in the share group (it stays
+/// `live`): the broker queues the proofs sent while it is down, and when it comes back under
+/// its name it judges and acks them all, with no resend.
+#[test]
+#[ignore = "needs PostgreSQL and Mosquitto: WISP_TEST_POSTGRES, WISP_TEST_MOSQUITTO (.ci/run sets them)"]
+fn postgres_cluster_the_last_member_stopped_keeps_its_place_and_the_broker_queues_for_it() {
+    let _serial = serial();
+    let mosquitto = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let key = NodeKey::from_seed(&[53; 32]);
+    let storage = Storage::postgres();
+    let mut cluster = Cluster::new(dir.path(), &key, &storage, &mosquitto);
+    let port = cluster_port(&mosquitto);
+    clear_retained(port, topics::EPOCH);
+    cluster.start(0);
+    assert_eq!(cluster.await_leader(None), 0);
+    let s = Schedule::new(20);
+    let refs: Vec<&NodeKey> = s.nodes.iter().collect();
+    let c = Client::connect(port, &key, &refs);
+
+    let mut o = cluster.procs[0].take().unwrap();
+    signal(&o.child, "-TERM");
+    let mut status = None;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            status = o.child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the oracle did not stop on SIGTERM"
+    );
+    assert!(status.unwrap().success(), "{status:?}");
+    assert_eq!(members(&storage)[&cluster.names[0]].0, "live");
+    let proofs: Vec<(&NodeKey, &Vec<u8>)> = s.nodes.iter().zip(&s.onboards).collect();
+    for (k, p) in &proofs {
+        c.send(k, p);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        proofs
+            .iter()
+            .all(|(_, p)| c.verdict(&ProofId::of(p)).is_none())
+    );
+    let back = Instant::now();
+    cluster.start(0);
+    assert!(
+        wait_for(Duration::from_secs(30), || proofs.iter().all(|(_, p)| c
+            .verdict(&ProofId::of(p))
+            == Some(Verdict::Accepted))),
+        "the proofs queued while the last member was down were not all acked once it was back: {:?}",
+        proofs
+            .iter()
+            .map(|(_, p)| c.verdict(&ProofId::of(p)))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "{} proofs queued while the only member was down, all acked {:?} after its restart",
+        proofs.len(),
+        back.elapsed()
+    );
+}
