@@ -1,13 +1,16 @@
 //! The network layer alone, over real loopback sockets: `/wisp/bw/1` plumbing and its size
 //! limit, gossip validation, a node restarting with the same identity over QUIC
-//! (rust-libp2p #5097), discovery through the DHT with default settings, and failed requests
-//! that say why. Timeouts only bound a hang; nothing asserts speed.
+//! (rust-libp2p #5097), also after a crash its peer has not noticed yet (a UDP relay that goes
+//! silent), discovery through the DHT with default settings, and failed requests that say why.
+//! Timeouts only bound a hang; nothing asserts speed.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
 use std::sync::Arc;
+use tokio::net::UdpSocket;
 
 use wisp_agent::metrics::{GossipLabel, Metrics};
 use wisp_agent::net::{self, KadMode, NetConfig, NetError, NetEvent, Network, Topic};
@@ -235,6 +238,126 @@ async fn a_node_restarted_with_the_same_identity_publishes_again_over_quic() {
         let _ = b.task.await;
         println!("round {round}: delivered");
     }
+}
+
+/// A UDP relay in front of `to` that can be cut: from then on it drops every datagram both ways,
+/// as a host that crashed or lost power would, so neither end hears of it (no close, no ICMP).
+struct Relay {
+    addr: std::net::SocketAddr,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: std::net::SocketAddr) -> Self {
+        let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        back.connect(to).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let cut = cut.clone();
+            async move {
+                let (mut up, mut down) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+                let mut client = None;
+                loop {
+                    tokio::select! {
+                        Ok((n, from)) = front.recv_from(&mut up) => {
+                            client = Some(from);
+                            if !cut.load(Ordering::SeqCst) {
+                                let _ = back.send(&up[..n]).await;
+                            }
+                        }
+                        Ok(n) = back.recv(&mut down) => {
+                            if let Some(c) = client.filter(|_| !cut.load(Ordering::SeqCst)) {
+                                let _ = front.send_to(&down[..n], c).await;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Self { addr, cut, task }
+    }
+
+    /// `/ip4/127.0.0.1/udp/<port>/quic-v1/p2p/<peer>`: `peer`, reached through the relay.
+    fn quic_addr(&self, peer: libp2p::PeerId) -> Multiaddr {
+        format!("/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{peer}", self.addr.port())
+            .parse()
+            .unwrap()
+    }
+}
+
+/// The UDP port the oldest live connection of `n` to `peer` reaches it at.
+async fn remote_port(n: &Network, peer: libp2p::PeerId) -> Option<u16> {
+    let remotes = n.handle.remote_addrs().await.unwrap();
+    let (_, a) = remotes.into_iter().find(|(p, _)| *p == peer)?;
+    Some(udp_socket(&a).port())
+}
+
+/// The UDP socket address of a `/ip4/…/udp/…` multiaddr.
+fn udp_socket(a: &Multiaddr) -> std::net::SocketAddr {
+    use libp2p::multiaddr::Protocol;
+    let (mut ip, mut port) = (None, None);
+    for p in a {
+        match p {
+            Protocol::Ip4(i) => ip = Some(i),
+            Protocol::Udp(u) => port = Some(u),
+            _ => {}
+        }
+    }
+    (ip.unwrap(), port.unwrap()).into()
+}
+
+/// A node `b` whose QUIC connection with `a` silently died (its host crashed) comes back with
+/// the same key and dials `a` directly, before `a` can notice that the old connection is dead
+/// (QUIC's idle timeout, 10 s). `a_dials_first` chooses who opened the old connection: `b`
+/// (its bootstrap, through the relay) or `a` (through the relay to `b`). Gossip must flow both
+/// ways over the new connection.
+async fn restart_behind_a_dead_connection(seeds: [u8; 2], a_dials_first: bool) {
+    let a_key = NodeKey::from_seed(&[seeds[0]; 32]);
+    let b_key = NodeKey::from_seed(&[seeds[1]; 32]);
+    let other = NodeKey::from_seed(&[seeds[1] + 1; 32]);
+    let quic = "/ip4/127.0.0.1/udp/0/quic-v1";
+    let mut a = net::start(&a_key, &cfg(quic, vec![]), oracle().id(), None).unwrap();
+    let a_addr = listen_addr(&a, "/quic-v1").await;
+    let b_peer = b_key.id().to_peer_id();
+    let (mut b_old, relay) = if a_dials_first {
+        let b = net::start(&b_key, &cfg(quic, vec![]), oracle().id(), None).unwrap();
+        let relay = Relay::start(udp_socket(&listen_addr(&b, "/quic-v1").await)).await;
+        a.handle.dial(relay.quic_addr(b_peer)).await.unwrap();
+        (b, relay)
+    } else {
+        let relay = Relay::start(udp_socket(&a_addr)).await;
+        let boot = vec![relay.quic_addr(a.handle.local_peer_id())];
+        let b = net::start(&b_key, &cfg(quic, boot), oracle().id(), None).unwrap();
+        (b, relay)
+    };
+    publish_until_received(&b_old, &mut a, witness(&b_key, &other, 0)).await;
+    publish_until_received(&a, &mut b_old, witness(&a_key, &other, 1)).await;
+    let relayed = remote_port(&a, b_peer).await.unwrap();
+    // The crash: the path goes silent first, so not even a close reaches `a`.
+    relay.cut.store(true, Ordering::SeqCst);
+    b_old.task.abort();
+    let _ = b_old.task.await;
+    let mut b = net::start(&b_key, &cfg(quic, vec![a_addr]), oracle().id(), None).unwrap();
+    let b_port = udp_socket(&listen_addr(&b, "/quic-v1").await).port();
+    assert_ne!(relayed, b_port);
+    publish_until_received(&b, &mut a, witness(&b_key, &other, 2)).await;
+    publish_until_received(&a, &mut b, witness(&a_key, &other, 3)).await;
+    // The dead connection is gone: `a` reaches `b` where `b` is now.
+    assert_eq!(remote_port(&a, b_peer).await, Some(b_port));
+    relay.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_before_its_peer_noticed_its_crash_publishes_again() {
+    restart_behind_a_dead_connection([40, 41], false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_before_the_peer_that_dialled_it_noticed_its_crash_publishes_again() {
+    restart_behind_a_dead_connection([43, 44], true).await;
 }
 
 fn count(m: &Metrics, outcome: &'static str) -> u64 {

@@ -14,6 +14,8 @@
 //! - [`usage_data`]: `/wisp/usage-data/1`, the usage test endpoint, answered by the task itself
 //!   and counted per peer ([`Network::usage_data`]); the peers whose last connection closed go
 //!   to the usage driver on a channel of their own ([`Network::usage_left`]).
+//! - `conns.rs`: each peer's connections, and the rules that keep gossip working with a peer
+//!   that came back with the same identity before its old connection was found dead.
 //! - `task.rs`: the task that owns the swarm, its event loop and what it keeps (pending
 //!   requests, the address book, relays, gossip waiting for a verdict).
 //!
@@ -24,6 +26,7 @@
 
 pub mod behaviour;
 pub mod codec;
+mod conns;
 pub mod gossip;
 pub mod status;
 mod task;
@@ -437,7 +440,7 @@ impl NetHandle {
         self.ask(|r| Command::PeerAddrs(peer, r)).await
     }
 
-    /// The connected peers with the remote address of their first connection (bounded by
+    /// The connected peers with the remote address of their oldest live connection (bounded by
     /// `net.max_connections`): the usage driver maps a router's per-address counters to peers.
     pub async fn remote_addrs(&self) -> Result<Vec<(PeerId, Multiaddr)>, NetError> {
         self.ask(Command::RemoteAddrs).await
@@ -573,7 +576,7 @@ pub fn start(
         usage: usage_tx,
         endpoint: endpoint.clone(),
         usage_left: cfg.usage.then_some(left_tx),
-        remotes: HashMap::new(),
+        conns: conns::Connections::default(),
         metrics,
         outbound: HashMap::new(),
         lookups: HashMap::new(),

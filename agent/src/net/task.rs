@@ -45,8 +45,8 @@ pub(super) struct Task {
     pub(super) endpoint: Option<Arc<super::usage_data::Endpoint>>,
     /// Peers whose last connection closed, to the usage driver, with `usage.enabled`.
     pub(super) usage_left: Option<mpsc::Sender<PeerId>>,
-    /// The remote address of each connected peer's first connection.
-    pub(super) remotes: HashMap<PeerId, Multiaddr>,
+    /// Each connected peer's connections, oldest first (its remote address is the oldest's).
+    pub(super) conns: super::conns::Connections,
     pub(super) metrics: Option<Arc<Metrics>>,
     pub(super) outbound: HashMap<OutboundRequestId, (PeerId, Reply)>,
     pub(super) lookups: HashMap<PeerId, Vec<Lookup>>,
@@ -305,7 +305,7 @@ impl Task {
                 let _ = r.send(self.book.get(&peer).cloned().unwrap_or_default());
             }
             Command::RemoteAddrs(r) => {
-                let _ = r.send(self.remotes.iter().map(|(p, a)| (*p, a.clone())).collect());
+                let _ = r.send(self.conns.remotes().map(|(p, a)| (p, a.clone())).collect());
             }
             Command::DhtServing(r) => {
                 let _ = r.send(self.swarm.behaviour().kad.mode() == kad::Mode::Server);
@@ -399,11 +399,19 @@ impl Task {
                 info!(%address, "p2p listening");
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
             } => {
-                self.remotes
-                    .entry(peer_id)
-                    .or_insert_with(|| endpoint.get_remote_address().clone());
+                // A peer that dialled us again while connected came back (conns.rs, rule 1).
+                for old in self
+                    .conns
+                    .handle_established(peer_id, connection_id, endpoint)
+                {
+                    info!(peer = %peer_id, "a connected peer dialled again (restarted?): closing its older connection");
+                    self.swarm.close_connection(old);
+                }
                 self.dial_errors.remove(&peer_id);
                 if let Some(warned) = self.bootstrap.get_mut(&peer_id) {
                     *warned = false;
@@ -412,11 +420,15 @@ impl Task {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
+                if let Some((id, endpoint)) = self.conns.handle_closed(peer_id, connection_id) {
+                    let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                    super::conns::announce_subscriptions(gossipsub, peer_id, id, &endpoint);
+                }
                 if num_established == 0 {
-                    self.remotes.remove(&peer_id);
                     if let Some(e) = &self.endpoint {
                         e.forget(&peer_id);
                     }
@@ -646,7 +658,7 @@ impl Task {
         let req = super::usage::UsageRequest {
             peer,
             subscriber: wisp_protocol::SubscriberId(subscriber),
-            remote: self.remotes.get(&peer).cloned(),
+            remote: self.conns.remote(&peer).cloned(),
             body,
             responder,
         };
