@@ -7,6 +7,10 @@
 //! same run, the raw ed25519 batch-verification rate of this machine on the same envelopes, on
 //! one thread and on two.
 //!
+//! With `WISP_BENCH_MOSQUITTO` (`host:port`) set, the drain part then measures broker →
+//! committed alone (`ingest/drain.rs`): the oracle on SQLite stopped while the nodes publish
+//! into that broker, timed from the moment it goes on.
+//!
 //! With `WISP_BENCH_POSTGRES` (a `postgres://` URL or libpq `key=value` pairs) and
 //! `WISP_BENCH_MOSQUITTO` (`host:port`) set, the same workload then runs through that broker
 //! into that database with 1, 2 and 3 `wisp-oracle run` processes in cluster mode
@@ -27,6 +31,8 @@ use std::time::{Duration, Instant};
 
 #[path = "ingest/cluster.rs"]
 mod cluster;
+#[path = "ingest/drain.rs"]
+mod drain;
 #[path = "ingest/load.rs"]
 mod load;
 // The libpq-to-URL reading of the oracle's tests.
@@ -60,6 +66,7 @@ fn main() {
     let total = nodes_n as u64 * per_node;
     let nodes = load::node_keys(nodes_n);
     let setup = cluster::Setup::from_env();
+    let mosquitto = cluster::mosquitto_from_env();
 
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -100,7 +107,7 @@ fn main() {
     load.onboard(&nodes);
     let proofs = load.sign_heartbeats(&nodes, per_node);
     // Raw verification rate of this machine on the same envelopes.
-    let (one, two) = load::raw_verify_rates(&proofs);
+    let (one, two, raw_us) = load::raw_verify_rates(&proofs);
     let (secs, cpu) = load.publish_timed(proofs, &[oracle.0.id().to_string()]);
     drop(load);
     drop(oracle);
@@ -122,6 +129,37 @@ fn main() {
         per_k(oracle_cpu),
         2.0 * secs
     );
+
+    println!(
+        "  oracle CPU per proof {:.1} µs against {raw_us:.1} µs of CPU per signature of raw verification (one thread): {:.2} × raw in CPU",
+        1e6 * oracle_cpu / total as f64,
+        raw_us / (1e6 * oracle_cpu / total as f64)
+    );
+
+    if let Some(broker) = &mosquitto {
+        let f = drain::run(broker, &nodes, per_node);
+        let rate = total as f64 / f.secs;
+        println!(
+            "drain: the same {total} heartbeats held by Mosquitto {}:{} while the oracle was stopped, then taken, verified, committed to SQLite and acked",
+            broker.host, broker.port
+        );
+        println!(
+            "  broker → committed → ack received: {:.2} s = {rate:.0} proofs/s = {:.2} × raw (2 threads), {:.2} × the embedded run",
+            f.secs,
+            rate / two,
+            rate / e2e
+        );
+        let us = |c: Option<f64>| c.map_or(f64::NAN, |c| 1e6 * c / total as f64);
+        println!(
+            "  CPU per proof: oracle {:.1} µs ({:.2} × raw in CPU), Mosquitto {:.1} µs, load generator {:.1} µs; of {:.2} s available on 2 cores, {:.2} s used",
+            us(f.oracle_cpu),
+            raw_us / us(f.oracle_cpu),
+            us(f.broker_cpu),
+            us(f.load_cpu),
+            2.0 * f.secs,
+            f.oracle_cpu.unwrap_or(0.0) + f.broker_cpu.unwrap_or(0.0) + f.load_cpu.unwrap_or(0.0)
+        );
+    }
 
     let Some(setup) = setup else {
         return;

@@ -379,12 +379,14 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     // then one write for all that passed.
     let up = async {
         let mut onboard = Bucket::new(Instant::now());
+        let own = Own::of(&client);
         let mut out = BytesMut::new();
         loop {
             let refused = loop {
                 match take_frame(&mut buf, max) {
                     Ok(Some((header, frame))) => {
-                        if let Err(why) = check(&client, header, &frame, &mut onboard) {
+                        if let Err(why) = check(&client, own.as_ref(), header, &frame, &mut onboard)
+                        {
                             break Some(why);
                         }
                         out.extend_from_slice(&frame);
@@ -453,9 +455,35 @@ impl Bucket {
     }
 }
 
+/// The topics a node publishes on, written once per connection: a publish's topic is compared
+/// with them as a string, not read from base58 into a node id each time (a node id has one
+/// spelling, so the two agree; anything else still goes through [`topics::may_publish`]).
+struct Own {
+    proofs: String,
+    status: String,
+}
+
+impl Own {
+    fn of(client: &Client) -> Option<Self> {
+        match client {
+            Client::Node(node) => Some(Self {
+                proofs: topics::proofs(node),
+                status: topics::status(node),
+            }),
+            Client::Oracle | Client::Anonymous => None,
+        }
+    }
+
+    fn may_publish(own: Option<&Self>, client: &Client, topic: &str) -> bool {
+        own.is_some_and(|o| topic == o.proofs || topic == o.status)
+            || topics::may_publish(client, topic)
+    }
+}
+
 /// Whether one of the client's packets may go on, or why not.
 fn check(
     client: &Client,
+    own: Option<&Own>,
     header: FixedHeader,
     frame: &Bytes,
     onboard: &mut Bucket,
@@ -464,7 +492,7 @@ fn check(
         Ok(PacketType::Publish) => {
             let p = Publish::read(header, frame.clone())
                 .map_err(|e| ("frame", format!("malformed PUBLISH: {e}")))?;
-            if !topics::may_publish(client, &p.topic) {
+            if !Own::may_publish(own, client, &p.topic) {
                 return Err(("publish", format!("publish on `{}` not allowed", p.topic)));
             }
             if matches!(client, Client::Node(_))
@@ -595,5 +623,35 @@ mod tests {
         assert!(b.take(t0 + ONBOARD_REFILL));
         assert!(!b.take(t0 + ONBOARD_REFILL));
         assert!(b.take(t0 + ONBOARD_REFILL * 100));
+    }
+
+    #[test]
+    fn a_node_publishes_on_its_own_topics_only_compared_as_strings_or_read() {
+        let me = NodeKey::from_seed(&[1; 32]).id();
+        let other = NodeKey::from_seed(&[2; 32]).id();
+        let client = Client::Node(me);
+        let own = Own::of(&client);
+        let may = |topic: &str| Own::may_publish(own.as_ref(), &client, topic);
+        assert!(may(&topics::proofs(&me)));
+        assert!(may(&topics::status(&me)));
+        for refused in [
+            topics::proofs(&other),
+            topics::status(&other),
+            topics::acks(&me),
+            topics::EPOCH.to_string(),
+            format!("{}/x", topics::proofs(&me)),
+            format!("wisp/v1/proofs/1{me}"),
+            "wisp/v1/proofs/".to_string(),
+        ] {
+            assert!(!may(&refused), "{refused}");
+        }
+        // A monitor holds no own topics and publishes nothing; the oracle publishes anywhere.
+        assert!(Own::of(&Client::Anonymous).is_none());
+        assert!(!Own::may_publish(
+            None,
+            &Client::Anonymous,
+            &topics::proofs(&me)
+        ));
+        assert!(Own::may_publish(None, &Client::Oracle, topics::EPOCH));
     }
 }

@@ -25,27 +25,16 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
-    /// `None` unless both variables are set; one without the other is a mistake, named.
+    /// `None` unless `WISP_BENCH_POSTGRES` is set; set without `WISP_BENCH_MOSQUITTO` is a
+    /// mistake, named.
     pub(crate) fn from_env() -> Option<Setup> {
-        let pg = std::env::var("WISP_BENCH_POSTGRES").ok();
-        let mq = std::env::var("WISP_BENCH_MOSQUITTO").ok();
-        let (pg, mq) = match (pg, mq) {
-            (None, None) => return None,
-            (Some(pg), Some(mq)) => (pg, mq),
-            _ => panic!("the cluster part needs both WISP_BENCH_POSTGRES and WISP_BENCH_MOSQUITTO"),
-        };
-        let (host, port) = mq
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
-            .expect("WISP_BENCH_MOSQUITTO is host:port");
+        let pg = std::env::var("WISP_BENCH_POSTGRES").ok()?;
+        let broker = mosquitto_from_env()
+            .expect("the cluster part needs WISP_BENCH_MOSQUITTO as well as WISP_BENCH_POSTGRES");
         Some(Setup {
             url: crate::pg::url_of("WISP_BENCH_POSTGRES", &pg),
             conninfo: pg,
-            broker: Broker {
-                host,
-                port,
-                clean: true,
-            },
+            broker,
         })
     }
 
@@ -65,6 +54,21 @@ impl Setup {
             rows
         })
     }
+}
+
+/// The external broker of `WISP_BENCH_MOSQUITTO` (`host:port`), if set; nodes use clean
+/// sessions there (see [`Broker::clean`]).
+pub(crate) fn mosquitto_from_env() -> Option<Broker> {
+    let mq = std::env::var("WISP_BENCH_MOSQUITTO").ok()?;
+    let (host, port) = mq
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+        .expect("WISP_BENCH_MOSQUITTO is host:port");
+    Some(Broker {
+        host,
+        port,
+        clean: true,
+    })
 }
 
 /// What one cluster run measured.
@@ -253,7 +257,7 @@ fn measure(
 }
 
 /// The pid of the process listening on TCP `port` here, from `ss` (none on another host).
-fn listener_pid(port: u16) -> Option<String> {
+pub(crate) fn listener_pid(port: u16) -> Option<String> {
     let out = Command::new("ss")
         .args(["-ltnpH", &format!("( sport = :{port} )")])
         .output()
@@ -323,7 +327,7 @@ fn url_port(url: &str) -> &str {
 /// Ends the stopped processes' broker sessions (a persistent session stays in the shared
 /// subscription's group and would be handed proofs of the next run) and clears the retained
 /// seed this run's key left.
-fn forget_sessions(b: &Broker, names: &[String]) {
+pub(crate) fn forget_sessions(b: &Broker, names: &[String]) {
     let ids = names
         .iter()
         .map(|n| (format!("wisp-oracle-{n}"), false))

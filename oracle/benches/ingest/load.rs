@@ -78,6 +78,8 @@ pub(crate) struct Load {
     rt: tokio::runtime::Runtime,
     conns: Vec<AsyncClient>,
     acked: Arc<AtomicU64>,
+    /// Publishes the broker acknowledged (`PUBACK`): it holds them.
+    pubacked: Arc<AtomicU64>,
     /// Refused proofs by verdict, for the message of a run that never completes.
     rejected: Rejected,
     pub(crate) epoch: u64,
@@ -95,6 +97,7 @@ impl Load {
             .build()
             .unwrap();
         let acked = Arc::new(AtomicU64::new(0));
+        let pubacked = Arc::new(AtomicU64::new(0));
         let rejected = Rejected::default();
         let seed: Arc<std::sync::Mutex<Option<EpochSeed>>> = Arc::default();
         let (monitor, mut events) = client(b, None);
@@ -133,8 +136,9 @@ impl Load {
             .iter()
             .map(|k| {
                 let (c, mut events) = client(b, Some((k, oracle)));
-                let (acked, rejected, subscribed, c2, acks) = (
+                let (acked, pubacked, rejected, subscribed, c2, acks) = (
                     acked.clone(),
+                    pubacked.clone(),
                     rejected.clone(),
                     subscribed.clone(),
                     c.clone(),
@@ -147,6 +151,9 @@ impl Load {
                         match events.poll().await {
                             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                                 c2.subscribe(acks.clone(), QoS::AtLeastOnce).await.unwrap();
+                            }
+                            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                                pubacked.fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(Event::Incoming(Packet::SubAck(_))) if !counted => {
                                 counted = true;
@@ -194,6 +201,7 @@ impl Load {
             rt,
             conns,
             acked,
+            pubacked,
             rejected,
             epoch,
         }
@@ -231,6 +239,7 @@ impl Load {
         }
         self.await_acked(nodes.len() as u64, "onboarding");
         self.acked.store(0, Ordering::Relaxed);
+        self.pubacked.store(0, Ordering::Relaxed);
     }
 
     /// Heartbeats, 10 ms apart per node (the interval is 10 ms; half is allowed). Signed after
@@ -297,6 +306,63 @@ impl Load {
         (secs, cpu)
     }
 
+    /// The broker → committed part alone: every node publishes its own while the oracle is
+    /// stopped (`SIGSTOP` on `oracle_pid`), until the broker has acknowledged every publish
+    /// (it holds them all, queued for the oracle's session); then the clock starts, the oracle
+    /// goes on (`SIGCONT`) and the clock stops at the last accepted verdict. Returns the
+    /// seconds and the CPU seconds each of `pids` (and this process, last) spent meanwhile.
+    pub(crate) fn drain_timed(
+        &self,
+        proofs: Vec<Proof>,
+        oracle_pid: u32,
+        pids: &[String],
+    ) -> (f64, Vec<Option<f64>>) {
+        let total = proofs.len() as u64;
+        let mut per_conn: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); self.conns.len()];
+        for (i, t, b) in proofs {
+            per_conn[i].push((t, b));
+        }
+        signal(oracle_pid, "-STOP");
+        for (c, mine) in self.conns.iter().zip(per_conn) {
+            let c = c.clone();
+            self.rt.spawn(async move {
+                for (t, b) in mine {
+                    c.publish(t, QoS::AtLeastOnce, false, b).await.unwrap();
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.pubacked.load(Ordering::Relaxed) < total {
+            if Instant::now() > deadline {
+                signal(oracle_pid, "-CONT");
+                panic!(
+                    "the broker acknowledged {} of {total} publishes in 120 s",
+                    self.pubacked.load(Ordering::Relaxed)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            self.acked.load(Ordering::Relaxed),
+            0,
+            "the oracle judged proofs while stopped"
+        );
+        let mut watched: Vec<String> = pids.to_vec();
+        watched.push("self".into());
+        let cpu0: Vec<Option<f64>> = watched.iter().map(|p| cpu_s(p)).collect();
+        let start = Instant::now();
+        signal(oracle_pid, "-CONT");
+        self.await_acked(total, "heartbeats held by the broker");
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = watched
+            .iter()
+            .zip(cpu0)
+            .map(|(p, before)| Some(cpu_s(p)? - before?))
+            .collect();
+        (secs, cpu)
+    }
+
     /// Waits for `n` accepted verdicts; fails when none came for 30 s (a broker that drops
     /// what overflows a client's queue, as Mosquitto does beyond `max_queued_messages`, loses
     /// proofs this bench does not resend).
@@ -327,18 +393,33 @@ impl Load {
     }
 }
 
+/// `kill <sig> <pid>`.
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid} failed");
+}
+
 /// The raw ed25519 batch-verification rate of this machine on `proofs`, on one thread and on
-/// two.
-pub(crate) fn raw_verify_rates(proofs: &[Proof]) -> (f64, f64) {
+/// two, and the CPU µs per signature of the one-thread run.
+pub(crate) fn raw_verify_rates(proofs: &[Proof]) -> (f64, f64, f64) {
     let refs: Vec<EnvelopeRef<'_>> = proofs
         .iter()
         .map(|(_, _, b)| EnvelopeRef::parse(b).unwrap())
         .collect();
     let t = Instant::now();
+    let cpu0 = cpu_s("thread-self");
     for chunk in refs.chunks(1024) {
         assert!(envelope::verify_batch(chunk).iter().all(|r| r.is_ok()));
     }
     let one = refs.len() as f64 / t.elapsed().as_secs_f64();
+    // The CPU the verifying thread spent: on a busy machine its wall time is longer.
+    let cpu_us = match (cpu0, cpu_s("thread-self")) {
+        (Some(a), Some(b)) => 1e6 * (b - a) / refs.len() as f64,
+        _ => 1e6 / one,
+    };
     let t = Instant::now();
     std::thread::scope(|s| {
         let (a, b) = refs.split_at(refs.len() / 2);
@@ -351,5 +432,5 @@ pub(crate) fn raw_verify_rates(proofs: &[Proof]) -> (f64, f64) {
         h.join().unwrap();
     });
     let two = refs.len() as f64 / t.elapsed().as_secs_f64();
-    (one, two)
+    (one, two, cpu_us)
 }

@@ -5,6 +5,7 @@
 //! Their CPU-bound steps (a batch's signatures, an ack seal) run in `spawn_blocking`, so the
 //! runtime's threads stay free for the MQTT loop and the HTTP API.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
@@ -266,6 +267,9 @@ pub(super) const VERIFY_THREADS: usize = 4;
 /// Committed batches whose acks wait for the acker (backpressure beyond).
 pub(super) const ACK_QUEUE: usize = 4;
 
+/// Most ack topics the acker remembers (emptied when full).
+const ACK_TOPICS_MAX: usize = 1 << 17;
+
 /// Most verdicts the acker merges from queued batches before it signs.
 const ACK_MERGE_MAX: usize = 16_384;
 
@@ -279,6 +283,8 @@ pub(super) async fn run_acker(
     shared: Arc<Shared>,
     clock: Clock,
 ) {
+    // Each node's ack topic, written from base58 once rather than for every ack.
+    let mut topics_of: HashMap<NodeId, String> = HashMap::new();
     while let Some(first) = rx.recv().await {
         // Batches committed while the last ones were signed go out together: a node with
         // proofs in several of them gets one ack, so under load there are fewer signatures.
@@ -308,7 +314,14 @@ pub(super) async fn run_acker(
             }
         };
         for (node, bytes) in sealed {
-            publish(&client, topics::acks(&node), false, bytes).await;
+            if topics_of.len() >= ACK_TOPICS_MAX && !topics_of.contains_key(&node) {
+                topics_of.clear();
+            }
+            let topic = topics_of
+                .entry(node)
+                .or_insert_with(|| topics::acks(&node))
+                .clone();
+            publish(&client, topic, false, bytes).await;
             shared.metrics.acks_sent.inc();
         }
     }

@@ -159,6 +159,10 @@ pub struct Checked {
 /// many witnesses carry it. Bounded: emptied when full.
 const BEACON_CACHE: usize = 1 << 16;
 
+/// Proof topics read into node ids, so a node's topic is decoded from base58 once, not on every
+/// proof. Bounded: emptied when full (a network larger than this decodes as before).
+const TOPIC_CACHE: usize = 1 << 17;
+
 /// The stateless stage of ingest: signatures (with `V`), rate limits and decoding. The service
 /// runs it on a thread of its own, ahead of the engine, so a batch's signatures are checked
 /// while the one before it is judged and committed.
@@ -167,6 +171,7 @@ pub struct Prechecker<V> {
     limiter: RateLimiter,
     verifier: V,
     beacons: HashMap<ProofId, Opened<Beacon>>,
+    topics: HashMap<String, NodeId>,
 }
 
 impl<V: SignatureCheck> Prechecker<V> {
@@ -176,7 +181,22 @@ impl<V: SignatureCheck> Prechecker<V> {
             limiter,
             verifier,
             beacons: HashMap::new(),
+            topics: HashMap::new(),
         }
+    }
+
+    /// The node a proof topic names, or `None` for any other topic ([`topics::proofs_node`],
+    /// remembered).
+    fn topic_node(&mut self, topic: &str) -> Option<NodeId> {
+        if let Some(node) = self.topics.get(topic) {
+            return Some(*node);
+        }
+        let node = topics::proofs_node(topic)?;
+        if self.topics.len() >= TOPIC_CACHE {
+            self.topics.clear();
+        }
+        self.topics.insert(topic.to_owned(), node);
+        Some(node)
     }
 
     /// The signature check.
@@ -198,7 +218,7 @@ impl<V: SignatureCheck> Prechecker<V> {
         let mut out: Vec<Checked> = batch
             .into_iter()
             .map(|msg| Checked {
-                node: topics::proofs_node(&msg.topic),
+                node: self.topic_node(&msg.topic),
                 at_ms: msg.at_ms,
                 id: ProofId::of(&msg.payload),
                 screened: Screened::Refused(Reason::Malformed),
