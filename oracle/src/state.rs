@@ -140,8 +140,13 @@ impl Snapshot {
             proofs_stored,
             // A copy of the ledger each second, as of the node list: one account per funded
             // subscriber and their live sessions, a small fraction of the nodes' views.
-            credits: Credits::new(engine.ledger().clone(), engine.registry().rules().clone()),
+            credits: Self::credits_of(engine),
         }
+    }
+
+    /// The credits part of [`Snapshot::of`].
+    pub fn credits_of(engine: &Engine) -> Credits {
+        Credits::new(engine.ledger().clone(), engine.registry().rules().clone())
     }
 }
 
@@ -248,6 +253,13 @@ impl Shared {
             .set(i64::try_from(snap.nodes.len()).unwrap_or(i64::MAX));
         if let Ok(mut s) = self.snapshot.write() {
             *s = snap;
+        }
+    }
+
+    /// Replaces the snapshot's credits alone.
+    pub fn publish_credits(&self, credits: Credits) {
+        if let Ok(mut s) = self.snapshot.write() {
+            s.credits = credits;
         }
     }
 }

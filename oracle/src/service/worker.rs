@@ -33,8 +33,19 @@ use crate::state::{GrantRequest, Shared, Snapshot};
 use crate::store::Store;
 use crate::store::crash::{self, crash_point};
 
-/// How often the API's snapshot of the engine is refreshed.
+/// How often the API's snapshot of the engine is refreshed, at most.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
+/// The snapshot is a view of every node, built while the worker judges nothing: at least this
+/// many times as long as the last one took passes before the next, so it takes at most a
+/// twentieth of the worker's time however large the registry (2,000 nodes take milliseconds;
+/// a million would take seconds, docs/SCALE.md §7).
+const SNAPSHOT_COST_FACTOR: u32 = 20;
+
+/// How long after a snapshot that took `took` the next is due.
+fn snapshot_every(took: Duration) -> Duration {
+    SNAPSHOT_EVERY.max(took.saturating_mul(SNAPSHOT_COST_FACTOR))
+}
 
 /// How soon the epochs are checked again when they are still due right after a check (the
 /// calendar and the engine did not agree on what to do): as often as the poll loop this task
@@ -101,6 +112,8 @@ pub(super) struct Worker {
     /// When the signed clock is published next (oracle ms).
     next_clock_ms: u64,
     last_snapshot: Option<Instant>,
+    /// The time between snapshots ([`snapshot_every`] of the last one's cost).
+    snapshot_every: Duration,
 }
 
 impl Worker {
@@ -132,6 +145,7 @@ impl Worker {
             epochs_due: (0, 0),
             next_clock_ms: 0,
             last_snapshot: None,
+            snapshot_every: SNAPSHOT_EVERY,
         }
     }
 
@@ -152,13 +166,13 @@ impl Worker {
             }
             if self
                 .last_snapshot
-                .is_none_or(|t| t.elapsed() >= SNAPSHOT_EVERY)
+                .is_none_or(|t| t.elapsed() >= self.snapshot_every)
             {
                 self.refresh_snapshot().await?;
             }
             let snapshot_at = self
                 .last_snapshot
-                .map_or_else(Instant::now, |t| t + SNAPSHOT_EVERY);
+                .map_or_else(Instant::now, |t| t + self.snapshot_every);
             let epochs_in = if self.epochs_due.0 > now {
                 Duration::from_millis(self.epochs_due.0 - now)
             } else {
@@ -300,7 +314,7 @@ impl Worker {
 
     /// Judges an operator's credit grant or a carrier's usage report and stores its row,
     /// between batches (so it takes its place in the arrival order like a proof), then answers
-    /// the API and refreshes the snapshot, so the balance it returns is the one
+    /// the API and refreshes the snapshot's credits, so the balance it returns is the one
     /// `/v1/subscribers` serves next.
     async fn grant(&mut self, request: GrantRequest) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
@@ -315,7 +329,7 @@ impl Worker {
         // The API may have given up waiting; the grant is stored all the same.
         let _ = request.reply.send(answer);
         if stored {
-            self.refresh_snapshot().await?;
+            self.refresh_credits().await?;
         }
         Ok(())
     }
@@ -377,7 +391,16 @@ impl Worker {
             // Counted once; if the count fails, it is tried again at the next snapshot.
             self.books_mut()?.proofs_stored = self.store.proof_count().await.ok();
         }
-        self.blocking(Books::refresh_snapshot).await
+        let started = std::time::Instant::now();
+        self.blocking(Books::refresh_snapshot).await?;
+        self.snapshot_every = snapshot_every(started.elapsed());
+        Ok(())
+    }
+
+    /// The snapshot's credits alone (a grant changes nothing else of it): a copy of the
+    /// ledger, not a view of every node.
+    async fn refresh_credits(&mut self) -> anyhow::Result<()> {
+        self.blocking(Books::refresh_credits).await
     }
 }
 
@@ -505,6 +528,11 @@ impl Books {
         let snap = Snapshot::of(&self.engine, self.proofs_stored.unwrap_or(0));
         self.shared.publish(snap);
     }
+
+    /// The API's view of the subscribers' credits.
+    fn refresh_credits(&mut self) {
+        self.shared.publish_credits(Snapshot::credits_of(&self.engine));
+    }
 }
 
 #[cfg(test)]
@@ -570,6 +598,21 @@ mod tests {
 
     fn retained(shared: &Shared, topic: &str) -> Option<Vec<u8>> {
         shared.retained.lock().unwrap().get(topic).cloned()
+    }
+
+    #[test]
+    fn a_costly_snapshot_is_taken_less_often() {
+        assert_eq!(snapshot_every(Duration::ZERO), SNAPSHOT_EVERY);
+        assert_eq!(snapshot_every(Duration::from_millis(5)), SNAPSHOT_EVERY);
+        assert_eq!(snapshot_every(Duration::from_millis(50)), SNAPSHOT_EVERY);
+        assert_eq!(
+            snapshot_every(Duration::from_millis(300)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            snapshot_every(Duration::from_secs(3)),
+            Duration::from_secs(60)
+        );
     }
 
     #[tokio::test(start_paused = true)]
