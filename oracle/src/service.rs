@@ -327,7 +327,7 @@ pub async fn run(
                 tx: tx.clone(),
                 clock: clock.clone(),
                 reaped: shared.metrics.reaped.clone(),
-                filter: topics::PROOFS_SHARED_FILTER,
+                filter: c.proofs_filter(),
             });
             let me = crate::store::members::Member {
                 name: c.name.clone(),
@@ -375,8 +375,8 @@ pub async fn run(
     let shutdown = async move {
         shutdown.await;
         if let Some((c, client, shared)) = leaving {
-            let filter = topics::PROOFS_SHARED_FILTER;
-            members::leave(&shared, &client, &c, filter, &pipeline, window).await;
+            let filter = c.proofs_filter();
+            members::leave(&shared, &client, &c, &filter, &pipeline, window).await;
         }
     };
     let mut shutdown = std::pin::pin!(shutdown);
@@ -410,6 +410,7 @@ pub async fn run(
             parts,
             client.clone(),
             shared.clone(),
+            cluster.proofs_filter(),
             settings.batch_max,
             window,
             fwd_stop_rx,

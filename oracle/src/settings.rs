@@ -50,6 +50,10 @@ pub struct RawCluster {
     /// what the broker queued for it to its own pipeline and discards the session (default
     /// 120; 0: never).
     pub reap_after_s: Option<f64>,
+    /// The broker's share group the processes subscribe to the proofs in (default `oracle`:
+    /// `$share/oracle/wisp/v1/proofs/+`). Clusters of different oracles on one broker need
+    /// groups of their own, or they take each other's proofs.
+    pub share_group: Option<String>,
 }
 
 /// The validated `[cluster]`.
@@ -62,6 +66,19 @@ pub struct Cluster {
     /// How long a member may go unseen before the leader reaps its broker session, ms (0:
     /// never).
     pub reap_after_ms: u64,
+    /// The share group of the proofs' subscription.
+    pub share_group: String,
+}
+
+impl Cluster {
+    /// The proofs' shared subscription filter, `$share/<group>/wisp/v1/proofs/+`.
+    pub fn proofs_filter(&self) -> String {
+        format!(
+            "$share/{}/{}",
+            self.share_group,
+            wisp_protocol::topics::PROOFS_FILTER
+        )
+    }
 }
 
 /// `[oracle]`
@@ -432,16 +449,35 @@ impl RawSettings {
             }
             let lease_ms = secs("cluster.lease_s", self.cluster.lease_s, 10.0, 1.0, 300.0)?;
             let reap_after_ms = reap_after_ms(self.cluster.reap_after_s, lease_ms)?;
+            let share_group = self
+                .cluster
+                .share_group
+                .clone()
+                .unwrap_or_else(|| "oracle".into());
+            // MQTT's ShareName: no `/`, `+` or `#`; kept to plain characters.
+            if share_group.is_empty()
+                || share_group.len() > 64
+                || !share_group
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(
+                    "cluster.share_group",
+                    format!("`{share_group}`: 1 to 64 letters, digits, - or _"),
+                ));
+            }
             Some(Cluster {
                 name,
                 lease_ms,
                 reap_after_ms,
+                share_group,
             })
         } else {
             for (key, set) in [
                 ("cluster.name", self.cluster.name.is_some()),
                 ("cluster.lease_s", self.cluster.lease_s.is_some()),
                 ("cluster.reap_after_s", self.cluster.reap_after_s.is_some()),
+                ("cluster.share_group", self.cluster.share_group.is_some()),
             ] {
                 if set {
                     return Err(invalid(key, "only with cluster.enabled = true"));

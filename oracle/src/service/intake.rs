@@ -42,6 +42,7 @@ pub(super) async fn forward<V: SignatureCheck + Send + 'static>(
     mut parts: Forwarder<V>,
     client: AsyncClient,
     shared: Arc<Shared>,
+    filter: String,
     batch_max: usize,
     window: Duration,
     mut stop: watch::Receiver<bool>,
@@ -62,9 +63,7 @@ pub(super) async fn forward<V: SignatureCheck + Send + 'static>(
         let Gathered { connected, batch } = fill(&mut parts.rx, first, batch_max, window).await;
         // A process that is stopping has left the share group: it stays out.
         if connected && !shared.leaving.load(std::sync::atomic::Ordering::Relaxed) {
-            client
-                .subscribe(topics::PROOFS_SHARED_FILTER, QoS::AtLeastOnce)
-                .await?;
+            client.subscribe(filter.clone(), QoS::AtLeastOnce).await?;
             info!("standing by: verifying the proofs the broker hands this process");
         }
         if batch.is_empty() {

@@ -197,7 +197,7 @@ pub(super) async fn leave(
     shared: &Shared,
     client: &AsyncClient,
     cluster: &Cluster,
-    filter: &'static str,
+    filter: &str,
     pipeline: &mpsc::WeakSender<ToWorker>,
     window: Duration,
 ) {

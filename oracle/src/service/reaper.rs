@@ -80,7 +80,7 @@ pub(super) struct Reaper {
     /// Counts what is taken (`wisp_oracle_reaped_total`).
     pub(super) reaped: prometheus_client::metrics::counter::Counter,
     /// The proofs' shared filter, left in the member's name.
-    pub(super) filter: &'static str,
+    pub(super) filter: String,
 }
 
 impl Reaper {
@@ -142,7 +142,7 @@ impl Reaper {
         // Out of the share group: from the UNSUBACK on, the broker hands this session nothing
         // new; what it sent before is taken until it is quiet.
         client
-            .unsubscribe(self.filter)
+            .unsubscribe(self.filter.clone())
             .await
             .context("asking to leave the share group")?;
         let started = Instant::now();

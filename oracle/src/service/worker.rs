@@ -100,7 +100,7 @@ pub(super) struct Worker {
     clock_interval_ms: u32,
     /// The proofs' topic filter: shared by the processes of a cluster (the broker hands each
     /// proof to one of them; standbys subscribe in `service/intake.rs`).
-    proofs_filter: &'static str,
+    proofs_filter: String,
     rx: mpsc::Receiver<Stage>,
     /// The operator's credit grants, from the API.
     grants: mpsc::Receiver<GrantRequest>,
@@ -130,10 +130,9 @@ impl Worker {
             key: books.engine.key().clone(),
             shared: books.shared.clone(),
             clock_interval_ms: books.settings.clock_interval_ms,
-            proofs_filter: if books.settings.cluster.is_some() {
-                topics::PROOFS_SHARED_FILTER
-            } else {
-                topics::PROOFS_FILTER
+            proofs_filter: match &books.settings.cluster {
+                Some(c) => c.proofs_filter(),
+                None => topics::PROOFS_FILTER.into(),
             },
             books: Some(books),
             store,
@@ -262,7 +261,7 @@ impl Worker {
             .load(std::sync::atomic::Ordering::Relaxed)
         {
             self.client
-                .subscribe(self.proofs_filter, QoS::AtLeastOnce)
+                .subscribe(self.proofs_filter.clone(), QoS::AtLeastOnce)
                 .await?;
         }
         // The oracle's own retained topics, to put right what anyone else publishes there.
@@ -531,7 +530,8 @@ impl Books {
 
     /// The API's view of the subscribers' credits.
     fn refresh_credits(&mut self) {
-        self.shared.publish_credits(Snapshot::credits_of(&self.engine));
+        self.shared
+            .publish_credits(Snapshot::credits_of(&self.engine));
     }
 }
 

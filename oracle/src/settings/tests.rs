@@ -330,6 +330,7 @@ fn a_cluster_needs_postgres_and_an_external_broker_and_names_each_process() {
             name: "east-1".into(),
             lease_ms: 10_000,
             reap_after_ms: 120_000,
+            share_group: "oracle".into(),
         })
     );
     // Each process connects to the broker with an id of its own.
@@ -373,6 +374,22 @@ fn reaping_a_dead_members_session_waits_at_least_a_lease_and_zero_turns_it_off()
     check("-1", Err("0 (never reap)"));
     check("1209601", Err("1209600"));
     check("1209600", Ok(1_209_600_000));
+    // The share group: `oracle` by default, as in `topics::PROOFS_SHARED_FILTER`.
+    let s = resolve(&base).unwrap().cluster.unwrap();
+    assert_eq!(
+        s.proofs_filter(),
+        wisp_protocol::topics::PROOFS_SHARED_FILTER
+    );
+    let mut vars = base.to_vec();
+    vars.push(("WISP_CLUSTER__SHARE_GROUP", "staging-2"));
+    let s = resolve(&vars).unwrap().cluster.unwrap();
+    assert_eq!(s.proofs_filter(), "$share/staging-2/wisp/v1/proofs/+");
+    for bad in ["", "a/b", "a+", "#"] {
+        let mut vars = base.to_vec();
+        vars.push(("WISP_CLUSTER__SHARE_GROUP", bad));
+        let e = resolve(&vars).unwrap_err().to_string();
+        assert!(e.contains("cluster.share_group"), "{bad}: {e}");
+    }
     // The default, and refused without a cluster.
     assert_eq!(
         resolve(&base).unwrap().cluster.unwrap().reap_after_ms,

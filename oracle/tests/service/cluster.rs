@@ -57,7 +57,9 @@ impl<'a> Cluster<'a> {
             port,
             url: format!("mqtt://{mosquitto}"),
             storage,
-            extra: Vec::new(),
+            // A share group of this run's own: dead sessions other runs left in a group on
+            // the shared broker would take their share of this run's proofs.
+            extra: vec![("WISP_CLUSTER__SHARE_GROUP".into(), format!("test-{run}"))],
         }
     }
 
