@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 use wisp_protocol::topics;
 
-use super::stages::{Gathered, ToWorker, stopped};
+use super::stages::{Gathered, ToWorker, fill, stopped};
 use crate::engine::{Incoming, Prechecker, Screened, SignatureCheck};
 use crate::state::{GrantRequest, Shared};
 use crate::store::Store;
@@ -102,45 +102,6 @@ pub(super) async fn forward<V: SignatureCheck + Send + 'static>(
         parts.store.push_intake(&handed).await?;
         shared.metrics.handed.inc_by(handed.len() as u64);
     }
-}
-
-/// The batch `first` starts, as `stages::gather` fills it: what arrives within `window` of
-/// it, up to `batch_max` publishes; a connection alone goes on at once.
-async fn fill(
-    rx: &mut mpsc::Receiver<ToWorker>,
-    first: ToWorker,
-    batch_max: usize,
-    window: Duration,
-) -> Gathered {
-    let mut g = Gathered::default();
-    match first {
-        ToWorker::Connected => {
-            g.connected = true;
-            return g;
-        }
-        ToWorker::Publish(m) => g.batch.push(m),
-    }
-    let deadline = tokio::time::sleep(window);
-    tokio::pin!(deadline);
-    let mut buf = Vec::new();
-    while g.batch.len() < batch_max {
-        tokio::select! {
-            biased;
-            n = rx.recv_many(&mut buf, batch_max - g.batch.len()) => {
-                if n == 0 {
-                    break;
-                }
-                for m in buf.drain(..) {
-                    match m {
-                        ToWorker::Publish(m) => g.batch.push(m),
-                        ToWorker::Connected => g.connected = true,
-                    }
-                }
-            }
-            () = &mut deadline => break,
-        }
-    }
-    g
 }
 
 /// The leader's stage: takes the rows standbys handed over, oldest first, and sends them on to

@@ -147,20 +147,21 @@ pub(super) struct Gathered {
     pub(super) batch: Vec<Incoming>,
 }
 
-/// Waits for the first message, then fills the batch with what arrives within `window` of
-/// it, up to `batch_max` publishes: a batch closes when full or when its window ends,
-/// whichever is first. A connection alone goes on at once. `None`: the MQTT loop is gone and
-/// nothing is left.
-pub(super) async fn gather(
+/// The batch `first` starts: what arrives within `window` of it, up to `batch_max`
+/// publishes; a batch closes when full or when its window ends, whichever is first. A
+/// connection alone goes on at once. Not to be cancelled: what it took from `rx` is in the
+/// batch it returns (a caller that stops waits only for `first`).
+pub(super) async fn fill(
     rx: &mut mpsc::Receiver<ToWorker>,
+    first: ToWorker,
     batch_max: usize,
     window: Duration,
-) -> Option<Gathered> {
+) -> Gathered {
     let mut g = Gathered::default();
-    match rx.recv().await? {
+    match first {
         ToWorker::Connected => {
             g.connected = true;
-            return Some(g);
+            return g;
         }
         ToWorker::Publish(m) => g.batch.push(m),
     }
@@ -186,10 +187,10 @@ pub(super) async fn gather(
             () = &mut deadline => break,
         }
     }
-    Some(g)
+    g
 }
 
-/// The precheck stage: fills a batch from the MQTT loop ([`gather`]), checks its signatures
+/// The precheck stage: fills a batch from the MQTT loop ([`fill`]), checks its signatures
 /// (on several threads, off the runtime) and rate-limits what verified, and hands it to the
 /// worker — which judges and commits the previous batch meanwhile. A cluster's leader also
 /// gathers, from `intake`, the proofs standbys verified: the same rate limit, no second
@@ -204,18 +205,25 @@ pub(super) async fn run_prechecker(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        // Only the wait for a batch's first message races the stop and the other source; the
+        // batch it starts is then filled from that source alone. (Racing two whole gathers
+        // dropped the one that lost, with the publishes it had already taken: acknowledged to
+        // the broker, or taken from the intake table, and then never judged.)
         let from_intake = async {
             match intake.as_mut() {
-                Some(rx) => gather(rx, batch_max, window).await,
+                Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
-        let (gathered, verified_elsewhere) = tokio::select! {
+        let (first, verified_elsewhere) = tokio::select! {
             biased;
             () = stopped(&mut stop) => return,
-            g = gather(&mut rx, batch_max, window) => (g, false),
-            g = from_intake => match g {
-                Some(g) => (Some(g), true),
+            m = rx.recv() => match m {
+                Some(m) => (m, false),
+                None => return,
+            },
+            m = from_intake => match m {
+                Some(m) => (m, true),
                 None => {
                     // Its sender, the intake's drain, stopped: the service stops for that.
                     intake = None;
@@ -223,9 +231,11 @@ pub(super) async fn run_prechecker(
                 }
             },
         };
-        let Some(Gathered { connected, batch }) = gathered else {
-            return;
+        let source = match intake.as_mut() {
+            Some(i) if verified_elsewhere => i,
+            _ => &mut rx,
         };
+        let Gathered { connected, batch } = fill(source, first, batch_max, window).await;
         if connected && tx.send(Stage::Connected).await.is_err() {
             return;
         }
@@ -512,5 +522,52 @@ mod tests {
         }
         // A burst of two in all, not two from each source.
         assert_eq!((authentic, refused), (2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn publishes_waiting_on_both_sources_at_once_all_reach_the_worker() {
+        // A leader with its own publishes and the intake's both waiting: every one is checked
+        // and handed on, whichever source's batch is filled first.
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (intake_tx, intake_rx) = mpsc::channel(64);
+        let (out_tx, mut out_rx) = mpsc::channel(STAGE_QUEUE);
+        let (_stop, stop_rx) = watch::channel(false);
+        let pre = Prechecker::new(
+            RateLimiter::new(1000.0, 1000.0, 16),
+            Verifier::new(ThreadedVerifier::new(1)),
+        );
+        let key = NodeKey::from_seed(&[4; 32]);
+        for seq in 1..=3 {
+            in_tx.send(heartbeat_from(&key, seq)).await.unwrap();
+            intake_tx
+                .send(heartbeat_from(&key, 10 + seq))
+                .await
+                .unwrap();
+        }
+        tokio::spawn(run_prechecker(
+            in_rx,
+            Some(intake_rx),
+            out_tx,
+            pre,
+            100,
+            WINDOW,
+            stop_rx,
+        ));
+        let mut seen = 0;
+        while seen < 6 {
+            // Paused time: a lost publish shows as this timeout, at once.
+            let next = tokio::time::timeout(Duration::from_secs(60), out_rx.recv()).await;
+            let Ok(Some(Stage::Batch(b))) = next else {
+                panic!("{seen} of 6 publishes reached the worker");
+            };
+            seen += b.len();
+        }
+        assert_eq!(seen, 6);
+        // And nothing more comes: each publish once.
+        in_tx.send(heartbeat_from(&key, 7)).await.unwrap();
+        let Some(Stage::Batch(b)) = out_rx.recv().await else {
+            panic!("no batch");
+        };
+        assert_eq!(b.len(), 1);
     }
 }
