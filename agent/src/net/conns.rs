@@ -7,20 +7,16 @@
 //! before we noticed that its old connection is dead (QUIC's idle timeout, 10 s) is, to
 //! gossipsub, a second connection to a peer it knows: nothing is announced on it, so the node
 //! never learns that we subscribe and never publishes to us, and the dead connection takes its
-//! share of what we send. Two rules, applied by the task (`task.rs`):
+//! share of what we send. The rule, applied by the task (`task.rs`): **when a connection to a
+//! peer closes and another remains, our subscriptions are announced again over what remains**
+//! ([`Connections::handle_closed`], [`announce_subscriptions`]). A live peer knew them already
+//! and changes nothing; a peer that came back learns them once the dead connection times out
+//! (QUIC's idle timeout, 10 s), and gossip flows again.
 //!
-//! 1. **A peer that dials us while a connection it dialled earlier is still open gets the older
-//!    ones closed** ([`Connections::handle_established`]): a live wisp node dials no peer it is
-//!    connected to, so the older connection is most likely dead. A live peer that does dial
-//!    again (an autonat dial-back, an operator's `dial`) only sees one good connection
-//!    replaced by another. Connections we dialled are left alone: when both ends dial each
-//!    other at once, each holds one connection it dialled and one it accepted, and closing by
-//!    age could close both.
-//! 2. **When a connection to a peer closes and another remains, our subscriptions are
-//!    announced again over what remains** ([`Connections::handle_closed`],
-//!    [`announce_subscriptions`]). A live peer knew them already and changes nothing; a peer
-//!    that came back learns them. Rule 1 makes this immediate for a peer that dials us again;
-//!    a peer we had dialled learns them when the dead connection times out.
+//! Closing a peer's older connection as soon as it dials us again would make that immediate,
+//! but it also closes a live peer's connection when it dials back for autonat, and with it the
+//! autonat exchange under way on it: the node then never confirms its external address
+//! (`agent/tests/netns.rs`). So older connections are left to time out.
 //!
 //! Bounded: one entry per established connection, which the swarm caps (`net.max_connections`),
 //! removed when the connection closes. Sans-IO: the task passes in the swarm's events and
@@ -42,26 +38,13 @@ pub(super) struct Connections {
 
 impl Connections {
     /// Records a connection the swarm established (call on every `ConnectionEstablished`).
-    /// Returns the peer's older connections to close (rule 1 of the module docs): those it
-    /// dialled, when it dialled this one too, directly.
     pub(super) fn handle_established(
         &mut self,
         peer: PeerId,
         id: ConnectionId,
         endpoint: ConnectedPoint,
-    ) -> Vec<ConnectionId> {
-        let conns = self.peers.entry(peer).or_default();
-        let stale = if endpoint.is_listener() && !endpoint.is_relayed() {
-            conns
-                .iter()
-                .filter(|(_, e)| e.is_listener())
-                .map(|(c, _)| *c)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        conns.push((id, endpoint));
-        stale
+    ) {
+        self.peers.entry(peer).or_default().push((id, endpoint));
     }
 
     /// Forgets a closed connection (call on every `ConnectionClosed`). Returns the peer's oldest
@@ -152,72 +135,18 @@ mod tests {
         }
     }
 
-    fn relayed() -> ConnectedPoint {
-        ConnectedPoint::Listener {
-            local_addr: "/ip4/10.0.0.1/udp/9311/quic-v1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
-                .parse()
-                .unwrap(),
-            send_back_addr: addr(1),
-        }
-    }
-
     fn id(n: usize) -> ConnectionId {
         ConnectionId::new_unchecked(n)
-    }
-
-    /// Feeds `opened` (connection number, endpoint) for one peer in order; `closes` is what
-    /// each is to ask to close.
-    fn check(opened: Vec<(usize, ConnectedPoint)>, closes: Vec<Vec<usize>>) {
-        let peer = PeerId::random();
-        let mut c = Connections::default();
-        assert_eq!(opened.len(), closes.len());
-        for ((n, e), want) in opened.into_iter().zip(closes) {
-            let want: Vec<ConnectionId> = want.into_iter().map(id).collect();
-            assert_eq!(c.handle_established(peer, id(n), e), want, "connection {n}");
-        }
-    }
-
-    #[test]
-    fn a_peer_that_dials_again_has_its_older_connections_it_dialled_closed() {
-        // It came back (a reboot) and dialled us again.
-        check(
-            vec![(1, accepted(5000)), (2, accepted(5001))],
-            vec![vec![], vec![1]],
-        );
-        // The same socket (a fixed listen port) makes no difference.
-        check(
-            vec![(1, accepted(5000)), (2, accepted(5000))],
-            vec![vec![], vec![1]],
-        );
-        // A connection we dialled stays: both ends dialling at once must keep one.
-        check(
-            vec![(1, dialled(5000)), (2, accepted(5000))],
-            vec![vec![], vec![]],
-        );
-        check(
-            vec![(1, accepted(5000)), (2, dialled(5000))],
-            vec![vec![], vec![]],
-        );
-        // A relayed connection replaces no direct one.
-        check(
-            vec![(1, accepted(5000)), (2, relayed())],
-            vec![vec![], vec![]],
-        );
-        // A direct one replaces a relayed one.
-        check(
-            vec![(1, relayed()), (2, accepted(5000))],
-            vec![vec![], vec![1]],
-        );
     }
 
     #[test]
     fn subscriptions_go_again_over_what_remains_when_a_connection_closes() {
         let (a, b) = (PeerId::random(), PeerId::random());
         let mut c = Connections::default();
-        assert!(c.handle_established(a, id(1), accepted(5000)).is_empty());
+        c.handle_established(a, id(1), accepted(5000));
         assert_eq!(c.remote(&a), Some(&addr(5000)));
-        assert_eq!(c.handle_established(a, id(2), accepted(5001)), vec![id(1)]);
-        assert!(c.handle_established(b, id(3), dialled(6000)).is_empty());
+        c.handle_established(a, id(2), accepted(5001));
+        c.handle_established(b, id(3), dialled(6000));
         // The stale connection closes: the new one gets the subscriptions and is the remote.
         assert_eq!(c.handle_closed(a, id(1)), Some((id(2), accepted(5001))));
         assert_eq!(c.remote(&a), Some(&addr(5001)));

@@ -404,14 +404,8 @@ impl Task {
                 endpoint,
                 ..
             } => {
-                // A peer that dialled us again while connected came back (conns.rs, rule 1).
-                for old in self
-                    .conns
-                    .handle_established(peer_id, connection_id, endpoint)
-                {
-                    info!(peer = %peer_id, "a connected peer dialled again (restarted?): closing its older connection");
-                    self.swarm.close_connection(old);
-                }
+                self.conns
+                    .handle_established(peer_id, connection_id, endpoint);
                 self.dial_errors.remove(&peer_id);
                 if let Some(warned) = self.bootstrap.get_mut(&peer_id) {
                     *warned = false;
