@@ -74,18 +74,8 @@ fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let oracle = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-oracle"))
-        .args(["run", "--data-dir", &dir.path().display().to_string()])
+    let oracle = load::oracle_command(dir.path(), "warn,rumqttd=off")
         .env("WISP_BROKER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
-        .env("WISP_EPOCH__DURATION_S", "3600")
-        .env("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "0.01")
-        .env("WISP_INGEST__RATE_PER_S", "1000000")
-        .env("WISP_INGEST__BURST", "1000000")
-        .env(
-            "WISP_LOG",
-            std::env::var("WISP_BENCH_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()),
-        )
         .env("WISP_BROKER__MAX_CONNECTIONS_PER_IP", "100000")
         .spawn()
         .map(Oracle)

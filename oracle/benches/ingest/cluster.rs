@@ -172,22 +172,12 @@ fn spawn(setup: &Setup, root: &Path, key: &NodeKey, schema: &str, name: String) 
     std::fs::create_dir_all(&dir).unwrap();
     wisp_shell::keyfile::save_new(&dir.join("oracle.key"), key).unwrap();
     let b = &setup.broker;
-    let child = Command::new(env!("CARGO_BIN_EXE_wisp-oracle"))
-        .args(["run", "--data-dir", &dir.display().to_string()])
+    let child = crate::load::oracle_command(&dir, "warn")
         .args(["--broker", &format!("mqtt://{}:{}", b.host, b.port)])
         .env("WISP_STORAGE__URL", &setup.url)
         .env("WISP_STORAGE__SCHEMA", schema)
         .env("WISP_CLUSTER__ENABLED", "true")
         .env("WISP_CLUSTER__NAME", &name)
-        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
-        .env("WISP_EPOCH__DURATION_S", "3600")
-        .env("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "0.01")
-        .env("WISP_INGEST__RATE_PER_S", "1000000")
-        .env("WISP_INGEST__BURST", "1000000")
-        .env(
-            "WISP_LOG",
-            std::env::var("WISP_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()

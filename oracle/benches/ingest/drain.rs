@@ -39,22 +39,12 @@ impl Drop for Proc {
 pub(crate) fn run(broker: &Broker, nodes: &[NodeKey], per_node: u64) -> Figures {
     let tag = format!("drain{}-{}", std::process::id(), wall_ms());
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_wisp-oracle"))
-        .args(["run", "--data-dir", &dir.path().display().to_string()])
+    let child = crate::load::oracle_command(dir.path(), "warn")
         .args([
             "--broker",
             &format!("mqtt://{}:{}", broker.host, broker.port),
         ])
         .env("WISP_BROKER__CLIENT_ID", format!("wisp-oracle-{tag}"))
-        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
-        .env("WISP_EPOCH__DURATION_S", "3600")
-        .env("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "0.01")
-        .env("WISP_INGEST__RATE_PER_S", "1000000")
-        .env("WISP_INGEST__BURST", "1000000")
-        .env(
-            "WISP_LOG",
-            std::env::var("WISP_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()

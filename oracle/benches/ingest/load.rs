@@ -27,6 +27,24 @@ pub(crate) fn cpu_s(pid: &str) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// `wisp-oracle run` on `data_dir` as every part of the bench runs it: the API on a free port,
+/// hour-long epochs with a 10 ms heartbeat interval, no rate limit that a burst could hit,
+/// and `WISP_BENCH_LOG` (else `log`) as its log filter.
+pub(crate) fn oracle_command(data_dir: &std::path::Path, log: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-oracle"));
+    c.args(["run", "--data-dir", &data_dir.display().to_string()])
+        .env("WISP_HTTP__LISTEN", "127.0.0.1:0")
+        .env("WISP_EPOCH__DURATION_S", "3600")
+        .env("WISP_EPOCH__HEARTBEAT_INTERVAL_S", "0.01")
+        .env("WISP_INGEST__RATE_PER_S", "1000000")
+        .env("WISP_INGEST__BURST", "1000000")
+        .env(
+            "WISP_LOG",
+            std::env::var("WISP_BENCH_LOG").unwrap_or_else(|_| log.into()),
+        );
+    c
+}
+
 /// The nodes of every run: the same keys, so runs differ only in what runs the oracle.
 pub(crate) fn node_keys(n: usize) -> Vec<NodeKey> {
     (0..n as u32)
@@ -279,31 +297,9 @@ impl Load {
         pids: &[String],
     ) -> (f64, Vec<Option<f64>>) {
         let total = proofs.len() as u64;
-        let mut per_conn: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); self.conns.len()];
-        for (i, t, b) in proofs {
-            per_conn[i].push((t, b));
-        }
+        let per_conn = self.per_conn(proofs);
         std::thread::sleep(Duration::from_millis(300));
-        let mut watched: Vec<String> = pids.to_vec();
-        watched.push("self".into());
-        let cpu0: Vec<Option<f64>> = watched.iter().map(|p| cpu_s(p)).collect();
-        let start = Instant::now();
-        for (c, mine) in self.conns.iter().zip(per_conn) {
-            let c = c.clone();
-            self.rt.spawn(async move {
-                for (t, b) in mine {
-                    c.publish(t, QoS::AtLeastOnce, false, b).await.unwrap();
-                }
-            });
-        }
-        self.await_acked(total, "heartbeats");
-        let secs = start.elapsed().as_secs_f64();
-        let cpu = watched
-            .iter()
-            .zip(cpu0)
-            .map(|(p, before)| Some(cpu_s(p)? - before?))
-            .collect();
-        (secs, cpu)
+        self.timed(pids, total, "heartbeats", || self.spawn_publishes(per_conn))
     }
 
     /// The broker → committed part alone: every node publishes its own while the oracle is
@@ -318,19 +314,9 @@ impl Load {
         pids: &[String],
     ) -> (f64, Vec<Option<f64>>) {
         let total = proofs.len() as u64;
-        let mut per_conn: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); self.conns.len()];
-        for (i, t, b) in proofs {
-            per_conn[i].push((t, b));
-        }
+        let per_conn = self.per_conn(proofs);
         signal(oracle_pid, "-STOP");
-        for (c, mine) in self.conns.iter().zip(per_conn) {
-            let c = c.clone();
-            self.rt.spawn(async move {
-                for (t, b) in mine {
-                    c.publish(t, QoS::AtLeastOnce, false, b).await.unwrap();
-                }
-            });
-        }
+        self.spawn_publishes(per_conn);
         let deadline = Instant::now() + Duration::from_secs(120);
         while self.pubacked.load(Ordering::Relaxed) < total {
             if Instant::now() > deadline {
@@ -348,12 +334,47 @@ impl Load {
             0,
             "the oracle judged proofs while stopped"
         );
+        self.timed(pids, total, "heartbeats held by the broker", || {
+            signal(oracle_pid, "-CONT");
+        })
+    }
+
+    /// Each connection's proofs, in order.
+    fn per_conn(&self, proofs: Vec<Proof>) -> Vec<Vec<(String, Vec<u8>)>> {
+        let mut per_conn: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); self.conns.len()];
+        for (i, t, b) in proofs {
+            per_conn[i].push((t, b));
+        }
+        per_conn
+    }
+
+    /// Each connection publishes its own, in order, all connections at once.
+    fn spawn_publishes(&self, per_conn: Vec<Vec<(String, Vec<u8>)>>) {
+        for (c, mine) in self.conns.iter().zip(per_conn) {
+            let c = c.clone();
+            self.rt.spawn(async move {
+                for (t, b) in mine {
+                    c.publish(t, QoS::AtLeastOnce, false, b).await.unwrap();
+                }
+            });
+        }
+    }
+
+    /// Starts the clock, calls `go` and waits for `n` accepted verdicts: the seconds, and the
+    /// CPU seconds each of `pids` (and this process, last) spent meanwhile.
+    fn timed(
+        &self,
+        pids: &[String],
+        n: u64,
+        what: &str,
+        go: impl FnOnce(),
+    ) -> (f64, Vec<Option<f64>>) {
         let mut watched: Vec<String> = pids.to_vec();
         watched.push("self".into());
         let cpu0: Vec<Option<f64>> = watched.iter().map(|p| cpu_s(p)).collect();
         let start = Instant::now();
-        signal(oracle_pid, "-CONT");
-        self.await_acked(total, "heartbeats held by the broker");
+        go();
+        self.await_acked(n, what);
         let secs = start.elapsed().as_secs_f64();
         let cpu = watched
             .iter()
